@@ -1,0 +1,85 @@
+"""The ``geossl`` command line.
+
+Thin by design: each subcommand lives in its own module of :mod:`geossl.commands`, declares its
+flags and calls one library function. Subcommands are discovered from that package, so a module
+is listed exactly when it exists (and works). Every subcommand accepts ``--config FILE.yaml``
+(any flag can be set there; flags given after it override it) and ``--print_config`` (prints the
+effective configuration as YAML and exits), as in LightningCLI.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+import geossl
+from geossl import commands
+from geossl.errors import GeosslError
+
+
+def _command_modules() -> list[ModuleType]:
+    mods = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        if info.name.startswith("_"):
+            continue
+        mods.append(importlib.import_module(f"{commands.__name__}.{info.name}"))
+    return sorted(mods, key=lambda m: m.NAME)
+
+
+def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
+    """Build the top-level parser with one subcommand per module in :mod:`geossl.commands`.
+
+    Returns:
+        the parser and a mapping from subcommand name to its module.
+    """
+    parser = ArgumentParser(
+        prog="geossl",
+        description="Self-supervised learning on remote-sensing imagery.",
+        env_prefix="GEOSSL",
+        default_env=False,
+    )
+    parser.add_argument("--version", action="version", version=f"geossl {geossl.__version__}")
+    sub = parser.add_subcommands(dest="command", required=True)
+    mods = {}
+    for mod in _command_modules():
+        p = ArgumentParser(prog=f"geossl {mod.NAME}", description=mod.__doc__)
+        p.add_argument(
+            "--config", action=ActionConfigFile, help="YAML file with any of the flags below"
+        )
+        mod.add_arguments(p)
+        sub.add_subcommand(mod.NAME, p, help=mod.HELP)
+        mods[mod.NAME] = mod
+    return parser, mods
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI.
+
+    Args:
+        argv: arguments (defaults to ``sys.argv[1:]``).
+
+    Returns:
+        the process exit status: 0 on success, 2 on a user error, 130 when interrupted.
+    """
+    parser, mods = build_parser()
+    cfg = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    name: str = cfg.command
+    sub_cfg: Namespace = cfg[name]
+    try:
+        status = mods[name].run(sub_cfg)
+    except GeosslError as err:
+        print(f"geossl {name}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"geossl {name}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
