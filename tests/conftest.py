@@ -1,0 +1,39 @@
+"""Shared fixtures.
+
+``real`` points at the small REAL samples in ``../shared/data/real`` (beside the checkout). On a
+user's machine that folder does not exist and every test using it is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = Path(os.environ.get("GEOSSL_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    """Folder of real samples; skips the test when it is absent."""
+    if not REAL.is_dir():
+        pytest.skip(f"real samples not found at {REAL} (set GEOSSL_REAL_DATA)")
+    return REAL
+
+
+def real_path(*parts: str) -> Path:
+    """A path under the real samples; skips the calling test when it does not exist."""
+    path = REAL.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real sample {path} not found")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _small_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep torch to few threads so parallel test workers do not oversubscribe the CPU."""
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
