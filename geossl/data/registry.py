@@ -1,0 +1,95 @@
+"""Dataset names (the ``--data`` flag) -> dataset classes, imported lazily.
+
+Lazy imports keep ``geossl --help`` fast and let a dataset whose module is absent (or whose
+optional dependency is missing) fail with a one-line :class:`~geossl.errors.ConfigError` naming it,
+without breaking the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+from geossl.errors import ConfigError, DataError
+
+#: ``--data`` name -> (module, class)
+DATASETS: dict[str, tuple[str, str]] = {
+    "sen12ms": ("geossl.data.sen12ms", "SEN12MSPatches"),
+    "bigearthnet": ("geossl.data.bigearthnet", "BigEarthNet"),
+    "chips": ("geossl.data.chips", "ChipDataset"),
+    "aid": ("geossl.data.aid", "AID"),
+    "ucmerced": ("geossl.data.aid", "UCMerced"),
+    "eurosat": ("geossl.data.aid", "EuroSAT"),
+    "scenes": ("geossl.data.aid", "SceneFolder"),
+    "polsar": ("geossl.data.polsar", "PolSAR"),
+}
+
+#: keyword arguments commands pass to every dataset; dropped for a class that does not take them
+OPTIONAL_KWARGS = frozenset({"ids", "sensors", "index", "split"})
+
+
+def dataset_class(name: str) -> type[Any]:
+    """The class registered under ``name``.
+
+    Raises:
+        ConfigError: unknown name, or its module cannot be imported.
+    """
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(sorted(DATASETS))}")
+    module, cls = DATASETS[name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"dataset {name!r} is not available ({module}: {err})") from err
+    if not hasattr(mod, cls):
+        raise ConfigError(f"dataset {name!r} is not available ({module} has no {cls})")
+    return getattr(mod, cls)  # type: ignore[no-any-return]
+
+
+def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """Build the dataset registered under ``name``.
+
+    ``chips`` is built from its index file: ``index=`` when given, else ``ROOT/index.parquet``
+    (``ROOT`` may also be the index file itself). Keyword arguments of :data:`OPTIONAL_KWARGS`
+    that the class does not accept, or that are ``None``, are dropped; any other unknown one is
+    an error. With ``ids`` (one side of a saved split) a class with a ``split`` argument gets
+    ``split="all"`` unless one is given, so the ids alone choose the samples.
+
+    Args:
+        name: a key of :data:`DATASETS`.
+        root: dataset folder.
+        **kwargs: passed to the constructor.
+
+    Returns:
+        the dataset.
+
+    Raises:
+        ConfigError: unknown dataset or argument, dataset module not available.
+        DataError: missing folder (and whatever the dataset raises).
+    """
+    cls = dataset_class(name)
+    path = Path(root)
+    if not path.exists():
+        raise DataError("dataset folder not found", path)
+    params = inspect.signature(cls).parameters
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    first: Any = path
+    if name == "chips":
+        index = kwargs.pop("index", None)
+        first = Path(index) if index else (path if path.is_file() else path / "index.parquet")
+        if not first.exists():
+            raise DataError("chip index not found (write one with `geossl tile` or "
+                            "`geossl index`)", first)
+    if kwargs.get("ids") is not None and "split" in params and "split" not in kwargs:
+        kwargs["split"] = "all"  # ids pick the samples; the class's own default split must not
+    args: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in params or var_kw:
+            if value is not None or key not in OPTIONAL_KWARGS:
+                args[key] = value
+        elif key not in OPTIONAL_KWARGS:
+            raise ConfigError(f"dataset {name!r} takes no argument {key!r}")
+    return cls(first, **args)
