@@ -1,0 +1,66 @@
+r"""Slide an encoder over a whole scene: a georeferenced embedding cube (zarr) and a cluster map.
+
+Examples:
+    geossl embed RUN/checkpoints/last.ckpt S2_SCENE.tif --out scene.zarr --size 64 --stride 32
+    geossl embed RUN/checkpoints/last.ckpt major_tom/0U/0U_199R/S2A_MSIL2A_... \\
+        --out cell.zarr --clusters 8 --cluster-map cell_clusters.tif
+    geossl embed RUN/checkpoints/last.ckpt CHIPS/index.parquet --out chips.zarr
+
+SCENE is a GeoTIFF, a folder with one file per band, or a chip index. Rerunning the same
+command continues an interrupted run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import ArgumentParser, Namespace
+
+NAME = "embed"
+HELP = "embedding cube (zarr) and k-means cluster map (GeoTIFF) of a whole scene"
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    """Declare the flags of ``geossl embed``."""
+    parser.add_argument("ckpt", type=str, help="pretraining checkpoint")
+    parser.add_argument("scene", type=str, help="GeoTIFF, per-band folder or chip index")
+    parser.add_argument("--out", type=str, required=True, help="zarr store to write (OUT.zarr)")
+    parser.add_argument("--size", type=int, default=64, help="window size (pixels)")
+    parser.add_argument("--stride", type=int | None, default=None,
+                        help="window step (default: --size)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--block-rows", type=int, default=8,
+                        help="window rows per block (unit of memory and resume)")
+    parser.add_argument("--bands", type=str | None, default=None,
+                        help="comma-separated bands (default: the checkpoint's)")
+    parser.add_argument("--clusters", type=int, default=0, help="k of the cluster map (0: none)")
+    parser.add_argument("--cluster-map", type=str | None, default=None,
+                        help="cluster map GeoTIFF (default OUT_clusters.tif)")
+    parser.add_argument("--scene-id", type=str | None, default=None,
+                        help="scene to embed when a chip index holds several")
+    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--bf16", type=bool, default=False)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _get(cfg: Namespace, name: str) -> Any:
+    return cfg.get(name, cfg.get(name.replace("_", "-")))
+
+
+def run(cfg: Namespace) -> int:
+    """Run ``geossl embed``."""
+    from geossl.embed import embed
+
+    acc = _get(cfg, "accelerator")
+    device = None if acc == "auto" else ("cuda" if acc in ("gpu", "cuda") else acc)
+    bands = _get(cfg, "bands")
+    res = embed(cfg.ckpt, cfg.scene, cfg.out, size=cfg.size, stride=cfg.stride,
+                batch_size=_get(cfg, "batch_size"), block_rows=_get(cfg, "block_rows"),
+                bands=bands.split(",") if bands else None, clusters=cfg.clusters,
+                cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed, device=device,
+                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"))
+    print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
+          f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
+    if res.cluster_map is not None:
+        print(f"wrote {res.cluster_map}")
+    return 0

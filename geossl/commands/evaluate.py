@@ -1,0 +1,95 @@
+r"""Evaluate a pretrained encoder: linear probe, kNN, fine-tuning vs scratch, clustering.
+
+Examples:
+    geossl evaluate RUN/checkpoints/last.ckpt --protocol linear,knn --data ucmerced \\
+        --root UCMerced_LandUse --splits splits.json --labels-per-class 10 --seeds 0,1,2 \\
+        --out eval/
+    geossl evaluate random --backbone resnet18 --protocol linear --data aid --root AID \\
+        --out eval_random/            # the random-init baseline
+
+Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
+OUT/knn_grid.png, OUT/confusion_*.png, OUT/finetune_curves.png and a feature cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse import ArgumentParser, Namespace
+
+from geossl.commands import _common
+
+NAME = "evaluate"
+HELP = "evaluate a checkpoint (linear, knn, finetune, cluster) with label budgets and seeds"
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    """Declare the flags of ``geossl evaluate``."""
+    parser.add_argument("ckpt", type=str,
+                        help="pretraining checkpoint, or 'random'/'none' with --backbone")
+    parser.add_argument("--protocol", type=str, default="linear,knn",
+                        help="comma-separated: linear, knn, finetune, cluster")
+    _common.add_data(parser, required=True)
+    parser.add_argument("--splits", type=str | None, default=None,
+                        help="saved overlap-aware split (JSON/GeoParquet); default: the "
+                             "dataset's own split")
+    parser.add_argument("--train-split", type=str, default="train")
+    parser.add_argument("--test-split", type=str, default="test")
+    parser.add_argument("--labels-per-class", type=str | None, default=None,
+                        help="label budget(s) per class, e.g. 10 or 10,50")
+    parser.add_argument("--labels", type=str | None, default=None,
+                        help="label budget(s) in total (stratified), e.g. 1024")
+    parser.add_argument("--seeds", type=str, default="0", help="comma-separated seeds")
+    _common.add_out(parser, default="eval")
+    parser.add_argument("--backbone", type=str | None, default=None,
+                        help="timm backbone for CKPT 'random'")
+    parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
+    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--bf16", type=bool, default=False, help="bf16 autocast")
+    parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3)
+    parser.add_argument("--finetune-batch-size", type=int, default=64)
+    parser.add_argument("--no-plots", type=bool, default=False, help="skip the PNGs")
+    _common.add_workers(parser)
+
+
+def _get(cfg: Namespace, name: str) -> Any:
+    return cfg.get(name, cfg.get(name.replace("_", "-")))
+
+
+def _ints(text: Any) -> list[int] | None:
+    if text is None or text == "":
+        return None
+    from geossl.errors import ConfigError
+
+    try:
+        return [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError as err:
+        raise ConfigError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def run(cfg: Namespace) -> int:
+    """Run ``geossl evaluate``."""
+    from geossl.eval.run import evaluate
+
+    acc = _get(cfg, "accelerator")
+    device = None if acc == "auto" else ("cuda" if acc in ("gpu", "cuda") else acc)
+    res = evaluate(
+        cfg.ckpt, _get(cfg, "data"), _get(cfg, "root"), _get(cfg, "protocol"),
+        splits=_get(cfg, "splits"), train_split=_get(cfg, "train_split"),
+        test_split=_get(cfg, "test_split"),
+        labels_per_class=_ints(_get(cfg, "labels_per_class")),
+        labels_total=_ints(_get(cfg, "labels")), seeds=_ints(_get(cfg, "seeds")) or [0],
+        out=_get(cfg, "out"), backbone=_get(cfg, "backbone"),
+        batch_size=_get(cfg, "batch_size"), device=device, bf16=bool(_get(cfg, "bf16")),
+        workers=_get(cfg, "workers"), finetune_steps=_get(cfg, "finetune_steps"),
+        finetune_lr=_get(cfg, "finetune_lr"),
+        finetune_batch_size=_get(cfg, "finetune_batch_size"),
+        plots=not _get(cfg, "no_plots"),
+    )
+    from geossl.eval.report import to_markdown
+
+    print(to_markdown(res["summary"]), end="")
+    for path in res["paths"].values():
+        print(f"wrote {path}")
+    return 0

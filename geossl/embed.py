@@ -1,0 +1,463 @@
+"""Embedding maps: slide a pretrained encoder over a whole scene and write a georeferenced cube.
+
+``geossl embed CKPT SCENE --out OUT.zarr`` reads SCENE (a GeoTIFF, a folder with one file per
+band on different grids such as a Major-TOM cell or a Sentinel-2 granule, or a chip index written
+by ``geossl tile``), cuts it into ``size`` x ``size`` windows every ``stride`` pixels, runs the
+encoder on every window and writes an xarray/zarr cube ``embedding(band, y, x)`` where ``band``
+is the feature index and ``y``/``x`` are the centre coordinates of each window in the scene's
+CRS; CRS and transform are written with rioxarray (``spatial_ref``), so
+``xarray.open_zarr(OUT, decode_coords="all").rio.crs`` gives them back.
+
+Bounded memory: the scene is processed by blocks of window rows, and each block in column
+chunks; nothing larger than one chunk of the scene is ever in memory. Resumable: the cube is
+created once with its full shape, each block is written with ``to_zarr(region=...)`` and
+recorded in ``OUT/geossl_progress.json``; a rerun with the same parameters skips finished blocks.
+
+Optionally (``clusters > 0``) a land-cover map without labels: ``MiniBatchKMeans`` is fitted on
+a random sample of embeddings, every block is assigned to the nearest centroid, and the map is
+written atomically as a GeoTIFF whose pixels are the windows (transform = stride x pixel size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from rasterio.windows import Window
+from tqdm.auto import tqdm
+
+from geossl.errors import ConfigError, DataError
+from geossl.eval.features import (
+    EncoderSource,
+    default_device,
+    encode,
+    load_source,
+    make_normalizer,
+    primary_sensor,
+)
+from geossl.io import atomic_path, atomic_write_text, open_raster
+
+PROGRESS = "geossl_progress.json"
+
+
+# --------------------------------------------------------------------------------------------
+# scenes
+# --------------------------------------------------------------------------------------------
+class Scene:
+    """A scene on one pixel grid, read by windows, whatever its on-disk form.
+
+    A thin view over :mod:`geossl.data.scenes` (the module ``geossl tile`` uses): a raster file,
+    a folder of one file per band at different resolutions (Major-TOM cell) or a Sentinel-2
+    SAFE product, every band read onto the grid of the finest band, only the pixels a window
+    needs. Invalid pixels (nodata, NaN, outside a band's extent) are read as 0.
+
+    Attributes:
+        crs: the scene's CRS.
+        transform: affine transform of the common grid.
+        height: rows of the common grid.
+        width: columns of the common grid.
+        bands: band names, in the order :meth:`read` returns them.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], bands: Sequence[str] | None = None) -> None:
+        """Open a scene (headers only).
+
+        Args:
+            path: raster file, folder of per-band files or SAFE product.
+            bands: band names to read, in this order (default: every band).
+
+        Raises:
+            DataError: missing/unreadable files, a missing band or bands in different CRSs.
+        """
+        from geossl.data.scenes import SceneReader, open_scene
+
+        self.path = Path(path)
+        self._scene = open_scene(self.path, bands=list(bands) if bands is not None else None)
+        grid = self._scene.grid
+        self.bands: list[str] = list(self._scene.band_names)
+        self.crs = grid.crs
+        self.transform: Affine = grid.transform
+        self.height: int = int(grid.height)
+        self.width: int = int(grid.width)
+        self._reader = SceneReader(self._scene)
+
+    def close(self) -> None:
+        """Close the open files."""
+        self._reader.close()
+
+    def read(self, window: Window) -> np.ndarray:
+        """Read a window of the common grid as float32 ``(C, h, w)``, invalid pixels as 0."""
+        data, valid = self._reader.read(int(window.row_off), int(window.col_off),
+                                        int(window.height), int(window.width))
+        out = data.astype(np.float32, copy=False)
+        out[:, ~valid] = 0
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# embedding
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EmbedResult:
+    """What :func:`embed` wrote."""
+
+    cube: Path
+    cluster_map: Path | None
+    shape: tuple[int, int, int]
+    crs: str
+    transform: tuple[float, ...]
+    blocks_done: int
+    blocks_skipped: int
+
+
+def grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
+    """Number of window rows and columns that fit entirely in the scene."""
+    if size > height or size > width:
+        raise ConfigError(f"window size {size} is larger than the scene ({height} x {width})")
+    return (height - size) // stride + 1, (width - size) // stride + 1
+
+
+def cube_transform(transform: Affine, size: int, stride: int) -> Affine:
+    """Transform of the embedding grid: one pixel per window, centred on the window centre."""
+    offset = (size - stride) / 2
+    return transform @ Affine.translation(offset, offset) @ Affine.scale(stride)
+
+
+def _windows(x: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """``(C, h, w)`` -> ``(rows * cols, C, size, size)`` windows, row-major."""
+    c = x.shape[0]
+    u = x.unfold(1, size, stride).unfold(2, size, stride)  # C, rows, cols, size, size
+    return u.permute(1, 2, 0, 3, 4).reshape(-1, c, size, size)
+
+
+def _create_store(out: Path, n_feat: int, ys: np.ndarray, xs: np.ndarray, crs: Any,
+                  transform: Affine, block_rows: int, col_chunk: int,
+                  attrs: dict[str, Any]) -> None:
+    import rioxarray  # noqa: F401 - registers the .rio accessor
+    import xarray as xr
+    import zarr
+
+    ds = xr.Dataset(coords={"band": np.arange(n_feat), "y": ys, "x": xs})
+    ds = ds.rio.write_crs(crs).rio.write_transform(transform)
+    ds.attrs.update(attrs)
+    ds.to_zarr(out, mode="w", consolidated=True)
+    group = zarr.open_group(str(out), mode="r+")
+    group.create_array(
+        "embedding", shape=(n_feat, len(ys), len(xs)),
+        chunks=(n_feat, min(block_rows, len(ys)), min(col_chunk, len(xs))), dtype="float32",
+        fill_value=float("nan"), dimension_names=("band", "y", "x"),
+        attributes={"grid_mapping": "spatial_ref", "long_name": "encoder embedding"},
+    )
+    zarr.consolidate_metadata(str(out))
+
+
+def _blocks(ny: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
+    for b, r0 in enumerate(range(0, ny, block_rows)):
+        yield b, r0, min(ny, r0 + block_rows)
+
+
+def embed(
+    ckpt: str | os.PathLike[str] | EncoderSource,
+    scene: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    size: int = 64,
+    stride: int | None = None,
+    batch_size: int = 64,
+    block_rows: int = 8,
+    col_chunk: int = 256,
+    bands: Sequence[str] | None = None,
+    clusters: int = 0,
+    cluster_map: str | os.PathLike[str] | None = None,
+    cluster_sample: int = 20000,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    bf16: bool = False,
+    resume: bool = True,
+    scene_id: str | None = None,
+) -> EmbedResult:
+    """Write the embedding cube of a scene (and optionally its k-means cluster map).
+
+    Args:
+        ckpt: pretraining checkpoint (or an :class:`EncoderSource`).
+        scene: GeoTIFF, folder of per-band files, or chip index (``.parquet``).
+        out: zarr store to write (``OUT.zarr``).
+        size: window size in pixels of the scene grid.
+        stride: step between windows (default ``size``).
+        batch_size: windows per encoder batch.
+        block_rows: window rows per block (the unit of progress, resume and memory).
+        col_chunk: window columns read at once within a block.
+        bands: bands to read (default: the checkpoint's ``bands``, else every band).
+        clusters: k of the k-means cluster map (0: none).
+        cluster_map: GeoTIFF path (default ``<out without .zarr>_clusters.tif``).
+        cluster_sample: embeddings sampled to fit k-means.
+        seed: sampling and k-means seed.
+        device: default GPU when present.
+        bf16: bf16 autocast.
+        resume: continue an interrupted run with the same parameters.
+        scene_id: the scene to embed when a chip index holds several.
+
+    Returns:
+        the paths, cube shape ``(D, rows, cols)``, CRS and transform.
+
+    Raises:
+        DataError: unreadable scene, missing band, channel count not matching the encoder.
+        ConfigError: bad window parameters.
+    """
+    stride = stride or size
+    if size < 1 or stride < 1 or block_rows < 1:
+        raise ConfigError("--size, --stride and block rows must be >= 1")
+    source = load_source(ckpt)
+    wanted = bands if bands is not None else source.meta.get("bands")
+    scene_path = Path(scene)
+    dev = torch.device(device) if device is not None else default_device()
+    encoder = source.encoder.eval().to(dev)
+    sensor = primary_sensor(source.meta)
+    normalizer = make_normalizer(source.meta, sensor)
+    n_feat = int(getattr(source.encoder, "num_features"))  # noqa: B009 - encoder contract
+    n_in = source.meta.get("in_chans")
+
+    @torch.no_grad()
+    def run(wins: torch.Tensor) -> np.ndarray:
+        if isinstance(n_in, int) and wins.shape[1] != n_in:
+            raise DataError(f"scene has {wins.shape[1]} bands but the encoder takes {n_in}",
+                            scene_path)
+        feats = []
+        for s in range(0, len(wins), batch_size):
+            x = wins[s:s + batch_size].to(dev)
+            if normalizer is not None:
+                x = normalizer(x)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                feats.append(encode(encoder, x, sensor).float().cpu())
+        return torch.cat(feats).numpy()
+
+    layout: _Layout
+    if scene_path.suffix.lower() in (".parquet", ".geoparquet"):
+        layout = _ChipLayout(scene_path, wanted, scene_id, run, n_feat)
+    else:
+        layout = _SceneLayout(Scene(scene_path, wanted), size, stride, col_chunk, run, n_feat)
+    ny, nx = layout.ny, layout.nx
+    ctrans = layout.transform
+    xs = np.array([ctrans.c + ctrans.a * (j + 0.5) for j in range(nx)])
+    ys = np.array([ctrans.f + ctrans.e * (i + 0.5) for i in range(ny)])
+    out_path = Path(out)
+    params = {"checkpoint": source.key, "scene": str(scene_path.resolve()), "size": layout.size,
+              "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
+              "shape": [n_feat, ny, nx]}
+    progress_file = out_path / PROGRESS
+    done: set[int] = set()
+    if resume and progress_file.is_file():
+        prev = json.loads(progress_file.read_text())
+        if prev.get("params") == params:
+            done = set(prev.get("done", []))
+    if not done:
+        attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
+                 for k, v in params.items()}
+        _create_store(out_path, n_feat, ys, xs, layout.crs, ctrans, block_rows, col_chunk, attrs)
+        atomic_write_text(progress_file, json.dumps({"params": params, "done": []}))
+
+    import xarray as xr
+
+    blocks = list(_blocks(ny, block_rows))
+    skipped = 0
+    try:
+        for b, r0, r1 in tqdm(blocks, desc="embed", unit="block", disable=None):
+            if b in done:
+                skipped += 1
+                continue
+            block = layout.block(r0, r1)
+            part = xr.Dataset({"embedding": (("band", "y", "x"), block)})
+            part.to_zarr(out_path, region={"y": slice(r0, r1)}, mode="r+")
+            done.add(b)
+            atomic_write_text(progress_file, json.dumps({"params": params,
+                                                         "done": sorted(done)}))
+    finally:
+        layout.close()
+    cmap_path = None
+    if clusters > 0:
+        cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
+            out_path.name.removesuffix(".zarr") + "_clusters.tif")
+        write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
+                          cluster_sample, seed)
+    return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
+                       tuple(ctrans)[:6], len(blocks) - skipped, skipped)
+
+
+class _Layout:
+    """Where windows come from: a scene grid or a chip index."""
+
+    ny: int
+    nx: int
+    size: int
+    stride: int
+    bands: list[str]
+    crs: Any
+    transform: Affine
+
+    def block(self, r0: int, r1: int) -> np.ndarray:  # pragma: no cover - interface
+        """Embeddings ``(D, r1 - r0, nx)`` of window rows ``r0:r1``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release open files."""
+
+
+class _SceneLayout(_Layout):
+    def __init__(self, scene: Scene, size: int, stride: int, col_chunk: int,
+                 run: Any, n_feat: int) -> None:
+        self.scene, self.size, self.stride, self.col_chunk = scene, size, stride, col_chunk
+        self.run, self.n_feat = run, n_feat
+        self.ny, self.nx = grid(scene.height, scene.width, size, stride)
+        self.bands, self.crs = list(scene.bands), scene.crs
+        self.transform = cube_transform(scene.transform, size, stride)
+
+    def block(self, r0: int, r1: int) -> np.ndarray:
+        out = np.empty((self.n_feat, r1 - r0, self.nx), dtype=np.float32)
+        size, stride = self.size, self.stride
+        for c0 in range(0, self.nx, self.col_chunk):
+            c1 = min(self.nx, c0 + self.col_chunk)
+            win = Window(c0 * stride, r0 * stride, (c1 - c0 - 1) * stride + size,
+                         (r1 - r0 - 1) * stride + size)
+            wins = _windows(torch.from_numpy(self.scene.read(win)), size, stride)
+            f = self.run(wins).reshape(r1 - r0, c1 - c0, self.n_feat)
+            out[:, :, c0:c1] = f.transpose(2, 0, 1)
+        return out
+
+    def close(self) -> None:
+        self.scene.close()
+
+
+class _ChipLayout(_Layout):
+    """Chips of one scene of a ``geossl tile`` chip index, placed by their ``row``/``col``."""
+
+    def __init__(self, index: Path, bands: Sequence[str] | None, scene_id: str | None,
+                 run: Any, n_feat: int) -> None:
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(index)
+        except Exception as err:
+            raise DataError(f"unreadable chip index ({type(err).__name__})", index) from err
+        need = {"path", "row", "col", "height", "width"}
+        if not need <= set(df.columns):
+            raise DataError(f"chip index lacks columns {sorted(need - set(df.columns))}", index)
+        if "scene" in df.columns:
+            scenes = sorted(map(str, df["scene"].unique()))
+            if scene_id is None and len(scenes) > 1:
+                raise ConfigError(f"chip index holds {len(scenes)} scenes; pick one with "
+                                  f"--scene-id ({', '.join(scenes[:5])}...)")
+            if scene_id is not None:
+                if scene_id not in scenes:
+                    raise ConfigError(f"scene {scene_id!r} not in chip index {index}")
+                df = df[df["scene"].astype(str) == scene_id]
+        df = df.reset_index(drop=True)
+        self.df, self.root, self.run, self.n_feat = df, index.parent, run, n_feat
+        self.size = int(df["height"].iloc[0])
+        rows, cols = np.unique(df["row"]), np.unique(df["col"])
+        steps = np.concatenate([np.diff(rows), np.diff(cols)])
+        self.stride = int(steps[steps > 0].min()) if (steps > 0).any() else self.size
+        self.row0, self.col0 = int(rows.min()), int(cols.min())
+        self.ny = int((rows.max() - self.row0) // self.stride + 1)
+        self.nx = int((cols.max() - self.col0) // self.stride + 1)
+        first = self.root / str(df["path"].iloc[0])
+        with open_raster(first) as src:
+            self.crs = src.crs
+            chip_t = src.transform
+            names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
+        r, c = int(df["row"].iloc[0]), int(df["col"].iloc[0])
+        scene_t = chip_t @ Affine.translation(-c, -r)
+        origin = scene_t @ Affine.translation(self.col0, self.row0)
+        self.transform = cube_transform(origin, self.size, self.stride)
+        self.bands = list(bands) if bands is not None else names
+        self._select = None
+        if bands is not None:
+            up = [n.upper() for n in names]
+            missing = [b for b in bands if b.upper() not in up]
+            if missing:
+                raise DataError(f"band {missing[0]} not in chips (has {', '.join(names)})",
+                                first)
+            self._select = [up.index(b.upper()) + 1 for b in bands]
+        self.i = ((df["row"].to_numpy() - self.row0) // self.stride).astype(int)
+        self.j = ((df["col"].to_numpy() - self.col0) // self.stride).astype(int)
+
+    def block(self, r0: int, r1: int) -> np.ndarray:
+        out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
+        rows = np.flatnonzero((self.i >= r0) & (self.i < r1))
+        for s in range(0, len(rows), 256):
+            part = rows[s:s + 256]
+            chips = []
+            for k in part:
+                with open_raster(self.root / str(self.df["path"].iloc[k])) as src:
+                    arr = src.read(self._select, out_dtype=np.float32)
+                chips.append(np.nan_to_num(arr))
+            f = self.run(torch.from_numpy(np.stack(chips)))
+            out[:, self.i[part] - r0, self.j[part]] = f.T
+        return out
+
+
+def write_cluster_map(
+    cube: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    clusters: int,
+    crs: Any,
+    transform: Affine,
+    block_rows: int = 8,
+    sample: int = 20000,
+    seed: int = 0,
+) -> Path:
+    """Fit MiniBatchKMeans on a sample of the cube and write the cluster map GeoTIFF.
+
+    Args:
+        cube: zarr cube written by :func:`embed`.
+        path: GeoTIFF to write (atomically).
+        clusters: k.
+        crs: CRS of the map.
+        transform: transform of the cube grid.
+        block_rows: rows read at once.
+        sample: embeddings used to fit k-means (spread over all blocks).
+        seed: sampling and k-means seed.
+
+    Returns:
+        the path written. Windows without an embedding (NaN) get nodata 255 / 65535.
+    """
+    import xarray as xr
+    from sklearn.cluster import MiniBatchKMeans
+
+    ds = xr.open_zarr(cube, consolidated=True)
+    emb = ds["embedding"]
+    n_feat, ny, nx = emb.shape
+    rng = np.random.default_rng(seed)
+    per_block = max(1, sample * block_rows // max(1, ny))
+    picks = []
+    for _, r0, r1 in _blocks(ny, block_rows):
+        v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
+        v = v[np.isfinite(v).all(1)]
+        if len(v):
+            picks.append(v[rng.choice(len(v), min(per_block, len(v)), replace=False)])
+    if not picks:
+        raise DataError("embedding cube is empty", cube)
+    data = np.concatenate(picks)
+    k = min(clusters, len(data))
+    km = MiniBatchKMeans(n_clusters=k, random_state=seed, batch_size=1024, n_init=3)
+    km.fit(data)
+    dtype, nodata = ("uint8", 255) if k < 255 else ("uint16", 65535)
+    profile = {"driver": "GTiff", "height": ny, "width": nx, "count": 1, "dtype": dtype,
+               "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate"}
+    dest = Path(path)
+    with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        for _, r0, r1 in _blocks(ny, block_rows):
+            v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
+            ok = np.isfinite(v).all(1)
+            lab = np.full(len(v), nodata, dtype=dtype)
+            if ok.any():
+                lab[ok] = km.predict(v[ok].astype(np.float32)).astype(dtype)
+            dst.write(lab.reshape(r1 - r0, nx), 1, window=Window(0, r0, nx, r1 - r0))
+    return dest

@@ -1,0 +1,23 @@
+"""Evaluation of pretrained encoders: frozen features, probes, fine-tuning, clustering, reports.
+
+Entry point: :func:`geossl.eval.run.evaluate` (``geossl evaluate``). The pieces are usable alone:
+:mod:`~geossl.eval.metrics` (pure metric functions), :mod:`~geossl.eval.features` (cached
+frozen features), :mod:`~geossl.eval.linear`, :mod:`~geossl.eval.knn`,
+:mod:`~geossl.eval.finetune`, :mod:`~geossl.eval.cluster`, :mod:`~geossl.eval.budgets`,
+:mod:`~geossl.eval.plots`, :mod:`~geossl.eval.report`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PROTOCOLS", "evaluate"]
+
+PROTOCOLS = ("linear", "knn", "finetune", "cluster")
+
+
+def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See :func:`geossl.eval.run.evaluate` (imported lazily to keep ``import geossl`` light)."""
+    from geossl.eval.run import evaluate as _evaluate
+
+    return _evaluate(*args, **kwargs)

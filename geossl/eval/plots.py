@@ -1,0 +1,291 @@
+"""Evaluation pictures, all PNG through matplotlib's Agg backend and written atomically.
+
+* :func:`plot_tsne`: t-SNE (scikit-learn) of embeddings coloured by class;
+* :func:`plot_neighbour_grid`: query chips and their nearest chips in feature space;
+* :func:`plot_confusion`: a confusion matrix;
+* :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files.
+
+:func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
+(B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from geossl.errors import DataError
+from geossl.io import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+#: band triplets tried in order for each composite mode
+_COMPOSITES: dict[str, tuple[tuple[str, ...], ...]] = {
+    "rgb": (("B04", "B03", "B02"), ("B4", "B3", "B2"), ("red", "green", "blue"),
+            ("R", "G", "B")),
+    "false": (("B08", "B04", "B03"), ("B8", "B4", "B3"), ("nir", "red", "green")),
+}
+
+
+def save_figure(fig: Figure, path: PathLike, dpi: int = 120) -> Path:
+    """Save ``fig`` as PNG to ``path`` atomically and close it."""
+    out = Path(path)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _stretch(x: np.ndarray, lo: float = 2, hi: float = 98) -> np.ndarray:
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return np.zeros_like(x, dtype=np.float32)
+    a, b = np.percentile(finite, [lo, hi])
+    if b <= a:
+        b = a + 1e-6
+    return np.clip((np.nan_to_num(x, nan=a) - a) / (b - a), 0, 1).astype(np.float32)
+
+
+def _find(bands: Sequence[str], names: Sequence[str]) -> list[int] | None:
+    low = [b.lower() for b in bands]
+    idx = []
+    for n in names:
+        if n.lower() not in low:
+            return None
+        idx.append(low.index(n.lower()))
+    return idx
+
+
+def composite(image: Any, bands: Sequence[str] | None = None, mode: str = "auto") -> np.ndarray:
+    """Render a ``(C, H, W)`` chip as an ``(H, W, 3)`` picture in [0, 1].
+
+    Args:
+        image: the chip (tensor or array).
+        bands: band names, used to find B04/B03/B02 (true colour), B08/B04/B03 (false colour)
+            or VV/VH (SAR).
+        mode: ``auto``, ``rgb``, ``false``, ``sar`` or ``grey``. ``auto`` picks SAR for VV/VH
+            (or any 2-band chip), true colour when the bands are known, else the first three
+            bands.
+
+    Returns:
+        an RGB float array, each channel stretched between its 2nd and 98th percentiles.
+    """
+    x = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[None]
+    names = list(bands) if bands is not None and len(bands) == x.shape[0] else []
+    c = x.shape[0]
+    if mode == "auto":
+        if _find(names, ("VV", "VH")) is not None or c == 2:
+            mode = "sar"
+        elif c >= 3:
+            mode = "rgb"
+        else:
+            mode = "grey"
+    if mode == "sar":
+        idx = _find(names, ("VV", "VH")) or [0, min(1, c - 1)]
+        vv, vh = x[idx[0]], x[idx[1]]
+        rgb = np.stack([_stretch(vv), _stretch(vh), _stretch(vv - vh)], -1)
+        return rgb
+    if mode in _COMPOSITES:
+        for triplet in _COMPOSITES[mode]:
+            found = _find(names, triplet)
+            if found is not None:
+                return np.stack([_stretch(x[i]) for i in found], -1)
+        if mode == "false" and c >= 4:
+            idx = [3, 0, 1]
+        else:
+            idx = [0, 1, 2] if c >= 3 else [0, 0, 0]
+        return np.stack([_stretch(x[i]) for i in idx], -1)
+    g = _stretch(x[0])
+    return np.stack([g, g, g], -1)
+
+
+def _colours(n: int) -> Any:
+    return plt.get_cmap("tab20" if n > 10 else "tab10")
+
+
+def plot_tsne(
+    features: Any,
+    labels: Any,
+    path: PathLike,
+    class_names: Sequence[str] | None = None,
+    seed: int = 0,
+    max_points: int = 3000,
+    title: str = "t-SNE of embeddings",
+) -> Path:
+    """t-SNE of embeddings coloured by class.
+
+    Args:
+        features: ``(N, D)``.
+        labels: ``(N,)`` classes (multi-hot labels are coloured by their first class).
+        path: PNG to write.
+        class_names: legend names.
+        seed: t-SNE and subsampling seed.
+        max_points: random subsample above this many points.
+        title: figure title.
+
+    Returns:
+        the path written.
+    """
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float32)
+    y = np.asarray(labels)
+    if y.ndim == 2:
+        y = y.argmax(1)
+    rng = np.random.default_rng(seed)
+    if len(x) > max_points:
+        keep = rng.choice(len(x), max_points, replace=False)
+        x, y = x[keep], y[keep]
+    if len(x) < 3:
+        raise DataError(f"t-SNE needs at least 3 points, got {len(x)}")
+    perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+    emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,
+               init="pca").fit_transform(x)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    classes = np.unique(y)
+    cmap = _colours(len(classes))
+    for i, c in enumerate(classes):
+        sel = y == c
+        known = class_names is not None and int(c) < len(class_names)
+        name = class_names[int(c)] if known else str(c)  # type: ignore[index]
+        ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=cmap(i % cmap.N), label=name)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if len(classes) <= 30:
+        ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    return save_figure(fig, path)
+
+
+def plot_neighbour_grid(
+    queries: Sequence[Any],
+    neighbours: Sequence[Sequence[Any]],
+    path: PathLike,
+    bands: Sequence[str] | None = None,
+    mode: str = "auto",
+    query_titles: Sequence[str] | None = None,
+    neighbour_titles: Sequence[Sequence[str]] | None = None,
+) -> Path:
+    """One row per query: the query chip, then its nearest chips in feature space.
+
+    Args:
+        queries: query chips ``(C, H, W)``.
+        neighbours: per query, its neighbour chips (nearest first).
+        path: PNG to write.
+        bands: band names for :func:`composite`.
+        mode: composite mode (``auto``, ``rgb``, ``false``, ``sar``, ``grey``).
+        query_titles: captions of the queries (e.g. their class).
+        neighbour_titles: captions of the neighbours.
+
+    Returns:
+        the path written.
+    """
+    rows = len(queries)
+    cols = 1 + max((len(n) for n in neighbours), default=0)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.4 * rows), squeeze=False)
+    for r in range(rows):
+        chips = [queries[r], *neighbours[r]]
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(chips):
+                ax.axis("off")
+                continue
+            ax.imshow(composite(chips[c], bands, mode))
+            if c == 0:
+                for side in ax.spines.values():
+                    side.set_edgecolor("red")
+                    side.set_linewidth(2)
+                if query_titles is not None:
+                    ax.set_title(str(query_titles[r]), fontsize=6)
+            elif neighbour_titles is not None:
+                ax.set_title(str(neighbour_titles[r][c - 1]), fontsize=6)
+    fig.suptitle("query (red) and its nearest neighbours", fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_confusion(
+    confusion: Any, path: PathLike, class_names: Sequence[str] | None = None,
+    title: str = "confusion matrix", normalize: bool = True,
+) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
+    k = len(cm)
+    fig, ax = plt.subplots(figsize=(max(4, 0.35 * k + 2), max(4, 0.35 * k + 2)))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    names = list(class_names) if class_names is not None and len(class_names) == k else [
+        str(i) for i in range(k)]
+    ax.set_xticks(range(k), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
+                        color="white" if shown[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_training_curves(
+    logs: PathLike | Mapping[str, PathLike], path: PathLike,
+    metrics: Sequence[str] | None = None,
+) -> Path:
+    """Training curves from Lightning ``CSVLogger`` ``metrics.csv`` files.
+
+    Args:
+        logs: one CSV, or ``{label: csv}`` to overlay several runs (e.g. pretrained vs
+            scratch).
+        path: PNG to write.
+        metrics: columns to plot (default: every numeric column but ``epoch``/``step``).
+
+    Returns:
+        the path written.
+
+    Raises:
+        DataError: a log is missing or has no ``step`` column.
+    """
+    runs = {"": logs} if isinstance(logs, (str, os.PathLike)) else dict(logs)
+    frames = {}
+    for label, csv_path in runs.items():
+        if not Path(csv_path).is_file():
+            raise DataError("training log not found", csv_path)
+        df = pd.read_csv(csv_path)
+        if "step" not in df.columns:
+            raise DataError("not a Lightning CSV log (no 'step' column)", csv_path)
+        frames[label] = df
+    cols = list(metrics) if metrics else sorted({
+        c for df in frames.values() for c in df.columns
+        if c not in ("epoch", "step") and pd.api.types.is_numeric_dtype(df[c])})
+    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(4.5 * max(1, len(cols)), 3.2),
+                             squeeze=False)
+    for ax, col in zip(axes[0], cols):
+        for label, df in frames.items():
+            if col not in df.columns:
+                continue
+            d = df[["step", col]].dropna()
+            ax.plot(d["step"], d[col], label=label or None, lw=1)
+        ax.set_xlabel("step")
+        ax.set_title(col)
+        if any(label for label in frames):
+            ax.legend(fontsize=7)
+    return save_figure(fig, path)

@@ -1,0 +1,102 @@
+"""Evaluation results as JSON and as a markdown table (mean ± std over seeds)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from geossl.eval.budgets import mean_std
+from geossl.io import atomic_write_text
+
+#: metric columns shown in the markdown table, in this order, when present
+TABLE_METRICS: tuple[str, ...] = (
+    "oa", "aa", "f1_macro", "top5", "map_micro", "map_macro", "f1_micro",
+    "sensitivity", "specificity", "nmi", "ari", "acc",
+)
+_NAMES = {"oa": "OA", "aa": "AA", "f1_macro": "F1 macro", "top5": "top-5", "map_micro":
+          "mAP micro", "map_macro": "mAP macro", "f1_micro": "F1 micro", "nmi": "NMI",
+          "ari": "ARI", "acc": "acc (Hungarian)"}
+
+
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group runs by (protocol, budget) and aggregate every scalar metric over seeds.
+
+    Args:
+        runs: records ``{"protocol", "budget", "seed", "metrics": {name: value}}``.
+
+    Returns:
+        one row per (protocol, budget) in first-seen order:
+        ``{"protocol", "budget", "seeds": [...], "metrics": {name: {"mean", "std", "n"}}}``.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((str(run["protocol"]), str(run["budget"])), []).append(run)
+    rows = []
+    for (protocol, budget), group in groups.items():
+        names = [k for k in dict.fromkeys(k for r in group for k in r["metrics"])
+                 if any(_scalar(r["metrics"].get(k)) for r in group)]
+        rows.append({
+            "protocol": protocol,
+            "budget": budget,
+            "seeds": [r.get("seed") for r in group],
+            "metrics": {k: mean_std([r["metrics"][k] for r in group
+                                     if _scalar(r["metrics"].get(k))]) for k in names},
+        })
+    return rows
+
+
+def format_cell(stat: dict[str, Any] | None, digits: int = 3) -> str:
+    """``0.912 ± 0.010`` (or ``0.912`` for one seed, ``-`` when missing)."""
+    if not stat or stat.get("mean") is None:
+        return "-"
+    if stat.get("n", 1) > 1:
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f}"
+
+
+def to_markdown(summary: Sequence[dict[str, Any]], title: str | None = None) -> str:
+    """A markdown table: one row per (protocol, budget), one column per metric present."""
+    present = {k for row in summary for k in row["metrics"]}
+    cols = [m for m in TABLE_METRICS if m in present]
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| protocol | labels | seeds | " + " | ".join(_NAMES.get(c, c) for c in cols)
+                 + " |")
+    lines.append("| --- | --- | --- |" + " --- |" * len(cols))
+    for row in summary:
+        cells = [format_cell(row["metrics"].get(c)) for c in cols]
+        lines.append(f"| {row['protocol']} | {row['budget']} | {len(row['seeds'])} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict[str, Any], out: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write ``results.json`` and ``results.md`` into ``out``.
+
+    Args:
+        results: ``{"meta": {...}, "runs": [...]}``; a ``summary`` is added.
+        out: output folder.
+
+    Returns:
+        ``{"json": path, "markdown": path}``.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    results = dict(results)
+    results["summary"] = summarise(results.get("runs", []))
+    meta = results.get("meta", {})
+    title = f"{meta.get('checkpoint', '?')} on {meta.get('data', '?')}"
+    md = to_markdown(results["summary"], title)
+    notes = [f"- {k}: {v}" for k, v in meta.items() if isinstance(v, (str, int, float))]
+    md += "\n" + "\n".join(notes) + "\n" if notes else ""
+    paths = {"json": folder / "results.json", "markdown": folder / "results.md"}
+    atomic_write_text(paths["json"], json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_text(paths["markdown"], md)
+    return paths

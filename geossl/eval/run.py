@@ -1,0 +1,446 @@
+"""``evaluate``: every evaluation protocol for one checkpoint on one labelled dataset.
+
+The flow:
+
+1. the encoder comes from a pretraining checkpoint (or ``random`` for the random-init baseline);
+2. the dataset's train and test sides come from a saved overlap-aware split (``--splits``), or
+   from the dataset's own deterministic split when it has one;
+3. frozen features of both sides are extracted once and cached (checkpoint hash + dataset +
+   split);
+4. for every seed and label budget (k per class or N in total, drawn from the TRAIN side only),
+   the requested protocols run: ``linear`` probe, ``knn`` (k = 20 and 200), ``finetune`` next to
+   ``scratch`` (the same architecture from random weights, same labels and schedule), and
+   ``cluster`` (k-means on the test features; no labels used);
+5. ``results.json``, ``results.md`` (mean ± std over seeds) and pictures (t-SNE, nearest-neighbour
+   grid, confusion matrices, fine-tuning curves) are written to ``out``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from geossl.errors import ConfigError, DataError
+from geossl.eval.budgets import Budget, draw_budget
+from geossl.eval.cluster import cluster_eval
+from geossl.eval.features import (
+    EncoderSource,
+    FeatureSet,
+    cached_features,
+    default_device,
+    image_of,
+    label_of,
+    load_source,
+    make_normalizer,
+    primary_sensor,
+    random_like,
+)
+from geossl.eval.finetune import finetune
+from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
+from geossl.eval.linear import linear_probe
+from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
+from geossl.eval.report import write_report
+
+#: protocols ``evaluate`` knows
+PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
+_FEATURE_PROTOCOLS = ("linear", "knn", "cluster")
+
+
+def parse_protocols(protocols: str | Sequence[str]) -> list[str]:
+    """``"linear,knn"`` -> ``["linear", "knn"]``, checking every name.
+
+    Raises:
+        ConfigError: an unknown protocol.
+    """
+    items = protocols.split(",") if isinstance(protocols, str) else list(protocols)
+    names = [p.strip().lower() for p in items if p.strip()]
+    bad = [p for p in names if p not in PROTOCOLS]
+    if bad or not names:
+        raise ConfigError(f"unknown protocol {', '.join(bad) or '(none)'}; choose from "
+                          f"{', '.join(PROTOCOLS)}")
+    return list(dict.fromkeys(names))
+
+
+def _as_list(v: int | Sequence[int] | None) -> list[int]:
+    if v is None:
+        return []
+    return [int(v)] if isinstance(v, int) else [int(x) for x in v]
+
+
+# --------------------------------------------------------------------------------------------
+# dataset and split resolution
+# --------------------------------------------------------------------------------------------
+def _dataset_ids(dataset: Any) -> list[str] | None:
+    from geossl.data.datamodule import _dataset_ids as ids_of
+
+    return ids_of(dataset)
+
+
+def _all_ids(dataset: Dataset[dict[str, Any]]) -> list[str]:
+    ids = _dataset_ids(dataset)
+    if ids is not None:
+        return ids
+    n = len(dataset)  # type: ignore[arg-type]
+    return [str(dataset[i].get("id", i)) for i in range(n)]
+
+
+def _split_ids(splits: str | os.PathLike[str] | dict[str, Any], name: str) -> list[str]:
+    if isinstance(splits, dict):
+        table = splits.get("splits", splits)
+        if name not in table or not table[name]:
+            raise ConfigError(f"split {name!r} missing or empty (has {', '.join(table)})")
+        return [str(i) for i in table[name]]
+    try:
+        from geossl.data.datamodule import load_split_ids
+
+        return load_split_ids(Path(splits), name)
+    except ModuleNotFoundError:  # geossl.data.splits absent: read the JSON contract directly
+        path = Path(splits)
+        if not path.is_file():
+            raise DataError("split file not found", path) from None
+        try:
+            table = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"not a split JSON ({err})", path) from err
+        return _split_ids(table if isinstance(table, dict) else {}, name)
+
+
+def resolve_data(
+    data: str | Dataset[dict[str, Any]],
+    root: str | os.PathLike[str] | None,
+    splits: str | os.PathLike[str] | dict[str, Any] | None,
+    train_split: str = "train",
+    test_split: str = "test",
+) -> tuple[Dataset[dict[str, Any]], list[int], list[int], list[str], str]:
+    """The dataset and the positions of its train and test sides.
+
+    Args:
+        data: a dataset name (built with :func:`geossl.data.registry.get_dataset`) or a dataset.
+        root: dataset folder (for a name).
+        splits: saved split file (or its dict); ``None`` uses the dataset's own
+            ``split="train"``/``"test"`` when its constructor has one.
+        train_split: name of the training side.
+        test_split: name of the test side.
+
+    Returns:
+        ``(dataset, train_positions, test_positions, ids, dataset_key)``.
+
+    Raises:
+        ConfigError: no split available, or train and test share samples.
+        DataError: split ids absent from the dataset.
+    """
+    if isinstance(data, str):
+        if root is None:
+            raise ConfigError(f"--root is required for dataset {data!r}")
+        if not Path(root).exists():
+            raise DataError("dataset folder not found", root)
+        from geossl.data.registry import get_dataset
+
+        key = f"{data}:{Path(root).resolve()}"
+        if splits is None:
+            train_ds = _with_split(get_dataset, data, root, train_split)
+            test_ds = _with_split(get_dataset, data, root, test_split)
+            ds: Dataset[dict[str, Any]] = ConcatDataset([train_ds, test_ds])
+            n_tr = len(train_ds)  # type: ignore[arg-type]
+            n_te = len(test_ds)  # type: ignore[arg-type]
+            ids = (_all_ids(train_ds) + _all_ids(test_ds))
+            return ds, list(range(n_tr)), list(range(n_tr, n_tr + n_te)), ids, key
+        try:  # folder datasets with a built-in split: the split file selects from all samples
+            dataset = get_dataset(data, str(root), split="all")
+        except (TypeError, ConfigError):
+            dataset = get_dataset(data, str(root))
+    else:
+        dataset = data
+        key = f"{type(data).__module__}.{type(data).__qualname__}:{len(data)}"  # type: ignore[arg-type]
+        if splits is None:
+            raise ConfigError("give --splits FILE (a saved overlap-aware split)")
+    ids = _all_ids(dataset)
+    where = {i: p for p, i in enumerate(ids)}
+    sides = []
+    for name in (train_split, test_split):
+        wanted = _split_ids(splits, name)
+        missing = [i for i in wanted if i not in where]
+        if missing:
+            raise DataError(f"{len(missing)} ids of split {name!r} are not in dataset "
+                            f"(first: {missing[0]!r})", splits if not isinstance(splits, dict)
+                            else None)
+        sides.append([where[i] for i in wanted])
+    shared = set(sides[0]) & set(sides[1])
+    if shared:
+        raise ConfigError(f"splits {train_split!r} and {test_split!r} share {len(shared)} samples")
+    return dataset, sides[0], sides[1], ids, key
+
+
+def _with_split(get_dataset: Any, data: str, root: Any, split: str) -> Dataset[dict[str, Any]]:
+    try:
+        return get_dataset(data, str(root), split=split)  # type: ignore[no-any-return]
+    except TypeError as err:
+        raise ConfigError(f"dataset {data!r} has no built-in split: give --splits FILE") from err
+
+
+def _labels(dataset: Dataset[dict[str, Any]], positions: Sequence[int]) -> torch.Tensor:
+    return torch.stack([label_of(dataset[p]) for p in positions])
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------------
+def score(labels: torch.Tensor, scores: torch.Tensor, num_classes: int,
+          probabilities: bool = False) -> dict[str, Any]:
+    """Metrics of scores against labels: single-label (plus binary for 2 classes) or multi-label.
+
+    Args:
+        labels: ``(N,)`` classes or ``(N, K)`` multi-hot.
+        scores: ``(N, K)``; logits unless ``probabilities``.
+        num_classes: K.
+        probabilities: multi-label scores are already in [0, 1].
+    """
+    if labels.ndim == 2:
+        probs = scores if probabilities else torch.sigmoid(scores)
+        return multi_label_metrics(labels, probs)
+    out = single_label_metrics(labels, scores, num_classes)
+    if num_classes == 2:
+        out.update(binary_metrics(labels, scores.argmax(1)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate
+# --------------------------------------------------------------------------------------------
+def evaluate(
+    ckpt: str | os.PathLike[str] | EncoderSource,
+    data: str | Dataset[dict[str, Any]],
+    root: str | os.PathLike[str] | None = None,
+    protocols: str | Sequence[str] = ("linear", "knn"),
+    *,
+    splits: str | os.PathLike[str] | dict[str, Any] | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    labels_per_class: int | Sequence[int] | None = None,
+    labels_total: int | Sequence[int] | None = None,
+    seeds: Sequence[int] = (0,),
+    out: str | os.PathLike[str] | None = None,
+    backbone: str | None = None,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    bf16: bool = False,
+    workers: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    knn_k: Sequence[int] = KS,
+    knn_temperature: float = TEMPERATURE,
+    finetune_steps: int = 200,
+    finetune_lr: float = 1e-3,
+    finetune_batch_size: int = 64,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Evaluate an encoder with the requested protocols, seeds and label budgets.
+
+    Args:
+        ckpt: pretraining checkpoint, ``random``/``none`` (random ``backbone``), or an
+            :class:`EncoderSource`.
+        data: dataset name (with ``root``) or a dataset of sample dicts (``image``, ``label``,
+            ``id``).
+        root: dataset folder.
+        protocols: ``linear``, ``knn``, ``finetune``, ``cluster`` (list or comma-separated).
+        splits: saved split (file or dict with ``train`` and ``test`` ids).
+        train_split: name of the side budgets are drawn from.
+        test_split: name of the side every score is computed on.
+        labels_per_class: budget(s) of k labels per class.
+        labels_total: budget(s) of N labels in total (stratified).
+        seeds: one run per seed; tables show mean ± std.
+        out: output folder (``results.json``, ``results.md``, PNGs, feature cache).
+        backbone: timm backbone for ``random``.
+        batch_size: feature-extraction batch size.
+        device: default GPU when present.
+        bf16: bf16 autocast for extraction and fine-tuning.
+        workers: data-loader workers.
+        cache_dir: feature cache (default ``OUT/cache`` when ``data`` is a name).
+        knn_k: neighbourhood sizes.
+        knn_temperature: kNN vote temperature.
+        finetune_steps: optimiser steps of ``finetune`` and ``scratch``.
+        finetune_lr: their learning rate.
+        finetune_batch_size: their batch size.
+        plots: write the pictures.
+
+    Returns:
+        ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}}``.
+    """
+    t0 = time.time()
+    names = parse_protocols(protocols)
+    seeds = [int(s) for s in seeds] or [0]
+    dataset, train_pos, test_pos, ids, data_key = resolve_data(data, root, splits, train_split,
+                                                               test_split)
+    in_chans = None
+    if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
+        in_chans = int(image_of(dataset[train_pos[0]]).shape[0])
+    source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0])
+    dev = torch.device(device) if device is not None else default_device()
+    sensor = primary_sensor(source.meta, data if isinstance(data, str) else None)
+    normalizer = make_normalizer(source.meta, sensor)
+    out_dir = Path(out) if out is not None else None
+    if cache_dir is None and out_dir is not None and isinstance(data, str):
+        cache_dir = out_dir / "cache"
+    extract = {"normalizer": normalizer, "sensor": sensor, "batch_size": batch_size,
+               "device": dev, "bf16": bf16, "workers": workers}
+
+    train: FeatureSet | None = None
+    test: FeatureSet | None = None
+    if any(p in names for p in _FEATURE_PROTOCOLS):
+        train = cached_features(source, dataset, train_pos, dataset_key=data_key, split=train_split,
+                                cache_dir=cache_dir, ids=[ids[p] for p in train_pos], **extract)
+        test = cached_features(source, dataset, test_pos, dataset_key=data_key, split=test_split,
+                               cache_dir=cache_dir, ids=[ids[p] for p in test_pos], **extract)
+        train_labels = train.labels
+    else:
+        train_labels = _labels(dataset, train_pos)
+    classes = getattr(dataset, "classes", None)
+    if train_labels.ndim == 2:
+        num_classes = int(train_labels.shape[1])
+    elif classes is not None and len(classes) > 0:
+        num_classes = len(classes)
+    else:
+        test_max = int(test.labels.max()) if test is not None else 0
+        num_classes = int(max(int(train_labels.max()), test_max)) + 1
+
+    budgets = [Budget(per_class=k) for k in _as_list(labels_per_class)]
+    budgets += [Budget(total=n) for n in _as_list(labels_total)]
+    budgets = budgets or [Budget()]
+
+    runs: list[dict[str, Any]] = []
+    first: dict[str, Any] = {}
+    for seed in seeds:
+        for budget in budgets:
+            rows = draw_budget(train_labels.numpy(), budget, seed)
+            n_labels = len(rows)
+            base = {"budget": budget.name, "seed": seed, "n_labels": n_labels}
+            if "linear" in names and train is not None and test is not None:
+                s, info = linear_probe(train.features[rows], train.labels[rows], test.features,
+                                       num_classes, seed=seed, device=dev)
+                m = score(test.labels, s, num_classes)
+                runs.append({"protocol": "linear", **base, "metrics": m, "info": info})
+                first.setdefault("linear", m)
+            if "knn" in names and train is not None and test is not None:
+                for k in knn_k:
+                    s = knn_scores(train.features[rows], train.labels[rows], test.features,
+                                   num_classes, k=k, temperature=knn_temperature, device=dev)
+                    m = score(test.labels, s, num_classes, probabilities=True)
+                    runs.append({"protocol": f"knn{k}", **base, "metrics": m,
+                                 "info": {"k": min(k, n_labels), "temperature": knn_temperature}})
+                    first.setdefault(f"knn{k}", m)
+            if "finetune" in names:
+                budget_pos = [train_pos[int(r)] for r in rows]
+                tag = f"{budget.slug}-seed{seed}"
+                for proto, enc in (("finetune", source),
+                                   ("scratch", random_like(source, seed))):
+                    log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
+                    res = finetune(enc.encoder, dataset, budget_pos, test_pos, num_classes,
+                                   steps=finetune_steps, batch_size=finetune_batch_size,
+                                   lr=finetune_lr, normalizer=normalizer, sensor=sensor,
+                                   device=dev, bf16=bf16, seed=seed, workers=workers,
+                                   log_csv=log, desc=proto)
+                    m = score(res["labels"], res["scores"], num_classes)
+                    runs.append({"protocol": proto, **base, "metrics": m,
+                                 "info": {"steps": finetune_steps, "lr": finetune_lr,
+                                          "final_loss": res["curve"][-1][1] if res["curve"]
+                                          else None}})
+                    if log is not None:
+                        first.setdefault(f"log_{proto}", log)
+                    first.setdefault(proto, m)
+        if "cluster" in names and test is not None and test.labels.ndim == 1:
+            m = cluster_eval(test.features, test.labels, num_classes, seed)
+            runs.append({"protocol": "cluster", "budget": "none", "seed": seed, "n_labels": 0,
+                         "metrics": m, "info": {"k": num_classes}})
+
+    meta = {
+        "checkpoint": os.fspath(ckpt) if not isinstance(ckpt, EncoderSource) else source.key,
+        "checkpoint_key": source.key,
+        "data": data if isinstance(data, str) else data_key,
+        "root": os.fspath(root) if root is not None else None,
+        "splits": os.fspath(splits) if isinstance(splits, (str, os.PathLike)) else None,
+        "backbone": source.meta.get("backbone"),
+        "method": source.meta.get("method"),
+        "num_classes": num_classes,
+        "n_train": len(train_pos),
+        "n_test": len(test_pos),
+        "protocols": ",".join(names),
+        "seeds": seeds,
+        "device": str(dev),
+        "seconds": round(time.time() - t0, 2),
+    }
+    results: dict[str, Any] = {"meta": meta, "runs": runs}
+    paths: dict[str, Any] = {}
+    if out_dir is not None:
+        if plots:
+            paths.update(_pictures(out_dir, dataset, source, train, test, first, classes,
+                                   seeds[0]))
+        paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
+    results["paths"] = paths
+    from geossl.eval.report import summarise
+
+    results["summary"] = summarise(runs)
+    return results
+
+
+def _pictures(
+    out: Path,
+    dataset: Dataset[dict[str, Any]],
+    source: EncoderSource,
+    train: FeatureSet | None,
+    test: FeatureSet | None,
+    first: dict[str, Any],
+    classes: Sequence[str] | None,
+    seed: int,
+) -> dict[str, str]:
+    from geossl.eval import plots
+
+    names = list(classes) if classes is not None else None
+    paths: dict[str, str] = {}
+    if test is not None and len(test.ids) >= 3:
+        paths["tsne"] = str(plots.plot_tsne(test.features, test.labels, out / "tsne.png",
+                                            names, seed=seed))
+    if train is not None and test is not None:
+        rng = np.random.default_rng(seed)
+        labels = test.labels.numpy()
+        lab1 = labels.argmax(1) if labels.ndim == 2 else labels
+        picks = []
+        for c in np.unique(lab1)[:8]:  # one query per class, up to 8 rows
+            picks.append(int(rng.choice(np.flatnonzero(lab1 == c))))
+        nn_idx = nearest_neighbours(train.features, test.features[picks], k=10)
+        bands = source.meta.get("bands") or getattr(dataset, "bands", None)
+        bands = list(bands) if bands is not None else None
+
+        def title(lab: torch.Tensor) -> str:
+            c = int(lab.argmax()) if lab.ndim == 1 else int(lab)
+            return names[c] if names is not None and c < len(names) else str(c)
+
+        queries = [image_of(dataset[test.positions[q]]) for q in picks]
+        neigh = [[image_of(dataset[train.positions[int(j)]]) for j in row] for row in nn_idx]
+        paths["knn_grid"] = str(plots.plot_neighbour_grid(
+            queries, neigh, out / "knn_grid.png", bands=bands,
+            query_titles=[title(test.labels[q]) for q in picks],
+            neighbour_titles=[[title(train.labels[int(j)]) for j in row] for row in nn_idx]))
+    for proto in ("linear", "finetune", "scratch", "knn20"):
+        m = first.get(proto)
+        if m is not None and "confusion" in m:
+            paths[f"confusion_{proto}"] = str(plots.plot_confusion(
+                m["confusion"], out / f"confusion_{proto}.png", names,
+                title=f"{proto} (seed {seed})"))
+    logs = {k.removeprefix("log_"): v for k, v in first.items() if k.startswith("log_")}
+    if logs:
+        paths["curves"] = str(plots.plot_training_curves(logs, out / "finetune_curves.png"))
+    return paths
+
+
+def signature_defaults() -> dict[str, Any]:
+    """Default values of :func:`evaluate`'s keyword arguments (used by the CLI)."""
+    return {k: p.default for k, p in inspect.signature(evaluate).parameters.items()
+            if p.default is not inspect.Parameter.empty}

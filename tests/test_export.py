@@ -1,0 +1,254 @@
+"""Export round trip: geossl encoder -> file -> TorchGeo ClassificationTask /
+SemanticSegmentationTask / WeightsEnum / timm, with every backbone tensor loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from geossl.errors import ConfigError
+from geossl.eval.features import EncoderSource
+from geossl.export import export
+
+N_BANDS = 4
+K = 5
+
+
+class PlainEncoder(nn.Module):
+    """The encoder contract without geossl.models: ``.backbone`` (timm), ``.adapter``."""
+
+    def __init__(self, backbone: nn.Module, adapter: nn.Module | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.adapter = adapter
+        self.num_features = backbone.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.adapter is not None:
+            x = self.adapter(x)
+        return self.backbone(x)  # type: ignore[no-any-return]
+
+
+def _perturb(model: nn.Module) -> None:
+    """Make every tensor (BN statistics included) differ from a fresh initialisation."""
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.add_(0.05 * torch.randn(t.shape, generator=g))
+                if "running_var" in name:
+                    t.abs_().add_(0.5)
+
+
+def _source(adapter: nn.Module | None = None, in_chans: int = N_BANDS) -> EncoderSource:
+    torch.manual_seed(0)
+    backbone = timm.create_model("resnet18", pretrained=False, num_classes=0, in_chans=in_chans)
+    _perturb(backbone)
+    meta = {"backbone": "resnet18", "in_chans": N_BANDS, "bands": ["B02", "B03", "B04", "B08"],
+            "sensors": ["s2"], "method": "moco", "pairing": "aug",
+            "adapter": None if adapter is None else "linear",
+            "normalization": {"mean": [0.1] * N_BANDS, "std": [0.2] * N_BANDS}}
+    return EncoderSource(PlainEncoder(backbone, adapter).eval(), meta, "abc123")
+
+
+def _assert_backbone_loaded(model: nn.Module, source_state: dict[str, torch.Tensor],
+                            skip: tuple[str, ...] = ("fc.",)) -> None:
+    state = model.state_dict()
+    compared = 0
+    for k, v in state.items():
+        if k.startswith(skip) or k.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(v, source_state[k]), f"{k} was not loaded"
+        compared += 1
+    assert compared == len([k for k in source_state if not k.endswith("num_batches_tracked")])
+
+
+def test_classification_task_round_trip(tmp_path: Path) -> None:
+    from torchgeo.trainers import ClassificationTask
+
+    src = _source()
+    res = export(src, tmp_path / "enc.ckpt")
+    assert res.model == "resnet18" and res.in_chans == N_BANDS
+    blob = torch.load(res.weights, weights_only=True)  # as TorchGeo loads it
+    assert blob["hyper_parameters"]["model"] == "resnet18"
+
+    with torch.no_grad():
+        task = ClassificationTask(model="resnet18", weights=str(res.weights),
+                                  in_channels=N_BANDS, num_classes=K)
+    _assert_backbone_loaded(task.model, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
+
+    head = nn.Linear(src.encoder.num_features, K)  # type: ignore[arg-type]
+    task.model.fc.load_state_dict(head.state_dict())
+    x = torch.randn(3, N_BANDS, 64, 64)
+    task.model.eval()
+    with torch.no_grad():
+        ours = head(src.encoder(x))
+        theirs = task.model(x)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+    # one training step through TorchGeo's model and loss
+    task.model.train()
+    opt = torch.optim.SGD(task.model.parameters(), lr=0.1)
+    before = task.model.conv1.weight.detach().clone()
+    loss = task.criterion(task.model(x), torch.tensor([0, 1, 2]))
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and not torch.equal(before, task.model.conv1.weight)
+
+    side = json.loads(res.metadata.read_text())
+    assert side["model"] == "resnet18" and side["in_chans"] == N_BANDS
+    assert side["bands"] == ["B02", "B03", "B04", "B08"] and side["ssl_method"] == "moco"
+    assert side["mean"] == [0.1] * N_BANDS and side["std"] == [0.2] * N_BANDS
+
+
+def test_segmentation_task_loads_encoder(tmp_path: Path) -> None:
+    pytest.importorskip("segmentation_models_pytorch")
+    from torchgeo.trainers import SemanticSegmentationTask
+
+    src = _source()
+    res = export(src, tmp_path / "enc.ckpt")
+    task = SemanticSegmentationTask(model="unet", backbone="resnet18", weights=str(res.weights),
+                                    in_channels=N_BANDS, num_classes=3)
+    _assert_backbone_loaded(task.model.encoder, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
+    out = task.model(torch.randn(1, N_BANDS, 64, 64))
+    assert out.shape == (1, 3, 64, 64)
+
+
+def test_timm_format_hash_name_and_weights_enum(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchgeo.trainers import ClassificationTask
+    from torchvision.models._api import Weights, WeightsEnum  # what torchgeo.models uses
+
+    src = _source()
+    res = export(src, tmp_path / "resnet18_s2_moco.pth", format="timm")
+    sha = hashlib.sha256(res.weights.read_bytes()).hexdigest()
+    assert res.weights.name == f"resnet18_s2_moco-{sha[:8]}.pth"
+    side = json.loads(res.metadata.read_text())
+    assert side["sha256"] == sha and side["file"] == res.weights.name
+
+    model = timm.create_model(side["model"], num_classes=0, in_chans=side["in_chans"])
+    model.load_state_dict(torch.load(res.weights, weights_only=True))  # strict: every key
+    assert torch.equal(model.conv1.weight, src.encoder.backbone.conv1.weight)  # type: ignore[union-attr]
+
+    # a WeightsEnum declared as in docs/export.md; the hub cache makes it work offline
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    class MyWeights(WeightsEnum):  # type: ignore[misc]
+        S2_MOCO = Weights(url=res.weights.as_uri(), transforms=nn.Identity(),
+                          meta={k: side[k] for k in ("model", "in_chans", "bands", "ssl_method")})
+
+    task = ClassificationTask(model="resnet18", weights=MyWeights.S2_MOCO, in_channels=N_BANDS,
+                              num_classes=K)
+    _assert_backbone_loaded(task.model, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
+    sd = MyWeights.S2_MOCO.get_state_dict(check_hash=True)  # the name's hash prefix verifies
+    assert set(sd) == set(model.state_dict())
+
+
+def _fold_available() -> Any:
+    models = pytest.importorskip("geossl.models")
+    if not hasattr(models, "fold_adapter"):
+        pytest.skip("geossl.models.fold_adapter not available yet")
+    return models
+
+
+def test_linear_adapter_folded(tmp_path: Path) -> None:
+    from torchgeo.trainers import ClassificationTask
+
+    _fold_available()
+    adapter = nn.Conv2d(13, 3, 1, bias=False)
+    src = _source(adapter, in_chans=3)
+    res = export(src, tmp_path / "folded.ckpt")
+    assert res.in_chans == 13
+    task = ClassificationTask(model="resnet18", weights=str(res.weights), in_channels=13,
+                              num_classes=K)
+    head = nn.Linear(512, K)
+    task.model.fc.load_state_dict(head.state_dict())
+    task.model.eval()
+    x = torch.randn(2, 13, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(head(src.encoder(x)), task.model(x), atol=1e-4)
+
+
+def test_nonlinear_adapter_refused_or_kept(tmp_path: Path) -> None:
+    _fold_available()
+    adapter = nn.Sequential(nn.Conv2d(13, 3, 1), nn.ReLU())
+    src = _source(adapter, in_chans=3)
+    src.meta["adapter"] = "nonlinear"
+    with pytest.raises(ConfigError, match="keep-adapter"):
+        export(src, tmp_path / "x.ckpt")
+    res = export(src, tmp_path / "x.ckpt", keep_adapter=True)
+    assert res.in_chans == 3
+    blob = torch.load(res.weights, weights_only=True)
+    assert set(blob["geossl_adapter"]["state_dict"]) == {"0.weight", "0.bias"}
+
+
+def test_vit_with_other_patch_size_refused(tmp_path: Path) -> None:
+    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                 in_chans=3, img_size=32, patch_size=4)
+    src = EncoderSource(PlainEncoder(backbone), {"backbone": "vit_tiny_patch16_224"}, "k")
+    with pytest.raises(ConfigError, match="patch_embed"):
+        export(src, tmp_path / "vit.ckpt")
+
+
+def test_vit_pos_embed_resampled(tmp_path: Path) -> None:
+    from torchgeo.trainers import ClassificationTask
+
+    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                 in_chans=3, img_size=64)
+    src = EncoderSource(PlainEncoder(backbone), {"backbone": "vit_tiny_patch16_224"}, "k")
+    res = export(src, tmp_path / "vit.ckpt")
+    task = ClassificationTask(model="vit_tiny_patch16_224", weights=str(res.weights),
+                              in_channels=3, num_classes=K)
+    assert torch.equal(task.model.patch_embed.proj.weight, backbone.patch_embed.proj.weight)
+    assert task.model.pos_embed.shape == (1, 197, 192)
+
+
+def test_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        export(_source(), tmp_path / "x", format="onnx")
+
+
+def test_geossl_encoder_per_sensor_stem_and_adapter(tmp_path: Path) -> None:
+    from torchgeo.trainers import ClassificationTask
+
+    models = _fold_available()
+    torch.manual_seed(0)
+    enc = models.build_encoder("resnet18", {"s1": 2, "s2": 13}).eval()
+    src = EncoderSource(enc, {"backbone": "resnet18", "sensors": ["s1", "s2"], "method": "moco",
+                              "pairing": "geo"}, "k")
+    with pytest.raises(ConfigError, match="--sensor"):
+        export(src, tmp_path / "x.ckpt")
+    res = export(src, tmp_path / "s1.ckpt", sensor="s1")
+    assert res.in_chans == 2
+    task = ClassificationTask(model="resnet18", weights=str(res.weights), in_channels=2,
+                              num_classes=K)
+    head = nn.Linear(enc.num_features, K)
+    task.model.fc.load_state_dict(head.state_dict())
+    task.model.eval()
+    x = torch.randn(2, 2, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(head(enc(x, sensor="s1")), task.model(x), atol=1e-4)
+    lin = models.build_encoder("resnet18", 13, adapter="linear").eval()
+    res = export(EncoderSource(lin, {"backbone": "resnet18", "adapter": "linear"}, "k"),
+                 tmp_path / "lin.ckpt")
+    assert res.in_chans == 13
+    nonlin = models.build_encoder("resnet18", 13, adapter="nonlinear")
+    with pytest.raises(ConfigError, match="keep-adapter"):
+        export(EncoderSource(nonlin, {"backbone": "resnet18"}, "k"), tmp_path / "n.ckpt")
+
+
+def test_cli_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from geossl.cli import main
+
+    assert main(["export", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("geossl export: error:") and "not found" in err
+    assert main(["export", str(tmp_path / "nope.ckpt"), "--out", "x", "--format", "onnx"]) == 2
+    assert "onnx" in capsys.readouterr().err
