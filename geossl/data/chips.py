@@ -1,0 +1,324 @@
+"""A dataset over GeoTIFF chips (``geossl tile`` output or any folder of chips), and a packed store.
+
+:class:`ChipDataset` reads a chip index (:mod:`geossl.data.chip_index`): loading it opens no chip
+file. Each sample is ``{"image": float32 (C, H, W), "id": str, "crs": str, "bounds": float64
+(4,) = (minx, miny, maxx, maxy) in that CRS}``, which PyTorch's default collate batches (the
+strings become lists).
+
+Why not a TorchGeo ``RasterDataset`` + ``RandomGeoSampler``: for pre-cut chips it rebuilds a
+spatial index by opening every file, then warps and merges files for every query; here a sample
+is a single windowless read of one small file (or a slice of a memory-mapped array), which is
+one to two orders of magnitude faster (see ``tools/bench_data.py``).
+
+:func:`pack` writes every chip of an index into one store beside it: a memory-mappable
+``chips.npy`` (``(N, C, H, W)``, the fastest: a read is a memcpy) or a ``chips.zarr`` array with
+one chunk per chip. The dataset reads from it, with no reprojection, whenever a store covering
+its chips is present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import torch
+from torchgeo.datasets import NonGeoDataset
+from tqdm import tqdm
+
+from geossl.data import chip_index
+from geossl.errors import ConfigError, DataError
+from geossl.io import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+#: folder of the packed store, beside the index
+PACKED_DIR = "packed"
+#: description of the packed store (written last: its presence means the store is complete)
+PACKED_META = "meta.json"
+
+
+class ChipDataset(NonGeoDataset):
+    """Chips listed in a chip index, as a map-style dataset of sample dicts.
+
+    Example::
+
+        ds = ChipDataset("chips/index.parquet", bands=["B04", "B03", "B02"])
+        loader = DataLoader(ds, batch_size=64, num_workers=8, shuffle=True)
+    """
+
+    def __init__(
+        self,
+        index: PathLike | gpd.GeoDataFrame,
+        bands: Sequence[str] | None = None,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        root: PathLike | None = None,
+        packed: bool | PathLike | None = None,
+        workers: int = 0,
+    ) -> None:
+        """Open a chip index.
+
+        Args:
+            index: chip index file, a folder holding ``index.parquet``, a folder of GeoTIFF
+                chips without an index (the index is built from their headers, not written),
+                or an index GeoDataFrame.
+            bands: band names to return, in this order (default: every band of the chips,
+                which must then all have the same bands).
+            transforms: applied to each sample dict.
+            ids: keep only these chip ids (one side of a split), in this order.
+            root: folder the ``path`` column is relative to (default: the index's folder;
+                required for a GeoDataFrame without ``attrs["root"]``).
+            packed: read from a packed store: None (default) uses ``<root>/packed`` when it
+                exists and holds every chip, True requires it, False never uses it, a path
+                names the store folder.
+            workers: processes reading headers when ``index`` is a folder without an index.
+
+        Raises:
+            DataError: missing / invalid index, chips lacking a requested band, unknown ids,
+                or a required packed store missing.
+            ConfigError: chips with different bands and no ``bands`` given.
+        """
+        if isinstance(index, gpd.GeoDataFrame | pd.DataFrame):
+            gdf = index
+            chip_index.validate_index(gdf)
+            base = root if root is not None else gdf.attrs.get("root")
+            if base is None:
+                raise ConfigError("ChipDataset(GeoDataFrame) needs root= (the chips' folder)")
+            self.root = Path(base)
+        else:
+            path = Path(index)
+            if path.is_dir() and not (path / chip_index.INDEX_NAME).is_file():
+                gdf = chip_index.build_index(path, workers=workers, progress=False)
+                self.root = Path(root) if root is not None else path
+            else:
+                gdf = chip_index.read_index(path)
+                self.root = Path(root) if root is not None else Path(gdf.attrs["root"])
+        if ids is not None:
+            pos = pd.Series(np.arange(len(gdf)), index=gdf["chip_id"].to_numpy())
+            missing = [i for i in ids if i not in pos.index]
+            if missing:
+                raise DataError(f"{len(missing)} chip id(s) not in the index, e.g. "
+                                f"{missing[0]!r}", self.root)
+            gdf = gdf.iloc[pos.loc[list(ids)].to_numpy()]
+        self.index: gpd.GeoDataFrame = gdf.reset_index(drop=True)
+        self.transforms = transforms
+        self.ids: list[str] = self.index["chip_id"].astype(str).tolist()
+        # joined per read: 100,000 pathlib joins here would cost seconds
+        self._root = str(self.root)
+        self._rel = self.index["path"].astype(str).to_numpy()
+        self._crs = self.index["crs"].astype(str).tolist()
+        self._bounds = self.index[["minx", "miny", "maxx", "maxy"]].to_numpy(np.float64)
+        self.bands, self._band_idx = _band_indexes(self.index["bands"].astype(str), bands,
+                                                   self.root)
+        self._packed_dir = _packed_dir(self.root, packed)
+        self._packed_rows: np.ndarray | None = None
+        self._store: Any = None
+        if self._packed_dir is not None:
+            self._packed_rows = _packed_rows(self._packed_dir, self.ids,
+                                             required=packed is not None and packed is not False)
+            if self._packed_rows is None:
+                self._packed_dir = None
+
+    @property
+    def packed(self) -> bool:
+        """True when samples are read from a packed store."""
+        return self._packed_dir is not None
+
+    def __len__(self) -> int:
+        """Number of chips."""
+        return len(self.ids)
+
+    def _path(self, i: int) -> str:
+        return os.path.join(self._root, str(self._rel[i]))
+
+    def _read(self, i: int) -> np.ndarray:
+        if self._packed_dir is not None and self._packed_rows is not None:
+            if self._store is None:  # opened lazily: once per DataLoader worker
+                self._store = open_packed(self._packed_dir)
+            bands = self._band_idx[i] - 1
+            arr = self._store[int(self._packed_rows[i])]
+            return np.asarray(arr)[bands] if len(bands) != arr.shape[0] else np.asarray(arr)
+        import rasterio
+        from rasterio.errors import RasterioError
+
+        try:
+            # no directory listing on open (it dominates with thousands of chips per folder)
+            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), \
+                    rasterio.open(self._path(i)) as src:
+                return np.asarray(src.read([int(b) for b in self._band_idx[i]]))
+        except RasterioError as err:
+            first = str(err).strip().splitlines()
+            raise DataError(f"cannot read chip ({first[0] if first else err})",
+                            self._path(i)) from err
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """Sample ``i``: ``image`` (float32, C x H x W), ``id``, ``crs``, ``bounds``."""
+        arr = self._read(i)
+        sample: dict[str, Any] = {
+            "image": torch.from_numpy(arr.astype(np.float32, copy=False)),
+            "id": self.ids[i],
+            "crs": self._crs[i],
+            "bounds": torch.from_numpy(self._bounds[i].copy()),
+        }
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the open store (reopened in each worker)."""
+        state = self.__dict__.copy()
+        state["_store"] = None
+        return state
+
+
+def _band_indexes(
+    band_strings: pd.Series, bands: Sequence[str] | None, root: Path
+) -> tuple[list[str], list[np.ndarray]]:
+    """Band names returned and, per chip, their 1-based indexes in the chip file."""
+    uniq = {s: s.split(",") for s in band_strings.unique()}
+    if bands is None:
+        if len(uniq) > 1:
+            raise ConfigError(
+                f"the chips have different bands ({' | '.join(list(uniq)[:3])}); pass bands=")
+        names = next(iter(uniq.values())) if uniq else []
+    else:
+        names = list(bands)
+    lookup: dict[str, np.ndarray] = {}
+    for s, have in uniq.items():
+        missing = [b for b in names if b not in have]
+        if missing:
+            raise DataError(f"chips with bands {s} lack band(s) {', '.join(missing)}", root)
+        lookup[s] = np.array([have.index(b) + 1 for b in names], dtype=np.int64)
+    return names, [lookup[s] for s in band_strings]
+
+
+def _packed_dir(root: Path, packed: bool | PathLike | None) -> Path | None:
+    if packed is False:
+        return None
+    if packed is None or packed is True:
+        path = root / PACKED_DIR
+    else:
+        path = Path(packed)
+    if not (path / PACKED_META).is_file():
+        if packed is not None:
+            raise DataError("packed chip store not found (write one with `geossl tile "
+                            "--format npy` or geossl.data.chips.pack)", path)
+        return None
+    return path
+
+
+def _packed_rows(store: Path, ids: list[str], required: bool) -> np.ndarray | None:
+    """Row of each chip in the store, or None when the store lacks some of them."""
+    meta = json.loads((store / PACKED_META).read_text())
+    order = json.loads((store / meta["ids"]).read_text())
+    pos = {cid: k for k, cid in enumerate(order)}
+    rows = np.array([pos.get(c, -1) for c in ids], dtype=np.int64)
+    if (rows < 0).any():
+        if required:
+            raise DataError(f"packed store lacks {(rows < 0).sum()} chip(s) of the index "
+                            "(stale: pack it again)", store)
+        return None
+    return rows
+
+
+def open_packed(store: PathLike) -> Any:
+    """Open a packed store read-only: a memory-mapped ``(N, C, H, W)`` array or a zarr array."""
+    store = Path(store)
+    meta = json.loads((store / PACKED_META).read_text())
+    if meta["format"] == "npy":
+        return np.load(store / meta["data"], mmap_mode="r")
+    import zarr
+
+    return zarr.open_array(str(store / meta["data"]), mode="r")
+
+
+def pack(
+    index: PathLike,
+    out: PathLike | None = None,
+    fmt: str = "npy",
+    progress: bool = True,
+) -> Path:
+    """Write every chip of an index into one store that workers read without reprojection.
+
+    All chips must share band list, size and dtype. The data file is written atomically, then
+    ``meta.json`` (so a store with ``meta.json`` is complete).
+
+    Args:
+        index: chip index file (or its folder).
+        out: store folder (default: ``packed/`` beside the index, where :class:`ChipDataset`
+            looks for it).
+        fmt: ``npy`` (memory-mappable, fastest) or ``zarr`` (one chunk per chip, compressed).
+        progress: show a progress bar.
+
+    Returns:
+        the store folder.
+
+    Raises:
+        DataError: chips of different shapes / dtypes, unreadable chip.
+        ConfigError: unknown format.
+    """
+    import rasterio
+
+    if fmt not in ("npy", "zarr"):
+        raise ConfigError(f"unknown packed format {fmt!r} (npy or zarr)")
+    gdf = chip_index.read_index(index)
+    root = Path(gdf.attrs["root"])
+    dest = Path(out) if out is not None else root / PACKED_DIR
+    if len(gdf["bands"].unique()) != 1 or len(gdf[["height", "width"]].drop_duplicates()) != 1:
+        raise DataError("cannot pack chips with different bands or sizes", index)
+    n = len(gdf)
+    count = len(str(gdf["bands"].iloc[0]).split(","))
+    h, w = int(gdf["height"].iloc[0]), int(gdf["width"].iloc[0])
+    with rasterio.open(root / gdf["path"].iloc[0]) as src:
+        dtype = np.dtype(src.dtypes[0])
+    dest.mkdir(parents=True, exist_ok=True)
+    meta_file = dest / PACKED_META
+    if meta_file.exists():
+        meta_file.unlink()  # the store is incomplete from here until meta.json is rewritten
+    paths = [root / p for p in gdf["path"]]
+
+    def chips() -> Any:
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+            for p in tqdm(paths, desc="pack", unit="chip", disable=not progress):
+                with rasterio.open(p) as src:
+                    arr = src.read()
+                if arr.shape != (count, h, w):
+                    raise DataError(f"chip has shape {arr.shape}, expected {(count, h, w)}", p)
+                yield arr.astype(dtype, copy=False)
+
+    if fmt == "npy":
+        data_name = "chips.npy"
+        with atomic_path(dest / data_name) as tmp:
+            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(n, count, h, w))
+            for k, arr in enumerate(chips()):
+                mm[k] = arr
+            mm.flush()
+            del mm
+            chip_index.set_default_mode(tmp)
+    else:
+        import zarr
+
+        data_name = "chips.zarr"
+        tmp_dir = dest / f".{data_name}.part"
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+        z = zarr.open_array(str(tmp_dir), mode="w", shape=(n, count, h, w),
+                            chunks=(1, count, h, w), dtype=dtype)
+        for k, arr in enumerate(chips()):
+            z[k] = arr
+        final = dest / data_name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp_dir, final)
+    chip_index.write_text(dest / "ids.json", json.dumps(gdf["chip_id"].astype(str).tolist()))
+    meta = {"format": fmt, "data": data_name, "ids": "ids.json", "shape": [n, count, h, w],
+            "dtype": dtype.name, "bands": str(gdf["bands"].iloc[0]).split(",")}
+    chip_index.write_text(meta_file, json.dumps(meta, indent=1))
+    return dest

@@ -1,0 +1,366 @@
+"""Cut scenes into chips on one common grid, and write the GeoParquet chip index.
+
+:func:`tile` is what ``geossl tile`` runs. For every scene (see :mod:`geossl.data.scenes`):
+
+* the bands are read onto the scene's common grid, one strip of chips at a time (bounded memory);
+* every full ``size x size`` window at ``stride`` whose valid-pixel fraction (inside every band,
+  not nodata, not NaN, not cloud) reaches ``min_valid`` becomes a tiled, compressed GeoTIFF chip
+  ``OUT/<scene>/<scene>_r<row>_c<col>.tif`` with the scene's CRS, the chip's transform, band
+  descriptions set to the band names, and ``GEOSSL_*`` tags (scene, sensor, datetime, offset,
+  valid fraction) from which the index can be rebuilt;
+* each chip is written atomically (temporary file + rename). A rerun skips chips already on disk
+  (their header is checked), and windows a finished earlier run rejected (recorded in
+  ``OUT/<scene>/.tiling.json``), so it writes only what is missing;
+* scenes run in parallel in a process pool; the index ``OUT/index.parquet`` is written at the end,
+  atomically, from the chips of this grid (new and existing).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.transform import Affine
+from tqdm import tqdm
+
+from geossl.data import chip_index
+from geossl.data.scenes import (
+    Scene,
+    SceneReader,
+    find_scenes,
+    iter_windows,
+    open_scene,
+    scene_name,
+    window_transform,
+)
+from geossl.errors import ConfigError, DataError
+from geossl.io import atomic_path
+
+PathLike = str | os.PathLike[str]
+
+#: per-scene record of a finished run (options + rejected windows), used by reruns
+DONE_FILE = ".tiling.json"
+
+
+@dataclass(frozen=True)
+class TileOptions:
+    """How scenes are cut into chips.
+
+    Attributes:
+        size: chip size in pixels.
+        stride: step between chips in pixels (default: ``size``, no overlap).
+        min_valid: minimum fraction of valid pixels for a chip to be kept.
+        bands: band names to keep, in order (default: all).
+        cloud_mask: a mask file (non-zero = cloud), ``auto`` or None.
+        sensor: sensor name recorded in the index (default: guessed, ``s2`` for Sentinel-2).
+        resolution: pixel size of the common grid (default: the finest band's).
+        resampling: resampling of bands not on the grid (rasterio name).
+        compress: GeoTIFF compression of the chips.
+    """
+
+    size: int = 128
+    stride: int | None = None
+    min_valid: float = 0.9
+    bands: tuple[str, ...] | None = None
+    cloud_mask: str | None = None
+    sensor: str | None = None
+    resolution: float | None = None
+    resampling: str = "bilinear"
+    compress: str = "zstd"
+
+    @property
+    def step(self) -> int:
+        """The stride actually used."""
+        return self.stride or self.size
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` on an invalid option."""
+        if self.size <= 0 or self.step <= 0:
+            raise ConfigError(f"size and stride must be positive, got {self.size}, {self.step}")
+        if not 0.0 <= self.min_valid <= 1.0:
+            raise ConfigError(f"min_valid must be in [0, 1], got {self.min_valid}")
+
+    def signature(self) -> dict[str, Any]:
+        """The options that decide which windows are kept (compared on reruns)."""
+        sig = asdict(self)
+        sig.pop("compress")
+        sig["bands"] = list(self.bands) if self.bands else None
+        return sig
+
+
+@dataclass
+class TileReport:
+    """What :func:`tile` did."""
+
+    index: Path
+    scenes: int = 0
+    written: int = 0
+    existing: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    packed: Path | None = None
+    per_scene: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chips(self) -> int:
+        """Chips in the index."""
+        return self.written + self.existing
+
+
+def chip_name(scene: str, row: int, col: int) -> str:
+    """Chip id: ``<scene>_r<row>_c<col>`` (row/col: pixel offset in the scene grid)."""
+    return f"{scene}_r{row:05d}_c{col:05d}"
+
+
+def _existing_row(path: Path, out: Path, chip_id: str, scene: Scene,
+                  opts: TileOptions) -> dict[str, Any] | None:
+    """Index row of a chip already on disk if it is complete and matches, else None."""
+    if not path.is_file():
+        return None
+    try:
+        row = chip_index.chip_row(path, out)
+    except DataError:
+        return None
+    if (row["chip_id"] != chip_id or row["height"] != opts.size or row["width"] != opts.size
+            or row["bands"] != ",".join(scene.band_names)):
+        return None
+    return row
+
+
+def _write_chip(path: Path, data: np.ndarray, transform: Affine, scene: Scene,
+                tags: dict[str, str], compress: str) -> None:
+    """Write one chip atomically as a tiled, compressed, pixel-interleaved GeoTIFF."""
+    count, height, width = data.shape
+    profile: dict[str, Any] = {
+        "driver": "GTiff", "dtype": data.dtype.name, "count": count, "height": height,
+        "width": width, "crs": scene.grid.crs, "transform": transform,
+        # one block holds every band of the chip: a chip read is one decompression
+        "interleave": "pixel",
+    }
+    if compress and compress.lower() != "none":
+        profile["compress"] = compress
+        profile["predictor"] = 3 if np.issubdtype(data.dtype, np.floating) else 2
+    if height % 16 == 0 and width % 16 == 0:
+        profile.update(tiled=True, blockxsize=min(width, 512), blockysize=min(height, 512))
+    nodatas = {nd for nd in scene.band_nodata}
+    if len(nodatas) == 1 and None not in nodatas:
+        profile["nodata"] = nodatas.pop()
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+            for i, name in enumerate(scene.band_names, start=1):
+                dst.set_band_description(i, name)
+            dst.update_tags(**tags)
+        chip_index.set_default_mode(tmp)
+
+
+def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
+               progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Cut one scene into chips under ``out/<scene>/`` (resumable).
+
+    Args:
+        scene_path: the scene (file, band folder or SAFE product).
+        out: output folder (the index folder; chip paths are relative to it).
+        opts: tiling options.
+        progress: show a progress bar over chip rows.
+
+    Returns:
+        the index rows of the scene's chips, and counts ``written``, ``existing``, ``rejected``.
+
+    Raises:
+        DataError: unreadable scene, missing band, CRS mismatch.
+    """
+    out = Path(out)
+    scene = open_scene(scene_path, bands=opts.bands, resolution=opts.resolution,
+                       sensor=opts.sensor, cloud_mask=opts.cloud_mask,
+                       resampling=opts.resampling)
+    folder = out / scene.name
+    done_file = folder / DONE_FILE
+    rejected: set[tuple[int, int]] = set()
+    if done_file.is_file():
+        try:
+            done = json.loads(done_file.read_text())
+            if done.get("options") == opts.signature():
+                rejected = {(int(r), int(c)) for r, c in done.get("rejected", [])}
+        except (OSError, ValueError):
+            rejected = set()
+    g = scene.grid
+    dt = scene.datetime.isoformat() if scene.datetime else ""
+    bands = ",".join(scene.band_names)
+    crs = chip_index._crs_string(g.crs)
+    rows: list[dict[str, Any]] = []
+    counts = {"written": 0, "existing": 0, "rejected": 0}
+    new_rejected: list[tuple[int, int]] = []
+    by_row: dict[int, list[int]] = {}
+    for r, c in iter_windows(g.height, g.width, opts.size, opts.step):
+        by_row.setdefault(r, []).append(c)
+    size = opts.size
+    with SceneReader(scene) as reader:
+        for r in tqdm(sorted(by_row), desc=scene.name, unit="row", disable=not progress,
+                      leave=False):
+            todo: list[int] = []
+            for c in by_row[r]:
+                if (r, c) in rejected:
+                    new_rejected.append((r, c))
+                    counts["rejected"] += 1
+                    continue
+                cid = chip_name(scene.name, r, c)
+                existing = _existing_row(folder / f"{cid}.tif", out, cid, scene, opts)
+                if existing is not None:
+                    rows.append(existing)
+                    counts["existing"] += 1
+                else:
+                    todo.append(c)
+            if not todo:
+                continue
+            c0, c1 = min(todo), max(todo) + size
+            strip, valid = reader.read(r, c0, size, c1 - c0)
+            for c in todo:
+                v = float(valid[:, c - c0:c - c0 + size].mean())
+                if v < opts.min_valid:
+                    new_rejected.append((r, c))
+                    counts["rejected"] += 1
+                    continue
+                cid = chip_name(scene.name, r, c)
+                transform = window_transform(g.transform, r, c)
+                tags = {
+                    "GEOSSL_CHIP_ID": cid, "GEOSSL_SCENE": scene.name,
+                    "GEOSSL_SENSOR": scene.sensor, "GEOSSL_DATETIME": dt,
+                    "GEOSSL_ROW": str(r), "GEOSSL_COL": str(c),
+                    "GEOSSL_VALID_FRACTION": repr(v), "GEOSSL_BANDS": bands,
+                }
+                chip = np.ascontiguousarray(strip[:, :, c - c0:c - c0 + size])
+                _write_chip(folder / f"{cid}.tif", chip, transform, scene, tags, opts.compress)
+                counts["written"] += 1
+                left, top = transform.c, transform.f
+                right, bottom = left + size * transform.a, top + size * transform.e
+                rows.append({
+                    "chip_id": cid, "path": f"{scene.name}/{cid}.tif", "scene": scene.name,
+                    "sensor": scene.sensor, "datetime": dt or None, "crs": crs, "res": g.res,
+                    "row": r, "col": c, "height": size, "width": size, "bands": bands,
+                    "valid_fraction": v, "minx": min(left, right), "miny": min(top, bottom),
+                    "maxx": max(left, right), "maxy": max(top, bottom),
+                })
+    record = {"options": opts.signature(), "rejected": sorted(new_rejected),
+              "chips": len(rows)}
+    folder.mkdir(parents=True, exist_ok=True)
+    chip_index.write_text(done_file, json.dumps(record))
+    return rows, counts
+
+
+def _tile_scene_job(args: tuple[str, str, TileOptions]) -> tuple[list[dict[str, Any]],
+                                                                   dict[str, int]]:
+    return tile_scene(*args)
+
+
+def remove_partial_files(out: PathLike) -> int:
+    """Delete temporary ``.*.part`` files a killed run left under ``out``; returns how many."""
+    n = 0
+    for dirpath, _, filenames in os.walk(out):
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".part"):
+                try:
+                    os.unlink(os.path.join(dirpath, f))
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
+
+
+def tile(
+    scenes: Sequence[PathLike],
+    out: PathLike,
+    options: TileOptions | None = None,
+    workers: int = 0,
+    fmt: str = "tif",
+    progress: bool = True,
+) -> TileReport:
+    """Tile scenes into GeoTIFF chips and write ``out/index.parquet`` (``geossl tile``).
+
+    Args:
+        scenes: scene files / folders, or folders searched for scenes.
+        out: output folder.
+        options: tiling options.
+        workers: processes, one scene each (0 or 1: in this process).
+        fmt: ``tif`` (GeoTIFF chips only), or ``npy`` / ``zarr`` to also pack every chip into
+            one store beside the index (see :func:`geossl.data.chips.pack`).
+        progress: show progress bars.
+
+    Returns:
+        a report with the index path and counts.
+
+    Raises:
+        DataError: bad scene (unreadable, missing band, CRS mismatch) or no chip kept.
+        ConfigError: invalid option.
+    """
+    opts = options or TileOptions()
+    opts.check()
+    if fmt not in ("tif", "npy", "zarr"):
+        raise ConfigError(f"unknown format {fmt!r} (tif, npy or zarr)")
+    start = time.perf_counter()
+    out = Path(out)
+    paths = find_scenes(scenes)
+    names = [scene_name(p) for p in paths]
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ConfigError(f"several scenes are named {dups[0]!r}: chip ids would collide; "
+                          "tile them into different --out folders")
+    out.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(out)
+    report = TileReport(index=out / chip_index.INDEX_NAME, scenes=len(paths))
+    rows: list[dict[str, Any]] = []
+
+    def collect(name: str, result: tuple[list[dict[str, Any]], dict[str, int]]) -> None:
+        part, counts = result
+        rows.extend(part)
+        report.written += counts["written"]
+        report.existing += counts["existing"]
+        report.rejected += counts["rejected"]
+        report.per_scene[name] = len(part)
+
+    if workers > 1 and len(paths) > 1:
+        # spawn: GDAL state must not be inherited through fork
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, len(paths)), mp_context=ctx) as pool:
+            futures = {pool.submit(_tile_scene_job, (str(p), str(out), opts)): p
+                       for p in paths}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="tile",
+                            unit="scene", disable=not progress):
+                collect(scene_name(futures[fut]), fut.result())
+    else:
+        for p in tqdm(paths, desc="tile", unit="scene", disable=not progress or len(paths) < 2):
+            collect(scene_name(p), tile_scene(p, out, opts, progress=progress))
+    if not rows:
+        raise DataError(
+            f"no chip kept (size {opts.size}, min-valid {opts.min_valid}): the scenes are "
+            "smaller than a chip or mostly invalid", out)
+    gdf = chip_index.make_index(rows)
+    chip_index.write_index(gdf, report.index)
+    if fmt != "tif":
+        from geossl.data.chips import pack
+
+        report.packed = pack(report.index, fmt=fmt, progress=progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def read_source_window(scene: Scene, row: int, col: int, size: int) -> np.ndarray:
+    """Read one window of a scene on its grid (convenience for checks and tests)."""
+    with SceneReader(scene) as reader:
+        data, _ = reader.read(row, col, size, size)
+    return data
+
+
+__all__ = [
+    "DONE_FILE", "TileOptions", "TileReport", "chip_name", "read_source_window",
+    "remove_partial_files", "tile", "tile_scene",
+]

@@ -1,0 +1,275 @@
+"""Data-layer benchmark: geossl chip index / ChipDataset vs TorchGeo, in one run, on the same data.
+
+(a) Index build for N SEN12MS-like patch files (``ROIs1158_spring/s2_<scene>/
+    ROIs1158_spring_s2_<scene>_p<patch>.tif``, 13 bands, 16 x 16 px, overlapping footprints,
+    several UTM zones), generated once into ``--cache``:
+    TorchGeo ``RasterDataset(paths=...)`` (its own file scan) vs building our chip index from the
+    headers vs loading our prebuilt chip index (``ChipDataset(index.parquet)``).
+(b) Chips/s (12 bands, 128 px, num_workers=0) on the two real Major-TOM cells:
+    TorchGeo ``RasterDataset`` (separate band files at 10/20/60 m, resampled to ``res=10`` by
+    ``rasterio.merge``) + ``RandomGeoSampler`` vs our ``ChipDataset`` on chips cut by
+    ``geossl tile`` (GeoTIFF, and the packed npy / zarr stores).
+
+Usage::
+
+    python tools/bench_data.py --cache /tmp/geossl-bench              # N = 100,000
+    python tools/bench_data.py --cache /tmp/geossl-bench --n-files 5000 --chips 256
+    geossl bench data --tool-args "--cache /tmp/geossl-bench"
+
+Also callable: ``bench_data(cache=..., n_files=..., ...) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MAJOR_TOM = REPO.parent / "shared" / "data" / "real" / "major_tom_s2l2a"
+S2_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
+         "B12")
+MT_12 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+SEASONS = ("ROIs1158_spring", "ROIs1868_summer", "ROIs1970_fall", "ROIs2017_winter")
+ZONES = (32633, 32618, 32755, 32611, 32636)
+
+
+# ---- (a) SEN12MS-like file scan --------------------------------------------------------------
+
+
+def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
+                          per_scene: int = 500) -> list[Path]:
+    """Write ``n_files`` tiny 13-band patches in the SEN12MS layout (skipped if already there).
+
+    Patches of a scene lie on a grid with a stride of half a patch (overlapping footprints, as
+    the real 256 px patches at 128 px stride).
+    """
+    import rasterio
+    from rasterio.transform import from_origin
+    from tqdm import tqdm
+
+    done = root / f".done_{n_files}_{px}"
+    files: list[Path] = []
+    for k in range(n_files):
+        scene, patch = divmod(k, per_scene)
+        roi = SEASONS[scene % len(SEASONS)]
+        sid = scene + 1
+        files.append(root / roi / f"s2_{sid}" / f"{roi}_s2_{sid}_p{patch + 1}.tif")
+    if done.exists():
+        return files
+    data = (np.arange(13 * px * px, dtype=np.uint16).reshape(13, px, px) % 4000) + 100
+    side = int(np.ceil(np.sqrt(per_scene)))
+    for k, path in enumerate(tqdm(files, desc="generate", unit="file")):
+        if path.exists():
+            continue
+        scene, patch = divmod(k, per_scene)
+        r, c = divmod(patch, side)
+        x0 = 300000.0 + 50000.0 * (scene % 7) + c * px * 10 / 2
+        y0 = 5000000.0 - 50000.0 * (scene // 7 % 7) - r * px * 10 / 2
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(path, "w", driver="GTiff", count=13, height=px, width=px,
+                           dtype="uint16", crs=f"EPSG:{ZONES[scene % len(ZONES)]}",
+                           transform=from_origin(x0, y0, 10, 10)) as dst:
+            dst.write(data)
+    done.write_text("ok")
+    return files
+
+
+def bench_index(cache: Path, n_files: int, workers: int) -> dict[str, Any]:
+    """TorchGeo's file scan vs building / loading our chip index for the same files."""
+    from torchgeo.datasets import RasterDataset
+
+    from geossl.data import chip_index
+    from geossl.data.chips import ChipDataset
+
+    root = cache / f"sen12ms_like_{n_files}"
+    files = generate_sen12ms_like(root, n_files)
+
+    class SEN12MSLikeS2(RasterDataset):
+        filename_glob = "ROIs*_s2_*_p*.tif"
+        filename_regex = r"^ROIs\d+_(?P<season>[a-z]+)_s2_(?P<scene>\d+)_p(?P<patch>\d+)\.tif$"
+        all_bands = S2_13
+
+    out: dict[str, Any] = {"n_files": n_files}
+    t = time.perf_counter()
+    ds = SEN12MSLikeS2(paths=str(root))
+    out["torchgeo_scan_s"] = time.perf_counter() - t
+    assert len(ds.index) == n_files, (len(ds.index), n_files)
+
+    index_file = cache / f"sen12ms_like_{n_files}.parquet"
+    t = time.perf_counter()
+    gdf = chip_index.build_index(root, files=files, workers=workers, progress=False,
+                                 bands=list(S2_13), sensor="s2", root=cache)
+    out["geossl_build_s"] = time.perf_counter() - t
+    out["geossl_build_workers"] = workers
+    chip_index.write_index(gdf, index_file)
+
+    t = time.perf_counter()
+    cds = ChipDataset(index_file)
+    out["geossl_load_s"] = time.perf_counter() - t
+    assert len(cds) == n_files
+    out["ratio_scan_vs_load"] = out["torchgeo_scan_s"] / out["geossl_load_s"]
+    out["ratio_scan_vs_build"] = out["torchgeo_scan_s"] / out["geossl_build_s"]
+    return out
+
+
+# ---- (b) chips/s on Major-TOM ----------------------------------------------------------------
+
+
+def _major_tom_products(data: Path) -> list[Path]:
+    return sorted(p.parent for p in data.rglob("B02.tif"))
+
+
+def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_TOM,
+                seed: int = 0) -> dict[str, Any]:
+    """Chips/s of TorchGeo RasterDataset + RandomGeoSampler vs ChipDataset, num_workers=0."""
+    import torch
+    from torch.utils.data import DataLoader
+    from torchgeo.datasets import RasterDataset, stack_samples
+    from torchgeo.samplers import RandomGeoSampler
+
+    from geossl.data.chips import ChipDataset, pack
+    from geossl.data.tiling import TileOptions, tile
+
+    products = _major_tom_products(data)
+    if not products:
+        raise SystemExit(f"no Major-TOM cell (B02.tif) under {data}")
+    out: dict[str, Any] = {"cells": len(products), "bands": len(MT_12), "size": size,
+                           "chips": n_chips}
+    batch = 16
+
+    class MajorTOM(RasterDataset):
+        # one entry per cell (B02), the other bands found by replacing the band group;
+        # bands at 20/60 m are resampled onto the 10 m query grid by rasterio.merge (res=10)
+        filename_glob = "B02.tif"
+        filename_regex = r"^(?P<band>B02)\.tif$"
+        separate_files = True
+        all_bands = MT_12
+
+    # one dataset per cell: the cells are in different UTM zones and a single RasterDataset
+    # would warp the second cell into the first cell's zone
+    loaders = []
+    torch.manual_seed(seed)
+    for p in products:
+        ds = MajorTOM(paths=str(p), res=10.0)
+        sampler = RandomGeoSampler(ds, size=size, length=n_chips // len(products))
+        loaders.append(DataLoader(ds, sampler=sampler, batch_size=batch, num_workers=0,
+                                  collate_fn=stack_samples))
+
+    def run_torchgeo() -> int:
+        n = 0
+        for loader in loaders:
+            for b in loader:
+                assert b["image"].shape[1:] == (len(MT_12), size, size)
+                n += b["image"].shape[0]
+        return n
+
+    chips_dir = cache / f"major_tom_chips_{size}"
+    tile(products, chips_dir, TileOptions(size=size, stride=size, min_valid=0.0),
+         progress=False)
+    for fmt in ("npy", "zarr"):
+        pack(chips_dir, out=chips_dir / f"packed_{fmt}", fmt=fmt, progress=False)
+
+    def run_chips(packed: Any) -> int:
+        ds = ChipDataset(chips_dir, packed=packed)
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randint(len(ds), (n_chips,), generator=g).tolist()
+        loader = DataLoader(ds, sampler=idx, batch_size=batch, num_workers=0)
+        n = 0
+        for b in loader:
+            assert b["image"].shape[1:] == (len(MT_12), size, size)
+            n += b["image"].shape[0]
+        return n
+
+    runs = {
+        "torchgeo": run_torchgeo,
+        "geossl_tif": lambda: run_chips(False),
+        "geossl_npy": lambda: run_chips(chips_dir / "packed_npy"),
+        "geossl_zarr": lambda: run_chips(chips_dir / "packed_zarr"),
+    }
+    for name, fn in runs.items():
+        fn()  # warm-up: page cache, GDAL caches, lazy imports
+        t = time.perf_counter()
+        n = fn()
+        out[f"{name}_chips_s"] = n / (time.perf_counter() - t)
+    for name in ("geossl_tif", "geossl_npy", "geossl_zarr"):
+        out[f"ratio_{name}_vs_torchgeo"] = out[f"{name}_chips_s"] / out["torchgeo_chips_s"]
+    return out
+
+
+def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
+               workers: int | None = None, data: str | Path = MAJOR_TOM,
+               skip_index: bool = False) -> dict[str, Any]:
+    """Run both parts; returns every figure (also printed by :func:`main`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    if not skip_index:
+        result["index"] = bench_index(cache, n_files, workers if workers is not None
+                                      else min(8, os.cpu_count() or 1))
+    result["chips"] = bench_chips(cache, n_chips, data=Path(data))
+    return result
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """Human-readable report with ratios against the named baselines."""
+    lines = [f"geossl data benchmark (cpu_count={r['cpu_count']})"]
+    if "index" in r:
+        a = r["index"]
+        lines += [
+            f"(a) index for {a['n_files']:,} SEN12MS-like patch files",
+            f"    TorchGeo RasterDataset(paths=...) file scan : {a['torchgeo_scan_s']:8.2f} s",
+            f"    geossl chip index built from headers ({a['geossl_build_workers']} proc) : "
+            f"{a['geossl_build_s']:8.2f} s  ({a['ratio_scan_vs_build']:.1f}x faster than "
+            "TorchGeo scan)",
+            f"    geossl prebuilt chip index loaded           : {a['geossl_load_s']:8.3f} s  "
+            f"({a['ratio_scan_vs_load']:.0f}x faster than TorchGeo scan)",
+        ]
+    b = r["chips"]
+    lines += [
+        f"(b) chips/s, {b['bands']} bands, {b['size']} px, num_workers=0, {b['chips']} chips, "
+        f"{b['cells']} Major-TOM cells",
+        f"    TorchGeo RasterDataset + RandomGeoSampler : {b['torchgeo_chips_s']:9.1f}",
+    ]
+    for name, label in (("geossl_tif", "GeoTIFF chips"), ("geossl_npy", "packed npy"),
+                        ("geossl_zarr", "packed zarr")):
+        lines.append(f"    geossl ChipDataset, {label:14s}        : {b[name + '_chips_s']:9.1f}"
+                     f"  ({b['ratio_' + name + '_vs_torchgeo']:.1f}x TorchGeo)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-bench"),
+                        help="folder for the generated files and chips (reused across runs)")
+    parser.add_argument("--n-files", type=int, default=100_000,
+                        help="SEN12MS-like files for the index benchmark")
+    parser.add_argument("--chips", type=int, default=512, help="chips read per measurement")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes for building our index from headers")
+    parser.add_argument("--data", default=str(MAJOR_TOM), help="Major-TOM folder")
+    parser.add_argument("--skip-index", action="store_true", help="only part (b)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    result = bench_data(args.cache, args.n_files, args.chips, args.workers, args.data,
+                        args.skip_index)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
