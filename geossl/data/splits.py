@@ -1,0 +1,917 @@
+"""Overlap-aware train/val/test splits of footprints, with a leakage report.
+
+Works on any GeoDataFrame of footprints: a chip index (``geossl tile``), a TorchGeo
+``GeoDataset.index`` or :meth:`geossl.data.sen12ms.SEN12MSPatches.footprints`. Every split
+function returns a :class:`pandas.Series` of split names (``train``, ``val``, ``test``, or
+``drop`` for chips removed to keep the splits apart) indexed like the input.
+
+Strategies (:func:`make_splits`):
+
+``overlap``
+    chips that conflict (their footprints share interior area, or with ``buffer`` > 0 lie within
+    ``buffer`` metres of each other) are grouped into connected components; whole components go
+    to one split. Zero leakage by construction, nothing dropped.
+``block``
+    square blocks of ``block_size`` metres (a chip belongs to the block of its centre); whole
+    blocks go to one split; then every chip that conflicts with a chip of another split is
+    labelled ``drop`` (the one of the earlier split in ``names``: train loses the border band,
+    not test). Zero leakage by construction.
+``scene``
+    whole scenes (column ``scene``); scenes that overlap each other are merged first. With an
+    explicit test list (``test_scenes``, or ``holdout="sen12ms"`` for the official SEN12MS
+    hold-out scenes) those scenes are the test side and conflicting chips of the other sides are
+    dropped. Zero leakage by construction.
+``random``
+    chip by chip, for comparison only: overlapping chips fall on both sides (see the report).
+``nonoverlapping``
+    a greedy maximal subset of pairwise non-conflicting chips (the rest is ``drop``), split at
+    random: zero leakage since no two kept chips overlap.
+
+All strategies are deterministic given ``seed`` and stratified by class when a label column
+exists (for grouped strategies, each group counts under its majority class). Groups are placed
+largest first into the split furthest below its target, so the achieved fractions differ from
+the requested ones by at most about one group (block, scene) per class; they are returned in
+``series.attrs["fractions"]`` and a warning is issued beyond ``tolerance``.
+
+Metric coordinates: distances and areas are computed per CRS group, each footprint in a metric
+CRS: the chip's own projected CRS when the frame has the chip-index columns ``minx .. maxy`` and
+``crs`` (UTM for SEN12MS and ``geossl tile`` chips: exact boxes, no reprojection), else the
+frame's CRS when projected, else (geographic footprints) the UTM zone of each footprint's
+centre. Chips of different CRS groups are compared in the equal-area CRS EPSG:6933; there a
+buffer is scaled up by :data:`CROSS_CRS_BUFFER_FACTOR` to stay conservative against the
+projection's distance distortion (cross-zone neighbours are rare: zone borders). Two footprints
+that only touch (shared edge, overlap below :data:`EPS_M` = 1 mm) do not conflict.
+
+Files: :func:`save_splits` writes JSON ``{"strategy", "params", "splits": {name: [ids]}}`` or a
+GeoParquet copy of the footprints with a ``split`` column; :func:`load_splits` reads both and
+checks the ids against the footprints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from pyproj import CRS
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from geossl.errors import ConfigError, DataError
+from geossl.io import atomic_path, atomic_write_text
+
+PathLike = str | os.PathLike[str]
+
+#: split strategies of :func:`make_splits`
+STRATEGIES = ("overlap", "block", "scene", "random", "nonoverlapping")
+#: label of chips removed to keep splits apart
+DROP = "drop"
+#: overlap below this many metres (shared edges, rounding) is not an overlap
+EPS_M = 1e-3
+#: CRS in which chips of different CRS groups are compared (equal-area, metres)
+COMMON_CRS = "EPSG:6933"
+#: buffer scaling for comparisons in :data:`COMMON_CRS` (its distances are off by up to ~2x)
+CROSS_CRS_BUFFER_FACTOR = 3.0
+#: columns tried, in order, for chip ids
+ID_COLUMNS = ("chip_id", "id", "patch_id")
+_BOUNDS = ["minx", "miny", "maxx", "maxy"]
+
+
+# --------------------------------------------------------------------------------------------
+# metric footprints and the conflict graph
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Footprints:
+    """Footprints in metric coordinates, grouped by CRS.
+
+    Attributes:
+        group: CRS group of each row.
+        crs: the metric CRS of each group.
+        geoms: footprint of each row in its group's CRS.
+        bounds: ``(n, 4)`` bounds of ``geoms``.
+        boxes: True when every footprint is an axis-aligned rectangle (fast paths).
+        lonlat: footprints in EPSG:4326 (for cross-group comparisons), or None.
+    """
+
+    group: np.ndarray
+    crs: list[CRS]
+    geoms: np.ndarray
+    bounds: np.ndarray
+    boxes: bool
+    lonlat: np.ndarray | None
+
+    @property
+    def area(self) -> np.ndarray:
+        """Area of each footprint in m²."""
+        if self.boxes:
+            b = self.bounds
+            return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+        return np.asarray(shapely.area(self.geoms))
+
+    def __len__(self) -> int:
+        return len(self.group)
+
+
+def _metric_crs(crs: Any) -> bool:
+    c = CRS.from_user_input(crs)
+    if not c.is_projected:
+        return False
+    unit = c.axis_info[0].unit_name if c.axis_info else ""
+    return unit in ("metre", "meter", "m")
+
+
+def _utm_zones(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
+    return np.where(np.asarray(lat) >= 0, 32600 + zone, 32700 + zone)
+
+
+def footprints(gdf: pd.DataFrame) -> Footprints:
+    """Metric footprints of a frame (see the module docstring for the CRS rules).
+
+    Args:
+        gdf: chip index / TorchGeo index / any GeoDataFrame of footprints.
+
+    Returns:
+        the metric footprints.
+
+    Raises:
+        DataError: no footprint information, or a CRS that cannot be read.
+    """
+    n = len(gdf)
+    has_geo = isinstance(gdf, gpd.GeoDataFrame) and gdf.geometry.name in gdf.columns
+    lonlat = None
+    if has_geo and gdf.crs is not None:
+        geo = gdf.geometry
+        lonlat = (geo if CRS.from_user_input(gdf.crs).equals(CRS.from_epsg(4326))
+                  else geo.to_crs(4326)).to_numpy()
+    if set(_BOUNDS) <= set(gdf.columns) and "crs" in gdf.columns:
+        codes, uniques = pd.factorize(gdf["crs"].astype(str))
+        try:
+            crs_list = [CRS.from_user_input(u) for u in uniques]
+        except Exception as err:
+            raise DataError(f"footprints have an unreadable crs value ({err})") from err
+        if all(_metric_crs(c) for c in crs_list):
+            b = gdf[_BOUNDS].to_numpy(np.float64)
+            geoms = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+            return Footprints(codes.astype(np.int64), crs_list, geoms, b, True, lonlat)
+        if not has_geo:  # geographic own CRS: make 4326 geometries from the bounds
+            per = []
+            for k, c in enumerate(crs_list):
+                rows = gdf[codes == k]
+                box = shapely.box(*rows[_BOUNDS].to_numpy(np.float64).T)
+                per.append(gpd.GeoSeries(box, index=rows.index, crs=c).to_crs(4326))
+            lonlat = pd.concat(per).loc[gdf.index].to_numpy()
+    if lonlat is None and has_geo and gdf.crs is None:
+        raise DataError("footprints have no CRS (set the GeoDataFrame's crs)")
+    if lonlat is None:
+        raise DataError("no footprints: expected a geometry column or minx, miny, maxx, maxy "
+                        "and crs columns")
+    if has_geo and gdf.crs is not None and _metric_crs(gdf.crs):
+        geoms = gdf.geometry.to_numpy()
+        crs_list = [CRS.from_user_input(gdf.crs)]
+        group = np.zeros(n, dtype=np.int64)
+    else:
+        cent = shapely.centroid(lonlat)
+        epsg = _utm_zones(shapely.get_x(cent), shapely.get_y(cent))
+        group, uniq = pd.factorize(epsg)
+        crs_list = [CRS.from_epsg(int(e)) for e in uniq]
+        geoms = np.empty(n, dtype=object)
+        for k, c in enumerate(crs_list):
+            sel = group == k
+            geoms[sel] = gpd.GeoSeries(lonlat[sel], crs=4326).to_crs(c).to_numpy()
+    bounds = shapely.bounds(geoms)
+    box_area = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
+    boxes = bool(np.allclose(shapely.area(geoms), box_area, rtol=1e-9, atol=1e-6))
+    return Footprints(np.asarray(group, np.int64), crs_list, geoms, bounds, boxes, lonlat)
+
+
+def _query(geoms: np.ndarray, bounds: np.ndarray | None, boxes: bool, buffer: float,
+           other: np.ndarray | None = None, other_bounds: np.ndarray | None = None,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i in geoms, j in other) that conflict; ``other`` defaults to ``geoms``."""
+    if buffer > 0:
+        targets = geoms if other is None else other
+        tree = shapely.STRtree(targets)
+        i, j = tree.query(geoms, predicate="dwithin", distance=buffer)
+        return i, j
+    # interiors must meet: shrink by EPS_M so that footprints that only touch do not conflict
+    if boxes and bounds is not None:
+        e = np.array([EPS_M, EPS_M, -EPS_M, -EPS_M])
+        a = shapely.box(*(bounds + e).T)
+        b = a if other is None else shapely.box(*(np.asarray(other_bounds) + e).T)
+    else:
+        a = shapely.buffer(geoms, -EPS_M, join_style="mitre")
+        b = a if other is None else shapely.buffer(other, -EPS_M, join_style="mitre")
+    tree = shapely.STRtree(b)
+    i, j = tree.query(a, predicate="intersects")
+    return i, j
+
+
+def conflict_pairs(fp: Footprints, buffer: float = 0.0,
+                   rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs of conflicting footprints, found with a spatial index (no all-pairs loop).
+
+    Two footprints conflict when their interiors intersect or, with ``buffer`` > 0, when they
+    lie within ``buffer`` metres of each other.
+
+    Args:
+        fp: metric footprints.
+        buffer: distance in metres.
+        rows: restrict to these row positions (default all).
+
+    Returns:
+        ``(i, j)`` row positions with ``i < j``, each pair once.
+    """
+    if buffer < 0:
+        raise ConfigError(f"buffer must be >= 0 metres, got {buffer}")
+    rows = np.arange(len(fp)) if rows is None else np.asarray(rows, dtype=np.int64)
+    out_i, out_j = [], []
+    groups = np.unique(fp.group[rows])
+    for g in groups:
+        idx = rows[fp.group[rows] == g]
+        i, j = _query(fp.geoms[idx], fp.bounds[idx], fp.boxes, buffer)
+        out_i.append(idx[i])
+        out_j.append(idx[j])
+    if len(groups) > 1:  # neighbours across CRS groups, compared in an equal-area CRS
+        ci, cj = _cross_group_pairs(fp, rows, groups, buffer)
+        out_i.append(ci)
+        out_j.append(cj)
+    i = np.concatenate(out_i) if out_i else np.zeros(0, np.int64)
+    j = np.concatenate(out_j) if out_j else np.zeros(0, np.int64)
+    keep = i < j
+    return i[keep], j[keep]
+
+
+def _cross_group_pairs(fp: Footprints, rows: np.ndarray, groups: np.ndarray,
+                       buffer: float) -> tuple[np.ndarray, np.ndarray]:
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if fp.lonlat is None:
+        return empty
+    sub = fp.lonlat[rows]
+    common = gpd.GeoSeries(sub, crs=4326).to_crs(COMMON_CRS).to_numpy()
+    b = shapely.bounds(common)
+    margin = buffer * CROSS_CRS_BUFFER_FACTOR + 1.0
+    env = {}
+    for g in groups:
+        sel = fp.group[rows] == g
+        gb = b[sel]
+        env[g] = (gb[:, 0].min() - margin, gb[:, 1].min() - margin,
+                  gb[:, 2].max() + margin, gb[:, 3].max() + margin)
+    out_i, out_j = [], []
+    for a_pos, ga in enumerate(groups):
+        for gb_ in groups[a_pos + 1:]:
+            ea, eb = env[ga], env[gb_]
+            if ea[0] > eb[2] or eb[0] > ea[2] or ea[1] > eb[3] or eb[1] > ea[3]:
+                continue  # the two groups are far apart: no pair possible
+            in_a = np.flatnonzero((fp.group[rows] == ga) & _inside(b, eb))
+            in_b = np.flatnonzero((fp.group[rows] == gb_) & _inside(b, ea))
+            if not len(in_a) or not len(in_b):
+                continue
+            i, j = _query(common[in_a], None, False, buffer * CROSS_CRS_BUFFER_FACTOR,
+                          common[in_b], None)
+            pi, pj = rows[in_a[i]], rows[in_b[j]]
+            out_i.append(np.minimum(pi, pj))
+            out_j.append(np.maximum(pi, pj))
+    if not out_i:
+        return empty
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _inside(b: np.ndarray, env: tuple[float, float, float, float]) -> np.ndarray:
+    return np.asarray((b[:, 2] >= env[0]) & (b[:, 0] <= env[2])
+                      & (b[:, 3] >= env[1]) & (b[:, 1] <= env[3]))
+
+
+def overlap_groups(fp: Footprints, buffer: float = 0.0,
+                   pairs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Connected components of the conflict graph: one group id per row."""
+    i, j = conflict_pairs(fp, buffer) if pairs is None else pairs
+    n = len(fp)
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return np.asarray(labels, dtype=np.int64)
+
+
+def nonoverlapping_subset(
+    gdf: pd.DataFrame, buffer: float = 0.0, seed: int | None = None,
+    fp: Footprints | None = None,
+) -> np.ndarray:
+    """A greedy maximal subset of pairwise non-conflicting footprints.
+
+    Chips are visited in raster order (per CRS group, top row first, left to right), or in a
+    random order when ``seed`` is given; a chip is kept when no kept chip conflicts with it.
+    Every chip left out conflicts with a kept one (maximality), no two kept chips conflict.
+
+    Args:
+        gdf: footprints.
+        buffer: minimum distance in metres between kept chips (0: interiors disjoint).
+        seed: visit in a random order drawn with this seed.
+        fp: precomputed :func:`footprints` of ``gdf``.
+
+    Returns:
+        boolean mask over the rows of ``gdf``.
+    """
+    fp = footprints(gdf) if fp is None else fp
+    n = len(fp)
+    i, j = conflict_pairs(fp, buffer)
+    adj = coo_matrix((np.ones(2 * len(i), dtype=np.int8),
+                      (np.concatenate([i, j]), np.concatenate([j, i]))), shape=(n, n)).tocsr()
+    if seed is None:
+        order = np.lexsort((fp.bounds[:, 0], -fp.bounds[:, 3], fp.group))
+    else:
+        order = np.random.default_rng(seed).permutation(n)
+    keep = np.zeros(n, dtype=bool)
+    blocked = np.zeros(n, dtype=bool)
+    indptr, indices = adj.indptr, adj.indices
+    # a plain loop: greedy independent sets are sequential by nature; O(n + edges)
+    for v in order.tolist():
+        if blocked[v]:
+            continue
+        keep[v] = True
+        blocked[indices[indptr[v]:indptr[v + 1]]] = True
+    return keep
+
+
+# --------------------------------------------------------------------------------------------
+# assignment of groups to splits
+# --------------------------------------------------------------------------------------------
+def _check_fractions(fractions: Sequence[float], names: Sequence[str] | None) -> tuple[
+        np.ndarray, list[str]]:
+    frac = np.asarray([float(f) for f in fractions], dtype=np.float64)
+    if len(frac) < 2 or np.any(frac <= 0) or abs(frac.sum() - 1.0) > 1e-6:
+        raise ConfigError(f"fractions must be >= 2 positive numbers summing to 1, got "
+                          f"{list(fractions)}")
+    if names is None:
+        names = ["train", "test"] if len(frac) == 2 else (
+            ["train", "val", "test"] if len(frac) == 3 else [f"split{k}" for k in range(len(frac))])
+    names = [str(n) for n in names]
+    if len(names) != len(frac) or len(set(names)) != len(names) or DROP in names:
+        raise ConfigError(f"split names {names} must be distinct, not {DROP!r}, one per fraction")
+    return frac, names
+
+
+def _strata(gdf: pd.DataFrame, label: str | None) -> np.ndarray | None:
+    """Integer class per row, or None when there is no usable label column."""
+    if label is None or label not in gdf.columns:
+        return None
+    col = gdf[label]
+    if col.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
+        return None  # multi-hot labels: no single class to stratify on
+    codes, _ = pd.factorize(col.astype(str))
+    return np.asarray(codes, np.int64)
+
+
+def _assign(group: np.ndarray, frac: np.ndarray, rng: np.random.Generator,
+            strata: np.ndarray | None) -> np.ndarray:
+    """Split index per row, whole groups together, per stratum (majority class of a group)."""
+    n = len(group)
+    gid, ginv = np.unique(group, return_inverse=True)
+    sizes = np.bincount(ginv)
+    if strata is None:
+        gstrat = np.zeros(len(gid), np.int64)
+    elif len(gid) == n:  # singletons: the class of the chip
+        gstrat = np.zeros(len(gid), np.int64)
+        gstrat[ginv] = strata
+    else:  # majority class of each group
+        counts = pd.crosstab(ginv, strata)
+        gstrat = counts.to_numpy().argmax(1)
+        gstrat = np.asarray(counts.columns.to_numpy()[gstrat], np.int64)
+    gsplit = np.zeros(len(gid), np.int64)
+    if np.all(sizes == 1):  # singletons: exact counts per class, vectorised
+        for s in np.unique(gstrat):
+            perm = rng.permutation(np.flatnonzero(gstrat == s))
+            cuts = np.round(np.cumsum(frac)[:-1] * len(perm)).astype(np.int64)
+            for k, part in enumerate(np.split(perm, cuts)):
+                gsplit[part] = k
+        return gsplit[ginv]
+    # biggest groups first (random order within a size octave); each goes to the split furthest
+    # below its target, counting both its class's deficit and the overall deficit, so that
+    # the overall fractions hold even when a class has only a few groups
+    nstrat = int(gstrat.max()) + 1
+    class_total = np.bincount(gstrat, weights=sizes, minlength=nstrat)
+    target_c = class_total[:, None] * frac[None, :]
+    target = frac * n
+    have_c = np.zeros((nstrat, len(frac)))
+    have = np.zeros(len(frac))
+    octave = np.floor(np.log2(sizes)).astype(np.int64)
+    order = np.lexsort((rng.random(len(gid)), -octave))
+    for g in order.tolist():
+        c = gstrat[g]
+        score = (target_c[c] - have_c[c]) / class_total[c] + (target - have) / n
+        k = int(np.argmax(score))
+        gsplit[g] = k
+        have_c[c, k] += sizes[g]
+        have[k] += sizes[g]
+    out = gsplit[ginv]
+    assert len(out) == n
+    return out
+
+
+def _drop_conflicts(split: np.ndarray, pairs: tuple[np.ndarray, np.ndarray],
+                    priority: np.ndarray | None = None) -> np.ndarray:
+    """Mark with -1 one chip of every pair whose chips lie in different splits.
+
+    The dropped chip is the one of the split with the lower priority (default: lower split
+    index, i.e. train before val before test). One pass suffices: each cross pair loses one
+    chip and dropping never creates a new cross pair.
+    """
+    i, j = pairs
+    si, sj = split[i], split[j]
+    cross = (si != sj) & (si >= 0) & (sj >= 0)
+    i, j, si, sj = i[cross], j[cross], si[cross], sj[cross]
+    rank = np.arange(split.max() + 1) if priority is None else priority
+    victim = np.where(rank[si] <= rank[sj], i, j)
+    out = split.copy()
+    out[victim] = -1
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the split functions
+# --------------------------------------------------------------------------------------------
+def make_splits(
+    gdf: pd.DataFrame,
+    strategy: str = "overlap",
+    fractions: Sequence[float] = (0.8, 0.2),
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    buffer: float = 0.0,
+    block_size: float = 2560.0,
+    label: str | None = "label",
+    scene: str = "scene",
+    test_scenes: Sequence[str] | None = None,
+    holdout: str | None = None,
+    tolerance: float = 0.05,
+) -> pd.Series:
+    """Split footprints into disjoint sets (see the module docstring for each strategy).
+
+    Args:
+        gdf: footprints (chip index, TorchGeo index, SEN12MS footprints, ...).
+        strategy: ``overlap``, ``block``, ``scene``, ``random`` or ``nonoverlapping``.
+        fractions: fraction of chips per split (2: train/test, 3: train/val/test).
+        names: split names (default from the number of fractions).
+        seed: random seed; the same seed gives the same split.
+        buffer: metres; chips closer than this conflict (``overlap``, ``block``, ``scene``,
+            ``nonoverlapping``: none of them end up in different splits).
+        block_size: side of the blocks in metres (``block``).
+        label: class column to stratify on, when present (single-label only).
+        scene: scene column (``scene``).
+        test_scenes: scene ids forming the test side (``scene``); unknown ids are an error.
+        holdout: ``"sen12ms"``: the official SEN12MS hold-out scenes are the test side.
+        tolerance: warn when an achieved fraction is further than this from its target.
+
+    Returns:
+        split name per row, indexed like ``gdf``; ``attrs`` hold ``strategy``, ``params`` and
+        the achieved ``fractions``.
+
+    Raises:
+        ConfigError: unknown strategy, bad fractions or names, unknown scene ids.
+        DataError: no footprints, or a split would be empty.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown split strategy {strategy!r}; use one of "
+                          f"{', '.join(STRATEGIES)}")
+    frac, names = _check_fractions(fractions, names)
+    if len(gdf) == 0:
+        raise DataError("no footprints to split")
+    if block_size <= 0:
+        raise ConfigError(f"block size must be > 0 metres, got {block_size}")
+    rng = np.random.default_rng(seed)
+    strata = _strata(gdf, label)
+    fp = footprints(gdf) if strategy != "random" else None
+    params: dict[str, Any] = {"fractions": frac.tolist(), "names": names, "seed": seed,
+                              "buffer": buffer, "label": label if strata is not None else None}
+    if strategy == "random":
+        split = _assign(np.arange(len(gdf)), frac, rng, strata)
+    elif strategy == "overlap":
+        assert fp is not None
+        groups = overlap_groups(fp, buffer)
+        params["groups"] = int(groups.max() + 1)
+        split = _assign(groups, frac, rng, strata)
+    elif strategy == "block":
+        assert fp is not None
+        params["block_size"] = block_size
+        b = fp.bounds
+        bx = np.floor((b[:, 0] + b[:, 2]) / 2 / block_size).astype(np.int64)
+        by = np.floor((b[:, 1] + b[:, 3]) / 2 / block_size).astype(np.int64)
+        blocks = pd.MultiIndex.from_arrays([fp.group, bx, by]).factorize()[0]
+        params["blocks"] = int(blocks.max() + 1)
+        split = _assign(blocks, frac, rng, strata)
+        split = _drop_conflicts(split, conflict_pairs(fp, buffer))
+    elif strategy == "scene":
+        assert fp is not None
+        split = _scene_split(gdf, fp, frac, names, rng, strata, buffer, scene, test_scenes,
+                             holdout, params)
+        if test_scenes is not None or holdout is not None:
+            tolerance = np.inf  # the listed scenes fix the test side, not the fractions
+    else:  # nonoverlapping
+        assert fp is not None
+        keep = nonoverlapping_subset(gdf, buffer, None, fp)
+        params["kept"] = int(keep.sum())
+        split = np.full(len(gdf), -1, np.int64)
+        kept = np.flatnonzero(keep)
+        split[kept] = _assign(np.arange(len(kept)), frac, rng,
+                              None if strata is None else strata[kept])
+    return _finish(gdf, split, names, frac, strategy, params, tolerance)
+
+
+def _scene_split(gdf: pd.DataFrame, fp: Footprints, frac: np.ndarray, names: list[str],
+                 rng: np.random.Generator, strata: np.ndarray | None, buffer: float,
+                 scene: str, test_scenes: Sequence[str] | None, holdout: str | None,
+                 params: dict[str, Any]) -> np.ndarray:
+    if scene not in gdf.columns:
+        raise ConfigError(f"scene split needs a {scene!r} column (have {', '.join(gdf.columns)})")
+    scenes = gdf[scene].astype(str).to_numpy()
+    pairs = conflict_pairs(fp, buffer)
+    if holdout is not None:
+        if holdout != "sen12ms":
+            raise ConfigError(f"unknown hold-out list {holdout!r} (known: sen12ms)")
+        from geossl.data.sen12ms import HOLDOUT_SCENES
+
+        test_scenes = sorted(set(scenes) & set(HOLDOUT_SCENES))
+        params["holdout"] = holdout
+        if not test_scenes:
+            raise DataError("no SEN12MS hold-out scene in the footprints: the test side would "
+                            "be empty")
+    if test_scenes is None:
+        # scenes overlapping each other are merged, so whole merged scenes never leak
+        codes, _ = pd.factorize(scenes)
+        i, j = pairs
+        n = int(codes.max()) + 1
+        graph = coo_matrix((np.ones(len(i), np.int8), (codes[i], codes[j])), shape=(n, n))
+        _, merged = connected_components(graph, directed=False)
+        return _assign(np.asarray(merged)[codes], frac, rng, strata)
+    wanted = [str(s) for s in test_scenes]
+    present = set(scenes)
+    unknown = [s for s in wanted if s not in present]
+    if unknown:
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        raise ConfigError(f"unknown scene id {unknown[0]!r}{more}: not in the {scene!r} column")
+    params["test_scenes"] = wanted
+    is_test = np.isin(scenes, wanted)
+    split = np.full(len(gdf), len(frac) - 1, np.int64)
+    rest = np.flatnonzero(~is_test)
+    if len(rest):
+        sub = frac[:-1] / frac[:-1].sum()
+        if len(sub) == 1:
+            split[rest] = 0
+        else:
+            codes, _ = pd.factorize(scenes[rest])
+            split[rest] = _assign(codes, sub, rng, None if strata is None else strata[rest])
+    # scenes of different sides that overlap: drop the non-test chips of the overlap
+    return _drop_conflicts(split, pairs)
+
+
+def _finish(gdf: pd.DataFrame, split: np.ndarray, names: list[str], frac: np.ndarray,
+            strategy: str, params: dict[str, Any], tolerance: float) -> pd.Series:
+    labels = np.asarray([*names, DROP], dtype=object)
+    out = pd.Series(labels[np.where(split < 0, len(names), split)], index=gdf.index,
+                    name="split")
+    counts = np.bincount(split[split >= 0], minlength=len(names))
+    for name, c in zip(names, counts):
+        if c == 0:
+            raise DataError(f"split {name!r} is empty with strategy {strategy!r} "
+                            f"({len(gdf)} chips, fractions {frac.tolist()}): too few groups; "
+                            "try another strategy, smaller blocks or a smaller buffer")
+    achieved = counts / max(counts.sum(), 1)
+    out.attrs["strategy"] = strategy
+    out.attrs["params"] = params
+    out.attrs["fractions"] = {n: float(a) for n, a in zip(names, achieved)}
+    out.attrs["dropped"] = int((split < 0).sum())
+    worst = float(np.abs(achieved - frac).max())
+    out.attrs["fraction_error"] = worst
+    if worst > tolerance:
+        warnings.warn(f"{strategy} split: achieved fractions {np.round(achieved, 3).tolist()} "
+                      f"differ from {frac.tolist()} by {worst:.3f} (> {tolerance}); groups are "
+                      "too large for these fractions", stacklevel=3)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# leakage report
+# --------------------------------------------------------------------------------------------
+def _align(gdf: pd.DataFrame, splits: pd.Series | Mapping[str, Sequence[str]]) -> np.ndarray:
+    """Split name per row of ``gdf`` (None where the row is in no split)."""
+    if isinstance(splits, pd.Series) and splits.index.equals(gdf.index):
+        return splits.astype(object).where(splits.notna(), None).to_numpy()
+    ids = chip_ids(gdf)
+    if isinstance(splits, pd.Series):
+        mapping = {str(k): v for k, v in splits.items()}
+    else:
+        mapping = {str(i): name for name, members in splits.items() for i in members}
+    unknown = set(mapping) - set(ids)
+    if unknown:
+        raise DataError(f"{len(unknown)} split id(s) not in the footprints, e.g. "
+                        f"{sorted(unknown)[0]!r}")
+    return np.asarray([mapping.get(i) for i in ids], dtype=object)
+
+
+def leakage_report(
+    gdf: pd.DataFrame,
+    splits: pd.Series | Mapping[str, Sequence[str]],
+    buffer: float = 0.0,
+    fp: Footprints | None = None,
+) -> pd.DataFrame:
+    """How much each pair of splits leaks into each other.
+
+    For every pair of splits ``(a, b)`` (``drop`` and unassigned rows excluded): the number of
+    chips of ``a`` that conflict with (share area with, or lie within ``buffer`` metres of) a chip
+    of ``b``, the same for ``b``, their areas, and the summed area of the pairwise overlaps.
+
+    Args:
+        gdf: footprints.
+        splits: split name per row (a :func:`make_splits` result), or ``{name: [ids]}``.
+        buffer: distance in metres (0: shared interior only).
+        fp: precomputed :func:`footprints` of ``gdf``.
+
+    Returns:
+        one row per pair of splits with columns ``split_a``, ``split_b``, ``n_a``, ``n_b``,
+        ``leaking_a``, ``leaking_b``, ``leaking_area_a_km2``, ``leaking_area_b_km2``,
+        ``overlap_km2``, ``buffer_m``.
+    """
+    fp = footprints(gdf) if fp is None else fp
+    names_per_row = _align(gdf, splits)
+    valid = np.asarray([n is not None and n != DROP for n in names_per_row])
+    names = list(dict.fromkeys(n for n in names_per_row[valid]))
+    order = {"train": 0, "val": 1, "test": 2}
+    names.sort(key=lambda n: (order.get(n, 3), n))
+    code = np.full(len(gdf), -1, np.int64)
+    for k, name in enumerate(names):
+        code[names_per_row == name] = k
+    rows = np.flatnonzero(code >= 0)
+    i, j = conflict_pairs(fp, buffer, rows)
+    area = fp.area
+    inter = _pair_overlap(fp, i, j)
+    out = []
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            ab = (code[i] == a) & (code[j] == b)
+            ba = (code[i] == b) & (code[j] == a)
+            side_a = np.unique(np.concatenate([i[ab], j[ba]]))
+            side_b = np.unique(np.concatenate([j[ab], i[ba]]))
+            out.append({
+                "split_a": names[a], "split_b": names[b],
+                "n_a": int((code == a).sum()), "n_b": int((code == b).sum()),
+                "leaking_a": len(side_a), "leaking_b": len(side_b),
+                "leaking_area_a_km2": float(area[side_a].sum() / 1e6),
+                "leaking_area_b_km2": float(area[side_b].sum() / 1e6),
+                "overlap_km2": float(inter[ab | ba].sum() / 1e6),
+                "buffer_m": float(buffer),
+            })
+    return pd.DataFrame(out, columns=["split_a", "split_b", "n_a", "n_b", "leaking_a",
+                                      "leaking_b", "leaking_area_a_km2", "leaking_area_b_km2",
+                                      "overlap_km2", "buffer_m"])
+
+
+def _pair_overlap(fp: Footprints, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Intersection area (m²) of each pair; pairs across CRS groups in the equal-area CRS."""
+    out = np.zeros(len(i))
+    same = fp.group[i] == fp.group[j]
+    if fp.boxes:
+        bi, bj = fp.bounds[i[same]], fp.bounds[j[same]]
+        w = np.minimum(bi[:, 2], bj[:, 2]) - np.maximum(bi[:, 0], bj[:, 0])
+        h = np.minimum(bi[:, 3], bj[:, 3]) - np.maximum(bi[:, 1], bj[:, 1])
+        out[same] = np.clip(w, 0, None) * np.clip(h, 0, None)
+    else:
+        out[same] = shapely.area(shapely.intersection(fp.geoms[i[same]], fp.geoms[j[same]]))
+    if (~same).any() and fp.lonlat is not None:
+        a = gpd.GeoSeries(fp.lonlat[i[~same]], crs=4326).to_crs(COMMON_CRS).to_numpy()
+        b = gpd.GeoSeries(fp.lonlat[j[~same]], crs=4326).to_crs(COMMON_CRS).to_numpy()
+        out[~same] = shapely.area(shapely.intersection(a, b))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# ids, files
+# --------------------------------------------------------------------------------------------
+def chip_ids(gdf: pd.DataFrame) -> list[str]:
+    """The id of every row.
+
+    From the ``chip_id``, ``id`` or ``patch_id`` column, a unique ``filepath`` (TorchGeo index),
+    else the frame's index.
+
+    Raises:
+        DataError: the ids are not unique.
+    """
+    col = next((c for c in ID_COLUMNS if c in gdf.columns), None)
+    if col is None and "filepath" in gdf.columns and gdf["filepath"].is_unique:
+        col = "filepath"
+    ids = (gdf[col] if col is not None else gdf.index.to_series()).astype(str).tolist()
+    if len(set(ids)) != len(ids):
+        raise DataError(f"chip ids ({col or 'index'}) are not unique")
+    return ids
+
+
+def save_splits(
+    path: PathLike,
+    splits: pd.Series,
+    gdf: pd.DataFrame | None = None,
+    strategy: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write splits atomically.
+
+    JSON ``{"strategy", "params", "splits": {name: [ids]}}``, or, for a ``.parquet`` path, the
+    footprints as GeoParquet with a ``split`` column.
+
+    Args:
+        path: ``.json`` or ``.parquet`` file.
+        splits: split name per row of ``gdf`` (or indexed by chip id when ``gdf`` is None).
+        gdf: the footprints the split was made on (required for GeoParquet).
+        strategy: strategy name (default ``splits.attrs["strategy"]``).
+        params: strategy parameters (default ``splits.attrs["params"]``).
+
+    Returns:
+        the written path.
+    """
+    path = Path(path)
+    strategy = strategy or splits.attrs.get("strategy")
+    params = dict(params if params is not None else splits.attrs.get("params", {}))
+    ids = chip_ids(gdf) if gdf is not None else [str(i) for i in splits.index]
+    names = splits.to_numpy()
+    if path.suffix.lower() in (".parquet", ".geoparquet"):
+        if gdf is None:
+            raise ConfigError("writing splits as GeoParquet needs the footprints (gdf)")
+        out = gdf.copy()
+        out["split"] = names
+        out.attrs = {}
+        with atomic_path(path) as tmp:
+            out.to_parquet(tmp)
+        return path
+    groups: dict[str, list[str]] = {}
+    for i, name in zip(ids, names):
+        if isinstance(name, str):
+            groups.setdefault(name, []).append(i)
+    doc = {"strategy": strategy, "params": _jsonable(params), "splits": groups}
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def load_splits(path: PathLike, gdf: pd.DataFrame | None = None) -> pd.Series:
+    """Read a split file written by :func:`save_splits` (JSON or GeoParquet).
+
+    Args:
+        path: the file.
+        gdf: footprints to align with; every id of the file must be one of its chips.
+
+    Returns:
+        split name per row of ``gdf`` (None for rows in no split), or, without ``gdf``, per chip
+        id (the Series' index); ``attrs`` hold ``strategy`` and ``params``.
+
+    Raises:
+        DataError: missing or malformed file, an id listed twice, or ids unknown to ``gdf``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("split file not found (write one with `geossl split`)", path)
+    strategy: str | None = None
+    params: dict[str, Any] = {}
+    if path.suffix.lower() in (".parquet", ".geoparquet"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as err:
+            raise DataError(f"not a readable split GeoParquet ({str(err).splitlines()[0]})",
+                            path) from err
+        if "split" not in frame.columns:
+            raise DataError("GeoParquet has no 'split' column", path)
+        try:
+            ids = chip_ids(frame)
+        except DataError as err:
+            raise DataError(str(err), path) from err
+        series = pd.Series(frame["split"].to_numpy(), index=pd.Index(ids, name="chip_id"))
+        series = series[series.notna()]
+    else:
+        try:
+            doc = json.loads(path.read_text())
+            groups = doc["splits"]
+            if not isinstance(groups, dict):
+                raise TypeError("'splits' is not an object")
+            strategy, params = doc.get("strategy"), doc.get("params") or {}
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError(f"not a split file ({err})", path) from err
+        ids, names = [], []
+        for name, members in groups.items():
+            ids += [str(m) for m in members]
+            names += [str(name)] * len(members)
+        series = pd.Series(names, index=pd.Index(ids, name="chip_id"), dtype=object)
+    if not series.index.is_unique:
+        dup = series.index[series.index.duplicated()][0]
+        raise DataError(f"chip id {dup!r} is listed more than once", path)
+    series.name = "split"
+    if gdf is not None:
+        try:
+            aligned = _align(gdf, series)
+        except DataError as err:
+            raise DataError(str(err), path) from err
+        series = pd.Series(aligned, index=gdf.index, name="split", dtype=object)
+    series.attrs["strategy"] = strategy
+    series.attrs["params"] = params
+    return series
+
+
+def split_names(splits: pd.Series) -> dict[str, int]:
+    """Number of chips per split name."""
+    return {str(k): int(v) for k, v in splits.value_counts().items()}
+
+
+# --------------------------------------------------------------------------------------------
+# footprints of a dataset (for the CLI)
+# --------------------------------------------------------------------------------------------
+def read_footprints(index: PathLike | None = None, data: str | None = None,
+                    root: PathLike | None = None) -> gpd.GeoDataFrame:
+    """Footprints from a GeoParquet file (chip index or any footprint table) or a dataset.
+
+    Args:
+        index: GeoParquet with footprints (a chip index, a SEN12MS footprint cache, ...).
+        data: dataset name (``--data``) whose ``footprints()`` or ``index`` gives footprints.
+        root: dataset folder.
+
+    Returns:
+        the footprints.
+
+    Raises:
+        ConfigError: neither ``index`` nor ``data``/``root`` given, or a dataset without
+            footprints.
+        DataError: unreadable file.
+    """
+    if index is not None:
+        path = Path(index)
+        if path.is_dir():
+            path = path / "index.parquet"
+        if not path.is_file():
+            raise DataError("footprint index not found", path)
+        try:
+            return gpd.read_parquet(path)
+        except Exception as err:
+            first = str(err).strip().splitlines()
+            raise DataError(f"not a readable GeoParquet ({first[0] if first else err})",
+                            path) from err
+    if data is None or root is None:
+        raise ConfigError("give --index FILE, or --data NAME and --root DIR")
+    if data == "ssl4eo":
+        from geossl.data.ssl4eo import SSL4EOS12
+
+        return SSL4EOS12(root).index.reset_index(drop=True)
+    from geossl.data.registry import get_dataset
+
+    dataset = get_dataset(data, root)
+    if hasattr(dataset, "footprints"):
+        return dataset.footprints()  # type: ignore[no-any-return]
+    index_gdf = getattr(dataset, "index", None)
+    if isinstance(index_gdf, gpd.GeoDataFrame):
+        return index_gdf
+    raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
+
+
+def split_and_save(
+    out: PathLike,
+    index: PathLike | None = None,
+    data: str | None = None,
+    root: PathLike | None = None,
+    strategy: str = "overlap",
+    fractions: Sequence[float] = (0.8, 0.2),
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    buffer: float = 0.0,
+    block_size: float = 2560.0,
+    label: str | None = "label",
+    test_scenes: Sequence[str] | None = None,
+    holdout: str | None = None,
+    report: bool = False,
+) -> tuple[pd.Series, pd.DataFrame | None, str]:
+    """What ``geossl split`` does: read footprints, split, save, optionally report leakage.
+
+    Returns:
+        the split, the leakage report (when asked) and a text summary to print.
+    """
+    gdf = read_footprints(index, data, root)
+    splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,
+                         test_scenes=test_scenes, holdout=holdout)
+    path = save_splits(out, splits, gdf)
+    counts = ", ".join(f"{k} {v}" for k, v in split_names(splits).items())
+    frac = ", ".join(f"{k} {v:.3f}" for k, v in splits.attrs["fractions"].items())
+    lines = [f"{strategy} split of {len(gdf)} chips: {counts} (fractions {frac}; max error "
+             f"{splits.attrs['fraction_error']:.3f}) -> {path}"]
+    table = None
+    if report:
+        table = leakage_report(gdf, splits, buffer)
+        lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return splits, table, "\n".join(lines)

@@ -1,0 +1,148 @@
+"""SSL4EO-S12 (Wang et al., 2022): Sentinel-1/2 time series of 250k locations, as raster datasets.
+
+On-disk layout (one folder per product, one GeoTIFF per band, several dates per location)::
+
+    s1/<location>/<S1A_IW_GRDH_1SDV_<start>_<stop>_...>/{VV,VH}.tif + metadata.json
+    s2a/<location>/<start>_<stop>_T<tile>/{B1..B12, B8A}.tif + metadata.json   (L2A, 12 bands)
+    s2c/<location>/<start>_<stop>_T<tile>/{B1..B12, B8A, B10}.tif + metadata.json  (L1C, 13)
+
+Each location is about 264 x 264 px at 10 m (S2 20 m bands 132 px, 60 m bands 44 px), in
+EPSG:4326; S1 and S2 of a location lie on slightly different grids and dates.
+:class:`SSL4EOS12` is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` of one product
+(``separate_files``: band files are merged and resampled to one grid, the grid of a 10 m band by
+default); its index has one row per acquisition with ``location``, ``acquisition`` and the
+acquisition time. Combine products with :class:`geossl.data.pairing.MultiSensorDataset`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rasterio.crs import CRS
+from torchgeo.datasets import RasterDataset
+from torchgeo.datasets.errors import DatasetNotFoundError
+
+from geossl.errors import ConfigError, DataError
+
+PathLike = str | os.PathLike[str]
+
+#: bands per product folder
+BANDS: dict[str, tuple[str, ...]] = {
+    "s1": ("VV", "VH"),
+    "s2a": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
+    "s2c": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+}
+#: bands whose grid is used by default (10 m)
+_REFERENCE_BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
+_DATETIME_RE = re.compile(r"(\d{8}T\d{6})")
+#: one band file of an acquisition
+FILENAME_RE = r"^(?P<band>B\d{1,2}A?|VV|VH)\.tif$"
+
+
+def acquisition_time(folder: PathLike) -> datetime | None:
+    """Acquisition time of a product folder: from its name, else ``metadata.json``."""
+    name = os.path.basename(os.fspath(folder))
+    match = _DATETIME_RE.search(name)
+    if match:
+        return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    meta = Path(folder) / "metadata.json"
+    try:
+        ms = json.loads(meta.read_text())["system:time_start"]
+        return datetime.fromtimestamp(float(ms) / 1000.0, tz=UTC)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class SSL4EOS12(RasterDataset):
+    """One SSL4EO-S12 product (``s1``, ``s2a`` or ``s2c``) as a TorchGeo raster dataset.
+
+    Samples carry ``image`` (float32 ``(C, H, W)``, bands in ``bands`` order, S1 in dB, S2 raw
+    digital numbers), ``crs`` and ``bounds``, as every TorchGeo raster dataset. The index has
+    one row per acquisition (product folder) with the columns ``filepath`` (the reference band's
+    file), ``location``, ``acquisition`` and ``sensor``; its time interval is the acquisition
+    second, so a query with that interval reads that date only.
+    """
+
+    filename_regex = FILENAME_RE
+    separate_files = True
+
+    def __init__(
+        self,
+        root: PathLike = "data",
+        sensor: str = "s2c",
+        bands: Sequence[str] | None = None,
+        locations: Iterable[str] | None = None,
+        crs: CRS | None = None,
+        res: float | tuple[float, float] | None = None,
+        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        cache: bool = True,
+    ) -> None:
+        """Index the acquisitions of one product.
+
+        Args:
+            root: SSL4EO-S12 folder holding ``s1``, ``s2a``, ``s2c``.
+            sensor: ``"s1"``, ``"s2a"`` or ``"s2c"``.
+            bands: bands to return (default all of the product, see :data:`BANDS`).
+            locations: keep only these location ids (folder names).
+            crs: CRS to warp to (default the CRS of the first file).
+            res: resolution in CRS units (default that of the first 10 m band).
+            transforms: applied to each sample.
+            cache: cache open file handles (TorchGeo).
+
+        Raises:
+            ConfigError: unknown product or band.
+            DataError: no acquisition found, or an acquisition lacks a band file.
+        """
+        if sensor not in BANDS:
+            raise ConfigError(f"unknown SSL4EO-S12 sensor {sensor!r}; use one of "
+                              f"{', '.join(BANDS)}")
+        self.all_bands = BANDS[sensor]
+        bands = tuple(bands) if bands is not None else self.all_bands
+        unknown = [b for b in bands if b not in self.all_bands]
+        if unknown or not bands:
+            raise ConfigError(f"unknown {sensor} band(s) {unknown}; expected {self.all_bands}")
+        self.sensor = sensor
+        self.root = Path(root)
+        folder = self.root / sensor
+        if not folder.is_dir():
+            raise DataError(f"no SSL4EO-S12 {sensor} folder (expected {sensor}/<location>/"
+                            "<acquisition>/<band>.tif)", folder)
+        ref = next((b for b in _REFERENCE_BANDS if b in bands), bands[0])
+        self.reference_band = ref
+        self.filename_glob = f"{ref}.tif"
+        self._locations = None if locations is None else {str(x) for x in locations}
+        try:
+            super().__init__(folder, crs=crs, res=res, bands=bands, transforms=transforms,
+                             cache=cache)
+        except DatasetNotFoundError as err:
+            raise DataError(f"no SSL4EO-S12 {sensor} acquisition with a {ref}.tif found",
+                            folder) from err
+        acq = [Path(p).parent for p in self.index["filepath"]]
+        for a in acq:
+            missing = [b for b in bands if not (a / f"{b}.tif").is_file()]
+            if missing:
+                raise DataError(f"missing band file(s) {', '.join(missing)}", a)
+        times = [acquisition_time(a) for a in acq]
+        left = [pd.Timestamp(t).tz_localize(None) if t else pd.Timestamp.min for t in times]
+        right = [x + pd.Timedelta(seconds=1) - pd.Timedelta(microseconds=1)
+                 if x is not pd.Timestamp.min else pd.Timestamp.max for x in left]
+        self.index.index = pd.IntervalIndex.from_arrays(left, right, closed="both",
+                                                        name="datetime")
+        self.index["location"] = [a.parent.name for a in acq]
+        self.index["acquisition"] = [a.name for a in acq]
+        self.index["sensor"] = sensor
+
+    @property
+    def files(self) -> list[str]:
+        """Reference-band files of the selected locations."""
+        out = super().files
+        if self._locations is not None:
+            out = [f for f in out if Path(f).parent.parent.name in self._locations]
+        return out
