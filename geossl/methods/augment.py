@@ -1,0 +1,268 @@
+"""Batched GPU augmentation for standardised multispectral and SAR tensors ``(B, C, H, W)``.
+
+Why not TorchGeo's/kornia's colour pipeline as it is: ``kornia.augmentation.ColorJitter`` and
+``RandomGrayscale`` assume RGB images in ``[0, 1]`` and clamp to that range, which destroys
+standardised bands (about half of every band is negative) and cannot take 2 or 13 bands. So:
+
+* **geometry** (random resized crop, horizontal/vertical flips, 90-degree rotations) is folded
+  into one affine matrix per sample and applied with a single :func:`torch.nn.functional.
+  grid_sample` call: any band count, one kernel launch for the whole batch, and the *same*
+  matrix can be applied to two sensors (``same_crop``) even if their pixel grids differ, since it
+  is expressed in normalised coordinates;
+* **brightness/contrast** act on standardised values (shift in standard deviations, scale about
+  the per-band mean) and never clip;
+* **grayscale** is band-aware: the mean over all bands, broadcast back to every band;
+* **Gaussian blur** uses :func:`kornia.filters.gaussian_blur2d` (per-sample sigma, any bands);
+* **SAR speckle**: multiplicative Gamma noise of mean 1 (``L`` looks) in linear power, which on
+  dB data is the addition of ``10 log10(gamma)`` (divided by ``db_per_unit`` when the dB values
+  were scaled, e.g. 25 for S1 dB clipped to [-25, 0] and mapped to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geossl.errors import ConfigError
+
+SENSOR_KINDS = ("optical", "sar")
+
+
+def _uniform(n: int, low: float, high: float, device: torch.device) -> Tensor:
+    return torch.rand(n, device=device) * (high - low) + low
+
+
+def random_crop_boxes(
+    n: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    device: torch.device,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Random resized crop boxes in normalised coordinates, vectorised.
+
+    Samples the area fraction in ``scale`` and the log aspect ratio uniformly in ``log(ratio)``
+    (as torchvision/kornia), shrinking boxes that do not fit.
+
+    Returns:
+        ``(cx, cy, half_w, half_h)``, each ``(n,)``, in ``[-1, 1]`` image coordinates.
+    """
+    area = _uniform(n, scale[0], scale[1], device)
+    logr = _uniform(n, math.log(ratio[0]), math.log(ratio[1]), device)
+    r = torch.exp(logr)
+    w = torch.sqrt(area * r).clamp(max=1.0)
+    h = torch.sqrt(area / r).clamp(max=1.0)
+    cx = (torch.rand(n, device=device) * 2 - 1) * (1 - w)
+    cy = (torch.rand(n, device=device) * 2 - 1) * (1 - h)
+    return cx, cy, w, h
+
+
+class SSLAugment(nn.Module):
+    """SSL augmentation of one sensor's standardised batch, on whatever device it lives on."""
+
+    def __init__(
+        self,
+        size: int,
+        sensor_kind: str = "optical",
+        crop_scale: tuple[float, float] = (0.2, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        vflip: float = 0.5,
+        rot90: bool = True,
+        jitter_p: float = 0.8,
+        brightness: float = 0.4,
+        contrast: float = 0.4,
+        grayscale_p: float | None = None,
+        blur_p: float = 0.5,
+        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        speckle_p: float | None = None,
+        speckle_looks: float = 4.0,
+        db_per_unit: float | Sequence[float] = 1.0,
+    ) -> None:
+        """Configure the augmentation.
+
+        Args:
+            size: output size in pixels (square).
+            sensor_kind: ``optical`` or ``sar`` (sets the grayscale/speckle defaults).
+            crop_scale: area fraction range of the random resized crop.
+            crop_ratio: aspect ratio range of the crop.
+            hflip: probability of a horizontal flip.
+            vflip: probability of a vertical flip.
+            rot90: random rotation by 0, 90, 180 or 270 degrees.
+            jitter_p: probability of brightness/contrast jitter.
+            brightness: brightness shift range ``[-b, b]`` in standard deviations.
+            contrast: contrast factor range ``[1 - c, 1 + c]`` about each band's mean.
+            grayscale_p: probability of band-aware grayscale (default 0.2 optical, 0 SAR).
+            blur_p: probability of a Gaussian blur.
+            blur_sigma: blur sigma range in output pixels, scaled to ``size / 224``.
+            speckle_p: probability of SAR speckle (default 0.5 SAR, 0 optical).
+            speckle_looks: equivalent number of looks ``L`` of the Gamma(L, 1/L) speckle.
+            db_per_unit: dB per unit of the input, one value or one per band (1 for plain dB;
+                the clipping range for S1 dB mapped to [0, 1], e.g. ``(25, 32.5)`` for
+                geossl's ``S1DbClip``; the band std in dB if standardised).
+        """
+        super().__init__()
+        if sensor_kind not in SENSOR_KINDS:
+            raise ConfigError(f"unknown sensor kind {sensor_kind!r}; choose optical or sar")
+        if not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+            raise ConfigError(f"crop_scale must satisfy 0 < min <= max <= 1, got {crop_scale}")
+        self.size = int(size)
+        self.sensor_kind = sensor_kind
+        self.crop_scale = (float(crop_scale[0]), float(crop_scale[1]))
+        self.crop_ratio = (float(crop_ratio[0]), float(crop_ratio[1]))
+        self.hflip, self.vflip, self.rot90 = hflip, vflip, rot90
+        self.jitter_p, self.brightness, self.contrast = jitter_p, brightness, contrast
+        sar = sensor_kind == "sar"
+        self.grayscale_p = (0.0 if sar else 0.2) if grayscale_p is None else grayscale_p
+        self.speckle_p = (0.5 if sar else 0.0) if speckle_p is None else speckle_p
+        self.blur_p, self.blur_sigma = blur_p, blur_sigma
+        self.speckle_looks = speckle_looks
+        self.db_per_unit: tuple[float, ...] = (
+            (float(db_per_unit),) if isinstance(db_per_unit, int | float)
+            else tuple(float(v) for v in db_per_unit)
+        )
+
+    # -- geometry ------------------------------------------------------------------------------
+    def sample_geometry(self, n: int, device: torch.device | str = "cpu") -> Tensor:
+        """Random crop + flips + 90-degree rotation as ``(n, 2, 3)`` affine matrices.
+
+        The matrices map output coordinates to input coordinates (both normalised to
+        ``[-1, 1]``), as :func:`torch.nn.functional.affine_grid` expects; they do not depend on
+        the input's pixel size, so one sample serves several sensors (``same_crop``).
+        """
+        device = torch.device(device)
+        cx, cy, w, h = random_crop_boxes(n, self.crop_scale, self.crop_ratio, device)
+        fx = torch.where(torch.rand(n, device=device) < self.hflip, -1.0, 1.0)
+        fy = torch.where(torch.rand(n, device=device) < self.vflip, -1.0, 1.0)
+        m = torch.zeros(n, 2, 2, device=device)
+        m[:, 0, 0], m[:, 1, 1] = fx, fy
+        if self.rot90:
+            k = torch.randint(0, 4, (n,), device=device).float() * (math.pi / 2)
+            cos, sin = torch.cos(k).round(), torch.sin(k).round()
+            rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+            m = rot @ m
+        scale = torch.stack([w, h], dim=-1).unsqueeze(-1)  # (n, 2, 1)
+        theta = torch.cat([m * scale, torch.stack([cx, cy], dim=-1).unsqueeze(-1)], dim=-1)
+        return theta
+
+    def apply_geometry(self, x: Tensor, theta: Tensor) -> Tensor:
+        """Resample ``x`` on the grids of ``theta`` to ``size x size`` (bilinear, reflection)."""
+        b, c = x.shape[:2]
+        grid = F.affine_grid(theta.to(x.dtype), [b, c, self.size, self.size], align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
+                             align_corners=False)
+
+    # -- photometry ----------------------------------------------------------------------------
+    def _select(self, n: int, p: float, device: torch.device) -> Tensor:
+        return torch.rand(n, device=device) < p
+
+    def jitter(self, x: Tensor) -> Tensor:
+        """Brightness shift and contrast scaling on standardised data, without clipping."""
+        n = x.shape[0]
+        on = self._select(n, self.jitter_p, x.device).to(x.dtype).view(n, 1, 1, 1)
+        shift = _uniform(n, -self.brightness, self.brightness, x.device).view(n, 1, 1, 1)
+        factor = _uniform(n, 1 - self.contrast, 1 + self.contrast, x.device).view(n, 1, 1, 1)
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        jittered = (x - mean) * factor + mean + shift
+        return x + on * (jittered - x)
+
+    def grayscale(self, x: Tensor) -> Tensor:
+        """Band-aware grayscale: the mean over bands, broadcast to every band."""
+        n = x.shape[0]
+        on = self._select(n, self.grayscale_p, x.device).view(n, 1, 1, 1)
+        return torch.where(on, x.mean(dim=1, keepdim=True).expand_as(x), x)
+
+    def blur(self, x: Tensor) -> Tensor:
+        """Gaussian blur of a random subset of the batch (kornia, per-sample sigma)."""
+        n = x.shape[0]
+        idx = torch.nonzero(self._select(n, self.blur_p, x.device)).flatten()
+        if idx.numel() == 0:
+            return x
+        factor = self.size / 224
+        sigma = _uniform(idx.numel(), self.blur_sigma[0] * factor, self.blur_sigma[1] * factor,
+                         x.device).clamp(min=1e-3)
+        ks = max(3, int(2 * math.ceil(3 * self.blur_sigma[1] * factor) + 1))
+        blurred = kornia.filters.gaussian_blur2d(
+            x[idx], (ks, ks), torch.stack([sigma, sigma], dim=-1), border_type="reflect"
+        )
+        out = x.clone()
+        out[idx] = blurred.to(x.dtype)
+        return out
+
+    def speckle(self, x: Tensor) -> Tensor:
+        """Multiplicative Gamma(L, 1/L) speckle in linear power, added as dB to dB data."""
+        n = x.shape[0]
+        on = self._select(n, self.speckle_p, x.device).to(x.dtype).view(n, 1, 1, 1)
+        looks = torch.full_like(x, self.speckle_looks, dtype=torch.float32)
+        gamma = torch._standard_gamma(looks) / self.speckle_looks
+        unit = torch.tensor(self.db_per_unit, device=x.device, dtype=torch.float32)
+        if unit.numel() not in (1, x.shape[1]):
+            raise ConfigError(f"db_per_unit has {unit.numel()} values for {x.shape[1]} bands")
+        db = 10 * torch.log10(gamma.clamp(min=1e-6)) / unit.view(1, -1, 1, 1)
+        return x + on * db.to(x.dtype)
+
+    def forward(self, x: Tensor, geometry: Tensor | None = None) -> Tensor:
+        """Augment a batch.
+
+        Args:
+            x: ``(B, C, H, W)`` standardised batch.
+            geometry: affine matrices from :meth:`sample_geometry` to reuse (``same_crop``);
+                sampled here when ``None``.
+
+        Returns:
+            ``(B, C, size, size)`` float32.
+        """
+        x = x.float()
+        if geometry is None:
+            geometry = self.sample_geometry(x.shape[0], x.device)
+        x = self.apply_geometry(x, geometry.to(x.device))
+        if self.jitter_p > 0:
+            x = self.jitter(x)
+        if self.grayscale_p > 0 and x.shape[1] > 1:
+            x = self.grayscale(x)
+        if self.speckle_p > 0:
+            x = self.speckle(x)
+        if self.blur_p > 0:
+            x = self.blur(x)
+        return x
+
+
+def build_augments(
+    sensors: Sequence[str],
+    size: int,
+    sar_sensors: Sequence[str] = ("s1",),
+    options: Mapping[str, Any] | None = None,
+    per_sensor: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, SSLAugment]:
+    """One :class:`SSLAugment` per sensor.
+
+    Args:
+        sensors: sensor names.
+        size: output size.
+        sar_sensors: sensors treated as SAR (speckle, no grayscale).
+        options: :class:`SSLAugment` keyword arguments shared by every sensor.
+        per_sensor: keyword arguments for one sensor, overriding ``options``.
+
+    Returns:
+        ``{sensor: SSLAugment}``.
+
+    Raises:
+        ConfigError: an unknown augmentation option.
+    """
+    out: dict[str, SSLAugment] = {}
+    for sensor in sensors:
+        kwargs: dict[str, Any] = {**(options or {}), **((per_sensor or {}).get(sensor, {}))}
+        kwargs.setdefault("sensor_kind", "sar" if sensor in sar_sensors else "optical")
+        for key in ("crop_scale", "crop_ratio", "blur_sigma"):
+            if key in kwargs:
+                kwargs[key] = tuple(kwargs[key])
+        try:
+            out[sensor] = SSLAugment(size, **kwargs)
+        except TypeError as err:
+            raise ConfigError(f"bad augmentation option for {sensor}: {err}") from err
+    return out

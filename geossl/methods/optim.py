@@ -1,0 +1,163 @@
+"""Optimisers and the learning-rate schedule shared by every method.
+
+Learning rate scaling: the configured ``lr`` is the rate for ``base_batch_size`` (256) samples;
+the rate used is ``lr * batch_size / base_batch_size`` (the linear scaling rule of Goyal et al.
+2017, used by SimCLR with LARS and by MoCo/BYOL), where ``batch_size`` is the *global* batch
+(per-device batch x devices).
+
+Weight decay is not applied to biases, normalisation weights (every 1-d parameter) nor to the
+parameters a timm model lists in ``no_weight_decay()`` (ViT position embedding, class token).
+The same parameters are excluded from the LARS/LAMB trust-ratio adaptation: timm's ``Lars`` and
+``Lamb`` adapt only groups with non-zero weight decay unless ``always_adapt`` is set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from geossl.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
+
+
+def _no_decay_names(module: nn.Module) -> set[str]:
+    names: set[str] = set()
+    for prefix, sub in module.named_modules():
+        fn = getattr(sub, "no_weight_decay", None)
+        if callable(fn):
+            try:
+                for name in fn():
+                    names.add(f"{prefix}.{name}" if prefix else str(name))
+            except Exception:
+                continue
+    return names
+
+
+def param_groups(
+    params: nn.Module | Iterable[tuple[str, nn.Parameter]] | Iterable[nn.Parameter],
+    weight_decay: float,
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed group and a non-decayed group.
+
+    Args:
+        params: a module, ``named_parameters()`` pairs, or bare parameters (then the 1-d rule
+            alone decides).
+        weight_decay: decay of the decayed group.
+
+    Returns:
+        param groups for a torch optimiser (empty groups dropped).
+    """
+    skip: set[str] = set()
+    if isinstance(params, nn.Module):
+        skip = _no_decay_names(params)
+        named: list[tuple[str, nn.Parameter]] = list(params.named_parameters())
+    else:
+        items = list(params)
+        named = []
+        for i, item in enumerate(items):
+            if isinstance(item, torch.Tensor):
+                named.append((str(i), item))  # type: ignore[arg-type]
+            else:
+                name, param = item
+                named.append((str(name), param))
+    decay, no_decay = [], []
+    for name, p in named:
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or name in skip or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def scaled_lr(lr: float, batch_size: int, base_batch_size: int = 256) -> float:
+    """``lr * batch_size / base_batch_size`` (linear scaling rule)."""
+    return lr * batch_size / base_batch_size
+
+
+def build_optimizer(
+    name: str,
+    params: nn.Module | Iterable[tuple[str, nn.Parameter]] | Iterable[nn.Parameter],
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    base_batch_size: int = 256,
+    momentum: float = 0.9,
+) -> Optimizer:
+    """Build an optimiser with a batch-scaled learning rate and no decay on bias/norm.
+
+    Args:
+        name: ``adam``, ``adamw``, ``sgd``, ``lars`` (timm ``Lars``) or ``lamb`` (timm ``Lamb``).
+        params: module or parameters to optimise.
+        lr: learning rate for ``base_batch_size`` samples.
+        weight_decay: weight decay of the decayed group.
+        batch_size: global batch size.
+        base_batch_size: batch size ``lr`` refers to.
+        momentum: SGD/LARS momentum.
+
+    Returns:
+        the optimiser.
+
+    Raises:
+        ConfigError: unknown optimiser name or non-positive learning rate.
+    """
+    key = name.lower()
+    if key not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if lr <= 0:
+        raise ConfigError(f"learning rate must be positive, got {lr}")
+    rate = scaled_lr(lr, batch_size, base_batch_size)
+    groups = param_groups(params, weight_decay)
+    if key == "adam":
+        # Adam's L2 penalty, as torch.optim.Adam applies weight_decay
+        return torch.optim.Adam(groups, lr=rate)
+    if key == "adamw":
+        return torch.optim.AdamW(groups, lr=rate)
+    if key == "sgd":
+        return torch.optim.SGD(groups, lr=rate, momentum=momentum)
+    from timm.optim import Lamb, Lars
+
+    if key == "lars":
+        return Lars(groups, lr=rate, momentum=momentum)
+    return Lamb(groups, lr=rate)
+
+
+def warmup_cosine(
+    optimizer: Optimizer, warmup_steps: int, max_steps: int, min_ratio: float = 0.0
+) -> LambdaLR:
+    """Linear warm-up, then cosine decay.
+
+    The factor rises linearly over ``warmup_steps``, then decays on a cosine to ``min_ratio`` at
+    ``max_steps`` and stays there (``max_steps <= 0``: constant after the warm-up).
+
+    Args:
+        optimizer: the optimiser.
+        warmup_steps: warm-up length in optimiser steps.
+        max_steps: total optimiser steps.
+        min_ratio: final learning rate as a fraction of the peak.
+
+    Returns:
+        a per-step :class:`~torch.optim.lr_scheduler.LambdaLR`.
+    """
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if max_steps <= 0 or max_steps <= warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / (max_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)

@@ -1,0 +1,20 @@
+"""Encoders: timm backbones for any band count, 1x1 band adapters, per-sensor stems, heads."""
+
+from geossl.models.adapters import ADAPTER_KINDS, BandAdapter, fold_adapter
+from geossl.models.backbones import create_backbone, load_pretrained, resolve_name
+from geossl.models.encoder import Encoder, build_encoder
+from geossl.models.heads import ClusterHead, PredictionHead, ProjectionHead
+
+__all__ = [
+    "ADAPTER_KINDS",
+    "BandAdapter",
+    "ClusterHead",
+    "Encoder",
+    "PredictionHead",
+    "ProjectionHead",
+    "build_encoder",
+    "create_backbone",
+    "fold_adapter",
+    "load_pretrained",
+    "resolve_name",
+]

@@ -1,0 +1,113 @@
+"""GPU-style batch augmentation for standardised multispectral and SAR data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geossl.errors import ConfigError
+from geossl.methods.augment import SSLAugment, build_augments
+
+OFF = {"hflip": 0.0, "vflip": 0.0, "rot90": False, "jitter_p": 0.0, "grayscale_p": 0.0,
+       "blur_p": 0.0, "speckle_p": 0.0}
+
+
+def test_shapes_any_bands() -> None:
+    for bands, kind in ((2, "sar"), (4, "optical"), (13, "optical")):
+        aug = SSLAugment(24, sensor_kind=kind)
+        out = aug(torch.randn(5, bands, 32, 32))
+        assert out.shape == (5, bands, 24, 24) and out.dtype == torch.float32
+        assert torch.isfinite(out).all()
+
+
+def test_identity_geometry_is_exact() -> None:
+    aug = SSLAugment(16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), **OFF)
+    x = torch.randn(3, 13, 16, 16)
+    torch.testing.assert_close(aug(x), x)
+
+
+def test_flips_and_rotations_are_exact() -> None:
+    x = torch.randn(8, 4, 16, 16)
+    hflip = SSLAugment(16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), **{**OFF, "hflip": 1.0})
+    torch.testing.assert_close(hflip(x), x.flip(-1))
+    rot = SSLAugment(16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), **{**OFF, "rot90": True})
+    torch.manual_seed(0)
+    out = rot(x)
+    for i in range(8):
+        candidates = [torch.rot90(x[i], k, dims=(-2, -1)) for k in range(4)]
+        assert any(torch.allclose(out[i], c, atol=1e-5) for c in candidates)
+
+
+def test_standardised_values_are_not_clipped() -> None:
+    """TorchGeo's kornia colour pipeline clamped to [0, 1]; ours must keep the data's range."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 13, 32, 32) * 2
+    aug = SSLAugment(32, jitter_p=1.0, brightness=0.4, contrast=0.4, grayscale_p=0.0)
+    out = aug(x)
+    assert (out < 0).float().mean() > 0.3
+    assert (out > 1).float().mean() > 0.1
+    assert out.min() < -3 and out.max() > 3
+
+
+def test_brightness_contrast_on_standardised_data() -> None:
+    x = torch.randn(4, 3, 8, 8)
+    aug = SSLAugment(8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "jitter_p": 1.0}, brightness=0.0, contrast=0.5)
+    out = aug(x)
+    # contrast scales about each band's mean: the band means are unchanged
+    torch.testing.assert_close(out.mean(dim=(2, 3)), x.mean(dim=(2, 3)), atol=1e-5, rtol=0)
+    ratio = out.std(dim=(2, 3)) / x.std(dim=(2, 3))
+    assert ((ratio > 0.49) & (ratio < 1.51)).all()
+
+
+def test_band_aware_grayscale() -> None:
+    x = torch.randn(4, 13, 8, 8)
+    aug = SSLAugment(8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "grayscale_p": 1.0})
+    out = aug(x)
+    mean = x.mean(dim=1, keepdim=True).expand_as(x)
+    torch.testing.assert_close(out, mean)
+
+
+def test_blur_smooths() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 32, 32)
+    aug = SSLAugment(32, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "blur_p": 1.0}, blur_sigma=(5.0, 5.0))
+    assert aug(x).std() < 0.5 * x.std()
+
+
+def test_sar_speckle_is_gamma_in_linear_power() -> None:
+    torch.manual_seed(0)
+    db = torch.full((4, 2, 64, 64), -10.0)  # plain dB
+    aug = SSLAugment(64, sensor_kind="sar", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "speckle_p": 1.0}, speckle_looks=4.0)
+    out = aug(db)
+    linear = 10 ** (out / 10) / 10 ** (-10 / 10)  # multiplicative noise in linear power
+    assert abs(linear.mean().item() - 1.0) < 0.02  # Gamma(L, 1/L) has mean 1
+    assert abs(linear.var().item() - 1 / 4) < 0.02  # ... and variance 1/L
+    # data scaled to one unit per 25 dB: the same noise in dB, divided by 25
+    torch.manual_seed(0)
+    scaled = SSLAugment(64, sensor_kind="sar", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                        **{**OFF, "speckle_p": 1.0}, db_per_unit=(25.0, 25.0))(db / 25)
+    torch.testing.assert_close(scaled * 25, out, atol=1e-4, rtol=0)
+
+
+def test_same_geometry_for_two_sensors() -> None:
+    torch.manual_seed(0)
+    s2 = torch.randn(6, 13, 32, 32)
+    s1 = s2[:, :2].clone()
+    opt = build_augments(["s1", "s2"], 16, options={"jitter_p": 0.0, "blur_p": 0.0,
+                                                    "grayscale_p": 0.0, "speckle_p": 0.0})
+    theta = opt["s1"].sample_geometry(6)
+    a, b = opt["s1"](s1, geometry=theta), opt["s2"](s2, geometry=theta)
+    torch.testing.assert_close(a, b[:, :2])
+    c = opt["s1"](s1)  # independent crops differ
+    assert not torch.allclose(a, c)
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigError):
+        SSLAugment(16, sensor_kind="lidar")
+    with pytest.raises(ConfigError, match="bad augmentation option"):
+        build_augments(["s2"], 16, options={"hue": 0.1})
