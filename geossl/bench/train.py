@@ -1,0 +1,564 @@
+"""``geossl bench train``: pretraining throughput against TorchGeo and the hardware ceiling.
+
+In one run, on the same input tensor (``bands`` x ``size`` x ``size``, batch ``batch_size``,
+already on the device, same precision), it measures images per second (one image = one sample,
+i.e. one pair of views) of:
+
+1. geossl pretraining: SimCLR and MoCo v2, the full Lightning ``training_step`` including view
+   making and GPU augmentation, through a Lightning ``Trainer`` as ``geossl pretrain`` runs it;
+2. TorchGeo 0.8.1 ``SimCLRTask`` and ``MoCoTask`` with the same backbone, bands and input, as
+   shipped (their own augmentations, optimisers and defaults), also through a ``Trainer``;
+3. the ceiling: raw timm forward + backward of the two views, no augmentation, no loading, no
+   optimiser (channels_last and ``torch.compile`` on a GPU);
+4. end to end: GeoTIFF chips on disk read by DataLoader workers through
+   :class:`~geossl.data.datamodule.SSLDataModule`, pinned, moved to the device, normalised, then
+   the geossl SimCLR step; plus the loader alone (chips/s delivered to the device), which says
+   whether the data path starves the model.
+
+and prints a table with the ratios against the named baselines (geossl / TorchGeo SimCLRTask,
+geossl / ceiling).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from geossl.errors import ConfigError
+
+#: every measurement ``--only`` can select
+ALL = ("geossl-simclr", "geossl-moco", "torchgeo-simclr", "torchgeo-moco", "ceiling",
+       "loader", "e2e-simclr", "loader-packed", "e2e-simclr-packed")
+
+
+@dataclasses.dataclass
+class Result:
+    """One row of the benchmark table."""
+
+    name: str
+    images_per_s: float
+    step_ms: float
+    note: str = ""
+    #: images per second of this process's CPU time (user + system, all its threads; loader
+    #: worker processes excluded): steadier than wall time on a shared CPU machine
+    images_per_cpu_s: float = math.nan
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """Options of ``geossl bench train``."""
+
+    backbone: str = "resnet18"
+    bands: int = 13
+    size: int = 64
+    batch_size: int = 32
+    steps: int = 10
+    warmup: int = 3
+    precision: str = "auto"
+    compile: bool = False
+    channels_last: bool | None = None
+    device: str = "auto"
+    workers: int = 2
+    chips: str | None = None
+    num_chips: int | None = None
+    only: list[str] | None = None
+    out: str | None = None
+    repeats: int = 1
+
+
+# --------------------------------------------------------------------------------------------
+# timing helpers
+# --------------------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision.startswith("bf16"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision.startswith("16"):
+        return torch.autocast(device.type, dtype=torch.float16)
+    return torch.autocast(device.type, enabled=False)
+
+
+class _Repeat:
+    """An iterable yielding the same (device-resident) batch ``n`` times: no loading cost."""
+
+    def __init__(self, batch: dict[str, torch.Tensor], n: int) -> None:
+        self.batch = batch
+        self.n = n
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(self.n):
+            yield dict(self.batch)
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _timer_callback(warmup: int, device: torch.device) -> Any:
+    from lightning.pytorch.callbacks import Callback
+
+    class Timer(Callback):  # type: ignore[misc]
+        """Wall time from the start of step ``warmup`` to the end of the last step."""
+
+        def __init__(self) -> None:
+            self.start = math.nan
+            self.end = math.nan
+            self.cpu = math.nan
+            self.steps = 0
+
+        def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, idx: int) -> None:
+            if trainer.global_step == warmup and math.isnan(self.start):
+                _sync(device)
+                self.start = time.perf_counter()
+                self.cpu = time.process_time()
+
+        def on_train_batch_end(self, trainer: Any, module: Any, out: Any, batch: Any,
+                               idx: int) -> None:
+            if not math.isnan(self.start):
+                self.steps += 1
+            if trainer.global_step >= trainer.max_steps:
+                _sync(device)
+                self.end = time.perf_counter()
+                self.cpu = time.process_time() - self.cpu
+
+    return Timer()
+
+
+def _fit(module: Any, loader: Any, cfg: BenchConfig, device: torch.device,
+         datamodule: Any = None) -> tuple[float, int, float]:
+    """Train ``module`` for warmup + steps through a Lightning Trainer; time the last steps."""
+    from lightning.pytorch import Trainer
+
+    timer = _timer_callback(cfg.warmup, device)
+    trainer = Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=1,
+        precision=_lightning_precision(cfg.precision),  # type: ignore[arg-type]
+        max_steps=cfg.warmup + cfg.steps,
+        # one "epoch" of the endless in-memory loader; several over a small chip folder
+        # (TorchGeo's MoCoTask schedules on max_epochs, which must be positive)
+        max_epochs=1 if datamodule is None else 1000,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        benchmark=device.type == "cuda",
+        log_every_n_steps=10**6,
+    )
+    if datamodule is not None:
+        trainer.fit(module, datamodule=datamodule)
+    else:
+        trainer.fit(module, train_dataloaders=loader)
+    return timer.end - timer.start, timer.steps, timer.cpu
+
+
+def _lightning_precision(precision: str) -> str:
+    from geossl.train import resolve_precision
+
+    return resolve_precision(precision, "cpu")  # "auto" was resolved by run_bench already
+
+
+# --------------------------------------------------------------------------------------------
+# the measurements
+# --------------------------------------------------------------------------------------------
+def _input(cfg: BenchConfig, device: torch.device) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(cfg.batch_size, cfg.bands, cfg.size, cfg.size, generator=gen)
+    return x.to(device)
+
+
+def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
+    """Measure geossl SimCLR / MoCo: full training step (views, augmentation, loss, optimiser)."""
+    from geossl.train import PretrainConfig, _optimize_for_speed, build_method
+
+    pcfg = PretrainConfig(method=method, backbone=cfg.backbone, sensors=["s2"], pairing="aug",
+                          batch_size=cfg.batch_size, img_size=cfg.size)
+    module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
+    _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
+    seconds, steps, cpu = _fit(module, _Repeat({"image_s2": x, "index": _arange(x)}, 10**9),
+                               cfg, device)
+    return _result(f"geossl-{method}", cfg, seconds, steps, cpu=cpu)
+
+
+def bench_torchgeo(task: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
+    """TorchGeo ``SimCLRTask`` / ``MoCoTask`` as shipped, same backbone, bands and input."""
+    from torchgeo.trainers import MoCoTask, SimCLRTask
+
+    cls = SimCLRTask if task == "simclr" else MoCoTask
+    module = cls(model=cfg.backbone, in_channels=cfg.bands, size=cfg.size)
+    seconds, steps, cpu = _fit(module, _Repeat({"image": x}, 10**9), cfg, device)
+    return _result(f"torchgeo-{task}", cfg, seconds, steps, note=f"torchgeo {cls.__name__}",
+                   cpu=cpu)
+
+
+def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
+    """Raw timm forward + backward of two views: no augmentation, loading or optimiser."""
+    import timm
+
+    model: nn.Module = timm.create_model(cfg.backbone, in_chans=cfg.bands, num_classes=0,
+                                         pretrained=False).to(device)
+    model.train()
+    x1 = x
+    x2 = x.flip(-1).contiguous()
+    notes = []
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x1 = x1.contiguous(memory_format=torch.channels_last)
+        x2 = x2.contiguous(memory_format=torch.channels_last)
+        notes.append("channels_last")
+    step_model: Callable[[torch.Tensor], torch.Tensor] = model
+    if cfg.compile:
+        step_model = torch.compile(model)  # type: ignore[assignment]
+        notes.append("compiled")
+
+    def step() -> None:
+        with _autocast(device, cfg.precision):
+            loss = step_model(x1).float().mean() + step_model(x2).float().mean()
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    for _ in range(cfg.warmup):
+        step()
+    _sync(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(cfg.steps):
+        step()
+    _sync(device)
+    return _result("ceiling", cfg, time.perf_counter() - start, cfg.steps,
+                   cpu=time.process_time() - cpu,
+                   note="timm fwd+bwd, 2 views" + (", " + ", ".join(notes) if notes else ""))
+
+
+def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "loader"
+                 ) -> Result:
+    """Chips/s delivered to the device by the data module's loader alone."""
+    dm = _chip_datamodule(cfg, chips, device)
+    loader = dm.train_dataloader()
+    total = cfg.warmup + cfg.steps
+    done = 0
+    start = cpu = math.nan
+    while done < total:
+        for batch in loader:
+            if done == cfg.warmup:
+                _sync(device)
+                start, cpu = time.perf_counter(), time.process_time()
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            done += 1
+            if done >= total:
+                break
+    _sync(device)
+    return _result(name, cfg, time.perf_counter() - start, cfg.steps,
+                   cpu=time.process_time() - cpu,
+                   note=f"{cfg.workers} workers, {_store(chips)} -> {device.type}")
+
+
+def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "e2e-simclr"
+              ) -> Result:
+    """Measure geossl SimCLR from chips on disk: workers, pinned memory, device, training step."""
+    from geossl.train import PretrainConfig, _optimize_for_speed, build_method
+
+    dm = _chip_datamodule(cfg, chips, device)
+    pcfg = PretrainConfig(method="simclr", backbone=cfg.backbone, sensors=["s2"], pairing="aug",
+                          batch_size=cfg.batch_size, img_size=cfg.size)
+    module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
+    _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
+    seconds, steps, cpu = _fit(module, None, cfg, device, datamodule=dm)
+    return _result(name, cfg, seconds, steps, cpu=cpu,
+                   note=f"{_store(chips)} on disk, {cfg.workers} workers")
+
+
+def _store(chips: Path) -> str:
+    """What the chip dataset reads: the packed npy/zarr store when present, else GeoTIFFs."""
+    return "packed store" if (chips / "packed" / "meta.json").exists() else "GeoTIFF chips"
+
+
+def _arange(x: torch.Tensor) -> torch.Tensor:
+    return torch.arange(x.shape[0], device=x.device)
+
+
+def _result(name: str, cfg: BenchConfig, seconds: float, steps: int, note: str = "",
+            cpu: float = math.nan) -> Result:
+    if not math.isfinite(seconds) or steps <= 0:
+        raise RuntimeError(f"{name}: no timed steps (increase --steps)")
+    images = steps * cfg.batch_size
+    per_cpu = images / cpu if math.isfinite(cpu) and cpu > 0 else math.nan
+    return Result(name, images / seconds, 1000 * seconds / steps, note, per_cpu)
+
+
+# --------------------------------------------------------------------------------------------
+# chips on disk
+# --------------------------------------------------------------------------------------------
+def make_chips(folder: Path, n: int, bands: int, size: int, seed: int = 0) -> Path:
+    """Write ``n`` GeoTIFF chips and their GeoParquet chip index (the ``geossl tile`` layout).
+
+    Chips are uint16 reflectances (a smooth field plus noise, so DEFLATE has something to do),
+    tiled and DEFLATE-compressed with a horizontal predictor, on one UTM grid.
+
+    Args:
+        folder: output folder (``index.parquet`` and ``chips/`` are written there).
+        n: number of chips.
+        bands: bands per chip.
+        size: chip size in pixels.
+        seed: random seed.
+
+    Returns:
+        the chip index path.
+    """
+    import geopandas as gpd
+    import pandas as pd
+    import rasterio
+    from affine import Affine
+    from shapely.geometry import box
+
+    rng = np.random.default_rng(seed)
+    (folder / "chips").mkdir(parents=True, exist_ok=True)
+    res, x0, y0, crs = 10.0, 500000.0, 5000000.0, "EPSG:32633"
+    per_row = max(1, math.ceil(math.sqrt(n)))
+    rows = []
+    names = ",".join(f"B{i + 1:02d}" for i in range(bands))
+    coarse = max(2, size // 16)
+    for i in range(n):
+        r, c = divmod(i, per_row)
+        left, top = x0 + c * size * res, y0 - r * size * res
+        field = rng.uniform(500, 4000, (bands, coarse, coarse)).astype(np.float32)
+        field = np.kron(field, np.ones((size // coarse + 1, size // coarse + 1), np.float32))
+        data = field[:, :size, :size] + rng.normal(0, 50, (bands, size, size))
+        data = np.clip(data, 0, 10000).astype(np.uint16)
+        rel = f"chips/chip_{i:06d}.tif"
+        with rasterio.open(
+            folder / rel, "w", driver="GTiff", width=size, height=size, count=bands,
+            dtype="uint16", crs=crs, transform=Affine(res, 0.0, left, 0.0, -res, top), tiled=True,
+            blockxsize=min(256, max(16, size)), blockysize=min(256, max(16, size)),
+            compress="deflate", predictor=2,
+        ) as dst:
+            dst.write(data)
+        rows.append({
+            "chip_id": f"chip_{i:06d}", "path": rel, "scene": "bench", "sensor": "s2",
+            "datetime": pd.NaT, "crs": crs, "res": res, "row": r * size, "col": c * size,
+            "height": size, "width": size, "bands": names, "valid_fraction": 1.0,
+            "minx": left, "miny": top - size * res, "maxx": left + size * res, "maxy": top,
+            "geometry": box(left, top - size * res, left + size * res, top),
+        })
+    frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=crs).to_crs("EPSG:4326")
+    frame["datetime"] = pd.to_datetime(frame["datetime"], utc=True)
+    index = folder / "index.parquet"
+    frame.to_parquet(index)
+    return index
+
+
+def _pack_copy(chips: Path, dest: Path) -> None:
+    """Index of ``chips`` rewritten under ``dest`` (absolute paths) plus its packed npy store."""
+    import geopandas as gpd
+
+    from geossl.data.chips import pack
+
+    dest.mkdir(parents=True, exist_ok=True)
+    frame = gpd.read_parquet(chips / "index.parquet")
+    frame["path"] = [str((chips / p).resolve()) for p in frame["path"]]
+    frame.to_parquet(dest / "index.parquet")
+    pack(dest / "index.parquet", progress=False)
+
+
+def _chip_datamodule(cfg: BenchConfig, chips: Path, device: torch.device) -> Any:
+    from geossl.data.datamodule import SSLDataModule
+
+    dm = SSLDataModule(data="chips", root=chips, sensors=["s2"], pairing="aug",
+                       batch_size=cfg.batch_size, workers=cfg.workers,
+                       pin_memory=device.type == "cuda")
+    dm.setup("fit")
+    return dm
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device in ("gpu",):
+        device = "cuda"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda but no CUDA device is available")
+    return dev
+
+
+def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> list[Result]:
+    """Run the selected measurements on one input and return their rows.
+
+    Args:
+        cfg: options.
+        progress: where to report what is being measured.
+
+    Returns:
+        one :class:`Result` per measurement.
+    """
+    device = resolve_device(cfg.device)
+    _quiet()
+    if cfg.precision == "auto":
+        cfg.precision = "bf16-mixed" if device.type == "cuda" else "32-true"
+    if cfg.channels_last is None:
+        cfg.channels_last = device.type == "cuda"
+    only = list(cfg.only or ALL)
+    unknown = sorted(set(only) - set(ALL))
+    if unknown:
+        raise ConfigError(f"unknown measurement {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    if cfg.steps < 1 or cfg.warmup < 1:
+        raise ConfigError("--steps and --warmup must be at least 1")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if cfg.repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
+    x = _input(cfg, device)
+    best: dict[str, Result] = {}
+
+    def measure(name: str, fn: Callable[[], Result]) -> None:
+        if name not in only:
+            return
+        progress(f"geossl bench train: measuring {name} ...")
+        try:
+            result = fn()
+        except Exception as err:  # a failing row must not hide the others
+            progress(f"geossl bench train: {name} failed: {type(err).__name__}: {err}")
+            result = Result(name, math.nan, math.nan, f"failed: {type(err).__name__}")
+        old = best.get(name)
+        if old is None or not result.images_per_s <= old.images_per_s:
+            best[name] = result
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # every row round-robin, best of --repeats: on a shared machine a burst of someone else's
+    # load then hits every row alike instead of one
+    with tempfile.TemporaryDirectory(prefix="geossl-bench-") as tmp:
+        chips, store = None, None
+        if set(only) & {"loader", "e2e-simclr", "loader-packed", "e2e-simclr-packed"}:
+            chips = Path(cfg.chips) if cfg.chips else None
+            if chips is None:
+                n = cfg.num_chips or max(4 * cfg.batch_size, 256)
+                progress(f"geossl bench train: writing {n} chips to {tmp} ...")
+                make_chips(Path(tmp), n, cfg.bands, cfg.size)
+                chips = Path(tmp)
+            store = chips
+            if {"loader-packed", "e2e-simclr-packed"} & set(only) and not (
+                chips / "packed" / "meta.json"
+            ).exists():
+                # pack a private copy of the index, never into a user's --chips folder
+                store = Path(tmp) / "packed-copy"
+                progress("geossl bench train: packing the chips into one npy store ...")
+                _pack_copy(chips, store)
+        for _ in range(cfg.repeats):
+            measure("geossl-simclr", lambda: bench_geossl("simclr", cfg, x, device))
+            measure("geossl-moco", lambda: bench_geossl("moco", cfg, x, device))
+            measure("torchgeo-simclr", lambda: bench_torchgeo("simclr", cfg, x, device))
+            measure("torchgeo-moco", lambda: bench_torchgeo("moco", cfg, x, device))
+            measure("ceiling", lambda: bench_ceiling(cfg, x, device))
+            if chips is not None and store is not None:
+                tifs, packed = chips, store
+                measure("loader", lambda p=tifs: bench_loader(cfg, p, device))  # type: ignore[misc]
+                measure("e2e-simclr", lambda p=tifs: bench_e2e(cfg, p, device))  # type: ignore[misc]
+                measure("loader-packed", lambda p=packed: bench_loader(  # type: ignore[misc]
+                    cfg, p, device, "loader-packed"))
+                measure("e2e-simclr-packed", lambda p=packed: bench_e2e(  # type: ignore[misc]
+                    cfg, p, device, "e2e-simclr-packed"))
+    results = [best[name] for name in ALL if name in best]
+    if cfg.repeats > 1:
+        for r in results:
+            r.note = ", ".join(n for n in (r.note, f"best of {cfg.repeats}") if n)
+    return results
+
+
+def _quiet() -> None:
+    """Silence Lightning's per-fit banners and tips so the table stays readable."""
+    import logging
+    import warnings
+
+    import lightning.pytorch  # noqa: F401  (sets its loggers to INFO on import: override after)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def format_table(results: Sequence[Result], cfg: BenchConfig) -> str:
+    """Markdown table with ratios against TorchGeo's SimCLRTask and the ceiling."""
+    by_name = {r.name: r.images_per_s for r in results}
+    device = resolve_device(cfg.device)
+    base = by_name.get("torchgeo-simclr", math.nan)
+    ceil = by_name.get("ceiling", math.nan)
+    cpu = {r.name: r.images_per_cpu_s for r in results}
+    cpu_base, cpu_ceil = cpu.get("torchgeo-simclr", math.nan), cpu.get("ceiling", math.nan)
+    on_cpu = device.type == "cpu"
+    lines = [
+        f"backbone {cfg.backbone}, {cfg.bands} bands, {cfg.size} px, batch {cfg.batch_size}, "
+        f"precision {cfg.precision}, compile {cfg.compile}, channels_last {cfg.channels_last}, "
+        f"{cfg.steps} timed steps after {cfg.warmup} warm-up, device {_device_name(device)}",
+        "",
+        "| measurement | images/s | ms/step | x TorchGeo SimCLRTask | x ceiling |"
+        + (" images/CPU-s | x TorchGeo (CPU time) | x ceiling (CPU time) |" if on_cpu else "")
+        + " note |",
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if on_cpu else "")
+        + " --- |",
+    ]
+    for r in results:
+        row = (f"| {r.name} | {r.images_per_s:,.1f} | {r.step_ms:,.1f} | "
+               f"{_ratio(r.images_per_s, base)} | {_ratio(r.images_per_s, ceil)} |")
+        if on_cpu:
+            row += (f" {r.images_per_cpu_s:,.1f} | {_ratio(r.images_per_cpu_s, cpu_base)} | "
+                    f"{_ratio(r.images_per_cpu_s, cpu_ceil)} |")
+        lines.append(row + f" {r.note} |")
+    return "\n".join(lines)
+
+
+def _ratio(a: float, b: float) -> str:
+    if not (math.isfinite(a) and math.isfinite(b)) or b <= 0:
+        return "-"
+    return f"{a / b:.2f}"
+
+
+def bench_train(cfg: BenchConfig) -> list[Result]:
+    """Run ``geossl bench train``: measure, print the table, optionally save JSON + markdown."""
+    results = run_bench(cfg)
+    table = format_table(results, cfg)
+    print(table)
+    if cfg.out:
+        from geossl.io import atomic_write_text
+
+        out = Path(cfg.out)
+        payload = {
+            "config": dataclasses.asdict(cfg),
+            "device": _device_name(resolve_device(cfg.device)),
+            "torch": torch.__version__,
+            "results": [dataclasses.asdict(r) for r in results],
+        }
+        atomic_write_text(out / "bench_train.json", json.dumps(payload, indent=2))
+        atomic_write_text(out / "bench_train.md", table + "\n")
+    return results
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,465 @@
+"""Self-supervised pretraining: the library behind ``geossl pretrain``.
+
+:func:`pretrain` builds the data module, the SSL method and a Lightning ``Trainer`` from one
+:class:`PretrainConfig`, writes ``OUT/config.yaml`` (the effective configuration, which
+``geossl pretrain --config OUT/config.yaml`` reruns), trains, and leaves::
+
+    OUT/checkpoints/last.ckpt       the latest state (resume with --resume last)
+    OUT/checkpoints/step=N.ckpt     every --ckpt-every optimiser steps, and at the end
+    OUT/logs/csv/metrics.csv        CSV log
+    OUT/logs/tb/                    TensorBoard log (when tensorboard is installed)
+    OUT/loss_curve.png              training loss against step
+
+Checkpoints are written by Lightning through an fsspec transaction (temporary file, then a
+rename), so a kill leaves the previous checkpoint intact; ``--resume`` loses at most the steps
+since the last checkpoint interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from geossl.errors import ConfigError, DataError
+from geossl.io import atomic_path, atomic_write_text
+
+#: optimiser names accepted by ``--optimizer``
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything one pretraining run needs; field names match the ``geossl pretrain`` flags.
+
+    ``None`` for a method option (``lr``, ``temperature``, ``momentum``, ...) keeps the method's
+    own default.
+    """
+
+    data: str = "sen12ms"
+    root: str | None = None
+    out: str = "runs/pretrain"
+    method: str = "simclr"
+    backbone: str = "resnet50"
+    sensors: list[str] = dataclasses.field(default_factory=lambda: ["s1", "s2"])
+    pairing: str = "geo"
+    seed: int = 0
+    workers: int = 0
+    accelerator: str = "auto"
+    devices: str = "auto"
+    max_steps: int = -1
+    max_epochs: int | None = None
+    batch_size: int = 64
+    precision: str = "auto"
+    resume: str | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    warmup_steps: int | None = None
+    temperature: float | None = None
+    momentum: float | None = None
+    queue_size: int | None = None
+    adapter: str | None = None
+    pretrained: str | None = None
+    patch_size: int | None = None
+    img_size: int | None = None
+    splits: str | None = None
+    split: str = "train"
+    index: str | None = None
+    ckpt_every: int = 500
+    log_every: int | None = None
+    compile: bool = False
+    channels_last: bool = False
+    method_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> PretrainConfig:
+        """Build a config from a parsed CLI namespace (extra keys are ignored)."""
+        values = dict(vars(ns)) if not hasattr(ns, "as_dict") else ns.as_dict()
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k.replace("-", "_"): v for k, v in values.items()}
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+        if isinstance(kwargs.get("sensors"), str):
+            kwargs["sensors"] = parse_sensors(kwargs["sensors"])
+        if kwargs.get("method_args") is None:
+            kwargs["method_args"] = {}
+        if kwargs.get("devices") is not None:
+            kwargs["devices"] = str(kwargs["devices"])
+        return cls(**kwargs)
+
+
+def parse_sensors(value: str | Sequence[str]) -> list[str]:
+    """``"s1,s2"`` or ``["s1", "s2"]`` -> ``["s1", "s2"]``."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    sensors = [s.strip() for s in items if s.strip()]
+    if not sensors:
+        raise ConfigError("--sensors is empty")
+    return sensors
+
+
+# --------------------------------------------------------------------------------------------
+# resolution of "auto" values
+# --------------------------------------------------------------------------------------------
+def resolve_accelerator(accelerator: str) -> str:
+    """``auto`` -> ``gpu`` when CUDA is available, else ``cpu``."""
+    if accelerator == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if accelerator == "cuda":
+        return "gpu"
+    return accelerator
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` -> ``bf16-mixed`` on a GPU, ``32-true`` on the CPU."""
+    if precision == "auto":
+        return "bf16-mixed" if accelerator == "gpu" else "32-true"
+    if precision in ("32", "16", "64"):
+        return f"{precision}-true" if precision != "16" else "16-mixed"
+    if precision == "bf16":
+        return "bf16-mixed"
+    return precision
+
+
+def resolve_devices(devices: str | int) -> int | str:
+    """``"2"`` -> ``2``; ``auto`` stays."""
+    text = str(devices)
+    return int(text) if text.isdigit() else text
+
+
+def resolve_resume(resume: str | None, out: Path) -> str | None:
+    """The checkpoint to resume from: a path, or ``last`` for ``OUT/checkpoints/last.ckpt``.
+
+    ``last`` with no checkpoint yet starts from scratch (so one command can both start and
+    resume a run).
+
+    Raises:
+        DataError: if the checkpoint does not exist or is not a readable checkpoint.
+    """
+    if not resume:
+        return None
+    if resume == "last":
+        path = out / "checkpoints" / "last.ckpt"
+        if not path.exists():
+            print(f"geossl pretrain: no {path} yet, starting from scratch")
+            return None
+    else:
+        path = Path(resume)
+        if not path.exists():
+            raise DataError("checkpoint to resume from not found", path)
+    if not zipfile.is_zipfile(path):
+        raise DataError("not a valid checkpoint (truncated or not a torch file)", path)
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# method
+# --------------------------------------------------------------------------------------------
+def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int) -> Any:
+    """Instantiate the SSL method named in ``config`` with only the options it accepts.
+
+    Args:
+        config: run configuration.
+        in_chans: channels per sensor, read off the data.
+        max_steps: total optimiser steps (for the learning-rate schedule).
+
+    Returns:
+        the LightningModule.
+
+    Raises:
+        ConfigError: unknown method, or an option the method does not take.
+    """
+    from geossl.methods import METHODS  # type: ignore[attr-defined]
+
+    if config.method not in METHODS:
+        raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
+    cls = METHODS[config.method]
+    params = inspect.signature(cls.__init__).parameters
+    given: dict[str, Any] = {
+        "backbone": config.backbone,
+        "sensors": tuple(config.sensors),
+        "in_chans": in_chans,
+        "pairing": config.pairing,
+        "max_steps": max_steps,
+    }
+    optional: dict[str, Any] = {
+        "adapter": config.adapter,
+        "pretrained": config.pretrained,
+        "img_size": config.img_size,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "warmup_steps": config.warmup_steps,
+        "temperature": config.temperature,
+        "momentum": config.momentum,
+        "queue_size": config.queue_size,
+        **config.method_args,
+    }
+    for key, value in (("batch_size", config.batch_size), ("compile", config.compile),
+                       ("channels_last", config.channels_last)):
+        if key in params:  # the method applies compile / channels_last itself at fit start
+            given[key] = value
+    kwargs = {k: v for k, v in given.items() if k in params}
+    for key, value in optional.items():
+        if value is None:
+            continue
+        if key not in params:
+            raise ConfigError(f"method {config.method} has no option {key!r}")
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"method {config.method}: {err}") from err
+
+
+def check_combination(config: PretrainConfig) -> None:
+    """Refuse an invalid method x pairing x sensors combination with a one-line reason."""
+    from geossl.data.datamodule import required_keys
+
+    if config.optimizer is not None and config.optimizer.lower() not in OPTIMIZERS:
+        raise ConfigError(
+            f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+        )
+    required_keys(config.pairing, config.sensors)  # raises on a bad pairing / sensors pair
+    from geossl import methods
+
+    check = getattr(methods, "check_method_pairing", None)
+    if check is not None:
+        check(config.method, config.pairing)
+
+
+def _optimize_for_speed(method: Any, compile_: bool, channels_last: bool) -> None:
+    """channels_last weights and in-place ``torch.compile`` of the encoders.
+
+    Only for a method that does not take ``compile`` / ``channels_last`` itself.
+    ``nn.Module.compile()`` compiles in place, so state-dict keys (and checkpoints) are the same
+    as without compilation.
+    """
+    params = inspect.signature(type(method).__init__).parameters
+    if "compile" in params and "channels_last" in params:
+        return
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
+    if compile_:
+        compile_fn = getattr(method, "compile_encoders", None)
+        if callable(compile_fn):
+            compile_fn()
+            return
+        for name in ("encoder", "backbone", "encoder_momentum", "momentum_encoder"):
+            module = getattr(method, name, None)
+            if isinstance(module, torch.nn.Module):
+                module.compile()
+
+
+# --------------------------------------------------------------------------------------------
+# outputs
+# --------------------------------------------------------------------------------------------
+def write_config(config: PretrainConfig, path: Path) -> None:
+    """Write the effective configuration as YAML (rerunnable with ``--config``)."""
+    values = dataclasses.asdict(config)
+    values["sensors"] = ",".join(config.sensors)
+    values.pop("resume", None)
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+
+
+def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:
+    """Plot every logged ``*loss*`` column against the step.
+
+    Args:
+        metrics_csv: Lightning CSVLogger ``metrics.csv``.
+        png: output image.
+
+    Returns:
+        whether a plot was written (false when nothing was logged yet).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    if not metrics_csv.exists():
+        return False
+    frame = pd.read_csv(metrics_csv)
+    cols = [c for c in frame.columns if "loss" in c]
+    if "step" not in frame.columns or not cols:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
+    for col in cols:
+        part = frame[["step", col]].dropna()
+        if len(part):
+            ax.plot(part["step"], part[col], label=col, marker="." if len(part) < 20 else None)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _loggers(out: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(out / "logs"), name="", version="csv")]
+    try:
+        loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tb",
+                                         default_hp_metric=False))
+    except ModuleNotFoundError:
+        # lightning needs the optional `tensorboard` (or tensorboardX) package for this logger
+        print("geossl pretrain: tensorboard is not installed; writing the CSV log only")
+    return loggers
+
+
+# --------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------
+def pretrain(config: PretrainConfig) -> Path:
+    """Pretrain an encoder with self-supervision.
+
+    Args:
+        config: run configuration (see :class:`PretrainConfig`).
+
+    Returns:
+        the path of the last checkpoint (``OUT/checkpoints/last.ckpt``).
+
+    Raises:
+        ConfigError: invalid options or combination (method x pairing, ...).
+        DataError: missing or unreadable data or checkpoint.
+    """
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from geossl.data.datamodule import SSLDataModule
+
+    if config.root is None:
+        raise ConfigError("--root is required (the dataset folder)")
+    if config.max_steps <= 0 and not config.max_epochs:
+        raise ConfigError("give --max-steps or --max-epochs")
+    if config.ckpt_every <= 0:
+        raise ConfigError("--ckpt-every must be positive")
+    config.sensors = parse_sensors(config.sensors)
+    check_combination(config)
+    out = Path(config.out)
+    ckpt_path = resolve_resume(config.resume, out)
+    accelerator = resolve_accelerator(config.accelerator)
+    precision = resolve_precision(config.precision, accelerator)
+    seed_everything(config.seed, workers=True, verbose=False)
+
+    dm = SSLDataModule(
+        data=config.data,
+        root=config.root,
+        sensors=config.sensors,
+        pairing=config.pairing,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        patch_size=config.patch_size,
+        splits=config.splits,
+        split=config.split,
+        index=config.index,
+        pin_memory=accelerator == "gpu",
+    )
+    dm.setup("fit")
+    in_chans = sample_in_chans(dm)
+    max_steps = config.max_steps
+    if max_steps <= 0:
+        max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
+    method = build_method(config, in_chans, max_steps)
+    _optimize_for_speed(method, config.compile, config.channels_last)
+
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        write_config(config, out / "config.yaml")
+    ckpt_dir = out / "checkpoints"
+    checkpoint = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="step={step}",
+        auto_insert_metric_name=False,
+        every_n_train_steps=config.ckpt_every,
+        save_top_k=-1,
+        save_last=True,
+    )
+    log_every = config.log_every or max(1, min(50, max_steps // 20))
+    trainer = Trainer(
+        accelerator=accelerator,
+        devices=resolve_devices(config.devices),
+        precision=precision,  # type: ignore[arg-type]
+        max_steps=config.max_steps,
+        max_epochs=config.max_epochs,
+        callbacks=[checkpoint, LearningRateMonitor("step"), TQDMProgressBar(refresh_rate=10)],
+        logger=_loggers(out),
+        default_root_dir=str(out),
+        log_every_n_steps=log_every,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        reload_dataloaders_every_n_epochs=1 if hasattr(method, "on_cluster") or
+        config.method == "deepcluster" else 0,
+        benchmark=accelerator == "gpu",
+        enable_model_summary=False,
+    )
+    metrics_csv = out / "logs" / "csv" / "metrics.csv"
+    # Lightning's CSV logger deletes an existing metrics.csv: keep the history of a resumed run
+    previous = _read_csv(metrics_csv) if ckpt_path and trainer.is_global_zero else None
+    try:
+        trainer.fit(method, datamodule=dm, ckpt_path=ckpt_path)
+    finally:
+        if previous is not None:
+            _merge_history(previous, metrics_csv)
+    last = ckpt_dir / "last.ckpt"
+    step_ckpt = ckpt_dir / f"step={trainer.global_step}.ckpt"
+    if trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists():
+        # the run ended (or was interrupted) between two checkpoint intervals: keep its end
+        trainer.save_checkpoint(step_ckpt)
+        trainer.save_checkpoint(last)
+    if trainer.is_global_zero:
+        plot_loss_curve(metrics_csv, out / "loss_curve.png")
+    return last
+
+
+def _read_csv(path: Path) -> Any:
+    import pandas as pd
+
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError):  # empty or half-written log: nothing worth keeping
+        return None
+
+
+def _merge_history(previous: Any, path: Path) -> None:
+    """Prepend the rows of ``previous`` logged before the resumed run's first step."""
+    import pandas as pd
+
+    current = _read_csv(path)
+    if current is None or "step" not in current.columns or not len(current):
+        merged = previous
+    else:
+        old = previous[previous["step"] < current["step"].min()] if "step" in previous else None
+        merged = current if old is None else pd.concat([old, current], ignore_index=True)
+    with atomic_path(path) as tmp:
+        merged.to_csv(tmp, index=False)
+
+
+def sample_in_chans(dm: Any) -> dict[str, int]:
+    """Channels per sensor, read off the first training sample."""
+    sample = dm.train_dataset[0]
+    chans: dict[str, int] = {}
+    for key, value in sample.items():
+        if key.startswith("image_") and not key.endswith("_t2"):
+            chans[key.removeprefix("image_")] = int(value.shape[0])
+    if not chans:
+        raise DataError("the samples carry no image", dm.root)
+    return chans

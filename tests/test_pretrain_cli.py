@@ -1,0 +1,212 @@
+"""`geossl pretrain`: configs parse, bad combinations are refused, every pairing mode trains two
+steps on fake SEN12MS data, writes valid checkpoints and logs, and `--resume` continues."""
+
+from __future__ import annotations
+
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from geossl.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "conf" / "pretrain").glob("*.yaml"))
+
+
+def _methods() -> Any:
+    methods = pytest.importorskip("geossl.methods")
+    if not hasattr(methods, "METHODS"):
+        pytest.skip("geossl.methods.METHODS not there yet")
+    return methods
+
+
+@pytest.fixture(scope="module")
+def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gen = pytest.importorskip("tests.data.sen12ms.data")
+    pytest.importorskip("geossl.data.sen12ms")
+    root = tmp_path_factory.mktemp("sen12ms")
+    gen.generate(root)
+    return root
+
+
+def _args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretrain", "--data", "sen12ms", "--root", str(root), "--out", str(out),
+            "--backbone", "resnet18", "--batch-size", "4", "--workers", "0",
+            "--accelerator", "cpu", "--devices", "1", "--img-size", "32", "--log-every", "1",
+            *extra]
+
+
+def _ckpt_step(path: Path) -> int:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return int(ckpt["global_step"])
+
+
+def test_expected_configs_exist() -> None:
+    names = {p.stem for p in CONFIGS}
+    for name in ["simclr_backbones_resnet50", "simclr_backbones_vit_p4", "simclr_backbones_vit_p8",
+                 "simclr_backbones_vit_p16", "simclr_backbones_convnext_t", "simclr_optim_adam",
+                 "simclr_optim_lamb", "simclr_optim_lars", "simclr_bs_temp_grid",
+                 "moco_sen12ms_geo", "moco_sen12ms_fusion", "moco_sen12ms_partial_fusion",
+                 "deepcluster_aid"]:
+        assert name in names, name
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["pretrain", "--config", str(config), "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    raw = yaml.safe_load(config.read_text())
+    for key, value in raw.items():
+        assert printed[key] == value, key
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_config_combination_is_valid(config: Path) -> None:
+    _methods()
+    from geossl.train import PretrainConfig, check_combination
+
+    raw = yaml.safe_load(config.read_text())
+    cfg = PretrainConfig(**{k: v for k, v in raw.items()})
+    cfg.sensors = [s for s in str(raw["sensors"]).split(",")]
+    check_combination(cfg)  # must not raise
+
+
+def test_invalid_pairing_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    _methods()
+    rc = main(["pretrain", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
+               "--sensors", "s2", "--pairing", "geo", "--max-steps", "2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("geossl pretrain: error:") and "\n" not in err
+
+
+def test_invalid_method_pairing_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    methods = _methods()
+    check = getattr(methods, "check_method_pairing", None)
+    if check is None:
+        pytest.skip("no check_method_pairing")
+    from geossl.errors import ConfigError
+
+    bad = []
+    for method in methods.METHODS:
+        for pairing in ("geo", "aug", "fusion", "partial-fusion", "temporal"):
+            try:
+                check(method, pairing)
+            except ConfigError:
+                bad.append((method, pairing))
+    if not bad:
+        pytest.skip("every method x pairing combination is valid")
+    method, pairing = bad[0]
+    sensors = "s2" if pairing in ("aug", "temporal") else "s1,s2"
+    rc = main(["pretrain", "--root", str(tmp_path), "--out", str(tmp_path / "run"),
+               "--method", method, "--pairing", pairing, "--sensors", sensors,
+               "--max-steps", "2"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("geossl pretrain: error:") and "\n" not in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_missing_resume_checkpoint(tmp_path: Path, sen12ms: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    _methods()
+    rc = main(_args(sen12ms, tmp_path / "run", "--sensors", "s2", "--pairing", "aug",
+                    "--max-steps", "2", "--resume", str(tmp_path / "nope.ckpt")))
+    assert rc == 2 and "nope.ckpt" in capsys.readouterr().err
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"truncated")
+    rc = main(_args(sen12ms, tmp_path / "run", "--sensors", "s2", "--pairing", "aug",
+                    "--max-steps", "2", "--resume", str(bad)))
+    assert rc == 2 and "bad.ckpt" in capsys.readouterr().err
+
+
+PAIRINGS = [
+    ("simclr", "geo", "s1,s2"),
+    ("moco", "aug", "s2"),
+    ("simclr", "fusion", "s1,s2"),
+    ("moco", "partial-fusion", "s1,s2"),
+]
+
+
+@pytest.mark.parametrize(("method", "pairing", "sensors"), PAIRINGS)
+def test_two_steps_then_resume(method: str, pairing: str, sensors: str, tmp_path: Path,
+                               sen12ms: Path) -> None:
+    methods = _methods()
+    check = getattr(methods, "check_method_pairing", None)
+    if check is not None:
+        check(method, pairing)
+    out = tmp_path / "run"
+    rc = main(_args(sen12ms, out, "--method", method, "--pairing", pairing, "--sensors", sensors,
+                    "--max-steps", "2", "--ckpt-every", "1"))
+    assert rc == 0
+    ckpts = out / "checkpoints"
+    assert (ckpts / "last.ckpt").exists() and (ckpts / "step=2.ckpt").exists()
+    assert (ckpts / "step=1.ckpt").exists()
+    assert zipfile.is_zipfile(ckpts / "last.ckpt")  # complete, loadable file
+    assert _ckpt_step(ckpts / "last.ckpt") == 2
+    assert not list(ckpts.glob("*.part")) and not list(ckpts.glob(".*"))
+    effective = yaml.safe_load((out / "config.yaml").read_text())
+    assert effective["method"] == method and effective["pairing"] == pairing
+    metrics = out / "logs" / "csv" / "metrics.csv"
+    assert metrics.exists() and "loss" in metrics.read_text().splitlines()[0]
+    assert (out / "loss_curve.png").stat().st_size > 0
+
+    # kill-safety / resume: continue from last.ckpt to step 4
+    rc = main(_args(sen12ms, out, "--method", method, "--pairing", pairing, "--sensors", sensors,
+                    "--max-steps", "4", "--ckpt-every", "100", "--resume", "last"))
+    assert rc == 0
+    assert _ckpt_step(ckpts / "last.ckpt") == 4
+    assert (ckpts / "step=4.ckpt").exists()
+    # the weights moved on from step 2
+    w2 = torch.load(ckpts / "step=2.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    w4 = torch.load(ckpts / "step=4.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert w2.keys() == w4.keys()
+    assert any(not torch.equal(w2[k], w4[k]) for k in w2 if w2[k].is_floating_point())
+
+
+def _two_date_chips(folder: Path) -> Path:
+    """A chip index with every location seen at two dates (same grid, different datetime)."""
+    import pandas as pd
+
+    from geossl.bench.train import make_chips
+
+    index = make_chips(folder, n=4, bands=3, size=16)
+    import geopandas as gpd
+
+    frame = gpd.read_parquet(index)
+    late = frame.copy()
+    late["chip_id"] = late["chip_id"] + "_t2"
+    late["datetime"] = pd.Timestamp("2021-08-01", tz="UTC")
+    frame["datetime"] = pd.Timestamp("2021-05-01", tz="UTC")
+    pd.concat([frame, late], ignore_index=True).to_parquet(index)
+    return folder
+
+
+def test_temporal_pairing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Temporal pairs need a dataset with two dates per place: a chip index with datetimes."""
+    _methods()
+    pytest.importorskip("geossl.data.chips")
+    root = _two_date_chips(tmp_path / "chips")
+    out = tmp_path / "run"
+    rc = main(["pretrain", "--data", "chips", "--root", str(root), "--out", str(out),
+               "--method", "simclr", "--pairing", "temporal", "--sensors", "s2",
+               "--backbone", "resnet18", "--batch-size", "2", "--workers", "0",
+               "--accelerator", "cpu", "--devices", "1", "--img-size", "16", "--max-steps", "2"])
+    err = capsys.readouterr().err
+    if rc == 2 and "second date" in err:
+        # the chip dataset does not pair dates yet: refused with a one-line reason, no traceback
+        assert len(err.strip().splitlines()) == 1
+        pytest.skip("no dataset provides temporal pairs yet: " + err.strip())
+    assert rc == 0
+    assert _ckpt_step(out / "checkpoints" / "last.ckpt") == 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
