@@ -1,0 +1,797 @@
+"""PolSAR San Francisco benchmark: geossl SSL against three baselines, with few labels.
+
+Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
+
+1. **Data.** A PolSARpro T3/C3 scene (AIRSAR San Francisco, 900 x 1024) and its label raster
+   (0 = unlabelled). The network input is :func:`geossl.data.polsar.polsar_features`: diagonal
+   terms in dB and normalised off-diagonal real/imaginary parts (9 channels), standardised with
+   the scene-wide mean and std of every channel (no labels used).
+2. **Patches.** ``patch`` px windows on a ``stride`` grid, labelled by their majority class when
+   it covers >= ``purity`` of the patch (:func:`geossl.data.polsar.polsar_patches`).
+3. **Split.** A ``block`` px checkerboard of spatial blocks (:func:`checkerboard_split`): white
+   blocks train, black blocks test. A patch is assigned by its footprint; one that overlaps
+   blocks of both colours is dropped, so no pixel is shared by a training and a test patch.
+4. **SSL pretraining** (SimCLR, MoCo v2 by default) on windows of the **whole scene**, labelled
+   or not, without labels (a transductive setting: the test blocks' pixels are seen unlabelled,
+   as the issue prescribes). Encoder: timm ``resnet18`` with a stem for 16 px patches
+   (:func:`small_input_stem`: one 3 x 3 convolution, no max-pool). Augmentations suited to
+   PolSAR: random resized crop, flips, 90-degree rotations, multiplicative Gamma speckle
+   added in dB to the diagonal channels only (speckle multiplies the whole matrix, which leaves
+   the normalised off-diagonal terms unchanged), optional blur (multi-looking); no brightness or
+   contrast jitter, which would break the calibration that the dB values carry.
+5. **Evaluation** with ``budgets`` labelled patches per class drawn from the training blocks
+   (:func:`geossl.eval.budgets.draw_budget`, the same rows for every row of the table), for
+   ``seeds`` seeds; overall (OA) and average (AA) accuracy on all test-block patches:
+
+   * geossl SSL + linear probe (:func:`geossl.eval.linear.linear_probe`) and + kNN
+     (:func:`geossl.eval.knn.knn_scores`) on frozen features;
+   * the same encoder randomly initialised + linear probe;
+   * the same encoder trained from scratch on the same labels (:func:`geossl.eval.finetune.
+     finetune`, flips/rotations);
+   * logistic regression on hand-crafted per-patch features (:mod:`geossl.eval.handcrafted`),
+     both from the patch-mean matrix and as the patch mean of the per-pixel features.
+
+Outputs in ``out``: ``results.json`` (every run, the summary, timings and the configuration),
+``table.md``, ``split.png`` (Pauli RGB, labels, checkerboard split), ``tsne_<method>.png`` and the
+encoders' weights (``<method>_encoder.pt``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shapely
+import torch
+from geopandas import GeoDataFrame
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from geossl.data.polsar import (
+    PIXEL_CRS,
+    SF_AIRSAR_CLASSES,
+    find_polsar_folder,
+    patch_labels,
+    pauli_rgb,
+    polsar_features,
+    read_labels,
+    read_polsar,
+)
+from geossl.errors import ConfigError, DataError
+from geossl.eval.budgets import Budget, draw_budget, mean_std
+from geossl.eval.handcrafted import logreg_scores, patch_mean_features
+from geossl.eval.knn import knn_scores
+from geossl.eval.linear import linear_probe
+from geossl.eval.metrics import single_label_metrics
+from geossl.io import atomic_path, atomic_write_text
+
+#: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
+SENSOR = "polsar"
+#: SSL methods the benchmark can pretrain
+SSL_METHODS = ("simclr", "moco", "byol")
+#: projected CRS standing in for the pixel grid in the splitter's leakage report (1 px = 1 m)
+_STANDIN_CRS = "EPSG:32610"
+#: split names of :func:`checkerboard_split`
+SPLIT_NAMES = ("train", "test", "drop")
+
+
+@dataclasses.dataclass
+class PolsarBenchConfig:
+    """Options of the PolSAR benchmark (defaults: the documented CPU run).
+
+    Attributes:
+        root: scene folder (holding ``T3/`` or ``C3/``) or the matrix folder itself.
+        out: output folder.
+        labels: label raster; default: the single ``*.png``/``*.tif`` in ``<root>/labels``.
+        patch: patch size in pixels (evaluation patches and SSL views).
+        stride: step of the labelled patch grid.
+        purity: minimum majority-class share of a labelled patch.
+        block: checkerboard block size in pixels.
+        budgets: labelled patches per class.
+        seeds: seeds per budget (0 .. seeds - 1).
+        methods: SSL methods to pretrain.
+        backbone: timm backbone (its stem is replaced by :func:`small_input_stem`).
+        stem_stride: stride of the replacement stem convolution.
+        context: size of the windows the SSL views are cropped from (>= ``patch``).
+        pretrain_stride: step of the grid of unlabelled pretraining windows.
+        pretrain_steps: SSL optimiser steps per method.
+        pretrain_batch: SSL batch size.
+        lr: SSL learning rate (AdamW, per ``pretrain_batch`` samples).
+        crop_scale: area range of the random resized crop, relative to a ``context`` window.
+        speckle_p: probability of speckle per view.
+        speckle_looks: looks of the Gamma speckle.
+        blur_p: probability of a Gaussian blur per view.
+        moco_queue: MoCo v2 queue size.
+        knn_k: neighbours of the kNN classifier.
+        scratch_steps: optimiser steps of the supervised-from-scratch baseline.
+        scratch_lr: its learning rate.
+        threads: torch CPU threads.
+        device: ``cpu``, ``cuda``, ... (default: GPU when present).
+        seed: seed of pretraining and of the random encoders.
+        tsne: draw t-SNE plots.
+        log_every: print the SSL loss every this many steps (0: never).
+    """
+
+    root: str
+    out: str = "runs/polsar"
+    labels: str | None = None
+    patch: int = 16
+    stride: int = 8
+    purity: float = 0.8
+    block: int = 128
+    budgets: tuple[int, ...] = (10, 50)
+    seeds: int = 5
+    methods: tuple[str, ...] = ("simclr", "moco")
+    backbone: str = "resnet18"
+    stem_stride: int = 2
+    context: int = 16
+    pretrain_stride: int = 4
+    pretrain_steps: int = 400
+    pretrain_batch: int = 128
+    lr: float = 1e-3
+    crop_scale: tuple[float, float] = (0.4, 1.0)
+    speckle_p: float = 0.5
+    speckle_looks: float = 4.0
+    blur_p: float = 0.0
+    moco_queue: int = 4096
+    knn_k: int = 20
+    scratch_steps: int = 500
+    scratch_lr: float = 1e-3
+    threads: int = 2
+    device: str | None = None
+    seed: int = 0
+    tsne: bool = True
+    log_every: int = 50
+
+    def check(self) -> None:
+        """Refuse inconsistent options.
+
+        Raises:
+            ConfigError: with a one-line reason.
+        """
+        unknown = [m for m in self.methods if m not in SSL_METHODS]
+        if unknown:
+            raise ConfigError(f"unknown SSL method {unknown[0]!r}; use {', '.join(SSL_METHODS)}")
+        if self.patch < 4 or self.stride < 1 or self.block < self.patch:
+            raise ConfigError(f"need patch >= 4, stride >= 1 and block >= patch, got patch "
+                              f"{self.patch}, stride {self.stride}, block {self.block}")
+        if self.context < self.patch:
+            raise ConfigError(f"context ({self.context}) must be >= patch ({self.patch})")
+        if not self.budgets or min(self.budgets) < 1 or self.seeds < 1:
+            raise ConfigError("budgets must be positive label counts and seeds >= 1")
+        if not 0 < self.purity <= 1:
+            raise ConfigError(f"purity must be in (0, 1], got {self.purity}")
+        if self.moco_queue % self.pretrain_batch:
+            raise ConfigError(f"moco_queue ({self.moco_queue}) must be a multiple of "
+                              f"pretrain_batch ({self.pretrain_batch})")
+
+
+# ----------------------------------------------------------------------------------------------
+# split
+# ----------------------------------------------------------------------------------------------
+def patch_footprints(rows: np.ndarray, cols: np.ndarray, size: int) -> GeoDataFrame:
+    """Footprints of square pixel patches in :data:`~geossl.data.polsar.PIXEL_CRS`.
+
+    ``x = col``, ``y = -row``; columns ``chip_id``, ``row``, ``col``, ``height``, ``width``.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    geoms = shapely.box(cols, -(rows + size), cols + size, -rows)
+    return GeoDataFrame(
+        {"chip_id": [f"r{r}_c{c}" for r, c in zip(rows, cols)], "row": rows, "col": cols,
+         "height": size, "width": size},
+        geometry=geoms, crs=PIXEL_CRS,
+    )
+
+
+def checkerboard_split(
+    footprints: GeoDataFrame,
+    block: float,
+    origin: tuple[float, float] | None = None,
+    colours: tuple[str, str] = ("train", "test"),
+) -> pd.Series:
+    """Assign footprints to a checkerboard of square spatial blocks; drop border-straddlers.
+
+    Block ``(i, j)`` (row ``i`` counted down from the top, column ``j`` from the left, both from
+    ``origin``) has colour ``(i + j) % 2``: ``colours[0]`` or ``colours[1]``. A footprint takes
+    the colour of the blocks it overlaps; one overlapping blocks of both colours (any footprint
+    that crosses a block border, since neighbouring blocks differ) is ``drop``, so training and
+    test footprints never share a pixel. Touching a border is not overlapping it (half-open
+    blocks).
+
+    This is the checkerboard strategy over block ids in the footprints' own CRS units (pixels
+    for :data:`~geossl.data.polsar.PIXEL_CRS` scenes), with the contract of
+    :mod:`geossl.data.splits` (a ``Series`` of split names indexed like the input).
+
+    Args:
+        footprints: any GeoDataFrame of footprints (chip index, patch footprints, ...).
+        block: block size in CRS units.
+        origin: ``(x, y)`` of the top-left block corner (default: the top-left of the bounds).
+        colours: split names of the two colours.
+
+    Returns:
+        split names, indexed like ``footprints``.
+
+    Raises:
+        ConfigError: ``block`` is not positive.
+    """
+    if not block > 0:
+        raise ConfigError(f"checkerboard block size must be positive, got {block}")
+    if len(footprints) == 0:
+        return pd.Series([], index=footprints.index, dtype=object)
+    b = footprints.geometry.bounds
+    x0, y0 = origin if origin is not None else (float(b["minx"].min()), float(b["maxy"].max()))
+    eps = 1e-9 * block
+    j0 = np.floor((b["minx"].to_numpy() - x0) / block)
+    j1 = np.floor((b["maxx"].to_numpy() - x0 - eps) / block)
+    i0 = np.floor((y0 - b["maxy"].to_numpy()) / block)
+    i1 = np.floor((y0 - b["miny"].to_numpy() - eps) / block)
+    single = (j0 == j1) & (i0 == i1)
+    colour = ((i0 + j0) % 2).astype(np.int64)
+    names = np.where(single, np.where(colour == 0, colours[0], colours[1]), "drop")
+    return pd.Series(names, index=footprints.index, dtype=object)
+
+
+def split_leakage(footprints: GeoDataFrame, split: pd.Series) -> dict[str, Any]:
+    """Pixels shared by train and test footprints, by the overlap-aware splitter's report.
+
+    :func:`geossl.data.splits.leakage_report` wants metric footprints; a pixel-grid scene
+    (:data:`~geossl.data.polsar.PIXEL_CRS`, a local engineering CRS pyproj cannot transform) is
+    handed over with a stand-in projected CRS in which one pixel counts as one metre: only the
+    geometry matters here.
+
+    Returns:
+        ``{"leaking": train + test footprints sharing area with the other side,
+        "overlap_px": shared area in pixels, "report": the splitter's rows}``.
+    """
+    from geossl.data.splits import leakage_report
+
+    fp = footprints
+    if fp.crs is None or fp.crs == PIXEL_CRS:
+        fp = fp.set_crs(_STANDIN_CRS, allow_override=True)
+    report = leakage_report(fp, split)
+    rows = report.to_dict(orient="records")
+    leaking = int(report["leaking_a"].sum() + report["leaking_b"].sum()) if len(report) else 0
+    overlap = float(report["overlap_km2"].sum() * 1e6) if len(report) else 0.0
+    return {"leaking": leaking, "overlap_px": overlap, "report": rows}
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder
+# ----------------------------------------------------------------------------------------------
+def small_input_stem(encoder: nn.Module, stride: int = 2) -> nn.Module:
+    """Replace a timm ResNet stem by one 3 x 3 convolution of ``stride`` and no max-pool.
+
+    The stock stem (7 x 7 stride-2 convolution + max-pool) divides a 16 px patch by 4 before the
+    first block; the replacement keeps some spatial extent for small patches.
+
+    Works on a :class:`geossl.models.Encoder` (``encoder.backbone``) or a bare timm model, in
+    place; the feature size is unchanged, so heads built on ``num_features`` still fit.
+
+    Args:
+        encoder: encoder or timm ResNet.
+        stride: stride of the new stem convolution.
+
+    Returns:
+        the same module.
+
+    Raises:
+        ConfigError: the backbone has no ResNet-style ``conv1``/``maxpool``.
+    """
+    trunk = getattr(encoder, "backbone", encoder)
+    conv = getattr(trunk, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(trunk, "maxpool"):
+        raise ConfigError(f"{type(trunk).__name__} has no ResNet stem (conv1 + maxpool) to "
+                          "replace; use a timm ResNet backbone")
+    trunk.conv1 = nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride, 1, bias=False)
+    trunk.maxpool = nn.Identity()
+    return encoder
+
+
+def build_bench_encoder(backbone: str, in_chans: int, stem_stride: int, seed: int) -> nn.Module:
+    """The benchmark's encoder, randomly initialised with ``seed`` (timm backbone + small stem)."""
+    from geossl.models import build_encoder
+
+    torch.manual_seed(seed)
+    return small_input_stem(build_encoder(backbone, in_chans), stem_stride)
+
+
+# ----------------------------------------------------------------------------------------------
+# data helpers
+# ----------------------------------------------------------------------------------------------
+class _Windows(Dataset[dict[str, Tensor]]):
+    """Square windows of a standardised scene tensor, as SSL samples ``{"image_polsar": x}``."""
+
+    def __init__(self, scene: Tensor, rows: np.ndarray, cols: np.ndarray, size: int) -> None:
+        self.scene, self.rows, self.cols, self.size = scene, rows, cols, size
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        r, c, s = int(self.rows[i]), int(self.cols[i]), self.size
+        return {f"image_{SENSOR}": self.scene[:, r : r + s, c : c + s]}
+
+
+class _Patches(Dataset[dict[str, Tensor]]):
+    """Labelled patches as evaluation samples ``{"image", "label"}``."""
+
+    def __init__(self, images: Tensor, labels: Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {"image": self.images[i], "label": self.labels[i]}
+
+
+def find_label_raster(root: Path) -> Path:
+    """The single label image in ``<root>/labels`` (or ``<root>/..`` for a T3 folder).
+
+    Raises:
+        DataError: none or several candidates.
+    """
+    for folder in (root / "labels", root.parent / "labels"):
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir()
+                           if p.suffix.lower() in (".png", ".tif", ".tiff"))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise DataError(f"several label images ({', '.join(p.name for p in found)}); "
+                                "pass --labels", folder)
+    raise DataError("no label raster found in <root>/labels; pass --labels", root)
+
+
+def _grid(h: int, w: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.meshgrid(np.arange(0, h - size + 1, stride), np.arange(0, w - size + 1, stride),
+                             indexing="ij")
+    return rows.ravel().astype(np.int64), cols.ravel().astype(np.int64)
+
+
+def _cut(scene: Tensor, rows: np.ndarray, cols: np.ndarray, size: int) -> Tensor:
+    view = scene.unfold(1, size, 1).unfold(2, size, 1)  # (C, H', W', s, s), no copy
+    return view[:, torch.as_tensor(rows), torch.as_tensor(cols)].permute(1, 0, 2, 3).contiguous()
+
+
+@torch.no_grad()
+def embed_patches(encoder: nn.Module, images: Tensor, device: torch.device,
+                  batch_size: int = 512) -> Tensor:
+    """Frozen features ``(N, D)`` of patches (eval mode, on CPU afterwards)."""
+    encoder = encoder.to(device).eval()
+    out = [encoder(images[i : i + batch_size].to(device)).float().cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+# ----------------------------------------------------------------------------------------------
+# SSL pretraining
+# ----------------------------------------------------------------------------------------------
+def pretrain(
+    method_name: str,
+    windows: Dataset[dict[str, Tensor]],
+    cfg: PolsarBenchConfig,
+    db_std: Sequence[float],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Pretrain one SSL method on unlabelled windows with a Lightning ``Trainer``.
+
+    Args:
+        method_name: ``simclr``, ``moco`` or ``byol``.
+        windows: dataset of ``{"image_polsar": (C, context, context)}`` samples.
+        cfg: the benchmark configuration.
+        db_std: scene std (dB) of the three diagonal channels, so that speckle adds dB
+            correctly to standardised data.
+        device: where to train.
+        log: where progress lines go.
+
+    Returns:
+        the trained encoder (eval mode, on CPU) and ``{"seconds", "steps", "loss_first",
+        "loss_last", "curve"}``.
+    """
+    from lightning.pytorch import Callback, Trainer
+
+    from geossl.methods import METHODS
+
+    torch.manual_seed(cfg.seed)
+    in_chans = 9
+    # speckle: dB per standardised unit on the diagonal; the normalised off-diagonal terms are
+    # invariant to a multiplicative speckle of the whole matrix, so they get (practically) none
+    db_per_unit = [float(s) for s in db_std] + [1e12] * (in_chans - 3)
+    augment = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": cfg.blur_p,
+               "speckle_p": cfg.speckle_p, "speckle_looks": cfg.speckle_looks,
+               "db_per_unit": db_per_unit}
+    common: dict[str, Any] = dict(
+        backbone=cfg.backbone, sensors=(SENSOR,), in_chans={SENSOR: in_chans}, pairing="aug",
+        optimizer="adamw", lr=cfg.lr, weight_decay=1e-4, batch_size=cfg.pretrain_batch,
+        base_batch_size=cfg.pretrain_batch, max_steps=cfg.pretrain_steps,
+        warmup_steps=max(1, cfg.pretrain_steps // 10), proj_hidden=512, proj_dim=128,
+        crop_size=cfg.patch, crop_scale=tuple(cfg.crop_scale), augment=augment,
+        sar_sensors=(SENSOR,),
+    )
+    if method_name == "moco":
+        common.update(temperature=0.2, momentum=0.99, queue_size=cfg.moco_queue,
+                      proj_batch_norm=True)
+    elif method_name == "simclr":
+        common.update(temperature=0.2)
+    method = METHODS[method_name](**common)
+    small_input_stem(method.encoder, cfg.stem_stride)
+    for name in ("encoder_momentum", "encoder_target", "target_encoder"):
+        if isinstance(getattr(method, name, None), nn.Module):  # MoCo/BYOL target = a copy
+            setattr(method, name, copy.deepcopy(method.encoder))
+            for p in getattr(method, name).parameters():
+                p.requires_grad_(False)
+
+    curve: list[tuple[int, float]] = []
+
+    class _Curve(Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            step = int(trainer.global_step)
+            curve.append((step, float(loss)))
+            if cfg.log_every and step % cfg.log_every == 0:
+                log(f"  {method_name} step {step}/{cfg.pretrain_steps} loss {float(loss):.4f}")
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(windows, batch_size=cfg.pretrain_batch, shuffle=True, drop_last=True,
+                        generator=gen, num_workers=0)
+    if len(loader) == 0:
+        raise ConfigError(f"only {len(windows)} pretraining windows for a batch of "  # type: ignore[arg-type]
+                          f"{cfg.pretrain_batch}; lower pretrain_batch or pretrain_stride")
+    trainer = Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
+        max_steps=cfg.pretrain_steps, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=sys.stderr.isatty(),
+        callbacks=[_Curve()], num_sanity_val_steps=0, deterministic=False,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(method, loader)
+    seconds = time.perf_counter() - t0
+    encoder = method.encoder.cpu().eval()
+    head = [v for _, v in curve[: max(1, len(curve) // 10)]]
+    tail = [v for _, v in curve[-max(1, len(curve) // 10):]]
+    info = {"seconds": seconds, "steps": len(curve),
+            "loss_first": float(np.mean(head)) if head else math.nan,
+            "loss_last": float(np.mean(tail)) if tail else math.nan, "curve": curve}
+    return encoder, info
+
+
+# ----------------------------------------------------------------------------------------------
+# the benchmark
+# ----------------------------------------------------------------------------------------------
+def _metrics(y: np.ndarray, scores: Any, k: int) -> dict[str, float]:
+    m = single_label_metrics(y, np.asarray(scores), num_classes=k)
+    return {"oa": m["oa"], "aa": m["aa"], "f1_macro": m["f1_macro"]}
+
+
+def _device(name: str | None) -> torch.device:
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = print
+                         ) -> dict[str, Any]:
+    """Run the whole benchmark (see the module docstring) and write its outputs.
+
+    Args:
+        cfg: options.
+        log: where progress lines go.
+
+    Returns:
+        the results dict also written to ``<out>/results.json`` (``summary``: rows of the table;
+        ``runs``: every (row, budget, seed); ``pretrain``: per-method timings and losses;
+        ``data``: patch and split counts; ``table``: the markdown table; ``seconds``).
+
+    Raises:
+        DataError: unreadable scene or labels, or a budget with no training patches.
+        ConfigError: bad options.
+    """
+    from geossl.eval.finetune import finetune
+
+    cfg.check()
+    t_start = time.perf_counter()
+    torch.set_num_threads(max(1, cfg.threads))
+    device = _device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    # -- data --------------------------------------------------------------------------------
+    root = Path(cfg.root)
+    folder, kind = find_polsar_folder(root)
+    arr, _meta = read_polsar(folder)
+    label_path = Path(cfg.labels) if cfg.labels else find_label_raster(
+        root if folder != root else root.parent)
+    labels = read_labels(label_path, arr.shape[1:])
+    feats = polsar_features(arr, kind)
+    mean = feats.reshape(9, -1).mean(1)
+    std = feats.reshape(9, -1).std(1).clip(1e-6)
+    scene = torch.from_numpy((feats - mean[:, None, None]) / std[:, None, None]).float()
+    h, w = labels.shape
+    if cfg.patch > min(h, w):
+        raise ConfigError(f"patch {cfg.patch} is larger than the scene ({h} x {w})")
+
+    rows, cols = _grid(h, w, cfg.patch, cfg.stride)
+    lab = patch_labels(labels, rows, cols, cfg.patch, cfg.purity)
+    keep = lab > 0
+    rows, cols, lab = rows[keep], cols[keep], lab[keep]
+    footprints = patch_footprints(rows, cols, cfg.patch)
+    split_series = checkerboard_split(footprints, cfg.block, origin=(0.0, 0.0))
+    split = split_series.to_numpy()
+    leak = split_leakage(footprints, split_series)
+    if leak["leaking"]:
+        raise DataError(f"the split leaks: {leak}")  # cannot happen by construction
+    class_ids = np.unique(lab)
+    k = len(class_ids)
+    y_all = np.searchsorted(class_ids, lab)  # 0..K-1
+    known = list(SF_AIRSAR_CLASSES)
+    class_names = [known[c] if c < len(known) else str(c) for c in class_ids]
+    tr, te = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    missing = [class_names[c] for c in range(k) if not np.any(y_all[tr] == c)]
+    if missing or len(te) == 0:
+        raise DataError(f"the checkerboard leaves no training patch of {missing} or no test "
+                        "patch; use a smaller --block or --stride", label_path)
+    data_info = {
+        "scene": str(folder), "labels": str(label_path), "shape": [h, w], "classes": class_names,
+        "patches_labelled": len(lab), "train": len(tr), "test": len(te),
+        "dropped_on_borders": int((split == "drop").sum()), "leakage": leak,
+        "train_per_class": np.bincount(y_all[tr], minlength=k).tolist(),
+        "test_per_class": np.bincount(y_all[te], minlength=k).tolist(),
+    }
+    log(f"PolSAR {h}x{w}, {k} classes; {len(lab)} labelled {cfg.patch}px patches (stride "
+        f"{cfg.stride}, purity {cfg.purity}): {len(tr)} train / {len(te)} test / "
+        f"{data_info['dropped_on_borders']} dropped on {cfg.block}px block borders")
+    images = _cut(scene, rows, cols, cfg.patch)
+    y_train, y_test = y_all[tr], y_all[te]
+    _plot_split(arr, kind, labels, rows, cols, split, cfg, class_ids, class_names,
+                out / "split.png")
+
+    # budgets: the same rows for every method
+    draws = {(b, s): tr[draw_budget(y_train, Budget(per_class=b), s)]
+             for b in cfg.budgets for s in range(cfg.seeds)}
+    runs: list[dict[str, Any]] = []
+
+    def record(row: str, evaluation: str, budget: int, seed: int, metrics: dict[str, float]
+               ) -> None:
+        runs.append({"row": row, "eval": evaluation, "budget": budget, "seed": seed,
+                     "metrics": metrics})
+
+    # -- hand-crafted baseline ---------------------------------------------------------------
+    t0 = time.perf_counter()
+    for mode, row in (("matrix", "hand-crafted (patch-mean T3)"),
+                      ("pixel", "hand-crafted (mean per-pixel features)")):
+        hc = patch_mean_features(arr, rows, cols, cfg.patch, kind, mode)
+        for (b, s), idx in draws.items():
+            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, seed=s)
+            record(row, "logistic regression", b, s, _metrics(y_test, p, k))
+    timings["handcrafted"] = time.perf_counter() - t0
+
+    # -- frozen-feature protocols --------------------------------------------------------------
+    def probe_rows(row: str, feats_all: Tensor, knn: bool) -> None:
+        for (b, s), idx in tqdm(draws.items(), desc=row, leave=False, disable=None):
+            xb, yb = feats_all[idx], torch.as_tensor(y_all[idx])
+            logits, _ = linear_probe(xb, yb, feats_all[te], k, seed=s, device=device)
+            record(row, "linear probe", b, s, _metrics(y_test, logits, k))
+            if knn:
+                sc = knn_scores(xb, yb, feats_all[te], k, k=min(cfg.knn_k, len(idx)),
+                                device=device)
+                record(row, f"kNN (k={cfg.knn_k})", b, s, _metrics(y_test, sc, k))
+
+    eval_rows = np.concatenate([tr, te])
+    pretrain_info: dict[str, Any] = {}
+    if cfg.methods:
+        prow, pcol = _grid(h, w, cfg.context, cfg.pretrain_stride)
+        windows = _Windows(scene, prow, pcol, cfg.context)
+        log(f"SSL pretraining on {len(windows)} unlabelled {cfg.context}px windows of the whole "
+            f"scene, {cfg.pretrain_steps} steps x batch {cfg.pretrain_batch} on {device}")
+    for name in cfg.methods:
+        enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log)
+        log(f"{name}: {info['seconds']:.0f}s, loss {info['loss_first']:.3f} -> "
+            f"{info['loss_last']:.3f}")
+        pretrain_info[name] = {k_: v for k_, v in info.items() if k_ != "curve"}
+        pretrain_info[name]["curve"] = info["curve"][:: max(1, len(info["curve"]) // 100)]
+        with atomic_path(out / f"{name}_encoder.pt") as tmp:
+            torch.save(enc.state_dict(), tmp)
+        t0 = time.perf_counter()
+        f_all = torch.zeros(len(lab), 0)
+        f_eval = embed_patches(enc, images[eval_rows], device)
+        f_all = torch.zeros(len(lab), f_eval.shape[1])
+        f_all[torch.as_tensor(eval_rows)] = f_eval
+        probe_rows(f"geossl {_pretty(name)}", f_all, knn=True)
+        timings[f"eval_{name}"] = time.perf_counter() - t0
+        if cfg.tsne:
+            _tsne(f_all[te].numpy(), y_test, class_names, out / f"tsne_{name}.png",
+                  f"t-SNE of geossl {_pretty(name)} embeddings (test patches)")
+
+    # -- random encoder, linear probe --------------------------------------------------------
+    t0 = time.perf_counter()
+    rnd = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
+    f_eval = embed_patches(rnd, images[eval_rows], device)
+    f_all = torch.zeros(len(lab), f_eval.shape[1])
+    f_all[torch.as_tensor(eval_rows)] = f_eval
+    probe_rows("random init", f_all, knn=False)
+    timings["eval_random"] = time.perf_counter() - t0
+
+    # -- supervised from scratch on the same labels ------------------------------------------
+    t0 = time.perf_counter()
+    dataset = _Patches(images, torch.as_tensor(y_all))
+    for (b, s), idx in tqdm(draws.items(), desc="supervised from scratch", leave=False,
+                            disable=None):
+        enc = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed + s)
+        res = finetune(enc, dataset, idx.tolist(), te.tolist(), k, steps=cfg.scratch_steps,
+                       batch_size=64, lr=cfg.scratch_lr, weight_decay=1e-4, device=device,
+                       seed=s, desc=f"scratch {b}/class seed {s}")
+        record("supervised from scratch", "same encoder, end to end", b, s,
+               _metrics(res["labels"].numpy(), res["scores"], k))
+    timings["scratch"] = time.perf_counter() - t0
+
+    # -- report ------------------------------------------------------------------------------
+    summary = summarise(runs, cfg.budgets)
+    seconds = time.perf_counter() - t_start
+    table = to_markdown(summary, cfg.budgets)
+    results = {
+        "config": _plain(dataclasses.asdict(cfg)), "device": str(device),
+        "threads": torch.get_num_threads(), "data": data_info, "pretrain": pretrain_info,
+        "timings": timings, "seconds": seconds, "summary": summary, "runs": runs, "table": table,
+        "verdict": verdict(summary, cfg.budgets[0]),
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "table.md", table)
+    log(table)
+    log(results["verdict"])
+    log(f"total {seconds:.0f}s")
+    return results
+
+
+def _pretty(name: str) -> str:
+    return {"simclr": "SimCLR", "moco": "MoCo v2", "byol": "BYOL"}.get(name, name)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# summary and table
+# ----------------------------------------------------------------------------------------------
+def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int]) -> list[dict[str, Any]]:
+    """Mean and std over seeds of OA/AA/F1 per (row, evaluation, budget).
+
+    Returns:
+        one record per (row, evaluation) in first-seen order, ``{"row", "eval", "budgets":
+        {budget: {"oa": {"mean", "std", "n"}, "aa": ..., "f1_macro": ...}}}``.
+    """
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        key = (run["row"], run["eval"])
+        rec = out.setdefault(key, {"row": run["row"], "eval": run["eval"], "budgets": {}})
+        rec["budgets"].setdefault(str(run["budget"]), []).append(run["metrics"])
+    for rec in out.values():
+        for b, ms in list(rec["budgets"].items()):
+            rec["budgets"][b] = {m: mean_std([x[m] for x in ms]) for m in ("oa", "aa",
+                                                                          "f1_macro")}
+    order = {str(b): i for i, b in enumerate(budgets)}
+    for rec in out.values():
+        rec["budgets"] = dict(sorted(rec["budgets"].items(), key=lambda kv: order.get(kv[0], 99)))
+    return list(out.values())
+
+
+def _cell(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def to_markdown(summary: Sequence[dict[str, Any]], budgets: Sequence[int]) -> str:
+    """The benchmark table: one line per (row, evaluation), OA and AA per budget."""
+    head = "| method | evaluation | " + " | ".join(
+        f"OA @{b}/class | AA @{b}/class" for b in budgets) + " |"
+    lines = [head, "| --- | --- |" + " ---: | ---: |" * len(budgets)]
+    for rec in summary:
+        cells = []
+        for b in budgets:
+            stat = rec["budgets"].get(str(b), {})
+            cells += [_cell(stat.get("oa")), _cell(stat.get("aa"))]
+        lines.append(f"| {rec['row']} | {rec['eval']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def verdict(summary: Sequence[dict[str, Any]], budget: int) -> str:
+    """One line: does the best geossl SSL row beat every baseline at ``budget`` labels/class?
+
+    Compares mean OA and mean AA; SSL must be higher on both against the best baseline of each.
+    """
+    b = str(budget)
+
+    def score(rec: dict[str, Any], m: str) -> float:
+        stat = rec["budgets"].get(b, {}).get(m) or {}
+        v = stat.get("mean")
+        return float(v) if v is not None else -math.inf
+
+    ssl = [r for r in summary if r["row"].startswith("geossl")]
+    base = [r for r in summary if not r["row"].startswith("geossl")]
+    if not ssl or not base:
+        return "no SSL row or no baseline to compare"
+    best_ssl = max(ssl, key=lambda r: (score(r, "oa"), score(r, "aa")))
+    best_oa = max(base, key=lambda r: score(r, "oa"))
+    best_aa = max(base, key=lambda r: score(r, "aa"))
+    wins = score(best_ssl, "oa") > score(best_oa, "oa") and score(best_ssl, "aa") > score(
+        best_aa, "aa")
+    return (f"At {budget} labels/class, best SSL ({best_ssl['row']}, {best_ssl['eval']}) OA "
+            f"{score(best_ssl, 'oa'):.3f} / AA {score(best_ssl, 'aa'):.3f} vs best baseline OA "
+            f"{score(best_oa, 'oa'):.3f} ({best_oa['row']}) / AA {score(best_aa, 'aa'):.3f} "
+            f"({best_aa['row']}): SSL {'BEATS' if wins else 'does NOT beat'} all baselines.")
+
+
+# ----------------------------------------------------------------------------------------------
+# pictures
+# ----------------------------------------------------------------------------------------------
+def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray,
+                cols: np.ndarray, split: np.ndarray, cfg: PolsarBenchConfig,
+                class_ids: np.ndarray, class_names: list[str], path: Path) -> None:
+    """Pauli RGB | labels with the checkerboard | the patches kept for train/test."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    h, w = labels.shape
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6))
+    axes[0].imshow(pauli_rgb(arr, kind))
+    axes[0].set_title("Pauli RGB")
+    cmap = ListedColormap(["#000000", "#e6c229", "#3d7f3a", "#1f5fbf", "#d7263d", "#7ddc5a",
+                           "#999999", "#8e44ad"][: max(int(labels.max()) + 1, 2)])
+    axes[1].imshow(labels, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
+    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    board = ((ii // cfg.block + jj // cfg.block) % 2).astype(float)
+    axes[1].imshow(np.ma.masked_equal(board, 0), cmap="gray", alpha=0.35, vmin=0, vmax=1)
+    axes[1].set_title(f"labels + {cfg.block}px checkerboard (shaded = test)")
+    axes[1].legend(handles=[Patch(color=cmap(int(c)), label=n)
+                            for c, n in zip(class_ids, class_names)],
+                   loc="lower left", fontsize=7)
+    kept = np.zeros((h, w, 3), dtype=np.float32)
+    colour = {"train": (0.2, 0.5, 1.0), "test": (1.0, 0.5, 0.1), "drop": (0.6, 0.6, 0.6)}
+    for name in ("drop", "train", "test"):
+        for r, c in zip(rows[split == name], cols[split == name]):
+            kept[r : r + cfg.patch, c : c + cfg.patch] = colour[name]
+    axes[2].imshow(kept)
+    n = {s: int((split == s).sum()) for s in SPLIT_NAMES}
+    axes[2].set_title(f"{cfg.patch}px patches: train {n['train']} (blue), test {n['test']} "
+                      f"(orange),\n{n['drop']} dropped on block borders")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:
+    from geossl.eval.plots import plot_tsne
+
+    try:
+        plot_tsne(x, y, path, class_names=names, max_points=2000, title=title)
+    except DataError:
+        pass  # fewer than 3 test patches (tiny test scenes)
