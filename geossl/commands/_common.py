@@ -16,7 +16,9 @@ def add_data(parser: ArgumentParser, default: str | None = None, required: bool 
     parser.add_argument("--root", type=str | None, default=None, help="dataset folder")
 
 
-def add_out(parser: ArgumentParser, default: str | None = None, help: str = "output folder") -> None:
+def add_out(
+    parser: ArgumentParser, default: str | None = None, help: str = "output folder"
+) -> None:
     """Add ``--out DIR``."""
     parser.add_argument("--out", type=str | None if default is None else str, default=default,
                         help=help)
