@@ -206,9 +206,12 @@ def test_bad_inputs(gdf: gpd.GeoDataFrame) -> None:
         S.make_splits(one_scene, "overlap", (0.8, 0.2))
     with pytest.raises(DataError, match="no footprints to split"):
         S.make_splits(gdf.iloc[:0], "overlap")
-    nocrs = gpd.GeoDataFrame({"chip_id": ["a"]}, geometry=[shapely.box(0, 0, 1, 1)])
-    with pytest.raises(DataError, match="no CRS"):
-        S.make_splits(nocrs, "overlap")
+    with pytest.raises(DataError, match="no footprints: expected a geometry"):
+        S.make_splits(pd.DataFrame({"chip_id": ["a", "b"]}), "overlap")
+    mixed = _boxes([(0, 0, 100, 100), (500, 0, 600, 100)])
+    mixed.loc[1, "crs"] = ""
+    with pytest.raises(DataError, match="mix a pixel grid"):
+        S.make_splits(mixed, "overlap")
 
 
 def test_save_load_roundtrip(gdf: gpd.GeoDataFrame, tmp_path: Path) -> None:
@@ -263,3 +266,211 @@ def test_full_sen12ms_scale_is_fast() -> None:
     rep = S.leakage_report(full, split)
     assert time.perf_counter() - t0 < 30
     assert rep.loc[0, "leaking_a"] == 0
+
+
+# -- checkerboard ------------------------------------------------------------------------------
+def _pixel_grid(size: int = 8, step: int = 4, extent: int = 64, crs: object = "pixel"
+                ) -> gpd.GeoDataFrame:
+    """Square patches on a pixel grid (x = col, y = -row), like PolSAR patch footprints."""
+    from geossl.data.polsar import PIXEL_CRS
+
+    r, c = np.meshgrid(np.arange(0, extent - size + 1, step),
+                       np.arange(0, extent - size + 1, step), indexing="ij")
+    r, c = r.ravel(), c.ravel()
+    return gpd.GeoDataFrame(
+        {"chip_id": [f"r{a}_c{b}" for a, b in zip(r, c)], "row": r, "col": c},
+        geometry=shapely.box(c, -(r + size), c + size, -r),
+        crs=PIXEL_CRS if crs == "pixel" else crs)
+
+
+def test_checkerboard_pattern_disjoint_no_leak(gdf: gpd.GeoDataFrame) -> None:
+    grid = _pixel_grid()
+    split = S.make_splits(grid, "checkerboard", (0.5, 0.5), block_size=32,
+                          origin=(0.0, 0.0))
+    r, c = grid["row"].to_numpy(), grid["col"].to_numpy()
+    inside = (r // 32 == (r + 7) // 32) & (c // 32 == (c + 7) // 32)
+    expected = np.where(inside, np.where((r // 32 + c // 32) % 2 == 0, "train", "test"),
+                        S.DROP)
+    assert (split.to_numpy() == expected).all()
+    # disjoint: no pixel covered by a train and a test patch
+    cover = {k: np.zeros((64, 64), bool) for k in ("train", "test")}
+    for a, b, s in zip(r, c, split):
+        if s in cover:
+            cover[s][a:a + 8, b:b + 8] = True
+    assert cover["train"].any() and cover["test"].any()
+    assert not (cover["train"] & cover["test"]).any()
+    rep = S.leakage_report(grid, split)
+    assert rep.loc[0, "leaking_a"] == 0 and rep.loc[0, "overlap_px2"] == 0
+    # on the SEN12MS-like layout (12 UTM zones): zero leakage, about half each side, determinism
+    a = S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=10240, seed=0)
+    b = S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=10240, seed=5)
+    assert a.equals(b) and a.attrs["strategy"] == "checkerboard"
+    assert S.leakage_report(gdf, a).loc[0, ["leaking_a", "leaking_b"]].tolist() == [0, 0]
+    assert _no_cross_pairs(gdf, a)
+    assert abs(a.attrs["fractions"]["test"] - 0.5) < 0.05
+    # every kept chip lies inside one 10240 m block of its own colour
+    kept = a != S.DROP
+    bx = gdf[["minx", "maxx"]].to_numpy()[kept.to_numpy()] // 10240
+    assert (bx[:, 0] == np.floor((gdf["maxx"].to_numpy()[kept.to_numpy()] - 1e-6) / 10240)).all()
+
+
+def test_checkerboard_centroid_buffer_and_colours(gdf: gpd.GeoDataFrame) -> None:
+    fp = S.footprints(gdf)
+    foot = S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=10240, fp=fp)
+    cent = S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=10240, fp=fp,
+                         assign="centroid")
+    # centroid assignment keeps more chips, still without leakage, and stays balanced
+    assert (cent == S.DROP).sum() < (foot == S.DROP).sum()
+    assert _no_cross_pairs(gdf, cent)
+    assert abs(cent.attrs["fractions"]["test"] - 0.5) < 0.05
+    # kept chips of neighbouring blocks are >= 1280 m apart (stride); a wider buffer drops more
+    buf = S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=10240, buffer=1500, fp=fp)
+    assert (buf == S.DROP).sum() > (foot == S.DROP).sum()
+    assert S.leakage_report(gdf, foot, buffer=1500).loc[0, "leaking_a"] > 0
+    assert S.leakage_report(gdf, buf, buffer=1500).loc[0, "leaking_a"] == 0
+    three = S.make_splits(gdf, "checkerboard", (1 / 3, 1 / 3, 1 / 3), block_size=10240, fp=fp)
+    assert set(three.unique()) == {"train", "val", "test", S.DROP}
+    assert (S.leakage_report(gdf, three)[["leaking_a", "leaking_b"]] == 0).all().all()
+    # a non-overlapping tiling not aligned with the blocks: centroid assignment drops nothing
+    tiles = _pixel_grid(size=10, step=10, extent=100)
+    assert (S.checkerboard_split(tiles, 32, assign="centroid") != S.DROP).all()
+    assert (S.checkerboard_split(tiles, 32) == S.DROP).any()
+
+
+def test_checkerboard_bad_input(gdf: gpd.GeoDataFrame) -> None:
+    with pytest.raises(ConfigError, match="fractions are equal"):
+        S.make_splits(gdf, "checkerboard", (0.8, 0.2))
+    with pytest.raises(ConfigError, match="assignment"):
+        S.make_splits(gdf, "checkerboard", (0.5, 0.5), assign="middle")
+    with pytest.raises(ConfigError, match="block size"):
+        S.make_splits(gdf, "checkerboard", (0.5, 0.5), block_size=0)
+    # one block only: the test side is empty, a one-line error
+    with pytest.raises(DataError, match="split 'test' is empty"):
+        S.make_splits(_pixel_grid(), "checkerboard", (0.5, 0.5), block_size=1000)
+    assert S.checkerboard_split(_pixel_grid().iloc[:0], 32).empty
+
+
+def test_checkerboard_across_utm_zones() -> None:
+    # the same square seen in zones 32 and 33: a block size where the two copies take different
+    # colours must drop one of them
+    sq = gpd.GeoSeries([shapely.box(11.995, 45.0, 12.005, 45.009)], crs=4326)
+    frame = pd.concat([_boxes([tuple(sq.to_crs(32632).total_bounds)], "EPSG:32632"),
+                       _boxes([tuple(sq.to_crs(32633).total_bounds)], "EPSG:32633")],
+                      ignore_index=True)
+    frame["chip_id"] = ["z32", "z33"]
+    for size in np.arange(5_000.0, 300_000.0, 5_000.0):
+        own = [S.checkerboard_split(frame.iloc[[k]], size).iloc[0] for k in (0, 1)]
+        if S.DROP not in own and own[0] != own[1]:
+            break
+    else:
+        pytest.fail("no block size gives the two copies different colours")
+    split = S.checkerboard_split(frame, size)
+    assert (split == S.DROP).sum() == 1 and set(split) - {S.DROP} <= set(own)
+
+
+# -- footprints in a pixel grid (no georeferenced CRS) -----------------------------------------
+@pytest.mark.parametrize("crs", ["pixel", None])
+def test_pixel_grid_footprints_report_units(crs: object) -> None:
+    grid = _pixel_grid(crs=crs)
+    fp = S.footprints(grid)
+    assert fp.planar and fp.unit == ("px" if crs == "pixel" else "units")
+    assert np.allclose(fp.area, 64.0)  # 8 x 8 pixels, no reprojection
+    unit = fp.unit
+    spaced = _pixel_grid(step=11, extent=96, crs=crs)  # 3 px gaps: every chip its own group
+    for strategy, frame in (("overlap", spaced), ("block", grid), ("nonoverlapping", grid),
+                            ("checkerboard", grid)):
+        split = S.make_splits(frame, strategy, (0.5, 0.5), block_size=16, seed=0, label=None,
+                              buffer=2)
+        assert split.attrs["params"]["unit"] == unit
+        rep = S.leakage_report(frame, split, buffer=2)
+        assert rep.loc[0, "leaking_a"] == 0 and rep.loc[0, "n_b"] > 0, strategy
+        assert f"overlap_{unit}2" in rep.columns and f"buffer_{unit}" in rep.columns
+        assert rep.attrs["area_unit"] == f"{unit}2" and rep.attrs["length_unit"] == unit
+    # random leaks, in pixels: two 8 x 8 patches 4 px apart share 32 px²
+    pair = grid[grid["chip_id"].isin(["r0_c0", "r0_c4"])]
+    split = pd.Series(["train", "test"], index=pair.index)
+    rep = S.leakage_report(pair, split)
+    assert rep.loc[0, f"overlap_{unit}2"] == 32.0
+    assert rep.loc[0, f"leaking_area_a_{unit}2"] == 64.0
+    # buffer in pixels: patches 4 px apart (edge to edge) conflict within 5 px, not within 3
+    apart = grid[grid["chip_id"].isin(["r0_c0", "r0_c12"])]
+    assert len(S.conflict_pairs(S.footprints(apart), 3.0)[0]) == 0
+    assert len(S.conflict_pairs(S.footprints(apart), 5.0)[0]) == 1
+
+
+def test_chip_index_without_crs_is_planar() -> None:
+    frame = _boxes([(0, 0, 10, 10), (5, 0, 15, 10), (40, 0, 50, 10)])
+    frame["crs"] = ""
+    frame = frame.set_geometry([None] * 3)
+    fp = S.footprints(frame)
+    assert fp.planar and fp.unit == "units"
+    i, j = S.conflict_pairs(fp)
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)]
+
+
+# -- stratification tolerance --------------------------------------------------------------------
+def test_stratified_fractions_within_tolerance(gdf: gpd.GeoDataFrame) -> None:
+    """Stated tolerance: overall and per-class fractions within 0.05 (attrs record both)."""
+    for strategy in ("overlap", "block", "random"):
+        split = S.make_splits(gdf, strategy, (0.7, 0.3), seed=0, block_size=10240)
+        assert split.attrs["fraction_error"] <= 0.05, strategy
+        assert split.attrs["params"]["stratify"] == "single-label"
+        assert split.attrs["class_fraction_error"] is not None
+    # chip by chip every class is split exactly (rounding); whole groups: see the clusters test
+    assert split.attrs["class_fraction_error"] <= 0.01
+
+
+def _multilabel_clusters(n: int = 400, seed: int = 0) -> gpd.GeoDataFrame:
+    """Clusters of 4 overlapping chips sharing a multi-label set; class 5 is rare (~5 %)."""
+    frame = _clusters(n, seed=seed).drop(columns="label")
+    rng = np.random.default_rng(seed)
+    labels = []
+    for _ in range(n):
+        cls = sorted(set(rng.choice(5, size=int(rng.integers(1, 4)), replace=False).tolist())
+                     | ({5} if rng.random() < 0.05 else set()))
+        labels += [",".join(map(str, cls))] * 4
+    frame["label"] = labels  # BigEarthNet-style comma-separated class indices
+    return frame
+
+
+def test_multilabel_stratification() -> None:
+    frame = _multilabel_clusters()
+    hot = np.stack([np.isin(np.arange(6), [int(x) for x in v.split(",")])
+                    for v in frame["label"]])
+
+    def worst(split: pd.Series) -> float:
+        test = (split == "test").to_numpy()
+        return float(np.abs(hot[test].sum(0) / hot.sum(0) - 0.25).max())
+
+    split = S.make_splits(frame, "overlap", (0.75, 0.25), seed=0)
+    assert split.attrs["params"]["stratify"] == "multi-label"
+    assert _no_cross_pairs(frame, split)
+    assert abs(split.attrs["fractions"]["test"] - 0.25) <= 0.02
+    assert worst(split) <= 0.05 and split.attrs["class_fraction_error"] <= 0.05
+    # the same clusters without labels: per-class fractions are not controlled
+    plain = S.make_splits(frame.drop(columns="label"), "overlap", (0.75, 0.25), seed=0)
+    assert worst(plain) > worst(split)
+    # lists of indices work the same, and chip by chip (random) too
+    frame["label"] = [[int(x) for x in v.split(",")] for v in frame["label"]]
+    rnd = S.make_splits(frame, "random", (0.75, 0.25), seed=1)
+    assert worst(rnd) <= 0.02 and abs(rnd.attrs["fractions"]["test"] - 0.25) <= 0.01
+    again = S.make_splits(frame, "overlap", (0.75, 0.25), seed=0)
+    assert again.equals(split)
+
+
+def test_read_footprints_ssl4eo_and_polsar(tmp_path: Path) -> None:
+    from tests.data.polsar.data import generate as polsar
+    from tests.data.ssl4eo.data import generate as ssl4eo
+
+    ssl4eo(tmp_path / "ssl4eo", locations=("0000200", "0000201"), products=("s2c",), size=12)
+    frame = S.read_footprints(data="ssl4eo", root=tmp_path / "ssl4eo")
+    assert len(frame) == 4 and frame.crs.to_epsg() == 4326
+    assert isinstance(frame.index, pd.RangeIndex)
+    polsar(tmp_path / "polsar", rows=64, cols=192, c3=False)
+    grid = S.read_footprints(data="polsar", root=tmp_path / "polsar")
+    from geossl.data.polsar import PolSAR
+
+    ds = PolSAR(tmp_path / "polsar", in_memory=False)
+    assert grid["chip_id"].tolist() == ds.ids  # the ids --splits later selects
+    assert S.footprints(grid).unit == "px"
+    assert len(grid) == 3 and grid.geometry.iloc[1].bounds == (64.0, -64.0, 128.0, 0.0)

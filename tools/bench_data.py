@@ -14,7 +14,7 @@ Usage::
 
     python tools/bench_data.py --cache /tmp/geossl-bench              # N = 100,000
     python tools/bench_data.py --cache /tmp/geossl-bench --n-files 5000 --chips 256
-    geossl bench data --tool-args "--cache /tmp/geossl-bench"
+    geossl bench data --cache /tmp/geossl-bench --n-files 5000
 
 Also callable: ``bench_data(cache=..., n_files=..., ...) -> dict``.
 """

@@ -3,57 +3,127 @@
 Generates the layout (tests/data/footprints.py: 256 px patches at 128 px stride, 10 m, 252
 scenes in 12 UTM zones), then times each strategy and its leakage report and prints, per
 strategy, the chips per split, the achieved test fraction, the leaking chips and seconds.
+``checkerboard`` alternates blocks, so it is run at 0.5/0.5; the others at ``--fractions``.
 
     python tools/bench_splits.py [--n 180662] [--block-size 10240] [--buffer 0]
+    geossl bench splits --n 2000 --scenes 8          # a tiny run
+    geossl bench splits --strategies overlap,random --json splits.json
+
+Also callable: ``bench_splits(n=..., ...) -> list[dict]`` (one record per strategy).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from geossl.data import splits as S
-from tests.data.footprints import N_PATCHES, N_SCENES, make_footprints
+#: SEN12MS totals (also in tests/data/footprints.py, imported only when running)
+N_PATCHES = 180_662
+N_SCENES = 252
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=N_PATCHES)
-    parser.add_argument("--scenes", type=int, default=N_SCENES)
-    parser.add_argument("--block-size", type=float, default=10240.0)
-    parser.add_argument("--buffer", type=float, default=0.0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+def bench_splits(
+    n: int = N_PATCHES,
+    scenes: int = N_SCENES,
+    block_size: float = 10240.0,
+    buffer: float = 0.0,
+    seed: int = 0,
+    strategies: Sequence[str] | None = None,
+    fractions: tuple[float, float] = (0.8, 0.2),
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Time every split strategy and its leakage report on ``n`` SEN12MS-like footprints.
+
+    Returns:
+        one record per strategy: counts per split, achieved test fraction, leaking chips and
+        overlap area (km²) from the leakage report, and the seconds taken.
+    """
+    from geossl.data import splits as S
+    from geossl.errors import ConfigError
+    from tests.data.footprints import make_footprints
+
+    chosen = list(strategies) if strategies else list(S.STRATEGIES)
+    unknown = [s for s in chosen if s not in S.STRATEGIES]
+    if unknown:
+        raise ConfigError(f"unknown strategy {unknown[0]!r}; use {', '.join(S.STRATEGIES)}")
+    if n < 2 or scenes < 2 or n < 4 * scenes:
+        raise ConfigError(f"need n >= 4 x scenes and scenes >= 2, got n {n}, scenes {scenes}")
     t0 = time.perf_counter()
-    gdf = make_footprints(args.n, args.scenes, seed=args.seed)
-    print(f"generated {len(gdf):,} footprints, {gdf['scene'].nunique()} scenes, "
-          f"{gdf['crs'].nunique()} UTM zones in {time.perf_counter() - t0:.2f} s")
+    gdf = make_footprints(n, scenes, seed=seed)
+    log(f"generated {len(gdf):,} footprints, {gdf['scene'].nunique()} scenes, "
+        f"{gdf['crs'].nunique()} UTM zones in {time.perf_counter() - t0:.2f} s")
     t0 = time.perf_counter()
-    pairs = S.conflict_pairs(S.footprints(gdf), args.buffer)
-    print(f"footprints + spatial index: {len(pairs[0]):,} overlapping pairs in "
-          f"{time.perf_counter() - t0:.2f} s")
-    header = (f"{'strategy':<15}{'train':>8}{'test':>8}{'drop':>8}{'test frac':>10}"
-              f"{'leak train':>11}{'leak test':>10}{'overlap km2':>12}{'split s':>9}"
-              f"{'report s':>9}{'total s':>9}")
-    print(header)
-    for strategy in S.STRATEGIES:
+    fp = S.footprints(gdf)
+    pairs = S.conflict_pairs(fp, buffer)
+    log(f"footprints + spatial index: {len(pairs[0]):,} overlapping pairs in "
+        f"{time.perf_counter() - t0:.2f} s")
+    log(f"{'strategy':<15}{'train':>8}{'test':>8}{'drop':>8}{'test frac':>10}"
+        f"{'leak train':>11}{'leak test':>10}{'overlap km2':>12}{'split s':>9}"
+        f"{'report s':>9}{'total s':>9}")
+    out = []
+    for strategy in chosen:
+        frac = (0.5, 0.5) if strategy == "checkerboard" else fractions
         t0 = time.perf_counter()
-        split = S.make_splits(gdf, strategy, (0.8, 0.2), seed=args.seed, buffer=args.buffer,
-                              block_size=args.block_size, tolerance=1.0)
+        split = S.make_splits(gdf, strategy, frac, seed=seed, buffer=buffer,
+                              block_size=block_size, tolerance=1.0)
         t1 = time.perf_counter()
-        rep = S.leakage_report(gdf, split, args.buffer)
+        rep = S.leakage_report(gdf, split, buffer)
         t2 = time.perf_counter()
         r = rep.iloc[0]
         counts = split.value_counts()
-        print(f"{strategy:<15}{counts.get('train', 0):>8}{counts.get('test', 0):>8}"
-              f"{counts.get(S.DROP, 0):>8}{split.attrs['fractions']['test']:>10.3f}"
-              f"{r['leaking_a']:>11}{r['leaking_b']:>10}{r['overlap_km2']:>12.1f}"
-              f"{t1 - t0:>9.2f}{t2 - t1:>9.2f}{t2 - t0:>9.2f}")
+        rec = {
+            "strategy": strategy, "fractions": list(frac), "n": len(gdf),
+            "train": int(counts.get("train", 0)), "test": int(counts.get("test", 0)),
+            "drop": int(counts.get(S.DROP, 0)), "test_fraction": split.attrs["fractions"]["test"],
+            "leaking_train": int(r["leaking_a"]), "leaking_test": int(r["leaking_b"]),
+            "overlap_km2": float(r["overlap_km2"]), "split_s": t1 - t0, "report_s": t2 - t1,
+        }
+        out.append(rec)
+        log(f"{strategy:<15}{rec['train']:>8}{rec['test']:>8}{rec['drop']:>8}"
+            f"{rec['test_fraction']:>10.3f}{rec['leaking_train']:>11}{rec['leaking_test']:>10}"
+            f"{rec['overlap_km2']:>12.1f}{t1 - t0:>9.2f}{t2 - t1:>9.2f}{t2 - t0:>9.2f}")
+    return out
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags of this benchmark."""
+    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, default=N_PATCHES,
+                        help="number of footprints, i.e. the size of the run (default: SEN12MS, "
+                             "180,662; e.g. 2000 for a tiny run)")
+    parser.add_argument("--scenes", type=int, default=N_SCENES,
+                        help="scenes the footprints are spread over")
+    parser.add_argument("--block-size", type=float, default=10240.0,
+                        help="metres, for block and checkerboard")
+    parser.add_argument("--buffer", type=float, default=0.0, help="metres")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategies", default=None,
+                        help="comma-separated subset of the strategies (default all)")
+    parser.add_argument("--json", default=None, help="also write the records to this file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run, print the table; returns 0."""
+    args = build_parser().parse_args(None if argv is None else list(argv))
+    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    records = bench_splits(args.n, args.scenes, args.block_size, args.buffer, args.seed,
+                           strategies)
+    if args.json:
+        from geossl.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(records, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,35 +1,41 @@
-r"""Benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits.
+r"""Benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar.
 
 ``geossl bench train`` measures pretraining images/s against TorchGeo and the ceiling,
-``geossl bench data`` chip reading against TorchGeo and ``geossl bench splits`` splitting time.
+``geossl bench data`` chip reading against TorchGeo, ``geossl bench splits`` the split
+strategies and their leakage report on SEN12MS-like footprints and ``geossl bench polsar`` the
+PolSAR San Francisco few-label benchmark. ``geossl bench WHAT --help`` lists the flags of each.
 
 Examples:
     geossl bench train                                   # CPU: resnet18, 64 px, batch 32
     geossl bench train --device cuda --backbone resnet50 --bands 13 --size 128 \\
         --batch-size 256 --precision bf16-mixed --compile
-    geossl bench data --tool-args "--help"
+    geossl bench data --cache /tmp/geossl-bench --n-files 5000
+    geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
+    geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
 
-``train`` is implemented in :mod:`geossl.bench.train`; ``data`` and ``splits`` run
-``tools/bench_data.py`` / ``tools/bench_splits.py`` of the source checkout (their ``main(argv)``),
-imported only when asked for.
+``train`` is implemented in :mod:`geossl.bench.train`; ``data``, ``splits`` and ``polsar`` run
+``tools/bench_data.py``, ``tools/bench_splits.py`` and ``tools/bench_polsar.py`` (over
+:mod:`geossl.bench.polsar`) of the source checkout, passing every argument after ``WHAT`` to
+their ``main(argv)``; they are imported only when asked for.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
-import shlex
+import sys
 from pathlib import Path
 from typing import Literal
 
-from jsonargparse import ActionYesNo, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
 
 from geossl.errors import ConfigError
 
 NAME = "bench"
-HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits"
+HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar"
 
 #: ``what`` -> script under tools/ providing ``main(argv) -> int``
-TOOLS = {"data": "bench_data.py", "splits": "bench_splits.py"}
+TOOLS = {"data": "bench_data.py", "splits": "bench_splits.py", "polsar": "bench_polsar.py"}
 
 
 def _yes_no() -> ActionYesNo:
@@ -37,10 +43,8 @@ def _yes_no() -> ActionYesNo:
     return ActionYesNo(yes_prefix="", no_prefix="no-")
 
 
-def add_arguments(parser: ArgumentParser) -> None:
-    """Declare the flags of ``geossl bench``."""
-    parser.add_argument("what", type=Literal["train", "data", "splits"],
-                        help="which benchmark: train, data or splits")
+def add_train_arguments(parser: ArgumentParser) -> None:
+    """Declare the flags of ``geossl bench train``."""
     parser.add_argument("--backbone", type=str, default="resnet18", help="timm model name")
     parser.add_argument("--bands", type=int, default=13, help="input bands")
     parser.add_argument("--size", type=int, default=64, help="image size in pixels")
@@ -69,24 +73,58 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "best (use 2-3 on a shared machine)")
     parser.add_argument("--out", type=str | None, default=None,
                         help="folder for bench_train.json and bench_train.md")
-    parser.add_argument("--tool-args", type=str, default="",
-                        help="arguments passed to tools/bench_<what>.py for data and splits")
+
+
+def add_arguments(parser: ArgumentParser) -> None:
+    """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
+    parser.add_argument("what", type=Literal["train", "data", "splits", "polsar"],
+                        help="which benchmark: train, data, splits or polsar (then "
+                             "`geossl bench WHAT --help` for its flags)")
+    add_train_arguments(parser)  # settable from a --config file for train
+    parser.add_argument("args", nargs=argparse.REMAINDER,
+                        help="the flags of the chosen benchmark (see `geossl bench WHAT --help`)")
+    # the flags after WHAT belong to that benchmark: never read one as an abbreviation of a
+    # train flag (``--n`` of splits would be "ambiguous: --no-compile, --num-chips, ...")
+    parser._get_option_tuples = _no_abbreviations  # type: ignore[method-assign]
+
+
+def _no_abbreviations(option_string: str) -> list[tuple[object, str, str | None]]:
+    """Option abbreviations matched for ``option_string``: none."""
+    return []
 
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl bench``."""
+    rest = [str(a) for a in (cfg.get("args") or [])]
     if cfg.what == "train":
-        from geossl.bench.train import BenchConfig, bench_train
+        return run_train(cfg, rest)
+    return run_tool(cfg.what, rest)
 
-        names = {f for f in BenchConfig.__dataclass_fields__}
-        values = {k.replace("-", "_"): v for k, v in cfg.as_dict().items()}
-        bench_train(BenchConfig(**{k: v for k, v in values.items() if k in names}))
-        return 0
-    return run_tool(cfg.what, shlex.split(cfg.tool_args))
+
+def run_train(cfg: Namespace, argv: list[str]) -> int:
+    """``geossl bench train``: its flags in ``argv``, defaults from ``cfg`` (a --config file)."""
+    from geossl.bench.train import BenchConfig, bench_train
+
+    parser = ArgumentParser(prog="geossl bench train",
+                            description="Pretraining images/s against TorchGeo and the ceiling.")
+    parser.add_argument("--config", action=ActionConfigFile,
+                        help="YAML of these flags (also accepted before WHAT)")
+    add_train_arguments(parser)
+    known = {a.dest for a in parser._actions}
+    given = {k: v for k, v in cfg.as_dict().items() if k in known and k != "config"}
+    parser.set_defaults(**given)
+    values = parser.parse_args(argv).as_dict()
+    values.pop("config", None)
+    names = set(BenchConfig.__dataclass_fields__)
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    bench_train(BenchConfig(**{k: v for k, v in values.items() if k in names}))
+    return 0
 
 
 def run_tool(what: str, argv: list[str]) -> int:
-    """Import ``tools/bench_<what>.py`` of the source checkout lazily and call its ``main``.
+    """Import ``tools/bench_<what>.py`` of the source checkout lazily and call ``main(argv)``.
+
+    ``--help`` prints that tool's flags under the prog ``geossl bench <what>``.
 
     Raises:
         ConfigError: when the script is not there (an installed wheel has no ``tools/``).
@@ -98,18 +136,14 @@ def run_tool(what: str, argv: list[str]) -> int:
     if spec is None or spec.loader is None:  # pragma: no cover
         raise ConfigError(f"cannot import {script}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the tool need their module registered
     spec.loader.exec_module(module)
     main = getattr(module, "main", None)
     if main is None:
         raise ConfigError(f"{script} has no main(argv)")
-    import inspect
-    import sys
-
-    if inspect.signature(main).parameters:
-        return int(main(argv) or 0)
-    saved = sys.argv  # a main() without arguments parses sys.argv itself
-    sys.argv = [str(script), *argv]
+    saved = sys.argv  # argparse names itself after sys.argv[0]
+    sys.argv = [f"geossl bench {what}", *argv]
     try:
-        return int(main() or 0)
+        return int(main(list(argv)) or 0)
     finally:
         sys.argv = saved

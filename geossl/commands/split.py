@@ -4,10 +4,13 @@ Examples:
     geossl split --index chips/index.parquet --strategy overlap --fractions 0.8,0.2 --out splits.json --report
     geossl split --data sen12ms --root SEN12MS --strategy scene --holdout sen12ms --out splits.json
     geossl split --index chips/index.parquet --strategy block --block-size 10240 --buffer 500 --out splits.parquet
+    geossl split --data polsar --root SF_AIRSAR --strategy checkerboard --block-size 128 --out splits.json --report
 
 The split file (JSON with chip ids, or GeoParquet with a ``split`` column) is what every later
 command reads (``--splits FILE``); ``--report`` prints, for each pair of splits, how many chips of
-one intersect (or lie within ``--buffer`` metres of) chips of the other.
+one intersect (or lie within ``--buffer`` metres of) chips of the other. Footprints without a
+georeferenced CRS (a PolSAR scene without map information: a pixel grid) are split in their own
+units: ``--buffer`` and ``--block-size`` are then pixels, and so are the report's columns.
 """  # noqa: E501
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from geossl.commands import _common
 
 NAME = "split"
 HELP = "overlap-aware train/val/test splits of chips, with a leakage report"
+#: ``--block-size`` default in metres (see conf/split.yaml for why)
+DEFAULT_BLOCK_SIZE = 10240.0
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -28,15 +33,23 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="GeoParquet of footprints (chip index, SEN12MS footprints, ...)")
     _common.add_data(parser)
     parser.add_argument("--strategy", type=str, default="overlap",
-                        help="overlap, block, scene, random or nonoverlapping")
-    parser.add_argument("--fractions", type=str, default="0.8,0.2",
-                        help="comma-separated fractions: train,test or train,val,test")
+                        help="overlap, block, scene, random, nonoverlapping or checkerboard")
+    parser.add_argument("--fractions", type=str | None, default=None,
+                        help="comma-separated fractions: train,test or train,val,test "
+                             "(default 0.8,0.2; 0.5,0.5 for checkerboard)")
     parser.add_argument("--names", type=str | None, default=None,
                         help="comma-separated split names (default train,test / train,val,test)")
     parser.add_argument("--buffer", type=float, default=0.0,
-                        help="metres: chips closer than this never fall in different splits")
-    parser.add_argument("--block-size", type=float, default=2560.0,
-                        help="block side in metres (strategy block)")
+                        help="metres (pixels for a pixel grid): chips closer than this never "
+                             "fall in different splits")
+    parser.add_argument("--block-size", type=float, default=DEFAULT_BLOCK_SIZE,
+                        help="block side in metres, or pixels for a pixel grid (strategies "
+                             "block and checkerboard); the default holds 4 x 4 SEN12MS patches")
+    parser.add_argument("--assign", type=str, default="footprint",
+                        help="checkerboard: 'footprint' drops chips straddling a block border, "
+                             "'centroid' places them by their centre")
+    parser.add_argument("--origin", type=str | None, default=None,
+                        help="checkerboard: 'x,y' of a block corner in CRS units (default 0,0)")
     parser.add_argument("--label", type=str | None, default="label",
                         help="class column to stratify on when present (null: no stratification)")
     parser.add_argument("--scenes", type=str | None, default=None,
@@ -54,26 +67,40 @@ def _get(cfg: Namespace, name: str) -> Any:
     return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
+def _numbers(flag: str, value: Any) -> list[float]:
+    from geossl.errors import ConfigError
+
+    try:
+        return [float(v) for v in str(value).split(",") if v.strip()]
+    except ValueError as err:
+        raise ConfigError(f"--{flag} must be numbers (comma-separated), got {value!r}") from err
+
+
 def run(cfg: Namespace) -> int:
     """Make, save and optionally report the split."""
     from geossl.data.splits import split_and_save
+    from geossl.errors import ConfigError
 
     def _list(value: str | None) -> list[str] | None:
         return None if not value else [v.strip() for v in str(value).split(",") if v.strip()]
 
-    fractions = _list(_get(cfg, "fractions")) or []
-    try:
-        fracs = [float(f) for f in fractions]
-    except ValueError as err:
-        from geossl.errors import ConfigError
-
-        raise ConfigError(f"--fractions must be numbers, got {_get(cfg, 'fractions')!r}") from err
+    strategy = _get(cfg, "strategy")
+    fractions = _get(cfg, "fractions")
+    if fractions is None:
+        fractions = "0.5,0.5" if strategy == "checkerboard" else "0.8,0.2"
+    fracs = _numbers("fractions", fractions)
+    origin = None
+    if _get(cfg, "origin") is not None:
+        xy = _numbers("origin", _get(cfg, "origin"))
+        if len(xy) != 2:
+            raise ConfigError(f"--origin must be 'x,y', got {_get(cfg, 'origin')!r}")
+        origin = (xy[0], xy[1])
     _, _, text = split_and_save(
         out=_get(cfg, "out"),
         index=_get(cfg, "index"),
         data=_get(cfg, "data"),
         root=_get(cfg, "root"),
-        strategy=_get(cfg, "strategy"),
+        strategy=strategy,
         fractions=fracs,
         names=_list(_get(cfg, "names")),
         seed=_get(cfg, "seed"),
@@ -83,6 +110,8 @@ def run(cfg: Namespace) -> int:
         test_scenes=_list(_get(cfg, "scenes")),
         holdout=_get(cfg, "holdout"),
         report=bool(_get(cfg, "report")),
+        origin=origin,
+        assign=_get(cfg, "assign"),
     )
     print(text)
     return 0

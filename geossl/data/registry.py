@@ -25,6 +25,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "eurosat": ("geossl.data.aid", "EuroSAT"),
     "scenes": ("geossl.data.aid", "SceneFolder"),
     "polsar": ("geossl.data.polsar", "PolSAR"),
+    "ssl4eo": ("geossl.data.ssl4eo", "SSL4EOS12"),
 }
 
 #: keyword arguments commands pass to every dataset; dropped for a class that does not take them
@@ -53,10 +54,13 @@ def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
     """Build the dataset registered under ``name``.
 
     ``chips`` is built from its index file: ``index=`` when given, else ``ROOT/index.parquet``
-    (``ROOT`` may also be the index file itself). Keyword arguments of :data:`OPTIONAL_KWARGS`
-    that the class does not accept, or that are ``None``, are dropped; any other unknown one is
-    an error. With ``ids`` (one side of a saved split) a class with a ``split`` argument gets
-    ``split="all"`` unless one is given, so the ids alone choose the samples.
+    (``ROOT`` may also be the index file itself). A class that reads one sensor (a ``sensor``
+    argument, e.g. ``ssl4eo``: ``s1``, ``s2a`` or ``s2c``) gets ``sensors=[name]`` as
+    ``sensor=name``; several sensors are an error there. Keyword arguments of
+    :data:`OPTIONAL_KWARGS` that the class does not accept, or that are ``None``, are dropped; any
+    other unknown one is an error. With ``ids`` (one side of a saved split) a class with a
+    ``split`` argument gets ``split="all"`` unless one is given, so the ids alone choose the
+    samples; a class that cannot take ``ids`` is then an error (never silently all samples).
 
     Args:
         name: a key of :data:`DATASETS`.
@@ -67,7 +71,8 @@ def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
         the dataset.
 
     Raises:
-        ConfigError: unknown dataset or argument, dataset module not available.
+        ConfigError: unknown dataset or argument, dataset module not available, ``ids`` for a
+            class that cannot select samples by id, several sensors for a one-sensor class.
         DataError: missing folder (and whatever the dataset raises).
     """
     cls = dataset_class(name)
@@ -83,8 +88,20 @@ def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
         if not first.exists():
             raise DataError("chip index not found (write one with `geossl tile` or "
                             "`geossl index`)", first)
+    sensors = kwargs.get("sensors")
+    if sensors is not None and "sensors" not in params and "sensor" in params \
+            and "sensor" not in kwargs:
+        chosen = sensors.split(",") if isinstance(sensors, str) else list(sensors)
+        if len(chosen) != 1:
+            raise ConfigError(f"dataset {name!r} reads one sensor at a time, got "
+                              f"{','.join(map(str, chosen))}")
+        kwargs = {k: v for k, v in kwargs.items() if k != "sensors"}
+        kwargs["sensor"] = str(chosen[0])
     if kwargs.get("ids") is not None and "split" in params and "split" not in kwargs:
         kwargs["split"] = "all"  # ids pick the samples; the class's own default split must not
+    if kwargs.get("ids") is not None and "ids" not in params and not var_kw:
+        # silently dropping the ids would train or evaluate on every sample, test side included
+        raise ConfigError(f"dataset {name!r} cannot be restricted to the ids of a split file")
     args: dict[str, Any] = {}
     for key, value in kwargs.items():
         if key in params or var_kw:

@@ -26,12 +26,29 @@ Strategies (:func:`make_splits`):
 ``nonoverlapping``
     a greedy maximal subset of pairwise non-conflicting chips (the rest is ``drop``), split at
     random: zero leakage since no two kept chips overlap.
+``checkerboard``
+    square blocks of ``block_size`` CRS units coloured like a chessboard (block row ``i``
+    counted down from ``origin``, column ``j`` from its left; colour ``(i + j) mod k`` for
+    ``k`` splits, so blocks sharing an edge never share a split). A chip takes the colour of
+    the one block its footprint lies in; a chip that straddles a block border is ``drop``
+    (``assign="footprint"``, the default), or takes the colour of the block of its centre
+    (``assign="centroid"``: fewer chips lost, then a chip that still conflicts with a chip of
+    another split is dropped as in ``block``). ``buffer`` > 0 also drops the chips (of the
+    earlier split) lying within ``buffer`` of another split. The fractions are those of the
+    pattern, so they must be equal (``0.5, 0.5``); no stratification. Zero leakage by
+    construction.
 
-All strategies are deterministic given ``seed`` and stratified by class when a label column
-exists (for grouped strategies, each group counts under its majority class). Groups are placed
-largest first into the split furthest below its target, so the achieved fractions differ from
-the requested ones by at most about one group (block, scene) per class; they are returned in
-``series.attrs["fractions"]`` and a warning is issued beyond ``tolerance``.
+All strategies are deterministic given ``seed`` and (but ``checkerboard``) stratified by class
+when a label column exists. Single-label: each group counts under its majority class; groups
+are placed largest first into the split furthest below its target, so the achieved fractions
+differ from the requested ones by at most about one group (block, scene) per class.
+Multi-label (cells holding several class indices, e.g. BigEarthNet's ``"3,7,12"``): iterative
+stratification (Sechidis et al., 2011, simplified for groups: groups visited by the rarity of
+their rarest label, each placed where its labels and the chip count are most in deficit). The
+achieved fractions are returned in ``series.attrs["fractions"]`` (a warning is issued beyond
+``tolerance``, default 0.05), the largest gap in ``attrs["fraction_error"]`` and the largest
+per-class gap (classes with >= 5 expected chips in the smallest split) in
+``attrs["class_fraction_error"]``.
 
 Metric coordinates: distances and areas are computed per CRS group, each footprint in a metric
 CRS: the chip's own projected CRS when the frame has the chip-index columns ``minx .. maxy`` and
@@ -42,6 +59,14 @@ buffer is scaled up by :data:`CROSS_CRS_BUFFER_FACTOR` to stay conservative agai
 projection's distance distortion (cross-zone neighbours are rare: zone borders). Two footprints
 that only touch (shared edge, overlap below :data:`EPS_M` = 1 mm) do not conflict.
 
+Pixel grids: footprints without a georeferenced CRS (``crs`` None, or a local engineering CRS
+such as :data:`geossl.data.polsar.PIXEL_CRS` of a PolSAR scene without map information) are
+used as they are, planar, in their own units (pixels for a pixel grid): ``buffer`` and
+``block_size`` are then in those units, nothing is reprojected, footprints of different local
+CRSs are never compared, and the leakage report names its columns after the unit
+(``overlap_px2``, ``buffer_px``, ... instead of ``overlap_km2``, ``buffer_m``). Mixing such
+footprints with georeferenced ones is an error.
+
 Files: :func:`save_splits` writes JSON ``{"strategy", "params", "splits": {name: [ids]}}`` or a
 GeoParquet copy of the footprints with a ``split`` column; :func:`load_splits` reads both and
 checks the ids against the footprints.
@@ -51,6 +76,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,7 +97,12 @@ from geossl.io import atomic_path, atomic_write_text
 PathLike = str | os.PathLike[str]
 
 #: split strategies of :func:`make_splits`
-STRATEGIES = ("overlap", "block", "scene", "random", "nonoverlapping")
+STRATEGIES = ("overlap", "block", "scene", "random", "nonoverlapping", "checkerboard")
+#: default block side (``block``, ``checkerboard``): 4 SEN12MS patches (256 px at 10 m = 2560 m)
+#: per side, so that few patches straddle a block border (see conf/split.yaml)
+DEFAULT_BLOCK_SIZE = 10240.0
+#: how ``checkerboard`` places a chip: in the block holding its footprint, or its centre
+ASSIGN_MODES = ("footprint", "centroid")
 #: label of chips removed to keep splits apart
 DROP = "drop"
 #: overlap below this many metres (shared edges, rounding) is not an overlap
@@ -90,27 +121,35 @@ _BOUNDS = ["minx", "miny", "maxx", "maxy"]
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Footprints:
-    """Footprints in metric coordinates, grouped by CRS.
+    """Footprints in metric coordinates (or in a pixel grid's own units), grouped by CRS.
 
     Attributes:
         group: CRS group of each row.
-        crs: the metric CRS of each group.
+        crs: the metric CRS of each group (None for a group without a georeferenced CRS).
         geoms: footprint of each row in its group's CRS.
         bounds: ``(n, 4)`` bounds of ``geoms``.
         boxes: True when every footprint is an axis-aligned rectangle (fast paths).
         lonlat: footprints in EPSG:4326 (for cross-group comparisons), or None.
+        unit: length unit of ``geoms``: ``"m"``, or for planar footprints without a
+            georeferenced CRS ``"px"`` (a pixel grid) or ``"units"`` (unknown CRS units).
     """
 
     group: np.ndarray
-    crs: list[CRS]
+    crs: list[CRS | None]
     geoms: np.ndarray
     bounds: np.ndarray
     boxes: bool
     lonlat: np.ndarray | None
+    unit: str = "m"
+
+    @property
+    def planar(self) -> bool:
+        """True when the footprints are not georeferenced (pixel grid, local CRS, no CRS)."""
+        return self.unit != "m"
 
     @property
     def area(self) -> np.ndarray:
-        """Area of each footprint in m²."""
+        """Area of each footprint in ``unit`` squared (m² when georeferenced)."""
         if self.boxes:
             b = self.bounds
             return np.asarray((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
@@ -128,9 +167,40 @@ def _metric_crs(crs: Any) -> bool:
     return unit in ("metre", "meter", "m")
 
 
+def _is_missing(value: Any) -> bool:
+    """A ``crs`` cell that holds no CRS (None, NaN, '', 'None')."""
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip() in ("", "None", "none", "nan")
+
+
+def _local_crs(crs: Any) -> CRS | None:
+    """The CRS when it is a local (engineering) one that cannot be reprojected, else None."""
+    c = CRS.from_user_input(crs)
+    return c if (c.is_engineering or not (c.is_projected or c.is_geographic)) else None
+
+
+def _planar_unit(crs_list: Sequence[CRS | None]) -> str:
+    """``"px"`` when every CRS is a pixel grid (its name says so), else ``"units"``."""
+    if crs_list and all(c is not None and "pixel" in c.name.lower() for c in crs_list):
+        return "px"
+    return "units"
+
+
 def _utm_zones(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     zone = np.clip(np.floor((np.asarray(lon) + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
     return np.where(np.asarray(lat) >= 0, 32600 + zone, 32700 + zone)
+
+
+def _planar(group: np.ndarray, crs_list: list[CRS | None], geoms: np.ndarray) -> Footprints:
+    """Footprints used as they are, in their CRS units (no georeferenced CRS)."""
+    bounds = shapely.bounds(geoms)
+    box_area = (bounds[:, 2] - bounds[:, 0]) * (bounds[:, 3] - bounds[:, 1])
+    boxes = bool(np.allclose(shapely.area(geoms), box_area, rtol=1e-9, atol=1e-6))
+    return Footprints(np.asarray(group, np.int64), crs_list, geoms, bounds, boxes, None,
+                      _planar_unit(crs_list))
 
 
 def footprints(gdf: pd.DataFrame) -> Footprints:
@@ -140,26 +210,42 @@ def footprints(gdf: pd.DataFrame) -> Footprints:
         gdf: chip index / TorchGeo index / any GeoDataFrame of footprints.
 
     Returns:
-        the metric footprints.
+        the metric footprints, or planar ones in the CRS units for footprints without a
+        georeferenced CRS (pixel grids).
 
     Raises:
-        DataError: no footprint information, or a CRS that cannot be read.
+        DataError: no footprint information, a CRS that cannot be read, or georeferenced
+            footprints mixed with pixel-grid ones.
     """
     n = len(gdf)
     has_geo = isinstance(gdf, gpd.GeoDataFrame) and gdf.geometry.name in gdf.columns
+    if has_geo and (gdf.crs is None or _local_crs(gdf.crs) is not None) and not (
+            set(_BOUNDS) <= set(gdf.columns) and "crs" in gdf.columns):
+        own = None if gdf.crs is None else CRS.from_user_input(gdf.crs)
+        return _planar(np.zeros(n, np.int64), [own], gdf.geometry.to_numpy())
     lonlat = None
-    if has_geo and gdf.crs is not None:
+    if has_geo and gdf.crs is not None and _local_crs(gdf.crs) is None:
         geo = gdf.geometry
         lonlat = (geo if CRS.from_user_input(gdf.crs).equals(CRS.from_epsg(4326))
                   else geo.to_crs(4326)).to_numpy()
     if set(_BOUNDS) <= set(gdf.columns) and "crs" in gdf.columns:
-        codes, uniques = pd.factorize(gdf["crs"].astype(str))
+        raw = gdf["crs"].to_numpy(dtype=object)
+        missing = np.asarray([_is_missing(v) for v in raw], dtype=bool)
+        codes, uniques = pd.factorize(np.where(missing, "", raw.astype(str)))
         try:
-            crs_list = [CRS.from_user_input(u) for u in uniques]
+            crs_list: list[CRS | None] = [None if u == "" else CRS.from_user_input(str(u))
+                                          for u in uniques]
         except Exception as err:
             raise DataError(f"footprints have an unreadable crs value ({err})") from err
+        is_local = [c is None or _local_crs(c) is not None for c in crs_list]
+        b = gdf[_BOUNDS].to_numpy(np.float64)
+        if all(is_local):
+            return _planar(codes.astype(np.int64), crs_list,
+                           shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3]))
+        if any(is_local):
+            raise DataError("footprints mix a pixel grid (no georeferenced crs) with "
+                            "georeferenced ones; split them separately")
         if all(_metric_crs(c) for c in crs_list):
-            b = gdf[_BOUNDS].to_numpy(np.float64)
             geoms = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
             return Footprints(codes.astype(np.int64), crs_list, geoms, b, True, lonlat)
         if not has_geo:  # geographic own CRS: make 4326 geometries from the bounds
@@ -169,8 +255,6 @@ def footprints(gdf: pd.DataFrame) -> Footprints:
                 box = shapely.box(*rows[_BOUNDS].to_numpy(np.float64).T)
                 per.append(gpd.GeoSeries(box, index=rows.index, crs=c).to_crs(4326))
             lonlat = pd.concat(per).loc[gdf.index].to_numpy()
-    if lonlat is None and has_geo and gdf.crs is None:
-        raise DataError("footprints have no CRS (set the GeoDataFrame's crs)")
     if lonlat is None:
         raise DataError("no footprints: expected a geometry column or minx, miny, maxx, maxy "
                         "and crs columns")
@@ -231,7 +315,7 @@ def conflict_pairs(fp: Footprints, buffer: float = 0.0,
         ``(i, j)`` row positions with ``i < j``, each pair once.
     """
     if buffer < 0:
-        raise ConfigError(f"buffer must be >= 0 metres, got {buffer}")
+        raise ConfigError(f"buffer must be >= 0 (metres, or pixel-grid units), got {buffer}")
     rows = np.arange(len(fp)) if rows is None else np.asarray(rows, dtype=np.int64)
     out_i, out_j = [], []
     groups = np.unique(fp.group[rows])
@@ -358,20 +442,101 @@ def _check_fractions(fractions: Sequence[float], names: Sequence[str] | None) ->
     return frac, names
 
 
+_INDEX_LIST = re.compile(r"^\s*\d+(\s*,\s*\d+)*\s*$")
+
+
 def _strata(gdf: pd.DataFrame, label: str | None) -> np.ndarray | None:
-    """Integer class per row, or None when there is no usable label column."""
+    """Class per row: ``(n,)`` int codes (single-label), ``(n, L)`` bool (multi-label), or None.
+
+    Multi-label cells hold class indices (a list, tuple or int array, or a comma-separated
+    string such as BigEarthNet's ``"3,7,12"``) or a boolean multi-hot array; a column where
+    such cells cannot be read is not stratified on.
+    """
     if label is None or label not in gdf.columns:
         return None
     col = gdf[label]
     if col.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
-        return None  # multi-hot labels: no single class to stratify on
+        return _multi_hot(col.tolist())
+    strings = col.dropna().astype(str)
+    if len(strings) and strings.str.contains(",").any() and \
+            strings.map(lambda v: not v.strip() or bool(_INDEX_LIST.match(v))).all():
+        return _multi_hot(col.tolist())
     codes, _ = pd.factorize(col.astype(str))
     return np.asarray(codes, np.int64)
 
 
+def _multi_hot(values: list[Any]) -> np.ndarray | None:
+    """``(n, L)`` bool from multi-label cells, or None when a cell cannot be read."""
+    rows: list[list[int]] = []
+    try:
+        for v in values:
+            if isinstance(v, np.ndarray) and v.dtype == bool:
+                rows.append(np.flatnonzero(v).tolist())
+            elif isinstance(v, list | tuple | np.ndarray):
+                rows.append([int(x) for x in v])
+            elif isinstance(v, str):
+                rows.append([int(x) for x in v.split(",")] if v.strip() else [])
+            elif v is None or (isinstance(v, float) and np.isnan(v)):
+                rows.append([])
+            else:
+                return None
+    except (TypeError, ValueError):
+        return None
+    width = 1 + max((max(r) for r in rows if r), default=-1)
+    if width == 0 or any(min(r) < 0 for r in rows if r):
+        return None
+    out = np.zeros((len(rows), width), dtype=bool)
+    for i, r in enumerate(rows):
+        out[i, r] = True
+    return out
+
+
+def _assign_multilabel(group: np.ndarray, frac: np.ndarray, rng: np.random.Generator,
+                       labels: np.ndarray) -> np.ndarray:
+    """Split index per row, whole groups together, by iterative stratification of labels.
+
+    A simplification of Sechidis et al. (2011) for groups: groups are visited by the rarity of
+    their rarest label (then largest first, random among equals); each goes to the split with
+    the largest deficit, the deficit being that of the group's labels (each relative to its
+    total, weighted by the group's count of it) plus the overall deficit in chips. Groups
+    without labels count the overall deficit only.
+    """
+    n = len(group)
+    gid, ginv = np.unique(group, return_inverse=True)
+    ng, nl = len(gid), labels.shape[1]
+    sizes = np.bincount(ginv, minlength=ng).astype(np.float64)
+    counts = np.zeros((ng, nl))
+    np.add.at(counts, ginv, labels.astype(np.float64))
+    total = counts.sum(0)
+    share = counts / np.where(total > 0, total, 1.0)[None, :]  # share of each label's total
+    weight = counts.sum(1)
+    rarity = np.where(counts > 0, total[None, :], np.inf).min(1)
+    order = np.lexsort((rng.random(ng), -sizes, rarity))
+    # deficits relative to each split's target (1: nothing placed yet, 0: target met), so that
+    # a large split does not win every group just for being large
+    deficit_l = np.ones((len(frac), nl))
+    deficit = np.ones(len(frac))
+    target = frac * n
+    gsplit = np.zeros(ng, np.int64)
+    for g in order.tolist():
+        score = deficit.copy()
+        if weight[g] > 0:
+            score += deficit_l @ counts[g] / weight[g]
+        k = int(np.argmax(score))
+        gsplit[g] = k
+        deficit_l[k] -= share[g] / frac[k]
+        deficit[k] -= sizes[g] / target[k]
+    return gsplit[ginv]
+
+
 def _assign(group: np.ndarray, frac: np.ndarray, rng: np.random.Generator,
             strata: np.ndarray | None) -> np.ndarray:
-    """Split index per row, whole groups together, per stratum (majority class of a group)."""
+    """Split index per row, whole groups together, per stratum (majority class of a group).
+
+    ``strata`` ``(n, L)`` (multi-label) goes to :func:`_assign_multilabel`.
+    """
+    if strata is not None and strata.ndim == 2:
+        return _assign_multilabel(group, frac, rng, strata)
     n = len(group)
     gid, ginv = np.unique(group, return_inverse=True)
     sizes = np.bincount(ginv)
@@ -393,8 +558,11 @@ def _assign(group: np.ndarray, frac: np.ndarray, rng: np.random.Generator,
                 gsplit[part] = k
         return gsplit[ginv]
     # biggest groups first (random order within a size octave); each goes to the split furthest
-    # below its target, counting both its class's deficit and the overall deficit, so that
-    # the overall fractions hold even when a class has only a few groups
+    # below its target: its class's deficit plus the overall deficit, both in chips, so that
+    # the overall term outweighs the class term of a small class (a class of one or two groups
+    # cannot be balanced; every such class's group must not go to the largest split) while a
+    # large class is balanced too; relative deficits (1 - have / target) overfill small
+    # splits with coarse groups (0.6/0.2/0.2 over 24 scenes gave 0.5/0.25/0.25)
     nstrat = int(gstrat.max()) + 1
     class_total = np.bincount(gstrat, weights=sizes, minlength=nstrat)
     target_c = class_total[:, None] * frac[None, :]
@@ -405,7 +573,7 @@ def _assign(group: np.ndarray, frac: np.ndarray, rng: np.random.Generator,
     order = np.lexsort((rng.random(len(gid)), -octave))
     for g in order.tolist():
         c = gstrat[g]
-        score = (target_c[c] - have_c[c]) / class_total[c] + (target - have) / n
+        score = (target_c[c] - have_c[c]) + (target - have)
         k = int(np.argmax(score))
         gsplit[g] = k
         have_c[c, k] += sizes[g]
@@ -434,6 +602,109 @@ def _drop_conflicts(split: np.ndarray, pairs: tuple[np.ndarray, np.ndarray],
     return out
 
 
+def checkerboard_codes(
+    fp: Footprints,
+    block_size: float,
+    k: int = 2,
+    origin: tuple[float, float] | None = None,
+    assign: str = "footprint",
+    buffer: float = 0.0,
+) -> np.ndarray:
+    """Split index per row for a checkerboard of ``k`` colours (-1: dropped).
+
+    Block ``(i, j)``: row ``i`` counted down from ``origin``'s ``y``, column ``j`` right from
+    its ``x`` (default ``(0, 0)`` of each CRS, so the grid does not move with the data);
+    blocks are half-open (a footprint touching a border from one side is not in the other
+    block). Colour ``(i + j) mod k``. See the module docstring for ``assign`` and ``buffer``.
+
+    Args:
+        fp: footprints.
+        block_size: block side in CRS units (metres, or pixels for a pixel grid).
+        k: number of colours (splits).
+        origin: ``(x, y)`` of a block corner.
+        assign: ``"footprint"`` (drop border-straddlers) or ``"centroid"``.
+        buffer: also drop chips of an earlier split within this distance of a later one.
+
+    Returns:
+        ``(n,)`` int64 split index per row, -1 for dropped rows.
+
+    Raises:
+        ConfigError: bad block size, colour count or ``assign``.
+    """
+    if not block_size > 0:
+        raise ConfigError(f"checkerboard block size must be positive, got {block_size}")
+    if k < 2:
+        raise ConfigError(f"a checkerboard needs at least 2 colours, got {k}")
+    if assign not in ASSIGN_MODES:
+        raise ConfigError(f"unknown checkerboard assignment {assign!r}; use "
+                          f"{' or '.join(ASSIGN_MODES)}")
+    n = len(fp)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    x0, y0 = (0.0, 0.0) if origin is None else (float(origin[0]), float(origin[1]))
+    b = fp.bounds
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    if assign == "centroid":
+        j0 = np.floor((cx - x0) / block_size)
+        i0 = np.floor((y0 - cy) / block_size)
+        single = np.ones(n, dtype=bool)
+    else:  # half-open blocks: a footprint ending on a border lies in one block
+        eps = 1e-9 * block_size
+        j0 = np.floor((b[:, 0] - x0) / block_size)
+        j1 = np.floor((b[:, 2] - x0 - eps) / block_size)
+        i0 = np.floor((y0 - b[:, 3]) / block_size)
+        i1 = np.floor((y0 - b[:, 1] - eps) / block_size)
+        single = (j0 == j1) & (i0 == i1)
+    colour = np.mod(i0 + j0, k).astype(np.int64)
+    split = np.where(single, colour, -1)
+    # centroid assignment, a buffer or neighbours across CRS groups: chips of different colours
+    # may still conflict; one chip of each such pair is dropped (a no-op for footprint
+    # assignment at buffer 0 in one CRS, where kept chips lie inside single blocks)
+    if assign == "centroid" or buffer > 0 or len(np.unique(fp.group)) > 1:
+        # the victim is the chip whose centre lies nearer its block's border (symmetric between
+        # colours, unlike ``block``'s train-loses rule), ties: the earlier split's chip
+        left, top = x0 + j0 * block_size, y0 - i0 * block_size
+        depth = np.minimum.reduce([cx - left, left + block_size - cx, top - cy,
+                                   cy - (top - block_size)])
+        i, j = conflict_pairs(fp, buffer)
+        si, sj = split[i], split[j]
+        cross = (si != sj) & (si >= 0) & (sj >= 0)
+        i, j, si, sj = i[cross], j[cross], si[cross], sj[cross]
+        first = np.where(depth[i] != depth[j], depth[i] < depth[j], si <= sj)
+        split = split.copy()
+        split[np.where(first, i, j)] = -1
+    return split
+
+
+def checkerboard_split(
+    gdf: pd.DataFrame,
+    block_size: float,
+    names: Sequence[str] = ("train", "test"),
+    origin: tuple[float, float] | None = None,
+    assign: str = "footprint",
+    buffer: float = 0.0,
+    fp: Footprints | None = None,
+) -> pd.Series:
+    """Checkerboard split names per row (``drop`` for removed chips), without any checks.
+
+    The building block of ``make_splits(..., strategy="checkerboard")`` (which also checks
+    that no split is empty and records the achieved fractions); see
+    :func:`checkerboard_codes` for the arguments. Works on footprints in a pixel grid
+    (``block_size`` and ``buffer`` in pixels).
+
+    Returns:
+        split names indexed like ``gdf`` (an empty Series for an empty frame).
+    """
+    names = [str(x) for x in names]
+    if len(gdf) == 0:
+        return pd.Series([], index=gdf.index, dtype=object, name="split")
+    fp = footprints(gdf) if fp is None else fp
+    codes = checkerboard_codes(fp, block_size, len(names), origin, assign, buffer)
+    labels = np.asarray([*names, DROP], dtype=object)
+    return pd.Series(labels[np.where(codes < 0, len(names), codes)], index=gdf.index,
+                     dtype=object, name="split")
+
+
 # --------------------------------------------------------------------------------------------
 # the split functions
 # --------------------------------------------------------------------------------------------
@@ -444,29 +715,40 @@ def make_splits(
     names: Sequence[str] | None = None,
     seed: int = 0,
     buffer: float = 0.0,
-    block_size: float = 2560.0,
+    block_size: float = DEFAULT_BLOCK_SIZE,
     label: str | None = "label",
     scene: str = "scene",
     test_scenes: Sequence[str] | None = None,
     holdout: str | None = None,
     tolerance: float = 0.05,
+    origin: tuple[float, float] | None = None,
+    assign: str = "footprint",
+    fp: Footprints | None = None,
 ) -> pd.Series:
     """Split footprints into disjoint sets (see the module docstring for each strategy).
 
     Args:
         gdf: footprints (chip index, TorchGeo index, SEN12MS footprints, ...).
-        strategy: ``overlap``, ``block``, ``scene``, ``random`` or ``nonoverlapping``.
+        strategy: ``overlap``, ``block``, ``scene``, ``random``, ``nonoverlapping`` or
+            ``checkerboard``.
         fractions: fraction of chips per split (2: train/test, 3: train/val/test).
         names: split names (default from the number of fractions).
         seed: random seed; the same seed gives the same split.
-        buffer: metres; chips closer than this conflict (``overlap``, ``block``, ``scene``,
-            ``nonoverlapping``: none of them end up in different splits).
-        block_size: side of the blocks in metres (``block``).
-        label: class column to stratify on, when present (single-label only).
+        buffer: metres (pixel-grid units for footprints without a georeferenced CRS); chips
+            closer than this conflict (``overlap``, ``block``, ``scene``, ``nonoverlapping``,
+            ``checkerboard``: none of them end up in different splits).
+        block_size: side of the blocks in metres, or pixel-grid units (``block``,
+            ``checkerboard``).
+        label: class column to stratify on, when present: one class per chip, or several
+            (lists of class indices, comma-separated index strings, multi-hot bool arrays).
         scene: scene column (``scene``).
         test_scenes: scene ids forming the test side (``scene``); unknown ids are an error.
         holdout: ``"sen12ms"``: the official SEN12MS hold-out scenes are the test side.
         tolerance: warn when an achieved fraction is further than this from its target.
+        origin: ``(x, y)`` corner of the checkerboard (default ``(0, 0)`` of each CRS).
+        assign: ``checkerboard``: ``"footprint"`` drops chips straddling a block border,
+            ``"centroid"`` places them by their centre.
+        fp: precomputed :func:`footprints` of ``gdf``.
 
     Returns:
         split name per row, indexed like ``gdf``; ``attrs`` hold ``strategy``, ``params`` and
@@ -482,13 +764,21 @@ def make_splits(
     frac, names = _check_fractions(fractions, names)
     if len(gdf) == 0:
         raise DataError("no footprints to split")
-    if block_size <= 0:
-        raise ConfigError(f"block size must be > 0 metres, got {block_size}")
+    if not block_size > 0:
+        raise ConfigError(f"block size must be > 0 (metres, or pixel-grid units), got "
+                          f"{block_size}")
+    if strategy == "checkerboard" and not np.allclose(frac, 1.0 / len(frac), atol=1e-6):
+        even = ",".join(f"{1.0 / len(frac):.4g}" for _ in frac)
+        raise ConfigError(f"a checkerboard alternates blocks: its fractions are equal (e.g. "
+                          f"--fractions {even}), got {frac.tolist()}")
     rng = np.random.default_rng(seed)
     strata = _strata(gdf, label)
-    fp = footprints(gdf) if strategy != "random" else None
+    if strategy != "random" and fp is None:
+        fp = footprints(gdf)
     params: dict[str, Any] = {"fractions": frac.tolist(), "names": names, "seed": seed,
                               "buffer": buffer, "label": label if strata is not None else None}
+    if strata is not None:
+        params["stratify"] = "multi-label" if strata.ndim == 2 else "single-label"
     if strategy == "random":
         split = _assign(np.arange(len(gdf)), frac, rng, strata)
     elif strategy == "overlap":
@@ -512,7 +802,7 @@ def make_splits(
                              holdout, params)
         if test_scenes is not None or holdout is not None:
             tolerance = np.inf  # the listed scenes fix the test side, not the fractions
-    else:  # nonoverlapping
+    elif strategy == "nonoverlapping":
         assert fp is not None
         keep = nonoverlapping_subset(gdf, buffer, None, fp)
         params["kept"] = int(keep.sum())
@@ -520,7 +810,20 @@ def make_splits(
         kept = np.flatnonzero(keep)
         split[kept] = _assign(np.arange(len(kept)), frac, rng,
                               None if strata is None else strata[kept])
-    return _finish(gdf, split, names, frac, strategy, params, tolerance)
+    else:  # checkerboard: the pattern fixes the sides; fractions are the pattern's
+        assert fp is not None
+        if assign not in ASSIGN_MODES:
+            raise ConfigError(f"unknown checkerboard assignment {assign!r}; use "
+                              f"{' or '.join(ASSIGN_MODES)}")
+        params.update(block_size=block_size, assign=assign, label=None,
+                      origin=None if origin is None else [float(v) for v in origin])
+        params.pop("stratify", None)
+        split = checkerboard_codes(fp, block_size, len(names), origin, assign, buffer)
+        tolerance = np.inf
+    if fp is not None and fp.planar:
+        params["unit"] = fp.unit
+    return _finish(gdf, split, names, frac, strategy, params, tolerance,
+                   strata if params.get("label") is not None else None)
 
 
 def _scene_split(gdf: pd.DataFrame, fp: Footprints, frac: np.ndarray, names: list[str],
@@ -570,8 +873,31 @@ def _scene_split(gdf: pd.DataFrame, fp: Footprints, frac: np.ndarray, names: lis
     return _drop_conflicts(split, pairs)
 
 
+def _class_fraction_error(split: np.ndarray, frac: np.ndarray,
+                          strata: np.ndarray | None) -> float | None:
+    """Largest gap between a class's achieved and requested fractions (kept chips only).
+
+    Only classes expected to have at least 5 chips in the smallest split are counted (smaller
+    ones cannot be split to a tolerance); None without labels or without such a class.
+    """
+    if strata is None:
+        return None
+    kept = split >= 0
+    onehot = strata if strata.ndim == 2 else (
+        strata[:, None] == np.arange(int(strata.max()) + 1)[None, :])
+    onehot = np.asarray(onehot[kept], dtype=np.float64)
+    per_split = np.stack([onehot[split[kept] == k].sum(0) for k in range(len(frac))])
+    total = per_split.sum(0)
+    ok = total * frac.min() >= 5
+    if not ok.any():
+        return None
+    achieved = per_split[:, ok] / total[ok]
+    return float(np.abs(achieved - frac[:, None]).max())
+
+
 def _finish(gdf: pd.DataFrame, split: np.ndarray, names: list[str], frac: np.ndarray,
-            strategy: str, params: dict[str, Any], tolerance: float) -> pd.Series:
+            strategy: str, params: dict[str, Any], tolerance: float,
+            strata: np.ndarray | None = None) -> pd.Series:
     labels = np.asarray([*names, DROP], dtype=object)
     out = pd.Series(labels[np.where(split < 0, len(names), split)], index=gdf.index,
                     name="split")
@@ -588,6 +914,7 @@ def _finish(gdf: pd.DataFrame, split: np.ndarray, names: list[str], frac: np.nda
     out.attrs["dropped"] = int((split < 0).sum())
     worst = float(np.abs(achieved - frac).max())
     out.attrs["fraction_error"] = worst
+    out.attrs["class_fraction_error"] = _class_fraction_error(split, frac, strata)
     if worst > tolerance:
         warnings.warn(f"{strategy} split: achieved fractions {np.round(achieved, 3).tolist()} "
                       f"differ from {frac.tolist()} by {worst:.3f} (> {tolerance}); groups are "
@@ -614,6 +941,17 @@ def _align(gdf: pd.DataFrame, splits: pd.Series | Mapping[str, Sequence[str]]) -
     return np.asarray([mapping.get(i) for i in ids], dtype=object)
 
 
+def report_units(fp: Footprints) -> tuple[str, str, float]:
+    """Area unit, length unit and the divisor from ``fp.unit``² to the area unit.
+
+    ``("km2", "m", 1e6)`` for georeferenced footprints; ``("px2", "px", 1.0)`` for a pixel
+    grid, ``("units2", "units", 1.0)`` for other footprints without a georeferenced CRS.
+    """
+    if not fp.planar:
+        return "km2", "m", 1e6
+    return f"{fp.unit}2", fp.unit, 1.0
+
+
 def leakage_report(
     gdf: pd.DataFrame,
     splits: pd.Series | Mapping[str, Sequence[str]],
@@ -626,18 +964,25 @@ def leakage_report(
     chips of ``a`` that conflict with (share area with, or lie within ``buffer`` metres of) a chip
     of ``b``, the same for ``b``, their areas, and the summed area of the pairwise overlaps.
 
+    Units are in the column names: km² and m for georeferenced footprints
+    (``leaking_area_a_km2``, ``overlap_km2``, ``buffer_m``, ...); for footprints without a
+    georeferenced CRS the CRS units: ``..._px2`` / ``buffer_px`` for a pixel grid, else
+    ``..._units2`` / ``buffer_units`` (:func:`report_units`). ``attrs`` hold ``area_unit`` and
+    ``length_unit``.
+
     Args:
         gdf: footprints.
         splits: split name per row (a :func:`make_splits` result), or ``{name: [ids]}``.
-        buffer: distance in metres (0: shared interior only).
+        buffer: distance in metres, or CRS units for a pixel grid (0: shared interior only).
         fp: precomputed :func:`footprints` of ``gdf``.
 
     Returns:
         one row per pair of splits with columns ``split_a``, ``split_b``, ``n_a``, ``n_b``,
-        ``leaking_a``, ``leaking_b``, ``leaking_area_a_km2``, ``leaking_area_b_km2``,
-        ``overlap_km2``, ``buffer_m``.
+        ``leaking_a``, ``leaking_b``, ``leaking_area_a_<A>``, ``leaking_area_b_<A>``,
+        ``overlap_<A>``, ``buffer_<L>`` (``A, L`` = ``km2, m`` when georeferenced).
     """
     fp = footprints(gdf) if fp is None else fp
+    area_unit, length_unit, scale = report_units(fp)
     names_per_row = _align(gdf, splits)
     valid = np.asarray([n is not None and n != DROP for n in names_per_row])
     names = list(dict.fromkeys(n for n in names_per_row[valid]))
@@ -650,6 +995,9 @@ def leakage_report(
     i, j = conflict_pairs(fp, buffer, rows)
     area = fp.area
     inter = _pair_overlap(fp, i, j)
+    cols = ["split_a", "split_b", "n_a", "n_b", "leaking_a", "leaking_b",
+            f"leaking_area_a_{area_unit}", f"leaking_area_b_{area_unit}", f"overlap_{area_unit}",
+            f"buffer_{length_unit}"]
     out = []
     for a in range(len(names)):
         for b in range(a + 1, len(names)):
@@ -657,22 +1005,19 @@ def leakage_report(
             ba = (code[i] == b) & (code[j] == a)
             side_a = np.unique(np.concatenate([i[ab], j[ba]]))
             side_b = np.unique(np.concatenate([j[ab], i[ba]]))
-            out.append({
-                "split_a": names[a], "split_b": names[b],
-                "n_a": int((code == a).sum()), "n_b": int((code == b).sum()),
-                "leaking_a": len(side_a), "leaking_b": len(side_b),
-                "leaking_area_a_km2": float(area[side_a].sum() / 1e6),
-                "leaking_area_b_km2": float(area[side_b].sum() / 1e6),
-                "overlap_km2": float(inter[ab | ba].sum() / 1e6),
-                "buffer_m": float(buffer),
-            })
-    return pd.DataFrame(out, columns=["split_a", "split_b", "n_a", "n_b", "leaking_a",
-                                      "leaking_b", "leaking_area_a_km2", "leaking_area_b_km2",
-                                      "overlap_km2", "buffer_m"])
+            out.append(dict(zip(cols, [
+                names[a], names[b], int((code == a).sum()), int((code == b).sum()),
+                len(side_a), len(side_b), float(area[side_a].sum() / scale),
+                float(area[side_b].sum() / scale), float(inter[ab | ba].sum() / scale),
+                float(buffer)])))
+    report = pd.DataFrame(out, columns=cols)
+    report.attrs["area_unit"] = area_unit
+    report.attrs["length_unit"] = length_unit
+    return report
 
 
 def _pair_overlap(fp: Footprints, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Intersection area (m²) of each pair; pairs across CRS groups in the equal-area CRS."""
+    """Intersection area (m², or CRS units²) of each pair; across CRS groups in EPSG:6933."""
     out = np.zeros(len(i))
     same = fp.group[i] == fp.group[j]
     if fp.boxes:
@@ -839,9 +1184,16 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                     root: PathLike | None = None) -> gpd.GeoDataFrame:
     """Footprints from a GeoParquet file (chip index or any footprint table) or a dataset.
 
+    A dataset (built by :func:`geossl.data.registry.get_dataset`) gives its footprints by its
+    ``footprints()`` (SEN12MS, BigEarthNet), by its grid of patches (``ids``, ``rows``,
+    ``cols``, ``patch_size`` and ``transform``: a PolSAR scene, whose patch ids ``r<row>_c<col>``
+    are what ``--splits`` later selects), or by its TorchGeo ``index`` (SSL4EO-S12, one row per
+    acquisition, ids from ``filepath``).
+
     Args:
         index: GeoParquet with footprints (a chip index, a SEN12MS footprint cache, ...).
-        data: dataset name (``--data``) whose ``footprints()`` or ``index`` gives footprints.
+        data: dataset name (``--data``) whose footprints, patch grid or ``index`` gives
+            footprints.
         root: dataset folder.
 
     Returns:
@@ -866,19 +1218,47 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                             path) from err
     if data is None or root is None:
         raise ConfigError("give --index FILE, or --data NAME and --root DIR")
-    if data == "ssl4eo":
-        from geossl.data.ssl4eo import SSL4EOS12
-
-        return SSL4EOS12(root).index.reset_index(drop=True)
     from geossl.data.registry import get_dataset
 
     dataset = get_dataset(data, root)
     if hasattr(dataset, "footprints"):
         return dataset.footprints()  # type: ignore[no-any-return]
+    grid = patch_grid_footprints(dataset)
+    if grid is not None:
+        return grid
     index_gdf = getattr(dataset, "index", None)
     if isinstance(index_gdf, gpd.GeoDataFrame):
-        return index_gdf
+        # a TorchGeo index: its time IntervalIndex cannot be written to GeoParquet
+        return index_gdf.reset_index(drop=True)
     raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
+
+
+def patch_grid_footprints(dataset: Any) -> gpd.GeoDataFrame | None:
+    """Footprints of a dataset cut into a grid of square patches, or None when it is not one.
+
+    The dataset needs ``ids``, ``rows``, ``cols`` (top-left pixel of each patch),
+    ``patch_size``, an affine ``transform`` (pixel to CRS) and ``index.crs`` (which may be a
+    local pixel-grid CRS): e.g. :class:`geossl.data.polsar.PolSAR`.
+
+    Returns:
+        ``chip_id``, ``row``, ``col``, ``height``, ``width`` and the geometry, in the dataset's
+        CRS.
+    """
+    needed = ("ids", "rows", "cols", "patch_size", "transform", "index")
+    if not all(hasattr(dataset, a) for a in needed):
+        return None
+    rows = np.asarray(dataset.rows, dtype=np.float64)
+    cols = np.asarray(dataset.cols, dtype=np.float64)
+    size = float(dataset.patch_size)
+    t = dataset.transform
+    xs = [t.a * c + t.b * r + t.c for c, r in ((cols, rows), (cols + size, rows + size))]
+    ys = [t.d * c + t.e * r + t.f for c, r in ((cols, rows), (cols + size, rows + size))]
+    geoms = shapely.box(np.minimum(*xs), np.minimum(*ys), np.maximum(*xs), np.maximum(*ys))
+    crs = getattr(dataset.index, "crs", None)
+    return gpd.GeoDataFrame(
+        {"chip_id": [str(i) for i in dataset.ids], "row": rows.astype(np.int64),
+         "col": cols.astype(np.int64), "height": int(size), "width": int(size)},
+        geometry=geoms, crs=crs)
 
 
 def split_and_save(
@@ -891,11 +1271,13 @@ def split_and_save(
     names: Sequence[str] | None = None,
     seed: int = 0,
     buffer: float = 0.0,
-    block_size: float = 2560.0,
+    block_size: float = DEFAULT_BLOCK_SIZE,
     label: str | None = "label",
     test_scenes: Sequence[str] | None = None,
     holdout: str | None = None,
     report: bool = False,
+    origin: tuple[float, float] | None = None,
+    assign: str = "footprint",
 ) -> tuple[pd.Series, pd.DataFrame | None, str]:
     """What ``geossl split`` does: read footprints, split, save, optionally report leakage.
 
@@ -903,8 +1285,10 @@ def split_and_save(
         the split, the leakage report (when asked) and a text summary to print.
     """
     gdf = read_footprints(index, data, root)
+    fp = footprints(gdf) if report or strategy != "random" else None
     splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,
-                         test_scenes=test_scenes, holdout=holdout)
+                         test_scenes=test_scenes, holdout=holdout, origin=origin,
+                         assign=assign, fp=fp)
     path = save_splits(out, splits, gdf)
     counts = ", ".join(f"{k} {v}" for k, v in split_names(splits).items())
     frac = ", ".join(f"{k} {v:.3f}" for k, v in splits.attrs["fractions"].items())
@@ -912,6 +1296,10 @@ def split_and_save(
              f"{splits.attrs['fraction_error']:.3f}) -> {path}"]
     table = None
     if report:
-        table = leakage_report(gdf, splits, buffer)
+        fp = footprints(gdf) if fp is None else fp
+        table = leakage_report(gdf, splits, buffer, fp)
+        area_unit, length_unit, _ = report_units(fp)
+        where = "" if not fp.planar else " (no georeferenced CRS: pixel-grid / CRS units)"
+        lines.append(f"leakage report: areas in {area_unit}, distances in {length_unit}{where}")
         lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return splits, table, "\n".join(lines)
