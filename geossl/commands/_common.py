@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from jsonargparse import ArgumentParser
+from typing import Any
+
+from jsonargparse import ActionYesNo, ArgumentParser
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
@@ -44,3 +46,13 @@ def add_trainer(parser: ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="batch size per device")
     parser.add_argument("--precision", type=str, default="auto",
                         help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, 16-mixed")
+
+
+#: keyword arguments for a boolean flag given bare or with a value: ``--report``,
+#: ``--report true``, ``--report false`` (``report: true`` in YAML).
+FLAG: dict[str, Any] = {"type": bool, "nargs": "?", "const": True}
+
+
+def yes_no() -> ActionYesNo:
+    """A boolean flag usable bare: ``--report`` / ``--no-report`` (``report: true`` in YAML)."""
+    return ActionYesNo(yes_prefix="", no_prefix="no-")

@@ -27,8 +27,9 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from jsonargparse import ActionConfigFile, ActionYesNo, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
+from geossl.commands import _common
 from geossl.errors import ConfigError
 
 NAME = "bench"
@@ -36,11 +37,6 @@ HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, 
 
 #: ``what`` -> script under tools/ providing ``main(argv) -> int``
 TOOLS = {"data": "bench_data.py", "splits": "bench_splits.py", "polsar": "bench_polsar.py"}
-
-
-def _yes_no() -> ActionYesNo:
-    """A boolean flag: ``--compile`` / ``--no-compile`` (``compile: true`` in YAML)."""
-    return ActionYesNo(yes_prefix="", no_prefix="no-")
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -53,9 +49,9 @@ def add_train_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
     parser.add_argument("--precision", type=str, default="auto",
                         help="auto (bf16-mixed on GPU, 32 on CPU), 32-true, bf16-mixed, 16-mixed")
-    parser.add_argument("--compile", action=_yes_no(), default=False,
+    parser.add_argument("--compile", action=_common.yes_no(), default=False,
                         help="torch.compile the encoders (geossl and ceiling)")
-    parser.add_argument("--channels-last", action=_yes_no(), default=None,
+    parser.add_argument("--channels-last", action=_common.yes_no(), default=None,
                         help="channels_last memory format (default: on a GPU)")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1")
     parser.add_argument("--workers", type=int, default=2,

@@ -59,7 +59,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_seed(parser)
     _common.add_out(parser, default="splits.json",
                     help="split file to write: .json (chip ids) or .parquet (GeoParquet)")
-    parser.add_argument("--report", type=bool, default=False,
+    parser.add_argument("--report", default=False, **_common.FLAG,
                         help="print the leakage report between the splits")
 
 
