@@ -9,17 +9,22 @@ effective configuration as YAML and exits), as in LightningCLI.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
 
 import geossl
 from geossl import commands
 from geossl.errors import GeosslError
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """Keep the line breaks of each subcommand's docstring (its examples) in ``--help``."""
 
 
 def _command_modules() -> list[ModuleType]:
@@ -53,6 +58,7 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
         )
         mod.add_arguments(p)
         sub.add_subcommand(mod.NAME, p, help=mod.HELP)
+        p.formatter_class = _HelpFormatter  # after add_subcommand, which sets the parent's
         mods[mod.NAME] = mod
     return parser, mods
 
