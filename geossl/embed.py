@@ -37,11 +37,14 @@ from tqdm.auto import tqdm
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import (
     EncoderSource,
+    SensorSelection,
+    bands_for,
     default_device,
     encode,
+    expected_channels,
     load_source,
     make_normalizer,
-    primary_sensor,
+    select_sensors,
 )
 from geossl.io import atomic_path, atomic_write_text, open_raster
 
@@ -183,6 +186,7 @@ def embed(
     bf16: bool = False,
     resume: bool = True,
     scene_id: str | None = None,
+    sensor: SensorSelection = None,
 ) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
@@ -195,7 +199,9 @@ def embed(
         batch_size: windows per encoder batch.
         block_rows: window rows per block (the unit of progress, resume and memory).
         col_chunk: window columns read at once within a block.
-        bands: bands to read (default: the checkpoint's ``bands``, else every band).
+        bands: bands to read (default: the checkpoint's band names for ``sensor``, else every
+            band; a scene whose bands carry no names, ``B1..Bn``, is read whole when its band
+            count is the encoder's).
         clusters: k of the k-means cluster map (0: none).
         cluster_map: GeoTIFF path (default ``<out without .zarr>_clusters.tif``).
         cluster_sample: embeddings sampled to fit k-means.
@@ -204,30 +210,33 @@ def embed(
         bf16: bf16 autocast.
         resume: continue an interrupted run with the same parameters.
         scene_id: the scene to embed when a chip index holds several.
+        sensor: which sensor the scene is, for a ``geo`` encoder with per-sensor stems (default:
+            its first sensor) or a fusion encoder (default: all its sensors, stacked in the
+            scene's band order; one sensor: the others count as missing).
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
 
     Raises:
         DataError: unreadable scene, missing band, channel count not matching the encoder.
-        ConfigError: bad window parameters.
+        ConfigError: bad window parameters, unknown sensor.
     """
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
     source = load_source(ckpt)
-    wanted = bands if bands is not None else source.meta.get("bands")
+    chosen = select_sensors(source.meta, sensor)
+    wanted = list(bands) if bands is not None else bands_for(source.meta, chosen)
     scene_path = Path(scene)
     dev = torch.device(device) if device is not None else default_device()
     encoder = source.encoder.eval().to(dev)
-    sensor = primary_sensor(source.meta)
-    normalizer = make_normalizer(source.meta, sensor)
+    normalizer = make_normalizer(source.meta, chosen)
     n_feat = int(getattr(source.encoder, "num_features"))  # noqa: B009 - encoder contract
-    n_in = source.meta.get("in_chans")
+    n_in = expected_channels(source.meta, chosen)
 
     @torch.no_grad()
     def run(wins: torch.Tensor) -> np.ndarray:
-        if isinstance(n_in, int) and wins.shape[1] != n_in:
+        if n_in is not None and wins.shape[1] != n_in:
             raise DataError(f"scene has {wins.shape[1]} bands but the encoder takes {n_in}",
                             scene_path)
         feats = []
@@ -236,14 +245,15 @@ def embed(
             if normalizer is not None:
                 x = normalizer(x)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                feats.append(encode(encoder, x, sensor).float().cpu())
+                feats.append(encode(encoder, x, chosen).float().cpu())
         return torch.cat(feats).numpy()
 
     layout: _Layout
     if scene_path.suffix.lower() in (".parquet", ".geoparquet"):
         layout = _ChipLayout(scene_path, wanted, scene_id, run, n_feat)
     else:
-        layout = _SceneLayout(Scene(scene_path, wanted), size, stride, col_chunk, run, n_feat)
+        opened = _open_scene(scene_path, wanted, n_in, explicit=bands is not None)
+        layout = _SceneLayout(opened, size, stride, col_chunk, run, n_feat)
     ny, nx = layout.ny, layout.nx
     ctrans = layout.transform
     xs = np.array([ctrans.c + ctrans.a * (j + 0.5) for j in range(nx)])
@@ -251,7 +261,7 @@ def embed(
     out_path = Path(out)
     params = {"checkpoint": source.key, "scene": str(scene_path.resolve()), "size": layout.size,
               "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
-              "shape": [n_feat, ny, nx]}
+              "sensor": chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_path / PROGRESS
     done: set[int] = set()
     if resume and progress_file.is_file():
@@ -289,6 +299,29 @@ def embed(
                           cluster_sample, seed)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
                        tuple(ctrans)[:6], len(blocks) - skipped, skipped)
+
+
+def _open_scene(path: Path, bands: Sequence[str] | None, n_in: int | None,
+                explicit: bool) -> Scene:
+    """Open the scene with the checkpoint's bands; a scene without band names is read whole.
+
+    A GeoTIFF written without band descriptions names its bands ``B1..Bn``, which cannot match
+    the checkpoint's names (``B01``, ``VV``, ...): when the bands were not given explicitly and
+    the file has exactly the encoder's band count, its bands are taken in file order.
+    """
+    try:
+        return Scene(path, bands)
+    except DataError:
+        if explicit or bands is None or n_in is None:
+            raise
+        whole = Scene(path)
+        generic = [f"B{i + 1}" for i in range(len(whole.bands))]
+        if whole.bands == generic and len(whole.bands) == n_in:
+            print(f"geossl embed: {path} has no band names; reading its {n_in} bands in file "
+                  f"order as {', '.join(bands)}")
+            return whole
+        whole.close()
+        raise
 
 
 class _Layout:

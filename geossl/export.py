@@ -25,6 +25,10 @@ A non-linear adapter cannot be folded: the export is refused, or with ``keep_ada
 backbone (with the adapter's output channels) is exported and the adapter's weights are written
 beside it (``geossl_adapter`` in the checkpoint, ``<stem>-adapter.pth`` for timm), to be applied
 before the backbone by the user.
+
+Multi-sensor encoders: per-sensor stems (``geo`` pairing) are exported one sensor at a time
+(``sensor=``, the stem folded like an adapter); a fusion encoder is exported with its full
+input, every sensor's bands stacked plus one mask channel per sensor (the sidecar's ``bands``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,14 @@ import torch
 from torch import Tensor, nn
 
 from geossl.errors import ConfigError
-from geossl.eval.features import EncoderSource, load_source
+from geossl.eval.features import (
+    EncoderSource,
+    bands_for,
+    checkpoint_sensors,
+    load_source,
+    normalizer_for_sensor,
+    sensor_list,
+)
 from geossl.io import atomic_write_bytes, atomic_write_text
 
 FORMATS = ("torchgeo", "timm")
@@ -89,37 +100,46 @@ def plain_backbone(
     """The encoder as a plain timm model (adapter folded) and the kept adapter, if any.
 
     Args:
-        source: encoder with ``.backbone`` (timm model) and optionally ``.adapter``.
+        source: encoder with ``.backbone`` (timm model) and optionally ``.adapter`` or
+            ``.stems`` (per-sensor stems) and ``.fusion``.
         keep_adapter: return a non-linear adapter beside the backbone instead of refusing.
         sensor: for per-sensor stems (``geo`` pairing encoders), the sensor whose stem is
-            folded into the trunk.
+            folded into the trunk (required); for a single-sensor encoder it must be the
+            checkpoint's sensor; a fusion encoder is always exported with all its sensors
+            stacked (plus one mask channel per sensor).
 
     Returns:
         ``(backbone, adapter)``; ``adapter`` is ``None`` unless a non-linear one was kept.
 
     Raises:
-        ConfigError: non-linear adapter without ``keep_adapter``; per-sensor or fusion encoders
-            (no single backbone).
+        ConfigError: non-linear adapter without ``keep_adapter``; a missing or unknown sensor;
+            an encoder without a timm backbone.
     """
     enc = source.encoder
     backbone = getattr(enc, "backbone", None)
     if backbone is None:
-        raise ConfigError("this encoder has no single timm backbone to export "
-                          "(per-sensor stems or fusion encoders are not exportable to TorchGeo)")
+        raise ConfigError("this encoder has no single timm backbone to export")
     backbone = copy.deepcopy(backbone)
-    if getattr(enc, "fusion", False):
-        raise ConfigError("fusion encoders (stacked sensors + mask channels) are not exportable "
-                          "as a plain timm model")
     adapter = getattr(enc, "adapter", None)
     stems = getattr(enc, "stems", None)
+    known = checkpoint_sensors(source.meta)
     if stems is not None and len(stems) > 0:
-        if sensor is None or sensor not in stems:
+        if sensor is None:
             raise ConfigError(f"this encoder has one stem per sensor ({', '.join(stems)}); "
                               "pick the one to export with --sensor")
+        if sensor not in stems:
+            raise ConfigError(f"unknown sensor {sensor!r}: this encoder has stems for "
+                              f"{', '.join(stems)}")
         adapter = stems[sensor]
-    elif sensor is not None and source.meta.get("sensors") and sensor not in list(
-            source.meta["sensors"]):
-        raise ConfigError(f"sensor {sensor!r} not in the checkpoint's sensors")
+    elif getattr(enc, "fusion", False):
+        sensors = list(getattr(enc, "in_chans", {}) or known)
+        if sensor is not None and sensor_list(sensor) != sensors:
+            raise ConfigError(
+                f"a fusion encoder is exported with all its sensors stacked ({', '.join(sensors)}"
+                " and one mask channel per sensor); --sensor does not apply")
+    elif sensor is not None and known and sensor not in known:
+        raise ConfigError(f"unknown sensor {sensor!r}: the encoder was pretrained on "
+                          f"{', '.join(known)}")
     if adapter is None:
         return backbone, None
     from geossl.models import fold_adapter
@@ -134,16 +154,83 @@ def plain_backbone(
         return backbone, copy.deepcopy(adapter)
 
 
-def backbone_state(backbone: nn.Module, name: str) -> tuple[dict[str, Tensor], int]:
+def exported_inputs(source: EncoderSource, sensor: str | None) -> dict[str, Any]:
+    """Sensors, band names and normalisation of the exported model's input.
+
+    Args:
+        source: the encoder and its metadata.
+        sensor: the sensor whose stem is exported (per-sensor stems), if any.
+
+    Returns:
+        ``{"sensors", "bands", "normalization", "mean", "std"}``; ``bands``/``mean``/``std``
+        are ``None`` when not known. ``mean``/``std`` reproduce geossl's input scaling (for a
+        ``WeightsEnum`` transform); geossl's Sentinel-2 normaliser also clips reflectance to
+        [0, 1] and its Sentinel-1 one clips dB values, which a mean/std transform does not.
+    """
+    meta = source.meta
+    enc = source.encoder
+    known = checkpoint_sensors(meta)
+    fusion = bool(getattr(enc, "fusion", False))
+    if getattr(enc, "stems", None) and sensor is not None:
+        sensors = [sensor]
+    elif fusion:
+        sensors = list(getattr(enc, "in_chans", {}) or known)
+    else:
+        sensors = known[:1]
+    bands = bands_for(meta, sensors) if sensors else bands_for(meta, None)
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) and not ("mean" in norm and "std" in norm) and sensors:
+        norm = {s: norm.get(s) for s in sensors} if len(sensors) > 1 else norm.get(sensors[0])
+    mean, std = _mean_std(meta, sensors)
+    if fusion:  # the mask channels the fusion encoder appends: 1 = sensor present
+        bands = bands + [f"mask_{s}" for s in sensors] if bands is not None else None
+        if mean is not None and std is not None:
+            mean, std = mean + [0.0] * len(sensors), std + [1.0] * len(sensors)
+    return {"sensors": sensors or None, "bands": bands, "normalization": norm,
+            "mean": mean, "std": std}
+
+
+def _mean_std(meta: dict[str, Any], sensors: list[str]) -> tuple[list[float] | None,
+                                                                   list[float] | None]:
+    """Per-band mean/std equivalent to the encoder's normalisation, when it is one."""
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
+        return [float(v) for v in norm["mean"]], [float(v) for v in norm["std"]]
+    chans = meta.get("in_chans")
+    mean: list[float] = []
+    std: list[float] = []
+    for s in sensors or [None]:  # type: ignore[list-item]
+        n = chans.get(s) if isinstance(chans, dict) else chans
+        f = normalizer_for_sensor(meta, s)
+        if f is None or not isinstance(n, int):
+            return None, None
+        m, sd = getattr(f, "mean", None), getattr(f, "std", None)
+        if isinstance(m, Tensor) and isinstance(sd, Tensor) and m.numel() in (1, n):
+            mean += m.flatten().expand(n).tolist() if m.numel() == 1 else m.flatten().tolist()
+            std += sd.flatten().expand(n).tolist() if sd.numel() == 1 else sd.flatten().tolist()
+        elif hasattr(f, "scale") and hasattr(f, "offset"):  # S2Reflectance: (x + offset) / scale
+            mean += [-float(f.offset)] * n
+            std += [float(f.scale)] * n
+        else:
+            return None, None
+    return mean, std
+
+
+def backbone_state(
+    backbone: nn.Module, name: str, timm_kwargs: dict[str, Any] | None = None
+) -> tuple[dict[str, Tensor], int]:
     """State dict of ``backbone`` without its classifier, checked against timm's own model.
 
     Keys and shapes must equal those of ``timm.create_model(name, num_classes=0,
-    in_chans=N)``, which is what TorchGeo builds; an absolute position embedding learnt at
-    another image size is resampled to the default size (timm's ``resample_abs_pos_embed``).
+    in_chans=N, **timm_kwargs)`` (without kwargs: what TorchGeo builds by name); an absolute
+    position embedding learnt at another image size is resampled to the reference's size
+    (timm's ``resample_abs_pos_embed``).
 
     Args:
         backbone: plain timm model.
         name: timm model name.
+        timm_kwargs: extra ``timm.create_model`` arguments of the reference (``img_size``,
+            ``patch_size``); ``None`` for the model as TorchGeo builds it.
 
     Returns:
         the state dict (CPU tensors, contiguous) and N.
@@ -163,7 +250,8 @@ def backbone_state(backbone: nn.Module, name: str) -> tuple[dict[str, Tensor], i
     if not in_chans:
         raise ConfigError(f"first layer of {name} is not a convolution: cannot tell its bands")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    ref = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans).state_dict()
+    ref = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans,
+                            **(timm_kwargs or {})).state_dict()
     missing = sorted(set(ref) - set(state))
     extra = sorted(set(state) - set(ref))
     if missing or extra:
@@ -196,26 +284,23 @@ def _jsonable(obj: Any) -> Any:
 
 
 def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
-             adapter: nn.Module | None) -> dict[str, Any]:
+             adapter: nn.Module | None, sensor: str | None = None,
+             timm_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The sidecar: what a TorchGeo ``WeightsEnum`` entry carries, plus provenance."""
     meta = source.meta
-    norm = meta.get("normalization")
-    mean = std = None
-    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
-        mean, std = list(norm["mean"]), list(norm["std"])
-    bands = meta.get("bands")
-    timm_kwargs = {k: meta[k] for k in ("img_size", "patch_size") if meta.get(k) is not None}
+    inputs = exported_inputs(source, sensor)
     return _jsonable({
         "model": name,
         "in_chans": in_chans,
-        "bands": list(bands) if bands is not None else None,
-        "sensors": meta.get("sensors"),
+        "bands": inputs["bands"],
+        "sensors": inputs["sensors"],
         "ssl_method": meta.get("method"),
         "pairing": meta.get("pairing"),
-        "mean": mean,
-        "std": std,
-        "normalization": norm,
-        "timm_kwargs": timm_kwargs,
+        "fusion": bool(getattr(source.encoder, "fusion", False)),
+        "mean": inputs["mean"],
+        "std": inputs["std"],
+        "normalization": inputs["normalization"],
+        "timm_kwargs": dict(timm_kwargs or {}),
         "adapter": None if adapter is None else {"kind": meta.get("adapter"),
                                                   "out_chans": _first_conv(adapter).out_channels
                                                   if hasattr(_first_conv(adapter), "out_channels")
@@ -227,6 +312,30 @@ def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
         "repo": "geossl",
         "license": None,
     })
+
+
+def _timm_kwargs(backbone: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``timm.create_model`` arguments that rebuild ``backbone`` (ViT size and patch)."""
+    kwargs: dict[str, Any] = {}
+    if meta.get("backbone"):
+        from geossl.models import resolve_name
+
+        try:
+            kwargs = dict(resolve_name(str(meta["backbone"]), meta.get("img_size"))[1])
+        except ConfigError:
+            kwargs = {}
+    embed = getattr(backbone, "patch_embed", None)
+    if embed is not None:  # read the truth off the module when it is a timm ViT
+        size = getattr(embed, "img_size", None)
+        patch = getattr(embed, "patch_size", None)
+        if size is not None:
+            kwargs["img_size"] = int(size[0] if isinstance(size, (tuple, list)) else size)
+        if patch is not None:
+            kwargs["patch_size"] = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    else:
+        kwargs.pop("img_size", None)
+        kwargs.pop("patch_size", None)
+    return kwargs
 
 
 def _bytes(obj: Any) -> bytes:
@@ -253,20 +362,28 @@ def export(
             stem is used, ``<stem>-<sha256[:8]>.pth`` being written in its folder.
         format: ``torchgeo`` or ``timm``.
         keep_adapter: export a non-linear band adapter beside the backbone instead of refusing.
-        sensor: the sensor whose stem is folded, for encoders with per-sensor stems.
+        sensor: the sensor whose stem is folded, for encoders with per-sensor stems
+            (required for them; checked against the checkpoint's sensor otherwise).
 
     Returns:
         the paths written and the model's name, channel count and hash.
 
     Raises:
-        ConfigError: unknown format, non-foldable adapter, or a backbone TorchGeo cannot build.
+        ConfigError: unknown format or sensor, non-foldable adapter, or a backbone TorchGeo
+            cannot build.
+        DataError: missing or unreadable checkpoint.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
     source = load_source(ckpt)
     backbone, adapter = plain_backbone(source, keep_adapter, sensor)
     name = _architecture(backbone, source.meta)
-    state, in_chans = backbone_state(backbone, name)
+    kwargs = _timm_kwargs(backbone, source.meta)
+    if format == "torchgeo":  # TorchGeo builds the model by name: default size and patch
+        state, in_chans = backbone_state(backbone, name)
+        kwargs = {}
+    else:  # a bare state dict for timm.create_model(name, **timm_kwargs)
+        state, in_chans = backbone_state(backbone, name, kwargs)
     dest = Path(out)
     adapter_path: Path | None = None
     adapter_blob = None
@@ -296,7 +413,7 @@ def export(
             adapter_path = dest.parent / f"{stem}-{sha[:8]}-adapter.pth"
             atomic_write_bytes(adapter_path, _bytes(adapter_blob))
     atomic_write_bytes(weights, data)
-    meta = metadata(source, name, in_chans, sha, adapter)
+    meta = metadata(source, name, in_chans, sha, adapter, sensor, kwargs)
     meta["file"] = weights.name
     meta["format"] = format
     if adapter_path is not None:

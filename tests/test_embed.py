@@ -23,6 +23,13 @@ from tests.conftest import real_path
 ORIGIN = (500000.0, 4000000.0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """One torch thread (after conftest's default): these tests' budget is one core, and small
+    operations on several threads only wait for each other on a busy machine."""
+    torch.set_num_threads(1)
+
+
 class TinyEncoder(nn.Module):
     def __init__(self, in_chans: int, width: int = 8) -> None:
         super().__init__()
@@ -89,12 +96,25 @@ def test_embed_geotiff(tmp_path: Path) -> None:
     assert len(np.unique(labels[:, :2])) == 1 and labels[0, 0] != labels[0, -1]
 
 
-def test_embed_overlapping_stride(tmp_path: Path) -> None:
+def test_embed_overlapping_stride(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tif = _geotiff(tmp_path / "scene.tif", h=100, w=80)
+    reads: list[tuple[int, int]] = []
+    real_read = Scene.read
+
+    def spy(self: Scene, window: rasterio.windows.Window) -> np.ndarray:
+        out = real_read(self, window)
+        reads.append(out.shape[1:])
+        return out
+
+    monkeypatch.setattr(Scene, "read", spy)
     res = embed(_source(5), tif, tmp_path / "o.zarr", size=32, stride=16, col_chunk=2,
-                device="cpu")
+                block_rows=2, device="cpu")
     ds = xr.open_zarr(tmp_path / "o.zarr", decode_coords="all")
     assert res.shape == (8, (100 - 32) // 16 + 1, (80 - 32) // 16 + 1)
+    # bounded memory: no read is larger than 2 window rows x 2 window columns of the scene,
+    # and the cube is chunked by block rows x column chunks
+    assert reads and max(h for h, _ in reads) <= 16 + 32 and max(w for _, w in reads) <= 16 + 32
+    assert ds["embedding"].encoding["chunks"] == (8, 2, 2)
     assert np.allclose(ds.x.values, ORIGIN[0] + 10 * (16 + 16 * np.arange(ds.sizes["x"])))
     # cells of 16 px centred on the windows: origin shifted by (size - stride) / 2
     assert tuple(ds.rio.transform())[:6] == (160, 0, ORIGIN[0] + 80, 0, -160, ORIGIN[1] - 80)
@@ -188,8 +208,6 @@ def test_embed_major_tom(tmp_path: Path) -> None:
     with rasterio.open(res.cluster_map) as cm:  # type: ignore[arg-type]
         assert cm.crs == crs and (cm.height, cm.width) == (ny, nx)
         assert cm.transform.a == t.a * stride
-
-
 
 
 def test_cli_embed_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

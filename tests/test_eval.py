@@ -22,6 +22,13 @@ from geossl.eval.run import evaluate, parse_protocols
 K = 3
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """One torch thread (after conftest's default): these tests' budget is one core, and small
+    operations on several threads only wait for each other on a busy machine."""
+    torch.set_num_threads(1)
+
+
 class TinyEncoder(nn.Module):
     """Conv + global pool: enough to separate classes that differ by colour and texture."""
 
@@ -118,6 +125,20 @@ def test_knn_temperature_weighted_votes() -> None:
     assert int(s.argmax()) == 1
     # k larger than the bank is capped
     assert knn_scores(bank, labels, q, 2, k=200).shape == (1, 2)
+
+
+def test_few_threads_limits_small_work_and_restores() -> None:
+    from geossl.eval.threads import few_threads
+
+    torch.set_num_threads(2)
+    try:
+        with few_threads(1e3):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with few_threads(1e12):  # large work keeps every thread
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
 
 
 def test_feature_cache(tmp_path: Path) -> None:
@@ -235,13 +256,21 @@ def test_cli_evaluate_random_baseline(tmp_path: Path) -> None:
     if not hasattr(models, "build_encoder"):
         pytest.skip("geossl.models.build_encoder not available yet")
     from geossl.cli import main
+    from tests.data.aid.data import generate_eurosat
 
-    root = _ucmerced(tmp_path)
+    # EuroSAT's own deterministic split (64 px, 13 bands, 5 chips per class)
+    root = generate_eurosat(tmp_path / "data", n_per_class=5, size=64)
     out = tmp_path / "ev"
     assert main(["evaluate", "random", "--backbone", "resnet18", "--protocol", "linear,cluster",
-                 "--data", "ucmerced", "--root", str(root), "--labels-per-class", "2",
+                 "--data", "eurosat", "--root", str(root), "--labels-per-class", "2",
                  "--seeds", "0,1", "--out", str(out), "--accelerator", "cpu",
                  "--batch-size", "8"]) == 0
     data = json.loads((out / "results.json").read_text())
+    meta = data["meta"]
+    assert meta["method"] == "random" and meta["n_test"] > 0
+    assert meta["n_train"] + meta["n_test"] == 5 * meta["num_classes"]
     assert {r["protocol"] for r in data["runs"]} == {"linear", "cluster"}
+    k = meta["num_classes"]
+    assert all(r["n_labels"] == 2 * k for r in data["runs"] if r["protocol"] == "linear")
+    assert sorted(r["seed"] for r in data["runs"] if r["protocol"] == "linear") == [0, 1]
     assert (out / "results.md").exists() and (out / "tsne.png").exists()

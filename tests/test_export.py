@@ -21,6 +21,13 @@ N_BANDS = 4
 K = 5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """One torch thread (after conftest's default): these tests' budget is one core, and small
+    operations on several threads only wait for each other on a busy machine."""
+    torch.set_num_threads(1)
+
+
 class PlainEncoder(nn.Module):
     """The encoder contract without geossl.models: ``.backbone`` (timm), ``.adapter``."""
 

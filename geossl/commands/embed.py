@@ -5,6 +5,7 @@ Examples:
     geossl embed RUN/checkpoints/last.ckpt major_tom/0U/0U_199R/S2A_MSIL2A_... \\
         --out cell.zarr --clusters 8 --cluster-map cell_clusters.tif
     geossl embed RUN/checkpoints/last.ckpt CHIPS/index.parquet --out chips.zarr
+    geossl embed GEO_RUN/checkpoints/last.ckpt S2_SCENE.tif --sensor s2 --out s2.zarr
 
 SCENE is a GeoTIFF, a folder with one file per band, or a chip index. Rerunning the same
 command continues an interrupted run.
@@ -33,6 +34,9 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="window rows per block (unit of memory and resume)")
     parser.add_argument("--bands", type=str | None, default=None,
                         help="comma-separated bands (default: the checkpoint's)")
+    parser.add_argument("--sensor", type=str | None, default=None,
+                        help="sensor of the scene for a geo encoder (per-sensor stems; default "
+                             "its first) or a fusion encoder (default: all, stacked)")
     parser.add_argument("--clusters", type=int, default=0, help="k of the cluster map (0: none)")
     parser.add_argument("--cluster-map", type=str | None, default=None,
                         help="cluster map GeoTIFF (default OUT_clusters.tif)")
@@ -58,7 +62,7 @@ def run(cfg: Namespace) -> int:
                 batch_size=_get(cfg, "batch_size"), block_rows=_get(cfg, "block_rows"),
                 bands=bands.split(",") if bands else None, clusters=cfg.clusters,
                 cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed, device=device,
-                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"))
+                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"))
     print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:

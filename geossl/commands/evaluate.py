@@ -6,6 +6,8 @@ Examples:
         --out eval/
     geossl evaluate random --backbone resnet18 --protocol linear --data aid --root AID \\
         --out eval_random/            # the random-init baseline
+    geossl evaluate GEO_RUN/checkpoints/last.ckpt --sensor s2 --protocol linear,knn,cluster \\
+        --data sen12ms --root SEN12MS --splits splits.json --labels-per-class 5 --out eval_s2/
 
 Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
 OUT/knn_grid.png, OUT/confusion_*.png, OUT/finetune_curves.png and a feature cache.
@@ -41,6 +43,10 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="label budget(s) in total (stratified), e.g. 1024")
     parser.add_argument("--seeds", type=str, default="0", help="comma-separated seeds")
     _common.add_out(parser, default="eval")
+    parser.add_argument("--sensor", type=str | None, default=None,
+                        help="sensor(s) fed to the encoder: for a geo encoder (per-sensor "
+                             "stems) the one to evaluate (default: its first), for a fusion "
+                             "encoder a subset such as s2 (default: all, stacked)")
     parser.add_argument("--backbone", type=str | None, default=None,
                         help="timm backbone for CKPT 'random'")
     parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
@@ -85,7 +91,7 @@ def run(cfg: Namespace) -> int:
         workers=_get(cfg, "workers"), finetune_steps=_get(cfg, "finetune_steps"),
         finetune_lr=_get(cfg, "finetune_lr"),
         finetune_batch_size=_get(cfg, "finetune_batch_size"),
-        plots=not _get(cfg, "no_plots"),
+        plots=not _get(cfg, "no_plots"), sensor=_get(cfg, "sensor"),
     )
     from geossl.eval.report import to_markdown
 

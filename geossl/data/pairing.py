@@ -172,14 +172,19 @@ def select_keys(
     mode: str,
     sensors: Sequence[str],
     channels: Mapping[str, int] | None = None,
+    source_sensors: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Keep what ``mode`` needs of a sample, plus ``sensor_mask``, ``mask``, ``label``, ``id``.
 
     A sensor missing from the sample is zero-filled (``channels`` gives its band count) and
-    flagged 0 in ``sensor_mask`` for ``partial-fusion``; for other modes it is an error.
+    flagged 0 in ``sensor_mask`` for ``partial-fusion``; for other modes it is an error. A
+    ``sensor_mask`` the sample already carries is in ``source_sensors`` order (the dataset's
+    sensors, which may be more than ``sensors``, e.g. a land-cover source); it is reordered
+    to ``sensors`` before being combined.
 
     Raises:
-        DataError: a key the mode needs is missing.
+        DataError: a key the mode needs is missing, or the sample's ``sensor_mask`` cannot be
+            matched to ``sensors``.
     """
     keys = pairing_keys(mode, sensors)
     out: dict[str, Any] = {}
@@ -206,7 +211,14 @@ def select_keys(
             out[key] = sample[key]
     mask = sensor_mask(present)
     if "sensor_mask" in sample:
-        mask = mask * torch.as_tensor(sample["sensor_mask"], dtype=torch.float32)
+        given = torch.as_tensor(sample["sensor_mask"], dtype=torch.float32).reshape(-1)
+        if source_sensors is not None and len(given) == len(source_sensors):
+            lookup = dict(zip(source_sensors, given.tolist()))
+            given = sensor_mask([lookup.get(s, 1.0) for s in sensors])
+        if given.shape != mask.shape:
+            raise DataError(f"sample's sensor_mask has {len(given)} entries for the sensors "
+                            f"{','.join(sensors)}; give the dataset's sensor order")
+        mask = mask * given
     out["sensor_mask"] = mask
     for key in ("mask", "mask_lc", "label", "id"):
         if key in sample:
@@ -223,12 +235,18 @@ class PairedView(Dataset[dict[str, Any]]):
 
     def __init__(self, dataset: Any, mode: str, sensors: Sequence[str],
                  channels: Mapping[str, int] | None = None) -> None:
-        """Wrap ``dataset`` (see :func:`select_keys` for the arguments)."""
+        """Wrap ``dataset`` (see :func:`select_keys` for the arguments).
+
+        The dataset's own ``sensors`` (when a list of names, as in :class:`MultiSensorDataset`
+        and :class:`PairedChips`) give the order of the ``sensor_mask`` its samples carry.
+        """
         check_pairing(mode, sensors)
         self.dataset = dataset
         self.mode = mode
         self.sensors = list(sensors)
         self.channels = dict(channels or {})
+        own = getattr(dataset, "sensors", None)
+        self.source_sensors = [str(x) for x in own] if isinstance(own, list | tuple) else None
 
     def __len__(self) -> int:
         """Length of the wrapped dataset."""
@@ -236,7 +254,8 @@ class PairedView(Dataset[dict[str, Any]]):
 
     def __getitem__(self, index: Any) -> dict[str, Any]:
         """The wrapped sample reduced to the mode's keys."""
-        return select_keys(self.dataset[index], self.mode, self.sensors, self.channels)
+        return select_keys(self.dataset[index], self.mode, self.sensors, self.channels,
+                           self.source_sensors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -404,7 +423,7 @@ class MultiSensorDataset(GeoDataset):
             gap = t_new - first
         elif tol is not None:
             keep &= gap <= tol
-        joined = joined[keep].assign(_gap=gap[keep])
+        joined = joined[keep].assign(_gap=gap[keep], _area=-shapely.area(geom[keep]))
         if joined.empty:
             names = f"{self.reference} ({_where(self.datasets[self.reference])}) and {sensor} " \
                     f"({_where(self.datasets[sensor])})"
@@ -416,11 +435,12 @@ class MultiSensorDataset(GeoDataset):
             else:
                 why = f"no overlap within the time tolerance {pd.Timedelta(tol or 0)}"
             raise DataError(f"sensors {names} have {why}")
-        if dates == "any":  # one partner per base row: the closest in time
-            joined = joined.sort_values("_gap", kind="stable")
+        if dates == "any":  # one partner per base row: the closest in time, then the one
+            # sharing the most area (a patch's own partner, not a half-overlapping neighbour)
+            joined = joined.sort_values(["_gap", "_area"], kind="stable")
             key = [c for c in joined.columns if c.startswith("_row_") and c != f"_row_{slot}"]
             joined = joined.drop_duplicates(subset=key, keep="first").sort_index()
-        return joined.drop(columns="_gap").reset_index(drop=True)
+        return joined.drop(columns=["_gap", "_area"]).reset_index(drop=True)
 
     # ---- sampling ------------------------------------------------------------------------------
     def _row(self, x: slice, y: slice, t: slice) -> int:

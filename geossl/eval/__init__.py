@@ -4,7 +4,8 @@ Entry point: :func:`geossl.eval.run.evaluate` (``geossl evaluate``). The pieces 
 :mod:`~geossl.eval.metrics` (pure metric functions), :mod:`~geossl.eval.features` (cached
 frozen features), :mod:`~geossl.eval.linear`, :mod:`~geossl.eval.knn`,
 :mod:`~geossl.eval.finetune`, :mod:`~geossl.eval.cluster`, :mod:`~geossl.eval.budgets`,
-:mod:`~geossl.eval.plots`, :mod:`~geossl.eval.report`.
+:mod:`~geossl.eval.plots`, :mod:`~geossl.eval.report`; :mod:`~geossl.eval.threads` runs their small
+CPU workloads on one thread.
 """
 
 from __future__ import annotations

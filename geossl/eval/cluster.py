@@ -8,6 +8,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor
 
 from geossl.eval.metrics import clustering_metrics
+from geossl.eval.threads import few_threads
 
 
 def kmeans_labels(x: Tensor, n_clusters: int, seed: int = 0, n_init: int = 10) -> np.ndarray:
@@ -24,7 +25,8 @@ def kmeans_labels(x: Tensor, n_clusters: int, seed: int = 0, n_init: int = 10) -
     """
     z = F.normalize(x.float(), dim=1).numpy().astype(np.float64)
     km = KMeans(n_clusters=min(n_clusters, len(z)), n_init=n_init, random_state=seed)
-    return km.fit_predict(z)  # type: ignore[no-any-return]
+    with few_threads(float(z.size) * n_clusters):
+        return km.fit_predict(z)  # type: ignore[no-any-return]
 
 
 def cluster_eval(

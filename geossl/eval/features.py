@@ -35,6 +35,9 @@ from geossl.io import atomic_path
 #: checkpoint names that stand for a randomly initialised encoder (baselines)
 RANDOM = ("random", "none")
 
+#: a sensor name, several (``"s1,s2"`` or a list: a stacked fusion input) or ``None``
+SensorSelection = str | Sequence[str] | None
+
 
 @dataclasses.dataclass
 class EncoderSource:
@@ -195,19 +198,21 @@ def random_like(source: EncoderSource, seed: int) -> EncoderSource:
     return EncoderSource(encoder, meta, f"random-{source.key[:16]}-{seed}")
 
 
-def encode(encoder: nn.Module, x: Tensor, sensor: str | None = None) -> Tensor:
+def encode(encoder: nn.Module, x: Tensor, sensor: SensorSelection = None) -> Tensor:
     """Run ``encoder`` on a batch, passing ``sensor=`` to multi-sensor encoders.
 
     Args:
         encoder: the encoder.
-        x: ``(B, C, H, W)`` batch.
-        sensor: sensor name for encoders with per-sensor stems.
+        x: ``(B, C, H, W)`` batch (for a list of sensors: their bands stacked in that order).
+        sensor: sensor name for encoders with per-sensor stems (or a fusion encoder fed one
+            sensor); a list of several sensors means a stacked fusion input (no ``sensor=``).
 
     Returns:
         ``(B, D)`` features (pooled when the encoder returns a feature map).
     """
-    if sensor is not None and _accepts_sensor(encoder):
-        out = encoder(x, sensor=sensor)
+    name = encoder_sensor(sensor)
+    if name is not None and _accepts_sensor(encoder):
+        out = encoder(x, sensor=name)
     else:
         out = encoder(x)
     if isinstance(out, (tuple, list)):
@@ -226,13 +231,106 @@ def _accepts_sensor(encoder: nn.Module) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
+# which sensor(s) feed the encoder
+# --------------------------------------------------------------------------------------------
+def sensor_list(sensor: SensorSelection) -> list[str]:
+    """``None`` -> ``[]``, ``"s2"`` -> ``["s2"]``, ``"s1,s2"`` or a list -> the list."""
+    if sensor is None:
+        return []
+    items = sensor.split(",") if isinstance(sensor, str) else [str(s) for s in sensor]
+    return [s.strip() for s in items if s.strip()]
+
+
+def encoder_sensor(sensor: SensorSelection) -> str | None:
+    """The ``sensor=`` argument for the encoder: the one sensor, or ``None`` for a stack."""
+    names = sensor_list(sensor)
+    return names[0] if len(names) == 1 else None
+
+
+def checkpoint_sensors(meta: dict[str, Any]) -> list[str]:
+    """The sensors the encoder was pretrained on (``[]`` when not recorded)."""
+    return sensor_list(meta.get("sensors"))
+
+
+def is_fusion(meta: dict[str, Any]) -> bool:
+    """Whether the encoder stacks several sensors (``fusion`` / ``partial-fusion`` pairing)."""
+    return bool(meta.get("fusion")) or meta.get("pairing") in ("fusion", "partial-fusion")
+
+
+def select_sensors(
+    meta: dict[str, Any], sensor: SensorSelection = None, data: str | None = None
+) -> str | list[str] | None:
+    """The sensor(s) whose images feed the encoder during evaluation, export or embedding.
+
+    * single-sensor encoders (``aug``/``temporal``): the checkpoint's sensor;
+    * per-sensor stems (``geo``): ``sensor`` when given, else the first (query) sensor;
+    * fusion encoders: every sensor stacked in the checkpoint's order by default, or the
+      subset in ``sensor`` (the others are zero-filled and flagged missing, as in
+      ``partial-fusion``).
+
+    Args:
+        meta: checkpoint metadata (``sensors``, ``pairing``, ``fusion``).
+        sensor: requested sensor(s): a name, ``"s1,s2"`` or a list; ``None`` for the default.
+        data: dataset name, for encoders that record no sensor (random baselines).
+
+    Returns:
+        one sensor name, a list of several (a stacked fusion input), or ``None`` (unknown).
+
+    Raises:
+        ConfigError: a sensor the encoder was not pretrained on, or several sensors for an
+            encoder that takes one at a time.
+    """
+    known = checkpoint_sensors(meta)
+    wanted = sensor_list(sensor)
+    if not known:  # nothing recorded: trust the request, else the dataset's sensor
+        if wanted:
+            return wanted[0] if len(wanted) == 1 else wanted
+        return primary_sensor(meta, data)
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise ConfigError(f"unknown sensor {unknown[0]!r}: the encoder was pretrained on "
+                          f"{', '.join(known)}")
+    fusion = is_fusion(meta) and len(known) > 1
+    if not wanted:
+        return list(known) if fusion else known[0]
+    if len(wanted) > 1 and not fusion:
+        raise ConfigError(f"this encoder takes one sensor at a time (one of {', '.join(known)}); "
+                          "give a single --sensor")
+    ordered = [s for s in known if s in wanted]
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
+def expected_channels(meta: dict[str, Any], sensor: SensorSelection) -> int | None:
+    """Input bands the encoder expects for ``sensor`` (``None`` when not recorded)."""
+    chans = meta.get("in_chans")
+    if isinstance(chans, int):
+        return chans
+    if isinstance(chans, dict):
+        names = sensor_list(sensor)
+        if names and all(s in chans for s in names):
+            return sum(int(chans[s]) for s in names)
+    return None
+
+
+def bands_for(meta: dict[str, Any], sensor: SensorSelection) -> list[str] | None:
+    """Band names of the encoder's input for ``sensor`` (per-sensor lists are concatenated)."""
+    bands = meta.get("bands")
+    if bands is None:
+        return None
+    if isinstance(bands, dict):
+        names = sensor_list(sensor) or checkpoint_sensors(meta)[:1]
+        if not names or any(s not in bands or bands[s] is None for s in names):
+            return None
+        return [str(b) for s in names for b in bands[s]]
+    return [str(b) for b in bands]
+
+
+# --------------------------------------------------------------------------------------------
 # normalisation and sample access
 # --------------------------------------------------------------------------------------------
 def primary_sensor(meta: dict[str, Any], data: str | None = None) -> str | None:
     """The sensor evaluation feeds the encoder: the checkpoint's first sensor, or the dataset's."""
-    sensors = meta.get("sensors")
-    if isinstance(sensors, str):
-        sensors = [s for s in sensors.split(",") if s]
+    sensors = checkpoint_sensors(meta)
     if sensors:
         return str(sensors[0])
     if data:
@@ -242,30 +340,72 @@ def primary_sensor(meta: dict[str, Any], data: str | None = None) -> str | None:
     return None
 
 
-def make_normalizer(meta: dict[str, Any], sensor: str | None) -> Callable[[Tensor], Tensor] | None:
+def make_normalizer(
+    meta: dict[str, Any], sensor: SensorSelection
+) -> Callable[[Tensor], Tensor] | None:
     """The batch normalisation the encoder was pretrained with.
 
     ``meta["normalization"]`` may hold ``{"mean": [...], "std": [...]}``, a per-sensor mapping
-    of those, or a sensor name; otherwise the sensor's registered normaliser
-    (:func:`geossl.data.datamodule.sensor_normalizer`) is used, as in pretraining.
+    of those or of normaliser names (what ``geossl pretrain`` records, e.g. ``{"s2": "s2"}``:
+    a sensor absent from the mapping was not normalised), or a normaliser name; when it is
+    ``None`` the sensor's registered normaliser
+    (:func:`geossl.data.datamodule.sensor_normalizer`) is used, as in pretraining. For a
+    stacked fusion input every sensor's block of bands gets its own normaliser.
 
     Args:
         meta: checkpoint metadata.
-        sensor: the sensor being evaluated.
+        sensor: the sensor being evaluated, or a list of stacked sensors.
 
     Returns:
         a function of a ``(B, C, H, W)`` batch, or ``None`` for no normalisation.
     """
-    norm = meta.get("normalization")
-    if isinstance(norm, dict) and sensor in norm and isinstance(norm[sensor], dict):
-        norm = norm[sensor]
-    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
-        return _MeanStd(norm["mean"], norm["std"])
+    names = sensor_list(sensor)
+    if len(names) > 1:
+        chans = meta.get("in_chans")
+        if not isinstance(chans, dict) or any(s not in chans for s in names):
+            raise ConfigError(f"cannot normalise stacked sensors {names}: the checkpoint "
+                              "records no band count per sensor")
+        parts = [(int(chans[s]), normalizer_for_sensor(meta, s)) for s in names]
+        if all(n is None for _, n in parts):
+            return None
+        return _Stacked(parts)
+    return normalizer_for_sensor(meta, names[0] if names else None)
+
+
+def normalizer_for_sensor(
+    meta: dict[str, Any], sensor: str | None
+) -> Callable[[Tensor], Tensor] | None:
+    """The normaliser of one sensor's bands (see :func:`make_normalizer`)."""
     from geossl.data.datamodule import sensor_normalizer
 
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
+        return _MeanStd(norm["mean"], norm["std"])
+    if isinstance(norm, dict):  # per sensor
+        entry = norm.get(sensor) if sensor is not None else None
+        if isinstance(entry, dict) and "mean" in entry and "std" in entry:
+            return _MeanStd(entry["mean"], entry["std"])
+        if isinstance(entry, str):
+            return sensor_normalizer(entry)
+        return None
     if isinstance(norm, str):
         return sensor_normalizer(norm)
     return sensor_normalizer(sensor) if sensor else None
+
+
+class _Stacked:
+    """Per-sensor normalisers applied to consecutive blocks of bands (picklable)."""
+
+    def __init__(self, parts: Sequence[tuple[int, Callable[[Tensor], Tensor] | None]]) -> None:
+        self.parts = list(parts)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        sizes = [n for n, _ in self.parts]
+        if x.shape[1] != sum(sizes):
+            raise DataError(f"stacked input has {x.shape[1]} bands, expected {sum(sizes)}")
+        blocks = torch.split(x, sizes, dim=1)
+        return torch.cat([b if f is None else f(b) for b, (_, f) in zip(blocks, self.parts)],
+                         dim=1)
 
 
 class _MeanStd:
@@ -279,27 +419,35 @@ class _MeanStd:
         return (x - self.mean.to(x.device)) / self.std.to(x.device).clamp_min(1e-12)
 
 
-def image_of(sample: dict[str, Any], sensor: str | None = None) -> Tensor:
-    """The image of a sample: ``image``, else ``image_<sensor>``.
+def image_of(sample: dict[str, Any], sensor: SensorSelection = None) -> Tensor:
+    """The image of a sample: ``image``, else ``image_<sensor>``; several sensors are stacked.
 
     Raises:
-        DataError: the sample has neither key.
+        DataError: the sample lacks the image key(s).
     """
+    names = sensor_list(sensor)
+    if len(names) > 1:
+        missing = [s for s in names if f"image_{s}" not in sample]
+        if missing:
+            raise DataError(f"sample has no 'image_{missing[0]}' to stack sensors {names} "
+                            f"(keys: {sorted(sample)})")
+        return torch.cat([torch.as_tensor(sample[f"image_{s}"]).float() for s in names])
+    one = names[0] if names else None
+    if one and f"image_{one}" in sample:
+        return torch.as_tensor(sample[f"image_{one}"]).float()
     if "image" in sample:
         return torch.as_tensor(sample["image"]).float()
-    if sensor and f"image_{sensor}" in sample:
-        return torch.as_tensor(sample[f"image_{sensor}"]).float()
     keys = [k for k in sample if k.startswith("image_")]
     if len(keys) == 1:
         return torch.as_tensor(sample[keys[0]]).float()
-    raise DataError(f"sample has no 'image' key for sensor {sensor!r} (keys: {sorted(sample)})")
+    raise DataError(f"sample has no 'image' key for sensor {one!r} (keys: {sorted(sample)})")
 
 
 class EvalCollate:
     """Collate samples into ``(images, labels, ids)``, dropping everything else."""
 
-    def __init__(self, sensor: str | None = None) -> None:
-        self.sensor = sensor
+    def __init__(self, sensor: SensorSelection = None) -> None:
+        self.sensor = sensor if sensor is None or isinstance(sensor, str) else list(sensor)
 
     def __call__(self, samples: list[dict[str, Any]]) -> tuple[Tensor, Tensor, list[str]]:
         """Stack images and labels; keep ids."""
@@ -312,7 +460,8 @@ class EvalCollate:
 def label_of(sample: dict[str, Any]) -> Tensor:
     """The label of a sample (int64 scalar, or float32 multi-hot)."""
     if "label" not in sample:
-        raise DataError(f"sample has no 'label' (keys: {sorted(sample)})")
+        raise DataError(f"sample has no 'label' (keys: {sorted(sample)}): evaluation needs a "
+                        "labelled dataset")
     lab = torch.as_tensor(sample["label"])
     return lab.float() if lab.ndim == 1 else lab.long()
 
@@ -327,7 +476,7 @@ def extract_features(
     positions: Sequence[int] | None = None,
     *,
     normalizer: Callable[[Tensor], Tensor] | None = None,
-    sensor: str | None = None,
+    sensor: SensorSelection = None,
     batch_size: int = 256,
     device: str | torch.device | None = None,
     bf16: bool = False,
@@ -342,7 +491,8 @@ def extract_features(
             ``label``.
         positions: which samples (default: all).
         normalizer: batch normalisation applied on the device before the encoder.
-        sensor: sensor name (multi-sensor encoders and ``image_<sensor>`` keys).
+        sensor: sensor name (multi-sensor encoders and ``image_<sensor>`` keys), or a list of
+            sensors stacked into one fusion input (see :func:`select_sensors`).
         batch_size: samples per batch.
         device: where to run (default: GPU when present).
         bf16: autocast to bfloat16 (features are returned as float32).

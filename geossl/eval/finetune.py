@@ -27,13 +27,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from geossl.eval.features import EvalCollate, default_device, encode
+from geossl.eval.features import EvalCollate, SensorSelection, default_device, encode
 from geossl.io import atomic_write_text
 
 
 class _Classifier(nn.Module):
     def __init__(self, encoder: nn.Module, num_features: int, num_classes: int,
-                 sensor: str | None) -> None:
+                 sensor: SensorSelection) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(num_features, num_classes)
@@ -76,7 +76,7 @@ def finetune(
     weight_decay: float = 1e-4,
     warmup: float = 0.1,
     normalizer: Callable[[Tensor], Tensor] | None = None,
-    sensor: str | None = None,
+    sensor: SensorSelection = None,
     device: str | torch.device | None = None,
     bf16: bool = False,
     seed: int = 0,
@@ -99,7 +99,7 @@ def finetune(
         weight_decay: AdamW weight decay.
         warmup: warm-up fraction of ``steps``.
         normalizer: batch normalisation, as in pretraining.
-        sensor: sensor name for multi-sensor encoders.
+        sensor: sensor name for multi-sensor encoders (a list: stacked fusion input).
         device: where to train (default: GPU when present).
         bf16: bf16 autocast.
         seed: seed of the head initialisation, batch order and augmentation.
@@ -173,7 +173,7 @@ def predict(
     positions: Sequence[int],
     *,
     normalizer: Callable[[Tensor], Tensor] | None = None,
-    sensor: str | None = None,
+    sensor: SensorSelection = None,
     device: torch.device,
     bf16: bool = False,
     batch_size: int = 64,

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from geossl.eval.threads import few_threads
+
 #: weight decays tried on the hold-out (L2 penalty on the weights, per sample)
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -146,7 +148,16 @@ def linear_probe(
     Returns:
         test logits ``(M, K)`` (on CPU) and ``{"weight_decay": chosen}``.
     """
-    wds = list(weight_decays)
+    on_cpu = torch.device(device).type == "cpu"
+    work = float(train_x.shape[0]) * train_x.shape[1] * num_classes if on_cpu else float("inf")
+    with few_threads(work):  # L-BFGS on a label budget: tiny operations, one thread is fastest
+        return _linear_probe(train_x, train_y, test_x, num_classes, list(weight_decays),
+                             val_fraction, seed, max_iter, device)
+
+
+def _linear_probe(train_x: Tensor, train_y: Tensor, test_x: Tensor, num_classes: int,
+                  wds: list[float], val_fraction: float, seed: int, max_iter: int,
+                  device: str | torch.device) -> tuple[Tensor, dict[str, float]]:
     chosen = wds[len(wds) // 2]
     split = _holdout(train_y.numpy(), val_fraction, seed) if len(wds) > 1 else None
     if split is not None:

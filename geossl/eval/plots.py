@@ -1,7 +1,8 @@
 """Evaluation pictures, all PNG through matplotlib's Agg backend and written atomically.
 
 * :func:`plot_tsne`: t-SNE (scikit-learn) of embeddings coloured by class;
-* :func:`plot_neighbour_grid`: query chips and their nearest chips in feature space;
+* :func:`plot_neighbour_grid`: query chips and their nearest chips in feature space, in the
+  renderings :func:`composite_modes` finds for the bands (true colour, false colour, SAR);
 * :func:`plot_confusion`: a confusion matrix;
 * :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files.
 
@@ -114,6 +115,33 @@ def composite(image: Any, bands: Sequence[str] | None = None, mode: str = "auto"
     return np.stack([g, g, g], -1)
 
 
+def composite_modes(bands: Sequence[str] | None, channels: int) -> list[str]:
+    """The renderings that make sense for a chip, most natural first.
+
+    True colour when B04/B03/B02 (or red/green/blue) are known, false colour when a NIR band
+    is too, SAR for VV/VH; a fused S1+S2 chip gets all three. Unknown bands: the first three
+    as RGB (SAR for two bands, grey for one).
+
+    Args:
+        bands: band names (``None`` when unknown).
+        channels: number of bands of the chip.
+
+    Returns:
+        modes for :func:`composite` / :func:`plot_neighbour_grid`.
+    """
+    names = list(bands) if bands is not None and len(bands) == channels else []
+    modes: list[str] = []
+    if any(_find(names, t) is not None for t in _COMPOSITES["rgb"]):
+        modes.append("rgb")
+    if any(_find(names, t) is not None for t in _COMPOSITES["false"]):
+        modes.append("false")
+    if _find(names, ("VV", "VH")) is not None:
+        modes.append("sar")
+    if not modes:
+        modes = ["sar"] if channels == 2 else ["rgb"] if channels >= 3 else ["grey"]
+    return modes
+
+
 def _colours(n: int) -> Any:
     return plt.get_cmap("tab20" if n > 10 else "tab10")
 
@@ -154,8 +182,11 @@ def plot_tsne(
     if len(x) < 3:
         raise DataError(f"t-SNE needs at least 3 points, got {len(x)}")
     perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,
-               init="pca").fit_transform(x)
+    from geossl.eval.threads import few_threads
+
+    with few_threads(float(len(x)) ** 2 * 10):  # up to ~2000 points: one thread
+        emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,
+                   init="pca").fit_transform(x)
     fig, ax = plt.subplots(figsize=(6, 6))
     classes = np.unique(y)
     cmap = _colours(len(classes))
@@ -172,6 +203,14 @@ def plot_tsne(
     return save_figure(fig, path)
 
 
+def _tile(picture: np.ndarray, size: int) -> np.ndarray:
+    """``(h, w, 3)`` -> ``(size, size, 3)`` by nearest-neighbour resampling."""
+    h, w = picture.shape[:2]
+    rows = np.minimum((np.arange(size) * h) // size, h - 1)
+    cols = np.minimum((np.arange(size) * w) // size, w - 1)
+    return picture[rows][:, cols]
+
+
 def plot_neighbour_grid(
     queries: Sequence[Any],
     neighbours: Sequence[Sequence[Any]],
@@ -180,8 +219,12 @@ def plot_neighbour_grid(
     mode: str = "auto",
     query_titles: Sequence[str] | None = None,
     neighbour_titles: Sequence[Sequence[str]] | None = None,
+    tile: int = 64,
 ) -> Path:
-    """One row per query: the query chip, then its nearest chips in feature space.
+    """One row per query: the query chip (framed in red), then its nearest chips.
+
+    The chips are rendered with :func:`composite` and laid out in one mosaic image (one
+    ``imshow``, so a grid of hundreds of chips stays fast), captions above each tile.
 
     Args:
         queries: query chips ``(C, H, W)``.
@@ -191,32 +234,38 @@ def plot_neighbour_grid(
         mode: composite mode (``auto``, ``rgb``, ``false``, ``sar``, ``grey``).
         query_titles: captions of the queries (e.g. their class).
         neighbour_titles: captions of the neighbours.
+        tile: side of each tile in pixels of the mosaic.
 
     Returns:
         the path written.
     """
     rows = len(queries)
     cols = 1 + max((len(n) for n in neighbours), default=0)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.4 * rows), squeeze=False)
+    gap, top, frame = 4, 14, 3  # pixels between tiles, above each row (captions), red frame
+    cell, row_h = tile + gap, tile + top
+    mosaic = np.ones((rows * row_h + gap, cols * cell + gap, 3), dtype=np.float32)
     for r in range(rows):
         chips = [queries[r], *neighbours[r]]
-        for c in range(cols):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c >= len(chips):
-                ax.axis("off")
-                continue
-            ax.imshow(composite(chips[c], bands, mode))
-            if c == 0:
-                for side in ax.spines.values():
-                    side.set_edgecolor("red")
-                    side.set_linewidth(2)
-                if query_titles is not None:
-                    ax.set_title(str(query_titles[r]), fontsize=6)
-            elif neighbour_titles is not None:
-                ax.set_title(str(neighbour_titles[r][c - 1]), fontsize=6)
-    fig.suptitle("query (red) and its nearest neighbours", fontsize=8)
+        for c, chip in enumerate(chips):
+            y, x = top + r * row_h, gap + c * cell
+            mosaic[y:y + tile, x:x + tile] = _tile(composite(chip, bands, mode), tile)
+            if c == 0:  # red frame around the query
+                for sl in ((slice(y, y + frame), slice(x, x + tile)),
+                           (slice(y + tile - frame, y + tile), slice(x, x + tile)),
+                           (slice(y, y + tile), slice(x, x + frame)),
+                           (slice(y, y + tile), slice(x + tile - frame, x + tile))):
+                    mosaic[sl] = (1.0, 0.0, 0.0)
+    fig, ax = plt.subplots(figsize=(1.1 * cols, 1.1 * rows * row_h / cell + 0.3))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for r in range(rows):
+        titles = [query_titles[r] if query_titles is not None else None]
+        titles += list(neighbour_titles[r]) if neighbour_titles is not None else []
+        for c, text in enumerate(titles[:1 + len(neighbours[r])]):
+            if text is not None:
+                ax.text(gap + c * cell + tile / 2, top + r * row_h - 2, str(text), fontsize=5,
+                        ha="center", va="bottom")
+    ax.set_title(f"query (red) and its nearest neighbours ({mode})", fontsize=8)
     return save_figure(fig, path)
 
 
@@ -224,14 +273,37 @@ def plot_confusion(
     confusion: Any, path: PathLike, class_names: Sequence[str] | None = None,
     title: str = "confusion matrix", normalize: bool = True,
 ) -> Path:
-    """A confusion matrix (rows: true class, columns: predicted), row-normalised by default."""
-    cm = np.asarray(confusion, dtype=np.float64)
+    """A confusion matrix (rows: true class, columns: predicted), row-normalised by default.
+
+    Classes that neither occur in the test side nor are ever predicted (an all-zero row and
+    column) are left out of the picture, and the title says how many: a test side holding 4 of
+    SEN12MS's 17 classes gives a readable 4 x 4 matrix. ``results.json`` keeps the full matrix.
+
+    Args:
+        confusion: ``K x K`` counts.
+        path: PNG to write.
+        class_names: the K class names (default: their indices).
+        title: figure title.
+        normalize: colour by row fraction (the counts are written in the cells).
+
+    Returns:
+        the path written.
+    """
+    full = np.asarray(confusion, dtype=np.float64)
+    n_all = len(full)
+    all_names = (list(class_names) if class_names is not None and len(class_names) == n_all
+                 else [str(i) for i in range(n_all)])
+    keep = np.flatnonzero(full.sum(0) + full.sum(1) > 0)
+    if keep.size == 0:
+        keep = np.arange(n_all)
+    cm = full[np.ix_(keep, keep)]
+    names = [str(all_names[i]) for i in keep]
+    if len(keep) < n_all:
+        title = f"{title} ({n_all - len(keep)} classes without samples hidden)"
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
     k = len(cm)
     fig, ax = plt.subplots(figsize=(max(4, 0.35 * k + 2), max(4, 0.35 * k + 2)))
     im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
-    names = list(class_names) if class_names is not None and len(class_names) == k else [
-        str(i) for i in range(k)]
     ax.set_xticks(range(k), names, rotation=90, fontsize=7)
     ax.set_yticks(range(k), names, fontsize=7)
     ax.set_xlabel("predicted")

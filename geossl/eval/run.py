@@ -35,14 +35,18 @@ from geossl.eval.cluster import cluster_eval
 from geossl.eval.features import (
     EncoderSource,
     FeatureSet,
+    SensorSelection,
+    bands_for,
     cached_features,
     default_device,
+    expected_channels,
     image_of,
     label_of,
     load_source,
     make_normalizer,
-    primary_sensor,
     random_like,
+    select_sensors,
+    sensor_list,
 )
 from geossl.eval.finetune import finetune
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
@@ -241,6 +245,7 @@ def evaluate(
     finetune_lr: float = 1e-3,
     finetune_batch_size: int = 64,
     plots: bool = True,
+    sensor: SensorSelection = None,
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -270,35 +275,52 @@ def evaluate(
         finetune_lr: their learning rate.
         finetune_batch_size: their batch size.
         plots: write the pictures.
+        sensor: which sensor(s) feed the encoder (see
+            :func:`~geossl.eval.features.select_sensors`): for a ``geo`` encoder with per-sensor
+            stems the sensor to evaluate (default: its first sensor), for a fusion encoder a
+            subset of its sensors (default: all, stacked); must be the checkpoint's sensor for a
+            single-sensor encoder.
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}}``.
+
+    Raises:
+        ConfigError: unknown protocol or sensor, bad budget, no split.
+        DataError: unreadable checkpoint or dataset, samples whose band count does not match
+            the encoder.
     """
     t0 = time.time()
     names = parse_protocols(protocols)
     seeds = [int(s) for s in seeds] or [0]
     dataset, train_pos, test_pos, ids, data_key = resolve_data(data, root, splits, train_split,
                                                                test_split)
+    data_name = data if isinstance(data, str) else None
     in_chans = None
     if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
-        in_chans = int(image_of(dataset[train_pos[0]]).shape[0])
+        first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, data_name))
+        in_chans = int(first_image.shape[0])
     source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0])
     dev = torch.device(device) if device is not None else default_device()
-    sensor = primary_sensor(source.meta, data if isinstance(data, str) else None)
-    normalizer = make_normalizer(source.meta, sensor)
+    chosen = select_sensors(source.meta, sensor, data_name)
+    check_bands(source.meta, chosen, dataset[train_pos[0]], root)
+    normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
         cache_dir = out_dir / "cache"
-    extract = {"normalizer": normalizer, "sensor": sensor, "batch_size": batch_size,
+    extract = {"normalizer": normalizer, "sensor": chosen, "batch_size": batch_size,
                "device": dev, "bf16": bf16, "workers": workers}
+    # features depend on the sensor(s) fed to the encoder: part of the cache key
+    feature_key = f"{data_key}|sensor={','.join(sensor_list(chosen))}"
 
     train: FeatureSet | None = None
     test: FeatureSet | None = None
     if any(p in names for p in _FEATURE_PROTOCOLS):
-        train = cached_features(source, dataset, train_pos, dataset_key=data_key, split=train_split,
-                                cache_dir=cache_dir, ids=[ids[p] for p in train_pos], **extract)
-        test = cached_features(source, dataset, test_pos, dataset_key=data_key, split=test_split,
-                               cache_dir=cache_dir, ids=[ids[p] for p in test_pos], **extract)
+        train = cached_features(source, dataset, train_pos, dataset_key=feature_key,
+                                split=train_split, cache_dir=cache_dir,
+                                ids=[ids[p] for p in train_pos], **extract)
+        test = cached_features(source, dataset, test_pos, dataset_key=feature_key,
+                               split=test_split, cache_dir=cache_dir,
+                               ids=[ids[p] for p in test_pos], **extract)
         train_labels = train.labels
     else:
         train_labels = _labels(dataset, train_pos)
@@ -344,7 +366,7 @@ def evaluate(
                     log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
                     res = finetune(enc.encoder, dataset, budget_pos, test_pos, num_classes,
                                    steps=finetune_steps, batch_size=finetune_batch_size,
-                                   lr=finetune_lr, normalizer=normalizer, sensor=sensor,
+                                   lr=finetune_lr, normalizer=normalizer, sensor=chosen,
                                    device=dev, bf16=bf16, seed=seed, workers=workers,
                                    log_csv=log, desc=proto)
                     m = score(res["labels"], res["scores"], num_classes)
@@ -356,9 +378,11 @@ def evaluate(
                         first.setdefault(f"log_{proto}", log)
                     first.setdefault(proto, m)
         if "cluster" in names and test is not None and test.labels.ndim == 1:
-            m = cluster_eval(test.features, test.labels, num_classes, seed)
+            # as many clusters as classes present in the test side (no label is used to fit)
+            k_present = int(torch.unique(test.labels).numel())
+            m = cluster_eval(test.features, test.labels, k_present, seed)
             runs.append({"protocol": "cluster", "budget": "none", "seed": seed, "n_labels": 0,
-                         "metrics": m, "info": {"k": num_classes}})
+                         "metrics": m, "info": {"k": k_present}})
 
     meta = {
         "checkpoint": os.fspath(ckpt) if not isinstance(ckpt, EncoderSource) else source.key,
@@ -368,6 +392,8 @@ def evaluate(
         "splits": os.fspath(splits) if isinstance(splits, (str, os.PathLike)) else None,
         "backbone": source.meta.get("backbone"),
         "method": source.meta.get("method"),
+        "pairing": source.meta.get("pairing"),
+        "sensor": ",".join(sensor_list(chosen)) or None,
         "num_classes": num_classes,
         "n_train": len(train_pos),
         "n_test": len(test_pos),
@@ -381,7 +407,7 @@ def evaluate(
     if out_dir is not None:
         if plots:
             paths.update(_pictures(out_dir, dataset, source, train, test, first, classes,
-                                   seeds[0]))
+                                   seeds[0], chosen))
         paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
     results["paths"] = paths
     from geossl.eval.report import summarise
@@ -399,6 +425,7 @@ def _pictures(
     first: dict[str, Any],
     classes: Sequence[str] | None,
     seed: int,
+    sensor: SensorSelection = None,
 ) -> dict[str, str]:
     from geossl.eval import plots
 
@@ -415,19 +442,27 @@ def _pictures(
         for c in np.unique(lab1)[:8]:  # one query per class, up to 8 rows
             picks.append(int(rng.choice(np.flatnonzero(lab1 == c))))
         nn_idx = nearest_neighbours(train.features, test.features[picks], k=10)
-        bands = source.meta.get("bands") or getattr(dataset, "bands", None)
+        bands = bands_for(source.meta, sensor) or getattr(dataset, "bands", None)
         bands = list(bands) if bands is not None else None
 
         def title(lab: torch.Tensor) -> str:
             c = int(lab.argmax()) if lab.ndim == 1 else int(lab)
             return names[c] if names is not None and c < len(names) else str(c)
 
-        queries = [image_of(dataset[test.positions[q]]) for q in picks]
-        neigh = [[image_of(dataset[train.positions[int(j)]]) for j in row] for row in nn_idx]
-        paths["knn_grid"] = str(plots.plot_neighbour_grid(
-            queries, neigh, out / "knn_grid.png", bands=bands,
-            query_titles=[title(test.labels[q]) for q in picks],
-            neighbour_titles=[[title(train.labels[int(j)]) for j in row] for row in nn_idx]))
+        queries = [image_of(dataset[test.positions[q]], sensor) for q in picks]
+        neigh = [[image_of(dataset[train.positions[int(j)]], sensor) for j in row]
+                 for row in nn_idx]
+        grid: dict[str, Any] = {
+            "queries": queries, "neighbours": neigh, "bands": bands,
+            "query_titles": [title(test.labels[q]) for q in picks],
+            "neighbour_titles": [[title(train.labels[int(j)]) for j in row] for row in nn_idx],
+        }
+        modes = plots.composite_modes(bands, int(queries[0].shape[0]))
+        # knn_grid.png in the first (most natural) rendering, one more file per other rendering
+        for i, mode in enumerate(modes):
+            name = "knn_grid.png" if i == 0 else f"knn_grid_{mode}.png"
+            paths["knn_grid" if i == 0 else f"knn_grid_{mode}"] = str(
+                plots.plot_neighbour_grid(path=out / name, mode=mode, **grid))
     for proto in ("linear", "finetune", "scratch", "knn20"):
         m = first.get(proto)
         if m is not None and "confusion" in m:
@@ -438,6 +473,23 @@ def _pictures(
     if logs:
         paths["curves"] = str(plots.plot_training_curves(logs, out / "finetune_curves.png"))
     return paths
+
+
+def check_bands(meta: dict[str, Any], sensor: SensorSelection, sample: dict[str, Any],
+                where: str | os.PathLike[str] | None = None) -> None:
+    """Refuse samples whose band count differs from what the encoder takes.
+
+    Raises:
+        DataError: one line naming the sensor(s) and both band counts.
+    """
+    want = expected_channels(meta, sensor)
+    if want is None:
+        return
+    have = int(image_of(sample, sensor).shape[0])
+    if have != want:
+        which = ",".join(sensor_list(sensor)) or "image"
+        raise DataError(f"the samples have {have} bands ({which}) but the encoder takes {want}",
+                        where)
 
 
 def signature_defaults() -> dict[str, Any]:
