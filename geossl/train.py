@@ -7,7 +7,7 @@
     OUT/checkpoints/last.ckpt       the latest state (resume with --resume last)
     OUT/checkpoints/step=N.ckpt     every --ckpt-every optimiser steps, and at the end
     OUT/logs/csv/metrics.csv        CSV log
-    OUT/logs/tb/                    TensorBoard log (when tensorboard is installed)
+    OUT/logs/tb/                    TensorBoard log (events.out.tfevents.*)
     OUT/loss_curve.png              training loss against step
 
 Checkpoints are written by Lightning through an fsspec transaction (temporary file, then a
@@ -133,10 +133,12 @@ def resolve_devices(devices: str | int) -> int | str:
 
 
 def resolve_resume(resume: str | None, out: Path) -> str | None:
-    """The checkpoint to resume from: a path, or ``last`` for ``OUT/checkpoints/last.ckpt``.
+    """The checkpoint to resume from: a path, or ``last`` for the run's newest checkpoint.
 
-    ``last`` with no checkpoint yet starts from scratch (so one command can both start and
-    resume a run).
+    ``last`` is the most recently written complete checkpoint of ``OUT/checkpoints``: normally
+    ``last.ckpt``, but a kill between writing ``step=N.ckpt`` and ``last.ckpt`` leaves
+    ``last.ckpt`` one interval behind, and then ``step=N.ckpt`` is taken. ``last`` with no
+    checkpoint yet starts from scratch (so one command can both start and resume a run).
 
     Raises:
         DataError: if the checkpoint does not exist or is not a readable checkpoint.
@@ -144,10 +146,12 @@ def resolve_resume(resume: str | None, out: Path) -> str | None:
     if not resume:
         return None
     if resume == "last":
-        path = out / "checkpoints" / "last.ckpt"
-        if not path.exists():
-            print(f"geossl pretrain: no {path} yet, starting from scratch")
+        found = newest_checkpoint(out / "checkpoints")
+        if found is None:
+            print(f"geossl pretrain: no checkpoint in {out / 'checkpoints'} yet, "
+                  "starting from scratch")
             return None
+        path = found
     else:
         path = Path(resume)
         if not path.exists():
@@ -155,6 +159,18 @@ def resolve_resume(resume: str | None, out: Path) -> str | None:
     if not zipfile.is_zipfile(path):
         raise DataError("not a valid checkpoint (truncated or not a torch file)", path)
     return str(path)
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The most recently written complete ``*.ckpt`` of ``folder`` (``last.ckpt`` on a tie).
+
+    Checkpoints are renamed into place once written, so a complete file is a zip archive;
+    anything else (a foreign or damaged file) is skipped.
+    """
+    candidates = [p for p in folder.glob("*.ckpt") if p.is_file() and zipfile.is_zipfile(p)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +326,23 @@ def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:
     return True
 
 
+def progress_bar(refresh_rate: int = 10) -> Any:
+    """Lightning's tqdm progress bar (step, it/s, ETA, loss), without the logger version.
+
+    It refreshes every ``refresh_rate`` steps: reading the loss for display synchronises the
+    device, so it is not done every step.
+    """
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class _ProgressBar(TQDMProgressBar):  # type: ignore[misc]
+        def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Any]:
+            metrics = dict(super().get_metrics(trainer, pl_module))
+            metrics.pop("v_num", None)  # "v_tb": the logger's fixed version name, noise here
+            return metrics
+
+    return _ProgressBar(refresh_rate=refresh_rate)
+
+
 def _loggers(out: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -326,11 +359,13 @@ def _loggers(out: Path) -> list[Any]:
 # --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
-def pretrain(config: PretrainConfig) -> Path:
+def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     """Pretrain an encoder with self-supervision.
 
     Args:
         config: run configuration (see :class:`PretrainConfig`).
+        callbacks: extra Lightning callbacks (after geossl's checkpoint, learning-rate monitor
+            and progress bar).
 
     Returns:
         the path of the last checkpoint (``OUT/checkpoints/last.ckpt``).
@@ -340,7 +375,7 @@ def pretrain(config: PretrainConfig) -> Path:
         DataError: missing or unreadable data or checkpoint.
     """
     from lightning.pytorch import Trainer, seed_everything
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.utilities import rank_zero_only
 
     from geossl.data.datamodule import SSLDataModule
@@ -355,6 +390,8 @@ def pretrain(config: PretrainConfig) -> Path:
     check_combination(config)
     out = Path(config.out)
     ckpt_path = resolve_resume(config.resume, out)
+    if ckpt_path is not None:
+        print(f"geossl pretrain: resuming from {ckpt_path}")
     accelerator = resolve_accelerator(config.accelerator)
     precision = resolve_precision(config.precision, accelerator)
     seed_everything(config.seed, workers=True, verbose=False)
@@ -398,7 +435,7 @@ def pretrain(config: PretrainConfig) -> Path:
         precision=precision,  # type: ignore[arg-type]
         max_steps=config.max_steps,
         max_epochs=config.max_epochs,
-        callbacks=[checkpoint, LearningRateMonitor("step"), TQDMProgressBar(refresh_rate=10)],
+        callbacks=[checkpoint, LearningRateMonitor("step"), progress_bar(), *callbacks],
         logger=_loggers(out),
         default_root_dir=str(out),
         log_every_n_steps=log_every,

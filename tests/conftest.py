@@ -33,7 +33,14 @@ def real_path(*parts: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def _small_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep torch to few threads so parallel test workers do not oversubscribe the CPU."""
+    """Keep torch to few threads so parallel test workers do not oversubscribe the CPU.
+
+    ``OMP_NUM_THREADS`` wins when set; under pytest-xdist the cores are shared by the workers.
+    (Small models on more threads than free cores run many times slower, not faster.)
+    """
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    threads = int(given) if given.isdigit() else (os.cpu_count() or 1) // max(1, workers)
+    torch.set_num_threads(max(1, min(2, threads)))

@@ -111,3 +111,16 @@ def test_bad_options() -> None:
         SSLAugment(16, sensor_kind="lidar")
     with pytest.raises(ConfigError, match="bad augmentation option"):
         build_augments(["s2"], 16, options={"hue": 0.1})
+
+
+def test_gaussian_blur_matches_kornia_per_sample_sigma() -> None:
+    """The separable, sync-free blur equals kornia's ``gaussian_blur2d`` (reflect border)."""
+    kornia = pytest.importorskip("kornia")
+    from geossl.methods.augment import gaussian_blur
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 20, 20)
+    sigma = torch.tensor([0.5, 1.3, 2.7])
+    want = kornia.filters.gaussian_blur2d(x, (9, 9), torch.stack([sigma, sigma], dim=-1),
+                                          border_type="reflect")
+    torch.testing.assert_close(gaussian_blur(x, sigma, 9), want, atol=1e-5, rtol=1e-4)

@@ -75,8 +75,11 @@ def _free_port() -> int:
 
 def test_simclr_ddp_matches_single_process(tmp_path: Path) -> None:
     out = tmp_path / "ddp.pt"
+    # fork: the ranks inherit the imported modules (spawn would import torch, Lightning and
+    # timm again in each of them: most of this test's time on a small machine)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True,
-                       start_method="spawn")
+                       start_method=method)
     ddp = torch.load(out, weights_only=True)
 
     net, v1, v2 = _setup()

@@ -32,14 +32,25 @@ from geossl.methods.deepcluster import (
 )
 from geossl.methods.optim import build_optimizer, param_groups, warmup_cosine
 from geossl.methods.views import drop_sensors, make_views
-from tests._ssl_helpers import TinyDataModule, fit
+from tests._ssl_helpers import TinyDataModule, TinyPairs, fit
 
 CHANS = {"s1": 2, "s2": 13}
+#: timm's ``test_resnet`` (0.4 M parameters, BatchNorm) on 16 px views: a learnable problem in a
+#: few CPU seconds; the ``slow`` variants of the learning tests use resnet10t on 32 px views
 TINY: dict[str, Any] = {
-    "backbone": "resnet10t", "in_chans": CHANS, "batch_size": 16, "base_batch_size": 16,
+    "backbone": "test_resnet", "in_chans": CHANS, "batch_size": 16, "base_batch_size": 16,
     "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0,
     "proj_hidden": 64, "proj_dim": 32, "augment": {"blur_p": 0.0}, "crop_scale": (0.5, 1.0),
+    "crop_size": 16,
 }
+#: mild augmentation (crop, flips and 90-degree rotations only) for the fast learning tests
+EASY: dict[str, Any] = {
+    "crop_scale": (0.8, 1.0),
+    "augment": {"blur_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0, "speckle_p": 0.0},
+}
+#: the original, longer learning problem: resnet10t, 32 px views, default augmentation
+SLOW: dict[str, Any] = {"backbone": "resnet10t", "crop_size": None}
+SETTINGS = ["fast", pytest.param("slow", marks=pytest.mark.slow)]
 
 
 def _tiny(cls: type, pairing: str = "aug", **kwargs: Any) -> Any:
@@ -47,40 +58,70 @@ def _tiny(cls: type, pairing: str = "aug", **kwargs: Any) -> Any:
     return cls(sensors=sensors, pairing=pairing, **{**TINY, **kwargs})
 
 
-def _falls(losses: list[float], head: slice, tail: int = 6, margin: float = 0.9) -> None:
+def _falls(losses: list[float], head: slice, tail: int = 6, margin: float = 0.9) -> float:
     first, last = float(np.mean(losses[head])), float(np.mean(losses[-tail:]))
     assert last < margin * first, f"loss did not fall: {first:.3f} -> {last:.3f} ({losses})"
+    return last
 
 
 # ---------------------------------------------------------------------------------------------
 # the loss falls on a small learnable problem
 # ---------------------------------------------------------------------------------------------
-def test_simclr_geo_learns() -> None:
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_simclr_geo_learns(setting: str) -> None:
     torch.manual_seed(0)
-    losses = fit(_tiny(SimCLR, "geo", max_steps=30), 30)
-    _falls(losses, slice(0, 5))
+    # S1 and S2 views of the same place through their own stems must meet in one embedding
+    kwargs = SLOW if setting == "slow" else {"lr": 1e-2, "same_crop": True, **EASY}
+    steps = 30 if setting == "slow" else 60
+    last = _falls(fit(_tiny(SimCLR, "geo", max_steps=steps, **kwargs), steps), slice(0, 5))
+    if setting == "fast":
+        # below chance, log(2B - 1) = 3.43: the positive is found, not a collapse to uniform
+        assert last < np.log(2 * 16 - 1) - 0.2, last
 
 
-def test_moco_learns() -> None:
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_moco_learns(setting: str) -> None:
     torch.manual_seed(0)
-    # queue = 2 batches of a 256-sample set, so negatives are other instances; BN projector
-    # (MoCo v3 style) and mild augmentation because 30 steps are short for the MoCo v2 head
-    module = _tiny(MoCo, "aug", max_steps=30, queue_size=32, momentum=0.9, lr=2e-3,
-                   proj_batch_norm=True, crop_scale=(0.6, 1.0),
-                   augment={"blur_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0})
-    losses = fit(module, 30, TinyDataModule(n=256))
-    _falls(losses, slice(2, 8))  # once the random initial queue is replaced
+    # queue = 2 batches, so negatives are other instances; BN projector (MoCo v3 style) and
+    # mild augmentation because 30 steps are short for the MoCo v2 head
+    if setting == "slow":
+        module = _tiny(MoCo, "aug", max_steps=30, queue_size=32, momentum=0.9, lr=2e-3,
+                       proj_batch_norm=True, crop_scale=(0.6, 1.0),
+                       augment={"blur_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0}, **SLOW)
+        losses = fit(module, 30, TinyDataModule(n=256))
+    else:
+        module = _tiny(MoCo, "aug", max_steps=30, queue_size=32, momentum=0.9, lr=1e-2,
+                       proj_batch_norm=True, **EASY)
+        losses = fit(module, 30, TinyDataModule(n=64))
+    last = _falls(losses, slice(2, 8))  # once the random initial queue is replaced
+    assert last < np.log(1 + 32), last  # below chance over the positive and 32 negatives
 
 
-def test_byol_learns() -> None:
+def _mean_pairwise_cosine(module: Any) -> float:
+    """Mean cosine similarity between the projections of different samples (1: collapse)."""
+    x = TinyPairs(16, seed=1).s2[:, :, 8:24, 8:24]
+    module.eval()
+    with torch.no_grad():
+        z = torch.nn.functional.normalize(module.projector(module.encoder(x)), dim=1)
+    sim = z @ z.T
+    return float((sim.sum() - sim.diagonal().sum()) / (16 * 15))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_byol_learns(setting: str) -> None:
     torch.manual_seed(0)
-    losses = fit(_tiny(BYOL, "aug", max_steps=30, pred_hidden=64, momentum=0.9), 30)
-    _falls(losses, slice(0, 5))
+    kwargs = SLOW if setting == "slow" else EASY
+    module = _tiny(BYOL, "aug", max_steps=30, pred_hidden=64, momentum=0.9, **kwargs)
+    _falls(fit(module, 30), slice(0, 5))
+    # BYOL's loss also falls when every sample maps to one point: it must not have collapsed
+    assert _mean_pairwise_cosine(module) < 0.9
 
 
-def test_deepcluster_learns_and_clusters() -> None:
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_deepcluster_learns_and_clusters(setting: str) -> None:
     torch.manual_seed(0)
-    module = _tiny(DeepCluster, "aug", max_steps=16, num_clusters=8, pca_dim=16)
+    kwargs = SLOW if setting == "slow" else {"lr": 1e-2, **EASY}
+    module = _tiny(DeepCluster, "aug", max_steps=16, num_clusters=8, pca_dim=16, **kwargs)
     dm = TinyDataModule(n=256, protos=8)
     losses = fit(module, 16, dm)
     _falls(losses, slice(0, 4), tail=4)
@@ -172,6 +213,141 @@ def test_moco_queue_size_check() -> None:
     _tiny(MoCo, "aug", queue_size=32).check_queue()
     with pytest.raises(ConfigError, match="not a multiple"):
         _tiny(MoCo, "aug", queue_size=48, symmetric=True).check_queue()
+
+
+def test_moco_defaults_and_momentum_configurable() -> None:
+    m = MoCo(sensors=["s1", "s2"], pairing="geo", in_chans=CHANS, backbone="test_resnet",
+             proj_hidden=32, queue_size=64)
+    assert m.temperature == 0.2 and m.momentum == 0.99  # MoCo v2 temperature, the seeds' 0.99
+    assert m.hparams["shuffle_bn"] and not m.hparams["sync_bn"]
+    assert _tiny(MoCo, "aug", queue_size=32, momentum=0.9).momentum == 0.9
+    with pytest.raises(ConfigError, match="momentum"):
+        _tiny(MoCo, "aug", queue_size=32, momentum=1.0)
+
+
+def test_moco_queue_pointer_stays_on_device() -> None:
+    """The pointer is a tensor updated by tensor ops (no ``.item()``), wrapping modulo size."""
+    m = _tiny(MoCo, "aug", queue_size=8, proj_dim=4)
+    keys = torch.nn.functional.normalize(torch.randn(12, 4), dim=1)
+    m.enqueue(keys[:6])
+    m.enqueue(keys[6:])
+    assert isinstance(m.queue_ptr, torch.Tensor) and int(m.queue_ptr) == 4
+    torch.testing.assert_close(m.queue[:4], keys[8:])  # 6..11 went to slots 6, 7, 0, 1, 2, 3
+    torch.testing.assert_close(m.queue[6:], keys[6:8])
+
+
+# ---------------------------------------------------------------------------------------------
+# no host synchronisation in the training step
+# ---------------------------------------------------------------------------------------------
+SYNC_CASES = [(MoCo, "aug"), (MoCo, "geo"), (MoCo, "partial-fusion"), (SimCLR, "fusion"),
+              (SimCLR, "geo"), (BYOL, "aug"), (DeepCluster, "fusion")]
+
+
+def _step_on(module: Any, device: str, b: int = 8) -> torch.Tensor:
+    batch = {"image_s1": torch.randn(b, 2, 32, 32, device=device),
+             "image_s2": torch.randn(b, 13, 32, 32, device=device),
+             "index": torch.arange(b, device=device)}
+    if isinstance(module, DeepCluster):  # as cluster() leaves them
+        module.pseudo_labels = torch.arange(32, device=device) % 4
+        module.clusters_used = 4
+    v1, v2 = module.make_views(batch)
+    loss, _ = module.compute_loss(v1, v2, batch)
+    loss.backward()
+    return loss
+
+
+@pytest.mark.parametrize(("cls", "pairing"), SYNC_CASES,
+                         ids=[f"{c.__name__}-{p}" for c, p in SYNC_CASES])
+def test_training_step_reads_nothing_back_to_the_host(cls: type, pairing: str) -> None:
+    """Views, augmentation, encoders, loss, MoCo queue and backward run on the ``meta`` device.
+
+    Tensors there have no data, so anything that reads a value on the host (``.item()``,
+    ``bool(t)``, ``nonzero``/boolean indexing, kornia's sigma check, ``torch.multinomial``'s
+    input check) raises: on a GPU each of them would be a synchronisation every step.
+    """
+    extra: dict[str, Any] = {"queue_size": 16} if cls is MoCo else {}
+    if cls is DeepCluster:
+        extra.update(num_clusters=4)
+    if cls is BYOL:
+        extra["pred_hidden"] = 16
+    module = _tiny(cls, pairing, backbone="test_resnet", proj_hidden=16, proj_dim=8,
+                   augment={"blur_p": 0.5}, **extra)
+    if cls is MoCo:
+        module.set_bn_splits(2)  # shuffle-BN on one device (key permutation on the device)
+    module = module.to("meta")
+    loss = _step_on(module, "meta")
+    assert loss.device.type == "meta" and loss.shape == ()
+    if cls is MoCo:
+        assert module.queue_ptr.device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("cls", "pairing"), SYNC_CASES[:4],
+                         ids=[f"{c.__name__}-{p}" for c, p in SYNC_CASES[:4]])
+def test_training_step_does_not_synchronise_cuda(cls: type, pairing: str) -> None:
+    extra: dict[str, Any] = {"queue_size": 16} if cls is MoCo else {}
+    if cls is DeepCluster:
+        extra.update(num_clusters=4)
+    module = _tiny(cls, pairing, **extra).cuda()
+    if cls is MoCo:
+        module.set_bn_splits(2)
+    _step_on(module, "cuda")  # first step: caches (per-device constants), cuDNN set-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _step_on(module, "cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+# ---------------------------------------------------------------------------------------------
+# shuffle-BN on one device: split BatchNorm
+# ---------------------------------------------------------------------------------------------
+def test_split_batchnorm_normalises_each_group() -> None:
+    from geossl.models import SplitBatchNorm2d, convert_split_bn
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    ref = torch.nn.BatchNorm2d(4)
+    ref.load_state_dict(model[1].state_dict())
+    assert convert_split_bn(model, 2) == 1 and isinstance(model[1], SplitBatchNorm2d)
+    x = torch.randn(8, 4, 5, 5) * 3 + 1
+    out = model[1](x)
+    for g in range(2):  # group g = samples g, g + 2, g + 4, ...
+        part = x[g::2]
+        mean = part.mean(dim=(0, 2, 3), keepdim=True)
+        var = part.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        torch.testing.assert_close(out[g::2], (part - mean) / torch.sqrt(var + 1e-5))
+    # running statistics: the mean of the groups' updates, what one BN step would keep
+    unbiased = torch.stack([x[g::2].var(dim=(0, 2, 3)) for g in range(2)]).mean(0)
+    torch.testing.assert_close(model[1].running_var, 0.9 * torch.ones(4) + 0.1 * unbiased)
+    # eval mode and odd batches: plain BatchNorm; state dict keys unchanged
+    model.eval()
+    ref.eval()
+    ref.load_state_dict(model[1].state_dict())
+    torch.testing.assert_close(model[1](x), ref(x))
+    assert convert_split_bn(model, 1) == 1 and type(model[1]) is torch.nn.BatchNorm2d
+
+
+def test_moco_shuffle_bn_on_one_device() -> None:
+    from geossl.models import SplitBatchNorm2d
+    from geossl.models.norm import auto_splits
+
+    assert [auto_splits(b) for b in (16, 64, 128, 256, 512)] == [1, 2, 4, 8, 8]
+    torch.manual_seed(0)
+    m = _tiny(MoCo, "aug", queue_size=32, max_steps=2)
+    m.hparams["bn_splits"] = 4  # as if built with bn_splits=4
+    fit(m, 2)  # Trainer on one device: setup() converts both encoders
+    splits = [mod for mod in m.modules() if isinstance(mod, SplitBatchNorm2d)]
+    assert m.bn_splits == 4 and splits and all(s.num_splits == 4 for s in splits)
+    assert len(splits) == sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())
+    # keys are shuffled into the BN groups and put back in order: in eval mode (no batch
+    # statistics) the shuffled keys equal the unshuffled ones
+    m.eval()
+    view = make_views(_batch(8), "aug", ["s2"], build_augments(["s2"], 16))[0]
+    shuffled = m.keys(view)
+    m.bn_splits = 1
+    torch.testing.assert_close(shuffled, m.keys(view))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +513,7 @@ def test_checkpoint_roundtrip(tmp_path: Path) -> None:
                    bands={"s1": ["VV", "VH"], "s2": [f"B{i}" for i in range(13)]},
                    normalization={"s1": "db-clip"})
     fit(module, 2)
-    assert module.hparams["temperature"] == 0.3 and module.hparams["backbone"] == "resnet10t"
+    assert module.hparams["temperature"] == 0.3 and module.hparams["backbone"] == TINY["backbone"]
     path = tmp_path / "moco.ckpt"
     module._test_trainer.save_checkpoint(path)
     enc, meta = load_encoder(path)

@@ -183,12 +183,23 @@ def _input(cfg: BenchConfig, device: torch.device) -> torch.Tensor:
     return x.to(device)
 
 
+def _pretrain_config(method: str, cfg: BenchConfig) -> Any:
+    """The ``geossl pretrain`` configuration of a geossl row.
+
+    ``compile`` and ``channels_last`` are included: the methods apply them at fit start.
+    """
+    from geossl.train import PretrainConfig
+
+    return PretrainConfig(method=method, backbone=cfg.backbone, sensors=["s2"], pairing="aug",
+                          batch_size=cfg.batch_size, img_size=cfg.size, compile=cfg.compile,
+                          channels_last=bool(cfg.channels_last))
+
+
 def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
     """Measure geossl SimCLR / MoCo: full training step (views, augmentation, loss, optimiser)."""
-    from geossl.train import PretrainConfig, _optimize_for_speed, build_method
+    from geossl.train import _optimize_for_speed, build_method
 
-    pcfg = PretrainConfig(method=method, backbone=cfg.backbone, sensors=["s2"], pairing="aug",
-                          batch_size=cfg.batch_size, img_size=cfg.size)
+    pcfg = _pretrain_config(method, cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
     _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
     seconds, steps, cpu = _fit(module, _Repeat({"image_s2": x, "index": _arange(x)}, 10**9),
@@ -271,11 +282,10 @@ def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str 
 def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "e2e-simclr"
               ) -> Result:
     """Measure geossl SimCLR from chips on disk: workers, pinned memory, device, training step."""
-    from geossl.train import PretrainConfig, _optimize_for_speed, build_method
+    from geossl.train import _optimize_for_speed, build_method
 
     dm = _chip_datamodule(cfg, chips, device)
-    pcfg = PretrainConfig(method="simclr", backbone=cfg.backbone, sensors=["s2"], pairing="aug",
-                          batch_size=cfg.batch_size, img_size=cfg.size)
+    pcfg = _pretrain_config("simclr", cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
     _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
     seconds, steps, cpu = _fit(module, None, cfg, device, datamodule=dm)

@@ -12,7 +12,7 @@ standardised bands (about half of every band is negative) and cannot take 2 or 1
 * **brightness/contrast** act on standardised values (shift in standard deviations, scale about
   the per-band mean) and never clip;
 * **grayscale** is band-aware: the mean over all bands, broadcast back to every band;
-* **Gaussian blur** uses :func:`kornia.filters.gaussian_blur2d` (per-sample sigma, any bands);
+* **Gaussian blur** is separable, per-sample sigma, any bands (:func:`gaussian_blur`);
 * **SAR speckle**: multiplicative Gamma noise of mean 1 (``L`` looks) in linear power, which on
   dB data is the addition of ``10 log10(gamma)`` (divided by ``db_per_unit`` when the dB values
   were scaled, e.g. 25 for S1 dB clipped to [-25, 0] and mapped to [0, 1]).
@@ -24,7 +24,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -60,6 +59,31 @@ def random_crop_boxes(
     cx = (torch.rand(n, device=device) * 2 - 1) * (1 - w)
     cy = (torch.rand(n, device=device) * 2 - 1) * (1 - h)
     return cx, cy, w, h
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel_size: int) -> Tensor:
+    """Separable Gaussian blur with one sigma per sample, reflect-padded, no host sync.
+
+    Args:
+        x: ``(B, C, H, W)``.
+        sigma: ``(B,)`` standard deviations in pixels (positive).
+        kernel_size: odd kernel width (capped so that reflection padding fits the image).
+
+    Returns:
+        the blurred ``(B, C, H, W)``.
+    """
+    b, c, h, w = x.shape
+    half = max(0, min(kernel_size // 2, h - 1, w - 1))
+    if half == 0:
+        return x
+    offsets = torch.arange(-half, half + 1, device=x.device, dtype=torch.float32)
+    kernel = torch.exp(-(offsets[None, :] ** 2) / (2 * sigma.float()[:, None] ** 2))
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(x.dtype)  # (B, K)
+    weight = kernel.repeat_interleave(c, dim=0)  # (B*C, K): every band of a sample alike
+    flat = F.pad(x.reshape(1, b * c, h, w), (half, half, half, half), mode="reflect")
+    flat = F.conv2d(flat, weight.view(b * c, 1, 1, -1), groups=b * c)
+    flat = F.conv2d(flat, weight.view(b * c, 1, -1, 1), groups=b * c)
+    return flat.view(b, c, h, w)
 
 
 class SSLAugment(nn.Module):
@@ -178,21 +202,20 @@ class SSLAugment(nn.Module):
         return torch.where(on, x.mean(dim=1, keepdim=True).expand_as(x), x)
 
     def blur(self, x: Tensor) -> Tensor:
-        """Gaussian blur of a random subset of the batch (kornia, per-sample sigma)."""
+        """Gaussian blur of a random subset of the batch (per-sample sigma, separable).
+
+        The whole batch is blurred and the unselected samples are kept as they were, with
+        :func:`torch.where`; gathering the selected samples would need their count on the host,
+        and kornia's ``gaussian_blur2d`` checks its sigmas on the host: both are a device
+        synchronisation every step.
+        """
         n = x.shape[0]
-        idx = torch.nonzero(self._select(n, self.blur_p, x.device)).flatten()
-        if idx.numel() == 0:
-            return x
+        on = self._select(n, self.blur_p, x.device).view(n, 1, 1, 1)
         factor = self.size / 224
-        sigma = _uniform(idx.numel(), self.blur_sigma[0] * factor, self.blur_sigma[1] * factor,
+        sigma = _uniform(n, self.blur_sigma[0] * factor, self.blur_sigma[1] * factor,
                          x.device).clamp(min=1e-3)
         ks = max(3, int(2 * math.ceil(3 * self.blur_sigma[1] * factor) + 1))
-        blurred = kornia.filters.gaussian_blur2d(
-            x[idx], (ks, ks), torch.stack([sigma, sigma], dim=-1), border_type="reflect"
-        )
-        out = x.clone()
-        out[idx] = blurred.to(x.dtype)
-        return out
+        return torch.where(on, gaussian_blur(x, sigma, ks), x)
 
     def speckle(self, x: Tensor) -> Tensor:
         """Multiplicative Gamma(L, 1/L) speckle in linear power, added as dB to dB data."""
@@ -200,11 +223,23 @@ class SSLAugment(nn.Module):
         on = self._select(n, self.speckle_p, x.device).to(x.dtype).view(n, 1, 1, 1)
         looks = torch.full_like(x, self.speckle_looks, dtype=torch.float32)
         gamma = torch._standard_gamma(looks) / self.speckle_looks
-        unit = torch.tensor(self.db_per_unit, device=x.device, dtype=torch.float32)
-        if unit.numel() not in (1, x.shape[1]):
-            raise ConfigError(f"db_per_unit has {unit.numel()} values for {x.shape[1]} bands")
-        db = 10 * torch.log10(gamma.clamp(min=1e-6)) / unit.view(1, -1, 1, 1)
+        if len(self.db_per_unit) not in (1, x.shape[1]):
+            raise ConfigError(
+                f"db_per_unit has {len(self.db_per_unit)} values for {x.shape[1]} bands")
+        db = 10 * torch.log10(gamma.clamp(min=1e-6))
+        if len(self.db_per_unit) == 1:
+            db = db / self.db_per_unit[0]
+        else:  # one scale per band: a constant built on the device once, not every step
+            db = db / self._unit(x.device).view(1, -1, 1, 1)
         return x + on * db.to(x.dtype)
+
+    def _unit(self, device: torch.device) -> Tensor:
+        """``db_per_unit`` as a tensor on ``device``, cached (one host-to-device copy)."""
+        cache: dict[str, Tensor] = self.__dict__.setdefault("_unit_cache", {})
+        key = str(device)
+        if key not in cache:
+            cache[key] = torch.tensor(self.db_per_unit, dtype=torch.float32, device=device)
+        return cache[key]
 
     def forward(self, x: Tensor, geometry: Tensor | None = None) -> Tensor:
         """Augment a batch.

@@ -18,6 +18,7 @@ and ``geossl pretrain`` can build them from YAML; every argument is saved in the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -33,6 +34,18 @@ from geossl.models import Encoder, build_encoder
 #: dB per unit of S1 data after geossl's default S1 normalisation (VV clipped to [-25, 0] dB,
 #: VH to [-32.5, 0] dB, mapped to [0, 1]): what SAR speckle needs to add dB correctly
 S1_DB_PER_UNIT = (25.0, 32.5)
+
+
+def fp32_region(device: torch.device) -> AbstractContextManager[Any]:
+    """A context that turns autocast off on ``device`` if it is on (augmentation runs in fp32).
+
+    A no-op where autocast is off or unknown (e.g. the ``meta`` device the sync tests use).
+    """
+    try:
+        enabled = torch.is_autocast_enabled(device.type)
+    except RuntimeError:  # a device type autocast does not know
+        return nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False) if enabled else nullcontext()
 
 
 class SSLMethod(LightningModule):
@@ -173,7 +186,7 @@ class SSLMethod(LightningModule):
         """Two augmented views of a batch (float32, outside autocast)."""
         ref = batch[f"image_{self.sensors[0]}"]
         augs = self.augments(int(ref.shape[-1]))
-        with torch.autocast(device_type=ref.device.type, enabled=False):
+        with fp32_region(ref.device):
             v1, v2 = make_views(batch, self.pairing, self.sensors, augs,
                                 same_crop=bool(self.hparams["same_crop"]))
         if self.hparams["channels_last"]:

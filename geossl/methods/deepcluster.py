@@ -237,6 +237,7 @@ class DeepCluster(SSLMethod):
         self.num_clusters = num_clusters
         self.head = ClusterHead(self.encoder.num_features, num_clusters)
         self.pseudo_labels: Tensor | None = None
+        self.clusters_used = 0
         self.clusterings = 0
 
     # -- clustering ---------------------------------------------------------------------------
@@ -308,6 +309,7 @@ class DeepCluster(SSLMethod):
     def set_pseudo_labels(self, labels: Tensor) -> None:
         """Store the pseudo-label of every training sample (by ``index``)."""
         self.pseudo_labels = labels.long().to(self.device)
+        self.clusters_used = int(torch.unique(self.pseudo_labels).numel())
 
     def reset_head(self) -> None:
         """Re-initialise the classifier and drop its optimiser state (momentum buffers)."""
@@ -347,6 +349,7 @@ class DeepCluster(SSLMethod):
         state = checkpoint.get("deepcluster")
         if state is not None:
             self.pseudo_labels = state["labels"].long()
+            self.clusters_used = int(torch.unique(self.pseudo_labels).numel())
             self.clusterings = int(state.get("clusterings", 0))
 
     # -- training -----------------------------------------------------------------------------
@@ -356,11 +359,14 @@ class DeepCluster(SSLMethod):
         """Cross-entropy of both augmented views against the samples' pseudo-labels."""
         if self.pseudo_labels is None:
             raise ConfigError("DeepCluster has no pseudo-labels yet (cluster() was not run)")
-        idx = torch.as_tensor(batch["index"], device=self.pseudo_labels.device).long()
-        labels = self.pseudo_labels[idx].to(view1.x.device)
+        device = view1.x.device
+        if self.pseudo_labels.device != device:  # restored from a checkpoint: move them once
+            self.pseudo_labels = self.pseudo_labels.to(device)
+        idx = torch.as_tensor(batch["index"], device=device).long()
+        labels = self.pseudo_labels[idx]
         h1, h2 = self.encode_pair(view1, view2)
         logits = self.head(torch.cat([h1, h2]))
         loss = deepcluster_loss(logits, torch.cat([labels, labels]))
         acc = (logits.argmax(1) == torch.cat([labels, labels])).float().mean()
-        used = torch.unique(self.pseudo_labels).numel()
-        return loss, {"cluster_acc": acc, "clusters_used": torch.tensor(float(used))}
+        # counted once per clustering: torch.unique here would synchronise every step
+        return loss, {"cluster_acc": acc, "clusters_used": torch.tensor(float(self.clusters_used))}

@@ -6,9 +6,13 @@
   the (all-device) keys at ``queue_ptr`` and advances the pointer (``queue_size`` must be a
   multiple of the global number of keys per step).
 * Shuffle-BN: under DDP the key batch is shuffled across devices before the key encoder and
-  unshuffled after, so BatchNorm statistics cannot leak which key matches which query. On a single
-  device BN statistics are computed over the whole batch, so shuffling would change nothing: it is
-  a no-op there. ``sync_bn=True`` converts BatchNorm to SyncBatchNorm instead (multi-GPU).
+  unshuffled after, so BatchNorm statistics cannot leak which key matches which query. On one
+  device the whole batch would be one BN group (the positive key and its query normalised by the
+  statistics of the very same samples, a leak no shuffle can undo), so there the BatchNorm layers
+  of both encoders become :class:`~geossl.models.norm.SplitBatchNorm2d` with ``bn_splits``
+  groups (default: up to 8 groups of at least 32 samples) and the keys are shuffled between the
+  groups, as in the MoCo authors' single-GPU demo. ``sync_bn=True`` converts BatchNorm to
+  SyncBatchNorm instead (several devices).
 * ``geo`` pairing: queries from the first sensor's view, keys from the second's (with
   ``symmetric=True`` also the reverse, both key sets being enqueued).
 """
@@ -28,6 +32,7 @@ from geossl.methods.base import SSLMethod
 from geossl.methods.losses import gather_no_grad, moco_infonce
 from geossl.methods.views import View
 from geossl.models import ProjectionHead
+from geossl.models.norm import auto_splits, convert_split_bn
 
 
 @torch.no_grad()
@@ -107,6 +112,7 @@ class MoCo(SSLMethod):
         shuffle_bn: bool = True,
         sync_bn: bool = False,
         proj_batch_norm: bool = False,
+        bn_splits: int | None = None,
     ) -> None:
         """Configure MoCo v2.
 
@@ -115,8 +121,12 @@ class MoCo(SSLMethod):
             momentum: key-encoder momentum (e.g. 0.9, 0.99, 0.999).
             queue_size: number of negative keys kept.
             symmetric: also use view 2 as query and view 1 as key.
-            shuffle_bn: shuffle the key batch across devices (DDP only, see module docstring).
-            sync_bn: convert BatchNorm to SyncBatchNorm when training on several devices.
+            shuffle_bn: shuffle-BN: the key batch is shuffled across devices (DDP) or across
+                the ``bn_splits`` BatchNorm groups (one device), see the module docstring.
+            sync_bn: convert BatchNorm to SyncBatchNorm when training on several devices
+                (instead of shuffle-BN).
+            bn_splits: BatchNorm groups per batch for shuffle-BN on one device (``None``: up to
+                8 groups of at least 32 samples; 1: plain BatchNorm, no shuffle).
             proj_batch_norm: BatchNorm in the projector (MoCo v3 style). MoCo v2 has none, but
                 without it small batches learn slowly (all projections start nearly parallel).
 
@@ -156,6 +166,10 @@ class MoCo(SSLMethod):
             raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
         if queue_size < 1:
             raise ConfigError(f"queue_size must be positive, got {queue_size}")
+        if bn_splits is not None and bn_splits < 1:
+            raise ConfigError(f"bn_splits must be >= 1, got {bn_splits}")
+        #: BatchNorm groups in use on one device (set in ``setup``; 1 = plain BatchNorm)
+        self.bn_splits = 1
         self.temperature = temperature
         self.momentum = momentum
         self.symmetric = symmetric
@@ -191,12 +205,23 @@ class MoCo(SSLMethod):
             )
 
     def setup(self, stage: str) -> None:
-        """SyncBatchNorm conversion on several devices when ``sync_bn`` (before DDP wraps)."""
+        """SyncBatchNorm (several devices, ``sync_bn``) or split BatchNorm (one device)."""
         trainer = getattr(self, "_trainer", None)
-        if self.hparams["sync_bn"] and trainer is not None and trainer.world_size > 1:
+        world = int(trainer.world_size) if trainer is not None else 1
+        if self.hparams["sync_bn"] and world > 1:  # before DDP wraps the module
             self.encoder = nn.SyncBatchNorm.convert_sync_batchnorm(self.encoder)
             self.encoder_momentum = nn.SyncBatchNorm.convert_sync_batchnorm(
                 self.encoder_momentum)
+        elif self.hparams["shuffle_bn"] and world == 1:
+            splits = self.hparams.get("bn_splits")
+            self.set_bn_splits(auto_splits(int(self.hparams["batch_size"]))
+                               if splits is None else int(splits))
+
+    def set_bn_splits(self, splits: int) -> None:
+        """Use ``splits`` BatchNorm groups in both encoders (1: plain BatchNorm)."""
+        convert_split_bn(self.encoder, splits)
+        convert_split_bn(self.encoder_momentum, splits)
+        self.bn_splits = max(1, int(splits))
 
     def on_fit_start(self) -> None:
         """Check the queue size against the global batch."""
@@ -211,29 +236,52 @@ class MoCo(SSLMethod):
 
     @torch.no_grad()
     def keys(self, view: View) -> Tensor:
-        """L2-normalised keys of a view from the momentum encoder (shuffle-BN under DDP)."""
+        """L2-normalised keys of a view from the momentum encoder, with shuffle-BN.
+
+        Under DDP the keys are shuffled across devices; on one device with split BatchNorm
+        (``bn_splits > 1``) across the BN groups. The permutation is drawn on the device and
+        undone after the encoder: no host synchronisation.
+        """
         shuffle = self.hparams["shuffle_bn"] and not self.hparams["sync_bn"]
-        unshuffle = None
-        if shuffle:
+        if shuffle and _distributed():
             view, unshuffle = batch_shuffle(view)
-        k = self.projector_momentum(self.encode(view, self.encoder_momentum))
-        k = batch_unshuffle(k, unshuffle)
+            k = self.projector_momentum(self.encode(view, self.encoder_momentum))
+            k = batch_unshuffle(k, unshuffle)
+        elif shuffle and self.bn_splits > 1:
+            perm = torch.randperm(view.x.shape[0], device=view.x.device)
+            mask = None if view.sensor_mask is None else view.sensor_mask[perm]
+            k = self.projector_momentum(
+                self.encode(View(view.x[perm], view.sensor, mask), self.encoder_momentum))
+            k = k[torch.argsort(perm)]
+        else:
+            k = self.projector_momentum(self.encode(view, self.encoder_momentum))
         return nn.functional.normalize(k.float(), dim=1)
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
-        """Write ``keys`` (gathered over devices) at the queue pointer and advance it."""
+        """Write ``keys`` (gathered over devices) at the queue pointer and advance it.
+
+        Everything stays on the device: the pointer is a tensor and the slots are computed from
+        it with tensor arithmetic, so no value is read back to the host (a ``.item()`` here
+        would synchronise the GPU every step).
+        """
         keys = gather_no_grad(keys.detach().float())
         n, size = keys.shape[0], self.queue.shape[0]
-        ptr = int(self.queue_ptr.item())
-        idx = (ptr + torch.arange(n, device=self.queue.device)) % size
-        self.queue[idx] = keys.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + n) % size
+        if n > size:  # only the newest ``size`` keys fit
+            keys, n = keys[-size:], size
+        idx = (self.queue_ptr + torch.arange(n, device=self.queue.device)) % size
+        self.queue.index_copy_(0, idx, keys.to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + n) % size)
 
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """InfoNCE of queries (view 1) against keys (view 2) and the queue."""
+        """InfoNCE of queries (view 1) against keys (view 2) and the queue.
+
+        Also returns, as device tensors (Lightning reads them back only when it writes a log
+        line, never per step), the mean cosine similarity of the queries with their positive
+        key (``pos_sim``) and with the queue (``neg_sim``).
+        """
         self.momentum_update()
         queue = self.queue.clone().detach()
         q1 = self.projector(self.encode(view1))
@@ -245,5 +293,8 @@ class MoCo(SSLMethod):
             k1 = self.keys(view1)
             loss = (loss + moco_infonce(q2, k1, queue, self.temperature)) / 2
             new_keys.append(k1)
+        with torch.no_grad():
+            q = nn.functional.normalize(q1.detach().float(), dim=1)
+            logs = {"pos_sim": (q * k2).sum(dim=1).mean(), "neg_sim": (q @ queue.T).mean()}
         self.enqueue(torch.cat(new_keys))
-        return loss, {}
+        return loss, logs

@@ -90,20 +90,24 @@ def drop_sensors(
     """
     device = torch.device(device)
     if n_sensors == 2:
-        probs = torch.tensor(list(odds), dtype=torch.float, device=device)
-        choice = torch.multinomial(probs / probs.sum(), n, replacement=True)
-        table = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], device=device)
-        mask = table[choice]
+        # inverse-CDF sampling against Python-float thresholds: no host sync (torch.multinomial
+        # checks its input on the host) and no constant tensor copied to the device per step
+        if len(odds) != 3 or min(odds) < 0 or sum(odds) <= 0:
+            raise ConfigError(f"partial-fusion odds must be 3 non-negative numbers, got {odds}")
+        total = float(sum(odds))
+        c0, c1 = odds[0] / total, (odds[0] + odds[1]) / total
+        u = torch.rand(n, device=device)
+        first_only, second_only = u < c0, (u >= c0) & (u < c1)
+        mask = torch.stack([~second_only, ~first_only], dim=1).float()
     else:
         mask = (torch.rand(n, n_sensors, device=device) < 0.5).float()
-        empty = mask.sum(1) == 0
-        pick = torch.randint(0, n_sensors, (n,), device=device)
-        mask[empty, pick[empty]] = 1.0
+        pick = torch.randint(0, n_sensors, (n, 1), device=device)
+        pick = (torch.arange(n_sensors, device=device)[None, :] == pick).float()
+        mask = torch.where(mask.sum(1, keepdim=True) == 0, pick, mask)
     if present is not None:
         present = present.to(device=device, dtype=mask.dtype)
         mask = mask * present
-        none = mask.sum(1) == 0
-        mask[none] = present[none]
+        mask = torch.where(mask.sum(1, keepdim=True) == 0, present, mask)
     return mask
 
 

@@ -4,6 +4,7 @@ from geossl.models.adapters import ADAPTER_KINDS, BandAdapter, fold_adapter
 from geossl.models.backbones import create_backbone, load_pretrained, resolve_name
 from geossl.models.encoder import Encoder, build_encoder
 from geossl.models.heads import ClusterHead, PredictionHead, ProjectionHead
+from geossl.models.norm import SplitBatchNorm2d, convert_split_bn
 
 __all__ = [
     "ADAPTER_KINDS",
@@ -12,7 +13,9 @@ __all__ = [
     "Encoder",
     "PredictionHead",
     "ProjectionHead",
+    "SplitBatchNorm2d",
     "build_encoder",
+    "convert_split_bn",
     "create_backbone",
     "fold_adapter",
     "load_pretrained",

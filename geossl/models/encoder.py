@@ -133,10 +133,9 @@ class Encoder(nn.Module):
             raise ValueError(f"unknown sensors {sorted(unknown)}; encoder has {list(chans)}")
         ref = next(iter(parts.values()))
         b, h, w = ref.shape[0], ref.shape[-2], ref.shape[-1]
-        if sensor_mask is None:
-            sensor_mask = torch.tensor(
-                [[1.0 if s in parts else 0.0 for s in chans]], device=ref.device, dtype=ref.dtype
-            ).expand(b, -1)
+        if sensor_mask is None:  # fill kernels: no constant copied to the device
+            sensor_mask = torch.stack(
+                [ref.new_ones(b) if s in parts else ref.new_zeros(b) for s in chans], dim=1)
         mask = sensor_mask.to(device=ref.device, dtype=ref.dtype)
         blocks: list[Tensor] = []
         for i, (s, c) in enumerate(chans.items()):
