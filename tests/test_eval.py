@@ -274,3 +274,194 @@ def test_cli_evaluate_random_baseline(tmp_path: Path) -> None:
     assert all(r["n_labels"] == 2 * k for r in data["runs"] if r["protocol"] == "linear")
     assert sorted(r["seed"] for r in data["runs"] if r["protocol"] == "linear") == [0, 1]
     assert (out / "results.md").exists() and (out / "tsne.png").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# datasets without a built-in split, and their labels
+# --------------------------------------------------------------------------------------------
+def _tiny_source(in_chans: int) -> EncoderSource:
+    torch.manual_seed(0)
+    return EncoderSource(TinyEncoder(in_chans), {"backbone": "tiny", "in_chans": in_chans},
+                         f"tiny{in_chans}")
+
+
+def _overlapping_pairs(gdf: Any, a: set[str], b: set[str]) -> list[tuple[str, str]]:
+    """Pairs (one id of ``a``, one of ``b``) whose footprints share area, in their own CRS."""
+    import shapely
+
+    rows = gdf.set_index("chip_id")
+    out = []
+    for i in a:
+        for j in b:
+            ri, rj = rows.loc[i], rows.loc[j]
+            if str(ri["crs"]) != str(rj["crs"]):
+                continue
+            bi = shapely.box(ri["minx"], ri["miny"], ri["maxx"], ri["maxy"])
+            bj = shapely.box(rj["minx"], rj["miny"], rj["maxx"], rj["maxy"])
+            if bi.intersection(bj).area > 1e-6:
+                out.append((i, j))
+    return out
+
+
+def test_evaluate_sen12ms_without_splits_makes_an_overlap_aware_split(tmp_path: Path) -> None:
+    from geossl.data.sen12ms import SEN12MSPatches
+    from tests.data.sen12ms.data import generate
+
+    root = tmp_path / "sen12ms"
+    generate(root, patches=4, size=16)  # 6 scenes x 4 half-overlapping patches
+    out = tmp_path / "ev"
+    res = evaluate(_tiny_source(13), "sen12ms", root, "knn", sensor="s2", out=out,
+                   device="cpu", plots=False)
+    meta = res["meta"]
+    # the bug: train == test (24 and 24); now every patch is on exactly one side
+    assert meta["split_source"] == "auto" and meta["n_train"] + meta["n_test"] == 24
+    assert meta["n_test"] > 0 and meta["splits"] == str(out / "splits.json")
+    doc = json.loads((out / "splits.json").read_text())
+    train, test = set(doc["splits"]["train"]), set(doc["splits"]["test"])
+    assert doc["strategy"] == "overlap" and not train & test and len(train | test) == 24
+    gdf = SEN12MSPatches(root, sensors=("s2",)).footprints()
+    assert len(_overlapping_pairs(gdf, set(gdf["chip_id"]), set(gdf["chip_id"]))) > 24
+    assert _overlapping_pairs(gdf, train, test) == []  # no footprint shared across sides
+    assert any("splits.json" in n for n in res["notes"])
+    # the saved split repeats the run on the same sides
+    again = evaluate(_tiny_source(13), "sen12ms", root, "knn", sensor="s2",
+                     splits=out / "splits.json", device="cpu", plots=False)
+    assert (again["meta"]["n_train"], again["meta"]["n_test"]) == (meta["n_train"],
+                                                                    meta["n_test"])
+    assert again["meta"]["split_source"] == "file"
+
+
+def test_resolve_bigearthnet_v1_without_splits(tmp_path: Path) -> None:
+    from geossl.eval.data import resolve
+    from tests.data.bigearthnet.data import generate_v1
+
+    ids = generate_v1(tmp_path / "ben", n=6, s1=False)
+    d = resolve("bigearthnet", tmp_path / "ben", None, out=tmp_path / "ev")
+    tr, te = {d.ids[p] for p in d.train}, {d.ids[p] for p in d.test}
+    assert d.split_source == "auto" and not tr & te and tr | te == set(ids)
+    assert d.dataset.version == 1  # type: ignore[attr-defined]
+    assert d.dataset[d.test[0]]["label"].shape == (19,)
+
+
+def _polsar(tmp_path: Path) -> dict[str, Path]:
+    from tests.data.polsar.data import generate
+
+    # 48 x 64 px, class k in columns 4 + 20 k ... 24 + 20 k, column 0..3 unlabelled
+    return generate(tmp_path / "sar", rows=48, cols=64, n_classes=3)
+
+
+def test_evaluate_polsar_labels_by_majority_with_purity(tmp_path: Path) -> None:
+    from geossl.data.polsar import PolSAR, patch_labels, read_labels
+
+    paths = _polsar(tmp_path)
+    res = evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "linear,knn",
+                   data_args={"patch_size": 8}, out=tmp_path / "ev", device="cpu", plots=False)
+    meta = res["meta"]
+    # 6 x 8 patches of 8 px; columns 0 (4 unlabelled px) and 5 (two classes) are impure
+    assert meta["n_train"] + meta["n_test"] == 6 * 6 and meta["n_test"] > 0
+    assert meta["data_args"]["label_path"] == str(paths["labels"])
+    doc = json.loads((tmp_path / "ev" / "splits.json").read_text())
+    train, test = doc["splits"]["train"], doc["splits"]["test"]
+    assert not set(train) & set(test)
+    ds = PolSAR(tmp_path / "sar", patch_size=8, label_path=paths["labels"], ids=test)
+    expected = patch_labels(read_labels(paths["labels"], (48, 64)), ds.rows, ds.cols, 8, 0.8)
+    assert set(expected.tolist()) <= {1, 2, 3} and 0 not in expected.tolist()
+    assert [int(ds[i]["label"]) for i in range(len(ds))] == expected.tolist()
+    assert res["runs"][0]["metrics"]["oa"] > 0.5
+    # an explicit label raster, and a scene without one
+    other = tmp_path / "elsewhere.png"
+    other.write_bytes(paths["labels"].read_bytes())
+    for f in paths["labels"].parent.iterdir():
+        f.unlink()
+    with pytest.raises(ConfigError, match="--label-path"):
+        evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "knn",
+                 data_args={"patch_size": 8}, device="cpu", plots=False)
+    res = evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "knn", label_path=other,
+                   data_args={"patch_size": 8, "purity": 1.0}, device="cpu", plots=False)
+    assert res["meta"]["n_train"] + res["meta"]["n_test"] == 36
+
+
+def _chips(tmp_path: Path, column: str | None) -> Path:
+    from geossl.data import chip_index
+    from tests.data.chips.data import generate_chips
+
+    folder = tmp_path / "chips"
+    generate_chips(folder, n=10, size=16, bands=3)
+    gdf = chip_index.build_index(folder, progress=False)
+    if column is not None:
+        gdf[column] = [None if i == 3 else ("10" if i % 2 else "2") for i in range(len(gdf))]
+    chip_index.write_index(gdf, folder)
+    return folder
+
+
+def test_evaluate_chips_label_column(tmp_path: Path) -> None:
+    folder = _chips(tmp_path, "landcover")
+    with pytest.raises(ConfigError, match="--label-column"):
+        evaluate(_tiny_source(3), "chips", folder, "knn", device="cpu", plots=False)
+    with pytest.raises(ConfigError, match=r"no label column 'lc'.*landcover"):
+        evaluate(_tiny_source(3), "chips", folder, "knn", label_column="lc", device="cpu",
+                 plots=False)
+    with pytest.raises(ConfigError, match="chip index"):
+        evaluate(_tiny_source(3), "ucmerced", folder, "knn", label_column="lc", device="cpu")
+    res = evaluate(_tiny_source(3), "chips", folder, "knn", label_column="landcover",
+                   out=tmp_path / "ev", device="cpu", plots=False)
+    meta = res["meta"]
+    assert meta["n_train"] + meta["n_test"] == 9  # the chip without a label is left out
+    doc = json.loads((tmp_path / "ev" / "splits.json").read_text())
+    ids = set(doc["splits"]["train"]) | set(doc["splits"]["test"])
+    assert "scene_20200101/chip_003" not in {i.removesuffix(".tif") for i in ids}
+    assert meta["num_classes"] == 2 and meta["data_args"] == {"label_column": "landcover"}
+
+
+def test_evaluate_chips_label_column_defaults_to_label(tmp_path: Path) -> None:
+    from geossl.eval.data import LabelledChips, resolve
+
+    d = resolve("chips", _chips(tmp_path, "label"), None)
+    assert isinstance(d.dataset, LabelledChips)
+    assert d.dataset.classes == ["2", "10"]  # numeric classes sort as numbers
+    assert len(d.train) + len(d.test) == 9
+    labels = {int(d.dataset[p]["label"]) for p in d.train + d.test}
+    assert labels == {0, 1}
+
+
+def test_cli_evaluate_polsar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    models = pytest.importorskip("geossl.models")
+    if not hasattr(models, "build_encoder"):
+        pytest.skip("geossl.models.build_encoder not available yet")
+    from geossl.cli import main
+
+    _polsar(tmp_path)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "random", "--backbone", "resnet18", "--protocol", "knn",
+                 "--data", "polsar", "--root", str(tmp_path / "sar"), "--data-args",
+                 "{patch_size: 8}", "--out", str(out), "--accelerator", "cpu",
+                 "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "made a split" in printed and f"wrote {out / 'splits.json'}" in printed
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert meta["n_train"] + meta["n_test"] == 36 and meta["split_source"] == "auto"
+    assert main(["evaluate", "random", "--data", "polsar", "--root", str(tmp_path / "sar"),
+                 "--data-args", "[1, 2]"]) == 2
+    assert "--data-args must be a mapping" in capsys.readouterr().err
+
+
+def test_cli_boolean_flags_bare_or_with_a_value() -> None:
+    from geossl.cli import build_parser
+
+    parser, _ = build_parser()
+
+    def parsed(*argv: str) -> Any:
+        return getattr(parser.parse_args(list(argv)), argv[0])
+
+    ev = ["evaluate", "random", "--data", "aid"]
+    assert parsed(*ev).no_plots is False and parsed(*ev).bf16 is False
+    assert parsed(*ev, "--no-plots").no_plots is True
+    assert parsed(*ev, "--no-plots", "true", "--bf16").no_plots is True
+    assert parsed(*ev, "--no-plots", "false").no_plots is False
+    assert parsed(*ev, "--bf16", "--no-plots").bf16 is True
+    assert parsed("embed", "a.ckpt", "s.tif", "--out", "o.zarr", "--bf16").bf16 is True
+    assert parsed("embed", "a.ckpt", "s.tif", "--out", "o.zarr").bf16 is False
+    keep = parsed("export", "a.ckpt", "--out", "w.ckpt", "--keep-adapter")
+    assert keep.keep_adapter is True
+    assert parsed("export", "a.ckpt", "--out", "w.ckpt", "--keep-adapter", "false") \
+        .keep_adapter is False

@@ -17,6 +17,8 @@ from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 
+from geossl.commands import _common
+
 NAME = "embed"
 HELP = "embedding cube (zarr) and k-means cluster map (GeoTIFF) of a whole scene"
 
@@ -43,7 +45,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--scene-id", type=str | None, default=None,
                         help="scene to embed when a chip index holds several")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--bf16", type=bool, default=False)
+    parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
     parser.add_argument("--seed", type=int, default=0)
 
 

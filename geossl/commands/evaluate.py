@@ -8,6 +8,14 @@ Examples:
         --out eval_random/            # the random-init baseline
     geossl evaluate GEO_RUN/checkpoints/last.ckpt --sensor s2 --protocol linear,knn,cluster \\
         --data sen12ms --root SEN12MS --splits splits.json --labels-per-class 5 --out eval_s2/
+    geossl evaluate RUN/checkpoints/last.ckpt --data polsar --root SF_AIRSAR \\
+        --label-path SF_AIRSAR/labels/label.png --data-args '{patch_size: 16}' --out eval_sar/
+    geossl evaluate RUN/checkpoints/last.ckpt --data chips --root CHIPS \\
+        --label-column landcover --out eval_chips/
+
+Without --splits, a dataset with no split of its own (SEN12MS, PolSAR, chips, BigEarthNet v1)
+gets an overlap-aware split (overlapping footprints on one side only), saved as
+OUT/splits.json; pass it as --splits to repeat the run on the same sides.
 
 Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
 OUT/knn_grid.png, OUT/confusion_*.png, OUT/finetune_curves.png and a feature cache.
@@ -34,7 +42,18 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_data(parser, required=True)
     parser.add_argument("--splits", type=str | None, default=None,
                         help="saved overlap-aware split (JSON/GeoParquet); default: the "
-                             "dataset's own split")
+                             "dataset's own split, else an overlap-aware split made now and "
+                             "saved as OUT/splits.json")
+    parser.add_argument("--data-args", type=str | None, default=None,
+                        help="dataset arguments as a YAML/JSON mapping, e.g. "
+                             "'{patch_size: 16, purity: 0.9}' (polsar) or '{version: 1}' "
+                             "(bigearthnet)")
+    parser.add_argument("--label-path", type=str | None, default=None,
+                        help="polsar: class raster aligned with the scene (0 = unlabelled; "
+                             "default: the single image in ROOT/labels)")
+    parser.add_argument("--label-column", type=str | None, default=None,
+                        help="chips: chip-index column holding each chip's class (default: "
+                             "'label' when the index has it)")
     parser.add_argument("--train-split", type=str, default="train")
     parser.add_argument("--test-split", type=str, default="test")
     parser.add_argument("--labels-per-class", type=str | None, default=None,
@@ -51,11 +70,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="timm backbone for CKPT 'random'")
     parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--bf16", type=bool, default=False, help="bf16 autocast")
+    parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--finetune-lr", type=float, default=1e-3)
     parser.add_argument("--finetune-batch-size", type=int, default=64)
-    parser.add_argument("--no-plots", type=bool, default=False, help="skip the PNGs")
+    parser.add_argument("--no-plots", default=False, help="skip the PNGs", **_common.FLAG)
     _common.add_workers(parser)
 
 
@@ -76,6 +95,7 @@ def _ints(text: Any) -> list[int] | None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl evaluate``."""
+    from geossl.eval.data import parse_data_args
     from geossl.eval.run import evaluate
 
     acc = _get(cfg, "accelerator")
@@ -92,7 +112,11 @@ def run(cfg: Namespace) -> int:
         finetune_lr=_get(cfg, "finetune_lr"),
         finetune_batch_size=_get(cfg, "finetune_batch_size"),
         plots=not _get(cfg, "no_plots"), sensor=_get(cfg, "sensor"),
+        data_args=parse_data_args(_get(cfg, "data_args")), label_path=_get(cfg, "label_path"),
+        label_column=_get(cfg, "label_column"),
     )
+    for note in res.get("notes", []):
+        print(note)
     from geossl.eval.report import to_markdown
 
     print(to_markdown(res["summary"]), end="")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from jsonargparse import ArgumentParser, Namespace
 
+from geossl.commands import _common
+
 NAME = "export"
 HELP = "export an encoder as TorchGeo/timm weights with a metadata sidecar"
 
@@ -25,8 +27,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--out", type=str, required=True,
                         help="file to write (timm: its stem gets a -<sha256[:8]> suffix)")
     parser.add_argument("--format", type=str, default="torchgeo", help="torchgeo or timm")
-    parser.add_argument("--keep-adapter", type=bool, default=False,
-                        help="export a non-linear band adapter beside the backbone")
+    parser.add_argument("--keep-adapter", default=False,
+                        help="export a non-linear band adapter beside the backbone",
+                        **_common.FLAG)
     parser.add_argument("--sensor", type=str | None, default=None,
                         help="for per-sensor stems (geo pairing): the sensor to export")
 

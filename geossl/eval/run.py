@@ -3,8 +3,9 @@
 The flow:
 
 1. the encoder comes from a pretraining checkpoint (or ``random`` for the random-init baseline);
-2. the dataset's train and test sides come from a saved overlap-aware split (``--splits``), or
-   from the dataset's own deterministic split when it has one;
+2. the dataset's train and test sides come from a saved overlap-aware split (``--splits``),
+   from the dataset's own deterministic split when it has one, or else from an overlap-aware
+   split made now and saved as ``OUT/splits.json`` (:mod:`geossl.eval.data`);
 3. frozen features of both sides are extracted once and cached (checkpoint hash + dataset +
    split);
 4. for every seed and label budget (k per class or N in total, drawn from the TRAIN side only),
@@ -18,7 +19,6 @@ The flow:
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
+from geossl.eval.data import resolve
 from geossl.eval.features import (
     EncoderSource,
     FeatureSet,
@@ -81,114 +82,27 @@ def _as_list(v: int | Sequence[int] | None) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------
-# dataset and split resolution
+# dataset and split resolution (see geossl.eval.data)
 # --------------------------------------------------------------------------------------------
-def _dataset_ids(dataset: Any) -> list[str] | None:
-    from geossl.data.datamodule import _dataset_ids as ids_of
-
-    return ids_of(dataset)
-
-
-def _all_ids(dataset: Dataset[dict[str, Any]]) -> list[str]:
-    ids = _dataset_ids(dataset)
-    if ids is not None:
-        return ids
-    n = len(dataset)  # type: ignore[arg-type]
-    return [str(dataset[i].get("id", i)) for i in range(n)]
-
-
-def _split_ids(splits: str | os.PathLike[str] | dict[str, Any], name: str) -> list[str]:
-    if isinstance(splits, dict):
-        table = splits.get("splits", splits)
-        if name not in table or not table[name]:
-            raise ConfigError(f"split {name!r} missing or empty (has {', '.join(table)})")
-        return [str(i) for i in table[name]]
-    try:
-        from geossl.data.datamodule import load_split_ids
-
-        return load_split_ids(Path(splits), name)
-    except ModuleNotFoundError:  # geossl.data.splits absent: read the JSON contract directly
-        path = Path(splits)
-        if not path.is_file():
-            raise DataError("split file not found", path) from None
-        try:
-            table = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DataError(f"not a split JSON ({err})", path) from err
-        return _split_ids(table if isinstance(table, dict) else {}, name)
-
-
 def resolve_data(
     data: str | Dataset[dict[str, Any]],
     root: str | os.PathLike[str] | None,
     splits: str | os.PathLike[str] | dict[str, Any] | None,
     train_split: str = "train",
     test_split: str = "test",
+    **kwargs: Any,
 ) -> tuple[Dataset[dict[str, Any]], list[int], list[int], list[str], str]:
     """The dataset and the positions of its train and test sides.
 
-    Args:
-        data: a dataset name (built with :func:`geossl.data.registry.get_dataset`) or a dataset.
-        root: dataset folder (for a name).
-        splits: saved split file (or its dict); ``None`` uses the dataset's own
-            ``split="train"``/``"test"`` when its constructor has one.
-        train_split: name of the training side.
-        test_split: name of the test side.
+    See :func:`geossl.eval.data.resolve` (``kwargs``: ``data_args``, ``label_path``,
+    ``label_column``, ``out``): a saved split, else the dataset's own, else an overlap-aware
+    split made now; never the same samples on both sides.
 
     Returns:
         ``(dataset, train_positions, test_positions, ids, dataset_key)``.
-
-    Raises:
-        ConfigError: no split available, or train and test share samples.
-        DataError: split ids absent from the dataset.
     """
-    if isinstance(data, str):
-        if root is None:
-            raise ConfigError(f"--root is required for dataset {data!r}")
-        if not Path(root).exists():
-            raise DataError("dataset folder not found", root)
-        from geossl.data.registry import get_dataset
-
-        key = f"{data}:{Path(root).resolve()}"
-        if splits is None:
-            train_ds = _with_split(get_dataset, data, root, train_split)
-            test_ds = _with_split(get_dataset, data, root, test_split)
-            ds: Dataset[dict[str, Any]] = ConcatDataset([train_ds, test_ds])
-            n_tr = len(train_ds)  # type: ignore[arg-type]
-            n_te = len(test_ds)  # type: ignore[arg-type]
-            ids = (_all_ids(train_ds) + _all_ids(test_ds))
-            return ds, list(range(n_tr)), list(range(n_tr, n_tr + n_te)), ids, key
-        try:  # folder datasets with a built-in split: the split file selects from all samples
-            dataset = get_dataset(data, str(root), split="all")
-        except (TypeError, ConfigError):
-            dataset = get_dataset(data, str(root))
-    else:
-        dataset = data
-        key = f"{type(data).__module__}.{type(data).__qualname__}:{len(data)}"  # type: ignore[arg-type]
-        if splits is None:
-            raise ConfigError("give --splits FILE (a saved overlap-aware split)")
-    ids = _all_ids(dataset)
-    where = {i: p for p, i in enumerate(ids)}
-    sides = []
-    for name in (train_split, test_split):
-        wanted = _split_ids(splits, name)
-        missing = [i for i in wanted if i not in where]
-        if missing:
-            raise DataError(f"{len(missing)} ids of split {name!r} are not in dataset "
-                            f"(first: {missing[0]!r})", splits if not isinstance(splits, dict)
-                            else None)
-        sides.append([where[i] for i in wanted])
-    shared = set(sides[0]) & set(sides[1])
-    if shared:
-        raise ConfigError(f"splits {train_split!r} and {test_split!r} share {len(shared)} samples")
-    return dataset, sides[0], sides[1], ids, key
-
-
-def _with_split(get_dataset: Any, data: str, root: Any, split: str) -> Dataset[dict[str, Any]]:
-    try:
-        return get_dataset(data, str(root), split=split)  # type: ignore[no-any-return]
-    except TypeError as err:
-        raise ConfigError(f"dataset {data!r} has no built-in split: give --splits FILE") from err
+    d = resolve(data, root, splits, train_split, test_split, **kwargs)
+    return d.dataset, d.train, d.test, d.ids, d.key
 
 
 def _labels(dataset: Dataset[dict[str, Any]], positions: Sequence[int]) -> torch.Tensor:
@@ -246,6 +160,9 @@ def evaluate(
     finetune_batch_size: int = 64,
     plots: bool = True,
     sensor: SensorSelection = None,
+    data_args: dict[str, Any] | None = None,
+    label_path: str | os.PathLike[str] | None = None,
+    label_column: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -256,7 +173,9 @@ def evaluate(
             ``id``).
         root: dataset folder.
         protocols: ``linear``, ``knn``, ``finetune``, ``cluster`` (list or comma-separated).
-        splits: saved split (file or dict with ``train`` and ``test`` ids).
+        splits: saved split (file or dict with ``train`` and ``test`` ids); ``None`` for a
+            dataset name: its own split when it has one, else an overlap-aware split made now
+            and saved as ``OUT/splits.json`` (see :mod:`geossl.eval.data`).
         train_split: name of the side budgets are drawn from.
         test_split: name of the side every score is computed on.
         labels_per_class: budget(s) of k labels per class.
@@ -280,9 +199,15 @@ def evaluate(
             stems the sensor to evaluate (default: its first sensor), for a fusion encoder a
             subset of its sensors (default: all, stacked); must be the checkpoint's sensor for a
             single-sensor encoder.
+        data_args: more dataset constructor arguments (e.g. ``{"patch_size": 16}`` for
+            PolSAR, ``{"version": 1}`` for BigEarthNet).
+        label_path: PolSAR class raster (default: the single image in ``ROOT/labels``).
+        label_column: chip-index column holding each chip's class (``--data chips``; default
+            ``label`` when present).
 
     Returns:
-        ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}}``.
+        ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
+        (``notes``: lines worth printing, e.g. that a split was made).
 
     Raises:
         ConfigError: unknown protocol or sensor, bad budget, no split.
@@ -292,8 +217,13 @@ def evaluate(
     t0 = time.time()
     names = parse_protocols(protocols)
     seeds = [int(s) for s in seeds] or [0]
-    dataset, train_pos, test_pos, ids, data_key = resolve_data(data, root, splits, train_split,
-                                                               test_split)
+    resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
+                       label_path=label_path, label_column=label_column, out=out)
+    dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,
+                                         resolved.ids)
+    data_key = resolved.key
+    if resolved.split_source == "auto":
+        train_split, test_split = "train", "test"
     data_name = data if isinstance(data, str) else None
     in_chans = None
     if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
@@ -389,7 +319,10 @@ def evaluate(
         "checkpoint_key": source.key,
         "data": data if isinstance(data, str) else data_key,
         "root": os.fspath(root) if root is not None else None,
-        "splits": os.fspath(splits) if isinstance(splits, (str, os.PathLike)) else None,
+        "splits": (os.fspath(splits) if isinstance(splits, (str, os.PathLike))
+                   else str(resolved.split_path) if resolved.split_path is not None else None),
+        "split_source": resolved.split_source,
+        "data_args": resolved.args or None,
         "backbone": source.meta.get("backbone"),
         "method": source.meta.get("method"),
         "pairing": source.meta.get("pairing"),
@@ -409,7 +342,10 @@ def evaluate(
             paths.update(_pictures(out_dir, dataset, source, train, test, first, classes,
                                    seeds[0], chosen))
         paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
+    if resolved.split_path is not None:
+        paths["splits"] = str(resolved.split_path)
     results["paths"] = paths
+    results["notes"] = list(resolved.notes)
     from geossl.eval.report import summarise
 
     results["summary"] = summarise(runs)

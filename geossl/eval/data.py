@@ -1,0 +1,457 @@
+"""Which samples ``evaluate`` uses: the dataset, its labels, and its train and test sides.
+
+Train and test come, in this order of preference, from
+
+1. a saved split (``--splits FILE``, written by ``geossl split``);
+2. the dataset's own split (``split="train"``/``"test"``: AID, UC Merced, EuroSAT, the
+   BigEarthNet v2 ``metadata.parquet``), see :func:`geossl.data.registry.native_split`;
+3. an overlap-aware split made now (:func:`auto_split`) for datasets without one (SEN12MS,
+   PolSAR, chips, BigEarthNet v1): footprints that overlap never fall on both sides (strategy
+   ``overlap``, stratified by class); it is saved as ``OUT/splits.json`` so that the run can be
+   repeated with ``--splits``.
+
+Labels: a PolSAR scene needs its class raster (``label_path``; default: the single image in
+``ROOT/labels``), a patch takes its majority class when that covers ``purity`` of it
+(:func:`geossl.data.polsar.patch_labels`, as the PolSAR benchmark does) and impure or
+unlabelled patches (class 0) are left out. Chips take their class from a column of the chip
+index (``label_column``; default ``label`` when the index has one); chips without a value are
+left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import ConcatDataset, Dataset
+
+from geossl.errors import ConfigError, DataError
+
+#: fractions and seed of the split made when none is given
+AUTO_FRACTIONS = (0.8, 0.2)
+AUTO_SEED = 0
+#: file the automatic split is saved to, in the output folder
+AUTO_SPLIT_FILE = "splits.json"
+#: default chip-index column holding each chip's class
+DEFAULT_LABEL_COLUMN = "label"
+
+
+@dataclass
+class EvalData:
+    """A dataset and its two sides (positions into ``dataset``)."""
+
+    dataset: Dataset[dict[str, Any]]
+    train: list[int]
+    test: list[int]
+    ids: list[str]
+    key: str
+    #: ``file`` (--splits), ``native`` (the dataset's own) or ``auto`` (made now)
+    split_source: str = "file"
+    #: where the automatic split was saved
+    split_path: Path | None = None
+    #: lines worth printing (automatic split, samples left out)
+    notes: list[str] = field(default_factory=list)
+    #: constructor arguments the dataset was built with (label source included)
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset arguments and labels
+# --------------------------------------------------------------------------------------------
+def parse_data_args(text: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``--data-args``: a YAML/JSON mapping of dataset constructor arguments.
+
+    Example: ``'{patch_size: 16, purity: 0.9}'`` or ``'{"version": 1}'``.
+
+    Raises:
+        ConfigError: not a mapping.
+    """
+    if text is None or text == "":
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    import yaml
+
+    try:
+        value = yaml.safe_load(str(text))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--data-args is not YAML/JSON ({str(err).splitlines()[0]})") from err
+    if not isinstance(value, dict):
+        raise ConfigError(f"--data-args must be a mapping such as '{{patch_size: 16}}', got "
+                          f"{text!r}")
+    return {str(k): v for k, v in value.items()}
+
+
+def dataset_kwargs(
+    data: str,
+    root: str | os.PathLike[str],
+    data_args: dict[str, Any] | None = None,
+    label_path: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Constructor arguments of ``data`` for evaluation (the label source included).
+
+    Raises:
+        ConfigError: ``label_path`` for a dataset other than PolSAR, or a PolSAR scene without
+            a label raster.
+    """
+    kwargs = dict(data_args or {})
+    if data != "polsar":
+        if label_path is not None:
+            raise ConfigError("--label-path is the class raster of --data polsar; other "
+                              "datasets carry their labels")
+        return kwargs
+    if label_path is not None:
+        kwargs["label_path"] = os.fspath(label_path)
+    if kwargs.get("label_path") is None:
+        from geossl.bench.polsar import find_label_raster
+
+        try:
+            kwargs["label_path"] = os.fspath(find_label_raster(Path(root)))
+        except DataError as err:
+            where = Path(root) / "labels"
+            raise ConfigError(f"evaluating PolSAR needs its class raster (0 = unlabelled), and "
+                              f"{where} does not hold exactly one image: give --label-path "
+                              "FILE") from err
+    return kwargs
+
+
+class LabelledChips(Dataset[dict[str, Any]]):
+    """A :class:`~geossl.data.chips.ChipDataset` whose samples get ``label`` from an index column.
+
+    Classes are the sorted distinct values of the column (as text); a chip whose value is
+    missing gets ``label`` -1 and is left out of evaluation (:func:`labelled_mask`).
+    """
+
+    def __init__(self, chips: Any, column: str = DEFAULT_LABEL_COLUMN) -> None:
+        """Wrap ``chips``.
+
+        Raises:
+            ConfigError: the index has no such column, or no chip has a value in it.
+        """
+        index = chips.index
+        if column not in index.columns:
+            extra = [c for c in index.columns if c not in _CHIP_COLUMNS]
+            raise ConfigError(f"the chip index has no label column {column!r}: give "
+                              f"--label-column NAME with one of its extra columns "
+                              f"({', '.join(extra) or 'none: add one'})")
+        values = index[column]
+        present = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
+        if not present.any():
+            raise ConfigError(f"no chip has a value in label column {column!r}")
+        text = values.astype(str).str.strip()
+        numeric = pd.to_numeric(text[present], errors="coerce")
+        if numeric.notna().all():  # integer classes sort as numbers: 2 before 10
+            order = sorted(set(numeric.tolist()))
+            classes = [_num_text(v) for v in order]
+            codes = {v: i for i, v in enumerate(order)}
+            targets = np.full(len(index), -1, np.int64)
+            targets[present] = [codes[v] for v in numeric.tolist()]
+        else:
+            classes = sorted(set(text[present].tolist()))
+            lookup = {c: i for i, c in enumerate(classes)}
+            targets = np.asarray([lookup[t] if p else -1 for t, p in zip(text, present)],
+                                 np.int64)
+        self.chips = chips
+        self.column = column
+        self.classes = classes
+        self.targets = targets
+        self.ids: list[str] = list(chips.ids)
+        self.bands = getattr(chips, "bands", None)
+        self.index = index
+
+    def __len__(self) -> int:
+        """Number of chips."""
+        return len(self.chips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """The chip's sample dict with its ``label``."""
+        sample = dict(self.chips[i])
+        sample["label"] = torch.tensor(int(self.targets[i]), dtype=torch.int64)
+        return sample
+
+    def footprints(self) -> pd.DataFrame:
+        """The chip index with ``label`` set to the class index (NaN where missing)."""
+        gdf = self.index.copy()
+        gdf["label"] = np.where(self.targets >= 0, self.targets.astype(np.float64), np.nan)
+        return gdf
+
+
+_CHIP_COLUMNS = frozenset({"chip_id", "path", "scene", "sensor", "datetime", "crs", "res",
+                           "row", "col", "height", "width", "bands", "valid_fraction", "minx",
+                           "miny", "maxx", "maxy", "geometry"})
+
+
+def _num_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def build_dataset(
+    data: str,
+    root: str | os.PathLike[str],
+    kwargs: dict[str, Any],
+    label_column: str | None = None,
+    split: str | None = None,
+) -> Dataset[dict[str, Any]]:
+    """The registry dataset ``data``, labelled for evaluation.
+
+    Raises:
+        ConfigError: ``label_column`` for a dataset other than chips, chips without labels.
+        NoNativeSplit: ``split`` for a dataset without one.
+    """
+    from geossl.data.registry import get_dataset
+
+    if label_column is not None and data != "chips":
+        raise ConfigError("--label-column names a column of the chip index (--data chips); "
+                          f"{data!r} carries its labels")
+    args = dict(kwargs)
+    if split is not None:
+        args["split"] = split
+    dataset = get_dataset(data, str(root), **args)
+    if data == "chips":
+        column = label_column or DEFAULT_LABEL_COLUMN
+        if label_column is None and column not in dataset.index.columns:
+            raise ConfigError("chips carry no labels: give --label-column COLUMN, a column of "
+                              "the chip index holding each chip's class")
+        return LabelledChips(dataset, column)
+    return dataset  # type: ignore[no-any-return]
+
+
+def labelled_mask(dataset: Any) -> np.ndarray | None:
+    """Which samples have a label (``None``: all of them, as far as is known without loading).
+
+    A PolSAR grid patch is labelled when its majority class covers ``purity`` of it (and is not
+    0, unlabelled); a chip when its label column has a value.
+    """
+    if isinstance(dataset, LabelledChips):
+        return dataset.targets >= 0
+    labels = getattr(dataset, "labels", None)
+    if isinstance(labels, np.ndarray) and labels.ndim == 2 and all(
+            hasattr(dataset, a) for a in ("rows", "cols", "patch_size", "purity")):
+        from geossl.data.polsar import patch_labels
+
+        lab = patch_labels(labels, np.asarray(dataset.rows), np.asarray(dataset.cols),
+                           int(dataset.patch_size), float(dataset.purity))
+        return np.asarray(lab != 0)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# sides
+# --------------------------------------------------------------------------------------------
+def _all_ids(dataset: Dataset[dict[str, Any]]) -> list[str]:
+    from geossl.data.datamodule import _dataset_ids
+
+    ids = _dataset_ids(dataset)
+    if ids is not None:
+        return ids
+    n = len(dataset)  # type: ignore[arg-type]
+    return [str(dataset[i].get("id", i)) for i in range(n)]
+
+
+def split_ids(splits: str | os.PathLike[str] | dict[str, Any], name: str) -> list[str]:
+    """Ids of side ``name`` of a split file (or of its dict ``{"splits": {name: ids}}``).
+
+    Raises:
+        ConfigError: the side is missing or empty.
+        DataError: unreadable file.
+    """
+    if isinstance(splits, dict):
+        table = splits.get("splits", splits)
+        if name not in table or not table[name]:
+            raise ConfigError(f"split {name!r} missing or empty (has {', '.join(table)})")
+        return [str(i) for i in table[name]]
+    from geossl.data.datamodule import load_split_ids
+
+    return load_split_ids(Path(splits), name)
+
+
+def footprints_of(dataset: Any) -> pd.DataFrame | None:
+    """Footprints of the samples (``chip_id`` = the dataset's ids), with ``label`` when known.
+
+    ``None`` for a dataset without footprints (image archives).
+    """
+    from geossl.data.splits import patch_grid_footprints
+
+    if hasattr(dataset, "footprints"):
+        return dataset.footprints()  # type: ignore[no-any-return]
+    grid = patch_grid_footprints(dataset)
+    if grid is not None and isinstance(getattr(dataset, "labels", None), np.ndarray):
+        from geossl.data.polsar import patch_labels  # the class each patch is scored on
+
+        grid["label"] = patch_labels(dataset.labels, np.asarray(dataset.rows),
+                                     np.asarray(dataset.cols), int(dataset.patch_size),
+                                     float(getattr(dataset, "purity", 0.8)))
+    return grid
+
+
+def auto_split(
+    dataset: Any,
+    ids: Sequence[str],
+    out: str | os.PathLike[str] | None = None,
+    fractions: Sequence[float] = AUTO_FRACTIONS,
+    seed: int = AUTO_SEED,
+) -> tuple[dict[str, list[str]], Path | None, str]:
+    """Split a dataset that has no split of its own, without leakage.
+
+    With footprints: strategy ``overlap`` (chips whose footprints share area are kept on one
+    side), stratified by ``label``. Without (an image archive, whose images do not overlap): a
+    deterministic split stratified by class (``targets``). Unlabelled samples
+    (:func:`labelled_mask`) are left out.
+
+    Args:
+        dataset: the dataset (every sample).
+        ids: its sample ids, in order.
+        out: folder to save ``splits.json`` in (nothing saved when ``None``).
+        fractions: train and test fractions.
+        seed: split seed.
+
+    Returns:
+        ``({"train": ids, "test": ids}, saved path or None, a line describing it)``.
+
+    Raises:
+        DataError: too few samples or footprint groups to make both sides.
+    """
+    from geossl.data.splits import make_splits, save_splits
+
+    gdf = footprints_of(dataset)
+    strategy = "overlap"
+    if gdf is None:
+        strategy = "random"
+        targets = getattr(dataset, "targets", None)
+        if targets is None:
+            from geossl.eval.features import label_of
+
+            targets = [int(label_of(dataset[i])) for i in range(len(ids))]
+        gdf = pd.DataFrame({"chip_id": list(ids), "label": np.asarray(targets)})
+    have = [str(i) for i in gdf["chip_id"]]
+    if have != [str(i) for i in ids]:
+        raise DataError("the dataset's footprints do not list its samples in order; give "
+                        "--splits FILE (written by `geossl split`)")
+    mask = labelled_mask(dataset)
+    if mask is not None:
+        gdf = gdf[mask]
+    split = make_splits(gdf, strategy, fractions, ["train", "test"], seed=seed, label="label")
+    sides = {name: [str(i) for i, s in zip(gdf["chip_id"], split) if s == name]
+             for name in ("train", "test")}
+    path = None
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        path = save_splits(Path(out) / AUTO_SPLIT_FILE, split, gdf)
+    why = ("footprints that overlap stay on one side" if strategy == "overlap"
+           else "no footprints: stratified by class")
+    line = (f"no --splits and no built-in split: made a split (strategy {strategy}: {why}; "
+            f"seed {seed}): train {len(sides['train'])}, test {len(sides['test'])}"
+            + (f" -> {path}" if path is not None else ""))
+    return sides, path, line
+
+
+def resolve(
+    data: str | Dataset[dict[str, Any]],
+    root: str | os.PathLike[str] | None,
+    splits: str | os.PathLike[str] | dict[str, Any] | None,
+    train_split: str = "train",
+    test_split: str = "test",
+    *,
+    data_args: dict[str, Any] | None = None,
+    label_path: str | os.PathLike[str] | None = None,
+    label_column: str | None = None,
+    out: str | os.PathLike[str] | None = None,
+) -> EvalData:
+    """The dataset and the positions of its train and test sides (see the module docstring).
+
+    Args:
+        data: a dataset name (built with :func:`geossl.data.registry.get_dataset`) or a dataset.
+        root: dataset folder (for a name).
+        splits: saved split file (or its dict); ``None``: the dataset's own split, or one made
+            now (saved in ``out``).
+        train_split: name of the training side.
+        test_split: name of the test side.
+        data_args: more constructor arguments (``--data-args``).
+        label_path: PolSAR class raster.
+        label_column: chip-index column with each chip's class.
+        out: output folder (the automatic split is saved there).
+
+    Raises:
+        ConfigError: no split available for a dataset object, train and test share samples,
+            missing labels.
+        DataError: split ids absent from the dataset.
+    """
+    notes: list[str] = []
+    path: Path | None = None
+    extra: dict[str, Any] = {}
+    if isinstance(data, str):
+        if root is None:
+            raise ConfigError(f"--root is required for dataset {data!r}")
+        if not Path(root).exists():
+            raise DataError("dataset folder not found", root)
+        from geossl.data.registry import native_split
+
+        kwargs = dataset_kwargs(data, root, data_args, label_path)
+        key = f"{data}:{Path(root).resolve()}"
+        extra = {k: os.fspath(v) if isinstance(v, os.PathLike) else v
+                 for k, v in sorted(kwargs.items())}
+        if extra or label_column:
+            key += "|" + json.dumps({"args": extra, "label_column": label_column},
+                                    sort_keys=True, default=str)
+        if splits is None and native_split(data, root, **kwargs):
+            train_ds = build_dataset(data, root, kwargs, label_column, train_split)
+            test_ds = build_dataset(data, root, kwargs, label_column, test_split)
+            n_tr = len(train_ds)  # type: ignore[arg-type]
+            n_te = len(test_ds)  # type: ignore[arg-type]
+            ids = _all_ids(train_ds) + _all_ids(test_ds)
+            common = set(ids[:n_tr]) & set(ids[n_tr:])
+            if common:  # a built-in split must keep its sides apart; never score on train
+                raise ConfigError(f"the built-in {train_split!r} and {test_split!r} splits of "
+                                  f"{data!r} share {len(common)} samples: give --splits FILE")
+            ds: Dataset[dict[str, Any]] = ConcatDataset([train_ds, test_ds])
+            return EvalData(ds, list(range(n_tr)), list(range(n_tr, n_tr + n_te)), ids, key,
+                            "native", args=extra)
+        dataset = build_dataset(data, root, kwargs, label_column, "all")
+        source = "file"
+        if splits is None:
+            ids = _all_ids(dataset)
+            made, path, line = auto_split(dataset, ids, out)
+            notes.append(line)
+            splits, train_split, test_split, source = dict(made), "train", "test", "auto"
+            key += f"|auto-split={AUTO_SEED}:{','.join(map(str, AUTO_FRACTIONS))}"
+    else:
+        dataset = data
+        key = f"{type(data).__module__}.{type(data).__qualname__}:{len(data)}"  # type: ignore[arg-type]
+        if splits is None:
+            raise ConfigError("give --splits FILE (a saved overlap-aware split)")
+        source = "file"
+    ids = _all_ids(dataset)
+    where = {i: p for p, i in enumerate(ids)}
+    sides = []
+    for name in (train_split, test_split):
+        wanted = split_ids(splits, name)
+        missing = [i for i in wanted if i not in where]
+        if missing:
+            raise DataError(f"{len(missing)} ids of split {name!r} are not in dataset "
+                            f"(first: {missing[0]!r})", splits if not isinstance(splits, dict)
+                            else None)
+        sides.append([where[i] for i in wanted])
+    shared = set(sides[0]) & set(sides[1])
+    if shared:
+        raise ConfigError(f"splits {train_split!r} and {test_split!r} share {len(shared)} samples")
+    mask = labelled_mask(dataset)
+    if mask is not None:
+        before = len(sides[0]) + len(sides[1])
+        sides = [[p for p in side if mask[p]] for side in sides]
+        left_out = before - len(sides[0]) - len(sides[1])
+        if left_out:
+            notes.append(f"left out {left_out} unlabelled samples (impure or class 0 PolSAR "
+                         "patches, chips without a label)")
+        for name, side in zip((train_split, test_split), sides):
+            if not side:
+                raise DataError(f"split {name!r} has no labelled sample")
+    if label_column is not None or isinstance(dataset, LabelledChips):
+        extra = {**extra, "label_column": getattr(dataset, "column", label_column)}
+    return EvalData(dataset, sides[0], sides[1], ids, key, source, path, notes, extra)
