@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ class PretrainConfig:
     log_every: int | None = None
     compile: bool = False
     channels_last: bool = False
+    stats: str | None = None
+    normalization: dict[str, str] = dataclasses.field(default_factory=dict)
     method_args: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -89,6 +91,7 @@ class PretrainConfig:
             kwargs["sensors"] = parse_sensors(kwargs["sensors"])
         if kwargs.get("method_args") is None:
             kwargs["method_args"] = {}
+        kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
         if kwargs.get("devices") is not None:
             kwargs["devices"] = str(kwargs["devices"])
         return cls(**kwargs)
@@ -101,6 +104,57 @@ def parse_sensors(value: str | Sequence[str]) -> list[str]:
     if not sensors:
         raise ConfigError("--sensors is empty")
     return sensors
+
+
+def parse_normalization(value: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"s2=s2_offset,s1=s1_std"`` (or a mapping) -> ``{"s2": "s2_offset", "s1": "s1_std"}``.
+
+    Raises:
+        ConfigError: an item without ``=``, or an unknown normaliser name.
+    """
+    from geossl.data.normalize import get_normalizer
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        pairs: dict[str, str] = {}
+        for item in (x.strip() for x in value.split(",")):
+            if not item:
+                continue
+            sensor, sep, name = item.partition("=")
+            if not sep or not sensor.strip() or not name.strip():
+                raise ConfigError(f"--normalization expects SENSOR=NAME[,SENSOR=NAME], got "
+                                  f"{item!r}")
+            pairs[sensor.strip()] = name.strip()
+    else:
+        pairs = {str(k).strip(): str(v).strip() for k, v in dict(value).items()}
+    for name in pairs.values():
+        get_normalizer(name)  # ConfigError naming the choices for an unknown one
+    return pairs
+
+
+def resolve_adapter(adapter: str | None, pairing: str) -> str | None:
+    """The adapter kind to build: ``None`` (unset) and ``none`` give no adapter.
+
+    Raises:
+        ConfigError: an unknown kind, or ``none`` with ``geo`` pairing (whose per-sensor stems
+            are the adapters: ``linear`` by default).
+    """
+    from geossl.models.adapters import ADAPTER_KINDS
+
+    if adapter is None:
+        return None
+    kind = adapter.strip().lower().replace("_", "-")
+    if kind == "none":
+        if pairing == "geo":
+            raise ConfigError("--adapter none is not possible with geo pairing: each sensor "
+                              "has its own 1x1 stem (linear by default); choose one of "
+                              f"{', '.join(ADAPTER_KINDS)}")
+        return None
+    if kind not in ADAPTER_KINDS:
+        raise ConfigError(f"unknown adapter {adapter!r}; choose none or one of "
+                          f"{', '.join(ADAPTER_KINDS)}")
+    return kind
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,7 +242,7 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         the LightningModule.
 
     Raises:
-        ConfigError: unknown method, or an option the method does not take.
+        ConfigError: unknown method or adapter, or an option the method does not take.
     """
     from geossl.methods import METHODS  # type: ignore[attr-defined]
 
@@ -204,7 +258,7 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         "max_steps": max_steps,
     }
     optional: dict[str, Any] = {
-        "adapter": config.adapter,
+        "adapter": resolve_adapter(config.adapter, config.pairing),
         "pretrained": config.pretrained,
         "img_size": config.img_size,
         "optimizer": config.optimizer,
@@ -242,6 +296,14 @@ def check_combination(config: PretrainConfig) -> None:
             f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
         )
     required_keys(config.pairing, config.sensors)  # raises on a bad pairing / sensors pair
+    resolve_adapter(config.adapter, config.pairing)
+    unknown = sorted(set(parse_normalization(config.normalization)) - set(config.sensors))
+    if unknown:
+        raise ConfigError(f"--normalization names sensor(s) {', '.join(unknown)} not in "
+                          f"--sensors {','.join(config.sensors)}")
+    if config.stats is not None and not Path(config.stats).is_file():
+        raise DataError("statistics file not found (write one with `geossl stats --out`)",
+                        config.stats)
     from geossl import methods
 
     check = getattr(methods, "check_method_pairing", None)
@@ -387,6 +449,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if config.ckpt_every <= 0:
         raise ConfigError("--ckpt-every must be positive")
     config.sensors = parse_sensors(config.sensors)
+    config.normalization = parse_normalization(config.normalization)
     check_combination(config)
     out = Path(config.out)
     ckpt_path = resolve_resume(config.resume, out)
@@ -408,6 +471,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         split=config.split,
         index=config.index,
         pin_memory=accelerator == "gpu",
+        norm_names=config.normalization,
+        stats=config.stats,
     )
     dm.setup("fit")
     in_chans = sample_in_chans(dm)

@@ -207,3 +207,207 @@ def test_ucmerced_fake_data_rgb(tmp_path: Path) -> None:
     assert 0 <= float(batch["image_rgb"].min()) and float(batch["image_rgb"].max()) <= 255
     # the default training side of the dataset's own stratified split, not the whole archive
     assert dm.num_samples < 21 * 2
+
+
+# -- SSL4EO-S12 through a grid of geo queries --------------------------------------------------
+@pytest.fixture(scope="module")
+def ssl4eo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gen = pytest.importorskip("tests.data.ssl4eo.data")
+    return gen.generate(tmp_path_factory.mktemp("ssl4eo"), size=48)  # type: ignore[no-any-return]
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten() - a.mean(), b.flatten() - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def test_ssl4eo_geo_pairs_are_coregistered_windows(ssl4eo: Path) -> None:
+    dm = SSLDataModule("ssl4eo", ssl4eo, ("s1", "s2"), "geo", batch_size=4, patch_size=32)
+    dm.setup("fit")
+    # 2 locations x 2 S2 dates (each with its closest S1 date); 48 px -> 2 x 2 windows of 32
+    assert dm.num_samples == 16
+    base = dm.train_dataset.base  # type: ignore[union-attr]
+    assert isinstance(base, dmod.GeoSamples)
+    x, y, _ = base.queries[0]
+    rx, ry = base.dataset.res
+    assert round((x.stop - x.start) / rx) == 32 and round((y.stop - y.start) / ry) == 32
+    assert dm.bands == {"s1": ["VV", "VH"], "s2": list(base.dataset.datasets["s2"].bands)}
+    assert len(dm.bands["s2"]) == 13  # s2 -> the L1C product (s2c) when present
+    assert dm.normalization == {"s1": "s1", "s2": "s2"}
+    # every window lies inside its footprint (the S1 x S2 overlap): no zero-filled no-data edge
+    import shapely
+
+    for qx, qy, _ in base.queries:
+        box = shapely.box(qx.start, qy.start, qx.stop, qy.stop)
+        assert any(g.buffer(1e-9).contains(box) for g in base.dataset.index.geometry)
+    batches = list(dm.cluster_dataloader())
+    assert sum(len(b["index"]) for b in batches) == 16
+    for b in batches:  # fake S2 DN >= 500, S1 VV/VH <= -8 dB: no-data would show as 0 / 1
+        assert float(b["image_s2"].min()) > 0.04 and float(b["image_s1"].max()) < 0.9
+    batch = batches[0]
+    assert batch["image_s1"].shape == (4, 2, 32, 32)
+    assert batch["image_s2"].shape == (4, 13, 32, 32)
+    assert 0 <= float(batch["image_s1"].min()) and float(batch["image_s2"].max()) <= 1
+    # both sensors sample one ground pattern: co-registered views correlate strongly, and a
+    # view shifted by a few pixels much less
+    for i in range(4):
+        vv, b2 = batch["image_s1"][i, 0], batch["image_s2"][i, 1]
+        assert _corr(vv, b2) > 0.9
+        assert _corr(vv[4:, :], b2[:-4, :]) < _corr(vv, b2) - 0.05
+
+
+def test_ssl4eo_temporal_and_errors(ssl4eo: Path) -> None:
+    dm = SSLDataModule("ssl4eo", ssl4eo, ("s2",), "temporal", batch_size=2, patch_size=32)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image_s2"].shape == batch["image_s2_t2"].shape == (2, 13, 32, 32)
+    assert dm.num_samples == 8  # 2 locations x one (first, next) date pair x 4 windows
+    with pytest.raises(ConfigError, match="patch size 64 is larger"):
+        SSLDataModule("ssl4eo", ssl4eo, ("s2",), "aug", batch_size=2).setup()
+    with pytest.raises(ConfigError, match="unknown SSL4EO-S12 sensor 'rgb'"):
+        SSLDataModule("ssl4eo", ssl4eo, ("rgb",), "aug", batch_size=2, patch_size=16).setup()
+
+
+@pytest.mark.real
+def test_real_ssl4eo_geo_batches() -> None:
+    from tests.conftest import real_path
+
+    root = real_path("ssl4eo_s12")
+    dm = SSLDataModule("ssl4eo", root, ("s1", "s2"), "geo", batch_size=2, patch_size=128)
+    dm.setup("fit")
+    # one location, 2 L1C dates (each with its closest S1 date); ~260 px overlap -> 3 x 3
+    # windows of 128 (the last row and column moved back onto the edge)
+    assert dm.num_samples == 18
+    batch = next(iter(dm.cluster_dataloader()))
+    assert batch["image_s1"].shape == (2, 2, 128, 128)
+    assert batch["image_s2"].shape == (2, 13, 128, 128)
+    for key, nodata in (("image_s1", 1.0), ("image_s2", 0.0)):  # 0 dB -> 1; DN 0 -> 0
+        x = batch[key]
+        assert 0 <= float(x.min()) and float(x.max()) <= 1 and float(x.std()) > 0.01
+        # inside the footprints: no row or column of the windows is only no-data fill
+        valid = x != nodata
+        assert bool(valid.any(dim=(1, 2)).all()) and bool(valid.any(dim=(1, 3)).all())
+
+# -- chip indexes holding several sensors ------------------------------------------------------
+def _mixed_chips(folder: Path) -> Path:
+    """A chip index of S2 (3 bands) and S1 (2 bands) chips on the same footprints, two dates."""
+    import geopandas as gpd
+    import pandas as pd
+
+    from geossl.bench.train import make_chips
+
+    frames = []
+    for sensor, bands in (("s2", 3), ("s1", 2)):
+        make_chips(folder / sensor, n=4, bands=bands, size=16, seed=bands)
+        frame = gpd.read_parquet(folder / sensor / "index.parquet")
+        frame["path"] = sensor + "/" + frame["path"]
+        frame["chip_id"] = sensor + "_" + frame["chip_id"]
+        frame["sensor"] = sensor
+        late = frame.copy()
+        late["chip_id"] = late["chip_id"] + "_t2"
+        late["datetime"] = pd.Timestamp("2021-08-01", tz="UTC")
+        frame["datetime"] = pd.Timestamp("2021-05-01", tz="UTC")
+        frames += [frame, late]
+    gpd.GeoDataFrame(pd.concat(frames, ignore_index=True)).to_parquet(folder / "index.parquet")
+    return folder
+
+
+def test_chip_index_is_filtered_to_the_sensor(tmp_path: Path) -> None:
+    root = _mixed_chips(tmp_path)
+    for sensor, bands in (("s2", 3), ("s1", 2)):
+        dm = SSLDataModule("chips", root, (sensor,), "temporal", batch_size=2, normalize=False)
+        batches = list(dm.cluster_dataloader())
+        assert dm.num_samples == 4  # the 4 footprints of that sensor, each at two dates
+        for b in batches:
+            assert b[f"image_{sensor}"].shape == b[f"image_{sensor}_t2"].shape == (2, bands, 16,
+                                                                                  16)
+        aug = SSLDataModule("chips", root, (sensor,), "aug", batch_size=2, normalize=False)
+        assert aug.num_samples == 8  # both dates
+        assert next(iter(aug.train_dataloader()))[f"image_{sensor}"].shape[1] == bands
+    with pytest.raises(DataError, match=r"no chip of sensor 'rgb' in the index \(has s1, s2\)"):
+        SSLDataModule("chips", root, ("rgb",), "temporal", batch_size=2).setup()
+
+
+# -- normalisation choices: named, statistics file, unknown sensor -----------------------------
+class OffsetImages(Dataset[dict[str, Any]]):
+    """Another dataset's ``image`` plus a constant (a DN offset)."""
+
+    def __init__(self, base: Dataset[dict[str, Any]], offset: float) -> None:
+        self.base, self.offset = base, offset
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sample = self.base[i]
+        return {"image": sample["image"] + self.offset}
+
+
+def test_named_normalisation_and_unknown_sensor() -> None:
+    ds = SingleDataset(8)  # image value = sample index, 3 bands
+    shifted = OffsetImages(ds, 1000.0)  # value = index + 1000: baseline >= 04.00 DN
+    dm = _dm(shifted, sensors=("s2",), pairing="aug", normalize=True,
+             norm_names={"s2": "s2_offset"})
+    batch = next(iter(dm.cluster_dataloader()))
+    # (DN - 1000) / 10,000: the same reflectance as the unshifted data with the plain s2
+    torch.testing.assert_close(batch["image_s2"][:, 0, 0, 0], torch.arange(4.0) / 10000)
+    assert dm.normalization == {"s2": "s2_offset"}  # recorded for evaluate / embed / export
+    plain = _dm(ds, sensors=("s2",), pairing="aug", normalize=True)
+    assert plain.normalization == {"s2": "s2"}
+    torch.testing.assert_close(next(iter(plain.cluster_dataloader()))["image_s2"][:, 0, 0, 0],
+                               torch.arange(4.0) / 10000)
+    with pytest.raises(ConfigError, match=r"no normalisation for sensor 'hsi'.*hsi=none"):
+        _dm(ds, sensors=("hsi",), pairing="aug", normalize=True)
+    raw = _dm(ds, sensors=("hsi",), pairing="aug", normalize=True, norm_names={"hsi": "none"})
+    assert raw.normalization == {"hsi": "none"}
+    assert float(next(iter(raw.cluster_dataloader()))["image_hsi"].max()) == 3.0
+    with pytest.raises(ConfigError, match="no normalisation for sensor 'nope'"):
+        _dm(ds, sensors=("s2",), pairing="aug", normalize=True, norm_names={"s2": "nope"})
+    with pytest.raises(ConfigError, match="s1 not in --sensors"):
+        _dm(ds, sensors=("s2",), pairing="aug", normalize=True, norm_names={"s1": "s1"})
+
+
+class RandomBands(Dataset[dict[str, Any]]):
+    """Bands with very different means and spreads (like DN of several sensors)."""
+
+    def __init__(self, n: int = 12) -> None:
+        gen = torch.Generator().manual_seed(0)
+        scale = torch.tensor([1.0, 30.0, 500.0]).view(3, 1, 1)
+        shift = torch.tensor([-5.0, 100.0, 3000.0]).view(3, 1, 1)
+        self.images = [torch.randn(3, 8, 8, generator=gen) * scale + shift for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image_s1": self.images[i].clone(), "image_s2": self.images[i][:2] * 2}
+
+
+def test_stats_file_standardises_each_band(tmp_path: Path) -> None:
+    from geossl.data.stats import compute_stats
+
+    ds = RandomBands()
+    stats = compute_stats(ds, progress=False)
+    assert set(stats) == {"image_s1", "image_s2"}
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps({"data": "custom", "stats": stats}))
+    dm = _dm(ds, normalize=True, stats=str(path))
+    x = torch.cat([b["image_s1"] for b in dm.cluster_dataloader()])
+    y = torch.cat([b["image_s2"] for b in dm.cluster_dataloader()])
+    for t in (x, y):
+        mean, std = t.mean(dim=(0, 2, 3)), t.std(dim=(0, 2, 3), unbiased=False)
+        torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-4, rtol=0)
+        torch.testing.assert_close(std, torch.ones_like(std), atol=1e-4, rtol=0)
+    assert dm.normalization is not None
+    assert dm.normalization["s1"]["mean"] == pytest.approx(stats["image_s1"]["mean"])
+    # a named normaliser wins over the file for its sensor
+    named = _dm(ds, normalize=True, stats=str(path), norm_names={"s2": "none"})
+    assert named.normalization is not None and named.normalization["s2"] == "none"
+    # statistics of another band count are refused at setup, naming the file
+    path.write_text(json.dumps({"stats": {"image_s1": stats["image_s2"],
+                                          "image_s2": stats["image_s2"]}}))
+    with pytest.raises(ConfigError, match=r"stats\.json: the statistics have 2 band\(s\) for s1"):
+        _dm(ds, normalize=True, stats=str(path))
+    # a file without the sensor's entry
+    path.write_text(json.dumps({"stats": {"image_s1": stats["image_s1"]}}))
+    with pytest.raises(ConfigError, match=r"no statistics for sensor 's2' \(key image_s2; has "):
+        _dm(ds, normalize=True, stats=str(path))

@@ -95,3 +95,30 @@ def test_device_follow() -> None:
     norm = get_normalizer("rgb").to(torch.float64)
     out = norm(torch.zeros(1, 3, 2, 2, dtype=torch.float64))
     assert out.dtype == torch.float64
+
+
+def test_sensor_stats_picks_the_sensor_entry(tmp_path: Path) -> None:
+    from geossl.data.normalize import sensor_stats
+
+    s1 = {"bands": ["VV", "VH"], "mean": [-12.0, -19.0], "std": [4.0, 5.0]}
+    s2 = {"bands": ["B02", "B03", "B04"], "mean": [1.0, 2.0, 3.0], "std": [10.0, 20.0, 30.0]}
+    path = tmp_path / "stats.json"
+    path.write_text(json.dumps({"data": "x", "stats": {"image_s1": s1, "image_s2": s2}}))
+    assert sensor_stats(path, "s1") == ([-12.0, -19.0], [4.0, 5.0])
+    # reordered and subset to the samples' bands when the file names them all
+    assert sensor_stats(path, "s2", bands=["B04", "B02"]) == ([3.0, 1.0], [30.0, 10.0])
+    assert sensor_stats(path, "s2", bands=["B04", "B8A"]) == ([1.0, 2.0, 3.0],
+                                                               [10.0, 20.0, 30.0])
+    with pytest.raises(ConfigError, match=r"stats\.json: no statistics for sensor 'rgb' "
+                                          r"\(key image_rgb; has image_s1, image_s2\)"):
+        sensor_stats(path, "rgb", sole=True)
+    # one entry (``image`` of a chip index) or a flat file serves a run with one sensor only
+    single = {"stats": {"image": s2}}
+    assert sensor_stats(single, "s2", sole=True)[0] == [1.0, 2.0, 3.0]
+    with pytest.raises(ConfigError, match="no statistics for sensor 's2'"):
+        sensor_stats(single, "s2", sole=False)
+    assert sensor_stats(s1, "anything", sole=True)[1] == [4.0, 5.0]
+    # a band with no valid value has null statistics: refused, naming the band
+    empty = {"stats": {"image_s2": {**s2, "mean": [1.0, None, 3.0]}}}
+    with pytest.raises(DataError, match="band B03 of s2"):
+        sensor_stats(empty, "s2")

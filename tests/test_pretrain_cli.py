@@ -243,5 +243,110 @@ def test_temporal_pairing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert _ckpt_step(out / "checkpoints" / "last.ckpt") == 2
 
 
+# -- --adapter: the help and the accepted values agree --------------------------------------------
+def test_adapter_help_lists_only_accepted_values(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from geossl.train import resolve_adapter
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.rindex("--adapter ADAPTER")  # the option's entry, not the usage line
+    helptext = text[start:text.index("--pretrained PRETRAINED", start)]
+    found = re.search(r"one of: ([a-z, -]+)\.", helptext)
+    assert found is not None, helptext
+    listed = [x.replace(" ", "") for x in found.group(1).split(",")]  # wrapped at hyphens
+    assert listed == ["none", "linear", "nonlinear", "linear-frozen", "nonlinear-frozen"]
+    for kind in listed:
+        pairing = "aug" if kind == "none" else "geo"
+        assert resolve_adapter(kind, pairing) in (None, kind)
+
+
+def test_unknown_adapter_is_one_line(tmp_path: Path, sen12ms: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _methods()
+    for adapter, pairing, why in (("stems", "geo", "unknown adapter 'stems'"),
+                                  ("none", "geo", "not possible with geo pairing")):
+        rc = main(_args(sen12ms, tmp_path / "run", "--sensors", "s1,s2", "--pairing", pairing,
+                        "--adapter", adapter, "--max-steps", "1"))
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and why in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+# -- --stats / --normalization ------------------------------------------------------------------
+def test_stats_and_named_normalisation(tmp_path: Path, sen12ms: Path) -> None:
+    """`geossl stats` output drives pretraining; named normalisers per sensor; both recorded."""
+    _methods()
+    import json
+
+    stats = tmp_path / "stats.json"
+    assert main(["stats", "--data", "sen12ms", "--root", str(sen12ms), "--key", "image_s2",
+                 "--out", str(stats), "--workers", "0"]) == 0
+    out = tmp_path / "run"
+    rc = main(_args(sen12ms, out, "--method", "simclr", "--pairing", "geo", "--sensors", "s1,s2",
+                    "--stats", str(stats), "--normalization", "s1=s1_std", "--max-steps", "1"))
+    assert rc == 0
+    meta = _ckpt(out / "checkpoints" / "last.ckpt")["geossl"]
+    mean = json.loads(stats.read_text())["stats"]["image_s2"]["mean"]
+    assert meta["normalization"]["s1"] == "s1_std"
+    assert meta["normalization"]["s2"]["mean"] == pytest.approx(mean)
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["stats"] == str(stats) and written["normalization"] == {"s1": "s1_std"}
+    # --adapter none (the help's "none") trains with no adapter
+    out2 = tmp_path / "run2"
+    rc = main(_args(sen12ms, out2, "--method", "simclr", "--pairing", "aug", "--sensors", "s2",
+                    "--adapter", "none", "--normalization", "s2=s2_offset", "--max-steps", "1"))
+    assert rc == 0
+    meta = _ckpt(out2 / "checkpoints" / "last.ckpt")["geossl"]
+    assert meta["normalization"] == {"s2": "s2_offset"}
+    assert meta["encoder_config"]["adapter"] is None
+
+
+def _ckpt(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
+
+
+# -- --data ssl4eo ------------------------------------------------------------------------------
+def test_pretrain_on_ssl4eo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SSL4EO-S12 product folders train directly (grid of geo windows over the S1 x S2 pairs)."""
+    _methods()
+    gen = pytest.importorskip("tests.data.ssl4eo.data")
+    root = gen.generate(tmp_path / "ssl4eo", size=48)
+    out = tmp_path / "run"
+    rc = main(_args(root, out, "--data", "ssl4eo", "--method", "simclr", "--pairing", "geo",
+                    "--sensors", "s1,s2", "--patch-size", "32", "--max-steps", "2"))
+    assert rc == 0, capsys.readouterr().err
+    meta = _ckpt(out / "checkpoints" / "last.ckpt")
+    assert int(meta["global_step"]) == 2
+    assert meta["geossl"]["bands"]["s1"] == ["VV", "VH"]
+    assert len(meta["geossl"]["bands"]["s2"]) == 13
+    rc = main(_args(root, tmp_path / "bad", "--data", "ssl4eo", "--pairing", "aug",
+                    "--sensors", "s2", "--max-steps", "1"))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "patch size 64 is larger" in err and len(err.splitlines()) == 1
+
+
+def test_temporal_pairing_on_a_multi_sensor_chip_index(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    _methods()
+    from tests.test_datamodule import _mixed_chips
+
+    root = _mixed_chips(tmp_path / "chips")
+    out = tmp_path / "run"
+    rc = main(["pretrain", "--data", "chips", "--root", str(root), "--out", str(out),
+               "--method", "byol", "--pairing", "temporal", "--sensors", "s1",
+               "--backbone", "test_resnet", "--batch-size", "2", "--workers", "0",
+               "--accelerator", "cpu", "--devices", "1", "--img-size", "16", "--max-steps", "1"])
+    assert rc == 0, capsys.readouterr().err
+    assert _ckpt(out / "checkpoints" / "last.ckpt")["geossl"]["encoder_config"]["in_chans"] == 2
+    rc = main(["pretrain", "--data", "chips", "--root", str(root), "--out", str(out),
+               "--method", "byol", "--pairing", "temporal", "--sensors", "s3",
+               "--accelerator", "cpu", "--max-steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "no chip of sensor 's3' in the index (has s1, s2)" in err
+    assert len(err.splitlines()) == 1
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

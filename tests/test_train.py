@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -260,3 +261,37 @@ def test_resume_last_takes_the_newest_complete_checkpoint(tmp_path: Path) -> Non
     assert resolve_resume("last", tmp_path) == str(ckpts / "step=4.ckpt")
     os.utime(ckpts / "last.ckpt", ns=(4 * 10**9, 4 * 10**9))  # written last: preferred
     assert newest_checkpoint(ckpts) == ckpts / "last.ckpt"
+
+
+def test_parse_normalization_and_adapter() -> None:
+    from geossl.train import PretrainConfig, parse_normalization, resolve_adapter
+
+    assert parse_normalization(None) == {}
+    assert parse_normalization("s2=s2_offset, s1=s1_std") == {"s2": "s2_offset", "s1": "s1_std"}
+    assert parse_normalization({"x": "none"}) == {"x": "none"}
+    with pytest.raises(ConfigError, match="SENSOR=NAME"):
+        parse_normalization("s2_offset")
+    with pytest.raises(ConfigError, match="no normalisation for sensor 'nope'"):
+        parse_normalization("s2=nope")
+    cfg = PretrainConfig.from_namespace(SimpleNamespace(normalization="s2=s2_offset",
+                                                        sensors="s2"))
+    assert cfg.normalization == {"s2": "s2_offset"} and cfg.sensors == ["s2"]
+    assert resolve_adapter(None, "aug") is None
+    assert resolve_adapter("none", "aug") is None
+    assert resolve_adapter("Linear_Frozen", "geo") == "linear-frozen"
+    with pytest.raises(ConfigError, match="not possible with geo pairing"):
+        resolve_adapter("none", "geo")
+    with pytest.raises(ConfigError, match="unknown adapter 'stems'"):
+        resolve_adapter("stems", "aug")
+
+
+def test_check_combination_refuses_bad_normalisation_options(tmp_path: Path) -> None:
+    from geossl.errors import DataError
+    from geossl.train import PretrainConfig, check_combination
+
+    cfg = PretrainConfig(sensors=["s2"], pairing="aug", normalization={"s1": "s1"})
+    with pytest.raises(ConfigError, match=r"sensor\(s\) s1 not in --sensors s2"):
+        check_combination(cfg)
+    cfg = PretrainConfig(sensors=["s2"], pairing="aug", stats=str(tmp_path / "none.json"))
+    with pytest.raises(DataError, match="statistics file not found"):
+        check_combination(cfg)

@@ -5,6 +5,12 @@ Examples:
         --data sen12ms --root DIR --out RUN --max-steps 10000
     geossl pretrain --config conf/pretrain/moco_sen12ms_geo.yaml --root DIR --out RUN
     geossl pretrain --config RUN/config.yaml --resume last      # continue after a kill
+    geossl pretrain --data chips --root MAJOR_TOM_CHIPS --sensors s2 --pairing aug \
+        --normalization s2=s2_offset --out RUN --max-steps 1000     # baseline >= 04.00
+    geossl pretrain --data chips --root CHIPS --sensors s2 --pairing aug \
+        --stats CHIPS/stats.json --out RUN --max-steps 1000         # the data's own mean/std
+    geossl pretrain --data ssl4eo --root SSL4EO --sensors s1,s2 --pairing geo \
+        --patch-size 64 --out RUN --max-steps 1000                  # grid of 64 px windows
 
 Writes RUN/checkpoints/{last.ckpt,step=N.ckpt}, RUN/logs (CSV, TensorBoard), RUN/config.yaml
 and RUN/loss_curve.png.
@@ -58,12 +64,16 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="MoCo/BYOL momentum of the key/target encoder (e.g. 0.99)")
     parser.add_argument("--queue-size", type=int | None, default=None, help="MoCo queue length")
     parser.add_argument("--adapter", type=str | None, default=None,
-                        help="band adapter before an RGB-shaped backbone (method default when "
-                             "unset), e.g. none, linear, nonlinear, stems")
+                        help="1x1 band adapter before an RGB-shaped backbone, one of: none, "
+                             "linear, nonlinear, linear-frozen, nonlinear-frozen. Unset or none: "
+                             "no adapter, the backbone's first layer takes the N bands (not "
+                             "possible with geo pairing); with geo pairing it is the kind of the "
+                             "per-sensor stems (default linear)")
     parser.add_argument("--pretrained", type=str | None, default=None,
                         help="local file of pretrained backbone weights (RGB stems are adapted)")
     parser.add_argument("--patch-size", type=int | None, default=None,
-                        help="crop loaded samples to this many pixels (full samples when unset)")
+                        help="crop loaded samples to this many pixels (full samples when unset; "
+                             "--data ssl4eo: size of the grid windows read, default 64)")
     parser.add_argument("--img-size", type=int | None, default=None,
                         help="size of the augmented views fed to the encoder")
     parser.add_argument("--splits", type=str | None, default=None,
@@ -71,6 +81,15 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--split", type=str, default="train", help="which side of --splits")
     parser.add_argument("--index", type=str | None, default=None,
                         help="chip index for --data chips (default ROOT/index.parquet)")
+    parser.add_argument("--stats", type=str | None, default=None,
+                        help="band statistics JSON from `geossl stats --out`: standardise each "
+                             "sensor with its mean/std (key image_<sensor>, or the file's only "
+                             "entry for one sensor) instead of the sensor's default")
+    parser.add_argument("--normalization", type=str | dict[str, str] | None, default=None,
+                        help="per-sensor normaliser, SENSOR=NAME[,SENSOR=NAME], e.g. "
+                             "s2=s2_offset (Sentinel-2 from processing baseline 04.00 on: DN "
+                             "- 1000), s1=s1_std, x=none (raw values); names of "
+                             "geossl.data.normalize.NORMALIZERS")
     parser.add_argument("--ckpt-every", type=int, default=500,
                         help="save a checkpoint every N optimiser steps (and last.ckpt)")
     parser.add_argument("--log-every", type=int | None, default=None,

@@ -1,10 +1,11 @@
 """Lightning data module for self-supervised pretraining.
 
 One module for every dataset and pairing mode: it builds the dataset (SEN12MS, BigEarthNet,
-AID/UC Merced, PolSAR, or a chip index written by ``geossl tile``), restricts it to one side of a
-saved overlap-aware split, keys every image per sensor (``image_s1``, ``image_s2``, ...), crops to
-the patch size, normalises per sensor and hands batches to the method, which makes the views and
-augments them on the device.
+AID/UC Merced, PolSAR, SSL4EO-S12 read through a grid of geo queries, or a chip index written by
+``geossl tile``), restricts it to one side of a saved overlap-aware split, keys every image per
+sensor (``image_s1``, ``image_s2``, ...), crops to the patch size, normalises per sensor (its
+default normaliser, a named one, or a ``geossl stats`` file) and hands batches to the method,
+which makes the views and augments them on the device.
 
 Speed notes (the GPU must not starve):
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,20 +189,70 @@ def build_dataset(
         from geossl.data.polsar import PolSAR
 
         return PolSAR(root, patch_size=patch_size or 64, **ids_kw)
+    if data == "ssl4eo":
+        if ids is not None:
+            raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
+                              "`geossl tile` and split the chip index")
+        from geossl.data.ssl4eo import pairing_dataset
+
+        multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
+        return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
     if data == "chips":
         path = Path(index) if index else root / "index.parquet"
         if not path.exists():
             raise DataError("chip index not found (write one with `geossl tile`)", path)
         if pairing == "temporal" or len(sensors) > 1:
             return _paired_chips(path, sensors, pairing)
+        from geossl.data import chip_index
         from geossl.data.chips import ChipDataset
 
-        return ChipDataset(path, **ids_kw)  # type: ignore[no-any-return]
+        gdf = chip_index.read_index(path)
+        part = sensor_chips(gdf, sensors[0], path)
+        if len(part) == len(gdf):  # one sensor: the index as it is (and its packed store)
+            return ChipDataset(path, **ids_kw)  # type: ignore[no-any-return]
+        if ids is not None:  # a split of the whole index: its chips of this sensor
+            have = set(part["chip_id"].astype(str))
+            ids_kw["ids"] = [i for i in ids if i in have]
+            if not ids_kw["ids"]:
+                raise DataError(f"no chip of sensor {sensors[0]!r} in the split", path)
+        return ChipDataset(part, root=gdf.attrs.get("root", path.parent),  # type: ignore[no-any-return]
+                           **ids_kw)
     try:
         from geossl.data.registry import get_dataset  # type: ignore[import-not-found]
     except ImportError as err:  # pragma: no cover - while the registry does not exist
         raise ConfigError(f"unknown dataset {data!r}") from err
     return get_dataset(data, str(root), **ids_kw)  # type: ignore[no-any-return]
+
+
+def sensor_chips(gdf: Any, sensor: str, path: str | Path | None = None) -> Any:
+    """The rows of a chip index that hold ``sensor`` (its ``sensor`` column).
+
+    An index whose chips record no sensor (``geossl index`` without ``--sensor``) is taken
+    whole, as one sensor; otherwise only the chips of ``sensor`` are kept.
+
+    Args:
+        gdf: chip index.
+        sensor: sensor name (``--sensors``).
+        path: the index file, for error messages.
+
+    Returns:
+        the index rows of that sensor (``gdf`` itself when it records no sensor).
+
+    Raises:
+        DataError: the index records sensors but none of its chips is ``sensor``.
+    """
+    if "sensor" not in gdf.columns:
+        return gdf
+    names = gdf["sensor"].fillna("").astype(str)
+    if not (names != "").any():
+        return gdf
+    if bool((names == sensor).all()):
+        return gdf
+    part = gdf[(names == sensor).to_numpy()].reset_index(drop=True)
+    if not len(part):
+        have = ", ".join(sorted({n or "(none)" for n in names.unique()}))
+        raise DataError(f"no chip of sensor {sensor!r} in the index (has {have})", path)
+    return part
 
 
 def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[dict[str, Any]]:
@@ -212,7 +263,9 @@ def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[d
     gdf = chip_index.read_index(path)
     root = gdf.attrs.get("root", path.parent)
     if len(sensors) == 1:
-        indexes = {sensors[0]: gdf}
+        # temporal: dates of one sensor; chips of other sensors would pair with them on
+        # footprint (and then fail to stack: different band counts)
+        indexes = {sensors[0]: sensor_chips(gdf, sensors[0], path)}
     else:
         if "sensor" not in gdf.columns:
             raise DataError("chip index has no 'sensor' column to pair sensors with", path)
@@ -230,6 +283,90 @@ def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[d
         require="reference" if pairing == "partial-fusion" else "all",
         roots={s: root for s in indexes},
     )
+
+
+#: window size in pixels of geo queries when no --patch-size is given
+DEFAULT_GEO_PATCH = 64
+
+
+def _starts(lo: float, hi: float, size: float) -> list[float]:
+    """Starts of windows of ``size`` inside ``[lo, hi]`` that cover it.
+
+    A step of ``size``; the last window is moved back to end at ``hi`` (overlapping its
+    neighbour) so that the edge is covered.
+    """
+    n = int((hi - lo) / size + 1e-9)
+    starts = [lo + k * size for k in range(n)]
+    if n and starts[-1] + size < hi - 1e-9 * max(1.0, abs(hi)):
+        starts.append(hi - size)
+    return starts
+
+
+def geo_grid(dataset: Any, size: int) -> list[tuple[slice, slice, slice]]:
+    """Queries of ``size`` x ``size`` pixel windows lying inside each index row's footprint.
+
+    Unlike TorchGeo 0.8's :class:`~torchgeo.samplers.GridGeoSampler`, whose last row and column
+    of windows reach past the footprint (read as zeros, i.e. no data), every window here lies
+    inside the bounds of its row; the last one is moved back to end on the edge. The time slice
+    is the row's interval, so a query selects its row's acquisitions.
+    """
+    rx, ry = dataset.res
+    w, h = size * rx, size * ry
+    queries: list[tuple[slice, slice, slice]] = []
+    for geom, interval in zip(dataset.index.geometry, dataset.index.index, strict=True):
+        xmin, ymin, xmax, ymax = geom.bounds
+        t = slice(interval.left, interval.right)
+        for y0 in _starts(ymin, ymax, h):
+            for x0 in _starts(xmin, xmax, w):
+                queries.append((slice(x0, x0 + w), slice(y0, y0 + h), t))
+    return queries
+
+
+class GeoSamples(Dataset[dict[str, Any]]):
+    """A TorchGeo GeoDataset seen through a fixed grid of geo queries, as a map-style dataset.
+
+    The queries (:func:`geo_grid`: ``size`` pixel windows inside every index row) are laid
+    once, so sample ``i`` is always the same window (DeepCluster's pseudo-labels stay attached
+    to it) and the data module shuffles positions as for any other dataset. Used for
+    ``--data ssl4eo`` (a :class:`~geossl.data.pairing.MultiSensorDataset`).
+    """
+
+    def __init__(self, dataset: Any, size: int, root: str | Path | None = None) -> None:
+        """Lay the grid of queries.
+
+        Args:
+            dataset: a TorchGeo GeoDataset (e.g. a ``MultiSensorDataset``).
+            size: window size in pixels (at the dataset's resolution).
+            root: the dataset folder (for messages).
+
+        Raises:
+            ConfigError: no window of that size fits in any footprint.
+        """
+        self.dataset = dataset
+        self.size = int(size)
+        self.root = None if root is None else Path(root)
+        self.queries = geo_grid(dataset, self.size)
+        if not self.queries:
+            rx, ry = dataset.res
+            widths = [(g.bounds[2] - g.bounds[0]) / rx for g in dataset.index.geometry]
+            heights = [(g.bounds[3] - g.bounds[1]) / ry for g in dataset.index.geometry]
+            big = f"{max(widths, default=0):.0f} x {max(heights, default=0):.0f}"
+            raise ConfigError(f"patch size {self.size} is larger than every footprint of the "
+                              f"dataset (at most {big} px); lower --patch-size")
+        subsets = getattr(dataset, "datasets", None)
+        #: band names per sensor
+        self.bands: dict[str, list[str]] | None = None
+        if isinstance(subsets, dict):
+            self.bands = {str(k): [str(b) for b in getattr(v, "bands", ())]
+                          for k, v in subsets.items()}
+
+    def __len__(self) -> int:
+        """Number of windows."""
+        return len(self.queries)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """The sample of window ``i``."""
+        return self.dataset[self.queries[i]]  # type: ignore[no-any-return]
 
 
 def _dataset_ids(dataset: Any) -> list[str] | None:
@@ -410,28 +547,38 @@ class SSLDataModule(LightningDataModule):
         prefetch_factor: int = 4,
         pin_memory: bool | None = None,
         dataset: Dataset[dict[str, Any]] | None = None,
+        norm_names: Mapping[str, str] | None = None,
+        stats: str | Path | None = None,
     ) -> None:
         """Configure the data module (nothing is read until :meth:`setup`).
 
         Args:
             data: dataset name: ``sen12ms``, ``bigearthnet``, ``aid``, ``ucmerced``, ``polsar``,
-                ``chips``.
+                ``ssl4eo``, ``chips``.
             root: dataset folder (for ``chips``, the folder of the chip index).
             sensors: sensors to load, e.g. ``("s1", "s2")``.
             pairing: pairing mode; decides which keys each batch carries.
             batch_size: samples per batch (per device).
             workers: loader worker processes.
-            patch_size: crop every sample to this size (``None``: full samples).
+            patch_size: crop every sample to this size (``None``: full samples; for
+                ``ssl4eo``, the size of the grid windows, default :data:`DEFAULT_GEO_PATCH`).
             splits: a split file written by ``geossl split``; only ``split`` ids are used.
             split: which side of ``splits`` to train on.
             index: chip index for ``chips`` (default ``ROOT/index.parquet``).
-            normalize: per-sensor normalisation (S1 dB clipping, S2 reflectance scaling, ...).
+            normalize: per-sensor normalisation (S1 dB clipping, S2 reflectance scaling, ...;
+                see ``norm_names`` and ``stats``). A sensor with no normalisation of its own
+                name, no ``norm_names`` entry and no ``stats`` entry is a :class:`ConfigError`.
             drop_last: drop the last incomplete training batch (contrastive losses like full
                 batches).
             prefetch_factor: batches prefetched per worker.
             pin_memory: pin host memory (default: when CUDA is available).
             dataset: use this dataset instead of building one from ``data``/``root`` (its
                 samples must carry the per-sensor keys or ``image``).
+            norm_names: sensor -> normaliser name of :mod:`geossl.data.normalize` (e.g.
+                ``{"s2": "s2_offset"}``, ``{"x": "none"}`` for raw values); overrides the
+                sensor's default and ``stats``.
+            stats: a ``geossl stats`` JSON file: the sensors without a ``norm_names`` entry are
+                standardised with its per-band mean and std.
         """
         super().__init__()
         self.data = data
@@ -449,6 +596,8 @@ class SSLDataModule(LightningDataModule):
         self.prefetch_factor = prefetch_factor
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._base = dataset
+        self.norm_names = {str(k): str(v) for k, v in (norm_names or {}).items()}
+        self.stats = stats
         self.keys = required_keys(pairing, self.sensors)
         self.train_dataset: SSLSamples | None = None
         self.sample_weights: Tensor | None = None
@@ -485,16 +634,65 @@ class SSLDataModule(LightningDataModule):
                 f"batch size {self.batch_size} is larger than the {len(self.train_dataset)} "
                 "training samples; lower --batch-size"
             )
+        sensors = sorted({key_sensor(k) for k in self.keys})
+        self.bands = _band_names(self.data, base, sensors)
         normalizers: dict[str, Callable[[Tensor], Tensor]] = {}
+        record: dict[str, Any] = {}
         if self.normalize and not getattr(base, "normalized", False):
-            for sensor in {key_sensor(k) for k in self.keys}:
-                norm = sensor_normalizer(sensor)
-                if norm is not None:
-                    normalizers[sensor] = norm
+            normalizers, record = self._normalizers(sensors)
         self._collate = _Collate(normalizers)
-        self.bands = _band_names(self.data, base, sorted({key_sensor(k) for k in self.keys}))
-        # sensor -> name for geossl.data.normalize.get_normalizer (what evaluation reapplies)
-        self.normalization = {s: s for s in normalizers} or None
+        # sensor -> name for geossl.data.normalize.get_normalizer, or {"mean", "std"} from a
+        # statistics file (what evaluation reapplies)
+        self.normalization = record or None
+
+    def _normalizers(
+        self, sensors: Sequence[str]
+    ) -> tuple[dict[str, Callable[[Tensor], Tensor]], dict[str, Any]]:
+        """Normaliser per sensor and its record (a name, or the statistics' mean and std)."""
+        from geossl.data import normalize
+
+        unknown = sorted(set(self.norm_names) - set(sensors))
+        if unknown:
+            raise ConfigError(f"--normalization names sensor(s) {', '.join(unknown)} not in "
+                              f"--sensors {','.join(self.sensors)}")
+        normalizers: dict[str, Callable[[Tensor], Tensor]] = {}
+        record: dict[str, Any] = {}
+        from_stats = [s for s in sensors if s not in self.norm_names and self.stats]
+        doc = normalize.load_stats(self.stats) if from_stats and self.stats else None
+        for sensor in sensors:
+            if sensor in self.norm_names:
+                name = self.norm_names[sensor]
+                normalizers[sensor] = normalize.get_normalizer(name)
+                record[sensor] = name
+            elif doc is not None:
+                names = (self.bands or {}).get(sensor)
+                mean, std = normalize.sensor_stats(doc, sensor, sole=len(from_stats) == 1,
+                                                   bands=names)
+                self._check_stats_bands(sensor, len(mean))
+                normalizers[sensor] = normalize.Standardize(mean, std)
+                record[sensor] = {"mean": mean, "std": std}
+            else:
+                norm = sensor_normalizer(sensor)
+                if norm is None:
+                    raise ConfigError(
+                        f"no normalisation for sensor {sensor!r}: give --normalization "
+                        f"{sensor}=NAME (one of {', '.join(sorted(normalize.NORMALIZERS))}), "
+                        f"{sensor}=none for raw values, or --stats FILE from `geossl stats`")
+                normalizers[sensor] = norm
+                record[sensor] = sensor
+        return normalizers, record
+
+    def _check_stats_bands(self, sensor: str, count: int) -> None:
+        """Refuse statistics whose band count differs from the samples' (first sample)."""
+        assert self.train_dataset is not None
+        sample = self.train_dataset[0]
+        for key in self.keys:
+            if key_sensor(key) == sensor and key in sample:
+                bands = int(sample[key].shape[-3])
+                if bands != count:
+                    raise ConfigError(f"the statistics have {count} band(s) for {sensor} but "
+                                      f"the samples have {bands}", self.stats)
+                return
 
     @property
     def num_samples(self) -> int:

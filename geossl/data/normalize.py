@@ -27,7 +27,8 @@ Sensors (:data:`NORMALIZERS`, :func:`get_normalizer`):
 * ``none``: identity.
 
 Your own dataset: ``geossl stats`` writes per-band mean/std that :meth:`Standardize.from_stats`
-(or ``get_normalizer("stats", stats="stats.json")``) turns into a normaliser.
+(or ``get_normalizer("stats", stats="stats.json")``) turns into a normaliser;
+:func:`sensor_stats` picks a sensor's entry of such a file (``geossl pretrain --stats FILE``).
 """
 
 from __future__ import annotations
@@ -260,17 +261,79 @@ class Standardize(nn.Module):
         return cls([float(flat["mean"][i]) for i in idx], [float(flat["std"][i]) for i in idx])
 
 
+def load_stats(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a statistics JSON file (``geossl stats --out``).
+
+    Raises:
+        DataError: unreadable file, or not a JSON object.
+    """
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"unreadable statistics file ({err})", path) from err
+    if not isinstance(doc, dict):
+        raise DataError("statistics file is not a JSON object", path)
+    return doc
+
+
+def sensor_stats(
+    stats: str | os.PathLike[str] | Mapping[str, Any],
+    sensor: str,
+    sole: bool = False,
+    bands: Sequence[str] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Per-band mean and std of one sensor from a ``geossl stats`` file.
+
+    The entry is ``image_<sensor>`` (``geossl stats`` on a multi-sensor dataset); a file with a
+    single entry (e.g. ``image`` of a chip index) or a flat ``{"mean", "std"}`` serves a run with
+    one sensor (``sole``).
+
+    Args:
+        stats: the JSON file or its loaded dict.
+        sensor: sensor name.
+        sole: the sensor is the only one normalised with this file.
+        bands: band names of the samples, in order: the statistics are reordered and subset to
+            them when the file names its bands and has every one of them.
+
+    Returns:
+        ``(mean, std)`` lists, one value per band.
+
+    Raises:
+        ConfigError: no entry for the sensor.
+        DataError: unreadable file, or a band without statistics (no valid values).
+    """
+    doc: Mapping[str, Any] = stats if isinstance(stats, Mapping) else load_stats(stats)
+    where = None if isinstance(stats, Mapping) else stats
+    nested = doc.get("stats", doc if "mean" not in doc else None)
+    if nested is None:
+        entry: Mapping[str, Any] | None = doc if sole else None
+        keys: list[str] = []
+    else:
+        keys = [str(k) for k in nested]
+        entry = nested.get(f"image_{sensor}")
+        if entry is None and sole and len(keys) == 1:
+            entry = nested[keys[0]]
+    if not isinstance(entry, Mapping) or "mean" not in entry or "std" not in entry:
+        have = f"; has {', '.join(keys)}" if keys else ""
+        raise ConfigError(f"no statistics for sensor {sensor!r} (key image_{sensor}{have}); "
+                          f"run `geossl stats` on that sensor or give --normalization "
+                          f"{sensor}=NAME", where)
+    mean, std = list(entry["mean"]), list(entry["std"])
+    names = [str(b) for b in entry.get("bands", [])]
+    if bands is not None and len(names) == len(mean) and set(bands) <= set(names):
+        idx = [names.index(str(b)) for b in bands]
+        mean, std, names = [mean[i] for i in idx], [std[i] for i in idx], [names[i] for i in idx]
+    for i, (m, s) in enumerate(zip(mean, std, strict=True)):
+        if m is None or s is None:
+            band = names[i] if i < len(names) else str(i)
+            raise DataError(f"no statistics for band {band} of {sensor} (no valid values)", where)
+    return [float(m) for m in mean], [float(s) for s in std]
+
+
 def _flat_stats(stats: str | os.PathLike[str] | Mapping[str, Any], key: str | None
                 ) -> Mapping[str, Any]:
-    doc: Mapping[str, Any]
-    if isinstance(stats, Mapping):
-        doc = stats
-    else:
-        try:
-            with open(stats) as fh:
-                doc = json.load(fh)
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"unreadable statistics file ({err})", stats) from err
+    doc: Mapping[str, Any] = stats if isinstance(stats, Mapping) else load_stats(stats)
     if "stats" in doc:
         nested: Mapping[str, Any] = doc["stats"]
         if key is None:

@@ -11,7 +11,8 @@ EPSG:4326; S1 and S2 of a location lie on slightly different grids and dates.
 :class:`SSL4EOS12` is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` of one product
 (``separate_files``: band files are merged and resampled to one grid, the grid of a 10 m band by
 default); its index has one row per acquisition with ``location``, ``acquisition`` and the
-acquisition time. Combine products with :class:`geossl.data.pairing.MultiSensorDataset`.
+acquisition time. Combine products with :class:`geossl.data.pairing.MultiSensorDataset`
+(:func:`pairing_dataset` does it for ``geossl pretrain --data ssl4eo``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ BANDS: dict[str, tuple[str, ...]] = {
     "s1": ("VV", "VH"),
     "s2a": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"),
     "s2c": ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"),
+}
+#: ``--sensors`` names -> product folders (the first present under the root is read)
+SENSOR_PRODUCTS: dict[str, tuple[str, ...]] = {
+    "s1": ("s1",), "s2": ("s2c", "s2a"), "s2c": ("s2c",), "s2a": ("s2a",),
 }
 #: bands whose grid is used by default (10 m)
 _REFERENCE_BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
@@ -146,3 +151,52 @@ class SSL4EOS12(RasterDataset):
         if self._locations is not None:
             out = [f for f in out if Path(f).parent.parent.name in self._locations]
         return out
+
+
+def product_for(root: PathLike, sensor: str) -> str:
+    """The product folder read for a sensor name (:data:`SENSOR_PRODUCTS`).
+
+    ``s1`` -> ``s1``; ``s2`` -> ``s2c`` (L1C, 13 bands) when present, else ``s2a`` (L2A,
+    12 bands); ``s2c`` and ``s2a`` -> themselves.
+
+    Raises:
+        ConfigError: unknown sensor name.
+        DataError: none of its product folders exists under ``root``.
+    """
+    if sensor not in SENSOR_PRODUCTS:
+        raise ConfigError(f"unknown SSL4EO-S12 sensor {sensor!r}; use one of "
+                          f"{', '.join(SENSOR_PRODUCTS)}")
+    options = SENSOR_PRODUCTS[sensor]
+    for product in options:
+        if (Path(root) / product).is_dir():
+            return product
+    raise DataError(f"no SSL4EO-S12 folder for sensor {sensor} (expected "
+                    f"{' or '.join(options)})", root)
+
+
+def pairing_dataset(root: PathLike, sensors: Sequence[str], temporal: bool = False) -> Any:
+    """The SSL4EO-S12 products of ``sensors`` as one GeoDataset keyed per sensor.
+
+    A :class:`geossl.data.pairing.MultiSensorDataset` on the grid of the first Sentinel-2
+    sensor (the first sensor when there is none): each S2 acquisition is paired with the S1
+    acquisition of the same location closest in time; with ``temporal`` the first sensor is
+    also paired with its next acquisition of the same location (``image_<sensor>_t2``).
+
+    Args:
+        root: SSL4EO-S12 folder holding ``s1``, ``s2a``, ``s2c``.
+        sensors: sensor names (``s1``, ``s2``, ``s2a``, ``s2c``; see :func:`product_for`).
+        temporal: add the second date of the first sensor.
+
+    Returns:
+        the dataset, to be read through a TorchGeo geo sampler.
+
+    Raises:
+        ConfigError: unknown sensor.
+        DataError: missing products, no overlap, or no second date.
+    """
+    from geossl.data.pairing import MultiSensorDataset
+
+    datasets = {s: SSL4EOS12(root, product_for(root, s)) for s in sensors}
+    reference = next((s for s in sensors if s.startswith("s2")), sensors[0])
+    return MultiSensorDataset(datasets, reference=reference,
+                              temporal=sensors[0] if temporal else None)
