@@ -411,3 +411,25 @@ def test_stats_file_standardises_each_band(tmp_path: Path) -> None:
     path.write_text(json.dumps({"stats": {"image_s1": stats["image_s1"]}}))
     with pytest.raises(ConfigError, match=r"no statistics for sensor 's2' \(key image_s2; has "):
         _dm(ds, normalize=True, stats=str(path))
+
+
+def test_bigearthnet_v1_layout_is_detected(tmp_path: Path) -> None:
+    gen = pytest.importorskip("tests.data.bigearthnet.data")
+    gen.generate_v1(tmp_path, n=3)
+    dm = SSLDataModule("bigearthnet", tmp_path, ("s1", "s2"), "geo", batch_size=2)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image_s1"].shape[:2] == (2, 2) and batch["image_s2"].shape[:2] == (2, 12)
+
+
+def test_stats_grid_reads_no_fill(ssl4eo: Path) -> None:
+    """Band statistics of a GeoDataset come from windows inside its footprints (no zero fill)."""
+    from geossl.data.ssl4eo import SSL4EOS12
+    from geossl.data.stats import compute_stats
+
+    ds = SSL4EOS12(ssl4eo, sensor="s2c")
+    stats = compute_stats(ds, patch_size=32, progress=False)
+    (entry,) = stats.values()
+    assert entry["count"][0] == pytest.approx(entry["count"][-1])
+    # 48 px rasters read as 2 x 2 windows of 32 (the last moved back onto the edge): no fill
+    assert min(entry["min"]) > 0

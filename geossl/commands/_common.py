@@ -6,6 +6,8 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
+from geossl.data.registry import DATASETS
+
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
     """Add ``--data NAME`` (which dataset) and ``--root DIR`` (its folder)."""
@@ -13,7 +15,7 @@ def add_data(parser: ArgumentParser, default: str | None = None, required: bool 
         "--data",
         type=str | None if not required else str,
         default=default,
-        help="dataset: sen12ms, bigearthnet, aid, ucmerced, polsar, chips",
+        help="dataset: " + ", ".join(DATASETS),
     )
     parser.add_argument("--root", type=str | None, default=None, help="dataset folder")
 

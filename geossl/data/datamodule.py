@@ -39,7 +39,7 @@ from torch.utils.data._utils.collate import default_collate
 from geossl.errors import ConfigError, DataError
 
 #: datasets whose samples carry one ``image`` of a single sensor, with the sensor it stands for
-SINGLE_SENSOR = {"aid": "rgb", "ucmerced": "rgb", "eurosat": "s2", "folder": "rgb",
+SINGLE_SENSOR = {"aid": "rgb", "ucmerced": "rgb", "eurosat": "s2", "folder": "rgb", "scenes": "rgb",
                  "polsar": "polsar"}
 
 #: keys a batch may carry besides the per-sensor images
@@ -176,13 +176,15 @@ def build_dataset(
         return SEN12MSPatches(root, sensors=tuple(sensors), label=None, **ids_kw)
     if data == "bigearthnet":
         from geossl.data.bigearthnet import BigEarthNet
+        from geossl.data.registry import bigearthnet_version
 
-        return BigEarthNet(root, sensors=tuple(sensors), **ids_kw)
-    if data in ("aid", "ucmerced", "eurosat", "folder"):
+        return BigEarthNet(root, sensors=tuple(sensors), version=bigearthnet_version(root),
+                           **ids_kw)
+    if data in ("aid", "ucmerced", "eurosat", "folder", "scenes"):
         from geossl.data import aid
 
         cls = {"aid": aid.AID, "ucmerced": aid.UCMerced, "eurosat": aid.EuroSAT,
-               "folder": aid.SceneFolder}[data]
+               "folder": aid.SceneFolder, "scenes": aid.SceneFolder}[data]
         # pretrain on the dataset's own training side unless a split file says otherwise
         return cls(root, split="all" if ids is not None else "train", **ids_kw)
     if data == "polsar":

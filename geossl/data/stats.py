@@ -170,9 +170,11 @@ def _samples(
         positions = np.arange(n)
         items = source
     else:  # a TorchGeo GeoDataset: sample a grid of patch_size windows
-        from torchgeo.samplers import GridGeoSampler
+        # Our grid, not TorchGeo 0.8's GridGeoSampler: its last row/column of windows reach past
+        # the footprint and read zero fill, which biased the means (73 % fill on SSL4EO-S12).
+        from geossl.data.datamodule import geo_grid
 
-        queries = list(GridGeoSampler(source, size=patch_size, stride=patch_size))
+        queries = geo_grid(source, patch_size)
         n = len(queries)
         positions = np.arange(n)
         items = _Queries(source, queries)
