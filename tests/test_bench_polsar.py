@@ -3,6 +3,7 @@ hand-crafted PolSAR features (geossl.eval.handcrafted), on a tiny fake AIRSAR-li
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -18,6 +19,10 @@ from geossl.bench.polsar import (
     PolsarBenchConfig,
     build_bench_encoder,
     checkerboard_split,
+    cv_linear_probe,
+    embed_patches,
+    load_pretrained,
+    paired_gap,
     patch_footprints,
     run_polsar_benchmark,
     small_input_stem,
@@ -102,6 +107,44 @@ def test_small_stem_keeps_spatial_extent_for_16px() -> None:
         small_input_stem(torch.nn.Linear(3, 3))
 
 
+def test_multi_stage_features_concatenate_pooled_stages() -> None:
+    enc = build_bench_encoder("resnet18", 9, stem_stride=2, seed=0)
+    x = torch.randn(5, 9, 16, 16)
+    dev = torch.device("cpu")
+    last = embed_patches(enc, x, dev, batch_size=2)
+    assert last.shape == (5, 512)
+    # stage 4 pooled by the hook is the encoder's own (pooled last stage) output
+    assert torch.allclose(embed_patches(enc, x, dev, stages=(4,)), last, atol=1e-5)
+    multi = embed_patches(enc, x, dev, batch_size=2, stages=(1, 2, 3, 4))
+    assert multi.shape == (5, 64 + 128 + 256 + 512) and torch.allclose(multi[:, -512:], last,
+                                                                         atol=1e-5)
+    trunk: Any = enc.backbone
+    assert not trunk.layer1._forward_hooks  # hooks removed
+    with pytest.raises(ConfigError):
+        embed_patches(enc, x, dev, stages=(5,))
+    with pytest.raises(ConfigError):
+        PolsarBenchConfig(root="x", feature_stages=(0, 4)).check()
+
+
+def test_cv_linear_probe_uses_only_labelled_rows() -> None:
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 20, generator=gen) * 3
+    y = torch.arange(3).repeat_interleave(10)
+    x = centres[y] + torch.randn(30, 20, generator=gen)
+    yt = torch.arange(3).repeat(20)
+    xt = centres[yt] + torch.randn(60, 20, generator=gen)
+    grid = (1e-2, 1e-1, 1.0, 1e3)  # small grid, no near-zero decay: fast on separable data
+    logits, info = cv_linear_probe(x, y, xt, 3, folds=5, seed=1, weight_decays=grid)
+    assert logits.shape == (60, 3) and (logits.argmax(1) == yt).float().mean() > 0.9
+    assert info["weight_decay"] in grid[:3] and 0.9 < info["cv_score"] <= 1  # 1e3 underfits
+    # the choice does not depend on the test rows
+    _, again = cv_linear_probe(x, y, torch.zeros(4, 20), 3, folds=5, seed=1, weight_decays=grid)
+    assert again["weight_decay"] == info["weight_decay"]
+    # a class with a single label: falls back to the hold-out probe
+    logits, info = cv_linear_probe(x[:21], y[:21], xt, 3, folds=5, weight_decays=grid)
+    assert logits.shape == (60, 3) and "cv_score" not in info
+
+
 # -- hand-crafted features ------------------------------------------------------------------------
 def test_handcrafted_features_match_direct_computation(scene: Path) -> None:
     arr, _ = read_polsar(scene)
@@ -141,7 +184,7 @@ def test_benchmark_smoke(scene: Path, tmp_path: Path) -> None:
         root=str(scene), out=str(out), patch=8, stride=4, block=16, budgets=(2, 3), seeds=2,
         methods=("simclr", "moco"), pretrain_steps=3, pretrain_batch=16, moco_queue=64,
         pretrain_stride=8, scratch_steps=2, threads=1, device="cpu", tsne=False,
-        log_every=0,
+        log_every=0, probe_folds=2,
     )
     lines: list[str] = []
     res = run_polsar_benchmark(cfg, log=lines.append)
@@ -161,13 +204,46 @@ def test_benchmark_smoke(scene: Path, tmp_path: Path) -> None:
     data = res["data"]
     assert data["train"] > 0 and data["test"] > 0 and data["dropped_on_borders"] > 0
     assert data["leakage"]["leaking"] == 0 and data["leakage"]["overlap_px"] == 0
-    assert len(res["runs"]) == 2 * 2 * (2 + 2 * 2 + 1 + 1)
+    # per budget and seed: hand-crafted x (scikit-learn + CV probe) x 2, SSL x (probe + kNN) x 2,
+    # random init, scratch
+    assert len(res["runs"]) == 2 * 2 * (2 * 2 + 2 * 2 + 1 + 1)
+    assert ("hand-crafted (mean per-pixel features)", "linear probe") in rows
+    probed = [r for r in res["runs"] if r["eval"] == "linear probe"]
+    assert probed and all(r["probe"]["weight_decay"] > 0 for r in probed)
+    assert "Paired over the same label draws" in res["verdict"]
     assert res["pretrain"]["simclr"]["steps"] == 3
     saved = json.loads((out / "results.json").read_text())
     assert saved["table"] == res["table"] and "| geossl MoCo v2 | kNN" in saved["table"]
     assert (out / "table.md").is_file() and (out / "split.png").stat().st_size > 1000
     assert (out / "simclr_encoder.pt").is_file() and (out / "moco_encoder.pt").is_file()
     assert "SSL" in res["verdict"]
+    # an evaluation-only rerun loads the saved encoders (same pretraining options) ...
+    again = run_polsar_benchmark(dataclasses.replace(
+        cfg, out=str(tmp_path / "rerun"), encoders=str(out), methods=("moco",), budgets=(2,),
+        seeds=1), log=lines.append)
+    assert again["pretrain"]["moco"]["loaded_from"] == str(out / "moco_encoder.pt")
+    first = next(r for r in res["runs"] if (r["row"], r["eval"], r["budget"], r["seed"])
+                 == ("geossl MoCo v2", "linear probe", 2, 0))
+    second = next(r for r in again["runs"] if (r["row"], r["eval"]) == ("geossl MoCo v2",
+                                                                        "linear probe"))
+    assert second["metrics"] == pytest.approx(first["metrics"])
+    # ... and refuses encoders pretrained with other options
+    with pytest.raises(ConfigError, match="pretrain_steps"):
+        load_pretrained(out, "moco", dataclasses.replace(cfg, pretrain_steps=4))
+
+
+def test_paired_gap_compares_the_same_draws() -> None:
+    def run(row: str, seed: int, oa: float) -> dict[str, Any]:
+        return {"row": row, "eval": "e", "budget": 10, "seed": seed,
+                "metrics": {"oa": oa, "aa": oa}}
+
+    runs = [run("a", 0, 0.9), run("a", 1, 0.8), run("a", 2, 0.7),
+            run("b", 0, 0.85), run("b", 1, 0.82), run("b", 3, 0.1)]
+    gap = paired_gap(runs, ("a", "e"), ("b", "e"), 10)
+    assert gap is not None and gap["n"] == 2 and gap["wins"] == 1  # seeds 0 and 1 only
+    assert gap["mean"] == pytest.approx(0.015) and gap["std"] == pytest.approx(
+        np.std([0.05, -0.02], ddof=1))
+    assert paired_gap(runs, ("a", "e"), ("b", "e"), 50) is None
 
 
 def test_tool_writes_doc_and_reports_bad_input(scene: Path, tmp_path: Path,

@@ -101,15 +101,18 @@ and no max-pool, pretrained without labels on {cfg['context']} px windows of the
 {cfg['pretrain_steps']} steps x batch {cfg['pretrain_batch']} (AdamW, lr {cfg['lr']}); views:
 random resized crop (scale {cfg['crop_scale']}) to {cfg['patch']} px, flips, 90° rotations,
 Gamma speckle ({cfg['speckle_looks']} looks, p = {cfg['speckle_p']}) added in dB to the diagonal
-channels only, blur p = {cfg['blur_p']}, no brightness/contrast jitter. Frozen features, linear
-probe (L-BFGS logistic regression, weight decay picked on a hold-out of the labelled patches) or
-cosine kNN (k = {cfg['knn_k']}, capped at the number of labels). *random init* = the same encoder
-with random weights + the same linear probe. *supervised from scratch* = the same encoder trained
-end to end on the same labels ({cfg['scratch_steps']} AdamW steps, flips/rotations).
-*hand-crafted* = scikit-learn logistic regression on 9 per-patch features: T11/T22/T33 in dB and
-the normalised off-diagonal terms, either of the patch-mean matrix or as the patch mean of the
-per-pixel features. Issue reference for the hand-crafted baseline (16 px): OA 0.879 / AA 0.914 at
-10 labels per class, OA 0.924 / AA 0.935 at 50.
+channels only, blur p = {cfg['blur_p']}, no brightness/contrast jitter. Frozen features:
+{_features(cfg)};
+linear probe = L-BFGS logistic regression on standardised features, weight decay picked
+{_probe(cfg)}; or cosine kNN (k = {cfg['knn_k']}, capped at the number of labels).
+*random init* = the same encoder with random weights, the same features and the same probe.
+*supervised from scratch* = the same encoder trained end to end on the same labels
+({cfg['scratch_steps']} AdamW steps, flips/rotations).
+*hand-crafted* = logistic regression on 9 per-patch features: T11/T22/T33 in dB and the
+normalised off-diagonal terms, either of the patch-mean matrix or as the patch mean of the
+per-pixel features;
+{_handcrafted(cfg)}. Issue reference for the hand-crafted baseline (16 px): OA 0.879 / AA
+0.914 at 10 labels per class, OA 0.924 / AA 0.935 at 50.
 
 Pretraining:
 {pre_lines}
@@ -120,6 +123,29 @@ Pretraining:
 Pictures: `{cfg['out']}/split.png` (Pauli RGB, labels with the checkerboard, patches kept),
 `{cfg['out']}/tsne_<method>.png` (t-SNE of SSL embeddings of the test patches).
 """
+
+
+def _features(cfg: dict[str, Any]) -> str:
+    stages = cfg.get("feature_stages") or []
+    if not stages:
+        return "the pooled output of the last stage"
+    names = ", ".join(str(i) for i in stages)
+    return f"global average pools of ResNet stages {names}, concatenated"
+
+
+def _probe(cfg: dict[str, Any]) -> str:
+    folds = int(cfg.get("probe_folds") or 0)
+    if folds >= 2:
+        return f"by {folds}-fold cross-validation on the labelled patches only"
+    return "on a 20 % hold-out of the labelled patches only"
+
+
+def _handcrafted(cfg: dict[str, Any]) -> str:
+    sklearn = "scikit-learn's `LogisticRegression` with its default C = 1"
+    if int(cfg.get("probe_folds") or 0) >= 2:
+        return (f"fitted twice: with the very linear probe (and cross-validation) of the\n"
+                f"learned features, and with {sklearn}")
+    return sklearn
 
 
 BEGIN = "<!-- bench_polsar: generated section, begin -->"

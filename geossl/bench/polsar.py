@@ -23,13 +23,19 @@ Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
    (:func:`geossl.eval.budgets.draw_budget`, the same rows for every row of the table), for
    ``seeds`` seeds; overall (OA) and average (AA) accuracy on all test-block patches:
 
-   * geossl SSL + linear probe (:func:`geossl.eval.linear.linear_probe`) and + kNN
-     (:func:`geossl.eval.knn.knn_scores`) on frozen features;
-   * the same encoder randomly initialised + linear probe;
+   * geossl SSL + linear probe and + kNN (:func:`geossl.eval.knn.knn_scores`) on frozen
+     features: the global average pools of ResNet stages ``feature_stages`` concatenated
+     (:func:`embed_patches`);
+   * the same encoder randomly initialised, the same features + the same linear probe;
    * the same encoder trained from scratch on the same labels (:func:`geossl.eval.finetune.
      finetune`, flips/rotations);
    * logistic regression on hand-crafted per-patch features (:mod:`geossl.eval.handcrafted`),
-     both from the patch-mean matrix and as the patch mean of the per-pixel features.
+     both from the patch-mean matrix and as the patch mean of the per-pixel features: the same
+     linear probe as the learned features, and scikit-learn's with its default C = 1.
+
+   The linear probe (:func:`cv_linear_probe`) picks its weight decay by stratified k-fold
+   cross-validation on the labelled patches of the draw only, never on test patches, with the
+   same grid and folds for every row.
 
 Outputs in ``out``: ``results.json`` (every run, the summary, timings and the configuration),
 ``table.md``, ``split.png`` (Pauli RGB, labels, checkerboard split), ``tsne_<method>.png`` and the
@@ -79,8 +85,12 @@ from geossl.io import atomic_path, atomic_write_text
 SENSOR = "polsar"
 #: SSL methods the benchmark can pretrain
 SSL_METHODS = ("simclr", "moco", "byol")
-#: projected CRS standing in for the pixel grid in the splitter's leakage report (1 px = 1 m)
-_STANDIN_CRS = "EPSG:32610"
+#: options that determine the pretrained encoders (checked by ``encoders`` reuse)
+PRETRAIN_FIELDS = ("root", "patch", "backbone", "stem_stride", "context", "pretrain_stride",
+                   "pretrain_steps", "pretrain_batch", "lr", "crop_scale", "speckle_p",
+                   "speckle_looks", "blur_p", "moco_queue", "seed")
+#: evaluation name of the scikit-learn logistic regression (C = 1) on hand-crafted features
+HC_SKLEARN = "logistic regression (scikit-learn, C=1)"
 #: split names of :func:`checkerboard_split`
 SPLIT_NAMES = ("train", "test", "drop")
 
@@ -113,6 +123,12 @@ class PolsarBenchConfig:
         blur_p: probability of a Gaussian blur per view.
         moco_queue: MoCo v2 queue size.
         knn_k: neighbours of the kNN classifier.
+        feature_stages: ResNet stages whose pooled outputs are concatenated into the frozen
+            features (SSL and random-init rows alike); empty: the encoder output only.
+        probe_folds: folds of the cross-validation (:func:`cv_linear_probe`) that picks the
+            linear probe's weight decay on the labelled patches only, for the SSL, random-init
+            and hand-crafted rows alike (< 2: a single 20 % hold-out for the learned features
+            and the scikit-learn C = 1 logistic regression only for the hand-crafted ones).
         scratch_steps: optimiser steps of the supervised-from-scratch baseline.
         scratch_lr: its learning rate.
         threads: torch CPU threads.
@@ -120,6 +136,9 @@ class PolsarBenchConfig:
         seed: seed of pretraining and of the random encoders.
         tsne: draw t-SNE plots.
         log_every: print the SSL loss every this many steps (0: never).
+        encoders: folder of an earlier run (``results.json`` + ``<method>_encoder.pt``) with
+            the same pretraining options (:data:`PRETRAIN_FIELDS`); its encoders are loaded
+            instead of pretraining again (evaluation-only rerun).
     """
 
     root: str
@@ -145,6 +164,8 @@ class PolsarBenchConfig:
     blur_p: float = 0.0
     moco_queue: int = 4096
     knn_k: int = 20
+    feature_stages: tuple[int, ...] = (1, 2, 3, 4)
+    probe_folds: int = 5
     scratch_steps: int = 500
     scratch_lr: float = 1e-3
     threads: int = 2
@@ -152,6 +173,7 @@ class PolsarBenchConfig:
     seed: int = 0
     tsne: bool = True
     log_every: int = 50
+    encoders: str | None = None
 
     def check(self) -> None:
         """Refuse inconsistent options.
@@ -171,6 +193,9 @@ class PolsarBenchConfig:
             raise ConfigError("budgets must be positive label counts and seeds >= 1")
         if not 0 < self.purity <= 1:
             raise ConfigError(f"purity must be in (0, 1], got {self.purity}")
+        if any(i not in (1, 2, 3, 4) for i in self.feature_stages):
+            raise ConfigError(f"feature_stages must be ResNet stages 1 to 4, got "
+                              f"{list(self.feature_stages)}")
         if self.moco_queue % self.pretrain_batch:
             raise ConfigError(f"moco_queue ({self.moco_queue}) must be a multiple of "
                               f"pretrain_batch ({self.pretrain_batch})")
@@ -209,9 +234,10 @@ def checkerboard_split(
     test footprints never share a pixel. Touching a border is not overlapping it (half-open
     blocks).
 
-    This is the checkerboard strategy over block ids in the footprints' own CRS units (pixels
-    for :data:`~geossl.data.polsar.PIXEL_CRS` scenes), with the contract of
-    :mod:`geossl.data.splits` (a ``Series`` of split names indexed like the input).
+    This is :func:`geossl.data.splits.checkerboard_split` (the ``checkerboard`` strategy of
+    ``geossl split``) in the footprints' own CRS units (pixels for
+    :data:`~geossl.data.polsar.PIXEL_CRS` scenes), with the origin defaulting to the top-left
+    of the footprints' bounds.
 
     Args:
         footprints: any GeoDataFrame of footprints (chip index, patch footprints, ...).
@@ -225,44 +251,38 @@ def checkerboard_split(
     Raises:
         ConfigError: ``block`` is not positive.
     """
+    from geossl.data import splits
+
     if not block > 0:
         raise ConfigError(f"checkerboard block size must be positive, got {block}")
     if len(footprints) == 0:
         return pd.Series([], index=footprints.index, dtype=object)
-    b = footprints.geometry.bounds
-    x0, y0 = origin if origin is not None else (float(b["minx"].min()), float(b["maxy"].max()))
-    eps = 1e-9 * block
-    j0 = np.floor((b["minx"].to_numpy() - x0) / block)
-    j1 = np.floor((b["maxx"].to_numpy() - x0 - eps) / block)
-    i0 = np.floor((y0 - b["maxy"].to_numpy()) / block)
-    i1 = np.floor((y0 - b["miny"].to_numpy() - eps) / block)
-    single = (j0 == j1) & (i0 == i1)
-    colour = ((i0 + j0) % 2).astype(np.int64)
-    names = np.where(single, np.where(colour == 0, colours[0], colours[1]), "drop")
-    return pd.Series(names, index=footprints.index, dtype=object)
+    if origin is None:
+        b = footprints.geometry.bounds
+        origin = (float(b["minx"].min()), float(b["maxy"].max()))
+    out = splits.checkerboard_split(footprints, block, names=colours, origin=origin)
+    return out.rename(None)
 
 
 def split_leakage(footprints: GeoDataFrame, split: pd.Series) -> dict[str, Any]:
     """Pixels shared by train and test footprints, by the overlap-aware splitter's report.
 
-    :func:`geossl.data.splits.leakage_report` wants metric footprints; a pixel-grid scene
-    (:data:`~geossl.data.polsar.PIXEL_CRS`, a local engineering CRS pyproj cannot transform) is
-    handed over with a stand-in projected CRS in which one pixel counts as one metre: only the
-    geometry matters here.
+    :func:`geossl.data.splits.leakage_report` works in the footprints' own units when they have
+    no georeferenced CRS (:data:`~geossl.data.polsar.PIXEL_CRS`, or none): pixels here.
 
     Returns:
         ``{"leaking": train + test footprints sharing area with the other side,
-        "overlap_px": shared area in pixels, "report": the splitter's rows}``.
+        "overlap_px": shared area in CRS units² (pixels), "report": the splitter's rows}``.
     """
-    from geossl.data.splits import leakage_report
+    from geossl.data.splits import footprints as metric_footprints
+    from geossl.data.splits import leakage_report, report_units
 
-    fp = footprints
-    if fp.crs is None or fp.crs == PIXEL_CRS:
-        fp = fp.set_crs(_STANDIN_CRS, allow_override=True)
-    report = leakage_report(fp, split)
+    fp = metric_footprints(footprints)
+    report = leakage_report(footprints, split, fp=fp)
+    area_unit, _, scale = report_units(fp)
     rows = report.to_dict(orient="records")
     leaking = int(report["leaking_a"].sum() + report["leaking_b"].sum()) if len(report) else 0
-    overlap = float(report["overlap_km2"].sum() * 1e6) if len(report) else 0.0
+    overlap = float(report[f"overlap_{area_unit}"].sum() * scale) if len(report) else 0.0
     return {"leaking": leaking, "overlap_px": overlap, "report": rows}
 
 
@@ -367,12 +387,103 @@ def _cut(scene: Tensor, rows: np.ndarray, cols: np.ndarray, size: int) -> Tensor
 
 @torch.no_grad()
 def embed_patches(encoder: nn.Module, images: Tensor, device: torch.device,
-                  batch_size: int = 512) -> Tensor:
-    """Frozen features ``(N, D)`` of patches (eval mode, on CPU afterwards)."""
+                  batch_size: int = 512, stages: Sequence[int] | None = None) -> Tensor:
+    """Frozen features ``(N, D)`` of patches (eval mode, on CPU afterwards).
+
+    Args:
+        encoder: encoder (a :class:`geossl.models.Encoder` or a bare timm ResNet).
+        images: ``(N, C, H, W)`` patches.
+        device: where to run.
+        batch_size: patches per forward pass.
+        stages: ResNet stages (1 to 4) whose outputs are globally average-pooled and
+            concatenated; ``None``: the encoder's own output (the pooled last stage).
+
+    Returns:
+        ``(N, D)`` float32 features.
+
+    Raises:
+        ConfigError: a stage the backbone does not have.
+    """
     encoder = encoder.to(device).eval()
-    out = [encoder(images[i : i + batch_size].to(device)).float().cpu()
-           for i in range(0, len(images), batch_size)]
+    pooled: dict[int, Tensor] = {}
+    hooks = []
+    if stages:
+        trunk = getattr(encoder, "backbone", encoder)
+        for i in stages:
+            layer = getattr(trunk, f"layer{i}", None)
+            if not isinstance(layer, nn.Module):
+                raise ConfigError(f"{type(trunk).__name__} has no stage layer{i}; use stages "
+                                  "1 to 4 of a ResNet")
+
+            def hook(_m: nn.Module, _i: Any, o: Tensor, i: int = i) -> None:
+                pooled[i] = o.float().mean((2, 3))
+
+            hooks.append(layer.register_forward_hook(hook))
+    try:
+        out = []
+        for a in range(0, len(images), batch_size):
+            f = encoder(images[a : a + batch_size].to(device))
+            if stages:
+                f = torch.cat([pooled[i] for i in stages], 1)
+            out.append(f.float().cpu())
+    finally:
+        for h in hooks:
+            h.remove()
     return torch.cat(out) if out else torch.empty(0)
+
+
+#: weight decays searched by :func:`cv_linear_probe` (L2 per sample, as in ``fit_linear``)
+PROBE_WEIGHT_DECAYS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def cv_linear_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    test_x: Tensor,
+    num_classes: int,
+    folds: int = 5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    weight_decays: Sequence[float] = PROBE_WEIGHT_DECAYS,
+) -> tuple[Tensor, dict[str, float]]:
+    """Linear probe whose weight decay is chosen by stratified k-fold CV on the labels only.
+
+    Features are standardised with the labelled rows' statistics (inside
+    :func:`geossl.eval.linear.fit_linear`); every weight decay is scored by the mean validation
+    accuracy over ``folds`` stratified folds of the labelled rows (ties: lower validation loss),
+    then the probe is refitted on all labelled rows. No test row is used for any choice. With
+    fewer than two samples in some class, falls back to
+    :func:`geossl.eval.linear.linear_probe` (hold-out selection).
+
+    Returns:
+        test logits ``(M, K)`` and ``{"weight_decay": chosen, "cv_score": its score}``.
+    """
+    from geossl.eval.linear import fit_linear
+
+    y = train_y.numpy()
+    counts = np.bincount(y, minlength=num_classes)
+    n_folds = min(folds, int(counts[counts > 0].min()))
+    if n_folds < 2:
+        return linear_probe(train_x, train_y, test_x, num_classes, seed=seed, device=device)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        fold[rows] = (np.arange(len(rows)) + rng.integers(n_folds)) % n_folds
+    best, chosen = -math.inf, float(weight_decays[len(weight_decays) // 2])
+    for wd in weight_decays:
+        score = 0.0
+        for f in range(n_folds):
+            tr, va = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
+            probe = fit_linear(train_x[tr], train_y[tr], num_classes, wd, device=device)
+            s = probe.scores(train_x[va]).cpu()
+            score += float((s.argmax(1) == train_y[va]).float().mean()) - 1e-3 * float(
+                nn.functional.cross_entropy(s, train_y[va].long()))
+        score /= n_folds
+        if score > best:
+            best, chosen = score, float(wd)
+    probe = fit_linear(train_x, train_y, num_classes, chosen, device=device)
+    return probe.scores(test_x).cpu(), {"weight_decay": chosen, "cv_score": best}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,6 +578,41 @@ def pretrain(
             "loss_first": float(np.mean(head)) if head else math.nan,
             "loss_last": float(np.mean(tail)) if tail else math.nan, "curve": curve}
     return encoder, info
+
+
+def load_pretrained(folder: str | Path, name: str, cfg: PolsarBenchConfig
+                    ) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``<folder>/<name>_encoder.pt`` pretrained by an earlier run with the same options.
+
+    Returns:
+        the encoder and that run's pretraining record for ``name`` plus ``loaded_from``.
+
+    Raises:
+        ConfigError: the earlier run used other pretraining options or lacks ``name``.
+        DataError: its ``results.json`` or encoder file is missing or unreadable.
+    """
+    folder = Path(folder)
+    res_path, weights = folder / "results.json", folder / f"{name}_encoder.pt"
+    try:
+        earlier = json.loads(res_path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the earlier run's results ({err})", res_path) from err
+    old, new = earlier.get("config", {}), _plain(dataclasses.asdict(cfg))
+    diff = [f for f in PRETRAIN_FIELDS if old.get(f) != new.get(f)]
+    if diff:
+        raise ConfigError(f"{folder} was pretrained with other options ({', '.join(diff)}: "
+                          f"{[old.get(f) for f in diff]} vs {[new.get(f) for f in diff]})")
+    info = dict(earlier.get("pretrain", {}).get(name) or {})
+    if not info or not weights.is_file():
+        raise ConfigError(f"{folder} holds no {name} encoder")
+    enc = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
+    try:
+        enc.load_state_dict(torch.load(weights, map_location="cpu"))
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"cannot load the encoder ({err})", weights) from err
+    info["loaded_from"] = str(weights)
+    info.setdefault("curve", [])
+    return enc.eval(), info
 
 
 # ----------------------------------------------------------------------------------------------
@@ -565,10 +711,17 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
              for b in cfg.budgets for s in range(cfg.seeds)}
     runs: list[dict[str, Any]] = []
 
-    def record(row: str, evaluation: str, budget: int, seed: int, metrics: dict[str, float]
-               ) -> None:
+    def record(row: str, evaluation: str, budget: int, seed: int, metrics: dict[str, float],
+               **extra: Any) -> None:
         runs.append({"row": row, "eval": evaluation, "budget": budget, "seed": seed,
-                     "metrics": metrics})
+                     "metrics": metrics, **extra})
+
+    def probe(x: Tensor, idx: np.ndarray, seed: int) -> tuple[Tensor, dict[str, float]]:
+        """The linear probe of every frozen-feature row: fitted on the rows ``idx`` only."""
+        xb, yb = x[idx], torch.as_tensor(y_all[idx])
+        if cfg.probe_folds >= 2:
+            return cv_linear_probe(xb, yb, x[te], k, cfg.probe_folds, seed=seed, device=device)
+        return linear_probe(xb, yb, x[te], k, seed=seed, device=device)
 
     # -- hand-crafted baseline ---------------------------------------------------------------
     t0 = time.perf_counter()
@@ -576,39 +729,49 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
                       ("pixel", "hand-crafted (mean per-pixel features)")):
         hc = patch_mean_features(arr, rows, cols, cfg.patch, kind, mode)
         for (b, s), idx in draws.items():
-            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, seed=s)
-            record(row, "logistic regression", b, s, _metrics(y_test, p, k))
+            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, seed=s)  # scikit-learn, C = 1
+            record(row, HC_SKLEARN, b, s, _metrics(y_test, p, k))
+            if cfg.probe_folds >= 2:  # the very probe (and CV) of the learned features
+                logits, chosen = probe(torch.from_numpy(hc), idx, s)
+                record(row, "linear probe", b, s, _metrics(y_test, logits, k), probe=chosen)
     timings["handcrafted"] = time.perf_counter() - t0
 
     # -- frozen-feature protocols --------------------------------------------------------------
     def probe_rows(row: str, feats_all: Tensor, knn: bool) -> None:
         for (b, s), idx in tqdm(draws.items(), desc=row, leave=False, disable=None):
-            xb, yb = feats_all[idx], torch.as_tensor(y_all[idx])
-            logits, _ = linear_probe(xb, yb, feats_all[te], k, seed=s, device=device)
-            record(row, "linear probe", b, s, _metrics(y_test, logits, k))
+            logits, chosen = probe(feats_all, idx, s)
+            record(row, "linear probe", b, s, _metrics(y_test, logits, k), probe=chosen)
             if knn:
+                xb, yb = feats_all[idx], torch.as_tensor(y_all[idx])
                 sc = knn_scores(xb, yb, feats_all[te], k, k=min(cfg.knn_k, len(idx)),
                                 device=device)
                 record(row, f"kNN (k={cfg.knn_k})", b, s, _metrics(y_test, sc, k))
 
     eval_rows = np.concatenate([tr, te])
+    stages = tuple(cfg.feature_stages) or None
     pretrain_info: dict[str, Any] = {}
     if cfg.methods:
         prow, pcol = _grid(h, w, cfg.context, cfg.pretrain_stride)
         windows = _Windows(scene, prow, pcol, cfg.context)
-        log(f"SSL pretraining on {len(windows)} unlabelled {cfg.context}px windows of the whole "
-            f"scene, {cfg.pretrain_steps} steps x batch {cfg.pretrain_batch} on {device}")
+        if cfg.encoders:
+            log(f"loading the SSL encoders of {cfg.encoders} (same pretraining options)")
+        else:
+            log(f"SSL pretraining on {len(windows)} unlabelled {cfg.context}px windows of the "
+                f"whole scene, {cfg.pretrain_steps} steps x batch {cfg.pretrain_batch} on {device}")
     for name in cfg.methods:
-        enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log)
+        if cfg.encoders:
+            enc, info = load_pretrained(cfg.encoders, name, cfg)
+        else:
+            enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log)
         log(f"{name}: {info['seconds']:.0f}s, loss {info['loss_first']:.3f} -> "
             f"{info['loss_last']:.3f}")
         pretrain_info[name] = {k_: v for k_, v in info.items() if k_ != "curve"}
         pretrain_info[name]["curve"] = info["curve"][:: max(1, len(info["curve"]) // 100)]
-        with atomic_path(out / f"{name}_encoder.pt") as tmp:
-            torch.save(enc.state_dict(), tmp)
+        if Path(info.get("loaded_from", "")).resolve() != (out / f"{name}_encoder.pt").resolve():
+            with atomic_path(out / f"{name}_encoder.pt") as tmp:
+                torch.save(enc.state_dict(), tmp)
         t0 = time.perf_counter()
-        f_all = torch.zeros(len(lab), 0)
-        f_eval = embed_patches(enc, images[eval_rows], device)
+        f_eval = embed_patches(enc, images[eval_rows], device, stages=stages)
         f_all = torch.zeros(len(lab), f_eval.shape[1])
         f_all[torch.as_tensor(eval_rows)] = f_eval
         probe_rows(f"geossl {_pretty(name)}", f_all, knn=True)
@@ -620,7 +783,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     # -- random encoder, linear probe --------------------------------------------------------
     t0 = time.perf_counter()
     rnd = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
-    f_eval = embed_patches(rnd, images[eval_rows], device)
+    f_eval = embed_patches(rnd, images[eval_rows], device, stages=stages)
     f_all = torch.zeros(len(lab), f_eval.shape[1])
     f_all[torch.as_tensor(eval_rows)] = f_eval
     probe_rows("random init", f_all, knn=False)
@@ -647,7 +810,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         "config": _plain(dataclasses.asdict(cfg)), "device": str(device),
         "threads": torch.get_num_threads(), "data": data_info, "pretrain": pretrain_info,
         "timings": timings, "seconds": seconds, "summary": summary, "runs": runs, "table": table,
-        "verdict": verdict(summary, cfg.budgets[0]),
+        "verdict": verdict(summary, cfg.budgets[0], runs),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
@@ -715,10 +878,42 @@ def to_markdown(summary: Sequence[dict[str, Any]], budgets: Sequence[int]) -> st
     return "\n".join(lines) + "\n"
 
 
-def verdict(summary: Sequence[dict[str, Any]], budget: int) -> str:
+def paired_gap(runs: Sequence[dict[str, Any]], a: tuple[str, str], b: tuple[str, str],
+               budget: int, metric: str = "oa") -> dict[str, float] | None:
+    """Per-seed difference ``a - b`` of ``metric`` on the same label draws.
+
+    Args:
+        runs: the benchmark's per-seed records (``row``, ``eval``, ``budget``, ``seed``,
+            ``metrics``).
+        a: ``(row, eval)`` of the first table line.
+        b: ``(row, eval)`` of the second.
+        budget: labels per class.
+        metric: ``oa``, ``aa`` or ``f1_macro``.
+
+    Returns:
+        ``{"mean", "std" (over seeds, ddof 1), "wins" (seeds where a > b), "n"}``, or ``None``
+        when the two lines share no seed.
+    """
+    def by_seed(key: tuple[str, str]) -> dict[int, float]:
+        return {int(r["seed"]): float(r["metrics"][metric]) for r in runs
+                if (r["row"], r["eval"]) == key and int(r["budget"]) == int(budget)}
+
+    x, y = by_seed(a), by_seed(b)
+    seeds = sorted(set(x) & set(y))
+    if not seeds:
+        return None
+    d = np.array([x[i] - y[i] for i in seeds])
+    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+            "wins": int((d > 0).sum()), "n": len(d)}
+
+
+def verdict(summary: Sequence[dict[str, Any]], budget: int,
+            runs: Sequence[dict[str, Any]] | None = None) -> str:
     """One line: does the best geossl SSL row beat every baseline at ``budget`` labels/class?
 
     Compares mean OA and mean AA; SSL must be higher on both against the best baseline of each.
+    With ``runs``, adds the paired per-seed gaps (:func:`paired_gap`) to those two baselines,
+    so that a gap smaller than the seed-to-seed spread reads as such.
     """
     b = str(budget)
 
@@ -736,10 +931,22 @@ def verdict(summary: Sequence[dict[str, Any]], budget: int) -> str:
     best_aa = max(base, key=lambda r: score(r, "aa"))
     wins = score(best_ssl, "oa") > score(best_oa, "oa") and score(best_ssl, "aa") > score(
         best_aa, "aa")
-    return (f"At {budget} labels/class, best SSL ({best_ssl['row']}, {best_ssl['eval']}) OA "
+    text = (f"At {budget} labels/class, best SSL ({best_ssl['row']}, {best_ssl['eval']}) OA "
             f"{score(best_ssl, 'oa'):.3f} / AA {score(best_ssl, 'aa'):.3f} vs best baseline OA "
-            f"{score(best_oa, 'oa'):.3f} ({best_oa['row']}) / AA {score(best_aa, 'aa'):.3f} "
-            f"({best_aa['row']}): SSL {'BEATS' if wins else 'does NOT beat'} all baselines.")
+            f"{score(best_oa, 'oa'):.3f} ({best_oa['row']}, {best_oa['eval']}) / AA "
+            f"{score(best_aa, 'aa'):.3f} ({best_aa['row']}, {best_aa['eval']}): SSL "
+            f"{'BEATS' if wins else 'does NOT beat'} all baselines.")
+    if runs:
+        key = (best_ssl["row"], best_ssl["eval"])
+        parts = []
+        for m, ref in (("oa", best_oa), ("aa", best_aa)):
+            gap = paired_gap(runs, key, (ref["row"], ref["eval"]), budget, m)
+            if gap is not None:
+                parts.append(f"{m.upper()} {gap['mean']:+.3f} ± {gap['std']:.3f} (SSL ahead in "
+                             f"{gap['wins']}/{gap['n']} seeds)")
+        if parts:
+            text += " Paired over the same label draws: " + ", ".join(parts) + "."
+    return text
 
 
 # ----------------------------------------------------------------------------------------------
