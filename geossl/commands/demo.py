@@ -2,7 +2,7 @@
 
 Examples:
     pip install 'geossl[demo]'
-    geossl demo                      # writes ./geossl-demo (about 5 CPU-minutes)
+    geossl demo                      # writes ./geossl-demo (about 40 s on 2 idle cores)
     geossl demo --steps 300          # pretrain longer
     geossl demo --method moco --out /tmp/demo
 
