@@ -57,7 +57,7 @@ PROGRESS = "geossl_progress.json"
 class Scene:
     """A scene on one pixel grid, read by windows, whatever its on-disk form.
 
-    A thin view over :mod:`geossl.data.scenes` (the module ``geossl tile`` uses): a raster file,
+    A thin view over :mod:`geossl.tiling.scenes` (the module ``geossl tile`` uses): a raster file,
     a folder of one file per band at different resolutions (Major-TOM cell) or a Sentinel-2
     SAFE product, every band read onto the grid of the finest band, only the pixels a window
     needs. Invalid pixels (nodata, NaN, outside a band's extent) are read as 0.
@@ -80,7 +80,7 @@ class Scene:
         Raises:
             DataError: missing/unreadable files, a missing band or bands in different CRSs.
         """
-        from geossl.data.scenes import SceneReader, open_scene
+        from geossl.tiling.scenes import SceneReader, open_scene
 
         self.path = Path(path)
         self._scene = open_scene(self.path, bands=list(bands) if bands is not None else None)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geossl.data.aid import AID, EuroSAT, SceneFolder, UCMerced, split_indices
+from geossl.datasets.aid import AID, EuroSAT, SceneFolder, UCMerced, split_indices
 from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.aid.data import generate

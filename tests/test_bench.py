@@ -54,7 +54,7 @@ def test_ceiling_and_torchgeo_run_on_cpu() -> None:
 def test_geossl_rows_run_on_cpu(tmp_path: Path) -> None:
     if not hasattr(pytest.importorskip("geossl.methods"), "METHODS"):
         pytest.skip("geossl.methods.METHODS not there yet")
-    pytest.importorskip("geossl.data.chips")
+    pytest.importorskip("geossl.datasets.chips")
     cfg = BenchConfig(backbone="resnet18", bands=4, size=32, batch_size=4, steps=1, warmup=1,
                       device="cpu", workers=0, num_chips=12,
                       only=["geossl-simclr", "geossl-moco", "loader", "e2e-simclr",
@@ -76,6 +76,3 @@ def test_cli_bench_train_writes_results(tmp_path: Path, capsys: pytest.CaptureFi
 def test_cli_bench_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "train", "--only", "[warp-drive]"]) == 2
     assert "unknown measurement" in capsys.readouterr().err
-    if not (Path(__file__).parents[1] / "tools" / "bench_splits.py").exists():
-        assert main(["bench", "splits"]) == 2
-        assert "bench_splits.py" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Tests of the PolSAR benchmark (geossl.bench.polsar, tools/bench_polsar.py) and of the
+"""Tests of the PolSAR benchmark (geossl.bench.polsar, geossl/bench/polsar_report.py) and of the
 hand-crafted PolSAR features (geossl.eval.handcrafted), on a tiny fake AIRSAR-like scene."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from geossl.bench.polsar import (
     small_input_stem,
     split_leakage,
 )
-from geossl.data.polsar import read_polsar
+from geossl.datasets.polsar import read_polsar
 from geossl.errors import ConfigError, DataError
 from geossl.eval.handcrafted import feature_names, logreg_scores, patch_mean_features
 
@@ -53,13 +52,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tool() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_polsar_tool",
-                                                  REPO / "tools" / "bench_polsar.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_polsar_tool"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("geossl.bench.polsar_report")
 
 
 # -- checkerboard split ---------------------------------------------------------------------------

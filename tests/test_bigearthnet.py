@@ -12,9 +12,9 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
-from geossl.data import bigearthnet as mod
-from geossl.data import labels as lab
-from geossl.data.bigearthnet import S2_BANDS, BigEarthNet
+from geossl.datasets import bigearthnet as mod
+from geossl.datasets import labels as lab
+from geossl.datasets.bigearthnet import S2_BANDS, BigEarthNet
 from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.bigearthnet.data import LABEL_SETS, generate_v1, generate_v2
@@ -254,7 +254,8 @@ def test_example_config_builds_the_dataset(v2: tuple[Path, list[str]]) -> None:
     import yaml
 
     root, ids = v2
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "conf/data/bigearthnet.yaml").read_text())
+    conf = Path(__file__).parents[1] / "geossl/conf/data/bigearthnet.yaml"
+    cfg = yaml.safe_load(conf.read_text())
     module, name = cfg["class_path"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     ds = cls(**{**cfg["init_args"], "root": root})
@@ -263,7 +264,7 @@ def test_example_config_builds_the_dataset(v2: tuple[Path, list[str]]) -> None:
 
 
 def test_registry_ids_with_split_all(v2: tuple[Path, list[str]]) -> None:
-    from geossl.data.registry import get_dataset
+    from geossl.datasets.registry import get_dataset
 
     root, ids = v2
     ds = get_dataset("bigearthnet", root, ids=[ids[2]], sensors=("s2",))

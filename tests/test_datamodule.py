@@ -157,7 +157,7 @@ def test_worker_processes_deliver_the_same_batches() -> None:
 
 
 def test_split_restricts_the_samples(tmp_path: Path) -> None:
-    pytest.importorskip("geossl.data.splits")
+    pytest.importorskip("geossl.splits")
     split = tmp_path / "split.json"
     split.write_text(json.dumps({
         "strategy": "random", "params": {},
@@ -173,7 +173,7 @@ def test_split_restricts_the_samples(tmp_path: Path) -> None:
 
 def test_sen12ms_fake_data(tmp_path: Path) -> None:
     gen = pytest.importorskip("tests.data.sen12ms.data")
-    pytest.importorskip("geossl.data.sen12ms")
+    pytest.importorskip("geossl.datasets.sen12ms")
     gen.generate(tmp_path)
     dm = SSLDataModule("sen12ms", tmp_path, ("s1", "s2"), "geo", batch_size=2, patch_size=32)
     dm.setup("fit")
@@ -424,8 +424,8 @@ def test_bigearthnet_v1_layout_is_detected(tmp_path: Path) -> None:
 
 def test_stats_grid_reads_no_fill(ssl4eo: Path) -> None:
     """Band statistics of a GeoDataset come from windows inside its footprints (no zero fill)."""
-    from geossl.data.ssl4eo import SSL4EOS12
     from geossl.data.stats import compute_stats
+    from geossl.datasets.ssl4eo import SSL4EOS12
 
     ds = SSL4EOS12(ssl4eo, sensor="s2c")
     stats = compute_stats(ds, patch_size=32, progress=False)

@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from geossl.cli import main
 from geossl.commands import demo
-from geossl.data.chip_index import read_index
+from geossl.tiling.chip_index import read_index
 
 #: a 3.84 km crop of the sample holding water, marsh and fields (10 m pixels; multiples of 6 so
 #: that the 20 m and 60 m bands are cut on their own pixel edges)
@@ -84,8 +84,8 @@ def _metric_values(rows: list[dict]) -> list[float]:
 def test_demo_pretrains_evaluates_and_maps(tiny_demo: tuple[Path, str]) -> None:
     import torch
 
-    from geossl.data.chips import ChipDataset
-    from geossl.methods.checkpoint import load_encoder
+    from geossl.checkpoint import load_encoder
+    from geossl.datasets.chips import ChipDataset
 
     out, text = tiny_demo
     # a Lightning checkpoint of the pretrain code path, loadable as an encoder of 13-band chips
@@ -138,7 +138,7 @@ def test_demo_pretrains_evaluates_and_maps(tiny_demo: tuple[Path, str]) -> None:
 
 
 def test_demo_split_does_not_leak(tiny_demo: tuple[Path, str]) -> None:
-    from geossl.data.splits import leakage_report, load_splits
+    from geossl.splits import leakage_report, load_splits
 
     out, _ = tiny_demo
     gdf = read_index(out / "chips")
@@ -152,8 +152,8 @@ def test_demo_split_does_not_leak(tiny_demo: tuple[Path, str]) -> None:
 
 
 def test_demo_proxy_labels_match_the_chips(tiny_demo: tuple[Path, str]) -> None:
-    from geossl.data import proxy_labels as pl
-    from geossl.data.chips import ChipDataset
+    from geossl.datasets.chips import ChipDataset
+    from geossl.demo import proxy_labels as pl
 
     out, _ = tiny_demo
     table = pd.read_csv(out / "proxy_labels.csv")
@@ -202,7 +202,7 @@ def test_rerun_replaces_only_a_previous_pretraining_run(tmp_path: Path) -> None:
 def test_evaluate_features_scores_separable_and_random_features() -> None:
     import torch
 
-    from geossl import demo_eval
+    from geossl.demo import evaluate as demo_eval
 
     rng = np.random.default_rng(0)
     n, k = 120, 3

@@ -28,8 +28,8 @@ import torch
 from affine import Affine
 from torch import nn
 
+from geossl.checkpoint import load_encoder
 from geossl.cli import main
-from geossl.methods.checkpoint import load_encoder
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
             "B12"]

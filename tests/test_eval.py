@@ -222,7 +222,7 @@ def _ucmerced(tmp_path: Path) -> Path:
 
 
 def test_evaluate_registry_dataset_with_split_file(tmp_path: Path) -> None:
-    from geossl.data.registry import get_dataset
+    from geossl.datasets.registry import get_dataset
 
     root = _ucmerced(tmp_path)
     ds = get_dataset("ucmerced", str(root), split="all", size=32)
@@ -304,7 +304,7 @@ def _overlapping_pairs(gdf: Any, a: set[str], b: set[str]) -> list[tuple[str, st
 
 
 def test_evaluate_sen12ms_without_splits_makes_an_overlap_aware_split(tmp_path: Path) -> None:
-    from geossl.data.sen12ms import SEN12MSPatches
+    from geossl.datasets.sen12ms import SEN12MSPatches
     from tests.data.sen12ms.data import generate
 
     root = tmp_path / "sen12ms"
@@ -351,7 +351,7 @@ def _polsar(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_evaluate_polsar_labels_by_majority_with_purity(tmp_path: Path) -> None:
-    from geossl.data.polsar import PolSAR, patch_labels, read_labels
+    from geossl.datasets.polsar import PolSAR, patch_labels, read_labels
 
     paths = _polsar(tmp_path)
     res = evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "linear,knn",
@@ -382,7 +382,7 @@ def test_evaluate_polsar_labels_by_majority_with_purity(tmp_path: Path) -> None:
 
 
 def _chips(tmp_path: Path, column: str | None) -> Path:
-    from geossl.data import chip_index
+    from geossl.tiling import chip_index
     from tests.data.chips.data import generate_chips
 
     folder = tmp_path / "chips"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from geossl.data import labels as lab
+from geossl.datasets import labels as lab
 
 
 def test_nomenclature_sizes() -> None:

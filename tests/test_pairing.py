@@ -16,7 +16,7 @@ from torchgeo.datasets import stack_samples
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
 
 from geossl.data import pairing as P
-from geossl.data.ssl4eo import SSL4EOS12
+from geossl.datasets.ssl4eo import SSL4EOS12
 from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.ssl4eo import data as fake
@@ -218,7 +218,7 @@ def _chip(path: Path, res: float, size: int, bands: int, x0: float, y0: float) -
 
 def _index(root: Path, sensor: str, res: float, size: int, bands: int,
            dates: list[str], n: int = 3, jitter: float = 0.0) -> gpd.GeoDataFrame:
-    from geossl.data.chip_index import make_index
+    from geossl.tiling.chip_index import make_index
 
     rows = []
     for k in range(n):
@@ -266,7 +266,7 @@ def test_paired_chips(tmp_path: Path) -> None:
 # ---- patch datasets ------------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", P.PAIRING_MODES)
 def test_paired_view_sen12ms(tmp_path: Path, mode: str) -> None:
-    from geossl.data.sen12ms import SEN12MSPatches
+    from geossl.datasets.sen12ms import SEN12MSPatches
     from tests.data.sen12ms.data import generate
 
     generate(tmp_path, scenes={"ROIs1158_spring": [1]}, patches=2, size=16)

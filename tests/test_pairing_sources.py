@@ -64,7 +64,7 @@ def _loader(view: P.PairedView, sampler: Any) -> dict[str, Any]:
 # ---- SEN12MS ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> P.MultiSensorDataset:
-    from geossl.data.sen12ms import SEN12MS
+    from geossl.datasets.sen12ms import SEN12MS
     from tests.data.sen12ms.data import generate
 
     root = tmp_path_factory.mktemp("sen12ms")
@@ -97,7 +97,7 @@ def test_sen12ms_partner_is_the_same_patch(sen12ms: P.MultiSensorDataset) -> Non
 
 
 def test_sen12ms_temporal_is_refused(sen12ms: P.MultiSensorDataset) -> None:
-    from geossl.data.sen12ms import SEN12MS
+    from geossl.datasets.sen12ms import SEN12MS
 
     s1 = sen12ms.datasets["s1"]
     assert isinstance(s1, SEN12MS)
@@ -149,7 +149,7 @@ def test_bigearthnet_rasters_every_mode_and_sampler(bigearthnet: Path, mode: str
 
 @pytest.mark.parametrize("mode", MODES)
 def test_bigearthnet_patches_every_mode(bigearthnet: Path, mode: str) -> None:
-    from geossl.data.bigearthnet import BigEarthNet
+    from geossl.datasets.bigearthnet import BigEarthNet
 
     sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
     base = BigEarthNet(bigearthnet, sensors=("s1", "s2"))
@@ -273,7 +273,7 @@ def test_sensors_without_overlap_one_line_error(tmp_path: Path,
     import pandas as pd
 
     from geossl.cli import main
-    from geossl.data.chip_index import make_index, write_index
+    from geossl.tiling.chip_index import make_index, write_index
     from tests.test_pairing import _index
 
     s2 = _index(tmp_path, "s2", 10.0, 32, 4, ["2020-06-01"])

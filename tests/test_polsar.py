@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
-from geossl.data.polsar import (
+from geossl.datasets.polsar import (
     PIXEL_CRS,
     SF_AIRSAR_CLASSES,
     PolSAR,

@@ -15,7 +15,7 @@ import yaml
 from geossl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "conf" / "pretrain").glob("*.yaml"))
+CONFIGS = sorted((REPO / "geossl" / "conf" / "pretrain").glob("*.yaml"))
 
 
 def _methods() -> Any:
@@ -28,7 +28,7 @@ def _methods() -> Any:
 @pytest.fixture(scope="module")
 def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
     gen = pytest.importorskip("tests.data.sen12ms.data")
-    pytest.importorskip("geossl.data.sen12ms")
+    pytest.importorskip("geossl.datasets.sen12ms")
     root = tmp_path_factory.mktemp("sen12ms")
     gen.generate(root)
     return root
@@ -118,8 +118,8 @@ def test_config_builds_and_steps_on_meta(config: Path) -> None:
     assert view1.x.shape[0] == cfg.batch_size and view1.x.shape[-1] == size
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "conf").rglob("*.yaml")),
-                         ids=lambda p: str(p.relative_to(REPO / "conf")))
+@pytest.mark.parametrize("config", sorted((REPO / "geossl" / "conf").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "geossl" / "conf")))
 def test_every_conf_yaml_parses(config: Path) -> None:
     """Every YAML under conf/ is a mapping (the other commands' configs are tested with them)."""
     raw = yaml.safe_load(config.read_text())
@@ -227,7 +227,7 @@ def _two_date_chips(folder: Path) -> Path:
 def test_temporal_pairing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Temporal pairs need a dataset with two dates per place: a chip index with datetimes."""
     _methods()
-    pytest.importorskip("geossl.data.chips")
+    pytest.importorskip("geossl.datasets.chips")
     root = _two_date_chips(tmp_path / "chips")
     out = tmp_path / "run"
     rc = main(["pretrain", "--data", "chips", "--root", str(root), "--out", str(out),

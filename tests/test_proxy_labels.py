@@ -1,11 +1,11 @@
-"""Spectral-index proxy labels (geossl.data.proxy_labels) on hand-made spectra."""
+"""Spectral-index proxy labels (geossl.demo.proxy_labels) on hand-made spectra."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from geossl.data import proxy_labels as pl
+from geossl.demo import proxy_labels as pl
 from geossl.errors import DataError
 
 BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from geossl.data.registry import (
+from geossl.datasets.registry import (
     NoNativeSplit,
     bigearthnet_version,
     get_dataset,

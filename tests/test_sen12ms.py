@@ -10,9 +10,9 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
-from geossl.data import labels as lab
-from geossl.data import sen12ms as mod
-from geossl.data.sen12ms import HOLDOUT_SCENES, SEN12MS, SEN12MSPatches
+from geossl.datasets import labels as lab
+from geossl.datasets import sen12ms as mod
+from geossl.datasets.sen12ms import HOLDOUT_SCENES, SEN12MS, SEN12MSPatches
 from geossl.errors import ConfigError, DataError
 from tests.data.sen12ms.data import generate, stripe_classes
 
@@ -234,7 +234,7 @@ def test_example_config_builds_the_dataset(root: Path) -> None:
 
     import yaml
 
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "conf/data/sen12ms.yaml").read_text())
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "geossl/conf/data/sen12ms.yaml").read_text())
     module, name = cfg["class_path"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     ds = cls(**{**cfg["init_args"], "root": root})

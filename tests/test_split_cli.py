@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from geossl.cli import main
-from geossl.data.splits import load_splits
-from tests.data.footprints import make_footprints
+from geossl.splits import load_splits
+from geossl.testing.footprints import make_footprints
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_split_default_block_size(index: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
     assert main(["split", "--index", str(index), "--strategy", "block", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["params"]["block_size"] == 10240.0
-    conf = Path(__file__).resolve().parents[1] / "conf" / "split.yaml"
+    conf = Path(__file__).resolve().parents[1] / "geossl" / "conf" / "split.yaml"
     assert "block-size: 10240.0" in conf.read_text()
     # the shipped config: fractions follow the strategy (checkerboard: 0.5, 0.5)
     for strategy, fractions in (("overlap", [0.8, 0.2]), ("checkerboard", [0.5, 0.5])):
@@ -156,14 +156,14 @@ def test_split_pixel_grid_polsar(polsar_root: Path, tmp_path: Path,
 
 def test_split_data_ssl4eo_and_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
-    from geossl.data.registry import DATASETS, get_dataset
-    from geossl.data.ssl4eo import SSL4EOS12
+    from geossl.datasets.registry import DATASETS, get_dataset
+    from geossl.datasets.ssl4eo import SSL4EOS12
     from geossl.errors import ConfigError
     from tests.data.ssl4eo.data import generate
 
     root = generate(tmp_path / "ssl4eo", locations=("0000200", "0000201"),
                     products=("s1", "s2c"), size=264)  # stats reads 256 px windows
-    assert DATASETS["ssl4eo"] == ("geossl.data.ssl4eo", "SSL4EOS12")
+    assert DATASETS["ssl4eo"] == ("geossl.datasets.ssl4eo", "SSL4EOS12")
     ds = get_dataset("ssl4eo", root)
     assert isinstance(ds, SSL4EOS12) and ds.sensor == "s2c" and len(ds) == 4
     assert get_dataset("ssl4eo", root, sensors=["s1"]).sensor == "s1"

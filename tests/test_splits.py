@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from geossl.data import splits as S
+from geossl import splits as S
 from geossl.errors import ConfigError, DataError
-from tests.data.footprints import make_footprints
+from geossl.testing.footprints import make_footprints
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ def test_save_load_roundtrip(gdf: gpd.GeoDataFrame, tmp_path: Path) -> None:
 
 
 def test_torchgeo_index_geographic(tmp_path: Path) -> None:
-    from geossl.data.ssl4eo import SSL4EOS12
+    from geossl.datasets.ssl4eo import SSL4EOS12
     from tests.data.ssl4eo.data import generate
 
     generate(tmp_path, locations=("0000200", "0000201", "0000202", "0000203"),
@@ -272,7 +272,7 @@ def test_full_sen12ms_scale_is_fast() -> None:
 def _pixel_grid(size: int = 8, step: int = 4, extent: int = 64, crs: object = "pixel"
                 ) -> gpd.GeoDataFrame:
     """Square patches on a pixel grid (x = col, y = -row), like PolSAR patch footprints."""
-    from geossl.data.polsar import PIXEL_CRS
+    from geossl.datasets.polsar import PIXEL_CRS
 
     r, c = np.meshgrid(np.arange(0, extent - size + 1, step),
                        np.arange(0, extent - size + 1, step), indexing="ij")
@@ -468,7 +468,7 @@ def test_read_footprints_ssl4eo_and_polsar(tmp_path: Path) -> None:
     assert isinstance(frame.index, pd.RangeIndex)
     polsar(tmp_path / "polsar", rows=64, cols=192, c3=False)
     grid = S.read_footprints(data="polsar", root=tmp_path / "polsar")
-    from geossl.data.polsar import PolSAR
+    from geossl.datasets.polsar import PolSAR
 
     ds = PolSAR(tmp_path / "polsar", in_memory=False)
     assert grid["chip_id"].tolist() == ds.ids  # the ids --splits later selects

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from geossl.cli import main
-from geossl.data.registry import DATASETS, get_dataset
 from geossl.data.stats import BandAccumulator, compute_band_stats, compute_stats
+from geossl.datasets.registry import DATASETS, get_dataset
 from geossl.errors import ConfigError, DataError
 from tests.data.aid.data import generate as generate_aid
 from tests.data.polsar.data import generate as generate_polsar
@@ -198,14 +198,15 @@ def test_conf_files_build(tmp_path: Path) -> None:
     root = generate_aid(tmp_path, "aid", n_per_class=2, size=16)
     paths = generate_polsar(tmp_path / "polsar")
     for name, data_root in (("aid", root), ("polsar", paths["t3"].parent)):
-        cfg = yaml.safe_load((REPO / "conf" / "data" / f"{name}.yaml").read_text())
+        cfg = yaml.safe_load((REPO / "geossl" / "conf" / "data" / f"{name}.yaml").read_text())
         mod, cls = cfg["class_path"].rsplit(".", 1)
         args = {**cfg["init_args"], "root": data_root}
         if name == "polsar":
             args["patch_size"] = 16
         ds = getattr(importlib.import_module(mod), cls)(**args)
         assert len(ds) > 0
-    stats_cfg = yaml.safe_load((REPO / "conf" / "stats.yaml").read_text())
+    stats_cfg = yaml.safe_load((REPO / "geossl" / "conf" / "stats.yaml").read_text())
     assert stats_cfg["data"] == "chips"
-    assert main(["stats", "--config", str(REPO / "conf" / "stats.yaml"), "--data", "polsar",
+    conf = REPO / "geossl" / "conf" / "stats.yaml"
+    assert main(["stats", "--config", str(conf), "--data", "polsar",
                  "--root", str(paths["t3"].parent), "--max-samples", "2"]) == 2  # 64 px > 48

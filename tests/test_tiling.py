@@ -14,16 +14,16 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from geossl.cli import main
-from geossl.data import chip_index
-from geossl.data.scenes import (
+from geossl.errors import DataError
+from geossl.tiling import chip_index
+from geossl.tiling.scenes import (
     band_name_from_file,
     find_scenes,
     open_scene,
     parse_datetime,
     window_transform,
 )
-from geossl.data.tiling import TileOptions, tile
-from geossl.errors import DataError
+from geossl.tiling.tile import TileOptions, tile
 from tests.conftest import real_path
 from tests.data.chips.data import (
     MT_BANDS,
@@ -102,7 +102,7 @@ def test_safe_product(tmp_path: Path) -> None:
 
 
 def test_interrupted_run_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from geossl.data import tiling
+    from geossl.tiling import tile as tiling
 
     folder = generate_major_tom(tmp_path / "mt", size10=48)
     out = tmp_path / "out"

@@ -3,11 +3,11 @@
 Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
 
 1. **Data.** A PolSARpro T3/C3 scene (AIRSAR San Francisco, 900 x 1024) and its label raster
-   (0 = unlabelled). The network input is :func:`geossl.data.polsar.polsar_features`: diagonal
+   (0 = unlabelled). The network input is :func:`geossl.datasets.polsar.polsar_features`: diagonal
    terms in dB and normalised off-diagonal real/imaginary parts (9 channels), standardised with
    the scene-wide mean and std of every channel (no labels used).
 2. **Patches.** ``patch`` px windows on a ``stride`` grid, labelled by their majority class when
-   it covers >= ``purity`` of the patch (:func:`geossl.data.polsar.polsar_patches`).
+   it covers >= ``purity`` of the patch (:func:`geossl.datasets.polsar.polsar_patches`).
 3. **Split.** A ``block`` px checkerboard of spatial blocks (:func:`checkerboard_split`): white
    blocks train, black blocks test. A patch is assigned by its footprint; one that overlaps
    blocks of both colours is dropped, so no pixel is shared by a training and a test patch.
@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from geossl.data.polsar import (
+from geossl.datasets.polsar import (
     PIXEL_CRS,
     SF_AIRSAR_CLASSES,
     find_polsar_folder,
@@ -205,7 +205,7 @@ class PolsarBenchConfig:
 # split
 # ----------------------------------------------------------------------------------------------
 def patch_footprints(rows: np.ndarray, cols: np.ndarray, size: int) -> GeoDataFrame:
-    """Footprints of square pixel patches in :data:`~geossl.data.polsar.PIXEL_CRS`.
+    """Footprints of square pixel patches in :data:`~geossl.datasets.polsar.PIXEL_CRS`.
 
     ``x = col``, ``y = -row``; columns ``chip_id``, ``row``, ``col``, ``height``, ``width``.
     """
@@ -234,9 +234,9 @@ def checkerboard_split(
     test footprints never share a pixel. Touching a border is not overlapping it (half-open
     blocks).
 
-    This is :func:`geossl.data.splits.checkerboard_split` (the ``checkerboard`` strategy of
+    This is :func:`geossl.splits.checkerboard_split` (the ``checkerboard`` strategy of
     ``geossl split``) in the footprints' own CRS units (pixels for
-    :data:`~geossl.data.polsar.PIXEL_CRS` scenes), with the origin defaulting to the top-left
+    :data:`~geossl.datasets.polsar.PIXEL_CRS` scenes), with the origin defaulting to the top-left
     of the footprints' bounds.
 
     Args:
@@ -251,7 +251,7 @@ def checkerboard_split(
     Raises:
         ConfigError: ``block`` is not positive.
     """
-    from geossl.data import splits
+    from geossl import splits
 
     if not block > 0:
         raise ConfigError(f"checkerboard block size must be positive, got {block}")
@@ -267,15 +267,15 @@ def checkerboard_split(
 def split_leakage(footprints: GeoDataFrame, split: pd.Series) -> dict[str, Any]:
     """Pixels shared by train and test footprints, by the overlap-aware splitter's report.
 
-    :func:`geossl.data.splits.leakage_report` works in the footprints' own units when they have
-    no georeferenced CRS (:data:`~geossl.data.polsar.PIXEL_CRS`, or none): pixels here.
+    :func:`geossl.splits.leakage_report` works in the footprints' own units when they have
+    no georeferenced CRS (:data:`~geossl.datasets.polsar.PIXEL_CRS`, or none): pixels here.
 
     Returns:
         ``{"leaking": train + test footprints sharing area with the other side,
         "overlap_px": shared area in CRS units² (pixels), "report": the splitter's rows}``.
     """
-    from geossl.data.splits import footprints as metric_footprints
-    from geossl.data.splits import leakage_report, report_units
+    from geossl.splits import footprints as metric_footprints
+    from geossl.splits import leakage_report, report_units
 
     fp = metric_footprints(footprints)
     report = leakage_report(footprints, split, fp=fp)

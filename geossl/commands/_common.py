@@ -6,7 +6,7 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
-from geossl.data.registry import DATASETS
+from geossl.datasets.registry import DATASETS
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:

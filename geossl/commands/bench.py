@@ -24,19 +24,18 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
-from pathlib import Path
 from typing import Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from geossl.commands import _common
-from geossl.errors import ConfigError
 
 NAME = "bench"
 HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar"
 
-#: ``what`` -> script under tools/ providing ``main(argv) -> int``
-TOOLS = {"data": "bench_data.py", "splits": "bench_splits.py", "polsar": "bench_polsar.py"}
+#: ``what`` -> library module providing ``main(argv) -> int``
+TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
+         "polsar": "geossl.bench.polsar_report"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -118,25 +117,11 @@ def run_train(cfg: Namespace, argv: list[str]) -> int:
 
 
 def run_tool(what: str, argv: list[str]) -> int:
-    """Import ``tools/bench_<what>.py`` of the source checkout lazily and call ``main(argv)``.
+    """Import the benchmark module ``TOOLS[what]`` lazily and call its ``main(argv)``.
 
-    ``--help`` prints that tool's flags under the prog ``geossl bench <what>``.
-
-    Raises:
-        ConfigError: when the script is not there (an installed wheel has no ``tools/``).
+    ``--help`` prints that benchmark's flags under the prog ``geossl bench <what>``.
     """
-    script = Path(__file__).resolve().parents[2] / "tools" / TOOLS[what]
-    if not script.exists():
-        raise ConfigError(f"geossl bench {what} needs {script} (run it from a source checkout)")
-    spec = importlib.util.spec_from_file_location(f"geossl_tools_{script.stem}", script)
-    if spec is None or spec.loader is None:  # pragma: no cover
-        raise ConfigError(f"cannot import {script}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses in the tool need their module registered
-    spec.loader.exec_module(module)
-    main = getattr(module, "main", None)
-    if main is None:
-        raise ConfigError(f"{script} has no main(argv)")
+    main = importlib.import_module(TOOLS[what]).main
     saved = sys.argv  # argparse names itself after sys.argv[0]
     sys.argv = [f"geossl bench {what}", *argv]
     try:

@@ -11,11 +11,11 @@ Stages (see :data:`STAGES`), each reading and extending the shared :class:`DemoC
 1. ``locate``: find the sample scene (13 bands, UTM, 10/20/60 m);
 2. ``tile``: cut it into chips with a GeoParquet chip index, and pack them for fast reading;
 3. ``quicklook``: RGB composite with the chip footprints (``quicklook.png``);
-4. ``labels``: **spectral-index proxy labels, not ground truth** (:mod:`geossl.data.proxy_labels`:
+4. ``labels``: **spectral-index proxy labels, not ground truth** (:mod:`geossl.demo.proxy_labels`:
    water by NDWI, dense/sparse vegetation by NDVI, bare/built by NDBI/brightness; a chip takes its
    majority class when it covers ``--purity`` of it), and per-chip band means
    (``proxy_labels.csv``);
-5. ``split``: overlap-aware spatial-block train/test split (:mod:`geossl.data.splits`, blocks of
+5. ``split``: overlap-aware spatial-block train/test split (:mod:`geossl.splits`, blocks of
    4 x 4 chips, stratified by proxy class) with its leakage report (``splits.json``);
 6. ``pretrain``: brief self-supervised pretraining on the training chips, through
    :func:`geossl.train.pretrain` (what ``geossl pretrain`` runs; SimCLR, resnet18, ``aug``
@@ -152,8 +152,8 @@ def stage_locate(ctx: DemoContext) -> None:
 
 def stage_tile(ctx: DemoContext) -> None:
     """Tile the scene into ``out/chips`` with ``out/chips/index.parquet``, then pack the chips."""
-    from geossl.data.chips import pack
-    from geossl.data.tiling import TileOptions, tile
+    from geossl.datasets.chips import pack
+    from geossl.tiling.tile import TileOptions, tile
 
     assert ctx.scene is not None
     ctx.chips = ctx.out / "chips"
@@ -172,7 +172,7 @@ def stage_tile(ctx: DemoContext) -> None:
 
 def stage_quicklook(ctx: DemoContext) -> None:
     """Write ``out/quicklook.png``: RGB composite with every chip footprint."""
-    from geossl.data.chip_index import read_index
+    from geossl.tiling.chip_index import read_index
 
     assert ctx.scene is not None and ctx.index is not None
     path = ctx.out / "quicklook.png"
@@ -190,7 +190,7 @@ def scene_rgb(scene_path: Path, max_px: int = 800) -> tuple[
     """
     import numpy as np
 
-    from geossl.data.scenes import SceneReader, open_scene
+    from geossl.tiling.scenes import SceneReader, open_scene
 
     names = open_scene(scene_path).band_names
     rgb = [b for b in ("B04", "B03", "B02") if b in names] or names[:3]
@@ -226,8 +226,8 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from geossl.data.chip_index import set_default_mode
     from geossl.io import atomic_path
+    from geossl.tiling.chip_index import set_default_mode
 
     img, _, rgb, name, (height, width) = scene_rgb(scene_path, max_px)
     fig, ax = plt.subplots(figsize=(8, 8 * height / width), dpi=100)
@@ -249,8 +249,8 @@ def stage_labels(ctx: DemoContext) -> None:
     import numpy as np
     import pandas as pd
 
-    from geossl.data import proxy_labels as pl
-    from geossl.data.chips import ChipDataset
+    from geossl.datasets.chips import ChipDataset
+    from geossl.demo import proxy_labels as pl
     from geossl.io import atomic_path
 
     assert ctx.index is not None
@@ -294,9 +294,9 @@ def stage_split(ctx: DemoContext) -> None:
     """Spatial-block train/test split stratified by proxy class (``out/splits.json``)."""
     import numpy as np
 
-    from geossl.data import proxy_labels as pl
-    from geossl.data.chip_index import read_index
-    from geossl.data.splits import leakage_report, make_splits, save_splits
+    from geossl.demo import proxy_labels as pl
+    from geossl.splits import leakage_report, make_splits, save_splits
+    from geossl.tiling.chip_index import read_index
 
     assert ctx.index is not None
     gdf = read_index(ctx.index)
@@ -342,7 +342,7 @@ def stage_pretrain(ctx: DemoContext) -> None:
     """Pretrain briefly on the training chips with :func:`geossl.train.pretrain`."""
     import pandas as pd
 
-    from geossl.data.chip_index import read_index
+    from geossl.tiling.chip_index import read_index
     from geossl.train import PretrainConfig, pretrain
 
     assert ctx.index is not None and ctx.chips is not None
@@ -408,8 +408,8 @@ def stage_features(ctx: DemoContext) -> None:
     """Frozen features of every chip: SSL encoder, same encoder random, band means."""
     import torch
 
-    from geossl.data.chips import ChipDataset
-    from geossl.demo_eval import LabelledChips
+    from geossl.datasets.chips import ChipDataset
+    from geossl.demo.evaluate import LabelledChips
     from geossl.eval.features import (
         extract_features,
         load_source,
@@ -439,8 +439,8 @@ def stage_features(ctx: DemoContext) -> None:
 
 def stage_evaluate(ctx: DemoContext) -> None:
     """Linear probe, kNN and k-means for every feature set: ``table.md``, ``results.json``."""
-    from geossl import demo_eval
-    from geossl.data.proxy_labels import DISCLAIMER
+    from geossl.demo import evaluate as demo_eval
+    from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.io import atomic_write_text
 
     label = ctx.extra["eval_label"]
@@ -503,8 +503,8 @@ def stage_pictures(ctx: DemoContext) -> None:
     """t-SNE of the SSL embeddings by proxy class, and a nearest-neighbour grid."""
     import numpy as np
 
-    from geossl.data.chips import ChipDataset
-    from geossl.data.proxy_labels import DISCLAIMER
+    from geossl.datasets.chips import ChipDataset
+    from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.eval.knn import nearest_neighbours
     from geossl.eval.plots import plot_neighbour_grid, plot_tsne
 
@@ -540,7 +540,7 @@ def stage_pictures(ctx: DemoContext) -> None:
 
 def stage_map(ctx: DemoContext) -> None:
     """Embedding map of the whole scene, its k-means cluster map and a side-by-side PNG."""
-    from geossl import demo_eval
+    from geossl.demo import evaluate as demo_eval
     from geossl.embed import embed
 
     assert ctx.scene is not None and ctx.index is not None

@@ -38,7 +38,7 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl index``."""
     import time
 
-    from geossl.data.chip_index import INDEX_NAME, build_index, write_index
+    from geossl.tiling.chip_index import INDEX_NAME, build_index, write_index
 
     start = time.perf_counter()
     folder = Path(cfg.folder)

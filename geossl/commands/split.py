@@ -78,8 +78,8 @@ def _numbers(flag: str, value: Any) -> list[float]:
 
 def run(cfg: Namespace) -> int:
     """Make, save and optionally report the split."""
-    from geossl.data.splits import split_and_save
     from geossl.errors import ConfigError
+    from geossl.splits import split_and_save
 
     def _list(value: str | None) -> list[str] | None:
         return None if not value else [v.strip() for v in str(value).split(",") if v.strip()]

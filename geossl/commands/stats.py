@@ -52,8 +52,8 @@ def _dataset(data: str, root: str, index: str | None) -> Any:
     ``--data chips`` uses the chip dataset on a chip index (``--index`` or ROOT/index.parquet);
     a folder of GeoTIFFs without an index, or a missing chip module, is read file by file.
     """
-    from geossl.data.registry import get_dataset
     from geossl.data.stats import RasterFiles
+    from geossl.datasets.registry import get_dataset
     from geossl.errors import ConfigError
 
     if data != "chips":

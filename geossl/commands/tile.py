@@ -67,7 +67,7 @@ def _scene_list(value: Any) -> list[str]:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl tile``."""
-    from geossl.data.tiling import TileOptions, tile
+    from geossl.tiling.tile import TileOptions, tile
 
     bands = _get(cfg, "bands")
     opts = TileOptions(

@@ -150,7 +150,7 @@ def build_dataset(
 
     Args:
         data: dataset name (``sen12ms``, ``bigearthnet``, ``aid``, ``ucmerced``, ``eurosat``,
-            ``polsar``, ``chips``; any other name goes through :mod:`geossl.data.registry`).
+            ``polsar``, ``chips``; any other name goes through :mod:`geossl.datasets.registry`).
         root: dataset folder.
         sensors: sensors to load.
         pairing: pairing mode (``temporal`` asks the dataset for a second date).
@@ -170,32 +170,32 @@ def build_dataset(
         raise DataError("dataset folder not found", root)
     ids_kw: dict[str, Any] = {} if ids is None else {"ids": list(ids)}
     if data == "sen12ms":
-        from geossl.data.sen12ms import SEN12MSPatches
+        from geossl.datasets.sen12ms import SEN12MSPatches
 
         # label=None: SSL needs no land cover, so the lc files are not even opened
         return SEN12MSPatches(root, sensors=tuple(sensors), label=None, **ids_kw)
     if data == "bigearthnet":
-        from geossl.data.bigearthnet import BigEarthNet
-        from geossl.data.registry import bigearthnet_version
+        from geossl.datasets.bigearthnet import BigEarthNet
+        from geossl.datasets.registry import bigearthnet_version
 
         return BigEarthNet(root, sensors=tuple(sensors), version=bigearthnet_version(root),
                            **ids_kw)
     if data in ("aid", "ucmerced", "eurosat", "folder", "scenes"):
-        from geossl.data import aid
+        from geossl.datasets import aid
 
         cls = {"aid": aid.AID, "ucmerced": aid.UCMerced, "eurosat": aid.EuroSAT,
                "folder": aid.SceneFolder, "scenes": aid.SceneFolder}[data]
         # pretrain on the dataset's own training side unless a split file says otherwise
         return cls(root, split="all" if ids is not None else "train", **ids_kw)
     if data == "polsar":
-        from geossl.data.polsar import PolSAR
+        from geossl.datasets.polsar import PolSAR
 
         return PolSAR(root, patch_size=patch_size or 64, **ids_kw)
     if data == "ssl4eo":
         if ids is not None:
             raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
                               "`geossl tile` and split the chip index")
-        from geossl.data.ssl4eo import pairing_dataset
+        from geossl.datasets.ssl4eo import pairing_dataset
 
         multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
         return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
@@ -205,8 +205,8 @@ def build_dataset(
             raise DataError("chip index not found (write one with `geossl tile`)", path)
         if pairing == "temporal" or len(sensors) > 1:
             return _paired_chips(path, sensors, pairing)
-        from geossl.data import chip_index
-        from geossl.data.chips import ChipDataset
+        from geossl.datasets.chips import ChipDataset
+        from geossl.tiling import chip_index
 
         gdf = chip_index.read_index(path)
         part = sensor_chips(gdf, sensors[0], path)
@@ -220,7 +220,7 @@ def build_dataset(
         return ChipDataset(part, root=gdf.attrs.get("root", path.parent),  # type: ignore[no-any-return]
                            **ids_kw)
     try:
-        from geossl.data.registry import get_dataset  # type: ignore[import-not-found]
+        from geossl.datasets.registry import get_dataset  # type: ignore[import-not-found]
     except ImportError as err:  # pragma: no cover - while the registry does not exist
         raise ConfigError(f"unknown dataset {data!r}") from err
     return get_dataset(data, str(root), **ids_kw)  # type: ignore[no-any-return]
@@ -259,8 +259,8 @@ def sensor_chips(gdf: Any, sensor: str, path: str | Path | None = None) -> Any:
 
 def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[dict[str, Any]]:
     """Chips of several sensors (the index's ``sensor`` column) or dates, joined on footprint."""
-    from geossl.data import chip_index
     from geossl.data.pairing import PairedChips
+    from geossl.tiling import chip_index
 
     gdf = chip_index.read_index(path)
     root = gdf.attrs.get("root", path.parent)
@@ -398,7 +398,7 @@ def load_split_ids(path: str | Path, split: str) -> list[str]:
         DataError: unreadable file.
         ConfigError: the split is absent or empty.
     """
-    from geossl.data.splits import load_splits
+    from geossl.splits import load_splits
 
     loaded: Any = load_splits(path)
     if isinstance(loaded, dict) and "splits" in loaded:
@@ -789,11 +789,11 @@ def _band_names(data: str, base: Any, sensors: Sequence[str]) -> dict[str, list[
     """Band names per sensor, from the dataset (stored in checkpoints by the methods)."""
     known: dict[str, Sequence[str]] = {}
     if data == "sen12ms":
-        from geossl.data.sen12ms import BANDS
+        from geossl.datasets.sen12ms import BANDS
 
         known = dict(BANDS)
     elif data == "bigearthnet":
-        from geossl.data import bigearthnet
+        from geossl.datasets import bigearthnet
 
         known = {"s1": bigearthnet.S1_BANDS, "s2": bigearthnet.S2_BANDS}
     names = getattr(base, "bands", None)

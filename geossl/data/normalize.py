@@ -21,9 +21,9 @@ Sensors (:data:`NORMALIZERS`, :func:`get_normalizer`):
   13- or 12-band statistics from the channel count.
 * ``rgb``: 8-bit RGB (AID, UC Merced), ``/255`` then ImageNet mean/std (what timm's pretrained
   RGB backbones expect).
-* ``polsar``: PolSAR channels of :func:`geossl.data.polsar.polsar_features`: dB channels mapped by
-  ``(x + 15) / 10`` (the SF AIRSAR diagonal terms have medians of -10 to -25 dB), correlation
-  coefficients (already in ``[-1, 1]``) unchanged.
+* ``polsar``: PolSAR channels of :func:`geossl.datasets.polsar.polsar_features`: dB channels
+  mapped by ``(x + 15) / 10`` (the SF AIRSAR diagonal terms have medians of -10 to -25 dB),
+  correlation coefficients (already in ``[-1, 1]``) unchanged.
 * ``none``: identity.
 
 Your own dataset: ``geossl stats`` writes per-band mean/std that :meth:`Standardize.from_stats`
@@ -383,7 +383,7 @@ class PolSARNormalize(nn.Module):
     """PolSAR feature channels: dB channels ``(x - center) / scale``, the others unchanged.
 
     With ``db_channels=None`` the dB channels are inferred from the channel count, assuming the
-    order of :func:`geossl.data.polsar.polsar_features` with ``diag_db`` and ``offdiag``:
+    order of :func:`geossl.datasets.polsar.polsar_features` with ``diag_db`` and ``offdiag``:
     9 (3 dB + 6 coefficients), 10 (+ span), 12 (+ Pauli), 13 (+ Pauli + span); 3 or 4 channels
     are taken as all dB.
     """

@@ -21,15 +21,16 @@ needs, :func:`pairing_keys`):
 Sources of aligned samples:
 
 * :class:`MultiSensorDataset`: a TorchGeo :class:`~torchgeo.datasets.GeoDataset` over one
-  raster dataset per sensor (e.g. :class:`geossl.data.ssl4eo.SSL4EOS12`, SEN12MS's
-  :class:`~geossl.data.sen12ms.SEN12MS`). Its index is the spatial intersection of the
+  raster dataset per sensor (e.g. :class:`geossl.datasets.ssl4eo.SSL4EOS12`, SEN12MS's
+  :class:`~geossl.datasets.sen12ms.SEN12MS`). Its index is the spatial intersection of the
   sensors' acquisitions (dates are ignored for the intersection: S1 and S2 taken on different
   days still pair; ``time_tolerance`` limits the gap), so every TorchGeo sampler (random, grid,
   pre-chipped) works over it; a query reads every sensor at the same bounds, resolution and CRS.
 * :class:`PairedChips`: chip indexes of several sensors (``geossl tile`` output) joined on
   footprint; the partner chips are resampled onto the reference chip's grid.
 * Patch datasets that already return ``image_s1`` / ``image_s2`` on one grid
-  (:class:`~geossl.data.sen12ms.SEN12MSPatches`, :class:`~geossl.data.bigearthnet.BigEarthNet`)
+  (:class:`~geossl.datasets.sen12ms.SEN12MSPatches`,
+  :class:`~geossl.datasets.bigearthnet.BigEarthNet`)
   need nothing more; :class:`PairedView` keeps a mode's keys and adds ``sensor_mask``.
 """
 
@@ -501,7 +502,7 @@ class MultiSensorDataset(GeoDataset):
 class PairedChips(NonGeoDataset):
     """Chips of several sensors joined on footprint, resampled onto the reference chip's grid.
 
-    Each index is a chip index (``geossl tile`` / :mod:`geossl.data.chip_index`: ``chip_id``,
+    Each index is a chip index (``geossl tile`` / :mod:`geossl.tiling.chip_index`: ``chip_id``,
     ``path``, ``crs``, ``minx .. maxy``, ``datetime`` ...). A reference chip pairs with the chip
     of another sensor whose bounds match it within ``tolerance`` metres on every side (in the
     reference chip's CRS), the closest in time when several do. Samples carry
@@ -533,14 +534,14 @@ class PairedChips(NonGeoDataset):
                 ``"reference"``: keep every reference chip, a missing sensor is zero-filled and
                 flagged 0 in ``sensor_mask`` (partial fusion).
             roots: folder each index's ``path`` column is relative to (default
-                ``gdf.attrs["root"]``, set by :func:`geossl.data.chip_index.read_index`).
+                ``gdf.attrs["root"]``, set by :func:`geossl.tiling.chip_index.read_index`).
             transforms: applied to each sample.
 
         Raises:
             ConfigError: unknown reference / temporal sensor, bad ``require``.
             DataError: unreadable index, or no chip pairs (naming both indexes).
         """
-        from geossl.data import chip_index
+        from geossl.tiling import chip_index
 
         if not indexes:
             raise ConfigError("PairedChips needs at least one chip index")

@@ -388,8 +388,8 @@ class RasterFiles(Dataset[dict[str, Any]]):
     """Every GeoTIFF of a folder (or listed in a chip index) as a map-style dataset.
 
     The fallback ``geossl stats --data chips`` uses for a plain folder of GeoTIFFs (no chip
-    index) or while :mod:`geossl.data.chips` is unavailable. Pixels equal to a file's nodata value
-    are returned as NaN, so statistics ignore them.
+    index) or while :mod:`geossl.datasets.chips` is unavailable. Pixels equal to a file's nodata
+    value are returned as NaN, so statistics ignore them.
     """
 
     def __init__(self, root: str | Path, index: str | Path | None = None) -> None:

@@ -4,7 +4,7 @@ Train and test come, in this order of preference, from
 
 1. a saved split (``--splits FILE``, written by ``geossl split``);
 2. the dataset's own split (``split="train"``/``"test"``: AID, UC Merced, EuroSAT, the
-   BigEarthNet v2 ``metadata.parquet``), see :func:`geossl.data.registry.native_split`;
+   BigEarthNet v2 ``metadata.parquet``), see :func:`geossl.datasets.registry.native_split`;
 3. an overlap-aware split made now (:func:`auto_split`) for datasets without one (SEN12MS,
    PolSAR, chips, BigEarthNet v1): footprints that overlap never fall on both sides (strategy
    ``overlap``, stratified by class); it is saved as ``OUT/splits.json`` so that the run can be
@@ -12,7 +12,7 @@ Train and test come, in this order of preference, from
 
 Labels: a PolSAR scene needs its class raster (``label_path``; default: the single image in
 ``ROOT/labels``), a patch takes its majority class when that covers ``purity`` of it
-(:func:`geossl.data.polsar.patch_labels`, as the PolSAR benchmark does) and impure or
+(:func:`geossl.datasets.polsar.patch_labels`, as the PolSAR benchmark does) and impure or
 unlabelled patches (class 0) are left out. Chips take their class from a column of the chip
 index (``label_column``; default ``label`` when the index has one); chips without a value are
 left out.
@@ -123,7 +123,7 @@ def dataset_kwargs(
 
 
 class LabelledChips(Dataset[dict[str, Any]]):
-    """A :class:`~geossl.data.chips.ChipDataset` whose samples get ``label`` from an index column.
+    """A :class:`~geossl.datasets.chips.ChipDataset` whose samples get ``label`` from a column.
 
     Classes are the sorted distinct values of the column (as text); a chip whose value is
     missing gets ``label`` -1 and is left out of evaluation (:func:`labelled_mask`).
@@ -205,7 +205,7 @@ def build_dataset(
         ConfigError: ``label_column`` for a dataset other than chips, chips without labels.
         NoNativeSplit: ``split`` for a dataset without one.
     """
-    from geossl.data.registry import get_dataset
+    from geossl.datasets.registry import get_dataset
 
     if label_column is not None and data != "chips":
         raise ConfigError("--label-column names a column of the chip index (--data chips); "
@@ -234,7 +234,7 @@ def labelled_mask(dataset: Any) -> np.ndarray | None:
     labels = getattr(dataset, "labels", None)
     if isinstance(labels, np.ndarray) and labels.ndim == 2 and all(
             hasattr(dataset, a) for a in ("rows", "cols", "patch_size", "purity")):
-        from geossl.data.polsar import patch_labels
+        from geossl.datasets.polsar import patch_labels
 
         lab = patch_labels(labels, np.asarray(dataset.rows), np.asarray(dataset.cols),
                            int(dataset.patch_size), float(dataset.purity))
@@ -277,13 +277,13 @@ def footprints_of(dataset: Any) -> pd.DataFrame | None:
 
     ``None`` for a dataset without footprints (image archives).
     """
-    from geossl.data.splits import patch_grid_footprints
+    from geossl.splits import patch_grid_footprints
 
     if hasattr(dataset, "footprints"):
         return dataset.footprints()  # type: ignore[no-any-return]
     grid = patch_grid_footprints(dataset)
     if grid is not None and isinstance(getattr(dataset, "labels", None), np.ndarray):
-        from geossl.data.polsar import patch_labels  # the class each patch is scored on
+        from geossl.datasets.polsar import patch_labels  # the class each patch is scored on
 
         grid["label"] = patch_labels(dataset.labels, np.asarray(dataset.rows),
                                      np.asarray(dataset.cols), int(dataset.patch_size),
@@ -318,7 +318,7 @@ def auto_split(
     Raises:
         DataError: too few samples or footprint groups to make both sides.
     """
-    from geossl.data.splits import make_splits, save_splits
+    from geossl.splits import make_splits, save_splits
 
     gdf = footprints_of(dataset)
     strategy = "overlap"
@@ -367,7 +367,7 @@ def resolve(
     """The dataset and the positions of its train and test sides (see the module docstring).
 
     Args:
-        data: a dataset name (built with :func:`geossl.data.registry.get_dataset`) or a dataset.
+        data: a dataset name (built with :func:`geossl.datasets.registry.get_dataset`) or a dataset.
         root: dataset folder (for a name).
         splits: saved split file (or its dict); ``None``: the dataset's own split, or one made
             now (saved in ``out``).
@@ -391,7 +391,7 @@ def resolve(
             raise ConfigError(f"--root is required for dataset {data!r}")
         if not Path(root).exists():
             raise DataError("dataset folder not found", root)
-        from geossl.data.registry import native_split
+        from geossl.datasets.registry import native_split
 
         kwargs = dataset_kwargs(data, root, data_args, label_path)
         key = f"{data}:{Path(root).resolve()}"

@@ -145,7 +145,7 @@ def load_source(
     path = Path(name)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
-    from geossl.methods.checkpoint import load_encoder
+    from geossl.checkpoint import load_encoder
 
     encoder, meta = load_encoder(path)
     return EncoderSource(encoder, dict(meta), file_hash(path))

@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from geossl.data.polsar import NAMES, polsar_features
+from geossl.datasets.polsar import NAMES, polsar_features
 from geossl.errors import ConfigError, DataError
 
 #: averaging modes of :func:`patch_mean_features`
@@ -67,7 +67,7 @@ def patch_mean_features(
     """Hand-crafted features of square patches of a T3/C3 scene.
 
     Args:
-        arr: ``(9, H, W)`` matrix elements (:func:`geossl.data.polsar.read_polsar` order).
+        arr: ``(9, H, W)`` matrix elements (:func:`geossl.datasets.polsar.read_polsar` order).
         rows: top row of each patch.
         cols: left column of each patch.
         size: patch size in pixels.

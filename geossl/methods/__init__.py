@@ -7,10 +7,10 @@ reason. :func:`load_encoder` rebuilds the encoder of any pretraining checkpoint.
 
 from __future__ import annotations
 
+from geossl.checkpoint import load_encoder
 from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import BYOL
-from geossl.methods.checkpoint import load_encoder
 from geossl.methods.deepcluster import DeepCluster
 from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR

@@ -4,7 +4,7 @@ A method is a thin subclass: it declares its heads in ``__init__`` and implement
 :meth:`SSLMethod.compute_loss` over the two views; the base class builds the encoder for the
 pairing mode, makes the views and augments them on the device inside ``training_step``
 (outside autocast, in float32), builds the optimiser and schedule, and writes the metadata
-:func:`geossl.methods.checkpoint.load_encoder` needs into every checkpoint.
+:func:`geossl.checkpoint.load_encoder` needs into every checkpoint.
 
 Encoder per pairing mode: ``aug``/``temporal`` one input of the sensor's bands; ``geo``
 per-sensor 1x1 stems into one shared trunk; ``fusion``/``partial-fusion`` the stacked sensors
@@ -288,7 +288,7 @@ class SSLMethod(LightningModule):
 
     # -- checkpoint metadata ------------------------------------------------------------------
     def geossl_metadata(self) -> dict[str, Any]:
-        """What :func:`~geossl.methods.checkpoint.load_encoder` needs besides the weights."""
+        """What :func:`~geossl.checkpoint.load_encoder` needs besides the weights."""
         config = dict(self.encoder.config)
         config["pretrained"] = None  # the weights are in the checkpoint
         return {

@@ -31,7 +31,7 @@ import pandas as pd
 import rasterio
 from rasterio.transform import from_origin
 
-from geossl.data import labels as lab
+from geossl.datasets import labels as lab
 
 BANDS_RES = {
     "B01": 60, "B02": 10, "B03": 10, "B04": 10, "B05": 20, "B06": 20,

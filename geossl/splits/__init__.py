@@ -1,7 +1,7 @@
 """Overlap-aware train/val/test splits of footprints, with a leakage report.
 
 Works on any GeoDataFrame of footprints: a chip index (``geossl tile``), a TorchGeo
-``GeoDataset.index`` or :meth:`geossl.data.sen12ms.SEN12MSPatches.footprints`. Every split
+``GeoDataset.index`` or :meth:`geossl.datasets.sen12ms.SEN12MSPatches.footprints`. Every split
 function returns a :class:`pandas.Series` of split names (``train``, ``val``, ``test``, or
 ``drop`` for chips removed to keep the splits apart) indexed like the input.
 
@@ -60,7 +60,7 @@ projection's distance distortion (cross-zone neighbours are rare: zone borders).
 that only touch (shared edge, overlap below :data:`EPS_M` = 1 mm) do not conflict.
 
 Pixel grids: footprints without a georeferenced CRS (``crs`` None, or a local engineering CRS
-such as :data:`geossl.data.polsar.PIXEL_CRS` of a PolSAR scene without map information) are
+such as :data:`geossl.datasets.polsar.PIXEL_CRS` of a PolSAR scene without map information) are
 used as they are, planar, in their own units (pixels for a pixel grid): ``buffer`` and
 ``block_size`` are then in those units, nothing is reprojected, footprints of different local
 CRSs are never compared, and the leakage report names its columns after the unit
@@ -837,7 +837,7 @@ def _scene_split(gdf: pd.DataFrame, fp: Footprints, frac: np.ndarray, names: lis
     if holdout is not None:
         if holdout != "sen12ms":
             raise ConfigError(f"unknown hold-out list {holdout!r} (known: sen12ms)")
-        from geossl.data.sen12ms import HOLDOUT_SCENES
+        from geossl.datasets.sen12ms import HOLDOUT_SCENES
 
         test_scenes = sorted(set(scenes) & set(HOLDOUT_SCENES))
         params["holdout"] = holdout
@@ -1184,7 +1184,7 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                     root: PathLike | None = None) -> gpd.GeoDataFrame:
     """Footprints from a GeoParquet file (chip index or any footprint table) or a dataset.
 
-    A dataset (built by :func:`geossl.data.registry.get_dataset`) gives its footprints by its
+    A dataset (built by :func:`geossl.datasets.registry.get_dataset`) gives its footprints by its
     ``footprints()`` (SEN12MS, BigEarthNet), by its grid of patches (``ids``, ``rows``,
     ``cols``, ``patch_size`` and ``transform``: a PolSAR scene, whose patch ids ``r<row>_c<col>``
     are what ``--splits`` later selects), or by its TorchGeo ``index`` (SSL4EO-S12, one row per
@@ -1218,7 +1218,7 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                             path) from err
     if data is None or root is None:
         raise ConfigError("give --index FILE, or --data NAME and --root DIR")
-    from geossl.data.registry import get_dataset
+    from geossl.datasets.registry import get_dataset
 
     dataset = get_dataset(data, root)
     if hasattr(dataset, "footprints"):
@@ -1238,7 +1238,7 @@ def patch_grid_footprints(dataset: Any) -> gpd.GeoDataFrame | None:
 
     The dataset needs ``ids``, ``rows``, ``cols`` (top-left pixel of each patch),
     ``patch_size``, an affine ``transform`` (pixel to CRS) and ``index.crs`` (which may be a
-    local pixel-grid CRS): e.g. :class:`geossl.data.polsar.PolSAR`.
+    local pixel-grid CRS): e.g. :class:`geossl.datasets.polsar.PolSAR`.
 
     Returns:
         ``chip_id``, ``row``, ``col``, ``height``, ``width`` and the geometry, in the dataset's

@@ -49,7 +49,7 @@ from torchgeo.datasets import NonGeoDataset, RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
 from tqdm import tqdm
 
-from geossl.data import labels as lab
+from geossl.datasets import labels as lab
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, open_raster
 
@@ -94,7 +94,7 @@ FOOTPRINT_CACHE = "sen12ms_footprints.parquet"
 
 
 # --------------------------------------------------------------------------------------------
-# small helpers (also used by geossl.data.bigearthnet)
+# small helpers (also used by geossl.datasets.bigearthnet)
 # --------------------------------------------------------------------------------------------
 def scene_key(roi: str, scene: int | str) -> str:
     """Unique scene id ``"<roi>_<scene>"``, e.g. ``"ROIs1158_spring_63"``."""
@@ -298,7 +298,7 @@ class SEN12MS(RasterDataset):
 
     ``s1`` and ``s2`` samples carry ``image`` (float32), ``lc`` samples carry ``mask`` (int64,
     the selected land-cover bands: ``bands=["IGBP"]`` gives a ``(H, W)`` IGBP map with the raw
-    values 1..17; map them with :func:`geossl.data.labels.igbp_to_index`).
+    values 1..17; map them with :func:`geossl.datasets.labels.igbp_to_index`).
 
     Scenes lie in different UTM zones; as in every TorchGeo raster dataset they are warped to
     ``crs`` (default: the CRS of the first file) when sampled.
@@ -418,7 +418,7 @@ class SEN12MSPatches(NonGeoDataset):
     Each sample is a dict with ``image_s1`` (float32 ``(2, 256, 256)``, dB), ``image_s2``
     (float32 ``(13, 256, 256)``, raw digital numbers), ``image`` (alias when a single sensor is
     requested), ``id`` (``"ROIs1158_spring_63_30"``) and, when ``label`` is set, ``mask_lc``
-    (int64 ``(H, W)`` 0-based IGBP or DFC2020 classes, :data:`~geossl.data.labels.IGNORE_INDEX`
+    (int64 ``(H, W)`` 0-based IGBP or DFC2020 classes, :data:`~geossl.datasets.labels.IGNORE_INDEX`
     where invalid) and ``label`` (int64 most frequent class, or float32 multi-hot of every class
     covering >= ``min_fraction`` of the patch).
 

@@ -1,6 +1,6 @@
 """Cut scenes into chips on one common grid, and write the GeoParquet chip index.
 
-:func:`tile` is what ``geossl tile`` runs. For every scene (see :mod:`geossl.data.scenes`):
+:func:`tile` is what ``geossl tile`` runs. For every scene (see :mod:`geossl.tiling.scenes`):
 
 * the bands are read onto the scene's common grid, one strip of chips at a time (bounded memory);
 * every full ``size x size`` window at ``stride`` whose valid-pixel fraction (inside every band,
@@ -32,8 +32,10 @@ import rasterio
 from rasterio.transform import Affine
 from tqdm import tqdm
 
-from geossl.data import chip_index
-from geossl.data.scenes import (
+from geossl.errors import ConfigError, DataError
+from geossl.io import atomic_path
+from geossl.tiling import chip_index
+from geossl.tiling.scenes import (
     Scene,
     SceneReader,
     find_scenes,
@@ -42,8 +44,6 @@ from geossl.data.scenes import (
     scene_name,
     window_transform,
 )
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path
 
 PathLike = str | os.PathLike[str]
 
@@ -292,7 +292,7 @@ def tile(
         options: tiling options.
         workers: processes, one scene each (0 or 1: in this process).
         fmt: ``tif`` (GeoTIFF chips only), or ``npy`` / ``zarr`` to also pack every chip into
-            one store beside the index (see :func:`geossl.data.chips.pack`).
+            one store beside the index (see :func:`geossl.datasets.chips.pack`).
         progress: show progress bars.
 
     Returns:
@@ -346,7 +346,7 @@ def tile(
     gdf = chip_index.make_index(rows)
     chip_index.write_index(gdf, report.index)
     if fmt != "tif":
-        from geossl.data.chips import pack
+        from geossl.datasets.chips import pack
 
         report.packed = pack(report.index, fmt=fmt, progress=progress)
     report.seconds = time.perf_counter() - start

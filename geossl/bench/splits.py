@@ -1,6 +1,6 @@
 """Benchmark the split strategies on the SEN12MS-like layout of 180,662 overlapping footprints.
 
-Generates the layout (tests/data/footprints.py: 256 px patches at 128 px stride, 10 m, 252
+Generates the layout (geossl/testing/footprints.py: 256 px patches at 128 px stride, 10 m, 252
 scenes in 12 UTM zones), then times each strategy and its leakage report and prints, per
 strategy, the chips per split, the achieved test fraction, the leaking chips and seconds.
 ``checkerboard`` alternates blocks, so it is run at 0.5/0.5; the others at ``--fractions``.
@@ -22,11 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
+REPO = Path(__file__).resolve().parents[2]
 
-#: SEN12MS totals (also in tests/data/footprints.py, imported only when running)
+#: SEN12MS totals (also in geossl/testing/footprints.py, imported only when running)
 N_PATCHES = 180_662
 N_SCENES = 252
 
@@ -47,9 +46,9 @@ def bench_splits(
         one record per strategy: counts per split, achieved test fraction, leaking chips and
         overlap area (km²) from the leakage report, and the seconds taken.
     """
-    from geossl.data import splits as S
+    from geossl import splits as S
     from geossl.errors import ConfigError
-    from tests.data.footprints import make_footprints
+    from geossl.testing.footprints import make_footprints
 
     chosen = list(strategies) if strategies else list(S.STRATEGIES)
     unknown = [s for s in chosen if s not in S.STRATEGIES]

@@ -25,9 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
+REPO = Path(__file__).resolve().parents[2]
 
 from geossl.bench.polsar import PolsarBenchConfig, run_polsar_benchmark  # noqa: E402
 from geossl.errors import GeosslError  # noqa: E402
@@ -83,7 +82,7 @@ Measured {when} on {platform.machine()} CPU, {results['threads']} torch threads,
 `{results['device']}`; whole run {results['seconds'] / 60:.1f} min.
 
 **Protocol.** Scene {data['shape'][0]} x {data['shape'][1]}, classes {', '.join(data['classes'])}
-(label values checked against the image, see `geossl.data.polsar.SF_AIRSAR_CLASSES`). Input: 9
+(label values checked against the image, see `geossl.datasets.polsar.SF_AIRSAR_CLASSES`). Input: 9
 channels (T11/T22/T33 in dB, normalised real/imag T12/T13/T23), standardised with scene-wide
 statistics. {cfg['patch']} px patches every {cfg['stride']} px, labelled by their majority class
 at >= {cfg['purity']:.0%} purity: {data['patches_labelled']} patches. Split by a

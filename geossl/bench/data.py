@@ -31,9 +31,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
+REPO = Path(__file__).resolve().parents[2]
 
 MAJOR_TOM = REPO.parent / "shared" / "data" / "real" / "major_tom_s2l2a"
 S2_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
@@ -88,8 +87,8 @@ def bench_index(cache: Path, n_files: int, workers: int) -> dict[str, Any]:
     """TorchGeo's file scan vs building / loading our chip index for the same files."""
     from torchgeo.datasets import RasterDataset
 
-    from geossl.data import chip_index
-    from geossl.data.chips import ChipDataset
+    from geossl.datasets.chips import ChipDataset
+    from geossl.tiling import chip_index
 
     root = cache / f"sen12ms_like_{n_files}"
     files = generate_sen12ms_like(root, n_files)
@@ -137,8 +136,8 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
     from torchgeo.datasets import RasterDataset, stack_samples
     from torchgeo.samplers import RandomGeoSampler
 
-    from geossl.data.chips import ChipDataset, pack
-    from geossl.data.tiling import TileOptions, tile
+    from geossl.datasets.chips import ChipDataset, pack
+    from geossl.tiling.tile import TileOptions, tile
 
     products = _major_tom_products(data)
     if not products:
@@ -251,6 +250,7 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the data benchmark with command-line flags ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-bench"),
                         help="folder for the generated files and chips (reused across runs)")

@@ -181,7 +181,7 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import RasterioError
 
-    from geossl.data.scenes import band_name_from_file, parse_datetime
+    from geossl.tiling.scenes import band_name_from_file, parse_datetime
 
     file = Path(file)
     try:

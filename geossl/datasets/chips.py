@@ -1,6 +1,6 @@
 """A dataset over GeoTIFF chips (``geossl tile`` output or any folder of chips), and a packed store.
 
-:class:`ChipDataset` reads a chip index (:mod:`geossl.data.chip_index`): loading it opens no chip
+:class:`ChipDataset` reads a chip index (:mod:`geossl.tiling.chip_index`): loading it opens no chip
 file. Each sample is ``{"image": float32 (C, H, W), "id": str, "crs": str, "bounds": float64
 (4,) = (minx, miny, maxx, maxy) in that CRS}``, which PyTorch's default collate batches (the
 strings become lists).
@@ -32,9 +32,9 @@ import torch
 from torchgeo.datasets import NonGeoDataset
 from tqdm import tqdm
 
-from geossl.data import chip_index
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path
+from geossl.tiling import chip_index
 
 PathLike = str | os.PathLike[str]
 
@@ -209,7 +209,7 @@ def _packed_dir(root: Path, packed: bool | PathLike | None) -> Path | None:
     if not (path / PACKED_META).is_file():
         if packed is not None:
             raise DataError("packed chip store not found (write one with `geossl tile "
-                            "--format npy` or geossl.data.chips.pack)", path)
+                            "--format npy` or geossl.datasets.chips.pack)", path)
         return None
     return path
 

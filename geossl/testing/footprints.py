@@ -8,7 +8,7 @@ apart from each other, with ``chip_id`` ``"<roi>_<scene>_<patch>"`` as SEN12MS i
 ``"<roi>_<scene>"``, ``season`` and a spatially coherent ``label`` (10 classes; each scene has
 a dominant class covering about 70 % of its patches, the rest varies by 4 x 4 patch block).
 
-``python tests/data/footprints.py`` writes ``footprints.parquet`` beside this script.
+``python geossl/testing/footprints.py`` writes ``footprints.parquet`` beside this script.
 """
 
 from __future__ import annotations
@@ -65,20 +65,20 @@ def make_footprints(
     roi_all = []
     per_zone: dict[int, int] = {}
     for k, count in enumerate(counts.tolist()):
-        epsg = ZONES[k % len(ZONES)]
-        slot = per_zone.get(epsg, 0)
-        per_zone[epsg] = slot + 1
+        zone = ZONES[k % len(ZONES)]
+        slot = per_zone.get(zone, 0)
+        per_zone[zone] = slot + 1
         ncols = int(rng.integers(max(1, int(np.sqrt(count) * 0.7)), int(np.sqrt(count) * 1.4) + 2))
         p = np.arange(count)
         r, c = p // ncols, p % ncols
-        north = epsg < 32700
+        north = zone < 32700
         x0 = 250_000.0 + (slot % 5) * 110_000.0
         y0 = (2_500_000.0 if north else 6_000_000.0) + (slot // 5) * 110_000.0
         cols_all.append(c)
         rows_all.append(r)
         scene_all.append(np.full(count, k))
         patch_all.append(p + 1)
-        epsg_all.append(np.full(count, epsg))
+        epsg_all.append(np.full(count, zone))
         x0_all.append(np.full(count, x0))
         y0_all.append(np.full(count, y0))
         roi_all.append(np.full(count, k % len(ROIS)))

@@ -29,7 +29,7 @@ upsampled bilinearly (``torch.nn.functional.interpolate``, ``align_corners=False
 areas, so the patch footprint is unchanged). Values stay raw (S2 digital numbers, S1 dB).
 
 Labels: multi-hot float32 over the 19-class nomenclature or the 43 CORINE classes
-(:mod:`geossl.data.labels`). v2 metadata labels are 19-class; ``num_classes=43`` on v2 reads the
+(:mod:`geossl.datasets.labels`). v2 metadata labels are 19-class; ``num_classes=43`` on v2 reads the
 reference maps.
 """
 
@@ -52,8 +52,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
-from geossl.data import labels as lab
-from geossl.data.sen12ms import (
+from geossl.datasets import labels as lab
+from geossl.datasets.sen12ms import (
     footprint_geometry,
     header_info,
     load_cache,

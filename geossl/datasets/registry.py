@@ -17,15 +17,15 @@ from geossl.errors import ConfigError, DataError
 
 #: ``--data`` name -> (module, class)
 DATASETS: dict[str, tuple[str, str]] = {
-    "sen12ms": ("geossl.data.sen12ms", "SEN12MSPatches"),
-    "bigearthnet": ("geossl.data.bigearthnet", "BigEarthNet"),
-    "chips": ("geossl.data.chips", "ChipDataset"),
-    "aid": ("geossl.data.aid", "AID"),
-    "ucmerced": ("geossl.data.aid", "UCMerced"),
-    "eurosat": ("geossl.data.aid", "EuroSAT"),
-    "scenes": ("geossl.data.aid", "SceneFolder"),
-    "polsar": ("geossl.data.polsar", "PolSAR"),
-    "ssl4eo": ("geossl.data.ssl4eo", "SSL4EOS12"),
+    "sen12ms": ("geossl.datasets.sen12ms", "SEN12MSPatches"),
+    "bigearthnet": ("geossl.datasets.bigearthnet", "BigEarthNet"),
+    "chips": ("geossl.datasets.chips", "ChipDataset"),
+    "aid": ("geossl.datasets.aid", "AID"),
+    "ucmerced": ("geossl.datasets.aid", "UCMerced"),
+    "eurosat": ("geossl.datasets.aid", "EuroSAT"),
+    "scenes": ("geossl.datasets.aid", "SceneFolder"),
+    "polsar": ("geossl.datasets.polsar", "PolSAR"),
+    "ssl4eo": ("geossl.datasets.ssl4eo", "SSL4EOS12"),
 }
 
 #: keyword arguments commands pass to every dataset; dropped for a class that does not take them
@@ -46,7 +46,7 @@ def bigearthnet_version(root: str | os.PathLike[str]) -> int:
     ``root`` is that folder itself (``<patch>/<patch>_labels_metadata.json``). Anything else is
     taken as v2, whose reader then says what is missing.
     """
-    from geossl.data import bigearthnet as ben
+    from geossl.datasets import bigearthnet as ben
 
     path = Path(root)
     if (path / ben.V2_S2_DIR).is_dir() or (path / ben.V2_METADATA).is_file():
@@ -78,7 +78,7 @@ def native_split(name: str, root: str | os.PathLike[str], **kwargs: Any) -> bool
     if "split" not in inspect.signature(cls).parameters:
         return False
     if name == "bigearthnet":
-        from geossl.data import bigearthnet as ben
+        from geossl.datasets import bigearthnet as ben
 
         version = kwargs.get("version") or bigearthnet_version(root)
         meta = Path(root) / ben.V2_METADATA

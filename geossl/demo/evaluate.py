@@ -1,7 +1,7 @@
 """The demo's evaluation: encoders scored against spectral-index proxy labels, table and map.
 
 ``geossl demo`` has no ground truth for its sample scene, so it scores feature sets against the
-proxy land-cover classes of :mod:`geossl.data.proxy_labels` (**spectral-index proxy labels, not
+proxy land-cover classes of :mod:`geossl.demo.proxy_labels` (**spectral-index proxy labels, not
 ground truth**) with three protocols from :mod:`geossl.eval`, the same for every feature set:
 
 * ``linear``: linear probe: multinomial logistic regression on standardised features
@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from geossl.data.proxy_labels import DISCLAIMER
+from geossl.demo.proxy_labels import DISCLAIMER
 
 #: neighbours of the kNN protocol
 KNN_K = 20

@@ -1,0 +1,1 @@
+"""One file per data source; the registry is the only constructor."""

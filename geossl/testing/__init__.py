@@ -1,0 +1,1 @@
+"""Fake data in the real on-disk layouts, for tests and benchmarks."""

@@ -1,0 +1,1 @@
+"""Scenes -> chips on one common grid, the GeoParquet chip index and packed stores."""
