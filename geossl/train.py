@@ -29,6 +29,7 @@ import yaml
 
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, atomic_write_text
+from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
 #: optimiser names accepted by ``--optimizer``
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
@@ -289,13 +290,11 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
 
 def check_combination(config: PretrainConfig) -> None:
     """Refuse an invalid method x pairing x sensors combination with a one-line reason."""
-    from geossl.data.datamodule import required_keys
-
     if config.optimizer is not None and config.optimizer.lower() not in OPTIMIZERS:
         raise ConfigError(
             f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
         )
-    required_keys(config.pairing, config.sensors)  # raises on a bad pairing / sensors pair
+    check_pairing(config.pairing, config.sensors)
     resolve_adapter(config.adapter, config.pairing)
     unknown = sorted(set(parse_normalization(config.normalization)) - set(config.sensors))
     if unknown:
@@ -304,11 +303,9 @@ def check_combination(config: PretrainConfig) -> None:
     if config.stats is not None and not Path(config.stats).is_file():
         raise DataError("statistics file not found (write one with `geossl stats --out`)",
                         config.stats)
-    from geossl import methods
+    from geossl.methods import check_method_pairing
 
-    check = getattr(methods, "check_method_pairing", None)
-    if check is not None:
-        check(config.method, config.pairing)
+    check_method_pairing(config.method, config.pairing)
 
 
 def _optimize_for_speed(method: Any, compile_: bool, channels_last: bool) -> None:
@@ -560,8 +557,8 @@ def sample_in_chans(dm: Any) -> dict[str, int]:
     sample = dm.train_dataset[0]
     chans: dict[str, int] = {}
     for key, value in sample.items():
-        if key.startswith("image_") and not key.endswith("_t2"):
-            chans[key.removeprefix("image_")] = int(value.shape[0])
+        if key.startswith(IMAGE_PREFIX) and not key.endswith(SECOND_DATE):
+            chans[key_sensor(key)] = int(value.shape[0])
     if not chans:
         raise DataError("the samples carry no image", dm.root)
     return chans

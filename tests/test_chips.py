@@ -11,9 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from geossl.cli import main
-from geossl.datasets.chips import ChipDataset, pack
+from geossl.datasets.chips import ChipDataset
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
+from geossl.tiling.packed import pack
 from geossl.tiling.tile import TileOptions, tile
 from tests.data.chips.data import generate_chips, generate_major_tom
 

@@ -12,8 +12,9 @@ import torch
 from torch.utils.data import Dataset
 
 from geossl.data import datamodule as dmod
-from geossl.data.datamodule import SSLDataModule, SSLSamples, required_keys
+from geossl.data.datamodule import SSLDataModule, SSLSamples
 from geossl.errors import ConfigError, DataError
+from geossl.pairing import pairing_keys
 
 
 class PairDataset(Dataset[dict[str, Any]]):
@@ -84,12 +85,12 @@ def test_missing_sensor_is_a_data_error() -> None:
         next(iter(dm.train_dataloader()))
 
 
-def test_required_keys_per_pairing() -> None:
-    assert set(required_keys("geo", ["s1", "s2"])) >= {"image_s1", "image_s2"}
-    assert "image_s2" in required_keys("aug", ["s2"])
-    assert "image_s2_t2" in required_keys("temporal", ["s2"])
+def test_pairing_keys_per_pairing() -> None:
+    assert set(pairing_keys("geo", ["s1", "s2"])) >= {"image_s1", "image_s2"}
+    assert "image_s2" in pairing_keys("aug", ["s2"])
+    assert "image_s2_t2" in pairing_keys("temporal", ["s2"])
     with pytest.raises(ConfigError):
-        required_keys("nonsense", ["s2"])
+        pairing_keys("nonsense", ["s2"])
 
 
 def test_normalisation_runs_once_per_batch(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,8 @@ from geossl.methods.deepcluster import (
     uniform_label_weights,
 )
 from geossl.methods.optim import build_optimizer, param_groups, warmup_cosine
-from geossl.methods.views import drop_sensors, make_views
+from geossl.methods.views import make_views
+from geossl.pairing import sample_sensor_mask
 from tests._ssl_helpers import TinyDataModule, TinyPairs, fit
 
 CHANS = {"s1": 2, "s2": 13}
@@ -466,7 +467,7 @@ def test_partial_fusion_masks_and_zero_fill() -> None:
         assert (v.x[~no_s1, :2] != 0).any()
     # a sensor missing in the data is never "present" in a view
     present = torch.tensor([[1.0, 0.0]] * 10)
-    mask = drop_sensors(10, 2, present=present)
+    mask = sample_sensor_mask(10, 2, present=present)
     assert torch.equal(mask, present)
 
 

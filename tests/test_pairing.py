@@ -15,7 +15,9 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import stack_samples
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
 
-from geossl.data import pairing as P
+from geossl import pairing as C
+from geossl.data import views as V
+from geossl.datasets import multisensor as M
 from geossl.datasets.ssl4eo import SSL4EOS12
 from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
@@ -49,36 +51,36 @@ def _edges(x: np.ndarray) -> np.ndarray:
 
 # ---- contract --------------------------------------------------------------------------------
 def test_check_pairing_and_keys() -> None:
-    assert P.PAIRING_MODES == ("geo", "aug", "fusion", "partial-fusion", "temporal")
-    assert P.pairing_keys("geo", ["s1", "s2"]) == ["image_s1", "image_s2"]
-    assert P.pairing_keys("aug", ["s2"]) == ["image_s2"]
-    assert P.pairing_keys("aug", ["s2", "s1"]) == ["image_s2"]
-    assert P.pairing_keys("fusion", ["s1", "s2"]) == ["image_s1", "image_s2"]
-    assert P.pairing_keys("partial-fusion", ["s1", "s2"]) == ["image_s1", "image_s2"]
-    assert P.pairing_keys("temporal", ["s1"]) == ["image_s1", "image_s1_t2"]
+    assert C.PAIRING_MODES == ("geo", "aug", "fusion", "partial-fusion", "temporal")
+    assert C.pairing_keys("geo", ["s1", "s2"]) == ["image_s1", "image_s2"]
+    assert C.pairing_keys("aug", ["s2"]) == ["image_s2"]
+    assert C.pairing_keys("aug", ["s2", "s1"]) == ["image_s2"]
+    assert C.pairing_keys("fusion", ["s1", "s2"]) == ["image_s1", "image_s2"]
+    assert C.pairing_keys("partial-fusion", ["s1", "s2"]) == ["image_s1", "image_s2"]
+    assert C.pairing_keys("temporal", ["s1"]) == ["image_s1", "image_s1_t2"]
     for mode, sensors, msg in [("geo", ["s1"], "at least 2"), ("fusion", ["s2"], "at least 2"),
                                ("partial-fusion", [], "at least 2"), ("swap", ["s1"], "unknown"),
                                ("aug", ["S-2"], "invalid sensor"), ("geo", ["s1", "s1"], "twice")]:
         with pytest.raises(ConfigError, match=msg):
-            P.check_pairing(mode, sensors)
+            C.check_pairing(mode, sensors)
     with pytest.raises(ConfigError, match="needs >= 2 dates"):
-        P.check_pairing("temporal", ["s1"], dates=1)
+        C.check_pairing("temporal", ["s1"], dates=1)
     with pytest.raises(ConfigError, match="unknown sensor 'lidar'"):
-        P.check_pairing("geo", ["s1", "lidar"], available=["s1", "s2"])
+        C.check_pairing("geo", ["s1", "lidar"], available=["s1", "s2"])
 
 
-def test_drop_sensors_pure() -> None:
+def test_apply_sensor_mask_pure() -> None:
     x = {"s1": torch.ones(2, 4, 4), "s2": torch.full((13, 4, 4), 2.0)}
-    out = P.drop_sensors(x, torch.tensor([1.0, 0.0]))
+    out = C.apply_sensor_mask(x, torch.tensor([1.0, 0.0]))
     assert torch.equal(out["s1"], x["s1"]) and not out["s2"].any()
     assert x["s2"].all()  # inputs untouched
     batch = {"s1": torch.ones(3, 2, 4, 4), "s2": torch.ones(3, 13, 4, 4)}
     mask = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    out = P.drop_sensors(batch, mask)
+    out = C.apply_sensor_mask(batch, mask)
     assert out["s1"][:, 0, 0, 0].tolist() == [1, 0, 1]
     assert out["s2"][:, 0, 0, 0].tolist() == [0, 1, 1]
     with pytest.raises(ConfigError, match="3 entries for 2 sensors"):
-        P.drop_sensors(x, torch.ones(3))
+        C.apply_sensor_mask(x, torch.ones(3))
 
 
 # ---- SSL4EO-S12 raster datasets -----------------------------------------------------------------
@@ -113,13 +115,13 @@ def test_ssl4eo_missing_band(tmp_path: Path) -> None:
 
 # ---- multi-sensor geo dataset --------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def multi(root: Path) -> P.MultiSensorDataset:
-    return P.MultiSensorDataset({"s1": SSL4EOS12(root, "s1"), "s2": SSL4EOS12(root, "s2c")},
+def multi(root: Path) -> M.MultiSensorDataset:
+    return M.MultiSensorDataset({"s1": SSL4EOS12(root, "s1"), "s2": SSL4EOS12(root, "s2c")},
                                 reference="s2")
 
 
 @pytest.mark.parametrize("kind", ["random", "grid", "prechipped"])
-def test_multisensor_samplers(multi: P.MultiSensorDataset, kind: str) -> None:
+def test_multisensor_samplers(multi: M.MultiSensorDataset, kind: str) -> None:
     sampler = {
         "random": lambda: RandomGeoSampler(multi, size=32, length=3,
                                            generator=torch.Generator().manual_seed(0)),
@@ -137,7 +139,7 @@ def test_multisensor_samplers(multi: P.MultiSensorDataset, kind: str) -> None:
     assert s1.abs().sum() > 0 and s2.abs().sum() > 0
 
 
-def test_multisensor_coregistered(multi: P.MultiSensorDataset, root: Path) -> None:
+def test_multisensor_coregistered(multi: M.MultiSensorDataset, root: Path) -> None:
     sample = multi[next(iter(PreChippedGeoSampler(multi)))]
     # every band sees the same ground pattern: co-registered views correlate best at (0, 0)
     vv, b4, b11 = sample["image_s1"][0].numpy(), sample["image_s2"][3].numpy(), \
@@ -161,27 +163,27 @@ def test_multisensor_coregistered(multi: P.MultiSensorDataset, root: Path) -> No
 
 def test_multisensor_dates_and_temporal(root: Path) -> None:
     s1, s2 = SSL4EOS12(root, "s1"), SSL4EOS12(root, "s2a")
-    any_ = P.MultiSensorDataset({"s1": s1, "s2": s2})
-    all_ = P.MultiSensorDataset({"s1": s1, "s2": s2}, dates="all")
+    any_ = M.MultiSensorDataset({"s1": s1, "s2": s2})
+    all_ = M.MultiSensorDataset({"s1": s1, "s2": s2}, dates="all")
     assert len(any_) == 4 and len(all_) == 8
     # closest S1 date to each S2 date (June S2 -> June S1, August S2 -> September S1)
     gaps = (any_.index["_l_s1"] - any_.index["_l_s2"]).abs()
     assert (gaps < pd.Timedelta("30D")).all()
-    tight = P.MultiSensorDataset({"s1": s1, "s2": s2}, time_tolerance="5D")
+    tight = M.MultiSensorDataset({"s1": s1, "s2": s2}, time_tolerance="5D")
     assert len(tight) == 2
     with pytest.raises(DataError, match="time tolerance"):
-        P.MultiSensorDataset({"s1": s1, "s2": s2}, time_tolerance="1h")
-    tmp = P.MultiSensorDataset({"s1": s1, "s2": s2}, temporal="s1")
+        M.MultiSensorDataset({"s1": s1, "s2": s2}, time_tolerance="1h")
+    tmp = M.MultiSensorDataset({"s1": s1, "s2": s2}, temporal="s1")
     assert len(tmp) == 2  # the first S1 date of each location, paired with the next
     assert (tmp.index["_l_s1_t2"] > tmp.index["_l_s1"]).all()
     sample = tmp[next(iter(GridGeoSampler(tmp, size=32, stride=32)))]
-    assert set(P.pairing_keys("temporal", ["s1"])) <= set(sample)
+    assert set(C.pairing_keys("temporal", ["s1"])) <= set(sample)
     assert sample["image_s1_t2"].shape == sample["image_s1"].shape == (2, 32, 32)
     assert _shift(sample["image_s1"][0].numpy(), sample["image_s1_t2"][0].numpy())[:2] == (0, 0)
-    one_date = P.MultiSensorDataset({"s1": SSL4EOS12(root, "s1", locations=["0000200"])})
+    one_date = M.MultiSensorDataset({"s1": SSL4EOS12(root, "s1", locations=["0000200"])})
     assert len(one_date) == 2
     with pytest.raises(DataError, match="two dates"):
-        P.MultiSensorDataset({"s2": _single_date(root)}, temporal="s2")
+        M.MultiSensorDataset({"s2": _single_date(root)}, temporal="s2")
 
 
 def _single_date(root: Path) -> SSL4EOS12:
@@ -194,13 +196,13 @@ def test_multisensor_bad_inputs(root: Path) -> None:
     s1 = SSL4EOS12(root, "s1", locations=["0000201"])
     s2 = SSL4EOS12(root, "s2c", locations=["0000200"])
     with pytest.raises(DataError, match=r"s2 \(.*s2c\) and s1 \(.*s1\) have no spatial overlap"):
-        P.MultiSensorDataset({"s1": s1, "s2": s2})
+        M.MultiSensorDataset({"s1": s1, "s2": s2})
     with pytest.raises(ConfigError, match="unknown reference sensor 's3'"):
-        P.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s3")
+        M.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s3")
     with pytest.raises(ConfigError, match="unknown temporal sensor"):
-        P.MultiSensorDataset({"s1": s1}, temporal="s2")
+        M.MultiSensorDataset({"s1": s1}, temporal="s2")
     with pytest.raises(ConfigError, match="dates must be"):
-        P.MultiSensorDataset({"s1": s1}, dates="some")
+        M.MultiSensorDataset({"s1": s1}, dates="some")
 
 
 # ---- chip indexes --------------------------------------------------------------------------------
@@ -240,31 +242,31 @@ def _index(root: Path, sensor: str, res: float, size: int, bands: int,
 def test_paired_chips(tmp_path: Path) -> None:
     s2 = _index(tmp_path, "s2", 10.0, 32, 4, ["2020-06-01", "2020-08-01"])
     s1 = _index(tmp_path, "s1", 20.0, 16, 2, ["2020-06-03"], jitter=3.0)
-    ds = P.PairedChips({"s1": s1, "s2": s2}, reference="s2")
+    ds = M.PairedChips({"s1": s1, "s2": s2}, reference="s2")
     assert len(ds) == 6
     sample = ds[0]
     assert sample["image_s2"].shape == (4, 32, 32) and sample["image_s1"].shape == (2, 32, 32)
     assert sample["sensor_mask"].tolist() == [1.0, 1.0]
     assert _shift(sample["image_s1"][0].numpy(), sample["image_s2"][0].numpy(), 4)[:2] == (0, 0)
-    tmp = P.PairedChips({"s2": s2, "s1": s1}, temporal="s2")
+    tmp = M.PairedChips({"s2": s2, "s1": s1}, temporal="s2")
     assert len(tmp) == 3 and tmp[0]["image_s2_t2"].shape == (4, 32, 32)
     assert tmp.ids[0].startswith("s2_2020-06-01")
     # partial fusion: keep S2 chips without S1, zero-filled and flagged
     lone = _index(tmp_path / "far", "s1", 20.0, 16, 2, ["2020-06-03"], n=1)
-    part = P.PairedChips({"s1": lone, "s2": s2}, require="reference")
+    part = M.PairedChips({"s1": lone, "s2": s2}, require="reference")
     masks = torch.stack([part[i]["sensor_mask"] for i in range(len(part))])
     assert masks[:, 1].eq(1).all() and masks[:, 0].sum() == 2  # chip 0 at both dates
     empty = next(i for i in range(len(part)) if part[i]["sensor_mask"][0] == 0)
     assert not part[empty]["image_s1"].any()
     far = _index(tmp_path / "far2", "s1", 20.0, 16, 2, ["2020-06-03"], n=1, jitter=50_000.0)
     with pytest.raises(DataError, match="do not overlap"):
-        P.PairedChips({"s1": far, "s2": s2})
+        M.PairedChips({"s1": far, "s2": s2})
     with pytest.raises(ConfigError, match="unknown reference"):
-        P.PairedChips({"s1": s1, "s2": s2}, reference="s9")
+        M.PairedChips({"s1": s1, "s2": s2}, reference="s9")
 
 
 # ---- patch datasets ------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", P.PAIRING_MODES)
+@pytest.mark.parametrize("mode", C.PAIRING_MODES)
 def test_paired_view_sen12ms(tmp_path: Path, mode: str) -> None:
     from geossl.datasets.sen12ms import SEN12MSPatches
     from tests.data.sen12ms.data import generate
@@ -274,16 +276,16 @@ def test_paired_view_sen12ms(tmp_path: Path, mode: str) -> None:
     base = SEN12MSPatches(tmp_path, sensors=sensors, label="igbp")
     if mode == "temporal":
         with pytest.raises(DataError, match="image_s1_t2"):
-            P.PairedView(base, mode, sensors)[0]
+            V.PairedView(base, mode, sensors)[0]
         return
-    sample = P.PairedView(base, mode, sensors)[0]
-    for key in P.pairing_keys(mode, sensors):
+    sample = V.PairedView(base, mode, sensors)[0]
+    for key in C.pairing_keys(mode, sensors):
         assert sample[key].shape[-2:] == (16, 16)
     assert sample["sensor_mask"].tolist() == [1.0, 1.0]
     assert "label" in sample and sample["id"] == "ROIs1158_spring_1_1"
     if mode == "partial-fusion":
         s2_only = SEN12MSPatches(tmp_path, sensors=["s2"], label=None)
-        filled = P.PairedView(s2_only, mode, sensors, channels={"s1": 2})[0]
+        filled = V.PairedView(s2_only, mode, sensors, channels={"s1": 2})[0]
         assert filled["image_s1"].shape == (2, 16, 16) and not filled["image_s1"].any()
         assert filled["sensor_mask"].tolist() == [0.0, 1.0]
 
@@ -292,7 +294,7 @@ def test_paired_view_sen12ms(tmp_path: Path, mode: str) -> None:
 @pytest.mark.real
 def test_real_ssl4eo_coregistration() -> None:
     root = real_path("ssl4eo_s12")
-    ds = P.MultiSensorDataset({"s1": SSL4EOS12(root, "s1"), "s2": SSL4EOS12(root, "s2c")},
+    ds = M.MultiSensorDataset({"s1": SSL4EOS12(root, "s1"), "s2": SSL4EOS12(root, "s2c")},
                               reference="s2", dates="all")
     assert len(ds) == 4
     q = next(iter(PreChippedGeoSampler(ds)))

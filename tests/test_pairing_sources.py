@@ -23,10 +23,12 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
 
-from geossl.data import pairing as P
+from geossl import pairing as C
+from geossl.data import views as V
+from geossl.datasets import multisensor as M
 from geossl.errors import DataError
 
-MODES = P.PAIRING_MODES
+MODES = C.PAIRING_MODES
 SAMPLERS = ("random", "grid", "prechipped")
 
 
@@ -41,7 +43,7 @@ def _sampler(ds: Any, kind: str, size: int) -> Any:
 
 def _check_batch(batch: dict[str, Any], mode: str, sensors: list[str],
                  channels: dict[str, int], size: int | None) -> None:
-    keys = P.pairing_keys(mode, sensors)
+    keys = C.pairing_keys(mode, sensors)
     hw = None
     for key in keys:
         x = batch[key]
@@ -57,28 +59,28 @@ def _check_batch(batch: dict[str, Any], mode: str, sensors: list[str],
     assert mask.eq(1).all()  # both sensors read at every query
 
 
-def _loader(view: P.PairedView, sampler: Any) -> dict[str, Any]:
+def _loader(view: V.PairedView, sampler: Any) -> dict[str, Any]:
     return next(iter(DataLoader(view, sampler=sampler, batch_size=2, collate_fn=stack_samples)))
 
 
 # ---- SEN12MS ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> P.MultiSensorDataset:
+def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> M.MultiSensorDataset:
     from geossl.datasets.sen12ms import SEN12MS
     from tests.data.sen12ms.data import generate
 
     root = tmp_path_factory.mktemp("sen12ms")
     generate(root, scenes={"ROIs1158_spring": [1]}, patches=4, size=32)
-    return P.MultiSensorDataset({s: SEN12MS(root, sensor=s) for s in ("s1", "s2", "lc")},
+    return M.MultiSensorDataset({s: SEN12MS(root, sensor=s) for s in ("s1", "s2", "lc")},
                                 reference="s2")
 
 
 @pytest.mark.parametrize("kind", SAMPLERS)
 @pytest.mark.parametrize("mode", [m for m in MODES if m != "temporal"])
-def test_sen12ms_every_mode_and_sampler(sen12ms: P.MultiSensorDataset, mode: str,
+def test_sen12ms_every_mode_and_sampler(sen12ms: M.MultiSensorDataset, mode: str,
                                         kind: str) -> None:
     sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
-    view = P.PairedView(sen12ms, mode, sensors)
+    view = V.PairedView(sen12ms, mode, sensors)
     batch = _loader(view, _sampler(sen12ms, kind, 16))
     # pre-chipped: whole 32 px patches, each S2 patch with its own S1 patch (not with a
     # half-overlapping neighbour of the same date)
@@ -87,7 +89,7 @@ def test_sen12ms_every_mode_and_sampler(sen12ms: P.MultiSensorDataset, mode: str
     assert batch["mask"].shape[-2:] == batch[f"image_{sensors[0]}"].shape[-2:]
 
 
-def test_sen12ms_partner_is_the_same_patch(sen12ms: P.MultiSensorDataset) -> None:
+def test_sen12ms_partner_is_the_same_patch(sen12ms: M.MultiSensorDataset) -> None:
     idx = sen12ms.index
     ids = {s: sen12ms.datasets[s].index["id"].to_numpy() for s in ("s1", "s2", "lc")}
     s2 = ids["s2"][idx["_row_s2"].to_numpy()]
@@ -96,13 +98,13 @@ def test_sen12ms_partner_is_the_same_patch(sen12ms: P.MultiSensorDataset) -> Non
         assert (ids[s][idx[f"_row_{s}"].to_numpy()] == s2).all()
 
 
-def test_sen12ms_temporal_is_refused(sen12ms: P.MultiSensorDataset) -> None:
+def test_sen12ms_temporal_is_refused(sen12ms: M.MultiSensorDataset) -> None:
     from geossl.datasets.sen12ms import SEN12MS
 
     s1 = sen12ms.datasets["s1"]
     assert isinstance(s1, SEN12MS)
     with pytest.raises(DataError, match="two dates of s1") as err:
-        P.MultiSensorDataset({"s1": s1}, temporal="s1")
+        M.MultiSensorDataset({"s1": s1}, temporal="s1")
     assert "\n" not in str(err.value)
 
 
@@ -140,10 +142,10 @@ def test_bigearthnet_rasters_every_mode_and_sampler(bigearthnet: Path, mode: str
                                                     kind: str) -> None:
     s2 = _BENS2(bigearthnet / "BigEarthNet-S2")
     s1 = _BENS1(bigearthnet / "BigEarthNet-S1")
-    ds = P.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
+    ds = M.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
     assert len(ds) >= 4  # every S2 patch has its S1 partner (other dates: spatial pairing)
     sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
-    batch = _loader(P.PairedView(ds, mode, sensors), _sampler(ds, kind, 60))
+    batch = _loader(V.PairedView(ds, mode, sensors), _sampler(ds, kind, 60))
     _check_batch(batch, mode, sensors, {"s1": 2, "s2": 4}, 120 if kind == "prechipped" else 60)
 
 
@@ -153,7 +155,7 @@ def test_bigearthnet_patches_every_mode(bigearthnet: Path, mode: str) -> None:
 
     sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
     base = BigEarthNet(bigearthnet, sensors=("s1", "s2"))
-    view = P.PairedView(base, mode, sensors)
+    view = V.PairedView(base, mode, sensors)
     if mode == "temporal":  # one date per patch: a one-line error naming the missing key
         with pytest.raises(DataError, match="image_s1_t2"):
             view[0]
@@ -162,7 +164,7 @@ def test_bigearthnet_patches_every_mode(bigearthnet: Path, mode: str) -> None:
     _check_batch(batch, mode, sensors, {"s1": 2, "s2": 12}, 120)
     assert batch["label"].shape == (2, 19)
     if mode == "partial-fusion":  # an S2-only dataset: S1 zero-filled and flagged
-        lone = P.PairedView(BigEarthNet(bigearthnet, sensors=("s2",)), mode, ["s1", "s2"],
+        lone = V.PairedView(BigEarthNet(bigearthnet, sensors=("s2",)), mode, ["s1", "s2"],
                             channels={"s1": 2})[0]
         assert lone["sensor_mask"].tolist() == [0.0, 1.0] and not lone["image_s1"].any()
 
@@ -203,12 +205,12 @@ def test_chip_rasters_every_mode_and_sampler(chips: dict[str, Any], mode: str,
     s2 = _chip_rasters(chips["root"] / "s2")
     s1 = _chip_rasters(chips["root"] / "s1")
     if mode == "temporal":
-        ds = P.MultiSensorDataset({"s2": s2}, temporal="s2")
+        ds = M.MultiSensorDataset({"s2": s2}, temporal="s2")
         sensors = ["s2"]
     else:
-        ds = P.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
+        ds = M.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
         sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
-    batch = _loader(P.PairedView(ds, mode, sensors), _sampler(ds, kind, 16))
+    batch = _loader(V.PairedView(ds, mode, sensors), _sampler(ds, kind, 16))
     _check_batch(batch, mode, sensors, {"s1": 2, "s2": 4}, 32 if kind == "prechipped" else 16)
     if mode == "temporal":  # the same place at its two dates, co-registered
         a, b = batch["image_s2"], batch["image_s2_t2"]
@@ -239,8 +241,8 @@ def test_chip_rasters_coregistered(chips: dict[str, Any], kind: str) -> None:
     """S1 (20 m, 3 m off the S2 grid) and S2 (10 m) read at a query both match the map there."""
     s2 = _chip_rasters(chips["root"] / "s2")
     s1 = _chip_rasters(chips["root"] / "s1")
-    ds = P.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
-    view = P.PairedView(ds, "fusion", ["s1", "s2"])
+    ds = M.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
+    view = V.PairedView(ds, "fusion", ["s1", "s2"])
     for query in list(_sampler(ds, kind, 16))[:3]:
         sample = view[query]
         n = sample["image_s2"].shape[-1]
@@ -253,13 +255,13 @@ def test_chip_rasters_coregistered(chips: dict[str, Any], kind: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 def test_paired_chips_every_mode(chips: dict[str, Any], mode: str) -> None:
     if mode == "temporal":
-        ds = P.PairedChips({"s2": chips["s2"]}, temporal="s2")
+        ds = M.PairedChips({"s2": chips["s2"]}, temporal="s2")
         sensors = ["s2"]
     else:
-        ds = P.PairedChips({"s1": chips["s1"], "s2": chips["s2"]}, reference="s2",
+        ds = M.PairedChips({"s1": chips["s1"], "s2": chips["s2"]}, reference="s2",
                            require="reference" if mode == "partial-fusion" else "all")
         sensors = ["s1", "s2"] if mode != "aug" else ["s2"]
-    view = P.PairedView(ds, mode, sensors, channels=ds.channels)
+    view = V.PairedView(ds, mode, sensors, channels=ds.channels)
     batch = next(iter(DataLoader(view, batch_size=2, collate_fn=stack_samples)))
     _check_batch(batch, mode, sensors, {"s1": 2, "s2": 4}, 32)
     assert len(batch["id"]) == 2 and all(i.startswith("s2_") for i in batch["id"])
@@ -279,7 +281,7 @@ def test_sensors_without_overlap_one_line_error(tmp_path: Path,
     s2 = _index(tmp_path, "s2", 10.0, 32, 4, ["2020-06-01"])
     s1 = _index(tmp_path, "s1", 20.0, 16, 2, ["2020-06-03"], jitter=50_000.0)
     with pytest.raises(DataError, match="do not overlap") as err:
-        P.PairedChips({"s1": s1, "s2": s2}, reference="s2", roots={"s1": tmp_path,
+        M.PairedChips({"s1": s1, "s2": s2}, reference="s2", roots={"s1": tmp_path,
                                                                     "s2": tmp_path})
     assert "\n" not in str(err.value)
     write_index(make_index(pd.concat([s1, s2], ignore_index=True).drop(columns="geometry")),

@@ -128,7 +128,8 @@ def test_every_conf_yaml_parses(config: Path) -> None:
 
 def _invalid_combinations() -> list[tuple[str, str]]:
     try:
-        from geossl.methods import METHODS, PAIRING_MODES, VALID_PAIRINGS
+        from geossl.methods import METHODS, VALID_PAIRINGS
+        from geossl.pairing import PAIRING_MODES
     except ImportError:  # pragma: no cover
         return []
     return [(m, p) for m in METHODS for p in PAIRING_MODES if p not in VALID_PAIRINGS[m]]

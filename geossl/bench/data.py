@@ -136,7 +136,8 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
     from torchgeo.datasets import RasterDataset, stack_samples
     from torchgeo.samplers import RandomGeoSampler
 
-    from geossl.datasets.chips import ChipDataset, pack
+    from geossl.datasets.chips import ChipDataset
+    from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
 
     products = _major_tom_products(data)

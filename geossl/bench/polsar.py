@@ -66,6 +66,7 @@ from tqdm.auto import tqdm
 from geossl.datasets.polsar import (
     PIXEL_CRS,
     SF_AIRSAR_CLASSES,
+    find_label_raster,
     find_polsar_folder,
     patch_labels,
     pauli_rgb,
@@ -354,24 +355,6 @@ class _Patches(Dataset[dict[str, Tensor]]):
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {"image": self.images[i], "label": self.labels[i]}
-
-
-def find_label_raster(root: Path) -> Path:
-    """The single label image in ``<root>/labels`` (or ``<root>/..`` for a T3 folder).
-
-    Raises:
-        DataError: none or several candidates.
-    """
-    for folder in (root / "labels", root.parent / "labels"):
-        if folder.is_dir():
-            found = sorted(p for p in folder.iterdir()
-                           if p.suffix.lower() in (".png", ".tif", ".tiff"))
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise DataError(f"several label images ({', '.join(p.name for p in found)}); "
-                                "pass --labels", folder)
-    raise DataError("no label raster found in <root>/labels; pass --labels", root)
 
 
 def _grid(h: int, w: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:

@@ -376,7 +376,7 @@ def _pack_copy(chips: Path, dest: Path) -> None:
     """Index of ``chips`` rewritten under ``dest`` (absolute paths) plus its packed npy store."""
     import geopandas as gpd
 
-    from geossl.datasets.chips import pack
+    from geossl.tiling.packed import pack
 
     dest.mkdir(parents=True, exist_ok=True)
     frame = gpd.read_parquet(chips / "index.parquet")

@@ -152,7 +152,7 @@ def stage_locate(ctx: DemoContext) -> None:
 
 def stage_tile(ctx: DemoContext) -> None:
     """Tile the scene into ``out/chips`` with ``out/chips/index.parquet``, then pack the chips."""
-    from geossl.datasets.chips import pack
+    from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
 
     assert ctx.scene is not None

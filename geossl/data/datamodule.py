@@ -23,8 +23,6 @@ trainer reloads the training loader every epoch).
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -37,76 +35,21 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Weight
 from torch.utils.data._utils.collate import default_collate
 
 from geossl.errors import ConfigError, DataError
+from geossl.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
 
 #: datasets whose samples carry one ``image`` of a single sensor, with the sensor it stands for
 SINGLE_SENSOR = {"aid": "rgb", "ucmerced": "rgb", "eurosat": "s2", "folder": "rgb", "scenes": "rgb",
                  "polsar": "polsar"}
 
 #: keys a batch may carry besides the per-sensor images
-_EXTRA_KEYS = ("sensor_mask",)
-
-
-# --------------------------------------------------------------------------------------------
-# pairing contract (geossl.data.pairing); a fallback keeps this module importable on its own
-# --------------------------------------------------------------------------------------------
-def _pairing_module() -> Any | None:
-    try:
-        return importlib.import_module("geossl.data.pairing")
-    except ImportError:  # pragma: no cover - only while the pairing module does not exist
-        return None
-
-
-def pairing_modes() -> tuple[str, ...]:
-    """The pairing modes ``--pairing`` accepts."""
-    mod = _pairing_module()
-    if mod is not None and hasattr(mod, "PAIRING_MODES"):
-        return tuple(mod.PAIRING_MODES)
-    return ("geo", "aug", "fusion", "partial-fusion", "temporal")
-
-
-def required_keys(pairing: str, sensors: Sequence[str]) -> list[str]:
-    """The image keys a batch must carry for ``pairing`` over ``sensors``.
-
-    Args:
-        pairing: pairing mode (``geo``, ``aug``, ``fusion``, ``partial-fusion``, ``temporal``).
-        sensors: sensor names, e.g. ``("s1", "s2")``.
-
-    Returns:
-        sample keys, e.g. ``["image_s1", "image_s2"]``.
-
-    Raises:
-        ConfigError: if the mode is unknown or does not fit the sensors.
-    """
-    mod = _pairing_module()
-    sensors = list(sensors)
-    if mod is not None and hasattr(mod, "check_pairing"):
-        mod.check_pairing(pairing, sensors)
-    if mod is not None and hasattr(mod, "pairing_keys"):
-        return list(mod.pairing_keys(pairing, sensors))
-    if pairing not in pairing_modes():
-        modes = ", ".join(pairing_modes())
-        raise ConfigError(f"unknown pairing {pairing!r}; choose one of {modes}")
-    if pairing in ("geo", "fusion", "partial-fusion") and len(sensors) < 2:
-        raise ConfigError(f"pairing {pairing!r} needs two sensors, got {','.join(sensors)}")
-    if pairing in ("aug", "temporal") and len(sensors) != 1:
-        raise ConfigError(f"pairing {pairing!r} needs one sensor, got {','.join(sensors)}")
-    keys = [f"image_{s}" for s in sensors]
-    if pairing == "temporal":
-        keys.append(f"image_{sensors[0]}_t2")
-    return keys
-
-
-def key_sensor(key: str) -> str:
-    """The sensor of an image key: ``image_s2_t2`` -> ``s2``."""
-    name = key.removeprefix("image_")
-    return name.removesuffix("_t2")
+_EXTRA_KEYS = (SENSOR_MASK,)
 
 
 # --------------------------------------------------------------------------------------------
 # normalisation contract (geossl.data.normalize)
 # --------------------------------------------------------------------------------------------
 def sensor_normalizer(sensor: str) -> Callable[[Tensor], Tensor] | None:
-    """A batch-wise normaliser for ``sensor`` from :mod:`geossl.data.normalize`, if one exists.
+    """The batch-wise normaliser :mod:`geossl.data.normalize` has under ``sensor``'s name.
 
     Args:
         sensor: sensor name (``s1``, ``s2``, ``rgb``, ...).
@@ -115,28 +58,17 @@ def sensor_normalizer(sensor: str) -> Callable[[Tensor], Tensor] | None:
         a picklable callable mapping a ``(B, C, H, W)`` float tensor to its normalised version,
         or ``None`` when the sensor has no registered normalisation.
     """
+    from geossl.data import normalize
+
     try:
-        mod = importlib.import_module("geossl.data.normalize")
-    except ImportError:  # pragma: no cover - only while the normalize module does not exist
+        return normalize.get_normalizer(sensor)
+    except (KeyError, ValueError, ConfigError):
         return None
-    getter = getattr(mod, "get_normalizer", None) or getattr(mod, "normalizer_for", None)
-    if getter is not None:
-        try:
-            norm = getter(sensor)
-        except (KeyError, ValueError, ConfigError):
-            return None
-        return norm  # type: ignore[no-any-return]
-    return None
 
 
 # --------------------------------------------------------------------------------------------
 # datasets
 # --------------------------------------------------------------------------------------------
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    params = inspect.signature(fn).parameters
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def build_dataset(
     data: str,
     root: str | Path,
@@ -259,7 +191,7 @@ def sensor_chips(gdf: Any, sensor: str, path: str | Path | None = None) -> Any:
 
 def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[dict[str, Any]]:
     """Chips of several sensors (the index's ``sensor`` column) or dates, joined on footprint."""
-    from geossl.data.pairing import PairedChips
+    from geossl.datasets.multisensor import PairedChips
     from geossl.tiling import chip_index
 
     gdf = chip_index.read_index(path)
@@ -466,7 +398,7 @@ class SSLSamples(Dataset[dict[str, Any]]):
         j = self.indices[i] if self.indices is not None else i
         sample = self.base[j]
         if self.single_sensor is not None and "image" in sample:
-            sample[f"image_{self.single_sensor}"] = sample.pop("image")
+            sample[image_key(self.single_sensor)] = sample.pop("image")
         out: dict[str, Any] = {}
         for key in self.keys:
             if key not in sample:
@@ -600,7 +532,7 @@ class SSLDataModule(LightningDataModule):
         self._base = dataset
         self.norm_names = {str(k): str(v) for k, v in (norm_names or {}).items()}
         self.stats = stats
-        self.keys = required_keys(pairing, self.sensors)
+        self.keys = pairing_keys(pairing, self.sensors)
         self.train_dataset: SSLSamples | None = None
         self.sample_weights: Tensor | None = None
         self._collate = _Collate({})

@@ -361,6 +361,25 @@ def read_labels(path: str | os.PathLike[str], shape: tuple[int, int] | None = No
     return labels
 
 
+def find_label_raster(root: str | os.PathLike[str]) -> Path:
+    """The single label image in ``<root>/labels`` (or ``<root>/..`` for a T3 folder).
+
+    Raises:
+        DataError: none or several candidates.
+    """
+    root = Path(root)
+    for folder in (root / "labels", root.parent / "labels"):
+        if folder.is_dir():
+            found = sorted(p for p in folder.iterdir()
+                           if p.suffix.lower() in (".png", ".tif", ".tiff"))
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise DataError(f"several label images ({', '.join(p.name for p in found)}); "
+                                "pass --labels", folder)
+    raise DataError("no label raster found in <root>/labels; pass --labels", root)
+
+
 def _grid(h: int, w: int, size: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     if size < 1 or stride < 1:
         raise ConfigError(f"patch size and stride must be positive, got {size} and {stride}")

@@ -11,7 +11,7 @@ EPSG:4326; S1 and S2 of a location lie on slightly different grids and dates.
 :class:`SSL4EOS12` is a TorchGeo :class:`~torchgeo.datasets.RasterDataset` of one product
 (``separate_files``: band files are merged and resampled to one grid, the grid of a 10 m band by
 default); its index has one row per acquisition with ``location``, ``acquisition`` and the
-acquisition time. Combine products with :class:`geossl.data.pairing.MultiSensorDataset`
+acquisition time. Combine products with :class:`geossl.datasets.multisensor.MultiSensorDataset`
 (:func:`pairing_dataset` does it for ``geossl pretrain --data ssl4eo``).
 """
 
@@ -177,7 +177,7 @@ def product_for(root: PathLike, sensor: str) -> str:
 def pairing_dataset(root: PathLike, sensors: Sequence[str], temporal: bool = False) -> Any:
     """The SSL4EO-S12 products of ``sensors`` as one GeoDataset keyed per sensor.
 
-    A :class:`geossl.data.pairing.MultiSensorDataset` on the grid of the first Sentinel-2
+    A :class:`geossl.datasets.multisensor.MultiSensorDataset` on the grid of the first Sentinel-2
     sensor (the first sensor when there is none): each S2 acquisition is paired with the S1
     acquisition of the same location closest in time; with ``temporal`` the first sensor is
     also paired with its next acquisition of the same location (``image_<sensor>_t2``).
@@ -194,7 +194,7 @@ def pairing_dataset(root: PathLike, sensors: Sequence[str], temporal: bool = Fal
         ConfigError: unknown sensor.
         DataError: missing products, no overlap, or no second date.
     """
-    from geossl.data.pairing import MultiSensorDataset
+    from geossl.datasets.multisensor import MultiSensorDataset
 
     datasets = {s: SSL4EOS12(root, product_for(root, s)) for s in sensors}
     reference = next((s for s in sensors if s.startswith("s2")), sensors[0])

@@ -110,7 +110,7 @@ def dataset_kwargs(
     if label_path is not None:
         kwargs["label_path"] = os.fspath(label_path)
     if kwargs.get("label_path") is None:
-        from geossl.bench.polsar import find_label_raster
+        from geossl.datasets.polsar import find_label_raster
 
         try:
             kwargs["label_path"] = os.fspath(find_label_raster(Path(root)))

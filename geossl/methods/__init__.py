@@ -7,6 +7,7 @@ reason. :func:`load_encoder` rebuilds the encoder of any pretraining checkpoint.
 
 from __future__ import annotations
 
+from geossl import pairing as pairing_contract
 from geossl.checkpoint import load_encoder
 from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
@@ -14,7 +15,6 @@ from geossl.methods.byol import BYOL
 from geossl.methods.deepcluster import DeepCluster
 from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR
-from geossl.methods.views import PAIRING_MODES
 
 METHODS: dict[str, type[SSLMethod]] = {
     "simclr": SimCLR,
@@ -26,31 +26,24 @@ METHODS: dict[str, type[SSLMethod]] = {
 #: pairing modes each method supports
 VALID_PAIRINGS: dict[str, tuple[str, ...]] = {name: cls.pairings for name, cls in METHODS.items()}
 
-_WHY_NOT = {
-    "deepcluster": "DeepCluster clusters one image per sample, so it takes a single sensor "
-    "('aug') or stacked sensors ('fusion'), not {pairing!r}",
-}
-
-
 def check_method_pairing(method: str, pairing: str) -> None:
     """Refuse an unknown method or a pairing the method does not support.
+
+    The rule and the message belong to :func:`geossl.pairing.check_method_pairing`; the modes
+    and the reason are the method's own (``pairings``, ``pairing_note``).
 
     Raises:
         ConfigError: with a one-line reason.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if pairing not in PAIRING_MODES:
-        raise ConfigError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRING_MODES)}")
-    if pairing not in VALID_PAIRINGS[method]:
-        why = _WHY_NOT.get(method, "{method} does not support pairing {pairing!r}")
-        raise ConfigError(why.format(method=method, pairing=pairing))
+    cls = METHODS[method]
+    pairing_contract.check_method_pairing(method, pairing, cls.pairings, cls.pairing_note)
 
 
 __all__ = [
     "BYOL",
     "METHODS",
-    "PAIRING_MODES",
     "VALID_PAIRINGS",
     "DeepCluster",
     "MoCo",

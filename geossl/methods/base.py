@@ -28,8 +28,15 @@ from torch import Tensor, nn
 from geossl.errors import ConfigError
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.optim import build_optimizer, warmup_cosine
-from geossl.methods.views import PAIRING_MODES, View, make_views
+from geossl.methods.views import View, make_views
 from geossl.models import Encoder, build_encoder
+from geossl.pairing import (
+    FUSION_MODES,
+    PAIRING_MODES,
+    check_method_pairing,
+    image_key,
+    mode_sensors,
+)
 
 #: dB per unit of S1 data after geossl's default S1 normalisation (VV clipped to [-25, 0] dB,
 #: VH to [-32.5, 0] dB, mapped to [0, 1]): what SAR speckle needs to add dB correctly
@@ -53,7 +60,9 @@ class SSLMethod(LightningModule):
 
     method_name: ClassVar[str] = "base"
     #: pairing modes the method supports
-    pairings: ClassVar[tuple[str, ...]] = tuple(PAIRING_MODES)
+    pairings: ClassVar[tuple[str, ...]] = PAIRING_MODES
+    #: why the other pairing modes are not supported (appended to the refusal)
+    pairing_note: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -119,20 +128,15 @@ class SSLMethod(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         sensors = [str(s) for s in sensors]
-        if pairing not in self.pairings:
-            raise ConfigError(
-                f"method {self.method_name} does not support pairing {pairing!r} "
-                f"(use {', '.join(self.pairings)})"
-            )
-        need = 2 if pairing in ("geo", "fusion", "partial-fusion") else 1
-        if len(sensors) < need:
-            raise ConfigError(f"pairing {pairing!r} needs {need} sensors, got {sensors}")
+        check_method_pairing(f"method {self.method_name}", pairing, self.pairings,
+                             self.pairing_note)
+        used = mode_sensors(pairing, sensors)
         if in_chans is None:
             raise ConfigError("in_chans (bands per sensor) is required")
-        missing = [s for s in sensors[:need] if s not in in_chans]
+        missing = [s for s in used if s not in in_chans]
         if missing:
             raise ConfigError(f"in_chans has no entry for sensor(s) {missing}")
-        self.sensors = sensors[:need] if pairing in ("aug", "temporal", "geo") else sensors
+        self.sensors = used
         self.pairing = pairing
         vit_like = backbone.startswith(("vit", "deit", "eva", "beit", "flexivit"))
         if img_size is None and crop_size is not None and vit_like:
@@ -162,7 +166,7 @@ class SSLMethod(LightningModule):
             fusion = False
         else:
             chans = {s: int(in_chans[s]) for s in self.sensors}
-            fusion = self.pairing in ("fusion", "partial-fusion")
+            fusion = self.pairing in FUSION_MODES
         return build_encoder(backbone, chans, adapter, adapter_out, pretrained, img_size, fusion)
 
     def augments(self, size: int) -> dict[str, SSLAugment]:
@@ -184,7 +188,7 @@ class SSLMethod(LightningModule):
 
     def make_views(self, batch: Mapping[str, Any]) -> tuple[View, View]:
         """Two augmented views of a batch (float32, outside autocast)."""
-        ref = batch[f"image_{self.sensors[0]}"]
+        ref = batch[image_key(self.sensors[0])]
         augs = self.augments(int(ref.shape[-1]))
         with fp32_region(ref.device):
             v1, v2 = make_views(batch, self.pairing, self.sensors, augs,

@@ -35,6 +35,7 @@ from geossl.methods.base import SSLMethod
 from geossl.methods.losses import deepcluster_loss
 from geossl.methods.views import View
 from geossl.models import ClusterHead
+from geossl.pairing import image_key
 
 
 def pca_whiten(x: Tensor, dim: int, eps: float = 1e-5) -> Tensor:
@@ -157,6 +158,9 @@ class DeepCluster(SSLMethod):
 
     method_name: ClassVar[str] = "deepcluster"
     pairings: ClassVar[tuple[str, ...]] = ("aug", "fusion")
+    pairing_note: ClassVar[str | None] = (
+        "DeepCluster clusters one image per sample, so it takes a single sensor ('aug') or "
+        "stacked sensors ('fusion')")
 
     def __init__(  # noqa: D417 - shared arguments documented in SSLMethod
         self,
@@ -246,7 +250,7 @@ class DeepCluster(SSLMethod):
         size = self.crop_size
         images: dict[str, Tensor] = {}
         for s in self.sensors:
-            x = batch[f"image_{s}"].to(dev, non_blocking=True).float()
+            x = batch[image_key(s)].to(dev, non_blocking=True).float()
             if size is not None and x.shape[-1] != size:
                 x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                   antialias=True)

@@ -31,15 +31,14 @@ from torch import Tensor
 
 from geossl.errors import ConfigError
 from geossl.methods.augment import SSLAugment
-
-try:  # the pairing module of the data layer is the reference when it exists
-    from geossl.data.pairing import PAIRING_MODES  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the data layer's progress
-    #: pairing modes (mirrors ``geossl.data.pairing.PAIRING_MODES`` / the data module's list)
-    PAIRING_MODES = ("geo", "aug", "fusion", "partial-fusion", "temporal")
-
-#: per-sample odds of (first sensor only, second sensor only, both) in partial fusion
-DEFAULT_PARTIAL_ODDS = (1 / 3, 1 / 3, 1 / 3)
+from geossl.pairing import (
+    DEFAULT_PARTIAL_ODDS,
+    SENSOR_MASK,
+    apply_sensor_mask,
+    check_pairing,
+    image_key,
+    sample_sensor_mask,
+)
 
 
 @dataclasses.dataclass
@@ -74,59 +73,20 @@ def _aug_for(aug: Mapping[str, SSLAugment] | SSLAugment, sensor: str) -> SSLAugm
     return aug[sensor]
 
 
-def drop_sensors(
-    n: int,
-    n_sensors: int,
-    odds: Sequence[float] = DEFAULT_PARTIAL_ODDS,
-    present: Tensor | None = None,
-    device: torch.device | str = "cpu",
-) -> Tensor:
-    """Random sensor subsets for partial fusion as a ``(n, n_sensors)`` float mask.
-
-    For two sensors each row is ``[1, 0]``, ``[0, 1]`` or ``[1, 1]`` with probabilities
-    ``odds``; for more sensors each sensor is kept with probability 1/2 and at least one stays.
-    Sensors absent in the data (``present`` = 0) are never kept; a row with no present sensor
-    left falls back to ``present``.
-    """
-    device = torch.device(device)
-    if n_sensors == 2:
-        # inverse-CDF sampling against Python-float thresholds: no host sync (torch.multinomial
-        # checks its input on the host) and no constant tensor copied to the device per step
-        if len(odds) != 3 or min(odds) < 0 or sum(odds) <= 0:
-            raise ConfigError(f"partial-fusion odds must be 3 non-negative numbers, got {odds}")
-        total = float(sum(odds))
-        c0, c1 = odds[0] / total, (odds[0] + odds[1]) / total
-        u = torch.rand(n, device=device)
-        first_only, second_only = u < c0, (u >= c0) & (u < c1)
-        mask = torch.stack([~second_only, ~first_only], dim=1).float()
-    else:
-        mask = (torch.rand(n, n_sensors, device=device) < 0.5).float()
-        pick = torch.randint(0, n_sensors, (n, 1), device=device)
-        pick = (torch.arange(n_sensors, device=device)[None, :] == pick).float()
-        mask = torch.where(mask.sum(1, keepdim=True) == 0, pick, mask)
-    if present is not None:
-        present = present.to(device=device, dtype=mask.dtype)
-        mask = mask * present
-        mask = torch.where(mask.sum(1, keepdim=True) == 0, present, mask)
-    return mask
-
-
 def _fused_view(
     batch: Mapping[str, Any],
     sensors: Sequence[str],
     aug: Mapping[str, SSLAugment] | SSLAugment,
     mask: Tensor | None,
 ) -> View:
-    images = {s: _image(batch, f"image_{s}") for s in sensors}
+    images = {s: _image(batch, image_key(s)) for s in sensors}
     first = _aug_for(aug, sensors[0])
     ref = images[sensors[0]]
     theta = first.sample_geometry(ref.shape[0], ref.device)
-    parts = []
-    for i, s in enumerate(sensors):
-        x = _aug_for(aug, s)(images[s], geometry=theta)
-        if mask is not None:
-            x = x * mask[:, i].view(-1, 1, 1, 1).to(x.dtype)
-        parts.append(x)
+    views = {s: _aug_for(aug, s)(images[s], geometry=theta) for s in sensors}
+    if mask is not None:
+        views = apply_sensor_mask(views, mask)
+    parts = [views[s] for s in sensors]
     if mask is None:
         mask = torch.ones(ref.shape[0], len(sensors), device=ref.device)
     return View(torch.cat(parts, dim=1), None, mask)
@@ -157,13 +117,10 @@ def make_views(
         ConfigError: unknown mode, or the batch lacks an image the mode needs.
     """
     sensors = list(sensors)
-    if pairing not in PAIRING_MODES:
-        raise ConfigError(f"unknown pairing {pairing!r}; choose one of {', '.join(PAIRING_MODES)}")
+    check_pairing(pairing, sensors)
     if pairing == "geo":
-        if len(sensors) < 2:
-            raise ConfigError("pairing 'geo' needs two sensors")
         a, b = sensors[0], sensors[1]
-        xa, xb = _image(batch, f"image_{a}"), _image(batch, f"image_{b}")
+        xa, xb = _image(batch, image_key(a)), _image(batch, image_key(b))
         theta = None
         if same_crop:
             theta = _aug_for(aug, a).sample_geometry(xa.shape[0], xa.device)
@@ -172,21 +129,19 @@ def make_views(
         return View(va, a), View(vb, b)
     if pairing in ("aug", "temporal"):
         s = sensors[0]
-        x1 = _image(batch, f"image_{s}")
-        x2 = _image(batch, f"image_{s}_t2") if pairing == "temporal" else x1
+        x1 = _image(batch, image_key(s))
+        x2 = _image(batch, image_key(s, second_date=True)) if pairing == "temporal" else x1
         return View(_aug_for(aug, s)(x1), s), View(_aug_for(aug, s)(x2), s)
-    if len(sensors) < 2:
-        raise ConfigError(f"pairing {pairing!r} needs two sensors")
-    if pairing == "fusion":
-        present = batch.get("sensor_mask")
-        mask = present.float() if isinstance(present, Tensor) else None
-        return (_fused_view(batch, sensors, aug, mask), _fused_view(batch, sensors, aug, mask))
-    # partial-fusion
-    ref = _image(batch, f"image_{sensors[0]}")
-    present = batch.get("sensor_mask")
+    present = batch.get(SENSOR_MASK)
     present_t = present.float() if isinstance(present, Tensor) else None
+    if pairing == "fusion":
+        return (_fused_view(batch, sensors, aug, present_t),
+                _fused_view(batch, sensors, aug, present_t))
+    # partial-fusion
+    ref = _image(batch, image_key(sensors[0]))
     views = []
     for _ in range(2):
-        mask = drop_sensors(ref.shape[0], len(sensors), partial_odds, present_t, ref.device)
+        mask = sample_sensor_mask(ref.shape[0], len(sensors), partial_odds, present_t,
+                                  ref.device)
         views.append(_fused_view(batch, sensors, aug, mask))
     return views[0], views[1]

@@ -292,7 +292,7 @@ def tile(
         options: tiling options.
         workers: processes, one scene each (0 or 1: in this process).
         fmt: ``tif`` (GeoTIFF chips only), or ``npy`` / ``zarr`` to also pack every chip into
-            one store beside the index (see :func:`geossl.datasets.chips.pack`).
+            one store beside the index (see :func:`geossl.tiling.packed.pack`).
         progress: show progress bars.
 
     Returns:
@@ -346,7 +346,7 @@ def tile(
     gdf = chip_index.make_index(rows)
     chip_index.write_index(gdf, report.index)
     if fmt != "tif":
-        from geossl.datasets.chips import pack
+        from geossl.tiling.packed import pack
 
         report.packed = pack(report.index, fmt=fmt, progress=progress)
     report.seconds = time.perf_counter() - start

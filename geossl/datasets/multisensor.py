@@ -1,37 +1,24 @@
-"""Views of one place from several sensors or dates, aligned on the ground.
+"""Several sensors or dates of the same places as one dataset, aligned on the ground.
 
-TorchGeo's trainers take one ``image``; here each sensor keeps its own key so that encoders
-with different band counts can consume them: ``image_s1`` ``(2, H, W)``, ``image_s2``
+Each sensor keeps its own key (:mod:`geossl.pairing`): ``image_s1`` ``(2, H, W)``, ``image_s2``
 ``(13, H, W)``, ... all on one grid (the grid of a reference sensor), plus
-``image_<sensor>_t2`` (a second date, ``temporal`` pairing), ``mask`` / ``label`` when present
-and ``sensor_mask``.
-
-Pairing modes (``--pairing``; the two SSL views are made on the device by
-:func:`geossl.methods.views.make_views`, this module only says which aligned tensors a mode
-needs, :func:`pairing_keys`):
-
-``geo``             S1 view vs S2 view of the same place (>= 2 sensors; the first two pair).
-``aug``             two augmentations of one sensor (the first sensor).
-``fusion``          all sensors stacked in ``sensors`` order (>= 2 sensors).
-``partial-fusion``  fusion where each view keeps a random subset of sensors; missing sensors
-                    are zero-filled and ``sensor_mask`` (``(n_sensors,)`` float, ``sensors``
-                    order, 1 = present) says which (:func:`drop_sensors`).
-``temporal``        one sensor (the first) at two dates of the same place.
-
-Sources of aligned samples:
+``image_<sensor>_t2`` (a second date), ``mask`` when a label raster is joined, and
+``sensor_mask``.
 
 * :class:`MultiSensorDataset`: a TorchGeo :class:`~torchgeo.datasets.GeoDataset` over one
   raster dataset per sensor (e.g. :class:`geossl.datasets.ssl4eo.SSL4EOS12`, SEN12MS's
-  :class:`~geossl.datasets.sen12ms.SEN12MS`). Its index is the spatial intersection of the
-  sensors' acquisitions (dates are ignored for the intersection: S1 and S2 taken on different
-  days still pair; ``time_tolerance`` limits the gap), so every TorchGeo sampler (random, grid,
-  pre-chipped) works over it; a query reads every sensor at the same bounds, resolution and CRS.
+  :class:`~geossl.datasets.sen12ms.SEN12MS`), TorchGeo's ``IntersectionDataset`` keyed per
+  sensor. Its index is the spatial intersection of the sensors' acquisitions (dates are
+  ignored for the intersection: S1 and S2 taken on different days still pair;
+  ``time_tolerance`` limits the gap), so every TorchGeo sampler (random, grid, pre-chipped)
+  works over it; a query reads every sensor at the same bounds, resolution and CRS.
 * :class:`PairedChips`: chip indexes of several sensors (``geossl tile`` output) joined on
   footprint; the partner chips are resampled onto the reference chip's grid.
-* Patch datasets that already return ``image_s1`` / ``image_s2`` on one grid
-  (:class:`~geossl.datasets.sen12ms.SEN12MSPatches`,
-  :class:`~geossl.datasets.bigearthnet.BigEarthNet`)
-  need nothing more; :class:`PairedView` keeps a mode's keys and adds ``sensor_mask``.
+
+Patch datasets that already return ``image_s1`` / ``image_s2`` on one grid
+(:class:`~geossl.datasets.sen12ms.SEN12MSPatches`,
+:class:`~geossl.datasets.bigearthnet.BigEarthNet`) need neither;
+:class:`geossl.data.views.PairedView` reduces any of them to a pairing mode's keys.
 """
 
 from __future__ import annotations
@@ -39,8 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,210 +39,20 @@ import torch
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
-from torch import Tensor
-from torch.utils.data import Dataset
 from torchgeo.datasets import GeoDataset, NonGeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geossl.errors import ConfigError, DataError
 from geossl.io import open_raster
+from geossl.pairing import (
+    SECOND_DATE,
+    SENSOR_MASK,
+    check_sensor_name,
+    image_key,
+    sensor_mask,
+)
 
 PathLike = str | os.PathLike[str]
-
-#: pairing modes accepted by ``--pairing``
-PAIRING_MODES: tuple[str, ...] = ("geo", "aug", "fusion", "partial-fusion", "temporal")
-#: how many sensors a mode needs
-_MIN_SENSORS = {"geo": 2, "aug": 1, "fusion": 2, "partial-fusion": 2, "temporal": 1}
-_SENSOR_RE = re.compile(r"^[a-z][a-z0-9]*$")
-
-
-# --------------------------------------------------------------------------------------------
-# the pairing contract
-# --------------------------------------------------------------------------------------------
-def check_pairing(
-    mode: str,
-    sensors: Sequence[str],
-    method: str | None = None,
-    dates: int | None = None,
-    available: Sequence[str] | None = None,
-) -> None:
-    """Refuse an invalid pairing with a one-line reason.
-
-    Args:
-        mode: pairing mode, one of :data:`PAIRING_MODES`.
-        sensors: sensors in use, in order.
-        method: SSL method; when given, :func:`geossl.methods.check_method_pairing` also checks
-            it supports the mode.
-        dates: most dates available per location for the first sensor (``temporal`` needs 2).
-        available: sensors the dataset provides; any other is unknown.
-
-    Raises:
-        ConfigError: unknown mode or sensor, or too few sensors / dates.
-    """
-    if mode not in PAIRING_MODES:
-        raise ConfigError(f"unknown pairing {mode!r}; choose one of {', '.join(PAIRING_MODES)}")
-    sensors = list(sensors)
-    for s in sensors:
-        if not isinstance(s, str) or not _SENSOR_RE.match(s):
-            raise ConfigError(f"invalid sensor name {s!r} (lower-case letters and digits)")
-        if available is not None and s not in available:
-            raise ConfigError(f"unknown sensor {s!r}; this dataset has {', '.join(available)}")
-    if len(set(sensors)) != len(sensors):
-        raise ConfigError(f"sensors listed twice: {','.join(sensors)}")
-    need = _MIN_SENSORS[mode]
-    if len(sensors) < need:
-        raise ConfigError(f"pairing {mode!r} needs at least {need} sensors, got "
-                          f"{','.join(sensors) or 'none'}")
-    if mode == "temporal" and dates is not None and dates < 2:
-        raise ConfigError(f"pairing 'temporal' needs >= 2 dates of {sensors[0]} at a location, "
-                          f"the data has {dates}")
-    if method is not None:
-        from geossl.methods import check_method_pairing
-
-        check_method_pairing(method, mode)
-
-
-def pairing_keys(mode: str, sensors: Sequence[str]) -> list[str]:
-    """The image keys a sample must carry for ``mode`` over ``sensors``.
-
-    ``geo``: the first two sensors; ``aug``: the first; ``fusion`` / ``partial-fusion``: all
-    (``partial-fusion`` batches also carry ``sensor_mask``); ``temporal``: the first sensor and
-    its second date ``image_<sensor>_t2``.
-
-    Raises:
-        ConfigError: as :func:`check_pairing`.
-    """
-    check_pairing(mode, sensors)
-    sensors = list(sensors)
-    if mode == "geo":
-        return [f"image_{s}" for s in sensors[:2]]
-    if mode == "aug":
-        return [f"image_{sensors[0]}"]
-    if mode == "temporal":
-        return [f"image_{sensors[0]}", f"image_{sensors[0]}_t2"]
-    return [f"image_{s}" for s in sensors]
-
-
-def sensor_mask(present: Sequence[bool] | Tensor) -> Tensor:
-    """``(n_sensors,)`` float32 presence mask (1 = present), in ``sensors`` order."""
-    return torch.as_tensor(present, dtype=torch.float32).reshape(-1)
-
-
-def drop_sensors(x_by_sensor: Mapping[str, Tensor], keep_mask: Tensor) -> dict[str, Tensor]:
-    """Zero-fill the sensors a mask drops (partial fusion); pure, no randomness.
-
-    Args:
-        x_by_sensor: one tensor per sensor, in sensor order: ``(C, H, W)`` for one sample or
-            ``(B, C, H, W)`` for a batch.
-        keep_mask: ``(n_sensors,)`` or ``(B, n_sensors)``; 1 keeps a sensor, 0 zero-fills it.
-
-    Returns:
-        a new dict with the same keys, dropped sensors multiplied by 0.
-
-    Raises:
-        ConfigError: the mask does not have one column per sensor.
-    """
-    names = list(x_by_sensor)
-    if keep_mask.shape[-1] != len(names):
-        raise ConfigError(f"sensor mask has {keep_mask.shape[-1]} entries for "
-                          f"{len(names)} sensors ({', '.join(names)})")
-    out = {}
-    for k, name in enumerate(names):
-        x = x_by_sensor[name]
-        m = keep_mask[..., k].to(dtype=x.dtype, device=x.device)
-        out[name] = x * m.reshape(*m.shape, *([1] * (x.dim() - m.dim())))
-    return out
-
-
-def select_keys(
-    sample: Mapping[str, Any],
-    mode: str,
-    sensors: Sequence[str],
-    channels: Mapping[str, int] | None = None,
-    source_sensors: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Keep what ``mode`` needs of a sample, plus ``sensor_mask``, ``mask``, ``label``, ``id``.
-
-    A sensor missing from the sample is zero-filled (``channels`` gives its band count) and
-    flagged 0 in ``sensor_mask`` for ``partial-fusion``; for other modes it is an error. A
-    ``sensor_mask`` the sample already carries is in ``source_sensors`` order (the dataset's
-    sensors, which may be more than ``sensors``, e.g. a land-cover source); it is reordered
-    to ``sensors`` before being combined.
-
-    Raises:
-        DataError: a key the mode needs is missing, or the sample's ``sensor_mask`` cannot be
-            matched to ``sensors``.
-    """
-    keys = pairing_keys(mode, sensors)
-    out: dict[str, Any] = {}
-    ref = next((sample[k] for k in keys if k in sample), None)
-    present = []
-    for s in sensors:
-        key = f"image_{s}"
-        if key in sample:
-            present.append(True)
-            if key in keys:
-                out[key] = sample[key]
-            continue
-        present.append(False)
-        if key not in keys:
-            continue
-        if mode != "partial-fusion" or ref is None or not channels or s not in channels:
-            have = ", ".join(k for k in sample if str(k).startswith("image"))
-            raise DataError(f"sample has no {key!r} needed by pairing {mode!r} (has {have})")
-        out[key] = torch.zeros(channels[s], *ref.shape[-2:], dtype=ref.dtype)
-    for key in keys:
-        if key not in out:
-            if key not in sample:
-                raise DataError(f"sample has no {key!r} needed by pairing {mode!r}")
-            out[key] = sample[key]
-    mask = sensor_mask(present)
-    if "sensor_mask" in sample:
-        given = torch.as_tensor(sample["sensor_mask"], dtype=torch.float32).reshape(-1)
-        if source_sensors is not None and len(given) == len(source_sensors):
-            lookup = dict(zip(source_sensors, given.tolist()))
-            given = sensor_mask([lookup.get(s, 1.0) for s in sensors])
-        if given.shape != mask.shape:
-            raise DataError(f"sample's sensor_mask has {len(given)} entries for the sensors "
-                            f"{','.join(sensors)}; give the dataset's sensor order")
-        mask = mask * given
-    out["sensor_mask"] = mask
-    for key in ("mask", "mask_lc", "label", "id"):
-        if key in sample:
-            out[key] = sample[key]
-    return out
-
-
-class PairedView(Dataset[dict[str, Any]]):
-    """A map-style dataset reduced to a pairing mode's keys (:func:`select_keys`).
-
-    Works over any dataset of per-sensor samples: SEN12MS / BigEarthNet patches,
-    :class:`PairedChips`, or a :class:`MultiSensorDataset` indexed by a GeoSampler.
-    """
-
-    def __init__(self, dataset: Any, mode: str, sensors: Sequence[str],
-                 channels: Mapping[str, int] | None = None) -> None:
-        """Wrap ``dataset`` (see :func:`select_keys` for the arguments).
-
-        The dataset's own ``sensors`` (when a list of names, as in :class:`MultiSensorDataset`
-        and :class:`PairedChips`) give the order of the ``sensor_mask`` its samples carry.
-        """
-        check_pairing(mode, sensors)
-        self.dataset = dataset
-        self.mode = mode
-        self.sensors = list(sensors)
-        self.channels = dict(channels or {})
-        own = getattr(dataset, "sensors", None)
-        self.source_sensors = [str(x) for x in own] if isinstance(own, list | tuple) else None
-
-    def __len__(self) -> int:
-        """Length of the wrapped dataset."""
-        return len(self.dataset)
-
-    def __getitem__(self, index: Any) -> dict[str, Any]:
-        """The wrapped sample reduced to the mode's keys."""
-        return select_keys(self.dataset[index], self.mode, self.sensors, self.channels,
-                           self.source_sensors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,8 +140,7 @@ class MultiSensorDataset(GeoDataset):
             raise ConfigError("MultiSensorDataset needs at least one dataset")
         names = list(datasets)
         for name in names:
-            if not _SENSOR_RE.match(name):
-                raise ConfigError(f"invalid sensor name {name!r} (lower-case letters, digits)")
+            check_sensor_name(name)
             if not isinstance(datasets[name], GeoDataset):
                 raise ConfigError(f"sensor {name!r} is not a TorchGeo GeoDataset")
         if reference is None:
@@ -375,7 +170,7 @@ class MultiSensorDataset(GeoDataset):
         self.slots: list[tuple[str, str]] = [(reference, reference)]
         self.slots += [(n, n) for n in names if n != reference]
         if temporal is not None:
-            self.slots.append((f"{temporal}_t2", temporal))
+            self.slots.append((f"{temporal}{SECOND_DATE}", temporal))
         base = self._frame(reference, reference)
         for slot, sensor in self.slots[1:]:
             base = self._join(base, slot, sensor, dates, tol)
@@ -418,7 +213,7 @@ class MultiSensorDataset(GeoDataset):
         t_ref = joined[f"_t_{self.reference}"].to_numpy()
         t_new = joined[f"_t_{slot}"].to_numpy()
         gap = np.abs(np.nan_to_num(t_new - t_ref, nan=0.0))
-        if slot.endswith("_t2"):
+        if slot.endswith(SECOND_DATE):
             first = joined[f"_t_{sensor}"].to_numpy()
             keep &= np.nan_to_num(t_new, nan=-np.inf) > np.nan_to_num(first, nan=np.inf)
             gap = t_new - first
@@ -428,7 +223,7 @@ class MultiSensorDataset(GeoDataset):
         if joined.empty:
             names = f"{self.reference} ({_where(self.datasets[self.reference])}) and {sensor} " \
                     f"({_where(self.datasets[sensor])})"
-            if slot.endswith("_t2"):
+            if slot.endswith(SECOND_DATE):
                 raise DataError(f"temporal pairing needs two dates of {sensor} at one place; "
                                 f"none found in {_where(self.datasets[sensor])}")
             if keep.any() or not len(left_i):
@@ -483,8 +278,8 @@ class MultiSensorDataset(GeoDataset):
             if slot in self._mask_key:
                 sample[self._mask_key[slot]] = sub["mask"]
             else:
-                sample[f"image_{slot}"] = sub["image"].float()
-        sample["sensor_mask"] = torch.ones(len(self.sensors), dtype=torch.float32)
+                sample[image_key(sensor, slot != sensor)] = sub["image"].float()
+        sample[SENSOR_MASK] = torch.ones(len(self.sensors), dtype=torch.float32)
         sample["crs"] = self.crs
         sample["bounds"] = (x, y, t)
         if self.transforms is not None:
@@ -593,14 +388,14 @@ class PairedChips(NonGeoDataset):
                                 "overlap")
         if temporal is not None:
             first = np.arange(len(ref)) if temporal == reference else pairs[temporal]
-            pairs[f"{temporal}_t2"] = self._match(ref, self.frames[temporal], tol, later=True,
-                                                  after=first)
+            pairs[f"{temporal}{SECOND_DATE}"] = self._match(ref, self.frames[temporal], tol,
+                                                            later=True, after=first)
         keep = np.ones(len(ref), dtype=bool)
         if require == "all":
             for p in pairs.values():
                 keep &= p >= 0
         elif temporal is not None:
-            keep &= pairs[f"{temporal}_t2"] >= 0
+            keep &= pairs[f"{temporal}{SECOND_DATE}"] >= 0
         if not keep.any():
             raise DataError(f"no {reference} chip ({self.where[reference]}) has a partner in "
                             f"every sensor ({', '.join(self.where[n] for n in names)})")
@@ -665,7 +460,7 @@ class PairedChips(NonGeoDataset):
         present = []
         slots = [(s, s) for s in self.sensors]
         if self.temporal is not None:
-            slots.append((f"{self.temporal}_t2", self.temporal))
+            slots.append((f"{self.temporal}{SECOND_DATE}", self.temporal))
         for slot, sensor in slots:
             if slot == self.reference:
                 img = ref_img
@@ -677,8 +472,8 @@ class PairedChips(NonGeoDataset):
                     img = _read_on_grid(self._path(sensor, pos), *grid)
             if slot in self.sensors:
                 present.append(slot == self.reference or int(self.pairs[slot][index]) >= 0)
-            sample[f"image_{slot}"] = torch.from_numpy(img)
-        sample["sensor_mask"] = sensor_mask(present)
+            sample[image_key(sensor, slot != sensor)] = torch.from_numpy(img)
+        sample[SENSOR_MASK] = sensor_mask(present)
         sample["id"] = self.ids[index]
         sample["crs"] = str(self.frames[self.reference]["crs"].iloc[r])
         b = self.frames[self.reference][["minx", "miny", "maxx", "maxy"]].iloc[r]

@@ -1,0 +1,1 @@
+"""Loading for pretraining: multi-sensor views, the data module, statistics, normalisation."""
