@@ -9,14 +9,12 @@ from ``hyper_parameters`` alone.
 from __future__ import annotations
 
 import os
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from geossl.errors import DataError
+from geossl.io import load_torch_file
 from geossl.models import Encoder, build_encoder
 
 #: metadata keys returned by :func:`load_encoder`
@@ -25,29 +23,22 @@ META_KEYS = ("backbone", "in_chans", "sensors", "bands", "method", "pairing", "a
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint on the CPU.
+    """Load a checkpoint on the CPU, as data only.
 
-    Tries ``weights_only=True`` first (tensors and plain Python only); checkpoints holding other
-    pickled objects (e.g. from callbacks) fall back to a full unpickle, which is only safe for
-    files you trust: geossl reads the checkpoints it wrote.
+    Only tensors, plain Python values and the few value types of
+    :func:`geossl.io.safe_globals` are rebuilt (``torch.load(weights_only=True)``); a file
+    naming any other Python object is refused, never unpickled: checkpoints are shared, and
+    unpickling one could run arbitrary code.
 
     Raises:
-        DataError: missing, truncated or not a checkpoint.
+        DataError: missing, truncated, not a checkpoint, or holding pickled objects.
     """
     p = Path(path)
     if not p.is_file():
         raise DataError("checkpoint not found", p)
     if not zipfile.is_zipfile(p):
         raise DataError("not a valid checkpoint (truncated or not a torch file)", p)
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=False)
-        except Exception as err:
-            raise DataError(f"not a readable checkpoint ({type(err).__name__})", p) from err
-    except Exception as err:
-        raise DataError(f"not a readable checkpoint ({type(err).__name__}: {err})", p) from err
+    obj = load_torch_file(p, "checkpoint")
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise DataError("not a geossl pretraining checkpoint (no state_dict)", p)
     return obj

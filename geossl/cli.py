@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GeosslError as err:
         print(f"geossl {name}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"geossl {name}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        detail = " ".join(str(err).split())  # e.g. where pretrain saved its state
+        print(f"geossl {name}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 130
     return int(status or 0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,47 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def check_writable(path: PathLike, folder: bool, flag: str = "--out") -> Path:
+    """Check, before any work, that an output can be written; nothing is created.
+
+    ``path`` must not name something of the other kind (a file for a folder output, a folder
+    for a file output), and the folder that will hold it (its nearest existing ancestor when
+    it does not exist yet) must be a folder in which a file can be created: this is probed
+    with a temporary file, removed at once, so permissions, read-only file systems and ACLs
+    all count as they will for the real write.
+
+    Args:
+        path: the output.
+        folder: whether the output is a folder (``True``) or a file (``False``).
+        flag: the option naming it, for the message.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DataError: one line naming ``path`` and the problem.
+    """
+    p = Path(path).expanduser()
+    if p.exists() or p.is_symlink():
+        if folder and not p.is_dir():
+            raise DataError(f"{flag} names an existing file; give a folder", p)
+        if not folder and p.is_dir():
+            raise DataError(f"{flag} names an existing folder; give a file name", p)
+    parent = p if folder and p.is_dir() else p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DataError(f"{flag} cannot be created: {parent} is a file, not a folder", p)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".geossl-write-test-", dir=parent)
+    except OSError as err:
+        why = err.strerror or type(err).__name__
+        raise DataError(f"{flag} is not writable ({why}: {parent})", p) from err
+    os.close(fd)
+    os.unlink(probe)
+    return p
+
+
 def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
     """Open a raster for reading, turning GDAL errors into a one-line :class:`DataError`.
 
@@ -84,3 +126,76 @@ def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# torch files: data only, never code
+# --------------------------------------------------------------------------------------------
+def safe_globals() -> list[Any]:
+    """Python objects a geossl checkpoint may hold besides what ``weights_only`` always allows.
+
+    ``torch.load(weights_only=True)`` already accepts tensors, storages, ``OrderedDict``,
+    dtypes, ``torch.Size`` and plain Python containers and scalars; checkpoints written by
+    ``geossl pretrain`` (every method, 32-bit and mixed precision, measured with
+    ``pickletools``) hold nothing else. This allow-list adds only value types that reach a
+    checkpoint when a library user passes them as hyper-parameters: NumPy scalars, dtypes and
+    arrays, and ``pathlib`` paths. None of them runs code when rebuilt.
+    """
+    import pathlib
+
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 / NumPy 1
+    items: list[Any] = [core.multiarray.scalar, core.multiarray._reconstruct, np.ndarray,
+                        np.dtype, pathlib.PosixPath, pathlib.PurePosixPath,
+                        pathlib.PureWindowsPath]
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64", "complex64", "complex128"):
+        items.append(type(np.dtype(name)))  # numpy.dtypes.Float64DType, ...
+    return items
+
+
+_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+
+
+def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load`` a file as data only: tensors, plain values and :func:`safe_globals`.
+
+    Never falls back to a full unpickle: a file whose pickle names any other Python object
+    (a function such as ``os.system``, a class) is refused before anything is called, whoever
+    wrote it. Checkpoints are shared between people; loading one must not run code.
+
+    Args:
+        path: the file (a torch zip archive, or the legacy format).
+        what: what the file is, for the error message (``checkpoint``, ``weights file``).
+
+    Returns:
+        the loaded object, on the CPU.
+
+    Raises:
+        DataError: missing or unreadable file, or one holding objects outside the allow-list.
+    """
+    import pickle
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{what} not found", p)
+    try:
+        with torch.serialization.safe_globals(safe_globals()):
+            return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        found = _GLOBAL.search(text)
+        if not found and "nsupported" not in text:  # not a refusal: damaged pickle data
+            raise DataError(f"not a readable {what} (damaged pickle data)", p) from err
+        name = f" ({found.group(1)})" if found else ""
+        raise DataError(
+            f"refused: the {what} holds pickled Python objects other than tensors and plain "
+            f"values{name}; geossl loads {what}s as data only and never runs code from them",
+            p,
+        ) from err
+    except Exception as err:
+        raise DataError(f"not a readable {what} ({type(err).__name__}: "
+                        f"{_first_line(err)})", p) from err

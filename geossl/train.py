@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import signal
+import sys
+import threading
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,8 +31,8 @@ from typing import Any
 import torch
 import yaml
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text
+from geossl.errors import ConfigError, DataError, GeosslError
+from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
 #: optimiser names accepted by ``--optimizer``
@@ -95,7 +99,49 @@ class PretrainConfig:
         kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
         if kwargs.get("devices") is not None:
             kwargs["devices"] = str(kwargs["devices"])
+        _run_config_paths(kwargs, values.get("config"))
         return cls(**kwargs)
+
+
+#: fields holding paths; ``OUT/config.yaml`` stores them absolute
+PATH_FIELDS = ("root", "out", "index", "splits", "stats", "pretrained")
+
+
+def _run_config_paths(kwargs: dict[str, Any], config_files: Any) -> None:
+    """Read the paths of a run's own ``config.yaml`` the same from any folder.
+
+    A run's ``OUT/config.yaml`` (its folder holds ``checkpoints/``) belongs to that folder:
+    unless ``--out`` is given on the command line, ``out`` is the config's folder, so
+    ``geossl pretrain --config RUN/config.yaml --resume last`` resumes RUN from anywhere, even
+    after RUN was moved. Files written before paths were stored absolute hold paths relative
+    to the folder the run was started from; that folder is recovered from ``out`` (RUN ends
+    with it) and the other relative paths read from the file are resolved against it.
+    """
+    import yaml
+
+    for item in reversed(list(config_files or [])):
+        cfile = Path(os.fspath(item)).expanduser().absolute()
+        run = cfile.parent
+        if not (run / "checkpoints").is_dir():
+            continue
+        try:
+            doc = yaml.safe_load(cfile.read_text())
+        except (OSError, yaml.YAMLError):
+            return
+        if not isinstance(doc, dict) or kwargs.get("out") != doc.get("out"):
+            return  # --out given on the command line wins
+        kwargs["out"] = str(run)
+        stored = Path(str(doc.get("out") or ""))
+        parts = stored.parts
+        if stored.is_absolute() or not parts or run.parts[-len(parts):] != parts:
+            return
+        base = Path(*run.parts[: len(run.parts) - len(parts)])
+        for key in PATH_FIELDS:
+            value = doc.get(key)
+            if (key != "out" and isinstance(value, str) and not Path(value).is_absolute()
+                    and kwargs.get(key) == value):
+                kwargs[key] = str(base / value)
+        return
 
 
 def parse_sensors(value: str | Sequence[str]) -> list[str]:
@@ -339,6 +385,10 @@ def write_config(config: PretrainConfig, path: Path) -> None:
     values = dataclasses.asdict(config)
     values["sensors"] = ",".join(config.sensors)
     values.pop("resume", None)
+    for key in PATH_FIELDS:  # absolute: the file reruns the same run from any folder
+        value = values.get(key)
+        if isinstance(value, str) and (key != "pretrained" or Path(value).expanduser().exists()):
+            values[key] = str(Path(value).expanduser().absolute())
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
@@ -402,10 +452,70 @@ def progress_bar(refresh_rate: int = 10) -> Any:
     return _ProgressBar(refresh_rate=refresh_rate)
 
 
-def _loggers(out: Path) -> list[Any]:
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+def keep_history(metrics_csv: Path, before: int) -> list[str]:
+    """Keep the rows of ``metrics_csv`` logged before step ``before`` (atomically).
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(out / "logs"), name="", version="csv")]
+    A resumed run restarts at its checkpoint's step: rows the interrupted run logged after it
+    are logged again, rows before it are the run's history. Rows are written back under a
+    sorted header, as Lightning's CSV logger writes it, so that new rows can be appended.
+
+    Returns:
+        the header (empty when there is no file yet).
+    """
+    import csv
+
+    if not metrics_csv.is_file():
+        return []
+    try:
+        with metrics_csv.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            keys = sorted(reader.fieldnames or [])
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []  # unreadable log: Lightning starts a new one
+
+    def step(row: dict[str, Any]) -> float:
+        try:
+            return float(row.get("step") or "nan")
+        except ValueError:
+            return float("nan")
+
+    kept = [row for row in rows if not step(row) >= before]
+    with atomic_path(metrics_csv) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
+    return keys
+
+
+def _loggers(out: Path, keep_before: int | None = None) -> list[Any]:
+    """CSV and TensorBoard loggers under ``OUT/logs``.
+
+    Lightning's CSV logger deletes ``metrics.csv`` when it starts; for a resumed run
+    (``keep_before``: the checkpoint's step) the history before that step is kept in the file
+    instead and new rows are appended to it, so a kill at any time leaves the whole history.
+    """
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+    from lightning.pytorch.loggers.logger import rank_zero_experiment
+
+    class HistoryWriter(ExperimentWriter):  # type: ignore[misc]
+        def _check_log_dir_exists(self) -> None:
+            if keep_before is None:
+                super()._check_log_dir_exists()
+            else:
+                self.metrics_keys = keep_history(Path(self.metrics_file_path), keep_before)
+
+    class HistoryCSVLogger(CSVLogger):  # type: ignore[misc]
+        @property
+        @rank_zero_experiment  # type: ignore[untyped-decorator,misc]
+        def experiment(self) -> Any:
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = HistoryWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    loggers: list[Any] = [HistoryCSVLogger(save_dir=str(out / "logs"), name="", version="csv")]
     try:
         loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tb",
                                          default_hp_metric=False))
@@ -448,8 +558,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
-    out = Path(config.out)
+    out = Path(config.out).expanduser().absolute()
+    check_writable(out, folder=True)
     ckpt_path = resolve_resume(config.resume, out)
+    resumed = read_resume_checkpoint(ckpt_path, config) if ckpt_path else None
     if ckpt_path is not None:
         print(f"geossl pretrain: resuming from {ckpt_path}")
     accelerator = resolve_accelerator(config.accelerator)
@@ -477,10 +589,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if max_steps <= 0:
         max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
     method = build_method(config, in_chans, max_steps)
+    if resumed is not None and ckpt_path is not None:
+        check_resume_fits(resumed, method, Path(ckpt_path))
     _optimize_for_speed(method, config.compile, config.channels_last)
 
-    if getattr(rank_zero_only, "rank", 0) == 0:
-        write_config(config, out / "config.yaml")
     ckpt_dir = out / "checkpoints"
     checkpoint = ModelCheckpoint(
         dirpath=str(ckpt_dir),
@@ -490,15 +602,22 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         save_top_k=-1,
         save_last=True,
     )
+    # OUT/config.yaml only once the run has started correctly (resumed state restored): a
+    # failed start, e.g. resuming with another --method, keeps the run's own config
+    started = _on_train_start(
+        lambda: write_config(config, out / "config.yaml")
+        if getattr(rank_zero_only, "rank", 0) == 0 else None
+    )
     log_every = config.log_every or max(1, min(50, max_steps // 20))
+    keep_before = int(resumed.get("global_step", 0)) if resumed is not None else None
     trainer = Trainer(
         accelerator=accelerator,
         devices=resolve_devices(config.devices),
         precision=precision,  # type: ignore[arg-type]
         max_steps=config.max_steps,
         max_epochs=config.max_epochs,
-        callbacks=[checkpoint, LearningRateMonitor("step"), progress_bar(), *callbacks],
-        logger=_loggers(out),
+        callbacks=[checkpoint, LearningRateMonitor("step"), progress_bar(), started, *callbacks],
+        logger=_loggers(out, keep_before),
         default_root_dir=str(out),
         log_every_n_steps=log_every,
         limit_val_batches=0,
@@ -509,47 +628,154 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         enable_model_summary=False,
     )
     metrics_csv = out / "logs" / "csv" / "metrics.csv"
-    # Lightning's CSV logger deletes an existing metrics.csv: keep the history of a resumed run
-    previous = _read_csv(metrics_csv) if ckpt_path and trainer.is_global_zero else None
-    try:
-        trainer.fit(method, datamodule=dm, ckpt_path=ckpt_path)
-    finally:
-        if previous is not None:
-            _merge_history(previous, metrics_csv)
+    fit_kwargs: dict[str, Any] = {}
+    if "weights_only" in inspect.signature(trainer.fit).parameters:
+        fit_kwargs["weights_only"] = True  # Lightning's own load of the resumed checkpoint
+    interrupt = _Interrupt(trainer)
+    hard_stop: BaseException | None = None
+    # data only in Lightning's load too (the file was already checked by read_resume_checkpoint)
+    with interrupt, torch.serialization.safe_globals(safe_globals()):
+        try:
+            trainer.fit(method, datamodule=dm, ckpt_path=ckpt_path, **fit_kwargs)
+        except (Exception, SystemExit) as err:
+            if not interrupt.requested:
+                if isinstance(err, SystemExit | GeosslError):
+                    raise
+                if ckpt_path is not None and not started.done:
+                    raise DataError(f"cannot resume from this checkpoint "
+                                    f"({type(err).__name__}: {_first_line(err)})",
+                                    ckpt_path) from err
+                raise
+            hard_stop = err  # Ctrl-C twice, or a loader worker that died of the Ctrl-C
     last = ckpt_dir / "last.ckpt"
     step_ckpt = ckpt_dir / f"step={trainer.global_step}.ckpt"
-    if trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists():
+    saved = False
+    if (trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists()
+            and not isinstance(hard_stop, SystemExit)):
         # the run ended (or was interrupted) between two checkpoint intervals: keep its end
         trainer.save_checkpoint(step_ckpt)
         trainer.save_checkpoint(last)
+        saved = True
     if trainer.is_global_zero:
         plot_loss_curve(metrics_csv, out / "loss_curve.png")
+    if interrupt.requested:
+        newest = newest_checkpoint(ckpt_dir)
+        where = (f"checkpoint {step_ckpt}" if saved or step_ckpt.exists() else
+                 f"newest checkpoint {newest}" if newest else "no checkpoint yet")
+        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
+                                f"with --resume last")
     return last
 
 
-def _read_csv(path: Path) -> Any:
-    import pandas as pd
-
-    if not path.exists():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError):  # empty or half-written log: nothing worth keeping
-        return None
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
-def _merge_history(previous: Any, path: Path) -> None:
-    """Prepend the rows of ``previous`` logged before the resumed run's first step."""
-    import pandas as pd
+def read_resume_checkpoint(path: str, config: PretrainConfig) -> dict[str, Any]:
+    """Read the checkpoint to resume from, as data only, and check it is one of this method.
 
-    current = _read_csv(path)
-    if current is None or "step" not in current.columns or not len(current):
-        merged = previous
-    else:
-        old = previous[previous["step"] < current["step"].min()] if "step" in previous else None
-        merged = current if old is None else pd.concat([old, current], ignore_index=True)
-    with atomic_path(path) as tmp:
-        merged.to_csv(tmp, index=False)
+    Lightning loads the file again to restore the training state; it is read here first with
+    the same data-only loader, so a file holding pickled code is refused with one line before
+    Lightning sees it, and a checkpoint of another method is refused before any work.
+
+    Raises:
+        DataError: unreadable, not a geossl pretraining checkpoint, or another method's.
+    """
+    from geossl.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    for key in ("global_step", "loops", "optimizer_states"):
+        if key not in ckpt:
+            raise DataError(f"not a checkpoint to resume from (no {key}; e.g. an exported "
+                            "encoder)", path)
+    meta = ckpt.get("geossl") or {}
+    hp = ckpt.get("hyper_parameters") or {}
+    method = meta.get("method") or hp.get("method")
+    if method is not None and str(method) != config.method:
+        raise DataError(f"checkpoint of a {method} run: cannot resume it with --method "
+                        f"{config.method} (resume with --method {method}, or start a new "
+                        "run in another --out)", path)
+    return ckpt
+
+
+def check_resume_fits(ckpt: dict[str, Any], method: Any, path: Path) -> None:
+    """Refuse a checkpoint whose weights do not fit the method built from the config.
+
+    Raises:
+        DataError: missing, unexpected or differently shaped weights (another backbone,
+            sensors, pairing, adapter, ...), naming the first one.
+    """
+    want = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in method.state_dict().items()}
+    have = {k.replace("_orig_mod.", ""): tuple(v.shape) for k, v in ckpt["state_dict"].items()
+            if hasattr(v, "shape")}
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    shaped = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if missing or unexpected or shaped:
+        hint = (f"{shaped[0]} is {have[shaped[0]]} in the checkpoint, {want[shaped[0]]} here"
+                if shaped else f"e.g. {(missing or unexpected)[0]}")
+        raise DataError(f"checkpoint weights do not fit this run's model ({len(missing)} "
+                        f"missing, {len(unexpected)} unexpected, {len(shaped)} of another "
+                        f"shape: {hint}); resume with the run's own options (--config "
+                        "RUN/config.yaml)", path)
+
+
+def _on_train_start(action: Any) -> Any:
+    """A Lightning callback running ``action`` once training has started (state restored).
+
+    Its ``done`` attribute tells whether it ran.
+    """
+    from lightning.pytorch.callbacks import Callback
+
+    class OnTrainStart(Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.done = False
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            action()
+            self.done = True
+
+    return OnTrainStart()
+
+
+class _Interrupt:
+    """Ctrl-C (SIGINT) during training: stop after the current step instead of at once.
+
+    Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving; here the first
+    SIGINT asks the trainer to stop at the end of the step, so that :func:`pretrain` saves a
+    checkpoint, plots the loss and reports the interruption (exit status 130 from the CLI).
+    A second SIGINT stops at once. Loader workers forked during training inherit the handler,
+    so they keep serving the last batches instead of dying of the Ctrl-C.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.requested = False
+        self._pid = os.getpid()
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._pid:  # a forked loader worker: the main process decides
+            return
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.trainer.should_stop = True
+        print("\ngeossl pretrain: interrupted, saving after this step (Ctrl-C again to stop "
+              "at once)", flush=True)
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+        sys.stdout.flush()
 
 
 def sample_in_chans(dm: Any) -> dict[str, int]:

@@ -80,7 +80,7 @@ from geossl.eval.handcrafted import logreg_scores, patch_mean_features
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import single_label_metrics
-from geossl.io import atomic_path, atomic_write_text
+from geossl.io import atomic_path, atomic_write_text, load_torch_file
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
 SENSOR = "polsar"
@@ -589,9 +589,10 @@ def load_pretrained(folder: str | Path, name: str, cfg: PolsarBenchConfig
     if not info or not weights.is_file():
         raise ConfigError(f"{folder} holds no {name} encoder")
     enc = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
+    state = load_torch_file(weights, "encoder file")  # data only: never runs code from it
     try:
-        enc.load_state_dict(torch.load(weights, map_location="cpu"))
-    except (OSError, RuntimeError) as err:
+        enc.load_state_dict(state)
+    except (RuntimeError, TypeError) as err:
         raise DataError(f"cannot load the encoder ({err})", weights) from err
     info["loaded_from"] = str(weights)
     info.setdefault("curve", [])

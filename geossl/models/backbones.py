@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import timm
-import torch
 from torch import Tensor, nn
 
 from geossl.errors import ConfigError, DataError
+from geossl.io import load_torch_file
 
 #: ViT-like families whose constructor takes ``img_size`` (and ``patch_size``)
 _SIZED_PREFIXES = ("vit_", "deit", "eva", "beit", "flexivit", "cait", "xcit", "pit_")
@@ -139,11 +139,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
             return dict(load_file(str(path)))
         except Exception as err:
             raise DataError(f"not a readable safetensors file ({err})", path) from err
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"not a readable weights file ({first})", path) from err
+    obj = load_torch_file(path, "weights file")  # data only: never runs code from the file
     for key in ("state_dict", "model", "model_state", "module", "teacher", "params"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]
