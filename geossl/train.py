@@ -467,12 +467,14 @@ def keep_history(metrics_csv: Path, before: int) -> list[str]:
     if not metrics_csv.is_file():
         return []
     try:
-        with metrics_csv.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            keys = sorted(reader.fieldnames or [])
+        text = metrics_csv.read_text()
+        reader = csv.DictReader(text.splitlines())
+        rows = list(reader)
+        keys = sorted(reader.fieldnames or [])
     except (OSError, csv.Error, UnicodeDecodeError):
         return []  # unreadable log: Lightning starts a new one
+    if rows and not text.endswith("\n"):
+        rows.pop()  # a row cut short by a kill
 
     def step(row: dict[str, Any]) -> float:
         try:
@@ -493,7 +495,8 @@ def _loggers(out: Path, keep_before: int | None = None) -> list[Any]:
 
     Lightning's CSV logger deletes ``metrics.csv`` when it starts; for a resumed run
     (``keep_before``: the checkpoint's step) the history before that step is kept in the file
-    instead and new rows are appended to it, so a kill at any time leaves the whole history.
+    instead and new rows are appended to it, each as it is logged, so a kill at any time
+    leaves the whole history.
     """
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -515,7 +518,9 @@ def _loggers(out: Path, keep_before: int | None = None) -> list[Any]:
                 self._experiment = HistoryWriter(log_dir=self.log_dir)
             return self._experiment
 
-    loggers: list[Any] = [HistoryCSVLogger(save_dir=str(out / "logs"), name="", version="csv")]
+    # every row reaches the disk when logged (an append): a kill loses nothing logged before it
+    loggers: list[Any] = [HistoryCSVLogger(save_dir=str(out / "logs"), name="", version="csv",
+                                           flush_logs_every_n_steps=1)]
     try:
         loggers.append(TensorBoardLogger(save_dir=str(out / "logs"), name="", version="tb",
                                          default_hp_metric=False))
