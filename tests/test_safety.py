@@ -133,7 +133,7 @@ def test_allow_list_and_refusal_in_the_loader(tmp_path: Path) -> None:
 
     bad = tmp_path / "custom.pt"
     torch.save({"obj": Harmless()}, bad)
-    with pytest.raises(DataError, match="refused.*Harmless"):
+    with pytest.raises(DataError, match=r"refused.*Harmless"):
         load_torch_file(bad, "weights file")
 
 
