@@ -8,7 +8,7 @@ pretraining runs (resnet18, 32 px, batch 4, 2 steps) on the TRAIN side only:
 * ``geo``: MoCo with S1/S2 pairs through per-sensor stems and one shared trunk;
 * ``fusion``: MoCo on stacked S1+S2 with the missing-sensor mask (``partial-fusion``);
 
-then on each checkpoint ``geossl export`` (loaded into TorchGeo's ``ClassificationTask``, logits
+then on each checkpoint ``geossl export`` (loaded into TorchGeo's classification task, logits
 equal to geossl's encoder + the same linear head), ``geossl evaluate`` (every protocol, label
 budgets from the train side, two seeds) and ``geossl embed`` (zarr cube and cluster map of a
 GeoTIFF scene), plus the one-line errors for bad input.
@@ -132,7 +132,9 @@ def _inputs(name: str) -> tuple[Any, torch.Tensor, dict[str, Any]]:
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_export_loads_in_torchgeo(name: str, runs: dict[str, Path], tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+    from geossl.compat import task_class
+
+    ClassificationTask = task_class("classification")  # Classification on 0.10
 
     out = tmp_path / f"{name}.ckpt"
     extra = ["--sensor", "s2"] if name == "geo" else []

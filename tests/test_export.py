@@ -1,10 +1,15 @@
-"""Export round trip: geossl encoder -> file -> TorchGeo ClassificationTask /
-SemanticSegmentationTask / WeightsEnum / timm, with every backbone tensor loaded."""
+"""Export round trip: geossl encoder -> file -> TorchGeo's classification and segmentation tasks
+/ WeightsEnum / timm, with every backbone tensor loaded.
+
+The task classes are the ones the installed TorchGeo offers (:func:`geossl.compat.task_names`):
+``torchgeo.trainers.ClassificationTask`` on 0.8.1; on 0.10 ``torchgeo.tasks.Classification``
+(preferred) and the deprecated ``torchgeo.trainers.ClassificationTask`` alias, both tested."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +18,7 @@ import timm
 import torch
 from torch import nn
 
+from geossl import compat
 from geossl.errors import ConfigError
 from geossl.eval.features import EncoderSource
 from geossl.export import export
@@ -77,18 +83,27 @@ def _assert_backbone_loaded(model: nn.Module, source_state: dict[str, torch.Tens
     assert compared == len([k for k in source_state if not k.endswith("num_batches_tracked")])
 
 
-def test_classification_task_round_trip(tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+@pytest.mark.parametrize("task_name", compat.task_names("classification"))
+def test_classification_task_round_trip(tmp_path: Path, task_name: str) -> None:
+    task_cls = compat.resolve(task_name)
+    preferred = task_name == compat.task_names("classification")[0]
 
     src = _source()
     res = export(src, tmp_path / "enc.ckpt")
     assert res.model == "resnet18" and res.in_chans == N_BANDS
     blob = torch.load(res.weights, weights_only=True)  # as TorchGeo loads it
     assert blob["hyper_parameters"]["model"] == "resnet18"
+    name, state = compat.extract_backbone(str(res.weights))  # what the task calls
+    assert name == "resnet18" and "fc.weight" not in state
+    assert all(torch.equal(v, src.encoder.backbone.state_dict()[k]) for k, v in state.items())  # type: ignore[union-attr,operator]
 
-    with torch.no_grad():
-        task = ClassificationTask(model="resnet18", weights=str(res.weights),
-                                  in_channels=N_BANDS, num_classes=K)
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        task = task_cls(model="resnet18", weights=str(res.weights), in_channels=N_BANDS,
+                        num_classes=K)
+    deprecated = [w for w in caught if issubclass(w.category, DeprecationWarning)
+                  and "torchgeo" in str(w.message)]
+    assert not deprecated if preferred else deprecated  # the alias warns on 0.10 only
     _assert_backbone_loaded(task.model, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
 
     head = nn.Linear(src.encoder.num_features, K)  # type: ignore[arg-type]
@@ -115,14 +130,15 @@ def test_classification_task_round_trip(tmp_path: Path) -> None:
     assert side["mean"] == [0.1] * N_BANDS and side["std"] == [0.2] * N_BANDS
 
 
-def test_segmentation_task_loads_encoder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task_name", compat.task_names("segmentation"))
+def test_segmentation_task_loads_encoder(tmp_path: Path, task_name: str) -> None:
     pytest.importorskip("segmentation_models_pytorch")
-    from torchgeo.trainers import SemanticSegmentationTask
+    task_cls = compat.resolve(task_name)
 
     src = _source()
     res = export(src, tmp_path / "enc.ckpt")
-    task = SemanticSegmentationTask(model="unet", backbone="resnet18", weights=str(res.weights),
-                                    in_channels=N_BANDS, num_classes=3)
+    task = task_cls(model="unet", backbone="resnet18", weights=str(res.weights),
+                    in_channels=N_BANDS, num_classes=3)
     _assert_backbone_loaded(task.model.encoder, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
     out = task.model(torch.randn(1, N_BANDS, 64, 64))
     assert out.shape == (1, 3, 64, 64)
@@ -130,7 +146,7 @@ def test_segmentation_task_loads_encoder(tmp_path: Path) -> None:
 
 def test_timm_format_hash_name_and_weights_enum(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from torchgeo.trainers import ClassificationTask
+    ClassificationTask = compat.task_class("classification")
     from torchvision.models._api import Weights, WeightsEnum  # what torchgeo.models uses
 
     src = _source()
@@ -166,7 +182,7 @@ def _fold_available() -> Any:
 
 
 def test_linear_adapter_folded(tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+    ClassificationTask = compat.task_class("classification")
 
     _fold_available()
     adapter = nn.Conv2d(13, 3, 1, bias=False)
@@ -205,7 +221,7 @@ def test_vit_with_other_patch_size_refused(tmp_path: Path) -> None:
 
 
 def test_vit_pos_embed_resampled(tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+    ClassificationTask = compat.task_class("classification")
 
     backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
                                  in_chans=3, img_size=64)
@@ -223,7 +239,7 @@ def test_unknown_format(tmp_path: Path) -> None:
 
 
 def test_geossl_encoder_per_sensor_stem_and_adapter(tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+    ClassificationTask = compat.task_class("classification")
 
     models = _fold_available()
     torch.manual_seed(0)

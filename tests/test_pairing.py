@@ -12,10 +12,10 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject
 from torch.utils.data import DataLoader
-from torchgeo.datasets import stack_samples
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
 
 from geossl import pairing as C
+from geossl.compat import grid_sampler, random_sampler, stack_samples
 from geossl.data import views as V
 from geossl.datasets import multisensor as M
 from geossl.datasets.ssl4eo import SSL4EOS12
@@ -120,13 +120,19 @@ def multi(root: Path) -> M.MultiSensorDataset:
                                 reference="s2")
 
 
-@pytest.mark.parametrize("kind", ["random", "grid", "prechipped"])
+@pytest.mark.parametrize("kind", ["random", "grid", "prechipped", "preferred-random",
+                                  "preferred-grid"])
 def test_multisensor_samplers(multi: M.MultiSensorDataset, kind: str) -> None:
+    # the 0.8 samplers (deprecated aliases on TorchGeo 0.10, still supported) and the ones
+    # this TorchGeo prefers (0.10: RandomPatchSampler/GriddedPatchSampler, (x, y) queries)
+    size = 16 if kind == "preferred-random" else 32  # 0.10 erodes the footprint by size * 0.7
     sampler = {
-        "random": lambda: RandomGeoSampler(multi, size=32, length=3,
+        "random": lambda: RandomGeoSampler(multi, size=size, length=3,
                                            generator=torch.Generator().manual_seed(0)),
-        "grid": lambda: GridGeoSampler(multi, size=32, stride=16),
+        "grid": lambda: GridGeoSampler(multi, size=size, stride=16),
         "prechipped": lambda: PreChippedGeoSampler(multi),
+        "preferred-random": lambda: random_sampler(multi, size, length=3, seed=0),
+        "preferred-grid": lambda: grid_sampler(multi, size, stride=16),
     }[kind]()
     loader = DataLoader(multi, sampler=sampler, batch_size=2, collate_fn=stack_samples)
     batch = next(iter(loader))
@@ -134,7 +140,13 @@ def test_multisensor_samplers(multi: M.MultiSensorDataset, kind: str) -> None:
     assert s1.shape[1] == 2 and s2.shape[1] == 13
     assert s1.shape[-2:] == s2.shape[-2:]
     if kind != "prechipped":
-        assert s2.shape[-2:] == (32, 32)
+        assert s2.shape[-2:] == (size, size)
+    # the georeference stays beside the tensors on every TorchGeo release
+    assert len(batch["crs"]) == 2 and batch["crs"][0] == multi.crs
+    x, y, _ = batch["bounds"][0]
+    h, w = s2.shape[-2:]  # a pre-chipped query is a footprint: a fraction of a pixel more
+    assert abs(x.stop - x.start - w * multi.res[0]) < multi.res[0]
+    assert abs(y.stop - y.start - h * multi.res[1]) < multi.res[1]
     assert batch["sensor_mask"].shape == (2, 2) and batch["sensor_mask"].eq(1).all()
     assert s1.abs().sum() > 0 and s2.abs().sum() > 0
 

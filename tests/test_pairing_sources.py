@@ -3,8 +3,10 @@
 SEN12MS (its TorchGeo raster datasets, one per sensor), BigEarthNet S1 + S2 (TorchGeo raster
 datasets over its band files, and its pre-chipped patch dataset) and user chip indexes (the
 GeoTIFF chips of a chip index as TorchGeo raster datasets, and :class:`PairedChips`), each read
-through ``RandomGeoSampler``, ``GridGeoSampler`` and ``PreChippedGeoSampler`` (or a plain
-loader for pre-chipped patch datasets), for ``geo``, ``aug``, ``fusion``, ``partial-fusion``
+through the random and grid samplers this TorchGeo prefers (``RandomGeoSampler`` and
+``GridGeoSampler`` on 0.8, ``RandomPatchSampler`` and ``GriddedPatchSampler`` on 0.10, via
+:mod:`geossl.compat`) and ``PreChippedGeoSampler`` (or a plain loader for pre-chipped patch
+datasets), for ``geo``, ``aug``, ``fusion``, ``partial-fusion``
 and ``temporal``. Sources with a single date per place refuse ``temporal`` with a one-line
 error. Co-registration: SEN12MS partners are the same patch id; chip-index S1 (20 m, off the S2
 grid by 3 m) and S2 views both match the map pattern the generator wrote, at zero shift, for
@@ -20,10 +22,11 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from torchgeo.datasets import RasterDataset, stack_samples
-from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
+from torchgeo.datasets import RasterDataset
+from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler
 
 from geossl import pairing as C
+from geossl.compat import grid_sampler, random_sampler, stack_samples
 from geossl.data import views as V
 from geossl.datasets import multisensor as M
 from geossl.errors import DataError
@@ -34,10 +37,9 @@ SAMPLERS = ("random", "grid", "prechipped")
 
 def _sampler(ds: Any, kind: str, size: int) -> Any:
     if kind == "random":
-        return RandomGeoSampler(ds, size=size, length=4,
-                                generator=torch.Generator().manual_seed(0))
+        return random_sampler(ds, size, length=4, seed=0)
     if kind == "grid":
-        return GridGeoSampler(ds, size=size, stride=size)
+        return grid_sampler(ds, size, stride=size)
     return PreChippedGeoSampler(ds, shuffle=False)
 
 
@@ -243,7 +245,12 @@ def test_chip_rasters_coregistered(chips: dict[str, Any], kind: str) -> None:
     s1 = _chip_rasters(chips["root"] / "s1")
     ds = M.MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
     view = V.PairedView(ds, "fusion", ["s1", "s2"])
-    for query in list(_sampler(ds, kind, 16))[:3]:
+    # a grid inside each footprint: TorchGeo 0.10's GriddedPatchSampler centres one grid on the
+    # union of all footprints (chips 1 km apart here), whose windows straddle chip edges and
+    # fall between S2 pixels; GridGeoSampler (deprecated there, still shipped) lays one grid per
+    # footprint, on the S2 pixels
+    sampler = GridGeoSampler(ds, size=16, stride=16) if kind == "grid" else _sampler(ds, kind, 16)
+    for query in list(sampler)[:3]:
         sample = view[query]
         n = sample["image_s2"].shape[-1]
         field = _chip_field(query, n, 3)

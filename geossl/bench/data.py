@@ -7,7 +7,8 @@
     headers vs loading our prebuilt chip index (``ChipDataset(index.parquet)``).
 (b) Chips/s (12 bands, 128 px, num_workers=0) on the two real Major-TOM cells:
     TorchGeo ``RasterDataset`` (separate band files at 10/20/60 m, resampled to ``res=10`` by
-    ``rasterio.merge``) + ``RandomGeoSampler`` vs our ``ChipDataset`` on chips cut by
+    ``rasterio.merge``) + its random sampler (``RandomGeoSampler`` on 0.8, ``RandomPatchSampler``
+    on 0.10: :func:`geossl.compat.random_sampler`) vs our ``ChipDataset`` on chips cut by
     ``geossl tile`` (GeoTIFF, and the packed npy / zarr stores).
 
 Usage::
@@ -130,12 +131,12 @@ def _major_tom_products(data: Path) -> list[Path]:
 
 def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_TOM,
                 seed: int = 0) -> dict[str, Any]:
-    """Chips/s of TorchGeo RasterDataset + RandomGeoSampler vs ChipDataset, num_workers=0."""
+    """Chips/s of TorchGeo RasterDataset + random sampler vs ChipDataset, num_workers=0."""
     import torch
     from torch.utils.data import DataLoader
-    from torchgeo.datasets import RasterDataset, stack_samples
-    from torchgeo.samplers import RandomGeoSampler
+    from torchgeo.datasets import RasterDataset
 
+    from geossl.compat import random_sampler, stack_samples
     from geossl.datasets.chips import ChipDataset
     from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
@@ -161,9 +162,10 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
     torch.manual_seed(seed)
     for p in products:
         ds = MajorTOM(paths=str(p), res=10.0)
-        sampler = RandomGeoSampler(ds, size=size, length=n_chips // len(products))
+        sampler = random_sampler(ds, size, length=n_chips // len(products))
         loaders.append(DataLoader(ds, sampler=sampler, batch_size=batch, num_workers=0,
                                   collate_fn=stack_samples))
+    out["torchgeo_sampler"] = type(loaders[0].sampler).__name__ if loaders else ""
 
     def run_torchgeo() -> int:
         n = 0
@@ -241,7 +243,8 @@ def format_report(r: dict[str, Any]) -> str:
     lines += [
         f"(b) chips/s, {b['bands']} bands, {b['size']} px, num_workers=0, {b['chips']} chips, "
         f"{b['cells']} Major-TOM cells",
-        f"    TorchGeo RasterDataset + RandomGeoSampler : {b['torchgeo_chips_s']:9.1f}",
+        f"    TorchGeo RasterDataset + {b.get('torchgeo_sampler', 'RandomGeoSampler'):16s} : "
+        f"{b['torchgeo_chips_s']:9.1f}",
     ]
     for name, label in (("geossl_tif", "GeoTIFF chips"), ("geossl_npy", "packed npy"),
                         ("geossl_zarr", "packed zarr")):

@@ -6,7 +6,8 @@ i.e. one pair of views) of:
 
 1. geossl pretraining: SimCLR and MoCo v2, the full Lightning ``training_step`` including view
    making and GPU augmentation, through a Lightning ``Trainer`` as ``geossl pretrain`` runs it;
-2. TorchGeo 0.8.1 ``SimCLRTask`` and ``MoCoTask`` with the same backbone, bands and input, as
+2. TorchGeo's SimCLR and MoCo tasks (``SimCLRTask``/``MoCoTask`` on 0.8, ``SimCLR``/``MoCo``
+   on 0.10, via :func:`geossl.compat.task_class`) with the same backbone, bands and input, as
    shipped (their own augmentations, optimisers and defaults), also through a ``Trainer``;
 3. the ceiling: raw timm forward + backward of the two views, no augmentation, no loading, no
    optimiser (channels_last and ``torch.compile`` on a GPU);
@@ -209,9 +210,9 @@ def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.d
 
 def bench_torchgeo(task: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
     """TorchGeo ``SimCLRTask`` / ``MoCoTask`` as shipped, same backbone, bands and input."""
-    from torchgeo.trainers import MoCoTask, SimCLRTask
+    from geossl.compat import task_class
 
-    cls = SimCLRTask if task == "simclr" else MoCoTask
+    cls = task_class("simclr" if task == "simclr" else "moco")
     module = cls(model=cfg.backbone, in_channels=cfg.bands, size=cfg.size)
     seconds, steps, cpu = _fit(module, _Repeat({"image": x}, 10**9), cfg, device)
     return _result(f"torchgeo-{task}", cfg, seconds, steps, note=f"torchgeo {cls.__name__}",

@@ -89,8 +89,8 @@ class MultiSensorDataset(GeoDataset):
         s1 = SSL4EOS12(root, "s1")
         s2 = SSL4EOS12(root, "s2c")
         ds = MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
-        sampler = RandomGeoSampler(ds, size=128, length=1000)
-        loader = DataLoader(ds, sampler=sampler, collate_fn=stack_samples)
+        sampler = geossl.compat.random_sampler(ds, size=128, length=1000)
+        loader = DataLoader(ds, sampler=sampler, collate_fn=geossl.compat.stack_samples)
         # batch["image_s1"]: (B, 2, 128, 128), batch["image_s2"]: (B, 13, 128, 128), one grid
 
     Each index row is one combination of acquisitions (one per sensor, plus a second date of
