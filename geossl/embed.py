@@ -46,7 +46,7 @@ from geossl.eval.features import (
     make_normalizer,
     select_sensors,
 )
-from geossl.io import atomic_path, atomic_write_text, open_raster
+from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
 
 PROGRESS = "geossl_progress.json"
 
@@ -224,6 +224,9 @@ def embed(
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
+    check_writable(out, folder=True)  # the zarr store is a folder
+    if cluster_map is not None:
+        check_writable(cluster_map, folder=False, flag="--cluster-map")
     source = load_source(ckpt)
     chosen = select_sensors(source.meta, sensor)
     wanted = list(bands) if bands is not None else bands_for(source.meta, chosen)

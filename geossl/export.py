@@ -54,7 +54,7 @@ from geossl.eval.features import (
     normalizer_for_sensor,
     sensor_list,
 )
-from geossl.io import atomic_write_bytes, atomic_write_text
+from geossl.io import atomic_write_bytes, atomic_write_text, check_writable
 
 FORMATS = ("torchgeo", "timm")
 
@@ -375,6 +375,7 @@ def export(
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
+    check_writable(out, folder=False)
     source = load_source(ckpt)
     backbone, adapter = plain_backbone(source, keep_adapter, sensor)
     name = _architecture(backbone, source.meta)

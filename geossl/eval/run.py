@@ -54,6 +54,7 @@ from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
 from geossl.eval.report import write_report
+from geossl.io import check_writable
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -217,6 +218,8 @@ def evaluate(
     t0 = time.time()
     names = parse_protocols(protocols)
     seeds = [int(s) for s in seeds] or [0]
+    if out is not None:
+        check_writable(out, folder=True)  # before loading data and extracting features
     resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
                        label_path=label_path, label_column=label_column, out=out)
     dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,

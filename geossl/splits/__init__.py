@@ -92,7 +92,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text
+from geossl.io import atomic_path, atomic_write_text, check_writable
 
 PathLike = str | os.PathLike[str]
 
@@ -1284,6 +1284,7 @@ def split_and_save(
     Returns:
         the split, the leakage report (when asked) and a text summary to print.
     """
+    check_writable(out, folder=False)  # before reading and splitting
     gdf = read_footprints(index, data, root)
     fp = footprints(gdf) if report or strategy != "random" else None
     splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,

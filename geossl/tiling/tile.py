@@ -33,7 +33,7 @@ from rasterio.transform import Affine
 from tqdm import tqdm
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path
+from geossl.io import atomic_path, check_writable
 from geossl.tiling import chip_index
 from geossl.tiling.scenes import (
     Scene,
@@ -307,7 +307,7 @@ def tile(
     if fmt not in ("tif", "npy", "zarr"):
         raise ConfigError(f"unknown format {fmt!r} (tif, npy or zarr)")
     start = time.perf_counter()
-    out = Path(out)
+    out = check_writable(out, folder=True)  # before reading any scene
     paths = find_scenes(scenes)
     names = [scene_name(p) for p in paths]
     dups = sorted({n for n in names if names.count(n) > 1})
