@@ -12,7 +12,11 @@
 
 Checkpoints are written by Lightning through an fsspec transaction (temporary file, then a
 rename), so a kill leaves the previous checkpoint intact; ``--resume`` loses at most the steps
-since the last checkpoint interval.
+since the last checkpoint interval, and keeps the CSV history logged before the checkpoint's
+step. Ctrl-C (SIGINT) stops after the current step and saves a checkpoint and the loss curve
+before :func:`pretrain` raises ``KeyboardInterrupt`` (exit status 130 from the CLI).
+Checkpoints to resume from are read as data only (:func:`geossl.io.load_torch_file`) before
+Lightning restores them.
 """
 
 from __future__ import annotations
