@@ -111,41 +111,47 @@ class PretrainConfig:
 PATH_FIELDS = ("root", "out", "index", "splits", "stats", "pretrained")
 
 
+#: first line of ``OUT/config.yaml``: marks the file as the configuration of the run beside it
+RUN_CONFIG_HEADER = "# geossl pretrain: configuration of the run in this folder"
+
+
 def _run_config_paths(kwargs: dict[str, Any], config_files: Any) -> None:
     """Read the paths of a run's own ``config.yaml`` the same from any folder.
 
-    A run's ``OUT/config.yaml`` (its folder holds ``checkpoints/``) belongs to that folder:
+    A run's ``OUT/config.yaml`` (marked by :data:`RUN_CONFIG_HEADER`) belongs to its folder:
     unless ``--out`` is given on the command line, ``out`` is the config's folder, so
     ``geossl pretrain --config RUN/config.yaml --resume last`` resumes RUN from anywhere, even
-    after RUN was moved. Files written before paths were stored absolute hold paths relative
-    to the folder the run was started from; that folder is recovered from ``out`` (RUN ends
-    with it) and the other relative paths read from the file are resolved against it.
+    after RUN was moved. Files written before (no header) hold paths relative to the folder
+    the run was started from; when their ``out`` is the tail of the config's folder that folder
+    is recovered, and ``out`` and the other relative paths read from the file are resolved
+    against it.
     """
     import yaml
 
-    for item in reversed(list(config_files or [])):
-        cfile = Path(os.fspath(item)).expanduser().absolute()
-        run = cfile.parent
-        if not (run / "checkpoints").is_dir():
-            continue
-        try:
-            doc = yaml.safe_load(cfile.read_text())
-        except (OSError, yaml.YAMLError):
-            return
-        if not isinstance(doc, dict) or kwargs.get("out") != doc.get("out"):
-            return  # --out given on the command line wins
-        kwargs["out"] = str(run)
-        stored = Path(str(doc.get("out") or ""))
-        parts = stored.parts
-        if stored.is_absolute() or not parts or run.parts[-len(parts):] != parts:
-            return
-        base = Path(*run.parts[: len(run.parts) - len(parts)])
-        for key in PATH_FIELDS:
-            value = doc.get(key)
-            if (key != "out" and isinstance(value, str) and not Path(value).is_absolute()
-                    and kwargs.get(key) == value):
-                kwargs[key] = str(base / value)
+    files = list(config_files or [])
+    if not files:
         return
+    cfile = Path(os.fspath(files[-1])).expanduser().absolute()
+    run = cfile.parent
+    try:
+        text = cfile.read_text()
+        doc = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return
+    if not isinstance(doc, dict) or kwargs.get("out") != doc.get("out"):
+        return  # not a run's config, or --out given on the command line (it wins)
+    if text.startswith(RUN_CONFIG_HEADER):
+        kwargs["out"] = str(run)
+        return
+    stored = Path(str(doc.get("out") or ""))
+    parts = stored.parts
+    if stored.is_absolute() or not parts or run.parts[-len(parts):] != parts:
+        return
+    base = Path(*run.parts[: len(run.parts) - len(parts)])
+    for key in PATH_FIELDS:
+        value = doc.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and kwargs.get(key) == value:
+            kwargs[key] = str(base / value)
 
 
 def parse_sensors(value: str | Sequence[str]) -> list[str]:
@@ -393,7 +399,7 @@ def write_config(config: PretrainConfig, path: Path) -> None:
         value = values.get(key)
         if isinstance(value, str) and (key != "pretrained" or Path(value).expanduser().exists()):
             values[key] = str(Path(value).expanduser().absolute())
-    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+    atomic_write_text(path, f"{RUN_CONFIG_HEADER}\n{yaml.safe_dump(values, sort_keys=False)}")
 
 
 def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:

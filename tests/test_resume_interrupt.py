@@ -111,6 +111,28 @@ def test_resume_with_an_older_relative_config(tmp_path: Path, sen12ms: Path,
     assert not any(other.iterdir())
 
 
+def test_only_a_runs_own_config_names_its_folder(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hand-written config beside some checkpoints/ folder keeps its own --out."""
+    from geossl.cli import build_parser
+    from geossl.train import RUN_CONFIG_HEADER, PretrainConfig
+
+    def parsed(config: Path, *extra: str) -> PretrainConfig:
+        cfg = build_parser()[0].parse_args(["pretrain", "--config", str(config), *extra])
+        return PretrainConfig.from_namespace(cfg.pretrain)
+
+    (tmp_path / "checkpoints").mkdir()
+    mine = tmp_path / "experiment.yaml"
+    mine.write_text("out: runs/exp\nmethod: byol\n")
+    monkeypatch.chdir(tmp_path)
+    assert parsed(mine).out == "runs/exp"
+    run = tmp_path / "moved_run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"{RUN_CONFIG_HEADER}\nout: /gone/run\n")
+    assert parsed(run / "config.yaml").out == str(run)
+    assert parsed(run / "config.yaml", "--out", "branch").out == "branch"
+
+
 # --------------------------------------------------------------------------------------------
 # failed resumes: one line, exit 2, the run's config kept
 # --------------------------------------------------------------------------------------------
