@@ -10,17 +10,20 @@ effective configuration as YAML and exits), as in LightningCLI.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, TextIO
 
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
 
 import geossl
 from geossl import commands
-from geossl.errors import GeosslError
+from geossl.errors import GeosslError, GeosslWarning
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -63,6 +66,51 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
     return parser, mods
 
 
+class _LineTrackingStream:
+    """A proxy of ``sys.stderr`` that remembers the last character written through it.
+
+    Progress bars (tqdm, Lightning's) end with a carriage return, not a newline; an error line
+    printed next would be glued to the bar's remnant in a captured log. Knowing the last
+    character lets :func:`_end_line` start the error on a line of its own.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.last = "\n"
+
+    def write(self, text: str) -> int:
+        if text:
+            self.last = text[-1]
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _end_line(stream: TextIO | _LineTrackingStream) -> None:
+    """Close open progress bars and make sure the next write starts a fresh line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+    last = getattr(stream, "last", "\n")
+    if last == "\n" or (last == "\r" and stream.isatty()):
+        return  # at the start of a line (a terminal's cursor is there after "\r")
+    stream.write("\n")
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None, *,
+                  command: str = "geossl", default: Any = None) -> None:
+    """Print a :class:`GeosslWarning` as one line ``geossl CMD: warning: ...``."""
+    if not issubclass(category, GeosslWarning):
+        default(message, category, filename, lineno, file, line)
+        return
+    stream = file or sys.stderr
+    _end_line(stream)
+    stream.write(f"geossl {command}: warning: {message}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI.
 
@@ -76,15 +124,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     name: str = cfg.command
     sub_cfg: Namespace = cfg[name]
+    stderr, show_warning = sys.stderr, warnings.showwarning
+    sys.stderr = _LineTrackingStream(stderr)  # type: ignore[assignment]
+    warnings.showwarning = functools.partial(_show_warning, command=name,
+                                             default=show_warning)
     try:
         status = mods[name].run(sub_cfg)
     except GeosslError as err:
+        _end_line(sys.stderr)
         print(f"geossl {name}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
+        _end_line(sys.stderr)
         detail = " ".join(str(err).split())  # e.g. where pretrain saved its state
         print(f"geossl {name}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 130
+    finally:
+        sys.stderr, warnings.showwarning = stderr, show_warning
     return int(status or 0)
 
 

@@ -31,3 +31,7 @@ class DataError(GeosslError):
 
 class ConfigError(GeosslError):
     """A configuration value or combination of options is invalid."""
+
+
+class GeosslWarning(UserWarning):
+    """Something the user should know about their data; the CLI prints it as one line."""

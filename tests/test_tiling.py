@@ -332,3 +332,109 @@ def test_real_major_tom(tmp_path: Path) -> None:
 
     assert row["geometry"].contains(shapely.Point(lon, lat))
     assert os.path.getsize(out / "index.parquet") > 0
+
+
+# ---- scene names, failed runs, error lines (issue 11) ----------------------------------------
+
+
+def _all_files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("where", [".", ".."])
+def test_dot_scene_names_stay_inside_out(tmp_path: Path, where: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = generate_major_tom(tmp_path / "mt", size10=48)
+    cwd = folder if where == "." else folder / "sub"
+    cwd.mkdir(exist_ok=True)
+    monkeypatch.chdir(cwd)
+    before = _all_files(tmp_path)
+    out = tmp_path / "work" / "out"
+    assert main(["tile", where, "--out", str(out), "--size", "16"]) == 0
+    new = _all_files(tmp_path) - before
+    assert new and all(out in p.parents for p in new), sorted(new - set(out.rglob("*")))
+    gdf = chip_index.read_index(out)
+    assert set(gdf["scene"]) == {folder.name}  # the folder's real name, not '' or '..'
+    assert all(p.startswith(f"{folder.name}/") for p in gdf["path"])
+
+
+def test_scene_names_are_safe_file_names(tmp_path: Path) -> None:
+    from geossl.tiling.scenes import safe_name, scene_name
+
+    src = generate_multiband(tmp_path / "a b;c.tif", size=32)
+    assert scene_name(src) == "a_b_c"
+    assert scene_name(Path("/")) == "scene"
+    assert safe_name("..") == "scene" and safe_name(".hidden") == "hidden"
+    assert safe_name("x/../y") == "x_.._y" and "/" not in safe_name("a/b\\c")
+    tile([src], tmp_path / "out", TileOptions(size=16), progress=False)
+    assert {p.parent.name for p in _chips(tmp_path / "out")} == {"a_b_c"}
+
+
+@pytest.mark.parametrize("case", ["all_nan", "corrupt"])
+def test_failed_tile_leaves_no_out(tmp_path: Path, case: str) -> None:
+    if case == "all_nan":
+        scene = generate_multiband(tmp_path / "blank.tif", size=64, nan_rows=64)
+    else:
+        scene = generate_major_tom(tmp_path / "mt", size10=48)
+        (scene / "B05.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "new" / "out"
+    with pytest.raises(DataError) as err:
+        tile([scene], out, TileOptions(size=16), progress=False)
+    assert not out.exists() and not out.parent.exists()  # nor the parent it created
+    if case == "all_nan":
+        # the message names the scene, not the output folder
+        assert str(err.value).startswith(f"{scene}: no chip kept")
+        assert str(out) not in str(err.value)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(DataError):
+        tile([scene], existing, TileOptions(size=16), progress=False)
+    assert existing.is_dir()  # a folder the user made is never removed
+
+
+def test_failed_tile_keeps_chips_for_resume(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from geossl.tiling import tile as tiling
+
+    a = generate_major_tom(tmp_path / "mt", size10=48)
+    generate_major_tom(tmp_path / "mt", size10=48, cell=("1U", "1U_2R"),
+                       product="S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE_2023")
+    real = tiling.tile_scene
+
+    def second_fails(path: Path, *args: object, **kwargs: object) -> object:
+        if Path(path).name != a.name:
+            raise DataError("broken", path)
+        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tiling, "tile_scene", second_fails)
+    with pytest.raises(DataError):
+        tile([tmp_path / "mt"], tmp_path / "out", TileOptions(size=16), progress=False)
+    assert len(_chips(tmp_path / "out")) == 9
+
+
+def test_cli_error_line_not_glued_to_progress_bar(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    scene = generate_multiband(tmp_path / "blank.tif", size=64, nan_rows=64)
+    proc = subprocess.run(
+        [sys.executable, "-m", "geossl.cli", "tile", str(scene), "--out", str(tmp_path / "o"),
+         "--size", "16"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    last = proc.stderr.rstrip("\n").split("\n")[-1]  # what `tail -1` of the log shows
+    assert last == (f"geossl tile: error: {scene}: no chip kept from this scene (size 16, "
+                    "min-valid 0.9): smaller than a chip or mostly invalid (nodata, NaN, cloud)")
+
+
+def test_warns_scene_missing_band(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    generate_major_tom(tmp_path / "mt", size10=48)
+    b = generate_major_tom(tmp_path / "mt", size10=48, cell=("1U", "1U_2R"),
+                           product="S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE_2023")
+    (b / "B05.tif").unlink()
+    assert main(["tile", str(tmp_path / "mt"), "--out", str(tmp_path / "out"),
+                 "--size", "16"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.replace("\r", "\n").splitlines() if "warning" in line]
+    assert len(warning) == 1, err
+    assert warning[0].startswith(f"geossl tile: warning: scene {b.name} lacks band(s) B05 ")
+    assert "--bands B01,B02,B03,B04,B06," in warning[0]

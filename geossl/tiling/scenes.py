@@ -266,8 +266,31 @@ def find_scenes(paths: Sequence[PathLike]) -> list[Path]:
     return sorted(set(found))
 
 
+#: characters kept in scene names (they become folder and file names under ``--out``)
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+\-]+")
+
+
+def safe_name(name: str) -> str:
+    """``name`` made safe as one file name: no separator, no leading dot, never empty.
+
+    Runs of other characters than letters, digits, ``. _ + -`` become ``_``; leading dots are
+    dropped (so ``..`` and hidden names cannot appear); an empty result is ``scene``.
+    """
+    cleaned = _UNSAFE_NAME.sub("_", name).lstrip(".")
+    return cleaned or "scene"
+
+
 def scene_name(path: Path) -> str:
-    """Name of a scene: the product name for SAFE granules, else the folder / file stem."""
+    """Name of a scene: the product name for SAFE granules, else the folder / file stem.
+
+    The name is that of the absolute, normalised path (``.`` is the current folder's name,
+    ``..`` its parent's), made a safe file name by :func:`safe_name`: chips are written under
+    ``OUT/<name>/``, so a name must never leave ``OUT``.
+    """
+    return safe_name(_raw_scene_name(Path(os.path.abspath(path))))
+
+
+def _raw_scene_name(path: Path) -> str:
     if path.name == "IMG_DATA":
         granule = path.parent
         safe = granule.parent.parent
@@ -449,7 +472,8 @@ def open_scene(
 
     dtype = np.result_type(*[np.dtype(t) for _, _, _, t in infos]).name
     name = scene_name(path)
-    parents = [p.name for p in [path, *path.parents][:4]]
+    absolute = Path(os.path.abspath(path))
+    parents = [p.name for p in [absolute, *absolute.parents][:4]]
     folder = path if path.is_dir() else path.parent
     dt = parse_datetime(name, *parents) or _metadata_datetime(folder)
     return Scene(

@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,7 @@ import rasterio
 from rasterio.transform import Affine
 from tqdm import tqdm
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, GeosslWarning
 from geossl.io import atomic_path, check_writable
 from geossl.tiling import chip_index
 from geossl.tiling.scenes import (
@@ -184,6 +185,9 @@ def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
                        sensor=opts.sensor, cloud_mask=opts.cloud_mask,
                        resampling=opts.resampling)
     folder = out / scene.name
+    # scene names are made safe file names (scenes.safe_name); never write outside OUT anyway
+    if Path(os.path.abspath(folder)).parent != Path(os.path.abspath(out)):
+        raise DataError(f"scene name {scene.name!r} is not a plain folder name", scene_path)
     done_file = folder / DONE_FILE
     rejected: set[tuple[int, int]] = set()
     if done_file.is_file():
@@ -314,7 +318,43 @@ def tile(
     if dups:
         raise ConfigError(f"several scenes are named {dups[0]!r}: chip ids would collide; "
                           "tile them into different --out folders")
+    # the folders this run creates (out and any missing parent): removed again on failure
+    created = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        report = _tile_into(paths, out, opts, workers, fmt, progress)
+    except BaseException:
+        if created:
+            _remove_if_no_chips(out)
+            for folder in created[1:]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break  # not empty
+        raise
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _remove_if_no_chips(out: Path) -> None:
+    """Remove ``out`` (created by a failed run) when it holds no chip: nothing to resume.
+
+    Only the bookkeeping files a run writes (``.tiling.json``, ``.*.part``) and empty folders
+    are deleted; any other file keeps the folder.
+    """
+    for dirpath, _, filenames in os.walk(out, topdown=False):
+        for f in filenames:
+            if f == DONE_FILE or (f.startswith(".") and f.endswith(".part")):
+                Path(dirpath, f).unlink(missing_ok=True)
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass  # not empty: chips (or foreign files) are kept
+
+
+def _tile_into(paths: list[Path], out: Path, opts: TileOptions, workers: int, fmt: str,
+               progress: bool) -> TileReport:
+    """Body of :func:`tile` once ``out`` exists."""
     remove_partial_files(out)
     report = TileReport(index=out / chip_index.INDEX_NAME, scenes=len(paths))
     rows: list[dict[str, Any]] = []
@@ -340,17 +380,44 @@ def tile(
         for p in tqdm(paths, desc="tile", unit="scene", disable=not progress or len(paths) < 2):
             collect(scene_name(p), tile_scene(p, out, opts, progress=progress))
     if not rows:
-        raise DataError(
-            f"no chip kept (size {opts.size}, min-valid {opts.min_valid}): the scenes are "
-            "smaller than a chip or mostly invalid", out)
+        why = f"(size {opts.size}, min-valid {opts.min_valid}): smaller than a chip or " \
+              "mostly invalid (nodata, NaN, cloud)"
+        if len(paths) == 1:
+            raise DataError(f"no chip kept from this scene {why}", paths[0])
+        names = ", ".join(scene_name(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
+        raise DataError(f"no chip kept from any of the {len(paths)} scenes ({names}) {why}")
+    _warn_band_differences(rows)
     gdf = chip_index.make_index(rows)
     chip_index.write_index(gdf, report.index)
     if fmt != "tif":
         from geossl.tiling.packed import pack
 
         report.packed = pack(report.index, fmt=fmt, progress=progress)
-    report.seconds = time.perf_counter() - start
     return report
+
+
+def _warn_band_differences(rows: Sequence[dict[str, Any]]) -> None:
+    """Warn, naming the scene and the bands, when scenes were tiled with different band sets.
+
+    A scene missing a band (a failed download, an L1C/L2A mix) gives chips with fewer bands; the
+    index then mixes band sets, and readers must select common bands (``--bands``).
+    """
+    per_scene: dict[str, list[str]] = {}
+    for row in rows:
+        per_scene.setdefault(str(row["scene"]), str(row["bands"]).split(","))
+    if len({tuple(b) for b in per_scene.values()}) <= 1:
+        return
+    union: list[str] = []
+    for bands in per_scene.values():
+        union.extend(b for b in bands if b not in union)
+    common = [b for b in union if all(b in bands for bands in per_scene.values())]
+    for name, bands in sorted(per_scene.items()):
+        missing = [b for b in union if b not in bands]
+        if missing:
+            warnings.warn(GeosslWarning(
+                f"scene {name} lacks band(s) {','.join(missing)} that other scenes have: its "
+                f"chips have {len(bands)} bands, the index mixes band sets; read it with "
+                f"--bands {','.join(common)} (or tile with --bands)"), stacklevel=3)
 
 
 def read_source_window(scene: Scene, row: int, col: int, size: int) -> np.ndarray:
