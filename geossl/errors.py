@@ -8,6 +8,7 @@ with status 2, without a traceback; library users can catch it like any exceptio
 from __future__ import annotations
 
 import os
+import re
 
 
 class GeosslError(Exception):
@@ -21,8 +22,34 @@ class GeosslError(Exception):
             path: the file or folder concerned; prefixed to the message when given.
         """
         self.path = None if path is None else os.fspath(path)
+        original = _worker_original(str(message)) if path is None else None
+        if original is not None:
+            # re-raised by a DataLoader worker: keep the original line, not the traceback
+            super().__init__(original)
+            return
         text = " ".join(str(message).split())  # always one line
         super().__init__(f"{self.path}: {text}" if self.path else text)
+
+
+#: how ``torch.utils.data._utils.ExceptionWrapper.reraise`` builds the message of an exception
+#: from a DataLoader worker: "Caught DataError in DataLoader worker process 0.\nOriginal
+#: Traceback (most recent call last):\n ... \ngeossl.errors.DataError: <the original line>\n"
+_WORKER_RE = re.compile(r"\ACaught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def _worker_original(message: str) -> str | None:
+    """The original one-line message of an error re-raised from a DataLoader worker, or None.
+
+    PyTorch only passes the formatted traceback text back from a worker (not the exception),
+    and rebuilds the exception from it; its last line is ``module.Class: <original message>``.
+    """
+    if not _WORKER_RE.match(message):
+        return None
+    last = message.rstrip().rsplit("\n", 1)[-1]
+    head, sep, text = last.partition(": ")
+    if not sep or not re.fullmatch(r"[\w.]+", head):
+        return None
+    return text.strip()
 
 
 class DataError(GeosslError):

@@ -129,6 +129,32 @@ def test_corrupt_chip(chips: Path) -> None:
         ds[2]
 
 
+def test_corrupt_chip_in_a_loader_worker_is_one_clean_line(chips: Path) -> None:
+    ds = ChipDataset(chips)
+    (chips / "scene_20200101" / "chip_002.tif").write_bytes(b"garbage")
+    with pytest.raises(DataError) as direct:
+        ds[2]
+    loader = DataLoader(ds, batch_size=1, num_workers=2, sampler=[2])
+    with pytest.raises(DataError) as worker:
+        next(iter(loader))
+    # not "Caught DataError in DataLoader worker process 0. Original Traceback ..." flattened
+    assert str(worker.value) == str(direct.value)
+
+
+def test_cli_corrupt_chip_same_line_with_workers(chips: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    (chips / "scene_20200101" / "chip_002.tif").write_bytes(b"garbage")
+    lines = []
+    for workers in ("0", "2"):
+        assert main(["stats", "--data", "chips", "--root", str(chips),
+                     "--workers", workers]) == 2
+        err = capsys.readouterr().err
+        lines.append(err.rstrip("\n").split("\n")[-1])
+    assert lines[0] == lines[1]
+    assert lines[0].startswith("geossl stats: error: ") and "chip_002.tif" in lines[0]
+    assert len(lines[1]) < 300 and "Traceback" not in lines[1]
+
+
 @pytest.mark.parametrize("fmt", ["npy", "zarr"])
 def test_pack(tmp_path: Path, fmt: str) -> None:
     folder = generate_major_tom(tmp_path / "mt", size10=48)
