@@ -673,6 +673,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         saved = True
     if trainer.is_global_zero:
         plot_loss_curve(metrics_csv, out / "loss_curve.png")
+    filled = dm.filled_values()
+    if filled:
+        print(f"geossl pretrain: {filled} image value(s) were NaN or infinite and were "
+              "filled with 0 (the band mean after normalisation)")
     if interrupt.requested:
         newest = newest_checkpoint(ckpt_dir)
         where = (f"checkpoint {step_ckpt}" if saved or step_ckpt.exists() else

@@ -185,3 +185,29 @@ def test_pack(tmp_path: Path, fmt: str) -> None:
 def test_packed_required(tmp_path: Path, chips: Path) -> None:
     with pytest.raises(DataError, match="packed chip store not found"):
         ChipDataset(chips, packed=True)
+
+
+def test_index_records_true_valid_fraction_of_nan_chips(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    from rasterio.transform import from_origin
+
+    from tests.data.chips.data import write_raster
+
+    arr = np.ones((3, 16, 16), dtype=np.float32)
+    arr[1, :4, :] = np.nan  # 64 pixels invalid in one band
+    arr[0, 15, :8] = np.inf  # 8 more
+    write_raster(tmp_path / "c" / "nan.tif", arr, "EPSG:32633", from_origin(0, 160, 10, 10))
+    ints = np.ones((2, 16, 16), dtype=np.uint16)
+    ints[:, 0, :2] = 7  # the nodata value: 2 pixels
+    write_raster(tmp_path / "c" / "nodata.tif", ints, "EPSG:32633",
+                 from_origin(0, 160, 10, 10), nodata=7)
+    write_raster(tmp_path / "c" / "clean.tif", ints * 2, "EPSG:32633",
+                 from_origin(0, 160, 10, 10))
+    assert main(["index", str(tmp_path / "c")]) == 0
+    gdf = chip_index.read_index(tmp_path / "c").set_index("chip_id")
+    assert gdf.loc["nan", "valid_fraction"] == pytest.approx(1 - 72 / 256)
+    assert gdf.loc["nodata", "valid_fraction"] == pytest.approx(1 - 2 / 256)
+    assert gdf.loc["clean", "valid_fraction"] == 1.0
+    out = capsys.readouterr().out
+    assert "2 chip(s) hold 74 invalid pixel(s)" in out

@@ -57,7 +57,9 @@ def _dm(dataset: Dataset[dict[str, Any]], **kw: Any) -> SSLDataModule:
 def test_geo_batches_carry_only_what_ssl_needs() -> None:
     dm = _dm(PairDataset(10), patch_size=8)
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image_s1", "image_s2", "index"}
+    # filled_values: how many NaN/inf values the batch had (counted by the run, then dropped)
+    assert set(batch) == {"image_s1", "image_s2", "index", "filled_values"}
+    assert int(batch["filled_values"]) == 0
     assert batch["image_s1"].shape == (4, 2, 8, 8)
     assert batch["image_s2"].shape == (4, 13, 8, 8)
     assert batch["image_s1"].dtype == torch.float32
@@ -73,7 +75,7 @@ def test_geo_batches_carry_only_what_ssl_needs() -> None:
 def test_single_sensor_image_is_renamed() -> None:
     dm = _dm(SingleDataset(6), sensors=("rgb",), pairing="aug")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image_rgb", "index"}
+    assert set(batch) == {"image_rgb", "index", "filled_values"}
     assert batch["image_rgb"].shape == (4, 3, 16, 16)
     # the image values match the index they come with
     assert torch.equal(batch["image_rgb"][:, 0, 0, 0].long(), batch["index"])
@@ -203,7 +205,7 @@ def test_ucmerced_fake_data_rgb(tmp_path: Path) -> None:
                        normalize=False)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"image_rgb", "index"}
+    assert set(batch) == {"image_rgb", "index", "filled_values"}
     assert batch["image_rgb"].shape == (4, 3, 24, 24)
     assert 0 <= float(batch["image_rgb"].min()) and float(batch["image_rgb"].max()) <= 255
     # the default training side of the dataset's own stratified split, not the whole archive

@@ -349,5 +349,33 @@ def test_temporal_pairing_on_a_multi_sensor_chip_index(tmp_path: Path,
     assert rc == 2 and "no chip of sensor 's3' in the index (has s1, s2)" in err
     assert len(err.splitlines()) == 1
 
+
+def test_pretrain_says_how_many_values_were_filled(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN/inf pixels are filled with 0 for training, and the run says how many."""
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    from tests.data.chips.data import write_raster
+
+    for k in range(4):
+        arr = np.full((3, 16, 16), 100.0 + k, dtype=np.float32)
+        arr[0, :2, :] = np.nan  # 32 NaN values per chip
+        arr[2, 5, :3] = np.inf  # and 3 infinite ones
+        write_raster(tmp_path / "chips" / "s" / f"c{k}.tif", arr, "EPSG:32633",
+                     from_origin(160.0 * k, 160, 10, 10), descriptions=["B04", "B03", "B02"])
+    assert main(["index", str(tmp_path / "chips"), "--sensor", "s2"]) == 0
+    out = tmp_path / "run"
+    rc = main(["pretrain", "--data", "chips", "--root", str(tmp_path / "chips"), "--out",
+               str(out), "--method", "simclr", "--pairing", "aug", "--sensors", "s2",
+               "--backbone", "test_resnet", "--batch-size", "2", "--workers", "0",
+               "--normalization", "s2=none", "--accelerator", "cpu", "--devices", "1",
+               "--img-size", "16", "--max-steps", "2"])
+    assert rc == 0, capsys.readouterr().err
+    # 2 steps x 2 chips x 35 values
+    assert "140 image value(s) were NaN or infinite and were filled with 0" in \
+        capsys.readouterr().out
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

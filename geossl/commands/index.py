@@ -39,7 +39,7 @@ def run(cfg: Namespace) -> int:
     import time
 
     from geossl.io import check_writable
-    from geossl.tiling.chip_index import INDEX_NAME, build_index, write_index
+    from geossl.tiling.chip_index import INDEX_NAME, build_index, invalid_pixels, write_index
 
     start = time.perf_counter()
     folder = Path(cfg.folder)
@@ -51,4 +51,9 @@ def run(cfg: Namespace) -> int:
                       root=out.parent.resolve() if out.parent != folder else None)
     write_index(gdf, out)
     print(f"{len(gdf)} chips indexed in {time.perf_counter() - start:.1f} s: {out}")
+    invalid = invalid_pixels(gdf)
+    if invalid.any():
+        print(f"{int((invalid > 0).sum())} chip(s) hold {int(invalid.sum())} invalid pixel(s) "
+              "(NaN, inf or nodata; see the valid_fraction column); pretraining fills NaN/inf "
+              "with 0 after normalisation")
     return 0

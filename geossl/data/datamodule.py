@@ -43,6 +43,8 @@ SINGLE_SENSOR = {"aid": "rgb", "ucmerced": "rgb", "eurosat": "s2", "folder": "rg
 
 #: keys a batch may carry besides the per-sensor images
 _EXTRA_KEYS = (SENSOR_MASK,)
+#: batch key: how many image values of the batch were NaN/inf and filled with 0
+FILLED_KEY = "filled_values"
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,16 +447,21 @@ class _Collate:
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = default_collate(samples)
-        for key, value in batch.items():
+        filled = torch.zeros((), dtype=torch.int64)
+        for key, value in list(batch.items()):
             if not key.startswith("image_"):
                 continue
             value = value.float()
+            bad = ~torch.isfinite(value)
             norm = self.normalizers.get(key_sensor(key))
             if norm is not None:
                 value = norm(value)
             # a single NaN (SEN12MS has a broken S1 patch; nodata in chips) would poison the
-            # loss of the whole batch: zero is the band mean after normalisation
+            # loss of the whole batch: zero is the band mean after normalisation. Counted (raw
+            # values or normalised ones that are not finite), so the run can say how many.
+            filled += (bad | ~torch.isfinite(value)).sum()
             batch[key] = torch.nan_to_num_(value, nan=0.0, posinf=0.0, neginf=0.0)
+        batch[FILLED_KEY] = filled
         return batch
 
 
@@ -539,6 +546,7 @@ class SSLDataModule(LightningDataModule):
         #: band names per sensor and normaliser per sensor (set by setup; checkpoint metadata)
         self.bands: dict[str, list[str]] | None = None
         self.normalization: dict[str, str] | None = None
+        self._filled: Tensor | None = None
 
     # -- setup ------------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -707,6 +715,17 @@ class SSLDataModule(LightningDataModule):
         if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
             raise ValueError("sample weights must be finite, non-negative, not all zero")
         self.sample_weights = w
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Add up the batch's filled (NaN/inf) values, on its device (no host sync)."""
+        if isinstance(batch, dict) and FILLED_KEY in batch:
+            count = batch.pop(FILLED_KEY)
+            self._filled = count if self._filled is None else self._filled + count
+        return batch
+
+    def filled_values(self) -> int:
+        """Image values that were NaN/inf and filled with 0 in the batches trained on so far."""
+        return 0 if self._filled is None else int(self._filled)
 
     def state_dict(self) -> dict[str, Any]:
         """Checkpointed state: the DeepCluster sample weights survive a resume."""

@@ -192,11 +192,13 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
             bounds = src.bounds
             res = float(src.res[0])
             height, width, count = src.height, src.width, src.count
+            g = {k[len(TAG_PREFIX):].lower(): v for k, v in tags.items()
+                 if k.startswith(TAG_PREFIX)}
+            valid = float(g["valid_fraction"]) if "valid_fraction" in g else _valid_fraction(src)
     except RasterioError as err:
         first = str(err).strip().splitlines()
         raise DataError(f"not a readable GeoTIFF chip ({first[0] if first else err})",
                         file) from err
-    g = {k[len(TAG_PREFIX):].lower(): v for k, v in tags.items() if k.startswith(TAG_PREFIX)}
     if g.get("bands"):
         bands = g["bands"]
     elif all(descs):
@@ -220,12 +222,39 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
         "height": height,
         "width": width,
         "bands": bands,
-        "valid_fraction": float(g.get("valid_fraction", 1.0)),
+        "valid_fraction": valid,
         "minx": bounds.left,
         "miny": bounds.bottom,
         "maxx": bounds.right,
         "maxy": bounds.top,
     }
+
+
+def invalid_pixels(gdf: pd.DataFrame) -> np.ndarray:
+    """Invalid pixels (NaN, inf, nodata, cloud when tiled) per chip, from ``valid_fraction``."""
+    size = gdf["height"].to_numpy(np.float64) * gdf["width"].to_numpy(np.float64)
+    return np.rint((1.0 - gdf["valid_fraction"].to_numpy(np.float64)) * size).astype(np.int64)
+
+
+def _valid_fraction(src: Any) -> float:
+    """Fraction of pixels valid in every band (finite, not the nodata value) of an open chip.
+
+    Integer chips without a nodata value cannot hold an invalid pixel: their header is enough.
+    Other chips (float, or with nodata) are read once, so the index records how many pixels
+    later readers will fill instead of claiming 1.0.
+    """
+    nodatas = [nd for nd in src.nodatavals if nd is not None and not np.isnan(nd)]
+    floating = any(np.issubdtype(np.dtype(d), np.floating) for d in src.dtypes)
+    if not floating and not nodatas:
+        return 1.0
+    data = src.read()
+    valid = np.ones(data.shape[1:], dtype=bool)
+    for band, nodata in zip(data, src.nodatavals):
+        if np.issubdtype(band.dtype, np.floating):
+            valid &= np.isfinite(band)
+        if nodata is not None and not np.isnan(nodata):
+            valid &= band != nodata
+    return float(valid.mean()) if valid.size else 1.0
 
 
 def _crs_string(crs: Any) -> str:
