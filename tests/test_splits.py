@@ -144,6 +144,21 @@ def test_cross_utm_zone_overlap() -> None:
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 1)]
 
 
+def test_cross_utm_zone_overlap_without_geometry() -> None:
+    """A chip index with bounds and crs columns only: the overlap across zones still counts."""
+    sq = gpd.GeoSeries([shapely.box(11.995, 45.0, 12.005, 45.009)], crs=4326)
+    rows = [("z32", "EPSG:32632", *sq.to_crs(32632).total_bounds),
+            ("z33", "EPSG:32633", *sq.to_crs(32633).total_bounds)]
+    frame = pd.DataFrame(rows, columns=["chip_id", "crs", "minx", "miny", "maxx", "maxy"])
+    i, j = S.conflict_pairs(S.footprints(frame))
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)]
+    rep = S.leakage_report(frame, pd.Series(["train", "test"]))
+    assert (rep.loc[0, "leaking_a"], rep.loc[0, "leaking_b"]) == (1, 1)
+    a, b = (gpd.GeoSeries([shapely.segmentize(shapely.box(*r[2:]), 10.0)], crs=r[1])
+            .to_crs(6933).iloc[0] for r in rows)  # the two boxes, on an equal-area map
+    assert rep.loc[0, "overlap_km2"] == pytest.approx(a.intersection(b).area / 1e6, rel=1e-3)
+
+
 def test_nonoverlapping_pairwise_and_maximal(gdf: gpd.GeoDataFrame) -> None:
     sub = gdf.iloc[:600]
     keep = S.nonoverlapping_subset(sub)
@@ -474,3 +489,146 @@ def test_read_footprints_ssl4eo_and_polsar(tmp_path: Path) -> None:
     assert grid["chip_id"].tolist() == ds.ids  # the ids --splits later selects
     assert S.footprints(grid).unit == "px"
     assert len(grid) == 3 and grid.geometry.iloc[1].bounds == (64.0, -64.0, 128.0, 0.0)
+
+
+# ---- an independent brute-force oracle across UTM zones (issue 11) ---------------------------
+# Every pair of footprints is decided on its own: both boxes are densified in their own CRS and
+# reprojected with pyproj into an azimuthal equidistant projection centred between them, where
+# shapely measures their distance and shared area. Nothing of geossl.splits is used.
+
+
+def _zone_pairs(lat: float, gaps: list[float], size: float = 1000.0) -> pd.DataFrame:
+    """Chips on both sides of the 12 E zone border (32N | 33N) at about ``lat`` degrees.
+
+    Pair ``k`` (0.1 degree further north each): A in zone 32 with its east edge through the
+    border point, B in zone 33 with its west edge ``gaps[k]`` metres further east (negative:
+    overlapping), C in zone 33 sharing B's east edge exactly (touching), D in zone 33 120 m east
+    of C.
+    """
+    from pyproj import Geod, Transformer
+
+    geod = Geod(ellps="WGS84")
+    t32 = Transformer.from_crs(4326, 32632, always_xy=True)
+    t33 = Transformer.from_crs(4326, 32633, always_xy=True)
+    rows = []
+    for k, gap in enumerate(gaps):
+        la = lat + 0.1 * k
+        x, y = t32.transform(12.0, la)
+        rows.append(("EPSG:32632", x - size, y - size / 2, x, y + size / 2))
+        lon_q, lat_q, _ = geod.fwd(12.0, la, 90.0 if gap >= 0 else 270.0, abs(gap))
+        x, y = t33.transform(lon_q, lat_q)
+        b = (x, y - size / 2, x + size, y + size / 2)
+        rows.append(("EPSG:32633", *b))
+        rows.append(("EPSG:32633", b[2], b[1], b[2] + size, b[3]))
+        rows.append(("EPSG:32633", b[2] + size + 120.0, b[1], b[2] + 2 * size + 120.0, b[3]))
+    frame = pd.DataFrame(rows, columns=["crs", "minx", "miny", "maxx", "maxy"])
+    frame.insert(0, "chip_id", [f"{lat:g}_{k}" for k in range(len(frame))])
+    return frame
+
+
+def _with_geometry(frame: pd.DataFrame) -> gpd.GeoDataFrame:
+    """The frame as a chip index: EPSG:4326 footprints from the corners, per CRS."""
+    geoms = np.empty(len(frame), dtype=object)
+    for crs, idx in frame.groupby("crs").indices.items():
+        part = frame.iloc[idx]
+        box = shapely.box(part["minx"], part["miny"], part["maxx"], part["maxy"])
+        geoms[idx] = gpd.GeoSeries(box, crs=crs).to_crs(4326).to_numpy()
+    return gpd.GeoDataFrame(frame, geometry=list(geoms), crs=4326)
+
+
+def _oracle(frame: pd.DataFrame) -> dict[tuple[int, int], tuple[float, float]]:
+    """(distance m, shared area m²) of every pair that is at most 2 km apart."""
+    from pyproj import Geod, Transformer
+
+    geod = Geod(ellps="WGS84")
+    # the boxes, densified every 10 m in their own CRS, to longitude / latitude
+    rings = []
+    to_lonlat = {crs: Transformer.from_crs(crs, 4326, always_xy=True)
+                 for crs in frame["crs"].unique()}
+    for r in frame.itertuples():
+        box = shapely.segmentize(shapely.box(r.minx, r.miny, r.maxx, r.maxy), 10.0)
+        rings.append(np.column_stack(
+            to_lonlat[r.crs].transform(*np.asarray(box.exterior.coords).T)))
+    lon = np.array([ring[:-1, 0].mean() for ring in rings])
+    lat = np.array([ring[:-1, 1].mean() for ring in rings])
+    radius = np.hypot(frame["maxx"] - frame["minx"], frame["maxy"] - frame["miny"]).to_numpy()
+    out = {}
+    n = len(frame)
+    local: dict[tuple[float, float], Transformer] = {}
+    for i in range(n):
+        _, _, dist = geod.inv(np.full(n - i - 1, lon[i]), np.full(n - i - 1, lat[i]),
+                              lon[i + 1:], lat[i + 1:])
+        for j in np.flatnonzero(dist - radius[i] / 2 - radius[i + 1:] / 2 < 2000.0) + i + 1:
+            # azimuthal equidistant centred within 0.1 degree of the pair: distances within
+            # ~15 km of the centre are exact to < 1e-5
+            centre = (round((lat[i] + lat[j]) / 2, 1), round((lon[i] + lon[j]) / 2, 1))
+            if centre not in local:
+                local[centre] = Transformer.from_crs(
+                    4326, f"+proj=aeqd +lat_0={centre[0]} +lon_0={centre[1]} +datum=WGS84 "
+                    "+units=m +no_defs", always_xy=True)
+            a, b = (shapely.Polygon(np.column_stack(local[centre].transform(*rings[k].T)))
+                    for k in (i, j))
+            out[(i, int(j))] = (float(a.distance(b)), float(a.intersection(b).area))
+    return out
+
+
+def _oracle_conflicts(truth: dict[tuple[int, int], tuple[float, float]], buffer: float,
+                      slack: float = 0.0) -> set[tuple[int, int]]:
+    if buffer > 0:
+        return {p for p, (d, _) in truth.items() if d <= buffer + slack}
+    return {p for p, (_, area) in truth.items() if area > (0.5 if slack == 0 else 0.0)}
+
+
+GAPS = [-300.0, -20.0, 0.0, 40.0, 100.0, 140.0, 165.0, 400.0]
+
+
+@pytest.fixture(scope="module")
+def zones() -> pd.DataFrame:
+    return pd.concat([_zone_pairs(lat, GAPS) for lat in (0.5, 45.0, 75.0, 80.0, -62.0)],
+                     ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def zone_truth(zones: pd.DataFrame) -> dict[tuple[int, int], tuple[float, float]]:
+    return _oracle(zones)
+
+
+@pytest.mark.parametrize("geometry", [True, False], ids=["geometry", "bounds_only"])
+@pytest.mark.parametrize("buffer", [0.0, 150.0])
+def test_conflicts_match_oracle_across_utm_zones(zones: pd.DataFrame, zone_truth: dict[
+        tuple[int, int], tuple[float, float]], geometry: bool, buffer: float) -> None:
+    frame = _with_geometry(zones) if geometry else zones
+    i, j = S.conflict_pairs(S.footprints(frame), buffer)
+    found = set(zip(i.tolist(), j.tolist()))
+    must = _oracle_conflicts(zone_truth, buffer)
+    may = _oracle_conflicts(zone_truth, buffer, slack=1.0)
+    # the layout has cross-zone conflicts at every latitude, and pairs that only touch
+    cross = {p for p in must if zones["crs"].iloc[p[0]] != zones["crs"].iloc[p[1]]}
+    assert len(cross) >= 5 * (3 if buffer == 0 else 5)
+    assert not must - found, sorted(must - found)  # never misses a conflict
+    assert not found - may, sorted(found - may)  # and invents none
+
+
+@pytest.mark.parametrize("strategy", ["overlap", "block", "nonoverlapping", "checkerboard"])
+@pytest.mark.parametrize("buffer", [0.0, 150.0])
+def test_no_train_test_pair_conflicts_by_oracle(zones: pd.DataFrame, zone_truth: dict[
+        tuple[int, int], tuple[float, float]], strategy: str, buffer: float) -> None:
+    must = _oracle_conflicts(zone_truth, buffer)
+    for seed in range(4):
+        extra = {"assign": "centroid"} if strategy == "checkerboard" else {}
+        split = S.make_splits(zones, strategy, (0.5, 0.5), seed=seed, buffer=buffer,
+                              block_size=1000.0, **extra).to_numpy()
+        leaks = [(a, b) for a, b in must
+                 if split[a] != split[b] and S.DROP not in (split[a], split[b])]
+        assert not leaks, (seed, leaks)
+
+
+def test_max_scale_6933_bounds_the_projection() -> None:
+    from pyproj import Proj
+
+    proj = Proj("EPSG:6933")
+    lats = np.array([0.0, 20.0, 30.0, 45.0, 60.0, 73.0, 75.0, 80.0, 85.0, 89.0])
+    factors = proj.get_factors(np.full(len(lats), 12.0), lats)
+    largest = np.maximum(factors.meridional_scale, factors.parallel_scale)
+    np.testing.assert_array_less(largest, S.max_scale_6933(lats) * (1 + 1e-9))
+    assert S.max_scale_6933(80.0) > 3.0  # where the old fixed factor 3 missed neighbours

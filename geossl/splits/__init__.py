@@ -54,10 +54,15 @@ Metric coordinates: distances and areas are computed per CRS group, each footpri
 CRS: the chip's own projected CRS when the frame has the chip-index columns ``minx .. maxy`` and
 ``crs`` (UTM for SEN12MS and ``geossl tile`` chips: exact boxes, no reprojection), else the
 frame's CRS when projected, else (geographic footprints) the UTM zone of each footprint's
-centre. Chips of different CRS groups are compared in the equal-area CRS EPSG:6933; there a
-buffer is scaled up by :data:`CROSS_CRS_BUFFER_FACTOR` to stay conservative against the
-projection's distance distortion (cross-zone neighbours are rare: zone borders). Two footprints
-that only touch (shared edge, overlap below :data:`EPS_M` = 1 mm) do not conflict.
+centre. Chips of different CRS groups (UTM zones) are compared in two steps: candidates are
+found in the equal-area CRS EPSG:6933 with each buffer enlarged by that projection's largest
+scale factor at the footprint's latitude (:func:`max_scale_6933`: 1.15 at the equator, 3 at 73
+degrees, unbounded towards the poles), so no neighbour is missed at any latitude; each candidate
+pair is then decided in a transverse Mercator projection centred on it (scale error below
+1e-4), with the footprints densified every :data:`DENSIFY_M` metres in their own CRS so that
+their straight edges stay straight. Frames with ``minx .. maxy`` and ``crs`` columns but no
+georeferenced geometry get their EPSG:4326 footprints from those bounds. Two footprints that
+only touch (shared edge, overlap below :data:`EPS_M` = 1 mm) do not conflict.
 
 Pixel grids: footprints without a georeferenced CRS (``crs`` None, or a local engineering CRS
 such as :data:`geossl.datasets.polsar.PIXEL_CRS` of a PolSAR scene without map information) are
@@ -107,10 +112,14 @@ ASSIGN_MODES = ("footprint", "centroid")
 DROP = "drop"
 #: overlap below this many metres (shared edges, rounding) is not an overlap
 EPS_M = 1e-3
-#: CRS in which chips of different CRS groups are compared (equal-area, metres)
+#: CRS in which candidate pairs across CRS groups are found and cross-group overlap areas are
+#: measured (equal-area, metres; cylindrical with standard parallel 30 degrees)
 COMMON_CRS = "EPSG:6933"
-#: buffer scaling for comparisons in :data:`COMMON_CRS` (its distances are off by up to ~2x)
-CROSS_CRS_BUFFER_FACTOR = 3.0
+#: vertex spacing (metres) of footprints reprojected to decide a pair across CRS groups
+DENSIFY_M = 100.0
+#: relative slack of the cross-group decision (transverse Mercator scale error, < 4e-5 within
+#: half a degree of its central meridian)
+CROSS_CRS_TOLERANCE = 1e-4
 #: columns tried, in order, for chip ids
 ID_COLUMNS = ("chip_id", "id", "patch_id")
 _BOUNDS = ["minx", "miny", "maxx", "maxy"]
@@ -247,6 +256,13 @@ def footprints(gdf: pd.DataFrame) -> Footprints:
                             "georeferenced ones; split them separately")
         if all(_metric_crs(c) for c in crs_list):
             geoms = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+            if lonlat is None and len(crs_list) > 1:
+                # no georeferenced geometry: without EPSG:4326 footprints, chips of different
+                # CRSs (UTM zones) could never be compared; build them from the bounds
+                lonlat = np.empty(n, dtype=object)
+                for k, c in enumerate(crs_list):
+                    sel = codes == k
+                    lonlat[sel] = gpd.GeoSeries(geoms[sel], crs=c).to_crs(4326).to_numpy()
             return Footprints(codes.astype(np.int64), crs_list, geoms, b, True, lonlat)
         if not has_geo:  # geographic own CRS: make 4326 geometries from the bounds
             per = []
@@ -334,22 +350,47 @@ def conflict_pairs(fp: Footprints, buffer: float = 0.0,
     return i[keep], j[keep]
 
 
+def max_scale_6933(lat: np.ndarray | float) -> np.ndarray:
+    """Largest scale factor of EPSG:6933 at latitude ``lat`` (degrees), over all directions.
+
+    A cylindrical equal-area projection with standard parallel 30 degrees stretches east-west
+    distances by ``cos 30 / cos lat`` and north-south ones by ``cos lat / cos 30``; a distance
+    ``d`` on the ground is at most ``d * max_scale_6933(lat)`` on the map. (The former fixed
+    factor 3 was exceeded above 73 degrees.)
+    """
+    c = np.cos(np.radians(np.clip(np.abs(np.asarray(lat, dtype=np.float64)), 0.0, 89.999)))
+    c30 = np.cos(np.radians(30.0))
+    return np.asarray(np.maximum(c30 / c, c / c30))
+
+
 def _cross_group_pairs(fp: Footprints, rows: np.ndarray, groups: np.ndarray,
                        buffer: float) -> tuple[np.ndarray, np.ndarray]:
+    """Conflicting pairs of footprints of different CRS groups (see the module docstring)."""
     empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    if fp.planar:
+        return empty  # footprints of different local CRSs (pixel grids) are never compared
     if fp.lonlat is None:
+        if len(groups) > 1:
+            raise DataError("footprints in several CRSs but no EPSG:4326 footprint to compare "
+                            "them by")
         return empty
     sub = fp.lonlat[rows]
     common = gpd.GeoSeries(sub, crs=4326).to_crs(COMMON_CRS).to_numpy()
     b = shapely.bounds(common)
-    margin = buffer * CROSS_CRS_BUFFER_FACTOR + 1.0
+    llb = shapely.bounds(sub)
+    # the reach of each footprint on the map: the buffer (and a slack for the curvature of
+    # edges reprojected through their corners only) times the largest scale at its latitude
+    lat = np.maximum(np.abs(llb[:, 1]), np.abs(llb[:, 3])) + (buffer + 1.0) / 110_000.0
+    own = fp.bounds[rows]
+    side = np.maximum(own[:, 2] - own[:, 0], own[:, 3] - own[:, 1])
+    reach = (buffer * (1.0 + CROSS_CRS_TOLERANCE) + 0.01 * side + 1.0) * max_scale_6933(lat)
     env = {}
     for g in groups:
         sel = fp.group[rows] == g
-        gb = b[sel]
-        env[g] = (gb[:, 0].min() - margin, gb[:, 1].min() - margin,
-                  gb[:, 2].max() + margin, gb[:, 3].max() + margin)
-    out_i, out_j = [], []
+        gb, gr = b[sel], reach[sel].max()
+        env[g] = (gb[:, 0].min() - gr, gb[:, 1].min() - gr, gb[:, 2].max() + gr,
+                  gb[:, 3].max() + gr)
+    cand_i, cand_j = [], []
     for a_pos, ga in enumerate(groups):
         for gb_ in groups[a_pos + 1:]:
             ea, eb = env[ga], env[gb_]
@@ -359,14 +400,56 @@ def _cross_group_pairs(fp: Footprints, rows: np.ndarray, groups: np.ndarray,
             in_b = np.flatnonzero((fp.group[rows] == gb_) & _inside(b, ea))
             if not len(in_a) or not len(in_b):
                 continue
-            i, j = _query(common[in_a], None, False, buffer * CROSS_CRS_BUFFER_FACTOR,
-                          common[in_b], None)
-            pi, pj = rows[in_a[i]], rows[in_b[j]]
-            out_i.append(np.minimum(pi, pj))
-            out_j.append(np.maximum(pi, pj))
-    if not out_i:
+            tree = shapely.STRtree(common[in_b])
+            i, j = tree.query(common[in_a], predicate="dwithin",
+                              distance=reach[in_a] + reach[in_b].max())
+            cand_i.append(rows[in_a[i]])
+            cand_j.append(rows[in_b[j]])
+    if not cand_i:
         return empty
-    return np.concatenate(out_i), np.concatenate(out_j)
+    ci, cj = np.concatenate(cand_i), np.concatenate(cand_j)
+    keep = _decide_cross_pairs(fp, ci, cj, buffer)
+    pi, pj = ci[keep], cj[keep]
+    return np.minimum(pi, pj), np.maximum(pi, pj)
+
+
+def _decide_cross_pairs(fp: Footprints, i: np.ndarray, j: np.ndarray,
+                        buffer: float) -> np.ndarray:
+    """Whether each candidate pair across CRS groups conflicts, decided on a local map.
+
+    Both footprints are densified every :data:`DENSIFY_M` metres in their own CRS and
+    projected to a transverse Mercator (scale 1) centred on the nearest half degree of the first
+    footprint's longitude; there distances and areas are within :data:`CROSS_CRS_TOLERANCE`.
+    """
+    out = np.zeros(len(i), dtype=bool)
+    if not len(i):
+        return out
+    assert fp.lonlat is not None
+    lon = shapely.get_x(shapely.centroid(fp.lonlat[i]))
+    lon0 = np.round(np.asarray(lon) * 2.0) / 2.0
+    for centre in np.unique(lon0):
+        sel = np.flatnonzero(lon0 == centre)
+        local = CRS.from_proj4(f"+proj=tmerc +lat_0=0 +lon_0={centre} +k=1 +x_0=0 +y_0=0 "
+                               "+datum=WGS84 +units=m +no_defs")
+        rows = np.unique(np.concatenate([i[sel], j[sel]]))
+        geoms: dict[int, Any] = {}
+        for g in np.unique(fp.group[rows]):
+            part = rows[fp.group[rows] == g]
+            dense = shapely.segmentize(fp.geoms[part], DENSIFY_M)
+            moved = gpd.GeoSeries(dense, crs=fp.crs[int(g)]).to_crs(local).to_numpy()
+            geoms.update(zip(part.tolist(), moved))
+        a = np.empty(len(sel), dtype=object)
+        a[:] = [geoms[k] for k in i[sel].tolist()]
+        c = np.empty(len(sel), dtype=object)
+        c[:] = [geoms[k] for k in j[sel].tolist()]
+        if buffer > 0:
+            limit = buffer * (1.0 + CROSS_CRS_TOLERANCE) + EPS_M
+            out[sel] = shapely.dwithin(a, c, limit)
+        else:
+            # interiors must meet (as within a group): shrink both by EPS_M first
+            out[sel] = shapely.intersects(shapely.buffer(a, -EPS_M, join_style="mitre"),
+                                          shapely.buffer(c, -EPS_M, join_style="mitre"))
+    return out
 
 
 def _inside(b: np.ndarray, env: tuple[float, float, float, float]) -> np.ndarray:
