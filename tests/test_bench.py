@@ -52,9 +52,6 @@ def test_ceiling_and_torchgeo_run_on_cpu() -> None:
 
 
 def test_geossl_rows_run_on_cpu(tmp_path: Path) -> None:
-    if not hasattr(pytest.importorskip("geossl.methods"), "METHODS"):
-        pytest.skip("geossl.methods.METHODS not there yet")
-    pytest.importorskip("geossl.datasets.chips")
     cfg = BenchConfig(backbone="resnet18", bands=4, size=32, batch_size=4, steps=1, warmup=1,
                       device="cpu", workers=0, num_chips=12,
                       only=["geossl-simclr", "geossl-moco", "loader", "e2e-simclr",

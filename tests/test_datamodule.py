@@ -160,7 +160,6 @@ def test_worker_processes_deliver_the_same_batches() -> None:
 
 
 def test_split_restricts_the_samples(tmp_path: Path) -> None:
-    pytest.importorskip("geossl.splits")
     split = tmp_path / "split.json"
     split.write_text(json.dumps({
         "strategy": "random", "params": {},
@@ -175,8 +174,8 @@ def test_split_restricts_the_samples(tmp_path: Path) -> None:
 
 
 def test_sen12ms_fake_data(tmp_path: Path) -> None:
-    gen = pytest.importorskip("tests.data.sen12ms.data")
-    pytest.importorskip("geossl.datasets.sen12ms")
+    from tests.data.sen12ms import data as gen
+
     gen.generate(tmp_path)
     dm = SSLDataModule("sen12ms", tmp_path, ("s1", "s2"), "geo", batch_size=2, patch_size=32)
     dm.setup("fit")
@@ -185,11 +184,10 @@ def test_sen12ms_fake_data(tmp_path: Path) -> None:
     assert batch["image_s2"].shape[:2] == (2, 13)
     assert batch["image_s2"].shape[-2:] == (32, 32)
     assert torch.isfinite(batch["image_s1"]).all() and torch.isfinite(batch["image_s2"]).all()
-    if pytest.importorskip("geossl.data.normalize"):
-        # normalised per sensor: S1 dB clipped to [0, 1], S2 reflectance DN / 10,000
-        for key in ("image_s1", "image_s2"):
-            assert 0.0 <= float(batch[key].min()) and float(batch[key].max()) <= 1.0
-        assert float(batch["image_s2"].std()) > 0.05
+    # normalised per sensor: S1 dB clipped to [0, 1], S2 reflectance DN / 10,000
+    for key in ("image_s1", "image_s2"):
+        assert 0.0 <= float(batch[key].min()) and float(batch[key].max()) <= 1.0
+    assert float(batch["image_s2"].std()) > 0.05
 
 
 def test_samples_wrapper_len_with_indices() -> None:
@@ -199,7 +197,8 @@ def test_samples_wrapper_len_with_indices() -> None:
 
 
 def test_ucmerced_fake_data_rgb(tmp_path: Path) -> None:
-    gen = pytest.importorskip("tests.data.aid.data")
+    from tests.data.aid import data as gen
+
     root = gen.generate(tmp_path, "ucmerced", n_per_class=2, size=32)
     dm = SSLDataModule("ucmerced", root, ("rgb",), "aug", batch_size=4, patch_size=24,
                        normalize=False)
@@ -215,7 +214,8 @@ def test_ucmerced_fake_data_rgb(tmp_path: Path) -> None:
 # -- SSL4EO-S12 through a grid of geo queries --------------------------------------------------
 @pytest.fixture(scope="module")
 def ssl4eo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gen = pytest.importorskip("tests.data.ssl4eo.data")
+    from tests.data.ssl4eo import data as gen
+
     return gen.generate(tmp_path_factory.mktemp("ssl4eo"), size=48)  # type: ignore[no-any-return]
 
 
@@ -417,7 +417,8 @@ def test_stats_file_standardises_each_band(tmp_path: Path) -> None:
 
 
 def test_bigearthnet_v1_layout_is_detected(tmp_path: Path) -> None:
-    gen = pytest.importorskip("tests.data.bigearthnet.data")
+    from tests.data.bigearthnet import data as gen
+
     gen.generate_v1(tmp_path, n=3)
     dm = SSLDataModule("bigearthnet", tmp_path, ("s1", "s2"), "geo", batch_size=2)
     dm.setup("fit")

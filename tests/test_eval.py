@@ -252,9 +252,6 @@ def test_cli_evaluate_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_cli_evaluate_random_baseline(tmp_path: Path) -> None:
-    models = pytest.importorskip("geossl.models")
-    if not hasattr(models, "build_encoder"):
-        pytest.skip("geossl.models.build_encoder not available yet")
     from geossl.cli import main
     from tests.data.aid.data import generate_eurosat
 
@@ -425,9 +422,6 @@ def test_evaluate_chips_label_column_defaults_to_label(tmp_path: Path) -> None:
 
 
 def test_cli_evaluate_polsar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    models = pytest.importorskip("geossl.models")
-    if not hasattr(models, "build_encoder"):
-        pytest.skip("geossl.models.build_encoder not available yet")
     from geossl.cli import main
 
     _polsar(tmp_path)
