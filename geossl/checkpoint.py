@@ -1,25 +1,62 @@
-"""Rebuild the (online) encoder of a pretraining checkpoint, with its metadata.
+"""Pretraining checkpoints: reading them, rebuilding their encoder, and their metadata.
 
-A checkpoint written by a :class:`~geossl.methods.base.SSLMethod` holds, besides Lightning's
-``state_dict`` and ``hyper_parameters``, a ``geossl`` entry with the encoder's build arguments
-and the data metadata (sensors, bands, normalisation). Older checkpoints without it are rebuilt
-from ``hyper_parameters`` alone.
+The one owner of the checkpoint format. A checkpoint written by a
+:class:`~geossl.methods.base.SSLMethod` holds, besides Lightning's ``state_dict`` and
+``hyper_parameters``, a ``geossl`` entry with the encoder's build arguments and the data
+metadata (sensors, bands, normalisation), written by the method's ``on_save_checkpoint``. Older
+checkpoints without it are rebuilt from ``hyper_parameters`` alone.
+
+:func:`read_checkpoint` loads one safely, :func:`load_encoder` rebuilds its encoder and
+metadata, :func:`load_source` turns a checkpoint path (or ``random``/``none``, a baseline) into
+an :class:`EncoderSource`, and the metadata readers (:func:`select_sensors`,
+:func:`bands_for`, :func:`expected_channels`, ...) say what the encoder takes. ``geossl
+evaluate``, ``export`` and ``embed`` read checkpoints only through this module.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import hashlib
 import os
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import DataError
+import torch
+from torch import nn
+
+from geossl.errors import ConfigError, DataError
 from geossl.io import load_torch_file
 from geossl.models import Encoder, build_encoder
+
+#: checkpoint names that stand for a randomly initialised encoder (baselines)
+RANDOM = ("random", "none")
+
+#: a sensor name, several (``"s1,s2"`` or a list: a stacked fusion input) or ``None``
+SensorSelection = str | Sequence[str] | None
 
 #: metadata keys returned by :func:`load_encoder`
 META_KEYS = ("backbone", "in_chans", "sensors", "bands", "method", "pairing", "adapter",
              "normalization", "img_size")
+
+
+@dataclasses.dataclass
+class EncoderSource:
+    """An encoder together with what evaluation needs to know about it.
+
+    Attributes:
+        encoder: the module; ``encoder(x)`` gives ``(B, num_features)``.
+        meta: checkpoint metadata (``backbone``, ``in_chans``, ``sensors``, ``bands``,
+            ``method``, ``pairing``, ``adapter``, ``normalization``, ``img_size``).
+        key: a string identifying the weights (content hash of the checkpoint, or
+            ``random-<backbone>-<in_chans>-<seed>``), used in feature cache keys.
+    """
+
+    encoder: nn.Module
+    meta: dict[str, Any]
+    key: str
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -137,3 +174,215 @@ def load_encoder(
         "timm_name": timm_name,
     }
     return encoder, out
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoint metadata: which sensors and bands the encoder takes
+# --------------------------------------------------------------------------------------------
+def sensor_list(sensor: SensorSelection) -> list[str]:
+    """``None`` -> ``[]``, ``"s2"`` -> ``["s2"]``, ``"s1,s2"`` or a list -> the list."""
+    if sensor is None:
+        return []
+    items = sensor.split(",") if isinstance(sensor, str) else [str(s) for s in sensor]
+    return [s.strip() for s in items if s.strip()]
+
+
+def encoder_sensor(sensor: SensorSelection) -> str | None:
+    """The ``sensor=`` argument for the encoder: the one sensor, or ``None`` for a stack."""
+    names = sensor_list(sensor)
+    return names[0] if len(names) == 1 else None
+
+
+def checkpoint_sensors(meta: dict[str, Any]) -> list[str]:
+    """The sensors the encoder was pretrained on (``[]`` when not recorded)."""
+    return sensor_list(meta.get("sensors"))
+
+
+def is_fusion(meta: dict[str, Any]) -> bool:
+    """Whether the encoder stacks several sensors (``fusion`` / ``partial-fusion`` pairing)."""
+    return bool(meta.get("fusion")) or meta.get("pairing") in ("fusion", "partial-fusion")
+
+
+def select_sensors(
+    meta: dict[str, Any], sensor: SensorSelection = None, default: str | None = None
+) -> str | list[str] | None:
+    """The sensor(s) whose images feed the encoder during evaluation, export or embedding.
+
+    * single-sensor encoders (``aug``/``temporal``): the checkpoint's sensor;
+    * per-sensor stems (``geo``): ``sensor`` when given, else the first (query) sensor;
+    * fusion encoders: every sensor stacked in the checkpoint's order by default, or the
+      subset in ``sensor`` (the others are zero-filled and flagged missing, as in
+      ``partial-fusion``).
+
+    Args:
+        meta: checkpoint metadata (``sensors``, ``pairing``, ``fusion``).
+        sensor: requested sensor(s): a name, ``"s1,s2"`` or a list; ``None`` for the default.
+        default: the dataset's sensor, for encoders that record no sensor (random baselines).
+
+    Returns:
+        one sensor name, a list of several (a stacked fusion input), or ``None`` (unknown).
+
+    Raises:
+        ConfigError: a sensor the encoder was not pretrained on, or several sensors for an
+            encoder that takes one at a time.
+    """
+    known = checkpoint_sensors(meta)
+    wanted = sensor_list(sensor)
+    if not known:  # nothing recorded: trust the request, else the dataset's sensor
+        if wanted:
+            return wanted[0] if len(wanted) == 1 else wanted
+        return primary_sensor(meta, default)
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        raise ConfigError(f"unknown sensor {unknown[0]!r}: the encoder was pretrained on "
+                          f"{', '.join(known)}")
+    fusion = is_fusion(meta) and len(known) > 1
+    if not wanted:
+        return list(known) if fusion else known[0]
+    if len(wanted) > 1 and not fusion:
+        raise ConfigError(f"this encoder takes one sensor at a time (one of {', '.join(known)}); "
+                          "give a single --sensor")
+    ordered = [s for s in known if s in wanted]
+    return ordered[0] if len(ordered) == 1 else ordered
+
+
+def expected_channels(meta: dict[str, Any], sensor: SensorSelection) -> int | None:
+    """Input bands the encoder expects for ``sensor`` (``None`` when not recorded)."""
+    chans = meta.get("in_chans")
+    if isinstance(chans, int):
+        return chans
+    if isinstance(chans, dict):
+        names = sensor_list(sensor)
+        if names and all(s in chans for s in names):
+            return sum(int(chans[s]) for s in names)
+    return None
+
+
+def bands_for(meta: dict[str, Any], sensor: SensorSelection) -> list[str] | None:
+    """Band names of the encoder's input for ``sensor`` (per-sensor lists are concatenated)."""
+    bands = meta.get("bands")
+    if bands is None:
+        return None
+    if isinstance(bands, dict):
+        names = sensor_list(sensor) or checkpoint_sensors(meta)[:1]
+        if not names or any(s not in bands or bands[s] is None for s in names):
+            return None
+        return [str(b) for s in names for b in bands[s]]
+    return [str(b) for b in bands]
+
+
+def primary_sensor(meta: dict[str, Any], default: str | None = None) -> str | None:
+    """The sensor evaluation feeds the encoder.
+
+    The checkpoint's first sensor, else ``default`` (the dataset's sensor,
+    :func:`geossl.datasets.base.single_sensor`).
+    """
+    sensors = checkpoint_sensors(meta)
+    if sensors:
+        return str(sensors[0])
+    return default
+
+
+# --------------------------------------------------------------------------------------------
+# encoders for evaluation, export and embedding
+# --------------------------------------------------------------------------------------------
+def load_source(
+    ckpt: str | os.PathLike[str] | EncoderSource,
+    backbone: str | None = None,
+    in_chans: int | None = None,
+    seed: int = 0,
+    img_size: int | None = None,
+) -> EncoderSource:
+    """Load the encoder of a pretraining checkpoint, or build a random one.
+
+    Args:
+        ckpt: a checkpoint written by ``geossl pretrain``; ``random``/``none`` for a randomly
+            initialised encoder of ``backbone`` (a baseline); or an :class:`EncoderSource`,
+            returned as it is.
+        backbone: timm backbone for ``random``.
+        in_chans: input channels for ``random``.
+        seed: seed of the random initialisation.
+        img_size: input size for ``random`` ViTs.
+
+    Returns:
+        the encoder and its metadata.
+
+    Raises:
+        ConfigError: ``random`` without a backbone or channel count.
+        DataError: missing or unreadable checkpoint.
+    """
+    if isinstance(ckpt, EncoderSource):
+        return ckpt
+    name = os.fspath(ckpt)
+    if name.lower() in RANDOM:
+        if not backbone or not in_chans:
+            raise ConfigError(f"CKPT {name!r} needs --backbone (and a dataset to know the bands)")
+        from geossl.models import build_encoder
+
+        torch.manual_seed(seed)
+        kwargs: dict[str, Any] = {"img_size": img_size} if img_size else {}
+        encoder = build_encoder(backbone, in_chans, **kwargs)
+        meta = {"backbone": backbone, "in_chans": in_chans, "method": "random", "sensors": None,
+                "bands": None, "adapter": None, "normalization": None, "img_size": img_size}
+        return EncoderSource(encoder, meta, f"random-{backbone}-{in_chans}-{seed}")
+    path = Path(name)
+    if not path.is_file():
+        raise DataError("checkpoint not found", path)
+    encoder, meta = load_encoder(path)
+    return EncoderSource(encoder, dict(meta), file_hash(path))
+
+
+def random_like(source: EncoderSource, seed: int) -> EncoderSource:
+    """The same architecture as ``source`` with fresh random weights (the scratch baseline).
+
+    Rebuilt with :func:`geossl.models.build_encoder` from the metadata when possible (the
+    architecture's own initialisation); otherwise a deep copy whose layers are re-initialised
+    with their ``reset_parameters``.
+
+    Args:
+        source: the pretrained encoder.
+        seed: seed of the initialisation.
+
+    Returns:
+        a new :class:`EncoderSource` (method ``random``).
+    """
+    meta = dict(source.meta)
+    torch.manual_seed(seed)
+    encoder: nn.Module | None = None
+    try:
+        from geossl.models import build_encoder
+
+        config = getattr(source.encoder, "config", None)
+        if isinstance(config, dict) and config.get("backbone"):
+            encoder = build_encoder(**{**config, "pretrained": None})
+        elif meta.get("backbone") and meta.get("in_chans"):
+            kwargs: dict[str, Any] = {}
+            for key in ("adapter", "img_size"):
+                if meta.get(key) is not None:
+                    kwargs[key] = meta[key]
+            encoder = build_encoder(meta["backbone"], meta["in_chans"], **kwargs)
+        if encoder is not None:
+            same = {k: v.shape for k, v in encoder.state_dict().items()} == {
+                k: v.shape for k, v in source.encoder.state_dict().items()
+            }
+            if not same:
+                encoder = None
+    except Exception:
+        encoder = None
+    if encoder is None:
+        encoder = copy.deepcopy(source.encoder)
+        for module in encoder.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    meta["method"] = "random"
+    return EncoderSource(encoder, meta, f"random-{source.key[:16]}-{seed}")
+
+
+def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's content (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -34,18 +34,17 @@ from affine import Affine
 from rasterio.windows import Window
 from tqdm.auto import tqdm
 
-from geossl.errors import ConfigError, DataError
-from geossl.eval.features import (
+from geossl.checkpoint import (
     EncoderSource,
     SensorSelection,
     bands_for,
-    default_device,
-    encode,
     expected_channels,
     load_source,
-    make_normalizer,
     select_sensors,
 )
+from geossl.data.normalize import make_normalizer
+from geossl.errors import ConfigError, DataError
+from geossl.eval.features import default_device, encode
 from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
 
 PROGRESS = "geossl_progress.json"

@@ -45,15 +45,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
-from geossl.eval.features import (
+from geossl.checkpoint import (
     EncoderSource,
     bands_for,
     checkpoint_sensors,
     load_source,
-    normalizer_for_sensor,
     sensor_list,
 )
+from geossl.data.normalize import normalizer_for_sensor
+from geossl.errors import ConfigError
 from geossl.io import atomic_write_bytes, atomic_write_text, check_writable
 
 FORMATS = ("torchgeo", "timm")

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from geossl.data import datamodule as dmod
 from geossl.data.datamodule import SSLDataModule, SSLSamples
+from geossl.datasets.geogrid import GeoSamples
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import pairing_keys
 
@@ -230,7 +231,7 @@ def test_ssl4eo_geo_pairs_are_coregistered_windows(ssl4eo: Path) -> None:
     # 2 locations x 2 S2 dates (each with its closest S1 date); 48 px -> 2 x 2 windows of 32
     assert dm.num_samples == 16
     base = dm.train_dataset.base  # type: ignore[union-attr]
-    assert isinstance(base, dmod.GeoSamples)
+    assert isinstance(base, GeoSamples)
     x, y, _ = base.queries[0]
     rx, ry = base.dataset.res
     assert round((x.stop - x.start) / rx) == 32 and round((y.stop - y.start) / ry) == 32

@@ -12,9 +12,10 @@ import pytest
 import torch
 from torch import nn
 
+from geossl.checkpoint import EncoderSource
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
-from geossl.eval.features import EncoderSource, cached_features, extract_features
+from geossl.eval.features import cached_features, extract_features
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
 from geossl.eval.run import evaluate, parse_protocols
@@ -411,7 +412,8 @@ def test_evaluate_chips_label_column(tmp_path: Path) -> None:
 
 
 def test_evaluate_chips_label_column_defaults_to_label(tmp_path: Path) -> None:
-    from geossl.eval.data import LabelledChips, resolve
+    from geossl.datasets.chips import LabelledChips
+    from geossl.eval.data import resolve
 
     d = resolve("chips", _chips(tmp_path, "label"), None)
     assert isinstance(d.dataset, LabelledChips)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from geossl import compat
+from geossl.checkpoint import EncoderSource
 from geossl.errors import ConfigError
-from geossl.eval.features import EncoderSource
 from geossl.export import export
 
 N_BANDS = 4

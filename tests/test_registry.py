@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from geossl.datasets.registry import (
-    NoNativeSplit,
-    bigearthnet_version,
-    get_dataset,
-    native_split,
-)
+from geossl.datasets.bigearthnet import layout_version as bigearthnet_version
+from geossl.datasets.registry import NoNativeSplit, get_dataset, native_split
 from geossl.errors import ConfigError, DataError
 
 

@@ -147,10 +147,11 @@ def test_split_pixel_grid_polsar(polsar_root: Path, tmp_path: Path,
                "--report", "true"])
     assert rc == 0 and "buffer_px" in capsys.readouterr().out
     # the saved ids are what `--splits` selects in later commands (same patch grid)
-    from geossl.data.datamodule import build_dataset, load_split_ids
+    from geossl.datasets.registry import pretraining_dataset
+    from geossl.splits import load_split_ids
 
     train = load_split_ids(out, "train")
-    ds = build_dataset("polsar", polsar_root, ["polsar"], "aug", ids=train, patch_size=64)
+    ds = pretraining_dataset("polsar", polsar_root, ["polsar"], "aug", ids=train, patch_size=64)
     assert sorted(ds.ids) == sorted(train)
 
 

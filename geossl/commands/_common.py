@@ -15,7 +15,8 @@ def add_data(parser: ArgumentParser, default: str | None = None, required: bool 
         "--data",
         type=str | None if not required else str,
         default=default,
-        help="dataset: " + ", ".join(DATASETS),
+        help="dataset: " + ", ".join(DATASETS) + ", a name registered with "
+             "geossl.datasets.register, or an import path module:Class",
     )
     parser.add_argument("--root", type=str | None, default=None, help="dataset folder")
 

@@ -408,15 +408,11 @@ def stage_features(ctx: DemoContext) -> None:
     """Frozen features of every chip: SSL encoder, same encoder random, band means."""
     import torch
 
+    from geossl.checkpoint import load_source, primary_sensor, random_like
+    from geossl.data.normalize import make_normalizer
     from geossl.datasets.chips import ChipDataset
     from geossl.demo.evaluate import LabelledChips
-    from geossl.eval.features import (
-        extract_features,
-        load_source,
-        make_normalizer,
-        primary_sensor,
-        random_like,
-    )
+    from geossl.eval.features import extract_features
 
     assert ctx.index is not None and ctx.checkpoint is not None
     ssl = load_source(ctx.checkpoint)

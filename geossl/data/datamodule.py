@@ -34,320 +34,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
 
+from geossl.data.normalize import sensor_normalizer
+from geossl.datasets.base import band_names, is_normalized, sample_ids, single_sensor
+from geossl.datasets.registry import pretraining_dataset
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
-
-#: datasets whose samples carry one ``image`` of a single sensor, with the sensor it stands for
-SINGLE_SENSOR = {"aid": "rgb", "ucmerced": "rgb", "eurosat": "s2", "folder": "rgb", "scenes": "rgb",
-                 "polsar": "polsar"}
+from geossl.splits import load_split_ids
 
 #: keys a batch may carry besides the per-sensor images
 _EXTRA_KEYS = (SENSOR_MASK,)
 #: batch key: how many image values of the batch were NaN/inf and filled with 0
 FILLED_KEY = "filled_values"
-
-
-# --------------------------------------------------------------------------------------------
-# normalisation contract (geossl.data.normalize)
-# --------------------------------------------------------------------------------------------
-def sensor_normalizer(sensor: str) -> Callable[[Tensor], Tensor] | None:
-    """The batch-wise normaliser :mod:`geossl.data.normalize` has under ``sensor``'s name.
-
-    Args:
-        sensor: sensor name (``s1``, ``s2``, ``rgb``, ...).
-
-    Returns:
-        a picklable callable mapping a ``(B, C, H, W)`` float tensor to its normalised version,
-        or ``None`` when the sensor has no registered normalisation.
-    """
-    from geossl.data import normalize
-
-    try:
-        return normalize.get_normalizer(sensor)
-    except (KeyError, ValueError, ConfigError):
-        return None
-
-
-# --------------------------------------------------------------------------------------------
-# datasets
-# --------------------------------------------------------------------------------------------
-def build_dataset(
-    data: str,
-    root: str | Path,
-    sensors: Sequence[str],
-    pairing: str,
-    index: str | Path | None = None,
-    ids: Sequence[str] | None = None,
-    patch_size: int | None = None,
-) -> Dataset[dict[str, Any]]:
-    """Build the raw dataset for pretraining.
-
-    Args:
-        data: dataset name (``sen12ms``, ``bigearthnet``, ``aid``, ``ucmerced``, ``eurosat``,
-            ``polsar``, ``chips``; any other name goes through :mod:`geossl.datasets.registry`).
-        root: dataset folder.
-        sensors: sensors to load.
-        pairing: pairing mode (``temporal`` asks the dataset for a second date).
-        index: chip index file for ``chips`` (default ``ROOT/index.parquet``).
-        ids: restrict to these sample ids (one side of a split), when the dataset supports it.
-        patch_size: patch size for datasets cut on a grid (PolSAR).
-
-    Returns:
-        a map-style dataset of sample dicts.
-
-    Raises:
-        ConfigError: unknown dataset or option.
-        DataError: missing or unreadable data.
-    """
-    root = Path(root)
-    if not root.exists():
-        raise DataError("dataset folder not found", root)
-    ids_kw: dict[str, Any] = {} if ids is None else {"ids": list(ids)}
-    if data == "sen12ms":
-        from geossl.datasets.sen12ms import SEN12MSPatches
-
-        # label=None: SSL needs no land cover, so the lc files are not even opened
-        return SEN12MSPatches(root, sensors=tuple(sensors), label=None, **ids_kw)
-    if data == "bigearthnet":
-        from geossl.datasets.bigearthnet import BigEarthNet
-        from geossl.datasets.registry import bigearthnet_version
-
-        return BigEarthNet(root, sensors=tuple(sensors), version=bigearthnet_version(root),
-                           **ids_kw)
-    if data in ("aid", "ucmerced", "eurosat", "folder", "scenes"):
-        from geossl.datasets import aid
-
-        cls = {"aid": aid.AID, "ucmerced": aid.UCMerced, "eurosat": aid.EuroSAT,
-               "folder": aid.SceneFolder, "scenes": aid.SceneFolder}[data]
-        # pretrain on the dataset's own training side unless a split file says otherwise
-        return cls(root, split="all" if ids is not None else "train", **ids_kw)
-    if data == "polsar":
-        from geossl.datasets.polsar import PolSAR
-
-        return PolSAR(root, patch_size=patch_size or 64, **ids_kw)
-    if data == "ssl4eo":
-        if ids is not None:
-            raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
-                              "`geossl tile` and split the chip index")
-        from geossl.datasets.ssl4eo import pairing_dataset
-
-        multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
-        return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
-    if data == "chips":
-        path = Path(index) if index else root / "index.parquet"
-        if not path.exists():
-            raise DataError("chip index not found (write one with `geossl tile`)", path)
-        if pairing == "temporal" or len(sensors) > 1:
-            return _paired_chips(path, sensors, pairing)
-        from geossl.datasets.chips import ChipDataset
-        from geossl.tiling import chip_index
-
-        gdf = chip_index.read_index(path)
-        part = sensor_chips(gdf, sensors[0], path)
-        if len(part) == len(gdf):  # one sensor: the index as it is (and its packed store)
-            return ChipDataset(path, **ids_kw)  # type: ignore[no-any-return]
-        if ids is not None:  # a split of the whole index: its chips of this sensor
-            have = set(part["chip_id"].astype(str))
-            ids_kw["ids"] = [i for i in ids if i in have]
-            if not ids_kw["ids"]:
-                raise DataError(f"no chip of sensor {sensors[0]!r} in the split", path)
-        return ChipDataset(part, root=gdf.attrs.get("root", path.parent),  # type: ignore[no-any-return]
-                           **ids_kw)
-    try:
-        from geossl.datasets.registry import get_dataset  # type: ignore[import-not-found]
-    except ImportError as err:  # pragma: no cover - while the registry does not exist
-        raise ConfigError(f"unknown dataset {data!r}") from err
-    return get_dataset(data, str(root), **ids_kw)  # type: ignore[no-any-return]
-
-
-def sensor_chips(gdf: Any, sensor: str, path: str | Path | None = None) -> Any:
-    """The rows of a chip index that hold ``sensor`` (its ``sensor`` column).
-
-    An index whose chips record no sensor (``geossl index`` without ``--sensor``) is taken
-    whole, as one sensor; otherwise only the chips of ``sensor`` are kept.
-
-    Args:
-        gdf: chip index.
-        sensor: sensor name (``--sensors``).
-        path: the index file, for error messages.
-
-    Returns:
-        the index rows of that sensor (``gdf`` itself when it records no sensor).
-
-    Raises:
-        DataError: the index records sensors but none of its chips is ``sensor``.
-    """
-    if "sensor" not in gdf.columns:
-        return gdf
-    names = gdf["sensor"].fillna("").astype(str)
-    if not (names != "").any():
-        return gdf
-    if bool((names == sensor).all()):
-        return gdf
-    part = gdf[(names == sensor).to_numpy()].reset_index(drop=True)
-    if not len(part):
-        have = ", ".join(sorted({n or "(none)" for n in names.unique()}))
-        raise DataError(f"no chip of sensor {sensor!r} in the index (has {have})", path)
-    return part
-
-
-def _paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[dict[str, Any]]:
-    """Chips of several sensors (the index's ``sensor`` column) or dates, joined on footprint."""
-    from geossl.datasets.multisensor import PairedChips
-    from geossl.tiling import chip_index
-
-    gdf = chip_index.read_index(path)
-    root = gdf.attrs.get("root", path.parent)
-    if len(sensors) == 1:
-        # temporal: dates of one sensor; chips of other sensors would pair with them on
-        # footprint (and then fail to stack: different band counts)
-        indexes = {sensors[0]: sensor_chips(gdf, sensors[0], path)}
-    else:
-        if "sensor" not in gdf.columns:
-            raise DataError("chip index has no 'sensor' column to pair sensors with", path)
-        indexes = {}
-        for s in sensors:
-            part = gdf[gdf["sensor"].astype(str) == s].reset_index(drop=True)
-            if not len(part):
-                have = ", ".join(sorted(map(str, gdf["sensor"].unique())))
-                raise DataError(f"no chip of sensor {s!r} in the index (has {have})", path)
-            indexes[s] = part
-    return PairedChips(  # type: ignore[no-any-return]
-        indexes,
-        reference=sensors[-1] if len(sensors) > 1 else sensors[0],
-        temporal=sensors[0] if pairing == "temporal" else None,
-        require="reference" if pairing == "partial-fusion" else "all",
-        roots={s: root for s in indexes},
-    )
-
-
-#: window size in pixels of geo queries when no --patch-size is given
-DEFAULT_GEO_PATCH = 64
-
-
-def _starts(lo: float, hi: float, size: float) -> list[float]:
-    """Starts of windows of ``size`` inside ``[lo, hi]`` that cover it.
-
-    A step of ``size``; the last window is moved back to end at ``hi`` (overlapping its
-    neighbour) so that the edge is covered.
-    """
-    n = int((hi - lo) / size + 1e-9)
-    starts = [lo + k * size for k in range(n)]
-    if n and starts[-1] + size < hi - 1e-9 * max(1.0, abs(hi)):
-        starts.append(hi - size)
-    return starts
-
-
-def geo_grid(dataset: Any, size: int) -> list[tuple[slice, slice, slice]]:
-    """Queries of ``size`` x ``size`` pixel windows lying inside each index row's footprint.
-
-    Unlike TorchGeo 0.8's :class:`~torchgeo.samplers.GridGeoSampler`, whose last row and column
-    of windows reach past the footprint (read as zeros, i.e. no data), every window here lies
-    inside the bounds of its row; the last one is moved back to end on the edge. The time slice
-    is the row's interval, so a query selects its row's acquisitions.
-    """
-    rx, ry = dataset.res
-    w, h = size * rx, size * ry
-    queries: list[tuple[slice, slice, slice]] = []
-    for geom, interval in zip(dataset.index.geometry, dataset.index.index, strict=True):
-        xmin, ymin, xmax, ymax = geom.bounds
-        t = slice(interval.left, interval.right)
-        for y0 in _starts(ymin, ymax, h):
-            for x0 in _starts(xmin, xmax, w):
-                queries.append((slice(x0, x0 + w), slice(y0, y0 + h), t))
-    return queries
-
-
-class GeoSamples(Dataset[dict[str, Any]]):
-    """A TorchGeo GeoDataset seen through a fixed grid of geo queries, as a map-style dataset.
-
-    The queries (:func:`geo_grid`: ``size`` pixel windows inside every index row) are laid
-    once, so sample ``i`` is always the same window (DeepCluster's pseudo-labels stay attached
-    to it) and the data module shuffles positions as for any other dataset. Used for
-    ``--data ssl4eo`` (a :class:`~geossl.data.pairing.MultiSensorDataset`).
-    """
-
-    def __init__(self, dataset: Any, size: int, root: str | Path | None = None) -> None:
-        """Lay the grid of queries.
-
-        Args:
-            dataset: a TorchGeo GeoDataset (e.g. a ``MultiSensorDataset``).
-            size: window size in pixels (at the dataset's resolution).
-            root: the dataset folder (for messages).
-
-        Raises:
-            ConfigError: no window of that size fits in any footprint.
-        """
-        self.dataset = dataset
-        self.size = int(size)
-        self.root = None if root is None else Path(root)
-        self.queries = geo_grid(dataset, self.size)
-        if not self.queries:
-            rx, ry = dataset.res
-            widths = [(g.bounds[2] - g.bounds[0]) / rx for g in dataset.index.geometry]
-            heights = [(g.bounds[3] - g.bounds[1]) / ry for g in dataset.index.geometry]
-            big = f"{max(widths, default=0):.0f} x {max(heights, default=0):.0f}"
-            raise ConfigError(f"patch size {self.size} is larger than every footprint of the "
-                              f"dataset (at most {big} px); lower --patch-size")
-        subsets = getattr(dataset, "datasets", None)
-        #: band names per sensor
-        self.bands: dict[str, list[str]] | None = None
-        if isinstance(subsets, dict):
-            self.bands = {str(k): [str(b) for b in getattr(v, "bands", ())]
-                          for k, v in subsets.items()}
-
-    def __len__(self) -> int:
-        """Number of windows."""
-        return len(self.queries)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        """The sample of window ``i``."""
-        return self.dataset[self.queries[i]]  # type: ignore[no-any-return]
-
-
-def _dataset_ids(dataset: Any) -> list[str] | None:
-    """Sample ids of ``dataset`` in order, read from its index (no sample is loaded)."""
-    for attr in ("ids", "patch_ids", "chip_ids"):
-        value = getattr(dataset, attr, None)
-        if value is not None and not callable(value):
-            return [str(v) for v in value]
-    index = getattr(dataset, "index", None)
-    for col in ("id", "chip_id", "patch_id"):
-        if index is not None and hasattr(index, "columns") and col in index.columns:
-            return [str(v) for v in index[col]]
-    return None
-
-
-def load_split_ids(path: str | Path, split: str) -> list[str]:
-    """Ids of one side of a saved split (``geossl split`` JSON or GeoParquet).
-
-    Args:
-        path: split file.
-        split: ``train``, ``val`` or ``test``.
-
-    Returns:
-        the chip / patch ids in that split.
-
-    Raises:
-        DataError: unreadable file.
-        ConfigError: the split is absent or empty.
-    """
-    from geossl.splits import load_splits
-
-    loaded: Any = load_splits(path)
-    if isinstance(loaded, dict) and "splits" in loaded:
-        loaded = loaded["splits"]
-    if isinstance(loaded, dict):
-        ids = loaded.get(split)
-        if ids is None:
-            raise ConfigError(f"split {split!r} not in {path} (has {', '.join(map(str, loaded))})")
-        ids = list(ids)
-    else:  # a pandas Series of split names indexed by id
-        series = getattr(loaded, "splits", loaded)
-        ids = [str(i) for i, s in series.items() if s == split]
-    if not ids:
-        raise ConfigError(f"split {split!r} of {path} is empty")
-    return [str(i) for i in ids]
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,8 +254,8 @@ class SSLDataModule(LightningDataModule):
         base = self._base
         passed_ids = False
         if base is None:
-            base = build_dataset(self.data, self.root, self.sensors, self.pairing, self.index, ids,
-                                 self.patch_size)
+            base = pretraining_dataset(self.data, self.root, self.sensors, self.pairing, ids=ids,
+                                       patch_size=self.patch_size, index=self.index)
             passed_ids = ids is not None and _dataset_restricted(base, ids)
         indices = None
         if ids is not None and not passed_ids:
@@ -566,8 +263,8 @@ class SSLDataModule(LightningDataModule):
         single = None
         if len(self.sensors) == 1 and self.pairing != "fusion":
             single = self.sensors[0]
-        elif self.data in SINGLE_SENSOR:
-            single = self.sensors[0] if self.sensors else SINGLE_SENSOR[self.data]
+        elif single_sensor(base) is not None:  # the dataset's samples carry one plain image
+            single = self.sensors[0] if self.sensors else single_sensor(base)
         self.train_dataset = SSLSamples(base, self.keys, single, self.patch_size, indices)
         if len(self.train_dataset) == 0:
             raise DataError("no samples to train on", self.root)
@@ -577,10 +274,10 @@ class SSLDataModule(LightningDataModule):
                 "training samples; lower --batch-size"
             )
         sensors = sorted({key_sensor(k) for k in self.keys})
-        self.bands = _band_names(self.data, base, sensors)
+        self.bands = band_names(base, sensors)
         normalizers: dict[str, Callable[[Tensor], Tensor]] = {}
         record: dict[str, Any] = {}
-        if self.normalize and not getattr(base, "normalized", False):
+        if self.normalize and not is_normalized(base):
             normalizers, record = self._normalizers(sensors)
         self._collate = _Collate(normalizers)
         # sensor -> name for geossl.data.normalize.get_normalizer, or {"mean", "std"} from a
@@ -736,35 +433,15 @@ class SSLDataModule(LightningDataModule):
         self.sample_weights = state_dict.get("sample_weights")
 
 
-def _band_names(data: str, base: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
-    """Band names per sensor, from the dataset (stored in checkpoints by the methods)."""
-    known: dict[str, Sequence[str]] = {}
-    if data == "sen12ms":
-        from geossl.datasets.sen12ms import BANDS
-
-        known = dict(BANDS)
-    elif data == "bigearthnet":
-        from geossl.datasets import bigearthnet
-
-        known = {"s1": bigearthnet.S1_BANDS, "s2": bigearthnet.S2_BANDS}
-    names = getattr(base, "bands", None)
-    if isinstance(names, dict):
-        known = {**known, **names}
-    elif isinstance(names, list | tuple) and len(sensors) == 1:
-        known = {sensors[0]: names}
-    out = {s: [str(b) for b in known[s]] for s in sensors if s in known}
-    return out or None
-
-
 def _dataset_restricted(dataset: Any, ids: Sequence[str]) -> bool:
     """Whether the dataset was built on exactly ``ids`` (it accepted the ``ids`` argument)."""
-    found = _dataset_ids(dataset)
+    found = sample_ids(dataset)
     return found is not None and set(found) <= set(ids)
 
 
 def _positions(dataset: Any, ids: Sequence[str], path: Any) -> list[int]:
     """Positions in ``dataset`` of the samples whose id is in ``ids``."""
-    found = _dataset_ids(dataset)
+    found = sample_ids(dataset)
     if found is None:
         name = type(dataset).__name__
         raise ConfigError(f"dataset {name} has no sample ids; cannot apply {path}")

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from geossl.checkpoint import SensorSelection, sensor_list
 from geossl.errors import ConfigError, DataError
 
 #: SSL4EO-S12 Sentinel-1 GRD statistics (VV, VH; dB)
@@ -478,3 +479,104 @@ def get_normalizer(
         raise ConfigError(f"no normalisation for sensor {sensor!r}; use one of "
                           f"{', '.join(sorted(NORMALIZERS))} or a stats file")
     return NORMALIZERS[name]()
+
+
+# ----------------------------------------------------------------------------------------------
+# the normalisation an encoder was pretrained with (from checkpoint metadata)
+# ----------------------------------------------------------------------------------------------
+def sensor_normalizer(sensor: str) -> Callable[[Tensor], Tensor] | None:
+    """The batch-wise normaliser :mod:`geossl.data.normalize` has under ``sensor``'s name.
+
+    Args:
+        sensor: sensor name (``s1``, ``s2``, ``rgb``, ...).
+
+    Returns:
+        a picklable callable mapping a ``(B, C, H, W)`` float tensor to its normalised version,
+        or ``None`` when the sensor has no registered normalisation.
+    """
+    try:
+        return get_normalizer(sensor)
+    except (KeyError, ValueError, ConfigError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------------
+
+
+def make_normalizer(
+    meta: dict[str, Any], sensor: SensorSelection
+) -> Callable[[Tensor], Tensor] | None:
+    """The batch normalisation the encoder was pretrained with.
+
+    ``meta["normalization"]`` may hold ``{"mean": [...], "std": [...]}``, a per-sensor mapping
+    of those or of normaliser names (what ``geossl pretrain`` records, e.g. ``{"s2": "s2"}``:
+    a sensor absent from the mapping was not normalised), or a normaliser name; when it is
+    ``None`` the sensor's registered normaliser
+    (:func:`sensor_normalizer`) is used, as in pretraining. For a
+    stacked fusion input every sensor's block of bands gets its own normaliser.
+
+    Args:
+        meta: checkpoint metadata.
+        sensor: the sensor being evaluated, or a list of stacked sensors.
+
+    Returns:
+        a function of a ``(B, C, H, W)`` batch, or ``None`` for no normalisation.
+    """
+    names = sensor_list(sensor)
+    if len(names) > 1:
+        chans = meta.get("in_chans")
+        if not isinstance(chans, dict) or any(s not in chans for s in names):
+            raise ConfigError(f"cannot normalise stacked sensors {names}: the checkpoint "
+                              "records no band count per sensor")
+        parts = [(int(chans[s]), normalizer_for_sensor(meta, s)) for s in names]
+        if all(n is None for _, n in parts):
+            return None
+        return _Stacked(parts)
+    return normalizer_for_sensor(meta, names[0] if names else None)
+
+
+def normalizer_for_sensor(
+    meta: dict[str, Any], sensor: str | None
+) -> Callable[[Tensor], Tensor] | None:
+    """The normaliser of one sensor's bands (see :func:`make_normalizer`)."""
+    norm = meta.get("normalization")
+    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
+        return _MeanStd(norm["mean"], norm["std"])
+    if isinstance(norm, dict):  # per sensor
+        entry = norm.get(sensor) if sensor is not None else None
+        if isinstance(entry, dict) and "mean" in entry and "std" in entry:
+            return _MeanStd(entry["mean"], entry["std"])
+        if isinstance(entry, str):
+            return sensor_normalizer(entry)
+        return None
+    if isinstance(norm, str):
+        return sensor_normalizer(norm)
+    return sensor_normalizer(sensor) if sensor else None
+
+
+class _Stacked:
+    """Per-sensor normalisers applied to consecutive blocks of bands (picklable)."""
+
+    def __init__(self, parts: Sequence[tuple[int, Callable[[Tensor], Tensor] | None]]) -> None:
+        self.parts = list(parts)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        sizes = [n for n, _ in self.parts]
+        if x.shape[1] != sum(sizes):
+            raise DataError(f"stacked input has {x.shape[1]} bands, expected {sum(sizes)}")
+        blocks = torch.split(x, sizes, dim=1)
+        return torch.cat([b if f is None else f(b) for b, (_, f) in zip(blocks, self.parts)],
+                         dim=1)
+
+
+class _MeanStd:
+    """Per-band standardisation (a class so it pickles into loader workers)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device).clamp_min(1e-12)

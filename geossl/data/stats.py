@@ -29,7 +29,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from geossl.datasets.base import band_names
 from geossl.errors import ConfigError, DataError
+from geossl.pairing import key_sensor
 
 
 class BandAccumulator:
@@ -172,7 +174,7 @@ def _samples(
     else:  # a TorchGeo GeoDataset: sample a grid of patch_size windows
         # Our grid, not TorchGeo 0.8's GridGeoSampler: its last row/column of windows reach past
         # the footprint and read zero fill, which biased the means (73 % fill on SSL4EO-S12).
-        from geossl.data.datamodule import geo_grid
+        from geossl.datasets.geogrid import geo_grid
 
         queries = geo_grid(source, patch_size)
         n = len(queries)
@@ -243,12 +245,10 @@ def _to_bands(x: np.ndarray, batched: bool) -> tuple[np.ndarray, int]:
 
 
 def _band_names(source: Any, key: str, channels: int) -> list[str]:
-    for attr in ("band_names", "bands"):
-        names = getattr(source, attr, None)
-        if isinstance(names, dict):
-            names = names.get(key.removeprefix("image_"))
-        if isinstance(names, list | tuple) and len(names) == channels:
-            return [str(n) for n in names]
+    sensor = key_sensor(key)
+    names = (band_names(source, [sensor]) or {}).get(sensor)
+    if names is not None and len(names) == channels:
+        return names
     return [f"b{i + 1}" for i in range(channels)]
 
 

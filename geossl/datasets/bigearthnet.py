@@ -53,6 +53,7 @@ from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets import labels as lab
+from geossl.datasets.base import GeosslDataset
 from geossl.datasets.sen12ms import (
     footprint_geometry,
     header_info,
@@ -73,6 +74,8 @@ S2_BANDS: tuple[str, ...] = (
 )  # fmt: skip
 #: Sentinel-1 bands, in the order of ``image_s1``
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
+#: bands per sensor
+BANDS: dict[str, tuple[str, ...]] = {"s1": S1_BANDS, "s2": S2_BANDS}
 #: side of the common 10 m grid
 PATCH_SIZE = 120
 
@@ -128,7 +131,30 @@ def _subdirs(path: Path) -> list[str]:
         return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
 
 
-class BigEarthNet(NonGeoDataset):
+def layout_version(root: str | os.PathLike[str]) -> int:
+    """BigEarthNet version of the layout under ``root`` (1 or 2), read from its folders.
+
+    v2 (reBEN): ``BigEarthNet-S2/`` or ``metadata.parquet``; v1: ``BigEarthNet-v1.0/``, or
+    ``root`` is that folder itself (``<patch>/<patch>_labels_metadata.json``). Anything else is
+    taken as v2, whose reader then says what is missing.
+    """
+    path = Path(root)
+    if (path / V2_S2_DIR).is_dir() or (path / V2_METADATA).is_file():
+        return 2
+    if (path / V1_S2_DIR).is_dir() or (path / V1_S1_DIR).is_dir():
+        return 1
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir() and (Path(entry.path) /
+                                       f"{entry.name}_labels_metadata.json").is_file():
+                    return 1
+    except OSError:
+        pass
+    return 2
+
+
+class BigEarthNet(GeosslDataset, NonGeoDataset):
     """BigEarthNet v1 / v2 as a multi-label classification and SSL dataset.
 
     Samples are dicts with ``image_s2`` (float32 ``(12, 120, 120)``), ``image_s1`` (float32
@@ -136,6 +162,29 @@ class BigEarthNet(NonGeoDataset):
     multi-hot ``(num_classes,)``, absent only when no label source exists) and ``id`` (the S2
     patch name). The dataset is indexed by S2 patches; S1 patches are their pairs.
     """
+
+    sensors: tuple[str, ...] = ("s1", "s2")
+    bands = BANDS
+    splits = ("train", "val", "test")
+
+    @classmethod
+    def layout_args(cls, root: Path) -> dict[str, Any]:
+        """``version`` read from the folder layout (:func:`layout_version`)."""
+        return {"version": layout_version(root)}
+
+    @classmethod
+    def has_split(cls, root: Path, **kwargs: Any) -> bool:
+        """The official split of a v2 ``metadata.parquet`` with a ``split`` column."""
+        version = kwargs.get("version") or layout_version(root)
+        meta = Path(root) / V2_METADATA
+        if version != 2 or not meta.is_file():
+            return False
+        try:
+            import pyarrow.parquet as pq
+
+            return "split" in pq.read_schema(meta).names
+        except Exception:  # unreadable: the reader reports it when the dataset is built
+            return True
 
     def __init__(
         self,
@@ -364,7 +413,7 @@ class BigEarthNet(NonGeoDataset):
 
     # ---- dataset API -----------------------------------------------------------------------
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> list[str]:  # type: ignore[override]
         """S2 patch names in dataset order."""
         return [p.id for p in self._patches]
 

@@ -17,7 +17,7 @@ dataset reads from it, with no reprojection, whenever a store covering its chips
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,21 +25,32 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.datasets.base import GeosslDataset
+from geossl.datasets.multisensor import PairedChips
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
 from geossl.tiling.packed import open_packed, packed_dir, packed_rows
 
 PathLike = str | os.PathLike[str]
 
-class ChipDataset(NonGeoDataset):
+#: default chip-index column holding each chip's class
+DEFAULT_LABEL_COLUMN = "label"
+
+class ChipDataset(GeosslDataset, NonGeoDataset):
     """Chips listed in a chip index, as a map-style dataset of sample dicts.
 
     Example::
 
         ds = ChipDataset("chips/index.parquet", bands=["B04", "B03", "B02"])
         loader = DataLoader(ds, batch_size=64, num_workers=8, shuffle=True)
+
+    The chips' sensor is the index's ``sensor`` column (or ``--sensors``); with several
+    sensors or dates :meth:`for_pretraining` joins them on footprint
+    (:class:`~geossl.datasets.multisensor.PairedChips`). For evaluation the class of each chip
+    comes from a column of the index (:class:`LabelledChips`).
     """
 
     def __init__(
@@ -104,6 +115,7 @@ class ChipDataset(NonGeoDataset):
         self._rel = self.index["path"].astype(str).to_numpy()
         self._crs = self.index["crs"].astype(str).tolist()
         self._bounds = self.index[["minx", "miny", "maxx", "maxy"]].to_numpy(np.float64)
+        self.bands: list[str]
         self.bands, self._band_idx = _band_indexes(self.index["bands"].astype(str), bands,
                                                    self.root)
         self._packed_dir = packed_dir(self.root, packed)
@@ -114,6 +126,87 @@ class ChipDataset(NonGeoDataset):
                                              required=packed is not None and packed is not False)
             if self._packed_rows is None:
                 self._packed_dir = None
+
+    # -- the dataset protocol -------------------------------------------------------------
+    @classmethod
+    def locate(cls, root: Path, index: PathLike | None = None) -> Path:
+        """The chip index.
+
+        ``index`` when given, else ``ROOT/index.parquet`` (or ``ROOT`` when it is the file).
+
+        Raises:
+            DataError: the index does not exist.
+        """
+        path = Path(index) if index else (root if root.is_file() else root / "index.parquet")
+        if not path.exists():
+            raise DataError("chip index not found (write one with `geossl tile` or "
+                            "`geossl index`)", path)
+        return path
+
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: PathLike | None = None,
+    ) -> Dataset[dict[str, Any]]:
+        """The chips of ``sensors``.
+
+        One sensor: the chips as they are; several (or two dates): joined on footprint
+        (:func:`paired_chips`).
+
+        Raises:
+            DataError: missing index, or no chip of a sensor.
+        """
+        path = Path(index) if index else root / "index.parquet"
+        if not path.exists():
+            raise DataError("chip index not found (write one with `geossl tile`)", path)
+        if pairing == "temporal" or len(sensors) > 1:
+            return paired_chips(path, sensors, pairing)
+        gdf = chip_index.read_index(path)
+        part = sensor_chips(gdf, sensors[0], path)
+        if len(part) == len(gdf):  # one sensor: the index as it is (and its packed store)
+            return cls(path, ids=ids)
+        if ids is not None:  # a split of the whole index: its chips of this sensor
+            have = set(part["chip_id"].astype(str))
+            ids = [i for i in ids if i in have]
+            if not ids:
+                raise DataError(f"no chip of sensor {sensors[0]!r} in the split", path)
+        return cls(part, root=gdf.attrs.get("root", path.parent), ids=ids)
+
+    @classmethod
+    def evaluation_args(
+        cls,
+        root: Path,
+        args: Mapping[str, Any],
+        label_path: PathLike | None = None,
+        label_column: str | None = None,
+    ) -> dict[str, Any]:
+        """Chips take their classes from a column of the index (``label_column``).
+
+        Raises:
+            ConfigError: a label raster (``--label-path`` is PolSAR's).
+        """
+        return super().evaluation_args(root, args, label_path)
+
+    def for_evaluation(self, label_column: str | None = None) -> Dataset[dict[str, Any]]:
+        """The chips with ``label`` from ``label_column`` (default ``label``).
+
+        Raises:
+            ConfigError: no such column (the default one included).
+        """
+        column = label_column or DEFAULT_LABEL_COLUMN
+        if label_column is None and column not in self.index.columns:
+            raise ConfigError("chips carry no labels: give --label-column COLUMN, a column of "
+                              "the chip index holding each chip's class")
+        return LabelledChips(self, column)
+
+    def footprints(self) -> gpd.GeoDataFrame:
+        """The chip index (``chip_id``, bounds, footprint ``geometry``, extra columns)."""
+        return self.index.reset_index(drop=True)
 
     @property
     def packed(self) -> bool:
@@ -186,3 +279,135 @@ def _band_indexes(
             raise DataError(f"chips with bands {s} lack band(s) {', '.join(missing)}", root)
         lookup[s] = np.array([have.index(b) + 1 for b in names], dtype=np.int64)
     return names, [lookup[s] for s in band_strings]
+
+
+class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
+    """A :class:`~geossl.datasets.chips.ChipDataset` whose samples get ``label`` from a column.
+
+    Classes are the sorted distinct values of the column (as text); a chip whose value is
+    missing gets ``label`` -1 and is left out of evaluation (:meth:`labelled_mask`).
+    """
+
+    def __init__(self, chips: Any, column: str = DEFAULT_LABEL_COLUMN) -> None:
+        """Wrap ``chips``.
+
+        Raises:
+            ConfigError: the index has no such column, or no chip has a value in it.
+        """
+        index = chips.index
+        if column not in index.columns:
+            extra = [c for c in index.columns if c not in _CHIP_COLUMNS]
+            raise ConfigError(f"the chip index has no label column {column!r}: give "
+                              f"--label-column NAME with one of its extra columns "
+                              f"({', '.join(extra) or 'none: add one'})")
+        values = index[column]
+        present = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
+        if not present.any():
+            raise ConfigError(f"no chip has a value in label column {column!r}")
+        text = values.astype(str).str.strip()
+        numeric = pd.to_numeric(text[present], errors="coerce")
+        if numeric.notna().all():  # integer classes sort as numbers: 2 before 10
+            order = sorted(set(numeric.tolist()))
+            classes = [_num_text(v) for v in order]
+            codes = {v: i for i, v in enumerate(order)}
+            targets = np.full(len(index), -1, np.int64)
+            targets[present] = [codes[v] for v in numeric.tolist()]
+        else:
+            classes = sorted(set(text[present].tolist()))
+            lookup = {c: i for i, c in enumerate(classes)}
+            targets = np.asarray([lookup[t] if p else -1 for t, p in zip(text, present)],
+                                 np.int64)
+        self.chips = chips
+        self.column = column
+        self.classes = classes
+        self.targets = targets
+        self.ids: list[str] = list(chips.ids)
+        self.bands = getattr(chips, "bands", None)
+        self.index = index
+
+    def __len__(self) -> int:
+        """Number of chips."""
+        return len(self.chips)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """The chip's sample dict with its ``label``."""
+        sample = dict(self.chips[i])
+        sample["label"] = torch.tensor(int(self.targets[i]), dtype=torch.int64)
+        return sample
+
+    def labelled_mask(self) -> np.ndarray:
+        """Chips with a value in the label column."""
+        return np.asarray(self.targets >= 0)
+
+    def footprints(self) -> pd.DataFrame:
+        """The chip index with ``label`` set to the class index (NaN where missing)."""
+        gdf = self.index.copy()
+        gdf["label"] = np.where(self.targets >= 0, self.targets.astype(np.float64), np.nan)
+        return gdf
+
+
+_CHIP_COLUMNS = frozenset({"chip_id", "path", "scene", "sensor", "datetime", "crs", "res",
+                           "row", "col", "height", "width", "bands", "valid_fraction", "minx",
+                           "miny", "maxx", "maxy", "geometry"})
+
+
+def _num_text(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def sensor_chips(gdf: Any, sensor: str, path: str | Path | None = None) -> Any:
+    """The rows of a chip index that hold ``sensor`` (its ``sensor`` column).
+
+    An index whose chips record no sensor (``geossl index`` without ``--sensor``) is taken
+    whole, as one sensor; otherwise only the chips of ``sensor`` are kept.
+
+    Args:
+        gdf: chip index.
+        sensor: sensor name (``--sensors``).
+        path: the index file, for error messages.
+
+    Returns:
+        the index rows of that sensor (``gdf`` itself when it records no sensor).
+
+    Raises:
+        DataError: the index records sensors but none of its chips is ``sensor``.
+    """
+    if "sensor" not in gdf.columns:
+        return gdf
+    names = gdf["sensor"].fillna("").astype(str)
+    if not (names != "").any():
+        return gdf
+    if bool((names == sensor).all()):
+        return gdf
+    part = gdf[(names == sensor).to_numpy()].reset_index(drop=True)
+    if not len(part):
+        have = ", ".join(sorted({n or "(none)" for n in names.unique()}))
+        raise DataError(f"no chip of sensor {sensor!r} in the index (has {have})", path)
+    return part
+
+
+def paired_chips(path: Path, sensors: Sequence[str], pairing: str) -> Dataset[dict[str, Any]]:
+    """Chips of several sensors (the index's ``sensor`` column) or dates, joined on footprint."""
+    gdf = chip_index.read_index(path)
+    root = gdf.attrs.get("root", path.parent)
+    if len(sensors) == 1:
+        # temporal: dates of one sensor; chips of other sensors would pair with them on
+        # footprint (and then fail to stack: different band counts)
+        indexes = {sensors[0]: sensor_chips(gdf, sensors[0], path)}
+    else:
+        if "sensor" not in gdf.columns:
+            raise DataError("chip index has no 'sensor' column to pair sensors with", path)
+        indexes = {}
+        for s in sensors:
+            part = gdf[gdf["sensor"].astype(str) == s].reset_index(drop=True)
+            if not len(part):
+                have = ", ".join(sorted(map(str, gdf["sensor"].unique())))
+                raise DataError(f"no chip of sensor {s!r} in the index (has {have})", path)
+            indexes[s] = part
+    return PairedChips(  # type: ignore[no-any-return]
+        indexes,
+        reference=sensors[-1] if len(sensors) > 1 else sensors[0],
+        temporal=sensors[0] if pairing == "temporal" else None,
+        require="reference" if pairing == "partial-fusion" else "all",
+        roots={s: root for s in indexes},
+    )

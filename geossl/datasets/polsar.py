@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +50,7 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
+from geossl.datasets.base import GeosslDataset, construct
 from geossl.errors import ConfigError, DataError
 from geossl.io import open_raster
 
@@ -472,7 +473,7 @@ def polsar_patches(
 # ----------------------------------------------------------------------------------------------
 # dataset
 # ----------------------------------------------------------------------------------------------
-class PolSAR(GeoDataset):
+class PolSAR(GeosslDataset, GeoDataset):
     """A PolSARpro T3/C3 scene as a TorchGeo dataset, with an optional aligned label raster.
 
     Two ways to index it:
@@ -490,6 +491,7 @@ class PolSAR(GeoDataset):
     """
 
     filename_glob = "*11.bin"
+    sensors: tuple[str, ...] = ("polsar",)
     #: channels are dB and correlation coefficients, not yet scaled for a network
     normalized: ClassVar[bool] = False
 
@@ -538,7 +540,7 @@ class PolSAR(GeoDataset):
         self.transform: Affine = meta["transform"] if self.georeferenced else PIXEL_TRANSFORM
         self.features = tuple([features] if isinstance(features, str) else features)
         self.pauli, self.span = pauli, span
-        self.bands = feature_names(self.kind, self.features, pauli, span)
+        self.bands: list[str] = feature_names(self.kind, self.features, pauli, span)
         self.transforms = transforms
         self.purity = purity
 
@@ -552,7 +554,7 @@ class PolSAR(GeoDataset):
         self._res = (abs(self.transform.a), abs(self.transform.e))
 
         self.labels: np.ndarray | None = None
-        self.classes: list[str] | None = None
+        self.classes: list[str] = []
         if label_path is not None:
             self.labels = read_labels(label_path, (self.height, self.width))
             n = int(self.labels.max()) + 1
@@ -577,7 +579,88 @@ class PolSAR(GeoDataset):
             keep = sorted(pos[str(sid)] for sid in ids)
             rows, cols = rows[keep], cols[keep]
             all_ids = [all_ids[i] for i in keep]
-        self.rows, self.cols, self.ids = rows, cols, all_ids
+        self.ids: list[str] = all_ids
+        self.rows, self.cols = rows, cols
+
+    # -- the dataset protocol -------------------------------------------------------------
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: str | os.PathLike[str] | None = None,
+    ) -> PolSAR:
+        """The scene's grid of ``patch_size`` patches (default 64), without labels."""
+        return construct(cls, root, "", patch_size=patch_size or 64, ids=ids)  # type: ignore[no-any-return]
+
+    @classmethod
+    def evaluation_args(
+        cls,
+        root: Path,
+        args: Mapping[str, Any],
+        label_path: str | os.PathLike[str] | None = None,
+        label_column: str | None = None,
+    ) -> dict[str, Any]:
+        """The arguments with the class raster.
+
+        ``label_path``, else the one image in ``ROOT/labels`` (:func:`find_label_raster`).
+
+        Raises:
+            ConfigError: no label raster given and none (or several) found.
+        """
+        kwargs = super().evaluation_args(root, args, None, label_column)
+        if label_path is not None:
+            kwargs["label_path"] = os.fspath(label_path)
+        if kwargs.get("label_path") is None:
+            try:
+                kwargs["label_path"] = os.fspath(find_label_raster(root))
+            except DataError as err:
+                where = Path(root) / "labels"
+                raise ConfigError(f"evaluating PolSAR needs its class raster (0 = unlabelled), "
+                                  f"and {where} does not hold exactly one image: give "
+                                  "--label-path FILE") from err
+        return kwargs
+
+    def patch_labels(self) -> np.ndarray | None:
+        """The class each grid patch is scored on, or ``None`` without labels.
+
+        :func:`patch_labels` at :attr:`purity`; 0 for impure or unlabelled patches.
+        """
+        if self.labels is None:
+            return None
+        return patch_labels(self.labels, np.asarray(self.rows), np.asarray(self.cols),
+                            int(self.patch_size), float(self.purity))
+
+    def labelled_mask(self) -> np.ndarray | None:
+        """Grid patches whose majority class covers :attr:`purity` of them and is not 0."""
+        labels = self.patch_labels()
+        return None if labels is None else np.asarray(labels != 0)
+
+    def footprints(self) -> GeoDataFrame:
+        """The grid patches' footprints, in the scene's CRS.
+
+        ``chip_id``, ``row``, ``col``, ``height``, ``width`` and the geometry (a local pixel-grid
+        CRS when not georeferenced), with ``label`` (:meth:`patch_labels`) when the scene has
+        labels.
+        """
+        rows = np.asarray(self.rows, dtype=np.float64)
+        cols = np.asarray(self.cols, dtype=np.float64)
+        size = float(self.patch_size)
+        t = self.transform
+        xs = [t.a * c + t.b * r + t.c for c, r in ((cols, rows), (cols + size, rows + size))]
+        ys = [t.d * c + t.e * r + t.f for c, r in ((cols, rows), (cols + size, rows + size))]
+        geoms = shapely.box(np.minimum(*xs), np.minimum(*ys), np.maximum(*xs), np.maximum(*ys))
+        grid = GeoDataFrame(
+            {"chip_id": [str(i) for i in self.ids], "row": rows.astype(np.int64),
+             "col": cols.astype(np.int64), "height": int(size), "width": int(size)},
+            geometry=geoms, crs=self.index.crs)
+        labels = self.patch_labels()
+        if labels is not None:
+            grid["label"] = labels
+        return grid
 
     # -- map-style access -----------------------------------------------------------------
     def __len__(self) -> int:

@@ -1,67 +1,144 @@
-"""Dataset names (the ``--data`` flag) -> dataset classes, imported lazily.
+"""The dataset registry: ``--data`` names -> dataset classes, and the only dataset constructor.
 
-Lazy imports keep ``geossl --help`` fast and let a dataset whose module is absent (or whose
-optional dependency is missing) fail with a one-line :class:`~geossl.errors.ConfigError` naming it,
-without breaking the others.
+Every command builds its dataset here: :func:`get_dataset` (the dataset as it is: ``split``,
+``stats``, ``geossl.splits``), :func:`pretraining_dataset` (``pretrain``) and
+:func:`evaluation_dataset` (``evaluate``). What differs between datasets is declared by each
+dataset class (:class:`geossl.datasets.base.GeosslDataset`: sensors, bands, ids, footprints and
+the construction hooks), never by a chain of names here.
+
+A dataset can come from outside the package, in three ways:
+
+* ``geossl.datasets.register("name", MyDataset)`` from Python, then ``--data name``;
+* ``--data mypackage.module:MyDataset`` (an import path) on the command line;
+* an entry point in the ``geossl.datasets`` group of an installed package
+  (``name = "mypackage.module:MyDataset"``).
+
+The class must subclass :class:`~geossl.datasets.base.GeosslDataset` (checked by
+:func:`~geossl.datasets.base.check_protocol`). Built-in classes are imported lazily: this keeps
+``geossl --help`` fast and lets a dataset whose module (or optional dependency) is missing fail
+with a one-line :class:`~geossl.errors.ConfigError` naming it, without breaking the others.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
+import re
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from geossl.datasets.base import (
+    ALL_SPLITS,
+    OPTIONAL_KWARGS,
+    GeosslDataset,
+    NoNativeSplit,
+    check_protocol,
+    construct,
+)
 from geossl.errors import ConfigError, DataError
 
-#: ``--data`` name -> (module, class)
+__all__ = [
+    "ALL_SPLITS",
+    "DATASETS",
+    "OPTIONAL_KWARGS",
+    "NoNativeSplit",
+    "dataset_class",
+    "evaluation_args",
+    "evaluation_dataset",
+    "get_dataset",
+    "native_split",
+    "pretraining_dataset",
+    "register",
+]
+
+#: ``--data`` name -> (module, class), imported on first use
 DATASETS: dict[str, tuple[str, str]] = {
     "sen12ms": ("geossl.datasets.sen12ms", "SEN12MSPatches"),
     "bigearthnet": ("geossl.datasets.bigearthnet", "BigEarthNet"),
     "chips": ("geossl.datasets.chips", "ChipDataset"),
     "aid": ("geossl.datasets.aid", "AID"),
-    "ucmerced": ("geossl.datasets.aid", "UCMerced"),
-    "eurosat": ("geossl.datasets.aid", "EuroSAT"),
-    "scenes": ("geossl.datasets.aid", "SceneFolder"),
+    "ucmerced": ("geossl.datasets.ucmerced", "UCMerced"),
+    "eurosat": ("geossl.datasets.eurosat", "EuroSAT"),
+    "scenes": ("geossl.datasets.scenefolder", "SceneFolder"),
     "polsar": ("geossl.datasets.polsar", "PolSAR"),
     "ssl4eo": ("geossl.datasets.ssl4eo", "SSL4EOS12"),
 }
-
-#: keyword arguments commands pass to every dataset; dropped for a class that does not take them
-#: (``split`` only when ``None`` or ``"all"``: a named split a class cannot select is an error)
-OPTIONAL_KWARGS = frozenset({"ids", "sensors", "index", "split"})
-#: values of ``split`` that select every sample (safe to drop for a class without splits)
-ALL_SPLITS = (None, "all")
-
-
-class NoNativeSplit(ConfigError):
-    """The dataset has no built-in train/test split (a split file, or one made now, is needed)."""
+#: entry-point group of datasets provided by other installed packages
+ENTRY_POINTS = "geossl.datasets"
+#: classes registered from Python (they need not be importable by name, e.g. defined in a test)
+_CLASSES: dict[str, type[GeosslDataset]] = {}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-def bigearthnet_version(root: str | os.PathLike[str]) -> int:
-    """BigEarthNet version of the layout under ``root`` (1 or 2), read from its folders.
+def register(name: str, cls: type[Any], replace: bool = False) -> None:
+    """Make ``cls`` available as ``--data name`` to every command (``tile`` aside).
 
-    v2 (reBEN): ``BigEarthNet-S2/`` or ``metadata.parquet``; v1: ``BigEarthNet-v1.0/``, or
-    ``root`` is that folder itself (``<patch>/<patch>_labels_metadata.json``). Anything else is
-    taken as v2, whose reader then says what is missing.
+    Args:
+        name: lower-case name (letters, digits, ``-``, ``_``).
+        cls: a :class:`~geossl.datasets.base.GeosslDataset` subclass.
+        replace: allow replacing a dataset of that name.
+
+    Raises:
+        ConfigError: bad name, a name already taken (without ``replace``), or a class that does
+            not follow the dataset protocol.
     """
-    from geossl.datasets import bigearthnet as ben
+    if not _NAME_RE.match(name):
+        raise ConfigError(f"invalid dataset name {name!r} (lower-case letters, digits, -, _)")
+    if name in DATASETS and not replace:
+        raise ConfigError(f"dataset {name!r} is already registered "
+                          f"({':'.join(DATASETS[name])}); pass replace=True")
+    check_protocol(cls, name)
+    DATASETS[name] = (cls.__module__, cls.__qualname__)
+    _CLASSES[name] = cls
 
-    path = Path(root)
-    if (path / ben.V2_S2_DIR).is_dir() or (path / ben.V2_METADATA).is_file():
-        return 2
-    if (path / ben.V1_S2_DIR).is_dir() or (path / ben.V1_S1_DIR).is_dir():
-        return 1
+
+def unregister(name: str) -> None:
+    """Forget a dataset registered with :func:`register` (built-in names stay)."""
+    if name in _CLASSES:
+        del _CLASSES[name]
+        DATASETS.pop(name, None)
+
+
+def _import(module: str, attr: str, what: str) -> Any:
     try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                if entry.is_dir() and (Path(entry.path) /
-                                       f"{entry.name}_labels_metadata.json").is_file():
-                    return 1
-    except OSError:
-        pass
-    return 2
+        obj: Any = importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"dataset {what!r} is not available ({module}: {err})") from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"dataset {what!r} is not available ({module} has no {attr})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _entry_point(name: str) -> str | None:
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name == name:
+            return str(ep.value)
+    return None
+
+
+def dataset_class(name: str) -> type[GeosslDataset]:
+    """The dataset class of a ``--data`` value: a registered name or ``module:Class``.
+
+    Raises:
+        ConfigError: unknown name, its module cannot be imported, or the class does not
+            follow the dataset protocol.
+    """
+    if name in _CLASSES:
+        return _CLASSES[name]
+    if name in DATASETS:
+        module, attr = DATASETS[name]
+        return check_protocol(_import(module, attr, name), name)
+    path = name if _PATH_RE.match(name) else _entry_point(name)
+    if path is None:
+        raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(sorted(DATASETS))} "
+                          "or an import path module:Class")
+    module, _, attr = path.partition(":")
+    return check_protocol(_import(module, attr, name), name)
 
 
 def native_split(name: str, root: str | os.PathLike[str], **kwargs: Any) -> bool:
@@ -69,65 +146,23 @@ def native_split(name: str, root: str | os.PathLike[str], **kwargs: Any) -> bool
 
     Folder archives (AID, UC Merced, EuroSAT, ...) have a deterministic stratified split;
     BigEarthNet has the official one of the v2 ``metadata.parquet``; SEN12MS, PolSAR, chips,
-    SSL4EO and BigEarthNet v1 have none.
+    SSL4EO and BigEarthNet v1 have none (:meth:`GeosslDataset.has_split`).
 
     Raises:
         ConfigError: unknown dataset.
     """
-    cls = dataset_class(name)
-    if "split" not in inspect.signature(cls).parameters:
-        return False
-    if name == "bigearthnet":
-        from geossl.datasets import bigearthnet as ben
-
-        version = kwargs.get("version") or bigearthnet_version(root)
-        meta = Path(root) / ben.V2_METADATA
-        if version != 2 or not meta.is_file():
-            return False
-        try:
-            import pyarrow.parquet as pq
-
-            return "split" in pq.read_schema(meta).names
-        except Exception:  # unreadable: the reader reports it when the dataset is built
-            return True
-    return True
-
-
-def dataset_class(name: str) -> type[Any]:
-    """The class registered under ``name``.
-
-    Raises:
-        ConfigError: unknown name, or its module cannot be imported.
-    """
-    if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; use one of {', '.join(sorted(DATASETS))}")
-    module, cls = DATASETS[name]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as err:
-        raise ConfigError(f"dataset {name!r} is not available ({module}: {err})") from err
-    if not hasattr(mod, cls):
-        raise ConfigError(f"dataset {name!r} is not available ({module} has no {cls})")
-    return getattr(mod, cls)  # type: ignore[no-any-return]
+    return dataset_class(name).has_split(Path(root), **kwargs)
 
 
 def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
-    """Build the dataset registered under ``name``.
+    """Build the dataset registered under ``name`` (see :func:`geossl.datasets.base.construct`).
 
     ``chips`` is built from its index file: ``index=`` when given, else ``ROOT/index.parquet``
-    (``ROOT`` may also be the index file itself). A class that reads one sensor (a ``sensor``
-    argument, e.g. ``ssl4eo``: ``s1``, ``s2a`` or ``s2c``) gets ``sensors=[name]`` as
-    ``sensor=name``; several sensors are an error there. Keyword arguments of
-    :data:`OPTIONAL_KWARGS` that the class does not accept, or that are ``None``, are dropped; any
-    other unknown one is an error. With ``ids`` (one side of a saved split) a class with a
-    ``split`` argument gets ``split="all"`` unless one is given, so the ids alone choose the
-    samples; a class that cannot take ``ids`` is then an error (never silently all samples).
-    A named ``split`` (other than ``"all"``) for a class without one is an error too
-    (:class:`NoNativeSplit`): dropping it would give every split the same samples. BigEarthNet
-    gets ``version=`` from its folder layout (:func:`bigearthnet_version`) unless one is given.
+    (``ROOT`` may also be the index file itself). BigEarthNet gets ``version=`` from its folder
+    layout unless one is given.
 
     Args:
-        name: a key of :data:`DATASETS`.
+        name: a ``--data`` value (:func:`dataset_class`).
         root: dataset folder.
         **kwargs: passed to the constructor.
 
@@ -140,44 +175,70 @@ def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
         NoNativeSplit: a named ``split`` for a class without splits.
         DataError: missing folder (and whatever the dataset raises).
     """
+    return construct(dataset_class(name), root, name, **kwargs)
+
+
+def pretraining_dataset(
+    name: str,
+    root: str | os.PathLike[str],
+    sensors: Sequence[str],
+    pairing: str,
+    ids: Sequence[str] | None = None,
+    patch_size: int | None = None,
+    index: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The dataset ``geossl pretrain`` reads (:meth:`GeosslDataset.for_pretraining`).
+
+    Raises:
+        ConfigError: unknown dataset or option.
+        DataError: missing or unreadable data.
+    """
     cls = dataset_class(name)
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
-    params = inspect.signature(cls).parameters
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    first: Any = path
-    if name == "chips":
-        index = kwargs.pop("index", None)
-        first = Path(index) if index else (path if path.is_file() else path / "index.parquet")
-        if not first.exists():
-            raise DataError("chip index not found (write one with `geossl tile` or "
-                            "`geossl index`)", first)
-    sensors = kwargs.get("sensors")
-    if sensors is not None and "sensors" not in params and "sensor" in params \
-            and "sensor" not in kwargs:
-        chosen = sensors.split(",") if isinstance(sensors, str) else list(sensors)
-        if len(chosen) != 1:
-            raise ConfigError(f"dataset {name!r} reads one sensor at a time, got "
-                              f"{','.join(map(str, chosen))}")
-        kwargs = {k: v for k, v in kwargs.items() if k != "sensors"}
-        kwargs["sensor"] = str(chosen[0])
-    if name == "bigearthnet" and "version" in params and kwargs.get("version") is None:
-        kwargs["version"] = bigearthnet_version(path)
-    if kwargs.get("split") not in ALL_SPLITS and "split" not in params and not var_kw:
-        # silently dropping it would make every "split" the whole dataset: train == test
-        raise NoNativeSplit(f"dataset {name!r} has no built-in split {kwargs['split']!r}: give "
-                            "--splits FILE (written by `geossl split`)")
-    if kwargs.get("ids") is not None and "split" in params and "split" not in kwargs:
-        kwargs["split"] = "all"  # ids pick the samples; the class's own default split must not
-    if kwargs.get("ids") is not None and "ids" not in params and not var_kw:
-        # silently dropping the ids would train or evaluate on every sample, test side included
-        raise ConfigError(f"dataset {name!r} cannot be restricted to the ids of a split file")
-    args: dict[str, Any] = {}
-    for key, value in kwargs.items():
-        if key in params or var_kw:
-            if value is not None or key not in OPTIONAL_KWARGS:
-                args[key] = value
-        elif key not in OPTIONAL_KWARGS:
-            raise ConfigError(f"dataset {name!r} takes no argument {key!r}")
-    return cls(first, **args)
+    return cls.for_pretraining(path, list(sensors), pairing, ids=ids, patch_size=patch_size,
+                               index=index)
+
+
+def evaluation_args(
+    name: str,
+    root: str | os.PathLike[str],
+    data_args: Mapping[str, Any] | None = None,
+    label_path: str | os.PathLike[str] | None = None,
+    label_column: str | None = None,
+) -> dict[str, Any]:
+    """Constructor arguments of ``name`` for evaluation, the label source included.
+
+    Raises:
+        ConfigError: a label raster or column for a dataset that carries its labels, or a
+            dataset that needs a label raster and has none.
+    """
+    return dataset_class(name).evaluation_args(Path(root), dict(data_args or {}), label_path,
+                                               label_column)
+
+
+def evaluation_dataset(
+    name: str,
+    root: str | os.PathLike[str],
+    kwargs: Mapping[str, Any],
+    label_column: str | None = None,
+    split: str | None = None,
+) -> Any:
+    """The dataset ``name`` labelled for evaluation (:meth:`GeosslDataset.for_evaluation`).
+
+    Args:
+        name: a ``--data`` value.
+        root: dataset folder.
+        kwargs: constructor arguments (:func:`evaluation_args`).
+        label_column: chip-index column with each chip's class (chips).
+        split: built-in split to select (``None``/``"all"``: every sample).
+
+    Raises:
+        ConfigError: chips without labels.
+        NoNativeSplit: ``split`` for a dataset without one.
+    """
+    args = dict(kwargs)
+    if split is not None:
+        args["split"] = split
+    return get_dataset(name, root, **args).for_evaluation(label_column)

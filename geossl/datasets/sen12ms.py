@@ -50,6 +50,7 @@ from torchgeo.datasets.errors import DatasetNotFoundError
 from tqdm import tqdm
 
 from geossl.datasets import labels as lab
+from geossl.datasets.base import GeosslDataset, construct
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, open_raster
 
@@ -412,7 +413,7 @@ def _check_scenes_found(scenes: list[tuple[str | None, int]], found: set[str]) -
 # --------------------------------------------------------------------------------------------
 # patch-wise view
 # --------------------------------------------------------------------------------------------
-class SEN12MSPatches(NonGeoDataset):
+class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     """SEN12MS patch triplets as a classification / SSL dataset.
 
     Each sample is a dict with ``image_s1`` (float32 ``(2, 256, 256)``, dB), ``image_s2``
@@ -428,6 +429,9 @@ class SEN12MSPatches(NonGeoDataset):
     ``ROIs1868_summer_146_202``; S2 uint16 reflectance x 10,000): normalisation is
     ``geossl.data.normalize``'s job.
     """
+
+    sensors: tuple[str, ...] = ("s1", "s2")
+    bands = BANDS
 
     def __init__(
         self,
@@ -508,9 +512,25 @@ class SEN12MSPatches(NonGeoDataset):
             raise DataError(f"no SEN12MS patch left after filtering (holdout={holdout!r})",
                             self.root)
 
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: PathLike | None = None,
+    ) -> Any:
+        """The patches without their land cover.
+
+        SSL needs no label: the lc files are not even opened.
+        """
+        return construct(cls, root, "", sensors=list(sensors), label=None, ids=ids)
+
     # ---- index -----------------------------------------------------------------------------
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> list[str]:  # type: ignore[override]
         """Patch ids in dataset order."""
         return [patch_id(*rec) for rec in self._records]
 

@@ -30,6 +30,8 @@ from rasterio.crs import CRS
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
 
+from geossl.datasets.base import GeosslDataset
+from geossl.datasets.multisensor import MultiSensorDataset
 from geossl.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike[str]
@@ -65,7 +67,8 @@ def acquisition_time(folder: PathLike) -> datetime | None:
         return None
 
 
-class SSL4EOS12(RasterDataset):
+# RasterDataset's ``bands`` (a tuple of this product's bands) is the protocol's list for one sensor
+class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
     """One SSL4EO-S12 product (``s1``, ``s2a`` or ``s2c``) as a TorchGeo raster dataset.
 
     Samples carry ``image`` (float32 ``(C, H, W)``, bands in ``bands`` order, S1 in dB, S2 raw
@@ -77,6 +80,41 @@ class SSL4EOS12(RasterDataset):
 
     filename_regex = FILENAME_RE
     separate_files = True
+    # one product per instance (``sensor``): the samples carry one plain ``image``
+
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: PathLike | None = None,
+    ) -> Any:
+        """The products of ``sensors`` paired on the ground, read through a grid of windows.
+
+        :func:`pairing_dataset`, read in ``patch_size`` windows (default 64 px) inside every
+        footprint.
+
+        Raises:
+            ConfigError: ``ids`` (a split of SSL4EO is made on a tiled chip index).
+        """
+        from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
+
+        if ids is not None:
+            raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
+                              "`geossl tile` and split the chip index")
+        multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
+        return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
+
+    def footprints(self) -> Any:
+        """The acquisitions' index, one row per acquisition.
+
+        ``location``, ``acquisition``, ``sensor`` and the footprint; the time interval is
+        dropped (GeoParquet cannot hold it).
+        """
+        return self.index.reset_index(drop=True)
 
     def __init__(
         self,
@@ -194,8 +232,6 @@ def pairing_dataset(root: PathLike, sensors: Sequence[str], temporal: bool = Fal
         ConfigError: unknown sensor.
         DataError: missing products, no overlap, or no second date.
     """
-    from geossl.datasets.multisensor import MultiSensorDataset
-
     datasets = {s: SSL4EOS12(root, product_for(root, s)) for s in sensors}
     reference = next((s for s in sensors if s.startswith("s2")), sensors[0])
     return MultiSensorDataset(datasets, reference=reference,

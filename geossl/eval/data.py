@@ -10,12 +10,13 @@ Train and test come, in this order of preference, from
    ``overlap``, stratified by class); it is saved as ``OUT/splits.json`` so that the run can be
    repeated with ``--splits``.
 
-Labels: a PolSAR scene needs its class raster (``label_path``; default: the single image in
+Labels are the dataset's (built by :func:`geossl.datasets.registry.evaluation_dataset`): a
+PolSAR scene needs its class raster (``label_path``; default: the single image in
 ``ROOT/labels``), a patch takes its majority class when that covers ``purity`` of it
-(:func:`geossl.datasets.polsar.patch_labels`, as the PolSAR benchmark does) and impure or
-unlabelled patches (class 0) are left out. Chips take their class from a column of the chip
-index (``label_column``; default ``label`` when the index has one); chips without a value are
-left out.
+(:func:`geossl.datasets.polsar.patch_labels`, as the PolSAR benchmark does); chips take their
+class from a column of the chip index (``label_column``; default ``label`` when the index has
+one). Samples the dataset's ``labelled_mask()`` leaves out (impure or class-0 PolSAR patches,
+chips without a value) are not used.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from geossl.datasets.base import footprints_of, labelled_mask, sample_ids
+from geossl.datasets.chips import LabelledChips
+from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
 from geossl.errors import ConfigError, DataError
 
 #: fractions and seed of the split made when none is given
@@ -39,8 +42,6 @@ AUTO_FRACTIONS = (0.8, 0.2)
 AUTO_SEED = 0
 #: file the automatic split is saved to, in the output folder
 AUTO_SPLIT_FILE = "splits.json"
-#: default chip-index column holding each chip's class
-DEFAULT_LABEL_COLUMN = "label"
 
 
 @dataclass
@@ -89,166 +90,11 @@ def parse_data_args(text: str | dict[str, Any] | None) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def dataset_kwargs(
-    data: str,
-    root: str | os.PathLike[str],
-    data_args: dict[str, Any] | None = None,
-    label_path: str | os.PathLike[str] | None = None,
-) -> dict[str, Any]:
-    """Constructor arguments of ``data`` for evaluation (the label source included).
-
-    Raises:
-        ConfigError: ``label_path`` for a dataset other than PolSAR, or a PolSAR scene without
-            a label raster.
-    """
-    kwargs = dict(data_args or {})
-    if data != "polsar":
-        if label_path is not None:
-            raise ConfigError("--label-path is the class raster of --data polsar; other "
-                              "datasets carry their labels")
-        return kwargs
-    if label_path is not None:
-        kwargs["label_path"] = os.fspath(label_path)
-    if kwargs.get("label_path") is None:
-        from geossl.datasets.polsar import find_label_raster
-
-        try:
-            kwargs["label_path"] = os.fspath(find_label_raster(Path(root)))
-        except DataError as err:
-            where = Path(root) / "labels"
-            raise ConfigError(f"evaluating PolSAR needs its class raster (0 = unlabelled), and "
-                              f"{where} does not hold exactly one image: give --label-path "
-                              "FILE") from err
-    return kwargs
-
-
-class LabelledChips(Dataset[dict[str, Any]]):
-    """A :class:`~geossl.datasets.chips.ChipDataset` whose samples get ``label`` from a column.
-
-    Classes are the sorted distinct values of the column (as text); a chip whose value is
-    missing gets ``label`` -1 and is left out of evaluation (:func:`labelled_mask`).
-    """
-
-    def __init__(self, chips: Any, column: str = DEFAULT_LABEL_COLUMN) -> None:
-        """Wrap ``chips``.
-
-        Raises:
-            ConfigError: the index has no such column, or no chip has a value in it.
-        """
-        index = chips.index
-        if column not in index.columns:
-            extra = [c for c in index.columns if c not in _CHIP_COLUMNS]
-            raise ConfigError(f"the chip index has no label column {column!r}: give "
-                              f"--label-column NAME with one of its extra columns "
-                              f"({', '.join(extra) or 'none: add one'})")
-        values = index[column]
-        present = values.notna().to_numpy() & (values.astype(str).str.strip() != "").to_numpy()
-        if not present.any():
-            raise ConfigError(f"no chip has a value in label column {column!r}")
-        text = values.astype(str).str.strip()
-        numeric = pd.to_numeric(text[present], errors="coerce")
-        if numeric.notna().all():  # integer classes sort as numbers: 2 before 10
-            order = sorted(set(numeric.tolist()))
-            classes = [_num_text(v) for v in order]
-            codes = {v: i for i, v in enumerate(order)}
-            targets = np.full(len(index), -1, np.int64)
-            targets[present] = [codes[v] for v in numeric.tolist()]
-        else:
-            classes = sorted(set(text[present].tolist()))
-            lookup = {c: i for i, c in enumerate(classes)}
-            targets = np.asarray([lookup[t] if p else -1 for t, p in zip(text, present)],
-                                 np.int64)
-        self.chips = chips
-        self.column = column
-        self.classes = classes
-        self.targets = targets
-        self.ids: list[str] = list(chips.ids)
-        self.bands = getattr(chips, "bands", None)
-        self.index = index
-
-    def __len__(self) -> int:
-        """Number of chips."""
-        return len(self.chips)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        """The chip's sample dict with its ``label``."""
-        sample = dict(self.chips[i])
-        sample["label"] = torch.tensor(int(self.targets[i]), dtype=torch.int64)
-        return sample
-
-    def footprints(self) -> pd.DataFrame:
-        """The chip index with ``label`` set to the class index (NaN where missing)."""
-        gdf = self.index.copy()
-        gdf["label"] = np.where(self.targets >= 0, self.targets.astype(np.float64), np.nan)
-        return gdf
-
-
-_CHIP_COLUMNS = frozenset({"chip_id", "path", "scene", "sensor", "datetime", "crs", "res",
-                           "row", "col", "height", "width", "bands", "valid_fraction", "minx",
-                           "miny", "maxx", "maxy", "geometry"})
-
-
-def _num_text(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else str(v)
-
-
-def build_dataset(
-    data: str,
-    root: str | os.PathLike[str],
-    kwargs: dict[str, Any],
-    label_column: str | None = None,
-    split: str | None = None,
-) -> Dataset[dict[str, Any]]:
-    """The registry dataset ``data``, labelled for evaluation.
-
-    Raises:
-        ConfigError: ``label_column`` for a dataset other than chips, chips without labels.
-        NoNativeSplit: ``split`` for a dataset without one.
-    """
-    from geossl.datasets.registry import get_dataset
-
-    if label_column is not None and data != "chips":
-        raise ConfigError("--label-column names a column of the chip index (--data chips); "
-                          f"{data!r} carries its labels")
-    args = dict(kwargs)
-    if split is not None:
-        args["split"] = split
-    dataset = get_dataset(data, str(root), **args)
-    if data == "chips":
-        column = label_column or DEFAULT_LABEL_COLUMN
-        if label_column is None and column not in dataset.index.columns:
-            raise ConfigError("chips carry no labels: give --label-column COLUMN, a column of "
-                              "the chip index holding each chip's class")
-        return LabelledChips(dataset, column)
-    return dataset  # type: ignore[no-any-return]
-
-
-def labelled_mask(dataset: Any) -> np.ndarray | None:
-    """Which samples have a label (``None``: all of them, as far as is known without loading).
-
-    A PolSAR grid patch is labelled when its majority class covers ``purity`` of it (and is not
-    0, unlabelled); a chip when its label column has a value.
-    """
-    if isinstance(dataset, LabelledChips):
-        return dataset.targets >= 0
-    labels = getattr(dataset, "labels", None)
-    if isinstance(labels, np.ndarray) and labels.ndim == 2 and all(
-            hasattr(dataset, a) for a in ("rows", "cols", "patch_size", "purity")):
-        from geossl.datasets.polsar import patch_labels
-
-        lab = patch_labels(labels, np.asarray(dataset.rows), np.asarray(dataset.cols),
-                           int(dataset.patch_size), float(dataset.purity))
-        return np.asarray(lab != 0)
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # sides
 # --------------------------------------------------------------------------------------------
 def _all_ids(dataset: Dataset[dict[str, Any]]) -> list[str]:
-    from geossl.data.datamodule import _dataset_ids
-
-    ids = _dataset_ids(dataset)
+    ids = sample_ids(dataset)
     if ids is not None:
         return ids
     n = len(dataset)  # type: ignore[arg-type]
@@ -267,28 +113,9 @@ def split_ids(splits: str | os.PathLike[str] | dict[str, Any], name: str) -> lis
         if name not in table or not table[name]:
             raise ConfigError(f"split {name!r} missing or empty (has {', '.join(table)})")
         return [str(i) for i in table[name]]
-    from geossl.data.datamodule import load_split_ids
+    from geossl.splits import load_split_ids
 
     return load_split_ids(Path(splits), name)
-
-
-def footprints_of(dataset: Any) -> pd.DataFrame | None:
-    """Footprints of the samples (``chip_id`` = the dataset's ids), with ``label`` when known.
-
-    ``None`` for a dataset without footprints (image archives).
-    """
-    from geossl.splits import patch_grid_footprints
-
-    if hasattr(dataset, "footprints"):
-        return dataset.footprints()  # type: ignore[no-any-return]
-    grid = patch_grid_footprints(dataset)
-    if grid is not None and isinstance(getattr(dataset, "labels", None), np.ndarray):
-        from geossl.datasets.polsar import patch_labels  # the class each patch is scored on
-
-        grid["label"] = patch_labels(dataset.labels, np.asarray(dataset.rows),
-                                     np.asarray(dataset.cols), int(dataset.patch_size),
-                                     float(getattr(dataset, "purity", 0.8)))
-    return grid
 
 
 def auto_split(
@@ -391,9 +218,7 @@ def resolve(
             raise ConfigError(f"--root is required for dataset {data!r}")
         if not Path(root).exists():
             raise DataError("dataset folder not found", root)
-        from geossl.datasets.registry import native_split
-
-        kwargs = dataset_kwargs(data, root, data_args, label_path)
+        kwargs = evaluation_args(data, root, data_args, label_path, label_column)
         key = f"{data}:{Path(root).resolve()}"
         extra = {k: os.fspath(v) if isinstance(v, os.PathLike) else v
                  for k, v in sorted(kwargs.items())}
@@ -401,8 +226,8 @@ def resolve(
             key += "|" + json.dumps({"args": extra, "label_column": label_column},
                                     sort_keys=True, default=str)
         if splits is None and native_split(data, root, **kwargs):
-            train_ds = build_dataset(data, root, kwargs, label_column, train_split)
-            test_ds = build_dataset(data, root, kwargs, label_column, test_split)
+            train_ds = evaluation_dataset(data, root, kwargs, label_column, train_split)
+            test_ds = evaluation_dataset(data, root, kwargs, label_column, test_split)
             n_tr = len(train_ds)  # type: ignore[arg-type]
             n_te = len(test_ds)  # type: ignore[arg-type]
             ids = _all_ids(train_ds) + _all_ids(test_ds)
@@ -413,7 +238,7 @@ def resolve(
             ds: Dataset[dict[str, Any]] = ConcatDataset([train_ds, test_ds])
             return EvalData(ds, list(range(n_tr)), list(range(n_tr, n_tr + n_te)), ids, key,
                             "native", args=extra)
-        dataset = build_dataset(data, root, kwargs, label_column, "all")
+        dataset = evaluation_dataset(data, root, kwargs, label_column, "all")
         source = "file"
         if splits is None:
             ids = _all_ids(dataset)

@@ -6,15 +6,12 @@ the encoder in eval mode (on the GPU when there is one, optionally under bf16 au
 under a cache key made of the checkpoint's content hash, the dataset and the split's ids, so a
 second run (another protocol, another seed, another label budget) never runs the encoder again.
 
-This module also turns a checkpoint path (or ``random``/``none``) into an encoder with its
-metadata (:func:`load_source`) and builds the input normalisation the encoder was trained with
-(:func:`make_normalizer`), shared by :mod:`geossl.eval`, :mod:`geossl.export` and
-:mod:`geossl.embed`.
+Checkpoints, encoder sources and their metadata are :mod:`geossl.checkpoint`'s; the input
+normalisation an encoder was trained with is :func:`geossl.data.normalize.make_normalizer`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import inspect
@@ -29,31 +26,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from geossl.errors import ConfigError, DataError
+from geossl.checkpoint import EncoderSource, SensorSelection, encoder_sensor, sensor_list
+from geossl.errors import DataError
 from geossl.io import atomic_path
-
-#: checkpoint names that stand for a randomly initialised encoder (baselines)
-RANDOM = ("random", "none")
-
-#: a sensor name, several (``"s1,s2"`` or a list: a stacked fusion input) or ``None``
-SensorSelection = str | Sequence[str] | None
-
-
-@dataclasses.dataclass
-class EncoderSource:
-    """An encoder together with what evaluation needs to know about it.
-
-    Attributes:
-        encoder: the module; ``encoder(x)`` gives ``(B, num_features)``.
-        meta: checkpoint metadata (``backbone``, ``in_chans``, ``sensors``, ``bands``,
-            ``method``, ``pairing``, ``adapter``, ``normalization``, ``img_size``).
-        key: a string identifying the weights (content hash of the checkpoint, or
-            ``random-<backbone>-<in_chans>-<seed>``), used in feature cache keys.
-    """
-
-    encoder: nn.Module
-    meta: dict[str, Any]
-    key: str
 
 
 @dataclasses.dataclass
@@ -86,116 +61,9 @@ class FeatureSet:
         )
 
 
-def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's content (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def default_device() -> torch.device:
     """``cuda`` when a GPU is present, else ``cpu``."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# --------------------------------------------------------------------------------------------
-# encoders
-# --------------------------------------------------------------------------------------------
-def load_source(
-    ckpt: str | os.PathLike[str] | EncoderSource,
-    backbone: str | None = None,
-    in_chans: int | None = None,
-    seed: int = 0,
-    img_size: int | None = None,
-) -> EncoderSource:
-    """Load the encoder of a pretraining checkpoint, or build a random one.
-
-    Args:
-        ckpt: a checkpoint written by ``geossl pretrain``; ``random``/``none`` for a randomly
-            initialised encoder of ``backbone`` (a baseline); or an :class:`EncoderSource`,
-            returned as it is.
-        backbone: timm backbone for ``random``.
-        in_chans: input channels for ``random``.
-        seed: seed of the random initialisation.
-        img_size: input size for ``random`` ViTs.
-
-    Returns:
-        the encoder and its metadata.
-
-    Raises:
-        ConfigError: ``random`` without a backbone or channel count.
-        DataError: missing or unreadable checkpoint.
-    """
-    if isinstance(ckpt, EncoderSource):
-        return ckpt
-    name = os.fspath(ckpt)
-    if name.lower() in RANDOM:
-        if not backbone or not in_chans:
-            raise ConfigError(f"CKPT {name!r} needs --backbone (and a dataset to know the bands)")
-        from geossl.models import build_encoder
-
-        torch.manual_seed(seed)
-        kwargs: dict[str, Any] = {"img_size": img_size} if img_size else {}
-        encoder = build_encoder(backbone, in_chans, **kwargs)
-        meta = {"backbone": backbone, "in_chans": in_chans, "method": "random", "sensors": None,
-                "bands": None, "adapter": None, "normalization": None, "img_size": img_size}
-        return EncoderSource(encoder, meta, f"random-{backbone}-{in_chans}-{seed}")
-    path = Path(name)
-    if not path.is_file():
-        raise DataError("checkpoint not found", path)
-    from geossl.checkpoint import load_encoder
-
-    encoder, meta = load_encoder(path)
-    return EncoderSource(encoder, dict(meta), file_hash(path))
-
-
-def random_like(source: EncoderSource, seed: int) -> EncoderSource:
-    """The same architecture as ``source`` with fresh random weights (the scratch baseline).
-
-    Rebuilt with :func:`geossl.models.build_encoder` from the metadata when possible (the
-    architecture's own initialisation); otherwise a deep copy whose layers are re-initialised
-    with their ``reset_parameters``.
-
-    Args:
-        source: the pretrained encoder.
-        seed: seed of the initialisation.
-
-    Returns:
-        a new :class:`EncoderSource` (method ``random``).
-    """
-    meta = dict(source.meta)
-    torch.manual_seed(seed)
-    encoder: nn.Module | None = None
-    try:
-        from geossl.models import build_encoder
-
-        config = getattr(source.encoder, "config", None)
-        if isinstance(config, dict) and config.get("backbone"):
-            encoder = build_encoder(**{**config, "pretrained": None})
-        elif meta.get("backbone") and meta.get("in_chans"):
-            kwargs: dict[str, Any] = {}
-            for key in ("adapter", "img_size"):
-                if meta.get(key) is not None:
-                    kwargs[key] = meta[key]
-            encoder = build_encoder(meta["backbone"], meta["in_chans"], **kwargs)
-        if encoder is not None:
-            same = {k: v.shape for k, v in encoder.state_dict().items()} == {
-                k: v.shape for k, v in source.encoder.state_dict().items()
-            }
-            if not same:
-                encoder = None
-    except Exception:
-        encoder = None
-    if encoder is None:
-        encoder = copy.deepcopy(source.encoder)
-        for module in encoder.modules():
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset):
-                reset()
-    meta["method"] = "random"
-    return EncoderSource(encoder, meta, f"random-{source.key[:16]}-{seed}")
 
 
 def encode(encoder: nn.Module, x: Tensor, sensor: SensorSelection = None) -> Tensor:
@@ -233,192 +101,9 @@ def _accepts_sensor(encoder: nn.Module) -> bool:
 # --------------------------------------------------------------------------------------------
 # which sensor(s) feed the encoder
 # --------------------------------------------------------------------------------------------
-def sensor_list(sensor: SensorSelection) -> list[str]:
-    """``None`` -> ``[]``, ``"s2"`` -> ``["s2"]``, ``"s1,s2"`` or a list -> the list."""
-    if sensor is None:
-        return []
-    items = sensor.split(",") if isinstance(sensor, str) else [str(s) for s in sensor]
-    return [s.strip() for s in items if s.strip()]
-
-
-def encoder_sensor(sensor: SensorSelection) -> str | None:
-    """The ``sensor=`` argument for the encoder: the one sensor, or ``None`` for a stack."""
-    names = sensor_list(sensor)
-    return names[0] if len(names) == 1 else None
-
-
-def checkpoint_sensors(meta: dict[str, Any]) -> list[str]:
-    """The sensors the encoder was pretrained on (``[]`` when not recorded)."""
-    return sensor_list(meta.get("sensors"))
-
-
-def is_fusion(meta: dict[str, Any]) -> bool:
-    """Whether the encoder stacks several sensors (``fusion`` / ``partial-fusion`` pairing)."""
-    return bool(meta.get("fusion")) or meta.get("pairing") in ("fusion", "partial-fusion")
-
-
-def select_sensors(
-    meta: dict[str, Any], sensor: SensorSelection = None, data: str | None = None
-) -> str | list[str] | None:
-    """The sensor(s) whose images feed the encoder during evaluation, export or embedding.
-
-    * single-sensor encoders (``aug``/``temporal``): the checkpoint's sensor;
-    * per-sensor stems (``geo``): ``sensor`` when given, else the first (query) sensor;
-    * fusion encoders: every sensor stacked in the checkpoint's order by default, or the
-      subset in ``sensor`` (the others are zero-filled and flagged missing, as in
-      ``partial-fusion``).
-
-    Args:
-        meta: checkpoint metadata (``sensors``, ``pairing``, ``fusion``).
-        sensor: requested sensor(s): a name, ``"s1,s2"`` or a list; ``None`` for the default.
-        data: dataset name, for encoders that record no sensor (random baselines).
-
-    Returns:
-        one sensor name, a list of several (a stacked fusion input), or ``None`` (unknown).
-
-    Raises:
-        ConfigError: a sensor the encoder was not pretrained on, or several sensors for an
-            encoder that takes one at a time.
-    """
-    known = checkpoint_sensors(meta)
-    wanted = sensor_list(sensor)
-    if not known:  # nothing recorded: trust the request, else the dataset's sensor
-        if wanted:
-            return wanted[0] if len(wanted) == 1 else wanted
-        return primary_sensor(meta, data)
-    unknown = [s for s in wanted if s not in known]
-    if unknown:
-        raise ConfigError(f"unknown sensor {unknown[0]!r}: the encoder was pretrained on "
-                          f"{', '.join(known)}")
-    fusion = is_fusion(meta) and len(known) > 1
-    if not wanted:
-        return list(known) if fusion else known[0]
-    if len(wanted) > 1 and not fusion:
-        raise ConfigError(f"this encoder takes one sensor at a time (one of {', '.join(known)}); "
-                          "give a single --sensor")
-    ordered = [s for s in known if s in wanted]
-    return ordered[0] if len(ordered) == 1 else ordered
-
-
-def expected_channels(meta: dict[str, Any], sensor: SensorSelection) -> int | None:
-    """Input bands the encoder expects for ``sensor`` (``None`` when not recorded)."""
-    chans = meta.get("in_chans")
-    if isinstance(chans, int):
-        return chans
-    if isinstance(chans, dict):
-        names = sensor_list(sensor)
-        if names and all(s in chans for s in names):
-            return sum(int(chans[s]) for s in names)
-    return None
-
-
-def bands_for(meta: dict[str, Any], sensor: SensorSelection) -> list[str] | None:
-    """Band names of the encoder's input for ``sensor`` (per-sensor lists are concatenated)."""
-    bands = meta.get("bands")
-    if bands is None:
-        return None
-    if isinstance(bands, dict):
-        names = sensor_list(sensor) or checkpoint_sensors(meta)[:1]
-        if not names or any(s not in bands or bands[s] is None for s in names):
-            return None
-        return [str(b) for s in names for b in bands[s]]
-    return [str(b) for b in bands]
-
-
 # --------------------------------------------------------------------------------------------
 # normalisation and sample access
 # --------------------------------------------------------------------------------------------
-def primary_sensor(meta: dict[str, Any], data: str | None = None) -> str | None:
-    """The sensor evaluation feeds the encoder: the checkpoint's first sensor, or the dataset's."""
-    sensors = checkpoint_sensors(meta)
-    if sensors:
-        return str(sensors[0])
-    if data:
-        from geossl.data.datamodule import SINGLE_SENSOR
-
-        return SINGLE_SENSOR.get(data)
-    return None
-
-
-def make_normalizer(
-    meta: dict[str, Any], sensor: SensorSelection
-) -> Callable[[Tensor], Tensor] | None:
-    """The batch normalisation the encoder was pretrained with.
-
-    ``meta["normalization"]`` may hold ``{"mean": [...], "std": [...]}``, a per-sensor mapping
-    of those or of normaliser names (what ``geossl pretrain`` records, e.g. ``{"s2": "s2"}``:
-    a sensor absent from the mapping was not normalised), or a normaliser name; when it is
-    ``None`` the sensor's registered normaliser
-    (:func:`geossl.data.datamodule.sensor_normalizer`) is used, as in pretraining. For a
-    stacked fusion input every sensor's block of bands gets its own normaliser.
-
-    Args:
-        meta: checkpoint metadata.
-        sensor: the sensor being evaluated, or a list of stacked sensors.
-
-    Returns:
-        a function of a ``(B, C, H, W)`` batch, or ``None`` for no normalisation.
-    """
-    names = sensor_list(sensor)
-    if len(names) > 1:
-        chans = meta.get("in_chans")
-        if not isinstance(chans, dict) or any(s not in chans for s in names):
-            raise ConfigError(f"cannot normalise stacked sensors {names}: the checkpoint "
-                              "records no band count per sensor")
-        parts = [(int(chans[s]), normalizer_for_sensor(meta, s)) for s in names]
-        if all(n is None for _, n in parts):
-            return None
-        return _Stacked(parts)
-    return normalizer_for_sensor(meta, names[0] if names else None)
-
-
-def normalizer_for_sensor(
-    meta: dict[str, Any], sensor: str | None
-) -> Callable[[Tensor], Tensor] | None:
-    """The normaliser of one sensor's bands (see :func:`make_normalizer`)."""
-    from geossl.data.datamodule import sensor_normalizer
-
-    norm = meta.get("normalization")
-    if isinstance(norm, dict) and "mean" in norm and "std" in norm:
-        return _MeanStd(norm["mean"], norm["std"])
-    if isinstance(norm, dict):  # per sensor
-        entry = norm.get(sensor) if sensor is not None else None
-        if isinstance(entry, dict) and "mean" in entry and "std" in entry:
-            return _MeanStd(entry["mean"], entry["std"])
-        if isinstance(entry, str):
-            return sensor_normalizer(entry)
-        return None
-    if isinstance(norm, str):
-        return sensor_normalizer(norm)
-    return sensor_normalizer(sensor) if sensor else None
-
-
-class _Stacked:
-    """Per-sensor normalisers applied to consecutive blocks of bands (picklable)."""
-
-    def __init__(self, parts: Sequence[tuple[int, Callable[[Tensor], Tensor] | None]]) -> None:
-        self.parts = list(parts)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        sizes = [n for n, _ in self.parts]
-        if x.shape[1] != sum(sizes):
-            raise DataError(f"stacked input has {x.shape[1]} bands, expected {sum(sizes)}")
-        blocks = torch.split(x, sizes, dim=1)
-        return torch.cat([b if f is None else f(b) for b, (_, f) in zip(blocks, self.parts)],
-                         dim=1)
-
-
-class _MeanStd:
-    """Per-band standardisation (a class so it pickles into loader workers)."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return (x - self.mean.to(x.device)) / self.std.to(x.device).clamp_min(1e-12)
-
-
 def image_of(sample: dict[str, Any], sensor: SensorSelection = None) -> Tensor:
     """The image of a sample: ``image``, else ``image_<sensor>``; several sensors are stacked.
 

@@ -4,7 +4,7 @@ One function, :func:`finetune`, trains an encoder plus a linear head end to end 
 samples of a budget and scores the test split. The seeds' central comparison ("MoCo-v2 with
 1,024 labels vs supervised with 1,024 labels") is this function called twice with the very same
 labels, schedule, augmentation and seed: once with the pretrained encoder, once with the same
-architecture randomly initialised (:func:`geossl.eval.features.random_like`).
+architecture randomly initialised (:func:`geossl.checkpoint.random_like`).
 
 A plain torch loop rather than a Lightning ``Trainer``: a few hundred steps on a few hundred
 images, where the trainer's start-up would dominate; the loss curve is written in the CSV layout
@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from geossl.eval.features import EvalCollate, SensorSelection, default_device, encode
+from geossl.checkpoint import SensorSelection
+from geossl.eval.features import EvalCollate, default_device, encode
 from geossl.io import atomic_write_text
 
 

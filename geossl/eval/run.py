@@ -29,25 +29,29 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geossl.checkpoint import (
+    EncoderSource,
+    SensorSelection,
+    bands_for,
+    expected_channels,
+    load_source,
+    random_like,
+    select_sensors,
+    sensor_list,
+)
+from geossl.data.normalize import make_normalizer
+from geossl.datasets.base import single_sensor
+from geossl.datasets.registry import dataset_class
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
 from geossl.eval.data import resolve
 from geossl.eval.features import (
-    EncoderSource,
     FeatureSet,
-    SensorSelection,
-    bands_for,
     cached_features,
     default_device,
-    expected_channels,
     image_of,
     label_of,
-    load_source,
-    make_normalizer,
-    random_like,
-    select_sensors,
-    sensor_list,
 )
 from geossl.eval.finetune import finetune
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
@@ -196,7 +200,7 @@ def evaluate(
         finetune_batch_size: their batch size.
         plots: write the pictures.
         sensor: which sensor(s) feed the encoder (see
-            :func:`~geossl.eval.features.select_sensors`): for a ``geo`` encoder with per-sensor
+            :func:`~geossl.checkpoint.select_sensors`): for a ``geo`` encoder with per-sensor
             stems the sensor to evaluate (default: its first sensor), for a fusion encoder a
             subset of its sensors (default: all, stacked); must be the checkpoint's sensor for a
             single-sensor encoder.
@@ -227,14 +231,15 @@ def evaluate(
     data_key = resolved.key
     if resolved.split_source == "auto":
         train_split, test_split = "train", "test"
-    data_name = data if isinstance(data, str) else None
+    # the sensor a plain ``image`` stands for, declared by the dataset (random baselines)
+    default_sensor = single_sensor(dataset_class(data) if isinstance(data, str) else data)
     in_chans = None
     if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
-        first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, data_name))
+        first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, default_sensor))
         in_chans = int(first_image.shape[0])
     source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0])
     dev = torch.device(device) if device is not None else default_device()
-    chosen = select_sensors(source.meta, sensor, data_name)
+    chosen = select_sensors(source.meta, sensor, default_sensor)
     check_bands(source.meta, chosen, dataset[train_pos[0]], root)
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None

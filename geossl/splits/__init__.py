@@ -1301,47 +1301,43 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                             path) from err
     if data is None or root is None:
         raise ConfigError("give --index FILE, or --data NAME and --root DIR")
+    from geossl.datasets.base import footprints_of
     from geossl.datasets.registry import get_dataset
 
-    dataset = get_dataset(data, root)
-    if hasattr(dataset, "footprints"):
-        return dataset.footprints()  # type: ignore[no-any-return]
-    grid = patch_grid_footprints(dataset)
-    if grid is not None:
-        return grid
-    index_gdf = getattr(dataset, "index", None)
-    if isinstance(index_gdf, gpd.GeoDataFrame):
-        # a TorchGeo index: its time IntervalIndex cannot be written to GeoParquet
-        return index_gdf.reset_index(drop=True)
-    raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
+    found = footprints_of(get_dataset(data, root))
+    if found is None:
+        raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
+    return found
 
 
-def patch_grid_footprints(dataset: Any) -> gpd.GeoDataFrame | None:
-    """Footprints of a dataset cut into a grid of square patches, or None when it is not one.
+def load_split_ids(path: str | Path, split: str) -> list[str]:
+    """Ids of one side of a saved split (``geossl split`` JSON or GeoParquet).
 
-    The dataset needs ``ids``, ``rows``, ``cols`` (top-left pixel of each patch),
-    ``patch_size``, an affine ``transform`` (pixel to CRS) and ``index.crs`` (which may be a
-    local pixel-grid CRS): e.g. :class:`geossl.datasets.polsar.PolSAR`.
+    Args:
+        path: split file.
+        split: ``train``, ``val`` or ``test``.
 
     Returns:
-        ``chip_id``, ``row``, ``col``, ``height``, ``width`` and the geometry, in the dataset's
-        CRS.
+        the chip / patch ids in that split.
+
+    Raises:
+        DataError: unreadable file.
+        ConfigError: the split is absent or empty.
     """
-    needed = ("ids", "rows", "cols", "patch_size", "transform", "index")
-    if not all(hasattr(dataset, a) for a in needed):
-        return None
-    rows = np.asarray(dataset.rows, dtype=np.float64)
-    cols = np.asarray(dataset.cols, dtype=np.float64)
-    size = float(dataset.patch_size)
-    t = dataset.transform
-    xs = [t.a * c + t.b * r + t.c for c, r in ((cols, rows), (cols + size, rows + size))]
-    ys = [t.d * c + t.e * r + t.f for c, r in ((cols, rows), (cols + size, rows + size))]
-    geoms = shapely.box(np.minimum(*xs), np.minimum(*ys), np.maximum(*xs), np.maximum(*ys))
-    crs = getattr(dataset.index, "crs", None)
-    return gpd.GeoDataFrame(
-        {"chip_id": [str(i) for i in dataset.ids], "row": rows.astype(np.int64),
-         "col": cols.astype(np.int64), "height": int(size), "width": int(size)},
-        geometry=geoms, crs=crs)
+    loaded: Any = load_splits(path)
+    if isinstance(loaded, dict) and "splits" in loaded:
+        loaded = loaded["splits"]
+    if isinstance(loaded, dict):
+        ids = loaded.get(split)
+        if ids is None:
+            raise ConfigError(f"split {split!r} not in {path} (has {', '.join(map(str, loaded))})")
+        ids = list(ids)
+    else:  # a pandas Series of split names indexed by id
+        series = getattr(loaded, "splits", loaded)
+        ids = [str(i) for i, s in series.items() if s == split]
+    if not ids:
+        raise ConfigError(f"split {split!r} of {path} is empty")
+    return [str(i) for i in ids]
 
 
 def split_and_save(

@@ -1,0 +1,312 @@
+"""The dataset protocol: what a dataset declares so that every command can use it.
+
+A dataset is a map-style dataset of sample dicts (``image`` or ``image_<sensor>``, ``label``,
+``id``, ... see ``docs/architecture.md``) whose class subclasses :class:`GeosslDataset` (and,
+as a rule, TorchGeo's ``NonGeoDataset`` or ``GeoDataset``) and declares:
+
+==========================  =================================================================
+``sensors`` (class)         the sensors its samples carry, in order. One sensor: samples may
+                            carry a plain ``image`` standing for it (AID: ``("rgb",)``);
+                            several: ``image_<sensor>`` keys (SEN12MS: ``("s1", "s2")``);
+                            none: decided per instance (chips: ``--sensors``).
+``splits`` (class)          built-in splits its ``split=`` argument selects (``train``,
+                            ``test``, ...); empty when it has none.
+``normalized`` (class)      its samples are already normalised (no per-sensor normalisation).
+``ids``                     sample ids, in sample order (splits refer to them), or ``None``.
+``bands``                   band names: per sensor (a mapping), or one list when the samples
+                            carry one sensor; ``None`` when unknown.
+``classes``                 class names (``label`` indexes them); empty when unlabelled.
+``footprints()``            a GeoDataFrame of sample footprints (``chip_id`` = ``ids``, with
+                            ``label`` when known), or ``None`` (an image archive): overlap-aware
+                            splits need it.
+``labelled_mask()``         which samples have a label (``None``: all, or unknown).
+==========================  =================================================================
+
+and, to be built by the registry (:mod:`geossl.datasets.registry`, the only constructor), the
+class hooks :meth:`GeosslDataset.layout_args`, :meth:`~GeosslDataset.locate`,
+:meth:`~GeosslDataset.has_split`, :meth:`~GeosslDataset.for_pretraining`,
+:meth:`~GeosslDataset.evaluation_args` and the method :meth:`~GeosslDataset.for_evaluation`,
+whose defaults fit a dataset that takes ``root`` (plus, optionally, ``ids``, ``sensors`` /
+``sensor``, ``split``) and carries its labels.
+
+Every default here is what the commands assume of a dataset that does not override it; the
+readers :func:`sample_ids`, :func:`band_names`, :func:`single_sensor`, :func:`footprints_of`,
+:func:`labelled_mask`, :func:`is_normalized` read these declarations (also of a plain dataset
+object handed to the library directly, with the same names) and nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from geossl.errors import ConfigError, DataError
+from geossl.pairing import check_sensor_name
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import numpy as np
+    from torch.utils.data import Dataset
+
+PathLike = str | os.PathLike[str]
+
+#: keyword arguments commands pass to every dataset; dropped for a class that does not take them
+#: (``split`` only when ``None`` or ``"all"``: a named split a class cannot select is an error)
+OPTIONAL_KWARGS = frozenset({"ids", "sensors", "index", "split"})
+#: values of ``split`` that select every sample (safe to drop for a class without splits)
+ALL_SPLITS = (None, "all")
+
+
+class NoNativeSplit(ConfigError):
+    """The dataset has no built-in train/test split (a split file, or one made now, is needed)."""
+
+
+class GeosslDataset:
+    """The declarations and construction hooks of a geossl dataset (see the module docstring).
+
+    A mixin: subclass it together with a TorchGeo / torch dataset class, e.g.
+    ``class MyScenes(GeosslDataset, NonGeoDataset)``, and set what differs from the defaults.
+    """
+
+    #: sensors the samples carry, in order (one: a plain ``image`` stands for it; none: decided
+    #: per instance)
+    sensors: tuple[str, ...] = ()
+    #: built-in splits the ``split`` argument selects
+    splits: ClassVar[tuple[str, ...]] = ()
+    #: the samples are already normalised (the data module applies no normalisation)
+    normalized: ClassVar[bool] = False
+    #: sample ids in order (``None``: the samples have no ids)
+    ids: Sequence[str] | None = None
+    #: band names per sensor, or one list for a single sensor (``None``: unknown)
+    bands: Mapping[str, Sequence[str]] | Sequence[str] | None = None
+    #: class names (empty: unlabelled)
+    classes: Sequence[str] = ()
+
+    def footprints(self) -> gpd.GeoDataFrame | None:
+        """Footprints of the samples (``chip_id`` = :attr:`ids`), or ``None`` (none known)."""
+        return None
+
+    def labelled_mask(self) -> np.ndarray | None:
+        """Which samples have a label (``None``: all of them, or unknown without loading)."""
+        return None
+
+    # -- construction hooks (called by geossl.datasets.registry) ---------------------------
+    @classmethod
+    def layout_args(cls, root: Path) -> dict[str, Any]:
+        """Constructor arguments read from the folder layout (e.g. a format version)."""
+        return {}
+
+    @classmethod
+    def locate(cls, root: Path, index: PathLike | None = None) -> Path:
+        """The path the constructor takes first (the dataset folder; chips: their index).
+
+        Raises:
+            DataError: it does not exist.
+        """
+        return root
+
+    @classmethod
+    def has_split(cls, root: Path, **kwargs: Any) -> bool:
+        """Whether the data under ``root`` has a built-in train/test split (``split=``)."""
+        return bool(cls.splits)
+
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: PathLike | None = None,
+    ) -> Dataset[dict[str, Any]]:
+        """The dataset ``geossl pretrain`` reads.
+
+        Default: the constructor with ``sensors`` and ``ids`` (one side of a split).
+
+        Args:
+            root: dataset folder.
+            sensors: sensors to load (``--sensors``).
+            pairing: pairing mode (``temporal`` asks for a second date).
+            ids: restrict to these sample ids.
+            patch_size: ``--patch-size`` (for datasets cut on a grid).
+            index: ``--index`` (chips).
+        """
+        return construct(cls, root, "", sensors=list(sensors), ids=ids, index=index)
+
+    @classmethod
+    def evaluation_args(
+        cls,
+        root: Path,
+        args: Mapping[str, Any],
+        label_path: PathLike | None = None,
+        label_column: str | None = None,
+    ) -> dict[str, Any]:
+        """Constructor arguments for ``geossl evaluate``, checked before anything is read.
+
+        ``args`` are ``--data-args``; ``label_path`` / ``label_column`` the label source.
+
+        Raises:
+            ConfigError: a label raster or a label column for a dataset that carries its labels.
+        """
+        if label_path is not None:
+            raise ConfigError("--label-path is the class raster of --data polsar; other "
+                              "datasets carry their labels")
+        if label_column is not None:
+            raise ConfigError("--label-column names a column of the chip index (--data chips); "
+                              f"{cls.__name__} carries its labels")
+        return dict(args)
+
+    def for_evaluation(self, label_column: str | None = None) -> Dataset[dict[str, Any]]:
+        """This dataset, labelled for evaluation (chips take their labels from a column)."""
+        return self  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# checking a class against the protocol
+# --------------------------------------------------------------------------------------------
+def check_protocol(cls: Any, name: str | None = None) -> type[GeosslDataset]:
+    """Refuse a class that does not declare the dataset protocol.
+
+    Raises:
+        ConfigError: not a :class:`GeosslDataset` subclass, or a declaration of the wrong kind.
+    """
+    what = f"dataset {name!r} ({getattr(cls, '__qualname__', cls)})" if name else repr(cls)
+    if not (isinstance(cls, type) and issubclass(cls, GeosslDataset)):
+        raise ConfigError(f"{what} is not a dataset class: subclass "
+                          "geossl.datasets.GeosslDataset and declare its sensors "
+                          "(docs/datasets.md)")
+    for attr in ("sensors", "splits"):
+        value = getattr(cls, attr)
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{what}: {attr} must be a tuple of names, got {value!r}")
+    for sensor in cls.sensors:
+        check_sensor_name(sensor)
+    if not isinstance(cls.normalized, bool):
+        raise ConfigError(f"{what}: normalized must be True or False")
+    return cls
+
+
+# --------------------------------------------------------------------------------------------
+# the generic constructor
+# --------------------------------------------------------------------------------------------
+def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> Any:
+    """Build ``cls`` from ``root`` and keyword arguments, the way every command does.
+
+    The first argument is :meth:`GeosslDataset.locate` (the folder, or the chip index).
+    A class that reads one sensor (a ``sensor`` argument, e.g. ``ssl4eo``: ``s1``, ``s2a`` or
+    ``s2c``) gets ``sensors=[name]`` as ``sensor=name``; several sensors are an error there.
+    Keyword arguments of :data:`OPTIONAL_KWARGS` that the class does not accept, or that are
+    ``None``, are dropped; any other unknown one is an error. With ``ids`` (one side of a saved
+    split) a class with a ``split`` argument gets ``split="all"`` unless one is given, so the
+    ids alone choose the samples; a class that cannot take ``ids`` is then an error (never
+    silently all samples). A named ``split`` (other than ``"all"``) for a class without one is
+    an error too (:class:`NoNativeSplit`): dropping it would give every split the same samples.
+    :meth:`GeosslDataset.layout_args` fill the arguments not given.
+
+    Raises:
+        ConfigError: unknown argument, ``ids`` for a class that cannot select samples by id,
+            several sensors for a one-sensor class.
+        NoNativeSplit: a named ``split`` for a class without splits.
+        DataError: missing folder (and whatever the dataset raises).
+    """
+    label = repr(name or cls.__name__)
+    path = Path(root)
+    if not path.exists():
+        raise DataError("dataset folder not found", path)
+    params = inspect.signature(cls).parameters
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    first: Any = path
+    index = kwargs.pop("index", None)
+    if issubclass(cls, GeosslDataset):
+        first = cls.locate(path, index)
+        for key, value in cls.layout_args(path).items():
+            if key in params and kwargs.get(key) is None:
+                kwargs[key] = value
+    elif index is not None:
+        kwargs["index"] = index
+    sensors = kwargs.get("sensors")
+    if sensors is not None and "sensors" not in params and "sensor" in params \
+            and "sensor" not in kwargs:
+        chosen = sensors.split(",") if isinstance(sensors, str) else list(sensors)
+        if len(chosen) != 1:
+            raise ConfigError(f"dataset {label} reads one sensor at a time, got "
+                              f"{','.join(map(str, chosen))}")
+        kwargs = {k: v for k, v in kwargs.items() if k != "sensors"}
+        kwargs["sensor"] = str(chosen[0])
+    if kwargs.get("split") not in ALL_SPLITS and "split" not in params and not var_kw:
+        # silently dropping it would make every "split" the whole dataset: train == test
+        raise NoNativeSplit(f"dataset {label} has no built-in split {kwargs['split']!r}: give "
+                            "--splits FILE (written by `geossl split`)")
+    if kwargs.get("ids") is not None and "split" in params and "split" not in kwargs:
+        kwargs["split"] = "all"  # ids pick the samples; the class's own default split must not
+    if kwargs.get("ids") is not None and "ids" not in params and not var_kw:
+        # silently dropping the ids would train or evaluate on every sample, test side included
+        raise ConfigError(f"dataset {label} cannot be restricted to the ids of a split file")
+    args: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key in params or var_kw:
+            if value is not None or key not in OPTIONAL_KWARGS:
+                args[key] = value
+        elif key not in OPTIONAL_KWARGS:
+            raise ConfigError(f"dataset {label} takes no argument {key!r}")
+    return cls(first, **args)
+
+
+# --------------------------------------------------------------------------------------------
+# reading the declarations
+# --------------------------------------------------------------------------------------------
+def sample_ids(dataset: Any) -> list[str] | None:
+    """The dataset's ``ids`` as strings, in order (``None`` when it has none)."""
+    ids = getattr(dataset, "ids", None)
+    if ids is None or callable(ids):
+        return None
+    return [str(i) for i in ids]
+
+
+def declared_sensors(dataset: Any) -> tuple[str, ...]:
+    """The sensors a dataset (class or object) declares (``()`` when it declares none)."""
+    sensors = getattr(dataset, "sensors", ())
+    return tuple(str(s) for s in sensors) if isinstance(sensors, tuple | list) else ()
+
+
+def single_sensor(dataset: Any) -> str | None:
+    """The sensor a plain ``image`` stands for: the one declared sensor, else ``None``."""
+    cls = dataset if isinstance(dataset, type) else type(dataset)
+    sensors = declared_sensors(cls)
+    return sensors[0] if len(sensors) == 1 else None
+
+
+def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
+    """Band names of ``sensors`` from the dataset's ``bands`` (``None`` when none is known).
+
+    A list of names (a one-sensor dataset) stands for the sensor when one is asked for.
+    """
+    names = getattr(dataset, "bands", None)
+    known: dict[str, Sequence[str]] = {}
+    if isinstance(names, Mapping):
+        known = {str(k): v for k, v in names.items()}
+    elif isinstance(names, list | tuple) and len(sensors) == 1:
+        known = {sensors[0]: names}
+    out = {s: [str(b) for b in known[s]] for s in sensors if s in known and known[s] is not None}
+    return out or None
+
+
+def footprints_of(dataset: Any) -> gpd.GeoDataFrame | None:
+    """The dataset's ``footprints()`` (``None`` when it declares none)."""
+    method = getattr(dataset, "footprints", None)
+    return method() if callable(method) else None
+
+
+def labelled_mask(dataset: Any) -> np.ndarray | None:
+    """The dataset's ``labelled_mask()`` (``None``: every sample is labelled, as far as known)."""
+    method = getattr(dataset, "labelled_mask", None)
+    return method() if callable(method) else None
+
+
+def is_normalized(dataset: Any) -> bool:
+    """Whether the dataset declares its samples already normalised."""
+    return bool(getattr(dataset, "normalized", False))
