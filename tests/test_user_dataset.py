@@ -24,6 +24,7 @@ import shapely
 import torch
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.checkpoint import read_checkpoint
 from geossl.cli import main
 from geossl.datasets import GeosslDataset, register, unregister
 from geossl.datasets.registry import dataset_class
@@ -126,7 +127,7 @@ def test_registered_dataset_through_the_cli(plots: Path, tmp_path: Path,
                  "--workers", "0", "--accelerator", "cpu", "--devices", "1",
                  "--splits", str(splits), "--split", "train", "--max-steps", "2"]) == 0
     ckpt = run / "checkpoints" / "last.ckpt"
-    meta = torch.load(ckpt, map_location="cpu", weights_only=False)["geossl"]
+    meta = read_checkpoint(ckpt)["geossl"]
     assert meta["bands"] == {"rgb": ["red", "green", "blue"]}
     assert meta["normalization"] == {"rgb": "rgb"}
 
