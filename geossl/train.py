@@ -28,167 +28,26 @@ import signal
 import sys
 import threading
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 
+from geossl.config import (
+    PATH_FIELDS,
+    RUN_CONFIG_HEADER,
+    PretrainConfig,
+    parse_normalization,
+    parse_sensors,
+)
 from geossl.errors import ConfigError, DataError, GeosslError
 from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
-#: optimiser names accepted by ``--optimizer``
-OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
-
-
-@dataclasses.dataclass
-class PretrainConfig:
-    """Everything one pretraining run needs; field names match the ``geossl pretrain`` flags.
-
-    ``None`` for a method option (``lr``, ``temperature``, ``momentum``, ...) keeps the method's
-    own default.
-    """
-
-    data: str = "sen12ms"
-    root: str | None = None
-    out: str = "runs/pretrain"
-    method: str = "simclr"
-    backbone: str = "resnet50"
-    sensors: list[str] = dataclasses.field(default_factory=lambda: ["s1", "s2"])
-    pairing: str = "geo"
-    seed: int = 0
-    workers: int = 0
-    accelerator: str = "auto"
-    devices: str = "auto"
-    max_steps: int = -1
-    max_epochs: int | None = None
-    batch_size: int = 64
-    precision: str = "auto"
-    resume: str | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    warmup_steps: int | None = None
-    temperature: float | None = None
-    momentum: float | None = None
-    queue_size: int | None = None
-    adapter: str | None = None
-    pretrained: str | None = None
-    patch_size: int | None = None
-    img_size: int | None = None
-    splits: str | None = None
-    split: str = "train"
-    index: str | None = None
-    ckpt_every: int = 500
-    log_every: int | None = None
-    compile: bool = False
-    channels_last: bool = False
-    stats: str | None = None
-    normalization: dict[str, str] = dataclasses.field(default_factory=dict)
-    method_args: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def from_namespace(cls, ns: Any) -> PretrainConfig:
-        """Build a config from a parsed CLI namespace (extra keys are ignored)."""
-        values = dict(vars(ns)) if not hasattr(ns, "as_dict") else ns.as_dict()
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k.replace("-", "_"): v for k, v in values.items()}
-        kwargs = {k: v for k, v in kwargs.items() if k in names}
-        if isinstance(kwargs.get("sensors"), str):
-            kwargs["sensors"] = parse_sensors(kwargs["sensors"])
-        if kwargs.get("method_args") is None:
-            kwargs["method_args"] = {}
-        kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
-        if kwargs.get("devices") is not None:
-            kwargs["devices"] = str(kwargs["devices"])
-        _run_config_paths(kwargs, values.get("config"))
-        return cls(**kwargs)
-
-
-#: fields holding paths; ``OUT/config.yaml`` stores them absolute
-PATH_FIELDS = ("root", "out", "index", "splits", "stats", "pretrained")
-
-
-#: first line of ``OUT/config.yaml``: marks the file as the configuration of the run beside it
-RUN_CONFIG_HEADER = "# geossl pretrain: configuration of the run in this folder"
-
-
-def _run_config_paths(kwargs: dict[str, Any], config_files: Any) -> None:
-    """Read the paths of a run's own ``config.yaml`` the same from any folder.
-
-    A run's ``OUT/config.yaml`` (marked by :data:`RUN_CONFIG_HEADER`) belongs to its folder:
-    unless ``--out`` is given on the command line, ``out`` is the config's folder, so
-    ``geossl pretrain --config RUN/config.yaml --resume last`` resumes RUN from anywhere, even
-    after RUN was moved. Files written before (no header) hold paths relative to the folder
-    the run was started from; when their ``out`` is the tail of the config's folder that folder
-    is recovered, and ``out`` and the other relative paths read from the file are resolved
-    against it.
-    """
-    import yaml
-
-    files = list(config_files or [])
-    if not files:
-        return
-    cfile = Path(os.fspath(files[-1])).expanduser().absolute()
-    run = cfile.parent
-    try:
-        text = cfile.read_text()
-        doc = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return
-    if not isinstance(doc, dict) or kwargs.get("out") != doc.get("out"):
-        return  # not a run's config, or --out given on the command line (it wins)
-    if text.startswith(RUN_CONFIG_HEADER):
-        kwargs["out"] = str(run)
-        return
-    stored = Path(str(doc.get("out") or ""))
-    parts = stored.parts
-    if stored.is_absolute() or not parts or run.parts[-len(parts):] != parts:
-        return
-    base = Path(*run.parts[: len(run.parts) - len(parts)])
-    for key in PATH_FIELDS:
-        value = doc.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute() and kwargs.get(key) == value:
-            kwargs[key] = str(base / value)
-
-
-def parse_sensors(value: str | Sequence[str]) -> list[str]:
-    """``"s1,s2"`` or ``["s1", "s2"]`` -> ``["s1", "s2"]``."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    sensors = [s.strip() for s in items if s.strip()]
-    if not sensors:
-        raise ConfigError("--sensors is empty")
-    return sensors
-
-
-def parse_normalization(value: str | Mapping[str, str] | None) -> dict[str, str]:
-    """``"s2=s2_offset,s1=s1_std"`` (or a mapping) -> ``{"s2": "s2_offset", "s1": "s1_std"}``.
-
-    Raises:
-        ConfigError: an item without ``=``, or an unknown normaliser name.
-    """
-    from geossl.data.normalize import get_normalizer
-
-    if value is None:
-        return {}
-    if isinstance(value, str):
-        pairs: dict[str, str] = {}
-        for item in (x.strip() for x in value.split(",")):
-            if not item:
-                continue
-            sensor, sep, name = item.partition("=")
-            if not sep or not sensor.strip() or not name.strip():
-                raise ConfigError(f"--normalization expects SENSOR=NAME[,SENSOR=NAME], got "
-                                  f"{item!r}")
-            pairs[sensor.strip()] = name.strip()
-    else:
-        pairs = {str(k).strip(): str(v).strip() for k, v in dict(value).items()}
-    for name in pairs.values():
-        get_normalizer(name)  # ConfigError naming the choices for an unknown one
-    return pairs
-
+if TYPE_CHECKING:
+    from geossl.methods import SSLMethod
 
 def resolve_adapter(adapter: str | None, pairing: str) -> str | None:
     """The adapter kind to build: ``None`` (unset) and ``none`` give no adapter.
@@ -287,8 +146,11 @@ def newest_checkpoint(folder: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 # method
 # --------------------------------------------------------------------------------------------
-def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int) -> Any:
-    """Instantiate the SSL method named in ``config`` with only the options it accepts.
+def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int) -> SSLMethod:
+    """Instantiate the SSL method named in ``config``.
+
+    The options left ``None`` in ``config`` (``lr``, ``temperature``, ...) keep the method's
+    defaults; ``method_args`` adds any other option of the method or of its specs.
 
     Args:
         config: run configuration.
@@ -301,18 +163,19 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
     Raises:
         ConfigError: unknown method or adapter, or an option the method does not take.
     """
-    from geossl.methods import METHODS  # type: ignore[attr-defined]
+    from geossl.methods import METHODS
 
     if config.method not in METHODS:
         raise ConfigError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
-    cls = METHODS[config.method]
-    params = inspect.signature(cls.__init__).parameters
-    given: dict[str, Any] = {
+    options: dict[str, Any] = {
         "backbone": config.backbone,
         "sensors": tuple(config.sensors),
         "in_chans": in_chans,
         "pairing": config.pairing,
         "max_steps": max_steps,
+        "batch_size": config.batch_size,
+        "compile": config.compile,  # the method applies compile / channels_last at fit start
+        "channels_last": config.channels_last,
     }
     optional: dict[str, Any] = {
         "adapter": resolve_adapter(config.adapter, config.pairing),
@@ -327,25 +190,17 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         "queue_size": config.queue_size,
         **config.method_args,
     }
-    for key, value in (("batch_size", config.batch_size), ("compile", config.compile),
-                       ("channels_last", config.channels_last)):
-        if key in params:  # the method applies compile / channels_last itself at fit start
-            given[key] = value
-    kwargs = {k: v for k, v in given.items() if k in params}
-    for key, value in optional.items():
-        if value is None:
-            continue
-        if key not in params:
-            raise ConfigError(f"method {config.method} has no option {key!r}")
-        kwargs[key] = value
+    options.update({k: v for k, v in optional.items() if v is not None})
     try:
-        return cls(**kwargs)
+        return METHODS[config.method].from_hparams(options)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"method {config.method}: {err}") from err
 
 
 def check_combination(config: PretrainConfig) -> None:
     """Refuse an invalid method x pairing x sensors combination with a one-line reason."""
+    from geossl.methods.optim import OPTIMIZERS
+
     if config.optimizer is not None and config.optimizer.lower() not in OPTIMIZERS:
         raise ConfigError(
             f"unknown optimizer {config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
@@ -362,29 +217,6 @@ def check_combination(config: PretrainConfig) -> None:
     from geossl.methods import check_method_pairing
 
     check_method_pairing(config.method, config.pairing)
-
-
-def _optimize_for_speed(method: Any, compile_: bool, channels_last: bool) -> None:
-    """channels_last weights and in-place ``torch.compile`` of the encoders.
-
-    Only for a method that does not take ``compile`` / ``channels_last`` itself.
-    ``nn.Module.compile()`` compiles in place, so state-dict keys (and checkpoints) are the same
-    as without compilation.
-    """
-    params = inspect.signature(type(method).__init__).parameters
-    if "compile" in params and "channels_last" in params:
-        return
-    if channels_last:
-        method.to(memory_format=torch.channels_last)
-    if compile_:
-        compile_fn = getattr(method, "compile_encoders", None)
-        if callable(compile_fn):
-            compile_fn()
-            return
-        for name in ("encoder", "backbone", "encoder_momentum", "momentum_encoder"):
-            module = getattr(method, name, None)
-            if isinstance(module, torch.nn.Module):
-                module.compile()
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,7 +438,6 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     method = build_method(config, in_chans, max_steps)
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
-    _optimize_for_speed(method, config.compile, config.channels_last)
 
     ckpt_dir = out / "checkpoints"
     checkpoint = ModelCheckpoint(
@@ -637,8 +468,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         log_every_n_steps=log_every,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=1 if hasattr(method, "on_cluster") or
-        config.method == "deepcluster" else 0,
+        reload_dataloaders_every_n_epochs=int(method.reload_dataloaders_every_epoch),
         benchmark=accelerator == "gpu",
         enable_model_summary=False,
     )

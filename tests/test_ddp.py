@@ -37,8 +37,9 @@ class _Net(torch.nn.Module):
 
 def _setup() -> tuple[_Net, torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    method = SimCLR(backbone="resnet10t", sensors=["s2"], in_chans={"s2": 4}, pairing="aug",
-                    proj_hidden=32, proj_dim=16)
+    method = SimCLR.from_hparams({"backbone": "resnet10t", "sensors": ["s2"],
+                                  "in_chans": {"s2": 4}, "pairing": "aug", "proj_hidden": 32,
+                                  "proj_dim": 16})
     net = _Net(method).eval()
     g = torch.Generator().manual_seed(1)
     v1 = torch.randn(GLOBAL_BATCH, 4, 16, 16, generator=g)

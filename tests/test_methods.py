@@ -3,6 +3,7 @@ optimisers, views and checkpoints."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ SETTINGS = ["fast", pytest.param("slow", marks=pytest.mark.slow)]
 
 def _tiny(cls: type, pairing: str = "aug", **kwargs: Any) -> Any:
     sensors = ["s1", "s2"] if pairing in ("geo", "fusion", "partial-fusion") else ["s2"]
-    return cls(sensors=sensors, pairing=pairing, **{**TINY, **kwargs})
+    return cls.from_hparams({"sensors": sensors, "pairing": pairing, **TINY, **kwargs})
 
 
 def _falls(losses: list[float], head: slice, tail: int = 6, margin: float = 0.9) -> float:
@@ -163,7 +164,7 @@ def test_invalid_pairing_refused() -> None:
     with pytest.raises(ConfigError, match="does not support pairing"):
         _tiny(DeepCluster, "temporal")
     with pytest.raises(ConfigError, match="needs 2 sensors"):
-        SimCLR(sensors=["s2"], pairing="geo", in_chans=CHANS)
+        SimCLR.from_hparams({"sensors": ["s2"], "pairing": "geo", "in_chans": CHANS})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,11 +218,12 @@ def test_moco_queue_size_check() -> None:
 
 
 def test_moco_defaults_and_momentum_configurable() -> None:
-    m = MoCo(sensors=["s1", "s2"], pairing="geo", in_chans=CHANS, backbone="test_resnet",
-             proj_hidden=32, queue_size=64)
-    assert m.temperature == 0.2 and m.momentum == 0.99  # MoCo v2 temperature, the seeds' 0.99
+    m = MoCo.from_hparams({"sensors": ["s1", "s2"], "pairing": "geo", "in_chans": CHANS,
+                           "backbone": "test_resnet", "proj_hidden": 32, "queue_size": 64})
+    # MoCo v2 temperature, the seeds' 0.99
+    assert m.options.temperature == 0.2 and m.options.momentum == 0.99
     assert m.hparams["shuffle_bn"] and not m.hparams["sync_bn"]
-    assert _tiny(MoCo, "aug", queue_size=32, momentum=0.9).momentum == 0.9
+    assert _tiny(MoCo, "aug", queue_size=32, momentum=0.9).options.momentum == 0.9
     with pytest.raises(ConfigError, match="momentum"):
         _tiny(MoCo, "aug", queue_size=32, momentum=1.0)
 
@@ -337,7 +339,7 @@ def test_moco_shuffle_bn_on_one_device() -> None:
     assert [auto_splits(b) for b in (16, 64, 128, 256, 512)] == [1, 2, 4, 8, 8]
     torch.manual_seed(0)
     m = _tiny(MoCo, "aug", queue_size=32, max_steps=2)
-    m.hparams["bn_splits"] = 4  # as if built with bn_splits=4
+    m.options = dataclasses.replace(m.options, bn_splits=4)  # as if built with bn_splits=4
     fit(m, 2)  # Trainer on one device: setup() converts both encoders
     splits = [mod for mod in m.modules() if isinstance(mod, SplitBatchNorm2d)]
     assert m.bn_splits == 4 and splits and all(s.num_splits == 4 for s in splits)

@@ -101,7 +101,7 @@ def test_config_builds_and_steps_on_meta(config: Path) -> None:
         opt = method.configure_optimizers()["optimizer"]
         batch = _meta_batch(cfg, chans)
         if cfg.method == "deepcluster":  # as cluster() leaves them
-            method.pseudo_labels = torch.arange(cfg.batch_size) % method.num_clusters
+            method.pseudo_labels = torch.arange(cfg.batch_size) % method.options.num_clusters
         view1, view2 = method.make_views(batch)
         loss, _ = method.compute_loss(view1, view2, batch)
     assert type(method).__name__.lower() == cfg.method and loss.shape == ()

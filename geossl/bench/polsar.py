@@ -44,7 +44,6 @@ encoders' weights (``<method>_encoder.pt``).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -520,13 +519,9 @@ def pretrain(
                       proj_batch_norm=True)
     elif method_name == "simclr":
         common.update(temperature=0.2)
-    method = METHODS[method_name](**common)
+    method = METHODS[method_name].from_hparams(common)
     small_input_stem(method.encoder, cfg.stem_stride)
-    for name in ("encoder_momentum", "encoder_target", "target_encoder"):
-        if isinstance(getattr(method, name, None), nn.Module):  # MoCo/BYOL target = a copy
-            setattr(method, name, copy.deepcopy(method.encoder))
-            for p in getattr(method, name).parameters():
-                p.requires_grad_(False)
+    method.copy_momentum_pairs()  # MoCo/BYOL: the key/target copies get the new stem too
 
     curve: list[tuple[int, float]] = []
 

@@ -198,11 +198,10 @@ def _pretrain_config(method: str, cfg: BenchConfig) -> Any:
 
 def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
     """Measure geossl SimCLR / MoCo: full training step (views, augmentation, loss, optimiser)."""
-    from geossl.train import _optimize_for_speed, build_method
+    from geossl.train import build_method
 
     pcfg = _pretrain_config(method, cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
-    _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
     seconds, steps, cpu = _fit(module, _Repeat({"image_s2": x, "index": _arange(x)}, 10**9),
                                cfg, device)
     return _result(f"geossl-{method}", cfg, seconds, steps, cpu=cpu)
@@ -283,12 +282,11 @@ def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str 
 def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "e2e-simclr"
               ) -> Result:
     """Measure geossl SimCLR from chips on disk: workers, pinned memory, device, training step."""
-    from geossl.train import _optimize_for_speed, build_method
+    from geossl.train import build_method
 
     dm = _chip_datamodule(cfg, chips, device)
     pcfg = _pretrain_config("simclr", cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
-    _optimize_for_speed(module, cfg.compile, bool(cfg.channels_last))
     seconds, steps, cpu = _fit(module, None, cfg, device, datamodule=dm)
     return _result(name, cfg, seconds, steps, cpu=cpu,
                    note=f"{_store(chips)} on disk, {cfg.workers} workers")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
 from geossl.datasets.registry import DATASETS
+from geossl.options import FLAG_TYPE, field_default, field_help
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
@@ -59,3 +62,21 @@ FLAG: dict[str, Any] = {"type": bool, "nargs": "?", "const": True}
 def yes_no() -> ActionYesNo:
     """A boolean flag usable bare: ``--report`` / ``--no-report`` (``report: true`` in YAML)."""
     return ActionYesNo(yes_prefix="", no_prefix="no-")
+
+
+def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
+    """One flag per field of a configuration dataclass, in field order.
+
+    ``batch_size`` becomes ``--batch-size`` (``batch_size`` in ``--config`` YAML); the type is
+    the field's (or its ``flag_type``, see :func:`geossl.options.option`), the default the
+    field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag.
+    """
+    hints = typing.get_type_hints(config)
+    for field in dataclasses.fields(config):
+        name = "--" + field.name.replace("_", "-")
+        default, text = field_default(field), field_help(field)
+        kind = field.metadata.get(FLAG_TYPE, hints[field.name])
+        if kind is bool:
+            parser.add_argument(name, action=yes_no(), default=default, help=text)
+        else:
+            parser.add_argument(name, type=kind, default=default, help=text)

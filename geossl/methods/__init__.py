@@ -1,5 +1,9 @@
 """Self-supervised methods: pure losses, GPU augmentation, views and thin LightningModules.
 
+Every method takes the same typed specs (:class:`EncoderSpec`, :class:`OptimSpec`,
+:class:`ViewSpec`) and declares only its own options; ``SimCLR.from_hparams({...})`` builds one
+from flat options (see :mod:`geossl.methods.specs`).
+
 ``METHODS`` maps a method name to its LightningModule; ``VALID_PAIRINGS`` lists the pairing
 modes each method supports, and :func:`check_method_pairing` refuses the others with a one-line
 reason. :func:`load_encoder` rebuilds the encoder of any pretraining checkpoint.
@@ -15,6 +19,7 @@ from geossl.methods.byol import BYOL
 from geossl.methods.deepcluster import DeepCluster
 from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR
+from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
 
 METHODS: dict[str, type[SSLMethod]] = {
     "simclr": SimCLR,
@@ -46,9 +51,13 @@ __all__ = [
     "METHODS",
     "VALID_PAIRINGS",
     "DeepCluster",
+    "EncoderSpec",
+    "MethodOptions",
     "MoCo",
+    "OptimSpec",
     "SSLMethod",
     "SimCLR",
+    "ViewSpec",
     "check_method_pairing",
     "load_encoder",
 ]

@@ -1,33 +1,48 @@
 """The LightningModule every SSL method shares.
 
-A method is a thin subclass: it declares its heads in ``__init__`` and implements
-:meth:`SSLMethod.compute_loss` over the two views; the base class builds the encoder for the
-pairing mode, makes the views and augments them on the device inside ``training_step``
-(outside autocast, in float32), builds the optimiser and schedule, and writes the metadata
-:func:`geossl.checkpoint.load_encoder` needs into every checkpoint.
+A method is a thin subclass (solo-learn / lightly style): it declares its own options (a frozen
+:class:`~geossl.methods.specs.MethodOptions` dataclass with defaults and checks), its optimiser
+defaults (an :class:`~geossl.methods.specs.OptimSpec`), its heads in :meth:`SSLMethod.build_heads`,
+the online/copy module pairs it keeps as moving averages (``momentum_pairs``), and it computes its
+pure loss (:mod:`geossl.methods.losses`) over the two views in :meth:`SSLMethod.compute_loss`.
+The base class builds the encoder for the pairing mode, makes the views and augments them on the
+device inside ``training_step`` (outside autocast, in float32), builds the optimiser and schedule,
+and writes the metadata :func:`geossl.checkpoint.load_encoder` needs into every checkpoint.
 
 Encoder per pairing mode: ``aug``/``temporal`` one input of the sensor's bands; ``geo``
 per-sensor 1x1 stems into one shared trunk; ``fusion``/``partial-fusion`` the stacked sensors
 with the missing-sensor mask (see :mod:`geossl.models.encoder`).
 
-Constructors take explicit typed arguments (no ``**kwargs``) so that LightningCLI / jsonargparse
-and ``geossl pretrain`` can build them from YAML; every argument is saved in the checkpoint's
-``hyper_parameters``.
+A method is built from typed specs, ``SimCLR(EncoderSpec(...), OptimSpec(...), ViewSpec(...),
+SimCLROptions(...))``, or from flat options with :meth:`SSLMethod.from_hparams` (what
+``geossl pretrain`` and checkpoints use). Every checkpoint's ``hyper_parameters`` holds the flat
+options, under the names the methods have always saved, so older checkpoints load unchanged.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.errors import ConfigError, DataError
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.optim import build_optimizer, warmup_cosine
+from geossl.methods.specs import (
+    EncoderSpec,
+    MethodOptions,
+    OptimSpec,
+    ViewSpec,
+    flatten,
+    split_flat,
+)
 from geossl.methods.views import View, make_views
 from geossl.models import Encoder, build_encoder
 from geossl.pairing import (
@@ -42,6 +57,8 @@ from geossl.pairing import (
 #: VH to [-32.5, 0] dB, mapped to [0, 1]): what SAR speckle needs to add dB correctly
 S1_DB_PER_UNIT = (25.0, 32.5)
 
+OptionsT = TypeVar("OptionsT", bound=MethodOptions)
+
 
 def fp32_region(device: torch.device) -> AbstractContextManager[Any]:
     """A context that turns autocast off on ``device`` if it is on (augmentation runs in fp32).
@@ -55,7 +72,14 @@ def fp32_region(device: torch.device) -> AbstractContextManager[Any]:
     return torch.autocast(device_type=device.type, enabled=False) if enabled else nullcontext()
 
 
-class SSLMethod(LightningModule):
+@torch.no_grad()
+def momentum_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
+    """``target <- momentum * target + (1 - momentum) * online`` for every parameter."""
+    for p_o, p_t in zip(online.parameters(), target.parameters(), strict=True):
+        p_t.mul_(momentum).add_(p_o.detach(), alpha=1 - momentum)
+
+
+class SSLMethod(LightningModule, Generic[OptionsT]):
     """Shared machinery of the SSL methods (see the module docstring)."""
 
     method_name: ClassVar[str] = "base"
@@ -63,92 +87,126 @@ class SSLMethod(LightningModule):
     pairings: ClassVar[tuple[str, ...]] = PAIRING_MODES
     #: why the other pairing modes are not supported (appended to the refusal)
     pairing_note: ClassVar[str | None] = None
+    #: the method's own options (a :class:`MethodOptions` dataclass)
+    options_type: ClassVar[type[Any]] = MethodOptions
+    #: the method's optimiser and schedule defaults
+    default_optim: ClassVar[OptimSpec] = OptimSpec()
+    #: ``(online, copy)`` attribute names: the copy starts equal, gets no gradient and follows
+    #: the online module as a moving average (:meth:`ema_update`)
+    momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
+    #: flat options accepted and ignored (saved by older versions; kept loadable)
+    ignored_options: ClassVar[tuple[str, ...]] = ()
+    #: the Trainer must rebuild the training loader every epoch (e.g. new sample weights)
+    reload_dataloaders_every_epoch: ClassVar[bool] = False
 
     def __init__(
         self,
-        backbone: str = "resnet50",
-        sensors: Sequence[str] = ("s2",),
-        in_chans: dict[str, int] | None = None,
-        pairing: str = "aug",
-        adapter: str | None = None,
-        adapter_out: int = 3,
-        pretrained: str | None = None,
-        img_size: int | None = None,
-        optimizer: str = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        batch_size: int = 256,
-        base_batch_size: int = 256,
-        warmup_steps: int | None = None,
-        max_steps: int = -1,
-        proj_dim: int = 128,
-        proj_hidden: int = 2048,
-        crop_size: int | None = None,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        same_crop: bool = False,
-        augment: dict[str, Any] | None = None,
-        sensor_augment: dict[str, dict[str, Any]] | None = None,
-        sar_sensors: Sequence[str] = ("s1",),
-        bands: dict[str, list[str]] | None = None,
-        normalization: dict[str, Any] | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
+        encoder: EncoderSpec,
+        optim: OptimSpec | None = None,
+        views: ViewSpec | None = None,
+        options: OptionsT | None = None,
     ) -> None:
         """Configure the method.
 
         Args:
-            backbone: timm backbone name (``resnet50``, ``vit_small_patch4``, ``convnext_tiny``).
-            sensors: sensors in use, in order (``geo``: query sensor first).
-            in_chans: bands per sensor, e.g. ``{"s1": 2, "s2": 13}``.
-            pairing: ``geo``, ``aug``, ``fusion``, ``partial-fusion`` or ``temporal``.
-            adapter: 1x1 band adapter kind (``linear``, ``nonlinear``, ``*-frozen``) or ``None``.
-            adapter_out: channels out of the adapter(s) (3 for RGB-shaped backbones).
-            pretrained: local weights file for the backbone (stem adapted to the bands).
-            img_size: input size of ViT-like backbones (default: ``crop_size``).
-            optimizer: ``adam``, ``adamw``, ``sgd``, ``lars`` or ``lamb``.
-            lr: learning rate for ``base_batch_size`` samples (scaled linearly by batch).
-            weight_decay: weight decay (not on biases and norms).
-            batch_size: per-device batch size (times the devices for the lr scaling).
-            base_batch_size: batch size ``lr`` refers to.
-            warmup_steps: linear warm-up steps (default: a tenth of ``max_steps``, at most 2000).
-            max_steps: total optimiser steps for the cosine schedule (-1: from the trainer).
-            proj_dim: projection size.
-            proj_hidden: projector hidden width.
-            crop_size: size of the augmented views (default: ``img_size`` or the input size).
-            crop_scale: area range of the random resized crop.
-            same_crop: ``geo``: both sensors get the same geometric augmentation.
-            augment: extra :class:`~geossl.methods.augment.SSLAugment` options for all sensors.
-            sensor_augment: :class:`SSLAugment` options per sensor (override ``augment``).
-            sar_sensors: sensors augmented as SAR (speckle, no grayscale).
-            bands: band names per sensor (stored in the checkpoint).
-            normalization: normalisation metadata (stored in the checkpoint).
-            channels_last: channels-last memory format for the encoder and inputs.
-            compile: ``torch.compile`` the encoder trunks.
+            encoder: what the encoder takes and how it is built.
+            optim: optimiser and schedule (default: the method's ``default_optim``).
+            views: view augmentation (default: :class:`ViewSpec`'s).
+            options: the method's own options (default: its ``options_type``'s defaults).
         """
         super().__init__()
-        self.save_hyperparameters()
-        sensors = [str(s) for s in sensors]
+        optim = self.default_optim if optim is None else optim
+        views = ViewSpec() if views is None else views
+        own: OptionsT = self.options_type() if options is None else options
+        self.save_hyperparameters(flatten(encoder, optim, views, own))
+        self.encoder_spec, self.optim_spec, self.view_spec, self.options = (
+            encoder, optim, views, own)
+        pairing, in_chans = encoder.pairing, dict(encoder.in_chans or {})
         check_method_pairing(f"method {self.method_name}", pairing, self.pairings,
                              self.pairing_note)
-        used = mode_sensors(pairing, sensors)
-        if in_chans is None:
-            raise ConfigError("in_chans (bands per sensor) is required")
+        used = mode_sensors(pairing, [str(s) for s in encoder.sensors])
         missing = [s for s in used if s not in in_chans]
         if missing:
             raise ConfigError(f"in_chans has no entry for sensor(s) {missing}")
         self.sensors = used
         self.pairing = pairing
-        vit_like = backbone.startswith(("vit", "deit", "eva", "beit", "flexivit"))
-        if img_size is None and crop_size is not None and vit_like:
-            img_size = crop_size
+        img_size = encoder.img_size
+        vit_like = encoder.backbone.startswith(("vit", "deit", "eva", "beit", "flexivit"))
+        if img_size is None and views.crop_size is not None and vit_like:
+            img_size = views.crop_size
         self.img_size = img_size
-        self.crop_size = crop_size or img_size
-        self.encoder = self.build_encoder(backbone, in_chans, adapter, adapter_out, pretrained,
-                                          img_size)
-        self.warmup = warmup_steps
+        self.crop_size = views.crop_size or img_size
+        self.encoder = self.build_encoder(encoder.backbone, in_chans, encoder.adapter,
+                                          encoder.adapter_out, encoder.pretrained, img_size)
         self._augments: dict[str, SSLAugment] | None = None
         self._compiled = False
-        self.data_meta: dict[str, Any] = {"bands": bands, "normalization": normalization}
+        self.data_meta: dict[str, Any] = {"bands": encoder.bands,
+                                          "normalization": encoder.normalization}
+        self.build_heads()
+        self.copy_momentum_pairs()
+
+    @classmethod
+    def specs_from_hparams(
+        cls, hparams: Mapping[str, Any], strict: bool = True
+    ) -> tuple[EncoderSpec, OptimSpec, ViewSpec, OptionsT]:
+        """The specs and options of flat options (``hyper_parameters``, ``--method-args``).
+
+        Args:
+            hparams: option name -> value; the names are the fields of the specs and of the
+                method's options. Optimiser options not given keep the method's defaults.
+            strict: refuse a name neither the specs nor the method declare (else ignore it).
+
+        Raises:
+            ConfigError: an unknown option (``strict``) or a failed check.
+        """
+        kinds = (EncoderSpec, OptimSpec, ViewSpec, cls.options_type)
+        (enc, opt, view, own), unknown = split_flat(hparams, kinds, cls.ignored_options)
+        if unknown and strict:
+            raise ConfigError(f"method {cls.method_name} has no option {unknown[0]!r}")
+        options: OptionsT = cls.options_type(**own)
+        return (EncoderSpec(**enc), dataclasses.replace(cls.default_optim, **opt),
+                ViewSpec(**view), options)
+
+    @classmethod
+    def from_hparams(cls, hparams: Mapping[str, Any], strict: bool = True) -> Self:
+        """The method built from flat options (see :meth:`specs_from_hparams`)."""
+        return cls(*cls.specs_from_hparams(hparams, strict))
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """The method of a checkpoint, rebuilt from its flat options, with its state.
+
+        Replaces Lightning's loader: the file is read as data only
+        (:func:`geossl.checkpoint.read_checkpoint`, which never unpickles code) and the specs
+        are rebuilt from the flat ``hyper_parameters`` every geossl version saved.
+
+        Args:
+            checkpoint_path: the checkpoint.
+            map_location: device to move the module to (default: the CPU).
+            strict: weights must match the module exactly (default: true).
+            kwargs: options overriding the saved ones, as in Lightning.
+
+        Raises:
+            DataError: unreadable file or weights that do not fit.
+        """
+        from geossl.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(checkpoint_path)
+        flat = {**dict(ckpt.get("hyper_parameters") or {}), **kwargs}
+        method = cls.from_hparams(flat, strict=False)
+        method.on_load_checkpoint(ckpt)
+        try:
+            method.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
+        except RuntimeError as err:
+            raise DataError(f"checkpoint weights do not fit {cls.__name__} "
+                            f"({str(err).splitlines()[0]})", checkpoint_path) from err
+        return method.to(map_location) if map_location is not None else method
 
     # -- building blocks ----------------------------------------------------------------------
     def build_encoder(
@@ -169,21 +227,44 @@ class SSLMethod(LightningModule):
             fusion = self.pairing in FUSION_MODES
         return build_encoder(backbone, chans, adapter, adapter_out, pretrained, img_size, fusion)
 
+    def build_heads(self) -> None:
+        """Create the method's heads.
+
+        Called once the encoder exists (its width is ``self.encoder.num_features``); the copies
+        of ``momentum_pairs`` are made after it.
+        """
+
+    def copy_momentum_pairs(self) -> None:
+        """(Re)make every declared copy: equal to its online module, frozen (``momentum_pairs``).
+
+        Done at construction; call it again after changing an online module's architecture.
+        """
+        for online, target in self.momentum_pairs:
+            twin = copy.deepcopy(getattr(self, online))
+            twin.requires_grad_(False)
+            setattr(self, target, twin)
+
+    @torch.no_grad()
+    def ema_update(self, momentum: float) -> None:
+        """Move every declared copy towards its online module (``momentum_pairs``)."""
+        for online, target in self.momentum_pairs:
+            momentum_update(getattr(self, online), getattr(self, target), momentum)
+
     def augments(self, size: int) -> dict[str, SSLAugment]:
         """The per-sensor augmentations (built on first use, when the view size is known)."""
         if self._augments is None:
-            hp = self.hparams
-            options: dict[str, Any] = {"crop_scale": tuple(hp["crop_scale"]),
-                                       **(hp.get("augment") or {})}
+            spec = self.view_spec
+            options: dict[str, Any] = {"crop_scale": tuple(spec.crop_scale),
+                                       **(spec.augment or {})}
             per_sensor: dict[str, dict[str, Any]] = {
-                s: dict(v) for s, v in (hp.get("sensor_augment") or {}).items()
+                s: dict(v) for s, v in (spec.sensor_augment or {}).items()
             }
+            in_chans = self.encoder_spec.in_chans or {}
             for s in self.sensors:
-                chans = (hp.get("in_chans") or {}).get(s)
-                if s in hp["sar_sensors"] and s == "s1" and chans == len(S1_DB_PER_UNIT):
+                if s in spec.sar_sensors and s == "s1" and in_chans.get(s) == len(S1_DB_PER_UNIT):
                     per_sensor.setdefault(s, {}).setdefault("db_per_unit", S1_DB_PER_UNIT)
             self._augments = build_augments(self.sensors, self.crop_size or size,
-                                            hp["sar_sensors"], options, per_sensor)
+                                            spec.sar_sensors, options, per_sensor)
         return self._augments
 
     def make_views(self, batch: Mapping[str, Any]) -> tuple[View, View]:
@@ -192,8 +273,8 @@ class SSLMethod(LightningModule):
         augs = self.augments(int(ref.shape[-1]))
         with fp32_region(ref.device):
             v1, v2 = make_views(batch, self.pairing, self.sensors, augs,
-                                same_crop=bool(self.hparams["same_crop"]))
-        if self.hparams["channels_last"]:
+                                same_crop=self.view_spec.same_crop)
+        if self.encoder_spec.channels_last:
             v1.x = v1.x.contiguous(memory_format=torch.channels_last)
             v2.x = v2.x.contiguous(memory_format=torch.channels_last)
         return v1, v2
@@ -247,9 +328,9 @@ class SSLMethod(LightningModule):
 
     def on_fit_start(self) -> None:
         """Apply channels_last/compile, and pick up band names/normalisation from the data."""
-        if self.hparams["channels_last"]:
+        if self.encoder_spec.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        if self.hparams["compile"]:
+        if self.encoder_spec.compile:
             self.compile_encoders()
         trainer = getattr(self, "_trainer", None)
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
@@ -265,11 +346,11 @@ class SSLMethod(LightningModule):
         trainer = getattr(self, "_trainer", None)
         if trainer is not None:
             world = int(getattr(trainer, "world_size", 1) or 1)
-        return int(self.hparams["batch_size"]) * world
+        return self.optim_spec.batch_size * world
 
     def total_steps(self) -> int:
         """Optimiser steps of the run (``max_steps`` or the trainer's estimate)."""
-        steps = int(self.hparams["max_steps"])
+        steps = self.optim_spec.max_steps
         trainer = getattr(self, "_trainer", None)
         if steps <= 0 and trainer is not None:
             try:
@@ -280,11 +361,11 @@ class SSLMethod(LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimiser over the trainable parameters; linear warm-up + cosine, per step."""
-        hp = self.hparams
-        opt = build_optimizer(hp["optimizer"], self, hp["lr"], hp["weight_decay"],
-                              self.global_batch_size(), hp["base_batch_size"])
+        spec = self.optim_spec
+        opt = build_optimizer(spec.optimizer, self, spec.lr, spec.weight_decay,
+                              self.global_batch_size(), spec.base_batch_size)
         steps = self.total_steps()
-        warmup = self.warmup
+        warmup = spec.warmup_steps
         if warmup is None:
             warmup = min(2000, steps // 10) if steps > 0 else 0
         sched = warmup_cosine(opt, warmup, steps)

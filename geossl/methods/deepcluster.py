@@ -22,7 +22,8 @@ the pseudo-label. Under DDP the labels are computed on rank 0 and broadcast.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +33,8 @@ from torch import Tensor
 
 from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
-from geossl.methods.losses import deepcluster_loss
+from geossl.methods.losses import deepcluster_loss, distributed
+from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
 from geossl.models import ClusterHead
 from geossl.pairing import image_key
@@ -153,94 +155,52 @@ def uniform_label_weights(labels: Tensor) -> Tensor:
     return 1.0 / counts[labels].double()
 
 
-class DeepCluster(SSLMethod):
-    """DeepCluster on single-sensor (``aug``) or stacked (``fusion``) input."""
+@dataclasses.dataclass(frozen=True)
+class DeepClusterOptions(MethodOptions):
+    """DeepCluster's own options.
+
+    Attributes:
+        num_clusters: k of k-means (capped at the number of training samples).
+        pca_dim: PCA dimensions before k-means (256 in the paper).
+        kmeans_iters: Lloyd iterations per clustering.
+        cluster_seed: seed of the k-means initialisation (plus the epoch).
+    """
+
+    num_clusters: int = 100
+    pca_dim: int = 256
+    kmeans_iters: int = 20
+    cluster_seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Check the number of clusters."""
+        if self.num_clusters < 2:
+            raise ConfigError(f"num_clusters must be >= 2, got {self.num_clusters}")
+
+
+class DeepCluster(SSLMethod[DeepClusterOptions]):
+    """DeepCluster on single-sensor (``aug``) or stacked (``fusion``) input.
+
+    Optimiser defaults: SGD, lr 0.05 per 256 samples, weight decay 1e-5, as in DeepCluster.
+    """
 
     method_name: ClassVar[str] = "deepcluster"
     pairings: ClassVar[tuple[str, ...]] = ("aug", "fusion")
     pairing_note: ClassVar[str | None] = (
         "DeepCluster clusters one image per sample, so it takes a single sensor ('aug') or "
         "stacked sensors ('fusion')")
+    options_type: ClassVar[type[Any]] = DeepClusterOptions
+    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="sgd", lr=0.05, weight_decay=1e-5)
+    #: projector options of the other methods, saved by older DeepCluster checkpoints (unused)
+    ignored_options: ClassVar[tuple[str, ...]] = ("proj_dim", "proj_hidden")
+    #: new pseudo-labels every epoch come with new sampling weights: a new training loader
+    reload_dataloaders_every_epoch: ClassVar[bool] = True
+    #: pseudo-label of every training sample (by ``index``), once clustered
+    pseudo_labels: Tensor | None
 
-    def __init__(  # noqa: D417 - shared arguments documented in SSLMethod
-        self,
-        backbone: str = "resnet50",
-        sensors: Sequence[str] = ("s2",),
-        in_chans: dict[str, int] | None = None,
-        pairing: str = "aug",
-        adapter: str | None = None,
-        adapter_out: int = 3,
-        pretrained: str | None = None,
-        img_size: int | None = None,
-        optimizer: str = "sgd",
-        lr: float = 0.05,
-        weight_decay: float = 1e-5,
-        batch_size: int = 256,
-        base_batch_size: int = 256,
-        warmup_steps: int | None = None,
-        max_steps: int = -1,
-        proj_dim: int = 128,
-        proj_hidden: int = 2048,
-        crop_size: int | None = None,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        same_crop: bool = False,
-        augment: dict[str, Any] | None = None,
-        sensor_augment: dict[str, dict[str, Any]] | None = None,
-        sar_sensors: Sequence[str] = ("s1",),
-        bands: dict[str, list[str]] | None = None,
-        normalization: dict[str, Any] | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-        num_clusters: int = 100,
-        pca_dim: int = 256,
-        kmeans_iters: int = 20,
-        cluster_seed: int = 0,
-    ) -> None:
-        """Configure DeepCluster.
-
-        Args:
-            num_clusters: k of k-means (capped at the number of training samples).
-            pca_dim: PCA dimensions before k-means (256 in the paper).
-            kmeans_iters: Lloyd iterations per clustering.
-            cluster_seed: seed of the k-means initialisation (plus the epoch).
-
-        The other arguments are those of :class:`~geossl.methods.base.SSLMethod` (defaults: SGD,
-        lr 0.05 per 256 samples, weight decay 1e-5, as in DeepCluster); ``proj_*`` are unused.
-        """
-        super().__init__(
-            backbone=backbone,
-            sensors=sensors,
-            in_chans=in_chans,
-            pairing=pairing,
-            adapter=adapter,
-            adapter_out=adapter_out,
-            pretrained=pretrained,
-            img_size=img_size,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            base_batch_size=base_batch_size,
-            warmup_steps=warmup_steps,
-            max_steps=max_steps,
-            proj_dim=proj_dim,
-            proj_hidden=proj_hidden,
-            crop_size=crop_size,
-            crop_scale=crop_scale,
-            same_crop=same_crop,
-            augment=augment,
-            sensor_augment=sensor_augment,
-            sar_sensors=sar_sensors,
-            bands=bands,
-            normalization=normalization,
-            channels_last=channels_last,
-            compile=compile,
-        )
-        if num_clusters < 2:
-            raise ConfigError(f"num_clusters must be >= 2, got {num_clusters}")
-        self.num_clusters = num_clusters
-        self.head = ClusterHead(self.encoder.num_features, num_clusters)
-        self.pseudo_labels: Tensor | None = None
+    def build_heads(self) -> None:
+        """The cluster classifier, and no pseudo-labels yet."""
+        self.head = ClusterHead(self.encoder.num_features, self.options.num_clusters)
+        self.pseudo_labels = None
         self.clusters_used = 0
         self.clusterings = 0
 
@@ -297,11 +257,11 @@ class DeepCluster(SSLMethod):
         if dm is None or not hasattr(dm, "cluster_dataloader"):
             raise ConfigError("DeepCluster needs a data module with cluster_dataloader()")
         feats = self.extract_features(dm.cluster_dataloader())
-        k = min(self.num_clusters, feats.shape[0])
-        labels = kmeans(pca_whiten(feats, int(self.hparams["pca_dim"])), k,
-                        int(self.hparams["kmeans_iters"]),
-                        int(self.hparams["cluster_seed"]) + self.clusterings)[0]
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        o = self.options
+        k = min(o.num_clusters, feats.shape[0])
+        labels = kmeans(pca_whiten(feats, o.pca_dim), k, o.kmeans_iters,
+                        o.cluster_seed + self.clusterings)[0]
+        if distributed():
             dist.broadcast(labels, src=0)
         self.set_pseudo_labels(labels)
         if hasattr(dm, "set_sample_weights"):

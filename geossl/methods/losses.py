@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _distributed() -> bool:
+def distributed() -> bool:
+    """Whether this process is one of several DDP ranks."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _rank() -> int:
-    return dist.get_rank() if _distributed() else 0
+    return dist.get_rank() if distributed() else 0
 
 
 class GatherLayer(torch.autograd.Function):
@@ -48,7 +49,7 @@ class GatherLayer(torch.autograd.Function):
 
 def gather(x: Tensor) -> Tensor:
     """Concatenate ``x`` over all DDP ranks along dim 0, with gradients (identity otherwise)."""
-    if not _distributed():
+    if not distributed():
         return x
     return torch.cat(GatherLayer.apply(x), dim=0)
 
@@ -56,7 +57,7 @@ def gather(x: Tensor) -> Tensor:
 @torch.no_grad()
 def gather_no_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` over all DDP ranks along dim 0, without gradients."""
-    if not _distributed():
+    if not distributed():
         return x
     out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(out, x.contiguous())
@@ -87,7 +88,7 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.1, gather: bool = Tru
     z2 = F.normalize(z2.float(), dim=1)
     b = z1.shape[0]
     local = torch.cat([z1, z2], dim=0)  # (2B, D)
-    if gather and _distributed():
+    if gather and distributed():
         a1, a2 = _gather_pair(z1, z2)
         offset = _rank() * b
     else:

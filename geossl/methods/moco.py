@@ -19,8 +19,8 @@
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -29,27 +29,18 @@ from torch import Tensor, nn
 
 from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
-from geossl.methods.losses import gather_no_grad, moco_infonce
+from geossl.methods.byol import check_momentum
+from geossl.methods.losses import distributed, gather_no_grad, moco_infonce
+from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
-from geossl.models import ProjectionHead
+from geossl.models import Encoder, ProjectionHead
 from geossl.models.norm import auto_splits, convert_split_bn
-
-
-@torch.no_grad()
-def momentum_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
-    """``target <- momentum * target + (1 - momentum) * online`` for every parameter."""
-    for p_o, p_t in zip(online.parameters(), target.parameters(), strict=True):
-        p_t.mul_(momentum).add_(p_o.detach(), alpha=1 - momentum)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 @torch.no_grad()
 def batch_shuffle(view: View) -> tuple[View, Tensor | None]:
     """Shuffle a view across DDP ranks (MoCo's shuffle-BN); identity on one device."""
-    if not _distributed():
+    if not distributed():
         return view, None
     b = view.x.shape[0]
     x_all = gather_no_grad(view.x)
@@ -71,124 +62,81 @@ def batch_unshuffle(x: Tensor, unshuffle: Tensor | None) -> Tensor:
     return gather_no_grad(x)[unshuffle.view(-1, b)[dist.get_rank()]]
 
 
-class MoCo(SSLMethod):
-    """MoCo v2 over any pairing mode."""
+@dataclasses.dataclass(frozen=True)
+class MoCoOptions(MethodOptions):
+    """MoCo's own options.
+
+    Attributes:
+        temperature: InfoNCE temperature (0.2 in MoCo v2).
+        momentum: key-encoder momentum (e.g. 0.9, 0.99, 0.999).
+        queue_size: number of negative keys kept.
+        symmetric: also use view 2 as query and view 1 as key.
+        shuffle_bn: shuffle-BN: the key batch is shuffled across devices (DDP) or across the
+            ``bn_splits`` BatchNorm groups (one device), see the module docstring.
+        sync_bn: convert BatchNorm to SyncBatchNorm when training on several devices (instead
+            of shuffle-BN).
+        proj_batch_norm: BatchNorm in the projector (MoCo v3 style). MoCo v2 has none, but
+            without it small batches learn slowly (all projections start nearly parallel).
+        bn_splits: BatchNorm groups per batch for shuffle-BN on one device (``None``: up to 8
+            groups of at least 32 samples; 1: plain BatchNorm, no shuffle).
+        proj_dim: projection size.
+        proj_hidden: projector hidden width.
+    """
+
+    temperature: float = 0.2
+    momentum: float = 0.99
+    queue_size: int = 65536
+    symmetric: bool = False
+    shuffle_bn: bool = True
+    sync_bn: bool = False
+    proj_batch_norm: bool = False
+    bn_splits: int | None = None
+    proj_dim: int = 128
+    proj_hidden: int = 2048
+
+    def __post_init__(self) -> None:
+        """Check the momentum, queue size and BatchNorm groups."""
+        check_momentum(self.momentum)
+        if self.queue_size < 1:
+            raise ConfigError(f"queue_size must be positive, got {self.queue_size}")
+        if self.bn_splits is not None and self.bn_splits < 1:
+            raise ConfigError(f"bn_splits must be >= 1, got {self.bn_splits}")
+
+
+class MoCo(SSLMethod[MoCoOptions]):
+    """MoCo v2 over any pairing mode.
+
+    Optimiser defaults: SGD, lr 0.03 per 256 samples, weight decay 1e-4, as in MoCo v2.
+    """
 
     method_name: ClassVar[str] = "moco"
+    options_type: ClassVar[type[Any]] = MoCoOptions
+    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="sgd", lr=0.03, weight_decay=1e-4)
+    momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("encoder", "encoder_momentum"), ("projector", "projector_momentum"))
+    encoder_momentum: Encoder
+    projector_momentum: ProjectionHead
+    queue: Tensor
+    queue_ptr: Tensor
 
-    def __init__(  # noqa: D417 - shared arguments documented in SSLMethod
-        self,
-        backbone: str = "resnet50",
-        sensors: Sequence[str] = ("s2",),
-        in_chans: dict[str, int] | None = None,
-        pairing: str = "aug",
-        adapter: str | None = None,
-        adapter_out: int = 3,
-        pretrained: str | None = None,
-        img_size: int | None = None,
-        optimizer: str = "sgd",
-        lr: float = 0.03,
-        weight_decay: float = 1e-4,
-        batch_size: int = 256,
-        base_batch_size: int = 256,
-        warmup_steps: int | None = None,
-        max_steps: int = -1,
-        proj_dim: int = 128,
-        proj_hidden: int = 2048,
-        crop_size: int | None = None,
-        crop_scale: tuple[float, float] = (0.2, 1.0),
-        same_crop: bool = False,
-        augment: dict[str, Any] | None = None,
-        sensor_augment: dict[str, dict[str, Any]] | None = None,
-        sar_sensors: Sequence[str] = ("s1",),
-        bands: dict[str, list[str]] | None = None,
-        normalization: dict[str, Any] | None = None,
-        channels_last: bool = False,
-        compile: bool = False,
-        temperature: float = 0.2,
-        momentum: float = 0.99,
-        queue_size: int = 65536,
-        symmetric: bool = False,
-        shuffle_bn: bool = True,
-        sync_bn: bool = False,
-        proj_batch_norm: bool = False,
-        bn_splits: int | None = None,
-    ) -> None:
-        """Configure MoCo v2.
+    def build_heads(self) -> None:
+        """The projector and the queue; the key copies follow from ``momentum_pairs``.
 
-        Args:
-            temperature: InfoNCE temperature (0.2 in MoCo v2).
-            momentum: key-encoder momentum (e.g. 0.9, 0.99, 0.999).
-            queue_size: number of negative keys kept.
-            symmetric: also use view 2 as query and view 1 as key.
-            shuffle_bn: shuffle-BN: the key batch is shuffled across devices (DDP) or across
-                the ``bn_splits`` BatchNorm groups (one device), see the module docstring.
-            sync_bn: convert BatchNorm to SyncBatchNorm when training on several devices
-                (instead of shuffle-BN).
-            bn_splits: BatchNorm groups per batch for shuffle-BN on one device (``None``: up to
-                8 groups of at least 32 samples; 1: plain BatchNorm, no shuffle).
-            proj_batch_norm: BatchNorm in the projector (MoCo v3 style). MoCo v2 has none, but
-                without it small batches learn slowly (all projections start nearly parallel).
-
-        The other arguments are those of :class:`~geossl.methods.base.SSLMethod` (defaults: SGD,
-        lr 0.03 per 256 samples, weight decay 1e-4, as in MoCo v2).
+        MoCo v2's projector is a 2-layer MLP (BatchNorm only with ``proj_batch_norm``); the
+        queue starts as L2-normalised random keys.
         """
-        super().__init__(
-            backbone=backbone,
-            sensors=sensors,
-            in_chans=in_chans,
-            pairing=pairing,
-            adapter=adapter,
-            adapter_out=adapter_out,
-            pretrained=pretrained,
-            img_size=img_size,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            batch_size=batch_size,
-            base_batch_size=base_batch_size,
-            warmup_steps=warmup_steps,
-            max_steps=max_steps,
-            proj_dim=proj_dim,
-            proj_hidden=proj_hidden,
-            crop_size=crop_size,
-            crop_scale=crop_scale,
-            same_crop=same_crop,
-            augment=augment,
-            sensor_augment=sensor_augment,
-            sar_sensors=sar_sensors,
-            bands=bands,
-            normalization=normalization,
-            channels_last=channels_last,
-            compile=compile,
-        )
-        if not 0 <= momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum}")
-        if queue_size < 1:
-            raise ConfigError(f"queue_size must be positive, got {queue_size}")
-        if bn_splits is not None and bn_splits < 1:
-            raise ConfigError(f"bn_splits must be >= 1, got {bn_splits}")
+        o = self.options
         #: BatchNorm groups in use on one device (set in ``setup``; 1 = plain BatchNorm)
         self.bn_splits = 1
-        self.temperature = temperature
-        self.momentum = momentum
-        self.symmetric = symmetric
-        # MoCo v2 projector: 2-layer MLP (without BatchNorm unless proj_batch_norm)
-        self.projector = ProjectionHead(self.encoder.num_features, proj_hidden, proj_dim,
-                                        num_layers=2, batch_norm=proj_batch_norm)
-        self.encoder_momentum = copy.deepcopy(self.encoder)
-        self.projector_momentum = copy.deepcopy(self.projector)
-        for p in [*self.encoder_momentum.parameters(), *self.projector_momentum.parameters()]:
-            p.requires_grad_(False)
-        queue = nn.functional.normalize(torch.randn(queue_size, proj_dim), dim=1)
-        self.queue: Tensor
-        self.queue_ptr: Tensor
+        self.projector = ProjectionHead(self.encoder.num_features, o.proj_hidden, o.proj_dim,
+                                        num_layers=2, batch_norm=o.proj_batch_norm)
+        queue = nn.functional.normalize(torch.randn(o.queue_size, o.proj_dim), dim=1)
         self.register_buffer("queue", queue)
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
     def keys_per_step(self) -> int:
         """Keys enqueued per optimiser step over all devices."""
-        return self.global_batch_size() * (2 if self.symmetric else 1)
+        return self.global_batch_size() * (2 if self.options.symmetric else 1)
 
     def check_queue(self) -> None:
         """The queue must hold a whole number of steps' keys.
@@ -200,7 +148,7 @@ class MoCo(SSLMethod):
         if k % n != 0:
             raise ConfigError(
                 f"MoCo queue_size {k} is not a multiple of the {n} keys enqueued per step "
-                f"(global batch{' x 2 (symmetric)' if self.symmetric else ''}); "
+                f"(global batch{' x 2 (symmetric)' if self.options.symmetric else ''}); "
                 f"use e.g. {max(n, (k // n) * n)}"
             )
 
@@ -208,13 +156,14 @@ class MoCo(SSLMethod):
         """SyncBatchNorm (several devices, ``sync_bn``) or split BatchNorm (one device)."""
         trainer = getattr(self, "_trainer", None)
         world = int(trainer.world_size) if trainer is not None else 1
-        if self.hparams["sync_bn"] and world > 1:  # before DDP wraps the module
+        o = self.options
+        if o.sync_bn and world > 1:  # before DDP wraps the module
             self.encoder = nn.SyncBatchNorm.convert_sync_batchnorm(self.encoder)
             self.encoder_momentum = nn.SyncBatchNorm.convert_sync_batchnorm(
                 self.encoder_momentum)
-        elif self.hparams["shuffle_bn"] and world == 1:
-            splits = self.hparams.get("bn_splits")
-            self.set_bn_splits(auto_splits(int(self.hparams["batch_size"]))
+        elif o.shuffle_bn and world == 1:
+            splits = o.bn_splits
+            self.set_bn_splits(auto_splits(self.optim_spec.batch_size)
                                if splits is None else int(splits))
 
     def set_bn_splits(self, splits: int) -> None:
@@ -231,8 +180,7 @@ class MoCo(SSLMethod):
     @torch.no_grad()
     def momentum_update(self) -> None:
         """Move the key encoder and projector towards the online ones."""
-        momentum_update(self.encoder, self.encoder_momentum, self.momentum)
-        momentum_update(self.projector, self.projector_momentum, self.momentum)
+        self.ema_update(self.options.momentum)
 
     @torch.no_grad()
     def keys(self, view: View) -> Tensor:
@@ -242,8 +190,8 @@ class MoCo(SSLMethod):
         (``bn_splits > 1``) across the BN groups. The permutation is drawn on the device and
         undone after the encoder: no host synchronisation.
         """
-        shuffle = self.hparams["shuffle_bn"] and not self.hparams["sync_bn"]
-        if shuffle and _distributed():
+        shuffle = self.options.shuffle_bn and not self.options.sync_bn
+        if shuffle and distributed():
             view, unshuffle = batch_shuffle(view)
             k = self.projector_momentum(self.encode(view, self.encoder_momentum))
             k = batch_unshuffle(k, unshuffle)
@@ -286,12 +234,13 @@ class MoCo(SSLMethod):
         queue = self.queue.clone().detach()
         q1 = self.projector(self.encode(view1))
         k2 = self.keys(view2)
-        loss = moco_infonce(q1, k2, queue, self.temperature)
+        temperature = self.options.temperature
+        loss = moco_infonce(q1, k2, queue, temperature)
         new_keys = [k2]
-        if self.symmetric:
+        if self.options.symmetric:
             q2 = self.projector(self.encode(view2))
             k1 = self.keys(view1)
-            loss = (loss + moco_infonce(q2, k1, queue, self.temperature)) / 2
+            loss = (loss + moco_infonce(q2, k1, queue, temperature)) / 2
             new_keys.append(k1)
         with torch.no_grad():
             q = nn.functional.normalize(q1.detach().float(), dim=1)

@@ -1,0 +1,196 @@
+"""Configuration of the library's entry points: the one declaration of a command's flags.
+
+:class:`PretrainConfig` lists every option of :func:`geossl.train.pretrain`, each with its
+default and help (:func:`geossl.options.option`); ``geossl pretrain``'s flags are generated from
+it. This module is light (no torch, no rasterio) because the command line imports it to build
+its parser.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from geossl.errors import ConfigError
+from geossl.options import option
+
+
+def _datasets_help() -> str:
+    from geossl.datasets.registry import DATASETS
+
+    return "dataset: " + ", ".join(DATASETS)
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Everything one pretraining run needs: the one declaration of ``geossl pretrain``'s flags.
+
+    Each field is a flag (``max_steps`` -> ``--max-steps``, a key of ``--config`` YAML files)
+    with the default and help declared here; ``None`` for a method option (``lr``,
+    ``temperature``, ``momentum``, ...) keeps the method's own default.
+    """
+
+    data: str = option("sen12ms", _datasets_help)
+    root: str | None = option(None, "dataset folder")
+    out: str = option("runs/pretrain", "output folder")
+    seed: int = option(0, "random seed")
+    workers: int = option(4, "worker processes (0: in the main process)")
+    accelerator: str = option("auto", "cpu, gpu or auto")
+    devices: str = option("auto", "number of devices or auto")
+    max_steps: int = option(-1, "stop after N optimiser steps")
+    max_epochs: int | None = option(None, "stop after N epochs")
+    batch_size: int = option(64, "batch size per device")
+    precision: str = option("auto", "auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, "
+                            "16-mixed")
+    method: str = option("simclr", "simclr, moco, byol or deepcluster")
+    backbone: str = option("resnet50", "timm model name (resnet18, resnet50, "
+                           "vit_small_patch16_224, convnext_tiny, ...)")
+    sensors: list[str] = option(factory=lambda: ["s1", "s2"], flag_type=str | list[str],
+                                help="comma-separated sensors, e.g. s1,s2 or s2")
+    pairing: str = option("geo", "geo, aug, fusion, partial-fusion or temporal")
+    resume: str | None = option(None, "checkpoint to continue from, or 'last' "
+                                "(OUT/checkpoints/last.ckpt)")
+    lr: float | None = option(None, "base learning rate (method default when unset)")
+    optimizer: str | None = option(None, "adam, adamw, sgd, lars or lamb (method default when "
+                                   "unset)")
+    weight_decay: float | None = option(None, "weight decay")
+    warmup_steps: int | None = option(None, "linear warm-up steps before the cosine schedule")
+    temperature: float | None = option(None, "contrastive temperature (SimCLR, MoCo)")
+    momentum: float | None = option(None, "MoCo/BYOL momentum of the key/target encoder "
+                                    "(e.g. 0.99)")
+    queue_size: int | None = option(None, "MoCo queue length")
+    adapter: str | None = option(
+        None, "1x1 band adapter before an RGB-shaped backbone, one of: none, linear, nonlinear, "
+        "linear-frozen, nonlinear-frozen. Unset or none: no adapter, the backbone's first layer "
+        "takes the N bands (not possible with geo pairing); with geo pairing it is the kind of "
+        "the per-sensor stems (default linear)")
+    pretrained: str | None = option(None, "local file of pretrained backbone weights (RGB stems "
+                                    "are adapted)")
+    patch_size: int | None = option(None, "crop loaded samples to this many pixels (full samples "
+                                    "when unset; --data ssl4eo: size of the grid windows read, "
+                                    "default 64)")
+    img_size: int | None = option(None, "size of the augmented views fed to the encoder")
+    splits: str | None = option(None, "split file from `geossl split`: train on its --split "
+                                "side only")
+    split: str = option("train", "which side of --splits")
+    index: str | None = option(None, "chip index for --data chips (default ROOT/index.parquet)")
+    stats: str | None = option(None, "band statistics JSON from `geossl stats --out`: "
+                               "standardise each sensor with its mean/std (key image_<sensor>, "
+                               "or the file's only entry for one sensor) instead of the "
+                               "sensor's default")
+    normalization: dict[str, str] = option(
+        factory=dict, flag_type=str | dict[str, str] | None,
+        help="per-sensor normaliser, SENSOR=NAME[,SENSOR=NAME], e.g. s2=s2_offset (Sentinel-2 "
+        "from processing baseline 04.00 on: DN - 1000), s1=s1_std, x=none (raw values); names "
+        "of geossl.data.normalize.NORMALIZERS")
+    ckpt_every: int = option(500, "save a checkpoint every N optimiser steps (and last.ckpt)")
+    log_every: int | None = option(None, "log metrics every N steps (default: ~20 points per "
+                                   "run, at most 50)")
+    compile: bool = option(False, "torch.compile the encoders (worth it on a GPU for long runs)")
+    channels_last: bool = option(False, "channels_last memory format (faster convolutions on "
+                                 "GPUs)")
+    method_args: dict[str, Any] = option(factory=dict, flag_type=dict[str, Any] | None,
+                                         help="further method options, e.g. {num_clusters: 30}")
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> PretrainConfig:
+        """Build a config from a parsed CLI namespace (extra keys are ignored)."""
+        values = dict(vars(ns)) if not hasattr(ns, "as_dict") else ns.as_dict()
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k.replace("-", "_"): v for k, v in values.items()}
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+        if isinstance(kwargs.get("sensors"), str):
+            kwargs["sensors"] = parse_sensors(kwargs["sensors"])
+        if kwargs.get("method_args") is None:
+            kwargs["method_args"] = {}
+        kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
+        if kwargs.get("devices") is not None:
+            kwargs["devices"] = str(kwargs["devices"])
+        _run_config_paths(kwargs, values.get("config"))
+        return cls(**kwargs)
+
+
+#: fields holding paths; ``OUT/config.yaml`` stores them absolute
+PATH_FIELDS = ("root", "out", "index", "splits", "stats", "pretrained")
+
+
+#: first line of ``OUT/config.yaml``: marks the file as the configuration of the run beside it
+RUN_CONFIG_HEADER = "# geossl pretrain: configuration of the run in this folder"
+
+
+def _run_config_paths(kwargs: dict[str, Any], config_files: Any) -> None:
+    """Read the paths of a run's own ``config.yaml`` the same from any folder.
+
+    A run's ``OUT/config.yaml`` (marked by :data:`RUN_CONFIG_HEADER`) belongs to its folder:
+    unless ``--out`` is given on the command line, ``out`` is the config's folder, so
+    ``geossl pretrain --config RUN/config.yaml --resume last`` resumes RUN from anywhere, even
+    after RUN was moved. Files written before (no header) hold paths relative to the folder
+    the run was started from; when their ``out`` is the tail of the config's folder that folder
+    is recovered, and ``out`` and the other relative paths read from the file are resolved
+    against it.
+    """
+    import yaml
+
+    files = list(config_files or [])
+    if not files:
+        return
+    cfile = Path(os.fspath(files[-1])).expanduser().absolute()
+    run = cfile.parent
+    try:
+        text = cfile.read_text()
+        doc = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return
+    if not isinstance(doc, dict) or kwargs.get("out") != doc.get("out"):
+        return  # not a run's config, or --out given on the command line (it wins)
+    if text.startswith(RUN_CONFIG_HEADER):
+        kwargs["out"] = str(run)
+        return
+    stored = Path(str(doc.get("out") or ""))
+    parts = stored.parts
+    if stored.is_absolute() or not parts or run.parts[-len(parts):] != parts:
+        return
+    base = Path(*run.parts[: len(run.parts) - len(parts)])
+    for key in PATH_FIELDS:
+        value = doc.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute() and kwargs.get(key) == value:
+            kwargs[key] = str(base / value)
+
+
+def parse_sensors(value: str | Sequence[str]) -> list[str]:
+    """``"s1,s2"`` or ``["s1", "s2"]`` -> ``["s1", "s2"]``."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    sensors = [s.strip() for s in items if s.strip()]
+    if not sensors:
+        raise ConfigError("--sensors is empty")
+    return sensors
+
+
+def parse_normalization(value: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"s2=s2_offset,s1=s1_std"`` (or a mapping) -> ``{"s2": "s2_offset", "s1": "s1_std"}``.
+
+    Raises:
+        ConfigError: an item without ``=``, or an unknown normaliser name.
+    """
+    from geossl.data.normalize import get_normalizer
+
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        pairs: dict[str, str] = {}
+        for item in (x.strip() for x in value.split(",")):
+            if not item:
+                continue
+            sensor, sep, name = item.partition("=")
+            if not sep or not sensor.strip() or not name.strip():
+                raise ConfigError(f"--normalization expects SENSOR=NAME[,SENSOR=NAME], got "
+                                  f"{item!r}")
+            pairs[sensor.strip()] = name.strip()
+    else:
+        pairs = {str(k).strip(): str(v).strip() for k, v in dict(value).items()}
+    for name in pairs.values():
+        get_normalizer(name)  # ConfigError naming the choices for an unknown one
+    return pairs

@@ -1,0 +1,158 @@
+"""The typed specs every SSL method takes, and the flat options they are saved as.
+
+A method is built from three shared specs and its own options (a dataclass it declares):
+
+* :class:`EncoderSpec`: what the encoder takes (sensors, bands per sensor, pairing mode) and how
+  it is built (backbone, band adapter, weights, input size, speed options), with the band names
+  and normalisation recorded in every checkpoint;
+* :class:`OptimSpec`: optimiser, learning rate, weight decay and the step schedule (each method
+  declares its own defaults as an ``OptimSpec``, e.g. LARS with lr 0.3 for SimCLR);
+* :class:`ViewSpec`: how the two views are augmented.
+
+Checkpoints (``hyper_parameters``), ``geossl pretrain``'s ``--method-args`` and the YAML configs
+hold the same options *flat*: one mapping whose keys are the field names of the three specs and
+of the method's options (``backbone``, ``lr``, ``crop_size``, ``temperature``, ...), the names the
+methods have always saved. :func:`flatten` and :func:`split_flat` convert between the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from geossl.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+    """What the encoder takes and how it is built.
+
+    Attributes:
+        backbone: timm backbone name (``resnet50``, ``vit_small_patch4``, ``convnext_tiny``).
+        sensors: sensors in use, in order (``geo``: query sensor first).
+        in_chans: bands per sensor, e.g. ``{"s1": 2, "s2": 13}`` (required).
+        pairing: ``geo``, ``aug``, ``fusion``, ``partial-fusion`` or ``temporal``.
+        adapter: 1x1 band adapter kind (``linear``, ``nonlinear``, ``*-frozen``) or ``None``.
+        adapter_out: channels out of the adapter(s) (3 for RGB-shaped backbones).
+        pretrained: local weights file for the backbone (stem adapted to the bands).
+        img_size: input size of ViT-like backbones (default: the views' ``crop_size``).
+        bands: band names per sensor (stored in the checkpoint).
+        normalization: normalisation metadata (stored in the checkpoint).
+        channels_last: channels-last memory format for the encoder and inputs.
+        compile: ``torch.compile`` the encoder trunks (in place: state-dict keys unchanged).
+    """
+
+    backbone: str = "resnet50"
+    sensors: Sequence[str] = ("s2",)
+    in_chans: Mapping[str, int] | None = None
+    pairing: str = "aug"
+    adapter: str | None = None
+    adapter_out: int = 3
+    pretrained: str | None = None
+    img_size: int | None = None
+    bands: Mapping[str, Sequence[str]] | None = None
+    normalization: Mapping[str, Any] | None = None
+    channels_last: bool = False
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        """Check that every sensor's band count is known."""
+        if self.in_chans is None:
+            raise ConfigError("in_chans (bands per sensor) is required")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimSpec:
+    """Optimiser and learning-rate schedule (see :mod:`geossl.methods.optim`).
+
+    Attributes:
+        optimizer: ``adam``, ``adamw``, ``sgd``, ``lars`` or ``lamb``.
+        lr: learning rate for ``base_batch_size`` samples (scaled linearly by the global batch).
+        weight_decay: weight decay (not on biases and norms).
+        batch_size: per-device batch size (times the devices for the lr scaling).
+        base_batch_size: batch size ``lr`` refers to.
+        warmup_steps: linear warm-up steps (default: a tenth of ``max_steps``, at most 2000).
+        max_steps: total optimiser steps for the cosine schedule (-1: from the trainer).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    base_batch_size: int = 256
+    warmup_steps: int | None = None
+    max_steps: int = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewSpec:
+    """How the two views of a sample are made (see :mod:`geossl.methods.augment`).
+
+    Attributes:
+        crop_size: size of the augmented views (default: ``img_size`` or the input size).
+        crop_scale: area range of the random resized crop.
+        same_crop: ``geo``: both sensors get the same geometric augmentation.
+        augment: extra :class:`~geossl.methods.augment.SSLAugment` options for all sensors.
+        sensor_augment: :class:`SSLAugment` options per sensor (override ``augment``).
+        sar_sensors: sensors augmented as SAR (speckle, no grayscale).
+    """
+
+    crop_size: int | None = None
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    same_crop: bool = False
+    augment: Mapping[str, Any] | None = None
+    sensor_augment: Mapping[str, Mapping[str, Any]] | None = None
+    sar_sensors: Sequence[str] = ("s1",)
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodOptions:
+    """Base of a method's own options (a method subclasses it and adds fields with defaults).
+
+    Checks go in ``__post_init__`` and raise :class:`~geossl.errors.ConfigError`.
+    """
+
+
+#: the shared specs, in the order a method takes them
+SPECS: tuple[type[Any], ...] = (EncoderSpec, OptimSpec, ViewSpec)
+
+
+def field_names(spec: type[Any]) -> tuple[str, ...]:
+    """The option names of a spec or options dataclass."""
+    return tuple(f.name for f in dataclasses.fields(spec))
+
+
+def flatten(*specs: Any) -> dict[str, Any]:
+    """The flat options of some specs (field name -> value, values as given, not copied)."""
+    flat: dict[str, Any] = {}
+    for spec in specs:
+        flat.update({f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)})
+    return flat
+
+
+def split_flat(
+    flat: Mapping[str, Any], kinds: Sequence[type[Any]], ignore: Sequence[str] = ()
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Share flat options out among spec kinds by field name.
+
+    Args:
+        flat: option name -> value.
+        kinds: spec / options dataclasses (a name goes to the first kind declaring it).
+        ignore: names dropped silently (accepted for old checkpoints and shared configs).
+
+    Returns:
+        one dict of options per kind, and the names no kind declares.
+    """
+    names = [set(field_names(kind)) for kind in kinds]
+    parts: list[dict[str, Any]] = [{} for _ in kinds]
+    unknown: list[str] = []
+    for key, value in flat.items():
+        for part, declared in zip(parts, names, strict=True):
+            if key in declared:
+                part[key] = value
+                break
+        else:
+            if key not in ignore:
+                unknown.append(key)
+    return parts, unknown
