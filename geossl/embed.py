@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,6 @@ import rasterio
 import torch
 from affine import Affine
 from rasterio.windows import Window
-from tqdm.auto import tqdm
 
 from geossl.checkpoint import (
     EncoderSource,
@@ -69,19 +69,21 @@ class Scene:
         bands: band names, in the order :meth:`read` returns them.
     """
 
-    def __init__(self, path: str | os.PathLike[str], bands: Sequence[str] | None = None) -> None:
+    def __init__(self, path: Any, bands: Sequence[str] | None = None) -> None:
         """Open a scene (headers only).
 
         Args:
-            path: raster file, folder of per-band files or SAFE product.
+            path: raster file, folder of per-band files, SAFE product, or a remote scene
+                (:class:`~geossl.tiling.remote.RemoteRaster`, a STAC item).
             bands: band names to read, in this order (default: every band).
 
         Raises:
             DataError: missing/unreadable files, a missing band or bands in different CRSs.
         """
+        from geossl.tiling.remote import is_remote_ref
         from geossl.tiling.scenes import SceneReader, open_scene
 
-        self.path = Path(path)
+        self.path = path if is_remote_ref(path) else Path(path)
         self._scene = open_scene(self.path, bands=list(bands) if bands is not None else None)
         grid = self._scene.grid
         self.bands: list[str] = list(self._scene.band_names)
@@ -168,7 +170,7 @@ def _blocks(ny: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
 
 def embed(
     ckpt: str | os.PathLike[str] | EncoderSource,
-    scene: str | os.PathLike[str],
+    scene: Any,
     out: str | os.PathLike[str],
     *,
     size: int = 64,
@@ -186,17 +188,27 @@ def embed(
     resume: bool = True,
     scene_id: str | None = None,
     sensor: SensorSelection = None,
+    workers: int = 0,
+    scheduler: str | None = None,
+    progress: bool | None = None,
 ) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
+    The blocks of window rows are Dask tasks (see :mod:`geossl.cluster`): each one reads its
+    part of the scene, runs the encoder and writes its region of the zarr cube (whole chunks,
+    each written atomically); this process creates the cube, records finished blocks and
+    fits the cluster map. On a cluster every worker loads the checkpoint once.
+
     Args:
         ckpt: pretraining checkpoint (or an :class:`EncoderSource`).
-        scene: GeoTIFF, folder of per-band files, or chip index (``.parquet``).
-        out: zarr store to write (``OUT.zarr``).
+        scene: GeoTIFF, folder of per-band files, chip index (``.parquet``), raster URL
+            (``https://``, ``s3://``; read by range requests) or STAC Item / ItemCollection
+            JSON (``scene_id`` picks the item when it holds several).
+        out: zarr store to write (``OUT.zarr``; on a cluster, a path every worker sees).
         size: window size in pixels of the scene grid.
         stride: step between windows (default ``size``).
         batch_size: windows per encoder batch.
-        block_rows: window rows per block (the unit of progress, resume and memory).
+        block_rows: window rows per block (the unit of progress, resume, memory and tasks).
         col_chunk: window columns read at once within a block.
         bands: bands to read (default: the checkpoint's band names for ``sensor``, else every
             band; a scene whose bands carry no names, ``B1..Bn``, is read whole when its band
@@ -205,13 +217,16 @@ def embed(
         cluster_map: GeoTIFF path (default ``<out without .zarr>_clusters.tif``).
         cluster_sample: embeddings sampled to fit k-means.
         seed: sampling and k-means seed.
-        device: default GPU when present.
+        device: default GPU when present (on a cluster: each worker's default).
         bf16: bf16 autocast.
         resume: continue an interrupted run with the same parameters.
-        scene_id: the scene to embed when a chip index holds several.
+        scene_id: the scene to embed when a chip index or STAC JSON holds several.
         sensor: which sensor the scene is, for a ``geo`` encoder with per-sensor stems (default:
             its first sensor) or a fusion encoder (default: all its sensors, stacked in the
             scene's band order; one sensor: the others count as missing).
+        workers: processes of a local Dask cluster (0 or 1: in this process).
+        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
+        progress: progress bar (default, or True: when writing to a terminal).
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
@@ -220,50 +235,33 @@ def embed(
         DataError: unreadable scene, missing band, channel count not matching the encoder.
         ConfigError: bad window parameters, unknown sensor.
     """
+    import uuid
+
+    from geossl.cluster import Runner
+
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
     check_writable(out, folder=True)  # the zarr store is a folder
     if cluster_map is not None:
         check_writable(cluster_map, folder=False, flag="--cluster-map")
-    source = load_source(ckpt)
-    chosen = select_sensors(source.meta, sensor)
-    wanted = list(bands) if bands is not None else bands_for(source.meta, chosen)
-    scene_path = Path(scene)
-    dev = torch.device(device) if device is not None else default_device()
-    encoder = source.encoder.eval().to(dev)
-    normalizer = make_normalizer(source.meta, chosen)
-    n_feat = int(getattr(source.encoder, "num_features"))  # noqa: B009 - encoder contract
-    n_in = expected_channels(source.meta, chosen)
-
-    @torch.no_grad()
-    def run(wins: torch.Tensor) -> np.ndarray:
-        if n_in is not None and wins.shape[1] != n_in:
-            raise DataError(f"scene has {wins.shape[1]} bands but the encoder takes {n_in}",
-                            scene_path)
-        feats = []
-        for s in range(0, len(wins), batch_size):
-            x = wins[s:s + batch_size].to(dev)
-            if normalizer is not None:
-                x = normalizer(x)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                feats.append(encode(encoder, x, chosen).float().cpu())
-        return torch.cat(feats).numpy()
-
-    layout: _Layout
-    if scene_path.suffix.lower() in (".parquet", ".geoparquet"):
-        layout = _ChipLayout(scene_path, wanted, scene_id, run, n_feat)
-    else:
-        opened = _open_scene(scene_path, wanted, n_in, explicit=bands is not None)
-        layout = _SceneLayout(opened, size, stride, col_chunk, run, n_feat)
+    ref, where = _scene_ref(scene, scene_id)
+    job = EmbedJob(
+        token=uuid.uuid4().hex, ckpt=ckpt if isinstance(ckpt, EncoderSource) else str(ckpt),
+        scene=ref, scene_id=scene_id, bands=tuple(bands) if bands is not None else None,
+        sensor=sensor, size=size, stride=stride, col_chunk=col_chunk, batch_size=batch_size,
+        device=str(device) if device is not None else None, bf16=bf16, out=str(out),
+    )
+    state = _state(job)  # here: the cube's geometry (and the tasks' state when run inline)
+    layout, n_feat = state.layout, state.n_feat
     ny, nx = layout.ny, layout.nx
     ctrans = layout.transform
     xs = np.array([ctrans.c + ctrans.a * (j + 0.5) for j in range(nx)])
     ys = np.array([ctrans.f + ctrans.e * (i + 0.5) for i in range(ny)])
     out_path = Path(out)
-    params = {"checkpoint": source.key, "scene": str(scene_path.resolve()), "size": layout.size,
+    params = {"checkpoint": state.source.key, "scene": where, "size": layout.size,
               "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
-              "sensor": chosen, "shape": [n_feat, ny, nx]}
+              "sensor": state.chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_path / PROGRESS
     done: set[int] = set()
     if resume and progress_file.is_file():
@@ -276,23 +274,22 @@ def embed(
         _create_store(out_path, n_feat, ys, xs, layout.crs, ctrans, block_rows, col_chunk, attrs)
         atomic_write_text(progress_file, json.dumps({"params": params, "done": []}))
 
-    import xarray as xr
-
     blocks = list(_blocks(ny, block_rows))
-    skipped = 0
+    skipped = sum(1 for b, _, _ in blocks if b in done)
     try:
-        for b, r0, r1 in tqdm(blocks, desc="embed", unit="block", disable=None):
-            if b in done:
-                skipped += 1
-                continue
-            block = layout.block(r0, r1)
-            part = xr.Dataset({"embedding": (("band", "y", "x"), block)})
-            part.to_zarr(out_path, region={"y": slice(r0, r1)}, mode="r+")
-            done.add(b)
-            atomic_write_text(progress_file, json.dumps({"params": params,
-                                                         "done": sorted(done)}))
+        with Runner(scheduler, workers, progress=progress is not False) as runner:
+            if runner.distributed:
+                _drop_state(job)  # the workers build their own; free the encoder here
+            tasks = runner.tasks("embed", "block")
+            for b, r0, r1 in blocks:
+                if b not in done:
+                    tasks.submit(embed_block, job, r0, r1, tag=b)
+            for b, _ in tasks:
+                done.add(b)
+                atomic_write_text(progress_file, json.dumps({"params": params,
+                                                             "done": sorted(done)}))
     finally:
-        layout.close()
+        _drop_state(job)
     cmap_path = None
     if clusters > 0:
         cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
@@ -303,7 +300,146 @@ def embed(
                        tuple(ctrans)[:6], len(blocks) - skipped, skipped)
 
 
-def _open_scene(path: Path, bands: Sequence[str] | None, n_in: int | None,
+@dataclasses.dataclass(frozen=True)
+class EmbedJob:
+    """Everything a task needs to embed blocks of a scene (picklable, sent to the workers).
+
+    ``token`` is unique per :func:`embed` call: each process builds the job's state (encoder,
+    open scene) once and keeps it for the job's other blocks.
+    """
+
+    token: str
+    ckpt: Any  # checkpoint path, or an EncoderSource
+    scene: Any  # local path (str), chip index path, RemoteRaster or StacScene
+    scene_id: str | None
+    bands: tuple[str, ...] | None
+    sensor: SensorSelection
+    size: int
+    stride: int
+    col_chunk: int
+    batch_size: int
+    device: str | None
+    bf16: bool
+    out: str
+
+
+class _EmbedState:
+    """A job's encoder and scene layout in one process."""
+
+    def __init__(self, job: EmbedJob) -> None:
+        from geossl.cluster import on_worker, worker_threads
+
+        if on_worker():
+            torch.set_num_threads(worker_threads())
+        self.job = job
+        self.source = load_source(job.ckpt)
+        self.chosen = select_sensors(self.source.meta, job.sensor)
+        wanted = list(job.bands) if job.bands is not None else bands_for(self.source.meta,
+                                                                         self.chosen)
+        self.dev = torch.device(job.device) if job.device is not None else default_device()
+        self.encoder = self.source.encoder.eval().to(self.dev)
+        self.normalizer = make_normalizer(self.source.meta, self.chosen)
+        self.n_feat = int(getattr(self.source.encoder, "num_features"))  # noqa: B009
+        self.n_in = expected_channels(self.source.meta, self.chosen)
+        scene = job.scene
+        self.layout: _Layout
+        if isinstance(scene, str) and scene.lower().endswith((".parquet", ".geoparquet")):
+            self.layout = _ChipLayout(Path(scene), wanted, job.scene_id, self.run, self.n_feat)
+        else:
+            opened = _open_scene(scene, wanted, self.n_in, explicit=job.bands is not None)
+            self.layout = _SceneLayout(opened, job.size, job.stride, job.col_chunk, self.run,
+                                       self.n_feat)
+
+    @torch.no_grad()
+    def run(self, wins: torch.Tensor) -> np.ndarray:
+        """Embeddings ``(N, D)`` of windows ``(N, C, size, size)``."""
+        if self.n_in is not None and wins.shape[1] != self.n_in:
+            raise DataError(f"scene has {wins.shape[1]} bands but the encoder takes "
+                            f"{self.n_in}", _where(self.job.scene))
+        feats = []
+        bs = self.job.batch_size
+        for s in range(0, len(wins), bs):
+            x = wins[s:s + bs].to(self.dev)
+            if self.normalizer is not None:
+                x = self.normalizer(x)
+            with torch.autocast(self.dev.type, dtype=torch.bfloat16, enabled=self.job.bf16):
+                feats.append(encode(self.encoder, x, self.chosen).float().cpu())
+        return torch.cat(feats).numpy()
+
+
+#: job states of this process (encoder + open scene), newest last
+_STATES: OrderedDict[str, _EmbedState] = OrderedDict()
+
+
+def _state(job: EmbedJob) -> _EmbedState:
+    st = _STATES.get(job.token)
+    if st is None:
+        st = _STATES[job.token] = _EmbedState(job)
+        while len(_STATES) > 2:
+            _STATES.popitem(last=False)[1].layout.close()
+    return st
+
+
+def _drop_state(job: EmbedJob) -> None:
+    st = _STATES.pop(job.token, None)
+    if st is not None:
+        st.layout.close()
+
+
+def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int]:
+    """Embed window rows ``r0:r1`` and write them to the cube (one task; idempotent).
+
+    The region covers whole zarr chunks (``block_rows`` rows, every column chunk), each
+    written atomically, so a task run again after its worker died rewrites the same chunks.
+    """
+    import zarr
+
+    block = _state(job).layout.block(r0, r1)
+    arr: Any = zarr.open_group(job.out, mode="r+")["embedding"]
+    arr[:, r0:r1, :] = block
+    return r0, r1
+
+
+def _where(ref: Any) -> str:
+    """A scene reference for messages and the resume record."""
+    from geossl.tiling.remote import RemoteRaster, StacScene
+
+    if isinstance(ref, RemoteRaster):
+        return ref.url
+    if isinstance(ref, StacScene):
+        return f"{ref.source}#{ref.id}"
+    return str(Path(ref).resolve())
+
+
+def _scene_ref(scene: Any, scene_id: str | None) -> tuple[Any, str]:
+    """The scene as tasks see it (a path string or a remote scene) and its name for the record.
+
+    Raises:
+        ConfigError: a STAC JSON with several items and no (or an unknown) ``scene_id``.
+    """
+    from geossl.io import is_url
+    from geossl.tiling.remote import RemoteRaster, is_remote_ref, is_stac_json, stac_scenes
+
+    if is_remote_ref(scene):
+        return scene, _where(scene)
+    text = os.fspath(scene)
+    if is_stac_json(text):
+        items = stac_scenes(text)
+        if scene_id is not None:
+            items = [s for s in items if scene_id in (s.id, s.name)]
+            if not items:
+                raise ConfigError(f"no item {scene_id!r} in STAC file {text}")
+        elif len(items) > 1:
+            raise ConfigError(f"STAC file {text} holds {len(items)} items; pick one with "
+                              f"--scene-id ({', '.join(s.id for s in items[:5])}...)")
+        return items[0], _where(items[0])
+    if is_url(text):
+        ref = RemoteRaster(text)
+        return ref, _where(ref)
+    return text, _where(text)
+
+
+def _open_scene(path: Any, bands: Sequence[str] | None, n_in: int | None,
                 explicit: bool) -> Scene:
     """Open the scene with the checkpoint's bands; a scene without band names is read whole.
 

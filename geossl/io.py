@@ -115,12 +115,27 @@ def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
     Raises:
         DataError: if the file is missing or cannot be read as a raster.
     """
-    if not os.path.exists(path):
+    if not is_url(path) and not os.path.exists(path):
         raise DataError("file not found", path)
     try:
         return rasterio.open(path, **kwargs)
     except RasterioError as err:
         raise DataError(f"not a readable raster ({_first_line(err)})", path) from err
+
+
+def is_url(path: PathLike) -> bool:
+    """True for ``scheme://...`` URLs (``https``, ``s3``, ``gs``, ...) and GDAL ``/vsi*/`` paths.
+
+    Such paths are opened by GDAL (HTTP range requests through ``/vsicurl/``, ``/vsis3/``, ...)
+    without checking the local file system first.
+    """
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        return False
+    return bool(_URL_RE.match(text)) or text.startswith("/vsi")
+
+
+_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 def _first_line(err: BaseException) -> str:

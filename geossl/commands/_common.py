@@ -43,6 +43,13 @@ def add_workers(parser: ArgumentParser, default: int = 0) -> None:
                         help="worker processes (0: in the main process)")
 
 
+def add_scheduler(parser: ArgumentParser) -> None:
+    """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
+    parser.add_argument("--scheduler", type=str | None, default=None,
+                        help="address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; "
+                             "default: $DASK_SCHEDULER_ADDRESS, else --workers local processes)")
+
+
 def add_trainer(parser: ArgumentParser) -> None:
     """Add the training flags shared by every training command."""
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")

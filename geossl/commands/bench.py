@@ -2,14 +2,17 @@ r"""Benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, pols
 
 ``geossl bench train`` measures pretraining images/s against TorchGeo and the ceiling,
 ``geossl bench data`` chip reading against TorchGeo, ``geossl bench splits`` the split
-strategies and their leakage report on SEN12MS-like footprints and ``geossl bench polsar`` the
-PolSAR San Francisco few-label benchmark. ``geossl bench WHAT --help`` lists the flags of each.
+strategies and their leakage report on SEN12MS-like footprints, ``geossl bench polsar`` the
+PolSAR San Francisco few-label benchmark, ``geossl bench scale`` tiling and embedding on 1
+and 2 Dask workers (and tiling against the rasterio floor). ``geossl bench WHAT --help`` lists
+the flags of each.
 
 Examples:
     geossl bench train                                   # CPU: resnet18, 64 px, batch 32
     geossl bench train --device cuda --backbone resnet50 --bands 13 --size 128 \\
         --batch-size 256 --precision bf16-mixed --compile
     geossl bench data --cache /tmp/geossl-bench --n-files 5000
+    geossl bench scale --cache /tmp/geossl-scale      # tile/embed on 1 and 2 Dask workers
     geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
     geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
 
@@ -31,11 +34,11 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 from geossl.commands import _common
 
 NAME = "bench"
-HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar"
+HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale"
 
 #: ``what`` -> library module providing ``main(argv) -> int``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
-         "polsar": "geossl.bench.polsar_report"}
+         "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -72,8 +75,8 @@ def add_train_arguments(parser: ArgumentParser) -> None:
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
-    parser.add_argument("what", type=Literal["train", "data", "splits", "polsar"],
-                        help="which benchmark: train, data, splits or polsar (then "
+    parser.add_argument("what", type=Literal["train", "data", "splits", "polsar", "scale"],
+                        help="which benchmark: train, data, splits, polsar or scale (then "
                              "`geossl bench WHAT --help` for its flags)")
     add_train_arguments(parser)  # settable from a --config file for train
     parser.add_argument("args", nargs=argparse.REMAINDER,

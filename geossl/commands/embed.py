@@ -6,9 +6,16 @@ Examples:
         --out cell.zarr --clusters 8 --cluster-map cell_clusters.tif
     geossl embed RUN/checkpoints/last.ckpt CHIPS/index.parquet --out chips.zarr
     geossl embed GEO_RUN/checkpoints/last.ckpt S2_SCENE.tif --sensor s2 --out s2.zarr
+    geossl embed RUN/checkpoints/last.ckpt https://example.com/scene_cog.tif --out s.zarr
+    geossl embed RUN/checkpoints/last.ckpt item.json --bands B02,B03,B04,B08 --out s.zarr
+    geossl embed /shared/last.ckpt /shared/scene.tif --out /shared/s.zarr \\
+        --scheduler tcp://10.0.0.5:8786
 
-SCENE is a GeoTIFF, a folder with one file per band, or a chip index. Rerunning the same
-command continues an interrupted run.
+SCENE is a GeoTIFF, a folder with one file per band, a chip index, a raster URL (https://,
+s3://; read by HTTP range requests) or a STAC Item / ItemCollection JSON (--scene-id picks the
+item). Blocks of window rows are Dask tasks that write their regions of the cube in parallel
+(--workers local processes, or the cluster at --scheduler). Rerunning the same command
+continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -43,10 +50,12 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--cluster-map", type=str | None, default=None,
                         help="cluster map GeoTIFF (default OUT_clusters.tif)")
     parser.add_argument("--scene-id", type=str | None, default=None,
-                        help="scene to embed when a chip index holds several")
+                        help="scene to embed when a chip index or STAC file holds several")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
     parser.add_argument("--seed", type=int, default=0)
+    _common.add_workers(parser)
+    _common.add_scheduler(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -64,7 +73,8 @@ def run(cfg: Namespace) -> int:
                 batch_size=_get(cfg, "batch_size"), block_rows=_get(cfg, "block_rows"),
                 bands=bands.split(",") if bands else None, clusters=cfg.clusters,
                 cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed, device=device,
-                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"))
+                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
+                workers=cfg.workers, scheduler=cfg.get("scheduler"))
     print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:

@@ -5,6 +5,7 @@ Examples:
     geossl index SEN12MS/ROIs1158_spring --sensor s2 \
         --bands B01,B02,B03,B04,B05,B06,B07,B08,B8A,B09,B10,B11,B12 --workers 8 \
         --out s2_index.parquet
+    geossl index /shared/chips --scheduler tcp://10.0.0.5:8786   # on a Dask cluster
 
 Chips written by ``geossl tile`` carry their scene, datetime, grid offset and valid fraction
 in tags; other chips get their parent folder as scene and a datetime parsed from the name.
@@ -32,6 +33,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--sensor", type=str | None, default=None,
                         help="sensor name, for chips that do not record one")
     _common.add_workers(parser)
+    _common.add_scheduler(parser)
 
 
 def run(cfg: Namespace) -> int:
@@ -48,7 +50,8 @@ def run(cfg: Namespace) -> int:
     bands = [b.strip() for b in cfg.bands.split(",")] if cfg.bands else None
     # paths in the index are relative to the index file's folder
     gdf = build_index(folder, workers=cfg.workers, bands=bands, sensor=cfg.sensor,
-                      root=out.parent.resolve() if out.parent != folder else None)
+                      root=out.parent.resolve() if out.parent != folder else None,
+                      scheduler=cfg.get("scheduler"))
     write_index(gdf, out)
     print(f"{len(gdf)} chips indexed in {time.perf_counter() - start:.1f} s: {out}")
     invalid = invalid_pixels(gdf)

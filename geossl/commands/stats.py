@@ -1,9 +1,11 @@
-"""Compute per-band statistics of a dataset (mean, std, min, max, percentiles).
+r"""Compute per-band statistics of a dataset (mean, std, min, max, percentiles).
 
 Examples:
     geossl stats --data chips --root CHIPS --out CHIPS/stats.json
     geossl stats --data sen12ms --root SEN12MS --max-samples 2000 --out sen12ms_stats.json
     geossl stats --data polsar --root polsar_sf_airsar --bands T11_db,T22_db,T33_db
+    geossl stats --data chips --root /shared/chips --max-samples null \
+        --scheduler tcp://10.0.0.5:8786      # chunks of samples as tasks on a Dask cluster
 
 NaN, infinities and the --nodata value are ignored. The JSON (written atomically) holds one
 entry per image key; ``geossl.data.normalize.get_normalizer(..., stats=FILE)`` turns it into a
@@ -40,42 +42,16 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="value to ignore besides NaN")
     _common.add_seed(parser)
     _common.add_workers(parser)
+    _common.add_scheduler(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
     return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
-def _dataset(data: str, root: str, index: str | None) -> Any:
-    """The dataset to summarise; ``chips`` falls back to reading GeoTIFFs directly.
-
-    ``--data chips`` uses the chip dataset on a chip index (``--index`` or ROOT/index.parquet);
-    a folder of GeoTIFFs without an index, or a missing chip module, is read file by file.
-    """
-    from geossl.data.stats import RasterFiles
-    from geossl.datasets.registry import get_dataset
-    from geossl.errors import ConfigError
-
-    if data != "chips":
-        return get_dataset(data, root, **({"index": index} if index else {}))
-    index_path = Path(index) if index else Path(root) / "index.parquet"
-    if not index_path.exists():
-        if index:
-            from geossl.errors import DataError
-
-            raise DataError("chip index not found", index_path)
-        return RasterFiles(root)
-    try:
-        return get_dataset("chips", root, index=str(index_path))
-    except ConfigError as err:
-        if "not available" not in str(err):
-            raise
-        return RasterFiles(root, index_path)
-
-
 def run(cfg: Namespace) -> int:
     """Run ``geossl stats``."""
-    from geossl.data.stats import compute_stats, format_table
+    from geossl.data.stats import dataset_stats, format_table
     from geossl.errors import ConfigError
     from geossl.io import atomic_write_text, check_writable
 
@@ -88,11 +64,11 @@ def run(cfg: Namespace) -> int:
         raise ConfigError(f"--max-samples must be positive, got {max_samples}")
     if not cfg.data:
         raise ConfigError("--data is required")
-    dataset = _dataset(cfg.data, cfg.root, cfg.index)
     bands = [b.strip() for b in cfg.bands.split(",") if b.strip()] if cfg.bands else None
-    stats = compute_stats(
-        dataset, max_samples=max_samples, bands=bands, keys=[cfg.key] if cfg.key else None,
-        nodata=cfg.nodata, seed=cfg.seed, workers=cfg.workers,
+    stats = dataset_stats(
+        cfg.data, cfg.root, cfg.index, max_samples=max_samples, bands=bands,
+        keys=[cfg.key] if cfg.key else None, nodata=cfg.nodata, seed=cfg.seed,
+        workers=cfg.workers, scheduler=cfg.get("scheduler"),
     )
     print(format_table(stats))
     if cfg.out:

@@ -5,10 +5,16 @@ Examples:
     geossl tile S2A_MSIL1C_...SAFE --out chips --size 256 --stride 128 --min-valid 0.95 \
         --bands B02,B03,B04,B08 --cloud-mask auto --workers 4
     geossl tile scene.tif --out chips --format npy     # also pack chips into one store
+    geossl tile https://example.com/cog.tif s3://bucket/scene.tif --out chips
+    geossl tile search.json --bands red,green,blue,nir --cloud-mask auto --out chips  # STAC
+    geossl tile major_tom/ --out /shared/chips --scheduler tcp://10.0.0.5:8786  # Dask cluster
     geossl tile --config conf/tile.yaml
 
 A SCENE is a multi-band raster, a folder with one file per band (Major-TOM cell, SAFE
-IMG_DATA, ...), a .SAFE product, or a folder searched for those. Every band is resampled onto
+IMG_DATA, ...), a .SAFE product, a folder searched for those, a raster URL (https://, s3://;
+read by HTTP range requests) or a STAC Item / ItemCollection JSON (one scene per item, assets
+chosen by --bands). Tasks run in this process, on --workers local Dask processes, or on the
+Dask cluster at --scheduler (see docs/scale.md). Every band is resampled onto
 the finest band's grid (or --resolution). Chips under --min-valid valid pixels (nodata, NaN,
 cloud) are skipped. Reruns skip chips already written; OUT/index.parquet is rewritten at the end.
 """
@@ -28,7 +34,8 @@ HELP = "cut scenes into GeoTIFF chips plus a GeoParquet chip index"
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl tile``."""
     parser.add_argument("scenes", type=str, nargs="+",
-                        help="scene files or folders (searched recursively)")
+                        help="scene files or folders (searched recursively), raster URLs or "
+                             "STAC JSON files")
     _common.add_out(parser, default="chips", help="output folder (chips and index.parquet)")
     parser.add_argument("--size", type=int, default=128, help="chip size in pixels")
     parser.add_argument("--stride", type=int | None, default=None,
@@ -52,6 +59,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="tif (chips only), npy or zarr (also pack every chip into one "
                              "store OUT/packed read by the chip dataset)")
     _common.add_workers(parser)
+    _common.add_scheduler(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -82,7 +90,7 @@ def run(cfg: Namespace) -> int:
         compress=cfg.compress,
     )
     report = tile(_scene_list(cfg.scenes), cfg.out, opts, workers=cfg.workers,
-                  fmt=cfg.format)
+                  fmt=cfg.format, scheduler=cfg.get("scheduler"))
     print(f"{report.scenes} scene(s): {report.written} chip(s) written, {report.existing} "
           f"already there, {report.rejected} window(s) under --min-valid; "
           f"index {report.index} ({report.chips} chips) in {report.seconds:.1f} s")

@@ -19,7 +19,10 @@ Memory: ``reservoir x bands x 8`` bytes plus one sample or batch.
 from __future__ import annotations
 
 import math
+import sys
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +40,14 @@ from geossl.pairing import key_sensor
 class BandAccumulator:
     """Streaming statistics of ``(C, N)`` arrays of band values."""
 
-    def __init__(self, channels: int, reservoir: int = 200_000, seed: int = 0,
+    def __init__(self, channels: int, reservoir: int = 200_000, seed: int | Sequence[int] = 0,
                  nodata: float | None = None) -> None:
         """Create an empty accumulator.
 
         Args:
             channels: number of bands.
             reservoir: values kept per band for percentiles.
-            seed: seed of the reservoir's random keys.
+            seed: seed of the reservoir's random keys (an int or a sequence of ints).
             nodata: value to ignore besides NaN and infinities.
         """
         self.channels = channels
@@ -96,6 +99,38 @@ class BandAccumulator:
             self.max[c] = max(self.max[c], float(v.max()))
             self._sample(c, v.astype(np.float32, copy=False))
 
+    def merge(self, other: BandAccumulator) -> None:
+        """Add the values ``other`` saw (Chan et al.'s pairwise update; reservoirs merged by key).
+
+        The reservoirs hold the values with the smallest random keys, so keeping the
+        ``reservoir`` smallest keys of both is the reservoir of all the values.
+
+        Raises:
+            DataError: different band counts.
+        """
+        if other.channels != self.channels:
+            raise DataError(f"a sample has {other.channels} bands, earlier ones had "
+                            f"{self.channels}")
+        self.invalid += other.invalid
+        for c in range(self.channels):
+            n_b = int(other.count[c])
+            if n_b == 0:
+                continue
+            n_a = int(self.count[c])
+            tot = n_a + n_b
+            delta = other.mean[c] - self.mean[c]
+            self.mean[c] += delta * n_b / tot
+            self.m2[c] += other.m2[c] + delta * delta * n_a * n_b / tot
+            self.count[c] = tot
+            self.min[c] = min(self.min[c], other.min[c])
+            self.max[c] = max(self.max[c], other.max[c])
+            vals = np.concatenate([self.values[c], other.values[c]])
+            ks = np.concatenate([self.keys[c], other.keys[c]])
+            if vals.size > self.reservoir:
+                keep = np.argpartition(ks, self.reservoir - 1)[: self.reservoir]
+                vals, ks = vals[keep], ks[keep]
+            self.values[c], self.keys[c] = vals, ks
+
     def _sample(self, c: int, v: np.ndarray) -> None:
         keys = self.rng.random(v.size, dtype=np.float32)
         vals, ks = self.values[c], self.keys[c]
@@ -139,11 +174,10 @@ def _identity(x: Any) -> Any:
 
 
 def _int_indexable(dataset: Any) -> bool:
-    try:
-        from torchgeo.datasets import GeoDataset
-    except ImportError:  # pragma: no cover
+    geo = sys.modules.get("torchgeo.datasets")
+    if geo is None:  # not imported: not a GeoDataset (and no TorchGeo import, seconds, here)
         return True
-    if not isinstance(dataset, GeoDataset):
+    if not isinstance(dataset, geo.GeoDataset):
         return True
     try:
         dataset[0]  # type: ignore[index]
@@ -182,15 +216,21 @@ def _samples(
         items = _Queries(source, queries)
     if n == 0:
         raise DataError("the dataset has no samples", getattr(source, "root", None))
-    if max_samples is not None and n > max_samples:
-        rng = np.random.default_rng(seed)
-        positions = np.sort(rng.choice(n, size=max_samples, replace=False))
+    positions = _positions(n, max_samples, seed)
     subset = torch.utils.data.Subset(items, positions.tolist())
     if workers > 0:
         loader = DataLoader(subset, batch_size=None, shuffle=False, num_workers=workers,
                             collate_fn=_identity)
         return iter(loader), len(positions), False
     return (subset[i] for i in range(len(subset))), len(positions), False
+
+
+def _positions(n: int, max_samples: int | None, seed: int) -> np.ndarray:
+    """The samples summarised: all ``n``, or ``max_samples`` drawn at random with ``seed``."""
+    if max_samples is not None and n > max_samples:
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n, size=max_samples, replace=False))
+    return np.arange(n)
 
 
 class _Queries(Dataset[dict[str, Any]]):
@@ -310,39 +350,227 @@ def compute_stats(
         ConfigError: unknown key or band.
     """
     it, total, batched = _samples(source, max_samples, seed, workers, patch_size)
-    accs: dict[str, BandAccumulator] = {}
-    names: dict[str, list[str]] = {}
-    chosen: dict[str, list[int]] = {}
-    seen = 0
     bar = tqdm(total=total, desc="stats", unit="sample", disable=not progress, leave=False)
     try:
-        for item in it:
-            if keys is None:
-                keys = _image_keys(item)
-            n_item = 1
-            for key in keys:
-                x, n_item = _to_bands(_get(item, key), batched)
-                if key not in accs:
-                    names[key] = _band_names(source, key, x.shape[0])
-                    chosen[key] = _select(names[key], bands)
-                    accs[key] = BandAccumulator(len(chosen[key]), reservoir, seed, nodata)
-                if x.shape[0] != len(names[key]):
-                    raise DataError(f"a sample has {x.shape[0]} bands in {key!r}, earlier ones "
-                                    f"had {len(names[key])}")
-                accs[key].update(x[chosen[key]])
-            seen += n_item
-            bar.update(n_item)
-            if batched and max_samples is not None and seen >= max_samples:
-                break
+        part = _accumulate(it, source, keys, bands, nodata, reservoir, seed, batched,
+                           max_samples, bar.update)
     finally:
         bar.close()
-    if not accs:
-        raise DataError("the dataset has no samples", getattr(source, "root", None))
+    return _results(part, percentiles, getattr(source, "root", None))
+
+
+class _Partial:
+    """Accumulators of a part of a dataset, per image key (what a stats task returns)."""
+
+    def __init__(self) -> None:
+        self.accs: dict[str, BandAccumulator] = {}
+        self.names: dict[str, list[str]] = {}
+        self.chosen: dict[str, list[int]] = {}
+        self.seen = 0
+
+    def merge(self, other: _Partial) -> None:
+        """Add ``other`` (same keys and bands)."""
+        for key, acc in other.accs.items():
+            if key not in self.accs:
+                self.accs[key] = acc
+                self.names[key], self.chosen[key] = other.names[key], other.chosen[key]
+            else:
+                if other.names[key] != self.names[key]:
+                    raise DataError(f"a sample has {len(other.names[key])} bands in {key!r}, "
+                                    f"earlier ones had {len(self.names[key])}")
+                self.accs[key].merge(acc)
+        self.seen += other.seen
+
+
+def _accumulate(it: Iterable[Any], source: Any, keys: Sequence[str] | None,
+                bands: Sequence[str | int] | None, nodata: float | None, reservoir: int,
+                seed: int | Sequence[int], batched: bool, max_samples: int | None,
+                update: Any = None) -> _Partial:
+    """Feed the items of ``it`` to per-key accumulators."""
+    part = _Partial()
+    for item in it:
+        if keys is None:
+            keys = _image_keys(item)
+        n_item = 1
+        for key in keys:
+            x, n_item = _to_bands(_get(item, key), batched)
+            if key not in part.accs:
+                part.names[key] = _band_names(source, key, x.shape[0])
+                part.chosen[key] = _select(part.names[key], bands)
+                part.accs[key] = BandAccumulator(len(part.chosen[key]), reservoir, seed, nodata)
+            if x.shape[0] != len(part.names[key]):
+                raise DataError(f"a sample has {x.shape[0]} bands in {key!r}, earlier ones "
+                                f"had {len(part.names[key])}")
+            part.accs[key].update(x[part.chosen[key]])
+        part.seen += n_item
+        if update is not None:
+            update(n_item)
+        if batched and max_samples is not None and part.seen >= max_samples:
+            break
+    return part
+
+
+def _results(part: _Partial, percentiles: Sequence[float], where: Any) -> dict[str, Any]:
+    if not part.accs:
+        raise DataError("the dataset has no samples", where)
     out = {}
-    for key, acc in accs.items():
+    for key, acc in part.accs.items():
         res = acc.result(percentiles)
-        out[key] = {"bands": [names[key][i] for i in chosen[key]], "samples": seen, **res}
+        out[key] = {"bands": [part.names[key][i] for i in part.chosen[key]],
+                    "samples": part.seen, **res}
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# a dataset named on the command line, summarised by Dask tasks
+# ----------------------------------------------------------------------------------------------
+def open_dataset(data: str, root: str, index: str | None = None) -> Any:
+    """The dataset ``geossl stats`` summarises; ``chips`` falls back to reading GeoTIFFs.
+
+    ``data='chips'`` uses the chip dataset on a chip index (``index`` or ROOT/index.parquet);
+    a folder of GeoTIFFs without an index, or a missing chip module, is read file by file
+    (:class:`RasterFiles`). Other names come from the dataset registry.
+
+    Raises:
+        DataError: missing chip index named by ``index``, or the dataset's own errors.
+        ConfigError: unknown dataset.
+    """
+    if data != "chips":
+        from geossl.datasets.registry import get_dataset
+
+        return get_dataset(data, root, **({"index": index} if index else {}))
+    index_path = Path(index) if index else Path(root) / "index.parquet"
+    if not index_path.exists():
+        if index:
+            raise DataError("chip index not found", index_path)
+        return RasterFiles(root)  # without TorchGeo: seconds less to start on every worker
+    from geossl.datasets.registry import get_dataset
+
+    try:
+        return get_dataset("chips", root, index=str(index_path))
+    except ConfigError as err:
+        if "not available" not in str(err):
+            raise
+        return RasterFiles(root, index_path)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to open a dataset in any process (what stats tasks receive instead of the data)."""
+
+    data: str
+    root: str
+    index: str | None = None
+    patch_size: int = 256
+
+
+#: opened datasets of this process: spec -> (dataset, map-style items)
+_OPENED: OrderedDict[DatasetSpec, tuple[Any, Any]] = OrderedDict()
+
+
+def _opened(spec: DatasetSpec) -> tuple[Any, Any]:
+    """The dataset of ``spec`` and its map-style items (GeoDatasets: on a grid), cached."""
+    hit = _OPENED.get(spec)
+    if hit is None:
+        source = open_dataset(spec.data, spec.root, spec.index)
+        if _int_indexable(source):
+            items = source
+        else:
+            from geossl.datasets.geogrid import geo_grid
+
+            items = _Queries(source, geo_grid(source, spec.patch_size))
+        hit = _OPENED[spec] = (source, items)
+        while len(_OPENED) > 2:
+            _OPENED.popitem(last=False)
+    return hit
+
+
+def stats_chunk(spec: DatasetSpec, positions: list[int], keys: Sequence[str],
+                bands: Sequence[str | int] | None, nodata: float | None, reservoir: int,
+                seed: Sequence[int]) -> _Partial:
+    """Accumulate the samples at ``positions`` (one stats task; reads only)."""
+    source, items = _opened(spec)
+    return _accumulate((items[i] for i in positions), source, keys, bands, nodata, reservoir,
+                       seed, False, None)
+
+
+def dataset_stats(
+    data: str,
+    root: str,
+    index: str | None = None,
+    *,
+    max_samples: int | None = 2000,
+    bands: Sequence[str | int] | None = None,
+    keys: Sequence[str] | None = None,
+    nodata: float | None = None,
+    percentiles: Sequence[float] = (1, 99),
+    reservoir: int = 200_000,
+    seed: int = 0,
+    workers: int = 0,
+    scheduler: str | None = None,
+    patch_size: int = 256,
+    chunk: int = 64,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Band statistics of a named dataset (``geossl stats``), in this process or on Dask.
+
+    In this process (no scheduler, ``workers`` <= 1) this is :func:`compute_stats` on the
+    dataset. On a cluster (see :mod:`geossl.cluster`) the chosen samples are cut into chunks
+    of ``chunk`` samples; each task opens the dataset on its worker (once per worker),
+    accumulates its chunk, and the partial results are merged here in chunk order (exact
+    for counts, means and variances; reservoirs merged by key), so the result does not depend
+    on the number of workers.
+
+    Args:
+        data: dataset name (``chips``, ``sen12ms``, ...; see :func:`open_dataset`).
+        root: its folder (on a cluster: a path every worker sees).
+        index: chip index for ``chips``.
+        max_samples: at most this many samples, drawn at random with ``seed`` (None: all).
+        bands: band names or positions to keep.
+        keys: image keys (default: every ``image*`` key of the first sample).
+        nodata: value to ignore besides NaN and infinities.
+        percentiles: percentiles to report.
+        reservoir: values kept per band for percentiles.
+        seed: random seed.
+        workers: processes of a local Dask cluster (0 or 1: in this process).
+        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
+        patch_size: window size for GeoDatasets sampled on a grid.
+        chunk: samples per task.
+        progress: show a progress bar.
+
+    Returns:
+        as :func:`compute_stats`.
+    """
+    from geossl.cluster import Runner
+
+    spec = DatasetSpec(data, str(root), index, patch_size)
+    with Runner(scheduler, workers, progress=progress) as runner:
+        if not runner.distributed:
+            return compute_stats(open_dataset(data, str(root), index), max_samples, bands,
+                                 keys, nodata, percentiles, reservoir, seed, 0, patch_size,
+                                 progress)
+        _, items = _opened(spec)
+        n = len(items)
+        if n == 0:
+            raise DataError("the dataset has no samples", root)
+        positions = _positions(n, max_samples, seed).tolist()
+        if keys is None:
+            keys = _image_keys(items[positions[0]])
+        tasks = runner.tasks("stats", "chunk")
+        starts = list(range(0, len(positions), max(1, chunk)))
+        for i, s0 in enumerate(starts):
+            tasks.submit(stats_chunk, spec, positions[s0:s0 + chunk], list(keys), bands,
+                         nodata, reservoir, [seed, i], tag=i)
+        # merge in chunk order whatever order the tasks finish in: same result on any cluster
+        total = _Partial()
+        waiting: dict[int, _Partial] = {}
+        nxt = 0
+        for i, part in tasks:
+            waiting[i] = part
+            while nxt in waiting:
+                total.merge(waiting.pop(nxt))
+                nxt += 1
+    return _results(total, percentiles, root)
 
 
 def compute_band_stats(

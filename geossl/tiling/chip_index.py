@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 import shapely
 from pyproj import CRS as ProjCRS
-from tqdm import tqdm
 
 from geossl.errors import DataError
 from geossl.io import atomic_path
@@ -295,18 +293,21 @@ def build_index(
     sensor: str | None = None,
     progress: bool = True,
     root: PathLike | None = None,
+    scheduler: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Build a chip index for a folder of GeoTIFF chips, reading only their headers.
 
     Args:
         folder: the chip folder (``path`` values are relative to it).
         files: the chips (default: every ``.tif`` below ``folder``).
-        workers: processes reading headers (0: in this process).
+        workers: processes of a local Dask cluster reading headers (0 or 1: in this process).
         bands: band names to record when the files carry none (one name per band).
         sensor: sensor name to record when the files carry none.
         progress: show a progress bar.
         root: folder the ``path`` column is relative to (default: ``folder``; use the folder
             of the index file when writing it elsewhere).
+        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``);
+            header reads are tasks of chunks of files (see :mod:`geossl.cluster`).
 
     Returns:
         the index (not written; see :func:`write_index`).
@@ -314,6 +315,8 @@ def build_index(
     Raises:
         DataError: no chip found, or an unreadable chip.
     """
+    from geossl.cluster import Runner
+
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("chip folder not found", folder)
@@ -321,21 +324,14 @@ def build_index(
     if not paths:
         raise DataError("no GeoTIFF chip (.tif) found in this folder", folder)
     base = str(Path(root) if root is not None else folder)
-    chunk = max(1, min(2000, len(paths) // max(1, 4 * max(workers, 1))))
-    chunks = [(paths[i:i + chunk], base) for i in range(0, len(paths), chunk)]
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(paths), desc="index", unit="chip", disable=not progress)
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for part in pool.map(_rows_chunk, chunks):
-                rows.extend(part)
-                bar.update(len(part))
-    else:
-        for args in chunks:
-            part = _rows_chunk(args)
+    with Runner(scheduler, workers, progress=progress) as runner:
+        # one task per chunk of files: a few per worker (load balance) and at most 2,000 files
+        n_workers = runner.n_workers() if runner.distributed else 1
+        chunk = max(1, min(2000, -(-len(paths) // max(1, 4 * n_workers))))
+        chunks = [(paths[i:i + chunk], base) for i in range(0, len(paths), chunk)]
+        for part in runner.map(_rows_chunk, chunks, desc="index", unit="chunk"):
             rows.extend(part)
-            bar.update(len(part))
-    bar.close()
     df = pd.DataFrame(rows)
     if bands:
         n = df["bands"].str.count(",") + 1

@@ -28,7 +28,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
@@ -71,13 +71,13 @@ class BandSource:
 
     Attributes:
         name: band name (``B02``).
-        path: file holding it.
+        path: file holding it (a :class:`Path`, or a URL string for a remote raster).
         index: 1-based band index in that file.
         res: pixel size of the file (metres for projected CRSs).
     """
 
     name: str
-    path: Path
+    path: Path | str
     index: int
     res: float
 
@@ -103,7 +103,7 @@ class Scene:
 
     Attributes:
         name: scene name (product / folder / file stem).
-        path: the file or folder the scene was opened from.
+        path: the file or folder the scene was opened from (a URL string when remote).
         bands: band sources, in output order.
         grid: the common grid every band is read onto.
         coverage: ``(row0, row1, col0, col1)``: pixels of the grid covered by every band.
@@ -115,13 +115,13 @@ class Scene:
     """
 
     name: str
-    path: Path
+    path: Path | str
     bands: list[BandSource]
     grid: Grid
     coverage: tuple[int, int, int, int]
     datetime: datetime | None = None
     sensor: str = ""
-    cloud_mask: Path | None = None
+    cloud_mask: Path | str | None = None
     cloud_mask_kind: str = "binary"
     resampling: Resampling = Resampling.bilinear
     nodata: float | None = None
@@ -266,6 +266,25 @@ def find_scenes(paths: Sequence[PathLike]) -> list[Path]:
     return sorted(set(found))
 
 
+class SceneRef(Protocol):
+    """A scene that is not a local path (see :mod:`geossl.tiling.remote`): it opens itself."""
+
+    @property
+    def name(self) -> str:
+        """Scene name (chip ids start with it)."""
+        ...
+
+    def open(self, bands: Sequence[str] | None, resolution: float | None, sensor: str | None,
+             cloud_mask: str | None, resampling: str) -> Scene:
+        """The scene on one common grid (headers only), as :func:`open_scene`."""
+        ...
+
+
+def is_scene_ref(obj: Any) -> bool:
+    """True for a :class:`SceneRef` (a remote scene), False for local paths."""
+    return not isinstance(obj, str | os.PathLike) and callable(getattr(obj, "open", None))
+
+
 #: characters kept in scene names (they become folder and file names under ``--out``)
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+\-]+")
 
@@ -280,13 +299,16 @@ def safe_name(name: str) -> str:
     return cleaned or "scene"
 
 
-def scene_name(path: Path) -> str:
+def scene_name(path: Any) -> str:
     """Name of a scene: the product name for SAFE granules, else the folder / file stem.
 
     The name is that of the absolute, normalised path (``.`` is the current folder's name,
     ``..`` its parent's), made a safe file name by :func:`safe_name`: chips are written under
-    ``OUT/<name>/``, so a name must never leave ``OUT``.
+    ``OUT/<name>/``, so a name must never leave ``OUT``. Remote scenes (:class:`SceneRef`) name
+    themselves (the STAC item id, or the file stem of a raster URL), made safe the same way.
     """
+    if is_scene_ref(path):
+        return safe_name(str(path.name))
     return safe_name(_raw_scene_name(Path(os.path.abspath(path))))
 
 
@@ -352,16 +374,18 @@ def _find_cloud_mask(path: Path) -> tuple[Path | None, str]:
 
 
 def open_scene(
-    path: PathLike,
+    path: Any,
     bands: Sequence[str] | None = None,
     resolution: float | None = None,
     sensor: str | None = None,
     cloud_mask: str | None = None,
     resampling: str = "bilinear",
 ) -> Scene:
-    """Open a scene (file, band folder or SAFE product) on one common grid.
+    """Open a scene (file, band folder, SAFE product, URL or STAC item) on one common grid.
 
-    Only headers are read here; pixels are read later with :func:`read_window`.
+    Only headers are read here; pixels are read later with :class:`SceneReader`. Remote
+    scenes (:class:`SceneRef`: a raster URL, a STAC item, from
+    :func:`geossl.tiling.remote.resolve_scenes`) open themselves.
 
     Args:
         path: the scene.
@@ -381,6 +405,8 @@ def open_scene(
         DataError: unreadable file, missing band, CRS mismatch, no overlap between bands.
         ConfigError: invalid resolution or resampling name.
     """
+    if is_scene_ref(path):
+        return path.open(bands, resolution, sensor, cloud_mask, resampling)  # type: ignore[no-any-return]
     path = Path(path)
     if not path.exists():
         raise DataError("scene not found", path)
@@ -389,24 +415,82 @@ def open_scene(
         if not granules:
             raise DataError("SAFE product without GRANULE/*/IMG_DATA", path)
         path = granules[0]
+    sources = select_bands(_band_sources(path), bands, path)
+    mask_path: Path | None = None
+    mask_kind = "binary"
+    if cloud_mask == "auto":
+        mask_path, mask_kind = _find_cloud_mask(path)
+    elif cloud_mask:
+        mask_path = Path(cloud_mask)
+        if not mask_path.is_file():
+            raise DataError("cloud mask not found", mask_path)
+        mask_kind = "scl" if "SCL" in mask_path.name.upper() else "binary"
+    name = scene_name(path)
+    absolute = Path(os.path.abspath(path))
+    parents = [p.name for p in [absolute, *absolute.parents][:4]]
+    folder = path if path.is_dir() else path.parent
+    dt = parse_datetime(name, *parents) or _metadata_datetime(folder)
+    return scene_from_sources(name, path, sources, resolution=resolution, sensor=sensor,
+                              cloud_mask=mask_path, cloud_mask_kind=mask_kind,
+                              resampling=resampling, dt=dt)
+
+
+def select_bands(sources: list[BandSource], bands: Sequence[str] | None,
+                 path: Path | str) -> list[BandSource]:
+    """The band sources named in ``bands``, in that order (all of them when None).
+
+    Raises:
+        DataError: a band is missing (the message lists the bands found).
+    """
+    if not bands:
+        return sources
+    by_name = {b.name: b for b in sources}
+    wanted = [normalise_band_name(b) for b in bands]
+    missing = [b for b in wanted if b not in by_name]
+    if missing:
+        raise DataError(
+            f"missing band(s) {', '.join(missing)} (found: {', '.join(by_name)})", path
+        )
+    return [by_name[b] for b in wanted]
+
+
+def scene_from_sources(
+    name: str,
+    path: Path | str,
+    sources: list[BandSource],
+    *,
+    resolution: float | None = None,
+    sensor: str | None = None,
+    cloud_mask: Path | str | None = None,
+    cloud_mask_kind: str = "binary",
+    resampling: str = "bilinear",
+    dt: datetime | None = None,
+) -> Scene:
+    """A scene over band sources (local files or URLs): reads their headers, picks the grid.
+
+    Args:
+        name: scene name (chip ids start with it).
+        path: where the scene comes from (for messages).
+        sources: the bands, in output order.
+        resolution: pixel size of the common grid (default: the finest band's).
+        sensor: sensor name (default: guessed from the band names, see :func:`open_scene`).
+        cloud_mask: mask raster (file or URL) or None; ``cloud_mask_kind``: ``binary``/``scl``.
+        cloud_mask_kind: how the mask is read.
+        resampling: rasterio resampling name for bands not on the grid.
+        dt: acquisition time.
+
+    Raises:
+        DataError: unreadable raster, CRS mismatch, rotated raster, bands not overlapping.
+        ConfigError: invalid resolution or resampling name.
+    """
     try:
         resamp = Resampling[resampling]
     except KeyError as err:
         raise ConfigError(f"unknown resampling {resampling!r}") from err
-    sources = _band_sources(path)
-    if bands:
-        by_name = {b.name: b for b in sources}
-        wanted = [normalise_band_name(b) for b in bands]
-        missing = [b for b in wanted if b not in by_name]
-        if missing:
-            raise DataError(
-                f"missing band(s) {', '.join(missing)} (found: {', '.join(by_name)})", path
-            )
-        sources = [by_name[b] for b in wanted]
 
     # headers: CRS, bounds, nodata, dtype of every band file
     crs0: CRS | None = None
-    crs0_file: Path | None = None
+    crs0_file: Path | str | None = None
     infos: list[tuple[BandSource, Any, float | None, str]] = []
     for b in sources:
         src = open_raster(b.path)
@@ -418,10 +502,13 @@ def open_scene(
             elif src.crs != crs0:
                 raise DataError(
                     f"CRS mismatch: {src.crs.to_string()} here but {crs0.to_string()} in "
-                    f"{crs0_file.name if crs0_file else '?'}", b.path,
+                    f"{_base_name(crs0_file) if crs0_file else '?'}", b.path,
                 )
             if abs(src.transform.b) > 0 or abs(src.transform.d) > 0:
                 raise DataError("rotated rasters are not supported", b.path)
+            if b.index > src.count:
+                raise DataError(f"band {b.name} is band {b.index} but the raster has "
+                                f"{src.count}", b.path)
             nodata = src.nodatavals[b.index - 1]
             infos.append((b, src.bounds, nodata, src.dtypes[b.index - 1]))
     assert crs0 is not None
@@ -456,26 +543,12 @@ def open_scene(
     names = [b.name for b in sources]
     if sensor is None:
         sensor = "s2" if set(names) <= set(S2_BANDS) and len(names) > 3 else ""
-    mask_path: Path | None = None
-    mask_kind = "binary"
-    if cloud_mask == "auto":
-        mask_path, mask_kind = _find_cloud_mask(path)
-    elif cloud_mask:
-        mask_path = Path(cloud_mask)
-        if not mask_path.is_file():
-            raise DataError("cloud mask not found", mask_path)
-        mask_kind = "scl" if "SCL" in mask_path.name.upper() else "binary"
-    if mask_path is not None:
-        with open_raster(mask_path) as msrc:
+    if cloud_mask is not None:
+        with open_raster(cloud_mask) as msrc:
             if msrc.crs is None:
-                raise DataError("cloud mask has no CRS (georeference)", mask_path)
+                raise DataError("cloud mask has no CRS (georeference)", cloud_mask)
 
     dtype = np.result_type(*[np.dtype(t) for _, _, _, t in infos]).name
-    name = scene_name(path)
-    absolute = Path(os.path.abspath(path))
-    parents = [p.name for p in [absolute, *absolute.parents][:4]]
-    folder = path if path.is_dir() else path.parent
-    dt = parse_datetime(name, *parents) or _metadata_datetime(folder)
     return Scene(
         name=name,
         path=path,
@@ -484,13 +557,18 @@ def open_scene(
         coverage=(r0, r1, c0, c1),
         datetime=dt,
         sensor=sensor,
-        cloud_mask=mask_path,
-        cloud_mask_kind=mask_kind,
+        cloud_mask=cloud_mask,
+        cloud_mask_kind=cloud_mask_kind,
         resampling=resamp,
         nodata=0.0 if sensor == "s2" else None,
         band_nodata=[nd for _, _, nd, _ in infos],
         dtype=dtype,
     )
+
+
+def _base_name(path: Path | str) -> str:
+    """Last component of a path or URL."""
+    return Path(path).name if isinstance(path, Path) else str(path).rstrip("/").rsplit("/")[-1]
 
 
 class SceneReader:
@@ -507,7 +585,7 @@ class SceneReader:
         self._readers: list[tuple[Any, int]] = []
         self._mask: Any = None
         g = scene.grid
-        opened: dict[Path, Any] = {}
+        opened: dict[Path | str, Any] = {}
         try:
             for b in scene.bands:
                 if b.path not in opened:

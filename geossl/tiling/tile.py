@@ -18,12 +18,12 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import pickle
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,10 @@ from tqdm import tqdm
 from geossl.errors import ConfigError, DataError, GeosslWarning
 from geossl.io import atomic_path, check_writable
 from geossl.tiling import chip_index
+from geossl.tiling.remote import resolve_scenes
 from geossl.tiling.scenes import (
     Scene,
     SceneReader,
-    find_scenes,
     iter_windows,
     open_scene,
     scene_name,
@@ -164,30 +164,58 @@ def _write_chip(path: Path, data: np.ndarray, transform: Affine, scene: Scene,
         chip_index.set_default_mode(tmp)
 
 
-def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
-               progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Cut one scene into chips under ``out/<scene>/`` (resumable).
+#: chips per tiling task (a block of whole chip rows of one scene): big enough that opening
+#: the scene and scheduling cost little, small enough to spread one big scene over workers
+BLOCK_CHIPS = 32
+
+
+@dataclass
+class ScenePlan:
+    """What tiling one scene takes: its header, and its chip rows cut into blocks (tasks).
+
+    Attributes:
+        scene: the opened scene (headers only; picklable, sent to the workers).
+        blocks: chip rows of each block: ``[[(row, [col, ...]), ...], ...]``.
+        rejected: windows a finished earlier run with the same options rejected.
+    """
+
+    scene: Scene
+    blocks: list[list[tuple[int, list[int]]]]
+    rejected: set[tuple[int, int]]
+
+
+@dataclass
+class BlockResult:
+    """What one tiling task did: index rows of its chips, counts, windows rejected."""
+
+    rows: list[dict[str, Any]]
+    counts: dict[str, int]
+    rejected: list[tuple[int, int]]
+
+
+def plan_scene(scene_path: Any, out: PathLike, opts: TileOptions,
+               block_chips: int = BLOCK_CHIPS) -> ScenePlan:
+    """Open a scene (headers only) and cut its chip rows into blocks of about ``block_chips``.
 
     Args:
-        scene_path: the scene (file, band folder or SAFE product).
-        out: output folder (the index folder; chip paths are relative to it).
+        scene_path: the scene (file, band folder, SAFE product, URL or STAC item).
+        out: output folder.
         opts: tiling options.
-        progress: show a progress bar over chip rows.
+        block_chips: chips per block.
 
     Returns:
-        the index rows of the scene's chips, and counts ``written``, ``existing``, ``rejected``.
+        the plan (a task of :func:`tile`).
 
     Raises:
         DataError: unreadable scene, missing band, CRS mismatch.
     """
-    out = Path(out)
     scene = open_scene(scene_path, bands=opts.bands, resolution=opts.resolution,
                        sensor=opts.sensor, cloud_mask=opts.cloud_mask,
                        resampling=opts.resampling)
-    folder = out / scene.name
+    folder = Path(out) / scene.name
     # scene names are made safe file names (scenes.safe_name); never write outside OUT anyway
     if Path(os.path.abspath(folder)).parent != Path(os.path.abspath(out)):
-        raise DataError(f"scene name {scene.name!r} is not a plain folder name", scene_path)
+        raise DataError(f"scene name {scene.name!r} is not a plain folder name", str(scene_path))
     done_file = folder / DONE_FILE
     rejected: set[tuple[int, int]] = set()
     if done_file.is_file():
@@ -198,72 +226,172 @@ def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
         except (OSError, ValueError):
             rejected = set()
     g = scene.grid
+    by_row: dict[int, list[int]] = {}
+    for r, c in iter_windows(g.height, g.width, opts.size, opts.step):
+        by_row.setdefault(r, []).append(c)
+    blocks: list[list[tuple[int, list[int]]]] = []
+    current: list[tuple[int, list[int]]] = []
+    n = 0
+    for r in sorted(by_row):
+        current.append((r, by_row[r]))
+        n += len(by_row[r])
+        if n >= block_chips:
+            blocks.append(current)
+            current, n = [], 0
+    if current:
+        blocks.append(current)
+    return ScenePlan(scene, blocks, rejected)
+
+
+#: open scene readers of this process, reused by the blocks of one scene (a worker usually
+#: runs several blocks of the same scene in a row); the oldest is closed beyond _READERS_MAX
+_READERS: OrderedDict[bytes, SceneReader] = OrderedDict()
+_READERS_MAX = 4
+
+
+def _reader(scene: Scene) -> SceneReader:
+    key = pickle.dumps(scene)
+    reader = _READERS.get(key)
+    if reader is None:
+        reader = SceneReader(scene)
+        _READERS[key] = reader
+        while len(_READERS) > _READERS_MAX:
+            _READERS.popitem(last=False)[1].close()
+    _READERS.move_to_end(key)
+    return reader
+
+
+def close_readers() -> None:
+    """Close the scene readers this process keeps open between tiling tasks."""
+    while _READERS:
+        _READERS.popitem()[1].close()
+
+
+def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
+               block: list[tuple[int, list[int]]],
+               rejected: set[tuple[int, int]] | frozenset[tuple[int, int]] = frozenset(),
+               ) -> BlockResult:
+    """Cut chip rows ``block`` of a scene into chips (one tiling task; idempotent).
+
+    Chips already on disk with the right header are kept, windows in ``rejected`` are not
+    read again; every chip is written atomically, so running a block twice, or again after
+    it was killed, gives the same files.
+
+    Args:
+        scene: the scene (from :func:`plan_scene`).
+        out: output folder (the index folder; chip paths are relative to it).
+        opts: tiling options.
+        block: ``(row, [col, ...])`` of the chip rows to cut.
+        rejected: windows a finished earlier run rejected.
+
+    Returns:
+        index rows of the block's chips, counts ``written``/``existing``/``rejected`` and the
+        rejected windows.
+    """
+    out = Path(out)
+    folder = out / scene.name
+    g = scene.grid
     dt = scene.datetime.isoformat() if scene.datetime else ""
     bands = ",".join(scene.band_names)
     crs = chip_index._crs_string(g.crs)
     rows: list[dict[str, Any]] = []
     counts = {"written": 0, "existing": 0, "rejected": 0}
     new_rejected: list[tuple[int, int]] = []
-    by_row: dict[int, list[int]] = {}
-    for r, c in iter_windows(g.height, g.width, opts.size, opts.step):
-        by_row.setdefault(r, []).append(c)
     size = opts.size
-    with SceneReader(scene) as reader:
-        for r in tqdm(sorted(by_row), desc=scene.name, unit="row", disable=not progress,
-                      leave=False):
-            todo: list[int] = []
-            for c in by_row[r]:
-                if (r, c) in rejected:
-                    new_rejected.append((r, c))
-                    counts["rejected"] += 1
-                    continue
-                cid = chip_name(scene.name, r, c)
-                existing = _existing_row(folder / f"{cid}.tif", out, cid, scene, opts)
-                if existing is not None:
-                    rows.append(existing)
-                    counts["existing"] += 1
-                else:
-                    todo.append(c)
-            if not todo:
+    reader: SceneReader | None = None
+    for r, cols in block:
+        todo: list[int] = []
+        for c in cols:
+            if (r, c) in rejected:
+                new_rejected.append((r, c))
+                counts["rejected"] += 1
                 continue
-            c0, c1 = min(todo), max(todo) + size
-            strip, valid = reader.read(r, c0, size, c1 - c0)
-            for c in todo:
-                v = float(valid[:, c - c0:c - c0 + size].mean())
-                if v < opts.min_valid:
-                    new_rejected.append((r, c))
-                    counts["rejected"] += 1
-                    continue
-                cid = chip_name(scene.name, r, c)
-                transform = window_transform(g.transform, r, c)
-                tags = {
-                    "GEOSSL_CHIP_ID": cid, "GEOSSL_SCENE": scene.name,
-                    "GEOSSL_SENSOR": scene.sensor, "GEOSSL_DATETIME": dt,
-                    "GEOSSL_ROW": str(r), "GEOSSL_COL": str(c),
-                    "GEOSSL_VALID_FRACTION": repr(v), "GEOSSL_BANDS": bands,
-                }
-                chip = np.ascontiguousarray(strip[:, :, c - c0:c - c0 + size])
-                _write_chip(folder / f"{cid}.tif", chip, transform, scene, tags, opts.compress)
-                counts["written"] += 1
-                left, top = transform.c, transform.f
-                right, bottom = left + size * transform.a, top + size * transform.e
-                rows.append({
-                    "chip_id": cid, "path": f"{scene.name}/{cid}.tif", "scene": scene.name,
-                    "sensor": scene.sensor, "datetime": dt or None, "crs": crs, "res": g.res,
-                    "row": r, "col": c, "height": size, "width": size, "bands": bands,
-                    "valid_fraction": v, "minx": min(left, right), "miny": min(top, bottom),
-                    "maxx": max(left, right), "maxy": max(top, bottom),
-                })
-    record = {"options": opts.signature(), "rejected": sorted(new_rejected),
-              "chips": len(rows)}
+            cid = chip_name(scene.name, r, c)
+            existing = _existing_row(folder / f"{cid}.tif", out, cid, scene, opts)
+            if existing is not None:
+                rows.append(existing)
+                counts["existing"] += 1
+            else:
+                todo.append(c)
+        if not todo:
+            continue
+        reader = reader or _reader(scene)
+        c0, c1 = min(todo), max(todo) + size
+        strip, valid = reader.read(r, c0, size, c1 - c0)
+        for c in todo:
+            v = float(valid[:, c - c0:c - c0 + size].mean())
+            if v < opts.min_valid:
+                new_rejected.append((r, c))
+                counts["rejected"] += 1
+                continue
+            cid = chip_name(scene.name, r, c)
+            transform = window_transform(g.transform, r, c)
+            tags = {
+                "GEOSSL_CHIP_ID": cid, "GEOSSL_SCENE": scene.name,
+                "GEOSSL_SENSOR": scene.sensor, "GEOSSL_DATETIME": dt,
+                "GEOSSL_ROW": str(r), "GEOSSL_COL": str(c),
+                "GEOSSL_VALID_FRACTION": repr(v), "GEOSSL_BANDS": bands,
+            }
+            chip = np.ascontiguousarray(strip[:, :, c - c0:c - c0 + size])
+            _write_chip(folder / f"{cid}.tif", chip, transform, scene, tags, opts.compress)
+            counts["written"] += 1
+            left, top = transform.c, transform.f
+            right, bottom = left + size * transform.a, top + size * transform.e
+            rows.append({
+                "chip_id": cid, "path": f"{scene.name}/{cid}.tif", "scene": scene.name,
+                "sensor": scene.sensor, "datetime": dt or None, "crs": crs, "res": g.res,
+                "row": r, "col": c, "height": size, "width": size, "bands": bands,
+                "valid_fraction": v, "minx": min(left, right), "miny": min(top, bottom),
+                "maxx": max(left, right), "maxy": max(top, bottom),
+            })
+    return BlockResult(rows, counts, new_rejected)
+
+
+def _finish_scene(out: Path, scene: Scene, opts: TileOptions,
+                  results: list[BlockResult]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Merge a scene's block results and record the finished run (``.tiling.json``)."""
+    rows = [row for res in results for row in res.rows]
+    counts = {k: sum(res.counts[k] for res in results) for k in ("written", "existing",
+                                                                  "rejected")}
+    rejected = sorted(rc for res in results for rc in res.rejected)
+    record = {"options": opts.signature(), "rejected": rejected, "chips": len(rows)}
+    folder = out / scene.name
     folder.mkdir(parents=True, exist_ok=True)
-    chip_index.write_text(done_file, json.dumps(record))
+    chip_index.write_text(folder / DONE_FILE, json.dumps(record))
     return rows, counts
 
 
-def _tile_scene_job(args: tuple[str, str, TileOptions]) -> tuple[list[dict[str, Any]],
-                                                                   dict[str, int]]:
-    return tile_scene(*args)
+def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
+               progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Cut one scene into chips under ``out/<scene>/`` in this process (resumable).
+
+    Args:
+        scene_path: the scene (file, band folder, SAFE product, URL or STAC item).
+        out: output folder (the index folder; chip paths are relative to it).
+        opts: tiling options.
+        progress: show a progress bar over blocks of chip rows.
+
+    Returns:
+        the index rows of the scene's chips, and counts ``written``, ``existing``, ``rejected``.
+
+    Raises:
+        DataError: unreadable scene, missing band, CRS mismatch.
+    """
+    out = Path(out)
+    plan = plan_scene(scene_path, out, opts)
+    results = []
+    for block in tqdm(plan.blocks, desc=plan.scene.name, unit="block", disable=not progress,
+                      leave=False):
+        results.append(tile_block(plan.scene, out, opts, block, _block_rejected(plan, block)))
+    return _finish_scene(out, plan.scene, opts, results)
+
+
+def _block_rejected(plan: ScenePlan, block: list[tuple[int, list[int]]]
+                    ) -> set[tuple[int, int]]:
+    if not plan.rejected:
+        return set()
+    rows = {r for r, _ in block}
+    return {rc for rc in plan.rejected if rc[0] in rows}
 
 
 def remove_partial_files(out: PathLike) -> int:
@@ -281,23 +409,30 @@ def remove_partial_files(out: PathLike) -> int:
 
 
 def tile(
-    scenes: Sequence[PathLike],
+    scenes: Sequence[Any],
     out: PathLike,
     options: TileOptions | None = None,
     workers: int = 0,
     fmt: str = "tif",
     progress: bool = True,
+    scheduler: str | None = None,
 ) -> TileReport:
     """Tile scenes into GeoTIFF chips and write ``out/index.parquet`` (``geossl tile``).
 
+    The work is a Dask task graph (see :mod:`geossl.cluster`): one task per scene reads its
+    header and plans its blocks of chip rows, one task per block cuts and writes its chips;
+    the index is written here at the end, atomically, from the blocks' rows.
+
     Args:
-        scenes: scene files / folders, or folders searched for scenes.
-        out: output folder.
+        scenes: scene files / folders, folders searched for scenes, URLs of rasters
+            (``https://``, ``s3://``) or STAC JSON files (Item / ItemCollection).
+        out: output folder (on a cluster: a path every worker sees, e.g. a shared file system).
         options: tiling options.
-        workers: processes, one scene each (0 or 1: in this process).
+        workers: processes of a local Dask cluster (0 or 1: in this process).
         fmt: ``tif`` (GeoTIFF chips only), or ``npy`` / ``zarr`` to also pack every chip into
             one store beside the index (see :func:`geossl.tiling.packed.pack`).
         progress: show progress bars.
+        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
 
     Returns:
         a report with the index path and counts.
@@ -312,7 +447,7 @@ def tile(
         raise ConfigError(f"unknown format {fmt!r} (tif, npy or zarr)")
     start = time.perf_counter()
     out = check_writable(out, folder=True)  # before reading any scene
-    paths = find_scenes(scenes)
+    paths = resolve_scenes(scenes)
     names = [scene_name(p) for p in paths]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
@@ -322,7 +457,7 @@ def tile(
     created = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
     try:
-        report = _tile_into(paths, out, opts, workers, fmt, progress)
+        report = _tile_into(paths, out, opts, workers, fmt, progress, scheduler)
     except BaseException:
         if created:
             _remove_if_no_chips(out)
@@ -352,38 +487,52 @@ def _remove_if_no_chips(out: Path) -> None:
             pass  # not empty: chips (or foreign files) are kept
 
 
-def _tile_into(paths: list[Path], out: Path, opts: TileOptions, workers: int, fmt: str,
-               progress: bool) -> TileReport:
-    """Body of :func:`tile` once ``out`` exists."""
+def _tile_into(paths: list[Any], out: Path, opts: TileOptions, workers: int, fmt: str,
+               progress: bool, scheduler: str | None) -> TileReport:
+    """Body of :func:`tile` once ``out`` exists: the task graph, then the index."""
+    from geossl.cluster import Runner
+
     remove_partial_files(out)
     report = TileReport(index=out / chip_index.INDEX_NAME, scenes=len(paths))
     rows: list[dict[str, Any]] = []
+    plans: dict[str, ScenePlan] = {}
+    results: dict[str, list[BlockResult]] = {}
+    left: dict[str, int] = {}
 
-    def collect(name: str, result: tuple[list[dict[str, Any]], dict[str, int]]) -> None:
-        part, counts = result
+    def finish(name: str) -> None:
+        part, counts = _finish_scene(out, plans[name].scene, opts, results.pop(name))
         rows.extend(part)
         report.written += counts["written"]
         report.existing += counts["existing"]
         report.rejected += counts["rejected"]
         report.per_scene[name] = len(part)
 
-    if workers > 1 and len(paths) > 1:
-        # spawn: GDAL state must not be inherited through fork
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(paths)), mp_context=ctx) as pool:
-            futures = {pool.submit(_tile_scene_job, (str(p), str(out), opts)): p
-                       for p in paths}
-            for fut in tqdm(as_completed(futures), total=len(futures), desc="tile",
-                            unit="scene", disable=not progress):
-                collect(scene_name(futures[fut]), fut.result())
-    else:
-        for p in tqdm(paths, desc="tile", unit="scene", disable=not progress or len(paths) < 2):
-            collect(scene_name(p), tile_scene(p, out, opts, progress=progress))
+    try:
+        with Runner(scheduler, workers, progress=progress) as runner:
+            tasks = runner.tasks("tile", "task")
+            for p in paths:
+                tasks.submit(plan_scene, p, str(out), opts, tag=("plan", scene_name(p)))
+            for (kind, name), result in tasks:
+                if kind == "plan":
+                    plan = plans[name] = result
+                    results[name], left[name] = [], len(plan.blocks)
+                    for block in plan.blocks:
+                        tasks.submit(tile_block, plan.scene, str(out), opts, block,
+                                     _block_rejected(plan, block), tag=("block", name))
+                else:
+                    results[name].append(result)
+                    left[name] -= 1
+                if left[name] == 0:
+                    finish(name)
+    finally:
+        close_readers()
+    # temporary files of tasks cut short on a worker that died (their task ran again)
+    remove_partial_files(out)
     if not rows:
         why = f"(size {opts.size}, min-valid {opts.min_valid}): smaller than a chip or " \
               "mostly invalid (nodata, NaN, cloud)"
         if len(paths) == 1:
-            raise DataError(f"no chip kept from this scene {why}", paths[0])
+            raise DataError(f"no chip kept from this scene {why}", str(paths[0]))
         names = ", ".join(scene_name(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
         raise DataError(f"no chip kept from any of the {len(paths)} scenes ({names}) {why}")
     _warn_band_differences(rows)
@@ -428,6 +577,7 @@ def read_source_window(scene: Scene, row: int, col: int, size: int) -> np.ndarra
 
 
 __all__ = [
-    "DONE_FILE", "TileOptions", "TileReport", "chip_name", "read_source_window",
-    "remove_partial_files", "tile", "tile_scene",
+    "BLOCK_CHIPS", "DONE_FILE", "BlockResult", "ScenePlan", "TileOptions", "TileReport",
+    "chip_name", "close_readers", "plan_scene", "read_source_window", "remove_partial_files",
+    "tile", "tile_block", "tile_scene",
 ]

@@ -1,0 +1,292 @@
+"""Scaling benchmark of the data jobs: ``geossl tile`` / ``geossl embed`` on 1 and 2 Dask workers.
+
+Three parts, same machine, same data (the real Major-TOM cells of
+``../shared/data/real/major_tom_s2l2a``, or ``--data``):
+
+(a) **tiling floor**, one cell, 64 chips of 128 px, 12 bands: ``geossl tile`` in one process
+    against the floor of simply reading, resampling (bilinear, onto the 10 m grid) and writing
+    the same chips with rasterio (each band file read once, whole; the same GeoTIFF profile:
+    tiled, zstd, predictor). Best of ``--repeats``.
+(b) **scaling on a local Dask cluster**: tiling (every cell) and embedding (one cell, a
+    resnet10t SimCLR checkpoint on ``--embed-size`` px windows, CPU) with 1 and 2 single-threaded
+    worker processes; chips (windows) per second, and the parallel efficiency
+    ``rate(n) / (n x rate(1))``. The cluster is started before the clock starts; every run
+    writes to a fresh folder.
+(c) **pretraining steps/s with 1 vs 2 processes** (gloo, CPU): not measured here yet; it needs
+    ``geossl pretrain --strategy`` (issue 12, item 3). :func:`bench_pretrain` is the hook that
+    fills the row of the report when that lands.
+
+Usage::
+
+    geossl bench scale --cache /tmp/geossl-scale
+    geossl bench scale --workers 1,2,4 --repeats 5 --json scale.json
+
+Also callable: ``bench_scale(cache=..., ...) -> dict``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geossl.bench.data import MAJOR_TOM, MT_12
+
+
+def _cells(data: Path) -> list[Path]:
+    cells = sorted(p.parent for p in Path(data).rglob("B02.tif"))
+    if not cells:
+        raise SystemExit(f"no Major-TOM cell (B02.tif) under {data}")
+    return cells
+
+
+def _best(fn: Callable[[], Any], repeats: int) -> float:
+    """Best wall time of ``repeats`` runs of ``fn`` (after one warm-up run)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+# ---- (a) tiling against the rasterio floor ---------------------------------------------------
+
+
+def rasterio_floor(cell: Path, out: Path, size: int = 128) -> int:
+    """Read every band of a cell once, resample it onto the 10 m grid, write every chip.
+
+    The least any tiler must do: no validity mask, no tags, no index, no resume checks.
+    Returns the number of chips written.
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
+
+    with rasterio.open(cell / "B02.tif") as ref:
+        height, width, transform, crs = ref.height, ref.width, ref.transform, ref.crs
+    stack = np.empty((len(MT_12), height, width), dtype=np.uint16)
+    for i, band in enumerate(MT_12):
+        with rasterio.open(cell / f"{band}.tif") as src:
+            stack[i] = src.read(1, out_shape=(height, width), resampling=Resampling.bilinear)
+    out.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "GTiff", "dtype": "uint16", "count": len(MT_12), "height": size,
+               "width": size, "crs": crs, "interleave": "pixel", "compress": "zstd",
+               "predictor": 2, "tiled": True, "blockxsize": size, "blockysize": size}
+    n = 0
+    for r in range(0, height - size + 1, size):
+        for c in range(0, width - size + 1, size):
+            t = window_transform(Window(c, r, size, size), transform)
+            with rasterio.open(out / f"chip_{r}_{c}.tif", "w", transform=t, **profile) as dst:
+                dst.write(stack[:, r:r + size, c:c + size])
+            n += 1
+    return n
+
+
+def bench_floor(cache: Path, data: Path, repeats: int, size: int = 128) -> dict[str, Any]:
+    """``geossl tile`` (one process) against :func:`rasterio_floor` on one cell."""
+    from geossl.tiling.tile import TileOptions, tile
+
+    cell = _cells(data)[0]
+    opts = TileOptions(size=size, min_valid=0.0)
+    counter: dict[str, int] = {"floor": 0, "tile": 0}
+
+    def floor() -> None:
+        out = cache / f"floor_{counter['floor']}"
+        counter["floor"] += 1
+        shutil.rmtree(out, ignore_errors=True)
+        rasterio_floor(cell, out, size)
+
+    def geossl_tile() -> None:
+        out = cache / f"tile_{counter['tile']}"
+        counter["tile"] += 1
+        shutil.rmtree(out, ignore_errors=True)
+        tile([cell], out, opts, progress=False)
+
+    chips = rasterio_floor(cell, cache / "floor_check", size)
+    result: dict[str, Any] = {"cell": cell.name, "chips": chips, "size": size,
+                              "floor_s": _best(floor, repeats),
+                              "tile_s": _best(geossl_tile, repeats)}
+    result["tile_vs_floor"] = result["tile_s"] / result["floor_s"]
+    return result
+
+
+# ---- (b) 1 vs 2 workers on a local Dask cluster ------------------------------------------------
+
+
+def _checkpoint(path: Path) -> Path:
+    """A resnet10t SimCLR checkpoint over the 12 Major-TOM bands (random weights)."""
+    if path.is_file():
+        return path
+    import torch
+
+    from geossl.methods import SimCLR
+
+    torch.manual_seed(0)
+    method = SimCLR(backbone="resnet10t", sensors=["s2"], in_chans={"s2": len(MT_12)},
+                    pairing="aug", proj_hidden=32, proj_dim=16)
+    ckpt: dict[str, Any] = {"state_dict": method.state_dict(),
+                            "hyper_parameters": dict(method.hparams)}
+    method.on_save_checkpoint(ckpt)
+    ckpt["geossl"].update(bands=list(MT_12), normalization={"mean": [1500.0] * len(MT_12),
+                                                           "std": [900.0] * len(MT_12)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int, size: int,
+                embed_size: int) -> dict[str, Any]:
+    """Best tiling and embedding times on a fresh local cluster of ``n`` workers."""
+    import logging
+
+    from distributed import LocalCluster
+
+    from geossl.embed import embed
+    from geossl.tiling.tile import TileOptions, tile
+
+    opts = TileOptions(size=size, min_valid=0.0)
+    runs = {"tile": 0, "embed": 0}
+    counts = {"tile": 0, "embed": 0}
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        address = cluster.scheduler_address
+
+        def run_tile() -> None:
+            out = cache / f"scale_tile_{n}_{runs['tile']}"
+            runs["tile"] += 1
+            shutil.rmtree(out, ignore_errors=True)
+            counts["tile"] = tile(cells, out, opts, progress=False, scheduler=address).written
+
+        def run_embed() -> None:
+            out = cache / f"scale_embed_{n}_{runs['embed']}.zarr"
+            runs["embed"] += 1
+            shutil.rmtree(out, ignore_errors=True)
+            res = embed(str(ckpt), cells[0], out, size=embed_size, block_rows=4, device="cpu",
+                        scheduler=address, progress=False)
+            counts["embed"] = res.shape[1] * res.shape[2]
+
+        t_tile = _best(run_tile, repeats)
+        t_embed = _best(run_embed, repeats)
+    return {"workers": n, "tile_s": t_tile, "tile_chips": counts["tile"],
+            "tile_chips_s": counts["tile"] / t_tile, "embed_s": t_embed,
+            "embed_windows": counts["embed"], "embed_windows_s": counts["embed"] / t_embed}
+
+
+def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
+                  size: int = 128, embed_size: int = 32) -> dict[str, Any]:
+    """Tiling and embedding rates on local clusters of ``workers`` single-threaded processes."""
+    cells = _cells(data)
+    ckpt = _checkpoint(cache / "resnet10t_simclr.ckpt")
+    rows = [_timed_runs(n, cache, cells, ckpt, repeats, size, embed_size) for n in workers]
+    base = rows[0]
+    for row in rows:
+        k = row["workers"] / base["workers"]
+        row["tile_efficiency"] = row["tile_chips_s"] / (k * base["tile_chips_s"])
+        row["embed_efficiency"] = row["embed_windows_s"] / (k * base["embed_windows_s"])
+    return {"cells": len(cells), "size": size, "embed_size": embed_size, "rows": rows}
+
+
+# ---- (c) pretraining with 1 vs 2 processes -----------------------------------------------------
+
+
+def bench_pretrain(cache: Path) -> dict[str, Any] | None:
+    """Pretraining steps/s with 1 vs 2 gloo CPU processes: the hook for issue 12, item 3.
+
+    Returns None (the row reads "not measured") until ``geossl pretrain`` accepts
+    ``--strategy``; then run ``geossl pretrain ... --accelerator cpu --devices N --strategy
+    ddp`` for N = 1, 2 on the same global batch here and return
+    ``{"rows": [{"processes": N, "steps_s": ...}, ...]}``.
+    """
+    return None
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+
+def bench_scale(cache: str | Path, data: str | Path = MAJOR_TOM, workers: list[int] | None = None,
+                repeats: int = 3, size: int = 128, embed_size: int = 32,
+                skip_floor: bool = False) -> dict[str, Any]:
+    """Run every part; returns every figure (also printed by :func:`main`)."""
+    import torch
+
+    torch.set_num_threads(1)
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    data = Path(data)
+    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "repeats": repeats}
+    if not skip_floor:
+        result["floor"] = bench_floor(cache, data, repeats, size)
+    result["workers"] = bench_workers(cache, data, workers or [1, 2], repeats, size,
+                                      embed_size)
+    result["pretrain"] = bench_pretrain(cache)
+    return result
+
+
+def format_report(r: dict[str, Any]) -> str:
+    """Human-readable report."""
+    lines = [f"geossl scaling benchmark (cpu_count={r['cpu_count']}, best of {r['repeats']})"]
+    if "floor" in r:
+        f = r["floor"]
+        lines += [
+            f"(a) one Major-TOM cell ({f['cell']}), {f['chips']} chips of {f['size']} px, "
+            f"{len(MT_12)} bands, one process",
+            f"    rasterio floor (read + resample + write) : {f['floor_s']:7.3f} s",
+            f"    geossl tile                              : {f['tile_s']:7.3f} s  "
+            f"({f['tile_vs_floor']:.2f}x the floor)",
+        ]
+    w = r["workers"]
+    lines += [
+        f"(b) local Dask cluster, single-threaded workers: tile {w['cells']} cells "
+        f"({w['size']} px chips), embed one cell ({w['embed_size']} px windows, resnet10t, CPU)",
+        "    workers | tile chips/s | efficiency | embed windows/s | efficiency",
+    ]
+    for row in w["rows"]:
+        lines.append(f"    {row['workers']:7d} | {row['tile_chips_s']:12.1f} | "
+                     f"{row['tile_efficiency']:10.2f} | {row['embed_windows_s']:15.1f} | "
+                     f"{row['embed_efficiency']:10.2f}")
+    p = r.get("pretrain")
+    if p is None:
+        lines.append("(c) pretrain steps/s, 1 vs 2 processes (gloo, CPU): not measured "
+                     "(needs geossl pretrain --strategy)")
+    else:  # pragma: no cover - see bench_pretrain
+        for row in p["rows"]:
+            lines.append(f"(c) pretrain, {row['processes']} process(es): "
+                         f"{row['steps_s']:.2f} steps/s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-scale"),
+                        help="folder for outputs and the checkpoint (reused across runs)")
+    parser.add_argument("--data", default=str(MAJOR_TOM), help="Major-TOM folder")
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (best kept)")
+    parser.add_argument("--size", type=int, default=128, help="chip size (tiling)")
+    parser.add_argument("--embed-size", type=int, default=32, help="window size (embedding)")
+    parser.add_argument("--skip-floor", action="store_true", help="skip part (a)")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    workers = [int(w) for w in args.workers.split(",") if w.strip()]
+    result = bench_scale(args.cache, args.data, workers, args.repeats, args.size,
+                         args.embed_size, args.skip_floor)
+    print(format_report(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""Where the data jobs run: in this process, on a local Dask cluster, or on an existing one.
+
+``geossl tile``, ``index``, ``stats`` and ``embed`` cut their work into independent, idempotent
+tasks (a block of chip rows of a scene, a chunk of chip headers, a chunk of samples, a block
+of embedding rows) and hand them to a :class:`Runner`:
+
+* ``--scheduler tcp://HOST:PORT`` (or the ``DASK_SCHEDULER_ADDRESS`` environment variable): the
+  tasks run on that existing ``dask.distributed`` cluster (SLURM through ``dask-jobqueue``,
+  Kubernetes, ``dask scheduler`` + ``dask worker`` by hand; see ``docs/scale.md``). The paths
+  given (scenes, output folder, checkpoint) must be the same on the workers as here: a shared
+  file system, or URLs;
+* ``--workers N`` (N > 1): a :class:`distributed.LocalCluster` of N single-threaded worker
+  processes on this machine;
+* otherwise (the default): the same tasks run one after another in this process, without a
+  scheduler. This keeps small jobs as fast as a plain loop: importing and starting
+  ``distributed`` costs about a second, more than tiling a small scene.
+
+On a cluster the dashboard address is printed, a task lost with its worker (killed, out of
+memory, node gone) is run again on another worker by the scheduler, and a task that raised is
+retried ``retries`` times. Every task writes its outputs atomically (temporary file + rename;
+zarr chunks are written the same way) and reruns skip what is complete, so a task run twice or
+cut short leaves no half-written file. Progress bars count finished tasks out of those
+submitted so far: they follow the task graph as it grows (a scene's blocks are submitted once
+its header has been read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from geossl.errors import ConfigError, GeosslError
+
+#: environment variable naming the scheduler to use when ``--scheduler`` is not given (the
+#: variable dask itself reads for ``distributed.Client()``)
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
+
+
+def scheduler_address(scheduler: str | None = None) -> str | None:
+    """The scheduler to connect to: ``scheduler``, else ``$DASK_SCHEDULER_ADDRESS``, else None.
+
+    Raises:
+        ConfigError: an address without a ``protocol://`` prefix (``tcp://HOST:PORT``).
+    """
+    addr = (scheduler or os.environ.get(SCHEDULER_ENV) or "").strip()
+    if not addr:
+        return None
+    if "://" not in addr:
+        raise ConfigError(f"scheduler address {addr!r} should look like tcp://HOST:PORT")
+    return addr
+
+
+def on_worker() -> bool:
+    """True when called inside a task running on a ``dask.distributed`` worker."""
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def worker_threads() -> int:
+    """Threads of the ``dask.distributed`` worker running this task (1 outside a worker)."""
+    if not on_worker():
+        return 1
+    from distributed import get_worker
+
+    return max(1, int(get_worker().state.nthreads))
+
+
+class Runner:
+    """Runs a job's tasks in this process, on a local cluster or on an existing cluster.
+
+    Use as a context manager; the cluster it starts (if any) is closed on exit, a cluster it
+    connects to is left running.
+
+    Example::
+
+        with Runner(scheduler, workers) as runner:
+            tasks = runner.tasks("tile", "block")
+            for scene in scenes:
+                tasks.submit(plan, scene, tag=scene)
+            for tag, result in tasks:          # as tasks finish
+                ...                            # may submit more tasks
+    """
+
+    def __init__(self, scheduler: str | None = None, workers: int = 0, *,
+                 threads_per_worker: int = 1, retries: int = 1, progress: bool = True,
+                 quiet: bool = False) -> None:
+        """Choose where tasks run (nothing is started before ``__enter__``).
+
+        Args:
+            scheduler: address of an existing scheduler (``tcp://HOST:PORT``); default
+                ``$DASK_SCHEDULER_ADDRESS``.
+            workers: worker processes of a local cluster when no scheduler is given (0 or 1:
+                run the tasks in this process).
+            threads_per_worker: threads of each local worker process.
+            retries: times a task that raised is run again on a cluster (a task whose worker
+                died is always run again, up to dask's ``allowed-failures``).
+            progress: show progress bars.
+            quiet: do not print the cluster and dashboard addresses.
+        """
+        if workers < 0:
+            raise ConfigError(f"--workers must be >= 0, got {workers}")
+        self.address = scheduler_address(scheduler)
+        self.workers = workers
+        self.threads_per_worker = max(1, threads_per_worker)
+        self.retries = retries
+        self.progress = progress
+        self.quiet = quiet
+        self.client: Any = None
+        self._cluster: Any = None
+
+    @property
+    def mode(self) -> str:
+        """``remote`` (existing scheduler), ``local`` (local cluster) or ``inline``."""
+        if self.address:
+            return "remote"
+        return "local" if self.workers > 1 else "inline"
+
+    @property
+    def distributed(self) -> bool:
+        """True when tasks run on ``dask.distributed`` workers (other processes)."""
+        return self.mode != "inline"
+
+    def __enter__(self) -> Runner:
+        mode = self.mode
+        if mode == "inline":
+            return self
+        from distributed import Client, LocalCluster
+
+        if mode == "remote":
+            try:
+                # connect timeout: dask's distributed.comm.timeouts.connect (30 s by default)
+                self.client = Client(self.address)
+            except OSError as err:
+                raise ConfigError(f"cannot reach the dask scheduler at {self.address} "
+                                  f"({_first_line(err)})") from err
+        else:
+            dashboard = "127.0.0.1:0" if _has_bokeh() else None
+            self._cluster = LocalCluster(
+                n_workers=self.workers, threads_per_worker=self.threads_per_worker,
+                processes=True, dashboard_address=dashboard, silence_logs=logging.ERROR,
+            )
+            self.client = Client(self._cluster)
+        if not self.quiet:
+            print(self.describe(), file=sys.stderr, flush=True)
+        return self
+
+    def describe(self) -> str:
+        """One line: where tasks run and the dashboard address."""
+        if self.client is None:
+            return "tasks run in this process"
+        info = self.client.scheduler_info()
+        n = self.n_workers()
+        kind = "local cluster" if self.mode == "local" else "dask scheduler"
+        link = self.client.dashboard_link if _dashboard_port(info) else None
+        return (f"{kind} {self.client.scheduler.address} ({n} worker(s)); dashboard: "
+                f"{link or 'none (pip install bokeh to get one)'}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client and the local cluster this runner started."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()
+            self.client = None
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+            self._cluster = None
+
+    def n_workers(self) -> int:
+        """Workers of the cluster now (1 when tasks run in this process)."""
+        if self.client is None:
+            return 1
+        return max(1, len(self.client.nthreads()))
+
+    def tasks(self, desc: str, unit: str = "task") -> TaskSet:
+        """A new set of tasks, iterated as they finish, with a progress bar ``desc``."""
+        return TaskSet(self, desc, unit)
+
+    def map(self, fn: Callable[..., Any], items: list[Any], desc: str,
+            unit: str = "task") -> list[Any]:
+        """``[fn(item) for item in items]``, as tasks, results in the order of ``items``."""
+        ts = self.tasks(desc, unit)
+        for i, item in enumerate(items):
+            ts.submit(fn, item, tag=i)
+        out: list[Any] = [None] * len(items)
+        for i, result in ts:
+            out[i] = result
+        return out
+
+
+class TaskSet:
+    """Tasks submitted to a :class:`Runner`, yielded as ``(tag, result)`` as they finish.
+
+    More tasks may be submitted while iterating (they join the progress bar's total). The first
+    task that fails cancels the others and its exception is raised.
+    """
+
+    def __init__(self, runner: Runner, desc: str, unit: str) -> None:
+        self.runner = runner
+        self.bar = tqdm(total=0, desc=desc, unit=unit, disable=not runner.progress or None,
+                        leave=False)
+        self._inline: deque[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (future, tag)
+        self._ac: Any = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any, tag: Any = None) -> None:
+        """Add the task ``fn(*args)``; ``tag`` is yielded with its result."""
+        self.bar.total += 1
+        self.bar.refresh()
+        client = self.runner.client
+        if client is None:
+            self._inline.append((tag, fn, args))
+            return
+        # the key names the function: the dashboard groups tasks by the prefix before the '-'
+        key = f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex}"
+        fut = client.submit(_call, fn, *args, key=key, retries=self.runner.retries)
+        self._pending[fut.key] = (fut, tag)
+        if self._ac is not None:
+            self._ac.add(fut)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        try:
+            if self.runner.client is None:
+                while self._inline:
+                    tag, fn, args = self._inline.popleft()
+                    result = fn(*args)
+                    self.bar.update(1)
+                    yield tag, result
+                return
+            from distributed import as_completed
+
+            self._ac = as_completed([f for f, _ in self._pending.values()], with_results=False)
+            for fut in self._ac:
+                try:
+                    result = fut.result()
+                except GeosslError:
+                    raise
+                except Exception as err:
+                    if type(err).__name__ == "KilledWorker":
+                        raise GeosslError(f"dask gave up on a task whose workers kept dying "
+                                          f"(out of memory?): {_first_line(err)}") from err
+                    raise
+                self.bar.update(1)
+                _, tag = self._pending.pop(fut.key)
+                fut.release()  # the result is here: let the cluster forget it
+                yield tag, result
+        finally:
+            self.bar.close()
+            for fut, _ in self._pending.values():  # after an error: stop the rest
+                fut.cancel()
+            self._pending.clear()
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a task on a worker; a user-input error travels back to the client as itself.
+
+    Dask pickles a task's exception with its chain of causes; a GDAL error in that chain does
+    not unpickle, and the client would get a bare ``Exception(repr)`` instead of the one-line
+    :class:`GeosslError`. So the error is raised again without its cause.
+    """
+    try:
+        return fn(*args)
+    except GeosslError as err:
+        failure = err
+    clean = type(failure)(str(failure))  # the text already names the file
+    clean.path = failure.path
+    raise clean
+
+
+def _has_bokeh() -> bool:
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _dashboard_port(info: dict[str, Any]) -> int | None:
+    services = info.get("services", {}) or {}
+    port = services.get("dashboard")
+    return int(port) if port else None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+__all__ = ["SCHEDULER_ENV", "Runner", "TaskSet", "on_worker", "scheduler_address",
+           "worker_threads"]
