@@ -102,6 +102,28 @@ def check_writable(path: PathLike, folder: bool, flag: str = "--out") -> Path:
     return p
 
 
+#: GDAL options for remote rasters (URLs, ``/vsi*/``), applied by :func:`remote_env`
+REMOTE_GDAL_OPTIONS = {
+    # opening /vsicurl/https://h/a/b.tif must not list https://h/a/ (one more request, often
+    # forbidden on object stores)
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MAX_RETRY": "4",
+    "GDAL_HTTP_RETRY_DELAY": "1",
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "VSI_CACHE": "TRUE",
+    "CPL_VSIL_CURL_CACHE_SIZE": str(64 << 20),
+}
+
+
+def remote_env() -> rasterio.Env:
+    """A GDAL environment for remote reads: :data:`REMOTE_GDAL_OPTIONS`, the environment's wins.
+
+    Scoped (a context manager), never process-wide: local rasters that need their folder listed
+    (ENVI ``.hdr`` sidecars) are read in the same processes.
+    """
+    return rasterio.Env(**{k: v for k, v in REMOTE_GDAL_OPTIONS.items() if k not in os.environ})
+
+
 def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
     """Open a raster for reading, turning GDAL errors into a one-line :class:`DataError`.
 
@@ -115,9 +137,13 @@ def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
     Raises:
         DataError: if the file is missing or cannot be read as a raster.
     """
-    if not is_url(path) and not os.path.exists(path):
+    remote = is_url(path)
+    if not remote and not os.path.exists(path):
         raise DataError("file not found", path)
     try:
+        if remote:
+            with remote_env():
+                return rasterio.open(path, **kwargs)
         return rasterio.open(path, **kwargs)
     except RasterioError as err:
         raise DataError(f"not a readable raster ({_first_line(err)})", path) from err

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def _cells(root: Path) -> list[Path]:
 def test_tile_url_equals_local(tmp_path: Path) -> None:
     data = tmp_path / "data"
     f = generate_multiband(data / "scene_20200101.tif", size=96, bands=3, nan_rows=10)
+    before = os.environ.get("GDAL_DISABLE_READDIR_ON_OPEN")
     local = tmp_path / "local"
     tile([f], local, TileOptions(size=32, stride=16), progress=False)
     with serve(data) as (url, log):
@@ -91,6 +93,8 @@ def test_tile_url_equals_local(tmp_path: Path) -> None:
                       progress=False)
         assert not log.whole_file_gets(".tif")  # every pixel read is a range request
     assert report.written == assert_same_tiling(remote, local) == 20
+    # the remote GDAL options are scoped: later local reads may list folders (ENVI .hdr files)
+    assert os.environ.get("GDAL_DISABLE_READDIR_ON_OPEN") == before
 
 
 def test_stac_item_collection_equals_local(tmp_path: Path) -> None:

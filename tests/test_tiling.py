@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -399,14 +400,14 @@ def test_failed_tile_keeps_chips_for_resume(tmp_path: Path,
     a = generate_major_tom(tmp_path / "mt", size10=48)
     generate_major_tom(tmp_path / "mt", size10=48, cell=("1U", "1U_2R"),
                        product="S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE_2023")
-    real = tiling.tile_scene
+    real = tiling.tile_block
 
-    def second_fails(path: Path, *args: object, **kwargs: object) -> object:
-        if Path(path).name != a.name:
-            raise DataError("broken", path)
-        return real(path, *args, **kwargs)  # type: ignore[arg-type]
+    def second_fails(scene: Any, *args: object, **kwargs: object) -> object:
+        if scene.name != a.name:  # reading the second scene's pixels fails
+            raise DataError("broken", scene.path)
+        return real(scene, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(tiling, "tile_scene", second_fails)
+    monkeypatch.setattr(tiling, "tile_block", second_fails)
     with pytest.raises(DataError):
         tile([tmp_path / "mt"], tmp_path / "out", TileOptions(size=16), progress=False)
     assert len(_chips(tmp_path / "out")) == 9

@@ -17,8 +17,9 @@ chip or an embedding block needs, never the whole file):
   scene classification) or a ``cloud``/``cloud_mask`` asset. The scene's name is the item id,
   its time the item's ``datetime``.
 
-Remote reads go through GDAL's network layer; :func:`configure_gdal` sets defaults suited to
-COGs (no directory listing on open, retries, a block cache) unless the environment sets them.
+Remote reads go through GDAL's network layer with defaults suited to COGs (no directory listing
+on open, retries, a block cache: :data:`geossl.io.REMOTE_GDAL_OPTIONS`), set only around remote
+opens and reads (:func:`geossl.io.remote_env`) and only where the environment does not set them.
 """
 
 from __future__ import annotations
@@ -44,17 +45,6 @@ from geossl.tiling.scenes import (
     select_bands,
 )
 
-#: GDAL options for remote rasters (set with :func:`os.environ.setdefault`: the user's wins)
-GDAL_REMOTE_OPTIONS = {
-    # opening /vsicurl/https://h/a/b.tif must not list https://h/a/ (one more request, often
-    # forbidden on object stores)
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MAX_RETRY": "4",
-    "GDAL_HTTP_RETRY_DELAY": "1",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-    "VSI_CACHE": "TRUE",
-    "CPL_VSIL_CURL_CACHE_SIZE": str(64 << 20),
-}
 #: media types of raster assets
 _RASTER_TYPES = ("image/tiff", "image/jp2", "image/vnd.stac.geotiff", "application/x-geotiff")
 _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
@@ -62,12 +52,6 @@ _RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img")
 _NOT_BANDS = re.compile(r"^(scl|aot|wvp|visual|tci|thumbnail|overview|preview|rendered_preview"
                         r"|cloud\w*|\w*mask\w*|snow\w*|granule_metadata|tileinfo_metadata)"
                         r"(-jp2|_jp2)?$", re.IGNORECASE)
-
-
-def configure_gdal() -> None:
-    """Set GDAL's network defaults for remote rasters (environment variables already set win)."""
-    for key, value in GDAL_REMOTE_OPTIONS.items():
-        os.environ.setdefault(key, value)
 
 
 @dataclass(frozen=True)
@@ -333,7 +317,6 @@ def open_remote_scene(
     Raises:
         DataError: unreachable or unreadable raster, missing band, CRS mismatch.
     """
-    configure_gdal()
     wanted = [str(b) for b in bands] if bands else None
     mask: str | None = None
     mask_kind = "binary"
@@ -388,6 +371,6 @@ def _first_line(err: BaseException) -> str:
 
 
 __all__ = [
-    "GDAL_REMOTE_OPTIONS", "RemoteRaster", "StacBand", "StacScene", "configure_gdal",
+    "RemoteRaster", "StacBand", "StacScene",
     "is_remote_ref", "is_stac_json", "open_remote_scene", "resolve_scenes", "stac_scenes",
 ]

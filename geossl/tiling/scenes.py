@@ -39,7 +39,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import open_raster
+from geossl.io import is_url, open_raster, remote_env
 
 PathLike = str | os.PathLike[str]
 
@@ -584,6 +584,8 @@ class SceneReader:
         self._stack = ExitStack()
         self._readers: list[tuple[Any, int]] = []
         self._mask: Any = None
+        self._remote = any(is_url(b.path) for b in scene.bands) or (
+            scene.cloud_mask is not None and is_url(scene.cloud_mask))
         g = scene.grid
         opened: dict[Path | str, Any] = {}
         try:
@@ -634,6 +636,13 @@ class SceneReader:
         Raises:
             DataError: a band file cannot be decoded.
         """
+        if self._remote:
+            with remote_env():  # retries and block cache for HTTP / object-store reads
+                return self._read(row, col, height, width)
+        return self._read(row, col, height, width)
+
+    def _read(self, row: int, col: int, height: int, width: int
+              ) -> tuple[np.ndarray, np.ndarray]:
         s = self.scene
         window = Window(col, row, width, height)
         data = np.empty((len(self._readers), height, width), dtype=s.dtype)
