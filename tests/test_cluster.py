@@ -308,8 +308,9 @@ def _checkpoint(path: Path, bands: list[str]) -> Path:
     from geossl.methods import SimCLR
 
     torch.manual_seed(0)
-    method = SimCLR(backbone="resnet10t", sensors=["s2"], in_chans={"s2": len(bands)},
-                    pairing="aug", proj_hidden=32, proj_dim=16)
+    method = SimCLR.from_hparams({"backbone": "resnet10t", "sensors": ["s2"],
+                                  "in_chans": {"s2": len(bands)}, "pairing": "aug",
+                                  "proj_hidden": 32, "proj_dim": 16})
     ckpt: dict[str, Any] = {"state_dict": method.state_dict(),
                             "hyper_parameters": dict(method.hparams)}
     method.on_save_checkpoint(ckpt)
