@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,13 +85,45 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
     return files
 
 
-def bench_index(cache: Path, n_files: int, workers: int) -> dict[str, Any]:
-    """TorchGeo's file scan vs building / loading our chip index for the same files."""
+def _timed(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of every run, ``repeats`` times each, after one untimed warm-up run each.
+
+    The warm-up fills the page cache, GDAL's caches and lazy imports for every contender alike;
+    the timed runs go round-robin, starting one contender later each round, so no contender is
+    always the first (cold) or the last (warm) and a burst of load on a shared machine hits all.
+    """
+    for fn in runs.values():
+        fn()
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(repeats):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            t = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def _summary(seconds: list[float]) -> dict[str, Any]:
+    return {"min_s": float(np.min(seconds)), "median_s": float(np.median(seconds)),
+            "runs_s": [float(s) for s in seconds]}
+
+
+def bench_index(cache: Path, n_files: int, workers: int = 1, repeats: int = 3) -> dict[str, Any]:
+    """TorchGeo's file scan vs building / loading our chip index for the same files.
+
+    Like for like: TorchGeo's ``RasterDataset`` scans in one process, so our index is built in
+    one process too (``geossl_build``); with ``workers`` > 1 a further row builds it with that
+    many processes, reported apart and never compared with TorchGeo's single process.
+    """
     from torchgeo.datasets import RasterDataset
 
     from geossl.datasets.chips import ChipDataset
     from geossl.tiling import chip_index
 
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
     root = cache / f"sen12ms_like_{n_files}"
     files = generate_sen12ms_like(root, n_files)
 
@@ -99,26 +132,38 @@ def bench_index(cache: Path, n_files: int, workers: int) -> dict[str, Any]:
         filename_regex = r"^ROIs\d+_(?P<season>[a-z]+)_s2_(?P<scene>\d+)_p(?P<patch>\d+)\.tif$"
         all_bands = S2_13
 
-    out: dict[str, Any] = {"n_files": n_files}
-    t = time.perf_counter()
-    ds = SEN12MSLikeS2(paths=str(root))
-    out["torchgeo_scan_s"] = time.perf_counter() - t
-    assert len(ds.index) == n_files, (len(ds.index), n_files)
-
     index_file = cache / f"sen12ms_like_{n_files}.parquet"
-    t = time.perf_counter()
-    gdf = chip_index.build_index(root, files=files, workers=workers, progress=False,
-                                 bands=list(S2_13), sensor="s2", root=cache)
-    out["geossl_build_s"] = time.perf_counter() - t
-    out["geossl_build_workers"] = workers
-    chip_index.write_index(gdf, index_file)
 
-    t = time.perf_counter()
-    cds = ChipDataset(index_file)
-    out["geossl_load_s"] = time.perf_counter() - t
-    assert len(cds) == n_files
-    out["ratio_scan_vs_load"] = out["torchgeo_scan_s"] / out["geossl_load_s"]
-    out["ratio_scan_vs_build"] = out["torchgeo_scan_s"] / out["geossl_build_s"]
+    def torchgeo_scan() -> None:
+        ds = SEN12MSLikeS2(paths=str(root))
+        assert len(ds.index) == n_files, (len(ds.index), n_files)
+
+    def geossl_build(procs: int) -> None:
+        gdf = chip_index.build_index(root, files=files, workers=procs, progress=False,
+                                     bands=list(S2_13), sensor="s2", root=cache)
+        chip_index.write_index(gdf, index_file)
+
+    def geossl_load() -> None:
+        assert len(ChipDataset(index_file)) == n_files
+
+    runs: dict[str, Callable[[], Any]] = {
+        "torchgeo_scan": torchgeo_scan,
+        "geossl_build": lambda: geossl_build(1),
+    }
+    if workers > 1:
+        runs["geossl_build_parallel"] = lambda: geossl_build(workers)
+    runs["geossl_load"] = geossl_load
+    times = _timed(runs, repeats)
+    out: dict[str, Any] = {"n_files": n_files, "repeats": repeats,
+                           "processes": {"torchgeo_scan": 1, "geossl_build": 1,
+                                         "geossl_load": 1}}
+    if workers > 1:
+        out["processes"]["geossl_build_parallel"] = workers
+    for name, seconds in times.items():
+        out[name] = _summary(seconds)
+    base = out["torchgeo_scan"]["median_s"]
+    for name in ("geossl_build", "geossl_load"):
+        out[f"ratio_{name}_vs_torchgeo"] = base / out[name]["median_s"]
     return out
 
 
@@ -130,8 +175,12 @@ def _major_tom_products(data: Path) -> list[Path]:
 
 
 def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_TOM,
-                seed: int = 0) -> dict[str, Any]:
-    """Chips/s of TorchGeo RasterDataset + random sampler vs ChipDataset, num_workers=0."""
+                seed: int = 0, repeats: int = 3) -> dict[str, Any]:
+    """Chips/s of TorchGeo RasterDataset + random sampler vs ChipDataset, num_workers=0.
+
+    Every reader is warmed up once, then timed ``repeats`` times round-robin (see
+    :func:`_timed`); the ratios compare median runs.
+    """
     import torch
     from torch.utils.data import DataLoader
     from torchgeo.datasets import RasterDataset
@@ -198,20 +247,43 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
         "geossl_npy": lambda: run_chips(chips_dir / "packed_npy"),
         "geossl_zarr": lambda: run_chips(chips_dir / "packed_zarr"),
     }
-    for name, fn in runs.items():
-        fn()  # warm-up: page cache, GDAL caches, lazy imports
-        t = time.perf_counter()
-        n = fn()
-        out[f"{name}_chips_s"] = n / (time.perf_counter() - t)
+    counts: dict[str, int] = {}
+
+    def counted(name: str, fn: Callable[[], int]) -> Callable[[], None]:
+        def run() -> None:
+            counts[name] = fn()
+        return run
+
+    times = _timed({name: counted(name, fn) for name, fn in runs.items()}, repeats)
+    out["repeats"] = repeats
+    for name, seconds in times.items():
+        summary = _summary(seconds)
+        summary["chips"] = counts[name]
+        # chips/s of the fastest run and of the median run
+        summary["best_chips_s"] = counts[name] / summary["min_s"]
+        summary["median_chips_s"] = counts[name] / summary["median_s"]
+        out[name] = summary
     for name in ("geossl_tif", "geossl_npy", "geossl_zarr"):
-        out[f"ratio_{name}_vs_torchgeo"] = out[f"{name}_chips_s"] / out["torchgeo_chips_s"]
+        out[f"ratio_{name}_vs_torchgeo"] = (out[name]["median_chips_s"]
+                                            / out["torchgeo"]["median_chips_s"])
     return out
 
 
 def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
                workers: int | None = None, data: str | Path = MAJOR_TOM,
-               skip_index: bool = False) -> dict[str, Any]:
-    """Run both parts; returns every figure (also printed by :func:`main`)."""
+               skip_index: bool = False, repeats: int = 3) -> dict[str, Any]:
+    """Run both parts; returns every figure (also printed by :func:`main`).
+
+    Args:
+        cache: folder for the generated files and chips (reused across runs).
+        n_files: SEN12MS-like files for the index benchmark.
+        n_chips: chips read per measurement.
+        workers: processes of the extra parallel index-build row (default: up to 8; 1: no
+            such row). The row compared with TorchGeo always uses one process, as TorchGeo.
+        data: Major-TOM folder.
+        skip_index: only part (b).
+        repeats: timed runs of every measurement, after one warm-up run.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -220,36 +292,55 @@ def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
     result: dict[str, Any] = {"cpu_count": os.cpu_count()}
     if not skip_index:
         result["index"] = bench_index(cache, n_files, workers if workers is not None
-                                      else min(8, os.cpu_count() or 1))
-    result["chips"] = bench_chips(cache, n_chips, data=Path(data))
+                                      else min(8, os.cpu_count() or 1), repeats)
+    result["chips"] = bench_chips(cache, n_chips, data=Path(data), repeats=repeats)
     return result
 
 
 def format_report(r: dict[str, Any]) -> str:
-    """Human-readable report with ratios against the named baselines."""
+    """Markdown tables (min and median of the timed runs) with ratios against TorchGeo."""
     lines = [f"geossl data benchmark (cpu_count={r['cpu_count']})"]
     if "index" in r:
         a = r["index"]
         lines += [
-            f"(a) index for {a['n_files']:,} SEN12MS-like patch files",
-            f"    TorchGeo RasterDataset(paths=...) file scan : {a['torchgeo_scan_s']:8.2f} s",
-            f"    geossl chip index built from headers ({a['geossl_build_workers']} proc) : "
-            f"{a['geossl_build_s']:8.2f} s  ({a['ratio_scan_vs_build']:.1f}x faster than "
-            "TorchGeo scan)",
-            f"    geossl prebuilt chip index loaded           : {a['geossl_load_s']:8.3f} s  "
-            f"({a['ratio_scan_vs_load']:.0f}x faster than TorchGeo scan)",
+            "",
+            f"(a) index for {a['n_files']:,} SEN12MS-like patch files; one warm-up run each, "
+            f"then {a['repeats']} timed runs, round-robin",
+            "",
+            "| how the index is built | processes | min s | median s | x TorchGeo (median) |",
+            "| --- | ---: | ---: | ---: | ---: |",
         ]
+        rows = [("torchgeo_scan", "TorchGeo RasterDataset(paths=...) file scan"),
+                ("geossl_build", "geossl chip index built from the headers"),
+                ("geossl_build_parallel", "geossl chip index built from the headers"),
+                ("geossl_load", "geossl prebuilt chip index loaded")]
+        base = a["torchgeo_scan"]["median_s"]
+        for key, label in rows:
+            if key not in a:
+                continue
+            procs = a["processes"][key]
+            # only rows with TorchGeo's single process are compared with it
+            ratio = f"{base / a[key]['median_s']:.1f}" if procs == 1 else \
+                "- (not like for like)"
+            lines.append(f"| {label} | {procs} | {a[key]['min_s']:.3f} | "
+                         f"{a[key]['median_s']:.3f} | {ratio} |")
     b = r["chips"]
     lines += [
+        "",
         f"(b) chips/s, {b['bands']} bands, {b['size']} px, num_workers=0, {b['chips']} chips, "
-        f"{b['cells']} Major-TOM cells",
-        f"    TorchGeo RasterDataset + {b.get('torchgeo_sampler', 'RandomGeoSampler'):16s} : "
-        f"{b['torchgeo_chips_s']:9.1f}",
+        f"{b['cells']} Major-TOM cells; one warm-up run each, then {b['repeats']} timed runs, "
+        "round-robin",
+        "",
+        "| reader | chips/s (best run) | chips/s (median run) | x TorchGeo (median) |",
+        "| --- | ---: | ---: | ---: |",
     ]
-    for name, label in (("geossl_tif", "GeoTIFF chips"), ("geossl_npy", "packed npy"),
-                        ("geossl_zarr", "packed zarr")):
-        lines.append(f"    geossl ChipDataset, {label:14s}        : {b[name + '_chips_s']:9.1f}"
-                     f"  ({b['ratio_' + name + '_vs_torchgeo']:.1f}x TorchGeo)")
+    for name, label in (("torchgeo", "TorchGeo RasterDataset + RandomGeoSampler"),
+                        ("geossl_tif", "geossl ChipDataset, GeoTIFF chips"),
+                        ("geossl_npy", "geossl ChipDataset, packed npy"),
+                        ("geossl_zarr", "geossl ChipDataset, packed zarr")):
+        vs_torchgeo = 1.0 if name == "torchgeo" else b[f"ratio_{name}_vs_torchgeo"]
+        lines.append(f"| {label} | {b[name]['best_chips_s']:,.1f} | "
+                     f"{b[name]['median_chips_s']:,.1f} | {vs_torchgeo:.1f} |")
     return "\n".join(lines)
 
 
@@ -262,13 +353,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="SEN12MS-like files for the index benchmark")
     parser.add_argument("--chips", type=int, default=512, help="chips read per measurement")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes for building our index from headers")
+                        help="processes of the extra parallel index-build row (the row "
+                             "compared with TorchGeo uses one process, as TorchGeo)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of every measurement, after one warm-up run")
     parser.add_argument("--data", default=str(MAJOR_TOM), help="Major-TOM folder")
     parser.add_argument("--skip-index", action="store_true", help="only part (b)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args(argv)
     result = bench_data(args.cache, args.n_files, args.chips, args.workers, args.data,
-                        args.skip_index)
+                        args.skip_index, args.repeats)
     print(format_report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -50,8 +50,8 @@ class Result:
     images_per_s: float
     step_ms: float
     note: str = ""
-    #: images per second of this process's CPU time (user + system, all its threads; loader
-    #: worker processes excluded): steadier than wall time on a shared CPU machine
+    #: images per second of CPU time (user + system of this process, all its threads, and of
+    #: its child processes: the loader workers): steadier than wall time on a shared machine
     images_per_cpu_s: float = math.nan
 
 
@@ -85,6 +85,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of all its child processes so far.
+
+    DataLoader workers are child processes: :func:`time.process_time` alone would leave out
+    the CPU that loading and normalisation cost. Live children are read with psutil; children
+    that already ended and were waited for are in ``RUSAGE_CHILDREN``.
+    """
+    import resource
+
+    import psutil
+
+    total = time.process_time()
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total += ended.ru_utime + ended.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted in RUSAGE_CHILDREN once waited for
+            continue
+        total += t.user + t.system
+    return total
+
+
 def _autocast(device: torch.device, precision: str) -> Any:
     if precision.startswith("bf16"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -112,28 +135,34 @@ def _timer_callback(warmup: int, device: torch.device) -> Any:
     from lightning.pytorch.callbacks import Callback
 
     class Timer(Callback):  # type: ignore[misc]
-        """Wall time from the start of step ``warmup`` to the end of the last step."""
+        """Wall and CPU time of the batches after the first ``warmup`` ones.
+
+        Timing starts when the ``warmup``-th batch has ended (device synchronised) and stops at
+        the end of the last batch, so the interval holds exactly ``steps`` whole iterations,
+        each with its batch fetch (the first timed fetch included, as in the ``loader`` row);
+        ``steps`` counts the batch ends inside it.
+        """
 
         def __init__(self) -> None:
             self.start = math.nan
             self.end = math.nan
             self.cpu = math.nan
             self.steps = 0
-
-        def on_train_batch_start(self, trainer: Any, module: Any, batch: Any, idx: int) -> None:
-            if trainer.global_step == warmup and math.isnan(self.start):
-                _sync(device)
-                self.start = time.perf_counter()
-                self.cpu = time.process_time()
+            self._seen = 0
+            self._cpu0 = math.nan
 
         def on_train_batch_end(self, trainer: Any, module: Any, out: Any, batch: Any,
                                idx: int) -> None:
-            if not math.isnan(self.start):
-                self.steps += 1
-            if trainer.global_step >= trainer.max_steps:
-                _sync(device)
-                self.end = time.perf_counter()
-                self.cpu = time.process_time() - self.cpu
+            self._seen += 1
+            if self._seen < warmup:
+                return
+            _sync(device)
+            now, cpu = time.perf_counter(), cpu_seconds()
+            if self._seen == warmup:
+                self.start, self._cpu0 = now, cpu
+                return
+            self.steps += 1
+            self.end, self.cpu = now, cpu - self._cpu0
 
     return Timer()
 
@@ -208,30 +237,48 @@ def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.d
 
 
 def bench_torchgeo(task: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
-    """TorchGeo ``SimCLRTask`` / ``MoCoTask`` as shipped, same backbone, bands and input."""
+    """TorchGeo ``SimCLRTask`` / ``MoCoTask``, same backbone, bands, input and precision.
+
+    The task is as shipped (its augmentations, optimiser, defaults, and its forward passes:
+    one per view), except that ``--channels-last`` and ``--compile`` are applied to it as to
+    the geossl rows (weights and input in channels_last, its backbones compiled in place), so
+    that the rows differ in the method, not in those switches.
+    """
     from geossl.compat import task_class
 
     cls = task_class("simclr" if task == "simclr" else "moco")
     module = cls(model=cfg.backbone, in_channels=cfg.bands, size=cfg.size)
+    notes = [f"torchgeo {cls.__name__}", "one forward pass per view"]
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        notes.append("channels_last")
+    if cfg.compile:
+        for name in ("backbone", "backbone_momentum"):
+            part = getattr(module, name, None)
+            if isinstance(part, nn.Module):
+                part.compile()
+        notes.append("compiled")
     seconds, steps, cpu = _fit(module, _Repeat({"image": x}, 10**9), cfg, device)
-    return _result(f"torchgeo-{task}", cfg, seconds, steps, note=f"torchgeo {cls.__name__}",
-                   cpu=cpu)
+    return _result(f"torchgeo-{task}", cfg, seconds, steps, note=", ".join(notes), cpu=cpu)
 
 
 def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
-    """Raw timm forward + backward of two views: no augmentation, loading or optimiser."""
+    """Raw timm forward + backward of two views: no augmentation, loading or optimiser.
+
+    The two views go through the backbone as one batch of ``2 * batch_size``, as geossl's
+    methods encode them (one pass over both views); a step is still one sample pair per image.
+    """
     import timm
 
     model: nn.Module = timm.create_model(cfg.backbone, in_chans=cfg.bands, num_classes=0,
                                          pretrained=False).to(device)
     model.train()
-    x1 = x
-    x2 = x.flip(-1).contiguous()
-    notes = []
+    both = torch.cat([x, x.flip(-1)])
+    notes = ["timm fwd+bwd of both views as one batch of 2B"]
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x1 = x1.contiguous(memory_format=torch.channels_last)
-        x2 = x2.contiguous(memory_format=torch.channels_last)
+        both = both.contiguous(memory_format=torch.channels_last)
         notes.append("channels_last")
     step_model: Callable[[torch.Tensor], torch.Tensor] = model
     if cfg.compile:
@@ -240,20 +287,19 @@ def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Re
 
     def step() -> None:
         with _autocast(device, cfg.precision):
-            loss = step_model(x1).float().mean() + step_model(x2).float().mean()
+            loss = step_model(both).float().mean()
         loss.backward()
         model.zero_grad(set_to_none=True)
 
     for _ in range(cfg.warmup):
         step()
     _sync(device)
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), cpu_seconds()
     for _ in range(cfg.steps):
         step()
     _sync(device)
     return _result("ceiling", cfg, time.perf_counter() - start, cfg.steps,
-                   cpu=time.process_time() - cpu,
-                   note="timm fwd+bwd, 2 views" + (", " + ", ".join(notes) if notes else ""))
+                   cpu=cpu_seconds() - cpu, note=", ".join(notes))
 
 
 def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "loader"
@@ -262,21 +308,26 @@ def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str 
     dm = _chip_datamodule(cfg, chips, device)
     loader = dm.train_dataloader()
     total = cfg.warmup + cfg.steps
-    done = 0
+    done = timed = 0
     start = cpu = math.nan
     while done < total:
         for batch in loader:
-            if done == cfg.warmup:
-                _sync(device)
-                start, cpu = time.perf_counter(), time.process_time()
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             done += 1
+            if done > cfg.warmup:
+                timed += 1
+            elif done == cfg.warmup:
+                # the clock starts once the warm-up batches are on the device: the timed
+                # interval then holds the fetch and transfer of exactly the counted batches
+                _sync(device)
+                start, cpu = time.perf_counter(), cpu_seconds()
             if done >= total:
                 break
     _sync(device)
-    return _result(name, cfg, time.perf_counter() - start, cfg.steps,
-                   cpu=time.process_time() - cpu,
-                   note=f"{cfg.workers} workers, {_store(chips)} -> {device.type}")
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return _result(name, cfg, seconds, timed, cpu=cpu,
+                   note=f"{cfg.workers} workers, {_store(chips)} -> {device.type}; CPU time "
+                        "includes the workers")
 
 
 def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "e2e-simclr"
@@ -536,7 +587,20 @@ def format_table(results: Sequence[Result], cfg: BenchConfig) -> str:
             row += (f" {r.images_per_cpu_s:,.1f} | {_ratio(r.images_per_cpu_s, cpu_base)} | "
                     f"{_ratio(r.images_per_cpu_s, cpu_ceil)} |")
         lines.append(row + f" {r.note} |")
+    lines += ["", DIFFERENCES]
     return "\n".join(lines)
+
+
+#: what the rows share and what still differs between them (printed under the table)
+DIFFERENCES = (
+    "Same for every row: input tensor, batch size, precision, --compile and --channels-last "
+    "(TorchGeo's tasks included), warm-up steps, then exactly the timed steps (each with its "
+    "batch fetch). Differences: geossl and the ceiling pass both views through the backbone "
+    "as one batch of 2B, TorchGeo's tasks as shipped run one pass per view, with their own "
+    "augmentations and defaults; the ceiling has no augmentation, optimiser or Lightning loop; "
+    "loader rows time fetch + transfer only. CPU time counts this process and its loader "
+    "worker processes."
+)
 
 
 def _ratio(a: float, b: float) -> str:
