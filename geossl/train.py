@@ -217,6 +217,9 @@ def check_combination(config: PretrainConfig) -> None:
     from geossl.methods import check_method_pairing
 
     check_method_pairing(config.method, config.pairing)
+    from geossl.datasets.registry import check_sensors
+
+    check_sensors(config.data, config.sensors)  # e.g. --sensors s1 on EuroSAT (S2 only)
 
 
 # --------------------------------------------------------------------------------------------

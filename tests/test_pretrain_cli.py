@@ -376,3 +376,22 @@ def test_pretrain_says_how_many_values_were_filled(tmp_path: Path,
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.parametrize("sensors", ["s1,s2", "s1"])
+def test_sensors_checked_against_the_dataset_up_front(tmp_path: Path, sensors: str,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    from tests.data.aid.data import generate_eurosat
+
+    root = generate_eurosat(tmp_path / "data", n_per_class=1, size=16)
+    out = tmp_path / "run"
+    rc = main(["pretrain", "--data", "eurosat", "--root", str(root), "--out", str(out),
+               "--sensors", sensors, "--pairing", "geo" if "," in sensors else "aug",
+               "--backbone", "test_resnet", "--batch-size", "2", "--workers", "0",
+               "--accelerator", "cpu", "--max-steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err == ("geossl pretrain: error: dataset 'eurosat' has sensor(s) s2; --sensors "
+                   f"{sensors} asks for s1 (use --sensors s2)")
+    assert not (out / "checkpoints").exists()  # refused before any training

@@ -178,6 +178,25 @@ def get_dataset(name: str, root: str | os.PathLike[str], **kwargs: Any) -> Any:
     return construct(dataset_class(name), root, name, **kwargs)
 
 
+def check_sensors(name: str, sensors: Sequence[str]) -> None:
+    """Refuse sensors the dataset ``name`` does not declare, before anything is read.
+
+    A dataset declaring no sensors (chips, SSL4EO: decided per instance) accepts any.
+
+    Raises:
+        ConfigError: one line naming the dataset, the sensors it has and those asked for.
+    """
+    declared = dataset_class(name).sensors
+    if not declared:
+        return
+    unknown = [s for s in sensors if s not in declared]
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r} has sensor(s) {','.join(declared)}; --sensors "
+            f"{','.join(sensors)} asks for {','.join(unknown)} (use --sensors "
+            f"{','.join(s for s in sensors if s in declared) or declared[0]})")
+
+
 def pretraining_dataset(
     name: str,
     root: str | os.PathLike[str],
@@ -194,6 +213,7 @@ def pretraining_dataset(
         DataError: missing or unreadable data.
     """
     cls = dataset_class(name)
+    check_sensors(name, sensors)
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
