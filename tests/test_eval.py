@@ -461,3 +461,26 @@ def test_cli_boolean_flags_bare_or_with_a_value() -> None:
     assert keep.keep_adapter is True
     assert parsed("export", "a.ckpt", "--out", "w.ckpt", "--keep-adapter", "false") \
         .keep_adapter is False
+
+
+def test_cli_evaluate_selects_bands_of_a_mixed_index(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from geossl.cli import main
+    from geossl.tiling import chip_index
+    from tests.data.chips.data import generate_chips
+
+    folder = tmp_path / "chips"
+    generate_chips(folder, n=6, size=16, bands=4, scene="full")  # B02,B03,B04,B08
+    generate_chips(folder, n=6, size=16, bands=3, scene="short")  # no B08
+    gdf = chip_index.build_index(folder, progress=False)
+    gdf["label"] = ["a" if i % 2 else "b" for i in range(len(gdf))]
+    chip_index.write_index(gdf, folder)
+    args = ["evaluate", "random", "--backbone", "resnet18", "--protocol", "knn", "--data",
+            "chips", "--root", str(folder), "--out", str(tmp_path / "ev"), "--accelerator",
+            "cpu", "--no-plots"]
+    assert main(args) == 2
+    assert "--bands B02,B03,B04" in capsys.readouterr().err
+    assert main([*args, "--bands", "B04,B03,B02"]) == 0
+    meta = json.loads((tmp_path / "ev" / "results.json").read_text())["meta"]
+    assert meta["n_train"] + meta["n_test"] == 12
+    assert meta["data_args"]["bands"] == ["B04", "B03", "B02"]

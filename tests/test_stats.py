@@ -210,3 +210,60 @@ def test_conf_files_build(tmp_path: Path) -> None:
     conf = REPO / "geossl" / "conf" / "stats.yaml"
     assert main(["stats", "--config", str(conf), "--data", "polsar",
                  "--root", str(paths["t3"].parent), "--max-samples", "2"]) == 2  # 64 px > 48
+
+
+# ---- band selection and split restriction (issue 11) ------------------------------------------
+
+
+def _mixed_band_chips(folder: Path) -> Path:
+    """A chip index of two scenes, one missing band B08 (as tiled from a scene lacking it)."""
+    from geossl.tiling import chip_index
+    from tests.data.chips.data import generate_chips
+
+    generate_chips(folder, n=3, bands=4, scene="full")  # B02,B03,B04,B08
+    generate_chips(folder, n=2, bands=3, scene="short")  # B02,B03,B04
+    chip_index.write_index(chip_index.build_index(folder, progress=False), folder)
+    return folder
+
+
+def test_cli_stats_selects_bands_of_a_mixed_index(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    root = _mixed_band_chips(tmp_path / "chips")
+    assert main(["stats", "--data", "chips", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("select common bands with --bands B02,B03,B04") and "bands=" not in err
+    assert len(err.splitlines()) == 1
+    out = tmp_path / "s.json"
+    assert main(["stats", "--data", "chips", "--root", str(root), "--bands", "B04,B02",
+                 "--out", str(out)]) == 0
+    stats = json.loads(out.read_text())["stats"]["image"]
+    assert stats["bands"] == ["B04", "B02"] and stats["samples"] == 5
+    # generate_chips: band b of chip k holds 100 k + b + a ramp; B04 is b = 2, B02 is b = 0
+    assert stats["mean"][0] - stats["mean"][1] == pytest.approx(2.0)
+
+
+def test_cli_stats_restricted_to_the_training_side(tmp_path: Path) -> None:
+    from geossl.datasets.chips import ChipDataset
+    from geossl.tiling import chip_index
+    from tests.data.chips.data import generate_chips
+
+    folder = tmp_path / "chips"
+    generate_chips(folder, n=6, size=16, bands=2)
+    chip_index.write_index(chip_index.build_index(folder, progress=False), folder)
+    ids = ChipDataset(folder).ids
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"strategy": "random", "params": {},
+                                 "splits": {"train": ids[:4], "test": ids[4:]}}))
+    out = tmp_path / "train.json"
+    assert main(["stats", "--data", "chips", "--root", str(folder), "--split", str(split),
+                 "--split-name", "train", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["split"] == {"file": str(split), "name": "train"}
+    stats = doc["stats"]["image"]
+    assert stats["samples"] == 4
+    train = np.stack([ChipDataset(folder)[i]["image"].numpy() for i in range(4)])
+    np.testing.assert_allclose(stats["mean"], train.mean(axis=(0, 2, 3)), rtol=1e-6)
+    whole = tmp_path / "all.json"
+    assert main(["stats", "--data", "chips", "--root", str(folder), "--out", str(whole)]) == 0
+    # the test chips (higher values) are left out of the normalisation statistics
+    assert json.loads(whole.read_text())["stats"]["image"]["mean"][0] > stats["mean"][0]

@@ -48,6 +48,10 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="dataset arguments as a YAML/JSON mapping, e.g. "
                              "'{patch_size: 16, purity: 0.9}' (polsar) or '{version: 1}' "
                              "(bigearthnet)")
+    parser.add_argument("--bands", type=str | None, default=None,
+                        help="comma-separated band names to read, in order, for datasets that "
+                             "select bands (chips; needed for an index mixing band sets); "
+                             "the encoder must take that many bands")
     parser.add_argument("--label-path", type=str | None, default=None,
                         help="polsar: class raster aligned with the scene (0 = unlabelled; "
                              "default: the single image in ROOT/labels)")
@@ -112,7 +116,8 @@ def run(cfg: Namespace) -> int:
         finetune_lr=_get(cfg, "finetune_lr"),
         finetune_batch_size=_get(cfg, "finetune_batch_size"),
         plots=not _get(cfg, "no_plots"), sensor=_get(cfg, "sensor"),
-        data_args=parse_data_args(_get(cfg, "data_args")), label_path=_get(cfg, "label_path"),
+        data_args=parse_data_args(_get(cfg, "data_args"), bands=_get(cfg, "bands")),
+        label_path=_get(cfg, "label_path"),
         label_column=_get(cfg, "label_column"),
     )
     for note in res.get("notes", []):

@@ -6,6 +6,8 @@ Examples:
     geossl stats --data polsar --root polsar_sf_airsar --bands T11_db,T22_db,T33_db
     geossl stats --data chips --root /shared/chips --max-samples null \
         --scheduler tcp://10.0.0.5:8786      # chunks of samples as tasks on a Dask cluster
+    geossl stats --data chips --root CHIPS --split splits.json --split-name train \
+        --bands B04,B03,B02 --out CHIPS/stats.json     # training side only, 3 bands
 
 NaN, infinities and the --nodata value are ignored. The JSON (written atomically) holds one
 entry per image key; ``geossl.data.normalize.get_normalizer(..., stats=FILE)`` turns it into a
@@ -40,6 +42,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="image key, e.g. image_s2 (default: every image key)")
     parser.add_argument("--nodata", type=float | None, default=None,
                         help="value to ignore besides NaN")
+    parser.add_argument("--split", type=str | None, default=None,
+                        help="split file from `geossl split`: statistics of its --split-name "
+                             "side only, so normalisation leaves the test data out")
+    parser.add_argument("--split-name", type=str, default="train",
+                        help="which side of --split")
     _common.add_seed(parser)
     _common.add_workers(parser)
     _common.add_scheduler(parser)
@@ -68,12 +75,14 @@ def run(cfg: Namespace) -> int:
     stats = dataset_stats(
         cfg.data, cfg.root, cfg.index, max_samples=max_samples, bands=bands,
         keys=[cfg.key] if cfg.key else None, nodata=cfg.nodata, seed=cfg.seed,
-        workers=cfg.workers, scheduler=cfg.get("scheduler"),
+        workers=cfg.workers, scheduler=cfg.get("scheduler"), split_file=cfg.split,
+        split_name=_get(cfg, "split_name"),
     )
     print(format_table(stats))
     if cfg.out:
+        split = {"file": str(cfg.split), "name": _get(cfg, "split_name")} if cfg.split else None
         doc = {"data": cfg.data, "root": str(cfg.root), "max_samples": max_samples,
-               "seed": cfg.seed, "nodata": cfg.nodata, "stats": stats}
+               "seed": cfg.seed, "nodata": cfg.nodata, "split": split, "stats": stats}
         atomic_write_text(Path(cfg.out), json.dumps(doc, indent=2) + "\n")
         print(f"geossl stats: wrote {cfg.out}")
     return 0

@@ -187,6 +187,8 @@ class SSLDataModule(LightningDataModule):
         dataset: Dataset[dict[str, Any]] | None = None,
         norm_names: Mapping[str, str] | None = None,
         stats: str | Path | None = None,
+        data_args: Mapping[str, Any] | None = None,
+        band_selection: Sequence[str] | None = None,
     ) -> None:
         """Configure the data module (nothing is read until :meth:`setup`).
 
@@ -217,6 +219,10 @@ class SSLDataModule(LightningDataModule):
                 sensor's default and ``stats``.
             stats: a ``geossl stats`` JSON file: the sensors without a ``norm_names`` entry are
                 standardised with its per-band mean and std.
+            data_args: further dataset constructor arguments (``--data-args``), e.g.
+                ``{"holdout": "train"}``: SEN12MS without the official hold-out scenes.
+            band_selection: band names to load, in this order (``--bands``), for datasets
+                that select bands (chips; a chip index mixing band sets needs it).
         """
         super().__init__()
         self.data = data
@@ -236,6 +242,9 @@ class SSLDataModule(LightningDataModule):
         self._base = dataset
         self.norm_names = {str(k): str(v) for k, v in (norm_names or {}).items()}
         self.stats = stats
+        self.data_args = dict(data_args or {})
+        if band_selection:
+            self.data_args["bands"] = [str(b) for b in band_selection]
         self.keys = pairing_keys(pairing, self.sensors)
         self.train_dataset: SSLSamples | None = None
         self.sample_weights: Tensor | None = None
@@ -255,7 +264,8 @@ class SSLDataModule(LightningDataModule):
         passed_ids = False
         if base is None:
             base = pretraining_dataset(self.data, self.root, self.sensors, self.pairing, ids=ids,
-                                       patch_size=self.patch_size, index=self.index)
+                                       patch_size=self.patch_size, index=self.index,
+                                       options=self.data_args)
             passed_ids = ids is not None and _dataset_restricted(base, ids)
         indices = None
         if ids is not None and not passed_ids:

@@ -424,30 +424,46 @@ def _results(part: _Partial, percentiles: Sequence[float], where: Any) -> dict[s
 # ----------------------------------------------------------------------------------------------
 # a dataset named on the command line, summarised by Dask tasks
 # ----------------------------------------------------------------------------------------------
-def open_dataset(data: str, root: str, index: str | None = None) -> Any:
+def open_dataset(data: str, root: str, index: str | None = None,
+                 bands: Sequence[str | int] | None = None, split_file: str | None = None,
+                 split_name: str = "train") -> Any:
     """The dataset ``geossl stats`` summarises; ``chips`` falls back to reading GeoTIFFs.
 
     ``data='chips'`` uses the chip dataset on a chip index (``index`` or ROOT/index.parquet);
     a folder of GeoTIFFs without an index, or a missing chip module, is read file by file
-    (:class:`RasterFiles`). Other names come from the dataset registry.
+    (:class:`RasterFiles`). Other names come from the dataset registry. Band names are passed
+    to a dataset that selects bands (chips: an index mixing band sets needs them); positions
+    are selected later by :func:`compute_stats`. With ``split_file`` only its ``split_name``
+    side is read, so statistics for normalisation leave the test data out.
 
     Raises:
         DataError: missing chip index named by ``index``, or the dataset's own errors.
-        ConfigError: unknown dataset.
+        ConfigError: unknown dataset, or a split for a folder without a chip index.
     """
-    if data != "chips":
-        from geossl.datasets.registry import get_dataset
+    import inspect
 
-        return get_dataset(data, root, **({"index": index} if index else {}))
+    from geossl.datasets.registry import dataset_class, get_dataset
+
+    kwargs: dict[str, Any] = {}
+    if split_file is not None:
+        from geossl.splits import load_split_ids
+
+        kwargs["ids"] = load_split_ids(split_file, split_name)
+    names = [str(b) for b in bands or [] if not str(b).lstrip("-").isdigit()]
+    if names and len(names) == len(bands or []) and \
+            "bands" in inspect.signature(dataset_class(data)).parameters:
+        kwargs["bands"] = names
+    if data != "chips":
+        return get_dataset(data, root, **({"index": index} if index else {}), **kwargs)
     index_path = Path(index) if index else Path(root) / "index.parquet"
     if not index_path.exists():
         if index:
             raise DataError("chip index not found", index_path)
+        if split_file is not None:
+            raise ConfigError("--split needs a chip index (write one with `geossl index`)")
         return RasterFiles(root)  # without TorchGeo: seconds less to start on every worker
-    from geossl.datasets.registry import get_dataset
-
     try:
-        return get_dataset("chips", root, index=str(index_path))
+        return get_dataset("chips", root, index=str(index_path), **kwargs)
     except ConfigError as err:
         if "not available" not in str(err):
             raise
@@ -462,6 +478,10 @@ class DatasetSpec:
     root: str
     index: str | None = None
     patch_size: int = 256
+    #: band names passed to the dataset (``--bands``), hashable
+    bands: tuple[str | int, ...] | None = None
+    split_file: str | None = None
+    split_name: str = "train"
 
 
 #: opened datasets of this process: spec -> (dataset, map-style items)
@@ -472,7 +492,8 @@ def _opened(spec: DatasetSpec) -> tuple[Any, Any]:
     """The dataset of ``spec`` and its map-style items (GeoDatasets: on a grid), cached."""
     hit = _OPENED.get(spec)
     if hit is None:
-        source = open_dataset(spec.data, spec.root, spec.index)
+        source = open_dataset(spec.data, spec.root, spec.index, spec.bands, spec.split_file,
+                              spec.split_name)
         if _int_indexable(source):
             items = source
         else:
@@ -511,6 +532,8 @@ def dataset_stats(
     patch_size: int = 256,
     chunk: int = 64,
     progress: bool = True,
+    split_file: str | None = None,
+    split_name: str = "train",
 ) -> dict[str, dict[str, Any]]:
     """Band statistics of a named dataset (``geossl stats``), in this process or on Dask.
 
@@ -537,18 +560,24 @@ def dataset_stats(
         patch_size: window size for GeoDatasets sampled on a grid.
         chunk: samples per task.
         progress: show a progress bar.
+        split_file: a split file from ``geossl split``: only its ``split_name`` side is read
+            (normalisation statistics without the test data).
+        split_name: which side of ``split_file``.
 
     Returns:
         as :func:`compute_stats`.
     """
     from geossl.cluster import Runner
 
-    spec = DatasetSpec(data, str(root), index, patch_size)
+    spec = DatasetSpec(data, str(root), index, patch_size,
+                       tuple(bands) if bands is not None else None,
+                       None if split_file is None else str(split_file), split_name)
     with Runner(scheduler, workers, progress=progress) as runner:
         if not runner.distributed:
-            return compute_stats(open_dataset(data, str(root), index), max_samples, bands,
-                                 keys, nodata, percentiles, reservoir, seed, 0, patch_size,
-                                 progress)
+            return compute_stats(open_dataset(data, str(root), index, bands, spec.split_file,
+                                              split_name),
+                                 max_samples, bands, keys, nodata, percentiles, reservoir, seed,
+                                 0, patch_size, progress)
         _, items = _opened(spec)
         n = len(items)
         if n == 0:
@@ -669,3 +698,4 @@ class RasterFiles(Dataset[dict[str, Any]]):
             except Exception as err:  # rasterio raises RasterioIOError / CPLE_* on corrupt data
                 raise DataError(f"unreadable raster ({err})", path) from err
         return {"image": torch.from_numpy(np.ma.filled(data, np.nan)), "id": str(path)}
+

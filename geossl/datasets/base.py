@@ -122,6 +122,7 @@ class GeosslDataset:
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: PathLike | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Dataset[dict[str, Any]]:
         """The dataset ``geossl pretrain`` reads.
 
@@ -134,8 +135,11 @@ class GeosslDataset:
             ids: restrict to these sample ids.
             patch_size: ``--patch-size`` (for datasets cut on a grid).
             index: ``--index`` (chips).
+            options: further constructor arguments (``--data-args``, ``bands`` from
+                ``--bands``); passed only when there are some.
         """
-        return construct(cls, root, "", sensors=list(sensors), ids=ids, index=index)
+        return construct(cls, root, "", sensors=list(sensors), ids=ids, index=index,
+                         **dict(options or {}))
 
     @classmethod
     def evaluation_args(
@@ -251,6 +255,8 @@ def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> 
         if key in params or var_kw:
             if value is not None or key not in OPTIONAL_KWARGS:
                 args[key] = value
+        elif key == "bands":
+            raise ConfigError(f"dataset {label} cannot select bands (drop --bands)")
         elif key not in OPTIONAL_KWARGS:
             raise ConfigError(f"dataset {label} takes no argument {key!r}")
     return cls(first, **args)

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
 
-from geossl.datasets.base import GeosslDataset
+from geossl.datasets.base import GeosslDataset, construct
 from geossl.datasets.multisensor import PairedChips
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
@@ -152,30 +152,37 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: PathLike | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Dataset[dict[str, Any]]:
         """The chips of ``sensors``.
 
-        One sensor: the chips as they are; several (or two dates): joined on footprint
+        One sensor: the chips as they are (``options``: constructor arguments such as
+        ``bands`` from ``--bands``); several (or two dates): joined on footprint
         (:func:`paired_chips`).
 
         Raises:
             DataError: missing index, or no chip of a sensor.
+            ConfigError: ``options`` with several sensors or two dates.
         """
         path = Path(index) if index else root / "index.parquet"
         if not path.exists():
             raise DataError("chip index not found (write one with `geossl tile`)", path)
+        kwargs = dict(options or {})
         if pairing == "temporal" or len(sensors) > 1:
+            if kwargs:
+                raise ConfigError(f"{', '.join(sorted(kwargs))} (--bands, --data-args) is not "
+                                  "supported with several sensors or temporal pairs of chips")
             return paired_chips(path, sensors, pairing)
         gdf = chip_index.read_index(path)
         part = sensor_chips(gdf, sensors[0], path)
         if len(part) == len(gdf):  # one sensor: the index as it is (and its packed store)
-            return cls(path, ids=ids)
+            return construct(cls, path, "chips", ids=ids, **kwargs)  # type: ignore[no-any-return]
         if ids is not None:  # a split of the whole index: its chips of this sensor
             have = set(part["chip_id"].astype(str))
             ids = [i for i in ids if i in have]
             if not ids:
                 raise DataError(f"no chip of sensor {sensors[0]!r} in the split", path)
-        return cls(part, root=gdf.attrs.get("root", path.parent), ids=ids)
+        return cls(part, root=gdf.attrs.get("root", path.parent), ids=ids, **kwargs)
 
     @classmethod
     def evaluation_args(
@@ -267,8 +274,12 @@ def _band_indexes(
     uniq = {s: s.split(",") for s in band_strings.unique()}
     if bands is None:
         if len(uniq) > 1:
-            raise ConfigError(
-                f"the chips have different bands ({' | '.join(list(uniq)[:3])}); pass bands=")
+            first = next(iter(uniq.values()))
+            common = [b for b in first if all(b in have for have in uniq.values())]
+            choose = (f"select common bands with --bands {','.join(common)}" if common else
+                      "no band is common to all of them")
+            raise ConfigError(f"the chips have different bands ({' | '.join(list(uniq)[:3])}"
+                              f"{' | ...' if len(uniq) > 3 else ''}); {choose}", root)
         names = next(iter(uniq.values())) if uniq else []
     else:
         names = list(bands)
@@ -276,7 +287,9 @@ def _band_indexes(
     for s, have in uniq.items():
         missing = [b for b in names if b not in have]
         if missing:
-            raise DataError(f"chips with bands {s} lack band(s) {', '.join(missing)}", root)
+            n = int((band_strings == s).sum())
+            raise DataError(f"{n} chip(s) with bands {s} lack band(s) {', '.join(missing)} "
+                            "asked for by --bands", root)
         lookup[s] = np.array([have.index(b) + 1 for b in names], dtype=np.int64)
     return names, [lookup[s] for s in band_strings]
 

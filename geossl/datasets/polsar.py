@@ -592,9 +592,11 @@ class PolSAR(GeosslDataset, GeoDataset):
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: str | os.PathLike[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> PolSAR:
         """The scene's grid of ``patch_size`` patches (default 64), without labels."""
-        return construct(cls, root, "", patch_size=patch_size or 64, ids=ids)  # type: ignore[no-any-return]
+        return construct(cls, root, "", patch_size=patch_size or 64, ids=ids,  # type: ignore[no-any-return]
+                         **dict(options or {}))
 
     @classmethod
     def evaluation_args(

@@ -205,8 +205,20 @@ def pretraining_dataset(
     ids: Sequence[str] | None = None,
     patch_size: int | None = None,
     index: str | os.PathLike[str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Any:
     """The dataset ``geossl pretrain`` reads (:meth:`GeosslDataset.for_pretraining`).
+
+    Args:
+        name: a ``--data`` value.
+        root: dataset folder.
+        sensors: ``--sensors`` (checked against the sensors the class declares).
+        pairing: pairing mode.
+        ids: one side of a split file.
+        patch_size: ``--patch-size``.
+        index: ``--index`` (chips).
+        options: further constructor arguments (``--data-args``, ``--bands``), e.g.
+            ``{"holdout": "train"}`` for SEN12MS.
 
     Raises:
         ConfigError: unknown dataset or option.
@@ -217,8 +229,9 @@ def pretraining_dataset(
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
+    extra = {"options": dict(options)} if options else {}  # hooks written before options
     return cls.for_pretraining(path, list(sensors), pairing, ids=ids, patch_size=patch_size,
-                               index=index)
+                               index=index, **extra)
 
 
 def evaluation_args(

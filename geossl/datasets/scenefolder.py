@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import warnings
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -243,9 +243,11 @@ class SceneFolder(GeosslDataset, NonGeoDataset):
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: str | os.PathLike[str] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> SceneFolder:
         """The archive's own training side, unless a split file's ``ids`` say otherwise."""
-        return construct(cls, root, "", split="all" if ids is not None else "train", ids=ids)
+        return construct(cls, root, "", split="all" if ids is not None else "train", ids=ids,
+                         **dict(options or {}))
 
     def __len__(self) -> int:
         """Number of images in the split."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -521,12 +521,16 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: PathLike | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         """The patches without their land cover.
 
-        SSL needs no label: the lc files are not even opened.
+        SSL needs no label: the lc files are not even opened. ``options`` (``--data-args``)
+        may hold ``holdout: train`` (the training side of the official hold-out split, as the
+        SEN12MS pretraining configs ask), ``seasons`` or ``scenes``.
         """
-        return construct(cls, root, "", sensors=list(sensors), label=None, ids=ids)
+        return construct(cls, root, "", sensors=list(sensors), label=None, ids=ids,
+                         **dict(options or {}))
 
     # ---- index -----------------------------------------------------------------------------
     @property

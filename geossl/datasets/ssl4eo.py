@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
         ids: Sequence[str] | None = None,
         patch_size: int | None = None,
         index: PathLike | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Any:
         """The products of ``sensors`` paired on the ground, read through a grid of windows.
 
@@ -98,13 +99,17 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
         footprint.
 
         Raises:
-            ConfigError: ``ids`` (a split of SSL4EO is made on a tiled chip index).
+            ConfigError: ``ids`` (a split of SSL4EO is made on a tiled chip index), or
+                ``options`` (``--data-args``, ``--bands``: not supported here).
         """
         from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
 
         if ids is not None:
             raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
                               "`geossl tile` and split the chip index")
+        if options:
+            raise ConfigError(f"--data ssl4eo takes no {', '.join(sorted(options))} option "
+                              "(--data-args, --bands); tile it with `geossl tile` first")
         multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
         return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
 

@@ -66,14 +66,27 @@ class EvalData:
 # --------------------------------------------------------------------------------------------
 # dataset arguments and labels
 # --------------------------------------------------------------------------------------------
-def parse_data_args(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    """``--data-args``: a YAML/JSON mapping of dataset constructor arguments.
+def parse_data_args(text: str | dict[str, Any] | None,
+                    bands: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """``--data-args``: a YAML/JSON mapping of dataset constructor arguments (and ``--bands``).
 
-    Example: ``'{patch_size: 16, purity: 0.9}'`` or ``'{"version": 1}'``.
+    Example: ``'{patch_size: 16, purity: 0.9}'`` or ``'{"version": 1}'``; ``bands``
+    (``B04,B03,B02``) becomes the ``bands`` argument.
 
     Raises:
-        ConfigError: not a mapping.
+        ConfigError: not a mapping, or bands given twice.
     """
+    args = _parse_mapping(text)
+    if bands:
+        names = [b.strip() for b in bands.split(",")] if isinstance(bands, str) else \
+            [str(b) for b in bands]
+        if "bands" in args:
+            raise ConfigError("bands given both in --data-args and as --bands")
+        args["bands"] = [b for b in names if b]
+    return args
+
+
+def _parse_mapping(text: str | dict[str, Any] | None) -> dict[str, Any]:
     if text is None or text == "":
         return {}
     if isinstance(text, dict):
