@@ -77,6 +77,14 @@ class PretrainConfig:
                                 "side only")
     split: str = option("train", "which side of --splits")
     index: str | None = option(None, "chip index for --data chips (default ROOT/index.parquet)")
+    bands: list[str] | None = option(
+        None, "comma-separated band names to read, in order, e.g. B04,B03,B02 (datasets that "
+        "select bands: chips; needed for a chip index mixing band sets)",
+        flag_type=str | list[str] | None)
+    data_args: dict[str, Any] = option(
+        factory=dict, flag_type=dict[str, Any] | None,
+        help="further dataset arguments as a YAML/JSON mapping, e.g. '{holdout: train}' "
+        "(SEN12MS without the official hold-out scenes)")
     stats: str | None = option(None, "band statistics JSON from `geossl stats --out`: "
                                "standardise each sensor with its mean/std (key image_<sensor>, "
                                "or the file's only entry for one sensor) instead of the "
@@ -106,6 +114,10 @@ class PretrainConfig:
             kwargs["sensors"] = parse_sensors(kwargs["sensors"])
         if kwargs.get("method_args") is None:
             kwargs["method_args"] = {}
+        if isinstance(kwargs.get("bands"), str):
+            kwargs["bands"] = [b.strip() for b in kwargs["bands"].split(",") if b.strip()]
+        if kwargs.get("data_args") is None:
+            kwargs["data_args"] = {}
         kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
         if kwargs.get("devices") is not None:
             kwargs["devices"] = str(kwargs["devices"])

@@ -229,6 +229,8 @@ def write_config(config: PretrainConfig, path: Path) -> None:
     """Write the effective configuration as YAML (rerunnable with ``--config``)."""
     values = dataclasses.asdict(config)
     values["sensors"] = ",".join(config.sensors)
+    if config.bands:
+        values["bands"] = ",".join(config.bands)
     values.pop("resume", None)
     for key in PATH_FIELDS:  # absolute: the file reruns the same run from any folder
         value = values.get(key)
@@ -432,6 +434,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         pin_memory=accelerator == "gpu",
         norm_names=config.normalization,
         stats=config.stats,
+        data_args=config.data_args,
+        band_selection=config.bands,
     )
     dm.setup("fit")
     in_chans = sample_in_chans(dm)

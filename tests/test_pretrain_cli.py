@@ -395,3 +395,79 @@ def test_sensors_checked_against_the_dataset_up_front(tmp_path: Path, sensors: s
     assert err == ("geossl pretrain: error: dataset 'eurosat' has sensor(s) s2; --sensors "
                    f"{sensors} asks for s1 (use --sensors s2)")
     assert not (out / "checkpoints").exists()  # refused before any training
+
+
+# -- the SEN12MS configs do what their comments say ----------------------------------------------
+SEN12MS_CONFIGS = ["moco_sen12ms_geo", "moco_sen12ms_fusion", "moco_sen12ms_partial_fusion"]
+
+
+class _Stop(Exception):
+    """Raised once the data module is set up: nothing needs to train."""
+
+
+@pytest.mark.parametrize("name", SEN12MS_CONFIGS)
+def test_sen12ms_configs_train_without_the_holdout_scenes(
+        name: str, tmp_path: Path, sen12ms: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from geossl.data.datamodule import SSLDataModule
+    from geossl.datasets.sen12ms import HOLDOUT_SCENES, SEN12MSPatches
+
+    seen: dict[str, list[str]] = {}
+    real_setup = SSLDataModule.setup
+
+    def setup(self: SSLDataModule, stage: str | None = None) -> None:
+        real_setup(self, stage)
+        assert self.train_dataset is not None
+        seen["ids"] = [self.train_dataset.base.ids[i] for i in range(len(self.train_dataset))]
+        raise _Stop
+
+    monkeypatch.setattr(SSLDataModule, "setup", setup)
+    config = REPO / "geossl" / "conf" / "pretrain" / f"{name}.yaml"
+    with pytest.raises(_Stop):
+        main(["pretrain", "--config", str(config), "--root", str(sen12ms), "--out",
+              str(tmp_path / "run"), "--backbone", "test_resnet", "--batch-size", "2",
+              "--workers", "0", "--accelerator", "cpu", "--max-steps", "1"])
+    scene = ["_".join(i.split("_")[:3]) for i in seen["ids"]]
+    everything = ["_".join(i.split("_")[:3]) for i in SEN12MSPatches(sen12ms, label=None).ids]
+    assert set(everything) & HOLDOUT_SCENES  # the fake data has hold-out scenes ...
+    assert not set(scene) & HOLDOUT_SCENES  # ... and the training side has none of them
+    assert set(scene) == set(everything) - HOLDOUT_SCENES
+
+
+def test_fusion_config_has_the_adapter_it_describes() -> None:
+    from geossl.train import PretrainConfig, build_method, parse_sensors
+
+    raw = yaml.safe_load((REPO / "geossl" / "conf" / "pretrain" /
+                          "moco_sen12ms_fusion.yaml").read_text())
+    cfg = PretrainConfig(**raw)
+    cfg.sensors = parse_sensors(raw["sensors"])
+    with torch.device("meta"):
+        method = build_method(cfg, {"s1": 2, "s2": 13}, 1000)
+    adapter = method.encoder.adapter
+    assert adapter is not None and (adapter.in_chans, adapter.out_chans) == (17, 3)
+    stem = next(m for m in method.encoder.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.in_channels == 3  # the 17 fused channels never reach the stem directly
+
+
+def test_pretrain_selects_bands_of_a_mixed_index(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from geossl.tiling import chip_index
+    from tests.data.chips.data import generate_chips
+
+    folder = tmp_path / "chips"
+    generate_chips(folder, n=3, size=16, bands=4, scene="full")  # B02,B03,B04,B08
+    generate_chips(folder, n=3, size=16, bands=3, scene="short")  # a scene without B08
+    gdf = chip_index.build_index(folder, progress=False)
+    gdf["sensor"] = "s2"
+    chip_index.write_index(gdf, folder)
+    args = ["pretrain", "--data", "chips", "--root", str(folder), "--out", str(tmp_path / "run"),
+            "--method", "simclr", "--pairing", "aug", "--sensors", "s2", "--backbone",
+            "test_resnet", "--batch-size", "2", "--workers", "0", "--normalization", "s2=none",
+            "--accelerator", "cpu", "--devices", "1", "--img-size", "16", "--max-steps", "1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--bands B02,B03,B04" in err and "bands=" not in err
+    assert main([*args, "--bands", "B04,B03,B02"]) == 0, capsys.readouterr().err
+    meta = _ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")["geossl"]
+    assert meta["bands"] == {"s2": ["B04", "B03", "B02"]}
+    assert meta["encoder_config"]["in_chans"] == 3
+    assert "bands: B04,B03,B02" in (tmp_path / "run" / "config.yaml").read_text()
