@@ -379,10 +379,7 @@ def random_like(source: EncoderSource, seed: int) -> EncoderSource:
     return EncoderSource(encoder, meta, f"random-{source.key[:16]}-{seed}")
 
 
-def file_hash(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+def file_hash(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file's content (hex)."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -13,7 +13,9 @@ Nomenclatures:
   (``schmitt-muc/SEN12MS`` ``classification/dataset.py``) aggregates class fractions the same
   way.
 * **CORINE Land Cover** level-3, the 43 classes of BigEarthNet v1 (label names in the
-  ``*_labels_metadata.json`` files; CLC codes in the v2 ``Reference_Maps``).
+  ``*_labels_metadata.json`` files; CLC codes in the v2 ``Reference_Maps``). The class names and
+  the 43 -> 19 conversion are TorchGeo's (``BigEarthNet.class_sets``, ``label_converter``,
+  ``BigEarthNetV2.clc_codes``).
 * **BigEarthNet 19-class nomenclature** (Sumbul et al., "BigEarthNet-MM", IEEE GRSM 2021;
   ``label_indices.json`` of ``rsim/BigEarthNet-S2_19-classes_models``), used by the v2
   ``metadata.parquet`` labels. Eleven CLC classes (122-124, 131-133, 141, 142, 332, 334, 423)
@@ -32,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
+from torchgeo.datasets import BigEarthNet, BigEarthNetV2
 
 #: value of unlabelled / invalid pixels in class-index masks (``torch.nn.CrossEntropyLoss``'s
 #: default ``ignore_index``)
@@ -75,7 +78,9 @@ DFC_CLASSES: tuple[str, ...] = (
 #: IGBP value (0..17, 0 = no data) -> DFC2020 value (1..10, 0 = no data); DFC2020 baseline table
 IGBP_TO_DFC: tuple[int, ...] = (0, 1, 1, 1, 1, 1, 2, 2, 3, 3, 4, 5, 6, 7, 6, 8, 9, 10)
 
-#: CORINE Land Cover level-3 codes of the 43 BigEarthNet v1 classes, in class-index order
+#: CORINE Land Cover level-3 codes of the 43 BigEarthNet v1 classes, in class-index order.
+#: Written here because TorchGeo has no such table: ``BigEarthNetV2.clc_codes`` maps only the 32
+#: codes with a 19-class counterpart, to their 19-class index (used for 19 classes below).
 CLC_CODES: tuple[int, ...] = (
     111, 112, 121, 122, 123, 124, 131, 132, 133, 141, 142,
     211, 212, 213, 221, 222, 223, 231, 241, 242, 243, 244,
@@ -83,83 +88,18 @@ CLC_CODES: tuple[int, ...] = (
     411, 412, 421, 422, 423, 511, 512, 521, 522, 523,
 )  # fmt: skip
 
-#: the 43 CORINE class names as written in BigEarthNet v1 label json files
-CORINE_CLASSES: tuple[str, ...] = (
-    "Continuous urban fabric",
-    "Discontinuous urban fabric",
-    "Industrial or commercial units",
-    "Road and rail networks and associated land",
-    "Port areas",
-    "Airports",
-    "Mineral extraction sites",
-    "Dump sites",
-    "Construction sites",
-    "Green urban areas",
-    "Sport and leisure facilities",
-    "Non-irrigated arable land",
-    "Permanently irrigated land",
-    "Rice fields",
-    "Vineyards",
-    "Fruit trees and berry plantations",
-    "Olive groves",
-    "Pastures",
-    "Annual crops associated with permanent crops",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas",
-    "Broad-leaved forest",
-    "Coniferous forest",
-    "Mixed forest",
-    "Natural grassland",
-    "Moors and heathland",
-    "Sclerophyllous vegetation",
-    "Transitional woodland/shrub",
-    "Beaches, dunes, sands",
-    "Bare rock",
-    "Sparsely vegetated areas",
-    "Burnt areas",
-    "Inland marshes",
-    "Peatbogs",
-    "Salt marshes",
-    "Salines",
-    "Intertidal flats",
-    "Water courses",
-    "Water bodies",
-    "Coastal lagoons",
-    "Estuaries",
-    "Sea and ocean",
-)
+#: the 43 CORINE class names as written in BigEarthNet v1 label json files (TorchGeo's table;
+#: the same in TorchGeo 0.8.1 and 0.10)
+CORINE_CLASSES: tuple[str, ...] = tuple(BigEarthNet.class_sets[43])
 
-#: the BigEarthNet 19-class nomenclature, names as in the v2 ``metadata.parquet``
-BEN19_CLASSES: tuple[str, ...] = (
-    "Urban fabric",
-    "Industrial or commercial units",
-    "Arable land",
-    "Permanent crops",
-    "Pastures",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas",
-    "Broad-leaved forest",
-    "Coniferous forest",
-    "Mixed forest",
-    "Natural grassland and sparsely vegetated areas",
-    "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub",
-    "Beaches, dunes, sands",
-    "Inland wetlands",
-    "Coastal wetlands",
-    "Inland waters",
-    "Marine waters",
-)
+#: the BigEarthNet 19-class nomenclature, names as in the v2 ``metadata.parquet`` (TorchGeo's)
+BEN19_CLASSES: tuple[str, ...] = tuple(BigEarthNet.class_sets[19])
 
-#: 43-class index -> 19-class index (absent: the class has no 19-class counterpart)
-CORINE_TO_BEN19: dict[int, int] = {
-    0: 0, 1: 0, 2: 1,
-    11: 2, 12: 2, 13: 2, 14: 3, 15: 3, 16: 3, 18: 3, 17: 4, 19: 5, 20: 6, 21: 7,
-    22: 8, 23: 9, 24: 10, 25: 11, 31: 11, 26: 12, 27: 12, 28: 13, 29: 14,
-    33: 15, 34: 15, 35: 16, 36: 16, 38: 17, 39: 17, 40: 18, 41: 18, 42: 18,
-}  # fmt: skip
+#: 43-class index -> 19-class index (absent: the class has no 19-class counterpart; TorchGeo's)
+CORINE_TO_BEN19: dict[int, int] = dict(BigEarthNet.label_converter)
+
+#: CLC code -> 19-class index (TorchGeo's; the 11 codes without a counterpart are absent)
+CLC_TO_BEN19: dict[int, int] = dict(BigEarthNetV2.clc_codes)
 
 _CORINE_INDEX = {name.lower(): i for i, name in enumerate(CORINE_CLASSES)}
 _BEN19_INDEX = {name.lower(): i for i, name in enumerate(BEN19_CLASSES)}
@@ -335,16 +275,8 @@ def clc_codes_to_indices(codes: Iterable[int], num_classes: int = 19) -> list[in
         sorted unique class indices.
     """
     _check_num_classes(num_classes)
-    out: set[int] = set()
-    for code in codes:
-        idx = _CLC_INDEX.get(int(code))
-        if idx is None:
-            continue
-        if num_classes == 43:
-            out.add(idx)
-        elif idx in CORINE_TO_BEN19:
-            out.add(CORINE_TO_BEN19[idx])
-    return sorted(out)
+    table = _CLC_INDEX if num_classes == 43 else CLC_TO_BEN19
+    return sorted({table[int(c)] for c in codes if int(c) in table})
 
 
 def _check_num_classes(num_classes: int) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from geossl.checkpoint import SensorSelection
 from geossl.eval.features import EvalCollate, default_device, encode
 from geossl.io import atomic_write_text
+from geossl.methods.optim import warmup_cosine
 
 
 class _Classifier(nn.Module):
@@ -123,15 +123,7 @@ def finetune(
         num_workers=workers, collate_fn=collate,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n_warm = max(1, int(warmup * steps))
-
-    def schedule(step: int) -> float:
-        if step < n_warm:
-            return (step + 1) / n_warm
-        t = (step - n_warm) / max(1, steps - n_warm)
-        return 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, max(1, int(warmup * steps)), steps)
     curve: list[tuple[int, float]] = []
     model.train()
     batches = _cycle(loader)

@@ -4,6 +4,12 @@ Thin wrappers over scikit-learn (and scipy for the Hungarian matching): they fix
 used across geossl (class sets, thresholds, empty classes) and return plain Python floats, so a
 result dictionary serialises to JSON as it is.
 
+Why scikit-learn and not torchmetrics: the features and labels are on the host already, and the
+conventions differ where it matters here: AA averages the recall of the classes present in
+``y_true`` (torchmetrics' macro average also counts a class that is only predicted, as 0), and
+scikit-learn's k-means, PCA and probes sit beside these metrics in :mod:`geossl.eval`.
+``tests/test_metrics.py`` checks the values against torchmetrics where both agree.
+
 Conventions:
 
 * single-label: ``y_true`` ``(N,)`` integer classes, ``scores`` ``(N, K)`` logits/probabilities

@@ -1,8 +1,21 @@
 """Batched GPU augmentation for standardised multispectral and SAR tensors ``(B, C, H, W)``.
 
-Why not TorchGeo's/kornia's colour pipeline as it is: ``kornia.augmentation.ColorJitter`` and
-``RandomGrayscale`` assume RGB images in ``[0, 1]`` and clamp to that range, which destroys
-standardised bands (about half of every band is negative) and cannot take 2 or 13 bands. So:
+Why not kornia's augmentation pipeline (which TorchGeo uses), checked against kornia 0.9:
+
+* its colour jitter clamps to ``[0, 1]``: ``ColorJitter`` always, ``RandomBrightness`` and
+  ``RandomContrast`` by default (``clip_output=True``), which destroys standardised bands (about
+  half of every band is negative); with clipping off, kornia's contrast still scales values about
+  zero, where standardised data needs a scale about each band's mean;
+* its crops are drawn in pixels of one image, so one crop cannot be shared by two sensors on
+  different pixel grids (``same_crop`` for S1 and S2 views);
+* its Gaussian blur has one kernel size in pixels, which refuses views smaller than half the
+  kernel (a 23 px kernel needs 12 px views), where the blur here scales sigma and kernel with
+  the view size;
+* it has no SAR speckle.
+
+Grayscale alone would fit (kornia 0.9's ``RandomGrayscale`` averages all bands of a
+multispectral image, as here); it stays in the one per-sample pass below so that the random
+draws, and thus the views of a seeded run, do not change.
 
 * **geometry** (random resized crop, horizontal/vertical flips, 90-degree rotations) is folded
   into one affine matrix per sample and applied with a single :func:`torch.nn.functional.

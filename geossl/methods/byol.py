@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -65,10 +65,10 @@ class BYOL(SSLMethod[BYOLOptions]):
     as in BYOL.
     """
 
-    method_name: ClassVar[str] = "byol"
-    options_type: ClassVar[type[Any]] = BYOLOptions
-    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6)
-    momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = (
+    method_name = "byol"
+    options_type = BYOLOptions
+    default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6)
+    momentum_pairs = (
         ("encoder", "encoder_target"), ("projector", "projector_target"))
     encoder_target: Encoder
     projector_target: ProjectionHead

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -183,17 +183,17 @@ class DeepCluster(SSLMethod[DeepClusterOptions]):
     Optimiser defaults: SGD, lr 0.05 per 256 samples, weight decay 1e-5, as in DeepCluster.
     """
 
-    method_name: ClassVar[str] = "deepcluster"
-    pairings: ClassVar[tuple[str, ...]] = ("aug", "fusion")
-    pairing_note: ClassVar[str | None] = (
+    method_name = "deepcluster"
+    pairings = ("aug", "fusion")
+    pairing_note = (
         "DeepCluster clusters one image per sample, so it takes a single sensor ('aug') or "
         "stacked sensors ('fusion')")
-    options_type: ClassVar[type[Any]] = DeepClusterOptions
-    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="sgd", lr=0.05, weight_decay=1e-5)
+    options_type = DeepClusterOptions
+    default_optim = OptimSpec(optimizer="sgd", lr=0.05, weight_decay=1e-5)
     #: projector options of the other methods, saved by older DeepCluster checkpoints (unused)
-    ignored_options: ClassVar[tuple[str, ...]] = ("proj_dim", "proj_hidden")
+    ignored_options = ("proj_dim", "proj_hidden")
     #: new pseudo-labels every epoch come with new sampling weights: a new training loader
-    reload_dataloaders_every_epoch: ClassVar[bool] = True
+    reload_dataloaders_every_epoch = True
     #: pseudo-label of every training sample (by ``index``), once clustered
     pseudo_labels: Tensor | None
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -109,10 +109,10 @@ class MoCo(SSLMethod[MoCoOptions]):
     Optimiser defaults: SGD, lr 0.03 per 256 samples, weight decay 1e-4, as in MoCo v2.
     """
 
-    method_name: ClassVar[str] = "moco"
-    options_type: ClassVar[type[Any]] = MoCoOptions
-    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="sgd", lr=0.03, weight_decay=1e-4)
-    momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = (
+    method_name = "moco"
+    options_type = MoCoOptions
+    default_optim = OptimSpec(optimizer="sgd", lr=0.03, weight_decay=1e-4)
+    momentum_pairs = (
         ("encoder", "encoder_momentum"), ("projector", "projector_momentum"))
     encoder_momentum: Encoder
     projector_momentum: ProjectionHead

@@ -14,7 +14,6 @@ The same parameters are excluded from the LARS/LAMB trust-ratio adaptation: timm
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -28,6 +27,11 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
 
 
 def _no_decay_names(module: nn.Module) -> set[str]:
+    """Full names of what every sub-module lists in ``no_weight_decay()`` (timm models).
+
+    timm's own optimiser factory asks only the top module; here the timm backbone sits inside
+    geossl's encoder, so every sub-module is asked.
+    """
     names: set[str] = set()
     for prefix, sub in module.named_modules():
         fn = getattr(sub, "no_weight_decay", None)
@@ -40,41 +44,27 @@ def _no_decay_names(module: nn.Module) -> set[str]:
     return names
 
 
-def param_groups(
-    params: nn.Module | Iterable[tuple[str, nn.Parameter]] | Iterable[nn.Parameter],
-    weight_decay: float,
-) -> list[dict[str, Any]]:
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Split trainable parameters into a decayed group and a non-decayed group.
 
+    The split is timm's :func:`timm.optim.param_groups_weight_decay` (1-d parameters, biases and
+    the ``no_weight_decay()`` names of every sub-module are not decayed). The decayed group
+    comes first and both exist even with ``weight_decay`` 0 (where timm makes one group), so an
+    optimiser's state has the same layout as in earlier geossl checkpoints, which resume.
+
     Args:
-        params: a module, ``named_parameters()`` pairs, or bare parameters (then the 1-d rule
-            alone decides).
+        module: the module to optimise.
         weight_decay: decay of the decayed group.
 
     Returns:
         param groups for a torch optimiser (empty groups dropped).
     """
-    skip: set[str] = set()
-    if isinstance(params, nn.Module):
-        skip = _no_decay_names(params)
-        named: list[tuple[str, nn.Parameter]] = list(params.named_parameters())
-    else:
-        items = list(params)
-        named = []
-        for i, item in enumerate(items):
-            if isinstance(item, torch.Tensor):
-                named.append((str(i), item))  # type: ignore[arg-type]
-            else:
-                name, param = item
-                named.append((str(name), param))
-    decay, no_decay = [], []
-    for name, p in named:
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or name in skip or name.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
+    from timm.optim import param_groups_weight_decay
+
+    # a placeholder decay of 1 makes timm split even when weight_decay is 0
+    split = param_groups_weight_decay(module, 1.0, no_weight_decay_list=_no_decay_names(module))
+    decay = [p for g in split if g["weight_decay"] for p in g["params"]]
+    no_decay = [p for g in split if not g["weight_decay"] for p in g["params"]]
     groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -89,7 +79,7 @@ def scaled_lr(lr: float, batch_size: int, base_batch_size: int = 256) -> float:
 
 def build_optimizer(
     name: str,
-    params: nn.Module | Iterable[tuple[str, nn.Parameter]] | Iterable[nn.Parameter],
+    params: nn.Module,
     lr: float,
     weight_decay: float,
     batch_size: int,
@@ -100,7 +90,7 @@ def build_optimizer(
 
     Args:
         name: ``adam``, ``adamw``, ``sgd``, ``lars`` (timm ``Lars``) or ``lamb`` (timm ``Lamb``).
-        params: module or parameters to optimise.
+        params: the module to optimise.
         lr: learning rate for ``base_batch_size`` samples.
         weight_decay: weight decay of the decayed group.
         batch_size: global batch size.

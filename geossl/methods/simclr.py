@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from torch import Tensor
 
@@ -44,9 +44,9 @@ class SimCLR(SSLMethod[SimCLROptions]):
     Optimiser defaults: LARS, lr 0.3 per 256 samples, weight decay 1e-6, as in the SimCLR paper.
     """
 
-    method_name: ClassVar[str] = "simclr"
-    options_type: ClassVar[type[Any]] = SimCLROptions
-    default_optim: ClassVar[OptimSpec] = OptimSpec(optimizer="lars", lr=0.3, weight_decay=1e-6)
+    method_name = "simclr"
+    options_type = SimCLROptions
+    default_optim = OptimSpec(optimizer="lars", lr=0.3, weight_decay=1e-6)
 
     def build_heads(self) -> None:
         """The projector."""

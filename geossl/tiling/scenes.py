@@ -680,12 +680,6 @@ def _on_grid(src: Any, grid: Grid) -> bool:
     )
 
 
-def window_transform(transform: Affine, row: int, col: int) -> Affine:
-    """Transform of the window starting at ``(row, col)`` of a north-up grid."""
-    return Affine(transform.a, 0.0, transform.c + col * transform.a,
-                  0.0, transform.e, transform.f + row * transform.e)
-
-
 def iter_windows(height: int, width: int, size: int, stride: int) -> Iterator[tuple[int, int]]:
     """Top-left corners ``(row, col)`` of the full ``size x size`` windows at ``stride``.
 

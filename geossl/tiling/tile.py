@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio import windows
 from rasterio.transform import Affine
 from tqdm import tqdm
 
@@ -43,7 +44,6 @@ from geossl.tiling.scenes import (
     iter_windows,
     open_scene,
     scene_name,
-    window_transform,
 )
 
 PathLike = str | os.PathLike[str]
@@ -325,7 +325,7 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
                 counts["rejected"] += 1
                 continue
             cid = chip_name(scene.name, r, c)
-            transform = window_transform(g.transform, r, c)
+            transform = windows.transform(windows.Window(c, r, size, size), g.transform)
             tags = {
                 "GEOSSL_CHIP_ID": cid, "GEOSSL_SCENE": scene.name,
                 "GEOSSL_SENSOR": scene.sensor, "GEOSSL_DATETIME": dt,
