@@ -51,6 +51,7 @@ encoders' weights (``<method>_encoder.pt``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -426,31 +427,13 @@ def embed_patches(encoder: nn.Module, images: Tensor, device: torch.device,
 PROBE_WEIGHT_DECAYS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
-def cv_linear_probe(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    num_classes: int,
-    folds: int = 5,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    weight_decays: Sequence[float] = PROBE_WEIGHT_DECAYS,
-) -> tuple[Tensor, dict[str, float]]:
-    """The benchmark's linear probe: weight decay chosen by stratified k-fold CV on the labels.
-
-    :func:`geossl.eval.linear.linear_probe` with ``folds`` over this benchmark's grid
-    (:data:`PROBE_WEIGHT_DECAYS`): features are standardised with the labelled rows'
-    statistics; every weight decay is scored by the mean validation accuracy over ``folds``
-    stratified folds of the labelled rows (ties: lower validation loss), then the probe is
-    refitted on all labelled rows. No test row is used for any choice. With fewer than two
-    samples in some class, the same grid is searched on a hold-out instead.
-
-    Returns:
-        test logits ``(M, K)`` and ``{"weight_decay": chosen, "cv_score": its score}``
-        (``cv_score`` only when chosen by cross-validation).
-    """
-    return linear_probe(train_x, train_y, test_x, num_classes, weight_decays=weight_decays,
-                        folds=folds, seed=seed, device=device)
+#: the benchmark's linear probe: :func:`geossl.eval.linear.linear_probe` with its weight decay
+#: chosen from :data:`PROBE_WEIGHT_DECAYS` by stratified 5-fold cross-validation on the labelled
+#: rows only (features standardised with their statistics; score: mean validation accuracy, ties
+#: to the lower validation loss; then refitted on all of them); no test row is used for any
+#: choice. With fewer than two labels in some class, the same grid is searched on a hold-out.
+#: Returns test logits and ``{"weight_decay", "cv_score"}`` (``cv_score``: cross-validated only).
+cv_linear_probe = functools.partial(linear_probe, weight_decays=PROBE_WEIGHT_DECAYS, folds=5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -674,7 +657,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         """The linear probe of every frozen-feature row: fitted on the rows ``idx`` only."""
         xb, yb = x[idx], torch.as_tensor(y_all[idx])
         if cfg.probe_folds >= 2:
-            return cv_linear_probe(xb, yb, x[te], k, cfg.probe_folds, seed=seed, device=device)
+            return cv_linear_probe(xb, yb, x[te], k, folds=cfg.probe_folds, seed=seed,
+                                   device=device)
         return linear_probe(xb, yb, x[te], k, seed=seed, device=device)
 
     # -- hand-crafted baseline ---------------------------------------------------------------
