@@ -40,6 +40,8 @@ scene: the table shows that the pipeline works, not which encoder is better.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
@@ -75,9 +77,11 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl demo``."""
-    from geossl.demo.run import demo
+    from geossl.demo.run import DemoContext, demo
 
-    demo(cfg.out, size=cfg.size, scene=cfg.scene, steps=cfg.steps, batch_size=cfg.batch_size,
-         crop_size=cfg.crop_size, method=cfg.method, backbone=cfg.backbone, purity=cfg.purity,
-         clusters=cfg.clusters, map_stride=cfg.map_stride, seed=cfg.seed, workers=cfg.workers)
+    demo(DemoContext(out=Path(cfg.out), size=cfg.size, workers=cfg.workers, seed=cfg.seed,
+                     steps=cfg.steps, batch_size=cfg.batch_size, crop_size=cfg.crop_size or None,
+                     method=cfg.method, backbone=cfg.backbone, purity=cfg.purity,
+                     clusters=cfg.clusters, map_stride=cfg.map_stride,
+                     scene=Path(cfg.scene) if cfg.scene else None))
     return 0

@@ -547,50 +547,16 @@ def run_demo(ctx: DemoContext, stages: list[tuple[str, Callable[[DemoContext], N
     return ctx
 
 
-def demo(
-    out: str | Path = "geossl-demo",
-    *,
-    size: int = 64,
-    scene: str | Path | None = None,
-    steps: int = 60,
-    batch_size: int = 64,
-    crop_size: int | None = 32,
-    method: str = "simclr",
-    backbone: str = "resnet18",
-    purity: float = 0.6,
-    clusters: int = 6,
-    map_stride: int | None = None,
-    seed: int = 0,
-    workers: int = 0,
-) -> DemoContext:
-    """Run the whole demo and print its report (what ``geossl demo`` does).
-
-    Args:
-        out: output folder.
-        size: chip size in pixels.
-        scene: a scene folder to use instead of the built-in sample.
-        steps: pretraining steps.
-        batch_size: pretraining batch size (capped at the number of training chips).
-        crop_size: side of the augmented pretraining views (``None`` or 0: the chip size).
-        method: SSL method (``simclr``, ``moco``, ``byol``).
-        backbone: timm backbone.
-        purity: fraction of a chip its proxy class must cover to label the chip.
-        clusters: k of the label-free cluster map.
-        map_stride: stride of the embedding map in pixels (default: ``size``).
-        seed: random seed.
-        workers: worker processes (0: in the main process).
+def demo(ctx: DemoContext) -> DemoContext:
+    """Run the whole demo on ``ctx`` and print its report (what ``geossl demo`` does).
 
     Returns:
-        the context after the last stage (outputs, summary, results).
+        ``ctx`` after the last stage (outputs, summary, results).
 
     Raises:
         DataError: the sample is not installed, or the scene or its chips are unusable.
         ConfigError: invalid options.
     """
-    ctx = DemoContext(out=Path(out), size=size, workers=workers, seed=seed, steps=steps,
-                      batch_size=batch_size, crop_size=crop_size or None, method=method,
-                      backbone=backbone, purity=purity, clusters=clusters,
-                      map_stride=map_stride, scene=Path(scene) if scene else None)
     run_demo(ctx)
     print_report(ctx)
     return ctx
