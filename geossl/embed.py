@@ -43,8 +43,9 @@ from geossl.checkpoint import (
     select_sensors,
 )
 from geossl.data.normalize import make_normalizer
+from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
-from geossl.eval.features import default_device, encode
+from geossl.eval.features import encode
 from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
 
 PROGRESS = "geossl_progress.json"
@@ -217,7 +218,8 @@ def embed(
         cluster_map: GeoTIFF path (default ``<out without .zarr>_clusters.tif``).
         cluster_sample: embeddings sampled to fit k-means.
         seed: sampling and k-means seed.
-        device: default GPU when present (on a cluster: each worker's default).
+        device: ``auto``/``None`` (GPU when present; on a cluster: each worker's), ``cpu``,
+            ``gpu``, ``cuda:N`` (:func:`geossl.devices.resolve_device`).
         bf16: bf16 autocast.
         resume: continue an interrupted run with the same parameters.
         scene_id: the scene to embed when a chip index or STAC JSON holds several.
@@ -336,7 +338,7 @@ class _EmbedState:
         self.chosen = select_sensors(self.source.meta, job.sensor)
         wanted = list(job.bands) if job.bands is not None else bands_for(self.source.meta,
                                                                          self.chosen)
-        self.dev = torch.device(job.device) if job.device is not None else default_device()
+        self.dev = resolve_device(job.device)
         self.encoder = self.source.encoder.eval().to(self.dev)
         self.normalizer = make_normalizer(self.source.meta, self.chosen)
         self.n_feat = int(getattr(self.source.encoder, "num_features"))  # noqa: B009

@@ -54,7 +54,7 @@ from geossl.checkpoint import (
 )
 from geossl.data.normalize import normalizer_for_sensor
 from geossl.errors import ConfigError
-from geossl.io import atomic_write_bytes, atomic_write_text, check_writable
+from geossl.io import atomic_write_bytes, atomic_write_text, check_writable, jsonable
 
 FORMATS = ("torchgeo", "timm")
 
@@ -279,17 +279,13 @@ def backbone_state(
     return state, in_chans
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
 def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
              adapter: nn.Module | None, sensor: str | None = None,
              timm_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """The sidecar: what a TorchGeo ``WeightsEnum`` entry carries, plus provenance."""
     meta = source.meta
     inputs = exported_inputs(source, sensor)
-    return _jsonable({
+    return jsonable({
         "model": name,
         "in_chans": in_chans,
         "bands": inputs["bands"],
@@ -395,7 +391,7 @@ def export(
                         "repr": repr(adapter)}
     if format == "torchgeo":
         hparams: dict[str, Any] = {"model": name, "in_channels": in_chans,
-                                   "geossl": _jsonable(source.meta)}
+                                   "geossl": jsonable(source.meta)}
         blob: dict[str, Any] = {"hyper_parameters": hparams,
                                 "state_dict": {f"model.{k}": v for k, v in state.items()}}
         if adapter_blob is not None:

@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by every module: atomic writes and safe raster opening."""
+"""Small I/O helpers shared by every module: atomic writes, JSON values, safe raster opening."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
@@ -122,6 +123,28 @@ def remote_env() -> rasterio.Env:
     (ENVI ``.hdr`` sidecars) are read in the same processes.
     """
     return rasterio.Env(**{k: v for k, v in REMOTE_GDAL_OPTIONS.items() if k not in os.environ})
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` in the plain types JSON holds, for results files, sidecars and split files.
+
+    Mappings become dicts with string keys, lists and tuples become lists, numpy scalars and
+    arrays (and anything else with ``tolist``, e.g. a tensor) become Python numbers and lists,
+    ``None``, booleans, numbers and strings stay, and anything else (a path, a date, ...) becomes
+    its ``str``. Not-a-number floats stay floats (``json`` writes them as ``NaN``).
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return jsonable(tolist())
+    return str(value)
 
 
 def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:

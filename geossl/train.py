@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from geossl.config import (
     parse_normalization,
     parse_sensors,
 )
+from geossl.devices import lightning_accelerator, resolve_precision
 from geossl.errors import ConfigError, DataError, GeosslError
 from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
@@ -76,26 +77,6 @@ def resolve_adapter(adapter: str | None, pairing: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # resolution of "auto" values
 # --------------------------------------------------------------------------------------------
-def resolve_accelerator(accelerator: str) -> str:
-    """``auto`` -> ``gpu`` when CUDA is available, else ``cpu``."""
-    if accelerator == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if accelerator == "cuda":
-        return "gpu"
-    return accelerator
-
-
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto`` -> ``bf16-mixed`` on a GPU, ``32-true`` on the CPU."""
-    if precision == "auto":
-        return "bf16-mixed" if accelerator == "gpu" else "32-true"
-    if precision in ("32", "16", "64"):
-        return f"{precision}-true" if precision != "16" else "16-mixed"
-    if precision == "bf16":
-        return "bf16-mixed"
-    return precision
-
-
 def resolve_devices(devices: str | int) -> int | str:
     """``"2"`` -> ``2``; ``auto`` stays."""
     text = str(devices)
@@ -395,8 +376,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         ConfigError: invalid options or combination (method x pairing, ...).
         DataError: missing or unreadable data or checkpoint.
     """
-    from lightning.pytorch import Trainer, seed_everything
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch import seed_everything
     from lightning.pytorch.utilities import rank_zero_only
 
     from geossl.data.datamodule import SSLDataModule
@@ -416,8 +396,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     resumed = read_resume_checkpoint(ckpt_path, config) if ckpt_path else None
     if ckpt_path is not None:
         print(f"geossl pretrain: resuming from {ckpt_path}")
-    accelerator = resolve_accelerator(config.accelerator)
-    precision = resolve_precision(config.precision, accelerator)
+    accelerator = lightning_accelerator(config.accelerator)
     seed_everything(config.seed, workers=True, verbose=False)
 
     dm = SSLDataModule(
@@ -446,81 +425,169 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
 
-    ckpt_dir = out / "checkpoints"
-    checkpoint = ModelCheckpoint(
-        dirpath=str(ckpt_dir),
-        filename="step={step}",
-        auto_insert_metric_name=False,
-        every_n_train_steps=config.ckpt_every,
-        save_top_k=-1,
-        save_last=True,
-    )
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
-    started = _on_train_start(
-        lambda: write_config(config, out / "config.yaml")
-        if getattr(rank_zero_only, "rank", 0) == 0 else None
-    )
-    log_every = config.log_every or max(1, min(50, max_steps // 20))
-    keep_before = int(resumed.get("global_step", 0)) if resumed is not None else None
+    try:
+        fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
+            accelerator=accelerator, devices=config.devices, precision=config.precision,
+            out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
+            resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
+            log_every=config.log_every or max(1, min(50, max_steps // 20)),
+            reload_data=method.reload_dataloaders_every_epoch,
+            on_start=lambda: write_config(config, out / "config.yaml")
+            if getattr(rank_zero_only, "rank", 0) == 0 else None,
+            callbacks=callbacks)
+    finally:  # also when interrupted
+        filled = dm.filled_values()
+        if filled:
+            print(f"geossl pretrain: {filled} image value(s) were NaN or infinite and were "
+                  "filled with 0 (the band mean after normalisation)")
+    return out / "checkpoints" / "last.ckpt"
+
+
+def fit(
+    module: Any,
+    data: Any,
+    *,
+    max_steps: int = -1,
+    max_epochs: int | None = None,
+    accelerator: str | torch.device = "auto",
+    devices: str | int = "auto",
+    precision: str = "auto",
+    out: Path | None = None,
+    ckpt_every: int | None = None,
+    resume: str | None = None,
+    resumed_step: int | None = None,
+    log_every: int = 50,
+    progress: bool = True,
+    reload_data: bool = False,
+    on_start: Callable[[], Any] | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Train a LightningModule: the one fit loop of ``geossl pretrain``, the demo and benchmarks.
+
+    A Lightning ``Trainer`` with geossl's settings (resolved accelerator and precision, no
+    validation loop, cuDNN autotuning on a GPU). With ``out`` it is a run folder: a checkpoint
+    every ``ckpt_every`` steps plus ``last.ckpt`` (one more at the end when the run stops between
+    two intervals), the CSV and TensorBoard logs (a resumed run keeps the rows logged before
+    ``resumed_step``), the learning rate, and ``loss_curve.png``. Without ``out`` nothing is
+    written (benchmarks keep what they need through ``callbacks``). A checkpoint to resume from
+    is loaded as data only. Ctrl-C stops after the current step (a second one at once): the run
+    folder keeps that step's checkpoint, and ``KeyboardInterrupt`` is raised with where it
+    stopped.
+
+    Args:
+        module: the LightningModule (an SSL method, or any other, e.g. a TorchGeo task).
+        data: a LightningDataModule, or the training DataLoader (any iterable of batches).
+        max_steps: stop after this many optimiser steps (-1: ``max_epochs`` decides).
+        max_epochs: stop after this many epochs.
+        accelerator: ``auto``, ``cpu``, ``gpu``/``cuda`` or a ``torch.device``
+            (:func:`geossl.devices.lightning_accelerator`).
+        devices: number of devices or ``auto``.
+        precision: ``auto`` or a precision (:func:`geossl.devices.resolve_precision`).
+        out: run folder (``None``: no checkpoints or logs).
+        ckpt_every: checkpoint interval in optimiser steps (with ``out``; default: only
+            ``last.ckpt``, and the end of the run).
+        resume: checkpoint to resume from (:func:`resolve_resume`).
+        resumed_step: its step: the log rows before it are kept.
+        log_every: logging interval in steps.
+        progress: show the progress bar.
+        reload_data: rebuild the training loader every epoch (DeepCluster's new pseudo-labels).
+        on_start: called once training has started (a resumed state is then restored).
+        callbacks: extra callbacks (after geossl's own).
+
+    Returns:
+        the fitted ``Trainer`` (``global_step``, ``callback_metrics``, ...).
+
+    Raises:
+        DataError: the run could not resume from ``resume``.
+        KeyboardInterrupt: Ctrl-C, after saving (see above).
+    """
+    from lightning.pytorch import LightningDataModule, Trainer
+
+    lightning = lightning_accelerator(accelerator)
+    started = _on_train_start(on_start or (lambda: None))
+    own: list[Any] = []
+    if out is not None:
+        from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+        own += [ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="step={step}",
+                                auto_insert_metric_name=False, every_n_train_steps=ckpt_every,
+                                save_top_k=-1, save_last=True),
+                LearningRateMonitor("step")]
+    if progress:
+        own.append(progress_bar())
     trainer = Trainer(
-        accelerator=accelerator,
-        devices=resolve_devices(config.devices),
-        precision=precision,  # type: ignore[arg-type]
-        max_steps=config.max_steps,
-        max_epochs=config.max_epochs,
-        callbacks=[checkpoint, LearningRateMonitor("step"), progress_bar(), started, *callbacks],
-        logger=_loggers(out, keep_before),
-        default_root_dir=str(out),
+        accelerator=lightning,
+        devices=resolve_devices(devices),
+        precision=resolve_precision(precision, lightning),  # type: ignore[arg-type]
+        max_steps=max_steps,
+        max_epochs=max_epochs,
+        callbacks=[*own, started, *callbacks],
+        logger=_loggers(out, resumed_step) if out is not None else False,
+        enable_checkpointing=out is not None,
+        enable_progress_bar=progress,
+        default_root_dir=str(out) if out is not None else None,
         log_every_n_steps=log_every,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        reload_dataloaders_every_n_epochs=int(method.reload_dataloaders_every_epoch),
-        benchmark=accelerator == "gpu",
+        reload_dataloaders_every_n_epochs=1 if reload_data else 0,
+        benchmark=lightning == "gpu",
         enable_model_summary=False,
     )
-    metrics_csv = out / "logs" / "csv" / "metrics.csv"
-    fit_kwargs: dict[str, Any] = {}
+    fit_kwargs: dict[str, Any] = {"ckpt_path": resume}
     if "weights_only" in inspect.signature(trainer.fit).parameters:
         fit_kwargs["weights_only"] = True  # Lightning's own load of the resumed checkpoint
-    interrupt = _Interrupt(trainer)
+    if isinstance(data, LightningDataModule):
+        fit_kwargs["datamodule"] = data
+    else:
+        fit_kwargs["train_dataloaders"] = data
+    interrupt = _Interrupt(trainer, saving=out is not None)
     hard_stop: BaseException | None = None
     # data only in Lightning's load too (the file was already checked by read_resume_checkpoint)
     with interrupt, torch.serialization.safe_globals(safe_globals()):
         try:
-            trainer.fit(method, datamodule=dm, ckpt_path=ckpt_path, **fit_kwargs)
+            trainer.fit(module, **fit_kwargs)
         except (Exception, SystemExit) as err:
             if not interrupt.requested:
                 if isinstance(err, SystemExit | GeosslError):
                     raise
-                if ckpt_path is not None and not started.done:
+                if resume is not None and not started.done:
                     raise DataError(f"cannot resume from this checkpoint "
                                     f"({type(err).__name__}: {_first_line(err)})",
-                                    ckpt_path) from err
+                                    resume) from err
                 raise
             hard_stop = err  # Ctrl-C twice, or a loader worker that died of the Ctrl-C
-    last = ckpt_dir / "last.ckpt"
+    where = "nothing saved"
+    if out is not None:
+        where = _end_of_run(trainer, out, hard_stop)
+    if interrupt.requested:
+        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
+                                f"with --resume last" if out is not None else
+                                f"stopped at step {trainer.global_step}; {where}")
+    return trainer
+
+
+def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str:
+    """Save the end of a run between two checkpoint intervals, plot its loss; say where it is.
+
+    Returns:
+        the checkpoint that holds the run's end, in words.
+    """
+    ckpt_dir = out / "checkpoints"
     step_ckpt = ckpt_dir / f"step={trainer.global_step}.ckpt"
     saved = False
     if (trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists()
             and not isinstance(hard_stop, SystemExit)):
         # the run ended (or was interrupted) between two checkpoint intervals: keep its end
         trainer.save_checkpoint(step_ckpt)
-        trainer.save_checkpoint(last)
+        trainer.save_checkpoint(ckpt_dir / "last.ckpt")
         saved = True
     if trainer.is_global_zero:
-        plot_loss_curve(metrics_csv, out / "loss_curve.png")
-    filled = dm.filled_values()
-    if filled:
-        print(f"geossl pretrain: {filled} image value(s) were NaN or infinite and were "
-              "filled with 0 (the band mean after normalisation)")
-    if interrupt.requested:
-        newest = newest_checkpoint(ckpt_dir)
-        where = (f"checkpoint {step_ckpt}" if saved or step_ckpt.exists() else
-                 f"newest checkpoint {newest}" if newest else "no checkpoint yet")
-        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
-                                f"with --resume last")
-    return last
+        plot_loss_curve(out / "logs" / "csv" / "metrics.csv", out / "loss_curve.png")
+    newest = newest_checkpoint(ckpt_dir)
+    return (f"checkpoint {step_ckpt}" if saved or step_ckpt.exists() else
+            f"newest checkpoint {newest}" if newest else "no checkpoint yet")
 
 
 def _first_line(err: BaseException) -> str:
@@ -599,14 +666,15 @@ class _Interrupt:
     """Ctrl-C (SIGINT) during training: stop after the current step instead of at once.
 
     Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving; here the first
-    SIGINT asks the trainer to stop at the end of the step, so that :func:`pretrain` saves a
+    SIGINT asks the trainer to stop at the end of the step, so that :func:`fit` saves a
     checkpoint, plots the loss and reports the interruption (exit status 130 from the CLI).
     A second SIGINT stops at once. Loader workers forked during training inherit the handler,
     so they keep serving the last batches instead of dying of the Ctrl-C.
     """
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: Any, saving: bool = True) -> None:
         self.trainer = trainer
+        self.saving = saving
         self.requested = False
         self._pid = os.getpid()
         self._previous: Any = None
@@ -619,8 +687,9 @@ class _Interrupt:
             raise KeyboardInterrupt
         self.requested = True
         self.trainer.should_stop = True
-        print("\ngeossl pretrain: interrupted, saving after this step (Ctrl-C again to stop "
-              "at once)", flush=True)
+        what = "geossl pretrain: interrupted, saving" if self.saving else \
+            "geossl: interrupted, stopping"
+        print(f"\n{what} after this step (Ctrl-C again to stop at once)", flush=True)
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():

@@ -29,7 +29,8 @@ from geossl.bench.polsar import (
 )
 from geossl.datasets.polsar import read_polsar
 from geossl.errors import ConfigError, DataError
-from geossl.eval.handcrafted import feature_names, logreg_scores, patch_mean_features
+from geossl.eval.handcrafted import feature_names, patch_mean_features
+from geossl.eval.linear import logreg_scores
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geossl.cli import main
-from geossl.commands import demo
+from geossl.demo import run as demo
 from geossl.tiling.chip_index import read_index
 
 #: a 3.84 km crop of the sample holding water, marsh and fields (10 m pixels; multiples of 6 so

@@ -142,12 +142,13 @@ def test_polsar_bench_encoder_file_is_data_only(tmp_path: Path) -> None:
     import dataclasses
     import json
 
-    from geossl.bench.polsar import PolsarBenchConfig, _plain, load_pretrained
+    from geossl.bench.polsar import PolsarBenchConfig, load_pretrained
     from geossl.errors import DataError
+    from geossl.io import jsonable
 
     cfg = PolsarBenchConfig(root=str(tmp_path))
     (tmp_path / "results.json").write_text(json.dumps(
-        {"config": _plain(dataclasses.asdict(cfg)), "pretrain": {"moco": {"steps": 1}}}))
+        {"config": jsonable(dataclasses.asdict(cfg)), "pretrain": {"moco": {"steps": 1}}}))
     marker = tmp_path / "PWNED"
     torch.save({"stem.weight": Payload(marker)}, tmp_path / "moco_encoder.pt")
     with pytest.raises(DataError, match="refused"):

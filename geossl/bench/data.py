@@ -344,9 +344,9 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the data benchmark with command-line flags ``argv``; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the data benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-bench"),
                         help="folder for the generated files and chips (reused across runs)")
     parser.add_argument("--n-files", type=int, default=100_000,

@@ -31,11 +31,17 @@ Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
      finetune`, flips/rotations);
    * logistic regression on hand-crafted per-patch features (:mod:`geossl.eval.handcrafted`),
      both from the patch-mean matrix and as the patch mean of the per-pixel features: the same
-     linear probe as the learned features, and scikit-learn's with its default C = 1.
+     linear probe as the learned features, and with scikit-learn's default C = 1.
 
-   The linear probe (:func:`cv_linear_probe`) picks its weight decay by stratified k-fold
+   Every classifier on frozen features is geossl's one linear probe (:mod:`geossl.eval.linear`).
+   The benchmark's choice (:func:`cv_linear_probe`) picks its weight decay by stratified k-fold
    cross-validation on the labelled patches of the draw only, never on test patches, with the
-   same grid and folds for every row.
+   same grid and folds for every row; the C = 1 baseline is
+   :func:`geossl.eval.linear.logreg_scores` (scikit-learn's objective, no search).
+
+SSL pretraining goes through the fit loop of ``geossl pretrain`` (:func:`geossl.train.fit`) with
+the method built by :func:`geossl.train.build_method`; the windows are an in-memory dataset of
+the standardised scene.
 
 Outputs in ``out``: ``results.json`` (every run, the summary, timings and the configuration),
 ``table.md``, ``split.png`` (Pauli RGB, labels, checkerboard split), ``tsne_<method>.png`` and the
@@ -45,6 +51,7 @@ encoders' weights (``<method>_encoder.pt``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -73,13 +80,14 @@ from geossl.datasets.polsar import (
     read_labels,
     read_polsar,
 )
+from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget, mean_std
-from geossl.eval.handcrafted import logreg_scores, patch_mean_features
+from geossl.eval.handcrafted import patch_mean_features
 from geossl.eval.knn import knn_scores
-from geossl.eval.linear import linear_probe
+from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
-from geossl.io import atomic_path, atomic_write_text, load_torch_file
+from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
 SENSOR = "polsar"
@@ -89,8 +97,9 @@ SSL_METHODS = ("simclr", "moco", "byol")
 PRETRAIN_FIELDS = ("root", "patch", "backbone", "stem_stride", "context", "pretrain_stride",
                    "pretrain_steps", "pretrain_batch", "lr", "crop_scale", "speckle_p",
                    "speckle_looks", "blur_p", "moco_queue", "seed")
-#: evaluation name of the scikit-learn logistic regression (C = 1) on hand-crafted features
-HC_SKLEARN = "logistic regression (scikit-learn, C=1)"
+#: evaluation name of the logistic regression with scikit-learn's default C = 1 on hand-crafted
+#: features (:func:`geossl.eval.linear.logreg_scores`)
+HC_FIXED_C = "logistic regression (C=1)"
 #: split names of :func:`checkerboard_split`
 SPLIT_NAMES = ("train", "test", "drop")
 
@@ -128,7 +137,7 @@ class PolsarBenchConfig:
         probe_folds: folds of the cross-validation (:func:`cv_linear_probe`) that picks the
             linear probe's weight decay on the labelled patches only, for the SSL, random-init
             and hand-crafted rows alike (< 2: a single 20 % hold-out for the learned features
-            and the scikit-learn C = 1 logistic regression only for the hand-crafted ones).
+            and the C = 1 logistic regression only for the hand-crafted ones).
         scratch_steps: optimiser steps of the supervised-from-scratch baseline.
         scratch_lr: its learning rate.
         threads: torch CPU threads.
@@ -418,54 +427,13 @@ def embed_patches(encoder: nn.Module, images: Tensor, device: torch.device,
 PROBE_WEIGHT_DECAYS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
-def cv_linear_probe(
-    train_x: Tensor,
-    train_y: Tensor,
-    test_x: Tensor,
-    num_classes: int,
-    folds: int = 5,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    weight_decays: Sequence[float] = PROBE_WEIGHT_DECAYS,
-) -> tuple[Tensor, dict[str, float]]:
-    """Linear probe whose weight decay is chosen by stratified k-fold CV on the labels only.
-
-    Features are standardised with the labelled rows' statistics (inside
-    :func:`geossl.eval.linear.fit_linear`); every weight decay is scored by the mean validation
-    accuracy over ``folds`` stratified folds of the labelled rows (ties: lower validation loss),
-    then the probe is refitted on all labelled rows. No test row is used for any choice. With
-    fewer than two samples in some class, falls back to
-    :func:`geossl.eval.linear.linear_probe` (hold-out selection).
-
-    Returns:
-        test logits ``(M, K)`` and ``{"weight_decay": chosen, "cv_score": its score}``.
-    """
-    from geossl.eval.linear import fit_linear
-
-    y = train_y.numpy()
-    counts = np.bincount(y, minlength=num_classes)
-    n_folds = min(folds, int(counts[counts > 0].min()))
-    if n_folds < 2:
-        return linear_probe(train_x, train_y, test_x, num_classes, seed=seed, device=device)
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == c))
-        fold[rows] = (np.arange(len(rows)) + rng.integers(n_folds)) % n_folds
-    best, chosen = -math.inf, float(weight_decays[len(weight_decays) // 2])
-    for wd in weight_decays:
-        score = 0.0
-        for f in range(n_folds):
-            tr, va = torch.as_tensor(fold != f), torch.as_tensor(fold == f)
-            probe = fit_linear(train_x[tr], train_y[tr], num_classes, wd, device=device)
-            s = probe.scores(train_x[va]).cpu()
-            score += float((s.argmax(1) == train_y[va]).float().mean()) - 1e-3 * float(
-                nn.functional.cross_entropy(s, train_y[va].long()))
-        score /= n_folds
-        if score > best:
-            best, chosen = score, float(wd)
-    probe = fit_linear(train_x, train_y, num_classes, chosen, device=device)
-    return probe.scores(test_x).cpu(), {"weight_decay": chosen, "cv_score": best}
+#: the benchmark's linear probe: :func:`geossl.eval.linear.linear_probe` with its weight decay
+#: chosen from :data:`PROBE_WEIGHT_DECAYS` by stratified 5-fold cross-validation on the labelled
+#: rows only (features standardised with their statistics; score: mean validation accuracy, ties
+#: to the lower validation loss; then refitted on all of them); no test row is used for any
+#: choice. With fewer than two labels in some class, the same grid is searched on a hold-out.
+#: Returns test logits and ``{"weight_decay", "cv_score"}`` (``cv_score``: cross-validated only).
+cv_linear_probe = functools.partial(linear_probe, weight_decays=PROBE_WEIGHT_DECAYS, folds=5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -494,9 +462,10 @@ def pretrain(
         the trained encoder (eval mode, on CPU) and ``{"seconds", "steps", "loss_first",
         "loss_last", "curve"}``.
     """
-    from lightning.pytorch import Callback, Trainer
+    from lightning.pytorch import Callback
 
-    from geossl.methods import METHODS
+    from geossl.config import PretrainConfig
+    from geossl.train import build_method, fit
 
     torch.manual_seed(cfg.seed)
     in_chans = 9
@@ -506,20 +475,19 @@ def pretrain(
     augment = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": cfg.blur_p,
                "speckle_p": cfg.speckle_p, "speckle_looks": cfg.speckle_looks,
                "db_per_unit": db_per_unit}
-    common: dict[str, Any] = dict(
-        backbone=cfg.backbone, sensors=(SENSOR,), in_chans={SENSOR: in_chans}, pairing="aug",
-        optimizer="adamw", lr=cfg.lr, weight_decay=1e-4, batch_size=cfg.pretrain_batch,
-        base_batch_size=cfg.pretrain_batch, max_steps=cfg.pretrain_steps,
-        warmup_steps=max(1, cfg.pretrain_steps // 10), proj_hidden=512, proj_dim=128,
-        crop_size=cfg.patch, crop_scale=tuple(cfg.crop_scale), augment=augment,
-        sar_sensors=(SENSOR,),
+    moco = method_name == "moco"
+    config = PretrainConfig(
+        method=method_name, backbone=cfg.backbone, sensors=[SENSOR], pairing="aug",
+        batch_size=cfg.pretrain_batch, optimizer="adamw", lr=cfg.lr, weight_decay=1e-4,
+        warmup_steps=max(1, cfg.pretrain_steps // 10),
+        temperature=0.2 if method_name in ("simclr", "moco") else None,
+        momentum=0.99 if moco else None, queue_size=cfg.moco_queue if moco else None,
+        method_args={"base_batch_size": cfg.pretrain_batch, "proj_hidden": 512, "proj_dim": 128,
+                     "crop_size": cfg.patch, "crop_scale": tuple(cfg.crop_scale),
+                     "augment": augment, "sar_sensors": (SENSOR,),
+                     **({"proj_batch_norm": True} if moco else {})},
     )
-    if method_name == "moco":
-        common.update(temperature=0.2, momentum=0.99, queue_size=cfg.moco_queue,
-                      proj_batch_norm=True)
-    elif method_name == "simclr":
-        common.update(temperature=0.2)
-    method = METHODS[method_name].from_hparams(common)
+    method = build_method(config, {SENSOR: in_chans}, cfg.pretrain_steps)
     small_input_stem(method.encoder, cfg.stem_stride)
     method.copy_momentum_pairs()  # MoCo/BYOL: the key/target copies get the new stem too
 
@@ -540,14 +508,10 @@ def pretrain(
     if len(loader) == 0:
         raise ConfigError(f"only {len(windows)} pretraining windows for a batch of "  # type: ignore[arg-type]
                           f"{cfg.pretrain_batch}; lower pretrain_batch or pretrain_stride")
-    trainer = Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1,
-        max_steps=cfg.pretrain_steps, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=sys.stderr.isatty(),
-        callbacks=[_Curve()], num_sanity_val_steps=0, deterministic=False,
-    )
     t0 = time.perf_counter()
-    trainer.fit(method, loader)
+    # full fp32 on every device, as the published runs of this benchmark
+    fit(method, loader, max_steps=cfg.pretrain_steps, accelerator=device, devices=1,
+        precision="32-true", progress=sys.stderr.isatty(), callbacks=[_Curve()])
     seconds = time.perf_counter() - t0
     encoder = method.encoder.cpu().eval()
     head = [v for _, v in curve[: max(1, len(curve) // 10)]]
@@ -575,7 +539,7 @@ def load_pretrained(folder: str | Path, name: str, cfg: PolsarBenchConfig
         earlier = json.loads(res_path.read_text())
     except (OSError, ValueError) as err:
         raise DataError(f"cannot read the earlier run's results ({err})", res_path) from err
-    old, new = earlier.get("config", {}), _plain(dataclasses.asdict(cfg))
+    old, new = earlier.get("config", {}), jsonable(dataclasses.asdict(cfg))
     diff = [f for f in PRETRAIN_FIELDS if old.get(f) != new.get(f)]
     if diff:
         raise ConfigError(f"{folder} was pretrained with other options ({', '.join(diff)}: "
@@ -602,12 +566,6 @@ def _metrics(y: np.ndarray, scores: Any, k: int) -> dict[str, float]:
     return {"oa": m["oa"], "aa": m["aa"], "f1_macro": m["f1_macro"]}
 
 
-def _device(name: str | None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = print
                          ) -> dict[str, Any]:
     """Run the whole benchmark (see the module docstring) and write its outputs.
@@ -630,7 +588,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     cfg.check()
     t_start = time.perf_counter()
     torch.set_num_threads(max(1, cfg.threads))
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -699,7 +657,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         """The linear probe of every frozen-feature row: fitted on the rows ``idx`` only."""
         xb, yb = x[idx], torch.as_tensor(y_all[idx])
         if cfg.probe_folds >= 2:
-            return cv_linear_probe(xb, yb, x[te], k, cfg.probe_folds, seed=seed, device=device)
+            return cv_linear_probe(xb, yb, x[te], k, folds=cfg.probe_folds, seed=seed,
+                                   device=device)
         return linear_probe(xb, yb, x[te], k, seed=seed, device=device)
 
     # -- hand-crafted baseline ---------------------------------------------------------------
@@ -708,8 +667,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
                       ("pixel", "hand-crafted (mean per-pixel features)")):
         hc = patch_mean_features(arr, rows, cols, cfg.patch, kind, mode)
         for (b, s), idx in draws.items():
-            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, seed=s)  # scikit-learn, C = 1
-            record(row, HC_SKLEARN, b, s, _metrics(y_test, p, k))
+            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, device=device)  # C = 1
+            record(row, HC_FIXED_C, b, s, _metrics(y_test, p, k))
             if cfg.probe_folds >= 2:  # the very probe (and CV) of the learned features
                 logits, chosen = probe(torch.from_numpy(hc), idx, s)
                 record(row, "linear probe", b, s, _metrics(y_test, logits, k), probe=chosen)
@@ -786,7 +745,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     seconds = time.perf_counter() - t_start
     table = to_markdown(summary, cfg.budgets)
     results = {
-        "config": _plain(dataclasses.asdict(cfg)), "device": str(device),
+        "config": jsonable(dataclasses.asdict(cfg)), "device": str(device),
         "threads": torch.get_num_threads(), "data": data_info, "pretrain": pretrain_info,
         "timings": timings, "seconds": seconds, "summary": summary, "runs": runs, "table": table,
         "verdict": verdict(summary, cfg.budgets[0], runs),
@@ -802,14 +761,6 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
 
 def _pretty(name: str) -> str:
     return {"simclr": "SimCLR", "moco": "MoCo v2", "byol": "BYOL"}.get(name, name)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """PolSAR San Francisco benchmark: the ONE command that produces the table.
 
-    python tools/bench_polsar.py --root /work/shared/data/real/polsar_sf_airsar --out runs/polsar
+    geossl bench polsar --root /work/shared/data/real/polsar_sf_airsar --out runs/polsar
 
 Runs :func:`geossl.bench.polsar.run_polsar_benchmark` (geossl SimCLR / MoCo v2 with linear probe
 and kNN, the same encoder randomly initialised, supervised from scratch on the same labels, and
@@ -35,9 +35,9 @@ from geossl.io import atomic_write_text  # noqa: E402
 DEFAULT_DOC = REPO / "docs" / "benchmarks_polsar.md"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """Flags for every benchmark option (from the dataclass), plus ``--doc``."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = PolsarBenchConfig(root="")
     for f in dataclasses.fields(PolsarBenchConfig):
@@ -72,7 +72,7 @@ def doc_section(results: dict[str, Any], command: str) -> str:
     when = results.get("finished") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     return f"""## PolSAR San Francisco (AIRSAR, L-band T3): SSL with few labels
 
-Produced by one command (code: `geossl/bench/polsar.py`, `tools/bench_polsar.py`):
+Produced by one command (code: `geossl/bench/polsar.py`, `geossl/bench/polsar_report.py`):
 
 ```
 {command}
@@ -140,11 +140,12 @@ def _probe(cfg: dict[str, Any]) -> str:
 
 
 def _handcrafted(cfg: dict[str, Any]) -> str:
-    sklearn = "scikit-learn's `LogisticRegression` with its default C = 1"
+    fixed = ("the same probe with scikit-learn's default C = 1 (the objective of its\n"
+             "`LogisticRegression`, no search)")
     if int(cfg.get("probe_folds") or 0) >= 2:
         return (f"fitted twice: with the very linear probe (and cross-validation) of the\n"
-                f"learned features, and with {sklearn}")
-    return sklearn
+                f"learned features, and with {fixed}")
+    return fixed
 
 
 BEGIN = "<!-- bench_polsar: generated section, begin -->"
@@ -169,9 +170,12 @@ def update_doc(path: str | Path, section: str) -> None:
     atomic_write_text(path, text)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse flags, run the benchmark, write the doc section; 2 on user errors."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Parse flags, run the benchmark, write the doc section; 2 on user errors.
+
+    ``prog`` is the command's name in ``--help`` and in the command recorded in the doc.
+    """
+    args = build_parser(prog).parse_args(argv)
     values = vars(args)
     doc = values.pop("doc")
     from_results = values.pop("from_results")
@@ -185,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results = run_polsar_benchmark(cfg)
     except GeosslError as err:
-        print(f"bench_polsar: error: {err}", file=sys.stderr)
+        print(f"{prog or 'geossl bench polsar'}: error: {err}", file=sys.stderr)
         return 2
     if doc:
         given = list(argv if argv is not None else sys.argv[1:])
         if "--from-results" in given:  # the run's own flags, not this rewrite's
             i = given.index("--from-results")
             del given[i : i + 2]
-        command = results.get("command") or "python tools/bench_polsar.py " + " ".join(given)
+        command = results.get("command") or f"{prog or 'geossl bench polsar'} " + " ".join(given)
         results["command"] = command
         if not from_results:
             atomic_write_text(Path(cfg.out) / "results.json",

@@ -111,9 +111,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run, print the table; returns 0."""
-    args = build_parser().parse_args(None if argv is None else list(argv))
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run, print the table; returns 0.
+
+    ``prog`` is the command's name in ``--help``.
+    """
+    args = build_parser(prog).parse_args(None if argv is None else list(argv))
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
     records = bench_splits(args.n, args.scenes, args.block_size, args.buffer, args.seed,
                            strategies)

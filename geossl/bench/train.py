@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from geossl.devices import lightning_accelerator, resolve_device, resolve_precision
 from geossl.errors import ConfigError
 
 #: every measurement ``--only`` can select
@@ -167,41 +168,24 @@ def _timer_callback(warmup: int, device: torch.device) -> Any:
     return Timer()
 
 
-def _fit(module: Any, loader: Any, cfg: BenchConfig, device: torch.device,
-         datamodule: Any = None) -> tuple[float, int, float]:
-    """Train ``module`` for warmup + steps through a Lightning Trainer; time the last steps."""
-    from lightning.pytorch import Trainer
+def _fit(module: Any, data: Any, cfg: BenchConfig, device: torch.device
+         ) -> tuple[float, int, float]:
+    """Train ``module`` for warmup + steps in ``geossl pretrain``'s fit loop; time the last steps.
+
+    The geossl rows and TorchGeo's tasks alike go through :func:`geossl.train.fit` (the same
+    ``Trainer`` settings, no logger, checkpoints or progress bar), so they differ only in the
+    LightningModule.
+    """
+    from geossl.train import fit
 
     timer = _timer_callback(cfg.warmup, device)
-    trainer = Trainer(
-        accelerator="gpu" if device.type == "cuda" else "cpu",
-        devices=1,
-        precision=_lightning_precision(cfg.precision),  # type: ignore[arg-type]
-        max_steps=cfg.warmup + cfg.steps,
-        # one "epoch" of the endless in-memory loader; several over a small chip folder
-        # (TorchGeo's MoCoTask schedules on max_epochs, which must be positive)
-        max_epochs=1 if datamodule is None else 1000,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        benchmark=device.type == "cuda",
-        log_every_n_steps=10**6,
-    )
-    if datamodule is not None:
-        trainer.fit(module, datamodule=datamodule)
-    else:
-        trainer.fit(module, train_dataloaders=loader)
+    # one "epoch" of the endless in-memory loader; several over a small chip folder (TorchGeo's
+    # MoCoTask schedules on max_epochs, which must be positive)
+    in_memory = isinstance(data, _Repeat)
+    fit(module, data, max_steps=cfg.warmup + cfg.steps, max_epochs=1 if in_memory else 1000,
+        accelerator=device, devices=1, precision=cfg.precision, progress=False,
+        log_every=10**6, callbacks=[timer])
     return timer.end - timer.start, timer.steps, timer.cpu
-
-
-def _lightning_precision(precision: str) -> str:
-    from geossl.train import resolve_precision
-
-    return resolve_precision(precision, "cpu")  # "auto" was resolved by run_bench already
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,6 +252,9 @@ def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Re
 
     The two views go through the backbone as one batch of ``2 * batch_size``, as geossl's
     methods encode them (one pass over both views); a step is still one sample pair per image.
+    A plain loop, not the fit loop: the ceiling is what the hardware does with the backbone
+    alone, so it must carry none of the costs (Lightning's hooks, optimiser, views) that the
+    other rows are measured against it for.
     """
     import timm
 
@@ -304,7 +291,11 @@ def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Re
 
 def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "loader"
                  ) -> Result:
-    """Chips/s delivered to the device by the data module's loader alone."""
+    """Chips/s delivered to the device by the data module's loader alone.
+
+    A plain loop over the loader (no model, so no fit loop): it says whether the data path
+    alone could starve the training step measured by ``e2e-simclr``.
+    """
     dm = _chip_datamodule(cfg, chips, device)
     loader = dm.train_dataloader()
     total = cfg.warmup + cfg.steps
@@ -338,7 +329,7 @@ def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "
     dm = _chip_datamodule(cfg, chips, device)
     pcfg = _pretrain_config("simclr", cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
-    seconds, steps, cpu = _fit(module, None, cfg, device, datamodule=dm)
+    seconds, steps, cpu = _fit(module, dm, cfg, device)
     return _result(name, cfg, seconds, steps, cpu=cpu,
                    note=f"{_store(chips)} on disk, {cfg.workers} workers")
 
@@ -448,18 +439,6 @@ def _chip_datamodule(cfg: BenchConfig, chips: Path, device: torch.device) -> Any
 # --------------------------------------------------------------------------------------------
 # driver
 # --------------------------------------------------------------------------------------------
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device in ("gpu",):
-        device = "cuda"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda but no CUDA device is available")
-    return dev
-
-
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> list[Result]:
     """Run the selected measurements on one input and return their rows.
 
@@ -472,8 +451,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> list
     """
     device = resolve_device(cfg.device)
     _quiet()
-    if cfg.precision == "auto":
-        cfg.precision = "bf16-mixed" if device.type == "cuda" else "32-true"
+    cfg.precision = resolve_precision(cfg.precision, lightning_accelerator(device))
     if cfg.channels_last is None:
         cfg.channels_last = device.type == "cuda"
     only = list(cfg.only or ALL)

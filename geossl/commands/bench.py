@@ -16,27 +16,30 @@ Examples:
     geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
     geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
 
-``train`` is implemented in :mod:`geossl.bench.train`; ``data``, ``splits`` and ``polsar`` run
-``tools/bench_data.py``, ``tools/bench_splits.py`` and ``tools/bench_polsar.py`` (over
-:mod:`geossl.bench.polsar`) of the source checkout, passing every argument after ``WHAT`` to
-their ``main(argv)``; they are imported only when asked for.
+Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
+flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
+``polsar`` are the ``main(argv)`` of :mod:`geossl.bench.data`, :mod:`geossl.bench.splits` and
+:mod:`geossl.bench.polsar_report`, which get every argument after ``WHAT`` and are imported only
+when asked for.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
-from typing import Literal
+import importlib
+from typing import TYPE_CHECKING, Literal
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from geossl.commands import _common
 
+if TYPE_CHECKING:
+    from geossl.bench.train import BenchConfig
+
 NAME = "bench"
 HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale"
 
-#: ``what`` -> library module providing ``main(argv) -> int``
+#: ``what`` -> library module providing ``main(argv, prog) -> int``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
          "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale"}
 
@@ -95,13 +98,20 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl bench``."""
     rest = [str(a) for a in (cfg.get("args") or [])]
     if cfg.what == "train":
-        return run_train(cfg, rest)
-    return run_tool(cfg.what, rest)
+        from geossl.bench.train import bench_train
+
+        bench_train(train_config(cfg, rest))
+        return 0
+    main = importlib.import_module(TOOLS[cfg.what]).main
+    return int(main(rest, prog=f"geossl bench {cfg.what}") or 0)
 
 
-def run_train(cfg: Namespace, argv: list[str]) -> int:
-    """``geossl bench train``: its flags in ``argv``, defaults from ``cfg`` (a --config file)."""
-    from geossl.bench.train import BenchConfig, bench_train
+def train_config(cfg: Namespace, argv: list[str]) -> BenchConfig:
+    """The :class:`~geossl.bench.train.BenchConfig` of ``geossl bench train``.
+
+    Its flags are in ``argv``; their defaults come from ``cfg`` (a --config file).
+    """
+    from geossl.bench.train import BenchConfig
 
     parser = ArgumentParser(prog="geossl bench train",
                             description="Pretraining images/s against TorchGeo and the ceiling.")
@@ -109,25 +119,8 @@ def run_train(cfg: Namespace, argv: list[str]) -> int:
                         help="YAML of these flags (also accepted before WHAT)")
     add_train_arguments(parser)
     known = {a.dest for a in parser._actions}
-    given = {k: v for k, v in cfg.as_dict().items() if k in known and k != "config"}
-    parser.set_defaults(**given)
-    values = parser.parse_args(argv).as_dict()
-    values.pop("config", None)
+    parser.set_defaults(**{k: v for k, v in cfg.as_dict().items()
+                           if k in known and k != "config"})
+    values = {k.replace("-", "_"): v for k, v in parser.parse_args(argv).as_dict().items()}
     names = set(BenchConfig.__dataclass_fields__)
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    bench_train(BenchConfig(**{k: v for k, v in values.items() if k in names}))
-    return 0
-
-
-def run_tool(what: str, argv: list[str]) -> int:
-    """Import the benchmark module ``TOOLS[what]`` lazily and call its ``main(argv)``.
-
-    ``--help`` prints that benchmark's flags under the prog ``geossl bench <what>``.
-    """
-    main = importlib.import_module(TOOLS[what]).main
-    saved = sys.argv  # argparse names itself after sys.argv[0]
-    sys.argv = [f"geossl bench {what}", *argv]
-    try:
-        return int(main(list(argv)) or 0)
-    finally:
-        sys.argv = saved
+    return BenchConfig(**{k: v for k, v in values.items() if k in names})

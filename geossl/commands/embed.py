@@ -66,14 +66,13 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl embed``."""
     from geossl.embed import embed
 
-    acc = _get(cfg, "accelerator")
-    device = None if acc == "auto" else ("cuda" if acc in ("gpu", "cuda") else acc)
     bands = _get(cfg, "bands")
     res = embed(cfg.ckpt, cfg.scene, cfg.out, size=cfg.size, stride=cfg.stride,
                 batch_size=_get(cfg, "batch_size"), block_rows=_get(cfg, "block_rows"),
                 bands=bands.split(",") if bands else None, clusters=cfg.clusters,
-                cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed, device=device,
-                bf16=bool(cfg.bf16), scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
+                cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed,
+                device=_get(cfg, "accelerator"), bf16=bool(cfg.bf16),
+                scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
                 workers=cfg.workers, scheduler=cfg.get("scheduler"))
     print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")

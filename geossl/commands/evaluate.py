@@ -102,8 +102,6 @@ def run(cfg: Namespace) -> int:
     from geossl.eval.data import parse_data_args
     from geossl.eval.run import evaluate
 
-    acc = _get(cfg, "accelerator")
-    device = None if acc == "auto" else ("cuda" if acc in ("gpu", "cuda") else acc)
     res = evaluate(
         cfg.ckpt, _get(cfg, "data"), _get(cfg, "root"), _get(cfg, "protocol"),
         splits=_get(cfg, "splits"), train_split=_get(cfg, "train_split"),
@@ -111,7 +109,8 @@ def run(cfg: Namespace) -> int:
         labels_per_class=_ints(_get(cfg, "labels_per_class")),
         labels_total=_ints(_get(cfg, "labels")), seeds=_ints(_get(cfg, "seeds")) or [0],
         out=_get(cfg, "out"), backbone=_get(cfg, "backbone"),
-        batch_size=_get(cfg, "batch_size"), device=device, bf16=bool(_get(cfg, "bf16")),
+        batch_size=_get(cfg, "batch_size"), device=_get(cfg, "accelerator"),
+        bf16=bool(_get(cfg, "bf16")),
         workers=_get(cfg, "workers"), finetune_steps=_get(cfg, "finetune_steps"),
         finetune_lr=_get(cfg, "finetune_lr"),
         finetune_batch_size=_get(cfg, "finetune_batch_size"),

@@ -37,6 +37,7 @@ from torch.utils.data._utils.collate import default_collate
 from geossl.data.normalize import sensor_normalizer
 from geossl.datasets.base import band_names, is_normalized, sample_ids, single_sensor
 from geossl.datasets.registry import pretraining_dataset
+from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
 from geossl.splits import load_split_ids
@@ -238,7 +239,8 @@ class SSLDataModule(LightningDataModule):
         self.normalize = normalize
         self.drop_last = drop_last
         self.prefetch_factor = prefetch_factor
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        # pinned host memory pays off only when batches go to a GPU
+        self.pin_memory = resolve_device().type == "cuda" if pin_memory is None else pin_memory
         self._base = dataset
         self.norm_names = {str(k): str(v) for k, v in (norm_names or {}).items()}
         self.stats = stats

@@ -4,11 +4,11 @@
 proxy land-cover classes of :mod:`geossl.demo.proxy_labels` (**spectral-index proxy labels, not
 ground truth**) with three protocols from :mod:`geossl.eval`, the same for every feature set:
 
-* ``linear``: linear probe: multinomial logistic regression on standardised features
-  (scikit-learn, C = 1, :func:`geossl.eval.handcrafted.logreg_scores`) fitted on the training
-  chips, scored on the test chips (OA, AA, macro-F1). Not the L-BFGS probe with a weight-decay
-  search of :func:`geossl.eval.linear.linear_probe`, which takes tens of seconds per feature set
-  on a busy 2-core CPU where this takes a fraction of a second;
+* ``linear``: geossl's linear probe (:mod:`geossl.eval.linear`): multinomial logistic
+  regression on standardised features with scikit-learn's default L2 strength, C = 1
+  (:func:`geossl.eval.linear.logreg_scores`: one fit, no weight-decay search, which would cost
+  several fits per feature set on a busy 2-core CPU), fitted on the training chips, scored on the
+  test chips (OA, AA, macro-F1);
 * ``knn``: temperature-weighted cosine kNN, k = 20 (:func:`geossl.eval.knn.knn_scores`);
 * ``kmeans``: k-means with one cluster per class on every labelled chip (L2-normalised features,
   no labels used), scored with NMI and ARI (:func:`geossl.eval.cluster.kmeans_labels`).
@@ -85,7 +85,7 @@ def evaluate_features(
         train: ``(N,)`` chips the probes are fitted on.
         test: ``(N,)`` chips the probes are scored on.
         num_classes: K.
-        seed: probe hold-out and k-means seed.
+        seed: k-means seed.
 
     Returns:
         one row per feature set: ``{"features", "dim", "linear": {...}, "knn": {...},
@@ -93,8 +93,8 @@ def evaluate_features(
         ``ari``, ``acc`` (k-means).
     """
     from geossl.eval.cluster import kmeans_labels
-    from geossl.eval.handcrafted import logreg_scores
     from geossl.eval.knn import knn_scores
+    from geossl.eval.linear import logreg_scores
     from geossl.eval.metrics import clustering_metrics, single_label_metrics
 
     y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
@@ -105,8 +105,7 @@ def evaluate_features(
     rows = []
     for name, x in features.items():
         x = torch.as_tensor(x).float()
-        scores = logreg_scores(x[tr].numpy(), y[tr].numpy(), x[te].numpy(), num_classes,
-                               seed=seed)
+        scores = logreg_scores(x[tr].numpy(), y[tr].numpy(), x[te].numpy(), num_classes)
         linear = single_label_metrics(y[te], scores, num_classes)
         knn = single_label_metrics(
             y[te], knn_scores(x[tr], y[tr], x[te], num_classes, k=KNN_K), num_classes)

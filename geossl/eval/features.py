@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from geossl.checkpoint import EncoderSource, SensorSelection, encoder_sensor, sensor_list
+from geossl.devices import resolve_device
 from geossl.errors import DataError
 from geossl.io import atomic_path
 
@@ -59,11 +60,6 @@ class FeatureSet:
             self.features[r], self.labels[r], [self.ids[i] for i in rows],
             [self.positions[i] for i in rows],
         )
-
-
-def default_device() -> torch.device:
-    """``cuda`` when a GPU is present, else ``cpu``."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def encode(encoder: nn.Module, x: Tensor, sensor: SensorSelection = None) -> Tensor:
@@ -179,7 +175,8 @@ def extract_features(
         sensor: sensor name (multi-sensor encoders and ``image_<sensor>`` keys), or a list of
             sensors stacked into one fusion input (see :func:`select_sensors`).
         batch_size: samples per batch.
-        device: where to run (default: GPU when present).
+        device: where to run (:func:`geossl.devices.resolve_device`; default: GPU when
+            present).
         bf16: autocast to bfloat16 (features are returned as float32).
         workers: data-loader workers.
         desc: progress-bar label.
@@ -187,7 +184,7 @@ def extract_features(
     Returns:
         the features, labels and ids.
     """
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device)
     pos = list(range(len(dataset))) if positions is None else [int(p) for p in positions]  # type: ignore[arg-type]
     loader = DataLoader(
         Subset(dataset, pos), batch_size=batch_size, shuffle=False, num_workers=workers,

@@ -27,7 +27,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from geossl.checkpoint import SensorSelection
-from geossl.eval.features import EvalCollate, default_device, encode
+from geossl.devices import resolve_device
+from geossl.eval.features import EvalCollate, encode
 from geossl.io import atomic_write_text
 from geossl.methods.optim import warmup_cosine
 
@@ -101,7 +102,8 @@ def finetune(
         warmup: warm-up fraction of ``steps``.
         normalizer: batch normalisation, as in pretraining.
         sensor: sensor name for multi-sensor encoders (a list: stacked fusion input).
-        device: where to train (default: GPU when present).
+        device: where to train (:func:`geossl.devices.resolve_device`; default: GPU when
+            present).
         bf16: bf16 autocast.
         seed: seed of the head initialisation, batch order and augmentation.
         workers: data-loader workers.
@@ -111,7 +113,7 @@ def finetune(
     Returns:
         ``{"scores": (M, K) test logits, "labels": test labels, "curve": [(step, loss)]}``.
     """
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     num_features = int(getattr(encoder, "num_features"))  # noqa: B009 - part of the contract
     model = _Classifier(copy.deepcopy(encoder), num_features, num_classes, sensor).to(dev)

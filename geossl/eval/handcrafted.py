@@ -1,4 +1,4 @@
-"""Hand-crafted per-patch PolSAR features and the logistic-regression baseline on them.
+"""Hand-crafted per-patch PolSAR features, for the logistic-regression baseline on them.
 
 The classical baseline every learned PolSAR representation must beat: describe a patch by its
 mean coherency (or covariance) matrix and classify that with a linear model.
@@ -12,8 +12,9 @@ Features of a patch (:func:`patch_mean_features`), 9 values:
 The mean is taken over the **matrix** (linear power, i.e. multi-looking over the patch), then the
 features are derived, which is the physically meaningful patch average (``mode="matrix"``);
 ``mode="pixel"`` averages the per-pixel features instead (the mean of dB values and of per-pixel
-coefficients), for comparison. The logistic regression is scikit-learn's (lbfgs, multinomial)
-on standardised features.
+coefficients), for comparison. The classifier on them is geossl's one linear probe
+(:mod:`geossl.eval.linear`: :func:`~geossl.eval.linear.logreg_scores` with scikit-learn's default
+``C = 1``, or the probe with its weight decay chosen by cross-validation).
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from geossl.datasets.polsar import NAMES, polsar_features
 from geossl.errors import ConfigError, DataError
@@ -100,46 +98,3 @@ def patch_mean_features(
         per_pixel = polsar_features(arr, kind)
         feats = _box_means(per_pixel, rows, cols, size).T.astype(np.float32)
     return np.ascontiguousarray(feats.T, dtype=np.float32)
-
-
-def logistic_regression(c: float = 1.0, max_iter: int = 2000, seed: int = 0) -> Pipeline:
-    """The baseline classifier: standardisation + multinomial logistic regression.
-
-    Args:
-        c: inverse L2 regularisation strength (scikit-learn's ``C``).
-        max_iter: lbfgs iterations.
-        seed: random state.
-
-    Returns:
-        an unfitted scikit-learn pipeline.
-    """
-    return make_pipeline(StandardScaler(),
-                         LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
-
-
-def logreg_scores(
-    train_x: NDArray[Any],
-    train_y: NDArray[Any],
-    test_x: NDArray[Any],
-    num_classes: int,
-    c: float = 1.0,
-    seed: int = 0,
-) -> NDArray[np.float64]:
-    """Fit :func:`logistic_regression` and return class probabilities of the test rows.
-
-    Args:
-        train_x: ``(N, D)`` labelled features.
-        train_y: ``(N,)`` classes in ``[0, num_classes)``.
-        test_x: ``(M, D)`` features to score.
-        num_classes: K; classes absent from ``train_y`` get probability 0.
-        c: inverse regularisation strength.
-        seed: random state.
-
-    Returns:
-        ``(M, K)`` probabilities.
-    """
-    model = logistic_regression(c, seed=seed).fit(train_x, train_y)
-    proba = model.predict_proba(test_x)
-    out = np.zeros((len(test_x), num_classes), dtype=np.float64)
-    out[:, model.classes_.astype(np.int64)] = proba
-    return out

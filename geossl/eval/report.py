@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.eval.budgets import mean_std
-from geossl.io import atomic_write_text
+from geossl.io import atomic_write_text, jsonable
 
 #: metric columns shown in the markdown table, in this order, when present
 TABLE_METRICS: tuple[str, ...] = (
@@ -97,6 +97,6 @@ def write_report(results: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
     notes = [f"- {k}: {v}" for k, v in meta.items() if isinstance(v, (str, int, float))]
     md += "\n" + "\n".join(notes) + "\n" if notes else ""
     paths = {"json": folder / "results.json", "markdown": folder / "results.md"}
-    atomic_write_text(paths["json"], json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_text(paths["json"], json.dumps(jsonable(results), indent=2) + "\n")
     atomic_write_text(paths["markdown"], md)
     return paths

@@ -42,6 +42,7 @@ from geossl.checkpoint import (
 from geossl.data.normalize import make_normalizer
 from geossl.datasets.base import single_sensor
 from geossl.datasets.registry import dataset_class
+from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
@@ -49,7 +50,6 @@ from geossl.eval.data import resolve
 from geossl.eval.features import (
     FeatureSet,
     cached_features,
-    default_device,
     image_of,
     label_of,
 )
@@ -189,7 +189,8 @@ def evaluate(
         out: output folder (``results.json``, ``results.md``, PNGs, feature cache).
         backbone: timm backbone for ``random``.
         batch_size: feature-extraction batch size.
-        device: default GPU when present.
+        device: ``auto``/``None`` (GPU when present), ``cpu``, ``gpu``, ``cuda:N``
+            (:func:`geossl.devices.resolve_device`).
         bf16: bf16 autocast for extraction and fine-tuning.
         workers: data-loader workers.
         cache_dir: feature cache (default ``OUT/cache`` when ``data`` is a name).
@@ -238,7 +239,7 @@ def evaluate(
         first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, default_sensor))
         in_chans = int(first_image.shape[0])
     source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0])
-    dev = torch.device(device) if device is not None else default_device()
+    dev = resolve_device(device)
     chosen = select_sensors(source.meta, sensor, default_sensor)
     check_bands(source.meta, chosen, dataset[train_pos[0]], root)
     normalizer = make_normalizer(source.meta, chosen)

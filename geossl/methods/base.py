@@ -33,6 +33,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from geossl.errors import ConfigError, DataError
+from geossl.io import jsonable
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.optim import build_optimizer, warmup_cosine
 from geossl.methods.specs import (
@@ -405,18 +406,5 @@ def _find_attr(obj: Any, names: Sequence[str]) -> Any:
         for name in names:
             value = getattr(cand, name, None)
             if value is not None and not callable(value):
-                return _plain(value)
+                return jsonable(value)  # checkpoint-safe plain Python
     return None
-
-
-def _plain(value: Any) -> Any:
-    """Checkpoint-safe plain Python (lists, dicts, numbers, strings)."""
-    if isinstance(value, Tensor):
-        return value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)

@@ -97,7 +97,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text, check_writable
+from geossl.io import atomic_path, atomic_write_text, check_writable, jsonable
 
 PathLike = str | os.PathLike[str]
 
@@ -1178,19 +1178,9 @@ def save_splits(
     for i, name in zip(ids, names):
         if isinstance(name, str):
             groups.setdefault(name, []).append(i)
-    doc = {"strategy": strategy, "params": _jsonable(params), "splits": groups}
+    doc = {"strategy": strategy, "params": jsonable(params), "splits": groups}
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def load_splits(path: PathLike, gdf: pd.DataFrame | None = None) -> pd.Series:
