@@ -390,7 +390,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         ConfigError: invalid options or combination (method x pairing, ...).
         DataError: missing or unreadable data or checkpoint.
     """
-    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -402,6 +402,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         raise ConfigError("give --max-steps or --max-epochs")
     if config.ckpt_every <= 0:
         raise ConfigError("--ckpt-every must be positive")
+    if config.num_nodes < 1:
+        raise ConfigError(f"--num-nodes must be >= 1, got {config.num_nodes}")
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
@@ -456,9 +458,11 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     )
     log_every = config.log_every or max(1, min(50, max_steps // 20))
     keep_before = int(resumed.get("global_step", 0)) if resumed is not None else None
-    trainer = Trainer(
+    trainer = _trainer(
         accelerator=accelerator,
         devices=resolve_devices(config.devices),
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
         precision=precision,  # type: ignore[arg-type]
         max_steps=config.max_steps,
         max_epochs=config.max_epochs,
@@ -472,6 +476,13 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         benchmark=accelerator == "gpu",
         enable_model_summary=False,
     )
+    world = int(trainer.world_size)
+    if config.max_steps <= 0 and world > 1:
+        # each of the ``world`` processes reads 1/world of the chips per epoch
+        per_rank = -(-dm.num_samples // world)
+        steps = per_rank // config.batch_size if dm.drop_last else -(-per_rank //
+                                                                      config.batch_size)
+        method.hparams["max_steps"] = max(1, steps) * int(config.max_epochs or 1)
     metrics_csv = out / "logs" / "csv" / "metrics.csv"
     fit_kwargs: dict[str, Any] = {}
     if "weights_only" in inspect.signature(trainer.fit).parameters:
@@ -495,9 +506,16 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     last = ckpt_dir / "last.ckpt"
     step_ckpt = ckpt_dir / f"step={trainer.global_step}.ckpt"
     saved = False
-    if (trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists()
-            and not isinstance(hard_stop, SystemExit)):
+    save_end = (trainer.global_step > 0 and not step_ckpt.exists()
+                and not isinstance(hard_stop, SystemExit))
+    if trainer.world_size > 1:
+        # rank 0's decision for all: save_checkpoint waits for every process (a barrier), and
+        # the file rank 0 is writing may or may not exist yet when another rank looks. After a
+        # hard stop the other processes may be gone: the last periodic checkpoint stands.
+        save_end = hard_stop is None and bool(trainer.strategy.broadcast(save_end, src=0))
+    if save_end:
         # the run ended (or was interrupted) between two checkpoint intervals: keep its end
+        # (every process calls save_checkpoint; Lightning writes the file on rank 0 only)
         trainer.save_checkpoint(step_ckpt)
         trainer.save_checkpoint(last)
         saved = True
@@ -514,6 +532,24 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
                                 f"with --resume last")
     return last
+
+
+def _trainer(**kwargs: Any) -> Any:
+    """A Lightning ``Trainer``; a device, node or strategy setting it refuses is one line.
+
+    Raises:
+        ConfigError: Lightning's refusal of ``--accelerator``, ``--devices``, ``--num-nodes``
+            or ``--strategy`` (an unknown strategy, more devices than the machine has, ...).
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch import Trainer
+
+    try:
+        return Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
+                          f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
+                          f"--strategy {kwargs['strategy']}: {_first_line(err)}") from err
 
 
 def _first_line(err: BaseException) -> str:
