@@ -83,3 +83,59 @@ def test_two_processes_equal_one_on_the_same_global_batch(method: str, tmp_path:
         assert r["grads"].keys() == ref.keys()
         for name, grad in ref.items():
             torch.testing.assert_close(r["grads"][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_device_node_and_strategy_flags_are_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--num-nodes and --strategy reach the Trainer: a value Lightning refuses is one line."""
+    from geossl.cli import main
+
+    root = tmp_path / "chips"
+    make_chips(root, n=4, bands=3, size=16)
+    base = ["pretrain", "--data", "chips", "--root", str(root), "--sensors", "s2",
+            "--pairing", "aug", "--backbone", "test_resnet", "--img-size", "16",
+            "--batch-size", "2", "--workers", "0", "--accelerator", "cpu", "--max-steps", "1"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--num-nodes", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err] and "--num-nodes must be >= 1" in err
+    assert main([*base, "--out", str(tmp_path / "b"), "--strategy", "no_such_strategy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--strategy no_such_strategy" in err, err
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_deepcluster_weighted_draw_is_one_draw_sharded_over_ranks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The weighted sampler draws the same sequence on every rank; ranks take disjoint slices."""
+    from collections import Counter
+
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from geossl.data.datamodule import SSLDataModule
+
+    class Chips(torch.utils.data.Dataset[dict[str, Any]]):
+        def __len__(self) -> int:
+            return 12
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            return {"image": torch.full((2, 4, 4), float(i))}
+
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+    weights = torch.tensor([1.0, 2.0, 3.0] * 4)
+
+    def draw() -> Any:
+        dm = SSLDataModule(data="folder", root=tmp_path, sensors=["s2"], pairing="aug",
+                           batch_size=2, dataset=Chips(), normalize=False)
+        dm.setup()
+        dm.set_sample_weights(weights)
+        return dm.train_dataloader().sampler
+
+    sampler = draw()
+    sequence = list(sampler)
+    assert sequence == list(draw())  # another process draws the same sequence
+    shards = [list(DistributedSamplerWrapper(draw(), num_replicas=2, rank=r, shuffle=False))
+              for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 6
+    assert Counter(shards[0] + shards[1]) == Counter(sequence)
+    monkeypatch.setenv("PL_GLOBAL_SEED", "8")
+    assert list(draw()) != sequence  # seed (+ epoch) decide the draw
