@@ -101,12 +101,30 @@ def measure(chips: Path, out: Path, processes: int, args: argparse.Namespace) ->
             "steps_per_s": steps_s, "chips_per_s": steps_s * args.batch_size * processes}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``geossl bench ddp``: print the table (and write ``--out/bench_ddp.json``)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--worker"]:
-        return _worker(argv[1:])
-    parser = argparse.ArgumentParser(prog="geossl bench ddp", description=__doc__.split("\n")[0])
+def defaults(**overrides: Any) -> argparse.Namespace:
+    """The benchmark's settings: the defaults of ``geossl bench ddp`` with ``overrides``."""
+    return argparse.Namespace(**{**vars(_parser().parse_args([])), **overrides})
+
+
+def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
+    """Pretrain on 1 and 2 processes over the same chips; the rows and the parallel efficiency.
+
+    Returns:
+        ``{"rows": [{"processes", "steps_per_s", "chips_per_s", ...}, ...], "efficiency"}``.
+    """
+    from geossl.bench.train import make_chips
+
+    with tempfile.TemporaryDirectory(prefix="geossl-bench-ddp-") as tmp:
+        chips = Path(tmp) / "chips"
+        n = args.batch_size * 2 * (args.warmup + args.steps)  # no epoch boundary in the timing
+        make_chips(chips, n=n, bands=args.bands, size=args.size)
+        rows = [measure(chips, Path(tmp) / f"run{p}", p, args) for p in (1, 2)]
+    return {"rows": rows, "efficiency": rows[1]["chips_per_s"] / (2 * rows[0]["chips_per_s"])}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geossl bench ddp",
+                                     description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--method", default="simclr", help="simclr, moco, byol or deepcluster")
     parser.add_argument("--backbone", default="resnet18", help="timm model name")
     parser.add_argument("--size", type=int, default=32, help="chip size in pixels")
@@ -116,16 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
     parser.add_argument("--out", default=None, help="folder for bench_ddp.json")
-    args = parser.parse_args(argv)
+    return parser
 
-    from geossl.bench.train import make_chips
 
-    with tempfile.TemporaryDirectory(prefix="geossl-bench-ddp-") as tmp:
-        chips = Path(tmp) / "chips"
-        n = args.batch_size * 2 * (args.warmup + args.steps)  # no epoch boundary in the timing
-        make_chips(chips, n=n, bands=args.bands, size=args.size)
-        rows = [measure(chips, Path(tmp) / f"run{p}", p, args) for p in (1, 2)]
-    efficiency = rows[1]["chips_per_s"] / (2 * rows[0]["chips_per_s"])
+def main(argv: list[str] | None = None) -> int:
+    """``geossl bench ddp``: print the table (and write ``--out/bench_ddp.json``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        return _worker(argv[1:])
+    args = _parser().parse_args(argv)
+    result = bench_ddp(args)
+    rows, efficiency = result["rows"], result["efficiency"]
     print(f"pretrain {args.method} {args.backbone}, {args.bands} x {args.size} px, "
           f"{args.batch_size} chips per process and step, {args.threads} thread(s) per "
           f"process, gloo on CPU, {args.steps} timed steps")
