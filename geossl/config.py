@@ -39,7 +39,10 @@ class PretrainConfig:
     seed: int = option(0, "random seed")
     workers: int = option(4, "worker processes (0: in the main process)")
     accelerator: str = option("auto", "cpu, gpu or auto")
-    devices: str = option("auto", "number of devices or auto")
+    devices: str = option("auto", "devices per node: a number, a list (0,2) or auto")
+    num_nodes: int = option(1, "machines taking part (under SLURM or torchrun: the job's nodes)")
+    strategy: str = option("auto", "Lightning strategy: auto (DDP on several devices), ddp, "
+                           "ddp_spawn, fsdp, ...")
     max_steps: int = option(-1, "stop after N optimiser steps")
     max_epochs: int | None = option(None, "stop after N epochs")
     batch_size: int = option(64, "batch size per device")

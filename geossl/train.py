@@ -387,6 +387,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         raise ConfigError("give --max-steps or --max-epochs")
     if config.ckpt_every <= 0:
         raise ConfigError("--ckpt-every must be positive")
+    if config.num_nodes < 1:
+        raise ConfigError(f"--num-nodes must be >= 1, got {config.num_nodes}")
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
@@ -430,6 +432,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     try:
         fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
             accelerator=accelerator, devices=config.devices, precision=config.precision,
+            num_nodes=config.num_nodes, strategy=config.strategy,
+            on_trainer=lambda trainer: _per_rank_schedule(trainer, config, dm, method),
             out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
             resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
             log_every=config.log_every or max(1, min(50, max_steps // 20)),
@@ -445,6 +449,17 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     return out / "checkpoints" / "last.ckpt"
 
 
+def _per_rank_schedule(trainer: Any, config: PretrainConfig, dm: Any, method: Any) -> None:
+    """With several processes and an epoch budget, size the LR schedule to the steps per rank."""
+    world = int(trainer.world_size)
+    if config.max_steps <= 0 and world > 1:
+        # each of the ``world`` processes reads 1/world of the chips per epoch
+        per_rank = -(-dm.num_samples // world)
+        steps = per_rank // config.batch_size if dm.drop_last else -(-per_rank //
+                                                                      config.batch_size)
+        method.hparams["max_steps"] = max(1, steps) * int(config.max_epochs or 1)
+
+
 def fit(
     module: Any,
     data: Any,
@@ -454,6 +469,9 @@ def fit(
     accelerator: str | torch.device = "auto",
     devices: str | int = "auto",
     precision: str = "auto",
+    num_nodes: int = 1,
+    strategy: str = "auto",
+    on_trainer: Callable[[Any], Any] | None = None,
     out: Path | None = None,
     ckpt_every: int | None = None,
     resume: str | None = None,
@@ -485,6 +503,9 @@ def fit(
             (:func:`geossl.devices.lightning_accelerator`).
         devices: number of devices or ``auto``.
         precision: ``auto`` or a precision (:func:`geossl.devices.resolve_precision`).
+        num_nodes: machines taking part (Lightning's cluster environments: torchrun, SLURM).
+        strategy: Lightning strategy (``auto``, ``ddp``, ...).
+        on_trainer: called with the Trainer once it exists (before fitting).
         out: run folder (``None``: no checkpoints or logs).
         ckpt_every: checkpoint interval in optimiser steps (with ``out``; default: only
             ``last.ckpt``, and the end of the run).
@@ -503,7 +524,7 @@ def fit(
         DataError: the run could not resume from ``resume``.
         KeyboardInterrupt: Ctrl-C, after saving (see above).
     """
-    from lightning.pytorch import LightningDataModule, Trainer
+    from lightning.pytorch import LightningDataModule
 
     lightning = lightning_accelerator(accelerator)
     started = _on_train_start(on_start or (lambda: None))
@@ -517,9 +538,11 @@ def fit(
                 LearningRateMonitor("step")]
     if progress:
         own.append(progress_bar())
-    trainer = Trainer(
+    trainer = _trainer(
         accelerator=lightning,
         devices=resolve_devices(devices),
+        num_nodes=num_nodes,
+        strategy=strategy,
         precision=resolve_precision(precision, lightning),  # type: ignore[arg-type]
         max_steps=max_steps,
         max_epochs=max_epochs,
@@ -535,6 +558,8 @@ def fit(
         benchmark=lightning == "gpu",
         enable_model_summary=False,
     )
+    if on_trainer is not None:
+        on_trainer(trainer)
     fit_kwargs: dict[str, Any] = {"ckpt_path": resume}
     if "weights_only" in inspect.signature(trainer.fit).parameters:
         fit_kwargs["weights_only"] = True  # Lightning's own load of the resumed checkpoint
@@ -577,9 +602,16 @@ def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str
     ckpt_dir = out / "checkpoints"
     step_ckpt = ckpt_dir / f"step={trainer.global_step}.ckpt"
     saved = False
-    if (trainer.is_global_zero and trainer.global_step > 0 and not step_ckpt.exists()
-            and not isinstance(hard_stop, SystemExit)):
+    save_end = (trainer.global_step > 0 and not step_ckpt.exists()
+                and not isinstance(hard_stop, SystemExit))
+    if trainer.world_size > 1:
+        # rank 0's decision for all: save_checkpoint waits for every process (a barrier), and
+        # the file rank 0 is writing may or may not exist yet when another rank looks. After a
+        # hard stop the other processes may be gone: the last periodic checkpoint stands.
+        save_end = hard_stop is None and bool(trainer.strategy.broadcast(save_end, src=0))
+    if save_end:
         # the run ended (or was interrupted) between two checkpoint intervals: keep its end
+        # (every process calls save_checkpoint; Lightning writes the file on rank 0 only)
         trainer.save_checkpoint(step_ckpt)
         trainer.save_checkpoint(ckpt_dir / "last.ckpt")
         saved = True
@@ -588,6 +620,24 @@ def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str
     newest = newest_checkpoint(ckpt_dir)
     return (f"checkpoint {step_ckpt}" if saved or step_ckpt.exists() else
             f"newest checkpoint {newest}" if newest else "no checkpoint yet")
+
+
+def _trainer(**kwargs: Any) -> Any:
+    """A Lightning ``Trainer``; a device, node or strategy setting it refuses is one line.
+
+    Raises:
+        ConfigError: Lightning's refusal of ``--accelerator``, ``--devices``, ``--num-nodes``
+            or ``--strategy`` (an unknown strategy, more devices than the machine has, ...).
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch import Trainer
+
+    try:
+        return Trainer(**kwargs)
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
+                          f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
+                          f"--strategy {kwargs['strategy']}: {_first_line(err)}") from err
 
 
 def _first_line(err: BaseException) -> str:

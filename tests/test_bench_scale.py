@@ -37,3 +37,15 @@ def test_report_lists_every_row() -> None:
                           "pretrain": None})
     assert "2.38x the floor" in text and "not measured" in text
     assert len([line for line in text.splitlines() if line.strip().startswith(("1 |", "2 |"))]) == 2
+
+
+def test_report_lists_the_pretrain_rows() -> None:
+    rows = [{"workers": 1, "tile_chips_s": 60.0, "tile_efficiency": 1.0,
+             "embed_windows_s": 100.0, "embed_efficiency": 1.0}]
+    pretrain = {"rows": [{"processes": 1, "steps_s": 1.06, "chips_s": 8.5},
+                         {"processes": 2, "steps_s": 0.71, "chips_s": 11.4}], "efficiency": 0.67}
+    text = format_report({"cpu_count": 2, "repeats": 1,
+                          "workers": {"cells": 1, "size": 128, "embed_size": 32, "rows": rows},
+                          "pretrain": pretrain})
+    assert "not measured" not in text and "parallel efficiency 0.67" in text
+    assert any(line.split() == ["2", "|", "0.71", "|", "11.4"] for line in text.splitlines())

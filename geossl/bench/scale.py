@@ -12,9 +12,8 @@ Three parts, same machine, same data (the real Major-TOM cells of
     worker processes; chips (windows) per second, and the parallel efficiency
     ``rate(n) / (n x rate(1))``. The cluster is started before the clock starts; every run
     writes to a fresh folder.
-(c) **pretraining steps/s with 1 vs 2 processes** (gloo, CPU): not measured here yet; it needs
-    ``geossl pretrain --strategy`` (issue 12, item 3). :func:`bench_pretrain` is the hook that
-    fills the row of the report when that lands.
+(c) **pretraining steps/s with 1 vs 2 processes** (gloo, CPU): ``geossl pretrain --accelerator
+    cpu --devices N --strategy ddp`` through :mod:`geossl.bench.ddp` (:func:`bench_pretrain`).
 
 Usage::
 
@@ -202,14 +201,18 @@ def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
 
 
 def bench_pretrain(cache: Path) -> dict[str, Any] | None:
-    """Pretraining steps/s with 1 vs 2 gloo CPU processes: the hook for issue 12, item 3.
+    """Pretraining steps/s with 1 vs 2 gloo CPU processes (:func:`geossl.bench.ddp.bench_ddp`).
 
-    Returns None (the row reads "not measured") until ``geossl pretrain`` accepts
-    ``--strategy``; then run ``geossl pretrain ... --accelerator cpu --devices N --strategy
-    ddp`` for N = 1, 2 on the same global batch here and return
-    ``{"rows": [{"processes": N, "steps_s": ...}, ...]}``.
+    ``geossl pretrain --accelerator cpu --devices N --strategy ddp`` for N = 1, 2, SimCLR on
+    resnet18, 8 chips per process and step, 10 timed steps (``geossl bench ddp`` runs the same
+    with other settings). ``cache`` is not used: the chips are written to a temporary folder.
     """
-    return None
+    from geossl.bench.ddp import bench_ddp, defaults
+
+    result = bench_ddp(defaults())
+    return {"rows": [{"processes": r["processes"], "steps_s": r["steps_per_s"],
+                      "chips_s": r["chips_per_s"]} for r in result["rows"]],
+            "efficiency": result["efficiency"]}
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -258,12 +261,14 @@ def format_report(r: dict[str, Any]) -> str:
                      f"{row['embed_efficiency']:10.2f}")
     p = r.get("pretrain")
     if p is None:
-        lines.append("(c) pretrain steps/s, 1 vs 2 processes (gloo, CPU): not measured "
-                     "(needs geossl pretrain --strategy)")
-    else:  # pragma: no cover - see bench_pretrain
+        lines.append("(c) pretrain steps/s, 1 vs 2 processes (gloo, CPU): not measured")
+    else:
+        lines.append("(c) pretrain (SimCLR, resnet18, 8 chips per process and step), gloo, "
+                     "CPU: processes | steps/s | chips/s")
         for row in p["rows"]:
-            lines.append(f"(c) pretrain, {row['processes']} process(es): "
-                         f"{row['steps_s']:.2f} steps/s")
+            lines.append(f"    {row['processes']:9d} | {row['steps_s']:7.2f} | "
+                         f"{row['chips_s']:7.1f}")
+        lines.append(f"    parallel efficiency {p['efficiency']:.2f}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ Examples:
     geossl bench scale --cache /tmp/geossl-scale      # tile/embed on 1 and 2 Dask workers
     geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
     geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
+    geossl bench ddp --steps 10 --batch-size 8           # pretrain on 1 vs 2 gloo processes
 
 Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
 flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
@@ -37,11 +38,13 @@ if TYPE_CHECKING:
     from geossl.bench.train import BenchConfig
 
 NAME = "bench"
-HELP = "benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale"
+HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale, "
+        "ddp (pretrain steps/s on 1 vs 2 processes)")
 
 #: ``what`` -> library module providing ``main(argv, prog) -> int``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
-         "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale"}
+         "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale",
+         "ddp": "geossl.bench.ddp"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -78,8 +81,9 @@ def add_train_arguments(parser: ArgumentParser) -> None:
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
-    parser.add_argument("what", type=Literal["train", "data", "splits", "polsar", "scale"],
-                        help="which benchmark: train, data, splits, polsar or scale (then "
+    parser.add_argument("what",
+                        type=Literal["train", "data", "splits", "polsar", "scale", "ddp"],
+                        help="which benchmark: train, data, splits, polsar, scale or ddp (then "
                              "`geossl bench WHAT --help` for its flags)")
     add_train_arguments(parser)  # settable from a --config file for train
     parser.add_argument("args", nargs=argparse.REMAINDER,

@@ -23,6 +23,7 @@ trainer reloads the training loader every epoch).
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -386,13 +387,23 @@ class SSLDataModule(LightningDataModule):
         assert self.train_dataset is not None
         sampler: Sampler[int] | None = None
         if self.sample_weights is not None:
+            # the same draw on every process (seed + epoch): under DDP Lightning wraps this
+            # sampler in a DistributedSamplerWrapper, which gives each process its own slice
+            # of the draw; draws that differed per process would overlap
             sampler = WeightedRandomSampler(
                 self.sample_weights.double(),  # type: ignore[arg-type]
-                num_samples=len(self.train_dataset), replacement=True
+                num_samples=len(self.train_dataset), replacement=True,
+                generator=torch.Generator().manual_seed(self._draw_seed()),
             )
         else:
             sampler = RandomSampler(self.train_dataset)
         return self._loader(self.train_dataset, sampler, True, self.drop_last)
+
+    def _draw_seed(self) -> int:
+        """Seed of this epoch's weighted draw: the run's seed plus the epoch (same on all ranks)."""
+        trainer = getattr(self, "trainer", None)
+        epoch = int(getattr(trainer, "current_epoch", 0) or 0) if trainer is not None else 0
+        return int(os.environ.get("PL_GLOBAL_SEED", "0") or 0) + epoch
 
     def cluster_dataloader(self) -> DataLoader[dict[str, Any]]:
         """Every training sample once, in order, centre-cropped, batches carrying ``index``.
