@@ -122,8 +122,8 @@ def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "efficiency": rows[1]["chips_per_s"] / (2 * rows[0]["chips_per_s"])}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="geossl bench ddp",
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog or "geossl bench ddp",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--method", default="simclr", help="simclr, moco, byol or deepcluster")
     parser.add_argument("--backbone", default="resnet18", help="timm model name")
@@ -137,12 +137,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``geossl bench ddp``: print the table (and write ``--out/bench_ddp.json``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parser(prog).parse_args(argv)
     result = bench_ddp(args)
     rows, efficiency = result["rows"], result["efficiency"]
     print(f"pretrain {args.method} {args.backbone}, {args.bands} x {args.size} px, "
