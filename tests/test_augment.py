@@ -115,7 +115,7 @@ def test_bad_options() -> None:
 
 def test_gaussian_blur_matches_kornia_per_sample_sigma() -> None:
     """The separable, sync-free blur equals kornia's ``gaussian_blur2d`` (reflect border)."""
-    import kornia  # a declared dependency: its absence is a failure
+    import kornia  # a dependency of torchgeo (the reference here): its absence is a failure
 
     from geossl.methods.augment import gaussian_blur
 
