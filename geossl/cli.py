@@ -24,7 +24,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter,
 
 import geossl
 from geossl import commands
-from geossl.configs import resolve_config
+from geossl.conf import resolve_config
 from geossl.errors import ConfigError, GeosslError, GeosslWarning
 
 
@@ -36,7 +36,7 @@ class ConfigFileOrName(ActionConfigFile):
     """``--config``: a YAML file, or the name of a shipped configuration (``geossl config list``).
 
     A value that names no file is looked up among the configurations shipped in the package
-    (:func:`geossl.configs.resolve_config`), so ``--config pretrain/moco_sen12ms_geo`` works from
+    (:func:`geossl.conf.resolve_config`), so ``--config pretrain/moco_sen12ms_geo`` works from
     any folder of an installed wheel. Inline YAML (``--config '{max_steps: 5}'``) is left to
     jsonargparse.
     """

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geossl import configs, machine
+from geossl import conf as configs
+from geossl import machine
 from geossl.cli import build_parser, main
 from geossl.errors import ConfigError
 

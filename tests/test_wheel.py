@@ -77,8 +77,8 @@ def test_wheel_runs_from_an_empty_folder(wheel_env: tuple[Path, Path, dict[str, 
     geossl = str(bin_dir / "geossl")
 
     where = json.loads(_ok(_run([str(bin_dir / "python"), "-c", (
-        "import json, geossl, geossl.configs, geossl.demo;"
-        "print(json.dumps([geossl.__file__, str(geossl.configs.CONF_DIR),"
+        "import json, geossl, geossl.conf, geossl.demo;"
+        "print(json.dumps([geossl.__file__, str(geossl.conf.CONF_DIR),"
         " str(geossl.demo.builtin_scene())]))")], work, env)))
     for path in where:  # the wheel's code and data, not the checkout's
         assert Path(path).resolve().is_relative_to(venv.resolve()), path

@@ -37,23 +37,8 @@ def add_seed(parser: ArgumentParser, default: int = 0) -> None:
     parser.add_argument("--seed", type=int, default=default, help="random seed")
 
 
-def add_workers(parser: ArgumentParser, default: int = 0, loader: bool = False) -> None:
-    """Add ``--workers N`` (processes, or data-loader workers).
-
-    Args:
-        parser: the subcommand's parser.
-        default: default count (0: in the main process).
-        loader: data-loader workers: the default is ``min(4, available cores)``
-            (:func:`geossl.machine.default_workers`) and ``default`` is ignored.
-    """
-    from geossl.machine import MAX_DEFAULT_WORKERS, available_cores, default_workers
-
-    if loader:
-        parser.add_argument("--workers", type=int, default=default_workers(),
-                            help=f"data-loader worker processes (0: in the main process; "
-                                 f"default min({MAX_DEFAULT_WORKERS}, available cores) = "
-                                 f"{default_workers()} here, {available_cores()} cores)")
-        return
+def add_workers(parser: ArgumentParser, default: int = 0) -> None:
+    """Add ``--workers N`` (processes, or data-loader workers)."""
     parser.add_argument("--workers", type=int, default=default,
                         help="worker processes (0: in the main process)")
 

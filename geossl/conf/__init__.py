@@ -20,8 +20,8 @@ from pathlib import Path
 
 from geossl.errors import ConfigError
 
-#: folder of the shipped configurations
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+#: folder of the shipped configurations (this package's folder)
+CONF_DIR = Path(__file__).resolve().parent
 #: prefixes a shipped name may carry (how the configs were addressed in a source checkout)
 _PREFIXES = ("geossl/conf/", "conf/")
 
