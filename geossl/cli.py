@@ -3,7 +3,8 @@
 Thin by design: each subcommand lives in its own module of :mod:`geossl.commands`, declares its
 flags and calls one library function. Subcommands are discovered from that package, so a module
 is listed exactly when it exists (and works). Every subcommand accepts ``--config FILE.yaml``
-(any flag can be set there; flags given after it override it) and ``--print_config`` (prints the
+or ``--config NAME`` of a configuration shipped in the package (``geossl config list``; any flag
+can be set there; flags given after it override it) and ``--print_config`` (prints the
 effective configuration as YAML and exits), as in LightningCLI.
 """
 
@@ -23,11 +24,33 @@ from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter,
 
 import geossl
 from geossl import commands
-from geossl.errors import GeosslError, GeosslWarning
+from geossl.conf import resolve_config
+from geossl.errors import ConfigError, GeosslError, GeosslWarning
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """Keep the line breaks of each subcommand's docstring (its examples) in ``--help``."""
+
+
+class ConfigFileOrName(ActionConfigFile):
+    """``--config``: a YAML file, or the name of a shipped configuration (``geossl config list``).
+
+    A value that names no file is looked up among the configurations shipped in the package
+    (:func:`geossl.conf.resolve_config`), so ``--config pretrain/moco_sen12ms_geo`` works from
+    any folder of an installed wheel. Inline YAML (``--config '{max_steps: 5}'``) is left to
+    jsonargparse.
+    """
+
+    def __call__(self, parser: Any, cfg: Any, values: Any, option_string: str | None = None
+                 ) -> None:
+        """Resolve a name to its shipped file, then load it as jsonargparse does."""
+        if isinstance(values, str) and "\n" not in values and ": " not in values \
+                and not values.lstrip().startswith(("{", "[")):
+            try:
+                values = str(resolve_config(values))
+            except ConfigError as err:
+                parser.error(str(err))
+        super().__call__(parser, cfg, values, option_string)
 
 
 def _command_modules() -> list[ModuleType]:
@@ -57,7 +80,9 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
     for mod in _command_modules():
         p = ArgumentParser(prog=f"geossl {mod.NAME}", description=mod.__doc__)
         p.add_argument(
-            "--config", action=ActionConfigFile, help="YAML file with any of the flags below"
+            "--config", action=ConfigFileOrName,
+            help="YAML file with any of the flags below, or the name of a shipped one "
+                 "(`geossl config list`)",
         )
         mod.add_arguments(p)
         sub.add_subcommand(mod.NAME, p, help=mod.HELP)

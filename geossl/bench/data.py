@@ -13,8 +13,8 @@
 
 Usage::
 
-    python tools/bench_data.py --cache /tmp/geossl-bench              # N = 100,000
-    python tools/bench_data.py --cache /tmp/geossl-bench --n-files 5000 --chips 256
+    geossl bench data --cache /tmp/geossl-bench              # N = 100,000
+    geossl bench data --cache /tmp/geossl-bench --n-files 5000 --chips 256
     geossl bench data --cache /tmp/geossl-bench --n-files 5000
 
 Also callable: ``bench_data(cache=..., n_files=..., ...) -> dict``.
@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from geossl.machine import available_cores
 
 #: the source checkout (its docs/ and the ../shared samples beside it), when run from one
 REPO = Path(__file__).resolve().parents[2]
@@ -289,10 +291,10 @@ def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
     torch.set_num_threads(1)
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"cpu_count": os.cpu_count()}
+    result: dict[str, Any] = {"cpu_count": os.cpu_count(), "available_cores": available_cores()}
     if not skip_index:
         result["index"] = bench_index(cache, n_files, workers if workers is not None
-                                      else min(8, os.cpu_count() or 1), repeats)
+                                      else min(8, available_cores()), repeats)
     result["chips"] = bench_chips(cache, n_chips, data=Path(data), repeats=repeats)
     return result
 

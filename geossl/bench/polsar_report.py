@@ -7,8 +7,8 @@ and kNN, the same encoder randomly initialised, supervised from scratch on the s
 logistic regression on hand-crafted per-patch features; 10 and 50 labels per class, 5 seeds, OA
 and AA on the test blocks of a 128 px checkerboard), prints the table, writes
 ``<out>/results.json``, ``<out>/table.md``, the PNGs, and the PolSAR section of
-``docs/benchmarks_polsar.md`` (``--doc``; ``--doc ''`` to skip) between generated-section
-markers, keeping any hand-written text around them.
+``docs/benchmarks_polsar.md`` of a source checkout (``--doc``; ``--doc ''`` to skip) between
+generated-section markers, keeping any hand-written text around them.
 
 Every option of :class:`~geossl.bench.polsar.PolsarBenchConfig` is a flag (``--pretrain-steps``,
 ``--methods simclr moco``, ...); a small smoke run: ``--pretrain-steps 20 --seeds 2``.
@@ -32,7 +32,10 @@ from geossl.bench.polsar import PolsarBenchConfig, run_polsar_benchmark  # noqa:
 from geossl.errors import GeosslError  # noqa: E402
 from geossl.io import atomic_write_text  # noqa: E402
 
-DEFAULT_DOC = REPO / "docs" / "benchmarks_polsar.md"
+#: the doc a run updates by default: only in a source checkout (an installed package has no
+#: docs/, and must never write into site-packages)
+DEFAULT_DOC = (REPO / "docs" / "benchmarks_polsar.md"
+               if (REPO / "pyproject.toml").is_file() and (REPO / "docs").is_dir() else None)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -55,8 +58,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             p.add_argument(flag, default=None)
         else:
             p.add_argument(flag, type=type(value), default=value)
-    p.add_argument("--doc", default=str(DEFAULT_DOC),
-                   help="markdown file to write the PolSAR section to ('' to skip)")
+    p.add_argument("--doc", default=str(DEFAULT_DOC) if DEFAULT_DOC else "",
+                   help="markdown file to write the PolSAR section to ('' to skip; default: "
+                        "docs/benchmarks_polsar.md of a source checkout, else none)")
     p.add_argument("--from-results", default=None, metavar="JSON",
                    help="only rewrite --doc from a saved results.json (no run)")
     return p

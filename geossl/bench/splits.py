@@ -5,7 +5,7 @@ scenes in 12 UTM zones), then times each strategy and its leakage report and pri
 strategy, the chips per split, the achieved test fraction, the leaking chips and seconds.
 ``checkerboard`` alternates blocks, so it is run at 0.5/0.5; the others at ``--fractions``.
 
-    python tools/bench_splits.py [--n 180662] [--block-size 10240] [--buffer 0]
+    geossl bench splits [--n 180662] [--block-size 10240] [--buffer 0]
     geossl bench splits --n 2000 --scenes 8          # a tiny run
     geossl bench splits --strategies overlap,random --json splits.json
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from geossl.devices import lightning_accelerator, resolve_device, resolve_precision
 from geossl.errors import ConfigError
+from geossl.machine import default_workers
 
 #: every measurement ``--only`` can select
 ALL = ("geossl-simclr", "geossl-moco", "torchgeo-simclr", "torchgeo-moco", "ceiling",
@@ -70,7 +71,7 @@ class BenchConfig:
     compile: bool = False
     channels_last: bool | None = None
     device: str = "auto"
-    workers: int = 2
+    workers: int = dataclasses.field(default_factory=default_workers)  # min(4, available cores)
     chips: str | None = None
     num_chips: int | None = None
     only: list[str] | None = None

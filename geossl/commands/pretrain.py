@@ -3,7 +3,7 @@ r"""Pretrain an encoder with self-supervision (SimCLR, MoCo v2, BYOL, DeepCluste
 Examples:
     geossl pretrain --sensors s1,s2 --pairing geo --method moco --backbone resnet50 \\
         --data sen12ms --root DIR --out RUN --max-steps 10000
-    geossl pretrain --config conf/pretrain/moco_sen12ms_geo.yaml --root DIR --out RUN
+    geossl pretrain --config pretrain/moco_sen12ms_geo --root DIR --out RUN
     geossl pretrain --config RUN/config.yaml --resume last      # continue after a kill
     geossl pretrain --data chips --root MAJOR_TOM_CHIPS --sensors s2 --pairing aug \
         --normalization s2=s2_offset --out RUN --max-steps 1000     # baseline >= 04.00

@@ -23,7 +23,7 @@ from geossl.commands import _common
 
 NAME = "split"
 HELP = "overlap-aware train/val/test splits of chips, with a leakage report"
-#: ``--block-size`` default in metres (see conf/split.yaml for why)
+#: ``--block-size`` default in metres (see the shipped config `split` for why)
 DEFAULT_BLOCK_SIZE = 10240.0
 
 

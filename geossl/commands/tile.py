@@ -8,7 +8,7 @@ Examples:
     geossl tile https://example.com/cog.tif s3://bucket/scene.tif --out chips
     geossl tile search.json --bands red,green,blue,nir --cloud-mask auto --out chips  # STAC
     geossl tile major_tom/ --out /shared/chips --scheduler tcp://10.0.0.5:8786  # Dask cluster
-    geossl tile --config conf/tile.yaml
+    geossl tile --config tile
 
 A SCENE is a multi-band raster, a folder with one file per band (Major-TOM cell, SAFE
 IMG_DATA, ...), a .SAFE product, a folder searched for those, a raster URL (https://, s3://;

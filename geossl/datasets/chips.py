@@ -8,7 +8,7 @@ strings become lists).
 Why not a TorchGeo ``RasterDataset`` + ``RandomGeoSampler``: for pre-cut chips it rebuilds a
 spatial index by opening every file, then warps and merges files for every query; here a sample
 is a single windowless read of one small file (or a slice of a memory-mapped array), which is
-one to two orders of magnitude faster (see ``tools/bench_data.py``).
+one to two orders of magnitude faster (see ``geossl bench data``).
 
 :func:`geossl.tiling.packed.pack` writes every chip of an index into one store beside it; the
 dataset reads from it, with no reprojection, whenever a store covering its chips is present.
@@ -45,7 +45,7 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
     Example::
 
         ds = ChipDataset("chips/index.parquet", bands=["B04", "B03", "B02"])
-        loader = DataLoader(ds, batch_size=64, num_workers=8, shuffle=True)
+        loader = DataLoader(ds, batch_size=64, num_workers=4, shuffle=True)
 
     The chips' sensor is the index's ``sensor`` column (or ``--sensors``); with several
     sensors or dates :meth:`for_pretraining` joins them on footprint

@@ -53,6 +53,7 @@ from geossl.datasets import labels as lab
 from geossl.datasets.base import GeosslDataset, construct
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, open_raster
+from geossl.machine import available_cores
 
 PathLike = str | os.PathLike[str]
 
@@ -226,7 +227,7 @@ def parallel_map(
 ) -> list[Any]:
     """``[fn(x) for x in items]`` in a thread pool (GDAL releases the GIL), with progress."""
     if workers is None:
-        workers = min(8, (os.cpu_count() or 1) * 2)
+        workers = min(8, available_cores() * 2)  # I/O threads: GDAL releases the GIL
     disable = len(items) < 1000
     if workers <= 1 or len(items) < 64:
         return [fn(x) for x in tqdm(items, desc=desc, disable=disable)]
@@ -593,7 +594,7 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
         grows: patches missing from it are read and appended.
 
         Args:
-            workers: reader threads (default: 2 x CPU count, at most 8).
+            workers: reader threads (default: 2 x available cores, at most 8).
             cache: read and update the cache file.
 
         Returns:

