@@ -101,6 +101,20 @@ def test_cells_run_skip_fail_and_table(tmp_path: Path) -> None:
     assert pd.read_csv(out / "results.csv")["status"].tolist() == ["finished", "finished"]
 
 
+def test_runs_are_child_processes(tmp_path: Path) -> None:
+    """What the sweep runs for each cell: `geossl ...` in a child process, its output in the log
+    and its exit status returned (the full path is the slow test below)."""
+    from geossl.sweep import _geossl
+
+    log = tmp_path / "run.log"
+    assert _geossl(["--version"], log) == 0
+    assert _geossl(["pretrain", "--no-such-flag"], log) == 2
+    text = log.read_text()
+    assert "$ geossl --version" in text and "geossl 0." in text
+    assert "$ geossl pretrain --no-such-flag" in text and "no-such-flag" in text.split("$")[-1]
+
+
+@pytest.mark.slow
 def test_sweep_cli_runs_child_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
     from tests.data.cifar.data import generate
