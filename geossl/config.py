@@ -84,8 +84,9 @@ class PretrainConfig:
     split: str = option("train", "which side of --splits")
     index: str | None = option(None, "chip index for --data chips (default ROOT/index.parquet)")
     bands: list[str] | None = option(
-        None, "comma-separated band names to read, in order, e.g. B04,B03,B02 (datasets that "
-        "select bands: chips; needed for a chip index mixing band sets)",
+        None, "comma-separated band names to read, in order, e.g. B04,B03,B02 (every dataset: "
+        "read by those that select bands, e.g. chips, where a mixed-band index needs it; sliced "
+        "from the samples of the others); checkpoints record the selection",
         flag_type=str | list[str] | None)
     data_args: dict[str, Any] = option(
         factory=dict, flag_type=dict[str, Any] | None,
@@ -108,6 +109,15 @@ class PretrainConfig:
                                  "GPUs)")
     method_args: dict[str, Any] = option(factory=dict, flag_type=dict[str, Any] | None,
                                          help="further method options, e.g. {num_clusters: 30}")
+    online_probe: bool = option(False, "train a linear classifier on the detached features of "
+                                "every batch and log its accuracy (probe/acc); needs labelled "
+                                "samples")
+    probe_lr: float = option(1e-3, "Adam learning rate of the online probe")
+    label_scheme: str | None = option(None, "SEN12MS scene labels for the probe and t-SNE: igbp "
+                                      "(17 classes, default) or dfc (10-class simplified IGBP)")
+    tsne_every: int = option(0, "write OUT/tsne/epoch=NNN.png every N epochs (and before "
+                             "training); 0: off")
+    tsne_points: int = option(1000, "training samples embedded in each t-SNE snapshot")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:

@@ -9,6 +9,11 @@
     OUT/logs/csv/metrics.csv        CSV log
     OUT/logs/tb/                    TensorBoard log (events.out.tfevents.*)
     OUT/loss_curve.png              training loss against step
+    OUT/tsne/epoch=NNN.png          t-SNE snapshots of the embedding (--tsne-every N)
+
+With ``--online-probe`` a linear classifier is trained on the detached features of every batch
+and its accuracy is logged (``probe/acc``); SimCLR and MoCo log their contrastive top-1
+accuracy (``train/contrastive_acc``). See :mod:`geossl.monitor`.
 
 Checkpoints are written by Lightning through an fsspec transaction (temporary file, then a
 rename), so a kill leaves the previous checkpoint intact; ``--resume`` loses at most the steps
@@ -417,8 +422,11 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         stats=config.stats,
         data_args=config.data_args,
         band_selection=config.bands,
+        labels=config.online_probe or config.tsne_every > 0,
+        label_scheme=config.label_scheme,
     )
     dm.setup("fit")
+    monitors = _monitors(config, dm, out)
     in_chans = sample_in_chans(dm)
     max_steps = config.max_steps
     if max_steps <= 0:
@@ -440,7 +448,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
             reload_data=method.reload_dataloaders_every_epoch,
             on_start=lambda: write_config(config, out / "config.yaml")
             if getattr(rank_zero_only, "rank", 0) == 0 else None,
-            callbacks=callbacks)
+            callbacks=[*monitors, *callbacks])
     finally:  # also when interrupted
         filled = dm.filled_values()
         if filled:
@@ -638,6 +646,29 @@ def _trainer(**kwargs: Any) -> Any:
         raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
                           f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
                           f"--strategy {kwargs['strategy']}: {_first_line(err)}") from err
+
+
+def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
+    """The online probe and t-SNE snapshot callbacks the config asks for.
+
+    Raises:
+        ConfigError: an online probe on a dataset whose samples carry no labels, or a bad
+            snapshot interval.
+    """
+    from geossl.monitor import OnlineProbe, TSNESnapshots
+
+    found: list[Any] = []
+    if config.online_probe:
+        if not dm.has_labels:
+            raise ConfigError(f"--online-probe needs labelled samples, and {config.data!r} "
+                              f"gives none in {config.root}")
+        found.append(OnlineProbe(lr=config.probe_lr))
+    if config.tsne_every < 0:
+        raise ConfigError(f"--tsne-every must be 0 (off) or positive, got {config.tsne_every}")
+    if config.tsne_every > 0:
+        found.append(TSNESnapshots(out / "tsne", config.tsne_every, config.tsne_points,
+                                   config.seed))
+    return found
 
 
 def _first_line(err: BaseException) -> str:

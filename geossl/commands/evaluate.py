@@ -12,13 +12,17 @@ Examples:
         --label-path SF_AIRSAR/labels/label.png --data-args '{patch_size: 16}' --out eval_sar/
     geossl evaluate RUN/checkpoints/last.ckpt --data chips --root CHIPS \\
         --label-column landcover --out eval_chips/
+    geossl evaluate RUN/checkpoints/last.ckpt --data bigearthnet --root BEN --task farmland \\
+        --protocol linear --out eval_ben/   # 19-class mAP + farmland sensitivity/specificity
 
 Without --splits, a dataset with no split of its own (SEN12MS, PolSAR, chips, BigEarthNet v1)
 gets an overlap-aware split (overlapping footprints on one side only), saved as
 OUT/splits.json; pass it as --splits to repeat the run on the same sides.
 
 Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
-OUT/knn_grid.png, OUT/confusion_*.png, OUT/finetune_curves.png and a feature cache.
+OUT/knn_grid.png, OUT/confusion_*.png (row-normalised; per --task too),
+OUT/finetune_curves.png, OUT/predictions/*.csv (every run's test predictions) and a feature
+cache.
 """
 
 from __future__ import annotations
@@ -44,20 +48,25 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="saved overlap-aware split (JSON/GeoParquet); default: the "
                              "dataset's own split, else an overlap-aware split made now and "
                              "saved as OUT/splits.json")
-    parser.add_argument("--data-args", type=str | None, default=None,
+    parser.add_argument("--data-args", type=str | dict[str, Any] | None, default=None,
                         help="dataset arguments as a YAML/JSON mapping, e.g. "
                              "'{patch_size: 16, purity: 0.9}' (polsar) or '{version: 1}' "
                              "(bigearthnet)")
     parser.add_argument("--bands", type=str | None, default=None,
-                        help="comma-separated band names to read, in order, for datasets that "
-                             "select bands (chips; needed for an index mixing band sets); "
-                             "the encoder must take that many bands")
+                        help="comma-separated band names to read, in order, e.g. B04,B03,B02 "
+                             "(every dataset: read by those that select bands, e.g. chips, "
+                             "sliced from the samples of the others); the encoder must take "
+                             "that many bands")
     parser.add_argument("--label-path", type=str | None, default=None,
                         help="polsar: class raster aligned with the scene (0 = unlabelled; "
                              "default: the single image in ROOT/labels)")
     parser.add_argument("--label-column", type=str | None, default=None,
                         help="chips: chip-index column holding each chip's class (default: "
                              "'label' when the index has it)")
+    parser.add_argument("--task", type=str | list[str] | None, default=None,
+                        help="binary task(s) scored next to the classes: farmland (BigEarthNet) "
+                             "or NAME=Class A;Class B (positive when a sample has any of them); "
+                             "a list in YAML")
     parser.add_argument("--train-split", type=str, default="train")
     parser.add_argument("--test-split", type=str, default="test")
     parser.add_argument("--labels-per-class", type=str | None, default=None,
@@ -117,7 +126,7 @@ def run(cfg: Namespace) -> int:
         plots=not _get(cfg, "no_plots"), sensor=_get(cfg, "sensor"),
         data_args=parse_data_args(_get(cfg, "data_args"), bands=_get(cfg, "bands")),
         label_path=_get(cfg, "label_path"),
-        label_column=_get(cfg, "label_column"),
+        label_column=_get(cfg, "label_column"), tasks=_get(cfg, "task"),
     )
     for note in res.get("notes", []):
         print(note)

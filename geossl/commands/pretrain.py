@@ -12,8 +12,9 @@ Examples:
     geossl pretrain --data ssl4eo --root SSL4EO --sensors s1,s2 --pairing geo \
         --patch-size 64 --out RUN --max-steps 1000                  # grid of 64 px windows
 
-Writes RUN/checkpoints/{last.ckpt,step=N.ckpt}, RUN/logs (CSV, TensorBoard), RUN/config.yaml
-and RUN/loss_curve.png.
+Writes RUN/checkpoints/{last.ckpt,step=N.ckpt}, RUN/logs (CSV, TensorBoard), RUN/config.yaml,
+RUN/loss_curve.png and, with --tsne-every N, RUN/tsne/epoch=NNN.png. SimCLR and MoCo log their
+contrastive top-1 accuracy; --online-probe logs a linear probe's accuracy (probe/acc).
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--index", type=str | None, default=None,
                         help="GeoParquet of footprints (chip index, SEN12MS footprints, ...)")
     _common.add_data(parser)
+    parser.add_argument("--data-args", type=str | dict[str, Any] | None, default=None,
+                        help="dataset arguments as a YAML/JSON mapping, e.g. '{holdout: train}' "
+                             "(SEN12MS: the training scenes only)")
     parser.add_argument("--strategy", type=str, default="overlap",
                         help="overlap, block, scene, random, nonoverlapping or checkerboard")
     parser.add_argument("--fractions", type=str | None, default=None,
@@ -79,6 +82,7 @@ def _numbers(flag: str, value: Any) -> list[float]:
 def run(cfg: Namespace) -> int:
     """Make, save and optionally report the split."""
     from geossl.errors import ConfigError
+    from geossl.eval.data import parse_data_args
     from geossl.splits import split_and_save
 
     def _list(value: str | None) -> list[str] | None:
@@ -112,6 +116,7 @@ def run(cfg: Namespace) -> int:
         report=bool(_get(cfg, "report")),
         origin=origin,
         assign=_get(cfg, "assign"),
+        data_args=parse_data_args(_get(cfg, "data_args")),
     )
     print(text)
     return 0

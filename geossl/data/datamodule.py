@@ -69,6 +69,7 @@ class SSLSamples(Dataset[dict[str, Any]]):
         patch_size: int | None = None,
         indices: Sequence[int] | None = None,
         train: bool = True,
+        keep_label: bool = False,
     ) -> None:
         """Wrap a dataset.
 
@@ -79,8 +80,10 @@ class SSLSamples(Dataset[dict[str, Any]]):
             patch_size: crop size in pixels (``None``: keep the full sample).
             indices: positions of ``base`` to use (one side of a split); all when ``None``.
             train: random crops when true, centre crops otherwise.
+            keep_label: keep the sample's ``label`` (online probe, t-SNE colours).
         """
         self.base = base
+        self.keep_label = keep_label
         self.keys = list(keys)
         self.single_sensor = single_sensor
         self.patch_size = patch_size
@@ -93,7 +96,7 @@ class SSLSamples(Dataset[dict[str, Any]]):
     def with_train(self, train: bool) -> SSLSamples:
         """The same samples with random (``True``) or centre (``False``) crops."""
         return SSLSamples(self.base, self.keys, self.single_sensor, self.patch_size,
-                          self.indices, train)
+                          self.indices, train, self.keep_label)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         j = self.indices[i] if self.indices is not None else i
@@ -115,6 +118,8 @@ class SSLSamples(Dataset[dict[str, Any]]):
         for key in _EXTRA_KEYS:
             if key in sample:
                 out[key] = torch.as_tensor(sample[key])
+        if self.keep_label and "label" in sample:
+            out["label"] = torch.as_tensor(sample["label"])
         if self.patch_size is not None:
             self._crop(out)
         out["index"] = i
@@ -191,6 +196,8 @@ class SSLDataModule(LightningDataModule):
         stats: str | Path | None = None,
         data_args: Mapping[str, Any] | None = None,
         band_selection: Sequence[str] | None = None,
+        labels: bool = False,
+        label_scheme: str | None = None,
     ) -> None:
         """Configure the data module (nothing is read until :meth:`setup`).
 
@@ -223,8 +230,15 @@ class SSLDataModule(LightningDataModule):
                 standardised with its per-band mean and std.
             data_args: further dataset constructor arguments (``--data-args``), e.g.
                 ``{"holdout": "train"}``: SEN12MS without the official hold-out scenes.
-            band_selection: band names to load, in this order (``--bands``), for datasets
-                that select bands (chips; a chip index mixing band sets needs it).
+            band_selection: band names to load, in this order (``--bands``): read by datasets
+                that select bands (chips), sliced from the samples of the others
+                (:class:`geossl.datasets.bands.SelectBands`).
+            labels: batches also carry each sample's ``label`` when the dataset has one (the
+                online probe and t-SNE snapshots of :mod:`geossl.monitor`); a dataset whose
+                labels cost extra reads (SEN12MS land cover) then reads them (``label_scheme``).
+                See :attr:`has_labels`.
+            label_scheme: SEN12MS scene labels: ``igbp`` (17 classes, default) or ``dfc``
+                (10-class simplified IGBP).
         """
         super().__init__()
         self.data = data
@@ -248,6 +262,8 @@ class SSLDataModule(LightningDataModule):
         self.data_args = dict(data_args or {})
         if band_selection:
             self.data_args["bands"] = [str(b) for b in band_selection]
+        self.labels = labels
+        self.label_scheme = label_scheme
         self.keys = pairing_keys(pairing, self.sensors)
         self.train_dataset: SSLSamples | None = None
         self.sample_weights: Tensor | None = None
@@ -266,10 +282,15 @@ class SSLDataModule(LightningDataModule):
         base = self._base
         passed_ids = False
         if base is None:
+            labels = (self.label_scheme or True) if self.labels else None
             base = pretraining_dataset(self.data, self.root, self.sensors, self.pairing, ids=ids,
                                        patch_size=self.patch_size, index=self.index,
-                                       options=self.data_args)
+                                       options=self.data_args,
+                                       labels=labels)
             passed_ids = ids is not None and _dataset_restricted(base, ids)
+        elif self.label_scheme is not None:
+            raise ConfigError("--label-scheme chooses the labels a dataset is built with; "
+                              "this data module was given a dataset")
         indices = None
         if ids is not None and not passed_ids:
             indices = _positions(base, ids, self.splits)
@@ -278,7 +299,8 @@ class SSLDataModule(LightningDataModule):
             single = self.sensors[0]
         elif single_sensor(base) is not None:  # the dataset's samples carry one plain image
             single = self.sensors[0] if self.sensors else single_sensor(base)
-        self.train_dataset = SSLSamples(base, self.keys, single, self.patch_size, indices)
+        self.train_dataset = SSLSamples(base, self.keys, single, self.patch_size, indices,
+                                        keep_label=self.labels)
         if len(self.train_dataset) == 0:
             raise DataError("no samples to train on", self.root)
         if self.drop_last and len(self.train_dataset) < self.batch_size:
@@ -347,6 +369,21 @@ class SSLDataModule(LightningDataModule):
                 return
 
     @property
+    def has_labels(self) -> bool:
+        """Whether the training batches carry ``label`` (``labels=True``, labelled samples)."""
+        self.setup()
+        assert self.train_dataset is not None
+        return self.labels and "label" in self.train_dataset[0]
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names of the samples' ``label`` (empty when unknown)."""
+        self.setup()
+        assert self.train_dataset is not None
+        base = self.train_dataset.base
+        return [str(c) for c in (getattr(base, "classes", None) or [])]
+
+    @property
     def num_samples(self) -> int:
         """Number of training samples (after :meth:`setup`)."""
         self.setup()
@@ -405,15 +442,22 @@ class SSLDataModule(LightningDataModule):
         epoch = int(getattr(trainer, "current_epoch", 0) or 0) if trainer is not None else 0
         return int(os.environ.get("PL_GLOBAL_SEED", "0") or 0) + epoch
 
-    def cluster_dataloader(self) -> DataLoader[dict[str, Any]]:
+    def cluster_dataloader(self, positions: Sequence[int] | None = None
+                           ) -> DataLoader[dict[str, Any]]:
         """Every training sample once, in order, centre-cropped, batches carrying ``index``.
 
         Used by DeepCluster to extract the features it clusters (no augmentation is applied
-        here; the methods augment on the device only in their training step).
+        here; the methods augment on the device only in their training step), and with
+        ``positions`` (a subset of the training samples) by the t-SNE snapshots.
         """
         self.setup()
         assert self.train_dataset is not None
-        return self._loader(self.train_dataset.with_train(False), None, False, False)
+        dataset: Dataset[dict[str, Any]] = self.train_dataset.with_train(False)
+        if positions is not None:
+            from torch.utils.data import Subset
+
+            dataset = Subset(dataset, list(positions))
+        return self._loader(dataset, None, False, False)
 
     def set_sample_weights(self, weights: Tensor | Sequence[float] | None) -> None:
         """Sample the training set with these per-sample weights from the next epoch on.

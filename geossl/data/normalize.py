@@ -21,6 +21,7 @@ Sensors (:data:`NORMALIZERS`, :func:`get_normalizer`):
   13- or 12-band statistics from the channel count.
 * ``rgb``: 8-bit RGB (AID, UC Merced), ``/255`` then ImageNet mean/std (what timm's pretrained
   RGB backbones expect).
+* ``gray``: 8-bit greyscale (MNIST), ``/255`` then ``(x - 0.5) / 0.5``, i.e. ``[-1, 1]``.
 * ``polsar``: PolSAR channels of :func:`geossl.datasets.polsar.polsar_features`: dB channels
   mapped by ``(x + 15) / 10`` (the SF AIRSAR diagonal terms have medians of -10 to -25 dB),
   correlation coefficients (already in ``[-1, 1]``) unchanged.
@@ -444,6 +445,7 @@ NORMALIZERS: dict[str, Callable[[], nn.Module]] = {
     "s2_std": lambda: ChannelCountStandardize({13: (S2_L1C_MEAN, S2_L1C_STD),
                                                12: (S2_L2A_MEAN, S2_L2A_STD)}),
     "rgb": RGBNormalize,
+    "gray": lambda: Standardize((0.5,), (0.5,), scale=255.0),
     "polsar": PolSARNormalize,
     "none": Identity,
 }

@@ -209,10 +209,13 @@ def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> 
     ids alone choose the samples; a class that cannot take ``ids`` is then an error (never
     silently all samples). A named ``split`` (other than ``"all"``) for a class without one is
     an error too (:class:`NoNativeSplit`): dropping it would give every split the same samples.
-    :meth:`GeosslDataset.layout_args` fill the arguments not given.
+    :meth:`GeosslDataset.layout_args` fill the arguments not given. ``bands`` (``--bands``)
+    goes to a class that selects bands itself (chips read only those); any other class is
+    wrapped in :class:`~geossl.datasets.bands.SelectBands`, which keeps the named bands of
+    every sample (BigEarthNet ``B04,B03,B02``).
 
     Raises:
-        ConfigError: unknown argument, ``ids`` for a class that cannot select samples by id,
+        ConfigError: unknown argument or band, ``ids`` for a class that cannot select samples by id,
             several sensors for a one-sensor class.
         NoNativeSplit: a named ``split`` for a class without splits.
         DataError: missing folder (and whatever the dataset raises).
@@ -251,15 +254,22 @@ def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> 
         # silently dropping the ids would train or evaluate on every sample, test side included
         raise ConfigError(f"dataset {label} cannot be restricted to the ids of a split file")
     args: dict[str, Any] = {}
+    select: Any = None
     for key, value in kwargs.items():
         if key in params or var_kw:
             if value is not None or key not in OPTIONAL_KWARGS:
                 args[key] = value
         elif key == "bands":
-            raise ConfigError(f"dataset {label} cannot select bands (drop --bands)")
+            # the class reads every band: keep the asked ones from each sample, by name
+            select = value
         elif key not in OPTIONAL_KWARGS:
             raise ConfigError(f"dataset {label} takes no argument {key!r}")
-    return cls(first, **args)
+    dataset = cls(first, **args)
+    if select:
+        from geossl.datasets.bands import SelectBands
+
+        return SelectBands(dataset, select)
+    return dataset
 
 
 # --------------------------------------------------------------------------------------------

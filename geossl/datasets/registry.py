@@ -64,6 +64,11 @@ DATASETS: dict[str, tuple[str, str]] = {
     "scenes": ("geossl.datasets.scenefolder", "SceneFolder"),
     "polsar": ("geossl.datasets.polsar", "PolSAR"),
     "ssl4eo": ("geossl.datasets.ssl4eo", "SSL4EOS12"),
+    "cifar10": ("geossl.datasets.cifar", "CIFAR10"),
+    "mnist": ("geossl.datasets.mnist", "MNIST"),
+    "fashionmnist": ("geossl.datasets.mnist", "FashionMNIST"),
+    "tinyimagenet": ("geossl.datasets.tinyimagenet", "TinyImageNet"),
+    "sen12ms-geo": ("geossl.datasets.sen12ms_geo", "SEN12MSGeoChips"),
 }
 #: entry-point group of datasets provided by other installed packages
 ENTRY_POINTS = "geossl.datasets"
@@ -206,6 +211,7 @@ def pretraining_dataset(
     patch_size: int | None = None,
     index: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
+    labels: str | bool | None = None,
 ) -> Any:
     """The dataset ``geossl pretrain`` reads (:meth:`GeosslDataset.for_pretraining`).
 
@@ -219,6 +225,10 @@ def pretraining_dataset(
         index: ``--index`` (chips).
         options: further constructor arguments (``--data-args``, ``--bands``), e.g.
             ``{"holdout": "train"}`` for SEN12MS.
+        labels: the online probe and t-SNE snapshots want labelled samples: passed to a
+            class whose ``for_pretraining`` takes a ``labels`` argument (one whose labels cost
+            extra reads, e.g. SEN12MS: ``True`` or a label scheme such as ``"dfc"``); every
+            other dataset carries its labels anyway, or has none.
 
     Raises:
         ConfigError: unknown dataset or option.
@@ -229,7 +239,15 @@ def pretraining_dataset(
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
-    extra = {"options": dict(options)} if options else {}  # hooks written before options
+    extra: dict[str, Any] = {"options": dict(options)} if options else {}
+    if labels is not None and labels is not False:
+        import inspect
+
+        if "labels" in inspect.signature(cls.for_pretraining).parameters:
+            extra["labels"] = labels
+        elif isinstance(labels, str):
+            raise ConfigError(f"--label-scheme chooses SEN12MS scene labels; {name!r} has its "
+                              "own labels")
     return cls.for_pretraining(path, list(sensors), pairing, ids=ids, patch_size=patch_size,
                                index=index, **extra)
 

@@ -300,7 +300,10 @@ class SEN12MS(RasterDataset):
 
     ``s1`` and ``s2`` samples carry ``image`` (float32), ``lc`` samples carry ``mask`` (int64,
     the selected land-cover bands: ``bands=["IGBP"]`` gives a ``(H, W)`` IGBP map with the raw
-    values 1..17; map them with :func:`geossl.datasets.labels.igbp_to_index`).
+    values 1..17; map them with :func:`geossl.datasets.labels.igbp_to_index`). With ``label``
+    (``lc`` only) they also carry the scene ``label`` of the sampled window, computed from its
+    IGBP pixels exactly as :class:`SEN12MSPatches` computes a patch's (:class:`SceneLabel`):
+    geo-sampled chips of any size and position get scene labels.
 
     Scenes lie in different UTM zones; as in every TorchGeo raster dataset they are warped to
     ``crs`` (default: the CRS of the first file) when sampled.
@@ -321,6 +324,9 @@ class SEN12MS(RasterDataset):
         transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         holdout: str | None = None,
         cache: bool = True,
+        label: str | None = None,
+        multilabel: bool = False,
+        min_fraction: float = 0.1,
     ) -> None:
         """Index the patches of one source.
 
@@ -336,9 +342,15 @@ class SEN12MS(RasterDataset):
             holdout: ``"train"`` drops the official hold-out scenes, ``"holdout"`` keeps only
                 them, ``None`` keeps all.
             cache: cache open file handles (TorchGeo).
+            label: ``lc`` only: add the window's scene ``label`` in this scheme (``igbp``, 17
+                classes, or ``dfc``, the 10-class simplified IGBP of DFC2020).
+            multilabel: multi-hot of every class covering ``min_fraction`` of the window
+                instead of the majority class.
+            min_fraction: share of the window a class must cover (``multilabel``).
 
         Raises:
-            ConfigError: unknown sensor, band, season, scene or holdout value.
+            ConfigError: unknown sensor, band, season, scene or holdout value; ``label`` for
+                an image sensor or without the IGBP band.
             DataError: no matching patch found.
         """
         if sensor not in BANDS:
@@ -354,6 +366,16 @@ class SEN12MS(RasterDataset):
         self._rois = set(_seasons_to_rois(seasons))
         self._scenes = [parse_scene(s) for s in scenes] if scenes is not None else None
         self._holdout = holdout
+        self.scene_label: SceneLabel | None = None
+        if label is not None:
+            if sensor != "lc":
+                raise ConfigError(f"label={label!r} needs sensor='lc' (the land-cover maps), "
+                                  f"not {sensor!r}")
+            if bands is not None and "IGBP" not in bands:
+                raise ConfigError("scene labels are computed from the IGBP band: include it in "
+                                  "bands")
+            self.scene_label = SceneLabel(label, multilabel, min_fraction,
+                                          band=list(bands or self.all_bands).index("IGBP"))
         try:
             super().__init__(paths, crs=crs, res=res, bands=bands, transforms=transforms,
                              cache=cache)
@@ -377,6 +399,13 @@ class SEN12MS(RasterDataset):
         if self._scenes is not None:
             _check_scenes_found(self._scenes, set(self.index["scene"]))
 
+    def __getitem__(self, query: Any) -> dict[str, Any]:
+        """The window's sample (see the class docstring), with its scene ``label`` if asked."""
+        sample: dict[str, Any] = super().__getitem__(query)
+        if self.scene_label is not None:
+            sample = self.scene_label(sample)
+        return sample
+
     @property
     def files(self) -> list[str]:
         """Files of the selected sensor, seasons, scenes and hold-out side."""
@@ -389,6 +418,112 @@ class SEN12MS(RasterDataset):
                 continue
             out.append(path)
         return out
+
+
+class SceneLabel:
+    """Sample transform: the scene ``label`` of a window from its IGBP ``mask``.
+
+    The majority class (or, with ``multilabel``, every class covering ``min_fraction``) of the
+    valid pixels, in the ``igbp`` or simplified ``dfc`` scheme, as
+    :class:`SEN12MSPatches` labels whole patches. A class (not a closure), so it pickles into
+    loader workers.
+    """
+
+    def __init__(self, scheme: str = "igbp", multilabel: bool = False,
+                 min_fraction: float = 0.1, key: str = "mask", band: int = 0) -> None:
+        """Configure the label.
+
+        Args:
+            scheme: ``igbp`` or ``dfc``.
+            multilabel: multi-hot labels instead of the majority class.
+            min_fraction: share of valid pixels a class must cover (``multilabel``).
+            key: sample key of the land-cover mask.
+            band: position of the IGBP band in a multi-band mask.
+
+        Raises:
+            ConfigError: unknown scheme.
+        """
+        if scheme not in lab.SCHEMES:
+            raise ConfigError(f"label must be one of {', '.join(lab.SCHEMES)}, got {scheme!r}")
+        self.scheme = scheme
+        self.multilabel = multilabel
+        self.min_fraction = min_fraction
+        self.key = key
+        self.band = band
+        self.classes = lab.SCHEMES[scheme]
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """Add ``label`` (int64 scalar, or float32 multi-hot) to ``sample``."""
+        mask = np.asarray(sample[self.key])
+        igbp = mask[self.band] if mask.ndim == 3 else mask
+        index = lab.igbp_to_index(igbp, self.scheme)
+        sample["label"] = lab.scene_label(index, len(self.classes), self.multilabel,
+                                          self.min_fraction)
+        return sample
+
+
+class _ChipLabel(SceneLabel):
+    """:class:`SceneLabel` of a multi-sensor chip: the land-cover map is a label, not a sensor.
+
+    Drops the ``mask`` once the label is made and trims ``sensor_mask`` to the image sensors
+    (the land cover is the last dataset of the multi-sensor index).
+    """
+
+    def __init__(self, scheme: str, multilabel: bool, sensors: int) -> None:
+        super().__init__(scheme, multilabel)
+        self.sensors = sensors
+
+    def __call__(self, sample: dict[str, Any]) -> dict[str, Any]:
+        sample = super().__call__(sample)
+        sample.pop(self.key, None)
+        if "sensor_mask" in sample:
+            sample["sensor_mask"] = sample["sensor_mask"][: self.sensors]
+        return sample
+
+
+def pairing_dataset(
+    root: PathLike,
+    sensors: Sequence[str] = ("s1", "s2"),
+    label: str | None = None,
+    holdout: str | None = None,
+    multilabel: bool = False,
+) -> Any:
+    """SEN12MS sensors as one GeoDataset keyed per sensor, for geo-sampled chips.
+
+    A :class:`geossl.data.pairing.MultiSensorDataset` of :class:`SEN12MS` per sensor on the S2
+    grid (the first sensor's when there is no S2); with ``label`` the IGBP map is read too and
+    every sampled window carries its scene ``label`` (:class:`SceneLabel`). Sample it with a
+    TorchGeo geo sampler, or as :class:`geossl.datasets.sen12ms_geo.SEN12MSGeoChips`
+    (``geossl pretrain --data sen12ms-geo``: a grid of windows).
+
+    Args:
+        root: SEN12MS folder.
+        sensors: ``s1`` and/or ``s2``.
+        label: ``igbp`` or ``dfc`` scene labels of the windows; ``None`` for none.
+        holdout: ``train`` / ``holdout`` side of the official hold-out scenes, ``None`` all.
+        multilabel: multi-hot scene labels.
+
+    Returns:
+        the dataset.
+
+    Raises:
+        ConfigError: unknown sensor or scheme.
+        DataError: missing data, or sensors that do not overlap.
+    """
+    from geossl.datasets.multisensor import MultiSensorDataset
+
+    unknown = [s for s in sensors if s not in ("s1", "s2")]
+    if unknown or not sensors:
+        raise ConfigError(f"SEN12MS geo chips take sensors s1 and/or s2, got {list(sensors)}")
+    datasets: dict[str, Any] = {s: SEN12MS(root, sensor=s, holdout=holdout) for s in sensors}
+    transform = None
+    if label is not None:
+        transform = _ChipLabel(label, multilabel, sensors=len(sensors))
+        datasets["lc"] = SEN12MS(root, sensor="lc", bands=["IGBP"], holdout=holdout)
+    reference = "s2" if "s2" in sensors else sensors[0]
+    ds = MultiSensorDataset(datasets, reference=reference, transforms=transform)
+    ds.classes = transform.classes if transform is not None else ()  # type: ignore[attr-defined]
+    return ds
 
 
 def _keep_scene(
@@ -523,14 +658,18 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
         patch_size: int | None = None,
         index: PathLike | None = None,
         options: Mapping[str, Any] | None = None,
+        labels: str | bool | None = None,
     ) -> Any:
-        """The patches without their land cover.
+        """The patches without their land cover, unless ``labels`` asks for scene labels.
 
-        SSL needs no label: the lc files are not even opened. ``options`` (``--data-args``)
-        may hold ``holdout: train`` (the training side of the official hold-out split, as the
-        SEN12MS pretraining configs ask), ``seasons`` or ``scenes``.
+        SSL needs no label: the lc files are not even opened, unless ``labels`` asks for
+        scene labels (the online probe, t-SNE colours: ``True`` for IGBP, or a scheme, ``igbp``
+        or ``dfc``). ``options`` (``--data-args``) may hold ``holdout: train`` (the training
+        side of the official hold-out split, as the SEN12MS pretraining configs ask),
+        ``seasons`` or ``scenes``.
         """
-        return construct(cls, root, "", sensors=list(sensors), label=None, ids=ids,
+        scheme = None if not labels else "igbp" if labels is True else str(labels)
+        return construct(cls, root, "", sensors=list(sensors), label=scheme, ids=ids,
                          **dict(options or {}))
 
     # ---- index -----------------------------------------------------------------------------

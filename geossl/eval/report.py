@@ -27,23 +27,27 @@ def _scalar(v: Any) -> bool:
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group runs by (protocol, budget) and aggregate every scalar metric over seeds.
+    """Group runs by (task, protocol, budget) and aggregate every scalar metric over seeds.
 
     Args:
-        runs: records ``{"protocol", "budget", "seed", "metrics": {name: value}}``.
+        runs: records ``{"protocol", "budget", "seed", "metrics": {name: value}}`` and, when
+            binary tasks are scored too, ``"task"``.
 
     Returns:
-        one row per (protocol, budget) in first-seen order:
-        ``{"protocol", "budget", "seeds": [...], "metrics": {name: {"mean", "std", "n"}}}``.
+        one row per (task, protocol, budget) in first-seen order:
+        ``{"protocol", "budget", "seeds": [...], "metrics": {name: {"mean", "std", "n"}}}``
+        (plus ``"task"`` for runs that name one).
     """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str | None, str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((str(run["protocol"]), str(run["budget"])), []).append(run)
+        task = None if run.get("task") is None else str(run["task"])
+        groups.setdefault((task, str(run["protocol"]), str(run["budget"])), []).append(run)
     rows = []
-    for (protocol, budget), group in groups.items():
+    for (task, protocol, budget), group in groups.items():
         names = [k for k in dict.fromkeys(k for r in group for k in r["metrics"])
                  if any(_scalar(r["metrics"].get(k)) for r in group)]
         rows.append({
+            **({"task": task} if task is not None else {}),
             "protocol": protocol,
             "budget": budget,
             "seeds": [r.get("seed") for r in group],
@@ -63,16 +67,21 @@ def format_cell(stat: dict[str, Any] | None, digits: int = 3) -> str:
 
 
 def to_markdown(summary: Sequence[dict[str, Any]], title: str | None = None) -> str:
-    """A markdown table: one row per (protocol, budget), one column per metric present."""
+    """A markdown table: one row per (task, protocol, budget), one column per metric present.
+
+    The task column appears when some row names a task (binary tasks next to the classes).
+    """
     present = {k for row in summary for k in row["metrics"]}
     cols = [m for m in TABLE_METRICS if m in present]
+    tasks = any(row.get("task") is not None for row in summary)
     lines = [f"## {title}", ""] if title else []
-    lines.append("| protocol | labels | seeds | " + " | ".join(_NAMES.get(c, c) for c in cols)
-                 + " |")
-    lines.append("| --- | --- | --- |" + " --- |" * len(cols))
+    lines.append("| " + ("task | " if tasks else "") + "protocol | labels | seeds | "
+                 + " | ".join(_NAMES.get(c, c) for c in cols) + " |")
+    lines.append("|" + " --- |" * ((4 if tasks else 3) + len(cols)))
     for row in summary:
         cells = [format_cell(row["metrics"].get(c)) for c in cols]
-        lines.append(f"| {row['protocol']} | {row['budget']} | {len(row['seeds'])} | "
+        lead = f"| {row.get('task') or '-'} " if tasks else ""
+        lines.append(f"{lead}| {row['protocol']} | {row['budget']} | {len(row['seeds'])} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

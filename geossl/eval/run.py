@@ -57,7 +57,9 @@ from geossl.eval.finetune import finetune
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
+from geossl.eval.predictions import Relabelled, write_predictions
 from geossl.eval.report import write_report
+from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
 from geossl.io import check_writable
 
 #: protocols ``evaluate`` knows
@@ -133,7 +135,14 @@ def score(labels: torch.Tensor, scores: torch.Tensor, num_classes: int,
     out = single_label_metrics(labels, scores, num_classes)
     if num_classes == 2:
         out.update(binary_metrics(labels, scores.argmax(1)))
+    cm = np.asarray(out["confusion"], dtype=np.float64)
+    # rows sum to 1: the share of each true class predicted as each class (empty rows stay 0)
+    out["confusion_normalized"] = (cm / np.maximum(cm.sum(1, keepdims=True), 1)).tolist()
     return out
+
+
+#: name of the dataset's own task (its classes) in results, next to the binary ``--task``s
+MAIN_TASK = "classes"
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,6 +177,8 @@ def evaluate(
     data_args: dict[str, Any] | None = None,
     label_path: str | os.PathLike[str] | None = None,
     label_column: str | None = None,
+    tasks: str | BinaryTask | Sequence[str | dict[str, Any] | BinaryTask] | None = None,
+    predictions: bool = True,
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -210,6 +221,11 @@ def evaluate(
         label_path: PolSAR class raster (default: the single image in ``ROOT/labels``).
         label_column: chip-index column holding each chip's class (``--data chips``; default
             ``label`` when present).
+        tasks: binary tasks scored next to the dataset's own classes, each a set of source
+            classes (``farmland``, ``NAME=Class A;Class B``; see :mod:`geossl.eval.tasks`):
+            every protocol runs once per task on the same features and label budgets.
+        predictions: write every run's test predictions to ``OUT/predictions/`` (see
+            :mod:`geossl.eval.predictions`).
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
@@ -222,6 +238,7 @@ def evaluate(
     """
     t0 = time.time()
     names = parse_protocols(protocols)
+    binary_tasks = parse_tasks(tasks)
     seeds = [int(s) for s in seeds] or [0]
     if out is not None:
         check_writable(out, folder=True)  # before loading data and extracting features
@@ -272,50 +289,84 @@ def evaluate(
         test_max = int(test.labels.max()) if test is not None else 0
         num_classes = int(max(int(train_labels.max()), test_max)) + 1
 
+    test_labels = test.labels if test is not None else None
+    task_sets = [_TaskSet(MAIN_TASK, train_labels, test_labels, num_classes,
+                          list(classes) if classes is not None else None, dataset)]
+    task_notes: list[str] = []
+    for task in binary_tasks:
+        tr, note_tr = task_targets(task, dataset, train_pos, train_labels)
+        te_source = test_labels if test_labels is not None else _labels(dataset, test_pos)
+        te, note_te = task_targets(task, dataset, test_pos, te_source)
+        task_notes += list(dict.fromkeys(n for n in (note_tr, note_te) if n))
+        relabel = {int(p): int(y) for p, y in zip(train_pos, tr.tolist())}
+        relabel.update({int(p): int(y) for p, y in zip(test_pos, te.tolist())})
+        task_sets.append(_TaskSet(task.name, tr, te, 2, task.class_names,
+                                  Relabelled(dataset, relabel, task.class_names)))
+
     budgets = [Budget(per_class=k) for k in _as_list(labels_per_class)]
     budgets += [Budget(total=n) for n in _as_list(labels_total)]
     budgets = budgets or [Budget()]
 
     runs: list[dict[str, Any]] = []
     first: dict[str, Any] = {}
+    test_ids = [ids[p] for p in test_pos]
+    pred_dir = out_dir / "predictions" if out_dir is not None and predictions else None
+
+    def record(ts: _TaskSet, proto: str, base: dict[str, Any], labels: torch.Tensor,
+               scores: torch.Tensor, info: dict[str, Any], probabilities: bool = False) -> None:
+        m = score(labels, scores, ts.num_classes, probabilities=probabilities)
+        run: dict[str, Any] = {"protocol": proto, **base, "metrics": m, "info": info}
+        if binary_tasks:
+            run = {"task": ts.name, **run}
+        if pred_dir is not None:
+            slug = proto if ts.name == MAIN_TASK else f"{ts.name}-{proto}"
+            path = pred_dir / f"{slug}-{base['budget_slug']}-seed{base['seed']}.csv"
+            run["predictions"] = str(write_predictions(path, test_ids, labels, scores,
+                                                       probabilities))
+        run.pop("budget_slug", None)
+        runs.append(run)
+        first.setdefault(proto if ts.name == MAIN_TASK else f"{ts.name}/{proto}", m)
+
     for seed in seeds:
         for budget in budgets:
-            rows = draw_budget(train_labels.numpy(), budget, seed)
-            n_labels = len(rows)
-            base = {"budget": budget.name, "seed": seed, "n_labels": n_labels}
-            if "linear" in names and train is not None and test is not None:
-                s, info = linear_probe(train.features[rows], train.labels[rows], test.features,
-                                       num_classes, seed=seed, device=dev)
-                m = score(test.labels, s, num_classes)
-                runs.append({"protocol": "linear", **base, "metrics": m, "info": info})
-                first.setdefault("linear", m)
-            if "knn" in names and train is not None and test is not None:
-                for k in knn_k:
-                    s = knn_scores(train.features[rows], train.labels[rows], test.features,
-                                   num_classes, k=k, temperature=knn_temperature, device=dev)
-                    m = score(test.labels, s, num_classes, probabilities=True)
-                    runs.append({"protocol": f"knn{k}", **base, "metrics": m,
-                                 "info": {"k": min(k, n_labels), "temperature": knn_temperature}})
-                    first.setdefault(f"knn{k}", m)
-            if "finetune" in names:
-                budget_pos = [train_pos[int(r)] for r in rows]
+            for ts in task_sets:
+                rows = draw_budget(ts.train.numpy(), budget, seed)
+                n_labels = len(rows)
+                base = {"budget": budget.name, "seed": seed, "n_labels": n_labels,
+                        "budget_slug": budget.slug}
                 tag = f"{budget.slug}-seed{seed}"
-                for proto, enc in (("finetune", source),
-                                   ("scratch", random_like(source, seed))):
-                    log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
-                    res = finetune(enc.encoder, dataset, budget_pos, test_pos, num_classes,
-                                   steps=finetune_steps, batch_size=finetune_batch_size,
-                                   lr=finetune_lr, normalizer=normalizer, sensor=chosen,
-                                   device=dev, bf16=bf16, seed=seed, workers=workers,
-                                   log_csv=log, desc=proto)
-                    m = score(res["labels"], res["scores"], num_classes)
-                    runs.append({"protocol": proto, **base, "metrics": m,
-                                 "info": {"steps": finetune_steps, "lr": finetune_lr,
-                                          "final_loss": res["curve"][-1][1] if res["curve"]
-                                          else None}})
-                    if log is not None:
-                        first.setdefault(f"log_{proto}", log)
-                    first.setdefault(proto, m)
+                if ts.name != MAIN_TASK:
+                    tag = f"{ts.name}-{tag}"
+                if "linear" in names and train is not None and test is not None \
+                        and ts.test is not None:
+                    s, info = linear_probe(train.features[rows], ts.train[rows], test.features,
+                                           ts.num_classes, seed=seed, device=dev)
+                    record(ts, "linear", base, ts.test, s, info)
+                if "knn" in names and train is not None and test is not None \
+                        and ts.test is not None:
+                    for k in knn_k:
+                        s = knn_scores(train.features[rows], ts.train[rows], test.features,
+                                       ts.num_classes, k=k, temperature=knn_temperature,
+                                       device=dev)
+                        record(ts, f"knn{k}", base, ts.test, s,
+                               {"k": min(k, n_labels), "temperature": knn_temperature},
+                               probabilities=True)
+                if "finetune" in names:
+                    budget_pos = [train_pos[int(r)] for r in rows]
+                    for proto, enc in (("finetune", source),
+                                       ("scratch", random_like(source, seed))):
+                        log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
+                        res = finetune(enc.encoder, ts.dataset, budget_pos, test_pos,
+                                       ts.num_classes, steps=finetune_steps,
+                                       batch_size=finetune_batch_size, lr=finetune_lr,
+                                       normalizer=normalizer, sensor=chosen, device=dev,
+                                       bf16=bf16, seed=seed, workers=workers, log_csv=log,
+                                       desc=proto)
+                        record(ts, proto, base, res["labels"], res["scores"],
+                               {"steps": finetune_steps, "lr": finetune_lr,
+                                "final_loss": res["curve"][-1][1] if res["curve"] else None})
+                        if log is not None and ts.name == MAIN_TASK:
+                            first.setdefault(f"log_{proto}", log)
         if "cluster" in names and test is not None and test.labels.ndim == 1:
             # as many clusters as classes present in the test side (no label is used to fit)
             k_present = int(torch.unique(test.labels).numel())
@@ -341,6 +392,8 @@ def evaluate(
         "n_test": len(test_pos),
         "protocols": ",".join(names),
         "seeds": seeds,
+        "tasks": [t.as_dict() for t in binary_tasks] or None,
+        "task_notes": task_notes or None,
         "device": str(dev),
         "seconds": round(time.time() - t0, 2),
     }
@@ -350,15 +403,47 @@ def evaluate(
         if plots:
             paths.update(_pictures(out_dir, dataset, source, train, test, first, classes,
                                    seeds[0], chosen))
+            paths.update(_task_pictures(out_dir, task_sets[1:], first, seeds[0]))
         paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
     if resolved.split_path is not None:
         paths["splits"] = str(resolved.split_path)
     results["paths"] = paths
-    results["notes"] = list(resolved.notes)
+    results["notes"] = list(resolved.notes) + task_notes
     from geossl.eval.report import summarise
 
     results["summary"] = summarise(runs)
     return results
+
+
+class _TaskSet:
+    """The labels one task is scored on: the dataset's classes, or a binary task's 0/1."""
+
+    def __init__(self, name: str, train: torch.Tensor, test: torch.Tensor | None,
+                 num_classes: int, classes: list[str] | None,
+                 dataset: Dataset[dict[str, Any]]) -> None:
+        self.name = name
+        self.train = train
+        self.test = test
+        self.num_classes = num_classes
+        self.classes = classes
+        #: what fine-tuning reads samples (and their labels) from
+        self.dataset = dataset
+
+
+def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, Any],
+                   seed: int) -> dict[str, str]:
+    """Row-normalised confusion matrix of each binary task, per protocol (first seed)."""
+    from geossl.eval import plots
+
+    paths: dict[str, str] = {}
+    for ts in task_sets:
+        for proto in ("linear", "finetune", "scratch", "knn20"):
+            m = first.get(f"{ts.name}/{proto}")
+            if m is not None:
+                paths[f"confusion_{ts.name}_{proto}"] = str(plots.plot_confusion(
+                    m["confusion"], out / f"confusion_{ts.name}_{proto}.png", ts.classes,
+                    title=f"{ts.name}, {proto} (seed {seed})"))
+    return paths
 
 
 def _pictures(

@@ -31,6 +31,7 @@ from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import check_momentum
 from geossl.methods.losses import distributed, gather_no_grad, moco_infonce
+from geossl.methods.metrics import queue_top1
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
 from geossl.models import Encoder, ProjectionHead
@@ -228,7 +229,8 @@ class MoCo(SSLMethod[MoCoOptions]):
 
         Also returns, as device tensors (Lightning reads them back only when it writes a log
         line, never per step), the mean cosine similarity of the queries with their positive
-        key (``pos_sim``) and with the queue (``neg_sim``).
+        key (``pos_sim``) and with the queue (``neg_sim``), and the share of queries closer to
+        their key than to every queued key (``contrastive_acc``).
         """
         self.momentum_update()
         queue = self.queue.clone().detach()
@@ -244,6 +246,7 @@ class MoCo(SSLMethod[MoCoOptions]):
             new_keys.append(k1)
         with torch.no_grad():
             q = nn.functional.normalize(q1.detach().float(), dim=1)
-            logs = {"pos_sim": (q * k2).sum(dim=1).mean(), "neg_sim": (q @ queue.T).mean()}
+            logs = {"pos_sim": (q * k2).sum(dim=1).mean(), "neg_sim": (q @ queue.T).mean(),
+                    "contrastive_acc": queue_top1(q, k2, queue)}
         self.enqueue(torch.cat(new_keys))
         return loss, logs

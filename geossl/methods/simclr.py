@@ -14,6 +14,7 @@ from torch import Tensor
 
 from geossl.methods.base import SSLMethod
 from geossl.methods.losses import nt_xent
+from geossl.methods.metrics import contrastive_top1
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
 from geossl.models import ProjectionHead
@@ -57,7 +58,8 @@ class SimCLR(SSLMethod[SimCLROptions]):
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """NT-Xent of the two projected views."""
+        """NT-Xent of the two projected views, and its top-1 accuracy (``contrastive_acc``)."""
         h1, h2 = self.encode_pair(view1, view2)
         z1, z2 = self.projector(h1), self.projector(h2)
-        return nt_xent(z1, z2, self.options.temperature, gather=self.options.gather), {}
+        loss = nt_xent(z1, z2, self.options.temperature, gather=self.options.gather)
+        return loss, {"contrastive_acc": contrastive_top1(z1, z2)}

@@ -510,14 +510,16 @@ def nonoverlapping_subset(
 # --------------------------------------------------------------------------------------------
 # assignment of groups to splits
 # --------------------------------------------------------------------------------------------
-def _check_fractions(fractions: Sequence[float], names: Sequence[str] | None) -> tuple[
-        np.ndarray, list[str]]:
+def _check_fractions(fractions: Sequence[float], names: Sequence[str] | None,
+                     single: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Fractions and split names; ``single`` allows one fraction (1: a subset, not a split)."""
     frac = np.asarray([float(f) for f in fractions], dtype=np.float64)
-    if len(frac) < 2 or np.any(frac <= 0) or abs(frac.sum() - 1.0) > 1e-6:
-        raise ConfigError(f"fractions must be >= 2 positive numbers summing to 1, got "
+    if len(frac) < (1 if single else 2) or np.any(frac <= 0) or abs(frac.sum() - 1.0) > 1e-6:
+        least = ">= 1" if single else ">= 2"
+        raise ConfigError(f"fractions must be {least} positive numbers summing to 1, got "
                           f"{list(fractions)}")
     if names is None:
-        names = ["train", "test"] if len(frac) == 2 else (
+        names = ["train"] if len(frac) == 1 else ["train", "test"] if len(frac) == 2 else (
             ["train", "val", "test"] if len(frac) == 3 else [f"split{k}" for k in range(len(frac))])
     names = [str(n) for n in names]
     if len(names) != len(frac) or len(set(names)) != len(names) or DROP in names:
@@ -844,7 +846,8 @@ def make_splits(
     if strategy not in STRATEGIES:
         raise ConfigError(f"unknown split strategy {strategy!r}; use one of "
                           f"{', '.join(STRATEGIES)}")
-    frac, names = _check_fractions(fractions, names)
+    # nonoverlapping with one fraction (1): the subset itself, all of it on one side
+    frac, names = _check_fractions(fractions, names, single=strategy == "nonoverlapping")
     if len(gdf) == 0:
         raise DataError("no footprints to split")
     if not block_size > 0:
@@ -1254,7 +1257,8 @@ def split_names(splits: pd.Series) -> dict[str, int]:
 # footprints of a dataset (for the CLI)
 # --------------------------------------------------------------------------------------------
 def read_footprints(index: PathLike | None = None, data: str | None = None,
-                    root: PathLike | None = None) -> gpd.GeoDataFrame:
+                    root: PathLike | None = None,
+                    data_args: dict[str, Any] | None = None) -> gpd.GeoDataFrame:
     """Footprints from a GeoParquet file (chip index or any footprint table) or a dataset.
 
     A dataset (built by :func:`geossl.datasets.registry.get_dataset`) gives its footprints by its
@@ -1268,6 +1272,8 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
         data: dataset name (``--data``) whose footprints, patch grid or ``index`` gives
             footprints.
         root: dataset folder.
+        data_args: more dataset constructor arguments (e.g. ``{"holdout": "train"}``: the
+            SEN12MS training scenes only).
 
     Returns:
         the footprints.
@@ -1294,7 +1300,7 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
     from geossl.datasets.base import footprints_of
     from geossl.datasets.registry import get_dataset
 
-    found = footprints_of(get_dataset(data, root))
+    found = footprints_of(get_dataset(data, root, **(data_args or {})))
     if found is None:
         raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
     return found
@@ -1347,6 +1353,7 @@ def split_and_save(
     report: bool = False,
     origin: tuple[float, float] | None = None,
     assign: str = "footprint",
+    data_args: dict[str, Any] | None = None,
 ) -> tuple[pd.Series, pd.DataFrame | None, str]:
     """What ``geossl split`` does: read footprints, split, save, optionally report leakage.
 
@@ -1354,7 +1361,7 @@ def split_and_save(
         the split, the leakage report (when asked) and a text summary to print.
     """
     check_writable(out, folder=False)  # before reading and splitting
-    gdf = read_footprints(index, data, root)
+    gdf = read_footprints(index, data, root, data_args)
     fp = footprints(gdf) if report or strategy != "random" else None
     splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,
                          test_scenes=test_scenes, holdout=holdout, origin=origin,

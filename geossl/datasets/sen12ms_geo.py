@@ -1,0 +1,104 @@
+"""SEN12MS read as geo-sampled chips: S1/S2 windows on a grid, each with its own scene label.
+
+``--data sen12ms-geo`` reads the SEN12MS scenes through TorchGeo geo queries (a
+:class:`~geossl.datasets.multisensor.MultiSensorDataset` of the per-sensor
+:class:`~geossl.datasets.sen12ms.SEN12MS` raster datasets, on the S2 grid) in windows of
+``--patch-size`` pixels laid on a fixed grid inside every patch footprint
+(:class:`~geossl.datasets.geogrid.GeoSamples`), instead of the mediaTUM patches themselves.
+With labels asked for (the online probe, t-SNE snapshots: ``label=`` here), the land-cover map
+is read too and every window carries the scene label of its own pixels, computed as the patch
+view labels whole patches (:class:`~geossl.datasets.sen12ms.SceneLabel`).
+
+Layout: that of :mod:`geossl.datasets.sen12ms` (the mediaTUM release).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from geossl.datasets.base import GeosslDataset
+from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
+from geossl.datasets.sen12ms import pairing_dataset
+from geossl.errors import ConfigError
+
+PathLike = str | os.PathLike[str]
+
+
+# GeoSamples' ``bands`` (band names per sensor, set per instance) is the protocol's mapping
+class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
+    """Windows of ``size`` px over the SEN12MS scenes, keyed per sensor (module docstring).
+
+    Samples: ``image_s1`` / ``image_s2`` (float32, one grid), ``sensor_mask``, ``crs``,
+    ``bounds`` and, with ``label``, ``label`` (int64 majority class, or float32 multi-hot).
+    """
+
+    sensors: tuple[str, ...] = ("s1", "s2")
+
+    def __init__(
+        self,
+        root: PathLike,
+        sensors: Sequence[str] = ("s1", "s2"),
+        size: int = DEFAULT_GEO_PATCH,
+        label: str | None = None,
+        multilabel: bool = False,
+        holdout: str | None = None,
+    ) -> None:
+        """Index the scenes and lay the grid of windows.
+
+        Args:
+            root: SEN12MS folder.
+            sensors: ``s1`` and/or ``s2``.
+            size: window side in pixels (10 m).
+            label: scene labels of the windows: ``igbp`` or ``dfc``; ``None`` for none (the
+                land-cover files are then not read).
+            multilabel: multi-hot labels instead of the majority class.
+            holdout: ``train`` / ``holdout`` side of the official hold-out scenes; ``None``: all.
+
+        Raises:
+            ConfigError: unknown sensor or scheme, or windows larger than every patch.
+            DataError: missing data.
+        """
+        super().__init__(pairing_dataset(root, sensors, label=label, holdout=holdout,
+                                         multilabel=multilabel), size, root=Path(root))
+        self.sensors = tuple(sensors)
+        self.classes = list(getattr(self.dataset, "classes", ()) or ())
+
+    @classmethod
+    def for_pretraining(
+        cls,
+        root: Path,
+        sensors: Sequence[str],
+        pairing: str,
+        ids: Sequence[str] | None = None,
+        patch_size: int | None = None,
+        index: PathLike | None = None,
+        options: Mapping[str, Any] | None = None,
+        labels: str | bool | None = None,
+    ) -> Any:
+        """Windows of ``--patch-size`` px (default 64), labelled when ``labels`` asks.
+
+        ``options`` (``--data-args``): ``holdout``, ``multilabel``; ``bands`` (``--bands``)
+        keeps those bands of every window.
+
+        Raises:
+            ConfigError: ``ids`` (split the patches, ``--data sen12ms``, instead), or an
+                unknown option.
+        """
+        if ids is not None:
+            raise ConfigError("--splits is not supported with --data sen12ms-geo; split the "
+                              "patches (--data sen12ms) instead")
+        opts = dict(options or {})
+        bands = opts.pop("bands", None)
+        unknown = sorted(set(opts) - {"holdout", "multilabel"})
+        if unknown:
+            raise ConfigError(f"dataset 'sen12ms-geo' takes no argument {unknown[0]!r}")
+        scheme = None if not labels else "igbp" if labels is True else str(labels)
+        chips = cls(root, sensors, size=patch_size or DEFAULT_GEO_PATCH, label=scheme, **opts)
+        if bands:
+            from geossl.datasets.bands import SelectBands
+
+            return SelectBands(chips, bands)
+        return chips

@@ -1,0 +1,137 @@
+"""`geossl sweep`: grids read from files and flags, coupled values, one folder per cell,
+finished cells skipped on rerun, failures recorded and retried, one table across runs; and a
+real run through child processes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from geossl.cli import main
+from geossl.errors import ConfigError
+from geossl.sweep import cell_name, load_spec, parse_grid, run_sweep
+
+BASE = {"data": "cifar10", "sensors": "rgb", "pairing": "aug", "method": "simclr",
+        "backbone": "test_resnet", "batch_size": 4, "max_steps": 1, "img_size": 16,
+        "workers": 0, "accelerator": "cpu", "out": "runs/x"}
+
+
+def _write(path: Path, value: dict) -> Path:
+    path.write_text(yaml.safe_dump(value))
+    return path
+
+
+def test_spec_from_file_and_flags(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base.yaml", BASE)
+    sweep = _write(tmp_path / "sweep.yaml", {
+        "pretrain": "base.yaml",
+        "grid": {"batch_size": [{"batch_size": 8, "method_args.base_batch_size": 8},
+                                {"batch_size": 16, "method_args.base_batch_size": 16}],
+                 "temperature": [0.1]},
+        "evaluate": {"data": "cifar10", "protocol": "knn"}})
+    spec = load_spec(sweep, grid=["temperature=0.25,0.5"], overrides=["max-steps=3"],
+                     root="DATA")
+    assert spec.pretrain["max_steps"] == 3 and spec.pretrain["root"] == "DATA"
+    assert spec.evaluate == {"data": "cifar10", "protocol": "knn", "root": "DATA"}
+    assert [cell_name(c) for c in spec.cells] == [
+        "batch_size=8,temperature=0.25", "batch_size=8,temperature=0.5",
+        "batch_size=16,temperature=0.25", "batch_size=16,temperature=0.5"]
+    plain = load_spec(base, grid=["optimizer=adam,lamb", "lr=0.001"])
+    assert len(plain.cells) == 2 and plain.evaluate is None
+    assert parse_grid(["temperature=0.1,0.2"]) == {"temperature": [0.1, 0.2]}
+    for bad, match in ((["nope=1,2"], "unknown pretrain option 'nope'"),
+                       (["out=a,b"], "cannot be swept"), (["temperature="], "expects KEY=")):
+        with pytest.raises(ConfigError, match=match):
+            load_spec(base, grid=bad)
+    with pytest.raises(ConfigError, match="no grid"):
+        load_spec(base)
+
+
+def _fake_runner(calls: list[list[str]], fail: set[str] | None = None):
+    """Stands in for the child processes: writes what `pretrain` / `evaluate` would."""
+    def run(args: Sequence[str], log: Path) -> int:
+        calls.append(list(args))
+        config = yaml.safe_load(Path(args[2]).read_text())
+        cell = Path(args[2]).parent
+        if fail and cell.name in fail:
+            return 2
+        if args[0] == "pretrain":
+            (cell / "checkpoints").mkdir(exist_ok=True)
+            (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+            t = config["temperature"]
+            pd.DataFrame({"step": [0, 1], "train/loss": [2.0, 1.0 + t],
+                          "train/contrastive_acc": [0.1, 0.5]}).to_csv(
+                cell / "logs" / "csv" / "metrics.csv", index=False)
+        else:
+            (cell / "eval").mkdir(exist_ok=True)
+            summary = [{"protocol": "knn20", "budget": "all",
+                        "metrics": {"oa": {"mean": 0.5 + config.get("k", 0), "n": 1}}}]
+            (cell / "eval" / "results.json").write_text(json.dumps({"summary": summary}))
+        return 0
+    return run
+
+
+def test_cells_run_skip_fail_and_table(tmp_path: Path) -> None:
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["temperature=0.2,0.5"], eval_overrides=["protocol=knn"])
+    calls: list[list[str]] = []
+    out = tmp_path / "sweep"
+    res = run_sweep(spec, out, runner=_fake_runner(calls, fail={"temperature=0.5"}))
+    assert res["failed"] == ["temperature=0.5"]
+    assert [c[0] for c in calls] == ["pretrain", "evaluate", "pretrain"]
+    cell = yaml.safe_load((out / "temperature=0.2" / "pretrain.yaml").read_text())
+    assert cell["temperature"] == 0.2 and cell["resume"] == "last"
+    assert cell["out"] == str(out / "temperature=0.2")
+    ev = yaml.safe_load((out / "temperature=0.2" / "evaluate.yaml").read_text())
+    assert ev["ckpt"].endswith("temperature=0.2/checkpoints/last.ckpt")
+    table = pd.read_csv(out / "results.csv")
+    assert table["status"].tolist() == ["finished", "pretrain failed (exit 2)"]
+    assert table.loc[0, "loss"] == pytest.approx(1.2) and table.loc[0, "knn20 oa"] == 0.5
+    assert "| temperature=0.2 |" in (out / "results.md").read_text()
+    # rerun: the finished cell is skipped, the failed one retried (and now succeeds)
+    calls.clear()
+    res = run_sweep(spec, out, runner=_fake_runner(calls))
+    assert res["failed"] == [] and [c[0] for c in calls] == ["pretrain", "evaluate"]
+    assert all("temperature=0.5" in c[2] for c in calls)
+    assert pd.read_csv(out / "results.csv")["status"].tolist() == ["finished", "finished"]
+
+
+def test_runs_are_child_processes(tmp_path: Path) -> None:
+    """What the sweep runs for each cell: `geossl ...` in a child process, its output in the log
+    and its exit status returned (the full path is the slow test below)."""
+    from geossl.sweep import _geossl
+
+    log = tmp_path / "run.log"
+    assert _geossl(["--version"], log) == 0
+    assert _geossl(["pretrain", "--no-such-flag"], log) == 2
+    text = log.read_text()
+    assert "$ geossl --version" in text and "geossl 0." in text
+    assert "$ geossl pretrain --no-such-flag" in text and "no-such-flag" in text.split("$")[-1]
+
+
+@pytest.mark.slow
+def test_sweep_cli_runs_child_processes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    from tests.data.cifar.data import generate
+
+    generate(tmp_path / "cifar", per_batch=4, test=6)
+    base = _write(tmp_path / "base.yaml", BASE)
+    _write(tmp_path / "eval.yaml", {"data": "cifar10", "protocol": "knn", "no_plots": True,
+                                    "accelerator": "cpu"})
+    args = ["sweep", str(base), "--root", str(tmp_path / "cifar"), "--grid", "temperature=0.5",
+            "--evaluate", str(tmp_path / "eval.yaml"), "--out", str(tmp_path / "grid")]
+    assert main(args) == 0
+    cell = tmp_path / "grid" / "temperature=0.5"
+    assert (cell / "checkpoints" / "last.ckpt").exists() and (cell / "cell.json").exists()
+    assert "geossl pretrain: last checkpoint" in (cell / "run.log").read_text()
+    table = pd.read_csv(tmp_path / "grid" / "results.csv")
+    assert table.loc[0, "status"] == "finished" and table.loc[0, "steps"] == 1
+    assert 0 <= table.loc[0, "knn20 oa"] <= 1 and table.loc[0, "loss"] > 0
+    capsys.readouterr()
+    assert main(args) == 0  # nothing left to do
+    assert "finished, skipped" in capsys.readouterr().out
