@@ -363,6 +363,66 @@ def _loggers(out: Path, keep_before: int | None = None) -> list[Any]:
     return loggers
 
 
+PENDING = ".pending"
+"""Suffix of a checkpoint written but not yet published (see :func:`_checkpoints`)."""
+
+
+def _checkpoints(folder: Path, every: int) -> Any:
+    """Lightning's checkpoint callback, publishing a checkpoint once its step's row is logged.
+
+    ``step=N.ckpt`` every ``every`` steps and ``last.ckpt``, as ``ModelCheckpoint`` writes them.
+
+    Lightning saves the periodic checkpoint in ``on_train_batch_end``, before it logs that
+    step's metrics: a kill in between left ``step=N.ckpt`` without row N-1 in ``metrics.csv``,
+    and a resume from it lost that row for good. Here each checkpoint is written to
+    ``NAME.pending`` and renamed into place (atomically) at the start of the next batch, when
+    the row has been logged and flushed, or when training ends. A kill before the rename
+    leaves the previous checkpoint as the newest (resume then relogs the steps after it);
+    stale ``*.pending`` files are removed when the next run starts.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class RowFirstCheckpoint(ModelCheckpoint):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(dirpath=str(folder), filename="step={step}",
+                             auto_insert_metric_name=False, every_n_train_steps=every,
+                             save_top_k=-1, save_last=True)
+            self._pending: list[str] = []
+
+        def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+            super()._save_checkpoint(trainer, filepath + PENDING)
+            self._last_checkpoint_saved = filepath
+            self._pending.append(filepath)
+
+        def _publish(self, trainer: Any) -> None:
+            pending, self._pending = self._pending, []
+            if trainer.is_global_zero:
+                for path in pending:
+                    if os.path.exists(path + PENDING):
+                        os.replace(path + PENDING, path)
+
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            super().on_fit_start(trainer, pl_module)
+            if trainer.is_global_zero:
+                for stale in folder.glob(f"*.ckpt{PENDING}"):
+                    stale.unlink(missing_ok=True)
+
+        def on_train_batch_start(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+            self._publish(trainer)
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            super().on_train_end(trainer, pl_module)
+            self._publish(trainer)
+
+        def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+            # the checkpoint is complete; its step's row is on disk unless the error struck in
+            # the instant between the two (a lost row is cheaper than a lost interval)
+            super().on_exception(trainer, pl_module, exception)
+            self._publish(trainer)
+
+    return RowFirstCheckpoint()
+
+
 # --------------------------------------------------------------------------------------------
 # entry point
 # --------------------------------------------------------------------------------------------
@@ -538,12 +598,9 @@ def fit(
     started = _on_train_start(on_start or (lambda: None))
     own: list[Any] = []
     if out is not None:
-        from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+        from lightning.pytorch.callbacks import LearningRateMonitor
 
-        own += [ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="step={step}",
-                                auto_insert_metric_name=False, every_n_train_steps=ckpt_every,
-                                save_top_k=-1, save_last=True),
-                LearningRateMonitor("step")]
+        own += [_checkpoints(out / "checkpoints", ckpt_every), LearningRateMonitor("step")]
     if progress:
         own.append(progress_bar())
     trainer = _trainer(

@@ -239,6 +239,53 @@ def test_resumed_run_keeps_history_on_disk_while_it_runs(tmp_path: Path, sen12ms
     assert _loss_steps(metrics) == [0, 1, 2, 3, 4, 5]
 
 
+_KILL_AFTER_CHECKPOINT = """
+import os, signal, sys
+from lightning.pytorch.callbacks import Callback
+from geossl.train import PretrainConfig, pretrain
+
+
+class KillAfterCheckpoint(Callback):
+    # Lightning calls the module's on_train_batch_end after every callback's (the checkpoint
+    # callbacks last): the checkpoint of step 4 is saved and that step's row not logged yet
+    def on_train_start(self, trainer, pl_module):
+        def kill(*args):
+            if trainer.global_step == 4:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        pl_module.on_train_batch_end = kill
+
+
+cfg = PretrainConfig(data="sen12ms", root=sys.argv[1], out=sys.argv[2], method="simclr",
+                     backbone="test_resnet", sensors=["s2"], pairing="aug", batch_size=4,
+                     workers=0, accelerator="cpu", devices="1", img_size=16, max_steps=100,
+                     ckpt_every=2, log_every=1)
+pretrain(cfg, callbacks=[KillAfterCheckpoint()])
+"""
+
+
+def test_kill_between_checkpoint_and_its_row_loses_no_row(tmp_path: Path, sen12ms: Path) -> None:
+    """Lightning saves a step's checkpoint before it logs the step's row: a SIGKILL in between
+    must not leave a checkpoint whose resume skips that row."""
+    out = tmp_path / "run"
+    script = tmp_path / "kill.py"
+    script.write_text(_KILL_AFTER_CHECKPOINT)
+    killed = subprocess.run([sys.executable, str(script), str(sen12ms), str(out)],
+                            capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    ckpts = out / "checkpoints"
+    assert (ckpts / "step=2.ckpt").is_file()
+    assert not (ckpts / "step=4.ckpt").exists()  # written, not published: its row is missing
+    assert _loss_steps(out / "logs" / "csv" / "metrics.csv") == [0, 1, 2]
+    rc = main(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
+               *S2_AUG, *TINY, "--ckpt-every", "2", "--max-steps", "6", "--resume", "last"])
+    assert rc == 0
+    assert _loss_steps(out / "logs" / "csv" / "metrics.csv") == [0, 1, 2, 3, 4, 5]
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.ckpt", "step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]  # no stale .pending left
+
+
 def _launch(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "geossl.cli", *args], env=env, text=True,
