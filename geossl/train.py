@@ -367,10 +367,11 @@ PENDING = ".pending"
 """Suffix of a checkpoint written but not yet published (see :func:`_checkpoints`)."""
 
 
-def _checkpoints(folder: Path, every: int) -> Any:
+def _checkpoints(folder: Path, every: int | None) -> Any:
     """Lightning's checkpoint callback, publishing a checkpoint once its step's row is logged.
 
-    ``step=N.ckpt`` every ``every`` steps and ``last.ckpt``, as ``ModelCheckpoint`` writes them.
+    ``step=N.ckpt`` every ``every`` steps (``None``: none) and ``last.ckpt``, as
+    ``ModelCheckpoint`` writes them.
 
     Lightning saves the periodic checkpoint in ``on_train_batch_end``, before it logs that
     step's metrics: a kill in between left ``step=N.ckpt`` without row N-1 in ``metrics.csv``,

@@ -66,3 +66,13 @@ def test_bigearthnet_version_from_layout(tmp_path: Path) -> None:
     # an explicit version still wins
     with pytest.raises(DataError, match="BigEarthNet-S2 folder not found"):
         get_dataset("bigearthnet", tmp_path / "v1", version=2)
+
+
+def test_label_scheme_is_checked_against_the_declared_schemes(tmp_path: Path) -> None:
+    """``--label-scheme`` reaches only a class that declares label schemes, and only one of them."""
+    from geossl.datasets.registry import pretraining_dataset
+
+    with pytest.raises(ConfigError, match="has its own labels"):
+        pretraining_dataset("eurosat", tmp_path, ["s2"], "aug", labels="dfc")
+    with pytest.raises(ConfigError, match="has the schemes igbp, dfc"):
+        pretraining_dataset("sen12ms", tmp_path, ["s1", "s2"], "aug", labels="lccs")

@@ -40,6 +40,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -64,6 +65,36 @@ class NoNativeSplit(ConfigError):
     """The dataset has no built-in train/test split (a split file, or one made now, is needed)."""
 
 
+@dataclass(frozen=True)
+class PretrainingRequest:
+    """What ``geossl pretrain`` asks of a dataset (:meth:`GeosslDataset.for_pretraining`).
+
+    One argument instead of a long signature that every override repeats: a dataset reads
+    the fields it needs, and a field added later reaches it without changing overrides.
+
+    Attributes:
+        root: dataset folder.
+        sensors: sensors to load (``--sensors``, checked against the declared ones).
+        pairing: pairing mode (``temporal`` asks for a second date).
+        ids: one side of a split file: restrict to these sample ids (``None``: all).
+        patch_size: ``--patch-size`` (datasets cut on a grid choose their default).
+        index: ``--index`` (chips).
+        options: further constructor arguments (``--data-args``, ``bands`` from ``--bands``).
+        labels: the online probe and t-SNE snapshots want labelled samples: ``True``, or a
+            scheme named by ``--label-scheme`` (one of the class's ``label_schemes``); only
+            datasets whose labels cost extra reads look at it.
+    """
+
+    root: Path
+    sensors: Sequence[str]
+    pairing: str
+    ids: Sequence[str] | None = None
+    patch_size: int | None = None
+    index: PathLike | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    labels: str | bool | None = None
+
+
 class GeosslDataset:
     """The declarations and construction hooks of a geossl dataset (see the module docstring).
 
@@ -84,6 +115,8 @@ class GeosslDataset:
     bands: Mapping[str, Sequence[str]] | Sequence[str] | None = None
     #: class names (empty: unlabelled)
     classes: Sequence[str] = ()
+    #: label schemes ``--label-scheme`` may choose for pretraining (``PretrainingRequest.labels``)
+    label_schemes: ClassVar[tuple[str, ...]] = ()
 
     def footprints(self) -> gpd.GeoDataFrame | None:
         """Footprints of the samples (``chip_id`` = :attr:`ids`), or ``None`` (none known)."""
@@ -114,32 +147,17 @@ class GeosslDataset:
         return bool(cls.splits)
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: PathLike | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> Dataset[dict[str, Any]]:
+    def for_pretraining(cls, request: PretrainingRequest) -> Dataset[dict[str, Any]]:
         """The dataset ``geossl pretrain`` reads.
 
-        Default: the constructor with ``sensors`` and ``ids`` (one side of a split).
+        Default: the constructor with ``sensors`` and ``ids`` (one side of a split), and
+        the ``options``.
 
         Args:
-            root: dataset folder.
-            sensors: sensors to load (``--sensors``).
-            pairing: pairing mode (``temporal`` asks for a second date).
-            ids: restrict to these sample ids.
-            patch_size: ``--patch-size`` (for datasets cut on a grid).
-            index: ``--index`` (chips).
-            options: further constructor arguments (``--data-args``, ``bands`` from
-                ``--bands``); passed only when there are some.
+            request: what ``geossl pretrain`` asks for (:class:`PretrainingRequest`).
         """
-        return construct(cls, root, "", sensors=list(sensors), ids=ids, index=index,
-                         **dict(options or {}))
+        return construct(cls, request.root, "", sensors=list(request.sensors), ids=request.ids,
+                         index=request.index, **request.options)
 
     @classmethod
     def evaluation_args(

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
 
-from geossl.datasets.base import GeosslDataset, construct
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.datasets.multisensor import PairedChips
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
@@ -144,16 +144,7 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
         return path
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: PathLike | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> Dataset[dict[str, Any]]:
+    def for_pretraining(cls, request: PretrainingRequest) -> Dataset[dict[str, Any]]:
         """The chips of ``sensors``.
 
         One sensor: the chips as they are (``options``: constructor arguments such as
@@ -164,15 +155,15 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
             DataError: missing index, or no chip of a sensor.
             ConfigError: ``options`` with several sensors or two dates.
         """
-        path = Path(index) if index else root / "index.parquet"
+        sensors, ids, kwargs = request.sensors, request.ids, dict(request.options)
+        path = Path(request.index) if request.index else request.root / "index.parquet"
         if not path.exists():
             raise DataError("chip index not found (write one with `geossl tile`)", path)
-        kwargs = dict(options or {})
-        if pairing == "temporal" or len(sensors) > 1:
+        if request.pairing == "temporal" or len(sensors) > 1:
             if kwargs:
                 raise ConfigError(f"{', '.join(sorted(kwargs))} (--bands, --data-args) is not "
                                   "supported with several sensors or temporal pairs of chips")
-            return paired_chips(path, sensors, pairing)
+            return paired_chips(path, sensors, request.pairing)
         gdf = chip_index.read_index(path)
         part = sensor_chips(gdf, sensors[0], path)
         if len(part) == len(gdf):  # one sensor: the index as it is (and its packed store)

@@ -50,7 +50,7 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geossl.datasets.base import GeosslDataset, construct
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.errors import ConfigError, DataError
 from geossl.io import open_raster
 
@@ -584,19 +584,10 @@ class PolSAR(GeosslDataset, GeoDataset):
 
     # -- the dataset protocol -------------------------------------------------------------
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: str | os.PathLike[str] | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> PolSAR:
+    def for_pretraining(cls, request: PretrainingRequest) -> PolSAR:
         """The scene's grid of ``patch_size`` patches (default 64), without labels."""
-        return construct(cls, root, "", patch_size=patch_size or 64, ids=ids,  # type: ignore[no-any-return]
-                         **dict(options or {}))
+        return construct(cls, request.root, "", patch_size=request.patch_size or 64,  # type: ignore[no-any-return]
+                         ids=request.ids, **request.options)
 
     @classmethod
     def evaluation_args(

@@ -34,6 +34,7 @@ from geossl.datasets.base import (
     OPTIONAL_KWARGS,
     GeosslDataset,
     NoNativeSplit,
+    PretrainingRequest,
     check_protocol,
     construct,
 )
@@ -239,17 +240,15 @@ def pretraining_dataset(
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
-    extra: dict[str, Any] = {"options": dict(options)} if options else {}
-    if labels is not None and labels is not False:
-        import inspect
-
-        if "labels" in inspect.signature(cls.for_pretraining).parameters:
-            extra["labels"] = labels
-        elif isinstance(labels, str):
+    if isinstance(labels, str) and labels not in cls.label_schemes:
+        if not cls.label_schemes:
             raise ConfigError(f"--label-scheme chooses SEN12MS scene labels; {name!r} has its "
                               "own labels")
-    return cls.for_pretraining(path, list(sensors), pairing, ids=ids, patch_size=patch_size,
-                               index=index, **extra)
+        raise ConfigError(f"--label-scheme {labels!r}: {name!r} has the schemes "
+                          f"{', '.join(cls.label_schemes)}")
+    return cls.for_pretraining(PretrainingRequest(
+        root=path, sensors=tuple(sensors), pairing=pairing, ids=ids, patch_size=patch_size,
+        index=index, options=dict(options or {}), labels=labels))
 
 
 def evaluation_args(

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,7 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
-from geossl.datasets.base import GeosslDataset, construct
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.errors import ConfigError, DataError
 
 #: file extensions read with Pillow (8-bit RGB/grey); every other extension goes to rasterio
@@ -235,19 +235,11 @@ class SceneFolder(GeosslDataset, NonGeoDataset):
         self.ids: list[str] = [all_ids[i] for i in keep]
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: str | os.PathLike[str] | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> SceneFolder:
+    def for_pretraining(cls, request: PretrainingRequest) -> SceneFolder:
         """The archive's own training side, unless a split file's ``ids`` say otherwise."""
-        return construct(cls, root, "", split="all" if ids is not None else "train", ids=ids,
-                         **dict(options or {}))
+        split = "all" if request.ids is not None else "train"
+        return construct(cls, request.root, "", split=split, ids=request.ids,
+                         **request.options)
 
     def __len__(self) -> int:
         """Number of images in the split."""

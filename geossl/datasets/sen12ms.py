@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from torchgeo.datasets.errors import DatasetNotFoundError
 from tqdm import tqdm
 
 from geossl.datasets import labels as lab
-from geossl.datasets.base import GeosslDataset, construct
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, open_raster
 from geossl.machine import available_cores
@@ -420,6 +420,15 @@ class SEN12MS(RasterDataset):
         return out
 
 
+#: scene label schemes (``--label-scheme``): 17 IGBP classes, or the 10 DFC2020 classes
+SCENE_LABEL_SCHEMES: tuple[str, ...] = tuple(lab.SCHEMES)
+
+
+def scene_label_scheme(labels: str | bool | None) -> str | None:
+    """The scene label scheme a pretraining request asks for (``True``: ``igbp``)."""
+    return None if not labels else "igbp" if labels is True else str(labels)
+
+
 class SceneLabel:
     """Sample transform: the scene ``label`` of a window from its IGBP ``mask``.
 
@@ -567,6 +576,7 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     """
 
     sensors: tuple[str, ...] = ("s1", "s2")
+    label_schemes = SCENE_LABEL_SCHEMES
     bands = BANDS
 
     def __init__(
@@ -649,17 +659,7 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
                             self.root)
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: PathLike | None = None,
-        options: Mapping[str, Any] | None = None,
-        labels: str | bool | None = None,
-    ) -> Any:
+    def for_pretraining(cls, request: PretrainingRequest) -> Any:
         """The patches without their land cover, unless ``labels`` asks for scene labels.
 
         SSL needs no label: the lc files are not even opened, unless ``labels`` asks for
@@ -668,9 +668,9 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
         side of the official hold-out split, as the SEN12MS pretraining configs ask),
         ``seasons`` or ``scenes``.
         """
-        scheme = None if not labels else "igbp" if labels is True else str(labels)
-        return construct(cls, root, "", sensors=list(sensors), label=scheme, ids=ids,
-                         **dict(options or {}))
+        return construct(cls, request.root, "", sensors=list(request.sensors),
+                         label=scene_label_scheme(request.labels), ids=request.ids,
+                         **request.options)
 
     # ---- index -----------------------------------------------------------------------------
     @property

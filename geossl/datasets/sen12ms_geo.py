@@ -15,13 +15,13 @@ Layout: that of :mod:`geossl.datasets.sen12ms` (the mediaTUM release).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.datasets.base import GeosslDataset
+from geossl.datasets.base import GeosslDataset, PretrainingRequest
 from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
-from geossl.datasets.sen12ms import pairing_dataset
+from geossl.datasets.sen12ms import SCENE_LABEL_SCHEMES, pairing_dataset, scene_label_scheme
 from geossl.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
@@ -36,6 +36,7 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
     """
 
     sensors: tuple[str, ...] = ("s1", "s2")
+    label_schemes = SCENE_LABEL_SCHEMES
 
     def __init__(
         self,
@@ -67,17 +68,7 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
         self.classes = list(getattr(self.dataset, "classes", ()) or ())
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: PathLike | None = None,
-        options: Mapping[str, Any] | None = None,
-        labels: str | bool | None = None,
-    ) -> Any:
+    def for_pretraining(cls, request: PretrainingRequest) -> Any:
         """Windows of ``--patch-size`` px (default 64), labelled when ``labels`` asks.
 
         ``options`` (``--data-args``): ``holdout``, ``multilabel``; ``bands`` (``--bands``)
@@ -87,16 +78,16 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
             ConfigError: ``ids`` (split the patches, ``--data sen12ms``, instead), or an
                 unknown option.
         """
-        if ids is not None:
+        if request.ids is not None:
             raise ConfigError("--splits is not supported with --data sen12ms-geo; split the "
                               "patches (--data sen12ms) instead")
-        opts = dict(options or {})
+        opts = dict(request.options)
         bands = opts.pop("bands", None)
         unknown = sorted(set(opts) - {"holdout", "multilabel"})
         if unknown:
             raise ConfigError(f"dataset 'sen12ms-geo' takes no argument {unknown[0]!r}")
-        scheme = None if not labels else "igbp" if labels is True else str(labels)
-        chips = cls(root, sensors, size=patch_size or DEFAULT_GEO_PATCH, label=scheme, **opts)
+        chips = cls(request.root, request.sensors, size=request.patch_size or DEFAULT_GEO_PATCH,
+                    label=scene_label_scheme(request.labels), **opts)
         if bands:
             from geossl.datasets.bands import SelectBands
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from rasterio.crs import CRS
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
 
-from geossl.datasets.base import GeosslDataset
+from geossl.datasets.base import GeosslDataset, PretrainingRequest
 from geossl.datasets.multisensor import MultiSensorDataset
 from geossl.errors import ConfigError, DataError
 
@@ -83,16 +83,7 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
     # one product per instance (``sensor``): the samples carry one plain ``image``
 
     @classmethod
-    def for_pretraining(
-        cls,
-        root: Path,
-        sensors: Sequence[str],
-        pairing: str,
-        ids: Sequence[str] | None = None,
-        patch_size: int | None = None,
-        index: PathLike | None = None,
-        options: Mapping[str, Any] | None = None,
-    ) -> Any:
+    def for_pretraining(cls, request: PretrainingRequest) -> Any:
         """The products of ``sensors`` paired on the ground, read through a grid of windows.
 
         :func:`pairing_dataset`, read in ``patch_size`` windows (default 64 px) inside every
@@ -104,14 +95,15 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
         """
         from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
 
-        if ids is not None:
+        if request.ids is not None:
             raise ConfigError("--splits is not supported with --data ssl4eo; tile it with "
                               "`geossl tile` and split the chip index")
-        if options:
-            raise ConfigError(f"--data ssl4eo takes no {', '.join(sorted(options))} option "
-                              "(--data-args, --bands); tile it with `geossl tile` first")
-        multi = pairing_dataset(root, sensors, temporal=pairing == "temporal")
-        return GeoSamples(multi, patch_size or DEFAULT_GEO_PATCH, root=root)
+        if request.options:
+            raise ConfigError(f"--data ssl4eo takes no {', '.join(sorted(request.options))} "
+                              "option (--data-args, --bands); tile it with `geossl tile` first")
+        multi = pairing_dataset(request.root, request.sensors,
+                                temporal=request.pairing == "temporal")
+        return GeoSamples(multi, request.patch_size or DEFAULT_GEO_PATCH, root=request.root)
 
     def footprints(self) -> Any:
         """The acquisitions' index, one row per acquisition.
