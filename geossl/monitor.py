@@ -237,7 +237,10 @@ class TSNESnapshots(Callback):
         y = torch.cat(labels).numpy() if labels else np.zeros(len(x), dtype=np.int64)
         names = list(getattr(dm, "classes", None) or []) if labels else ["samples"]
         path = self.out / f"epoch={epoch:03d}.png"
-        tsne_png(x, y, path, names, self.seed, f"t-SNE of the embedding, epoch {epoch}")
+        from geossl.plots import plot_tsne
+
+        plot_tsne(x, y, path, class_names=names, seed=self.seed, max_points=len(x),
+                  title=f"t-SNE of the embedding, epoch {epoch}")
         self.written.append(path)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
@@ -250,44 +253,3 @@ class TSNESnapshots(Callback):
         epoch = trainer.current_epoch + 1
         if epoch % self.every == 0:
             self._snapshot(trainer, pl_module, epoch)
-
-
-def tsne_png(features: np.ndarray, labels: np.ndarray, path: Path, names: Sequence[str],
-             seed: int, title: str) -> Path:
-    """Embed ``features`` with scikit-learn's t-SNE and save a scatter coloured by label.
-
-    Drawn here, not with :func:`geossl.eval.plots.plot_tsne`: training sits below evaluation in
-    the package layers (``[tool.importlinter]``), so it cannot import it. Same t-SNE settings
-    (PCA initialisation, perplexity ``min(30, (N - 1) / 3)``). Multi-hot labels are coloured by
-    their first class. Written atomically.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
-
-    from geossl.io import atomic_path
-
-    y = labels.argmax(1) if labels.ndim == 2 else labels
-    perplexity = float(min(30, max(2, (len(features) - 1) // 3)))
-    emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,
-               init="pca").fit_transform(np.asarray(features, dtype=np.float32))
-    fig, ax = plt.subplots(figsize=(6, 6))
-    classes = np.unique(y)
-    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
-    for i, c in enumerate(classes):
-        sel = y == c
-        name = names[int(c)] if 0 <= int(c) < len(names) else str(c)
-        ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=cmap(i % cmap.N), label=name)
-    ax.set_title(title)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if len(classes) <= 30:
-        ax.legend(markerscale=3, fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

@@ -129,7 +129,7 @@ def test_knn_temperature_weighted_votes() -> None:
 
 
 def test_few_threads_limits_small_work_and_restores() -> None:
-    from geossl.eval.threads import few_threads
+    from geossl.threads import few_threads
 
     torch.set_num_threads(2)
     try:

@@ -926,7 +926,7 @@ def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray
 
 
 def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    from geossl.eval.plots import plot_tsne
+    from geossl.plots import plot_tsne
 
     try:
         plot_tsne(x, y, path, class_names=names, max_points=2000, title=title)

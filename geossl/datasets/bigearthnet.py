@@ -61,7 +61,7 @@ from geossl.datasets.sen12ms import (
     parallel_map,
     read_bands,
     read_image,
-    save_cache,
+    update_cache,
 )
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_write_text, open_raster
@@ -540,15 +540,8 @@ class BigEarthNet(GeosslDataset, NonGeoDataset):
                 info[label_col] = ",".join(map(str, self.label_indices(i) or []))
             return info
 
-        new = pd.DataFrame(parallel_map(read, todo, workers, "BigEarthNet footprints"))
-        if len(new):
-            new = new.set_index("chip_id")
-            cached = new if cached is None else pd.concat(
-                [cached.drop(index=new.index, errors="ignore"), new]
-            )
-            if cache:
-                save_cache(cached.reset_index(), cache_path)
-        assert cached is not None
+        cached = update_cache(cached, parallel_map(read, todo, workers, "BigEarthNet footprints"),
+                              cache_path if cache else None)
         rows = cached.loc[self.ids].reset_index()
         dates = [_date(p.id) for p in self._patches]
         out = pd.DataFrame(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,30 @@ def load_cache(path: Path) -> pd.DataFrame | None:
     except Exception as err:  # a corrupt cache is rebuilt, never fatal
         warnings.warn(f"{path}: ignoring unreadable footprint cache ({err})", stacklevel=3)
         return None
+
+
+def update_cache(cached: pd.DataFrame | None, rows: Sequence[Mapping[str, Any]],
+                 path: Path | None) -> pd.DataFrame:
+    """A footprint cache (indexed by ``chip_id``) with ``rows`` added or replaced.
+
+    Args:
+        cached: the cache read by :func:`load_cache` (``None``: none yet).
+        rows: newly read records, each with a ``chip_id``.
+        path: where to save the updated cache (:func:`save_cache`); ``None``: not saved.
+
+    Raises:
+        DataError: neither a cache nor new rows (nothing to index).
+    """
+    new = pd.DataFrame(list(rows))
+    if len(new):
+        new = new.set_index("chip_id")
+        cached = new if cached is None else pd.concat(
+            [cached.drop(index=new.index, errors="ignore"), new])
+        if path is not None:
+            save_cache(cached.reset_index(), path)
+    if cached is None:
+        raise DataError("no sample to read footprints from", path)
+    return cached
 
 
 def save_cache(frame: pd.DataFrame, path: Path) -> None:
@@ -778,15 +802,8 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
             info["chip_id"] = ids[i]
             return info
 
-        new = pd.DataFrame(parallel_map(read, todo, workers, "SEN12MS footprints"))
-        if len(new):
-            new = new.set_index("chip_id")
-            cached = new if cached is None else pd.concat(
-                [cached.drop(index=new.index, errors="ignore"), new]
-            )
-            if cache:
-                save_cache(cached.reset_index(), cache_path)
-        assert cached is not None
+        cached = update_cache(cached, parallel_map(read, todo, workers, "SEN12MS footprints"),
+                              cache_path if cache else None)
         rows = cached.loc[ids].reset_index()
         out = pd.DataFrame(
             {

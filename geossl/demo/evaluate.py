@@ -163,7 +163,7 @@ def plot_cluster_map(
     import matplotlib.pyplot as plt
     import rasterio
 
-    from geossl.eval.plots import save_figure
+    from geossl.plots import save_figure
 
     with rasterio.open(cluster_map) as src:
         ids = src.read(1, masked=True)

@@ -438,7 +438,7 @@ def stage_pictures(ctx: DemoContext) -> None:
     from geossl.datasets.chips import ChipDataset
     from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.eval.knn import nearest_neighbours
-    from geossl.eval.plots import plot_neighbour_grid, plot_tsne
+    from geossl.plots import plot_neighbour_grid, plot_tsne
 
     label = ctx.extra["eval_label"]
     classes = ctx.extra["classes"]

@@ -4,8 +4,8 @@ Entry point: :func:`geossl.eval.run.evaluate` (``geossl evaluate``). The pieces 
 :mod:`~geossl.eval.metrics` (pure metric functions), :mod:`~geossl.eval.features` (cached
 frozen features), :mod:`~geossl.eval.linear`, :mod:`~geossl.eval.knn`,
 :mod:`~geossl.eval.finetune`, :mod:`~geossl.eval.cluster`, :mod:`~geossl.eval.budgets`,
-:mod:`~geossl.eval.plots`, :mod:`~geossl.eval.report`; :mod:`~geossl.eval.threads` runs their small
-CPU workloads on one thread.
+:mod:`~geossl.eval.report`. Pictures come from :mod:`geossl.plots` and :mod:`geossl.threads`
+runs the small CPU workloads on one thread (both shared with training and the demo).
 """
 
 from __future__ import annotations

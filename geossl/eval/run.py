@@ -433,7 +433,7 @@ class _TaskSet:
 def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, Any],
                    seed: int) -> dict[str, str]:
     """Row-normalised confusion matrix of each binary task, per protocol (first seed)."""
-    from geossl.eval import plots
+    from geossl import plots
 
     paths: dict[str, str] = {}
     for ts in task_sets:
@@ -457,7 +457,7 @@ def _pictures(
     seed: int,
     sensor: SensorSelection = None,
 ) -> dict[str, str]:
-    from geossl.eval import plots
+    from geossl import plots
 
     names = list(classes) if classes is not None else None
     paths: dict[str, str] = {}

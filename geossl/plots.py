@@ -1,4 +1,4 @@
-"""Evaluation pictures, all PNG through matplotlib's Agg backend and written atomically.
+"""Pictures, all PNG through matplotlib's Agg backend and written atomically.
 
 * :func:`plot_tsne`: t-SNE (scikit-learn) of embeddings coloured by class;
 * :func:`plot_neighbour_grid`: query chips and their nearest chips in feature space, in the
@@ -8,6 +8,9 @@
 
 :func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
 (B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
+
+Low in the package layers (it imports only ``geossl.errors``, ``io`` and ``threads``), so that
+evaluation, the demo and training's snapshots (:mod:`geossl.monitor`) draw with one code.
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ def plot_tsne(
     if len(x) < 3:
         raise DataError(f"t-SNE needs at least 3 points, got {len(x)}")
     perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-    from geossl.eval.threads import few_threads
+    from geossl.threads import few_threads
 
     with few_threads(float(len(x)) ** 2 * 10):  # up to ~2000 points: one thread
         emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,
