@@ -61,7 +61,7 @@ from typing import Any
 import yaml
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text
+from geossl.io import atomic_path, atomic_write_text, jsonable
 
 #: file marking a finished cell
 DONE = "cell.json"
@@ -260,7 +260,7 @@ def cell_name(cell: Mapping[str, Any]) -> str:
 
 def cell_config(spec: SweepSpec, cell: Mapping[str, Any], folder: Path) -> dict[str, Any]:
     """The pretrain config of one cell: the base, the cell's values, its own ``out``."""
-    config = json.loads(json.dumps(spec.pretrain, default=str))
+    config = jsonable(spec.pretrain)
     items: list[tuple[str, Any]] = []
     for key, value in cell.items():
         if isinstance(value, Mapping):
@@ -372,7 +372,7 @@ def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
         if rc != 0:
             return f"evaluate failed (exit {rc})"
     record = {"cell": _labels(cell), "seconds": round(time.time() - t0, 1)}
-    atomic_write_text(cdir / DONE, json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_text(cdir / DONE, json.dumps(jsonable(record), indent=2) + "\n")
     return "finished"
 
 
