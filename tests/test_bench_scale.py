@@ -44,7 +44,8 @@ def test_report_lists_every_row() -> None:
 
 def test_report_lists_the_pretrain_rows() -> None:
     rows = [{"workers": 1, "tile_chips_s": 60.0, "tile_efficiency": 1.0,
-             "embed_windows_s": 100.0, "embed_efficiency": 1.0}]
+             "tile_chips_cpu_s": 60.0, "tile_cpu_efficiency": 1.0, "embed_windows_s": 100.0,
+             "embed_efficiency": 1.0, "embed_windows_cpu_s": 90.0, "embed_cpu_efficiency": 1.0}]
     pretrain = {"rows": [{"processes": 1, "steps_s": 1.06, "chips_s": 8.5},
                          {"processes": 2, "steps_s": 0.71, "chips_s": 11.4}], "efficiency": 0.67}
     text = format_report({"cpu_count": 2, "repeats": 1,
