@@ -44,6 +44,21 @@ from geossl.errors import ConfigError, GeosslError
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
+#: dask settings of the local clusters started by :class:`Runner` (passed to their workers)
+LOCAL_WORKER_CONFIG = {
+    "distributed.worker.profile.interval": "100ms",
+    "distributed.worker.profile.cycle": "5s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
+#: estimated CPU seconds under which ``--workers N`` runs a job in this process: starting N
+#: worker processes (each importing dask, rasterio and geossl) costs a few CPU seconds each
+#: (measured: about 6 CPU-s for 2 workers on the development VM)
+LOCAL_MIN_WORK_S = 15.0
+
+
 def scheduler_address(scheduler: str | None = None) -> str | None:
     """The scheduler to connect to: ``scheduler``, else ``$DASK_SCHEDULER_ADDRESS``, else None.
 
@@ -98,7 +113,7 @@ class Runner:
 
     def __init__(self, scheduler: str | None = None, workers: int = 0, *,
                  threads_per_worker: int = 1, retries: int = 1, progress: bool = True,
-                 quiet: bool = False) -> None:
+                 quiet: bool = False, work_s: float | None = None) -> None:
         """Choose where tasks run (nothing is started before ``__enter__``).
 
         Args:
@@ -111,6 +126,9 @@ class Runner:
                 died is always run again, up to dask's ``allowed-failures``).
             progress: show progress bars.
             quiet: do not print the cluster and dashboard addresses.
+            work_s: the job's estimated CPU seconds, when the caller can tell: a job under
+                :data:`LOCAL_MIN_WORK_S` runs in this process even with ``workers`` > 1
+                (starting a local cluster costs more than it saves).
         """
         if workers < 0:
             raise ConfigError(f"--workers must be >= 0, got {workers}")
@@ -120,6 +138,7 @@ class Runner:
         self.retries = retries
         self.progress = progress
         self.quiet = quiet
+        self.work_s = work_s
         self.client: Any = None
         self._cluster: Any = None
 
@@ -128,7 +147,14 @@ class Runner:
         """``remote`` (existing scheduler), ``local`` (local cluster) or ``inline``."""
         if self.address:
             return "remote"
-        return "local" if self.workers > 1 else "inline"
+        if self.workers > 1 and not self.too_small:
+            return "local"
+        return "inline"
+
+    @property
+    def too_small(self) -> bool:
+        """True when the job is estimated too small to gain from a local cluster."""
+        return self.work_s is not None and self.work_s < LOCAL_MIN_WORK_S
 
     @property
     def distributed(self) -> bool:
@@ -138,6 +164,10 @@ class Runner:
     def __enter__(self) -> Runner:
         mode = self.mode
         if mode == "inline":
+            if self.workers > 1 and not self.quiet:
+                print(f"about {self.work_s:.0f} CPU-s of work: run in this process (a local "
+                      f"cluster of {self.workers} workers takes longer to start)",
+                      file=sys.stderr, flush=True)
             return self
         from distributed import Client, LocalCluster
 
@@ -149,11 +179,17 @@ class Runner:
                 raise ConfigError(f"cannot reach the dask scheduler at {self.address} "
                                   f"({_first_line(err)})") from err
         else:
+            import dask
+
             dashboard = "127.0.0.1:0" if _has_bokeh() else None
-            self._cluster = LocalCluster(
-                n_workers=self.workers, threads_per_worker=self.threads_per_worker,
-                processes=True, dashboard_address=dashboard, silence_logs=logging.ERROR,
-            )
+            # lighter worker housekeeping than dask's defaults (stack sampling every 10 ms,
+            # system monitor every 0.5 s): on a machine with few cores these background threads
+            # take CPU from the tasks; the dashboard's profile stays available, coarser
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                self._cluster = LocalCluster(
+                    n_workers=self.workers, threads_per_worker=self.threads_per_worker,
+                    processes=True, dashboard_address=dashboard, silence_logs=logging.ERROR,
+                )
             self.client = Client(self._cluster)
         if not self.quiet:
             print(self.describe(), file=sys.stderr, flush=True)
@@ -304,5 +340,5 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-__all__ = ["SCHEDULER_ENV", "Runner", "TaskSet", "on_worker", "scheduler_address",
-           "worker_threads"]
+__all__ = ["LOCAL_MIN_WORK_S", "LOCAL_WORKER_CONFIG", "SCHEDULER_ENV", "Runner", "TaskSet",
+           "on_worker", "scheduler_address", "worker_threads"]

@@ -17,7 +17,7 @@ def test_floor_matches_tile_grid(tmp_path: Path) -> None:
     cell = generate_major_tom(tmp_path / "mt", size10=96)
     assert rasterio_floor(cell, tmp_path / "floor", size=32) == 9
     r = bench_floor(tmp_path / "cache", tmp_path / "mt", repeats=1, size=32)
-    assert r["chips"] == 9 and r["floor_s"] > 0 and r["tile_s"] > 0
+    assert r["chips"] == 9 and r["floor_s"] > 0 and r["tile_s"] > 0 and r["tile_cpu_s"] > 0
     gdf = chip_index.read_index(tmp_path / "cache" / "tile_1")
     row = gdf[(gdf["row"] == 32) & (gdf["col"] == 64)].iloc[0]
     with rasterio.open(tmp_path / "floor" / "chip_32_64.tif") as f, \
@@ -29,10 +29,13 @@ def test_floor_matches_tile_grid(tmp_path: Path) -> None:
 
 def test_report_lists_every_row() -> None:
     rows = [{"workers": n, "tile_chips_s": 60.0 * n * 0.9 ** (n - 1), "tile_efficiency": 1.0,
-             "embed_windows_s": 100.0 * n, "embed_efficiency": 1.0} for n in (1, 2)]
+             "tile_chips_cpu_s": 60.0, "tile_cpu_efficiency": 1.0, "embed_windows_s": 100.0 * n,
+             "embed_efficiency": 1.0, "embed_windows_cpu_s": 90.0, "embed_cpu_efficiency": 1.0}
+            for n in (1, 2)]
     text = format_report({"cpu_count": 2, "repeats": 3,
                           "floor": {"cell": "c", "chips": 64, "size": 128, "floor_s": 0.42,
-                                    "tile_s": 1.0, "tile_vs_floor": 2.38},
+                                    "floor_cpu_s": 0.4, "tile_s": 1.0, "tile_cpu_s": 0.9,
+                                    "tile_vs_floor": 2.38, "tile_vs_floor_cpu": 2.25},
                           "workers": {"cells": 2, "size": 128, "embed_size": 32, "rows": rows},
                           "pretrain": None})
     assert "2.38x the floor" in text and "not measured" in text
@@ -41,7 +44,8 @@ def test_report_lists_every_row() -> None:
 
 def test_report_lists_the_pretrain_rows() -> None:
     rows = [{"workers": 1, "tile_chips_s": 60.0, "tile_efficiency": 1.0,
-             "embed_windows_s": 100.0, "embed_efficiency": 1.0}]
+             "tile_chips_cpu_s": 60.0, "tile_cpu_efficiency": 1.0, "embed_windows_s": 100.0,
+             "embed_efficiency": 1.0, "embed_windows_cpu_s": 90.0, "embed_cpu_efficiency": 1.0}]
     pretrain = {"rows": [{"processes": 1, "steps_s": 1.06, "chips_s": 8.5},
                          {"processes": 2, "steps_s": 0.71, "chips_s": 11.4}], "efficiency": 0.67}
     text = format_report({"cpu_count": 2, "repeats": 1,

@@ -60,6 +60,19 @@ def test_inline_runner_runs_tasks_in_order_and_grows() -> None:
     assert seen == [(("a", 0), 0), (("a", 1), 2), (("a", 2), 4), (("b", 10), 20)]
 
 
+def test_local_cluster_and_tiny_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    with Runner(workers=2, progress=False) as runner:
+        assert runner.mode == "local" and runner.n_workers() == 2
+        assert runner.map(_double, list(range(5)), "m") == [0, 2, 4, 6, 8]
+    err = capsys.readouterr().err
+    assert "local cluster tcp://127.0.0.1:" in err and "(2 worker(s))" in err
+    assert "dashboard: http://127.0.0.1:" in err  # served on the loopback only
+    # a job estimated too small for a cluster runs here, and says so
+    with Runner(workers=2, progress=False, work_s=1.0) as runner:
+        assert runner.mode == "inline" and runner.map(_double, [1], "m") == [2]
+    assert "run in this process" in capsys.readouterr().err
+
+
 def test_scheduler_address(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
     assert scheduler_address() is None

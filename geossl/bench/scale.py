@@ -10,8 +10,10 @@ Three parts, same machine, same data (the real Major-TOM cells of
 (b) **scaling on a local Dask cluster**: tiling (every cell) and embedding (one cell, a
     resnet10t SimCLR checkpoint on ``--embed-size`` px windows, CPU) with 1 and 2 single-threaded
     worker processes; chips (windows) per second, and the parallel efficiency
-    ``rate(n) / (n x rate(1))``. The cluster is started before the clock starts; every run
-    writes to a fresh folder.
+    ``rate(n) / (n x rate(1))``, plus the same rates per CPU second (worker processes and
+    client together: on a machine other jobs share, wall time measures their load, CPU time
+    measures ours). The cluster is started before the clock starts; every run writes to a
+    fresh folder.
 (c) **pretraining steps/s with 1 vs 2 processes** (gloo, CPU): ``geossl pretrain --accelerator
     cpu --devices N --strategy ddp`` through :mod:`geossl.bench.ddp` (:func:`bench_pretrain`).
 
@@ -47,15 +49,21 @@ def _cells(data: Path) -> list[Path]:
     return cells
 
 
-def _best(fn: Callable[[], Any], repeats: int) -> float:
-    """Best wall time of ``repeats`` runs of ``fn`` (after one warm-up run)."""
+def _best(fn: Callable[[], Any], repeats: int,
+          cpu: Callable[[], float] = time.process_time) -> tuple[float, float]:
+    """Best wall time and best CPU time of ``repeats`` runs of ``fn`` (after a warm-up run).
+
+    ``cpu()`` is the CPU clock to read (default: this process's); CPU seconds are the fair
+    per-core measure on a machine other jobs share, where wall time depends on their load.
+    """
     fn()
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        walls.append(time.perf_counter() - t)
+        cpus.append(cpu() - c)
+    return min(walls), min(cpus)
 
 
 # ---- (a) tiling against the rasterio floor ---------------------------------------------------
@@ -113,11 +121,11 @@ def bench_floor(cache: Path, data: Path, repeats: int, size: int = 128) -> dict[
         tile([cell], out, opts, progress=False)
 
     chips = rasterio_floor(cell, cache / "floor_check", size)
-    result: dict[str, Any] = {"cell": cell.name, "chips": chips, "size": size,
-                              "floor_s": _best(floor, repeats),
-                              "tile_s": _best(geossl_tile, repeats)}
-    result["tile_vs_floor"] = result["tile_s"] / result["floor_s"]
-    return result
+    floor_s, floor_cpu = _best(floor, repeats)
+    tile_s, tile_cpu = _best(geossl_tile, repeats)
+    return {"cell": cell.name, "chips": chips, "size": size, "floor_s": floor_s,
+            "floor_cpu_s": floor_cpu, "tile_s": tile_s, "tile_cpu_s": tile_cpu,
+            "tile_vs_floor": tile_s / floor_s, "tile_vs_floor_cpu": tile_cpu / floor_cpu}
 
 
 # ---- (b) 1 vs 2 workers on a local Dask cluster ------------------------------------------------
@@ -150,16 +158,20 @@ def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int
     """Best tiling and embedding times on a fresh local cluster of ``n`` workers."""
     import logging
 
-    from distributed import LocalCluster
+    import dask
+    from distributed import Client, LocalCluster
 
+    from geossl.cluster import LOCAL_WORKER_CONFIG
     from geossl.embed import embed
     from geossl.tiling.tile import TileOptions, tile
 
     opts = TileOptions(size=size, min_valid=0.0)
     runs = {"tile": 0, "embed": 0}
     counts = {"tile": 0, "embed": 0}
-    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+    # the cluster `geossl tile --workers N` starts (same worker settings)
+    with dask.config.set(LOCAL_WORKER_CONFIG), LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR) as cluster:
         address = cluster.scheduler_address
 
         def run_tile() -> None:
@@ -176,11 +188,17 @@ def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int
                         scheduler=address, progress=False)
             counts["embed"] = res.shape[1] * res.shape[2]
 
-        t_tile = _best(run_tile, repeats)
-        t_embed = _best(run_embed, repeats)
-    return {"workers": n, "tile_s": t_tile, "tile_chips": counts["tile"],
-            "tile_chips_s": counts["tile"] / t_tile, "embed_s": t_embed,
-            "embed_windows": counts["embed"], "embed_windows_s": counts["embed"] / t_embed}
+        with Client(cluster) as client:
+            def cpu() -> float:  # CPU seconds of every worker process and of this one
+                return float(sum(client.run(time.process_time).values())) + time.process_time()
+
+            t_tile, c_tile = _best(run_tile, repeats, cpu)
+            t_embed, c_embed = _best(run_embed, repeats, cpu)
+    return {"workers": n, "tile_s": t_tile, "tile_cpu_s": c_tile, "tile_chips": counts["tile"],
+            "tile_chips_s": counts["tile"] / t_tile, "tile_chips_cpu_s": counts["tile"] / c_tile,
+            "embed_s": t_embed, "embed_cpu_s": c_embed, "embed_windows": counts["embed"],
+            "embed_windows_s": counts["embed"] / t_embed,
+            "embed_windows_cpu_s": counts["embed"] / c_embed}
 
 
 def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
@@ -194,6 +212,9 @@ def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
         k = row["workers"] / base["workers"]
         row["tile_efficiency"] = row["tile_chips_s"] / (k * base["tile_chips_s"])
         row["embed_efficiency"] = row["embed_windows_s"] / (k * base["embed_windows_s"])
+        # per core: work per CPU second against one worker's (1.0 = no overhead from scaling)
+        row["tile_cpu_efficiency"] = row["tile_chips_cpu_s"] / base["tile_chips_cpu_s"]
+        row["embed_cpu_efficiency"] = row["embed_windows_cpu_s"] / base["embed_windows_cpu_s"]
     return {"cells": len(cells), "size": size, "embed_size": embed_size, "rows": rows}
 
 
@@ -245,20 +266,26 @@ def format_report(r: dict[str, Any]) -> str:
         lines += [
             f"(a) one Major-TOM cell ({f['cell']}), {f['chips']} chips of {f['size']} px, "
             f"{len(MT_12)} bands, one process",
-            f"    rasterio floor (read + resample + write) : {f['floor_s']:7.3f} s",
-            f"    geossl tile                              : {f['tile_s']:7.3f} s  "
-            f"({f['tile_vs_floor']:.2f}x the floor)",
+            f"    rasterio floor (read + resample + write) : {f['floor_s']:7.3f} s wall, "
+            f"{f['floor_cpu_s']:7.3f} s CPU",
+            f"    geossl tile                              : {f['tile_s']:7.3f} s wall, "
+            f"{f['tile_cpu_s']:7.3f} s CPU  ({f['tile_vs_floor']:.2f}x the floor, "
+            f"{f['tile_vs_floor_cpu']:.2f}x in CPU time)",
         ]
     w = r["workers"]
     lines += [
         f"(b) local Dask cluster, single-threaded workers: tile {w['cells']} cells "
         f"({w['size']} px chips), embed one cell ({w['embed_size']} px windows, resnet10t, CPU)",
-        "    workers | tile chips/s | efficiency | embed windows/s | efficiency",
+        "    workers | tile chips/s | efficiency | chips/CPU-s | per core | "
+        "embed windows/s | efficiency | windows/CPU-s | per core",
     ]
     for row in w["rows"]:
-        lines.append(f"    {row['workers']:7d} | {row['tile_chips_s']:12.1f} | "
-                     f"{row['tile_efficiency']:10.2f} | {row['embed_windows_s']:15.1f} | "
-                     f"{row['embed_efficiency']:10.2f}")
+        lines.append(
+            f"    {row['workers']:7d} | {row['tile_chips_s']:12.1f} | "
+            f"{row['tile_efficiency']:10.2f} | {row['tile_chips_cpu_s']:11.1f} | "
+            f"{row['tile_cpu_efficiency']:8.2f} | {row['embed_windows_s']:15.1f} | "
+            f"{row['embed_efficiency']:10.2f} | {row['embed_windows_cpu_s']:13.1f} | "
+            f"{row['embed_cpu_efficiency']:8.2f}")
     p = r.get("pretrain")
     if p is None:
         lines.append("(c) pretrain steps/s, 1 vs 2 processes (gloo, CPU): not measured")

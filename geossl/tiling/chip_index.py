@@ -14,16 +14,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
-import pandas as pd
-import shapely
-from pyproj import CRS as ProjCRS
 
 from geossl.errors import DataError
 from geossl.io import atomic_path
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+
+# geopandas, pandas, shapely and pyproj are imported by the functions that use them: the tile
+# and index tasks import this module on every Dask worker, and reading chip headers needs
+# rasterio only (seconds less to start each worker process)
 
 PathLike = str | os.PathLike[str]
 
@@ -60,6 +64,10 @@ def make_index(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> gpd.GeoDataFram
     Returns:
         the index, sorted by ``chip_id``, with a fresh RangeIndex.
     """
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
     df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:
         df = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS if c != "geometry"})
@@ -152,6 +160,8 @@ def read_index(path: PathLike) -> gpd.GeoDataFrame:
     if not file.is_file():
         raise DataError("chip index not found (write one with `geossl tile` or `geossl index`)",
                         file)
+    import geopandas as gpd
+
     try:
         gdf = gpd.read_parquet(file)
     except Exception as err:  # pyarrow raises many types for corrupt files
@@ -262,6 +272,8 @@ def _crs_string(crs: Any) -> str:
     epsg = crs.to_epsg()
     if epsg is not None:
         return f"EPSG:{epsg}"
+    from pyproj import CRS as ProjCRS
+
     return str(ProjCRS.from_user_input(crs.to_wkt()).to_string())
 
 
@@ -325,13 +337,16 @@ def build_index(
         raise DataError("no GeoTIFF chip (.tif) found in this folder", folder)
     base = str(Path(root) if root is not None else folder)
     rows: list[dict[str, Any]] = []
-    with Runner(scheduler, workers, progress=progress) as runner:
+    # about 1 ms of CPU per chip header (measured: 0.56 s per 625 SEN12MS-like patches)
+    with Runner(scheduler, workers, progress=progress, work_s=1e-3 * len(paths)) as runner:
         # one task per chunk of files: a few per worker (load balance) and at most 2,000 files
         n_workers = runner.n_workers() if runner.distributed else 1
         chunk = max(1, min(2000, -(-len(paths) // max(1, 4 * n_workers))))
         chunks = [(paths[i:i + chunk], base) for i in range(0, len(paths), chunk)]
         for part in runner.map(_rows_chunk, chunks, desc="index", unit="chunk"):
             rows.extend(part)
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     if bands:
         n = df["bands"].str.count(",") + 1
