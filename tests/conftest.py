@@ -44,3 +44,25 @@ def _small_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     threads = int(given) if given.isdigit() else (os.cpu_count() or 1) // max(1, workers)
     torch.set_num_threads(max(1, min(2, threads)))
+
+
+@pytest.fixture
+def one_torch_thread() -> None:
+    """One torch thread (after :func:`_small_threads`), for modules whose budget is one core:
+    small operations on several threads only wait for each other on a busy machine.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake SEN12MS folder in the real layout (``tests/data/sen12ms``), one per test module."""
+    from tests.data.sen12ms.data import generate
+
+    root = tmp_path_factory.mktemp("sen12ms")
+    generate(root)
+    return root

@@ -23,11 +23,7 @@ from tests.conftest import real_path
 ORIGIN = (500000.0, 4000000.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """One torch thread (after conftest's default): these tests' budget is one core, and small
-    operations on several threads only wait for each other on a busy machine."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinyEncoder(nn.Module):

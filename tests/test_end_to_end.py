@@ -55,10 +55,7 @@ def _spectrum(cls: int, rng: np.random.Generator, size: int) -> np.ndarray:
     return (level[:, None, None] + noise).astype(np.uint16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    """One torch thread per test (after conftest's default): the suite's one-core budget."""
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,15 +25,6 @@ def _methods() -> Any:
     return methods
 
 
-@pytest.fixture(scope="module")
-def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.data.sen12ms import data as gen
-
-    root = tmp_path_factory.mktemp("sen12ms")
-    gen.generate(root)
-    return root
-
-
 def _args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["pretrain", "--data", "sen12ms", "--root", str(root), "--out", str(out),
             "--backbone", "test_resnet", "--batch-size", "4", "--workers", "0",

@@ -28,15 +28,6 @@ TINY = ["--backbone", "test_resnet", "--batch-size", "4", "--workers", "0", "--a
 S2_AUG = ["--method", "simclr", "--pairing", "aug", "--sensors", "s2"]
 
 
-@pytest.fixture(scope="module")
-def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.data.sen12ms.data import generate
-
-    root = tmp_path_factory.mktemp("sen12ms")
-    generate(root)
-    return root
-
-
 def _step(path: Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
 

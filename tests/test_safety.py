@@ -40,15 +40,6 @@ class Harmless:
 
 
 @pytest.fixture(scope="module")
-def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.data.sen12ms.data import generate
-
-    root = tmp_path_factory.mktemp("sen12ms")
-    generate(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def real_ckpt(sen12ms: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real two-step `geossl pretrain` checkpoint (SimCLR, S2, tiny ResNet)."""
     out = tmp_path_factory.mktemp("run") / "run"

@@ -21,15 +21,6 @@ def _methods() -> Any:
     return methods
 
 
-@pytest.fixture(scope="module")
-def sen12ms(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.data.sen12ms import data as gen
-
-    root = tmp_path_factory.mktemp("sen12ms")
-    gen.generate(root)
-    return root
-
-
 def _ckpt(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)  # type: ignore[no-any-return]
 
