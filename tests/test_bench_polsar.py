@@ -18,14 +18,17 @@ from geossl.bench.polsar import (
     PolsarBenchConfig,
     build_bench_encoder,
     checkerboard_split,
+    compare_to_baselines,
     cv_linear_probe,
     embed_patches,
+    embed_windows,
     load_pretrained,
     paired_gap,
     patch_footprints,
     run_polsar_benchmark,
     small_input_stem,
     split_leakage,
+    window_origins,
 )
 from geossl.datasets.polsar import read_polsar
 from geossl.errors import ConfigError, DataError
@@ -118,6 +121,66 @@ def test_multi_stage_features_concatenate_pooled_stages() -> None:
         embed_patches(enc, x, dev, stages=(5,))
     with pytest.raises(ConfigError):
         PolsarBenchConfig(root="x", feature_stages=(0, 4)).check()
+
+
+def test_windows_are_centred_and_stay_inside_the_scene() -> None:
+    r, c = window_origins(np.array([0, 20, 56]), np.array([40, 3, 92]), 8, 16, 64, 100)
+    assert r.tolist() == [0, 16, 48] and c.tolist() == [36, 0, 84]
+    for rr, cc, pr, pc in zip(r, c, [0, 20, 56], [40, 3, 92]):  # the patch lies inside
+        assert rr <= pr and pr + 8 <= rr + 16 and cc <= pc and pc + 8 <= cc + 16
+    enc = build_bench_encoder("resnet18", 9, stem_stride=2, seed=0)
+    scene = torch.randn(9, 64, 100)
+    rows = np.stack([np.array([0, 20, 56]), r])
+    cols = np.stack([np.array([40, 3, 92]), c])
+    small, large = embed_windows(enc, scene, rows, cols, (8, 16), torch.device("cpu"), (1, 4),
+                                 batch_size=2)
+    assert small.shape == large.shape == (3, 64 + 512)
+    direct = embed_patches(enc, scene[:, 16:32, 0:16][None], torch.device("cpu"), stages=(1, 4))
+    assert torch.allclose(large[1], direct[0], atol=1e-5)
+    with pytest.raises(ConfigError, match="windows"):
+        PolsarBenchConfig(root="x", windows=(16,)).check()
+
+
+def test_multiscale_selection_run_never_scores_test_blocks(scene: Path, tmp_path: Path) -> None:
+    cfg = PolsarBenchConfig(
+        root=str(scene), out=str(tmp_path / "sel"), patch=8, stride=4, block=16, budgets=(2,),
+        seeds=2, methods=("moco",), pretrain_steps=2, pretrain_batch=16, moco_queue=64,
+        pretrain_stride=8, scratch_steps=0, threads=1, device="cpu", tsne=False, log_every=0,
+        probe_folds=2, windows=(16,), select=True)
+    res = run_polsar_benchmark(cfg, log=lambda _: None)
+    full = run_polsar_benchmark(dataclasses.replace(cfg, out=str(tmp_path / "full"),
+                                                    select=False, methods=()),
+                                log=lambda _: None)
+    data = res["data"]
+    # both halves come from the training blocks of the full split, which they partition
+    assert data["train"] + data["test"] == full["data"]["train"]
+    assert data["scored_on"].startswith("half of the training blocks")
+    lines = {(r["row"], r["eval"]) for r in res["summary"]}
+    assert ("geossl MoCo v2", "linear probe (8+16 px)") in lines
+    assert ("geossl MoCo v2", "linear probe") in lines
+    assert ("random init", "linear probe (8+16 px)") in lines
+    assert ("hand-crafted (mean per-pixel features)",
+            "logistic regression (C=1) (8+16 px)") in lines
+    assert not any(r.startswith("supervised") for r, _ in lines)  # --scratch-steps 0
+    assert res["primary"] == ["geossl MoCo v2", "linear probe (8+16 px)"]
+    baselines = {(c["row"], c["eval"]) for c in res["comparison"]}
+    assert baselines == {line for line in lines if not line[0].startswith("geossl")}
+    gap = res["comparison"][0]["budgets"]["2"]["oa"]
+    assert gap["n"] == 2 and gap["low"] <= gap["mean"] <= gap["high"]
+    assert "SSL line fixed in advance" in res["comparison_verdict"]
+
+
+def test_compare_to_baselines_flags_clear_gaps() -> None:
+    def run(row: str, seed: int, oa: float, aa: float) -> dict[str, Any]:
+        return {"row": row, "eval": "e", "budget": 10, "seed": seed,
+                "metrics": {"oa": oa, "aa": aa}}
+
+    runs = [run("geossl X", s, 0.9 + 0.01 * s, 0.8) for s in range(4)]
+    runs += [run("base", s, 0.85 + 0.01 * s, 0.8 + 0.05 * (-1) ** s) for s in range(4)]
+    (rec,) = compare_to_baselines(runs, ("geossl X", "e"), [10])
+    oa, aa = rec["budgets"]["10"]["oa"], rec["budgets"]["10"]["aa"]
+    assert oa["mean"] == pytest.approx(0.05) and oa["clear"] and oa["wins"] == 4
+    assert aa["mean"] == pytest.approx(0.0) and not aa["clear"] and aa["low"] < 0 < aa["high"]
 
 
 def test_cv_linear_probe_uses_only_labelled_rows() -> None:

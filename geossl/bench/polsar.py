@@ -138,7 +138,15 @@ class PolsarBenchConfig:
             linear probe's weight decay on the labelled patches only, for the SSL, random-init
             and hand-crafted rows alike (< 2: a single 20 % hold-out for the learned features
             and the C = 1 logistic regression only for the hand-crafted ones).
-        scratch_steps: optimiser steps of the supervised-from-scratch baseline.
+        windows: sizes (px, each > ``patch``) of extra windows centred on every patch (shifted
+            inside the scene at its borders) whose features are concatenated with the patch's
+            own: multi-scale frozen features of the SSL and random-init rows and multi-scale
+            hand-crafted rows (patch means of every window), image pixels only, no labels;
+            empty: the patch alone. The rows on the patch alone are reported as well.
+        select: score on the patches of one half of the *training* blocks (every other block
+            row), with labels drawn from the other half, instead of on the test blocks: the
+            mode in which options are chosen without any test label.
+        scratch_steps: optimiser steps of the supervised-from-scratch baseline (0: no row).
         scratch_lr: its learning rate.
         threads: torch CPU threads.
         device: ``cpu``, ``cuda``, ... (default: GPU when present).
@@ -175,6 +183,8 @@ class PolsarBenchConfig:
     knn_k: int = 20
     feature_stages: tuple[int, ...] = (1, 2, 3, 4)
     probe_folds: int = 5
+    windows: tuple[int, ...] = ()
+    select: bool = False
     scratch_steps: int = 500
     scratch_lr: float = 1e-3
     threads: int = 2
@@ -205,6 +215,9 @@ class PolsarBenchConfig:
         if any(i not in (1, 2, 3, 4) for i in self.feature_stages):
             raise ConfigError(f"feature_stages must be ResNet stages 1 to 4, got "
                               f"{list(self.feature_stages)}")
+        if any(s <= self.patch for s in self.windows):
+            raise ConfigError(f"windows must be larger than the patch ({self.patch} px), got "
+                              f"{list(self.windows)}")
         if self.moco_queue % self.pretrain_batch:
             raise ConfigError(f"moco_queue ({self.moco_queue}) must be a multiple of "
                               f"pretrain_batch ({self.pretrain_batch})")
@@ -423,6 +436,50 @@ def embed_patches(encoder: nn.Module, images: Tensor, device: torch.device,
     return torch.cat(out) if out else torch.empty(0)
 
 
+def window_origins(rows: np.ndarray, cols: np.ndarray, patch: int, size: int, h: int, w: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left corners of ``size`` px windows centred on ``patch`` px patches.
+
+    A window that would leave the ``h`` x ``w`` scene is shifted inside it (so it still holds
+    the whole patch when ``size >= patch``), which avoids inventing padded pixels.
+    """
+    off = (size - patch) // 2
+    r = np.clip(np.asarray(rows, dtype=np.int64) - off, 0, max(0, h - size))
+    c = np.clip(np.asarray(cols, dtype=np.int64) - off, 0, max(0, w - size))
+    return r, c
+
+
+def embed_windows(encoder: nn.Module, scene: Tensor, rows: np.ndarray, cols: np.ndarray,
+                  sizes: Sequence[int], device: torch.device, stages: Sequence[int] | None,
+                  batch_size: int = 512) -> list[Tensor]:
+    """Frozen features of square windows of ``scene``, one ``(N, D)`` tensor per size.
+
+    Windows are cut batch by batch (48 px windows of every patch would not fit in memory
+    at once on small machines); ``rows``/``cols`` are the windows' top-left corners per size.
+
+    Args:
+        encoder: the frozen encoder (:func:`embed_patches`).
+        scene: ``(C, H, W)`` standardised scene.
+        rows: ``(len(sizes), N)`` top rows of the windows, one line per size.
+        cols: ``(len(sizes), N)`` left columns.
+        sizes: window sizes in pixels.
+        device: where to run.
+        stages: ResNet stages of :func:`embed_patches`.
+        batch_size: windows per forward pass.
+
+    Returns:
+        one ``(N, D)`` float32 tensor per size.
+    """
+    out = []
+    for j, size in enumerate(sizes):
+        parts = [embed_patches(encoder, _cut(scene, rows[j][a : a + batch_size],
+                                             cols[j][a : a + batch_size], size),
+                               device, batch_size=batch_size, stages=stages)
+                 for a in range(0, rows.shape[1], batch_size)]
+        out.append(torch.cat(parts) if parts else torch.empty(0))
+    return out
+
+
 #: weight decays searched by :func:`cv_linear_probe` (L2 per sample, as in ``fit_linear``)
 PROBE_WEIGHT_DECAYS: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
@@ -618,6 +675,10 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     leak = split_leakage(footprints, split_series)
     if leak["leaking"]:
         raise DataError(f"the split leaks: {leak}")  # cannot happen by construction
+    if cfg.select:  # score on every other block row of the training blocks, never on test
+        block_row = rows // cfg.block
+        split = np.where(split == "train", np.where(block_row % 2 == 0, "train", "test"),
+                         "drop")
     class_ids = np.unique(lab)
     k = len(class_ids)
     y_all = np.searchsorted(class_ids, lab)  # 0..K-1
@@ -634,11 +695,17 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         "dropped_on_borders": int((split == "drop").sum()), "leakage": leak,
         "train_per_class": np.bincount(y_all[tr], minlength=k).tolist(),
         "test_per_class": np.bincount(y_all[te], minlength=k).tolist(),
+        "scored_on": ("half of the training blocks (--select)" if cfg.select
+                      else "test blocks"),
     }
     log(f"PolSAR {h}x{w}, {k} classes; {len(lab)} labelled {cfg.patch}px patches (stride "
         f"{cfg.stride}, purity {cfg.purity}): {len(tr)} train / {len(te)} test / "
         f"{data_info['dropped_on_borders']} dropped on {cfg.block}px block borders")
     images = _cut(scene, rows, cols, cfg.patch)
+    sizes = (cfg.patch, *cfg.windows)
+    origins = [window_origins(rows, cols, cfg.patch, s_, h, w) for s_ in sizes]
+    #: evaluation-name suffix of the multi-scale rows
+    ms = f" ({'+'.join(str(s_) for s_ in sizes)} px)" if cfg.windows else ""
     y_train, y_test = y_all[tr], y_all[te]
     _plot_split(arr, kind, labels, rows, cols, split, cfg, class_ids, class_names,
                 out / "split.png")
@@ -665,28 +732,48 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     t0 = time.perf_counter()
     for mode, row in (("matrix", "hand-crafted (patch-mean T3)"),
                       ("pixel", "hand-crafted (mean per-pixel features)")):
-        hc = patch_mean_features(arr, rows, cols, cfg.patch, kind, mode)
-        for (b, s), idx in draws.items():
-            p = logreg_scores(hc[idx], y_all[idx], hc[te], k, device=device)  # C = 1
-            record(row, HC_FIXED_C, b, s, _metrics(y_test, p, k))
-            if cfg.probe_folds >= 2:  # the very probe (and CV) of the learned features
-                logits, chosen = probe(torch.from_numpy(hc), idx, s)
-                record(row, "linear probe", b, s, _metrics(y_test, logits, k), probe=chosen)
+        per_size = [patch_mean_features(arr, r_, c_, s_, kind, mode)
+                    for (r_, c_), s_ in zip(origins, sizes)]
+        variants = [("", per_size[0])] + ([(ms, np.concatenate(per_size, 1))] if ms else [])
+        for suffix, hc in variants:
+            for (b, s), idx in draws.items():
+                p = logreg_scores(hc[idx], y_all[idx], hc[te], k, device=device)  # C = 1
+                record(row, HC_FIXED_C + suffix, b, s, _metrics(y_test, p, k))
+                if cfg.probe_folds >= 2:  # the very probe (and CV) of the learned features
+                    logits, chosen = probe(torch.from_numpy(hc), idx, s)
+                    record(row, "linear probe" + suffix, b, s, _metrics(y_test, logits, k),
+                           probe=chosen)
     timings["handcrafted"] = time.perf_counter() - t0
 
     # -- frozen-feature protocols --------------------------------------------------------------
-    def probe_rows(row: str, feats_all: Tensor, knn: bool) -> None:
+    def probe_rows(row: str, feats_all: Tensor, knn: bool, suffix: str = "") -> None:
         for (b, s), idx in tqdm(draws.items(), desc=row, leave=False, disable=None):
             logits, chosen = probe(feats_all, idx, s)
-            record(row, "linear probe", b, s, _metrics(y_test, logits, k), probe=chosen)
+            record(row, "linear probe" + suffix, b, s, _metrics(y_test, logits, k),
+                   probe=chosen)
             if knn:
                 xb, yb = feats_all[idx], torch.as_tensor(y_all[idx])
                 sc = knn_scores(xb, yb, feats_all[te], k, k=min(cfg.knn_k, len(idx)),
                                 device=device)
-                record(row, f"kNN (k={cfg.knn_k})", b, s, _metrics(y_test, sc, k))
+                record(row, f"kNN (k={cfg.knn_k})" + suffix, b, s, _metrics(y_test, sc, k))
 
     eval_rows = np.concatenate([tr, te])
     stages = tuple(cfg.feature_stages) or None
+
+    def frozen_rows(row: str, enc: nn.Module, knn: bool) -> Tensor:
+        """Probe (and kNN) rows of a frozen encoder: on the patch, then multi-scale."""
+        win_r = np.stack([r_[eval_rows] for r_, _ in origins])
+        win_c = np.stack([c_[eval_rows] for _, c_ in origins])
+        parts = embed_windows(enc, scene, win_r, win_c, sizes, device, stages)
+        feats_all = []
+        for f_eval in (parts[0], torch.cat(parts, 1)) if ms else (parts[0],):
+            f_all = torch.zeros(len(lab), f_eval.shape[1])
+            f_all[torch.as_tensor(eval_rows)] = f_eval
+            feats_all.append(f_all)
+        probe_rows(row, feats_all[0], knn)
+        if ms:
+            probe_rows(row, feats_all[1], knn, ms)
+        return feats_all[-1]
     pretrain_info: dict[str, Any] = {}
     if cfg.methods:
         prow, pcol = _grid(h, w, cfg.context, cfg.pretrain_stride)
@@ -709,10 +796,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
             with atomic_path(out / f"{name}_encoder.pt") as tmp:
                 torch.save(enc.state_dict(), tmp)
         t0 = time.perf_counter()
-        f_eval = embed_patches(enc, images[eval_rows], device, stages=stages)
-        f_all = torch.zeros(len(lab), f_eval.shape[1])
-        f_all[torch.as_tensor(eval_rows)] = f_eval
-        probe_rows(f"geossl {_pretty(name)}", f_all, knn=True)
+        f_all = frozen_rows(f"geossl {_pretty(name)}", enc, knn=True)
         timings[f"eval_{name}"] = time.perf_counter() - t0
         if cfg.tsne:
             _tsne(f_all[te].numpy(), y_test, class_names, out / f"tsne_{name}.png",
@@ -721,17 +805,14 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     # -- random encoder, linear probe --------------------------------------------------------
     t0 = time.perf_counter()
     rnd = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
-    f_eval = embed_patches(rnd, images[eval_rows], device, stages=stages)
-    f_all = torch.zeros(len(lab), f_eval.shape[1])
-    f_all[torch.as_tensor(eval_rows)] = f_eval
-    probe_rows("random init", f_all, knn=False)
+    frozen_rows("random init", rnd, knn=False)
     timings["eval_random"] = time.perf_counter() - t0
 
     # -- supervised from scratch on the same labels ------------------------------------------
     t0 = time.perf_counter()
     dataset = _Patches(images, torch.as_tensor(y_all))
-    for (b, s), idx in tqdm(draws.items(), desc="supervised from scratch", leave=False,
-                            disable=None):
+    for (b, s), idx in tqdm(draws.items() if cfg.scratch_steps > 0 else (),
+                            desc="supervised from scratch", leave=False, disable=None):
         enc = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed + s)
         res = finetune(enc, dataset, idx.tolist(), te.tolist(), k, steps=cfg.scratch_steps,
                        batch_size=64, lr=cfg.scratch_lr, weight_decay=1e-4, device=device,
@@ -742,6 +823,10 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
 
     # -- report ------------------------------------------------------------------------------
     summary = summarise(runs, cfg.budgets)
+    # the SSL line judged against every baseline, fixed before any score is seen: the first
+    # method, linear probe, on the richest features (multi-scale when windows are given)
+    primary = (f"geossl {_pretty(cfg.methods[0])}" if cfg.methods else "", "linear probe" + ms)
+    comparison = compare_to_baselines(runs, primary, cfg.budgets) if cfg.methods else []
     seconds = time.perf_counter() - t_start
     table = to_markdown(summary, cfg.budgets)
     results = {
@@ -749,12 +834,16 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         "threads": torch.get_num_threads(), "data": data_info, "pretrain": pretrain_info,
         "timings": timings, "seconds": seconds, "summary": summary, "runs": runs, "table": table,
         "verdict": verdict(summary, cfg.budgets[0], runs),
+        "primary": list(primary), "comparison": comparison,
+        "comparison_table": comparison_markdown(comparison, primary, cfg.budgets),
+        "comparison_verdict": comparison_verdict(comparison, primary, cfg.budgets),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     atomic_write_text(out / "table.md", table)
     log(table)
-    log(results["verdict"])
+    log(results["comparison_table"])
+    log(results["comparison_verdict"])
     log(f"total {seconds:.0f}s")
     return results
 
@@ -835,6 +924,87 @@ def paired_gap(runs: Sequence[dict[str, Any]], a: tuple[str, str], b: tuple[str,
     d = np.array([x[i] - y[i] for i in seeds])
     return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
             "wins": int((d > 0).sum()), "n": len(d)}
+
+
+def compare_to_baselines(runs: Sequence[dict[str, Any]], primary: tuple[str, str],
+                         budgets: Sequence[int]) -> list[dict[str, Any]]:
+    """Paired comparison of one SSL line with every baseline line, per budget and metric.
+
+    A baseline line is every ``(row, eval)`` whose row does not start with ``geossl``. The gap
+    is ``primary - baseline`` per seed on the same label draws (:func:`paired_gap`), with a
+    two-sided 95 % Student t interval of its mean; a gap is *clear* when that interval lies
+    above zero.
+
+    Args:
+        runs: per-seed records of the benchmark.
+        primary: ``(row, eval)`` of the SSL line, fixed before the run (never the best on test).
+        budgets: labels per class.
+
+    Returns:
+        one record per baseline line: ``{"row", "eval", "budgets": {budget: {"oa": gap, "aa":
+        gap}}}`` with each gap ``{"mean", "std", "wins", "n", "low", "high", "clear"}`` (or
+        ``None`` when the lines share no seed).
+    """
+    from scipy import stats
+
+    lines = list(dict.fromkeys((r["row"], r["eval"]) for r in runs
+                               if not str(r["row"]).startswith("geossl")))
+    out = []
+    for line in lines:
+        rec: dict[str, Any] = {"row": line[0], "eval": line[1], "budgets": {}}
+        for b in budgets:
+            cell: dict[str, Any] = {}
+            for m in ("oa", "aa"):
+                gap = paired_gap(runs, primary, line, b, m)
+                if gap is not None:
+                    half = (float(stats.t.ppf(0.975, gap["n"] - 1)) * gap["std"]
+                            / math.sqrt(gap["n"]) if gap["n"] > 1 else math.inf)
+                    gap = {**gap, "low": gap["mean"] - half, "high": gap["mean"] + half}
+                    gap["clear"] = bool(gap["low"] > 0)
+                cell[m] = gap
+            rec["budgets"][str(b)] = cell
+        out.append(rec)
+    return out
+
+
+def comparison_markdown(comparison: Sequence[dict[str, Any]], primary: tuple[str, str],
+                        budgets: Sequence[int]) -> str:
+    """Table of :func:`compare_to_baselines`: paired gap, 95 % interval and seeds won."""
+    def cell(g: dict[str, Any] | None) -> str:
+        if g is None:
+            return "-"
+        return (f"{g['mean']:+.3f} [{g['low']:+.3f}, {g['high']:+.3f}] "
+                f"{g['wins']}/{g['n']}{' ✓' if g['clear'] else ''}")
+
+    head = (f"| {primary[0]}, {primary[1]} minus ... | " + " | ".join(
+        f"ΔOA @{b} | ΔAA @{b}" for b in budgets) + " |")
+    lines = [head, "| --- |" + " ---: | ---: |" * len(budgets)]
+    for rec in comparison:
+        cells = []
+        for b in budgets:
+            c = rec["budgets"].get(str(b), {})
+            cells += [cell(c.get("oa")), cell(c.get("aa"))]
+        lines.append(f"| {rec['row']}, {rec['eval']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_verdict(comparison: Sequence[dict[str, Any]], primary: tuple[str, str],
+                       budgets: Sequence[int]) -> str:
+    """One paragraph: does the SSL line beat every baseline line clearly, per budget?"""
+    parts = []
+    for b in budgets:
+        lost = [f"{r['row']}, {r['eval']} ({m.upper()})" for r in comparison
+                for m in ("oa", "aa") if not (r["budgets"].get(str(b), {}).get(m) or {}).get(
+                    "clear")]
+        if not comparison:
+            parts.append(f"at {b}/class: no baseline")
+        elif not lost:
+            parts.append(f"at {b}/class SSL is ahead of every baseline line on OA and AA, each "
+                         "gap's 95 % paired interval above zero: a clear win")
+        else:
+            parts.append(f"at {b}/class SSL is NOT clearly ahead of {len(lost)} baseline "
+                         f"line/metric pair(s): {'; '.join(lost)}")
+    return f"SSL line fixed in advance: {primary[0]}, {primary[1]}. " + "; ".join(parts) + "."
 
 
 def verdict(summary: Sequence[dict[str, Any]], budget: int,

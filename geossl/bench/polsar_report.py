@@ -96,7 +96,7 @@ in, patches overlapping two blocks are dropped ({data['dropped_on_borders']}), l
 test-block patches (per class {data['test_per_class']}). Labels: {budgets} patches per class
 drawn from the training blocks (fewer when a class has fewer), {cfg['seeds']} seeds, the same
 draws for every row; OA and AA (mean per-class recall) on all test-block patches, mean ± std over
-seeds.
+seeds.{_select(cfg)}
 
 **Rows.** geossl SSL = `{cfg['backbone']}` (timm) with a 3 x 3 stride-{cfg['stem_stride']} stem
 and no max-pool, pretrained without labels on {cfg['context']} px windows of the whole scene
@@ -105,12 +105,12 @@ and no max-pool, pretrained without labels on {cfg['context']} px windows of the
 random resized crop (scale {cfg['crop_scale']}) to {cfg['patch']} px, flips, 90° rotations,
 Gamma speckle ({cfg['speckle_looks']} looks, p = {cfg['speckle_p']}) added in dB to the diagonal
 channels only, blur p = {cfg['blur_p']}, no brightness/contrast jitter. Frozen features:
-{_features(cfg)};
+{_features(cfg)}{_windows(cfg)};
 linear probe = L-BFGS logistic regression on standardised features, weight decay picked
 {_probe(cfg)}; or cosine kNN (k = {cfg['knn_k']}, capped at the number of labels).
 *random init* = the same encoder with random weights, the same features and the same probe.
 *supervised from scratch* = the same encoder trained end to end on the same labels
-({cfg['scratch_steps']} AdamW steps, flips/rotations).
+({cfg['scratch_steps']} AdamW steps, flips/rotations){_scratch(cfg)}.
 *hand-crafted* = logistic regression on 9 per-patch features: T11/T22/T33 in dB and the
 normalised off-diagonal terms, either of the patch-mean matrix or as the patch mean of the
 per-pixel features;
@@ -121,7 +121,12 @@ Pretraining:
 {pre_lines}
 
 {results['table']}
-**Verdict.** {results['verdict']}
+**Paired comparison per baseline** (the SSL line minus each baseline line on the same label
+draws: mean over seeds, [95 % Student t interval], seeds where SSL is ahead; ✓ = interval above
+zero):
+
+{results.get('comparison_table', '(not recorded by this run)')}
+**Verdict.** {results.get('comparison_verdict', '')} Best lines by mean: {results['verdict']}
 
 Pictures: `{cfg['out']}/split.png` (Pauli RGB, labels with the checkerboard, patches kept),
 `{cfg['out']}/tsne_<method>.png` (t-SNE of SSL embeddings of the test patches).
@@ -134,6 +139,34 @@ def _features(cfg: dict[str, Any]) -> str:
         return "the pooled output of the last stage"
     names = ", ".join(str(i) for i in stages)
     return f"global average pools of ResNet stages {names}, concatenated"
+
+
+def _windows(cfg: dict[str, Any]) -> str:
+    wins = [int(x) for x in cfg.get("windows") or []]
+    if not wins:
+        return ""
+    sizes = "+".join(str(x) for x in [cfg["patch"], *wins])
+    return (f"; multi-scale (lines marked ({sizes} px)): the same features of windows of "
+            f"{', '.join(str(x) for x in wins)} px centred on the patch (shifted inside the scene "
+            "at its borders), concatenated with the patch's own; image pixels only, no labels. "
+            "The random-init rows get the same multi-scale features and probe, and the "
+            "hand-crafted rows the same windows (their 9 patch-mean features per window, "
+            "concatenated). A window of a training patch may cover test-block pixels and vice "
+            "versa, as the transductive pretraining already does; no label crosses")
+
+
+def _select(cfg: dict[str, Any]) -> str:
+    if not cfg.get("select"):
+        return ""
+    return (" **Selection run (--select): scored on every other block row of the *training* "
+            "blocks, labels drawn from the other training blocks; the test blocks are not "
+            "used.**")
+
+
+def _scratch(cfg: dict[str, Any]) -> str:
+    if int(cfg.get("scratch_steps") or 0) <= 0:
+        return " (not run here: --scratch-steps 0)"
+    return f", on the {cfg['patch']} px patch only" if cfg.get("windows") else ""
 
 
 def _probe(cfg: dict[str, Any]) -> str:
