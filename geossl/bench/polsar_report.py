@@ -51,7 +51,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         elif isinstance(value, bool):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         elif isinstance(value, tuple):
-            kind = type(value[0]) if value else str
+            # an empty default has no element to take the type from: use the annotation
+            kind = type(value[0]) if value else (int if "int" in str(f.type) else str)
             p.add_argument(flag, nargs="*" if f.name == "methods" else "+", type=kind,
                            default=list(value))
         elif value is None:
