@@ -318,6 +318,8 @@ def test_tool_writes_doc_and_reports_bad_input(scene: Path, tmp_path: Path,
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
     assert "## PolSAR San Francisco" in text and "| geossl SimCLR | linear probe" in text
     assert "OA @2/class" in text and "Verdict" in text
+    assert "Paired comparison per baseline" in text and "SSL line fixed in advance" in text
+    assert "| hand-crafted (patch-mean T3), logistic regression (C=1) |" in text
     # a rerun replaces the generated section only
     doc.write_text(text + "\nnotes after\n")
     tool.update_doc(doc, "## PolSAR San Francisco\n\nnew table\n")

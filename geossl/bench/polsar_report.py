@@ -28,7 +28,14 @@ from typing import Any
 #: the source checkout (its docs/ and the ../shared samples beside it), when run from one
 REPO = Path(__file__).resolve().parents[2]
 
-from geossl.bench.polsar import PolsarBenchConfig, run_polsar_benchmark  # noqa: E402
+from geossl.bench.polsar import (  # noqa: E402
+    PolsarBenchConfig,
+    compare_to_baselines,
+    comparison_markdown,
+    comparison_verdict,
+    pretty_name,
+    run_polsar_benchmark,
+)
 from geossl.errors import GeosslError  # noqa: E402
 from geossl.io import atomic_write_text  # noqa: E402
 
@@ -74,6 +81,15 @@ def doc_section(results: dict[str, Any], command: str) -> str:
     pre_lines = "\n".join(
         f"- {name}: {info['steps']} steps in {info['seconds']:.0f} s, loss "
         f"{info['loss_first']:.3f} -> {info['loss_last']:.3f}" for name, info in pre.items())
+    # the paired comparison is recomputed from the per-seed records (a --from-results rewrite
+    # of an older run gets it too)
+    table, ruling = "(no SSL line in this run)", ""
+    if results.get("primary") or cfg.get("methods"):
+        primary = tuple(results.get("primary") or (
+            f"geossl {pretty_name(cfg['methods'][0])}", "linear probe"))
+        comp = compare_to_baselines(results["runs"], primary, cfg["budgets"])
+        table = comparison_markdown(comp, primary, cfg["budgets"])
+        ruling = comparison_verdict(comp, primary, cfg["budgets"])
     when = results.get("finished") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     return f"""## PolSAR San Francisco (AIRSAR, L-band T3): SSL with few labels
 
@@ -126,8 +142,8 @@ Pretraining:
 draws: mean over seeds, [95 % Student t interval], seeds where SSL is ahead; ✓ = interval above
 zero):
 
-{results.get('comparison_table', '(not recorded by this run)')}
-**Verdict.** {results.get('comparison_verdict', '')} Best lines by mean: {results['verdict']}
+{table}
+**Verdict.** {ruling} Best lines by mean: {results['verdict']}
 
 Pictures: `{cfg['out']}/split.png` (Pauli RGB, labels with the checkerboard, patches kept),
 `{cfg['out']}/tsne_<method>.png` (t-SNE of SSL embeddings of the test patches).
