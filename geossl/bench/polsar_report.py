@@ -35,6 +35,7 @@ from geossl.bench.polsar import (  # noqa: E402
     comparison_verdict,
     pretty_name,
     run_polsar_benchmark,
+    verdict,
 )
 from geossl.errors import GeosslError  # noqa: E402
 from geossl.io import atomic_write_text  # noqa: E402
@@ -143,7 +144,10 @@ draws: mean over seeds, [95 % Student t interval], seeds where SSL is ahead; ✓
 zero):
 
 {table}
-**Verdict.** {ruling} Best lines by mean: {results['verdict']}
+**Verdict.** {ruling} (Each interval is a separate 95 % interval, without correction for the
+number of comparisons.)
+
+Best lines by mean, for reference: {verdict(results['summary'], cfg['budgets'][0], results['runs'])}
 
 Pictures: `{cfg['out']}/split.png` (Pauli RGB, labels with the checkerboard, patches kept),
 `{cfg['out']}/tsne_<method>.png` (t-SNE of SSL embeddings of the test patches).
