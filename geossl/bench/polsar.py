@@ -33,6 +33,12 @@ Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
      both from the patch-mean matrix and as the patch mean of the per-pixel features: the same
      linear probe as the learned features, and with scikit-learn's default C = 1.
 
+   With ``windows``, the frozen-feature and hand-crafted rows are also reported on multi-scale
+   features (the patch's and those of larger centred windows, concatenated); the verdict is the
+   paired comparison (:func:`compare_to_baselines`) of one SSL line fixed in advance (the first
+   method, linear probe, richest features) with every baseline line. ``select`` scores on half
+   of the training blocks instead of the test blocks, to choose options without test labels.
+
    Every classifier on frozen features is geossl's one linear probe (:mod:`geossl.eval.linear`).
    The benchmark's choice (:func:`cv_linear_probe`) picks its weight decay by stratified k-fold
    cross-validation on the labelled patches of the draw only, never on test patches, with the
