@@ -318,19 +318,9 @@ def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
 
 def _checkpoint(path: Path, bands: list[str]) -> Path:
     """A SimCLR checkpoint (tiny resnet) as ``geossl pretrain`` writes it."""
-    from geossl.methods import SimCLR
+    from geossl.testing.checkpoints import random_simclr_checkpoint
 
-    torch.manual_seed(0)
-    method = SimCLR.from_hparams({"backbone": "resnet10t", "sensors": ["s2"],
-                                  "in_chans": {"s2": len(bands)}, "pairing": "aug",
-                                  "proj_hidden": 32, "proj_dim": 16})
-    ckpt: dict[str, Any] = {"state_dict": method.state_dict(),
-                            "hyper_parameters": dict(method.hparams)}
-    method.on_save_checkpoint(ckpt)
-    ckpt["geossl"].update(bands=bands, normalization={"mean": [1500.0] * len(bands),
-                                                      "std": [800.0] * len(bands)})
-    torch.save(ckpt, path)
-    return path
+    return random_simclr_checkpoint(path, bands, std=800.0)
 
 
 @pytest.mark.slow

@@ -132,25 +132,12 @@ def bench_floor(cache: Path, data: Path, repeats: int, size: int = 128) -> dict[
 
 
 def _checkpoint(path: Path) -> Path:
-    """A resnet10t SimCLR checkpoint over the 12 Major-TOM bands (random weights)."""
+    """A resnet10t SimCLR checkpoint over the 12 Major-TOM bands (random weights), reused."""
     if path.is_file():
         return path
-    import torch
+    from geossl.testing.checkpoints import random_simclr_checkpoint
 
-    from geossl.methods import SimCLR
-
-    torch.manual_seed(0)
-    method = SimCLR.from_hparams({"backbone": "resnet10t", "sensors": ["s2"],
-                                  "in_chans": {"s2": len(MT_12)}, "pairing": "aug",
-                                  "proj_hidden": 32, "proj_dim": 16})
-    ckpt: dict[str, Any] = {"state_dict": method.state_dict(),
-                            "hyper_parameters": dict(method.hparams)}
-    method.on_save_checkpoint(ckpt)
-    ckpt["geossl"].update(bands=list(MT_12), normalization={"mean": [1500.0] * len(MT_12),
-                                                           "std": [900.0] * len(MT_12)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
+    return random_simclr_checkpoint(path, MT_12, std=900.0)
 
 
 def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int, size: int,
