@@ -125,3 +125,28 @@ def test_gaussian_blur_matches_kornia_per_sample_sigma() -> None:
     want = kornia.filters.gaussian_blur2d(x, (9, 9), torch.stack([sigma, sigma], dim=-1),
                                           border_type="reflect")
     torch.testing.assert_close(gaussian_blur(x, sigma, 9), want, atol=1e-5, rtol=1e-4)
+
+
+def test_orientation_views_turn_t3_matrices_per_sample() -> None:
+    mean, std = [-10.0, -15.0, -20.0] + [0.0] * 6, [3.0, 3.0, 3.0] + [0.3] * 6
+    torch.manual_seed(0)
+    x = torch.randn(64, 9, 8, 8) * 0.3
+    x[:, 3:] = 0.0  # uncorrelated channels: a turn only trades power between T22 and T33
+    aug = SSLAugment(8, sensor_kind="sar", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "orientation_p": 1.0, "orientation_max_deg": 45.0},
+                     polsar_stats=(mean, std))
+    out = aug(x)
+    torch.testing.assert_close(out[:, 0], x[:, 0], atol=1e-4, rtol=0)  # T11 never changes
+
+    def power(f: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.pow(10.0, (f[:, i] * std[i] + mean[i]) / 10)
+
+    torch.testing.assert_close(power(out, 1) + power(out, 2), power(x, 1) + power(x, 2),
+                               rtol=1e-4, atol=0)
+    moved = (out[:, 1] - x[:, 1]).abs().amax((1, 2))
+    assert (moved > 1e-3).float().mean() > 0.9  # one random angle per sample, almost never 0
+    off = SSLAugment(8, sensor_kind="sar", crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     **{**OFF, "orientation_p": 0.0}, polsar_stats=(mean, std))
+    torch.testing.assert_close(off(x), x)
+    with pytest.raises(ConfigError, match="polsar_stats"):
+        SSLAugment(8, orientation_p=0.5)

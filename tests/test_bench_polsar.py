@@ -139,6 +139,8 @@ def test_windows_are_centred_and_stay_inside_the_scene() -> None:
     assert torch.allclose(large[1], direct[0], atol=1e-5)
     with pytest.raises(ConfigError, match="windows"):
         PolsarBenchConfig(root="x", windows=(16,)).check()
+    with pytest.raises(ConfigError, match="select_half"):
+        PolsarBenchConfig(root="x", select_half=2).check()
 
 
 def test_multiscale_selection_run_never_scores_test_blocks(scene: Path, tmp_path: Path) -> None:
@@ -155,6 +157,11 @@ def test_multiscale_selection_run_never_scores_test_blocks(scene: Path, tmp_path
     # both halves come from the training blocks of the full split, which they partition
     assert data["train"] + data["test"] == full["data"]["train"]
     assert data["scored_on"].startswith("half of the training blocks")
+    other = run_polsar_benchmark(dataclasses.replace(cfg, out=str(tmp_path / "sel1"),
+                                                     select_half=1, methods=()),
+                                 log=lambda _: None)["data"]
+    # --select-half 1 swaps the roles of the two halves: every training block is scored once
+    assert (other["train"], other["test"]) == (data["test"], data["train"])
     lines = {(r["row"], r["eval"]) for r in res["summary"]}
     assert ("geossl MoCo v2", "linear probe (8+16 px)") in lines
     assert ("geossl MoCo v2", "linear probe") in lines
@@ -334,3 +341,30 @@ def test_tool_writes_doc_and_reports_bad_input(scene: Path, tmp_path: Path,
     _generator().generate(bad, rows=32, cols=40, n_classes=2, c3=False)
     (bad / "T3" / "T22.bin").write_bytes(b"\0" * 10)
     assert tool.main(["--root", str(bad), "--doc", ""]) == 2
+
+
+def test_orientation_views_pretrain_and_are_part_of_the_encoder_options(
+        scene: Path, tmp_path: Path) -> None:
+    cfg = PolsarBenchConfig(
+        root=str(scene), out=str(tmp_path / "or"), patch=8, stride=4, block=16, budgets=(2,),
+        seeds=1, methods=("moco",), pretrain_steps=2, pretrain_batch=16, moco_queue=64,
+        pretrain_stride=8, context=12, scratch_steps=0, threads=1, device="cpu", tsne=False,
+        log_every=0, probe_folds=2, orientation_p=1.0, orientation_max_deg=30.0)
+    res = run_polsar_benchmark(cfg, log=lambda _: None)
+    info = res["pretrain"]["moco"]
+    assert info["steps"] == 2 and np.isfinite(info["loss_last"])
+    assert res["config"]["orientation_p"] == 1.0
+    doc = _tool().doc_section(res, "geossl bench polsar ...")
+    assert "orientation turns" in doc and "±30°" in doc and "p = 1.0" in doc
+    # encoders pretrained with other views are not reused
+    with pytest.raises(ConfigError, match="orientation_p"):
+        load_pretrained(tmp_path / "or", "moco", dataclasses.replace(cfg, orientation_p=0.0))
+
+
+def test_orientation_views_need_a_t3_scene(tmp_path: Path) -> None:
+    folder = _generator().generate(tmp_path, rows=32, cols=40, n_classes=2, c3=True)["c3"]
+    cfg = PolsarBenchConfig(root=str(folder), out=str(tmp_path / "o"), patch=8, stride=4,
+                            block=16, budgets=(1,), seeds=1, methods=("moco",),
+                            orientation_p=0.5, threads=1, device="cpu", tsne=False)
+    with pytest.raises(ConfigError, match="T3 scene"):
+        run_polsar_benchmark(cfg, log=lambda _: None)

@@ -18,6 +18,7 @@ from geossl.datasets.polsar import (
     polsar_patches,
     read_labels,
     read_polsar,
+    rotate_t3_features,
 )
 from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
@@ -192,3 +193,38 @@ def test_georeferenced_envi(tmp_path: Path) -> None:
     s = ds[500200:500360, 4199600:4199760]
     np.testing.assert_array_equal(s["image"].numpy(), ds.scene()[:, 24:40, 20:36])
     assert ds[3]["bounds"][0] == slice(500480.0, 500640.0, 10.0)
+
+
+def _t3_to_channels(t: np.ndarray) -> np.ndarray:
+    """``(..., 3, 3)`` complex coherency matrices -> the 9 PolSARpro T3 files, ``(9, ...)``."""
+    return np.stack([t[..., 0, 0].real, t[..., 1, 1].real, t[..., 2, 2].real,
+                     t[..., 0, 1].real, t[..., 0, 1].imag, t[..., 0, 2].real,
+                     t[..., 0, 2].imag, t[..., 1, 2].real, t[..., 1, 2].imag])
+
+
+def test_orientation_rotation_matches_the_rotated_matrix() -> None:
+    # oracle: rotate full complex 3 x 3 matrices with numpy, then compute the channels
+    rng = np.random.default_rng(0)
+    k = rng.normal(size=(3, 4, 5, 3, 6)) + 1j * rng.normal(size=(3, 4, 5, 3, 6))
+    t = k @ np.conj(np.swapaxes(k, -1, -2)) / 6  # Hermitian, positive definite
+    feats = polsar_features(_t3_to_channels(t)).transpose(1, 0, 2, 3)  # (B, 9, H, W)
+    mean, std = feats.mean((0, 2, 3)), feats.std((0, 2, 3))
+    x = torch.from_numpy((feats - mean[:, None, None]) / std[:, None, None])
+    theta = np.array([0.3, -0.7, np.pi / 4])
+    got = rotate_t3_features(x, torch.from_numpy(theta), mean.tolist(), std.tolist())
+    c, s = np.cos(2 * theta), np.sin(2 * theta)
+    rot = np.zeros((3, 3, 3))
+    rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, c, s, -s, c
+    turned = np.einsum("bij,bhwjk,blk->bhwil", rot, t, rot)
+    want = polsar_features(_t3_to_channels(turned)).transpose(1, 0, 2, 3)
+    want = (want - mean[:, None, None]) / std[:, None, None]
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-4)
+    # invariants: T11 and Im T23 unchanged, T22 + T33 (the span minus T11) conserved
+    span = lambda f: 10 ** (f[:, 1] / 10) + 10 ** (f[:, 2] / 10)  # noqa: E731
+    un = got.numpy() * std[:, None, None] + mean[:, None, None]
+    np.testing.assert_allclose(span(un), span(feats), rtol=1e-4)
+    np.testing.assert_allclose(un[:, 0], feats[:, 0], atol=1e-4)
+    same = rotate_t3_features(x, torch.zeros(3), mean.tolist(), std.tolist())
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="9 default T3 channels"):
+        rotate_t3_features(x[:, :6], torch.zeros(3), mean.tolist(), std.tolist())

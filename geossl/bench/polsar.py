@@ -102,7 +102,8 @@ SSL_METHODS = ("simclr", "moco", "byol")
 #: options that determine the pretrained encoders (checked by ``encoders`` reuse)
 PRETRAIN_FIELDS = ("root", "patch", "backbone", "stem_stride", "context", "pretrain_stride",
                    "pretrain_steps", "pretrain_batch", "lr", "crop_scale", "speckle_p",
-                   "speckle_looks", "blur_p", "moco_queue", "seed")
+                   "speckle_looks", "blur_p", "moco_queue", "seed", "orientation_p",
+                   "orientation_max_deg")
 #: evaluation name of the logistic regression with scikit-learn's default C = 1 on hand-crafted
 #: features (:func:`geossl.eval.linear.logreg_scores`)
 HC_FIXED_C = "logistic regression (C=1)"
@@ -136,6 +137,10 @@ class PolsarBenchConfig:
         speckle_p: probability of speckle per view.
         speckle_looks: looks of the Gamma speckle.
         blur_p: probability of a Gaussian blur per view.
+        orientation_p: probability of turning a view's T3 matrices about the radar line of
+            sight by a random orientation angle (:func:`geossl.datasets.polsar.
+            rotate_t3_features`; T3 scenes only).
+        orientation_max_deg: largest orientation angle of those turns, in degrees.
         moco_queue: MoCo v2 queue size.
         knn_k: neighbours of the kNN classifier.
         feature_stages: ResNet stages whose pooled outputs are concatenated into the frozen
@@ -152,6 +157,9 @@ class PolsarBenchConfig:
         select: score on the patches of one half of the *training* blocks (every other block
             row), with labels drawn from the other half, instead of on the test blocks: the
             mode in which options are chosen without any test label.
+        select_half: with ``select``, which block rows give the labels: 0 the even ones
+            (scored on the odd ones), 1 the odd ones (scored on the even ones); running both
+            and averaging scores every training block once.
         scratch_steps: optimiser steps of the supervised-from-scratch baseline (0: no row).
         scratch_lr: its learning rate.
         threads: torch CPU threads.
@@ -185,12 +193,15 @@ class PolsarBenchConfig:
     speckle_p: float = 0.5
     speckle_looks: float = 4.0
     blur_p: float = 0.0
+    orientation_p: float = 0.0
+    orientation_max_deg: float = 45.0
     moco_queue: int = 4096
     knn_k: int = 20
     feature_stages: tuple[int, ...] = (1, 2, 3, 4)
     probe_folds: int = 5
     windows: tuple[int, ...] = ()
     select: bool = False
+    select_half: int = 0
     scratch_steps: int = 500
     scratch_lr: float = 1e-3
     threads: int = 2
@@ -224,6 +235,8 @@ class PolsarBenchConfig:
         if any(s <= self.patch for s in self.windows):
             raise ConfigError(f"windows must be larger than the patch ({self.patch} px), got "
                               f"{list(self.windows)}")
+        if self.select_half not in (0, 1):
+            raise ConfigError(f"select_half must be 0 or 1, got {self.select_half}")
         if self.moco_queue % self.pretrain_batch:
             raise ConfigError(f"moco_queue ({self.moco_queue}) must be a multiple of "
                               f"pretrain_batch ({self.pretrain_batch})")
@@ -509,6 +522,7 @@ def pretrain(
     db_std: Sequence[float],
     device: torch.device,
     log: Callable[[str], None] = print,
+    stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Pretrain one SSL method on unlabelled windows with a Lightning ``Trainer``.
 
@@ -520,6 +534,8 @@ def pretrain(
             correctly to standardised data.
         device: where to train.
         log: where progress lines go.
+        stats: ``(mean, std)`` of the 9 standardised T3 channels, for the orientation views
+            (``cfg.orientation_p``).
 
     Returns:
         the trained encoder (eval mode, on CPU) and ``{"seconds", "steps", "loss_first",
@@ -535,9 +551,15 @@ def pretrain(
     # speckle: dB per standardised unit on the diagonal; the normalised off-diagonal terms are
     # invariant to a multiplicative speckle of the whole matrix, so they get (practically) none
     db_per_unit = [float(s) for s in db_std] + [1e12] * (in_chans - 3)
-    augment = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": cfg.blur_p,
+    augment: dict[str, Any] = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": cfg.blur_p,
                "speckle_p": cfg.speckle_p, "speckle_looks": cfg.speckle_looks,
                "db_per_unit": db_per_unit}
+    if cfg.orientation_p > 0:
+        if stats is None:
+            raise ConfigError("orientation views need the scene's channel statistics")
+        augment.update(orientation_p=cfg.orientation_p,
+                       orientation_max_deg=cfg.orientation_max_deg,
+                       polsar_stats=[[float(v) for v in stats[0]], [float(v) for v in stats[1]]])
     moco = method_name == "moco"
     config = PretrainConfig(
         method=method_name, backbone=cfg.backbone, sensors=[SENSOR], pairing="aug",
@@ -663,6 +685,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     label_path = Path(cfg.labels) if cfg.labels else find_label_raster(
         root if folder != root else root.parent)
     labels = read_labels(label_path, arr.shape[1:])
+    if cfg.orientation_p > 0 and kind != "t3":
+        raise ConfigError(f"orientation views need a T3 scene, {folder} holds {kind.upper()}")
     feats = polsar_features(arr, kind)
     mean = feats.reshape(9, -1).mean(1)
     std = feats.reshape(9, -1).std(1).clip(1e-6)
@@ -683,8 +707,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         raise DataError(f"the split leaks: {leak}")  # cannot happen by construction
     if cfg.select:  # score on every other block row of the training blocks, never on test
         block_row = rows // cfg.block
-        split = np.where(split == "train", np.where(block_row % 2 == 0, "train", "test"),
-                         "drop")
+        split = np.where(split == "train",
+                         np.where(block_row % 2 == cfg.select_half, "train", "test"), "drop")
     class_ids = np.unique(lab)
     k = len(class_ids)
     y_all = np.searchsorted(class_ids, lab)  # 0..K-1
@@ -793,7 +817,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         if cfg.encoders:
             enc, info = load_pretrained(cfg.encoders, name, cfg)
         else:
-            enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log)
+            enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log,
+                                 stats=(mean.tolist(), std.tolist()))
         log(f"{name}: {info['seconds']:.0f}s, loss {info['loss_first']:.3f} -> "
             f"{info['loss_last']:.3f}")
         pretrain_info[name] = {k_: v for k_, v in info.items() if k_ != "curve"}

@@ -122,8 +122,8 @@ and no max-pool, pretrained without labels on {cfg['context']} px windows of the
 {cfg['pretrain_steps']} steps x batch {cfg['pretrain_batch']} (AdamW, lr {cfg['lr']}); views:
 random resized crop (scale {cfg['crop_scale']}) to {cfg['patch']} px, flips, 90° rotations,
 Gamma speckle ({cfg['speckle_looks']} looks, p = {cfg['speckle_p']}) added in dB to the diagonal
-channels only, blur p = {cfg['blur_p']}, no brightness/contrast jitter. Frozen features:
-{_features(cfg)}{_windows(cfg)};
+channels only,{_orientation(cfg)} blur p = {cfg['blur_p']}, no brightness/contrast jitter.
+Frozen features: {_features(cfg)}{_windows(cfg)};
 linear probe = L-BFGS logistic regression on standardised features, weight decay picked
 {_probe(cfg)}; or cosine kNN (k = {cfg['knn_k']}, capped at the number of labels).
 *random init* = the same encoder with random weights, the same features and the same probe.
@@ -176,12 +176,21 @@ def _windows(cfg: dict[str, Any]) -> str:
             "versa, as the transductive pretraining already does; no label crosses")
 
 
+def _orientation(cfg: dict[str, Any]) -> str:
+    p = float(cfg.get("orientation_p") or 0.0)
+    if p <= 0:
+        return ""
+    return (f" polarimetric orientation turns (T3 rotated about the line of sight by a uniform "
+            f"angle in ±{cfg.get('orientation_max_deg', 45.0):g}°, p = {p}),")
+
+
 def _select(cfg: dict[str, Any]) -> str:
     if not cfg.get("select"):
         return ""
-    return (" **Selection run (--select): scored on every other block row of the *training* "
-            "blocks, labels drawn from the other training blocks; the test blocks are not "
-            "used.**")
+    half = int(cfg.get("select_half") or 0)
+    return (f" **Selection run (--select, --select-half {half}): scored on the "
+            f"{('odd', 'even')[half]} block rows of the *training* blocks, labels drawn from the "
+            f"{('even', 'odd')[half]} ones; the test blocks are not used.**")
 
 
 def _scratch(cfg: dict[str, Any]) -> str:

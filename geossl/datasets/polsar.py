@@ -207,6 +207,58 @@ def _db(x: np.ndarray, floor: float) -> np.ndarray:
     return np.asarray(10.0 * np.log10(np.maximum(x, floor)), dtype=np.float32)
 
 
+def rotate_t3_features(x: torch.Tensor, angles: torch.Tensor, mean: Sequence[float],
+                       std: Sequence[float], floor: float = _DB_FLOOR) -> torch.Tensor:
+    """Rotate standardised T3 channels about the radar line of sight (orientation angle).
+
+    A scatterer turned by ``theta`` about the line of sight has the coherency matrix
+    ``T' = R T R^T`` with ``R = [[1, 0, 0], [0, c, s], [0, -s, c]]``, ``c = cos 2 theta``,
+    ``s = sin 2 theta`` (Lee and Pottier, *Polarimetric Radar Imaging*, section 3.4): ``T11`` is
+    unchanged, power moves between ``T22`` and ``T33`` (an oriented building looks like
+    vegetation), ``T12``/``T13`` mix, and ``Im T23`` is kept. Used as an SSL view so that the
+    encoder learns features that do not depend on the orientation of the scatterers.
+
+    Args:
+        x: ``(B, 9, H, W)`` standardised :func:`polsar_features` of a T3 matrix (``diag_db`` then
+            ``offdiag``, the default channels).
+        angles: ``(B,)`` orientation angles in radians, one per sample.
+        mean: the 9 channel means used to standardise ``x``.
+        std: the 9 channel standard deviations.
+        floor: the power floor of :func:`polsar_features`.
+
+    Returns:
+        the rotated matrices as the same standardised channels (``(B, 9, H, W)``).
+
+    Raises:
+        ConfigError: ``x`` does not have the 9 default channels.
+    """
+    if x.shape[1] != 9 or len(mean) != 9 or len(std) != 9:
+        raise ConfigError(f"orientation rotation needs the 9 default T3 channels, got "
+                          f"{x.shape[1]} channels and {len(mean)}/{len(std)} statistics")
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, 9, 1, 1)
+    sd = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, 9, 1, 1)
+    f = x * sd + m
+    t11, t22, t33 = (torch.pow(10.0, f[:, i] / 10.0) for i in range(3))
+    r12, r13 = torch.sqrt(t11 * t22), torch.sqrt(t11 * t33)
+    t12 = (f[:, 3] * r12, f[:, 4] * r12)
+    t13 = (f[:, 5] * r13, f[:, 6] * r13)
+    t23re, t23im = f[:, 7] * torch.sqrt(t22 * t33), f[:, 8] * torch.sqrt(t22 * t33)
+    two = 2 * angles.to(x.dtype).view(-1, 1, 1)
+    c, s = torch.cos(two), torch.sin(two)
+    n22 = c * c * t22 + 2 * c * s * t23re + s * s * t33
+    n33 = s * s * t22 - 2 * c * s * t23re + c * c * t33
+    n12 = (c * t12[0] + s * t13[0], c * t12[1] + s * t13[1])
+    n13 = (c * t13[0] - s * t12[0], c * t13[1] - s * t12[1])
+    n23re = c * s * (t33 - t22) + (c * c - s * s) * t23re
+    d11, d22, d33 = t11.clamp(min=floor), n22.clamp(min=floor), n33.clamp(min=floor)
+    out = [10.0 * torch.log10(d) for d in (d11, d22, d33)]
+    for (re, im), (a, b) in ((n12, (d11, d22)), ((n13[0], n13[1]), (d11, d33)),
+                             ((n23re, t23im), (d22, d33))):
+        den = torch.sqrt(a * b)
+        out += [(re / den).clamp(-1.0, 1.0), (im / den).clamp(-1.0, 1.0)]
+    return (torch.stack(out, 1) - m) / sd
+
+
 def pauli_powers(arr: np.ndarray, kind: str = "t3") -> np.ndarray:
     """Pauli powers ``(|HH-VV|^2, 2|HV|^2, |HH+VV|^2)`` (R, G, B) of a T3 or C3 matrix.
 

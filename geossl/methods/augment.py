@@ -120,6 +120,9 @@ class SSLAugment(nn.Module):
         speckle_p: float | None = None,
         speckle_looks: float = 4.0,
         db_per_unit: float | Sequence[float] = 1.0,
+        orientation_p: float = 0.0,
+        orientation_max_deg: float = 45.0,
+        polsar_stats: Sequence[Sequence[float]] | None = None,
     ) -> None:
         """Configure the augmentation.
 
@@ -142,6 +145,12 @@ class SSLAugment(nn.Module):
             db_per_unit: dB per unit of the input, one value or one per band (1 for plain dB;
                 the clipping range for S1 dB mapped to [0, 1], e.g. ``(25, 32.5)`` for
                 geossl's ``S1DbClip``; the band std in dB if standardised).
+            orientation_p: probability of turning a full-polarimetric (T3) view about the
+                radar line of sight by a random orientation angle
+                (:func:`geossl.datasets.polsar.rotate_t3_features`); needs ``polsar_stats``.
+            orientation_max_deg: largest orientation angle, in degrees (uniform in
+                ``[-max, max]``).
+            polsar_stats: ``(mean, std)`` of the 9 standardised T3 channels.
         """
         super().__init__()
         if sensor_kind not in SENSOR_KINDS:
@@ -159,6 +168,13 @@ class SSLAugment(nn.Module):
         self.speckle_p = (0.5 if sar else 0.0) if speckle_p is None else speckle_p
         self.blur_p, self.blur_sigma = blur_p, blur_sigma
         self.speckle_looks = speckle_looks
+        if orientation_p > 0 and (polsar_stats is None or len(polsar_stats) != 2):
+            raise ConfigError("orientation_p needs polsar_stats = (mean, std) of the 9 T3 "
+                              "channels")
+        self.orientation_p, self.orientation_max_deg = float(orientation_p), orientation_max_deg
+        self.polsar_stats = ((tuple(float(v) for v in polsar_stats[0]),
+                              tuple(float(v) for v in polsar_stats[1]))
+                             if polsar_stats is not None else None)
         self.db_per_unit: tuple[float, ...] = (
             (float(db_per_unit),) if isinstance(db_per_unit, int | float)
             else tuple(float(v) for v in db_per_unit)
@@ -230,6 +246,17 @@ class SSLAugment(nn.Module):
         ks = max(3, int(2 * math.ceil(3 * self.blur_sigma[1] * factor) + 1))
         return torch.where(on, gaussian_blur(x, sigma, ks), x)
 
+    def orientation(self, x: Tensor) -> Tensor:
+        """Turn a random subset of T3 views by a random orientation angle (see ``__init__``)."""
+        from geossl.datasets.polsar import rotate_t3_features  # only PolSAR views need it
+
+        assert self.polsar_stats is not None  # checked in __init__
+        n = x.shape[0]
+        on = self._select(n, self.orientation_p, x.device)
+        limit = math.radians(self.orientation_max_deg)
+        angles = _uniform(n, -limit, limit, x.device) * on.to(x.dtype)
+        return rotate_t3_features(x, angles, *self.polsar_stats)
+
     def speckle(self, x: Tensor) -> Tensor:
         """Multiplicative Gamma(L, 1/L) speckle in linear power, added as dB to dB data."""
         n = x.shape[0]
@@ -273,6 +300,8 @@ class SSLAugment(nn.Module):
             x = self.jitter(x)
         if self.grayscale_p > 0 and x.shape[1] > 1:
             x = self.grayscale(x)
+        if self.orientation_p > 0:
+            x = self.orientation(x)
         if self.speckle_p > 0:
             x = self.speckle(x)
         if self.blur_p > 0:
