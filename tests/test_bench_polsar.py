@@ -141,14 +141,17 @@ def test_windows_are_centred_and_stay_inside_the_scene() -> None:
         PolsarBenchConfig(root="x", windows=(16,)).check()
     with pytest.raises(ConfigError, match="select_half"):
         PolsarBenchConfig(root="x", select_half=2).check()
+    # flags that may be given empty: --windows alone means the patch alone
+    parsed = _tool().build_parser().parse_args(["--root", "x", "--windows", "--methods", "moco"])
+    assert parsed.windows == [] and parsed.methods == ["moco"]
 
 
 def test_multiscale_selection_run_never_scores_test_blocks(scene: Path, tmp_path: Path) -> None:
     cfg = PolsarBenchConfig(
         root=str(scene), out=str(tmp_path / "sel"), patch=8, stride=4, block=16, budgets=(2,),
         seeds=2, methods=("moco",), pretrain_steps=2, pretrain_batch=16, moco_queue=64,
-        pretrain_stride=8, scratch_steps=0, threads=1, device="cpu", tsne=False, log_every=0,
-        probe_folds=2, windows=(16,), select=True)
+        pretrain_stride=8, context=12, scratch_steps=0, threads=1, device="cpu", tsne=False,
+        log_every=0, probe_folds=2, windows=(16,), select=True)
     res = run_polsar_benchmark(cfg, log=lambda _: None)
     full = run_polsar_benchmark(dataclasses.replace(cfg, out=str(tmp_path / "full"),
                                                     select=False, methods=()),
@@ -247,8 +250,8 @@ def test_benchmark_smoke(scene: Path, tmp_path: Path) -> None:
     cfg = PolsarBenchConfig(
         root=str(scene), out=str(out), patch=8, stride=4, block=16, budgets=(2, 3), seeds=2,
         methods=("simclr", "moco"), pretrain_steps=3, pretrain_batch=16, moco_queue=64,
-        pretrain_stride=8, scratch_steps=2, threads=1, device="cpu", tsne=False,
-        log_every=0, probe_folds=2,
+        pretrain_stride=8, context=8, crop_scale=(0.4, 1.0), scratch_steps=2, threads=1,
+        device="cpu", tsne=False, log_every=0, probe_folds=2, windows=(),
     )
     lines: list[str] = []
     res = run_polsar_benchmark(cfg, log=lines.append)
@@ -318,8 +321,9 @@ def test_tool_writes_doc_and_reports_bad_input(scene: Path, tmp_path: Path,
     args = ["--root", str(scene), "--out", str(tmp_path / "o"), "--patch", "8", "--stride", "8",
             "--block", "16", "--budgets", "2", "--seeds", "1", "--methods", "simclr",
             "--pretrain-steps", "2", "--pretrain-batch", "16", "--moco-queue", "64",
-            "--pretrain-stride", "8", "--scratch-steps", "1", "--threads", "1",
-            "--device", "cpu", "--no-tsne", "--doc", str(doc)]
+            "--pretrain-stride", "8", "--context", "32", "--crop-scale", "0.1", "0.3",
+            "--scratch-steps", "1", "--threads", "1", "--device", "cpu", "--no-tsne",
+            "--doc", str(doc)]
     assert tool.main(args) == 0
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nhand-written intro\n")
@@ -367,4 +371,12 @@ def test_orientation_views_need_a_t3_scene(tmp_path: Path) -> None:
                             block=16, budgets=(1,), seeds=1, methods=("moco",),
                             orientation_p=0.5, threads=1, device="cpu", tsne=False)
     with pytest.raises(ConfigError, match="T3 scene"):
+        run_polsar_benchmark(cfg, log=lambda _: None)
+
+
+def test_a_context_larger_than_the_scene_is_refused(scene: Path, tmp_path: Path) -> None:
+    cfg = PolsarBenchConfig(root=str(scene), out=str(tmp_path / "c"), patch=8, stride=4,
+                            block=16, budgets=(1,), seeds=1, threads=1, device="cpu",
+                            tsne=False)  # default context: 96 px, the scene is 64 x 100
+    with pytest.raises(ConfigError, match="context 96 is larger than the scene"):
         run_polsar_benchmark(cfg, log=lambda _: None)

@@ -11,14 +11,21 @@ Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
 3. **Split.** A ``block`` px checkerboard of spatial blocks (:func:`checkerboard_split`): white
    blocks train, black blocks test. A patch is assigned by its footprint; one that overlaps
    blocks of both colours is dropped, so no pixel is shared by a training and a test patch.
-4. **SSL pretraining** (SimCLR, MoCo v2 by default) on windows of the **whole scene**, labelled
-   or not, without labels (a transductive setting: the test blocks' pixels are seen unlabelled,
-   as the issue prescribes). Encoder: timm ``resnet18`` with a stem for 16 px patches
-   (:func:`small_input_stem`: one 3 x 3 convolution, no max-pool). Augmentations suited to
-   PolSAR: random resized crop, flips, 90-degree rotations, multiplicative Gamma speckle
-   added in dB to the diagonal channels only (speckle multiplies the whole matrix, which leaves
-   the normalised off-diagonal terms unchanged), optional blur (multi-looking); no brightness or
-   contrast jitter, which would break the calibration that the dB values carry.
+4. **SSL pretraining** (MoCo v2 by default; SimCLR and BYOL on request) on windows of the
+   **whole scene**, labelled or not, without labels (a transductive setting: the test blocks'
+   pixels are seen unlabelled, as the issue prescribes). The two views of a sample are random
+   crops of about patch size from one ``context`` px window (96 px by default), so nearby
+   patches of the scene are positives: land cover is spatially coherent, and the encoder learns
+   what stays the same over a few tens of pixels rather than what tells overlapping patches
+   apart (with ``context == patch`` the views overlap almost entirely; see
+   ``docs/benchmarks_polsar.md`` for what each choice gave). Encoder: timm ``resnet18`` with
+   a stem for 16 px patches (:func:`small_input_stem`: one 3 x 3 convolution, no max-pool).
+   Augmentations suited to PolSAR: random resized crop, flips, 90-degree rotations,
+   multiplicative Gamma speckle added in dB to the diagonal channels only (speckle multiplies
+   the whole matrix, which leaves the normalised off-diagonal terms unchanged), optional blur
+   (multi-looking), optional polarimetric orientation turns (``orientation_p``; off by default:
+   they lowered the selection scores); no brightness or contrast jitter, which would break the
+   calibration that the dB values carry.
 5. **Evaluation** with ``budgets`` labelled patches per class drawn from the training blocks
    (:func:`geossl.eval.budgets.draw_budget`, the same rows for every row of the table), for
    ``seeds`` seeds; overall (OA) and average (AA) accuracy on all test-block patches:
@@ -180,16 +187,16 @@ class PolsarBenchConfig:
     purity: float = 0.8
     block: int = 128
     budgets: tuple[int, ...] = (10, 50)
-    seeds: int = 5
-    methods: tuple[str, ...] = ("simclr", "moco")
+    seeds: int = 10
+    methods: tuple[str, ...] = ("moco",)
     backbone: str = "resnet18"
     stem_stride: int = 2
-    context: int = 16
+    context: int = 96
     pretrain_stride: int = 4
-    pretrain_steps: int = 400
+    pretrain_steps: int = 2000
     pretrain_batch: int = 128
     lr: float = 1e-3
-    crop_scale: tuple[float, float] = (0.4, 1.0)
+    crop_scale: tuple[float, float] = (0.02, 0.08)
     speckle_p: float = 0.5
     speckle_looks: float = 4.0
     blur_p: float = 0.0
@@ -199,7 +206,7 @@ class PolsarBenchConfig:
     knn_k: int = 20
     feature_stages: tuple[int, ...] = (1, 2, 3, 4)
     probe_folds: int = 5
-    windows: tuple[int, ...] = ()
+    windows: tuple[int, ...] = (32, 48)
     select: bool = False
     select_half: int = 0
     scratch_steps: int = 500
@@ -694,6 +701,9 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     h, w = labels.shape
     if cfg.patch > min(h, w):
         raise ConfigError(f"patch {cfg.patch} is larger than the scene ({h} x {w})")
+    if cfg.methods and cfg.context > min(h, w):
+        raise ConfigError(f"context {cfg.context} is larger than the scene ({h} x {w}); "
+                          "lower --context (and --crop-scale with it)")
 
     rows, cols = _grid(h, w, cfg.patch, cfg.stride)
     lab = patch_labels(labels, rows, cols, cfg.patch, cfg.purity)

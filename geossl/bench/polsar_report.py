@@ -61,8 +61,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         elif isinstance(value, tuple):
             # an empty default has no element to take the type from: use the annotation
             kind = type(value[0]) if value else (int if "int" in str(f.type) else str)
-            p.add_argument(flag, nargs="*" if f.name == "methods" else "+", type=kind,
-                           default=list(value))
+            # these three may be given empty (no SSL, the patch alone, the last stage only)
+            empty_ok = f.name in ("methods", "windows", "feature_stages")
+            p.add_argument(flag, nargs="*" if empty_ok else "+", type=kind, default=list(value))
         elif value is None:
             p.add_argument(flag, default=None)
         else:
