@@ -526,10 +526,9 @@ def pretrain(
     method_name: str,
     windows: Dataset[dict[str, Tensor]],
     cfg: PolsarBenchConfig,
-    db_std: Sequence[float],
+    stats: tuple[Sequence[float], Sequence[float]],
     device: torch.device,
     log: Callable[[str], None] = print,
-    stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Pretrain one SSL method on unlabelled windows with a Lightning ``Trainer``.
 
@@ -537,12 +536,11 @@ def pretrain(
         method_name: ``simclr``, ``moco`` or ``byol``.
         windows: dataset of ``{"image_polsar": (C, context, context)}`` samples.
         cfg: the benchmark configuration.
-        db_std: scene std (dB) of the three diagonal channels, so that speckle adds dB
-            correctly to standardised data.
+        stats: scene ``(mean, std)`` of the 9 input channels: the std (dB) of the three
+            diagonal ones lets speckle add dB correctly to standardised data, and the
+            orientation views (``cfg.orientation_p``) undo and redo the standardisation.
         device: where to train.
         log: where progress lines go.
-        stats: ``(mean, std)`` of the 9 standardised T3 channels, for the orientation views
-            (``cfg.orientation_p``).
 
     Returns:
         the trained encoder (eval mode, on CPU) and ``{"seconds", "steps", "loss_first",
@@ -557,13 +555,11 @@ def pretrain(
     in_chans = 9
     # speckle: dB per standardised unit on the diagonal; the normalised off-diagonal terms are
     # invariant to a multiplicative speckle of the whole matrix, so they get (practically) none
-    db_per_unit = [float(s) for s in db_std] + [1e12] * (in_chans - 3)
+    db_per_unit = [float(s) for s in stats[1][:3]] + [1e12] * (in_chans - 3)
     augment: dict[str, Any] = {"jitter_p": 0.0, "grayscale_p": 0.0, "blur_p": cfg.blur_p,
                "speckle_p": cfg.speckle_p, "speckle_looks": cfg.speckle_looks,
                "db_per_unit": db_per_unit}
     if cfg.orientation_p > 0:
-        if stats is None:
-            raise ConfigError("orientation views need the scene's channel statistics")
         augment.update(orientation_p=cfg.orientation_p,
                        orientation_max_deg=cfg.orientation_max_deg,
                        polsar_stats=[[float(v) for v in stats[0]], [float(v) for v in stats[1]]])
@@ -827,8 +823,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         if cfg.encoders:
             enc, info = load_pretrained(cfg.encoders, name, cfg)
         else:
-            enc, info = pretrain(name, windows, cfg, std[:3].tolist(), device, log,
-                                 stats=(mean.tolist(), std.tolist()))
+            enc, info = pretrain(name, windows, cfg, (mean.tolist(), std.tolist()), device, log)
         log(f"{name}: {info['seconds']:.0f}s, loss {info['loss_first']:.3f} -> "
             f"{info['loss_last']:.3f}")
         pretrain_info[name] = {k_: v for k_, v in info.items() if k_ != "curve"}

@@ -250,6 +250,8 @@ def rotate_t3_features(x: torch.Tensor, angles: torch.Tensor, mean: Sequence[flo
     n12 = (c * t12[0] + s * t13[0], c * t12[1] + s * t13[1])
     n13 = (c * t13[0] - s * t12[0], c * t13[1] - s * t12[1])
     n23re = c * s * (t33 - t22) + (c * c - s * s) * t23re
+    # the channels of polsar_features again, in torch: this runs per batch on the training
+    # device, where a round trip through the numpy function would cost a host copy each step
     d11, d22, d33 = t11.clamp(min=floor), n22.clamp(min=floor), n33.clamp(min=floor)
     out = [10.0 * torch.log10(d) for d in (d11, d22, d33)]
     for (re, im), (a, b) in ((n12, (d11, d22)), ((n13[0], n13[1]), (d11, d33)),
