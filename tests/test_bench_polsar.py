@@ -140,7 +140,7 @@ def test_windows_are_centred_and_stay_inside_the_scene() -> None:
     with pytest.raises(ConfigError, match="windows"):
         PolsarBenchConfig(root="x", windows=(16,)).check()
     with pytest.raises(ConfigError, match="select_half"):
-        PolsarBenchConfig(root="x", select_half=2).check()
+        PolsarBenchConfig(root="x", select_half=3).check()
     # flags that may be given empty: --windows alone means the patch alone
     parsed = _tool().build_parser().parse_args(["--root", "x", "--windows", "--methods", "moco"])
     assert parsed.windows == [] and parsed.methods == ["moco"]
@@ -178,6 +178,36 @@ def test_multiscale_selection_run_never_scores_test_blocks(scene: Path, tmp_path
     gap = res["comparison"][0]["budgets"]["2"]["oa"]
     assert gap["n"] == 2 and gap["low"] <= gap["mean"] <= gap["high"]
     assert "SSL line fixed in advance" in res["comparison_verdict"]
+
+
+def test_selection_on_both_halves_pools_every_training_block(scene: Path, tmp_path: Path
+                                                            ) -> None:
+    cfg = PolsarBenchConfig(
+        root=str(scene), out=str(tmp_path / "both"), patch=8, stride=4, block=16, budgets=(2,),
+        seeds=2, methods=("moco",), pretrain_steps=2, pretrain_batch=16, moco_queue=64,
+        pretrain_stride=8, context=12, scratch_steps=0, threads=1, device="cpu", tsne=False,
+        log_every=0, probe_folds=2, windows=(), select=True, select_half=2)
+    res = run_polsar_benchmark(cfg, log=lambda _: None)
+    half0, half1 = (json.loads((tmp_path / "both" / f"half{h}" / "results.json").read_text())
+                    for h in (0, 1))
+    # the halves swap roles: every training block is scored once, never a test block
+    assert (half1["data"]["train"], half1["data"]["test"]) == (half0["data"]["test"],
+                                                               half0["data"]["train"])
+    assert res["data"]["test"] == half0["data"]["test"] + half1["data"]["test"]
+    # half 1 reused half 0's encoder (pretraining sees no label)
+    assert half1["pretrain"]["moco"]["loaded_from"].endswith("half0/moco_encoder.pt")
+    # 2 x seeds pooled draws per line; the pooled mean is the mean of the halves' runs
+    line = ("geossl MoCo v2", "linear probe")
+    pooled = [r for r in res["runs"] if (r["row"], r["eval"]) == line]
+    assert sorted(r["seed"] for r in pooled) == [0, 1, 2, 3]
+    expect = np.mean([r["metrics"]["oa"] for h in (half0, half1) for r in h["runs"]
+                      if (r["row"], r["eval"]) == line])
+    stat = next(s_ for s_ in res["summary"] if (s_["row"], s_["eval"]) == line)
+    assert stat["budgets"]["2"]["oa"]["mean"] == pytest.approx(expect)
+    assert res["comparison"][0]["budgets"]["2"]["oa"]["n"] == 4
+    saved = json.loads((tmp_path / "both" / "results.json").read_text())
+    assert saved["data"]["scored_on"].startswith("each half")
+    assert "--select-half 2" in _tool().doc_section(saved, "geossl bench polsar ...")
 
 
 def test_compare_to_baselines_flags_clear_gaps() -> None:

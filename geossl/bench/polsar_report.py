@@ -189,6 +189,10 @@ def _select(cfg: dict[str, Any]) -> str:
     if not cfg.get("select"):
         return ""
     half = int(cfg.get("select_half") or 0)
+    if half == 2:
+        return (" **Selection run (--select, --select-half 2): each half of the *training* "
+                "blocks (every other block row) scored in turn with labels drawn from the other, "
+                "draws of both halves pooled; the test blocks are not used.**")
     return (f" **Selection run (--select, --select-half {half}): scored on the "
             f"{('odd', 'even')[half]} block rows of the *training* blocks, labels drawn from the "
             f"{('even', 'odd')[half]} ones; the test blocks are not used.**")
