@@ -70,7 +70,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             p.add_argument(flag, type=type(value), default=value)
     p.add_argument("--doc", default=str(DEFAULT_DOC) if DEFAULT_DOC else "",
                    help="markdown file to write the PolSAR section to ('' to skip; default: "
-                        "docs/benchmarks_polsar.md of a source checkout, else none)")
+                        "docs/benchmarks_polsar.md of a source checkout, else none; a --select "
+                        "run writes it only when --doc is given)")
     p.add_argument("--from-results", default=None, metavar="JSON",
                    help="only rewrite --doc from a saved results.json (no run)")
     return p
@@ -255,6 +256,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if isinstance(getattr(PolsarBenchConfig(root=""), f.name), tuple):
             values[f.name] = tuple(values[f.name])
     cfg = PolsarBenchConfig(**values)
+    given = list(argv if argv is not None else sys.argv[1:])
+    if cfg.select and not any(a == "--doc" or a.startswith("--doc=") for a in given):
+        doc = ""  # a selection run replaces the published section only when --doc asks it to
     try:
         if from_results:
             results = json.loads(Path(from_results).read_text())
@@ -264,7 +268,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"{prog or 'geossl bench polsar'}: error: {err}", file=sys.stderr)
         return 2
     if doc:
-        given = list(argv if argv is not None else sys.argv[1:])
         if "--from-results" in given:  # the run's own flags, not this rewrite's
             i = given.index("--from-results")
             del given[i : i + 2]
