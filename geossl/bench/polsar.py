@@ -863,24 +863,36 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     timings["scratch"] = time.perf_counter() - t0
 
     # -- report ------------------------------------------------------------------------------
-    summary = summarise(runs, cfg.budgets)
     # the SSL line judged against every baseline, fixed before any score is seen: the first
     # method, linear probe, on the richest features (multi-scale when windows are given)
     primary = (f"geossl {pretty_name(cfg.methods[0])}" if cfg.methods else "",
                "linear probe" + ms)
+    return _report(cfg, runs, primary, t_start, log, device=str(device),
+                   threads=torch.get_num_threads(), data=data_info, pretrain=pretrain_info,
+                   timings=timings)
+
+
+def _report(cfg: PolsarBenchConfig, runs: list[dict[str, Any]], primary: tuple[str, str],
+            t_start: float, log: Callable[[str], None], **record: Any) -> dict[str, Any]:
+    """Summary, table and paired comparison of ``runs``: written and logged.
+
+    The results go to ``<out>/results.json`` (with ``record``: device, data, pretraining,
+    timings) and the table to ``<out>/table.md``; one owner for both kinds of run.
+    """
+    summary = summarise(runs, cfg.budgets)
     comparison = compare_to_baselines(runs, primary, cfg.budgets) if cfg.methods else []
     seconds = time.perf_counter() - t_start
     table = to_markdown(summary, cfg.budgets)
     results = {
-        "config": jsonable(dataclasses.asdict(cfg)), "device": str(device),
-        "threads": torch.get_num_threads(), "data": data_info, "pretrain": pretrain_info,
-        "timings": timings, "seconds": seconds, "summary": summary, "runs": runs, "table": table,
+        "config": jsonable(dataclasses.asdict(cfg)), **record, "seconds": seconds,
+        "summary": summary, "runs": runs, "table": table,
         "verdict": verdict(summary, cfg.budgets[0], runs),
         "primary": list(primary), "comparison": comparison,
         "comparison_table": comparison_markdown(comparison, primary, cfg.budgets),
         "comparison_verdict": comparison_verdict(comparison, primary, cfg.budgets),
         "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    out = Path(cfg.out)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
     atomic_write_text(out / "table.md", table)
     log(table)
@@ -921,28 +933,12 @@ def run_both_halves(cfg: PolsarBenchConfig, log: Callable[[str], None] = print
             "train_per_class": np.sum([d["train_per_class"] for d in halves], 0).tolist(),
             "test_per_class": np.sum([d["test_per_class"] for d in halves], 0).tolist(),
             "halves": halves}
-    summary = summarise(runs, cfg.budgets)
-    primary = tuple(first["primary"])
-    comparison = compare_to_baselines(runs, primary, cfg.budgets) if cfg.methods else []
-    table = to_markdown(summary, cfg.budgets)
-    results = {
-        **first, "config": jsonable(dataclasses.asdict(cfg)), "data": data,
-        "seconds": time.perf_counter() - t_start, "summary": summary, "runs": runs,
-        "table": table, "verdict": verdict(summary, cfg.budgets[0], runs),
-        "comparison": comparison,
-        "comparison_table": comparison_markdown(comparison, primary, cfg.budgets),
-        "comparison_verdict": comparison_verdict(comparison, primary, cfg.budgets),
-        "timings": {f"half{i}_{k_}": v for i, r in enumerate((first, second))
-                    for k_, v in r["timings"].items()},
-        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
-    atomic_write_text(out / "table.md", table)
     log("both halves of the training blocks, pooled:")
-    log(table)
-    log(results["comparison_table"])
-    log(results["comparison_verdict"])
-    return results
+    primary = (first["primary"][0], first["primary"][1])
+    return _report(cfg, runs, primary, t_start, log, device=first["device"],
+                   threads=first["threads"], data=data, pretrain=first["pretrain"],
+                   timings={f"half{i}_{k_}": v for i, r in enumerate((first, second))
+                            for k_, v in r["timings"].items()})
 
 
 def pretty_name(name: str) -> str:
