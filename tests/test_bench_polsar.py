@@ -390,6 +390,9 @@ def test_selection_run_leaves_the_default_doc_alone(scene: Path, tmp_path: Path,
     assert doc.read_text() == "published section\n"  # the default doc is not a selection's
     assert tool.main([*flags, "--out", str(tmp_path / "b"), "--doc", str(doc)]) == 0
     assert "Selection run (--select, --select-half 0)" in doc.read_text()  # asked for: written
+    doc.write_text("published section\n")
+    assert tool.main([*flags, "--out", str(tmp_path / "c"), "--do", str(doc)]) == 0
+    assert "Selection run" in doc.read_text()  # argparse's abbreviation of --doc counts too
 
 
 def test_orientation_views_pretrain_and_are_part_of_the_encoder_options(

@@ -68,7 +68,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
             p.add_argument(flag, default=None)
         else:
             p.add_argument(flag, type=type(value), default=value)
-    p.add_argument("--doc", default=str(DEFAULT_DOC) if DEFAULT_DOC else "",
+    p.add_argument("--doc", default=None,
                    help="markdown file to write the PolSAR section to ('' to skip; default: "
                         "docs/benchmarks_polsar.md of a source checkout, else none; a --select "
                         "run writes it only when --doc is given)")
@@ -257,8 +257,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             values[f.name] = tuple(values[f.name])
     cfg = PolsarBenchConfig(**values)
     given = list(argv if argv is not None else sys.argv[1:])
-    if cfg.select and not any(a == "--doc" or a.startswith("--doc=") for a in given):
-        doc = ""  # a selection run replaces the published section only when --doc asks it to
+    if doc is None:  # not given: a selection run never replaces the published section
+        doc = "" if cfg.select or not DEFAULT_DOC else str(DEFAULT_DOC)
     try:
         if from_results:
             results = json.loads(Path(from_results).read_text())
