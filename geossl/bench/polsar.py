@@ -100,6 +100,7 @@ from geossl.eval.handcrafted import patch_mean_features
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
+from geossl.eval.paired import difference_stats, with_interval
 from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
@@ -1015,9 +1016,7 @@ def paired_gap(runs: Sequence[dict[str, Any]], a: tuple[str, str], b: tuple[str,
     seeds = sorted(set(x) & set(y))
     if not seeds:
         return None
-    d = np.array([x[i] - y[i] for i in seeds])
-    return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-            "wins": int((d > 0).sum()), "n": len(d)}
+    return difference_stats([x[i] - y[i] for i in seeds])
 
 
 def compare_to_baselines(runs: Sequence[dict[str, Any]], primary: tuple[str, str],
@@ -1039,8 +1038,6 @@ def compare_to_baselines(runs: Sequence[dict[str, Any]], primary: tuple[str, str
         gap}}}`` with each gap ``{"mean", "std", "wins", "n", "low", "high", "clear"}`` (or
         ``None`` when the lines share no seed).
     """
-    from scipy import stats
-
     lines = list(dict.fromkeys((r["row"], r["eval"]) for r in runs
                                if not str(r["row"]).startswith("geossl")))
     out = []
@@ -1050,12 +1047,7 @@ def compare_to_baselines(runs: Sequence[dict[str, Any]], primary: tuple[str, str
             cell: dict[str, Any] = {}
             for m in ("oa", "aa"):
                 gap = paired_gap(runs, primary, line, b, m)
-                if gap is not None:
-                    half = (float(stats.t.ppf(0.975, gap["n"] - 1)) * gap["std"]
-                            / math.sqrt(gap["n"]) if gap["n"] > 1 else math.inf)
-                    gap = {**gap, "low": gap["mean"] - half, "high": gap["mean"] + half}
-                    gap["clear"] = bool(gap["low"] > 0)
-                cell[m] = gap
+                cell[m] = with_interval(gap) if gap is not None else None
             rec["budgets"][str(b)] = cell
         out.append(rec)
     return out
