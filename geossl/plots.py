@@ -4,7 +4,9 @@
 * :func:`plot_neighbour_grid`: query chips and their nearest chips in feature space, in the
   renderings :func:`composite_modes` finds for the bands (true colour, false colour, SAR);
 * :func:`plot_confusion`: a confusion matrix;
-* :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files.
+* :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files;
+* :func:`plot_comparison`: representations side by side, with paired differences to a
+  reference (``geossl compare``).
 
 :func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
 (B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
@@ -363,4 +365,82 @@ def plot_training_curves(
         ax.set_title(col)
         if any(label for label in frames):
             ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+#: axis names of the metrics in :func:`plot_comparison`
+_METRIC_LABELS = {"oa": "OA", "aa": "AA", "map_macro": "mAP macro", "map_micro": "mAP micro",
+                  "f1_macro": "F1 macro"}
+
+
+def plot_comparison(
+    summary: Sequence[Mapping[str, Any]],
+    comparison: Sequence[Mapping[str, Any]],
+    path: PathLike,
+    reference: str,
+    metrics: Mapping[str, Sequence[str]],
+    title: str | None = None,
+) -> Path:
+    """Scores of several representations and their paired differences to a reference row.
+
+    One row of panels per (task, headline metric): on the left the mean ± std over draws of
+    every row at each label budget, on the right each row minus the reference with the 95 %
+    paired interval (a dashed line at zero: intervals clear of it are clear differences).
+
+    Args:
+        summary: ``geossl compare`` summary records (``row``, ``task``, ``budget``,
+            ``metrics: {name: {"mean", "std"}}``).
+        comparison: paired records (``row``, ``task``, ``budget``, ``metric``, ``mean``,
+            ``low``, ``high``).
+        path: PNG to write.
+        reference: the reference row.
+        metrics: headline metrics per task.
+        title: figure title.
+
+    Returns:
+        the path written.
+    """
+    panels = [(task, m) for task, ms in metrics.items() for m in ms]
+    rows = list(dict.fromkeys(str(s["row"]) for s in summary))
+    budgets = list(dict.fromkeys(str(s["budget"]) for s in summary))
+    fig, axes = plt.subplots(max(1, len(panels)), 2, figsize=(11, 2.8 * max(1, len(panels))),
+                             squeeze=False)
+    cmap = _colours(len(rows))
+    x = np.arange(len(budgets))
+    width = 0.8 / max(1, len(rows))
+    for (task, m), (left, right) in zip(panels, axes):
+        for i, row in enumerate(rows):
+            pts = {str(s["budget"]): s["metrics"].get(m) for s in summary
+                   if s["row"] == row and s["task"] == task}
+            mean = [np.nan if not pts.get(b) or pts[b].get("mean") is None else pts[b]["mean"]
+                    for b in budgets]
+            std = [0.0 if not pts.get(b) or pts[b].get("std") is None else pts[b]["std"]
+                   for b in budgets]
+            off = x + (i - (len(rows) - 1) / 2) * width
+            left.errorbar(off, mean, yerr=std, fmt="o", color=cmap(i % cmap.N), label=row, ms=4,
+                          capsize=2)
+            cells = {str(c["budget"]): c for c in comparison
+                     if c["row"] == row and c["task"] == task and c["metric"] == m}
+            if row == reference or not cells:
+                continue
+            d = np.array([cells[b]["mean"] if b in cells else np.nan for b in budgets])
+            lo = np.array([cells[b]["low"] if b in cells else np.nan for b in budgets])
+            hi = np.array([cells[b]["high"] if b in cells else np.nan for b in budgets])
+            finite = np.isfinite(lo) & np.isfinite(hi)
+            err = np.where(finite, np.vstack([d - lo, hi - d]), 0.0)
+            right.errorbar(off, d, yerr=err, fmt="s", color=cmap(i % cmap.N), ms=4, capsize=3)
+        name = _METRIC_LABELS.get(m, m)
+        label = name if task == "classes" else f"{task}: {name}"
+        for ax in (left, right):
+            ax.set_xlim(-0.5, len(budgets) - 0.5)
+            ax.set_xticks(x, [f"{b} labels" if b[0].isdigit() and "/" not in b else b
+                              for b in budgets], fontsize=8)
+        left.set_ylabel(label)
+        left.set_title(f"{label} (mean ± std over draws)", fontsize=9)
+        right.axhline(0.0, color="grey", ls="--", lw=1)
+        right.set_title(f"{label}: row − {reference} (95 % paired interval)", fontsize=9)
+    axes[0][0].legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path)
