@@ -141,8 +141,11 @@ class RowContext:
     finetune_lr: float = 1e-3
     finetune_batch_size: int = 64
     log_dir: Path | None = None
-    #: sources of the rows prepared so far, by row name (``random``/``scratch`` copy one)
+    #: encoders of the ckpt/weights rows loaded so far, by row name (``random``/``scratch``
+    #: copy their architecture)
     sources: dict[str, EncoderSource] = field(default_factory=dict)
+    #: what each row's load phase returned, by row name
+    loaded: dict[str, Any] = field(default_factory=dict)
 
     def first_sample(self) -> dict[str, Any]:
         """The first training sample (band count, band check)."""
@@ -167,6 +170,8 @@ class RowContext:
 
 #: a row kind: ``(row, context) -> PreparedRow``
 RowKindFn = Callable[[RowSpec, RowContext], PreparedRow]
+#: a row kind's load phase: ``(row, context) -> what the row needs`` (kept in ``ctx.loaded``)
+RowLoadFn = Callable[[RowSpec, RowContext], Any]
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,9 @@ class RowKind:
     fn: RowKindFn
     value_key: str | None = None
     help: str = ""
+    #: optional first phase, run for every row before anything is written: load and check
+    #: what the row needs (a missing file, wrong bands) and keep it in ``ctx.loaded``
+    load: RowLoadFn | None = None
 
 
 #: registered row kinds, by name
@@ -183,16 +191,19 @@ ROW_KINDS: dict[str, RowKind] = {}
 
 
 def register_row_kind(name: str, fn: RowKindFn, value_key: str | None = None,
-                      help: str = "") -> None:
+                      help: str = "", load: RowLoadFn | None = None) -> None:
     """Register a kind of row (a new representation) under ``name``.
 
     Args:
         name: the ``kind`` of a row.
-        fn: builds the :class:`PreparedRow` of a row of this kind.
+        fn: builds the :class:`PreparedRow` of a row of this kind (features, training).
         value_key: the option ``--row NAME=KIND:VALUE`` sets (e.g. ``ckpt``).
         help: one line for the docs and ``--help``.
+        load: optional check-and-load phase run for every row before the comparison writes
+            anything (so that a missing file is one line and an untouched ``--out``); its
+            result is ``ctx.loaded[row name]``.
     """
-    ROW_KINDS[name] = RowKind(fn, value_key, help)
+    ROW_KINDS[name] = RowKind(fn, value_key, help, load)
 
 
 # --------------------------------------------------------------------------------------------
@@ -300,6 +311,23 @@ def load_row_source(value: str | os.PathLike[str], ctx: RowContext, spec: RowSpe
     return load_source(value, **kwargs)
 
 
+def _checked_sensors(spec: RowSpec, ctx: RowContext, source: EncoderSource) -> SensorSelection:
+    """The sensor(s) fed to the row's encoder, checked against the samples' band count."""
+    from geossl.eval.run import check_bands
+
+    chosen = select_sensors(source.meta, spec.get("sensor", ctx.sensor), ctx.default_sensor)
+    check_bands(source.meta, chosen, ctx.first_sample(), None)
+    return chosen
+
+
+def loaded(spec: RowSpec, ctx: RowContext) -> Any:
+    """What the row's load phase returned (running it now when it has not run)."""
+    if spec.name not in ctx.loaded:
+        load = ROW_KINDS[spec.kind].load
+        ctx.loaded[spec.name] = load(spec, ctx) if load is not None else None
+    return ctx.loaded[spec.name]
+
+
 def encoder_row(spec: RowSpec, ctx: RowContext, source: EncoderSource,
                 normalize: bool = True) -> PreparedRow:
     """A row scoring ``source``'s encoder: frozen features + probe, or fine-tuned per draw.
@@ -314,13 +342,9 @@ def encoder_row(spec: RowSpec, ctx: RowContext, source: EncoderSource,
     Raises:
         DataError: the samples' band count differs from what the encoder takes.
     """
-    from geossl.eval.run import check_bands
-
     protocol = _protocol(spec)
-    chosen = select_sensors(source.meta, spec.get("sensor", ctx.sensor), ctx.default_sensor)
-    check_bands(source.meta, chosen, ctx.first_sample(), None)
+    chosen = _checked_sensors(spec, ctx, source)
     normalizer = make_normalizer(source.meta, chosen) if normalize else None
-    ctx.sources[spec.name] = source
     meta = {"source_key": source.key, "backbone": source.meta.get("backbone"),
             "method": source.meta.get("method"), "protocol": protocol,
             "sensor": ",".join(sensor_list(chosen)) or None,
@@ -405,35 +429,64 @@ def _architecture(spec: RowSpec, ctx: RowContext) -> tuple[EncoderSource, Sensor
 # --------------------------------------------------------------------------------------------
 # built-in kinds
 # --------------------------------------------------------------------------------------------
-def ckpt_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
-    """``ckpt``: a pretraining checkpoint (own SSL, or foundation + continued SSL), frozen."""
+def load_ckpt(spec: RowSpec, ctx: RowContext) -> EncoderSource:
+    """Load phase of ``ckpt``: the checkpoint's encoder, checked against the data."""
     value = spec.get("ckpt")
     if not value:
         raise ConfigError(f"row {spec.name!r} (ckpt) needs 'ckpt: PATH'")
-    row = encoder_row(spec, ctx, load_row_source(str(value), ctx, spec))
-    row.meta["ckpt"] = str(value)
+    source = load_row_source(str(value), ctx, spec)
+    _checked_sensors(spec, ctx, source)
+    ctx.sources[spec.name] = source
+    return source
+
+
+def ckpt_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
+    """``ckpt``: a pretraining checkpoint (own SSL, or foundation + continued SSL), frozen."""
+    row = encoder_row(spec, ctx, loaded(spec, ctx))
+    row.meta["ckpt"] = str(spec.get("ckpt"))
     return row
 
 
-def weights_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
-    """``weights``: named foundation weights (``torchgeo:...``, ``timm:...``), frozen."""
-    value = spec.get("weights")
-    if not value:
-        raise ConfigError(f"row {spec.name!r} (weights) needs 'weights: torchgeo:Enum.MEMBER' "
-                          "(or timm:model.tag, or a file)")
+def _preprocess(spec: RowSpec) -> str:
     preprocess = str(spec.get("preprocess", "weights"))
     if preprocess not in ("weights", "dataset"):
         raise ConfigError(f"row {spec.name!r}: preprocess must be weights or dataset, got "
                           f"{preprocess!r}")
-    row = encoder_row(spec, ctx, load_row_source(str(value), ctx, spec, preprocess))
-    row.meta.update({"weights": str(value), "preprocess": preprocess})
+    return preprocess
+
+
+def load_weights(spec: RowSpec, ctx: RowContext) -> EncoderSource:
+    """Load phase of ``weights``: the named weights' encoder on the data's bands."""
+    value = spec.get("weights")
+    if not value:
+        raise ConfigError(f"row {spec.name!r} (weights) needs 'weights: torchgeo:Enum.MEMBER' "
+                          "(or timm:model.tag, or a file)")
+    source = load_row_source(str(value), ctx, spec, _preprocess(spec))
+    _checked_sensors(spec, ctx, source)
+    ctx.sources[spec.name] = source
+    return source
+
+
+def weights_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
+    """``weights``: named foundation weights (``torchgeo:...``, ``timm:...``), frozen."""
+    row = encoder_row(spec, ctx, loaded(spec, ctx))
+    row.meta.update({"weights": str(spec.get("weights")), "preprocess": _preprocess(spec)})
     return row
+
+
+def load_random(spec: RowSpec, ctx: RowContext) -> EncoderSource:
+    """Load phase of ``random`` and ``scratch``: the random encoder, checked against the data."""
+    if spec.kind == "scratch" and spec.get("protocol") not in (None, "finetune"):
+        raise ConfigError(f"row {spec.name!r}: scratch is trained end to end (protocol "
+                          "finetune); use kind random for a frozen random encoder")
+    source, _ = _architecture(spec, ctx)
+    _checked_sensors(spec, ctx, source)
+    return source
 
 
 def random_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
     """``random``: the architecture with random weights, frozen."""
-    source, _ = _architecture(spec, ctx)
-    row = encoder_row(spec, ctx, source)
+    row = encoder_row(spec, ctx, loaded(spec, ctx))
     row.meta["method"] = "random"
     return row
 
@@ -449,8 +502,8 @@ class BandMeans(nn.Module):
         return x.float().mean(dim=(-2, -1))
 
 
-def band_means_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
-    """``band-means``: one number per band (the chip's mean), no representation learning."""
+def load_band_means(spec: RowSpec, ctx: RowContext) -> EncoderSource:
+    """Load phase of ``band-means``: a band-mean "encoder" for the data's band count."""
     if _protocol(spec) == "finetune":
         raise ConfigError(f"row {spec.name!r}: band means have nothing to fine-tune; use "
                           "protocol linear or knn")
@@ -458,24 +511,20 @@ def band_means_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
     in_chans = int(image_of(ctx.first_sample(), chosen).shape[0])
     meta = {"backbone": "band-means", "in_chans": in_chans, "method": "band-means",
             "sensors": None, "bands": ctx.data_bands(chosen), "normalization": None}
-    source = EncoderSource(BandMeans(in_chans), meta, f"band-means-{in_chans}")
+    return EncoderSource(BandMeans(in_chans), meta, f"band-means-{in_chans}")
+
+
+def band_means_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
+    """``band-means``: one number per band (the chip's mean), no representation learning."""
     # raw values: the probe standardises every feature, so a per-band normalisation (affine)
     # would change nothing
-    row = encoder_row(spec, ctx, source, normalize=False)
-    ctx.sources.pop(spec.name, None)  # not an architecture to copy
-    return row
+    return encoder_row(spec, ctx, loaded(spec, ctx), normalize=False)
 
 
 def scratch_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
     """``scratch``: the architecture from random weights, trained on each draw's labels only."""
-    if spec.get("protocol") not in (None, "finetune"):
-        raise ConfigError(f"row {spec.name!r}: scratch is trained end to end (protocol "
-                          "finetune); use kind random for a frozen random encoder")
-    source, sensor = _architecture(spec, ctx)
-    chosen = select_sensors(source.meta, sensor, ctx.default_sensor)
-    from geossl.eval.run import check_bands
-
-    check_bands(source.meta, chosen, ctx.first_sample(), None)
+    source: EncoderSource = loaded(spec, ctx)
+    chosen = _checked_sensors(spec, ctx, source)
     normalizer = make_normalizer(source.meta, chosen)
 
     def make(seed: int) -> EncoderSource:
@@ -489,12 +538,12 @@ def scratch_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
 
 
 register_row_kind("ckpt", ckpt_row, "ckpt", "a geossl pretraining checkpoint (own SSL, or "
-                  "foundation weights + continued SSL), frozen")
+                  "foundation weights + continued SSL), frozen", load_ckpt)
 register_row_kind("weights", weights_row, "weights", "named foundation weights "
-                  "(torchgeo:Enum.MEMBER, timm:model.tag), frozen")
+                  "(torchgeo:Enum.MEMBER, timm:model.tag), frozen", load_weights)
 register_row_kind("random", random_row, "backbone", "the architecture with random weights, "
-                  "frozen")
-register_row_kind("band-means", band_means_row, None, "the mean of every band over the chip")
+                  "frozen", load_random)
+register_row_kind("band-means", band_means_row, None, "the mean of every band over the chip",
+                  load_band_means)
 register_row_kind("scratch", scratch_row, "backbone", "the architecture trained from random "
-                  "weights on the labels of each draw only")
-
+                  "weights on the labels of each draw only", load_random)

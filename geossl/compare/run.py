@@ -188,15 +188,10 @@ def compare(
     out_dir = check_out(out)
     resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
                        label_path=label_path, label_column=label_column, out=None)
-    _claim(out_dir)
-    if resolved.split_source == "auto":  # save the split made now, so the run can be repeated
-        resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
-                           label_path=label_path, label_column=label_column, out=out_dir)
-        train_split, test_split = "train", "test"
-    for note in resolved.notes:
-        log(note)
     dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,
                                          resolved.ids)
+    if resolved.split_source == "auto":
+        train_split, test_split = "train", "test"
     dev = resolve_device(device)
     ctx = RowContext(
         dataset=dataset, train_positions=list(train_pos), test_positions=list(test_pos),
@@ -209,6 +204,20 @@ def compare(
     log(f"compare: {len(specs_all)} rows on {resolved.key.split('|')[0]}: train "
         f"{len(train_pos)}, test {len(test_pos)}; {len(seeds)} seed(s) x {len(budgets)} "
         f"budget(s); reference {ref}")
+
+    # load and check every row before anything is written (a missing file: one line, no OUT)
+    for i, spec in enumerate(specs_all, 1):
+        kind = ROW_KINDS[spec.kind]
+        if kind.load is not None:
+            log(f"[{i}/{len(specs_all)}] {spec.name} ({spec.kind}): loading")
+            ctx.loaded[spec.name] = kind.load(spec, ctx)
+    _claim(out_dir)
+    if resolved.split_source == "auto":  # save the split made now, so the run can be repeated
+        resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
+                           label_path=label_path, label_column=label_column, out=out_dir)
+        ctx.data_key = resolved.key
+    for note in resolved.notes:
+        log(note)
 
     prepared: list[PreparedRow] = []
     for i, spec in enumerate(specs_all, 1):
