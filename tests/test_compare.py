@@ -157,10 +157,11 @@ def test_cli_eurosat_every_row_learns_from_the_same_draws(
     assert rows["random"]["backbone"] == "test_resnet"  # the first encoder row's architecture
     assert rows["means"]["num_features"] == 13
 
-    # a rerun into its own output is allowed (features come from the cache)
-    assert main(["compare", "--config", str(config), "--data", "eurosat", "--root",
-                 str(eurosat), "--out", str(out), "--accelerator", "cpu", "--batch-size", "8",
+    # a rerun into its own output is allowed
+    assert main(["compare", "--baselines", "band-means", "--seeds", "0", "--data", "eurosat",
+                 "--root", str(eurosat), "--out", str(out), "--accelerator", "cpu",
                  "--no-plots"]) == 0
+    assert json.loads((out / "compare.json").read_text())["meta"]["seeds"] == [0]
 
 
 def test_cli_bigearthnet_map_and_binary_task(tmp_path: Path) -> None:
@@ -192,14 +193,13 @@ def test_cli_bigearthnet_map_and_binary_task(tmp_path: Path) -> None:
 
 
 def test_user_registered_dataset(tmp_path: Path) -> None:
-    from tests.test_user_dataset import Plots, _write
-
     from geossl.datasets import register, unregister
+    from tests.test_user_dataset import Plots, _write
 
     root = _write(tmp_path / "plots")
     register("plots_cmp", Plots)
     try:
-        ids = Plots(root).ids
+        ids = list(Plots(root).ids or [])
         splits = {"train": [i for i in ids if int(i[2:]) < 5],
                    "test": [i for i in ids if int(i[2:]) >= 5]}
         lines: list[str] = []
@@ -238,7 +238,7 @@ def test_bad_input_is_one_line_and_writes_nothing(eurosat: Path, tmp_path: Path,
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    assert main(base + ["--baselines", "band-means", "--out", str(mine)]) == 2
+    assert main([*base, "--baselines", "band-means", "--out", str(mine)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
 
@@ -304,3 +304,39 @@ def test_paired_difference_interval() -> None:
     one = paired_difference({0: 1.0}, {0: 0.5})
     assert one is not None and not one["clear"] and math.isinf(one["high"])
 
+
+
+def test_foundation_weights_row(eurosat: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``weights`` row: TorchGeo weights by name from a cached file, frozen, same draws.
+
+    The file is a TorchGeo ResNet-18 state dict (13 bands, known values) put where TorchGeo's
+    own loader looks: ``TORCH_HOME/hub/checkpoints/<basename of the enum's url>``.
+    """
+    pytest.importorskip("geossl.weights")
+    import timm
+    from torchgeo.models import ResNet18_Weights
+
+    weights = ResNet18_Weights.SENTINEL2_ALL_MOCO
+    home = tmp_path / "torch_home"
+    cached = home / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(3)
+    model = timm.create_model("resnet18", in_chans=weights.meta["in_chans"], num_classes=0)
+    torch.save(model.state_dict(), cached)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+
+    spy = Spy(monkeypatch)
+    out = tmp_path / "cmp"
+    rc = main(["compare", "--data", "eurosat", "--root", str(eurosat),
+               "--row", "ssl4eo=weights:torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
+               "--baselines", "band-means", "--labels-per-class", "1", "--seeds", "0,1",
+               "--out", str(out), "--accelerator", "cpu", "--batch-size", "8", "--no-plots"])
+    assert rc == 0
+    res = json.loads((out / "compare.json").read_text())
+    row = {r["name"]: r for r in res["rows"]}["ssl4eo"]
+    assert row["kind"] == "weights" and row["method"] == "foundation"
+    assert row["weights"] == "torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO"
+    assert row["num_features"] == 512
+    for key, sets in spy.seen.items():
+        assert len(sets) == 2 and len(set(sets)) == 1, key

@@ -499,6 +499,7 @@ class BandMeans(nn.Module):
         self.num_features = in_chans
 
     def forward(self, x: Tensor) -> Tensor:
+        """Band means of a batch."""
         return x.float().mean(dim=(-2, -1))
 
 

@@ -65,8 +65,10 @@ _METRIC_NAMES = {"oa": "OA", "aa": "AA", "map_macro": "mAP macro", "map_micro": 
 
 
 def headline_metrics(num_classes: int, multilabel: bool) -> tuple[str, ...]:
-    """The metrics compared between rows: mAP (multi-label), OA/sensitivity/specificity
-    (two classes) or OA/AA (single-label)."""
+    """The metrics compared between rows.
+
+    mAP (multi-label), OA/sensitivity/specificity (two classes) or OA/AA (single-label).
+    """
     if multilabel:
         return ("map_macro", "map_micro")
     if num_classes == 2:
@@ -259,7 +261,7 @@ def compare(
             for tv in task_views:
                 picked = draw_budget(tv.train.numpy(), budget, seed)
                 draws.append({"task": tv.name, "budget": budget.name, "seed": seed,
-                              "n_labels": int(len(picked)),
+                              "n_labels": len(picked),
                               "ids": [ids[train_pos[int(r)]] for r in picked]})
                 for row in prepared:
                     log(f"draw {k}/{n_draws} (seed {seed}, {budget.name}"
@@ -268,7 +270,7 @@ def compare(
                     scores, probabilities, info = row.fit(tv, picked, seed)
                     m = score(tv.test, scores, tv.num_classes, probabilities=probabilities)
                     runs.append({"row": row.name, "task": tv.name, "budget": budget.name,
-                                 "seed": seed, "n_labels": int(len(picked)), "metrics": m,
+                                 "seed": seed, "n_labels": len(picked), "metrics": m,
                                  "info": info})
 
     multilabel = train_labels.ndim == 2

@@ -12,10 +12,12 @@ Used by ``geossl compare`` (:mod:`geossl.compare`) and the PolSAR benchmark
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
+
+K = TypeVar("K")
 
 #: confidence level of the intervals
 LEVEL = 0.95
@@ -32,7 +34,7 @@ def difference_stats(diffs: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """
     d = np.asarray(diffs, dtype=np.float64)
     return {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-            "wins": int((d > 0).sum()), "n": int(len(d))}
+            "wins": int((d > 0).sum()), "n": len(d)}
 
 
 def with_interval(gap: dict[str, Any], level: float = LEVEL) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def with_interval(gap: dict[str, Any], level: float = LEVEL) -> dict[str, Any]:
     return out
 
 
-def paired_difference(a: Mapping[Hashable, float], b: Mapping[Hashable, float],
+def paired_difference(a: Mapping[K, float], b: Mapping[K, float],
                       level: float = LEVEL) -> dict[str, Any] | None:
     """The paired difference ``a - b`` over the draws both lines share, with its interval.
 
