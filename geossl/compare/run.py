@@ -371,6 +371,11 @@ def paired_comparison(runs: Sequence[dict[str, Any]], reference: str,
     return out
 
 
+def budget_text(budget: str) -> str:
+    """``10/class`` -> ``10 labels/class``, ``1024`` -> ``1024 labels``, ``all`` -> ``all labels``."""
+    return budget.replace("/class", " labels/class") if "/class" in budget else f"{budget} labels"
+
+
 def verdict_lines(comparison: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]],
                   reference: str, metrics: Mapping[str, Sequence[str]], n_seeds: int
                   ) -> list[str]:
@@ -383,7 +388,7 @@ def verdict_lines(comparison: Sequence[dict[str, Any]], summary: Sequence[dict[s
     keys = list(dict.fromkeys((s["task"], s["budget"]) for s in summary))
     for task, budget in keys:
         ms = list(metrics.get(task, ()))
-        where = f"{budget}" + (f", task {task}" if task != MAIN_TASK else "")
+        where = budget_text(budget) + (f", task {task}" if task != MAIN_TASK else "")
         cells = [c for c in comparison if c["task"] == task and c["budget"] == budget]
         rows = list(dict.fromkeys(c["row"] for c in cells))
         if n_seeds < 2 or not rows:
@@ -396,14 +401,17 @@ def verdict_lines(comparison: Sequence[dict[str, Any]], summary: Sequence[dict[s
                   and len([c for c in cells if c["row"] == r]) == len(ms)]
         unclear = [r for r in rows if r not in ahead and r not in behind]
         first = ms[0] if ms else "oa"
-        best = max((s for s in summary if s["task"] == task and s["budget"] == budget),
-                   key=lambda s: (s["metrics"].get(first) or {}).get("mean") or -math.inf)
+        means = {s["row"]: (s["metrics"].get(first) or {}).get("mean") for s in summary
+                 if s["task"] == task and s["budget"] == budget}
+        top = max((v for v in means.values() if v is not None), default=None)
+        best = ", ".join(r for r, v in means.items() if v is not None and v == top)
         mnames = "/".join(_METRIC_NAMES.get(m, m) for m in ms)
         lines.append(
             f"{where}: vs reference {reference} ({mnames}, 95 % paired intervals over "
             f"{n_seeds} draws): clearly ahead: {', '.join(ahead) or 'none'}; clearly behind: "
             f"{', '.join(behind) or 'none'}; not distinguishable: {', '.join(unclear) or 'none'}"
-            f". Highest mean {_METRIC_NAMES.get(first, first)}: {best['row']}.")
+            f". Highest mean {_METRIC_NAMES.get(first, first)}: {best or '-'}"
+            + (f" ({top:.3f})." if top is not None else "."))
     return lines
 
 
