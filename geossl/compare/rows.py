@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from geossl.checkpoint import (
     EncoderSource,
@@ -153,19 +153,20 @@ class RowContext:
 
     def data_bands(self, sensor: SensorSelection = None) -> list[str] | None:
         """Band names of the data fed to a row (``None`` when the dataset names none)."""
-        leaf: Any = self.dataset
-        while isinstance(leaf, ConcatDataset):
-            leaf = leaf.datasets[0]
-        names = getattr(leaf, "bands", None)
+        from geossl.datasets.bands import band_names
+
+        names = band_names(self.dataset)
         chosen = sensor_list(sensor if sensor is not None else self.default_sensor)
-        if isinstance(names, Mapping):
-            parts = [names.get(s) for s in chosen]
-            if not chosen or any(p is None for p in parts):
-                return None
-            return [str(b) for p in parts for b in (p or [])]
-        if isinstance(names, list | tuple):
-            return [str(b) for b in names]
+        if chosen and all(s in names for s in chosen):
+            return [b for s in chosen for b in names[s]]
+        if len(names) == 1 and len(chosen) <= 1:
+            return list(next(iter(names.values())))
         return None
+
+    def channels(self, sensor: SensorSelection = None) -> int:
+        """Band count of the images fed to a row."""
+        chosen = select_sensors({}, sensor, self.default_sensor)
+        return int(image_of(self.first_sample(), chosen).shape[0])
 
 
 #: a row kind: ``(row, context) -> PreparedRow``
@@ -300,7 +301,9 @@ def load_row_source(value: str | os.PathLike[str], ctx: RowContext, spec: RowSpe
     params = inspect.signature(load_source).parameters
     kwargs: dict[str, Any] = {}
     if "data_bands" in params:
-        kwargs["data_bands"] = ctx.data_bands(spec.get("sensor", ctx.sensor))
+        sensor = spec.get("sensor", ctx.sensor)
+        kwargs["data_bands"] = ctx.data_bands(sensor)
+        kwargs["in_chans"] = ctx.channels(sensor)  # named weights: the data's band count
         if preprocess is not None:
             kwargs["preprocess"] = preprocess
     elif str(value).startswith(("torchgeo:", "timm:")):

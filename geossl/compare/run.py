@@ -372,7 +372,7 @@ def paired_comparison(runs: Sequence[dict[str, Any]], reference: str,
 
 
 def budget_text(budget: str) -> str:
-    """``10/class`` -> ``10 labels/class``, ``1024`` -> ``1024 labels``, ``all`` -> ``all labels``."""
+    """A budget's name in prose: ``10 labels/class``, ``1024 labels``, ``all labels``."""
     return budget.replace("/class", " labels/class") if "/class" in budget else f"{budget} labels"
 
 
