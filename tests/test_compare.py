@@ -203,12 +203,21 @@ def test_user_registered_dataset(tmp_path: Path) -> None:
         splits = {"train": [i for i in ids if int(i[2:]) < 5],
                    "test": [i for i in ids if int(i[2:]) >= 5]}
         lines: list[str] = []
-        res = compare(["band-means", "random:test_resnet"], "plots_cmp", root, splits=splits,
-                      labels_per_class=2, seeds=[0, 1], out=tmp_path / "cmp", device="cpu",
-                      batch_size=8, plots=False, log=lines.append)
+        ckpt = write_checkpoint(tmp_path / "rgb.ckpt", 3, ["red", "green", "blue"], "rgb")
+        rows = ["band-means", "random:test_resnet",
+                {"name": "knn", "kind": "random", "backbone": "test_resnet", "protocol": "knn"},
+                {"name": "ft", "kind": "ckpt", "ckpt": str(ckpt), "protocol": "finetune",
+                 "finetune_steps": 2}]
+        res = compare(rows, "plots_cmp", root, splits=splits, labels_per_class=2, seeds=[0, 1],
+                      out=tmp_path / "cmp", device="cpu", batch_size=8, plots=False,
+                      log=lines.append)
     finally:
         unregister("plots_cmp")
     assert res["meta"]["n_train"] == 15 and res["meta"]["n_test"] == 9
+    info = {r["name"]: r for r in res["rows"]}
+    assert info["knn"]["protocol"] == "knn" and info["ft"]["protocol"] == "finetune"
+    assert {r["row"]: r["info"] for r in res["runs"]}["knn"] == {"k": 6}  # 2 labels x 3 classes
+    assert (tmp_path / "cmp" / "logs").is_dir()  # the fine-tuning loss curves
     # one channel's brightness tells the classes apart: band means separate them
     means = [r for r in res["runs"] if r["row"] == "band-means"]
     assert all(r["metrics"]["oa"] == 1.0 for r in means)
