@@ -226,7 +226,8 @@ def test_user_registered_dataset(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_writes_nothing(eurosat: Path, tmp_path: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     base = ["compare", "--data", "eurosat", "--root", str(eurosat), "--accelerator", "cpu"]
     cases = [
         (["--row", "foo:bar"], "unknown row kind 'foo'"),
@@ -243,6 +244,15 @@ def test_bad_input_is_one_line_and_writes_nothing(eurosat: Path, tmp_path: Path,
         assert err.startswith("geossl compare: error:") and message in err, err
         assert len(err.splitlines()) == 1
         assert not out.exists(), extra
+    # named weights that are not on disk (offline), or a geossl without weights by name
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("GEOSSL_OFFLINE", "1")
+    out = tmp_path / "o"
+    assert main([*base, "--weights", "torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("geossl compare: error:") and len(err.splitlines()) == 1
+    assert not out.exists()
     # a folder holding someone's files is refused, and left as it was
     mine = tmp_path / "mine"
     mine.mkdir()

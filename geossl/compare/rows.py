@@ -292,25 +292,23 @@ def load_row_source(value: str | os.PathLike[str], ctx: RowContext, spec: RowSpe
                     preprocess: str | None = None) -> EncoderSource:
     """Load a checkpoint or named weights through :func:`geossl.checkpoint.load_source`.
 
-    The data's band names (``data_bands``) and ``preprocess`` are passed when the installed
-    ``load_source`` takes them (weights by name: the encoder then takes the data's bands).
+    Named weights (a ``weights`` row, or a ``torchgeo:``/``timm:`` spec) get the data's band
+    names and count (``data_bands``, ``in_chans``) and ``preprocess``: the encoder then takes
+    the data's bands (:mod:`geossl.weights`). A checkpoint path is loaded as it is.
 
     Raises:
-        ConfigError: weights by name with a ``load_source`` that cannot resolve them.
+        ConfigError: named weights with a ``load_source`` that cannot resolve them.
     """
-    params = inspect.signature(load_source).parameters
-    kwargs: dict[str, Any] = {}
-    if "data_bands" in params:
-        sensor = spec.get("sensor", ctx.sensor)
-        kwargs["data_bands"] = ctx.data_bands(sensor)
-        kwargs["in_chans"] = ctx.channels(sensor)  # named weights: the data's band count
-        if preprocess is not None:
-            kwargs["preprocess"] = preprocess
-    elif str(value).startswith(("torchgeo:", "timm:")):
+    named = spec.kind == "weights" or str(value).startswith(("torchgeo:", "timm:"))
+    if not named:
+        return load_source(value)
+    if "data_bands" not in inspect.signature(load_source).parameters:
         raise ConfigError(f"row {spec.name!r}: weights by name ({value}) need geossl.weights, "
-                          "which this installation lacks; give a local checkpoint")
-    elif preprocess not in (None, "weights"):
-        raise ConfigError(f"row {spec.name!r}: preprocess {preprocess!r} needs geossl.weights")
+                          "which this installation lacks; give a checkpoint (kind ckpt)")
+    sensor = spec.get("sensor", ctx.sensor)
+    kwargs: dict[str, Any] = {"data_bands": ctx.data_bands(sensor),
+                              "in_chans": ctx.channels(sensor),
+                              "preprocess": preprocess or "weights"}
     return load_source(value, **kwargs)
 
 
