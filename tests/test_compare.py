@@ -177,6 +177,11 @@ def test_cli_bigearthnet_map_and_binary_task(tmp_path: Path) -> None:
     res = json.loads((out / "compare.json").read_text())
     assert res["meta"]["multilabel"] and res["meta"]["num_classes"] == 19
     assert res["meta"]["split_source"] == "auto" and (out / "splits.json").is_file()
+    sides = json.loads((out / "splits.json").read_text())["splits"]
+    assert (len(sides["train"]), len(sides["test"])) == (res["meta"]["n_train"],
+                                                         res["meta"]["n_test"])
+    assert all(set(d["ids"]) <= set(sides["train"]) for d in res["draws"])
+    assert any(n.endswith(str(out / "splits.json")) for n in res["notes"])
     assert res["meta"]["headline_metrics"] == {
         "classes": ["map_macro", "map_micro"], "farmland": ["oa", "sensitivity", "specificity"]}
     metrics = {(r["row"], r["task"]): r["metrics"] for r in res["runs"]}

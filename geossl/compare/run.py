@@ -45,7 +45,7 @@ from geossl.datasets.registry import dataset_class
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget, mean_std
-from geossl.eval.data import resolve
+from geossl.eval.data import auto_split, resolve
 from geossl.eval.features import label_of
 from geossl.eval.paired import paired_difference
 from geossl.eval.predictions import Relabelled
@@ -215,9 +215,10 @@ def compare(
             ctx.loaded[spec.name] = kind.load(spec, ctx)
     _claim(out_dir)
     if resolved.split_source == "auto":  # save the split made now, so the run can be repeated
-        resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
-                           label_path=label_path, label_column=label_column, out=out_dir)
-        ctx.data_key = resolved.key
+        made, resolved.split_path, line = auto_split(resolved.dataset, resolved.ids, out_dir)
+        if {ids[p] for p in resolved.train} != set(made["train"]):  # deterministic: never
+            raise DataError("the split made now differs from the one checked; rerun", out_dir)
+        resolved.notes = [line if n.startswith("no --splits") else n for n in resolved.notes]
     for note in resolved.notes:
         log(note)
 
