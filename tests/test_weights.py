@@ -1,0 +1,258 @@
+"""Foundation weights by name (geossl.weights): TorchGeo-format files in a temporary TORCH_HOME.
+
+The files are built with ``torchgeo.models`` constructors (same keys and shapes as the real
+weights) and known random values, and saved under the exact file name the installed TorchGeo
+expects (the basename of the enum's url in ``TORCH_HOME/hub/checkpoints``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torchgeo.models
+
+from geossl.checkpoint import load_source
+from geossl.errors import ConfigError, DataError
+from geossl.weights import (
+    is_weights_spec,
+    match_bands,
+    resolve_weights,
+    torchgeo_cache_path,
+    torchgeo_weight,
+)
+
+R18 = "ResNet18_Weights.SENTINEL2_ALL_MOCO"
+S1 = "ResNet50_Weights.SENTINEL1_ALL_MOCO"
+VIT = "ViTSmall16_Weights.SENTINEL2_ALL_DINO"
+#: Sentinel-2 L1C band order of the SSL4EO weights, as TorchGeo names them
+S2_13 = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+#: Major-TOM L2A chips (no B10), as geossl names them
+S2_12 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+
+
+def put_weights(name: str, seed: int = 0) -> Path:
+    """Write a TorchGeo-format weights file for ``name`` into the current TORCH_HOME."""
+    weight = torchgeo_weight(name)
+    build = getattr(torchgeo.models, weight.meta["model"])
+    torch.manual_seed(seed)
+    model = build(weights=None, in_chans=weight.meta["in_chans"])
+    with torch.no_grad():  # known non-trivial values, BatchNorm statistics included
+        for key, value in model.state_dict().items():
+            if value.is_floating_point():
+                if key.endswith("running_var"):
+                    value.uniform_(0.5, 1.5)
+                else:
+                    value.normal_(0, 0.05)
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith(("fc.", "head."))}
+    path = torchgeo_cache_path(weight)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
+
+
+def reference_features(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Features of ``torchgeo.models.<model>(weights=...)`` (pre-logits) on ``x``."""
+    weight = torchgeo_weight(name)
+    model = getattr(torchgeo.models, weight.meta["model"])(weights=weight)
+    model.eval()
+    with torch.no_grad():
+        out: torch.Tensor = model.forward_head(model.forward_features(x), pre_logits=True)
+    return out
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "torch_home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("GEOSSL_OFFLINE", "1")  # never try the network in tests
+    return home
+
+
+def test_spec_names() -> None:
+    assert is_weights_spec(f"torchgeo:{R18}") and is_weights_spec("timm:resnet18.a1_in1k")
+    assert not is_weights_spec("run/last.ckpt") and not is_weights_spec("random")
+
+
+def test_cache_path_is_torch_hub(torch_home: Path) -> None:
+    weight = torchgeo_weight(R18)
+    path = torchgeo_cache_path(weight)
+    assert path == torch_home / "hub" / "checkpoints" / os.path.basename(weight.url)
+
+
+def test_resolve_torchgeo(torch_home: Path) -> None:
+    put_weights(R18)
+    res = resolve_weights(f"torchgeo:{R18}")
+    assert res.backbone == "resnet18" and res.in_chans == 13 and res.source == "torchgeo"
+    assert res.bands is not None and res.bands[8] == "B8A" and res.bands[0] == "B01"
+    assert res.mean == [0.0] * 13 and res.std == [10000.0] * 13  # SSL4EO: /10000
+    assert "conv1.weight" in res.state_dict and "fc.weight" not in res.state_dict
+    assert res.meta["publication"].startswith("https://")
+
+
+def test_same_features_as_torchgeo(torch_home: Path) -> None:
+    put_weights(R18, seed=1)
+    x = torch.rand(2, 13, 64, 64)
+    src = load_source(f"torchgeo:{R18}", data_bands=S2_13)
+    assert src.meta["method"] == "foundation" and src.meta["adapter"] is None
+    assert src.meta["bands"] == S2_13 and src.meta["normalization"]["std"] == [10000.0] * 13
+    with torch.no_grad():
+        mine = src.encoder(x)
+    torch.testing.assert_close(mine, reference_features(R18, x), rtol=1e-5, atol=1e-6)
+
+
+def test_vit_same_features(torch_home: Path) -> None:
+    put_weights(VIT, seed=2)
+    x = torch.rand(1, 13, 224, 224)
+    src = load_source(f"torchgeo:{VIT}", data_bands=S2_13)
+    with torch.no_grad():
+        mine = src.encoder(x)
+    torch.testing.assert_close(mine, reference_features(VIT, x), rtol=1e-4, atol=1e-5)
+
+
+def test_permuted_and_subset_bands(torch_home: Path) -> None:
+    put_weights(R18, seed=3)
+    x = torch.rand(2, 13, 32, 32)
+    ref = reference_features(R18, x)
+    perm = [12, 3, 0, 7, 1, 10, 5, 8, 2, 11, 4, 9, 6]
+    src = load_source(f"torchgeo:{R18}", data_bands=[S2_13[i] for i in perm])
+    assert src.meta["adapter"] == "linear"
+    with torch.no_grad():
+        torch.testing.assert_close(src.encoder(x[:, perm]), ref, rtol=1e-5, atol=1e-6)
+    # a subset (RGB + NIR, another spelling): the other weight bands see zeros
+    subset = ["b08", "B4", "B03", "blue"]
+    pos = [7, 3, 2, 1]
+    src = load_source(f"torchgeo:{R18}", data_bands=subset)
+    x0 = torch.zeros_like(x)
+    x0[:, pos] = x[:, pos]
+    with torch.no_grad():
+        torch.testing.assert_close(src.encoder(x[:, pos]), reference_features(R18, x0),
+                                   rtol=1e-5, atol=1e-6)
+    assert src.meta["band_match"]["missing"][0] == "B01"
+
+
+def test_l2a_12_bands_through_adapter(torch_home: Path) -> None:
+    put_weights(R18, seed=4)
+    x = torch.rand(2, 13, 32, 32)
+    x[:, 10] = 0  # B10, which L2A drops, is the zero-initialised channel
+    keep = [i for i in range(13) if i != 10]
+    src = load_source(f"torchgeo:{R18}", data_bands=S2_12)
+    assert src.meta["in_chans"] == 12 and src.meta["band_match"]["missing"] == ["B10"]
+    adapter = src.encoder.adapter
+    assert adapter is not None and adapter.conv.weight.shape == (13, 12, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(src.encoder(x[:, keep]), reference_features(R18, x),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_extra_bands_and_preprocess(torch_home: Path) -> None:
+    put_weights(R18)
+    res = resolve_weights(f"torchgeo:{R18}")
+    match = match_bands([*S2_12, "NDVI"], res)
+    assert match.extra == ["NDVI"] and match.missing == ["B10"]
+    with pytest.warns(Warning, match="NDVI"):
+        src = load_source(f"torchgeo:{R18}", data_bands=[*S2_12, "NDVI"])
+    norm = src.meta["normalization"]
+    assert norm["std"][-1] == 1.0 and norm["std"][0] == 10000.0
+    src = load_source(f"torchgeo:{R18}", data_bands=S2_13, preprocess="dataset")
+    assert src.meta["normalization"] is None
+
+
+def test_no_band_in_common(torch_home: Path) -> None:
+    put_weights(S1)
+    with pytest.raises(ConfigError, match="no band in common"):
+        load_source(f"torchgeo:{S1}", data_bands=S2_12)
+
+
+def test_unknown_name(torch_home: Path) -> None:
+    with pytest.raises(ConfigError, match="not a weights name"):
+        resolve_weights("torchgeo:ResNet18_Weights.NOPE")
+
+
+def test_missing_offline_names_path(torch_home: Path) -> None:
+    with pytest.raises(DataError) as err:
+        resolve_weights(f"torchgeo:{R18}")
+    assert str(torchgeo_cache_path(torchgeo_weight(R18))) in str(err.value)
+
+
+def test_refuses_pickled_code(torch_home: Path) -> None:
+    path = torchgeo_cache_path(torchgeo_weight(R18))
+    path.parent.mkdir(parents=True)
+    torch.save({"conv1.weight": torch.zeros(1), "evil": os.getcwd}, path)
+    with pytest.raises(DataError, match="refused|unreadable"):
+        resolve_weights(f"torchgeo:{R18}")
+
+
+def test_cli_missing_offline_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "th"), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("GEOSSL_OFFLINE", None)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "geossl.cli", "export", f"torchgeo:{R18}",
+                           "--out", str(tmp_path / "out.ckpt")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    expected = tmp_path / "th" / "hub" / "checkpoints" / os.path.basename(
+        torchgeo_weight(R18).url)
+    assert str(expected) in lines[0] and "put the file" in lines[0]
+    assert not (tmp_path / "out.ckpt").exists()
+    assert time.monotonic() - t0 < 60
+
+
+def test_export_spec_sidecar(torch_home: Path, tmp_path: Path) -> None:
+    import json
+
+    from geossl.export import export
+
+    put_weights(R18, seed=5)
+    res = export(f"torchgeo:{R18}", tmp_path / "w.ckpt", bands=S2_12)
+    side = json.loads(res.metadata.read_text())
+    assert side["pretrained_from"] == f"torchgeo:{R18}" and side["in_chans"] == 12
+    assert side["bands"] == S2_12 and side["ssl_method"] == "foundation"
+    assert side["adapter_folded"] is True
+
+
+def test_plain_state_dict_file(tmp_path: Path) -> None:
+    import timm
+
+    model = timm.create_model("resnet18", num_classes=0, in_chans=4)
+    path = tmp_path / "w.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(ConfigError, match="--backbone"):
+        resolve_weights(str(path))
+    res = resolve_weights(str(path), backbone="resnet18")
+    assert res.source == "file" and res.in_chans == 4 and res.bands is None
+
+
+def test_timm_offline_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm:<model>.<tag> from a file in the Hugging Face cache layout, offline."""
+    import timm
+    from safetensors.torch import save_file
+
+    cache = tmp_path / "hf"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hfc
+
+    monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(cache))
+    repo = cache / "models--timm--resnet18.a1_in1k"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=1000)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(snap / "model.safetensors"))
+    res = resolve_weights("timm:resnet18.a1_in1k")
+    assert res.source == "timm" and res.bands == ["B04", "B03", "B02"] and res.in_chans == 3
+    torch.testing.assert_close(res.state_dict["conv1.weight"], model.state_dict()["conv1.weight"])
+    with pytest.raises(DataError, match="models--timm--resnet34.a1_in1k"):
+        resolve_weights("timm:resnet34.a1_in1k")
