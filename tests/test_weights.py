@@ -256,3 +256,105 @@ def test_timm_offline_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     torch.testing.assert_close(res.state_dict["conv1.weight"], model.state_dict()["conv1.weight"])
     with pytest.raises(DataError, match="models--timm--resnet34.a1_in1k"):
         resolve_weights("timm:resnet34.a1_in1k")
+
+
+# ---- continued pretraining ---------------------------------------------------------------
+def _tile_major_tom(product_dirs: list[Path], out: Path, size: int) -> Path:
+    from geossl.tiling.tile import TileOptions, tile
+
+    tile(product_dirs, out, TileOptions(size=size), progress=False)
+    return out
+
+
+def _pretrain(chips: Path, out: Path, steps: int, resume: str | None = None,
+              **extra: object) -> Path:
+    from geossl.train import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(data="chips", root=str(chips), out=str(out), method="moco",
+                         backbone="resnet50", sensors=["s2"], pairing="aug",
+                         pretrained=f"torchgeo:{R18}", max_steps=steps, batch_size=4,
+                         workers=0, accelerator="cpu", devices="1", ckpt_every=1,
+                         resume=resume, **{"img_size": 32, **extra})  # type: ignore[arg-type]
+    return pretrain(cfg)
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    from geossl.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)["state_dict"]  # type: ignore[no-any-return]
+
+
+def test_continued_pretraining_fake_major_tom(torch_home: Path, tmp_path: Path) -> None:
+    from geossl.checkpoint import load_encoder, read_checkpoint
+    from tests.data.chips.data import generate_major_tom
+
+    product = generate_major_tom(tmp_path / "mt", size10=48)
+    chips = _tile_major_tom([product], tmp_path / "chips", 16)
+    put_weights(R18, seed=6)
+    weights = resolve_weights(f"torchgeo:{R18}")
+    out = tmp_path / "run"
+    last = _pretrain(chips, out, 2, freeze_stem_steps=100, backbone_lr_scale=0.1)
+    ckpt = read_checkpoint(last)
+    assert ckpt["global_step"] == 2
+    meta = ckpt["geossl"]
+    assert meta["pretrained_from"] == f"torchgeo:{R18}" and meta["band_match"]["missing"] == [
+        "B10"]
+    assert meta["encoder_config"]["backbone"] == "resnet18"  # the weights', not --backbone
+    assert meta["normalization"]["s2"]["std"][0] == 10000.0
+    state = ckpt["state_dict"]
+    # frozen stem: the first convolution is still the weights'; the rest has moved
+    torch.testing.assert_close(state["encoder.backbone.conv1.weight"],
+                               weights.state_dict["conv1.weight"])
+    adapter = state["encoder.adapter.conv.weight"][:, :, 0, 0]
+    assert adapter.shape == (13, 12) and adapter[10].abs().sum() == 0 and adapter[0, 0] == 1
+    assert not torch.equal(state["encoder.backbone.layer4.1.conv2.weight"],
+                           weights.state_dict["layer4.1.conv2.weight"])
+    # the encoder reloads for evaluation/export with its provenance
+    _, enc_meta = load_encoder(last)
+    assert enc_meta["pretrained_from"] == f"torchgeo:{R18}" and enc_meta["in_chans"] == 12
+    # resume like any other run
+    last = _pretrain(chips, out, 4, resume="last", freeze_stem_steps=100, backbone_lr_scale=0.1)
+    assert read_checkpoint(last)["global_step"] == 4
+
+
+def test_backbone_lr_scale_groups() -> None:
+    from geossl.methods import METHODS
+
+    method = METHODS["simclr"].from_hparams({
+        "backbone": "resnet18", "sensors": ("s2",), "in_chans": {"s2": 4}, "pairing": "aug",
+        "max_steps": 10, "batch_size": 4, "backbone_lr_scale": 0.1, "optimizer": "adamw",
+        "lr": 1e-3})
+    opt = method.configure_optimizers()["optimizer"]
+    enc = {id(p) for p in method.encoder.parameters()}
+    rates = {("enc" if id(g["params"][0]) in enc else "head"): g["lr"] for g in opt.param_groups}
+    assert rates["enc"] == pytest.approx(rates["head"] * 0.1)
+    n = sum(len(g["params"]) for g in opt.param_groups)
+    assert n == sum(1 for p in method.parameters() if p.requires_grad)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_continued_pretraining_real_major_tom(torch_home: Path, tmp_path: Path) -> None:
+    from geossl.checkpoint import read_checkpoint
+    from tests.conftest import real_path
+
+    cell = real_path("major_tom_s2l2a", "0U", "0U_199R")
+    (product,) = [p for p in cell.iterdir() if p.is_dir()]
+    chips = _tile_major_tom([product], tmp_path / "chips", 128)
+    put_weights(R18, seed=7)
+    out = tmp_path / "run"
+    from geossl.cli import main
+
+    rc = main(["pretrain", "--data", "chips", "--root", str(chips), "--out", str(out),
+               "--pretrained", f"torchgeo:{R18}", "--method", "moco", "--sensors", "s2",
+               "--pairing", "aug", "--max-steps", "2", "--batch-size", "4", "--img-size", "64",
+               "--accelerator", "cpu", "--workers", "0", "--ckpt-every", "1",
+               "--backbone-lr-scale", "0.1", "--freeze-stem-steps", "1"])
+    assert rc == 0
+    last = out / "checkpoints" / "last.ckpt"
+    ckpt = read_checkpoint(last)
+    assert ckpt["global_step"] == 2 and ckpt["geossl"]["pretrained_from"] == f"torchgeo:{R18}"
+    assert ckpt["geossl"]["bands"]["s2"] == S2_12
+    last = _pretrain(chips, out, 3, resume="last", img_size=64, backbone_lr_scale=0.1,
+                     freeze_stem_steps=1)
+    assert read_checkpoint(last)["global_step"] == 3
