@@ -586,3 +586,15 @@ def _file_stamp(path: Any) -> str:
     except (OSError, TypeError):
         return ""
     return f"{st.st_size}-{int(st.st_mtime)}"
+
+
+def dataset_bands(dataset: Any, sensor: str | None) -> list[str] | None:
+    """The band names of ``dataset``'s images for ``sensor`` (``None`` when unnamed)."""
+    from geossl.datasets.bands import band_names
+
+    names = band_names(dataset)
+    if sensor is not None and sensor in names:
+        return list(names[sensor])
+    if len(names) == 1:
+        return list(next(iter(names.values())))
+    return None

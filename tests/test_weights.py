@@ -358,3 +358,34 @@ def test_continued_pretraining_real_major_tom(torch_home: Path, tmp_path: Path) 
     last = _pretrain(chips, out, 3, resume="last", img_size=64, backbone_lr_scale=0.1,
                      freeze_stem_steps=1)
     assert read_checkpoint(last)["global_step"] == 3
+
+
+# ---- evaluate / embed with a spec -------------------------------------------------------------
+def test_evaluate_spec_on_eurosat(torch_home: Path, tmp_path: Path) -> None:
+    import json
+
+    from geossl.cli import main
+    from tests.data.aid.data import generate_eurosat
+
+    put_weights(R18, seed=8)
+    root = generate_eurosat(tmp_path / "data", n_per_class=3, size=32)
+    out = tmp_path / "ev"
+    assert main(["evaluate", f"torchgeo:{R18}", "--protocol", "knn", "--data", "eurosat",
+                 "--root", str(root), "--labels-per-class", "1", "--out", str(out),
+                 "--accelerator", "cpu", "--batch-size", "8", "--no-plots"]) == 0
+    meta = json.loads((out / "results.json").read_text())["meta"]
+    assert meta["method"] == "foundation"
+
+
+def test_embed_spec_on_major_tom_scene(torch_home: Path, tmp_path: Path) -> None:
+    import xarray as xr
+
+    from geossl.embed import embed
+    from tests.data.chips.data import generate_major_tom
+
+    put_weights(R18, seed=9)
+    product = generate_major_tom(tmp_path / "mt", size10=48)
+    res = embed(f"torchgeo:{R18}", product, tmp_path / "e.zarr", size=16, bands=S2_12,
+                device="cpu")
+    assert res.shape[0] == 512
+    assert bool(xr.open_zarr(tmp_path / "e.zarr")["embedding"].notnull().all())
