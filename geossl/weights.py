@@ -227,7 +227,7 @@ def _torchgeo(spec: str, name: str, progress: bool) -> ResolvedWeights:
     import pickle
 
     try:
-        state = weight.get_state_dict(progress=progress, weights_only=True)
+        state = weight.get_state_dict(progress=progress, check_hash=True, weights_only=True)
     except pickle.UnpicklingError as err:
         raise DataError(f"weights file holds objects other than tensors, refused "
                         f"({str(err).splitlines()[0]})", path) from err

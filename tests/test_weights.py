@@ -284,6 +284,48 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["state_dict"]  # type: ignore[no-any-return]
 
 
+def test_foundation_start_builds_matched_method(torch_home: Path, tmp_path: Path) -> None:
+    """The method of `pretrain --pretrained torchgeo:...` starts from the weights (no Trainer)."""
+    from geossl.data.datamodule import SSLDataModule
+    from geossl.train import (
+        PretrainConfig,
+        build_method,
+        foundation_start,
+        load_foundation,
+        sample_in_chans,
+    )
+    from tests.data.chips.data import generate_major_tom
+
+    product = generate_major_tom(tmp_path / "mt", size10=48)
+    chips = _tile_major_tom([product], tmp_path / "chips", 16)
+    put_weights(R18, seed=10)
+    cfg = PretrainConfig(data="chips", root=str(chips), method="moco", sensors=["s2"],
+                         pairing="aug", pretrained=f"torchgeo:{R18}", max_steps=2, batch_size=4)
+    dm = SSLDataModule(data="chips", root=str(chips), sensors=["s2"], pairing="aug",
+                       batch_size=4, workers=0)
+    dm.setup("fit")
+    in_chans = sample_in_chans(dm)
+    start = foundation_start(cfg, dm, in_chans)
+    assert start is not None and cfg.backbone == "resnet18"
+    method = build_method(cfg, in_chans, 2, start)
+    load_foundation(method, start)
+    x = torch.rand(2, 13, 16, 16)
+    x[:, 10] = 0
+    keep = [i for i in range(13) if i != 10]
+    method.eval()
+    with torch.no_grad():
+        ref = reference_features(R18, x)
+        torch.testing.assert_close(method.encoder(x[:, keep]), ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(method.encoder_momentum(x[:, keep]), ref, rtol=1e-5, atol=1e-6)
+    assert dm.normalization == {"s2": {"mean": [0.0] * 12, "std": [10000.0] * 12}}
+    assert method.geossl_metadata()["pretrained_from"] == f"torchgeo:{R18}"
+    batch = next(iter(dm.train_dataloader()))
+    raws = [dm.train_dataset[i]["image_s2"].float() for i in range(len(dm.train_dataset))]
+    first = batch["image_s2"][0] * 10000.0  # the weights' preprocessing: DN / 10000
+    assert any(torch.allclose(first, r, atol=0.05) for r in raws)
+
+
+@pytest.mark.slow
 def test_continued_pretraining_fake_major_tom(torch_home: Path, tmp_path: Path) -> None:
     from geossl.checkpoint import load_encoder, read_checkpoint
     from tests.data.chips.data import generate_major_tom
