@@ -431,3 +431,25 @@ def test_embed_spec_on_major_tom_scene(torch_home: Path, tmp_path: Path) -> None
                 device="cpu")
     assert res.shape[0] == 512
     assert bool(xr.open_zarr(tmp_path / "e.zarr")["embedding"].notnull().all())
+
+
+def test_bench_weights_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from geossl.cli import main
+
+    out = tmp_path / "b.json"
+    env_before = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path / "empty_home")  # no cached file: one is built
+    try:
+        assert main(["bench", "weights", "--repeats", "1", "--batch-size", "2", "--size", "32",
+                     "--json", str(out)]) == 0
+    finally:
+        if env_before is None:
+            os.environ.pop("TORCH_HOME")
+        else:
+            os.environ["TORCH_HOME"] = env_before
+    res = json.loads(out.read_text())
+    assert res["built_file"] and res["ratio"] > 0 and res["max_abs_diff"] < 1e-4
+    assert res["missing_bands"] == ["B10"]
+    assert "ratio geossl / torchgeo" in capsys.readouterr().out
