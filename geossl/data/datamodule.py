@@ -330,7 +330,7 @@ class SSLDataModule(LightningDataModule):
         if self.train_dataset is None:
             raise RuntimeError("set_normalization() needs setup() first")
         self._collate.normalizers[sensor] = normalize.Standardize(list(mean), list(std))
-        record = dict(self.normalization or {})
+        record: dict[str, Any] = dict(self.normalization or {})
         record[sensor] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
         self.normalization = record
 
