@@ -226,6 +226,9 @@ def _torchgeo(spec: str, name: str, progress: bool) -> ResolvedWeights:
                         "(TORCH_HOME sets the cache folder)", path)
     import pickle
 
+    timeout = socket.getdefaulttimeout()
+    if not path.is_file():  # a download: a stalled connection fails instead of hanging
+        socket.setdefaulttimeout(60.0)
     try:
         state = weight.get_state_dict(progress=progress, check_hash=True, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -233,6 +236,8 @@ def _torchgeo(spec: str, name: str, progress: bool) -> ResolvedWeights:
                         f"({str(err).splitlines()[0]})", path) from err
     except (RuntimeError, EOFError, OSError) as err:
         raise DataError(f"unreadable weights file ({str(err).splitlines()[0]})", path) from err
+    finally:
+        socket.setdefaulttimeout(timeout)
     in_chans = int(meta.get("in_chans", 3))
     bands = meta.get("bands")
     mean, std = _transform_stats(getattr(weight, "transforms", None), in_chans)

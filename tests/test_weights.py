@@ -116,6 +116,14 @@ def test_vit_same_features(torch_home: Path) -> None:
     torch.testing.assert_close(mine, reference_features(VIT, x), rtol=1e-4, atol=1e-5)
 
 
+def test_vit_other_size_and_l2a(torch_home: Path) -> None:
+    put_weights(VIT, seed=11)
+    src = load_source(f"torchgeo:{VIT}", data_bands=S2_12, img_size=64)
+    with torch.no_grad():
+        assert src.encoder(torch.rand(2, 12, 64, 64)).shape == (2, 384)
+    assert src.meta["img_size"] == 64 and src.meta["band_match"]["missing"] == ["B10"]
+
+
 def test_permuted_and_subset_bands(torch_home: Path) -> None:
     put_weights(R18, seed=3)
     x = torch.rand(2, 13, 32, 32)
