@@ -307,7 +307,8 @@ def load_source(
             (``torchgeo:<Enum.MEMBER>``, ``timm:<model>.<tag>``, see :mod:`geossl.weights`):
             an encoder taking ``data_bands`` with the weights loaded (``method`` ``foundation``);
             or an :class:`EncoderSource`, returned as it is.
-        backbone: timm backbone for ``random``.
+        backbone: timm backbone for ``random`` (and for a plain state-dict file, loaded as
+            weights matched to ``data_bands``).
         in_chans: input channels for ``random``.
         seed: seed of the random initialisation.
         img_size: input size for ``random`` ViTs (and ViT weights).
@@ -346,7 +347,19 @@ def load_source(
     path = Path(name)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
-    encoder, meta = load_encoder(path)
+    try:
+        encoder, meta = load_encoder(path)
+    except DataError as err:
+        plain = "no state_dict" in str(err) or "no encoder configuration" in str(err)
+        if not (plain and backbone):
+            raise
+        # a plain state dict of a named backbone: weights from a file (geossl.weights); the
+        # key covers the file, the data's bands and the preprocessing
+        enc, info, _ = foundation_source(name, data_bands, preprocess, n_data=in_chans,
+                                         img_size=img_size, backbone=backbone)
+        extra = f"{','.join(info['bands'])}|{preprocess}|{img_size}"
+        digest = hashlib.sha256(f"{file_hash(path)}|{extra}".encode()).hexdigest()
+        return EncoderSource(enc, info, f"weights-{digest[:32]}")
     return EncoderSource(encoder, dict(meta), file_hash(path))
 
 

@@ -238,6 +238,14 @@ def test_plain_state_dict_file(tmp_path: Path) -> None:
         resolve_weights(str(path))
     res = resolve_weights(str(path), backbone="resnet18")
     assert res.source == "file" and res.in_chans == 4 and res.bands is None
+    # load_source: a plain state dict with --backbone is weights taking the data's 4 bands
+    src = load_source(str(path), backbone="resnet18", in_chans=4, preprocess="dataset")
+    x = torch.rand(2, 4, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(src.encoder(x), model(x))
+    with pytest.raises(DataError, match="not a geossl pretraining checkpoint"):
+        load_source(str(path))
 
 
 def test_timm_offline_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
