@@ -85,7 +85,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "stems) the one to evaluate (default: its first), for a fusion "
                              "encoder a subset such as s2 (default: all, stacked)")
     parser.add_argument("--backbone", type=str | None, default=None,
-                        help="timm backbone for CKPT 'random'")
+                        help="timm backbone for CKPT 'random' (or a plain state-dict file)")
     parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)

@@ -261,7 +261,10 @@ def evaluate(
     data_bands = None
     from geossl.weights import dataset_bands, is_weights_spec
 
-    if is_weights_spec(ckpt):  # named weights: the encoder takes the data's bands
+    if is_weights_spec(ckpt) or (backbone and in_chans is None
+                                 and isinstance(ckpt, (str, os.PathLike))):
+        # named weights (or a plain state dict with --backbone): the encoder takes the data's
+        # bands (a geossl checkpoint ignores them)
         chosen0 = select_sensors({}, sensor, default_sensor)
         first_image = image_of(dataset[train_pos[0]], chosen0)
         in_chans = int(first_image.shape[0])
