@@ -41,6 +41,9 @@ SensorSelection = str | Sequence[str] | None
 META_KEYS = ("backbone", "in_chans", "sensors", "bands", "method", "pairing", "adapter",
              "normalization", "img_size")
 
+#: metadata of an encoder built from named weights (``method`` ``foundation``) adds
+#: ``weights``/``pretrained_from`` (the spec), ``preprocess``, ``weights_meta``, ``band_match``
+
 
 @dataclasses.dataclass
 class EncoderSource:
@@ -172,6 +175,7 @@ def load_encoder(
         "crop_size": meta.get("crop_size"),
         "patch_size": kwargs.get("patch_size"),
         "timm_name": timm_name,
+        "pretrained_from": meta.get("pretrained_from"),
     }
     return encoder, out
 
@@ -292,17 +296,26 @@ def load_source(
     in_chans: int | None = None,
     seed: int = 0,
     img_size: int | None = None,
+    data_bands: list[str] | None = None,
+    preprocess: str = "weights",
 ) -> EncoderSource:
     """Load the encoder of a pretraining checkpoint, or build a random one.
 
     Args:
         ckpt: a checkpoint written by ``geossl pretrain``; ``random``/``none`` for a randomly
-            initialised encoder of ``backbone`` (a baseline); or an :class:`EncoderSource`,
-            returned as it is.
-        backbone: timm backbone for ``random``.
+            initialised encoder of ``backbone`` (a baseline); a weights spec
+            (``torchgeo:<Enum.MEMBER>``, ``timm:<model>.<tag>``, see :mod:`geossl.weights`):
+            an encoder taking ``data_bands`` with the weights loaded (``method`` ``foundation``);
+            or an :class:`EncoderSource`, returned as it is.
+        backbone: timm backbone for ``random`` (and for a plain state-dict file, loaded as
+            weights matched to ``data_bands``).
         in_chans: input channels for ``random``.
         seed: seed of the random initialisation.
-        img_size: input size for ``random`` ViTs.
+        img_size: input size for ``random`` ViTs (and ViT weights).
+        data_bands: the data's band names in input order, matched to a weights spec's bands
+            (``None``: the data has the weights' bands; ``in_chans`` then counts them).
+        preprocess: for a weights spec, ``weights`` (their own normalisation, recorded in
+            ``meta["normalization"]``) or ``dataset`` (the data's default normalisation).
 
     Returns:
         the encoder and its metadata.
@@ -314,6 +327,12 @@ def load_source(
     if isinstance(ckpt, EncoderSource):
         return ckpt
     name = os.fspath(ckpt)
+    from geossl.weights import foundation_source, is_weights_spec
+
+    if is_weights_spec(name):
+        encoder, meta, key = foundation_source(name, data_bands, preprocess, n_data=in_chans,
+                                               img_size=img_size)
+        return EncoderSource(encoder, meta, key)
     if name.lower() in RANDOM:
         if not backbone or not in_chans:
             raise ConfigError(f"CKPT {name!r} needs --backbone (and a dataset to know the bands)")
@@ -328,7 +347,19 @@ def load_source(
     path = Path(name)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
-    encoder, meta = load_encoder(path)
+    try:
+        encoder, meta = load_encoder(path)
+    except DataError as err:
+        plain = "no state_dict" in str(err) or "no encoder configuration" in str(err)
+        if not (plain and backbone):
+            raise
+        # a plain state dict of a named backbone: weights from a file (geossl.weights); the
+        # key covers the file, the data's bands and the preprocessing
+        enc, info, _ = foundation_source(name, data_bands, preprocess, n_data=in_chans,
+                                         img_size=img_size, backbone=backbone)
+        extra = f"{','.join(info['bands'])}|{preprocess}|{img_size}"
+        digest = hashlib.sha256(f"{file_hash(path)}|{extra}".encode()).hexdigest()
+        return EncoderSource(enc, info, f"weights-{digest[:32]}")
     return EncoderSource(encoder, dict(meta), file_hash(path))
 
 

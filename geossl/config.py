@@ -73,8 +73,18 @@ class PretrainConfig:
         "linear-frozen, nonlinear-frozen. Unset or none: no adapter, the backbone's first layer "
         "takes the N bands (not possible with geo pairing); with geo pairing it is the kind of "
         "the per-sensor stems (default linear)")
-    pretrained: str | None = option(None, "local file of pretrained backbone weights (RGB stems "
-                                    "are adapted)")
+    pretrained: str | None = option(
+        None, "weights to start from: torchgeo:<Enum.MEMBER> (e.g. torchgeo:ResNet50_Weights."
+        "SENTINEL2_ALL_MOCO; the data's bands are matched to the weights' by name, --backbone "
+        "follows the weights), timm:<model>.<tag>, or a local file of backbone weights (RGB "
+        "stems are adapted)")
+    preprocess: str = option("weights", "with named --pretrained weights: weights (normalise "
+                             "with the weights' own preprocessing, e.g. /10000) or dataset "
+                             "(--normalization/--stats/the sensor's default)")
+    backbone_lr_scale: float | None = option(None, "the encoder learns at lr times this "
+                                             "(e.g. 0.1 when continuing from --pretrained)")
+    freeze_stem_steps: int | None = option(None, "keep the band adapter and the first "
+                                           "convolution fixed for the first N steps")
     patch_size: int | None = option(None, "crop loaded samples to this many pixels (full samples "
                                     "when unset; --data ssl4eo: size of the grid windows read, "
                                     "default 64)")

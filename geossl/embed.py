@@ -192,6 +192,7 @@ def embed(
     workers: int = 0,
     scheduler: str | None = None,
     progress: bool | None = None,
+    preprocess: str = "weights",
 ) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
@@ -229,6 +230,9 @@ def embed(
         workers: processes of a local Dask cluster (0 or 1: in this process).
         scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
         progress: progress bar (default, or True: when writing to a terminal).
+        preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``, matched to
+            ``bands``, default the weights' own bands): ``weights`` or ``dataset``
+            normalisation.
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
@@ -248,6 +252,11 @@ def embed(
     if cluster_map is not None:
         check_writable(cluster_map, folder=False, flag="--cluster-map")
     ref, where = _scene_ref(scene, scene_id)
+    from geossl.weights import is_weights_spec
+
+    if is_weights_spec(ckpt):  # resolved once here; the jobs get the encoder itself
+        ckpt = load_source(str(ckpt), data_bands=list(bands) if bands is not None else None,
+                           preprocess=preprocess)
     job = EmbedJob(
         token=uuid.uuid4().hex, ckpt=ckpt if isinstance(ckpt, EncoderSource) else str(ckpt),
         scene=ref, scene_id=scene_id, bands=tuple(bands) if bands is not None else None,

@@ -303,6 +303,7 @@ def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
                                                   else None},
         "adapter_folded": meta.get("adapter") is not None and adapter is None,
         "source_checkpoint": source.key,
+        "pretrained_from": meta.get("pretrained_from"),
         "sha256": sha256,
         "publication": None,
         "repo": "geossl",
@@ -349,6 +350,8 @@ def export(
     format: str = "torchgeo",
     keep_adapter: bool = False,
     sensor: str | None = None,
+    bands: list[str] | None = None,
+    preprocess: str = "weights",
 ) -> ExportResult:
     """Export the encoder of a pretraining checkpoint for TorchGeo / timm.
 
@@ -360,6 +363,9 @@ def export(
         keep_adapter: export a non-linear band adapter beside the backbone instead of refusing.
         sensor: the sensor whose stem is folded, for encoders with per-sensor stems
             (required for them; checked against the checkpoint's sensor otherwise).
+        bands: for a weights spec (``torchgeo:...``, ``timm:...``): the band names of the data
+            the exported model will take (default: the weights' own bands).
+        preprocess: for a weights spec: ``weights`` or ``dataset`` normalisation in the sidecar.
 
     Returns:
         the paths written and the model's name, channel count and hash.
@@ -372,7 +378,7 @@ def export(
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
     check_writable(out, folder=False)
-    source = load_source(ckpt)
+    source = load_source(ckpt, data_bands=bands, preprocess=preprocess)
     backbone, adapter = plain_backbone(source, keep_adapter, sensor)
     name = _architecture(backbone, source.meta)
     kwargs = _timm_kwargs(backbone, source.meta)

@@ -132,7 +132,78 @@ def newest_checkpoint(folder: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 # method
 # --------------------------------------------------------------------------------------------
-def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int) -> SSLMethod:
+@dataclasses.dataclass
+class FoundationStart:
+    """Named weights a run starts from, matched to the data's bands (:mod:`geossl.weights`)."""
+
+    weights: Any  # geossl.weights.ResolvedWeights
+    match: Any  # geossl.weights.BandMatch
+    sensor: str
+
+
+def foundation_start(config: PretrainConfig, dm: Any, in_chans: dict[str, int]
+                     ) -> FoundationStart | None:
+    """Resolve ``--pretrained torchgeo:...``/``timm:...`` and match the data's bands to it.
+
+    With ``--preprocess weights`` the data module then normalises the sensor with the weights'
+    own preprocessing (recorded in the checkpoints).
+
+    Returns:
+        ``None`` when ``--pretrained`` is not a weights spec (a local file, or unset).
+
+    Raises:
+        ConfigError: several sensors (named weights take one), unmatched bands, bad
+            ``--preprocess``.
+        DataError: weights not cached and no network.
+    """
+    from geossl.weights import data_normalization, is_weights_spec, match_bands, resolve_weights
+
+    if not is_weights_spec(config.pretrained):
+        return None
+    assert config.pretrained is not None
+    if config.preprocess not in ("weights", "dataset"):
+        raise ConfigError(f"--preprocess must be weights or dataset, got {config.preprocess!r}")
+    if config.pairing not in ("aug", "temporal"):
+        raise ConfigError(f"--pretrained {config.pretrained}: named weights take one sensor; "
+                          f"use --pairing aug or temporal (not {config.pairing})")
+    if config.adapter not in (None, "none", "linear", "linear-frozen"):
+        raise ConfigError(f"--pretrained {config.pretrained}: the band adapter in front of named "
+                          "weights is linear (--adapter linear or linear-frozen)")
+    sensor = config.sensors[0]
+    weights = resolve_weights(config.pretrained)
+    bands = (dm.bands or {}).get(sensor)
+    match = match_bands(bands, weights, n_data=in_chans[sensor])
+    if match.missing or match.extra:
+        print(f"geossl pretrain: warning: {config.pretrained}: {match.describe()}")
+    if config.preprocess == "weights":
+        norm = data_normalization(weights, match)
+        if norm is None:
+            raise ConfigError(f"--pretrained {config.pretrained}: the weights record no "
+                              "preprocessing; use --preprocess dataset")
+        dm.set_normalization(sensor, norm["mean"], norm["std"])
+    if config.backbone != weights.backbone:
+        print(f"geossl pretrain: backbone {weights.backbone} (the weights'), not "
+              f"{config.backbone}")
+        config.backbone = weights.backbone
+    return FoundationStart(weights, match, sensor)
+
+
+def load_foundation(method: SSLMethod, start: FoundationStart) -> None:
+    """Load the named weights into the method's encoder (and its momentum copies)."""
+    from geossl.weights import load_trunk, set_band_map
+
+    load_trunk(method.encoder, start.weights)
+    if method.encoder.adapter is not None:
+        set_band_map(method.encoder, start.match)
+    method.copy_momentum_pairs()
+    method.data_meta["pretrained_from"] = start.weights.spec
+    method.data_meta["band_match"] = {"weight_bands": start.match.weight_bands,
+                                      "missing": start.match.missing,
+                                      "extra": start.match.extra}
+
+
+def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int,
+                 start: FoundationStart | None = None) -> SSLMethod:
     """Instantiate the SSL method named in ``config``.
 
     The options left ``None`` in ``config`` (``lr``, ``temperature``, ...) keep the method's
@@ -142,6 +213,9 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         config: run configuration.
         in_chans: channels per sensor, read off the data.
         max_steps: total optimiser steps (for the learning-rate schedule).
+        start: named weights to start from (:func:`foundation_start`): the encoder gets their
+            backbone and, unless the bands match exactly, a linear adapter to their bands;
+            load them with :func:`load_foundation`.
 
     Returns:
         the LightningModule.
@@ -174,8 +248,17 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         "temperature": config.temperature,
         "momentum": config.momentum,
         "queue_size": config.queue_size,
+        "backbone_lr_scale": config.backbone_lr_scale,
+        "freeze_stem_steps": config.freeze_stem_steps,
         **config.method_args,
     }
+    if start is not None:
+        optional["pretrained"] = None  # loaded by load_foundation
+        optional["adapter"] = None
+        if not start.match.identity:
+            optional["adapter"] = config.adapter if config.adapter == "linear-frozen" \
+                else "linear"
+            optional["adapter_out"] = start.weights.in_chans
     options.update({k: v for k, v in optional.items() if v is not None})
     try:
         return METHODS[config.method].from_hparams(options)
@@ -492,7 +575,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     max_steps = config.max_steps
     if max_steps <= 0:
         max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
-    method = build_method(config, in_chans, max_steps)
+    start = foundation_start(config, dm, in_chans)
+    method = build_method(config, in_chans, max_steps, start)
+    if start is not None:
+        load_foundation(method, start)
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
 

@@ -87,3 +87,11 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
             parser.add_argument(name, action=yes_no(), default=default, help=text)
         else:
             parser.add_argument(name, type=kind, default=default, help=text)
+
+
+def band_list(value: Any) -> list[str] | None:
+    """``"B04,B03,B02"`` (or a list) -> ``["B04", "B03", "B02"]``; ``None`` stays ``None``."""
+    if value is None or value == "":
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()] or None

@@ -32,7 +32,11 @@ HELP = "embedding cube (zarr) and k-means cluster map (GeoTIFF) of a whole scene
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl embed``."""
-    parser.add_argument("ckpt", type=str, help="pretraining checkpoint")
+    parser.add_argument("ckpt", type=str, help="pretraining checkpoint, or named weights "
+                        "torchgeo:<Enum.MEMBER> / timm:<model>.<tag> (matched to --bands, "
+                        "default the weights' own bands)")
+    parser.add_argument("--preprocess", type=str, default="weights",
+                        help="named weights: weights (their own normalisation) or dataset")
     parser.add_argument("scene", type=str, help="GeoTIFF, per-band folder or chip index")
     parser.add_argument("--out", type=str, required=True, help="zarr store to write (OUT.zarr)")
     parser.add_argument("--size", type=int, default=64, help="window size (pixels)")
@@ -73,7 +77,8 @@ def run(cfg: Namespace) -> int:
                 cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed,
                 device=_get(cfg, "accelerator"), bf16=bool(cfg.bf16),
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
-                workers=cfg.workers, scheduler=cfg.get("scheduler"))
+                workers=cfg.workers, scheduler=cfg.get("scheduler"),
+                preprocess=_get(cfg, "preprocess") or "weights")
     print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:

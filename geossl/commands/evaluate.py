@@ -40,7 +40,12 @@ HELP = "evaluate a checkpoint (linear, knn, finetune, cluster) with label budget
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl evaluate``."""
     parser.add_argument("ckpt", type=str,
-                        help="pretraining checkpoint, or 'random'/'none' with --backbone")
+                        help="pretraining checkpoint, 'random'/'none' with --backbone, or "
+                        "named weights torchgeo:<Enum.MEMBER> / timm:<model>.<tag> (frozen, "
+                        "matched to the data's bands)")
+    parser.add_argument("--preprocess", type=str, default="weights",
+                        help="named weights: weights (their own normalisation, e.g. /10000) "
+                        "or dataset (the data's default normalisation)")
     parser.add_argument("--protocol", type=str, default="linear,knn",
                         help="comma-separated: linear, knn, finetune, cluster")
     _common.add_data(parser, required=True)
@@ -80,7 +85,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "stems) the one to evaluate (default: its first), for a fusion "
                              "encoder a subset such as s2 (default: all, stacked)")
     parser.add_argument("--backbone", type=str | None, default=None,
-                        help="timm backbone for CKPT 'random'")
+                        help="timm backbone for CKPT 'random' (or a plain state-dict file)")
     parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
@@ -127,6 +132,7 @@ def run(cfg: Namespace) -> int:
         data_args=parse_data_args(_get(cfg, "data_args"), bands=_get(cfg, "bands")),
         label_path=_get(cfg, "label_path"),
         label_column=_get(cfg, "label_column"), tasks=_get(cfg, "task"),
+        preprocess=_get(cfg, "preprocess") or "weights",
     )
     for note in res.get("notes", []):
         print(note)

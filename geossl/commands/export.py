@@ -23,7 +23,8 @@ HELP = "export an encoder as TorchGeo/timm weights with a metadata sidecar"
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl export``."""
-    parser.add_argument("ckpt", type=str, help="pretraining checkpoint")
+    parser.add_argument("ckpt", type=str, help="pretraining checkpoint, or named weights: "
+                        "torchgeo:<Enum.MEMBER>, timm:<model>.<tag> (see docs/cli.md)")
     parser.add_argument("--out", type=str, required=True,
                         help="file to write (timm: its stem gets a -<sha256[:8]> suffix)")
     parser.add_argument("--format", type=str, default="torchgeo", help="torchgeo or timm")
@@ -32,6 +33,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                         **_common.FLAG)
     parser.add_argument("--sensor", type=str | None, default=None,
                         help="for per-sensor stems (geo pairing): the sensor to export")
+    parser.add_argument("--bands", type=str | None, default=None,
+                        help="named weights: the data's band names, comma-separated, matched "
+                        "to the weights' bands (default: the weights' own bands)")
+    parser.add_argument("--preprocess", type=str, default="weights",
+                        help="named weights: weights (their own normalisation) or dataset")
 
 
 def run(cfg: Namespace) -> int:
@@ -40,7 +46,9 @@ def run(cfg: Namespace) -> int:
 
     keep = cfg.get("keep_adapter", cfg.get("keep-adapter", False))
     res = export(cfg.ckpt, cfg.out, format=cfg.format, keep_adapter=bool(keep),
-                 sensor=cfg.get("sensor"))
+                 sensor=cfg.get("sensor"),
+                 bands=_common.band_list(cfg.get("bands")), preprocess=cfg.get("preprocess",
+                                                                              "weights"))
     print(f"wrote {res.weights} ({res.model}, {res.in_chans} input channels, "
           f"{res.num_tensors} tensors, sha256 {res.sha256[:8]})")
     print(f"wrote {res.metadata}")

@@ -319,6 +319,21 @@ class SSLDataModule(LightningDataModule):
         # statistics file (what evaluation reapplies)
         self.normalization = record or None
 
+    def set_normalization(self, sensor: str, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Standardise ``sensor`` with this mean/std instead (e.g. foundation weights' own).
+
+        Call after :meth:`setup`; the record (:attr:`normalization`) follows, so checkpoints
+        say how the encoder's input was scaled.
+        """
+        from geossl.data import normalize
+
+        if self.train_dataset is None:
+            raise RuntimeError("set_normalization() needs setup() first")
+        self._collate.normalizers[sensor] = normalize.Standardize(list(mean), list(std))
+        record: dict[str, Any] = dict(self.normalization or {})
+        record[sensor] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+        self.normalization = record
+
     def _normalizers(
         self, sensors: Sequence[str]
     ) -> tuple[dict[str, Callable[[Tensor], Tensor]], dict[str, Any]]:

@@ -220,3 +220,32 @@ class SelectBands(Dataset[dict[str, Any]]):
         if name in ("dataset", "keep", "index", "bands") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+
+#: common names of Sentinel-2 bands (STAC eo:common_name and usual spellings) -> ``B01``..
+_COMMON_S2 = {
+    "coastal": "B01", "aerosol": "B01", "blue": "B02", "green": "B03", "red": "B04",
+    "rededge1": "B05", "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A",
+    "rededge4": "B8A", "narrownir": "B8A", "nirnarrow": "B8A", "watervapour": "B09",
+    "watervapor": "B09", "wv": "B09", "cirrus": "B10", "swir16": "B11", "swir1": "B11",
+    "swir22": "B12", "swir2": "B12", "r": "B04", "g": "B03", "b": "B02",
+}
+
+
+def canonical_band(name: str) -> str:
+    """One spelling per band, so that bands from different sources match by name.
+
+    ``B1``/``b01`` -> ``B01``, ``B8a`` -> ``B8A``, ``vv`` -> ``VV``, common names (``red``,
+    ``nir``, ``swir16``, ``R``/``G``/``B`` of RGB archives) -> the Sentinel-2 band; any other
+    name is upper-cased.
+    """
+    text = str(name).strip()
+    key = "".join(ch for ch in text.lower() if ch.isalnum())
+    if key in _COMMON_S2:
+        return _COMMON_S2[key]
+    up = text.upper()
+    if len(up) >= 2 and up[0] == "B" and up[1:].isdigit():
+        return f"B{int(up[1:]):02d}"
+    if up in ("B8A", "B08A"):
+        return "B8A"
+    return up

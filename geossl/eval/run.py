@@ -179,6 +179,7 @@ def evaluate(
     label_column: str | None = None,
     tasks: str | BinaryTask | Sequence[str | dict[str, Any] | BinaryTask] | None = None,
     predictions: bool = True,
+    preprocess: str = "weights",
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -226,6 +227,8 @@ def evaluate(
             every protocol runs once per task on the same features and label budgets.
         predictions: write every run's test predictions to ``OUT/predictions/`` (see
             :mod:`geossl.eval.predictions`).
+        preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``): ``weights``
+            (their own normalisation) or ``dataset`` (the data's default normalisation).
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
@@ -255,7 +258,19 @@ def evaluate(
     if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
         first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, default_sensor))
         in_chans = int(first_image.shape[0])
-    source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0])
+    data_bands = None
+    from geossl.weights import dataset_bands, is_weights_spec
+
+    if is_weights_spec(ckpt) or (backbone and in_chans is None
+                                 and isinstance(ckpt, (str, os.PathLike))):
+        # named weights (or a plain state dict with --backbone): the encoder takes the data's
+        # bands (a geossl checkpoint ignores them)
+        chosen0 = select_sensors({}, sensor, default_sensor)
+        first_image = image_of(dataset[train_pos[0]], chosen0)
+        in_chans = int(first_image.shape[0])
+        data_bands = dataset_bands(dataset, chosen0 if isinstance(chosen0, str) else None)
+    source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0],
+                         data_bands=data_bands, preprocess=preprocess)
     dev = resolve_device(device)
     chosen = select_sensors(source.meta, sensor, default_sensor)
     check_bands(source.meta, chosen, dataset[train_pos[0]], root)

@@ -369,8 +369,32 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         warmup = spec.warmup_steps
         if warmup is None:
             warmup = min(2000, steps // 10) if steps > 0 else 0
+        if spec.backbone_lr_scale != 1.0:
+            opt = scale_encoder_lr(opt, self.encoder, spec.backbone_lr_scale)
         sched = warmup_cosine(opt, warmup, steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def stem_parameters(self) -> list[nn.Parameter]:
+        """The band adapter(s)/stems and the trunk's first convolution of the online encoder."""
+        from geossl.models.backbones import first_conv_name
+
+        params: list[nn.Parameter] = []
+        for part in (self.encoder.adapter, self.encoder.stems):
+            if part is not None:
+                params += list(part.parameters())
+        params += list(self.encoder.backbone.get_submodule(
+            first_conv_name(self.encoder.backbone)).parameters())
+        return params
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """Drop the stem's gradients during the first ``freeze_stem_steps`` steps.
+
+        A parameter without a gradient is skipped by every torch/timm optimiser (no update, no
+        weight decay, no moment update), so the stem stays as loaded while the rest adapts.
+        """
+        if self.optim_spec.freeze_stem_steps > self.global_step:
+            for p in self.stem_parameters():
+                p.grad = None
 
     # -- checkpoint metadata ------------------------------------------------------------------
     def geossl_metadata(self) -> dict[str, Any]:
@@ -378,6 +402,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         config = dict(self.encoder.config)
         config["pretrained"] = None  # the weights are in the checkpoint
         return {
+            **{k: v for k, v in self.data_meta.items() if k not in ("bands", "normalization")},
             "method": self.method_name,
             "encoder_prefix": "encoder.",
             "encoder_config": config,
@@ -392,6 +417,29 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Write :meth:`geossl_metadata` under ``checkpoint["geossl"]``."""
         checkpoint["geossl"] = self.geossl_metadata()
+
+
+def scale_encoder_lr(opt: torch.optim.Optimizer, encoder: nn.Module,
+                     scale: float) -> torch.optim.Optimizer:
+    """The same optimiser with the encoder's parameters in groups at ``lr * scale``.
+
+    Every group is split in two (encoder / the rest), keeping its other settings (weight
+    decay), so the schedule scales both alike.
+    """
+    mine = {id(p) for p in encoder.parameters()}
+    groups: list[dict[str, Any]] = []
+    for group in opt.param_groups:
+        settings = {k: v for k, v in group.items() if k != "params"}
+        enc = [p for p in group["params"] if id(p) in mine]
+        rest = [p for p in group["params"] if id(p) not in mine]
+        if enc:
+            groups.append({**settings, "params": enc, "lr": settings["lr"] * scale})
+        if rest:
+            groups.append({**settings, "params": rest})
+    opt.param_groups.clear()  # before any step: the optimiser holds no state yet
+    for group in groups:
+        opt.add_param_group(group)
+    return opt
 
 
 def _find_attr(obj: Any, names: Sequence[str]) -> Any:

@@ -74,6 +74,11 @@ class OptimSpec:
         base_batch_size: batch size ``lr`` refers to.
         warmup_steps: linear warm-up steps (default: a tenth of ``max_steps``, at most 2000).
         max_steps: total optimiser steps for the cosine schedule (-1: from the trainer).
+        backbone_lr_scale: the encoder's learning rate is ``lr`` times this (continued
+            pretraining from foundation weights: a lower rate keeps them from being washed out
+            while the new heads learn at ``lr``).
+        freeze_stem_steps: the band adapter and the trunk's first convolution get no update
+            during the first N optimiser steps.
     """
 
     optimizer: str = "adamw"
@@ -83,6 +88,15 @@ class OptimSpec:
     base_batch_size: int = 256
     warmup_steps: int | None = None
     max_steps: int = -1
+    backbone_lr_scale: float = 1.0
+    freeze_stem_steps: int = 0
+
+    def __post_init__(self) -> None:
+        """Check the continued-pretraining options."""
+        if not self.backbone_lr_scale > 0:
+            raise ConfigError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
+        if self.freeze_stem_steps < 0:
+            raise ConfigError(f"freeze_stem_steps must be >= 0, got {self.freeze_stem_steps}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -204,11 +204,31 @@ def load_pretrained(model: nn.Module, pretrained: str | os.PathLike[str]) -> nn.
                 "of a local weights file (e.g. a timm .pth or .safetensors)"
             )
         raise DataError("pretrained weights file not found", path)
+    return load_state(model, _read_state_dict(path), path)
+
+
+def load_state(
+    model: nn.Module, state: Mapping[str, Tensor], where: str | os.PathLike[str]
+) -> nn.Module:
+    """Load a state dict into ``model`` as :func:`load_pretrained` loads a file.
+
+    Args:
+        model: timm model built with ``num_classes=0``.
+        state: the tensors (wrapper prefixes are stripped).
+        where: the file or name the tensors come from, for error messages.
+
+    Returns:
+        ``model`` (loaded in place).
+
+    Raises:
+        DataError: weights of another architecture.
+    """
     from timm.layers import resample_abs_pos_embed, resample_patch_embed
     from timm.models._manipulate import adapt_input_conv
 
+    path = where
     target = model.state_dict()
-    state = _strip_prefixes(_read_state_dict(path), set(target))
+    state = _strip_prefixes(dict(state), set(target))
     stem = first_conv_name(model) + ".weight"
     if stem in state and state[stem].ndim == 4:
         weight = state[stem]
