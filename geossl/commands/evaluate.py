@@ -14,6 +14,8 @@ Examples:
         --label-column landcover --out eval_chips/
     geossl evaluate RUN/checkpoints/last.ckpt --data bigearthnet --root BEN --task farmland \\
         --protocol linear --out eval_ben/   # 19-class mAP + farmland sensitivity/specificity
+    geossl evaluate product:chips_embeddings.parquet --data chips --root CHIPS \
+        --protocol linear,knn --out eval_product/   # an embedding product's vectors per chip
 
 Without --splits, a dataset with no split of its own (SEN12MS, PolSAR, chips, BigEarthNet v1)
 gets an overlap-aware split (overlapping footprints on one side only), saved as
@@ -40,7 +42,9 @@ HELP = "evaluate a checkpoint (linear, knn, finetune, cluster) with label budget
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl evaluate``."""
     parser.add_argument("ckpt", type=str,
-                        help="pretraining checkpoint, or 'random'/'none' with --backbone")
+                        help="pretraining checkpoint, 'random'/'none' with --backbone, or "
+                             "product:PATH (an embedding product: GeoParquet, zarr cube or "
+                             "GSE/Tessera GeoTIFF, matched to the chips by id or footprint)")
     parser.add_argument("--protocol", type=str, default="linear,knn",
                         help="comma-separated: linear, knn, finetune, cluster")
     _common.add_data(parser, required=True)
