@@ -56,8 +56,8 @@ def _to_mercator(data: np.ndarray, valid: np.ndarray, src_crs: Any, src_transfor
     from rasterio.warp import Resampling, calculate_default_transform, reproject
 
     c, h, w = data.shape
-    left, top = src_transform * (0, 0)
-    right, bottom = src_transform * (w, h)
+    left, top = src_transform @ (0, 0)
+    right, bottom = src_transform @ (w, h)
     dst_t, dw, dh = calculate_default_transform(src_crs, "EPSG:3857", w, h,
                                                 left=min(left, right), bottom=min(top, bottom),
                                                 right=max(left, right), top=max(top, bottom))
@@ -70,8 +70,8 @@ def _to_mercator(data: np.ndarray, valid: np.ndarray, src_crs: Any, src_transfor
               dst_transform=dst_t, dst_crs="EPSG:3857", resampling=Resampling.nearest,
               src_nodata=None, dst_nodata=0)
     to_ll = Transformer.from_crs("EPSG:3857", 4326, always_xy=True)
-    x0, y0 = dst_t * (0, 0)
-    x1, y1 = dst_t * (dw, dh)
+    x0, y0 = dst_t @ (0, 0)
+    x1, y1 = dst_t @ (dw, dh)
     lon0, lat0 = to_ll.transform(x0, y0)
     lon1, lat1 = to_ll.transform(x1, y1)
     bounds = [[min(lat0, lat1), min(lon0, lon1)], [max(lat0, lat1), max(lon0, lon1)]]
@@ -103,7 +103,7 @@ def quicklook_layer(scene: PathLike) -> dict[str, Any]:
             bands.append(src.read(b.index, out_shape=(oh, ow), out_dtype=np.float32))
     data = np.stack(bands)
     valid = np.isfinite(data).all(0) & (data != 0).any(0)
-    t = grid.transform * grid.transform.scale(grid.width / ow, grid.height / oh)
+    t = grid.transform @ grid.transform.scale(grid.width / ow, grid.height / oh)
     warped, ok, bounds = _to_mercator(np.nan_to_num(data), valid, grid.crs, t, "bilinear")
     rgb = plots.composite(np.where(ok, warped, np.nan), [names[i] for i in pick]
                           if len(pick) == 3 else None)
