@@ -120,14 +120,18 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
     log(f"  faiss HNSW built in {build_ann:.1f} s ({size_mb:.0f} MB)")
     faiss.omp_set_num_threads(1)  # one query at a time, as geossl search
     for ef in ef_search:
-        lat, found = _latencies(lambda v, ef=ef: ann_topk(index, v, k, ef_search=ef)[0], q)
+
+        def ann(v: np.ndarray, ef: int = ef) -> np.ndarray:
+            return ann_topk(index, v, k, ef_search=ef)[0]
+
+        lat, found = _latencies(ann, q)
         records.append({"method": "ANN faiss HNSW", "params": f"M={m} efC={ef_construction} "
                         f"efS={ef}", "build_s": build_ann,
                         "p50_ms": float(np.percentile(lat, 50)),
                         "p99_ms": float(np.percentile(lat, 99)),
                         "recall@10": recall_at(found, truth, k),
                         "memory_mb": size_mb, "rss_growth_mb": grown, "ef_search": ef})
-    del index
+    index = None  # free the index before usearch builds its own
     if with_usearch:
         from usearch.index import Index
 
@@ -139,7 +143,7 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
         build_u = time.perf_counter() - t
         grown = _rss_mb() - rss0
         for ef in ef_search:
-            u.expansion_search = ef
+            u.expansion_search = ef  # type: ignore[misc]  # settable at run time
 
             def one(v: np.ndarray) -> np.ndarray:
                 keys = np.asarray(u.search(v, k, threads=1).keys, dtype=np.int64)

@@ -135,7 +135,7 @@ def raster_table(path: PathLike, pool: int | None = None) -> EmbeddingTable:
     for f in files:
         try:
             src = rasterio.open(f)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise DataError(f"unreadable raster product ({type(err).__name__})", f) from err
         with src:
             if src.crs is None:
@@ -184,6 +184,7 @@ def product_features(product: PathLike, ids: Sequence[str], footprints: Any = No
         ids: the chips, in the order wanted.
         footprints: GeoDataFrame of the chips' footprints with a ``chip_id`` column (any CRS),
             used for chips the product does not name.
+        column: the vector column of a GeoParquet product.
 
     Returns:
         ``(vectors (N, D) float32, found (N,) bool)``; rows not found are zeros.
@@ -318,5 +319,5 @@ def chip_picture(record: Any) -> np.ndarray | None:
             reader.close()
         arr = np.where(valid, data.astype(np.float32), 0.0)
         return plots.composite(arr, list(opened.band_names))
-    except Exception:  # noqa: BLE001 - a picture is optional; a hit without one gets a blank
+    except Exception:
         return None

@@ -199,7 +199,7 @@ def table_from_cube(cube: PathLike) -> EmbeddingTable:
     try:
         ds = xr.open_zarr(path, consolidated=True, decode_coords="all")
         emb = ds["embedding"]
-    except Exception as err:  # noqa: BLE001 - any unreadable store is one message
+    except Exception as err:
         raise DataError(f"not an embedding cube ({type(err).__name__})", path) from err
     size, stride = _attr(ds.attrs, "size"), _attr(ds.attrs, "stride")
     scene = str(_attr(ds.attrs, "scene") or "")
@@ -208,7 +208,7 @@ def table_from_cube(cube: PathLike) -> EmbeddingTable:
     crs = ds.rio.crs
     t = ds.rio.transform()
     values = np.asarray(emb.values, dtype=np.float32)  # (D, ny, nx)
-    n_feat, ny, nx = values.shape
+    _, ny, nx = values.shape
     ii, jj = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
     ok = np.isfinite(values).all(axis=0)
     ii, jj = ii[ok], jj[ok]
@@ -235,7 +235,7 @@ def _scene_time(scene: str) -> Any:
     p = Path(scene)
     try:
         return open_scene(p).datetime if p.exists() else parse_datetime(p.name)
-    except Exception:  # noqa: BLE001 - a time is optional: a scene we cannot read has none
+    except Exception:
         return parse_datetime(p.name)
 
 
@@ -247,7 +247,7 @@ def _chip_index_records(index: Path, vectors: np.ndarray, bounds: np.ndarray, cr
 
     try:
         df = pd.read_parquet(index)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise DataError(f"chip index of the cube is unreadable ({type(err).__name__})",
                         index) from err
     want = CRS.from_user_input(crs)
@@ -318,14 +318,14 @@ def read_geoparquet(path: PathLike, column: str = "embedding") -> EmbeddingTable
     for f in _parquet_files(src):
         try:
             names = pq.read_schema(f).names
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise DataError(f"not a Parquet file ({type(err).__name__})", f) from err
         if column not in names:
             raise DataError(f"GeoParquet has no '{column}' column (columns: "
                             f"{', '.join(n for n in names if not n.startswith('__'))})", f)
         try:
             df: Any = gpd.read_parquet(f)
-        except Exception:  # noqa: BLE001 - plain Parquet without geo metadata
+        except Exception:
             df = pd.read_parquet(f)
         if not isinstance(df, gpd.GeoDataFrame):
             if {"centre_lon", "centre_lat"} <= set(df.columns):

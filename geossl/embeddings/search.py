@@ -352,12 +352,13 @@ def search(table: EmbeddingTable, query: Query, k: int = 10, *,
     how = None
     if use_ann:
         index, how = load_or_build_index(table, index_file, log)
-        want = k if keep is None else min(len(table), k * max(4, len(table) // len(rows_kept)))
+        n_kept = len(table) if rows_kept is None else len(rows_kept)
+        want = k if keep is None else min(len(table), k * max(4, len(table) // n_kept))
         rows, scores = ann_topk(index, q, want)
         if keep is not None:
             ok = keep[rows]
             rows, scores = rows[ok][:k], scores[ok][:k]
-            if len(rows) < min(k, len(rows_kept)):  # the filter is too selective for ANN
+            if len(rows) < min(k, n_kept):  # the filter is too selective for ANN
                 rows, scores = exact_topk(normalise(table.vectors), q, k, rows_kept)
                 use_ann = False
     else:

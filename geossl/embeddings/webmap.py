@@ -121,7 +121,7 @@ def cluster_layer(path: PathLike) -> dict[str, Any]:
         with rasterio.open(p) as src:
             lab = src.read(1)
             nodata, crs, t = src.nodata, src.crs, src.transform
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise DataError(f"unreadable cluster map ({type(err).__name__})", p) from err
     valid = lab != nodata if nodata is not None else np.ones(lab.shape, dtype=bool)
     warped, ok, bounds = _to_mercator(lab[None].astype(np.float32), valid, crs, t, "nearest")
@@ -164,7 +164,7 @@ def hits_layer(hits: PathLike, thumbs: bool = True) -> dict[str, Any]:
         raise DataError("no hits.parquet (give a `geossl search` output folder)", p)
     try:
         frame = gpd.read_parquet(f).to_crs(4326)
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         raise DataError(f"unreadable hits ({type(err).__name__})", f) from err
     feats = []
     for _, r in frame.iterrows():
@@ -180,10 +180,13 @@ def hits_layer(hits: PathLike, thumbs: bool = True) -> dict[str, Any]:
                                                                "features": feats}}
 
 
-def _leaflet() -> tuple[str, str]:
-    root = resources.files("geossl.embeddings") / "static" / "leaflet"
-    return (root / "leaflet.js").read_text(encoding="utf-8"), \
-        (root / "leaflet.css").read_text(encoding="utf-8")
+def _static() -> tuple[str, str, str]:
+    """Leaflet's JS and CSS and the page's own script (``static/map.js``), as text."""
+    root = resources.files("geossl.embeddings") / "static"
+    leaflet = root / "leaflet"
+    return ((leaflet / "leaflet.js").read_text(encoding="utf-8"),
+            (leaflet / "leaflet.css").read_text(encoding="utf-8"),
+            (root / "map.js").read_text(encoding="utf-8"))
 
 
 _PAGE = """<!DOCTYPE html>
@@ -211,62 +214,8 @@ window.onerror = function (msg, src, line) {{
 <script>{js}</script>
 <script>
 var DATA = {data};
-(function () {{
-  var map = L.map('map', {{ preferCanvas: false, zoomSnap: 0.25 }});
-  var overlays = {{}}, all = null;
-  function grow(b) {{ all = all ? all.extend(b) : L.latLngBounds(b.getSouthWest(), b.getNorthEast()); }}
-  DATA.images.forEach(function (im) {{
-    var layer = L.imageOverlay(im.url, im.bounds, {{ opacity: 1.0 }}).addTo(map);
-    overlays[im.name] = layer; grow(L.latLngBounds(im.bounds));
-  }});
-  function colour(s) {{
-    var t = Math.max(0, Math.min(1, (s - DATA.score_min) / Math.max(1e-9, 1 - DATA.score_min)));
-    return 'hsl(' + Math.round(60 - 60 * t) + ', 100%, 50%)';
-  }}
-  DATA.vectors.forEach(function (v) {{
-    var hits = v.name.indexOf('search hits') === 0;
-    var layer = L.geoJSON(v.geojson, {{
-      style: function (f) {{
-        if (!hits) return {{ color: '#2b6cb0', weight: 1, fillOpacity: 0.05 }};
-        return {{ color: f.properties.rank === 1 ? '#ff0000' : colour(f.properties.score),
-                  weight: f.properties.rank === 1 ? 3 : 2, fillOpacity: 0.15 }};
-      }},
-      onEachFeature: function (f, l) {{
-        var p = f.properties, div = document.createElement('div');
-        div.className = 'geossl-pop';
-        var title = document.createElement('b');
-        title.textContent = hits ? ('#' + p.rank + '  score ' + p.score.toFixed(4)) : p.chip_id;
-        div.appendChild(title);
-        if (hits) {{
-          var id = document.createElement('div'); id.textContent = p.chip_id; div.appendChild(id);
-          if (p.timestamp) {{ var t = document.createElement('div'); t.textContent = p.timestamp; div.appendChild(t); }}
-          if (p.thumb) {{ var img = document.createElement('img'); img.src = p.thumb; div.appendChild(img); }}
-        }}
-        l.bindPopup(div);
-      }}
-    }}).addTo(map);
-    overlays[v.name] = layer;
-    if (layer.getLayers().length) grow(layer.getBounds());
-  }});
-  L.control.layers(null, overlays, {{ collapsed: false }}).addTo(map);
-  L.control.scale().addTo(map);
-  if (DATA.legend.length) {{
-    var lg = L.control({{ position: 'bottomright' }});
-    lg.onAdd = function () {{
-      var d = L.DomUtil.create('div', 'geossl-legend');
-      DATA.legend.forEach(function (c, i) {{
-        var row = document.createElement('div'), sw = document.createElement('i');
-        sw.style.background = c; row.appendChild(sw);
-        row.appendChild(document.createTextNode('cluster ' + i)); d.appendChild(row);
-      }});
-      return d;
-    }};
-    lg.addTo(map);
-  }}
-  if (all) map.fitBounds(all, {{ padding: [10, 10] }}); else map.setView([0, 0], 2);
-  document.body.setAttribute('data-ready', '1');
-}})();
 </script>
+<script>{app}</script>
 </body></html>
 """
 
@@ -307,10 +256,10 @@ def write_map(out: PathLike, *, scene: PathLike | None = None,
         layer = hits_layer(h)
         vectors.append(layer)
         scores += [f["properties"]["score"] for f in layer["geojson"]["features"]]
-    js, css = _leaflet()
+    js, css, app = _static()
     data = {"images": images, "vectors": vectors, "legend": legend,
             "score_min": float(min(scores)) if scores else 0.0}
-    page = _PAGE.format(title=html.escape(title), css=css, js=js,
+    page = _PAGE.format(title=html.escape(title), css=css, js=js, app=app,
                         data=json.dumps(data).replace("</", "<\\/"))
     atomic_write_text(dest, page)
     return dest
