@@ -129,6 +129,15 @@ def test_format_without_zarr_keeps_only_the_products(tmp_path: Path) -> None:
         embed(_source(3), tif, tmp_path / "f.zarr", size=32, device="cpu", formats="zarr,png")
 
 
+def test_cli_embed_format_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tif = _geotiff(tmp_path / "s.tif", bands=3, h=64, w=64)
+    assert main(["embed", str(tmp_path / "x.ckpt"), str(tif), "--out", str(tmp_path / "o.zarr"),
+                 "--format", "zarr,png"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--format: unknown format 'png'" in err[0]
+    assert not (tmp_path / "o.zarr").exists()
+
+
 def test_chip_index_records_keep_the_chip_ids(tmp_path: Path) -> None:
     from geossl.tiling.tile import TileOptions, tile
     from tests.data.chips.data import generate_major_tom

@@ -293,9 +293,13 @@ def load_or_build_index(table: EmbeddingTable, path: PathLike | None,
     index = build_hnsw(normalise(table.vectors))
     if path is not None:
         p = Path(path)
-        with atomic_path(p) as tmp:
-            faiss.write_index(index, str(tmp))
-        atomic_write_text(p.with_name(p.name + ".json"), json.dumps(meta, indent=1))
+        try:
+            with atomic_path(p) as tmp:
+                faiss.write_index(index, str(tmp))
+            atomic_write_text(p.with_name(p.name + ".json"), json.dumps(meta, indent=1))
+        except (OSError, RuntimeError) as err:  # faiss raises RuntimeError for I/O errors
+            raise DataError(f"cannot save the ANN index here ({type(err).__name__}); give "
+                            "--index PATH in a writable folder", p) from err
     return index, how
 
 
