@@ -84,7 +84,7 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
 
 
 def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int = 10,
-                 ef_search: Sequence[int] = (32, 64, 128), m: int = HNSW_M,
+                 ef_search: Sequence[int] = (64, 128, 256, 512), m: int = HNSW_M,
                  ef_construction: int = EF_CONSTRUCTION, threads: int | None = None,
                  seed: int = 0, with_usearch: bool = False,
                  log: Callable[[str], Any] = print) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--ef-search", type=str, default="32,64,128",
+    p.add_argument("--ef-search", type=str, default="64,128,256,512",
                    help="HNSW search beam widths, comma-separated")
     p.add_argument("--m", type=int, default=HNSW_M, help="HNSW links per node")
     p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
