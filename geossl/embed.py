@@ -121,6 +121,7 @@ class EmbedResult:
     transform: tuple[float, ...]
     blocks_done: int
     blocks_skipped: int
+    products: dict[str, Path] = dataclasses.field(default_factory=dict)
 
 
 def grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -193,6 +194,7 @@ def embed(
     scheduler: str | None = None,
     progress: bool | None = None,
     preprocess: str = "weights",
+    formats: str | Sequence[str] = ("zarr",),
 ) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
@@ -233,6 +235,11 @@ def embed(
         preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``, matched to
             ``bands``, default the weights' own bands): ``weights`` or ``dataset``
             normalisation.
+        formats: products to write (:mod:`geossl.embeddings`): ``zarr`` (the cube at
+            ``out``), ``geoparquet`` (``BASE.parquet``, one row per chip), ``cog``
+            (``BASE.tif``, one band per dimension), several at once (``"zarr,geoparquet"``).
+            The cube is always the resumable working store; without ``zarr`` it is removed
+            once the other products are written.
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
@@ -249,6 +256,13 @@ def embed(
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
     check_writable(out, folder=True)  # the zarr store is a folder
+    # --- embedding products (geossl.embeddings): which formats, and where -----------------
+    from geossl.embeddings.records import parse_formats, product_paths
+
+    fmts = parse_formats(formats)
+    for f, p in product_paths(out, fmts).items():
+        if f != "zarr":
+            check_writable(p, folder=False, flag=f"--format {f}")
     if cluster_map is not None:
         check_writable(cluster_map, folder=False, flag="--cluster-map")
     ref, where = _scene_ref(scene, scene_id)
@@ -307,8 +321,21 @@ def embed(
             out_path.name.removesuffix(".zarr") + "_clusters.tif")
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
+    products = _write_products(out_path, fmts)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
-                       tuple(ctrans)[:6], len(blocks) - skipped, skipped)
+                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, products)
+
+
+def _write_products(cube: Path, formats: Sequence[str]) -> dict[str, Path]:
+    """GeoParquet / COG of the finished cube; the cube itself goes when ``zarr`` is not asked."""
+    import shutil
+
+    from geossl.embeddings.records import write_products
+
+    products = write_products(cube, formats)
+    if "zarr" not in formats and (cube / PROGRESS).is_file():
+        shutil.rmtree(cube)  # our own working store (it holds our progress record)
+    return products
 
 
 @dataclasses.dataclass(frozen=True)

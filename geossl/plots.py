@@ -444,3 +444,44 @@ def plot_comparison(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_search_mosaic(
+    pictures: Sequence[np.ndarray | None],
+    titles: Sequence[str],
+    path: PathLike,
+    tile: int = 96,
+    columns: int = 5,
+) -> Path:
+    """Search hits as a mosaic: each hit chip's picture with its caption (rank, score, id).
+
+    Args:
+        pictures: ``(h, w, 3)`` pictures in [0, 1] (see :func:`composite`), best hit first;
+            ``None`` for a hit whose pixels are not at hand (drawn as a grey tile).
+        titles: one caption per hit.
+        path: PNG to write.
+        tile: side of each tile in pixels of the mosaic.
+        columns: tiles per row.
+
+    Returns:
+        the path written.
+    """
+    n = max(1, len(pictures))
+    cols = min(columns, n)
+    rows = (n + cols - 1) // cols
+    gap, top = 4, 24  # pixels between tiles, above each tile (two caption lines)
+    cell_w, cell_h = tile + gap, tile + top
+    mosaic = np.ones((rows * cell_h + gap, cols * cell_w + gap, 3), dtype=np.float32)
+    for i, pic in enumerate(pictures):
+        r, c = divmod(i, cols)
+        y, x = top + r * cell_h, gap + c * cell_w
+        mosaic[y:y + tile, x:x + tile] = 0.6 if pic is None else _tile(pic, tile)
+    fig, ax = plt.subplots(figsize=(1.3 * cols, 1.3 * rows * cell_h / cell_w + 0.3))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    for i, text in enumerate(titles[:len(pictures)]):
+        r, c = divmod(i, cols)
+        ax.text(gap + c * cell_w + tile / 2, top + r * cell_h - 2, text, fontsize=5,
+                ha="center", va="bottom")
+    ax.set_title("search hits (rank, cosine score, chip id)", fontsize=8)
+    return save_figure(fig, path)

@@ -17,6 +17,7 @@ Examples:
     geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
     geossl bench ddp --steps 10 --batch-size 8           # pretrain on 1 vs 2 gloo processes
     geossl bench weights --repeats 5      # named weights vs torchgeo.models.<model>(weights=)
+    geossl bench search --n 20000                        # exact vs faiss HNSW; default 1M x 128
 
 Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
 flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
@@ -43,12 +44,14 @@ if TYPE_CHECKING:
 
 NAME = "bench"
 HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale, "
-        "ddp (pretrain steps/s on 1 vs 2 processes), weights (named weights vs TorchGeo)")
+        "ddp (pretrain steps/s on 1 vs 2 processes), weights (named weights vs TorchGeo), "
+        "search (exact vs ANN)")
 
 #: ``what`` -> library module providing ``main(argv, prog) -> int``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
          "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale",
-         "ddp": "geossl.bench.ddp", "weights": "geossl.bench.weights"}
+         "ddp": "geossl.bench.ddp", "weights": "geossl.bench.weights",
+         "search": "geossl.bench.search"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -88,9 +91,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
     parser.add_argument("what",
                         type=Literal["train", "data", "splits", "polsar", "scale", "ddp",
-                                     "weights"],
-                        help="which benchmark: train, data, splits, polsar, scale, ddp or "
-                             "weights (then "
+                                     "weights", "search"],
+                        help="which benchmark: train, data, splits, polsar, scale, ddp, "
+                             "weights or search (then "
                              "`geossl bench WHAT --help` for its flags)")
     add_train_arguments(parser)  # settable from a --config file for train
     parser.add_argument("args", nargs=argparse.REMAINDER,

@@ -27,7 +27,8 @@ from jsonargparse import ArgumentParser, Namespace
 from geossl.commands import _common
 
 NAME = "embed"
-HELP = "embedding cube (zarr) and k-means cluster map (GeoTIFF) of a whole scene"
+HELP = ("embedding cube (zarr), GeoParquet / COG products and k-means cluster map (GeoTIFF) "
+        "of a whole scene")
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -58,6 +59,10 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", type=str, default="zarr",
+                        help="products, comma-separated: zarr (the cube at --out), geoparquet "
+                             "(OUT.parquet, one row per chip), cog (OUT.tif, one band per "
+                             "dimension); see docs/embeddings.md")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
 
@@ -78,9 +83,14 @@ def run(cfg: Namespace) -> int:
                 device=_get(cfg, "accelerator"), bf16=bool(cfg.bf16),
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
                 workers=cfg.workers, scheduler=cfg.get("scheduler"),
-                preprocess=_get(cfg, "preprocess") or "weights")
-    print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
+                preprocess=_get(cfg, "preprocess") or "weights",
+                formats=_get(cfg, "format") or "zarr")
+    cube = "wrote" if "zarr" in res.products or not res.products else "computed (not kept)"
+    print(f"{cube} {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:
         print(f"wrote {res.cluster_map}")
+    for fmt, path in res.products.items():
+        if fmt != "zarr":
+            print(f"wrote {path} ({fmt})")
     return 0

@@ -14,6 +14,8 @@ Examples:
         --label-column landcover --out eval_chips/
     geossl evaluate RUN/checkpoints/last.ckpt --data bigearthnet --root BEN --task farmland \\
         --protocol linear --out eval_ben/   # 19-class mAP + farmland sensitivity/specificity
+    geossl evaluate product:chips_embeddings.parquet --data chips --root CHIPS \
+        --protocol linear,knn --out eval_product/   # an embedding product's vectors per chip
 
 Without --splits, a dataset with no split of its own (SEN12MS, PolSAR, chips, BigEarthNet v1)
 gets an overlap-aware split (overlapping footprints on one side only), saved as
@@ -42,7 +44,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("ckpt", type=str,
                         help="pretraining checkpoint, 'random'/'none' with --backbone, or "
                         "named weights torchgeo:<Enum.MEMBER> / timm:<model>.<tag> (frozen, "
-                        "matched to the data's bands)")
+                        "matched to the data's bands), or product:PATH (an embedding product: "
+                        "GeoParquet, zarr cube or GSE/Tessera GeoTIFF, matched to the chips by "
+                        "id or footprint)")
     parser.add_argument("--preprocess", type=str, default="weights",
                         help="named weights: weights (their own normalisation, e.g. /10000) "
                         "or dataset (the data's default normalisation)")

@@ -184,7 +184,9 @@ def evaluate(
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
     Args:
-        ckpt: pretraining checkpoint, ``random``/``none`` (random ``backbone``), or an
+        ckpt: pretraining checkpoint, ``random``/``none`` (random ``backbone``),
+            ``product:PATH`` (an embedding product's vectors, see :mod:`geossl.eval.product`)
+            or an
             :class:`EncoderSource`.
         data: dataset name (with ``root``) or a dataset of sample dicts (``image``, ``label``,
             ``id``).
@@ -258,22 +260,32 @@ def evaluate(
     if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
         first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, default_sensor))
         in_chans = int(first_image.shape[0])
-    data_bands = None
+    # an embedding product (``product:PATH``) gives the features instead of an encoder
+    from geossl.eval.product import product_feature_set, product_ref, product_source
     from geossl.weights import dataset_bands, is_weights_spec
 
-    if is_weights_spec(ckpt) or (backbone and in_chans is None
-                                 and isinstance(ckpt, (str, os.PathLike))):
-        # named weights (or a plain state dict with --backbone): the encoder takes the data's
-        # bands (a geossl checkpoint ignores them)
-        chosen0 = select_sensors({}, sensor, default_sensor)
-        first_image = image_of(dataset[train_pos[0]], chosen0)
-        in_chans = int(first_image.shape[0])
-        data_bands = dataset_bands(dataset, chosen0 if isinstance(chosen0, str) else None)
-    source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0],
-                         data_bands=data_bands, preprocess=preprocess)
+    product = product_ref(ckpt)
+    if product is not None:
+        if "finetune" in names:
+            raise ConfigError("finetune needs an encoder; an embedding product gives frozen "
+                              "features only (use linear, knn, cluster)")
+        source = product_source(product)
+    else:
+        data_bands = None
+        if is_weights_spec(ckpt) or (backbone and in_chans is None
+                                     and isinstance(ckpt, (str, os.PathLike))):
+            # named weights (or a plain state dict with --backbone): the encoder takes the
+            # data's bands (a geossl checkpoint ignores them)
+            chosen0 = select_sensors({}, sensor, default_sensor)
+            first_image = image_of(dataset[train_pos[0]], chosen0)
+            in_chans = int(first_image.shape[0])
+            data_bands = dataset_bands(dataset, chosen0 if isinstance(chosen0, str) else None)
+        source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0],
+                             data_bands=data_bands, preprocess=preprocess)
     dev = resolve_device(device)
     chosen = select_sensors(source.meta, sensor, default_sensor)
-    check_bands(source.meta, chosen, dataset[train_pos[0]], root)
+    if product is None:
+        check_bands(source.meta, chosen, dataset[train_pos[0]], root)
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
@@ -285,7 +297,15 @@ def evaluate(
 
     train: FeatureSet | None = None
     test: FeatureSet | None = None
-    if any(p in names for p in _FEATURE_PROTOCOLS):
+    if product is not None and any(p in names for p in _FEATURE_PROTOCOLS):
+        from geossl.datasets.base import footprints_of
+
+        fps = footprints_of(dataset)
+        train = product_feature_set(product, dataset, train_pos, [ids[p] for p in train_pos],
+                                    fps)
+        test = product_feature_set(product, dataset, test_pos, [ids[p] for p in test_pos], fps)
+        train_labels = train.labels
+    elif any(p in names for p in _FEATURE_PROTOCOLS):
         train = cached_features(source, dataset, train_pos, dataset_key=feature_key,
                                 split=train_split, cache_dir=cache_dir,
                                 ids=[ids[p] for p in train_pos], **extract)
