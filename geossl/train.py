@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +132,8 @@ def newest_checkpoint(folder: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 # method
 # --------------------------------------------------------------------------------------------
-def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int) -> SSLMethod:
+def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int,
+                 bands: Mapping[str, Sequence[str]] | None = None) -> SSLMethod:
     """Instantiate the SSL method named in ``config``.
 
     The options left ``None`` in ``config`` (``lr``, ``temperature``, ...) keep the method's
@@ -142,6 +143,7 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         config: run configuration.
         in_chans: channels per sensor, read off the data.
         max_steps: total optimiser steps (for the learning-rate schedule).
+        bands: band names per sensor, read off the data (MAE's ``mae_groups`` name bands).
 
     Returns:
         the LightningModule.
@@ -174,9 +176,12 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         "temperature": config.temperature,
         "momentum": config.momentum,
         "queue_size": config.queue_size,
+        "mae_groups": config.mae_groups,
         **config.method_args,
     }
     options.update({k: v for k, v in optional.items() if v is not None})
+    if options.get("mae_groups") and bands is not None:
+        options.setdefault("bands", {s: list(b) for s, b in bands.items()})
     try:
         return METHODS[config.method].from_hparams(options)
     except (TypeError, ValueError) as err:
@@ -492,7 +497,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     max_steps = config.max_steps
     if max_steps <= 0:
         max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
-    method = build_method(config, in_chans, max_steps)
+    method = build_method(config, in_chans, max_steps, dm.bands)
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
 
