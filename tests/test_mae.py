@@ -278,7 +278,7 @@ def test_pretrain_mae_on_major_tom_resumes_and_loads_in_torchgeo(tmp_path: Path)
 
 # ---- does it learn? (slow) -----------------------------------------------------------------
 #: the demo-scene check: steps, batch and the small decoder of a CPU run
-LEARN_STEPS, LEARN_BATCH = 300, 32
+LEARN_STEPS, LEARN_BATCH = 900, 32
 
 
 def _pretrain_mae_stage(ctx: Any) -> None:
