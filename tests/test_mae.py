@@ -278,7 +278,7 @@ def test_pretrain_mae_on_major_tom_resumes_and_loads_in_torchgeo(tmp_path: Path)
 
 # ---- does it learn? (slow) -----------------------------------------------------------------
 #: the demo-scene check: steps, batch and the small decoder of a CPU run
-LEARN_STEPS, LEARN_BATCH = 900, 32
+LEARN_STEPS, LEARN_BATCH = 600, 32
 
 
 def _pretrain_mae_stage(ctx: Any) -> None:
@@ -314,6 +314,7 @@ def _pretrain_mae_stage(ctx: Any) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_mae_learns_on_the_demo_scene(tmp_path: Path) -> None:
     """A short MAE pretraining on the demo scene's chips lowers the loss and gives frozen
     features (linear probe, kNN against the demo's proxy classes, spatial-block split) at least
