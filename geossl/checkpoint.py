@@ -136,6 +136,10 @@ def load_encoder(
     path = Path(ckpt_path)
     ckpt = read_checkpoint(path)
     config, meta = _encoder_config(ckpt, path)
+    if meta.get("mae_groups"):
+        # its patch embeddings belong to the method, not to the timm trunk (see methods.mae)
+        raise DataError("a spectral-grouped MAE checkpoint (--mae-groups) has no plain encoder; "
+                        "use geossl.methods.MAE.load_from_checkpoint(...).features", path)
     try:
         encoder = build_encoder(**config)
     except Exception as err:

@@ -51,7 +51,7 @@ class PretrainConfig:
     batch_size: int = option(64, "batch size per device")
     precision: str = option("auto", "auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, "
                             "16-mixed")
-    method: str = option("simclr", "simclr, moco, byol or deepcluster")
+    method: str = option("simclr", "simclr, moco, byol, deepcluster or mae")
     backbone: str = option("resnet50", "timm model name (resnet18, resnet50, "
                            "vit_small_patch16_224, convnext_tiny, ...)")
     sensors: list[str] = option(factory=lambda: ["s1", "s2"], flag_type=str | list[str],
@@ -119,6 +119,8 @@ class PretrainConfig:
                                  "GPUs)")
     method_args: dict[str, Any] = option(factory=dict, flag_type=dict[str, Any] | None,
                                          help="further method options, e.g. {num_clusters: 30}")
+    mae_groups: str | None = option(None, "MAE spectral groups by band name, ';' between groups "
+                                    "(SatMAE), e.g. B02,B03,B04;B05,B06,B07,B08,B8A;B11,B12")
     online_probe: bool = option(False, "train a linear classifier on the detached features of "
                                 "every batch and log its accuracy (probe/acc); needs labelled "
                                 "samples")

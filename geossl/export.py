@@ -115,6 +115,10 @@ def plain_backbone(
         ConfigError: non-linear adapter without ``keep_adapter``; a missing or unknown sensor;
             an encoder without a timm backbone.
     """
+    if source.meta.get("mae_groups"):
+        raise ConfigError("a spectral-grouped MAE encoder (--mae-groups) has one patch embedding "
+                          "per band group, not a plain timm ViT: pretrain without --mae-groups "
+                          "to export")
     enc = source.encoder
     backbone = getattr(enc, "backbone", None)
     if backbone is None:

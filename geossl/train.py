@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +203,8 @@ def load_foundation(method: SSLMethod, start: FoundationStart) -> None:
 
 
 def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int,
-                 start: FoundationStart | None = None) -> SSLMethod:
+                 start: FoundationStart | None = None,
+                 bands: Mapping[str, Sequence[str]] | None = None) -> SSLMethod:
     """Instantiate the SSL method named in ``config``.
 
     The options left ``None`` in ``config`` (``lr``, ``temperature``, ...) keep the method's
@@ -216,6 +217,7 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         start: named weights to start from (:func:`foundation_start`): the encoder gets their
             backbone and, unless the bands match exactly, a linear adapter to their bands;
             load them with :func:`load_foundation`.
+        bands: band names per sensor, read off the data (MAE's ``mae_groups`` name bands).
 
     Returns:
         the LightningModule.
@@ -250,6 +252,7 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         "queue_size": config.queue_size,
         "backbone_lr_scale": config.backbone_lr_scale,
         "freeze_stem_steps": config.freeze_stem_steps,
+        "mae_groups": config.mae_groups,
         **config.method_args,
     }
     if start is not None:
@@ -260,6 +263,8 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
                 else "linear"
             optional["adapter_out"] = start.weights.in_chans
     options.update({k: v for k, v in optional.items() if v is not None})
+    if options.get("mae_groups") and bands is not None:
+        options.setdefault("bands", {s: list(b) for s, b in bands.items()})
     try:
         return METHODS[config.method].from_hparams(options)
     except (TypeError, ValueError) as err:
@@ -576,7 +581,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if max_steps <= 0:
         max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
     start = foundation_start(config, dm, in_chans)
-    method = build_method(config, in_chans, max_steps, start)
+    method = build_method(config, in_chans, max_steps, start, dm.bands)
     if start is not None:
         load_foundation(method, start)
     if resumed is not None and ckpt_path is not None:

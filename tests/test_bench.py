@@ -275,3 +275,28 @@ def test_index_benchmark_compares_like_for_like(tmp_path: Path) -> None:
     assert "| min s | median s |" in report
     parallel = next(line for line in report.splitlines() if "| 2 |" in line)
     assert "not like for like" in parallel
+
+
+def test_mae_table_has_its_ratio_against_torchgeo_mae() -> None:
+    rows = [Result("ceiling", 400.0, 7.5), Result("geossl-mae", 30.0, 10.0, "", 6.0),
+            Result("torchgeo-mae", 20.0, 15.0, "", 4.0)]
+    table = format_table(rows, BenchConfig(device="cpu"))
+    line = next(t for t in table.splitlines() if t.startswith("| geossl-mae"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[4] == "1.50" and cells[6] == "1.50"  # wall and CPU time
+    assert "MAE: vit_tiny_patch16_224 at its native 224 px" in table
+    # the MAE rows are not compared with the SimCLR baseline of the main table
+    main_table = table.split("MAE:")[0]
+    assert "| geossl-mae" not in main_table and "| ceiling" in main_table
+
+
+def test_mae_rows_run_on_cpu() -> None:
+    from geossl import compat
+
+    # a short ViT name at 32 px: geossl's row runs; TorchGeo builds ViTs by timm name only
+    cfg = BenchConfig(bands=3, batch_size=2, steps=1, warmup=1, device="cpu",
+                      mae_backbone="vit_tiny_patch8_32", only=["geossl-mae", "torchgeo-mae"])
+    results = {r.name: r for r in run_bench(cfg, progress=lambda s: None)}
+    assert math.isfinite(results["geossl-mae"].images_per_s), results["geossl-mae"]
+    if compat.TORCHGEO_VERSION < (0, 10):
+        assert "new in TorchGeo 0.10" in results["torchgeo-mae"].note

@@ -115,6 +115,10 @@ def _tiny(raw: dict[str, Any], root: Path, out: Path) -> dict[str, Any]:
                backbone=_tiny_backbone(raw["backbone"]), tsne_points=8)
     if cfg["backbone"] == "test_convnext":
         cfg["img_size"] = 32  # its stem and three downsamplings need 32 px
+    if raw["method"] == "mae":  # patch 16 needs 32 px for 4 tokens; a 1-block decoder
+        cfg["img_size"] = 32
+        cfg["method_args"] = {**(raw.get("method_args") or {}), "decoder_dim": 32,
+                              "decoder_depth": 1, "decoder_heads": 2}
     if raw.get("patch_size"):
         cfg["patch_size"] = cfg["img_size"]
     if raw.get("queue_size"):
@@ -138,7 +142,8 @@ def test_layout_and_docs() -> None:
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations); SimCLR-R18 x 2 + DeepCluster x 2
     # (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity run (+ evaluation);
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
-    assert counts == {"simclr_backbones": 22, "tsne_deepcluster": 6, "bigearthnet_simclr": 5,
+    # simclr_backbones also: MAE with ViT patch 4/8/16 on CIFAR-10 and AID, + AID batch 64
+    assert counts == {"simclr_backbones": 29, "tsne_deepcluster": 6, "bigearthnet_simclr": 5,
                       "moco_sen12ms": 6}
 
 

@@ -13,6 +13,9 @@
 # tool's 10-minute limit is tight, split the rows, e.g. `tools/gpu_bench.sh OUT --only "[ceiling,
 # geossl-simclr, torchgeo-simclr]"` then `--only "[geossl-moco, torchgeo-moco, loader-packed,
 # e2e-simclr-packed]"`.
+# The MAE rows (geossl MAE against torchgeo.tasks.MAE, TorchGeo 0.10 only; a ViT at its native
+# 224 px, --mae-backbone, default vit_tiny_patch16_224) run with the others; alone:
+# `tools/gpu_bench.sh OUT --only "[geossl-mae, torchgeo-mae]" --mae-backbone vit_base_patch16_224`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

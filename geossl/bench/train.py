@@ -14,7 +14,12 @@ i.e. one pair of views) of:
 4. end to end: GeoTIFF chips on disk read by DataLoader workers through
    :class:`~geossl.data.datamodule.SSLDataModule`, pinned, moved to the device, normalised, then
    the geossl SimCLR step; plus the loader alone (chips/s delivered to the device), which says
-   whether the data path starves the model.
+   whether the data path starves the model;
+5. MAE: geossl's MAE against TorchGeo 0.10's ``torchgeo.tasks.MAE`` (lightly's MAE modules)
+   with the same ViT (``--mae-backbone``), bands, batch, precision and compile flag, on one
+   input tensor at the ViT's native size (TorchGeo builds the ViT by name, so it takes only that
+   size), geossl's decoder set to TorchGeo's defaults (512 wide, 1 block, 8 heads). On TorchGeo
+   0.8.1, which has no MAE task, the row says so.
 
 and prints a table with the ratios against the named baselines (geossl / TorchGeo SimCLRTask,
 geossl / ceiling).
@@ -41,7 +46,13 @@ from geossl.machine import default_workers
 
 #: every measurement ``--only`` can select
 ALL = ("geossl-simclr", "geossl-moco", "torchgeo-simclr", "torchgeo-moco", "ceiling",
-       "loader", "e2e-simclr", "loader-packed", "e2e-simclr-packed")
+       "loader", "e2e-simclr", "loader-packed", "e2e-simclr-packed", "geossl-mae", "torchgeo-mae")
+#: the MAE rows: compared with each other only (their own ViT, at its native size)
+MAE_ROWS = ("geossl-mae", "torchgeo-mae")
+#: TorchGeo 0.10 ``MAE`` task's decoder defaults, given to geossl's MAE in the bench so that the
+#: two rows run the same model (mask ratio 0.75 and norm-pix loss are the defaults of both)
+TORCHGEO_MAE_DECODER: dict[str, Any] = {"decoder_dim": 512, "decoder_depth": 1,
+                                        "decoder_heads": 8}
 
 
 @dataclasses.dataclass
@@ -77,6 +88,7 @@ class BenchConfig:
     only: list[str] | None = None
     out: str | None = None
     repeats: int = 1
+    mae_backbone: str = "vit_tiny_patch16_224"
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,6 +258,76 @@ def bench_torchgeo(task: str, cfg: BenchConfig, x: torch.Tensor, device: torch.d
         notes.append("compiled")
     seconds, steps, cpu = _fit(module, _Repeat({"image": x}, 10**9), cfg, device)
     return _result(f"torchgeo-{task}", cfg, seconds, steps, note=", ".join(notes), cpu=cpu)
+
+
+def mae_size(backbone: str) -> int:
+    """The native input size of a timm ViT (what TorchGeo's MAE task builds by name)."""
+    import timm
+
+    from geossl.models.backbones import resolve_name
+
+    name, kwargs = resolve_name(backbone)
+    if "img_size" in kwargs:
+        return int(kwargs["img_size"])
+    cfg = timm.models.get_pretrained_cfg(name)
+    size = getattr(cfg, "input_size", None) if cfg is not None else None
+    return int(size[-1]) if size else 224
+
+
+def _mae_input(cfg: BenchConfig, device: torch.device) -> torch.Tensor:
+    size = mae_size(cfg.mae_backbone)
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(cfg.batch_size, cfg.bands, size, size, generator=gen).to(device)
+
+
+def bench_geossl_mae(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
+    """MAE of geossl: full training step (one view, masking, encoder, decoder, loss, optimiser)."""
+    import dataclasses as dc
+
+    from geossl.train import build_method
+
+    size = int(x.shape[-1])
+    pcfg = dc.replace(_pretrain_config("mae", cfg), backbone=cfg.mae_backbone, img_size=size,
+                      method_args=dict(TORCHGEO_MAE_DECODER))
+    module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    seconds, steps, cpu = _fit(module, _Repeat({"image_s2": x, "index": _arange(x)}, 10**9),
+                               cfg, device)
+    notes = [f"{cfg.mae_backbone} {size} px", "decoder 512x1, 8 heads", "mask 0.75",
+             "crop + flips + rot90"]
+    if cfg.compile:
+        notes.append("encoder and decoder blocks compiled")
+    return _result("geossl-mae", cfg, seconds, steps, note=", ".join(notes), cpu=cpu)
+
+
+def bench_torchgeo_mae(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
+    """TorchGeo 0.10's ``MAE`` task, as shipped, on the same input, bands, batch, precision.
+
+    ``--compile`` compiles its encoder and decoder blocks in place (what its training step
+    calls; the wrappers' ``forward`` is not used), as geossl's MAE compiles its own.
+    """
+    import torchgeo
+
+    try:
+        from torchgeo.tasks import MAE as TorchGeoMAE
+    except ImportError:
+        return Result("torchgeo-mae", math.nan, math.nan,
+                      f"torchgeo.tasks.MAE is new in TorchGeo 0.10; installed "
+                      f"{torchgeo.__version__} has none")
+    size = int(x.shape[-1])
+    module = TorchGeoMAE(model=cfg.mae_backbone, in_channels=cfg.bands, size=size)
+    notes = [f"torchgeo {torchgeo.__version__} MAE", f"{cfg.mae_backbone} {size} px",
+             "kornia crop + flips"]
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = x.contiguous(memory_format=torch.channels_last)
+    if cfg.compile:
+        module.backbone.vit.blocks.compile()
+        module.decoder.decoder_blocks.compile()
+        notes.append("encoder and decoder blocks compiled")
+    seconds, steps, cpu = _fit(module, _Repeat({"image": x}, 10**9), cfg, device)
+    return _result("torchgeo-mae", cfg, seconds, steps, note=", ".join(notes), cpu=cpu)
 
 
 def bench_ceiling(cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
@@ -504,12 +586,17 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None] = print) -> list
                 store = Path(tmp) / "packed-copy"
                 progress("geossl bench train: packing the chips into one npy store ...")
                 _pack_copy(chips, store)
+        # the MAE rows' ViT takes only its native size: their own input, the same for both
+        x_mae = _mae_input(cfg, device) if set(only) & set(MAE_ROWS) else x
         for _ in range(cfg.repeats):
             measure("geossl-simclr", lambda: bench_geossl("simclr", cfg, x, device))
             measure("geossl-moco", lambda: bench_geossl("moco", cfg, x, device))
             measure("torchgeo-simclr", lambda: bench_torchgeo("simclr", cfg, x, device))
             measure("torchgeo-moco", lambda: bench_torchgeo("moco", cfg, x, device))
             measure("ceiling", lambda: bench_ceiling(cfg, x, device))
+            if set(only) & set(MAE_ROWS):
+                measure("geossl-mae", lambda: bench_geossl_mae(cfg, x_mae, device))
+                measure("torchgeo-mae", lambda: bench_torchgeo_mae(cfg, x_mae, device))
             if chips is not None and store is not None:
                 tifs, packed = chips, store
                 measure("loader", lambda p=tifs: bench_loader(cfg, p, device))  # type: ignore[misc]
@@ -541,8 +628,11 @@ def _quiet() -> None:
 
 def format_table(results: Sequence[Result], cfg: BenchConfig) -> str:
     """Markdown table with ratios against TorchGeo's SimCLRTask and the ceiling."""
-    by_name = {r.name: r.images_per_s for r in results}
     device = resolve_device(cfg.device)
+    mae = [r for r in results if r.name in MAE_ROWS]
+    if mae and len(mae) == len(results):  # only the MAE rows: only their table
+        return "\n".join(mae_table(mae, cfg, device.type == "cpu"))
+    by_name = {r.name: r.images_per_s for r in results}
     base = by_name.get("torchgeo-simclr", math.nan)
     ceil = by_name.get("ceiling", math.nan)
     cpu = {r.name: r.images_per_cpu_s for r in results}
@@ -560,6 +650,8 @@ def format_table(results: Sequence[Result], cfg: BenchConfig) -> str:
         + " --- |",
     ]
     for r in results:
+        if r.name in MAE_ROWS:
+            continue
         row = (f"| {r.name} | {r.images_per_s:,.1f} | {r.step_ms:,.1f} | "
                f"{_ratio(r.images_per_s, base)} | {_ratio(r.images_per_s, ceil)} |")
         if on_cpu:
@@ -567,7 +659,33 @@ def format_table(results: Sequence[Result], cfg: BenchConfig) -> str:
                     f"{_ratio(r.images_per_cpu_s, cpu_ceil)} |")
         lines.append(row + f" {r.note} |")
     lines += ["", DIFFERENCES]
+    if mae:
+        lines += ["", *mae_table(mae, cfg, on_cpu)]
     return "\n".join(lines)
+
+
+def mae_table(results: Sequence[Result], cfg: BenchConfig, on_cpu: bool) -> list[str]:
+    """The MAE rows, with their ratio against TorchGeo's MAE task (same ViT, input, batch)."""
+    by_name = {r.name: r for r in results}
+    base = by_name.get("torchgeo-mae")
+    wall = base.images_per_s if base is not None else math.nan
+    cpu = base.images_per_cpu_s if base is not None else math.nan
+    lines = [
+        f"MAE: {cfg.mae_backbone} at its native {mae_size(cfg.mae_backbone)} px, {cfg.bands} "
+        f"bands, batch {cfg.batch_size}, precision {cfg.precision}, compile {cfg.compile}",
+        "",
+        "| measurement | images/s | ms/step | x TorchGeo MAE |"
+        + (" images/CPU-s | x TorchGeo MAE (CPU time) |" if on_cpu else "") + " note |",
+        "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if on_cpu else "") + " --- |",
+    ]
+    for r in results:
+        row = (f"| {r.name} | {r.images_per_s:,.1f} | {r.step_ms:,.1f} | "
+               f"{_ratio(r.images_per_s, wall)} |")
+        if on_cpu:
+            row += f" {r.images_per_cpu_s:,.1f} | {_ratio(r.images_per_cpu_s, cpu)} |"
+        lines.append(row + f" {r.note} |")
+    lines += ["", MAE_DIFFERENCES]
+    return lines
 
 
 #: what the rows share and what still differs between them (printed under the table)
@@ -579,6 +697,15 @@ DIFFERENCES = (
     "augmentations and defaults; the ceiling has no augmentation, optimiser or Lightning loop; "
     "loader rows time fetch + transfer only. CPU time counts this process and its loader "
     "worker processes."
+)
+
+
+#: what the MAE rows share and what differs (printed under their table)
+MAE_DIFFERENCES = (
+    "MAE rows: same input tensor, ViT, bands, batch, precision and compile flag; same decoder "
+    "(512 wide, 1 block, 8 heads), mask ratio 0.75 and norm-pix loss; each with its own "
+    "augmentation (geossl: crop, flips and 90-degree rotations on the device; TorchGeo: "
+    "kornia's bicubic crop and flips), optimiser step and learning-rate schedule."
 )
 
 

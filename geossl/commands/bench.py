@@ -79,12 +79,15 @@ def add_train_arguments(parser: ArgumentParser) -> None:
                         help="chips to write when --chips is not given")
     parser.add_argument("--only", type=list[str] | None, default=None,
                         help="subset of geossl-simclr, geossl-moco, torchgeo-simclr, "
-                             "torchgeo-moco, ceiling, loader, e2e-simclr")
+                             "torchgeo-moco, ceiling, loader, e2e-simclr, geossl-mae, "
+                             "torchgeo-mae")
     parser.add_argument("--repeats", type=int, default=1,
                         help="measure the in-memory rows this many times, round-robin; keep the "
                              "best (use 2-3 on a shared machine)")
     parser.add_argument("--out", type=str | None, default=None,
                         help="folder for bench_train.json and bench_train.md")
+    parser.add_argument("--mae-backbone", type=str, default="vit_tiny_patch16_224",
+                        help="ViT of the geossl-mae / torchgeo-mae rows (run at its native size)")
 
 
 def add_arguments(parser: ArgumentParser) -> None:

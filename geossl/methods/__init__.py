@@ -17,6 +17,7 @@ from geossl.errors import ConfigError
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import BYOL
 from geossl.methods.deepcluster import DeepCluster
+from geossl.methods.mae import MAE
 from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
@@ -26,6 +27,7 @@ METHODS: dict[str, type[SSLMethod]] = {
     "moco": MoCo,
     "byol": BYOL,
     "deepcluster": DeepCluster,
+    "mae": MAE,
 }
 
 #: pairing modes each method supports
@@ -48,6 +50,7 @@ def check_method_pairing(method: str, pairing: str) -> None:
 
 __all__ = [
     "BYOL",
+    "MAE",
     "METHODS",
     "VALID_PAIRINGS",
     "DeepCluster",

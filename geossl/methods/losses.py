@@ -156,3 +156,44 @@ def deepcluster_loss(logits: Tensor, pseudo_labels: Tensor) -> Tensor:
         scalar loss.
     """
     return F.cross_entropy(logits.float(), pseudo_labels.long(), ignore_index=-1)
+
+
+def mae_token_loss(pred: Tensor, target: Tensor, norm_pix_loss: bool = True,
+                   eps: float = 1e-6) -> Tensor:
+    """MAE's per-patch reconstruction error: mean squared error over each patch's pixels.
+
+    Args:
+        pred: ``(B, N, P)`` predicted pixels of every patch (``P = patch**2 * bands``).
+        target: ``(B, N, P)`` the patches' pixels.
+        norm_pix_loss: compare with each target patch normalised to zero mean and unit variance
+            (unbiased variance, ``(t - mean) / sqrt(var + eps)``, as in MAE's reference code).
+        eps: added to the variance.
+
+    Returns:
+        ``(B, N)`` loss per patch.
+    """
+    target = target.detach().float()
+    if norm_pix_loss:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + eps).sqrt()
+    return ((pred.float() - target) ** 2).mean(dim=-1)
+
+
+def mae_loss(pred: Tensor, target: Tensor, mask: Tensor, norm_pix_loss: bool = True,
+             eps: float = 1e-6) -> Tensor:
+    """MAE loss: :func:`mae_token_loss` averaged over the masked patches only.
+
+    Args:
+        pred: ``(B, N, P)`` predicted pixels.
+        target: ``(B, N, P)`` true pixels.
+        mask: ``(B, N)``, 1 where the patch was masked (hidden from the encoder), else 0.
+        norm_pix_loss: per-patch normalised targets.
+        eps: added to the variance.
+
+    Returns:
+        scalar loss.
+    """
+    per_token = mae_token_loss(pred, target, norm_pix_loss, eps)
+    mask = mask.float()
+    return (per_token * mask).sum() / mask.sum().clamp_min(1.0)
