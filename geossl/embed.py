@@ -100,11 +100,19 @@ class Scene:
 
     def read(self, window: Window) -> np.ndarray:
         """Read a window of the common grid as float32 ``(C, h, w)``, invalid pixels as 0."""
+        return self.read_valid(window)[0]
+
+    def read_valid(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window as float32 ``(C, h, w)`` (invalid pixels as 0) and its valid mask.
+
+        The ``(h, w)`` mask is the test ``geossl tile`` applies: inside every band, not nodata,
+        not NaN or infinite, not cloud.
+        """
         data, valid = self._reader.read(int(window.row_off), int(window.col_off),
                                         int(window.height), int(window.width))
         out = data.astype(np.float32, copy=False)
         out[:, ~valid] = 0
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), valid
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +129,11 @@ class EmbedResult:
     transform: tuple[float, ...]
     blocks_done: int
     blocks_skipped: int
+    #: windows with no valid pixel (left without an embedding: NaN), out of ``windows``
+    empty_windows: int = 0
+    #: windows with some invalid pixels, embedded with those pixels read as 0
+    holed_windows: int = 0
+    windows: int = 0
 
 
 def grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -244,6 +257,8 @@ def embed(
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
+    if clusters < 0:
+        raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got {clusters}")
     check_writable(out, folder=True)  # the zarr store is a folder
     if cluster_map is not None:
         check_writable(cluster_map, folder=False, flag="--cluster-map")
@@ -266,10 +281,13 @@ def embed(
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_path / PROGRESS
     done: set[int] = set()
+    holed: dict[str, int] = {}  # block -> windows with invalid pixels (resume keeps them)
     if resume and progress_file.is_file():
         prev = json.loads(progress_file.read_text())
         if prev.get("params") == params:
             done = set(prev.get("done", []))
+            holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}
+    created = not done
     if not done:
         attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
                  for k, v in params.items()}
@@ -286,12 +304,24 @@ def embed(
             for b, r0, r1 in blocks:
                 if b not in done:
                     tasks.submit(embed_block, job, r0, r1, tag=b)
-            for b, _ in tasks:
+            for b, result in tasks:
                 done.add(b)
+                holed[str(b)] = int(result[2]) if len(result) > 2 else 0
                 atomic_write_text(progress_file, json.dumps({"params": params,
-                                                             "done": sorted(done)}))
+                                                             "done": sorted(done),
+                                                             "holed": holed}))
     finally:
         _drop_state(job)
+    empty = _empty_windows(out_path)
+    n_holed = sum(holed.values())
+    if empty == ny * nx:
+        if created:  # the store this call created holds nothing: leave nothing behind
+            import shutil
+
+            shutil.rmtree(out_path, ignore_errors=True)
+        raise DataError(f"no valid pixel in any of the {ny * nx} windows of this scene "
+                        "(nodata, NaN, cloud): nothing to embed", where)
+    _warn_invalid(where, empty, n_holed, ny * nx)
     cmap_path = None
     if clusters > 0:
         cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
@@ -299,7 +329,36 @@ def embed(
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
-                       tuple(ctrans)[:6], len(blocks) - skipped, skipped)
+                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, empty, n_holed,
+                       ny * nx)
+
+
+def _empty_windows(cube: Path) -> int:
+    """Windows of the cube without an embedding (NaN in the first feature), read by rows."""
+    import zarr
+
+    arr: Any = zarr.open_group(str(cube), mode="r")["embedding"]
+    rows = max(1, int(arr.chunks[1]))
+    return sum(int(np.isnan(arr[0, r:r + rows, :]).sum()) for r in range(0, arr.shape[1], rows))
+
+
+def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
+    """One warning line when windows had invalid pixels (as ``tile``, ``stats``, ``pretrain``)."""
+    import warnings
+
+    from geossl.errors import GeosslWarning
+
+    if not empty and not holed:
+        return
+    parts = []
+    if empty:
+        parts.append(f"{empty} of {total} windows have no valid pixel (left empty: NaN in the "
+                     "cube, nodata in the cluster map)")
+    if holed:
+        parts.append(f"{holed} of {total} windows have some invalid pixels, embedded with "
+                     "them read as 0")
+    warnings.warn(GeosslWarning(f"{where}: nodata, NaN or cloud: {'; '.join(parts)}"),
+                  stacklevel=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,18 +447,23 @@ def _drop_state(job: EmbedJob) -> None:
         st.layout.close()
 
 
-def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int]:
+def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int]:
     """Embed window rows ``r0:r1`` and write them to the cube (one task; idempotent).
 
     The region covers whole zarr chunks (``block_rows`` rows, every column chunk), each
     written atomically, so a task run again after its worker died rewrites the same chunks.
+    Windows without a valid pixel stay NaN.
+
+    Returns:
+        ``(r0, r1, windows with some invalid pixels)``.
     """
     import zarr
 
-    block = _state(job).layout.block(r0, r1)
+    layout = _state(job).layout
+    block = layout.block(r0, r1)
     arr: Any = zarr.open_group(job.out, mode="r+")["embedding"]
     arr[:, r0:r1, :] = block
-    return r0, r1
+    return r0, r1, layout.holed(r0)
 
 
 def _where(ref: Any) -> str:
@@ -482,6 +546,10 @@ class _Layout:
     def close(self) -> None:
         """Release open files."""
 
+    def holed(self, r0: int) -> int:
+        """Windows of the block starting at row ``r0`` with some (not all) invalid pixels."""
+        return 0
+
 
 class _SceneLayout(_Layout):
     def __init__(self, scene: Scene, size: int, stride: int, col_chunk: int,
@@ -491,18 +559,32 @@ class _SceneLayout(_Layout):
         self.ny, self.nx = grid(scene.height, scene.width, size, stride)
         self.bands, self.crs = list(scene.bands), scene.crs
         self.transform = cube_transform(scene.transform, size, stride)
+        self._holed: dict[int, int] = {}
 
     def block(self, r0: int, r1: int) -> np.ndarray:
-        out = np.empty((self.n_feat, r1 - r0, self.nx), dtype=np.float32)
+        out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
         size, stride = self.size, self.stride
+        holed = 0
         for c0 in range(0, self.nx, self.col_chunk):
             c1 = min(self.nx, c0 + self.col_chunk)
             win = Window(c0 * stride, r0 * stride, (c1 - c0 - 1) * stride + size,
                          (r1 - r0 - 1) * stride + size)
-            wins = _windows(torch.from_numpy(self.scene.read(win)), size, stride)
-            f = self.run(wins).reshape(r1 - r0, c1 - c0, self.n_feat)
-            out[:, :, c0:c1] = f.transpose(2, 0, 1)
+            data, valid = self.scene.read_valid(win)
+            # valid pixels per window: the same windows as the data, one channel
+            n_valid = _windows(torch.from_numpy(valid[None]), size, stride).sum((1, 2, 3))
+            keep = (n_valid > 0).numpy()
+            holed += int(((n_valid > 0) & (n_valid < size * size)).sum())
+            if not keep.any():
+                continue
+            wins = _windows(torch.from_numpy(data), size, stride)[torch.from_numpy(keep)]
+            f = np.full((len(keep), self.n_feat), np.nan, dtype=np.float32)
+            f[keep] = self.run(wins)
+            out[:, :, c0:c1] = f.reshape(r1 - r0, c1 - c0, self.n_feat).transpose(2, 0, 1)
+        self._holed[r0] = holed
         return out
+
+    def holed(self, r0: int) -> int:
+        return self._holed.pop(r0, 0)
 
     def close(self) -> None:
         self.scene.close()

@@ -15,7 +15,6 @@ import torch
 
 from geossl.errors import DataError
 
-
 # ---- item 11: a small checkpoint must not inflate to gigabytes ---------------------------------
 
 
@@ -45,3 +44,70 @@ def test_checkpoint_inflating_far_beyond_its_size_is_refused(
     monkeypatch.setenv("GEOSSL_CKPT_MAX_INFLATE", "x")
     with pytest.raises(Exception, match="GEOSSL_CKPT_MAX_INFLATE"):
         load_torch_file(plain)
+
+
+# ---- item 8: embed on NaN scenes, --clusters < 0 -----------------------------------------------
+
+
+def _nan_scene(path: Path, hole: str) -> Path:
+    """A 5-band float GeoTIFF, ``hole`` = ``all`` (every pixel NaN) or ``left`` (left half)."""
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 1, (5, 96, 128)).astype(np.float32)
+    if hole == "all":
+        data[:] = np.nan
+    else:
+        data[:, :, :64] = np.nan
+    with rasterio.open(path, "w", driver="GTiff", height=96, width=128, count=5,
+                       dtype="float32", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 4000000)) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(f"B0{i + 1}" for i in range(5))
+    return path
+
+
+def test_embed_all_nan_scene_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    from geossl.embed import embed
+    from tests.test_embed import _source
+
+    scene = _nan_scene(tmp_path / "nan.tif", "all")
+    out = tmp_path / "o.zarr"
+    with pytest.raises(DataError, match="no valid pixel") as err:
+        embed(_source(5), scene, out, size=32, clusters=2, device="cpu")
+    assert str(scene) in str(err.value)
+    assert not out.exists() and not (tmp_path / "o_clusters.tif").exists()
+
+
+def test_embed_nan_holed_scene_warns_and_leaves_holes_empty(tmp_path: Path) -> None:
+    import rasterio
+    import xarray as xr
+
+    from geossl.embed import embed
+    from geossl.errors import GeosslWarning
+    from tests.test_embed import _source
+
+    scene = _nan_scene(tmp_path / "holed.tif", "left")
+    # windows of 32 at stride 24: columns 0, 24 all NaN; 48 straddles the hole; 72, 96 valid
+    with pytest.warns(GeosslWarning, match=r"6 of 15 windows have no valid pixel.*3 of 15 "):
+        res = embed(_source(5), scene, tmp_path / "h.zarr", size=32, stride=24, clusters=2,
+                    device="cpu")
+    emb = xr.open_zarr(tmp_path / "h.zarr")["embedding"].values
+    assert emb.shape == (8, 3, 5)
+    assert np.isnan(emb[:, :, :2]).all() and np.isfinite(emb[:, :, 2:]).all()
+    with rasterio.open(res.cluster_map) as cm:  # type: ignore[arg-type]
+        lab = cm.read(1)
+    assert (lab[:, :2] == cm.nodata).all() and (lab[:, 2:] != cm.nodata).all()
+
+
+def test_embed_negative_clusters_is_one_line(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from geossl.cli import main
+
+    scene = _nan_scene(tmp_path / "holed.tif", "left")
+    rc = main(["embed", str(tmp_path / "any.ckpt"), str(scene), "--out", str(tmp_path / "o.zarr"),
+               "--clusters", "-3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--clusters" in err[0] and "-3" in err[0]
+    assert not (tmp_path / "o.zarr").exists()
