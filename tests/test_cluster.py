@@ -314,6 +314,9 @@ def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     assert a[key]["count"] == b[key]["count"] and a[key]["min"] == b[key]["min"]
     np.testing.assert_allclose(a[key]["mean"], b[key]["mean"], rtol=1e-9)
     np.testing.assert_allclose(a[key]["std"], b[key]["std"], rtol=1e-9)
+    # percentiles counted exactly (16-bit DN): identical on the cluster (issue 18 item 9)
+    assert a[key]["p1"] == b[key]["p1"] and a[key]["p99"] == b[key]["p99"]
+    assert a[key]["percentiles_exact"] and b[key]["percentiles_exact"]
 
 
 def _checkpoint(path: Path, bands: list[str]) -> Path:

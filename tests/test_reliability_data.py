@@ -111,3 +111,44 @@ def test_embed_negative_clusters_is_one_line(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--clusters" in err[0] and "-3" in err[0]
     assert not (tmp_path / "o.zarr").exists()
+
+
+# ---- item 9: percentiles exact in one process and on Dask ---------------------------------------
+
+
+def test_percentiles_exact_whatever_the_chunks() -> None:
+    from geossl.data.stats import BandAccumulator
+
+    rng = np.random.default_rng(1)
+    # uint16-like DN (many more values than the reservoir), a float band with few levels
+    x = np.stack([rng.gamma(2.0, 600.0, 30_000).round(),
+                  rng.integers(0, 7, 30_000) * 0.25]).astype(np.float32)
+    x[0, :50] = np.nan
+    whole = BandAccumulator(2, reservoir=500)
+    whole.update(x)
+    parts = [BandAccumulator(2, reservoir=500, seed=[0, i]) for i in range(3)]  # as Dask's chunks
+    for i, p in enumerate(parts):
+        p.update(x[:, i * 10_000:(i + 1) * 10_000])
+    merged = parts[0]
+    merged.merge(parts[1])
+    merged.merge(parts[2])
+    pcts = (0.5, 1, 50, 99, 99.9)
+    a, b = whole.result(pcts), merged.result(pcts)
+    for p in pcts:
+        # every value in float64, sorted: the exact percentile
+        want = [float(np.percentile(v[np.isfinite(v)].astype(np.float64), p)) for v in x]
+        assert a[f"p{p:g}"] == b[f"p{p:g}"]  # one process and Dask chunks: identical
+        np.testing.assert_allclose(a[f"p{p:g}"], want, rtol=1e-12)
+    assert a["percentiles_exact"] and b["percentiles_exact"]
+
+
+def test_percentiles_of_too_many_distinct_values_say_approximate() -> None:
+    from geossl.data.stats import BandAccumulator
+
+    x = np.random.default_rng(2).normal(0, 1, (1, 5000)).astype(np.float32)  # all distinct
+    acc = BandAccumulator(1, reservoir=500, exact_values=1000)
+    acc.update(x[:, :2500])
+    acc.update(x[:, 2500:])
+    res = acc.result()
+    assert not res["percentiles_exact"]
+    assert abs(res["p1"][0] - np.percentile(x, 1)) < 0.5  # from the reservoir
