@@ -50,6 +50,31 @@ def add_scheduler(parser: ArgumentParser) -> None:
                              "default: $DASK_SCHEDULER_ADDRESS, else --workers local processes)")
 
 
+def add_scheduler_file(parser: ArgumentParser) -> None:
+    """Add ``--scheduler-file PATH`` (the JSON ``dask scheduler --scheduler-file`` writes)."""
+    parser.add_argument("--scheduler-file", type=str | None, default=None,
+                        help="scheduler file written by `dask scheduler --scheduler-file PATH` "
+                             "(instead of --scheduler; waited for up to 60 s)")
+
+
+def scheduler(cfg: Any) -> str | None:
+    """The scheduler address of ``--scheduler`` or ``--scheduler-file`` (None: neither).
+
+    Raises:
+        ConfigError: both given, or a scheduler file that is missing or damaged.
+    """
+    from geossl.cluster import scheduler_from_file
+    from geossl.errors import ConfigError
+
+    address = cfg.get("scheduler")
+    path = cfg.get("scheduler_file", cfg.get("scheduler-file"))
+    if path is None:
+        return address  # type: ignore[no-any-return]
+    if address is not None:
+        raise ConfigError("give --scheduler or --scheduler-file, not both")
+    return scheduler_from_file(path)
+
+
 def add_trainer(parser: ArgumentParser) -> None:
     """Add the training flags shared by every training command."""
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")

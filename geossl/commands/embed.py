@@ -56,6 +56,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     _common.add_workers(parser)
     _common.add_scheduler(parser)
+    _common.add_scheduler_file(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -73,7 +74,7 @@ def run(cfg: Namespace) -> int:
                 cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed,
                 device=_get(cfg, "accelerator"), bf16=bool(cfg.bf16),
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
-                workers=cfg.workers, scheduler=cfg.get("scheduler"))
+                workers=cfg.workers, scheduler=_common.scheduler(cfg))
     print(f"wrote {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:
