@@ -152,3 +152,37 @@ def test_percentiles_of_too_many_distinct_values_say_approximate() -> None:
     res = acc.result()
     assert not res["percentiles_exact"]
     assert abs(res["p1"][0] - np.percentile(x, 1)) < 0.5  # from the reservoir
+
+
+# ---- item 17: bands chosen by common name keep their canonical names ---------------------------
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_stac_common_names_give_canonical_band_names(tmp_path: Path, named: bool) -> None:
+    """``--bands blue,red`` on STAC: chips and index say ``B02,B04`` (as checkpoints and other
+    indexes do), whether ``eo:bands`` gives the name or only the common name (Sentinel-2)."""
+    import json
+
+    import rasterio
+
+    from geossl.tiling import chip_index
+    from geossl.tiling.tile import TileOptions, tile
+    from tests.data.chips.data import generate_major_tom
+    from tests.test_remote import COMMON, stac_item
+
+    data = tmp_path / "data"
+    cell = generate_major_tom(data, size10=96)
+    item = stac_item(cell, data, "", relative_to=".")
+    if not named:
+        for asset in item.assets.values():
+            for b in asset.extra_fields.get("eo:bands", []):
+                b.pop("name")
+    (data / "item.json").write_text(json.dumps(item.to_dict()))
+    out = tmp_path / "out"
+    tile([str(data / "item.json")], out, TileOptions(size=32, bands=("blue", "red", "B08")),
+         progress=False)
+    index = chip_index.read_index(out / "index.parquet")
+    assert set(index["bands"]) == {"B02,B04,B08"}
+    with rasterio.open(out / str(index["path"].iloc[0])) as chip:
+        assert chip.descriptions == ("B02", "B04", "B08")
+    assert COMMON["B02"] == "blue"
