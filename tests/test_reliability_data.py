@@ -186,3 +186,82 @@ def test_stac_common_names_give_canonical_band_names(tmp_path: Path, named: bool
     with rasterio.open(out / str(index["path"].iloc[0])) as chip:
         assert chip.descriptions == ("B02", "B04", "B08")
     assert COMMON["B02"] == "blue"
+
+
+# ---- item 14: complex rasters, a scene named index.parquet, mixed-band index, antimeridian -----
+
+
+def test_complex_raster_is_refused_not_truncated(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import rasterio
+    from affine import Affine
+
+    from geossl.cli import main
+
+    path = tmp_path / "slc.tif"
+    z = (np.ones((1, 64, 64)) + 2j * np.ones((1, 64, 64))).astype(np.complex64)
+    with rasterio.open(path, "w", driver="GTiff", height=64, width=64, count=1,
+                       dtype="complex64", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 4000000)) as dst:
+        dst.write(z)
+    out = tmp_path / "chips"
+    assert main(["tile", str(path), "--out", str(out), "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "complex" in err[0]
+    assert not any(out.rglob("*.tif"))
+
+
+def test_scene_named_like_the_index_does_not_break_it(tmp_path: Path) -> None:
+    from geossl.tiling import chip_index
+    from geossl.tiling.tile import TileOptions, tile
+    from tests.data.chips.data import generate_major_tom
+
+    scene = generate_major_tom(tmp_path / "scenes", size10=96, product="index.parquet")
+    assert scene.name == "index.parquet"
+    out = tmp_path / "chips"
+    report = tile([scene], out, TileOptions(size=32), progress=False)
+    assert (out / "index.parquet").is_file()
+    gdf = chip_index.read_index(out / "index.parquet")
+    assert len(gdf) == report.chips > 0
+    assert all((out / p).is_file() for p in gdf["path"])
+    assert not any(str(p).startswith("index.parquet/") for p in gdf["path"])
+
+
+def test_index_of_mixed_band_chips_warns_as_tile_does(tmp_path: Path) -> None:
+    from geossl.errors import GeosslWarning
+    from geossl.tiling.chip_index import build_index
+    from geossl.tiling.tile import TileOptions, tile
+    from tests.data.chips.data import generate_major_tom
+
+    a = generate_major_tom(tmp_path / "s", size10=96)
+    b = generate_major_tom(tmp_path / "s", size10=96, cell=("1U", "1U_2R"),
+                           product="S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE_2023")
+    (b / "B05.tif").unlink()  # one scene lacks a band
+    out = tmp_path / "chips"
+    with pytest.warns(GeosslWarning, match="lacks band"):
+        tile([a, b], out, TileOptions(size=32), progress=False)
+    (out / "index.parquet").unlink()
+    with pytest.warns(GeosslWarning, match=r"lacks band\(s\) B05"):
+        build_index(out, progress=False)
+
+
+def test_footprints_across_the_antimeridian_stay_within_180(tmp_path: Path) -> None:
+    import shapely
+
+    from geossl.tiling.chip_index import make_index
+
+    row = {"chip_id": "c", "path": "c.tif", "scene": "s", "sensor": "", "datetime": None,
+           "crs": "EPSG:32660", "res": 10.0, "row": 0, "col": 0, "height": 3000, "width": 3000,
+           "bands": "B02", "valid_fraction": 1.0, "minx": 720000.0, "miny": 5000000.0,
+           "maxx": 750000.0, "maxy": 5010000.0}
+    west = dict(row, chip_id="w", minx=600000.0, maxx=630000.0)
+    gdf = make_index([row, west])
+    geom = gdf.set_index("chip_id").geometry
+    across, plain = geom["c"], geom["w"]
+    lon_min, _, lon_max, _ = across.bounds
+    assert -180 <= lon_min and lon_max <= 180
+    parts = list(getattr(across, "geoms", [across]))
+    assert len(parts) == 2  # split at the antimeridian
+    assert all(p.bounds[2] - p.bounds[0] < 1 for p in parts)  # each a sliver, not the globe
+    assert abs(sum(p.area for p in parts) - shapely.area(plain)) / plain.area < 0.05
+    assert plain.geom_type == "Polygon" and 178 < plain.bounds[0] < 180

@@ -322,10 +322,18 @@ def safe_name(name: str) -> str:
     """``name`` made safe as one file name: no separator, no leading dot, never empty.
 
     Runs of other characters than letters, digits, ``. _ + -`` become ``_``; leading dots are
-    dropped (so ``..`` and hidden names cannot appear); an empty result is ``scene``.
+    dropped (so ``..`` and hidden names cannot appear); an empty result is ``scene``; a name
+    ``tile`` uses for its own outputs (:data:`RESERVED_NAMES`) gets ``_scene`` appended.
     """
-    cleaned = _UNSAFE_NAME.sub("_", name).lstrip(".")
-    return cleaned or "scene"
+    cleaned = _UNSAFE_NAME.sub("_", name).lstrip(".") or "scene"
+    if cleaned.lower() in RESERVED_NAMES:  # OUT/<name>/ would be OUT's own index or store
+        cleaned += "_scene"
+    return cleaned
+
+
+#: names of what ``geossl tile`` writes beside the scene folders in OUT (the chip index, the
+#: packed store): a scene of that name gets ``_scene`` appended
+RESERVED_NAMES = frozenset({"index.parquet", "packed"})
 
 
 def scene_name(path: Any) -> str:
@@ -539,6 +547,12 @@ def scene_from_sources(
                 raise DataError(f"band {b.name} is band {b.index} but the raster has "
                                 f"{src.count}", b.path)
             nodata = src.nodatavals[b.index - 1]
+            if np.issubdtype(np.dtype(src.dtypes[b.index - 1]), np.complexfloating) or \
+                    src.dtypes[b.index - 1].startswith("complex"):
+                raise DataError(
+                    f"band {b.name} is complex ({src.dtypes[b.index - 1]}): reading it would "
+                    "drop the imaginary part; write its real and imaginary parts (or its "
+                    "intensity) as separate real bands first", b.path)
             infos.append((b, src.bounds, nodata, src.dtypes[b.index - 1]))
     assert crs0 is not None
     finest = min(infos, key=lambda t: t[0].res)
