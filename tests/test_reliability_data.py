@@ -248,7 +248,7 @@ def test_index_of_mixed_band_chips_warns_as_tile_does(tmp_path: Path) -> None:
 def test_footprints_across_the_antimeridian_stay_within_180(tmp_path: Path) -> None:
     import shapely
 
-    from geossl.tiling.chip_index import make_index
+    from geossl.tiling.chip_index import lonlat_centroids, make_index
 
     row = {"chip_id": "c", "path": "c.tif", "scene": "s", "sensor": "", "datetime": None,
            "crs": "EPSG:32660", "res": 10.0, "row": 0, "col": 0, "height": 3000, "width": 3000,
@@ -265,3 +265,6 @@ def test_footprints_across_the_antimeridian_stay_within_180(tmp_path: Path) -> N
     assert all(p.bounds[2] - p.bounds[0] < 1 for p in parts)  # each a sliver, not the globe
     assert abs(sum(p.area for p in parts) - shapely.area(plain)) / plain.area < 0.05
     assert plain.geom_type == "Polygon" and 178 < plain.bounds[0] < 180
+    # its centroid (the UTM zone splits project it to) is at the antimeridian, not near 0
+    lon, lat = lonlat_centroids(gdf.geometry.to_numpy())
+    assert abs(abs(lon[list(gdf["chip_id"]).index("c")]) - 180) < 0.3 and 45 < lat[0] < 45.3

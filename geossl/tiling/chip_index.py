@@ -123,6 +123,29 @@ def split_antimeridian(geom: Any) -> Any:
     return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
 
 
+def lonlat_centroids(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes and latitudes of the centroids of lon/lat footprints, right across 180.
+
+    A footprint split at the antimeridian (:func:`split_antimeridian`) or wrapped around it has
+    its plain centroid near longitude 0; here its western part is moved by 360 degrees first,
+    and the centroid's longitude is brought back into [-180, 180).
+    """
+    import shapely
+
+    g = np.asarray(geoms, dtype=object)
+    lon = shapely.get_x(shapely.centroid(g))
+    lat = shapely.get_y(shapely.centroid(g))
+    b = shapely.bounds(g)
+    wide = np.flatnonzero(b[:, 2] - b[:, 0] > 180)
+    for i in wide:
+        coords = shapely.get_coordinates(g[i])
+        coords[:, 0] = np.where(coords[:, 0] < 0, coords[:, 0] + 360, coords[:, 0])
+        c = shapely.centroid(shapely.set_coordinates(g[i], coords))
+        lon[i] = (shapely.get_x(c) + 180) % 360 - 180
+        lat[i] = shapely.get_y(c)
+    return lon, lat
+
+
 def validate_index(gdf: pd.DataFrame, path: PathLike | None = None) -> None:
     """Check that ``gdf`` has every chip index column and unique chip ids.
 
