@@ -36,9 +36,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from geossl.errors import ConfigError, GeosslError
+from geossl.progress import progress
 
 #: environment variable naming the scheduler to use when ``--scheduler`` is not given (the
 #: variable dask itself reads for ``distributed.Client()``)
@@ -293,7 +292,7 @@ class TaskSet:
 
     def __init__(self, runner: Runner, desc: str, unit: str) -> None:
         self.runner = runner
-        self.bar = tqdm(total=0, desc=desc, unit=unit, disable=not runner.progress or None,
+        self.bar = progress(total=0, desc=desc, unit=unit, disable=not runner.progress,
                         leave=False)
         self._inline: deque[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = deque()
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (future, tag)

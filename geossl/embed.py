@@ -47,6 +47,7 @@ from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
 from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
+from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
 
@@ -692,7 +693,8 @@ def write_cluster_map(
     rng = np.random.default_rng(seed)
     per_block = max(1, sample * block_rows // max(1, ny))
     picks = []
-    for _, r0, r1 in _blocks(ny, block_rows):
+    for _, r0, r1 in progress(list(_blocks(ny, block_rows)), desc="cluster map: sample",
+                              unit="block"):
         v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
         v = v[np.isfinite(v).all(1)]
         if len(v):
@@ -708,7 +710,8 @@ def write_cluster_map(
                "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate"}
     dest = Path(path)
     with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for _, r0, r1 in _blocks(ny, block_rows):
+        for _, r0, r1 in progress(list(_blocks(ny, block_rows)), desc="cluster map: assign",
+                                  unit="block"):
             v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
             ok = np.isfinite(v).all(1)
             lab = np.full(len(v), nodata, dtype=dtype)

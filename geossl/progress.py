@@ -49,6 +49,21 @@ class _Lines:
         self._stream.flush()
 
 
+class _LogBar(tqdm):  # type: ignore[type-arg]
+    """A bar for logs: even explicit redraws (``refresh()``) keep to the interval and delay."""
+
+    _last_line = 0.0
+
+    def refresh(self, nolock: bool = False, lock_args: Any = None) -> Any:
+        if self.disable:
+            return None
+        now = time.time()
+        if now < self.start_t + self.delay or now - self._last_line < self.mininterval:
+            return None
+        self._last_line = now
+        return super().refresh(nolock=nolock, lock_args=lock_args)
+
+
 def every_s() -> float:
     """Seconds between progress lines in a log (``$GEOSSL_PROGRESS_S``, default 10)."""
     text = os.environ.get(EVERY_ENV, "").strip()
@@ -86,7 +101,7 @@ def progress(iterable: Iterable[Any] | None = None, *, desc: str = "", total: fl
         return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, disable=off,
                     file=stream, **kwargs)
     wait = every_s()
-    return tqdm(iterable, desc=desc, total=total, unit=unit, leave=leave, disable=off,
+    return _LogBar(iterable, desc=desc, total=total, unit=unit, leave=leave, disable=off,
                 file=_Lines(stream), mininterval=wait, maxinterval=max(wait, 1.0) * 6,
                 delay=wait, ncols=80, ascii=True, dynamic_ncols=False, **kwargs)
 

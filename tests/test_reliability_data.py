@@ -268,3 +268,32 @@ def test_footprints_across_the_antimeridian_stay_within_180(tmp_path: Path) -> N
     # its centroid (the UTM zone splits project it to) is at the antimeridian, not near 0
     lon, lat = lonlat_centroids(gdf.geometry.to_numpy())
     assert abs(abs(lon[list(gdf["chip_id"]).index("c")]) - 180) < 0.3 and 45 < lat[0] < 45.3
+
+
+# ---- item 22: progress in logs -------------------------------------------------------------------
+
+
+def test_progress_in_a_log_is_timed_lines_with_the_time_left(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from geossl.progress import progress
+
+    monkeypatch.setenv("GEOSSL_PROGRESS_S", "0.05")
+    bar = progress(total=0, desc="tasks", unit="task")
+    for _ in range(10):  # a growing task graph: explicit redraws keep to the interval too
+        bar.total += 1
+        bar.refresh()
+    for _ in range(10):
+        time.sleep(0.02)
+        bar.update(1)
+    bar.close()
+    lines = capsys.readouterr().err.splitlines()
+    assert 1 <= len(lines) <= 6, lines  # about one line per 0.05 s, not one per update
+    assert all(line.startswith("tasks:") and "\r" not in line for line in lines)
+    assert any("<" in line and "/10 [" in line for line in lines)  # [elapsed<left]
+    # short work prints nothing at the default interval
+    monkeypatch.delenv("GEOSSL_PROGRESS_S")
+    for _ in progress(range(3), desc="quick"):
+        pass
+    assert capsys.readouterr().err == ""

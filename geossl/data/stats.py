@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from geossl.datasets.base import band_names
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import key_sensor
+from geossl.progress import progress as progress_bar
 
 #: distinct values per band counted for exact percentiles (4 MiB per band): every 16-bit band
 EXACT_VALUES = 4 * 65536
@@ -415,7 +415,7 @@ def compute_stats(
         ConfigError: unknown key or band.
     """
     it, total, batched = _samples(source, max_samples, seed, workers, patch_size)
-    bar = tqdm(total=total, desc="stats", unit="sample", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="stats", unit="sample", disable=not progress)
     try:
         part = _accumulate(it, source, keys, bands, nodata, reservoir, seed, batched,
                            max_samples, bar.update)

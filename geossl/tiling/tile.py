@@ -31,10 +31,10 @@ import numpy as np
 import rasterio
 from rasterio import windows
 from rasterio.transform import Affine
-from tqdm import tqdm
 
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, check_writable
+from geossl.progress import progress as progress_bar
 from geossl.tiling import chip_index
 from geossl.tiling.remote import resolve_scenes
 from geossl.tiling.scenes import (
@@ -379,8 +379,8 @@ def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
     out = Path(out)
     plan = plan_scene(scene_path, out, opts)
     results = []
-    for block in tqdm(plan.blocks, desc=plan.scene.name, unit="block", disable=not progress,
-                      leave=False):
+    for block in progress_bar(plan.blocks, desc=plan.scene.name, unit="block",
+                              disable=not progress):
         results.append(tile_block(plan.scene, out, opts, block, _block_rejected(plan, block)))
     return _finish_scene(out, plan.scene, opts, results)
 
