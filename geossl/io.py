@@ -229,6 +229,13 @@ INFLATE_ENV = "GEOSSL_CKPT_MAX_INFLATE"
 MAX_INFLATE = 20.0
 
 
+def _size(n: float) -> str:
+    """``n`` bytes for people: ``61 kB``, ``16.0 MB``, ``8.00 GB``."""
+    if n < 1e6:
+        return f"{n / 1e3:.0f} kB"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
 def check_inflation(path: PathLike, what: str = "checkpoint") -> None:
     """Refuse a torch zip archive whose records would inflate far beyond the file's size.
 
@@ -266,8 +273,8 @@ def check_inflation(path: PathLike, what: str = "checkpoint") -> None:
     if total > cap:
         worst = max(infos, key=lambda i: i.file_size / max(1, i.compress_size))
         raise DataError(
-            f"refused: the {what} ({size / 2**20:.1f} MiB) would inflate to "
-            f"{total / 2**30:.2f} GiB when read ({worst.filename}: "
+            f"refused: the {what} ({_size(size)}) would inflate to "
+            f"{_size(total)} when read ({worst.filename}: "
             f"{worst.file_size / max(1, worst.compress_size):.0f}x compressed), over the cap "
             f"of {ratio:g}x its size (set {INFLATE_ENV} to allow more)", p)
 
