@@ -282,12 +282,15 @@ def embed(
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_path / PROGRESS
     done: set[int] = set()
-    holed: dict[str, int] = {}  # block -> windows with invalid pixels (resume keeps them)
+    # block -> windows with some / with only invalid pixels (kept for a resumed run)
+    holed: dict[str, int] = {}
+    empty: dict[str, int] = {}
     if resume and progress_file.is_file():
         prev = json.loads(progress_file.read_text())
         if prev.get("params") == params:
             done = set(prev.get("done", []))
             holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}
+            empty = {str(k): int(v) for k, v in (prev.get("empty") or {}).items()}
     created = not done
     if not done:
         attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
@@ -307,22 +310,20 @@ def embed(
                     tasks.submit(embed_block, job, r0, r1, tag=b)
             for b, result in tasks:
                 done.add(b)
-                holed[str(b)] = int(result[2]) if len(result) > 2 else 0
-                atomic_write_text(progress_file, json.dumps({"params": params,
-                                                             "done": sorted(done),
-                                                             "holed": holed}))
+                holed[str(b)], empty[str(b)] = int(result[2]), int(result[3])
+                atomic_write_text(progress_file, json.dumps({
+                    "params": params, "done": sorted(done), "holed": holed, "empty": empty}))
     finally:
         _drop_state(job)
-    empty = _empty_windows(out_path)
-    n_holed = sum(holed.values())
-    if empty == ny * nx:
+    n_holed, n_empty = sum(holed.values()), sum(empty.values())
+    if n_empty == ny * nx:
         if created:  # the store this call created holds nothing: leave nothing behind
             import shutil
 
             shutil.rmtree(out_path, ignore_errors=True)
         raise DataError(f"no valid pixel in any of the {ny * nx} windows of this scene "
                         "(nodata, NaN, cloud): nothing to embed", where)
-    _warn_invalid(where, empty, n_holed, ny * nx)
+    _warn_invalid(where, n_empty, n_holed, ny * nx)
     cmap_path = None
     if clusters > 0:
         cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
@@ -330,17 +331,8 @@ def embed(
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
-                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, empty, n_holed,
+                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, n_empty, n_holed,
                        ny * nx)
-
-
-def _empty_windows(cube: Path) -> int:
-    """Windows of the cube without an embedding (NaN in the first feature), read by rows."""
-    import zarr
-
-    arr: Any = zarr.open_group(str(cube), mode="r")["embedding"]
-    rows = max(1, int(arr.chunks[1]))
-    return sum(int(np.isnan(arr[0, r:r + rows, :]).sum()) for r in range(0, arr.shape[1], rows))
 
 
 def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
@@ -448,7 +440,7 @@ def _drop_state(job: EmbedJob) -> None:
         st.layout.close()
 
 
-def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int]:
+def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int, int]:
     """Embed window rows ``r0:r1`` and write them to the cube (one task; idempotent).
 
     The region covers whole zarr chunks (``block_rows`` rows, every column chunk), each
@@ -456,7 +448,7 @@ def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int]:
     Windows without a valid pixel stay NaN.
 
     Returns:
-        ``(r0, r1, windows with some invalid pixels)``.
+        ``(r0, r1, windows with some invalid pixels, windows without a valid pixel)``.
     """
     import zarr
 
@@ -464,7 +456,7 @@ def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int]:
     block = layout.block(r0, r1)
     arr: Any = zarr.open_group(job.out, mode="r+")["embedding"]
     arr[:, r0:r1, :] = block
-    return r0, r1, layout.holed(r0)
+    return r0, r1, *layout.invalid(r0)
 
 
 def _where(ref: Any) -> str:
@@ -547,9 +539,9 @@ class _Layout:
     def close(self) -> None:
         """Release open files."""
 
-    def holed(self, r0: int) -> int:
-        """Windows of the block starting at row ``r0`` with some (not all) invalid pixels."""
-        return 0
+    def invalid(self, r0: int) -> tuple[int, int]:
+        """Windows of the block at row ``r0`` with some, and with only, invalid pixels."""
+        return 0, 0
 
 
 class _SceneLayout(_Layout):
@@ -560,12 +552,12 @@ class _SceneLayout(_Layout):
         self.ny, self.nx = grid(scene.height, scene.width, size, stride)
         self.bands, self.crs = list(scene.bands), scene.crs
         self.transform = cube_transform(scene.transform, size, stride)
-        self._holed: dict[int, int] = {}
+        self._invalid: dict[int, tuple[int, int]] = {}
 
     def block(self, r0: int, r1: int) -> np.ndarray:
         out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
         size, stride = self.size, self.stride
-        holed = 0
+        holed = empty = 0
         for c0 in range(0, self.nx, self.col_chunk):
             c1 = min(self.nx, c0 + self.col_chunk)
             win = Window(c0 * stride, r0 * stride, (c1 - c0 - 1) * stride + size,
@@ -575,17 +567,18 @@ class _SceneLayout(_Layout):
             n_valid = _windows(torch.from_numpy(valid[None]), size, stride).sum((1, 2, 3))
             keep = (n_valid > 0).numpy()
             holed += int(((n_valid > 0) & (n_valid < size * size)).sum())
+            empty += int((~keep).sum())
             if not keep.any():
                 continue
             wins = _windows(torch.from_numpy(data), size, stride)[torch.from_numpy(keep)]
             f = np.full((len(keep), self.n_feat), np.nan, dtype=np.float32)
             f[keep] = self.run(wins)
             out[:, :, c0:c1] = f.reshape(r1 - r0, c1 - c0, self.n_feat).transpose(2, 0, 1)
-        self._holed[r0] = holed
+        self._invalid[r0] = (holed, empty)
         return out
 
-    def holed(self, r0: int) -> int:
-        return self._holed.pop(r0, 0)
+    def invalid(self, r0: int) -> tuple[int, int]:
+        return self._invalid.pop(r0, (0, 0))
 
     def close(self) -> None:
         self.scene.close()

@@ -297,3 +297,40 @@ def test_progress_in_a_log_is_timed_lines_with_the_time_left(
     for _ in progress(range(3), desc="quick"):
         pass
     assert capsys.readouterr().err == ""
+
+
+# ---- item 20: nodes launched with plain environment variables (docs/scale.md) -------------------
+
+
+@pytest.mark.slow  # two pretraining processes (gloo, CPU): about a minute on a busy machine
+@pytest.mark.timeout(600)
+def test_nodes_started_with_plain_environment_variables(tmp_path: Path) -> None:
+    """``MASTER_ADDR``/``MASTER_PORT``/``WORLD_SIZE``/``NODE_RANK`` and one ``geossl pretrain``
+    per node, as scale.md says: two "nodes" on 127.0.0.1 form one run of 2 processes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from geossl.bench.train import make_chips
+    from tests.conftest import REPO
+
+    chips = make_chips(tmp_path / "chips", 8, 13, 32).parent
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "chips", "--root", str(chips), "--out", str(out),
+            "--sensors", "s2", "--pairing", "aug", "--method", "simclr", "--backbone",
+            "test_convnext", "--img-size", "32", "--workers", "0", "--accelerator", "cpu",
+            "--devices", "1", "--num-nodes", "2", "--strategy", "ddp", "--batch-size", "4",
+            "--max-steps", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "geossl.cli", *args],
+                              env={**env, "NODE_RANK": str(rank)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    logs = [p.communicate(timeout=500)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in logs[0] and "GLOBAL_RANK: 1, MEMBER: 2/2" in logs[1]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
