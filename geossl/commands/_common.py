@@ -47,7 +47,8 @@ def add_scheduler(parser: ArgumentParser) -> None:
     """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
     parser.add_argument("--scheduler", type=str | None, default=None,
                         help="address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; "
-                             "default: $DASK_SCHEDULER_ADDRESS, else --workers local processes)")
+                             "default: $DASK_SCHEDULER_ADDRESS, else --workers N > 1 local "
+                             "processes, else no cluster: in this process)")
 
 
 def add_scheduler_file(parser: ArgumentParser) -> None:
