@@ -127,8 +127,8 @@ def test_percentiles_exact_whatever_the_chunks() -> None:
     whole = BandAccumulator(2, reservoir=500)
     whole.update(x)
     parts = [BandAccumulator(2, reservoir=500, seed=[0, i]) for i in range(3)]  # as Dask's chunks
-    for i, p in enumerate(parts):
-        p.update(x[:, i * 10_000:(i + 1) * 10_000])
+    for i, part in enumerate(parts):
+        part.update(x[:, i * 10_000:(i + 1) * 10_000])
     merged = parts[0]
     merged.merge(parts[1])
     merged.merge(parts[2])
