@@ -4,7 +4,8 @@
 tasks (a block of chip rows of a scene, a chunk of chip headers, a chunk of samples, a block
 of embedding rows) and hand them to a :class:`Runner`:
 
-* ``--scheduler tcp://HOST:PORT`` (or the ``DASK_SCHEDULER_ADDRESS`` environment variable): the
+* ``--scheduler tcp://HOST:PORT`` (or the ``DASK_SCHEDULER_ADDRESS`` environment variable, or
+  ``--scheduler-file PATH``: the JSON ``dask scheduler --scheduler-file PATH`` writes): the
   tasks run on that existing ``dask.distributed`` cluster (SLURM through ``dask-jobqueue``,
   Kubernetes, ``dask scheduler`` + ``dask worker`` by hand; see ``docs/scale.md``). The paths
   given (scenes, output folder, checkpoint) must be the same on the workers as here: a shared
@@ -35,9 +36,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from geossl.errors import ConfigError, GeosslError
+from geossl.progress import progress
 
 #: environment variable naming the scheduler to use when ``--scheduler`` is not given (the
 #: variable dask itself reads for ``distributed.Client()``)
@@ -71,6 +71,47 @@ def scheduler_address(scheduler: str | None = None) -> str | None:
     if "://" not in addr:
         raise ConfigError(f"scheduler address {addr!r} should look like tcp://HOST:PORT")
     return addr
+
+
+#: seconds ``--scheduler-file`` waits for the file to appear (the scheduler may still start)
+SCHEDULER_FILE_WAIT_S = 60.0
+
+
+def scheduler_from_file(path: str | os.PathLike[str], wait_s: float | None = None) -> str:
+    """The address in a scheduler file (``dask scheduler --scheduler-file PATH`` writes it).
+
+    Waits up to ``wait_s`` (default :data:`SCHEDULER_FILE_WAIT_S`) for the file to appear,
+    saying so once, as ``distributed.Client(scheduler_file=...)`` does; a batch job may start
+    the scheduler and the command at the same time.
+
+    Raises:
+        ConfigError: the file does not appear in time, or holds no scheduler address.
+    """
+    import json
+    import time
+    from pathlib import Path
+
+    p = Path(path)
+    limit = SCHEDULER_FILE_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + limit
+    if not p.is_file():
+        print(f"waiting up to {limit:g} s for the dask scheduler file {p}", file=sys.stderr,
+              flush=True)
+        while not p.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    where = os.fspath(p)
+    if not p.is_file():
+        raise ConfigError(f"{where}: not found after waiting {limit:g} s (start the scheduler "
+                          "with `dask scheduler --scheduler-file PATH`, on a path this "
+                          "machine sees)")
+    try:
+        address = json.loads(p.read_text())["address"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{where}: not a dask scheduler file ({type(err).__name__}; "
+                          "expected the JSON `dask scheduler --scheduler-file` writes)") from err
+    if not isinstance(address, str) or "://" not in address:
+        raise ConfigError(f"{where}: not a dask scheduler file (address {address!r})")
+    return address
 
 
 def on_worker() -> bool:
@@ -251,7 +292,7 @@ class TaskSet:
 
     def __init__(self, runner: Runner, desc: str, unit: str) -> None:
         self.runner = runner
-        self.bar = tqdm(total=0, desc=desc, unit=unit, disable=not runner.progress or None,
+        self.bar = progress(total=0, desc=desc, unit=unit, disable=not runner.progress,
                         leave=False)
         self._inline: deque[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = deque()
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (future, tag)
@@ -341,4 +382,4 @@ def _first_line(err: BaseException) -> str:
 
 
 __all__ = ["LOCAL_MIN_WORK_S", "LOCAL_WORKER_CONFIG", "SCHEDULER_ENV", "Runner", "TaskSet",
-           "on_worker", "scheduler_address", "worker_threads"]
+           "on_worker", "scheduler_address", "scheduler_from_file", "worker_threads"]

@@ -47,6 +47,7 @@ from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
 from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
+from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
 
@@ -100,11 +101,19 @@ class Scene:
 
     def read(self, window: Window) -> np.ndarray:
         """Read a window of the common grid as float32 ``(C, h, w)``, invalid pixels as 0."""
+        return self.read_valid(window)[0]
+
+    def read_valid(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Read a window as float32 ``(C, h, w)`` (invalid pixels as 0) and its valid mask.
+
+        The ``(h, w)`` mask is the test ``geossl tile`` applies: inside every band, not nodata,
+        not NaN or infinite, not cloud.
+        """
         data, valid = self._reader.read(int(window.row_off), int(window.col_off),
                                         int(window.height), int(window.width))
         out = data.astype(np.float32, copy=False)
         out[:, ~valid] = 0
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), valid
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +130,11 @@ class EmbedResult:
     transform: tuple[float, ...]
     blocks_done: int
     blocks_skipped: int
+    #: windows with no valid pixel (left without an embedding: NaN), out of ``windows``
+    empty_windows: int = 0
+    #: windows with some invalid pixels, embedded with those pixels read as 0
+    holed_windows: int = 0
+    windows: int = 0
     products: dict[str, Path] = dataclasses.field(default_factory=dict)
 
 
@@ -255,6 +269,8 @@ def embed(
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
+    if clusters < 0:
+        raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got {clusters}")
     check_writable(out, folder=True)  # the zarr store is a folder
     # --- embedding products (geossl.embeddings): which formats, and where -----------------
     from geossl.embeddings.records import parse_formats, product_paths
@@ -289,10 +305,16 @@ def embed(
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_path / PROGRESS
     done: set[int] = set()
+    # block -> windows with some / with only invalid pixels (kept for a resumed run)
+    holed: dict[str, int] = {}
+    empty: dict[str, int] = {}
     if resume and progress_file.is_file():
         prev = json.loads(progress_file.read_text())
         if prev.get("params") == params:
             done = set(prev.get("done", []))
+            holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}
+            empty = {str(k): int(v) for k, v in (prev.get("empty") or {}).items()}
+    created = not done
     if not done:
         attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
                  for k, v in params.items()}
@@ -309,12 +331,22 @@ def embed(
             for b, r0, r1 in blocks:
                 if b not in done:
                     tasks.submit(embed_block, job, r0, r1, tag=b)
-            for b, _ in tasks:
+            for b, result in tasks:
                 done.add(b)
-                atomic_write_text(progress_file, json.dumps({"params": params,
-                                                             "done": sorted(done)}))
+                holed[str(b)], empty[str(b)] = int(result[2]), int(result[3])
+                atomic_write_text(progress_file, json.dumps({
+                    "params": params, "done": sorted(done), "holed": holed, "empty": empty}))
     finally:
         _drop_state(job)
+    n_holed, n_empty = sum(holed.values()), sum(empty.values())
+    if n_empty == ny * nx:
+        if created:  # the store this call created holds nothing: leave nothing behind
+            import shutil
+
+            shutil.rmtree(out_path, ignore_errors=True)
+        raise DataError(f"no valid pixel in any of the {ny * nx} windows of this scene "
+                        "(nodata, NaN, cloud): nothing to embed", where)
+    _warn_invalid(where, n_empty, n_holed, ny * nx)
     cmap_path = None
     if clusters > 0:
         cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
@@ -323,7 +355,27 @@ def embed(
                           cluster_sample, seed)
     products = _write_products(out_path, fmts)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
-                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, products)
+                       tuple(ctrans)[:6], len(blocks) - skipped, skipped, n_empty, n_holed,
+                       ny * nx, products)
+
+
+def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
+    """One warning line when windows had invalid pixels (as ``tile``, ``stats``, ``pretrain``)."""
+    import warnings
+
+    from geossl.errors import GeosslWarning
+
+    if not empty and not holed:
+        return
+    parts = []
+    if empty:
+        parts.append(f"{empty} of {total} windows have no valid pixel (left empty: NaN in the "
+                     "cube, nodata in the cluster map)")
+    if holed:
+        parts.append(f"{holed} of {total} windows have some invalid pixels, embedded with "
+                     "them read as 0")
+    warnings.warn(GeosslWarning(f"{where}: nodata, NaN or cloud: {'; '.join(parts)}"),
+                  stacklevel=3)
 
 
 def _write_products(cube: Path, formats: Sequence[str]) -> dict[str, Path]:
@@ -424,18 +476,23 @@ def _drop_state(job: EmbedJob) -> None:
         st.layout.close()
 
 
-def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int]:
+def embed_block(job: EmbedJob, r0: int, r1: int) -> tuple[int, int, int, int]:
     """Embed window rows ``r0:r1`` and write them to the cube (one task; idempotent).
 
     The region covers whole zarr chunks (``block_rows`` rows, every column chunk), each
     written atomically, so a task run again after its worker died rewrites the same chunks.
+    Windows without a valid pixel stay NaN.
+
+    Returns:
+        ``(r0, r1, windows with some invalid pixels, windows without a valid pixel)``.
     """
     import zarr
 
-    block = _state(job).layout.block(r0, r1)
+    layout = _state(job).layout
+    block = layout.block(r0, r1)
     arr: Any = zarr.open_group(job.out, mode="r+")["embedding"]
     arr[:, r0:r1, :] = block
-    return r0, r1
+    return r0, r1, *layout.invalid(r0)
 
 
 def _where(ref: Any) -> str:
@@ -518,6 +575,10 @@ class _Layout:
     def close(self) -> None:
         """Release open files."""
 
+    def invalid(self, r0: int) -> tuple[int, int]:
+        """Windows of the block at row ``r0`` with some, and with only, invalid pixels."""
+        return 0, 0
+
 
 class _SceneLayout(_Layout):
     def __init__(self, scene: Scene, size: int, stride: int, col_chunk: int,
@@ -527,18 +588,33 @@ class _SceneLayout(_Layout):
         self.ny, self.nx = grid(scene.height, scene.width, size, stride)
         self.bands, self.crs = list(scene.bands), scene.crs
         self.transform = cube_transform(scene.transform, size, stride)
+        self._invalid: dict[int, tuple[int, int]] = {}
 
     def block(self, r0: int, r1: int) -> np.ndarray:
-        out = np.empty((self.n_feat, r1 - r0, self.nx), dtype=np.float32)
+        out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
         size, stride = self.size, self.stride
+        holed = empty = 0
         for c0 in range(0, self.nx, self.col_chunk):
             c1 = min(self.nx, c0 + self.col_chunk)
             win = Window(c0 * stride, r0 * stride, (c1 - c0 - 1) * stride + size,
                          (r1 - r0 - 1) * stride + size)
-            wins = _windows(torch.from_numpy(self.scene.read(win)), size, stride)
-            f = self.run(wins).reshape(r1 - r0, c1 - c0, self.n_feat)
-            out[:, :, c0:c1] = f.transpose(2, 0, 1)
+            data, valid = self.scene.read_valid(win)
+            # valid pixels per window: the same windows as the data, one channel
+            n_valid = _windows(torch.from_numpy(valid[None]), size, stride).sum((1, 2, 3))
+            keep = (n_valid > 0).numpy()
+            holed += int(((n_valid > 0) & (n_valid < size * size)).sum())
+            empty += int((~keep).sum())
+            if not keep.any():
+                continue
+            wins = _windows(torch.from_numpy(data), size, stride)[torch.from_numpy(keep)]
+            f = np.full((len(keep), self.n_feat), np.nan, dtype=np.float32)
+            f[keep] = self.run(wins)
+            out[:, :, c0:c1] = f.reshape(r1 - r0, c1 - c0, self.n_feat).transpose(2, 0, 1)
+        self._invalid[r0] = (holed, empty)
         return out
+
+    def invalid(self, r0: int) -> tuple[int, int]:
+        return self._invalid.pop(r0, (0, 0))
 
     def close(self) -> None:
         self.scene.close()
@@ -646,7 +722,8 @@ def write_cluster_map(
     rng = np.random.default_rng(seed)
     per_block = max(1, sample * block_rows // max(1, ny))
     picks = []
-    for _, r0, r1 in _blocks(ny, block_rows):
+    for _, r0, r1 in progress(list(_blocks(ny, block_rows)), desc="cluster map: sample",
+                              unit="block"):
         v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
         v = v[np.isfinite(v).all(1)]
         if len(v):
@@ -662,7 +739,8 @@ def write_cluster_map(
                "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate"}
     dest = Path(path)
     with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
-        for _, r0, r1 in _blocks(ny, block_rows):
+        for _, r0, r1 in progress(list(_blocks(ny, block_rows)), desc="cluster map: assign",
+                                  unit="block"):
             v = emb.isel(y=slice(r0, r1)).values.reshape(n_feat, -1).T
             ok = np.isfinite(v).all(1)
             lab = np.full(len(v), nodata, dtype=dtype)

@@ -14,7 +14,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from geossl.errors import DataError
+from geossl.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike[str]
 
@@ -221,6 +221,63 @@ def safe_globals() -> list[Any]:
 
 _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 
+#: environment variable: how many times its own size a torch file may inflate to when read
+INFLATE_ENV = "GEOSSL_CKPT_MAX_INFLATE"
+#: default of :data:`INFLATE_ENV`. ``torch.save`` stores records uncompressed (ratio 1, a few
+#: kB of headers aside); an archive re-packed with deflate shrinks float weights by well under
+#: 2x. Only crafted records (zeros, repeated bytes) reach this: 8 MB asking for 8 GiB is 1000x.
+MAX_INFLATE = 20.0
+
+
+def _size(n: float) -> str:
+    """``n`` bytes for people: ``61 kB``, ``16.0 MB``, ``8.00 GB``."""
+    if n < 1e6:
+        return f"{n / 1e3:.0f} kB"
+    return f"{n / 1e6:.1f} MB" if n < 1e9 else f"{n / 1e9:.2f} GB"
+
+
+def check_inflation(path: PathLike, what: str = "checkpoint") -> None:
+    """Refuse a torch zip archive whose records would inflate far beyond the file's size.
+
+    Reads only the zip central directory (the uncompressed size of every record), before
+    ``torch.load`` allocates anything: the total may be at most ``GEOSSL_CKPT_MAX_INFLATE``
+    (default :data:`MAX_INFLATE`) times the file's size, plus 1 MiB for tiny files. A file that
+    is not a zip archive (legacy format) is left to ``torch.load``.
+
+    Raises:
+        DataError: the archive would inflate beyond the cap.
+        ConfigError: ``GEOSSL_CKPT_MAX_INFLATE`` is not a positive number.
+    """
+    import zipfile
+
+
+    p = Path(path)
+    text = os.environ.get(INFLATE_ENV, "").strip()
+    try:
+        ratio = float(text) if text else MAX_INFLATE
+    except ValueError:
+        ratio = -1.0
+    if not ratio > 0:
+        raise ConfigError(f"{INFLATE_ENV}={text!r} should be a positive number "
+                          f"(default {MAX_INFLATE:g})")
+    if not zipfile.is_zipfile(p):
+        return
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load says what is wrong with it
+    size = p.stat().st_size
+    total = sum(max(0, i.file_size) for i in infos)
+    cap = ratio * size + 2**20
+    if total > cap:
+        worst = max(infos, key=lambda i: i.file_size / max(1, i.compress_size))
+        raise DataError(
+            f"refused: the {what} ({_size(size)}) would inflate to "
+            f"{_size(total)} when read ({worst.filename}: "
+            f"{worst.file_size / max(1, worst.compress_size):.0f}x compressed), over the cap "
+            f"of {ratio:g}x its size (set {INFLATE_ENV} to allow more)", p)
+
 
 def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     """``torch.load`` a file as data only: tensors, plain values and :func:`safe_globals`.
@@ -237,7 +294,8 @@ def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
         the loaded object, on the CPU.
 
     Raises:
-        DataError: missing or unreadable file, or one holding objects outside the allow-list.
+        DataError: missing or unreadable file, one holding objects outside the allow-list, or
+            one that would inflate far beyond its size (:func:`check_inflation`).
     """
     import pickle
 
@@ -246,6 +304,7 @@ def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{what} not found", p)
+    check_inflation(p, what)  # before torch.load allocates what the records ask for
     try:
         with torch.serialization.safe_globals(safe_globals()):
             return torch.load(p, map_location="cpu", weights_only=True)

@@ -428,3 +428,29 @@ def test_a_context_larger_than_the_scene_is_refused(scene: Path, tmp_path: Path)
                             tsne=False)  # default context: 96 px, the scene is 64 x 100
     with pytest.raises(ConfigError, match="context 96 is larger than the scene"):
         run_polsar_benchmark(cfg, log=lambda _: None)
+
+
+def test_benchmark_reports_every_phase_and_its_progress(
+        scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 18 item 22: a log (not a terminal) shows numbered phases and progress lines with
+    an estimate of the time left for the evaluation loops (32 silent minutes before)."""
+    monkeypatch.setenv("GEOSSL_PROGRESS_S", "0")  # every update: the phases here are short
+    cfg = PolsarBenchConfig(
+        root=str(scene), out=str(tmp_path / "run"), patch=8, stride=4, block=16, budgets=(2,),
+        seeds=2, methods=("simclr",), pretrain_steps=2, pretrain_batch=16, moco_queue=64,
+        pretrain_stride=8, context=8, crop_scale=(0.4, 1.0), scratch_steps=2, threads=1,
+        device="cpu", tsne=False, log_every=0, probe_folds=0, windows=(),
+    )
+    lines: list[str] = []
+    run_polsar_benchmark(cfg, log=lines.append)
+    phases = [line for line in lines if line.startswith("[")]
+    assert [p.split("]")[0] + "]" for p in phases if "done in" not in p] == [
+        f"[{i}/5]" for i in range(1, 6)]
+    assert any("supervised from scratch" in p for p in phases)
+    assert sum("done in" in p for p in phases) == 5
+    err = capsys.readouterr().err.splitlines()
+    for desc in ("hand-crafted", "geossl SimCLR", "random init", "supervised from scratch"):
+        shown = [e for e in err if e.startswith(desc)]
+        assert shown, (desc, err[-20:])
+        assert any("<" in e and "/2 [" in e for e in shown), shown  # n/total [elapsed<left]

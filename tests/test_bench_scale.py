@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 
 from geossl.bench.scale import bench_floor, format_report, rasterio_floor
@@ -53,3 +54,50 @@ def test_report_lists_the_pretrain_rows() -> None:
                           "pretrain": pretrain})
     assert "not measured" not in text and "parallel efficiency 0.67" in text
     assert any(line.split() == ["2", "|", "0.71", "|", "11.4"] for line in text.splitlines())
+
+
+def test_compared_runs_are_interleaved_with_load_and_cpu() -> None:
+    """Issue 18 item 21: A B A B (after one warm-up each), best times, load and CPU per side."""
+    from geossl.bench.scale import interleaved
+
+    calls: list[str] = []
+    t = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
+    for side in ("a", "b"):
+        assert t[side]["wall_s"] >= 0 and t[side]["cpu_s"] >= 0
+        assert 0 <= t[side]["load"] <= t[side]["load_max"]
+
+
+def test_report_prints_load_and_cpu_beside_the_ratios() -> None:
+    rows = [{"workers": n, "tile_chips_s": 60.0 * n, "tile_efficiency": 1.0,
+             "tile_chips_cpu_s": 60.0, "tile_cpu_efficiency": 1.0, "tile_cpu_s": 1.5,
+             "embed_windows_s": 100.0 * n, "embed_efficiency": 1.0, "embed_windows_cpu_s": 90.0,
+             "embed_cpu_efficiency": 1.0, "embed_cpu_s": 2.25, "load": 1.5, "load_max": 2.0}
+            for n in (1, 2)]
+    text = format_report({"cpu_count": 2, "repeats": 3,
+                          "floor": {"cell": "c", "chips": 64, "size": 128, "floor_s": 0.42,
+                                    "floor_cpu_s": 0.4, "tile_s": 1.0, "tile_cpu_s": 0.9,
+                                    "tile_vs_floor": 2.38, "tile_vs_floor_cpu": 2.25,
+                                    "load": 0.75, "load_max": 1.25},
+                          "workers": {"cells": 2, "size": 128, "embed_size": 32, "rows": rows},
+                          "pretrain": None})
+    assert "2.25x in CPU time; load 0.75 (max 1.25)" in text
+    assert "interleaved" in text
+    row2 = next(line for line in text.splitlines() if line.strip().startswith("2 |"))
+    assert "1.50" in row2 and "2.25" in row2 and row2.rstrip().endswith("1.50 (max 2.00)")
+
+
+def test_data_default_needs_the_environment_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from geossl.cli import main
+
+    monkeypatch.delenv("GEOSSL_REAL_DATA", raising=False)
+    assert main(["bench", "scale", "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GEOSSL_REAL_DATA" in err[0] and "--data" in err[0]
+    monkeypatch.setenv("GEOSSL_REAL_DATA", str(tmp_path / "nowhere"))
+    assert main(["bench", "scale", "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no Major-TOM cell" in err[0] and "nowhere" in err[0]
+    assert not (tmp_path / "c").exists()

@@ -301,6 +301,36 @@ def test_index_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     assert len(got) == n == 36  # 2 x 6 x 6 chips less the nodata rows
 
 
+def test_scheduler_file_of_a_real_scheduler(cluster: Cluster, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``--scheduler-file``: the JSON ``dask scheduler --scheduler-file`` writes (docs/scale.md's
+    SLURM recipe); a missing or damaged file is one line after a bounded wait."""
+    import geossl.cluster
+    from geossl.cli import main
+
+    cluster.ensure_workers(2)
+    chips, n = _chip_folder(tmp_path)
+    out = tmp_path / "index.parquet"
+    assert main(["index", str(chips), "--out", str(out),
+                 "--scheduler-file", str(cluster.file)]) == 0
+    err = capsys.readouterr().err
+    assert f"dask scheduler {cluster.address} (2 worker(s))" in err
+    assert len(chip_index.read_index(out)) == n
+    geossl.cluster.SCHEDULER_FILE_WAIT_S = 0.5
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for path, why in [(tmp_path / "absent.json", "not found after waiting 0.5 s"),
+                      (bad, "not a dask scheduler file")]:
+        assert main(["index", str(chips), "--out", str(tmp_path / "x.parquet"),
+                     "--scheduler-file", str(path)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert lines[-1].startswith(f"geossl index: error: {path}: {why}"), lines
+    assert main(["index", str(chips), "--out", str(tmp_path / "x.parquet"), "--scheduler-file",
+                 str(cluster.file), "--scheduler", cluster.address]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "x.parquet").exists()
+
+
 @pytest.mark.slow  # every worker imports torch: seconds per worker on a busy machine
 def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     cluster.ensure_workers(2)
@@ -314,6 +344,9 @@ def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     assert a[key]["count"] == b[key]["count"] and a[key]["min"] == b[key]["min"]
     np.testing.assert_allclose(a[key]["mean"], b[key]["mean"], rtol=1e-9)
     np.testing.assert_allclose(a[key]["std"], b[key]["std"], rtol=1e-9)
+    # percentiles counted exactly (16-bit DN): identical on the cluster (issue 18 item 9)
+    assert a[key]["p1"] == b[key]["p1"] and a[key]["p99"] == b[key]["p99"]
+    assert a[key]["percentiles_exact"] and b[key]["percentiles_exact"]
 
 
 def _checkpoint(path: Path, bands: list[str]) -> Path:

@@ -95,14 +95,14 @@ def test_embed_geotiff(tmp_path: Path) -> None:
 def test_embed_overlapping_stride(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tif = _geotiff(tmp_path / "scene.tif", h=100, w=80)
     reads: list[tuple[int, int]] = []
-    real_read = Scene.read
+    real_read = Scene.read_valid
 
-    def spy(self: Scene, window: rasterio.windows.Window) -> np.ndarray:
-        out = real_read(self, window)
+    def spy(self: Scene, window: rasterio.windows.Window) -> tuple[np.ndarray, np.ndarray]:
+        out, valid = real_read(self, window)
         reads.append(out.shape[1:])
-        return out
+        return out, valid
 
-    monkeypatch.setattr(Scene, "read", spy)
+    monkeypatch.setattr(Scene, "read_valid", spy)
     res = embed(_source(5), tif, tmp_path / "o.zarr", size=32, stride=16, col_chunk=2,
                 block_rows=2, device="cpu")
     ds = xr.open_zarr(tmp_path / "o.zarr", decode_coords="all")

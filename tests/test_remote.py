@@ -125,7 +125,8 @@ def test_stac_json_by_url_relative_assets_and_common_names(tmp_path: Path) -> No
         (scene,) = resolve_scenes([f"{url}/item.json"])
         assert scene.id == cell.name and scene.bands[0].href.startswith(url)
         opened = open_scene(scene, bands=["red", "nir", "B03"])
-        assert opened.band_names == ["red", "nir", "B03"]
+        # canonical names, whatever name chose the band (issue 18 item 17)
+        assert opened.band_names == ["B04", "B08", "B03"]
         assert opened.sensor == "s2" and opened.datetime is not None
         assert [Path(str(b.path)).name for b in opened.bands] == ["B04.tif", "B08.tif",
                                                                    "B03.tif"]
@@ -135,7 +136,7 @@ def test_stac_json_by_url_relative_assets_and_common_names(tmp_path: Path) -> No
              progress=False)
     with rasterio.open(next(out.rglob("*_r00032_c00064.tif"))) as chip, \
             rasterio.open(cell / "B04.tif") as b04:
-        assert chip.descriptions == ("red", "nir")
+        assert chip.descriptions == ("B04", "B08")
         np.testing.assert_array_equal(chip.read(1), b04.read(1)[32:64, 64:96])
 
 

@@ -58,7 +58,8 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
     """
     import rasterio
     from rasterio.transform import from_origin
-    from tqdm import tqdm
+
+    from geossl.progress import progress
 
     done = root / f".done_{n_files}_{px}"
     files: list[Path] = []
@@ -71,7 +72,7 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
         return files
     data = (np.arange(13 * px * px, dtype=np.uint16).reshape(13, px, px) % 4000) + 100
     side = int(np.ceil(np.sqrt(per_scene)))
-    for k, path in enumerate(tqdm(files, desc="generate", unit="file")):
+    for k, path in enumerate(progress(files, desc="generate", unit="file")):
         if path.exists():
             continue
         scene, patch = divmod(k, per_scene)
@@ -94,16 +95,21 @@ def _timed(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[f
     the timed runs go round-robin, starting one contender later each round, so no contender is
     always the first (cold) or the last (warm) and a burst of load on a shared machine hits all.
     """
-    for fn in runs.values():
-        fn()
+    from geossl.progress import progress
+
     names = list(runs)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(repeats):
-        shift = rep % len(names)
-        for name in names[shift:] + names[:shift]:
-            t = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - t)
+    with progress(total=len(names) * (repeats + 1), desc="timed runs", unit="run") as bar:
+        for fn in runs.values():
+            fn()
+            bar.update(1)
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for rep in range(repeats):
+            shift = rep % len(names)
+            for name in names[shift:] + names[:shift]:
+                t = time.perf_counter()
+                runs[name]()
+                times[name].append(time.perf_counter() - t)
+                bar.update(1)
     return times
 
 

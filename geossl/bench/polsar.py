@@ -80,7 +80,6 @@ import torch
 from geopandas import GeoDataFrame
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from geossl.datasets.polsar import (
     PIXEL_CRS,
@@ -102,6 +101,7 @@ from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
 from geossl.eval.paired import difference_stats, with_interval
 from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file
+from geossl.progress import phase, progress
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
 SENSOR = "polsar"
@@ -481,7 +481,7 @@ def window_origins(rows: np.ndarray, cols: np.ndarray, patch: int, size: int, h:
 
 def embed_windows(encoder: nn.Module, scene: Tensor, rows: np.ndarray, cols: np.ndarray,
                   sizes: Sequence[int], device: torch.device, stages: Sequence[int] | None,
-                  batch_size: int = 512) -> list[Tensor]:
+                  batch_size: int = 512, desc: str = "features") -> list[Tensor]:
     """Frozen features of square windows of ``scene``, one ``(N, D)`` tensor per size.
 
     Windows are cut batch by batch (48 px windows of every patch would not fit in memory
@@ -496,17 +496,22 @@ def embed_windows(encoder: nn.Module, scene: Tensor, rows: np.ndarray, cols: np.
         device: where to run.
         stages: ResNet stages of :func:`embed_patches`.
         batch_size: windows per forward pass.
+        desc: label of the progress bar (:func:`geossl.progress.progress`).
 
     Returns:
         one ``(N, D)`` float32 tensor per size.
     """
     out = []
-    for j, size in enumerate(sizes):
-        parts = [embed_patches(encoder, _cut(scene, rows[j][a : a + batch_size],
-                                             cols[j][a : a + batch_size], size),
-                               device, batch_size=batch_size, stages=stages)
-                 for a in range(0, rows.shape[1], batch_size)]
-        out.append(torch.cat(parts) if parts else torch.empty(0))
+    starts = range(0, rows.shape[1], batch_size)
+    with progress(total=len(sizes) * len(starts), desc=desc, unit="batch") as bar:
+        for j, size in enumerate(sizes):
+            parts = []
+            for a in starts:
+                parts.append(embed_patches(encoder, _cut(scene, rows[j][a : a + batch_size],
+                                                         cols[j][a : a + batch_size], size),
+                                           device, batch_size=batch_size, stages=stages))
+                bar.update(1)
+            out.append(torch.cat(parts) if parts else torch.empty(0))
     return out
 
 
@@ -771,6 +776,9 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         return linear_probe(xb, yb, x[te], k, seed=seed, device=device)
 
     # -- hand-crafted baseline ---------------------------------------------------------------
+    # five phases, each logged with its time; the loops inside show progress and the time left
+    n_draws = len(draws)
+    done = phase(log, 1, 5, f"hand-crafted baselines: 2 feature sets x {n_draws} label draws")
     t0 = time.perf_counter()
     for mode, row in (("matrix", "hand-crafted (patch-mean T3)"),
                       ("pixel", "hand-crafted (mean per-pixel features)")):
@@ -778,7 +786,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
                     for (r_, c_), s_ in zip(origins, sizes)]
         variants = [("", per_size[0])] + ([(ms, np.concatenate(per_size, 1))] if ms else [])
         for suffix, hc in variants:
-            for (b, s), idx in draws.items():
+            for (b, s), idx in progress(draws.items(), desc=row + suffix, total=n_draws,
+                                        unit="draw"):
                 p = logreg_scores(hc[idx], y_all[idx], hc[te], k, device=device)  # C = 1
                 record(row, HC_FIXED_C + suffix, b, s, _metrics(y_test, p, k))
                 if cfg.probe_folds >= 2:  # the very probe (and CV) of the learned features
@@ -786,10 +795,12 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
                     record(row, "linear probe" + suffix, b, s, _metrics(y_test, logits, k),
                            probe=chosen)
     timings["handcrafted"] = time.perf_counter() - t0
+    done()
 
     # -- frozen-feature protocols --------------------------------------------------------------
     def probe_rows(row: str, feats_all: Tensor, knn: bool, suffix: str = "") -> None:
-        for (b, s), idx in tqdm(draws.items(), desc=row, leave=False, disable=None):
+        for (b, s), idx in progress(draws.items(), desc=row + suffix, total=len(draws),
+                                    unit="draw"):
             logits, chosen = probe(feats_all, idx, s)
             record(row, "linear probe" + suffix, b, s, _metrics(y_test, logits, k),
                    probe=chosen)
@@ -806,7 +817,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         """Probe (and kNN) rows of a frozen encoder: on the patch, then multi-scale."""
         win_r = np.stack([r_[eval_rows] for r_, _ in origins])
         win_c = np.stack([c_[eval_rows] for _, c_ in origins])
-        parts = embed_windows(enc, scene, win_r, win_c, sizes, device, stages)
+        parts = embed_windows(enc, scene, win_r, win_c, sizes, device, stages,
+                              desc=f"{row}: features")
         feats_all = []
         for f_eval in (parts[0], torch.cat(parts, 1)) if ms else (parts[0],):
             f_all = torch.zeros(len(lab), f_eval.shape[1])
@@ -817,6 +829,9 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
             probe_rows(row, feats_all[1], knn, ms)
         return feats_all[-1]
     pretrain_info: dict[str, Any] = {}
+    done = phase(log, 2, 5, f"SSL encoders ({', '.join(cfg.methods) or 'none'}): "
+                 f"{'loading' if cfg.encoders else 'pretraining'}, then frozen features, "
+                 f"linear probe and kNN on {n_draws} label draws each")
     if cfg.methods:
         prow, pcol = _grid(h, w, cfg.context, cfg.pretrain_stride)
         windows = _Windows(scene, prow, pcol, cfg.context)
@@ -844,17 +859,25 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
             _tsne(f_all[te].numpy(), y_test, class_names, out / f"tsne_{name}.png",
                   f"t-SNE of geossl {pretty_name(name)} embeddings (test patches)")
 
+    done()
+
     # -- random encoder, linear probe --------------------------------------------------------
+    done = phase(log, 3, 5, f"random-init encoder: frozen features, linear probe on {n_draws} "
+                 "label draws")
     t0 = time.perf_counter()
     rnd = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed)
     frozen_rows("random init", rnd, knn=False)
     timings["eval_random"] = time.perf_counter() - t0
+    done()
 
     # -- supervised from scratch on the same labels ------------------------------------------
+    done = phase(log, 4, 5, f"supervised from scratch: {n_draws if cfg.scratch_steps > 0 else 0}"
+                 f" trainings of {cfg.scratch_steps} steps")
     t0 = time.perf_counter()
     dataset = _Patches(images, torch.as_tensor(y_all))
-    for (b, s), idx in tqdm(draws.items() if cfg.scratch_steps > 0 else (),
-                            desc="supervised from scratch", leave=False, disable=None):
+    for (b, s), idx in progress(draws.items() if cfg.scratch_steps > 0 else (),
+                                desc="supervised from scratch", unit="training",
+                                total=n_draws if cfg.scratch_steps > 0 else 0):
         enc = build_bench_encoder(cfg.backbone, 9, cfg.stem_stride, cfg.seed + s)
         res = finetune(enc, dataset, idx.tolist(), te.tolist(), k, steps=cfg.scratch_steps,
                        batch_size=64, lr=cfg.scratch_lr, weight_decay=1e-4, device=device,
@@ -862,15 +885,19 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         record("supervised from scratch", "same encoder, end to end", b, s,
                _metrics(res["labels"].numpy(), res["scores"], k))
     timings["scratch"] = time.perf_counter() - t0
+    done()
 
     # -- report ------------------------------------------------------------------------------
     # the SSL line judged against every baseline, fixed before any score is seen: the first
     # method, linear probe, on the richest features (multi-scale when windows are given)
     primary = (f"geossl {pretty_name(cfg.methods[0])}" if cfg.methods else "",
                "linear probe" + ms)
-    return _report(cfg, runs, primary, t_start, log, device=str(device),
-                   threads=torch.get_num_threads(), data=data_info, pretrain=pretrain_info,
-                   timings=timings)
+    done = phase(log, 5, 5, "summary, comparison and verdict")
+    result = _report(cfg, runs, primary, t_start, log, device=str(device),
+                     threads=torch.get_num_threads(), data=data_info, pretrain=pretrain_info,
+                     timings=timings)
+    done()
+    return result
 
 
 def _report(cfg: PolsarBenchConfig, runs: list[dict[str, Any]], primary: tuple[str, str],

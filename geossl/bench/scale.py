@@ -1,7 +1,10 @@
 """Scaling benchmark of the data jobs: ``geossl tile`` / ``geossl embed`` on 1 and 2 Dask workers.
 
-Three parts, same machine, same data (the real Major-TOM cells of
-``../shared/data/real/major_tom_s2l2a``, or ``--data``):
+Three parts, same machine, same data (Major-TOM cells: ``--data``, default
+``$GEOSSL_REAL_DATA/major_tom_s2l2a``; without either the command says so and stops). The
+compared runs are interleaved (A B A B ..., after one warm-up of each), so a burst of someone
+else's load hits both sides alike, and every ratio is printed with the CPU seconds behind it
+and the machine's load average (``os.getloadavg``) during the runs:
 
 (a) **tiling floor**, one cell, 64 chips of 128 px, 12 bands: ``geossl tile`` in one process
     against the floor of simply reading, resampling (bilinear, onto the 10 m grid) and writing
@@ -39,31 +42,87 @@ from typing import Any
 
 import numpy as np
 
-from geossl.bench.data import MAJOR_TOM, MT_12
+from geossl.bench.data import MT_12
+from geossl.errors import ConfigError, DataError
+
+#: environment variable naming the folder of real samples (its ``major_tom_s2l2a`` holds cells)
+REAL_DATA_ENV = "GEOSSL_REAL_DATA"
+
+
+def default_data() -> Path:
+    """``$GEOSSL_REAL_DATA/major_tom_s2l2a``: the default of ``--data``.
+
+    Raises:
+        ConfigError: the variable is not set (no folder layout is assumed).
+    """
+    root = os.environ.get(REAL_DATA_ENV, "").strip()
+    if not root:
+        raise ConfigError(f"--data not given and ${REAL_DATA_ENV} is not set: pass --data "
+                          "FOLDER (Major-TOM cells, one folder of B01.tif .. B12.tif each)")
+    return Path(root) / "major_tom_s2l2a"
 
 
 def _cells(data: Path) -> list[Path]:
     cells = sorted(p.parent for p in Path(data).rglob("B02.tif"))
     if not cells:
-        raise SystemExit(f"no Major-TOM cell (B02.tif) under {data}")
+        raise DataError("no Major-TOM cell (a folder with B02.tif) here", data)
     return cells
 
 
-def _best(fn: Callable[[], Any], repeats: int,
-          cpu: Callable[[], float] = time.process_time) -> tuple[float, float]:
-    """Best wall time and best CPU time of ``repeats`` runs of ``fn`` (after a warm-up run).
+def _load() -> float:
+    """The machine's 1-minute load average (NaN where the OS has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float("nan")
 
-    ``cpu()`` is the CPU clock to read (default: this process's); CPU seconds are the fair
-    per-core measure on a machine other jobs share, where wall time depends on their load.
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
+                cpu: Callable[[], float] | dict[str, Callable[[], float]] = time.process_time,
+                log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """Run the compared functions in turn (A B A B ...) and keep each one's best times.
+
+    One untimed warm-up of each first; then ``repeats`` rounds, each running every function
+    once in the given order, so that load from other jobs falls on all of them alike (the
+    per-core figures of runs done one side after the other swung by 15 % between identical
+    runs on a shared machine).
+
+    Args:
+        fns: the functions to compare, by name.
+        repeats: timed rounds.
+        cpu: the CPU clock to read (default: this process's), or one per name; CPU seconds are
+            the fair per-core measure on a machine other jobs share, where wall time depends on
+            their load.
+        log: called with one progress line per run.
+
+    Returns:
+        per name: ``wall_s`` and ``cpu_s`` (best of the rounds) and ``load`` / ``load_max``
+        (mean and highest 1-minute load average seen at the start of its timed runs).
     """
-    fn()
-    walls, cpus = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), cpu()
+    for name, fn in fns.items():
+        if log is not None:
+            log(f"warm-up {name}")
         fn()
-        walls.append(time.perf_counter() - t)
-        cpus.append(cpu() - c)
-    return min(walls), min(cpus)
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in fns}
+    for i in range(repeats):
+        for name, fn in fns.items():
+            clock = cpu[name] if isinstance(cpu, dict) else cpu
+            load = _load()
+            t, c = time.perf_counter(), clock()
+            fn()
+            wall, used = time.perf_counter() - t, clock() - c
+            runs[name].append((wall, used, load))
+            if log is not None:
+                log(f"round {i + 1}/{repeats} {name}: {wall:.2f} s wall, {used:.2f} CPU-s, "
+                    f"load {load:.2f}")
+    return {name: {"wall_s": min(r[0] for r in rs), "cpu_s": min(r[1] for r in rs),
+                   "load": float(np.mean([r[2] for r in rs])),
+                   "load_max": float(np.max([r[2] for r in rs]))}
+            for name, rs in runs.items()}
+
+
+def _say(text: str) -> None:
+    print(f"geossl bench scale: {text}", file=sys.stderr, flush=True)
 
 
 # ---- (a) tiling against the rasterio floor ---------------------------------------------------
@@ -121,11 +180,13 @@ def bench_floor(cache: Path, data: Path, repeats: int, size: int = 128) -> dict[
         tile([cell], out, opts, progress=False)
 
     chips = rasterio_floor(cell, cache / "floor_check", size)
-    floor_s, floor_cpu = _best(floor, repeats)
-    tile_s, tile_cpu = _best(geossl_tile, repeats)
-    return {"cell": cell.name, "chips": chips, "size": size, "floor_s": floor_s,
-            "floor_cpu_s": floor_cpu, "tile_s": tile_s, "tile_cpu_s": tile_cpu,
-            "tile_vs_floor": tile_s / floor_s, "tile_vs_floor_cpu": tile_cpu / floor_cpu}
+    t = interleaved({"floor": floor, "tile": geossl_tile}, repeats, log=_say)
+    f, g = t["floor"], t["tile"]
+    return {"cell": cell.name, "chips": chips, "size": size, "floor_s": f["wall_s"],
+            "floor_cpu_s": f["cpu_s"], "tile_s": g["wall_s"], "tile_cpu_s": g["cpu_s"],
+            "tile_vs_floor": g["wall_s"] / f["wall_s"],
+            "tile_vs_floor_cpu": g["cpu_s"] / f["cpu_s"],
+            "load": (f["load"] + g["load"]) / 2, "load_max": max(f["load_max"], g["load_max"])}
 
 
 # ---- (b) 1 vs 2 workers on a local Dask cluster ------------------------------------------------
@@ -140,9 +201,14 @@ def _checkpoint(path: Path) -> Path:
     return random_simclr_checkpoint(path, MT_12, std=900.0)
 
 
-def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int, size: int,
-                embed_size: int) -> dict[str, Any]:
-    """Best tiling and embedding times on a fresh local cluster of ``n`` workers."""
+def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, repeats: int,
+                size: int, embed_size: int) -> list[dict[str, Any]]:
+    """Best tiling and embedding times on local clusters of ``workers`` workers, interleaved.
+
+    Every cluster is started before the clock starts and kept up: each round tiles and embeds
+    on 1, then 2, ... workers (idle workers of the other clusters cost nothing measurable).
+    """
+    import contextlib
     import logging
 
     import dask
@@ -153,39 +219,57 @@ def _timed_runs(n: int, cache: Path, cells: list[Path], ckpt: Path, repeats: int
     from geossl.tiling.tile import TileOptions, tile
 
     opts = TileOptions(size=size, min_valid=0.0)
-    runs = {"tile": 0, "embed": 0}
+    runs: dict[str, int] = {}
     counts = {"tile": 0, "embed": 0}
-    # the cluster `geossl tile --workers N` starts (same worker settings)
-    with dask.config.set(LOCAL_WORKER_CONFIG), LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR) as cluster:
-        address = cluster.scheduler_address
+    with contextlib.ExitStack() as stack:
+        fns: dict[str, Callable[[], Any]] = {}
+        cpus: dict[str, Callable[[], float]] = {}
+        for n in workers:
+            _say(f"starting a local cluster of {n} worker(s)")
+            # the cluster `geossl tile --workers N` starts (same worker settings)
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                cluster = stack.enter_context(LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True,
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+            address = cluster.scheduler_address
 
-        def run_tile() -> None:
-            out = cache / f"scale_tile_{n}_{runs['tile']}"
-            runs["tile"] += 1
-            shutil.rmtree(out, ignore_errors=True)
-            counts["tile"] = tile(cells, out, opts, progress=False, scheduler=address).written
-
-        def run_embed() -> None:
-            out = cache / f"scale_embed_{n}_{runs['embed']}.zarr"
-            runs["embed"] += 1
-            shutil.rmtree(out, ignore_errors=True)
-            res = embed(str(ckpt), cells[0], out, size=embed_size, block_rows=4, device="cpu",
-                        scheduler=address, progress=False)
-            counts["embed"] = res.shape[1] * res.shape[2]
-
-        with Client(cluster) as client:
-            def cpu() -> float:  # CPU seconds of every worker process and of this one
+            def cpu(client: Any = client) -> float:  # CPU-s of its workers and of this process
                 return float(sum(client.run(time.process_time).values())) + time.process_time()
 
-            t_tile, c_tile = _best(run_tile, repeats, cpu)
-            t_embed, c_embed = _best(run_embed, repeats, cpu)
-    return {"workers": n, "tile_s": t_tile, "tile_cpu_s": c_tile, "tile_chips": counts["tile"],
-            "tile_chips_s": counts["tile"] / t_tile, "tile_chips_cpu_s": counts["tile"] / c_tile,
-            "embed_s": t_embed, "embed_cpu_s": c_embed, "embed_windows": counts["embed"],
-            "embed_windows_s": counts["embed"] / t_embed,
-            "embed_windows_cpu_s": counts["embed"] / c_embed}
+            def run_tile(n: int = n, address: str = address) -> None:
+                k = runs[f"tile{n}"] = runs.get(f"tile{n}", -1) + 1
+                out = cache / f"scale_tile_{n}_{k}"
+                shutil.rmtree(out, ignore_errors=True)
+                counts["tile"] = tile(cells, out, opts, progress=False,
+                                      scheduler=address).written
+
+            def run_embed(n: int = n, address: str = address) -> None:
+                k = runs[f"embed{n}"] = runs.get(f"embed{n}", -1) + 1
+                out = cache / f"scale_embed_{n}_{k}.zarr"
+                shutil.rmtree(out, ignore_errors=True)
+                res = embed(str(ckpt), cells[0], out, size=embed_size, block_rows=4,
+                            device="cpu", scheduler=address, progress=False)
+                counts["embed"] = res.shape[1] * res.shape[2]
+
+            fns[f"tile {n}"], fns[f"embed {n}"] = run_tile, run_embed
+            cpus[f"tile {n}"] = cpus[f"embed {n}"] = cpu
+        # rounds of tile 1, tile 2, ..., embed 1, embed 2, ...: the compared runs side by side,
+        # each timed with the CPU clock of its own cluster
+        order = [f"{what} {n}" for what in ("tile", "embed") for n in workers]
+        timed = interleaved({k: fns[k] for k in order}, repeats, cpus, log=_say)
+    rows = []
+    for n in workers:
+        t, e = timed[f"tile {n}"], timed[f"embed {n}"]
+        rows.append({
+            "workers": n, "tile_s": t["wall_s"], "tile_cpu_s": t["cpu_s"],
+            "tile_chips": counts["tile"], "tile_chips_s": counts["tile"] / t["wall_s"],
+            "tile_chips_cpu_s": counts["tile"] / t["cpu_s"], "embed_s": e["wall_s"],
+            "embed_cpu_s": e["cpu_s"], "embed_windows": counts["embed"],
+            "embed_windows_s": counts["embed"] / e["wall_s"],
+            "embed_windows_cpu_s": counts["embed"] / e["cpu_s"],
+            "load": (t["load"] + e["load"]) / 2, "load_max": max(t["load_max"], e["load_max"])})
+    return rows
 
 
 def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
@@ -193,7 +277,7 @@ def bench_workers(cache: Path, data: Path, workers: list[int], repeats: int,
     """Tiling and embedding rates on local clusters of ``workers`` single-threaded processes."""
     cells = _cells(data)
     ckpt = _checkpoint(cache / "resnet10t_simclr.ckpt")
-    rows = [_timed_runs(n, cache, cells, ckpt, repeats, size, embed_size) for n in workers]
+    rows = _timed_runs(workers, cache, cells, ckpt, repeats, size, embed_size)
     base = rows[0]
     for row in rows:
         k = row["workers"] / base["workers"]
@@ -226,16 +310,18 @@ def bench_pretrain(cache: Path) -> dict[str, Any] | None:
 # ---- report --------------------------------------------------------------------------------------
 
 
-def bench_scale(cache: str | Path, data: str | Path = MAJOR_TOM, workers: list[int] | None = None,
+def bench_scale(cache: str | Path, data: str | Path | None = None,
+                workers: list[int] | None = None,
                 repeats: int = 3, size: int = 128, embed_size: int = 32,
                 skip_floor: bool = False) -> dict[str, Any]:
     """Run every part; returns every figure (also printed by :func:`main`)."""
     import torch
 
     torch.set_num_threads(1)
+    data = Path(data) if data is not None else default_data()
+    _cells(data)  # before anything runs: a wrong folder is one line
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    data = Path(data)
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "repeats": repeats}
     if not skip_floor:
         result["floor"] = bench_floor(cache, data, repeats, size)
@@ -247,7 +333,8 @@ def bench_scale(cache: str | Path, data: str | Path = MAJOR_TOM, workers: list[i
 
 def format_report(r: dict[str, Any]) -> str:
     """Human-readable report."""
-    lines = [f"geossl scaling benchmark (cpu_count={r['cpu_count']}, best of {r['repeats']})"]
+    lines = [f"geossl scaling benchmark (cpu_count={r['cpu_count']}, best of {r['repeats']} "
+             "interleaved rounds; load = 1-minute load average at the start of the runs)"]
     if "floor" in r:
         f = r["floor"]
         lines += [
@@ -257,22 +344,24 @@ def format_report(r: dict[str, Any]) -> str:
             f"{f['floor_cpu_s']:7.3f} s CPU",
             f"    geossl tile                              : {f['tile_s']:7.3f} s wall, "
             f"{f['tile_cpu_s']:7.3f} s CPU  ({f['tile_vs_floor']:.2f}x the floor, "
-            f"{f['tile_vs_floor_cpu']:.2f}x in CPU time)",
+            f"{f['tile_vs_floor_cpu']:.2f}x in CPU time; load {_fmt_load(f)})",
         ]
     w = r["workers"]
     lines += [
         f"(b) local Dask cluster, single-threaded workers: tile {w['cells']} cells "
         f"({w['size']} px chips), embed one cell ({w['embed_size']} px windows, resnet10t, CPU)",
-        "    workers | tile chips/s | efficiency | chips/CPU-s | per core | "
-        "embed windows/s | efficiency | windows/CPU-s | per core",
+        "    workers | tile chips/s | efficiency | chips/CPU-s | per core | tile CPU-s | "
+        "embed windows/s | efficiency | windows/CPU-s | per core | embed CPU-s | load",
     ]
     for row in w["rows"]:
         lines.append(
             f"    {row['workers']:7d} | {row['tile_chips_s']:12.1f} | "
             f"{row['tile_efficiency']:10.2f} | {row['tile_chips_cpu_s']:11.1f} | "
-            f"{row['tile_cpu_efficiency']:8.2f} | {row['embed_windows_s']:15.1f} | "
+            f"{row['tile_cpu_efficiency']:8.2f} | {row.get('tile_cpu_s', float('nan')):10.2f} | "
+            f"{row['embed_windows_s']:15.1f} | "
             f"{row['embed_efficiency']:10.2f} | {row['embed_windows_cpu_s']:13.1f} | "
-            f"{row['embed_cpu_efficiency']:8.2f}")
+            f"{row['embed_cpu_efficiency']:8.2f} | {row.get('embed_cpu_s', float('nan')):11.2f} | "
+            f"{_fmt_load(row)}")
     p = r.get("pretrain")
     if p is None:
         lines.append("(c) pretrain steps/s, 1 vs 2 processes (gloo, CPU): not measured")
@@ -286,12 +375,19 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _fmt_load(row: dict[str, Any]) -> str:
+    if "load" not in row:
+        return "not recorded"
+    return f"{row['load']:.2f} (max {row['load_max']:.2f})"
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-scale"),
                         help="folder for outputs and the checkpoint (reused across runs)")
-    parser.add_argument("--data", default=str(MAJOR_TOM), help="Major-TOM folder")
+    parser.add_argument("--data", default=None,
+                        help="Major-TOM folder (default $GEOSSL_REAL_DATA/major_tom_s2l2a)")
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (best kept)")
     parser.add_argument("--size", type=int, default=128, help="chip size (tiling)")

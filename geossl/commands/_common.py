@@ -47,7 +47,33 @@ def add_scheduler(parser: ArgumentParser) -> None:
     """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
     parser.add_argument("--scheduler", type=str | None, default=None,
                         help="address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; "
-                             "default: $DASK_SCHEDULER_ADDRESS, else --workers local processes)")
+                             "default: $DASK_SCHEDULER_ADDRESS, else --workers N > 1 local "
+                             "processes, else no cluster: in this process)")
+
+
+def add_scheduler_file(parser: ArgumentParser) -> None:
+    """Add ``--scheduler-file PATH`` (the JSON ``dask scheduler --scheduler-file`` writes)."""
+    parser.add_argument("--scheduler-file", type=str | None, default=None,
+                        help="scheduler file written by `dask scheduler --scheduler-file PATH` "
+                             "(instead of --scheduler; waited for up to 60 s)")
+
+
+def scheduler(cfg: Any) -> str | None:
+    """The scheduler address of ``--scheduler`` or ``--scheduler-file`` (None: neither).
+
+    Raises:
+        ConfigError: both given, or a scheduler file that is missing or damaged.
+    """
+    from geossl.cluster import scheduler_from_file
+    from geossl.errors import ConfigError
+
+    address = cfg.get("scheduler")
+    path = cfg.get("scheduler_file", cfg.get("scheduler-file"))
+    if path is None:
+        return address  # type: ignore[no-any-return]
+    if address is not None:
+        raise ConfigError("give --scheduler or --scheduler-file, not both")
+    return scheduler_from_file(path)
 
 
 def add_trainer(parser: ArgumentParser) -> None:

@@ -65,6 +65,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "dimension); see docs/embeddings.md")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
+    _common.add_scheduler_file(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -82,7 +83,7 @@ def run(cfg: Namespace) -> int:
                 cluster_map=_get(cfg, "cluster_map"), seed=cfg.seed,
                 device=_get(cfg, "accelerator"), bf16=bool(cfg.bf16),
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
-                workers=cfg.workers, scheduler=cfg.get("scheduler"),
+                workers=cfg.workers, scheduler=_common.scheduler(cfg),
                 preprocess=_get(cfg, "preprocess") or "weights",
                 formats=_get(cfg, "format") or "zarr")
     cube = "wrote" if "zarr" in res.products or not res.products else "computed (not kept)"

@@ -34,6 +34,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="sensor name, for chips that do not record one")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
+    _common.add_scheduler_file(parser)
 
 
 def run(cfg: Namespace) -> int:
@@ -51,7 +52,7 @@ def run(cfg: Namespace) -> int:
     # paths in the index are relative to the index file's folder
     gdf = build_index(folder, workers=cfg.workers, bands=bands, sensor=cfg.sensor,
                       root=out.parent.resolve() if out.parent != folder else None,
-                      scheduler=cfg.get("scheduler"))
+                      scheduler=_common.scheduler(cfg))
     write_index(gdf, out)
     print(f"{len(gdf)} chips indexed in {time.perf_counter() - start:.1f} s: {out}")
     invalid = invalid_pixels(gdf)

@@ -50,6 +50,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_seed(parser)
     _common.add_workers(parser)
     _common.add_scheduler(parser)
+    _common.add_scheduler_file(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -75,7 +76,7 @@ def run(cfg: Namespace) -> int:
     stats = dataset_stats(
         cfg.data, cfg.root, cfg.index, max_samples=max_samples, bands=bands,
         keys=[cfg.key] if cfg.key else None, nodata=cfg.nodata, seed=cfg.seed,
-        workers=cfg.workers, scheduler=cfg.get("scheduler"), split_file=cfg.split,
+        workers=cfg.workers, scheduler=_common.scheduler(cfg), split_file=cfg.split,
         split_name=_get(cfg, "split_name"),
     )
     print(format_table(stats))

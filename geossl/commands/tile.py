@@ -60,6 +60,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "store OUT/packed read by the chip dataset)")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
+    _common.add_scheduler_file(parser)
 
 
 def _get(cfg: Namespace, name: str) -> Any:
@@ -90,7 +91,7 @@ def run(cfg: Namespace) -> int:
         compress=cfg.compress,
     )
     report = tile(_scene_list(cfg.scenes), cfg.out, opts, workers=cfg.workers,
-                  fmt=cfg.format, scheduler=cfg.get("scheduler"))
+                  fmt=cfg.format, scheduler=_common.scheduler(cfg))
     print(f"{report.scenes} scene(s): {report.written} chip(s) written, {report.existing} "
           f"already there, {report.rejected} window(s) under --min-valid; "
           f"index {report.index} ({report.chips} chips) in {report.seconds:.1f} s")

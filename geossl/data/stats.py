@@ -7,13 +7,18 @@ values, number of invalid ones (NaN, +-inf and the ``nodata`` value), mean, stan
 
 * Mean and variance are merged batch by batch in float64 with Chan et al.'s parallel update
   (numerically stable, no second pass).
-* Percentiles come from a uniform random sample of at most ``reservoir`` valid values per band
-  (bottom-k of random keys, which merges exactly across batches). They are exact while a band has
-  at most ``reservoir`` valid values (``percentiles_exact`` in the result) and otherwise have a
-  standard error of about ``sqrt(p (1 - p) / reservoir)`` in rank (0.02 percentile points for
-  the 1st percentile with the default 200,000).
+* Percentiles are exact while a band has at most ``exact_values`` distinct values (default
+  262,144: any 16-bit DN band, any 8-bit band, quantised reflectances): every distinct value is
+  counted, counts add up exactly across batches and Dask chunks, and the percentile is
+  NumPy's linear interpolation between the two order statistics of all the values. So a run
+  in this process and a run on any Dask cluster give the same percentiles.
+* Beyond that (float bands with millions of distinct values) they come from a uniform random
+  sample of at most ``reservoir`` valid values per band (bottom-k of random keys, which merges
+  exactly across batches), with a standard error of about ``sqrt(p (1 - p) / reservoir)`` in
+  rank (0.02 percentile points for the 1st percentile with the default 200,000), and the result
+  says ``percentiles_exact: false``.
 
-Memory: ``reservoir x bands x 8`` bytes plus one sample or batch.
+Memory: ``(reservoir x 8 + exact_values x 16) x bands`` bytes plus one sample or batch.
 """
 
 from __future__ import annotations
@@ -30,18 +35,21 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from geossl.datasets.base import band_names
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import key_sensor
+from geossl.progress import progress as progress_bar
+
+#: distinct values per band counted for exact percentiles (4 MiB per band): every 16-bit band
+EXACT_VALUES = 4 * 65536
 
 
 class BandAccumulator:
     """Streaming statistics of ``(C, N)`` arrays of band values."""
 
     def __init__(self, channels: int, reservoir: int = 200_000, seed: int | Sequence[int] = 0,
-                 nodata: float | None = None) -> None:
+                 nodata: float | None = None, exact_values: int = EXACT_VALUES) -> None:
         """Create an empty accumulator.
 
         Args:
@@ -49,9 +57,15 @@ class BandAccumulator:
             reservoir: values kept per band for percentiles.
             seed: seed of the reservoir's random keys (an int or a sequence of ints).
             nodata: value to ignore besides NaN and infinities.
+            exact_values: distinct values counted per band for exact percentiles (beyond:
+                the reservoir's estimate).
         """
         self.channels = channels
         self.reservoir = reservoir
+        self.exact_values = exact_values
+        #: per band: sorted distinct values and their counts, or None once there are too many
+        self.hist: list[tuple[np.ndarray, np.ndarray] | None] = [
+            (np.empty(0, np.float64), np.empty(0, np.int64)) for _ in range(channels)]
         self.nodata = nodata
         self.rng = np.random.default_rng(seed)
         self.count = np.zeros(channels, dtype=np.int64)
@@ -98,6 +112,8 @@ class BandAccumulator:
             self.min[c] = min(self.min[c], float(v.min()))
             self.max[c] = max(self.max[c], float(v.max()))
             self._sample(c, v.astype(np.float32, copy=False))
+            if self.hist[c] is not None:
+                self.hist[c] = _add_counts(self.hist[c], _counts(v), self.exact_values)
 
     def merge(self, other: BandAccumulator) -> None:
         """Add the values ``other`` saw (Chan et al.'s pairwise update; reservoirs merged by key).
@@ -130,6 +146,7 @@ class BandAccumulator:
                 keep = np.argpartition(ks, self.reservoir - 1)[: self.reservoir]
                 vals, ks = vals[keep], ks[keep]
             self.values[c], self.keys[c] = vals, ks
+            self.hist[c] = _add_counts(self.hist[c], other.hist[c], self.exact_values)
 
     def _sample(self, c: int, v: np.ndarray) -> None:
         keys = self.rng.random(v.size, dtype=np.float32)
@@ -160,10 +177,58 @@ class BandAccumulator:
         }
         for p in percentiles:
             out[f"p{p:g}"] = clean(
-                float(np.percentile(v, p)) if v.size else np.nan for v in self.values
+                _hist_percentile(h, p) if h is not None and h[1].size
+                else float(np.percentile(v, p)) if v.size else np.nan
+                for v, h in zip(self.values, self.hist)
             )
-        out["percentiles_exact"] = bool(np.all(self.count <= self.reservoir))
+        out["percentiles_exact"] = bool(all(
+            h is not None or n <= self.reservoir for h, n in zip(self.hist, self.count)))
         return out
+
+
+def _counts(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of ``v`` (float64) and their counts; fast for 16-bit DN."""
+    lo, hi = float(v.min()), float(v.max())
+    if 0 <= lo and hi < 65536 and np.array_equal(v, np.floor(v)):
+        n = np.bincount(v.astype(np.int64))
+        u = np.flatnonzero(n)
+        return u.astype(np.float64), n[u]
+    u, n = np.unique(v, return_counts=True)
+    return u.astype(np.float64), n.astype(np.int64)
+
+
+def _add_counts(a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None,
+                cap: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sum of two value histograms (sorted distinct values, counts); None beyond ``cap`` values.
+
+    Own code rather than a sketch library (t-digest, KLL): those are approximate by design,
+    and counting distinct values is exact and small for the integer DN of satellite bands.
+    """
+    if a is None or b is None:
+        return None
+    if not b[0].size:
+        return a
+    if not a[0].size:
+        return b if b[0].size <= cap else None
+    vals = np.union1d(a[0], b[0])
+    if vals.size > cap:
+        return None
+    counts = np.zeros(vals.size, np.int64)
+    counts[np.searchsorted(vals, a[0])] += a[1]
+    counts[np.searchsorted(vals, b[0])] += b[1]  # distinct values: no repeated index
+    return vals, counts
+
+
+def _hist_percentile(hist: tuple[np.ndarray, np.ndarray], p: float) -> float:
+    """The ``p``-th percentile of the values a histogram counts, as ``np.percentile`` (linear)."""
+    vals, counts = hist
+    cum = np.cumsum(counts)
+    pos = (int(cum[-1]) - 1) * p / 100.0
+    lo = math.floor(pos)
+    frac = pos - lo
+    a = float(vals[np.searchsorted(cum, lo, side="right")])
+    b = float(vals[np.searchsorted(cum, min(lo + 1, int(cum[-1]) - 1), side="right")])
+    return a + (b - a) * frac if frac else a
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,7 +415,7 @@ def compute_stats(
         ConfigError: unknown key or band.
     """
     it, total, batched = _samples(source, max_samples, seed, workers, patch_size)
-    bar = tqdm(total=total, desc="stats", unit="sample", disable=not progress, leave=False)
+    bar = progress_bar(total=total, desc="stats", unit="sample", disable=not progress)
     try:
         part = _accumulate(it, source, keys, bands, nodata, reservoir, seed, batched,
                            max_samples, bar.update)

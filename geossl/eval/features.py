@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from geossl.checkpoint import EncoderSource, SensorSelection, encoder_sensor, sensor_list
 from geossl.devices import resolve_device
 from geossl.errors import DataError
 from geossl.io import atomic_path
+from geossl.progress import progress
 
 
 @dataclasses.dataclass
@@ -196,7 +196,7 @@ def extract_features(
     labels: list[Tensor] = []
     ids: list[str] = []
     try:
-        for images, labs, bid in tqdm(loader, desc=desc, leave=False, disable=None):
+        for images, labs, bid in progress(loader, desc=desc, unit="batch"):
             x = images.to(dev, non_blocking=True)
             if normalizer is not None:
                 x = normalizer(x)

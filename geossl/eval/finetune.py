@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
 from geossl.checkpoint import SensorSelection
 from geossl.devices import resolve_device
 from geossl.eval.features import EvalCollate, encode
 from geossl.io import atomic_write_text
 from geossl.methods.optim import warmup_cosine
+from geossl.progress import progress
 
 
 class _Classifier(nn.Module):
@@ -129,7 +129,7 @@ def finetune(
     curve: list[tuple[int, float]] = []
     model.train()
     batches = _cycle(loader)
-    for step in tqdm(range(steps), desc=desc, leave=False, disable=None):
+    for step in progress(range(steps), desc=desc, unit="step"):
         images, labels, _ = next(batches)
         x = images.to(dev, non_blocking=True)
         if normalizer is not None:

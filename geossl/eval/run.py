@@ -362,9 +362,14 @@ def evaluate(
         runs.append(run)
         first.setdefault(proto if ts.name == MAIN_TASK else f"{ts.name}/{proto}", m)
 
+    from geossl.progress import progress
+
+    bar = progress(total=len(seeds) * len(budgets) * len(task_sets), desc="evaluate",
+                   unit="draw")
     for seed in seeds:
         for budget in budgets:
             for ts in task_sets:
+                bar.update(1)  # one label draw: every protocol on it
                 rows = draw_budget(ts.train.numpy(), budget, seed)
                 n_labels = len(rows)
                 base = {"budget": budget.name, "seed": seed, "n_labels": n_labels,
@@ -408,6 +413,7 @@ def evaluate(
             m = cluster_eval(test.features, test.labels, k_present, seed)
             runs.append({"protocol": "cluster", "budget": "none", "seed": seed, "n_labels": 0,
                          "metrics": m, "info": {"k": k_present}})
+    bar.close()
 
     meta = {
         "checkpoint": os.fspath(ckpt) if not isinstance(ckpt, EncoderSource) else source.key,

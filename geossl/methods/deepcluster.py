@@ -224,14 +224,14 @@ class DeepCluster(SSLMethod[DeepClusterOptions]):
     @torch.no_grad()
     def extract_features(self, loader: Any) -> Tensor:
         """Encoder features of every sample of ``loader``, in ``index`` order (eval mode)."""
-        from tqdm.auto import tqdm
+        from geossl.progress import progress
 
         was_training = self.encoder.training
         self.encoder.eval()
         feats: Tensor | None = None
         seen = 0
         try:
-            for batch in tqdm(loader, desc="deepcluster: features", leave=False,
+            for batch in progress(loader, desc="deepcluster: features",
                               disable=not self._is_rank_zero()):
                 x, mask = self._features_input(batch)
                 f = self.encoder(x, sensor_mask=mask).float()

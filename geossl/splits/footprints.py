@@ -20,6 +20,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from geossl.errors import ConfigError, DataError
+from geossl.tiling.chip_index import lonlat_centroids
 
 PathLike = str | os.PathLike[str]
 #: overlap below this many metres (shared edges, rounding) is not an overlap
@@ -191,8 +192,7 @@ def footprints(gdf: pd.DataFrame) -> Footprints:
         crs_list = [CRS.from_user_input(gdf.crs)]
         group = np.zeros(n, dtype=np.int64)
     else:
-        cent = shapely.centroid(lonlat)
-        epsg = _utm_zones(shapely.get_x(cent), shapely.get_y(cent))
+        epsg = _utm_zones(*lonlat_centroids(lonlat))  # right across the antimeridian too
         group, uniq = pd.factorize(epsg)
         crs_list = [CRS.from_epsg(int(e)) for e in uniq]
         geoms = np.empty(n, dtype=object)
@@ -337,7 +337,7 @@ def _decide_cross_pairs(fp: Footprints, i: np.ndarray, j: np.ndarray,
     if not len(i):
         return out
     assert fp.lonlat is not None
-    lon = shapely.get_x(shapely.centroid(fp.lonlat[i]))
+    lon, _ = lonlat_centroids(fp.lonlat[i])
     lon0 = np.round(np.asarray(lon) * 2.0) / 2.0
     for centre in np.unique(lon0):
         sel = np.flatnonzero(lon0 == centre)

@@ -12,13 +12,14 @@ and valid fraction as GeoTIFF tags (:data:`TAG_PREFIX`), so the index can be reb
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geossl.errors import DataError
+from geossl.errors import DataError, GeosslWarning
 from geossl.io import atomic_path
 
 if TYPE_CHECKING:
@@ -87,9 +88,62 @@ def make_index(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> gpd.GeoDataFram
             geoms[idx] = None  # chips without georeference have no footprint
             continue
         geoms[idx] = gpd.GeoSeries(boxes[idx], crs=crs).to_crs("EPSG:4326").to_numpy()
+    for i, g in enumerate(geoms):
+        if g is not None:
+            geoms[i] = split_antimeridian(g)
     extra = [c for c in df.columns if c not in COLUMNS]
     cols = [c for c in COLUMNS if c != "geometry"] + extra
     return gpd.GeoDataFrame(df[cols], geometry=list(geoms), crs="EPSG:4326")
+
+
+def split_antimeridian(geom: Any) -> Any:
+    """A lon/lat footprint with every longitude in [-180, 180], split at the antimeridian.
+
+    A chip crossing 180 degrees comes out of the reprojection with corners at -179.8 and 179.8
+    (a polygon around the whole globe) or with longitudes past 180: it becomes a MultiPolygon of
+    its parts east and west of the line (GeoJSON's rule, RFC 7946 section 3.1.9).
+    """
+    import shapely
+    from shapely import affinity
+
+    minx, _, maxx, _ = geom.bounds
+    if maxx - minx <= 180 and -180 <= minx and maxx <= 180:
+        return geom
+    coords = shapely.get_coordinates(geom)
+    if maxx - minx > 180:  # wrapped: put it on one side, 0 .. 360
+        coords[:, 0] = np.where(coords[:, 0] < 0, coords[:, 0] + 360, coords[:, 0])
+        geom = shapely.set_coordinates(geom, coords)
+    parts = []
+    for lo in (-540.0, -180.0, 180.0):
+        piece = geom.intersection(shapely.box(lo, -90, lo + 360, 90))
+        if not piece.is_empty:
+            parts.append(affinity.translate(piece, xoff=-(lo + 180)))
+    polys = [p for part in parts for p in getattr(part, "geoms", [part])
+             if p.geom_type == "Polygon" and p.area > 0]
+    return polys[0] if len(polys) == 1 else shapely.MultiPolygon(polys)
+
+
+def lonlat_centroids(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes and latitudes of the centroids of lon/lat footprints, right across 180.
+
+    A footprint split at the antimeridian (:func:`split_antimeridian`) or wrapped around it has
+    its plain centroid near longitude 0; here its western part is moved by 360 degrees first,
+    and the centroid's longitude is brought back into [-180, 180).
+    """
+    import shapely
+
+    g = np.asarray(geoms, dtype=object)
+    lon = shapely.get_x(shapely.centroid(g))
+    lat = shapely.get_y(shapely.centroid(g))
+    b = shapely.bounds(g)
+    wide = np.flatnonzero(b[:, 2] - b[:, 0] > 180)
+    for i in wide:
+        coords = shapely.get_coordinates(g[i])
+        coords[:, 0] = np.where(coords[:, 0] < 0, coords[:, 0] + 360, coords[:, 0])
+        c = shapely.centroid(shapely.set_coordinates(g[i], coords))
+        lon[i] = (shapely.get_x(c) + 180) % 360 - 180
+        lat[i] = shapely.get_y(c)
+    return lon, lat
 
 
 def validate_index(gdf: pd.DataFrame, path: PathLike | None = None) -> None:
@@ -359,4 +413,31 @@ def build_index(
     if not df["chip_id"].is_unique:
         # stems repeat across folders (e.g. B01.tif in every patch): use the relative path
         df["chip_id"] = df["path"].str.rsplit(".", n=1).str[0]
+    warn_band_differences(df[["scene", "bands"]].to_dict("records"))
     return make_index(df)
+
+
+def warn_band_differences(rows: Sequence[dict[str, Any]]) -> None:
+    """Warn, naming the scene and the bands, when scenes were tiled with different band sets.
+
+    ``geossl tile`` and ``geossl index`` both call it on the index rows.
+
+    A scene missing a band (a failed download, an L1C/L2A mix) gives chips with fewer bands; the
+    index then mixes band sets, and readers must select common bands (``--bands``).
+    """
+    per_scene: dict[str, list[str]] = {}
+    for row in rows:
+        per_scene.setdefault(str(row["scene"]), str(row["bands"]).split(","))
+    if len({tuple(b) for b in per_scene.values()}) <= 1:
+        return
+    union: list[str] = []
+    for bands in per_scene.values():
+        union.extend(b for b in bands if b not in union)
+    common = [b for b in union if all(b in bands for bands in per_scene.values())]
+    for name, bands in sorted(per_scene.items()):
+        missing = [b for b in union if b not in bands]
+        if missing:
+            warnings.warn(GeosslWarning(
+                f"scene {name} lacks band(s) {','.join(missing)} that other scenes have: its "
+                f"chips have {len(bands)} bands, the index mixes band sets; read it with "
+                f"--bands {','.join(common)} (or tile with --bands)"), stacklevel=3)

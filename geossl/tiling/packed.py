@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path
+from geossl.progress import progress as progress_bar
 from geossl.tiling import chip_index
 
 PathLike = str | os.PathLike[str]
@@ -126,7 +126,7 @@ def pack(
 
     def chips() -> Any:
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
-            for p in tqdm(paths, desc="pack", unit="chip", disable=not progress):
+            for p in progress_bar(paths, desc="pack", unit="chip", disable=not progress):
                 with rasterio.open(p) as src:
                     arr = src.read()
                 if arr.shape != (count, h, w):

@@ -36,6 +36,7 @@ from geossl.io import is_url, open_raster
 from geossl.tiling.scenes import (
     BandSource,
     Scene,
+    canonical_band_name,
     find_scenes,
     is_scene_ref,
     normalise_band_name,
@@ -213,6 +214,9 @@ def _absolute(asset_href: str, base: str) -> str:
 def _stac_scene(item: Any, base: str) -> StacScene:
     bands: list[StacBand] = []
     masks: list[tuple[str, str, str]] = []
+    props = item.properties
+    constellation = str(props.get("constellation") or props.get("platform") or "").lower()
+    sensor = "s2" if "sentinel-2" in constellation else None
     for key, asset in item.assets.items():
         href = _absolute(asset.href, base)
         media = (asset.media_type or "").lower()
@@ -237,10 +241,14 @@ def _stac_scene(item: Any, base: str) -> StacScene:
             raw = b.get("name") if isinstance(b, dict) else None
             common = (b.get("common_name") or b.get("eo:common_name")) if isinstance(b, dict) \
                 else None
+            # canonical names (B04, not red) in chips and indexes, as checkpoints have them
             if raw:
-                name = normalise_band_name(str(raw))
+                name = canonical_band_name(str(raw), common, sensor)
+            elif common or len(info) == 1:
+                name = canonical_band_name(key if len(info) == 1 else str(common), common,
+                                           sensor)
             else:
-                name = normalise_band_name(key) if len(info) == 1 else f"{key}_{i}"
+                name = f"{key}_{i}"
             aliases = {key.lower(), name.lower()} if len(info) == 1 else {name.lower()}
             if common:
                 aliases.add(str(common).lower())
@@ -248,8 +256,6 @@ def _stac_scene(item: Any, base: str) -> StacScene:
     if not bands:
         raise DataError(f"STAC item {item.id!r} has no raster data asset", base)
     dt = item.datetime or _parse_iso(item.properties.get("start_datetime"))
-    props = item.properties
-    constellation = str(props.get("constellation") or props.get("platform") or "").lower()
     return StacScene(
         id=str(item.id), source=base,
         datetime=dt.astimezone(UTC).isoformat() if dt is not None else None,
@@ -297,7 +303,7 @@ def _pick_bands(scene: StacScene, wanted: list[str] | None) -> list[tuple[str, S
             raise DataError(f"STAC item {scene.id!r} has no band {w!r} (has: "
                             f"{', '.join(have)})", where)
         hits.sort(key=lambda b: "tiff" not in b.media_type)
-        out.append((norm, hits[0]))
+        out.append((hits[0].name, hits[0]))  # its canonical name, whatever name chose it
     return out
 
 

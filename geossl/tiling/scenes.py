@@ -145,6 +145,35 @@ def normalise_band_name(name: str) -> str:
     return name
 
 
+#: Sentinel-2 MSI bands by their STAC ``eo:bands`` common name (the STAC EO extension's names,
+#: as Earth Search and the Planetary Computer use them): a band chosen as ``blue`` is ``B02`` in
+#: chips, indexes and checkpoints
+S2_COMMON_NAMES = {
+    "coastal": "B01", "blue": "B02", "green": "B03", "red": "B04", "rededge1": "B05",
+    "rededge2": "B06", "rededge3": "B07", "nir": "B08", "nir08": "B8A", "nir09": "B09",
+    "cirrus": "B10", "swir16": "B11", "swir22": "B12",
+}
+
+
+def canonical_band_name(name: str, common: str | None = None, sensor: str | None = None) -> str:
+    """The name a band has in chips and indexes (``B04`` for ``b4``, ``red``, asset ``red``).
+
+    Sentinel-2 bands found by their common name or asset key get their MSI name, so that chips
+    match checkpoints and indexes of the same bands found otherwise.
+
+    Args:
+        name: the band's own name (``eo:bands`` name, asset key, file band description).
+        common: its STAC common name, when known.
+        sensor: ``s2`` for Sentinel-2 (common names then map to ``B01`` .. ``B12``).
+    """
+    norm = normalise_band_name(name)
+    if sensor == "s2" and not re.fullmatch(r"B\d\d|B8A", norm):
+        for key in (common, name):
+            if key and key.lower() in S2_COMMON_NAMES:
+                return S2_COMMON_NAMES[key.lower()]
+    return norm
+
+
 def band_name_from_file(path: PathLike) -> str | None:
     """Band name encoded in a file name, or None (``T33_20220706T085611_B02_10m.jp2`` -> B02)."""
     stem = Path(path).name.split(".")[0]
@@ -293,10 +322,18 @@ def safe_name(name: str) -> str:
     """``name`` made safe as one file name: no separator, no leading dot, never empty.
 
     Runs of other characters than letters, digits, ``. _ + -`` become ``_``; leading dots are
-    dropped (so ``..`` and hidden names cannot appear); an empty result is ``scene``.
+    dropped (so ``..`` and hidden names cannot appear); an empty result is ``scene``; a name
+    ``tile`` uses for its own outputs (:data:`RESERVED_NAMES`) gets ``_scene`` appended.
     """
-    cleaned = _UNSAFE_NAME.sub("_", name).lstrip(".")
-    return cleaned or "scene"
+    cleaned = _UNSAFE_NAME.sub("_", name).lstrip(".") or "scene"
+    if cleaned.lower() in RESERVED_NAMES:  # OUT/<name>/ would be OUT's own index or store
+        cleaned += "_scene"
+    return cleaned
+
+
+#: names of what ``geossl tile`` writes beside the scene folders in OUT (the chip index, the
+#: packed store): a scene of that name gets ``_scene`` appended
+RESERVED_NAMES = frozenset({"index.parquet", "packed"})
 
 
 def scene_name(path: Any) -> str:
@@ -510,6 +547,12 @@ def scene_from_sources(
                 raise DataError(f"band {b.name} is band {b.index} but the raster has "
                                 f"{src.count}", b.path)
             nodata = src.nodatavals[b.index - 1]
+            if np.issubdtype(np.dtype(src.dtypes[b.index - 1]), np.complexfloating) or \
+                    src.dtypes[b.index - 1].startswith("complex"):
+                raise DataError(
+                    f"band {b.name} is complex ({src.dtypes[b.index - 1]}): reading it would "
+                    "drop the imaginary part; write its real and imaginary parts (or its "
+                    "intensity) as separate real bands first", b.path)
             infos.append((b, src.bounds, nodata, src.dtypes[b.index - 1]))
     assert crs0 is not None
     finest = min(infos, key=lambda t: t[0].res)

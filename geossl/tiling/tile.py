@@ -21,7 +21,6 @@ import json
 import os
 import pickle
 import time
-import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,10 +31,10 @@ import numpy as np
 import rasterio
 from rasterio import windows
 from rasterio.transform import Affine
-from tqdm import tqdm
 
-from geossl.errors import ConfigError, DataError, GeosslWarning
+from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_path, check_writable
+from geossl.progress import progress as progress_bar
 from geossl.tiling import chip_index
 from geossl.tiling.remote import resolve_scenes
 from geossl.tiling.scenes import (
@@ -380,8 +379,8 @@ def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
     out = Path(out)
     plan = plan_scene(scene_path, out, opts)
     results = []
-    for block in tqdm(plan.blocks, desc=plan.scene.name, unit="block", disable=not progress,
-                      leave=False):
+    for block in progress_bar(plan.blocks, desc=plan.scene.name, unit="block",
+                              disable=not progress):
         results.append(tile_block(plan.scene, out, opts, block, _block_rejected(plan, block)))
     return _finish_scene(out, plan.scene, opts, results)
 
@@ -550,7 +549,7 @@ def _tile_into(paths: list[Any], out: Path, opts: TileOptions, workers: int, fmt
             raise DataError(f"no chip kept from this scene {why}", str(paths[0]))
         names = ", ".join(scene_name(p) for p in paths[:3]) + (", ..." if len(paths) > 3 else "")
         raise DataError(f"no chip kept from any of the {len(paths)} scenes ({names}) {why}")
-    _warn_band_differences(rows)
+    chip_index.warn_band_differences(rows)
     gdf = chip_index.make_index(rows)
     chip_index.write_index(gdf, report.index)
     if fmt != "tif":
@@ -558,30 +557,6 @@ def _tile_into(paths: list[Any], out: Path, opts: TileOptions, workers: int, fmt
 
         report.packed = pack(report.index, fmt=fmt, progress=progress)
     return report
-
-
-def _warn_band_differences(rows: Sequence[dict[str, Any]]) -> None:
-    """Warn, naming the scene and the bands, when scenes were tiled with different band sets.
-
-    A scene missing a band (a failed download, an L1C/L2A mix) gives chips with fewer bands; the
-    index then mixes band sets, and readers must select common bands (``--bands``).
-    """
-    per_scene: dict[str, list[str]] = {}
-    for row in rows:
-        per_scene.setdefault(str(row["scene"]), str(row["bands"]).split(","))
-    if len({tuple(b) for b in per_scene.values()}) <= 1:
-        return
-    union: list[str] = []
-    for bands in per_scene.values():
-        union.extend(b for b in bands if b not in union)
-    common = [b for b in union if all(b in bands for bands in per_scene.values())]
-    for name, bands in sorted(per_scene.items()):
-        missing = [b for b in union if b not in bands]
-        if missing:
-            warnings.warn(GeosslWarning(
-                f"scene {name} lacks band(s) {','.join(missing)} that other scenes have: its "
-                f"chips have {len(bands)} bands, the index mixes band sets; read it with "
-                f"--bands {','.join(common)} (or tile with --bands)"), stacklevel=3)
 
 
 def read_source_window(scene: Scene, row: int, col: int, size: int) -> np.ndarray:
