@@ -78,7 +78,8 @@ def allow_any_input_size(encoder: nn.Module) -> int:
 
     for module in encoder.modules():
         if isinstance(module, VisionTransformer):
-            module.dynamic_img_size = True
+            # timm declares it Final (set in __init__); the forward pass only reads it
+            module.dynamic_img_size = True  # type: ignore[misc]
             embed = module.patch_embed
             embed.strict_img_size = False
             embed.flatten = False
@@ -94,8 +95,8 @@ class DINOOptions(MethodOptions):
 
     Attributes:
         out_dim: prototypes of the last layer (65536).
-        head_hidden: hidden width of the head's MLP (2048).
-        head_bottleneck: bottleneck size before the last layer (256).
+        proj_hidden: hidden width of the head's MLP (2048).
+        proj_dim: bottleneck size before the last layer (256).
         head_layers: Linear layers of the head's MLP (3).
         head_batch_norm: BatchNorm in the head's MLP (false, as DINO's default).
         norm_last_layer: fix the norm of the last layer's weights (true).
@@ -112,8 +113,8 @@ class DINOOptions(MethodOptions):
     """
 
     out_dim: int = 65536
-    head_hidden: int = 2048
-    head_bottleneck: int = 256
+    proj_hidden: int = 2048
+    proj_dim: int = 256
     head_layers: int = 3
     head_batch_norm: bool = False
     norm_last_layer: bool = True
@@ -194,8 +195,8 @@ class DINO(SSLMethod[DINOOptions]):
         o = self.options
         #: the ViT's patch size (1: not a ViT): the default local crop size is a multiple of it
         self.patch = allow_any_input_size(self.encoder) if o.local_crops > 0 else 1
-        self.head = DINOHead(self.encoder.num_features, o.out_dim, o.head_hidden,
-                             o.head_bottleneck, o.head_layers, o.head_batch_norm,
+        self.head = DINOHead(self.encoder.num_features, o.out_dim, o.proj_hidden,
+                             o.proj_dim, o.head_layers, o.head_batch_norm,
                              o.norm_last_layer)
         self.register_buffer("center", torch.zeros(o.out_dim))
 
