@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,8 +97,8 @@ class DINOOptions(MethodOptions):
         out_dim: prototypes of the last layer (65536).
         proj_hidden: hidden width of the head's MLP (2048).
         proj_dim: bottleneck size before the last layer (256).
-        head_layers: Linear layers of the head's MLP (3).
-        head_batch_norm: BatchNorm in the head's MLP (false, as DINO's default).
+        proj_layers: Linear layers of the head's MLP (3).
+        proj_batch_norm: BatchNorm in the head's MLP (false, as DINO's default).
         norm_last_layer: fix the norm of the last layer's weights (true).
         freeze_last_layer_steps: steps during which the last layer gets no update (0).
         momentum: base teacher EMA rate, raised to 1 on a cosine over the run (0.996).
@@ -115,8 +115,8 @@ class DINOOptions(MethodOptions):
     out_dim: int = 65536
     proj_hidden: int = 2048
     proj_dim: int = 256
-    head_layers: int = 3
-    head_batch_norm: bool = False
+    proj_layers: int = 3
+    proj_batch_norm: bool = False
     norm_last_layer: bool = True
     freeze_last_layer_steps: int = 0
     momentum: float = 0.996
@@ -185,18 +185,13 @@ class DINO(SSLMethod[DINOOptions]):
         flat.setdefault("crop_scale", GLOBAL_CROP_SCALE)
         return super().specs_from_hparams(flat, strict)
 
-    @classmethod
-    def from_hparams(cls, hparams: Mapping[str, Any], strict: bool = True) -> Self:
-        """DINO built from flat options (see :meth:`specs_from_hparams`)."""
-        return cls(*cls.specs_from_hparams(hparams, strict))
-
     def build_heads(self) -> None:
         """The DINO head and the centre; ViTs take any input size (the teacher copies follow)."""
         o = self.options
         #: the ViT's patch size (1: not a ViT): the default local crop size is a multiple of it
         self.patch = allow_any_input_size(self.encoder) if o.local_crops > 0 else 1
         self.head = DINOHead(self.encoder.num_features, o.out_dim, o.proj_hidden,
-                             o.proj_dim, o.head_layers, o.head_batch_norm,
+                             o.proj_dim, o.proj_layers, o.proj_batch_norm,
                              o.norm_last_layer)
         self.register_buffer("center", torch.zeros(o.out_dim))
 
