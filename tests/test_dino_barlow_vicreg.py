@@ -465,3 +465,18 @@ def test_ssl_features_beat_random_init_on_the_demo_scene(method: str, demo_split
     _falls(losses, margin=0.95)
     assert ssl["linear"]["oa"] >= rnd["linear"]["oa"], (ssl, rnd)
     assert ssl["knn"]["oa"] >= rnd["knn"]["oa"] - 0.01, (ssl, rnd)
+
+
+def test_pretrain_dino_geo_pairs_through_the_cli(sen12ms: Path, tmp_path: Path) -> None:
+    """``--method dino --pairing geo``: S1 and S2 of one place (fake SEN12MS) as one sample."""
+    out = tmp_path / "run"
+    args = {**SMALL["dino"], "same_crop": True}
+    assert main(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
+                 "--method", "dino", "--pairing", "geo", "--sensors", "s1,s2",
+                 "--backbone", "test_resnet", "--batch-size", "4", "--workers", "0",
+                 "--accelerator", "cpu", "--devices", "1", "--img-size", "16",
+                 "--max-steps", "2", "--log-every", "1", "--method-args", repr(args)]) == 0
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert int(ckpt["global_step"]) == 2 and ckpt["geossl"]["pairing"] == "geo"
+    assert ckpt["geossl"]["sensors"] == ["s1", "s2"]
+    assert all(math.isfinite(v) for v in _losses(out))
