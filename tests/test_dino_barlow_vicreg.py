@@ -480,3 +480,70 @@ def test_pretrain_dino_geo_pairs_through_the_cli(sen12ms: Path, tmp_path: Path) 
     assert int(ckpt["global_step"]) == 2 and ckpt["geossl"]["pairing"] == "geo"
     assert ckpt["geossl"]["sensors"] == ["s1", "s2"]
     assert all(math.isfinite(v) for v in _losses(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# DDP: Barlow Twins and VICReg statistics of the global batch (gloo, two CPU processes)
+# ---------------------------------------------------------------------------------------------
+def _ddp_setup() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 5))
+    g = torch.Generator().manual_seed(1)
+    x1 = torch.randn(8, 6, generator=g)
+    return net, x1, x1 + 0.3 * torch.randn(8, 6, generator=g)
+
+
+def _ddp_loss(name: str, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    return barlow_twins_loss(z1, z2) if name == "barlow" else vicreg_loss(z1, z2)
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = {}
+        for name in ("barlow", "vicreg"):
+            net, x1, x2 = _ddp_setup()
+            ddp = DistributedDataParallel(net)
+            part = slice(rank * 4, rank * 4 + 4)
+            loss = _ddp_loss(name, ddp(x1[part]), ddp(x2[part]))
+            loss.backward()
+            mean = loss.detach().clone()
+            dist.all_reduce(mean)
+            result[name] = {"loss": mean / world,
+                            "grads": [p.grad.clone() for p in net.parameters()]}
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_barlow_vicreg_ddp_match_one_process(tmp_path: Path) -> None:
+    """Each rank holds half the batch: loss and gradients equal one process on all of it."""
+    import torch.multiprocessing as mp
+
+    from tests.test_ddp import _free_port
+
+    out = tmp_path / "ddp.pt"
+    start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True,
+                       start_method=start)
+    got = torch.load(out, weights_only=True)
+    for name in ("barlow", "vicreg"):
+        net, x1, x2 = _ddp_setup()
+        loss = _ddp_loss(name, net(x1), net(x2))
+        loss.backward()
+        torch.testing.assert_close(got[name]["loss"], loss.detach(), atol=1e-5, rtol=1e-5)
+        for g_ddp, p in zip(got[name]["grads"], net.parameters(), strict=True):
+            torch.testing.assert_close(g_ddp, p.grad, atol=1e-5, rtol=1e-4, msg=name)
+        # without the global statistics each rank's halves would give another loss
+        with torch.no_grad():
+            local = sum(_ddp_loss(name, net(x1[h]), net(x2[h]))
+                        for h in (slice(0, 4), slice(4, 8))) / 2
+        assert not torch.allclose(local, loss.detach())
