@@ -548,3 +548,29 @@ def test_barlow_vicreg_ddp_match_one_process(tmp_path: Path) -> None:
             local = (_ddp_loss(name, net(x1[:4]), net(x2[:4]))
                      + _ddp_loss(name, net(x1[4:]), net(x2[4:]))) / 2
         assert not torch.allclose(local, loss.detach())
+
+
+def test_dino_vit_on_major_tom_exports_to_timm(mt_chips: Path, tmp_path: Path) -> None:
+    """A ViT trained with DINO's multi-crop (dynamic input size) exports as a plain timm ViT."""
+    import timm
+
+    from geossl.checkpoint import load_encoder
+    from geossl.export import export
+
+    run = tmp_path / "run"
+    args = {**SMALL["dino"], "local_crops": 2}
+    assert main(["pretrain", "--data", "chips", "--root", str(mt_chips), "--out", str(run),
+                 "--method", "dino", "--pairing", "aug", "--sensors", "s2",
+                 "--backbone", "vit_tiny_patch8", "--batch-size", "8", "--workers", "0",
+                 "--accelerator", "cpu", "--devices", "1", "--img-size", "32",
+                 "--max-steps", "2", "--method-args", repr(args)]) == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    enc, _ = load_encoder(ckpt)
+    res = export(ckpt, tmp_path / "enc.pth", format="timm")
+    state = torch.load(res.weights, map_location="cpu", weights_only=True)
+    model = timm.create_model("vit_tiny_patch16_224", patch_size=8, img_size=32, in_chans=4,
+                              num_classes=0)
+    model.load_state_dict(state, strict=True)
+    source = enc.backbone.state_dict()
+    assert set(state) == set(source)
+    assert all(torch.equal(state[k], source[k]) for k in source)
