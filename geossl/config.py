@@ -51,7 +51,8 @@ class PretrainConfig:
     batch_size: int = option(64, "batch size per device")
     precision: str = option("auto", "auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, "
                             "16-mixed")
-    method: str = option("simclr", "simclr, moco, byol, deepcluster or mae")
+    method: str = option("simclr", "simclr, moco, byol, deepcluster, mae, dino, barlow or "
+                         "vicreg")
     backbone: str = option("resnet50", "timm model name (resnet18, resnet50, "
                            "vit_small_patch16_224, convnext_tiny, ...)")
     sensors: list[str] = option(factory=lambda: ["s1", "s2"], flag_type=str | list[str],

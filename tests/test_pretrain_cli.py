@@ -95,7 +95,7 @@ def test_config_builds_and_steps_on_meta(config: Path) -> None:
             method.pseudo_labels = torch.arange(cfg.batch_size) % method.options.num_clusters
         view1, view2 = method.make_views(batch)
         loss, _ = method.compute_loss(view1, view2, batch)
-    assert type(method).__name__.lower() == cfg.method and loss.shape == ()
+    assert type(method) is _methods().METHODS[cfg.method] and loss.shape == ()
     assert method.hparams["backbone"] == cfg.backbone and method.pairing == cfg.pairing
     for key in ("temperature", "momentum", "queue_size", "lr", "weight_decay", "img_size"):
         if raw.get(key) is not None:

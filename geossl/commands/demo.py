@@ -63,7 +63,8 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--crop-size", type=int | None, default=32,
                         help="side of the augmented pretraining views in pixels (0 or null: "
                              "the chip size; smaller is faster)")
-    parser.add_argument("--method", type=str, default="simclr", help="simclr, moco or byol")
+    parser.add_argument("--method", type=str, default="simclr",
+                        help="simclr, moco, byol, dino, barlow or vicreg")
     parser.add_argument("--backbone", type=str, default="resnet18", help="timm backbone")
     parser.add_argument("--purity", type=float, default=0.6,
                         help="fraction of a chip its proxy class must cover to label the chip")

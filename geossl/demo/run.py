@@ -58,6 +58,7 @@ class DemoContext:
         outputs: files written, by name.
         summary: lines printed at the end.
         extra: anything later stages want to pass on.
+        method_args: further options of the method (``--method-args`` of ``geossl pretrain``).
     """
 
     out: Path
@@ -79,6 +80,7 @@ class DemoContext:
     outputs: dict[str, Path] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    method_args: dict[str, Any] = field(default_factory=dict)
 
 
 def _say(text: str) -> None:
@@ -310,7 +312,8 @@ def stage_pretrain(ctx: DemoContext) -> None:
         method=ctx.method, backbone=ctx.backbone, sensors=[sensor], pairing="aug",
         seed=ctx.seed, workers=ctx.workers, max_steps=ctx.steps, batch_size=batch,
         splits=str(ctx.outputs["splits"]), split="train", ckpt_every=ctx.steps,
-        method_args={"crop_size": ctx.crop_size} if ctx.crop_size else {},
+        method_args={**({"crop_size": ctx.crop_size} if ctx.crop_size else {}),
+                     **ctx.method_args},
     )
     # Lightning's progress bar writes to stdout: keep stdout for the closing report
     with contextlib.redirect_stdout(sys.stderr):

@@ -14,13 +14,16 @@ from __future__ import annotations
 from geossl import pairing as pairing_contract
 from geossl.checkpoint import load_encoder
 from geossl.errors import ConfigError
+from geossl.methods.barlow import BarlowTwins
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import BYOL
 from geossl.methods.deepcluster import DeepCluster
+from geossl.methods.dino import DINO
 from geossl.methods.mae import MAE
 from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
+from geossl.methods.vicreg import VICReg
 
 METHODS: dict[str, type[SSLMethod]] = {
     "simclr": SimCLR,
@@ -28,6 +31,9 @@ METHODS: dict[str, type[SSLMethod]] = {
     "byol": BYOL,
     "deepcluster": DeepCluster,
     "mae": MAE,
+    "dino": DINO,
+    "barlow": BarlowTwins,
+    "vicreg": VICReg,
 }
 
 #: pairing modes each method supports
@@ -50,9 +56,11 @@ def check_method_pairing(method: str, pairing: str) -> None:
 
 __all__ = [
     "BYOL",
+    "DINO",
     "MAE",
     "METHODS",
     "VALID_PAIRINGS",
+    "BarlowTwins",
     "DeepCluster",
     "EncoderSpec",
     "MethodOptions",
@@ -60,6 +68,7 @@ __all__ = [
     "OptimSpec",
     "SSLMethod",
     "SimCLR",
+    "VICReg",
     "ViewSpec",
     "check_method_pairing",
     "load_encoder",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -96,4 +97,67 @@ class ClusterHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, in_dim)`` -> logits ``(B, num_clusters)``."""
         out: Tensor = self.fc(x)
+        return out
+
+
+class DINOHead(nn.Module):
+    """DINO head: MLP to a bottleneck, L2 normalisation, weight-normed linear layer to ``out_dim``.
+
+    As in DINO (Caron et al., 2021, ``DINOHead``): ``num_layers - 1`` Linear (+ BatchNorm) +
+    GELU blocks and a Linear layer to ``bottleneck_dim``, the output L2-normalised, then a
+    bias-free weight-normalised ``last_layer`` (``torch.nn.utils.parametrizations.weight_norm``)
+    whose norm (``original0``) is fixed at 1 when ``norm_last_layer``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int = 65536,
+        hidden_dim: int = 2048,
+        bottleneck_dim: int = 256,
+        num_layers: int = 3,
+        batch_norm: bool = False,
+        norm_last_layer: bool = True,
+    ) -> None:
+        """Create the head.
+
+        Args:
+            in_dim: encoder feature size.
+            out_dim: number of prototypes (logits).
+            hidden_dim: hidden width of the MLP.
+            bottleneck_dim: MLP output size (before the normalisation).
+            num_layers: Linear layers of the MLP (1: one Linear to the bottleneck).
+            batch_norm: BatchNorm after the hidden Linear layers.
+            norm_last_layer: fix the weight norm of the last layer at 1 (not trained).
+        """
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        layers: list[nn.Module] = []
+        dim = in_dim
+        for _ in range(num_layers - 1):
+            layers.append(nn.Linear(dim, hidden_dim))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(hidden_dim))
+            layers.append(nn.GELU())
+            dim = hidden_dim
+        layers.append(nn.Linear(dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        for m in self.mlp.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+        last = nn.Linear(bottleneck_dim, out_dim, bias=False)
+        nn.init.trunc_normal_(last.weight, std=0.02)
+        self.last_layer = nn.utils.parametrizations.weight_norm(last)
+        norm = self.last_layer.parametrizations.weight.original0
+        with torch.no_grad():
+            norm.fill_(1.0)
+        norm.requires_grad_(not norm_last_layer)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim)`` -> logits ``(B, out_dim)``."""
+        z = nn.functional.normalize(self.mlp(x), dim=-1, p=2)
+        out: Tensor = self.last_layer(z)
         return out
