@@ -25,7 +25,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter,
 import geossl
 from geossl import commands
 from geossl.conf import resolve_config
-from geossl.errors import ConfigError, GeosslError, GeosslWarning
+from geossl.errors import ConfigError, GeosslError, GeosslWarning, Terminated
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -143,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments (defaults to ``sys.argv[1:]``).
 
     Returns:
-        the process exit status: 0 on success, 2 on a user error, 130 when interrupted.
+        the process exit status: 0 on success, 2 on a user error, 130 when interrupted
+        (Ctrl-C), 143 when terminated (SIGTERM).
     """
     parser, mods = build_parser()
     cfg = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -162,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         _end_line(sys.stderr)
         detail = " ".join(str(err).split())  # e.g. where pretrain saved its state
-        print(f"geossl {name}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"geossl {name}: {what}" + (f": {detail}" if detail else ""), file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     finally:
         sys.stderr, warnings.showwarning = stderr, show_warning
     return int(status or 0)

@@ -48,7 +48,7 @@ from geossl.config import (
     parse_sensors,
 )
 from geossl.devices import lightning_accelerator, resolve_precision
-from geossl.errors import ConfigError, DataError, GeosslError
+from geossl.errors import ConfigError, DataError, GeosslError, Terminated
 from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
@@ -94,15 +94,25 @@ def resolve_resume(resume: str | None, out: Path) -> str | None:
     ``last`` is the most recently written complete checkpoint of ``OUT/checkpoints``: normally
     ``last.ckpt``, but a kill between writing ``step=N.ckpt`` and ``last.ckpt`` leaves
     ``last.ckpt`` one interval behind, and then ``step=N.ckpt`` is taken. ``last`` with no
-    checkpoint yet starts from scratch (so one command can both start and resume a run).
+    checkpoint yet starts from scratch (so one command can both start and resume a run); a run
+    whose checkpoints are all damaged (truncated, overwritten) is refused instead: starting
+    from scratch would replace its log history and, at the first interval, its checkpoints.
 
     Raises:
-        DataError: if the checkpoint does not exist or is not a readable checkpoint.
+        DataError: if the checkpoint does not exist or is not a readable checkpoint, or every
+            checkpoint of the run is damaged (naming them).
     """
     if not resume:
         return None
     if resume == "last":
-        found = newest_checkpoint(out / "checkpoints")
+        folder = out / "checkpoints"
+        found = newest_checkpoint(folder)
+        damaged = sorted(p.name for p in folder.glob("*.ckpt") if p.is_file())
+        if found is None and damaged:
+            raise DataError(f"--resume last: every checkpoint of this run is damaged (not a "
+                            f"complete torch file): {', '.join(damaged)}; move them away to "
+                            "start the run again, or resume from a copy with --resume FILE",
+                            folder)
         if found is None:
             print(f"geossl pretrain: no checkpoint in {out / 'checkpoints'} yet, "
                   "starting from scratch")
@@ -385,9 +395,12 @@ def _checkpoints(folder: Path, every: int | None) -> Any:
 
     class RowFirstCheckpoint(ModelCheckpoint):  # type: ignore[misc]
         def __init__(self) -> None:
+            # no version counter: a resumed run (perhaps with another interval, which
+            # Lightning sees as another callback and so does not restore its state) overwrites
+            # last.ckpt and step=N.ckpt instead of writing last-v1.ckpt beside a stale last.ckpt
             super().__init__(dirpath=str(folder), filename="step={step}",
                              auto_insert_metric_name=False, every_n_train_steps=every,
-                             save_top_k=-1, save_last=True)
+                             save_top_k=-1, save_last=True, enable_version_counter=False)
             self._pending: list[str] = []
 
         def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
@@ -648,15 +661,25 @@ def fit(
                                     f"({type(err).__name__}: {_first_line(err)})",
                                     resume) from err
                 raise
-            hard_stop = err  # Ctrl-C twice, or a loader worker that died of the Ctrl-C
+            # Ctrl-C twice, or a loader worker that died of the Ctrl-C; Lightning's own stop
+            # after a SIGTERM (SIGTERMException, at the end of a step) is a clean stop
+            hard_stop = None if _sigterm_stop(err) else err
     where = "nothing saved"
     if out is not None:
         where = _end_of_run(trainer, out, hard_stop)
     if interrupt.requested:
-        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
-                                f"with --resume last" if out is not None else
-                                f"stopped at step {trainer.global_step}; {where}")
+        stop = Terminated if interrupt.signum == signal.SIGTERM else KeyboardInterrupt
+        raise stop(f"stopped at step {trainer.global_step}; {where}; continue "
+                   f"with --resume last" if out is not None else
+                   f"stopped at step {trainer.global_step}; {where}")
     return trainer
+
+
+def _sigterm_stop(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning's exit at the end of a step after a SIGTERM."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    return isinstance(err, SIGTERMException)
 
 
 def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str:
@@ -802,22 +825,27 @@ def _on_train_start(action: Any) -> Any:
 
 
 class _Interrupt:
-    """Ctrl-C (SIGINT) during training: stop after the current step instead of at once.
+    """Ctrl-C (SIGINT) or SIGTERM during training: stop after the current step, not at once.
 
-    Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving; here the first
-    SIGINT asks the trainer to stop at the end of the step, so that :func:`fit` saves a
-    checkpoint, plots the loss and reports the interruption (exit status 130 from the CLI).
-    A second SIGINT stops at once. Loader workers forked during training inherit the handler,
-    so they keep serving the last batches instead of dying of the Ctrl-C.
+    Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving, and a SIGTERM
+    into a ``SystemExit`` with status 0 (a job scheduler would record success); here the first
+    signal asks the trainer to stop at the end of the step, so that :func:`fit` saves a
+    checkpoint, plots the loss and reports the stop: ``KeyboardInterrupt`` after SIGINT (exit
+    status 130 from the CLI), :class:`geossl.errors.Terminated` after SIGTERM (143; SLURM and
+    Kubernetes stop jobs with SIGTERM and wait a grace period before SIGKILL). A second signal
+    stops at once. Loader workers forked during training inherit the handler, so they keep
+    serving the last batches instead of dying of the signal.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, trainer: Any, saving: bool = True) -> None:
         self.trainer = trainer
         self.saving = saving
         self.requested = False
+        self.signum: int | None = None
         self._pid = os.getpid()
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._pid:  # a forked loader worker: the main process decides
@@ -825,20 +853,25 @@ class _Interrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
         self.trainer.should_stop = True
-        what = "geossl pretrain: interrupted, saving" if self.saving else \
-            "geossl: interrupted, stopping"
-        print(f"\n{what} after this step (Ctrl-C again to stop at once)", flush=True)
+        name = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        again = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        what = f"geossl pretrain: {name}, saving" if self.saving else \
+            f"geossl: {name}, stopping"
+        print(f"\n{what} after this step ({again} again to stop at once)", flush=True)
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in self.SIGNALS:
+                # Lightning adds its own SIGTERM handler at fit start and keeps calling this one
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
         sys.stdout.flush()
 
 

@@ -1,0 +1,114 @@
+"""Issue 18 (items 3, 4, 5, 19): `geossl pretrain` under SIGTERM, damaged checkpoints, a
+changed checkpoint interval and mid-epoch resumes."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from geossl.cli import main
+
+TINY = ["--backbone", "test_resnet", "--batch-size", "4", "--workers", "0", "--accelerator",
+        "cpu", "--devices", "1", "--img-size", "16", "--log-every", "1"]
+S2_AUG = ["--method", "simclr", "--pairing", "aug", "--sensors", "s2"]
+
+
+def _step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def _launch(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "geossl.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"exited early: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
+        time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------------------------
+# item 3: SIGTERM saves like Ctrl-C and exits 143
+# --------------------------------------------------------------------------------------------
+def test_sigterm_saves_and_exits_143(tmp_path: Path, sen12ms: Path) -> None:
+    """SIGTERM to the process only, as SLURM and Kubernetes stop a job."""
+    out = tmp_path / "run"
+    proc = _launch(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
+                    *S2_AUG, *TINY, "--ckpt-every", "3", "--max-steps", "100000"])
+    try:
+        _wait_for(out / "checkpoints" / "step=3.ckpt", proc)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err[-3000:]
+    ours = [line for line in err.splitlines() if line.startswith("geossl")]
+    assert len(ours) == 1 and err.strip().splitlines()[-1] == ours[0], err[-3000:]
+    assert "terminated (SIGTERM): stopped at step" in ours[0] and "--resume last" in ours[0]
+    assert "Traceback" not in err
+    step = int(ours[0].split("stopped at step ")[1].split(";")[0])
+    ckpts = out / "checkpoints"
+    assert step >= 3
+    assert _step(ckpts / "last.ckpt") == step and _step(ckpts / f"step={step}.ckpt") == step
+
+
+# --------------------------------------------------------------------------------------------
+# item 4: every checkpoint damaged -> refuse, touch nothing
+# --------------------------------------------------------------------------------------------
+def test_resume_last_with_only_damaged_checkpoints_refuses(
+        tmp_path: Path, sen12ms: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
+            *S2_AUG, *TINY, "--ckpt-every", "2"]
+    assert main([*args, "--max-steps", "2"]) == 0
+    ckpts = out / "checkpoints"
+    damaged = sorted(ckpts.glob("*.ckpt"))
+    assert [p.name for p in damaged] == ["last.ckpt", "step=2.ckpt"]
+    for path in damaged:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*args, "--max-steps", "4", "--resume", "last"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("geossl pretrain: error:"), err
+    for path in damaged:
+        assert path.name in err
+    assert "damaged" in err
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # metrics.csv history, config and checkpoints untouched
+
+
+# --------------------------------------------------------------------------------------------
+# item 5: another --ckpt-every on resume keeps last.ckpt the newest
+# --------------------------------------------------------------------------------------------
+def test_resume_with_another_ckpt_every_keeps_last_ckpt_newest(
+        tmp_path: Path, sen12ms: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
+            *S2_AUG, *TINY]
+    assert main([*args, "--ckpt-every", "2", "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--ckpt-every", "3", "--max-steps", "5", "--resume", "last"]) == 0
+    said = capsys.readouterr().out
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == [
+        "last.ckpt", "step=2.ckpt", "step=3.ckpt", "step=5.ckpt"]
+    assert _step(ckpts / "last.ckpt") == 5
+    assert f"last checkpoint {ckpts / 'last.ckpt'}" in said
