@@ -118,6 +118,12 @@ class PretrainConfig:
     tsne_every: int = option(0, "write OUT/tsne/epoch=NNN.png every N epochs (and before "
                              "training); 0: off")
     tsne_points: int = option(1000, "training samples embedded in each t-SNE snapshot")
+    join_timeout: int = option(300, "with --num-nodes > 1: seconds to wait for every node's "
+                               "processes to join before giving up with one line (the wait "
+                               "for a node started late, or never)")
+    sync_batchnorm: str = option("auto", "BatchNorm statistics over every process's batch "
+                                 "(SyncBatchNorm) when several processes train: auto (on with "
+                                 "several processes), on or off")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:

@@ -468,6 +468,11 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         raise ConfigError("--ckpt-every must be positive")
     if config.num_nodes < 1:
         raise ConfigError(f"--num-nodes must be >= 1, got {config.num_nodes}")
+    if config.join_timeout <= 0:
+        raise ConfigError(f"--join-timeout must be positive (seconds), got {config.join_timeout}")
+    if config.sync_batchnorm not in SYNC_BATCHNORM:
+        raise ConfigError(f"--sync-batchnorm must be one of {', '.join(SYNC_BATCHNORM)}, got "
+                          f"{config.sync_batchnorm!r}")
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
@@ -515,6 +520,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
             accelerator=accelerator, devices=config.devices, precision=config.precision,
             num_nodes=config.num_nodes, strategy=config.strategy,
+            join_timeout=config.join_timeout, sync_batchnorm=config.sync_batchnorm,
             on_trainer=lambda trainer: _per_rank_schedule(trainer, config, dm, method),
             out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
             resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
@@ -553,6 +559,8 @@ def fit(
     precision: str = "auto",
     num_nodes: int = 1,
     strategy: str = "auto",
+    join_timeout: float = 300,
+    sync_batchnorm: str = "auto",
     on_trainer: Callable[[Any], Any] | None = None,
     out: Path | None = None,
     ckpt_every: int | None = None,
@@ -587,6 +595,12 @@ def fit(
         precision: ``auto`` or a precision (:func:`geossl.devices.resolve_precision`).
         num_nodes: machines taking part (Lightning's cluster environments: torchrun, SLURM).
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
+        join_timeout: with ``num_nodes`` > 1, seconds to wait for every process to join
+            (the other nodes may start late, or never); collectives during training keep
+            torch's 30 minutes.
+        sync_batchnorm: ``auto``/``on``: BatchNorm layers compute their batch statistics over
+            every process's batch when several processes train (as one process would over
+            the whole batch); ``off``: per process.
         on_trainer: called with the Trainer once it exists (before fitting).
         out: run folder (``None``: no checkpoints or logs).
         ckpt_every: checkpoint interval in optimiser steps (with ``out``; default: only
@@ -617,11 +631,24 @@ def fit(
         own += [_checkpoints(out / "checkpoints", ckpt_every), LearningRateMonitor("step")]
     if progress:
         own.append(progress_bar())
+    if num_nodes > 1 and strategy in ("auto", "ddp"):
+        from datetime import timedelta
+
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # a bounded wait for the other nodes (torch's default is 30 minutes of silence)
+        strategy_arg: Any = DDPStrategy(timeout=timedelta(seconds=join_timeout))
+        own.append(_joined())
+    else:
+        strategy_arg = strategy
+    sync, plugins = _batchnorm_sync(sync_batchnorm, lightning)
     trainer = _trainer(
         accelerator=lightning,
         devices=resolve_devices(devices),
         num_nodes=num_nodes,
-        strategy=strategy,
+        strategy=strategy_arg,
+        sync_batchnorm=sync,
+        plugins=plugins,
         precision=resolve_precision(precision, lightning),  # type: ignore[arg-type]
         max_steps=max_steps,
         max_epochs=max_epochs,
@@ -637,6 +664,8 @@ def fit(
         benchmark=lightning == "gpu",
         enable_model_summary=False,
     )
+    if num_nodes > 1:
+        _announce_join(trainer, num_nodes, join_timeout)
     if on_trainer is not None:
         on_trainer(trainer)
     fit_kwargs: dict[str, Any] = {"ckpt_path": resume}
@@ -656,6 +685,12 @@ def fit(
             if not interrupt.requested:
                 if isinstance(err, SystemExit | GeosslError):
                     raise
+                if num_nodes > 1 and not started.done and _join_timed_out(err):
+                    raise ConfigError(
+                        f"--num-nodes {num_nodes}: not every process joined within "
+                        f"{join_timeout:g} s ({_first_line(err)}); start the run on every "
+                        "node (srun, torchrun, or MASTER_ADDR, MASTER_PORT and NODE_RANK set "
+                        "on each; docs/scale.md), or raise --join-timeout") from err
                 if resume is not None and not started.done:
                     raise DataError(f"cannot resume from this checkpoint "
                                     f"({type(err).__name__}: {_first_line(err)})",
@@ -680,6 +715,63 @@ def _sigterm_stop(err: BaseException) -> bool:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     return isinstance(err, SIGTERMException)
+
+
+#: values of ``--sync-batchnorm``
+SYNC_BATCHNORM = ("auto", "on", "off")
+
+
+def _batchnorm_sync(mode: str, accelerator: str) -> tuple[bool, list[Any]]:
+    """Lightning's ``sync_batchnorm`` flag and plugins for ``--sync-batchnorm``.
+
+    On a GPU, torch's ``SyncBatchNorm`` (Lightning's ``sync_batchnorm=True``); on CPUs, where
+    torch's refuses to run, :class:`geossl.models.syncbn.CPUSyncBatchNorm`. Lightning converts
+    the layers only under a multi-process strategy, so ``auto`` and ``on`` change nothing for
+    one process.
+    """
+    if mode == "off":
+        return False, []
+    if accelerator == "cpu":
+        from geossl.models.syncbn import CPULayerSync
+
+        return False, [CPULayerSync()]
+    return True, []
+
+
+def _joined() -> Any:
+    """A callback giving collectives torch's default timeout back once every process joined."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Joined(Callback):  # type: ignore[misc]
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            import torch.distributed as dist
+            from lightning.fabric.plugins.collectives.torch_collective import (
+                default_pg_timeout,
+            )
+
+            if dist.is_available() and dist.is_initialized():
+                # torch has no public way to change a process group's timeout
+                from torch.distributed.distributed_c10d import _set_pg_timeout
+
+                _set_pg_timeout(default_pg_timeout)
+
+    return Joined()
+
+
+def _announce_join(trainer: Any, num_nodes: int, seconds: float) -> None:
+    """Say, before the processes meet, what the run waits for and for how long."""
+    env = trainer.strategy.cluster_environment
+    where = f"{env.main_address}:{env.main_port}" if env is not None else "the main node"
+    if trainer.global_rank == 0:
+        print(f"geossl pretrain: waiting up to {seconds:g} s for the {trainer.world_size} "
+              f"processes of --num-nodes {num_nodes} to join at {where} (this is node "
+              f"{trainer.node_rank}; --join-timeout sets the wait)", flush=True)
+
+
+def _join_timed_out(err: BaseException) -> bool:
+    """Whether ``err`` is torch's store or process group giving up on missing processes."""
+    text = f"{type(err).__name__}: {err}".lower()
+    return "timed out" in text or "timeout" in text or "disttimeout" in text
 
 
 def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str:
