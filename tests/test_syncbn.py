@@ -1,0 +1,105 @@
+"""Issue 18, item 18: with --sync-batchnorm, two DDP processes on CPUs (gloo) train a BatchNorm
+backbone as one process does on the whole batch; without it they do not."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from geossl.models.syncbn import CPULayerSync, CPUSyncBatchNorm
+
+BATCH = 8
+
+
+def _net() -> torch.nn.Module:
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("resnet10t", pretrained=False, num_classes=0, in_chans=3).train()
+
+
+def _batch() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    # per-half shift: the two processes' batches have different statistics, as in real runs
+    x = torch.randn(BATCH, 3, 32, 32, generator=g)
+    x[BATCH // 2:] += 2.0
+    return x
+
+
+def _loss(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return (net(x) ** 2).mean()
+
+
+def _worker(rank: int, world: int, port: int, sync: bool, out: str) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        net = _net()
+        if sync:
+            net = CPUSyncBatchNorm.convert(net)
+        ddp = torch.nn.parallel.DistributedDataParallel(net)
+        part = _batch()[rank * BATCH // world:(rank + 1) * BATCH // world]
+        loss = _loss(ddp, part)
+        loss.backward()
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        if rank == 0:
+            grad = next(p for p in net.parameters() if p.grad is not None).grad
+            torch.save({"loss": total / world, "grad": grad.clone(),
+                        "running_mean": next(m for m in net.modules()
+                                             if hasattr(m, "running_mean")).running_mean},
+                       out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _two_processes(sync: bool, out: Path) -> dict[str, torch.Tensor]:
+    mp.start_processes(_worker, args=(2, _port(), sync, str(out)), nprocs=2, join=True,
+                       start_method="fork")
+    return torch.load(out, weights_only=True)  # type: ignore[no-any-return]
+
+
+def test_synced_batchnorm_on_two_cpu_processes_equals_one(tmp_path: Path) -> None:
+    net = _net()
+    loss = _loss(net, _batch())
+    loss.backward()
+    want = next(p for p in net.parameters() if p.grad is not None).grad
+    mean = next(m for m in net.modules() if hasattr(m, "running_mean")).running_mean
+
+    synced = _two_processes(True, tmp_path / "sync.pt")
+    torch.testing.assert_close(synced["loss"], loss.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(synced["grad"], want, rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(synced["running_mean"], mean, rtol=1e-4, atol=1e-5)
+
+    apart = _two_processes(False, tmp_path / "apart.pt")  # what DDP did before
+    assert abs(float(apart["loss"]) - float(loss)) > 1e-3
+
+
+def test_pretrain_plugs_it_in_for_several_cpu_processes() -> None:
+    from lightning.pytorch import Trainer
+
+    from geossl.train import _batchnorm_sync
+
+    sync, plugins = _batchnorm_sync("auto", "cpu")
+    assert not sync and isinstance(plugins[0], CPULayerSync)
+    trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", plugins=plugins,
+                      logger=False, enable_checkpointing=False)
+    assert isinstance(trainer.strategy._layer_sync, CPULayerSync)
+    assert _batchnorm_sync("on", "gpu") == (True, [])
+    assert _batchnorm_sync("off", "cpu") == (False, [])
+    converted = trainer.strategy._layer_sync.apply(_net())
+    assert any(isinstance(m, CPUSyncBatchNorm) for m in converted.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
