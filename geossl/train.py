@@ -225,7 +225,7 @@ def write_config(config: PretrainConfig, path: Path) -> None:
     """Write the effective configuration as YAML (rerunnable with ``--config``)."""
     values = dataclasses.asdict(config)
     values["sensors"] = ",".join(config.sensors)
-    if config.bands:
+    if config.bands and not isinstance(config.bands, dict):
         values["bands"] = ",".join(config.bands)
     values.pop("resume", None)
     for key in PATH_FIELDS:  # absolute: the file reruns the same run from any folder
@@ -460,6 +460,12 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
 
     from geossl.data.datamodule import SSLDataModule
 
+    if config.batch_size < 2:
+        # BatchNorm cannot normalise one sample, and contrastive losses need other samples
+        # in the batch as negatives: one sample per device cannot train
+        raise ConfigError(f"--batch-size must be at least 2 (samples per device), got "
+                          f"{config.batch_size}: BatchNorm layers and contrastive losses need "
+                          "several samples in a batch")
     if config.root is None:
         raise ConfigError("--root is required (the dataset folder)")
     if config.max_steps <= 0 and not config.max_epochs:

@@ -1,0 +1,96 @@
+"""Issue 18 (items 12, 13, 16): configuration and flag errors are one line and exit 2, before
+any work; valid YAML forms (integers, per-sensor band mappings) are accepted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from geossl.cli import build_parser, main
+from geossl.config import PretrainConfig
+
+
+def _one_line(capsys: pytest.CaptureFixture[str], command: str, *words: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"geossl {command}: error:"), err
+    for word in words:
+        assert word in err, err
+    return err
+
+
+def _parsed(*argv: str) -> PretrainConfig:
+    cfg = build_parser()[0].parse_args(["pretrain", *argv])
+    return PretrainConfig.from_namespace(cfg.pretrain)
+
+
+# item 13 ------------------------------------------------------------------------------------
+def test_a_bad_value_in_a_config_file_is_one_line(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_steps: notanumber\n")
+    assert main(["pretrain", "--config", str(bad)]) == 2
+    _one_line(capsys, "pretrain", str(bad), "max_steps", "notanumber")
+
+
+def test_an_unknown_key_and_an_unknown_flag_are_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_stepz: 3\n")
+    assert main(["pretrain", "--config", str(bad)]) == 2
+    _one_line(capsys, "pretrain", str(bad), "max_stepz")
+    assert main(["pretrain", "--max-stepz", "3"]) == 2
+    _one_line(capsys, "pretrain", "--max-stepz")
+
+
+# item 12: YAML files --------------------------------------------------------------------------
+def test_a_non_utf8_config_is_one_line(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("out: r\xe9sultats\n".encode("latin-1"))
+    assert main(["pretrain", "--config", str(bad)]) == 2
+    _one_line(capsys, "pretrain", str(bad), "UTF-8")
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 10):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    lines.append("method_args: {bomb: *a9}")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    assert main(["pretrain", "--config", str(bomb)]) == 2
+    assert time.monotonic() - start < 10
+    _one_line(capsys, "pretrain", str(bomb), "alias")
+
+
+def test_devices_as_an_integer_in_yaml_is_accepted(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("devices: 1\nnum_nodes: 1\n")
+    assert _parsed("--config", str(config)).devices == "1"
+
+
+# item 16: per-sensor bands --------------------------------------------------------------------
+def test_per_sensor_bands_as_a_flag_and_in_yaml(tmp_path: Path) -> None:
+    want = {"s2": ["B04", "B03", "B02"], "s1": ["VV"]}
+    assert _parsed("--bands", "{s2: [B04, B03, B02], s1: [VV]}").bands == want
+    config = tmp_path / "c.yaml"
+    config.write_text("bands:\n  s2: [B04, B03, B02]\n  s1: [VV]\n")
+    assert _parsed("--config", str(config)).bands == want
+    assert _parsed("--bands", "B04,B03").bands == ["B04", "B03"]
+
+
+# item 12: batch sizes -------------------------------------------------------------------------
+@pytest.mark.parametrize("size", ["0", "1", "-4"])
+def test_batch_sizes_that_cannot_train_are_refused(size: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["pretrain", "--root", str(tmp_path), "--out", str(out), "--batch-size", size,
+                 "--max-steps", "2"]) == 2
+    _one_line(capsys, "pretrain", "--batch-size")
+    assert not out.exists()
