@@ -94,3 +94,35 @@ def test_batch_sizes_that_cannot_train_are_refused(size: str, tmp_path: Path,
                  "--max-steps", "2"]) == 2
     _one_line(capsys, "pretrain", "--batch-size")
     assert not out.exists()
+
+
+# item 12: sweep -------------------------------------------------------------------------------
+def test_sweep_out_a_file_and_bad_cells_are_one_line(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text("pretrain: {method: simclr, devices: 1, max_steps: 2}\n"
+                    "grid: {batch_size: [4, 8]}\n")
+    taken = tmp_path / "a_file"
+    taken.write_text("mine\n")
+    assert main(["sweep", str(spec), "--out", str(taken), "--dry-run"]) == 2
+    _one_line(capsys, "sweep", str(taken), "--out")
+    assert taken.read_text() == "mine\n"
+
+    # devices as an integer: accepted, the dry run writes the cells
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
+    assert (out / "batch_size=4" / "pretrain.yaml").is_file()
+
+    # a value `geossl pretrain` would refuse: the dry run says so, naming the cell, and no
+    # real run starts any cell
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain: {method: simclr}\ngrid: {max_steps: [2, lots]}\n")
+    for extra in (["--dry-run"], []):
+        assert main(["sweep", str(bad), "--out", str(tmp_path / "bad"), *extra]) == 2
+        _one_line(capsys, "sweep", "max_steps=lots", "max_steps")
+    assert not (tmp_path / "bad").exists()
+
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("grid: {out: [r\xe9s]}\n".encode("latin-1"))
+    assert main(["sweep", str(latin), "--out", str(tmp_path / "l"), "--dry-run"]) == 2
+    _one_line(capsys, "sweep", "UTF-8")
