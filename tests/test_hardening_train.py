@@ -112,3 +112,33 @@ def test_resume_with_another_ckpt_every_keeps_last_ckpt_newest(
         "last.ckpt", "step=2.ckpt", "step=3.ckpt", "step=5.ckpt"]
     assert _step(ckpts / "last.ckpt") == 5
     assert f"last checkpoint {ckpts / 'last.ckpt'}" in said
+
+
+# --------------------------------------------------------------------------------------------
+# item 15: t-SNE snapshots with unlabelled chips (-100)
+# --------------------------------------------------------------------------------------------
+def test_tsne_with_unlabelled_samples(tmp_path: Path) -> None:
+    """sen12ms-geo chips without a scene label carry -100: shown as "no label", no IndexError."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from geossl import plots
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 8)).astype(np.float32)
+    y = np.array([0, 1, -100] * 10)
+    seen: list[list[str]] = []
+    real_save = plots.save_figure
+
+    def keep_legend(fig: Any, path: Any) -> Path:
+        seen.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()])
+        return real_save(fig, path)
+
+    plots.save_figure = keep_legend  # type: ignore[assignment]
+    try:
+        out = plots.plot_tsne(x, y, tmp_path / "t.png", class_names=["forest", "water"])
+    finally:
+        plots.save_figure = real_save  # type: ignore[assignment]
+        plt.close("all")
+    assert out.stat().st_size > 0
+    assert sorted(seen[0]) == ["forest", "no label", "water"]
