@@ -142,3 +142,27 @@ def test_tsne_with_unlabelled_samples(tmp_path: Path) -> None:
         plt.close("all")
     assert out.stat().st_size > 0
     assert sorted(seen[0]) == ["forest", "no label", "water"]
+
+
+# --------------------------------------------------------------------------------------------
+# item 19: the farmland fallback note: what it means, and in results.md
+# --------------------------------------------------------------------------------------------
+def test_farmland_fallback_note_is_exact_and_in_results_md(tmp_path: Path) -> None:
+    from geossl.datasets.registry import get_dataset
+    from geossl.eval.report import write_report
+    from geossl.eval.tasks import PRESETS, task_targets
+    from tests.data.bigearthnet.data import generate_v2
+
+    n = 8
+    generate_v2(tmp_path / "v2m", n=n, s1=False, reference_maps=False)
+    ds = get_dataset("bigearthnet", tmp_path / "v2m", split="all")
+    labels = torch.stack([ds[i]["label"] for i in range(n)])
+    _, note = task_targets(PRESETS["farmland"], ds, range(n), labels)
+    assert note is not None
+    # the 19-class parent also holds other land: the note says what is counted as farmland
+    assert "'Non-irrigated arable land' is read as its 19-class parent 'Arable land'" in note
+    assert "Permanently irrigated land" in note and "Rice fields" in note
+    assert "\n" not in note
+    paths = write_report({"meta": {"checkpoint": "c", "data": "bigearthnet",
+                                   "task_notes": [note]}, "runs": []}, tmp_path / "out")
+    assert note in paths["markdown"].read_text()
