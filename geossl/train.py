@@ -520,6 +520,12 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
 
+    if resumed is not None:
+        # a resumed run restarts its epoch's loader: with the run's seed it would draw the
+        # very augmentations (and order) of the epoch's first batches again; the checkpoint's
+        # step reseeds it (the data and model above were built with the run's own seed)
+        step0 = int(resumed.get("global_step", 0))
+        seed_everything((config.seed + step0) % 2**32, workers=True, verbose=False)
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
     try:

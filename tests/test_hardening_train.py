@@ -166,3 +166,40 @@ def test_farmland_fallback_note_is_exact_and_in_results_md(tmp_path: Path) -> No
     paths = write_report({"meta": {"checkpoint": "c", "data": "bigearthnet",
                                    "task_notes": [note]}, "runs": []}, tmp_path / "out")
     assert note in paths["markdown"].read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# item 19: a mid-epoch resume draws new augmentations, not the epoch's first ones again
+# --------------------------------------------------------------------------------------------
+def test_mid_epoch_resume_does_not_replay_the_first_augmentations(tmp_path: Path,
+                                                                  sen12ms: Path) -> None:
+    import hashlib
+
+    from lightning.pytorch.callbacks import Callback
+
+    from geossl.cli import build_parser
+    from geossl.train import PretrainConfig, pretrain
+
+    class RngAtStep(Callback):  # type: ignore[misc]
+        """The state of torch's RNG (which draws the views) at the start of every step."""
+
+        def __init__(self) -> None:
+            self.seen: dict[int, str] = {}
+
+        def on_train_batch_start(self, trainer: Any, *args: Any) -> None:
+            state = torch.random.get_rng_state().numpy().tobytes()
+            self.seen[trainer.global_step] = hashlib.sha1(state).hexdigest()
+
+    def run(steps: int, *extra: str) -> dict[int, str]:
+        cfg = build_parser()[0].parse_args(
+            ["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out",
+             str(tmp_path / "run"), *S2_AUG, *TINY, "--ckpt-every", "2", "--max-steps",
+             str(steps), *extra])
+        rec = RngAtStep()
+        pretrain(PretrainConfig.from_namespace(cfg.pretrain), callbacks=[rec])
+        return rec.seen
+
+    first = run(2)
+    resumed = run(3, "--resume", "last")
+    assert set(resumed) == {2}
+    assert resumed[2] != first[0]  # not the epoch's first draw again
