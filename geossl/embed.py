@@ -267,7 +267,14 @@ def embed(
     progress_file = out_path / PROGRESS
     done: set[int] = set()
     if resume and progress_file.is_file():
-        prev = json.loads(progress_file.read_text())
+        try:
+            prev = json.loads(progress_file.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:  # cut short, edited, another file
+            raise DataError(f"damaged progress record ({type(err).__name__}): remove "
+                            f"{PROGRESS} and the store's blocks, or give another --out, to "
+                            "embed again", progress_file) from None
+        if not isinstance(prev, dict):
+            raise DataError("damaged progress record (not a JSON object)", progress_file)
         if prev.get("params") == params:
             done = set(prev.get("done", []))
     if not done:

@@ -126,3 +126,27 @@ def test_sweep_out_a_file_and_bad_cells_are_one_line(tmp_path: Path,
     latin.write_bytes("grid: {out: [r\xe9s]}\n".encode("latin-1"))
     assert main(["sweep", str(latin), "--out", str(tmp_path / "l"), "--dry-run"]) == 2
     _one_line(capsys, "sweep", "UTF-8")
+
+
+# item 12: demo --out a file, a damaged embed progress record ---------------------------------
+def test_demo_out_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    taken = tmp_path / "a_file"
+    taken.write_text("mine\n")
+    assert main(["demo", "--out", str(taken)]) == 2
+    _one_line(capsys, "demo", str(taken), "--out")
+    assert taken.read_text() == "mine\n"
+
+
+def test_damaged_embed_progress_is_one_line(tmp_path: Path) -> None:
+    from geossl.embed import PROGRESS, embed
+    from geossl.errors import DataError
+    from tests.test_embed import _geotiff, _source
+
+    tif = _geotiff(tmp_path / "scene.tif", h=64, w=64)
+    out = tmp_path / "r.zarr"
+    embed(_source(5), tif, out, size=32, block_rows=2, device="cpu")
+    record = out / PROGRESS
+    record.write_text(record.read_text()[:7])  # cut short
+    with pytest.raises(DataError, match="damaged progress record") as info:
+        embed(_source(5), tif, out, size=32, block_rows=2, device="cpu")
+    assert str(record) in str(info.value) and "\n" not in str(info.value)
