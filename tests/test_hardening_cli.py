@@ -150,3 +150,43 @@ def test_damaged_embed_progress_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="damaged progress record") as info:
         embed(_source(5), tif, out, size=32, block_rows=2, device="cpu")
     assert str(record) in str(info.value) and "\n" not in str(info.value)
+
+
+# item 12: benchmark outputs checked before the benchmark ---------------------------------------
+def test_bench_outputs_are_checked_first(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import geossl.bench.splits as bench_splits_mod
+    import geossl.bench.train as bench_train_mod
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the benchmark ran before its output was checked")
+
+    monkeypatch.setattr(bench_train_mod, "run_bench", never)
+    monkeypatch.setattr(bench_splits_mod, "bench_splits", never)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if (locked / "probe").parent.stat().st_mode & 0o200 == 0 and not _root_writes(locked):
+            assert main(["bench", "train", "--out", str(locked / "out")]) == 2
+            _one_line(capsys, "bench", str(locked))
+    finally:
+        locked.chmod(0o700)
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(["bench", "splits", "--json", str(folder)]) == 2
+    _one_line(capsys, "bench", str(folder), "--json")
+    taken = tmp_path / "a_file"
+    taken.write_text("x")
+    assert main(["bench", "train", "--out", str(taken)]) == 2
+    _one_line(capsys, "bench", str(taken), "--out")
+
+
+def _root_writes(folder: Path) -> bool:
+    """Whether this user writes into a read-only folder anyway (root)."""
+    try:
+        (folder / ".probe").write_text("")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
