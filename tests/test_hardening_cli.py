@@ -190,3 +190,18 @@ def _root_writes(folder: Path) -> bool:
         return False
     (folder / ".probe").unlink()
     return True
+
+
+# item 12: a split file with null sides -------------------------------------------------------
+@pytest.mark.parametrize("side", ["null", "5", '[["a"]]', "{}"])
+def test_split_file_with_a_null_side_is_one_line(side: str, tmp_path: Path) -> None:
+    from geossl.errors import DataError
+    from geossl.splits.files import load_split_ids, load_splits
+
+    path = tmp_path / "splits.json"
+    path.write_text(f'{{"strategy": "random", "splits": {{"train": {side}, "test": ["x"]}}}}')
+    with pytest.raises(DataError, match="side 'train' is") as info:
+        load_splits(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(DataError, match="not a list of ids"):
+        load_split_ids(path, "test")
