@@ -205,3 +205,20 @@ def test_split_file_with_a_null_side_is_one_line(side: str, tmp_path: Path) -> N
     assert str(path) in str(info.value)
     with pytest.raises(DataError, match="not a list of ids"):
         load_split_ids(path, "test")
+
+
+# item 12: a GeoTIFF whose pixel size is zero ---------------------------------------------------
+def test_tile_zero_pixel_size_is_one_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import Affine
+
+    tif = tmp_path / "z.tif"
+    with rasterio.open(tif, "w", driver="GTiff", height=64, width=64, count=3, dtype="uint16",
+                       crs="EPSG:32633", transform=Affine(0, 0, 500000, 0, 0, 5000000)) as f:
+        f.write(np.ones((3, 64, 64), dtype="uint16"))
+    out = tmp_path / "chips"
+    assert main(["tile", str(tif), "--out", str(out), "--size", "32"]) == 2
+    _one_line(capsys, "tile", str(tif), "pixel size of zero")
+    assert not out.exists() or not any(out.rglob("*.tif"))
