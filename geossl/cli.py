@@ -45,7 +45,7 @@ MAX_YAML_VALUES = 100_000
 
 
 def _yaml_load(stream: str) -> Any:
-    """jsonargparse's YAML loader, refusing a document whose aliases expand too far.
+    """Jsonargparse's YAML loader, refusing a document whose aliases expand too far.
 
     A few nested aliases expand to billions of values when jsonargparse walks the loaded
     value, at 100 % CPU for ever. The expanded size is counted from the parser's events
@@ -131,9 +131,8 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
     Returns:
         the parser and a mapping from subcommand name to its module.
     """
-    from jsonargparse import set_loader
-
     import yaml
+    from jsonargparse import set_loader
 
     set_loader("yaml", _yaml_load, exceptions=(yaml.YAMLError,))
     parser = ArgumentParser(

@@ -31,9 +31,9 @@ import logging
 import os
 import sys
 import uuid
-from concurrent.futures import CancelledError
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -254,7 +254,7 @@ class Runner:
                       f"{timeout:g} s for its handshake (dask setting "
                       f"distributed.comm.timeouts.connect, e.g. environment variable "
                       f"{CONNECT_TIMEOUT_ENV}=60s)", file=sys.stderr, flush=True)
-            probe_scheduler(self.address, timeout)
+            probe_scheduler(str(self.address), timeout)
             try:
                 self.client = Client(self.address, timeout=timeout)
             except (OSError, TimeoutError) as err:

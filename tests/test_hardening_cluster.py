@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from geossl.cli import main
 from geossl.cluster import Runner
 from geossl.errors import ConfigError, GeosslError
 

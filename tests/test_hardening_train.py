@@ -3,7 +3,6 @@ changed checkpoint interval and mid-epoch resumes."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
