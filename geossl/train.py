@@ -825,12 +825,14 @@ def _trainer(**kwargs: Any) -> Any:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch import Trainer
 
+    strategy = kwargs["strategy"]  # a name, or DDPStrategy (bounded join of --num-nodes)
     try:
         return Trainer(**kwargs)
     except (MisconfigurationException, ValueError, RuntimeError) as err:
         raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
                           f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
-                          f"--strategy {kwargs['strategy']}: {_first_line(err)}") from err
+                          f"--strategy {getattr(strategy, 'strategy_name', strategy)}: "
+                          f"{_first_line(err)}") from err
 
 
 def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
