@@ -976,7 +976,8 @@ class _Interrupt:
 
     def __exit__(self, *exc: Any) -> None:
         for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
+            # None: a handler not installed from Python, which cannot be put back
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
         self._previous.clear()
         sys.stdout.flush()
 
