@@ -84,9 +84,10 @@ HANDSHAKE_MAX_BYTES = 1 << 20
 def connect_timeout() -> float:
     """Seconds to wait for a scheduler: dask's ``distributed.comm.timeouts.connect`` (30 s)."""
     import dask
+    import distributed  # noqa: F401  (registers the distributed.* settings)
     from dask.utils import parse_timedelta
 
-    value = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    value = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect", 30), "s")
     return float(value if value is not None else 30)
 
 

@@ -43,6 +43,7 @@ def _serve(reply: bytes) -> tuple[socket.socket, int]:
 @pytest.fixture
 def short_connect(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     import dask
+    import distributed  # noqa: F401  (its settings first: leaving the `set` restores them)
 
     with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
         yield
