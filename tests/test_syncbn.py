@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -104,3 +106,41 @@ def test_pretrain_plugs_it_in_for_several_cpu_processes() -> None:
     converted = layer_sync.apply(_net())
     assert any(isinstance(m, CPUSyncBatchNorm) for m in converted.modules())
     assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+
+
+@pytest.mark.slow
+def test_pretrain_on_two_cpu_processes_with_a_batchnorm_backbone(tmp_path: Path) -> None:
+    """`geossl pretrain --devices 2 --strategy ddp` (gloo) with a BatchNorm backbone: with
+    --sync-batchnorm (the default) the mean loss of the two processes is the loss of one
+    process on the same global batch; with `off` it is not."""
+    import subprocess
+    import sys
+
+    from geossl.bench.train import make_chips
+    from tests.test_ddp_pretrain import CHIPS, METHOD_ARGS, REPO, SCRIPT
+
+    root = tmp_path / "chips"
+    make_chips(root, n=CHIPS, bands=4, size=32)
+
+    def run(devices: int, sync: str) -> list[dict[str, Any]]:
+        out = tmp_path / f"{devices}_{sync}"
+        args = [str(out / "record"), "pretrain", "--data", "chips", "--root", str(root),
+                "--out", str(out), "--sensors", "s2", "--pairing", "aug", "--method", "simclr",
+                "--backbone", "test_resnet", "--img-size", "32", "--workers", "0",
+                "--accelerator", "cpu", "--devices", str(devices),
+                "--strategy", "ddp" if devices > 1 else "auto", "--sync-batchnorm", sync,
+                "--batch-size", str(CHIPS // devices), "--max-steps", "1", "--optimizer",
+                "sgd", "--lr", "0.05", "--method-args", METHOD_ARGS["simclr"]]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(REPO), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, str(SCRIPT), *args], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [torch.load(out / "record" / f"rank{r}.pt", weights_only=True)
+                for r in range(devices)]
+
+    one = run(1, "auto")[0]["losses"][0]
+    synced = sum(r["losses"][0] for r in run(2, "auto")) / 2
+    apart = sum(r["losses"][0] for r in run(2, "off")) / 2
+    assert synced == pytest.approx(one, rel=1e-4, abs=1e-5)
+    assert apart != pytest.approx(one, rel=1e-3, abs=1e-4)
