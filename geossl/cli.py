@@ -17,19 +17,72 @@ import pkgutil
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter, Namespace
+from jsonargparse import (
+    ActionConfigFile,
+    ArgumentError,
+    ArgumentParser,
+    DefaultHelpFormatter,
+    Namespace,
+)
 
 import geossl
 from geossl import commands
 from geossl.conf import resolve_config
-from geossl.errors import ConfigError, GeosslError, GeosslWarning
+from geossl.errors import ConfigError, GeosslError, GeosslWarning, Terminated
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """Keep the line breaks of each subcommand's docstring (its examples) in ``--help``."""
+
+
+#: most values a YAML document may expand to through its aliases (``*name``): far more than
+#: any configuration, far fewer than an "alias bomb" (nested aliases, billions of values)
+MAX_YAML_VALUES = 100_000
+
+
+def _yaml_load(stream: str) -> Any:
+    """Jsonargparse's YAML loader, refusing a document whose aliases expand too far.
+
+    A few nested aliases expand to billions of values when jsonargparse walks the loaded
+    value, at 100 % CPU for ever. The expanded size is counted from the parser's events
+    (which do not expand aliases: each anchor's size is known when its node ends) before
+    anything is built; own code because PyYAML has no such limit.
+
+    Raises:
+        ConfigError: more than :data:`MAX_YAML_VALUES` values once aliases are expanded.
+    """
+    import yaml
+    from jsonargparse._loaders_dumpers import yaml_load
+
+    if "*" in stream and "&" in stream:
+        sizes: dict[str, int] = {}
+        stack: list[list[Any]] = [[None, 0]]  # [anchor, size] of each open collection
+        try:
+            for event in yaml.parse(stream, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.CollectionStartEvent):
+                    stack.append([event.anchor, 1])
+                    continue
+                if isinstance(event, yaml.CollectionEndEvent):
+                    anchor, size = stack.pop()
+                elif isinstance(event, yaml.ScalarEvent):
+                    anchor, size = event.anchor, 1
+                elif isinstance(event, yaml.AliasEvent):
+                    anchor, size = None, sizes.get(str(event.anchor), 1)
+                else:
+                    continue
+                if anchor:
+                    sizes[str(anchor)] = size
+                stack[-1][1] += size
+                if stack[-1][1] > MAX_YAML_VALUES:
+                    raise ConfigError(f"YAML whose aliases expand to more than "
+                                      f"{MAX_YAML_VALUES} values: refused (an alias bomb?)")
+        except yaml.YAMLError:
+            pass  # jsonargparse reports it (or takes the text as a plain string)
+    return yaml_load(stream)
 
 
 class ConfigFileOrName(ActionConfigFile):
@@ -50,6 +103,16 @@ class ConfigFileOrName(ActionConfigFile):
                 values = str(resolve_config(values))
             except ConfigError as err:
                 parser.error(str(err))
+            try:
+                _yaml_load(Path(values).read_bytes().decode("utf-8"))
+            except UnicodeDecodeError as err:
+                raise ConfigError(f"not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                                  f"offset {err.start}): save the file as UTF-8",
+                                  values) from None
+            except ConfigError as err:
+                raise ConfigError(str(err), values) from None
+            except OSError:
+                pass  # jsonargparse names the file
         super().__call__(parser, cfg, values, option_string)
 
 
@@ -68,17 +131,23 @@ def build_parser() -> tuple[ArgumentParser, dict[str, ModuleType]]:
     Returns:
         the parser and a mapping from subcommand name to its module.
     """
+    import yaml
+    from jsonargparse import set_loader
+
+    set_loader("yaml", _yaml_load, exceptions=(yaml.YAMLError,))
     parser = ArgumentParser(
         prog="geossl",
         description="Self-supervised learning on remote-sensing imagery.",
         env_prefix="GEOSSL",
         default_env=False,
+        exit_on_error=False,  # errors are one line (main), not a usage block
     )
     parser.add_argument("--version", action="version", version=f"geossl {geossl.__version__}")
     sub = parser.add_subcommands(dest="command", required=True)
     mods = {}
     for mod in _command_modules():
-        p = ArgumentParser(prog=f"geossl {mod.NAME}", description=mod.__doc__)
+        p = ArgumentParser(prog=f"geossl {mod.NAME}", description=mod.__doc__,
+                           exit_on_error=False)
         p.add_argument(
             "--config", action=ConfigFileOrName,
             help="YAML file with any of the flags below, or the name of a shipped one "
@@ -136,6 +205,27 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     stream.write(f"geossl {command}: warning: {message}\n")
 
 
+def _usage_error(err: BaseException, args: Sequence[str]) -> str:
+    """One line for a parse error, naming the ``--config`` file that set the offending key."""
+    import re
+
+    import yaml
+
+    text = " ".join(str(err).split())
+    if isinstance(err, GeosslError):
+        return text
+    keys = re.findall(r'(?:[Kk]ey "|keys?: |arguments?: |option \')([\w.-]+)', text)
+    configs = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--config"]
+    for config in reversed(configs):
+        try:
+            doc = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(doc, dict) and any(k.split(".")[0] in doc for k in keys):
+            return f"{config}: {text}"
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI.
 
@@ -143,10 +233,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: arguments (defaults to ``sys.argv[1:]``).
 
     Returns:
-        the process exit status: 0 on success, 2 on a user error, 130 when interrupted.
+        the process exit status: 0 on success, 2 on a user error, 130 when interrupted
+        (Ctrl-C), 143 when terminated (SIGTERM).
     """
     parser, mods = build_parser()
-    cfg = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = parser.parse_args(args)
+    except (ArgumentError, GeosslError) as err:
+        command = next((a for a in args if a in mods), None)
+        where = f"geossl {command}" if command else "geossl"
+        print(f"{where}: error: {_usage_error(err, args)} (see {where} --help)",
+              file=sys.stderr)
+        return 2
     name: str = cfg.command
     sub_cfg: Namespace = cfg[name]
     stderr, show_warning = sys.stderr, warnings.showwarning
@@ -162,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         _end_line(sys.stderr)
         detail = " ".join(str(err).split())  # e.g. where pretrain saved its state
-        print(f"geossl {name}: interrupted" + (f": {detail}" if detail else ""), file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"geossl {name}: {what}" + (f": {detail}" if detail else ""), file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     finally:
         sys.stderr, warnings.showwarning = stderr, show_warning
     return int(status or 0)

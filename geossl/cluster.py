@@ -34,6 +34,7 @@ import sys
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from typing import Any
 
 from geossl.errors import ConfigError, GeosslError
@@ -112,6 +113,82 @@ def scheduler_from_file(path: str | os.PathLike[str], wait_s: float | None = Non
     if not isinstance(address, str) or "://" not in address:
         raise ConfigError(f"{where}: not a dask scheduler file (address {address!r})")
     return address
+
+
+#: environment variable of dask's connect timeout (``distributed.comm.timeouts.connect``)
+CONNECT_TIMEOUT_ENV = "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"
+
+#: the largest first message a dask scheduler's handshake may announce (it is ~100 bytes)
+HANDSHAKE_MAX_BYTES = 1 << 20
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a scheduler: dask's ``distributed.comm.timeouts.connect`` (30 s)."""
+    import dask
+    import distributed  # noqa: F401  (registers the distributed.* settings)
+    from dask.utils import parse_timedelta
+
+    value = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect", 30), "s")
+    return float(value if value is not None else 30)
+
+
+def probe_scheduler(address: str, timeout: float) -> None:
+    """Check that a ``tcp://`` address answers as a dask scheduler, within ``timeout``.
+
+    Own code because dask does not bound this case: a server that accepts the connection but
+    never answers (any other service) left ``Client`` waiting 5 minutes and more, past its
+    own timeout, and one that answers something else (an HTTP server) made it read the first
+    8 bytes as a message length and allocate exabytes. A dask scheduler writes its handshake
+    first, as soon as a connection opens: an 8-byte little-endian length, then the message.
+    Other protocols (``tls://``, ``ucx://``, ...) are left to dask.
+
+    Raises:
+        ConfigError: nothing listens there, it did not answer within ``timeout``, or it
+            answered as something else.
+    """
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    if not address.startswith("tcp://"):
+        return
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError as err:
+        raise ConfigError(f"scheduler address {address!r}: {err}") from err
+    if not host or port is None:
+        raise ConfigError(f"scheduler address {address!r} should look like tcp://HOST:PORT")
+    import time
+
+    deadline = time.monotonic() + timeout
+    try:
+        while True:  # as dask does, retry a refused connection (a scheduler still starting)
+            try:
+                sock = socket.create_connection((host, port), timeout=timeout)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() + 0.5 > deadline:
+                    raise
+                time.sleep(0.5)
+        with sock:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except TimeoutError:
+        raise ConfigError(f"{address} accepted the connection but sent no dask handshake "
+                          f"within {timeout:g} s: not a dask scheduler (wrong port?)") from None
+    except OSError as err:
+        raise ConfigError(f"cannot reach the dask scheduler at {address} "
+                          f"({_first_line(err)})") from err
+    size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+    if not 0 < size <= HANDSHAKE_MAX_BYTES:
+        raise ConfigError(f"{address} answered, but is not a dask scheduler (wrong port, or "
+                          "another service)")
 
 
 def on_worker() -> bool:
@@ -213,10 +290,16 @@ class Runner:
         from distributed import Client, LocalCluster
 
         if mode == "remote":
+            timeout = connect_timeout()
+            if not self.quiet:
+                print(f"connecting to the dask scheduler at {self.address}: waiting up to "
+                      f"{timeout:g} s for its handshake (dask setting "
+                      f"distributed.comm.timeouts.connect, e.g. environment variable "
+                      f"{CONNECT_TIMEOUT_ENV}=60s)", file=sys.stderr, flush=True)
+            probe_scheduler(str(self.address), timeout)
             try:
-                # connect timeout: dask's distributed.comm.timeouts.connect (30 s by default)
-                self.client = Client(self.address)
-            except OSError as err:
+                self.client = Client(self.address, timeout=timeout)
+            except (OSError, TimeoutError) as err:
                 raise ConfigError(f"cannot reach the dask scheduler at {self.address} "
                                   f"({_first_line(err)})") from err
         else:
@@ -330,6 +413,12 @@ class TaskSet:
                     result = fut.result()
                 except GeosslError:
                     raise
+                except (CancelledError, OSError) as err:
+                    # FutureCancelledError "scheduler-connection-lost", CommClosedError
+                    where = self.runner.address or "of the local cluster"
+                    raise GeosslError(f"lost the dask scheduler {where} "
+                                      f"({_first_line(err)}); rerun the command once it is "
+                                      "back (outputs already written are kept)") from err
                 except Exception as err:
                     if type(err).__name__ == "KilledWorker":
                         raise GeosslError(f"dask gave up on a task whose workers kept dying "

@@ -42,7 +42,8 @@ class PretrainConfig:
                           help=lambda: "data-loader worker processes (0: in the main process; "
                           f"default min(4, available cores) = {default_workers()} here)")
     accelerator: str = option("auto", "cpu, gpu or auto")
-    devices: str = option("auto", "devices per node: a number, a list (0,2) or auto")
+    devices: str = option("auto", "devices per node: a number, a list (0,2) or auto",
+                          flag_type=str | int)
     num_nodes: int = option(1, "machines taking part (under SLURM or torchrun: the job's nodes)")
     strategy: str = option("auto", "Lightning strategy: auto (DDP on several devices), ddp, "
                            "ddp_spawn, fsdp, ...")
@@ -94,11 +95,12 @@ class PretrainConfig:
                                 "side only")
     split: str = option("train", "which side of --splits")
     index: str | None = option(None, "chip index for --data chips (default ROOT/index.parquet)")
-    bands: list[str] | None = option(
+    bands: list[str] | dict[str, list[str]] | None = option(
         None, "comma-separated band names to read, in order, e.g. B04,B03,B02 (every dataset: "
         "read by those that select bands, e.g. chips, where a mixed-band index needs it; sliced "
-        "from the samples of the others); checkpoints record the selection",
-        flag_type=str | list[str] | None)
+        "from the samples of the others), or per sensor: '{s2: [B04, B03, B02], s1: [VV]}' "
+        "(or s2=B04,B03,B02;s1=VV); checkpoints record the selection",
+        flag_type=dict[str, list[str]] | str | list[str] | None)
     data_args: dict[str, Any] = option(
         factory=dict, flag_type=dict[str, Any] | None,
         help="further dataset arguments as a YAML/JSON mapping, e.g. '{holdout: train}' "
@@ -131,6 +133,12 @@ class PretrainConfig:
     tsne_every: int = option(0, "write OUT/tsne/epoch=NNN.png every N epochs (and before "
                              "training); 0: off")
     tsne_points: int = option(1000, "training samples embedded in each t-SNE snapshot")
+    join_timeout: int = option(300, "with --num-nodes > 1: seconds to wait for every node's "
+                               "processes to join before giving up with one line (the wait "
+                               "for a node started late, or never)")
+    sync_batchnorm: str = option("auto", "BatchNorm statistics over every process's batch "
+                                 "(SyncBatchNorm) when several processes train: auto (on with "
+                                 "several processes), on or off")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:
@@ -143,8 +151,8 @@ class PretrainConfig:
             kwargs["sensors"] = parse_sensors(kwargs["sensors"])
         if kwargs.get("method_args") is None:
             kwargs["method_args"] = {}
-        if isinstance(kwargs.get("bands"), str):
-            kwargs["bands"] = [b.strip() for b in kwargs["bands"].split(",") if b.strip()]
+        if kwargs.get("bands") is not None:
+            kwargs["bands"] = parse_band_flag(kwargs["bands"])
         if kwargs.get("data_args") is None:
             kwargs["data_args"] = {}
         kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
@@ -199,6 +207,43 @@ def _run_config_paths(kwargs: dict[str, Any], config_files: Any) -> None:
         value = doc.get(key)
         if isinstance(value, str) and not Path(value).is_absolute() and kwargs.get(key) == value:
             kwargs[key] = str(base / value)
+
+
+def parse_band_flag(value: Any) -> list[str] | dict[str, list[str]] | None:
+    """``--bands``: ``B04,B03`` -> list; ``{s2: [B04], s1: [VV]}`` or ``s2=B04;s1=VV`` -> dict.
+
+    Raises:
+        ConfigError: a mapping whose values are not band lists, or a malformed item.
+    """
+    import yaml
+
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"--bands {text!r} is not a valid mapping "
+                                  f"({str(err).splitlines()[0]})") from None
+        elif "=" in text:
+            value = {}
+            for item in (x.strip() for x in text.split(";")):
+                sensor, sep, names = item.partition("=")
+                if not sep or not sensor.strip():
+                    raise ConfigError(f"--bands expects SENSOR=B1,B2[;SENSOR=...], got {item!r}")
+                value[sensor.strip()] = names
+        else:
+            return [b.strip() for b in text.split(",") if b.strip()] or None
+    if isinstance(value, Mapping):
+        out: dict[str, list[str]] = {}
+        for sensor, names in value.items():
+            items = names.split(",") if isinstance(names, str) else names
+            if not isinstance(items, Sequence) or not items:
+                raise ConfigError(f"--bands: sensor {sensor} needs a list of band names, got "
+                                  f"{names!r}")
+            out[str(sensor)] = [str(b).strip() for b in items if str(b).strip()]
+        return out or None
+    return [str(b).strip() for b in value if str(b).strip()] or None
 
 
 def parse_sensors(value: str | Sequence[str]) -> list[str]:

@@ -309,7 +309,14 @@ def embed(
     holed: dict[str, int] = {}
     empty: dict[str, int] = {}
     if resume and progress_file.is_file():
-        prev = json.loads(progress_file.read_text())
+        try:
+            prev = json.loads(progress_file.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as err:  # cut short, edited, another file
+            raise DataError(f"damaged progress record ({type(err).__name__}): remove "
+                            f"{PROGRESS} and the store's blocks, or give another --out, to "
+                            "embed again", progress_file) from None
+        if not isinstance(prev, dict):
+            raise DataError("damaged progress record (not a JSON object)", progress_file)
         if prev.get("params") == params:
             done = set(prev.get("done", []))
             holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}

@@ -62,3 +62,10 @@ class ConfigError(GeosslError):
 
 class GeosslWarning(UserWarning):
     """Something the user should know about their data; the CLI prints it as one line."""
+
+
+class Terminated(KeyboardInterrupt):
+    """A run stopped by SIGTERM (SLURM, Kubernetes) after saving; the CLI exits with 143.
+
+    A :class:`KeyboardInterrupt` so that code cleaning up after Ctrl-C does the same here.
+    """

@@ -164,7 +164,8 @@ def plot_tsne(
 
     Args:
         features: ``(N, D)``.
-        labels: ``(N,)`` classes (multi-hot labels are coloured by their first class).
+        labels: ``(N,)`` classes (multi-hot labels are coloured by their first class; a
+            negative class, the ignore index -100, is shown as "no label").
         path: PNG to write.
         class_names: legend names.
         seed: t-SNE and subsampling seed.
@@ -197,8 +198,10 @@ def plot_tsne(
     cmap = _colours(len(classes))
     for i, c in enumerate(classes):
         sel = y == c
-        known = class_names is not None and int(c) < len(class_names)
-        name = class_names[int(c)] if known else str(c)  # type: ignore[index]
+        known = class_names is not None and 0 <= int(c) < len(class_names)
+        # a negative class is the ignore index (-100): a sample without a label
+        name = ("no label" if int(c) < 0 else
+                class_names[int(c)] if known else str(c))  # type: ignore[index]
         ax.scatter(emb[sel, 0], emb[sel, 1], s=6, color=cmap(i % cmap.N), label=name)
     ax.set_title(title)
     ax.set_xticks([])

@@ -95,7 +95,10 @@ def _yaml_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError("config file not found", path)
     try:
-        value = yaml.safe_load(path.read_text())
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (offset {err.start}): save the file as UTF-8",
+                          path) from err
     except yaml.YAMLError as err:
         raise ConfigError(f"not valid YAML ({str(err).splitlines()[0]})", path) from err
     if not isinstance(value, dict):
@@ -311,6 +314,7 @@ def run_sweep(
     out: str | os.PathLike[str],
     dry_run: bool = False,
     runner: Callable[[Sequence[str], Path], int] | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run every unfinished cell of ``spec`` in order, then write the results table.
 
@@ -320,12 +324,23 @@ def run_sweep(
         dry_run: only write each cell's configs and the table of what is done.
         runner: runs ``geossl ARGS`` with a log file and returns the exit status (default: a
             child process, see the module docstring).
+        check: checks one cell's pretrain config as ``geossl pretrain`` would parse it
+            (raising :class:`ConfigError`); every cell is checked before any runs, also with
+            ``dry_run``.
 
     Returns:
         ``{"rows": [...], "csv": path, "markdown": path, "failed": [cell names]}``.
     """
+    from geossl.io import check_writable
+
     run = runner or _geossl
-    folder = Path(out)
+    folder = check_writable(out, folder=True)  # before any work: one line, not a traceback
+    if check is not None:
+        for cell in spec.cells:
+            try:
+                check(cell_config(spec, cell, folder / cell_name(cell)))
+            except ConfigError as err:
+                raise ConfigError(f"cell {cell_name(cell)}: {err}", spec.source) from None
     folder.mkdir(parents=True, exist_ok=True)
     _write_yaml(folder / "sweep.yaml", {"pretrain": spec.pretrain, "grid": spec.grid,
                                         **({"evaluate": spec.evaluate} if spec.evaluate

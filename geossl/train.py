@@ -48,7 +48,7 @@ from geossl.config import (
     parse_sensors,
 )
 from geossl.devices import lightning_accelerator, resolve_precision
-from geossl.errors import ConfigError, DataError, GeosslError
+from geossl.errors import ConfigError, DataError, GeosslError, Terminated
 from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
@@ -94,15 +94,25 @@ def resolve_resume(resume: str | None, out: Path) -> str | None:
     ``last`` is the most recently written complete checkpoint of ``OUT/checkpoints``: normally
     ``last.ckpt``, but a kill between writing ``step=N.ckpt`` and ``last.ckpt`` leaves
     ``last.ckpt`` one interval behind, and then ``step=N.ckpt`` is taken. ``last`` with no
-    checkpoint yet starts from scratch (so one command can both start and resume a run).
+    checkpoint yet starts from scratch (so one command can both start and resume a run); a run
+    whose checkpoints are all damaged (truncated, overwritten) is refused instead: starting
+    from scratch would replace its log history and, at the first interval, its checkpoints.
 
     Raises:
-        DataError: if the checkpoint does not exist or is not a readable checkpoint.
+        DataError: if the checkpoint does not exist or is not a readable checkpoint, or every
+            checkpoint of the run is damaged (naming them).
     """
     if not resume:
         return None
     if resume == "last":
-        found = newest_checkpoint(out / "checkpoints")
+        folder = out / "checkpoints"
+        found = newest_checkpoint(folder)
+        damaged = sorted(p.name for p in folder.glob("*.ckpt") if p.is_file())
+        if found is None and damaged:
+            raise DataError(f"--resume last: every checkpoint of this run is damaged (not a "
+                            f"complete torch file): {', '.join(damaged)}; move them away to "
+                            "start the run again, or resume from a copy with --resume FILE",
+                            folder)
         if found is None:
             print(f"geossl pretrain: no checkpoint in {out / 'checkpoints'} yet, "
                   "starting from scratch")
@@ -303,7 +313,7 @@ def write_config(config: PretrainConfig, path: Path) -> None:
     """Write the effective configuration as YAML (rerunnable with ``--config``)."""
     values = dataclasses.asdict(config)
     values["sensors"] = ",".join(config.sensors)
-    if config.bands:
+    if config.bands and not isinstance(config.bands, dict):
         values["bands"] = ",".join(config.bands)
     values.pop("resume", None)
     for key in PATH_FIELDS:  # absolute: the file reruns the same run from any folder
@@ -473,9 +483,12 @@ def _checkpoints(folder: Path, every: int | None) -> Any:
 
     class RowFirstCheckpoint(ModelCheckpoint):  # type: ignore[misc]
         def __init__(self) -> None:
+            # no version counter: a resumed run (perhaps with another interval, which
+            # Lightning sees as another callback and so does not restore its state) overwrites
+            # last.ckpt and step=N.ckpt instead of writing last-v1.ckpt beside a stale last.ckpt
             super().__init__(dirpath=str(folder), filename="step={step}",
                              auto_insert_metric_name=False, every_n_train_steps=every,
-                             save_top_k=-1, save_last=True)
+                             save_top_k=-1, save_last=True, enable_version_counter=False)
             self._pending: list[str] = []
 
         def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
@@ -535,6 +548,12 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
 
     from geossl.data.datamodule import SSLDataModule
 
+    if config.batch_size < 2:
+        # BatchNorm cannot normalise one sample, and contrastive losses need other samples
+        # in the batch as negatives: one sample per device cannot train
+        raise ConfigError(f"--batch-size must be at least 2 (samples per device), got "
+                          f"{config.batch_size}: BatchNorm layers and contrastive losses need "
+                          "several samples in a batch")
     if config.root is None:
         raise ConfigError("--root is required (the dataset folder)")
     if config.max_steps <= 0 and not config.max_epochs:
@@ -543,6 +562,11 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         raise ConfigError("--ckpt-every must be positive")
     if config.num_nodes < 1:
         raise ConfigError(f"--num-nodes must be >= 1, got {config.num_nodes}")
+    if config.join_timeout <= 0:
+        raise ConfigError(f"--join-timeout must be positive (seconds), got {config.join_timeout}")
+    if config.sync_batchnorm not in SYNC_BATCHNORM:
+        raise ConfigError(f"--sync-batchnorm must be one of {', '.join(SYNC_BATCHNORM)}, got "
+                          f"{config.sync_batchnorm!r}")
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
@@ -587,12 +611,19 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if resumed is not None and ckpt_path is not None:
         check_resume_fits(resumed, method, Path(ckpt_path))
 
+    if resumed is not None:
+        # a resumed run restarts its epoch's loader: with the run's seed it would draw the
+        # very augmentations (and order) of the epoch's first batches again; the checkpoint's
+        # step reseeds it (the data and model above were built with the run's own seed)
+        step0 = int(resumed.get("global_step", 0))
+        seed_everything((config.seed + step0) % 2**32, workers=True, verbose=False)
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
     try:
         fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
             accelerator=accelerator, devices=config.devices, precision=config.precision,
             num_nodes=config.num_nodes, strategy=config.strategy,
+            join_timeout=config.join_timeout, sync_batchnorm=config.sync_batchnorm,
             on_trainer=lambda trainer: _per_rank_schedule(trainer, config, dm, method),
             out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
             resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
@@ -631,6 +662,8 @@ def fit(
     precision: str = "auto",
     num_nodes: int = 1,
     strategy: str = "auto",
+    join_timeout: float = 300,
+    sync_batchnorm: str = "auto",
     on_trainer: Callable[[Any], Any] | None = None,
     out: Path | None = None,
     ckpt_every: int | None = None,
@@ -665,6 +698,12 @@ def fit(
         precision: ``auto`` or a precision (:func:`geossl.devices.resolve_precision`).
         num_nodes: machines taking part (Lightning's cluster environments: torchrun, SLURM).
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
+        join_timeout: with ``num_nodes`` > 1, seconds to wait for every process to join
+            (the other nodes may start late, or never); collectives during training keep
+            torch's 30 minutes.
+        sync_batchnorm: ``auto``/``on``: BatchNorm layers compute their batch statistics over
+            every process's batch when several processes train (as one process would over
+            the whole batch); ``off``: per process.
         on_trainer: called with the Trainer once it exists (before fitting).
         out: run folder (``None``: no checkpoints or logs).
         ckpt_every: checkpoint interval in optimiser steps (with ``out``; default: only
@@ -695,11 +734,24 @@ def fit(
         own += [_checkpoints(out / "checkpoints", ckpt_every), LearningRateMonitor("step")]
     if progress:
         own.append(progress_bar())
+    if num_nodes > 1 and strategy in ("auto", "ddp"):
+        from datetime import timedelta
+
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # a bounded wait for the other nodes (torch's default is 30 minutes of silence)
+        strategy_arg: Any = DDPStrategy(timeout=timedelta(seconds=join_timeout))
+        own.append(_joined())
+    else:
+        strategy_arg = strategy
+    sync, plugins = _batchnorm_sync(sync_batchnorm, lightning)
     trainer = _trainer(
         accelerator=lightning,
         devices=resolve_devices(devices),
         num_nodes=num_nodes,
-        strategy=strategy,
+        strategy=strategy_arg,
+        sync_batchnorm=sync,
+        plugins=plugins,
         precision=resolve_precision(precision, lightning),  # type: ignore[arg-type]
         max_steps=max_steps,
         max_epochs=max_epochs,
@@ -715,6 +767,8 @@ def fit(
         benchmark=lightning == "gpu",
         enable_model_summary=False,
     )
+    if num_nodes > 1:
+        _announce_join(trainer, num_nodes, join_timeout)
     if on_trainer is not None:
         on_trainer(trainer)
     fit_kwargs: dict[str, Any] = {"ckpt_path": resume}
@@ -734,20 +788,93 @@ def fit(
             if not interrupt.requested:
                 if isinstance(err, SystemExit | GeosslError):
                     raise
+                if num_nodes > 1 and not started.done and _join_timed_out(err):
+                    raise ConfigError(
+                        f"--num-nodes {num_nodes}: not every process joined within "
+                        f"{join_timeout:g} s ({_first_line(err)}); start the run on every "
+                        "node (srun, torchrun, or MASTER_ADDR, MASTER_PORT and NODE_RANK set "
+                        "on each; docs/scale.md), or raise --join-timeout") from err
                 if resume is not None and not started.done:
                     raise DataError(f"cannot resume from this checkpoint "
                                     f"({type(err).__name__}: {_first_line(err)})",
                                     resume) from err
                 raise
-            hard_stop = err  # Ctrl-C twice, or a loader worker that died of the Ctrl-C
+            # Ctrl-C twice, or a loader worker that died of the Ctrl-C; Lightning's own stop
+            # after a SIGTERM (SIGTERMException, at the end of a step) is a clean stop
+            hard_stop = None if _sigterm_stop(err) else err
     where = "nothing saved"
     if out is not None:
         where = _end_of_run(trainer, out, hard_stop)
     if interrupt.requested:
-        raise KeyboardInterrupt(f"stopped at step {trainer.global_step}; {where}; continue "
-                                f"with --resume last" if out is not None else
-                                f"stopped at step {trainer.global_step}; {where}")
+        stop = Terminated if interrupt.signum == signal.SIGTERM else KeyboardInterrupt
+        raise stop(f"stopped at step {trainer.global_step}; {where}; continue "
+                   f"with --resume last" if out is not None else
+                   f"stopped at step {trainer.global_step}; {where}")
     return trainer
+
+
+def _sigterm_stop(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning's exit at the end of a step after a SIGTERM."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    return isinstance(err, SIGTERMException)
+
+
+#: values of ``--sync-batchnorm``
+SYNC_BATCHNORM = ("auto", "on", "off")
+
+
+def _batchnorm_sync(mode: str, accelerator: str) -> tuple[bool, list[Any]]:
+    """Lightning's ``sync_batchnorm`` flag and plugins for ``--sync-batchnorm``.
+
+    On a GPU, torch's ``SyncBatchNorm`` (Lightning's ``sync_batchnorm=True``); on CPUs, where
+    torch's refuses to run, :class:`geossl.models.syncbn.CPUSyncBatchNorm`. Lightning converts
+    the layers only under a multi-process strategy, so ``auto`` and ``on`` change nothing for
+    one process.
+    """
+    if mode == "off":
+        return False, []
+    if accelerator == "cpu":
+        from geossl.models.syncbn import CPULayerSync
+
+        return False, [CPULayerSync()]
+    return True, []
+
+
+def _joined() -> Any:
+    """A callback giving collectives torch's default timeout back once every process joined."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Joined(Callback):  # type: ignore[misc]
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            import torch.distributed as dist
+            from lightning.fabric.plugins.collectives.torch_collective import (
+                default_pg_timeout,
+            )
+
+            if dist.is_available() and dist.is_initialized():
+                # torch has no public way to change a process group's timeout
+                from torch.distributed.distributed_c10d import _set_pg_timeout
+
+                _set_pg_timeout(default_pg_timeout)
+
+    return Joined()
+
+
+def _announce_join(trainer: Any, num_nodes: int, seconds: float) -> None:
+    """Say, before the processes meet, what the run waits for and for how long."""
+    env = trainer.strategy.cluster_environment
+    where = f"{env.main_address}:{env.main_port}" if env is not None else "the main node"
+    if trainer.global_rank == 0:
+        print(f"geossl pretrain: waiting up to {seconds:g} s for the {trainer.world_size} "
+              f"processes of --num-nodes {num_nodes} to join at {where} (this is node "
+              f"{trainer.node_rank}; --join-timeout sets the wait)", flush=True)
+
+
+def _join_timed_out(err: BaseException) -> bool:
+    """Whether ``err`` is torch's store or process group giving up on missing processes."""
+    text = f"{type(err).__name__}: {err}".lower()
+    return "timed out" in text or "timeout" in text or "disttimeout" in text
 
 
 def _end_of_run(trainer: Any, out: Path, hard_stop: BaseException | None) -> str:
@@ -789,12 +916,14 @@ def _trainer(**kwargs: Any) -> Any:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch import Trainer
 
+    strategy = kwargs["strategy"]  # a name, or DDPStrategy (bounded join of --num-nodes)
     try:
         return Trainer(**kwargs)
     except (MisconfigurationException, ValueError, RuntimeError) as err:
         raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
                           f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
-                          f"--strategy {kwargs['strategy']}: {_first_line(err)}") from err
+                          f"--strategy {getattr(strategy, 'strategy_name', strategy)}: "
+                          f"{_first_line(err)}") from err
 
 
 def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
@@ -893,22 +1022,27 @@ def _on_train_start(action: Any) -> Any:
 
 
 class _Interrupt:
-    """Ctrl-C (SIGINT) during training: stop after the current step instead of at once.
+    """Ctrl-C (SIGINT) or SIGTERM during training: stop after the current step, not at once.
 
-    Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving; here the first
-    SIGINT asks the trainer to stop at the end of the step, so that :func:`fit` saves a
-    checkpoint, plots the loss and reports the interruption (exit status 130 from the CLI).
-    A second SIGINT stops at once. Loader workers forked during training inherit the handler,
-    so they keep serving the last batches instead of dying of the Ctrl-C.
+    Lightning turns a ``KeyboardInterrupt`` into ``sys.exit(1)`` without saving, and a SIGTERM
+    into a ``SystemExit`` with status 0 (a job scheduler would record success); here the first
+    signal asks the trainer to stop at the end of the step, so that :func:`fit` saves a
+    checkpoint, plots the loss and reports the stop: ``KeyboardInterrupt`` after SIGINT (exit
+    status 130 from the CLI), :class:`geossl.errors.Terminated` after SIGTERM (143; SLURM and
+    Kubernetes stop jobs with SIGTERM and wait a grace period before SIGKILL). A second signal
+    stops at once. Loader workers forked during training inherit the handler, so they keep
+    serving the last batches instead of dying of the signal.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, trainer: Any, saving: bool = True) -> None:
         self.trainer = trainer
         self.saving = saving
         self.requested = False
+        self.signum: int | None = None
         self._pid = os.getpid()
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._pid:  # a forked loader worker: the main process decides
@@ -916,20 +1050,26 @@ class _Interrupt:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
         self.trainer.should_stop = True
-        what = "geossl pretrain: interrupted, saving" if self.saving else \
-            "geossl: interrupted, stopping"
-        print(f"\n{what} after this step (Ctrl-C again to stop at once)", flush=True)
+        name = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        again = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        what = f"geossl pretrain: {name}, saving" if self.saving else \
+            f"geossl: {name}, stopping"
+        print(f"\n{what} after this step ({again} again to stop at once)", flush=True)
 
     def __enter__(self) -> _Interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in self.SIGNALS:
+                # Lightning adds its own SIGTERM handler at fit start and keeps calling this one
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            # None: a handler not installed from Python, which cannot be put back
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self._previous.clear()
         sys.stdout.flush()
 
 

@@ -118,6 +118,10 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
     strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
+    if args.json:
+        from geossl.io import check_writable
+
+        check_writable(args.json, folder=False, flag="--json")  # before the benchmark runs
     records = bench_splits(args.n, args.scenes, args.block_size, args.buffer, args.seed,
                            strategies)
     if args.json:

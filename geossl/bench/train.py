@@ -716,7 +716,15 @@ def _ratio(a: float, b: float) -> str:
 
 
 def bench_train(cfg: BenchConfig) -> list[Result]:
-    """Run ``geossl bench train``: measure, print the table, optionally save JSON + markdown."""
+    """Run ``geossl bench train``: measure, print the table, optionally save JSON + markdown.
+
+    Raises:
+        DataError: ``--out`` cannot be written (checked before the benchmark runs).
+    """
+    if cfg.out:
+        from geossl.io import check_writable
+
+        check_writable(cfg.out, folder=True)  # not after minutes of measuring
     results = run_bench(cfg)
     table = format_table(results, cfg)
     print(table)

@@ -16,6 +16,9 @@ grid values, loss, contrastive and online-probe accuracy, evaluation metrics).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
@@ -48,7 +51,7 @@ def run(cfg: Namespace) -> int:
     from geossl.sweep import load_spec, run_sweep
 
     spec = load_spec(cfg.sweep, cfg.grid, cfg.set, cfg.evaluate, cfg.get("eval_set"), cfg.root)
-    result = run_sweep(spec, cfg.out, dry_run=bool(cfg.dry_run))
+    result = run_sweep(spec, cfg.out, dry_run=bool(cfg.dry_run), check=_check_pretrain)
     print((result["markdown"]).read_text(), end="")
     print(f"wrote {result['csv']}\nwrote {result['markdown']}")
     if result["failed"]:
@@ -56,3 +59,22 @@ def run(cfg: Namespace) -> int:
               f"{', '.join(result['failed'])} (see their run.log; rerun to retry)")
         return 1
     return 0
+
+
+def _check_pretrain(values: Mapping[str, Any]) -> None:
+    """Parse one cell's pretrain config with ``geossl pretrain``'s own flag types.
+
+    Raises:
+        ConfigError: a value ``geossl pretrain --config`` would refuse (in one line).
+    """
+    from jsonargparse import ArgumentError
+
+    from geossl.config import PretrainConfig
+    from geossl.errors import ConfigError
+
+    parser = ArgumentParser(exit_on_error=False)
+    _common.add_dataclass_flags(parser, PretrainConfig)
+    try:
+        parser.parse_object(dict(values))
+    except ArgumentError as err:
+        raise ConfigError(" ".join(str(err).split())) from None

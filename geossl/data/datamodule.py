@@ -195,7 +195,7 @@ class SSLDataModule(LightningDataModule):
         norm_names: Mapping[str, str] | None = None,
         stats: str | Path | None = None,
         data_args: Mapping[str, Any] | None = None,
-        band_selection: Sequence[str] | None = None,
+        band_selection: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         labels: bool = False,
         label_scheme: str | None = None,
     ) -> None:
@@ -260,7 +260,10 @@ class SSLDataModule(LightningDataModule):
         self.norm_names = {str(k): str(v) for k, v in (norm_names or {}).items()}
         self.stats = stats
         self.data_args = dict(data_args or {})
-        if band_selection:
+        if isinstance(band_selection, Mapping):  # per sensor: {s2: [B04, ...], s1: [VV]}
+            self.data_args["bands"] = {str(k): [str(b) for b in v]
+                                       for k, v in band_selection.items()}
+        elif band_selection:
             self.data_args["bands"] = [str(b) for b in band_selection]
         self.labels = labels
         self.label_scheme = label_scheme

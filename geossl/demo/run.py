@@ -518,7 +518,14 @@ STAGES: list[tuple[str, Callable[[DemoContext], None]]] = [
 
 def run_demo(ctx: DemoContext, stages: list[tuple[str, Callable[[DemoContext], None]]]
              | None = None) -> DemoContext:
-    """Run the demo stages on ``ctx`` and return it."""
+    """Run the demo stages on ``ctx`` and return it.
+
+    Raises:
+        DataError: ``--out`` cannot be a folder written here (a file, a read-only place).
+    """
+    from geossl.io import check_writable
+
+    check_writable(ctx.out, folder=True)  # one line before any work, not a traceback
     ctx.out.mkdir(parents=True, exist_ok=True)
     chosen = stages if stages is not None else STAGES
     for n, (name, stage) in enumerate(chosen, 1):

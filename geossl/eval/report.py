@@ -104,6 +104,8 @@ def write_report(results: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
     title = f"{meta.get('checkpoint', '?')} on {meta.get('data', '?')}"
     md = to_markdown(results["summary"], title)
     notes = [f"- {k}: {v}" for k, v in meta.items() if isinstance(v, (str, int, float))]
+    # notes on how a task was computed (e.g. the farmland fallback to 19-class parents)
+    notes += [f"- note: {n}" for n in meta.get("task_notes") or () if isinstance(n, str)]
     md += "\n" + "\n".join(notes) + "\n" if notes else ""
     paths = {"json": folder / "results.json", "markdown": folder / "results.md"}
     atomic_write_text(paths["json"], json.dumps(jsonable(results), indent=2) + "\n")

@@ -196,12 +196,20 @@ def _finer(
             twins[id(d)] = BigEarthNet(d.root, version=d.version, sensors=d.sensors,
                                        num_classes=43, ids=list(d.ids))
         except ConfigError as err:  # v2 without Reference_Maps: no 43-class labels
+            del err  # its text (a path, the files looked for) does not belong in the note
             coarse = sorted({lab.CORINE_TO_BEN19[i] for i in wanted if i in lab.CORINE_TO_BEN19})
-            parents = [f"{name!r} as {lab.BEN19_CLASSES[lab.CORINE_TO_BEN19[i]]!r}"
-                       for name, i in zip(task.classes, corine)
-                       if name in missing and i is not None and i in lab.CORINE_TO_BEN19]
-            note = (f"task {task.name}: no 43-class labels ({err}); read the 19-class parent "
-                    f"classes: {'; '.join(parents)}")
+            parts = []
+            for name, i in zip(task.classes, corine):
+                if name not in missing or i is None or i not in lab.CORINE_TO_BEN19:
+                    continue
+                parent = lab.CORINE_TO_BEN19[i]
+                others = [lab.CORINE_CLASSES[j] for j, p in lab.CORINE_TO_BEN19.items()
+                          if p == parent and j not in wanted]
+                also = f", so {task.name} also counts {' and '.join(others)}" if others else ""
+                parts.append(f"{name!r} is read as its 19-class parent "
+                             f"{lab.BEN19_CLASSES[parent]!r}{also}")
+            note = (f"task {task.name}: this copy of BigEarthNet has no 43-class labels "
+                    f"(no Reference_Maps): {'; '.join(parts)}")
             return _from_labels(labels, coarse), note
     out = np.zeros(len(positions), dtype=np.int64)
     for row, p in enumerate(positions):

@@ -114,6 +114,10 @@ def load_splits(path: PathLike, gdf: pd.DataFrame | None = None) -> pd.Series:
             raise DataError(f"not a split file ({err})", path) from err
         ids, names = [], []
         for name, members in groups.items():
+            if not isinstance(members, list) or \
+                    any(not isinstance(m, str | int) or isinstance(m, bool) for m in members):
+                raise DataError(f"not a split file (side {name!r} is "
+                                f"{json.dumps(members)[:40]}, not a list of ids)", path)
             ids += [str(m) for m in members]
             names += [str(name)] * len(members)
         series = pd.Series(names, index=pd.Index(ids, name="chip_id"), dtype=object)

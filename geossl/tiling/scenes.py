@@ -543,6 +543,10 @@ def scene_from_sources(
                 )
             if abs(src.transform.b) > 0 or abs(src.transform.d) > 0:
                 raise DataError("rotated rasters are not supported", b.path)
+            if not (abs(src.transform.a) > 0 and abs(src.transform.e) > 0):
+                raise DataError(f"raster has a pixel size of zero ({src.transform.a:g} x "
+                                f"{src.transform.e:g} {src.crs.linear_units or 'units'}): "
+                                "its georeference is broken", b.path)
             if b.index > src.count:
                 raise DataError(f"band {b.name} is band {b.index} but the raster has "
                                 f"{src.count}", b.path)
