@@ -324,9 +324,12 @@ def run_sweep(
     Returns:
         ``{"rows": [...], "csv": path, "markdown": path, "failed": [cell names]}``.
     """
+    from geossl.io import check_output, mark_output
+
     run = runner or _geossl
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    # absent, empty or an earlier sweep (resumed); never a user's folder
+    folder = check_output(out, "sweep", own=("sweep.yaml",))
+    mark_output(folder, "sweep")
     _write_yaml(folder / "sweep.yaml", {"pretrain": spec.pretrain, "grid": spec.grid,
                                         **({"evaluate": spec.evaluate} if spec.evaluate
                                            else {})})

@@ -60,7 +60,7 @@ from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_labe
 from geossl.eval.predictions import Relabelled, write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
-from geossl.io import check_writable
+from geossl.io import check_output
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -241,7 +241,9 @@ def evaluate(
     binary_tasks = parse_tasks(tasks)
     seeds = [int(s) for s in seeds] or [0]
     if out is not None:
-        check_writable(out, folder=True)  # before loading data and extracting features
+        # before loading data and extracting features: absent, empty or an earlier evaluation
+        check_output(out, "evaluate", own=("results.json", "logs", "predictions"),
+                     inputs=(root, splits))
     resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
                        label_path=label_path, label_column=label_column, out=out)
     dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,
