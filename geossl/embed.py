@@ -175,7 +175,11 @@ def _create_store(out: Path, n_feat: int, ys: np.ndarray, xs: np.ndarray, crs: A
         fill_value=float("nan"), dimension_names=("band", "y", "x"),
         attributes={"grid_mapping": "spatial_ref", "long_name": "encoder embedding"},
     )
-    zarr.consolidate_metadata(str(out))
+    import warnings
+
+    with warnings.catch_warnings():  # our marker and lock files beside the cube
+        warnings.filterwarnings("ignore", message="Object at .geossl")
+        zarr.consolidate_metadata(str(out))
 
 
 #: what a store holds besides the cube: kept when the cube is made again
