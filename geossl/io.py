@@ -8,7 +8,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -329,11 +329,17 @@ def output_lock(path: PathLike, command: str, flag: str = "--out") -> Iterator[N
 
 
 @contextlib.contextmanager
-def disk_full_as_error(where: PathLike) -> Iterator[None]:
+def disk_full_as_error(where: PathLike, partial: Callable[[], Any] | None = None
+                       ) -> Iterator[None]:
     """Turn "no space left on device" (``ENOSPC``, also from GDAL or a Dask worker) into one line.
 
     Whatever was being written when the disk filled up is a temporary file (atomic writes),
     removed on the way out; what is finished stays valid for a rerun.
+
+    Args:
+        where: the output, for the message.
+        partial: removes what a library wrote in place and left half-written (called once
+            the disk is known to be full).
 
     Raises:
         DataError: ``no space left on WHERE``.
@@ -343,6 +349,8 @@ def disk_full_as_error(where: PathLike) -> Iterator[None]:
     except Exception as err:
         if not (is_disk_full(err) or _write_failed_on_full_disk(err, where)):
             raise
+        if partial is not None:
+            partial()
         raise DataError(f"no space left on {os.fspath(where)}; free some space and run the "
                         "command again: finished parts are kept") from err
 

@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -218,6 +219,23 @@ def check_combination(config: PretrainConfig) -> None:
 # --------------------------------------------------------------------------------------------
 # outputs
 # --------------------------------------------------------------------------------------------
+def _remove_partial(folder: Path, since: float) -> None:
+    """Delete the checkpoints a full disk cut short in ``folder``: never resumed from.
+
+    Those still being written (``*.ckpt.pending``), and ``*.ckpt`` files written since
+    ``since`` (a time stamp) that are not whole zip archives (torch checkpoints are; a cut
+    file lacks the archive's closing directory).
+    """
+    for path in folder.glob(f"*.ckpt{PENDING}"):
+        path.unlink(missing_ok=True)
+    for path in folder.glob("*.ckpt"):
+        try:
+            if path.stat().st_mtime >= since and not zipfile.is_zipfile(path):
+                path.unlink()
+        except OSError:
+            pass
+
+
 def _start_run(config: PretrainConfig, out: Path) -> None:
     """When training has started: record OUT as a pretrain run, and its config."""
     mark_output(out, "pretrain")
@@ -514,7 +532,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
     try:
-        with disk_full_as_error(out):
+        # a checkpoint cut short by a full disk is removed (never resumed from)
+        started = time.time() - 1
+        with disk_full_as_error(out, partial=lambda: _remove_partial(out / "checkpoints",
+                                                                     started)):
             fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
                 accelerator=accelerator, devices=config.devices, precision=config.precision,
                 num_nodes=config.num_nodes, strategy=config.strategy,

@@ -378,3 +378,52 @@ def test_embed_disk_full_simulated(tmp_path: Path, ckpt: Path, monkeypatch: pyte
     import xarray as xr
 
     assert np.isfinite(xr.open_zarr(out)["embedding"].values).all()
+
+
+def _pretrain_args(root: Path, out: Path) -> list[str]:
+    return ["pretrain", "--data", "sen12ms", "--root", str(root), "--out", str(out),
+            "--backbone", "test_resnet", "--batch-size", "4", "--workers", "0",
+            "--accelerator", "cpu", "--devices", "1", "--img-size", "16", "--log-every", "1",
+            "--max-steps", "4", "--ckpt-every", "2"]
+
+
+def test_pretrain_disk_full_simulated(tmp_path: Path, sen12ms: Path,
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The first checkpoint hits a full disk: one line, no checkpoint file left behind."""
+    from lightning.fabric.plugins.io import torch_io
+
+    def full(checkpoint: object, path: object) -> None:
+        Path(str(path)).write_bytes(b"PK\x03\x04 cut")  # what a full disk leaves behind
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch_io, "_atomic_save", full)
+    out = tmp_path / "run"
+    assert main(_pretrain_args(sen12ms, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # Lightning's INFO lines, then ours
+    assert err[-1].startswith("geossl pretrain: error:") and f"no space left on {out}" in err[-1]
+    assert not any("Traceback" in line for line in err)
+    assert list((out / "checkpoints").glob("*")) == []
+
+
+@pytest.mark.slow
+def test_pretrain_on_a_full_disk(tmp_path: Path, sen12ms: Path) -> None:
+    """A real 300 KiB tmpfs: the run's logs fit, its first checkpoint does not."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mnt)]
+                      ).returncode != 0:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        out = mnt / "run"
+        proc = subprocess.run([sys.executable, "-m", "geossl.cli",
+                               *_pretrain_args(sen12ms, out)], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("geossl pretrain: error:") and "no space left on" in last
+        assert list((out / "checkpoints").glob("*")) == []
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
