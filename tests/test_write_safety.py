@@ -133,11 +133,13 @@ def _refusal_args(command: str, tmp: Path, out: Path, ckpt: Path) -> list[str]:
         "demo": ["demo", "--out", str(out)],
         "sweep": ["sweep", str(tmp / "inputs" / "grid.yaml"), "--out", str(out)],
         "bench": ["bench", "train", "--out", str(out)],
+        "bench polsar": ["bench", "polsar", "--root", str(tmp / "inputs"), "--out", str(out)],
+        "bench ddp": ["bench", "ddp", "--out", str(out)],
     }[command]
 
 
 @pytest.mark.parametrize("command", ["tile", "embed", "pretrain", "evaluate", "demo", "sweep",
-                                     "bench"])
+                                     "bench", "bench polsar", "bench ddp"])
 def test_every_folder_command_refuses_a_user_folder(
         command: str, tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "inputs").mkdir()
