@@ -362,7 +362,12 @@ def run_sweep(
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
               run: Callable[[Sequence[str], Path], int]) -> str:
     t0 = time.time()
+    from geossl.io import mark_output
+
     log = cdir / "run.log"
+    # the cell's folder is its pretrain run's --out: the sweep makes it for pretrain (which
+    # refuses a non-empty folder that is not a pretrain run), with the cell's config and log
+    mark_output(cdir, "pretrain")
     _write_yaml(cdir / "pretrain.yaml", cell_config(spec, cell, cdir))
     rc = run(["pretrain", "--config", str(cdir / "pretrain.yaml")], log)
     if rc != 0:

@@ -148,7 +148,7 @@ def test_every_folder_command_refuses_a_user_folder(
     out = tmp_path / "mine"
     before = _user_folder(out)
     assert main(_refusal_args(command, tmp_path, out, ckpt)) == 2
-    _one_line_error(capsys, command.split()[0], str(out))
+    _one_line_error(capsys, command, str(out))
     assert _snapshot(out) == before
 
 
