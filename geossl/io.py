@@ -229,10 +229,16 @@ def _check_owner(p: Path, command: str, flag: str, own: tuple[str, ...],
 
 def _check_remote_output(url: str, command: str, flag: str, own: tuple[str, ...]) -> None:
     fs, root = remote_fs(url)
+    bucket = root.split("/", 1)[0]
     try:
+        if not fs.exists(bucket):
+            raise DataError(f"{flag}: bucket {bucket!r} does not exist (or is not visible with "
+                            "these credentials)", url)
         entries = fs.ls(root, detail=False, refresh=True) if fs.isdir(root) else []
     except FileNotFoundError:
         entries = []
+    except DataError:
+        raise
     except Exception as err:  # credentials, unknown bucket, endpoint down: one line
         raise DataError(f"{flag} cannot be listed ({type(err).__name__}: "
                         f"{_first_line(err)})", url) from err

@@ -122,6 +122,13 @@ def test_embed_writes_a_zarr_cube_to_s3(s3: str, tmp_path: Path,
     # other parameters: refused, the store unchanged
     assert main(["embed", *args, "--stride", "16", "--out", url]) == 2
     _one_line_error(capsys, "embed", "stride")
+    # the cluster map beside the store, on the object store too
+    assert main(["embed", *args, "--out", url, "--clusters", "2"]) == 0
+    with rasterio.MemoryFile(_fs().cat_file("bucket/cube_clusters.tif")) as mem, \
+            mem.open() as src:
+        labels = src.read(1)
+        assert labels.shape == (3, 3) and set(np.unique(labels)) <= {0, 1}
+        assert src.crs == ref.rio.crs
 
 
 def test_a_prefix_with_other_objects_is_refused(s3: str, tmp_path: Path,
@@ -133,3 +140,10 @@ def test_a_prefix_with_other_objects_is_refused(s3: str, tmp_path: Path,
     _one_line_error(capsys, "tile", "neither empty nor an earlier output")
     assert fs.find("bucket/mine") == ["bucket/mine/report.pdf"]
     assert fs.cat_file("bucket/mine/report.pdf") == b"%PDF precious"
+
+
+def test_a_missing_bucket_is_one_line(s3: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    scene = _scene(tmp_path / "scene.tif")
+    assert main(["tile", str(scene), "--out", "s3://no-such-bucket/chips", "--size", "32"]) == 2
+    _one_line_error(capsys, "tile", "no-such-bucket", "does not exist")
