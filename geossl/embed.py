@@ -59,6 +59,7 @@ from geossl.io import (
     output_lock,
     read_text_or_none,
     remote_fs,
+    remote_write_errors,
 )
 
 PROGRESS = "geossl_progress.json"
@@ -316,7 +317,8 @@ def embed(
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
     progress_file = out_join(out_path, PROGRESS)
     try:
-        with output_lock(out_path, "embed"), disk_full_as_error(out_path):
+        with output_lock(out_path, "embed"), disk_full_as_error(out_path), \
+                remote_write_errors(out_path):
             done = _resume_or_create(out_path, progress_file, params, resume, n_feat, ys, xs,
                                      layout, block_rows, col_chunk)
             return _embed_blocks(job, out_path, progress_file, params, done, block_rows,

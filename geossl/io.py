@@ -395,6 +395,33 @@ def is_disk_full(err: BaseException) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def remote_write_errors(where: PathLike) -> Iterator[None]:
+    """Turn a failed write to an object store (access denied, endpoint gone) into one line.
+
+    Everything already written is whole objects (one PUT each), so a rerun continues.
+    Does nothing for a local ``where``.
+
+    Raises:
+        DataError: ``WHERE: cannot write to the object store (...)``.
+    """
+    if not is_url(where):
+        yield
+        return
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as err:
+        module = type(err).__module__.split(".")[0]
+        if not isinstance(err, OSError) and module not in ("botocore", "aiobotocore",
+                                                           "aiohttp", "s3fs", "gcsfs", "adlfs"):
+            raise
+        raise DataError(f"cannot write to the object store ({type(err).__name__}: "
+                        f"{_first_line(err)}); objects written so far are whole: rerun to "
+                        "continue", where) from err
+
+
 def remote_fs(url: str) -> tuple[Any, str]:
     """The fsspec file system of an object-store URL and the path in it.
 

@@ -147,3 +147,29 @@ def test_a_missing_bucket_is_one_line(s3: str, tmp_path: Path,
     scene = _scene(tmp_path / "scene.tif")
     assert main(["tile", str(scene), "--out", "s3://no-such-bucket/chips", "--size", "32"]) == 2
     _one_line_error(capsys, "tile", "no-such-bucket", "does not exist")
+
+
+def test_a_failed_upload_is_one_line(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Access denied in the middle of a run (after a few objects): one line, exit 2."""
+    import s3fs
+
+    real_put = s3fs.S3FileSystem._put_file
+    calls = {"n": 0}
+
+    async def denied(self: s3fs.S3FileSystem, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise PermissionError("Access Denied")
+        return await real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_put_file", denied)
+    s3fs.S3FileSystem.clear_instance_cache()  # cached instances hold the unpatched method
+    scene = _scene(tmp_path / "scene.tif")
+    try:
+        assert main(["tile", str(scene), "--out", f"{s3}/denied", "--size", "32"]) == 2
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    _one_line_error(capsys, "tile", "cannot write to the object store", "Access Denied")
+    assert calls["n"] > 3
+    assert not _fs().exists("bucket/denied/index.parquet")

@@ -46,6 +46,7 @@ from geossl.io import (
     output_lock,
     read_text_or_none,
     remote_fs,
+    remote_write_errors,
 )
 from geossl.tiling import chip_index
 from geossl.tiling.remote import resolve_scenes
@@ -491,7 +492,7 @@ def tile(
         raise ConfigError(f"several scenes are named {dups[0]!r}: chip ids would collide; "
                           "tile them into different --out folders")
     if is_url(out_ok):
-        with disk_full_as_error(out_ok):
+        with remote_write_errors(out_ok):
             mark_output(out_ok, "tile")
             report = _tile_into(paths, out_ok, opts, workers, fmt, progress, scheduler)
         report.seconds = time.perf_counter() - start
