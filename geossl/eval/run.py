@@ -60,7 +60,7 @@ from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_labe
 from geossl.eval.predictions import Relabelled, write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
-from geossl.io import check_output
+from geossl.io import check_output, mark_output
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -264,6 +264,7 @@ def evaluate(
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
+        mark_output(out_dir, "evaluate")  # before the cache: a rerun reuses it
         cache_dir = out_dir / "cache"
     extract = {"normalizer": normalizer, "sensor": chosen, "batch_size": batch_size,
                "device": dev, "bf16": bf16, "workers": workers}
