@@ -236,10 +236,6 @@ def _remove_partial(folder: Path, since: float) -> None:
             pass
 
 
-def _start_run(config: PretrainConfig, out: Path) -> None:
-    """When training has started: record OUT as a pretrain run, and its config."""
-    mark_output(out, "pretrain")
-    write_config(config, out / "config.yaml")
 
 
 def write_config(config: PretrainConfig, path: Path) -> None:
@@ -532,6 +528,9 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
     try:
+        if getattr(rank_zero_only, "rank", 0) == 0:
+            # every input checked: OUT is this run's before Lightning writes anything into it
+            mark_output(out, "pretrain")
         # a checkpoint cut short by a full disk is removed (never resumed from)
         started = time.time() - 1
         with disk_full_as_error(out, partial=lambda: _remove_partial(out / "checkpoints",
@@ -544,7 +543,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
                 resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
                 log_every=config.log_every or max(1, min(50, max_steps // 20)),
                 reload_data=method.reload_dataloaders_every_epoch,
-                on_start=lambda: _start_run(config, out)
+                on_start=lambda: write_config(config, out / "config.yaml")
                 if getattr(rank_zero_only, "rank", 0) == 0 else None,
                 callbacks=[*monitors, *callbacks])
     finally:  # also when interrupted
