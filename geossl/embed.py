@@ -46,7 +46,22 @@ from geossl.data.normalize import make_normalizer
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
-from geossl.io import atomic_path, atomic_write_text, check_writable, open_raster
+from geossl.io import (
+    OUTPUT_MARKER,
+    atomic_path,
+    atomic_write_text,
+    check_output,
+    check_writable,
+    disk_full_as_error,
+    is_url,
+    mark_output,
+    open_raster,
+    out_join,
+    output_lock,
+    read_text_or_none,
+    remote_fs,
+    remote_write_errors,
+)
 from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
@@ -123,8 +138,8 @@ class Scene:
 class EmbedResult:
     """What :func:`embed` wrote."""
 
-    cube: Path
-    cluster_map: Path | None
+    cube: Any  # a Path, or the URL of a store on an object store
+    cluster_map: Any
     shape: tuple[int, int, int]
     crs: str
     transform: tuple[float, ...]
@@ -168,7 +183,8 @@ def _create_store(out: Path, n_feat: int, ys: np.ndarray, xs: np.ndarray, crs: A
     ds = xr.Dataset(coords={"band": np.arange(n_feat), "y": ys, "x": xs})
     ds = ds.rio.write_crs(crs).rio.write_transform(transform)
     ds.attrs.update(attrs)
-    ds.to_zarr(out, mode="w", consolidated=True)
+    _clear_store(out)
+    ds.to_zarr(out, mode="a", consolidated=True)  # an empty group: only our bookkeeping
     group = zarr.open_group(str(out), mode="r+")
     group.create_array(
         "embedding", shape=(n_feat, len(ys), len(xs)),
@@ -176,7 +192,54 @@ def _create_store(out: Path, n_feat: int, ys: np.ndarray, xs: np.ndarray, crs: A
         fill_value=float("nan"), dimension_names=("band", "y", "x"),
         attributes={"grid_mapping": "spatial_ref", "long_name": "encoder embedding"},
     )
-    zarr.consolidate_metadata(str(out))
+    import warnings
+
+    with warnings.catch_warnings():  # our marker and lock files beside the cube
+        warnings.filterwarnings("ignore", message="Object at .geossl")
+        zarr.consolidate_metadata(str(out))
+
+
+#: what a store holds besides the cube: kept when the cube is made again
+_KEEP = (OUTPUT_MARKER, ".geossl.lock", PROGRESS)
+
+
+def _clear_store(out: Any) -> None:
+    """Remove an earlier cube from ``out`` (this command's own output), keeping its bookkeeping.
+
+    Not ``to_zarr(mode="w")``: zarr would empty the whole folder, marker and lock included.
+    """
+    text = os.fspath(out)
+    if is_url(text):
+        fs, root = remote_fs(text)
+        if fs.isdir(root):
+            for entry in fs.ls(root, detail=False, refresh=True):
+                if entry.rstrip("/").rsplit("/", 1)[-1] not in _KEEP:
+                    fs.rm(entry, recursive=True)
+        return
+    import shutil
+
+    folder = Path(text)
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name in _KEEP:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def _remove_store(out: Any) -> None:
+    """Remove a store this call created and left empty (nothing in it is anybody else's)."""
+    text = os.fspath(out)
+    if is_url(text):
+        fs, root = remote_fs(text)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+        return
+    import shutil
+
+    shutil.rmtree(text, ignore_errors=True)
 
 
 def _blocks(ny: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
@@ -264,23 +327,28 @@ def embed(
     """
     import uuid
 
-    from geossl.cluster import Runner
-
     stride = stride or size
     if size < 1 or stride < 1 or block_rows < 1:
         raise ConfigError("--size, --stride and block rows must be >= 1")
     if clusters < 0:
         raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got {clusters}")
-    check_writable(out, folder=True)  # the zarr store is a folder
+    local_inputs = tuple(os.fspath(x) for x in (ckpt, scene)
+                         if isinstance(x, str | os.PathLike) and not is_url(os.fspath(x)))
+    # the zarr store is a folder: absent, empty or an earlier embed store (never a user's)
+    out = check_output(out, "embed", own=(PROGRESS,), inputs=local_inputs)
     # --- embedding products (geossl.embeddings): which formats, and where -----------------
     from geossl.embeddings.records import parse_formats, product_paths
 
     fmts = parse_formats(formats)
+    if is_url(os.fspath(out)) and any(f != "zarr" for f in fmts):
+        raise ConfigError("--format geoparquet/cog are written beside a local cube; give a "
+                          "local --out (an object-store --out writes the zarr cube only)")
     for f, p in product_paths(out, fmts).items():
         if f != "zarr":
             check_writable(p, folder=False, flag=f"--format {f}")
     if cluster_map is not None:
-        check_writable(cluster_map, folder=False, flag="--cluster-map")
+        check_output(cluster_map, "embed", folder=False, flag="--cluster-map",
+                     inputs=local_inputs)
     ref, where = _scene_ref(scene, scene_id)
     from geossl.weights import is_weights_spec
 
@@ -299,35 +367,93 @@ def embed(
     ctrans = layout.transform
     xs = np.array([ctrans.c + ctrans.a * (j + 0.5) for j in range(nx)])
     ys = np.array([ctrans.f + ctrans.e * (i + 0.5) for i in range(ny)])
-    out_path = Path(out)
+    out_path = out  # a Path, or a URL string
     params = {"checkpoint": state.source.key, "scene": where, "size": layout.size,
               "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
-    progress_file = out_path / PROGRESS
+    progress_file = out_join(out_path, PROGRESS)
+    try:
+        with output_lock(out_path, "embed"), disk_full_as_error(out_path), \
+                remote_write_errors(out_path):
+            done, holed, empty = _resume_or_create(out_path, progress_file, params, resume,
+                                                   n_feat, ys, xs, layout, block_rows, col_chunk)
+            return _embed_blocks(job, out_path, progress_file, params, done, holed, empty,
+                                 block_rows, (n_feat, ny, nx), layout, clusters, cluster_map,
+                                 cluster_sample, seed, scheduler, workers, progress, where, fmts)
+    finally:
+        _drop_state(job)
+
+
+def _resume_or_create(out_path: Any, progress_file: Any, params: dict[str, Any], resume: bool,
+                      n_feat: int, ys: np.ndarray, xs: np.ndarray, layout: _Layout,
+                      block_rows: int, col_chunk: int
+                      ) -> tuple[set[int], dict[str, int], dict[str, int]]:
+    """Blocks an earlier run of the same store finished; creates the store when there are none.
+
+    Returns:
+        the finished blocks, and per block the windows with some / with only invalid pixels.
+
+    Raises:
+        ConfigError: the store was made with other parameters (checkpoint, scene, size,
+            stride, bands, ...): resuming would mix two cubes in one store.
+        DataError: a damaged progress record (never a silent restart).
+    """
     done: set[int] = set()
     # block -> windows with some / with only invalid pixels (kept for a resumed run)
     holed: dict[str, int] = {}
     empty: dict[str, int] = {}
-    if resume and progress_file.is_file():
+    text = read_text_or_none(progress_file) if resume else None
+    prev: Any = None
+    if text is not None:
         try:
-            prev = json.loads(progress_file.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as err:  # cut short, edited, another file
+            prev = json.loads(text)
+        except ValueError as err:  # cut short, edited, another file: never a silent restart
             raise DataError(f"damaged progress record ({type(err).__name__}): remove "
                             f"{PROGRESS} and the store's blocks, or give another --out, to "
-                            "embed again", progress_file) from None
+                            "embed again", os.fspath(progress_file)) from None
         if not isinstance(prev, dict):
-            raise DataError("damaged progress record (not a JSON object)", progress_file)
-        if prev.get("params") == params:
-            done = set(prev.get("done", []))
-            holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}
-            empty = {str(k): int(v) for k, v in (prev.get("empty") or {}).items()}
-    created = not done
+            raise DataError("damaged progress record (not a JSON object)",
+                            os.fspath(progress_file))
+    if isinstance(prev, dict) and isinstance(prev.get("params"), dict) and prev.get("done"):
+        old = prev["params"]
+        if old != params:
+            diff = [f"{k} {_short(old.get(k))} (now {_short(params.get(k))})"
+                    for k in params if old.get(k) != params.get(k)]
+            raise ConfigError(f"{out_path} holds an embedding made with other parameters: "
+                              f"{'; '.join(diff)}; give another --out, or the same "
+                              "parameters to resume it")
+        done = {int(b) for b in prev.get("done", [])}
+        holed = {str(k): int(v) for k, v in (prev.get("holed") or {}).items()}
+        empty = {str(k): int(v) for k, v in (prev.get("empty") or {}).items()}
     if not done:
+        mark_output(out_path, "embed")
         attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
                  for k, v in params.items()}
-        _create_store(out_path, n_feat, ys, xs, layout.crs, ctrans, block_rows, col_chunk, attrs)
+        _create_store(out_path, n_feat, ys, xs, layout.crs, layout.transform, block_rows,
+                      col_chunk, attrs)
         atomic_write_text(progress_file, json.dumps({"params": params, "done": []}))
+    return done, holed, empty
 
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 60 else text[:28] + "..." + text[-28:]
+
+
+def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict[str, Any],
+                  done: set[int], holed: dict[str, int], empty: dict[str, int], block_rows: int,
+                  shape: tuple[int, int, int], layout: _Layout, clusters: int, cluster_map: Any,
+                  cluster_sample: int, seed: int, scheduler: str | None, workers: int,
+                  progress: bool | None, where: str, fmts: Sequence[str]) -> EmbedResult:
+    """Run the blocks not ``done`` as tasks, then the cluster map and the products.
+
+    The body of :func:`embed`.
+    """
+    from geossl.cluster import Runner
+
+    created = not done  # this call made the store (removed again if it holds nothing)
+    n_feat, ny, nx = shape
+    ctrans = layout.transform
     blocks = list(_blocks(ny, block_rows))
     skipped = sum(1 for b, _, _ in blocks if b in done)
     try:
@@ -348,16 +474,16 @@ def embed(
     n_holed, n_empty = sum(holed.values()), sum(empty.values())
     if n_empty == ny * nx:
         if created:  # the store this call created holds nothing: leave nothing behind
-            import shutil
-
-            shutil.rmtree(out_path, ignore_errors=True)
+            _remove_store(out_path)
         raise DataError(f"no valid pixel in any of the {ny * nx} windows of this scene "
                         "(nodata, NaN, cloud): nothing to embed", where)
     _warn_invalid(where, n_empty, n_holed, ny * nx)
-    cmap_path = None
+    cmap_path: Any = None
     if clusters > 0:
-        cmap_path = Path(cluster_map) if cluster_map else out_path.with_name(
-            out_path.name.removesuffix(".zarr") + "_clusters.tif")
+        base = os.fspath(out_path).rstrip("/")
+        cmap_path = Path(cluster_map) if cluster_map else (
+            base.removesuffix(".zarr") + "_clusters.tif" if is_url(base)
+            else out_path.with_name(out_path.name.removesuffix(".zarr") + "_clusters.tif"))
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
     products = _write_products(out_path, fmts)
@@ -744,7 +870,7 @@ def write_cluster_map(
     dtype, nodata = ("uint8", 255) if k < 255 else ("uint16", 65535)
     profile = {"driver": "GTiff", "height": ny, "width": nx, "count": 1, "dtype": dtype,
                "crs": crs, "transform": transform, "nodata": nodata, "compress": "deflate"}
-    dest = Path(path)
+    dest: Any = path if is_url(path) else Path(path)
     with atomic_path(dest) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         for _, r0, r1 in progress(list(_blocks(ny, block_rows)), desc="cluster map: assign",
                                   unit="block"):

@@ -54,7 +54,7 @@ from geossl.checkpoint import (
 )
 from geossl.data.normalize import normalizer_for_sensor
 from geossl.errors import ConfigError
-from geossl.io import atomic_write_bytes, atomic_write_text, check_writable, jsonable
+from geossl.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
 
 FORMATS = ("torchgeo", "timm")
 
@@ -381,7 +381,9 @@ def export(
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
-    check_writable(out, folder=False)
+    # never over the checkpoint it reads (export CKPT --out CKPT), nor to a URL
+    check_output(out, "export", folder=False,
+                 inputs=(ckpt if isinstance(ckpt, str | os.PathLike) else None,))
     source = load_source(ckpt, data_bands=bands, preprocess=preprocess)
     backbone, adapter = plain_backbone(source, keep_adapter, sensor)
     name = _architecture(backbone, source.meta)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +29,19 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     reader (or a rerun after a kill) sees either the old file or the complete new one, never a
     half-written file. On error the temporary file is removed.
 
+    An object-store URL (``s3://...``) is written to a local temporary file first and
+    uploaded in one PUT on success: an object appears whole or not at all.
+
     Args:
-        path: final destination.
+        path: final destination (a local path or an fsspec URL).
 
     Yields:
         the temporary path to write to.
     """
+    if is_url(path):  # an object store: whole-object PUTs are atomic already
+        with _remote_atomic_path(os.fspath(path)) as tmp_remote:
+            yield tmp_remote
+        return
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -51,15 +60,24 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    """Write ``text`` to ``path`` (local or URL) atomically."""
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` (local or URL) atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+        _write_file_bytes(tmp, data)
+
+
+def _write_file_bytes(path: Path, data: bytes) -> None:
+    """Write a file with Python's own I/O: a full disk raises ``OSError(ENOSPC)`` here.
+
+    (GDAL, by contrast, may report a failed write only as a log message and close a truncated
+    file; chips are therefore encoded in memory and written with this.)
+    """
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def check_writable(path: PathLike, folder: bool, flag: str = "--out") -> Path:
@@ -101,6 +119,352 @@ def check_writable(path: PathLike, folder: bool, flag: str = "--out") -> Path:
     os.close(fd)
     os.unlink(probe)
     return p
+
+
+# --------------------------------------------------------------------------------------------
+# outputs: which folder a command may write into, one run at a time, full disks, object stores
+# --------------------------------------------------------------------------------------------
+#: written by every command into its output folder, before anything else: whose output it is
+OUTPUT_MARKER = ".geossl-output.json"
+#: held (``fcntl.flock``) by the run writing into an output folder; records its pid
+LOCK_NAME = ".geossl.lock"
+#: commands that write to object-store URLs (``s3://``, ``gs://``, ...); others refuse them
+URL_COMMANDS = ("tile", "embed")
+
+
+def check_output(
+    path: PathLike,
+    command: str,
+    *,
+    folder: bool = True,
+    flag: str = "--out",
+    own: tuple[str, ...] = (),
+    inputs: tuple[Any, ...] = (),
+) -> Any:
+    """Check, before any work, that ``geossl COMMAND`` may write ``path``; nothing is written.
+
+    The one owner of "is this folder mine": a folder output must be absent, empty, or an
+    earlier output of the same command, recognised by :data:`OUTPUT_MARKER` (written by
+    :func:`mark_output`) or, for outputs of geossl versions before the marker, by one of the
+    ``own`` glob patterns (``index.parquet``, ``*/.tiling.json``, ...). Any other non-empty
+    folder is refused, so a run never empties or mixes into a user's folder. Also refused:
+    ``path`` being a symbolic link (or, in an earlier output, holding one at its top level:
+    writes would land elsewhere), ``path`` being one of ``inputs`` (``export CKPT --out CKPT``)
+    or holding one of them, and URLs for commands that cannot write to object stores (instead
+    of creating a local folder named ``s3:``).
+
+    Args:
+        path: the output (local path, or an fsspec URL for :data:`URL_COMMANDS`).
+        command: the command's name (``tile``, ``embed``, ``pretrain``, ...).
+        folder: whether the output is a folder (else a file).
+        flag: the option naming it, for messages.
+        own: glob patterns, relative to the folder, that mark an earlier output of ``command``
+            written before :data:`OUTPUT_MARKER` existed.
+        inputs: the command's input files and folders (``None`` entries are ignored).
+
+    Returns:
+        the output: a :class:`~pathlib.Path`, or the URL string.
+
+    Raises:
+        DataError: one line naming ``path`` and the problem.
+    """
+    text = os.fspath(path)
+    if is_url(text):
+        if command not in URL_COMMANDS:
+            raise DataError(f"{flag} is a URL; geossl {command} writes only to local paths "
+                            f"(geossl {' and '.join(URL_COMMANDS)} write to object stores)", text)
+        if not folder:
+            raise DataError(f"{flag} is a URL; give a local file", text)
+        _check_remote_output(text, command, flag, own)
+        return text
+    p = Path(text).expanduser()
+    if p.is_symlink():
+        raise DataError(f"{flag} is a symbolic link (to {os.readlink(p)}); give the folder or "
+                        "file it points to, so that writes go where they are seen", p)
+    check_writable(p, folder=folder, flag=flag)
+    target = p.absolute()
+    for item in inputs:
+        if not isinstance(item, str | os.PathLike) or is_url(item):
+            continue  # None, an in-memory value (a dict of splits), or a remote input
+        src = Path(item).expanduser().absolute()
+        if target == src or (src.exists() and p.exists() and os.path.samefile(src, p)):
+            raise DataError(f"{flag} is an input of this command ({item}); writing it would "
+                            "overwrite it: give another path", p)
+        if folder and target in src.parents:
+            raise DataError(f"{flag} holds an input of this command ({item}); give another "
+                            "folder", p)
+    if folder and p.is_dir():
+        entries = [e for e in os.listdir(p) if e != LOCK_NAME]
+        if entries:
+            _check_owner(p, command, flag, own, entries)
+    return p
+
+
+def _owner(marker: dict[str, Any] | None) -> str | None:
+    return str(marker.get("command")) if isinstance(marker, dict) else None
+
+
+def _check_owner(p: Path, command: str, flag: str, own: tuple[str, ...],
+                 entries: list[str]) -> None:
+    marker = p / OUTPUT_MARKER
+    mine = False
+    if marker.is_file():
+        try:
+            owner = _owner(json.loads(marker.read_text()))
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and owner != command:
+            raise DataError(f"{flag} holds the output of geossl {owner}, not of geossl "
+                            f"{command}; give an empty or new folder", p)
+        mine = owner == command
+    if not mine and not any(any(p.glob(pattern)) for pattern in own):
+        raise DataError(f"{flag} is a folder that is neither empty nor an earlier output of "
+                        f"geossl {command} ({len(entries)} entries); nothing was written: give "
+                        "an empty or new folder", p)
+    links = sorted(e for e in entries if (p / e).is_symlink())
+    if links:
+        raise DataError(f"{flag} holds a symbolic link ({links[0]}); geossl writes only into "
+                        "folders it made: remove the link or give another folder", p)
+
+
+def _check_remote_output(url: str, command: str, flag: str, own: tuple[str, ...]) -> None:
+    fs, root = remote_fs(url)
+    bucket = root.split("/", 1)[0]
+    try:
+        if not fs.exists(bucket):
+            raise DataError(f"{flag}: bucket {bucket!r} does not exist (or is not visible with "
+                            "these credentials)", url)
+        entries = fs.ls(root, detail=False, refresh=True) if fs.isdir(root) else []
+    except FileNotFoundError:
+        entries = []
+    except DataError:
+        raise
+    except Exception as err:  # credentials, unknown bucket, endpoint down: one line
+        raise DataError(f"{flag} cannot be listed ({type(err).__name__}: "
+                        f"{_first_line(err)})", url) from err
+    if not entries:
+        return
+    owner = None
+    marker = f"{root.rstrip('/')}/{OUTPUT_MARKER}"
+    if fs.isfile(marker):
+        try:
+            owner = _owner(json.loads(fs.cat_file(marker)))
+        except (OSError, ValueError):
+            owner = None
+    if owner is not None and owner != command:
+        raise DataError(f"{flag} holds the output of geossl {owner}, not of geossl {command}; "
+                        "give an empty or new prefix", url)
+    if owner is None and not any(fs.glob(f"{root.rstrip('/')}/{pattern}") for pattern in own):
+        raise DataError(f"{flag} is a prefix that is neither empty nor an earlier output of "
+                        f"geossl {command}; nothing was written: give an empty or new prefix",
+                        url)
+
+
+def mark_output(path: PathLike, command: str) -> None:
+    """Create the output folder (if needed) and record it as ``command``'s output.
+
+    Call after :func:`check_output` accepted ``path``, before writing anything else into it.
+    """
+    from geossl import __version__
+
+    text = os.fspath(path)
+    record = json.dumps({"command": command, "geossl": __version__}) + "\n"
+    if is_url(text):
+        fs, root = remote_fs(text)
+        marker = f"{root.rstrip('/')}/{OUTPUT_MARKER}"
+        if not fs.exists(marker):
+            fs.pipe_file(marker, record.encode())
+        return
+    p = Path(text).expanduser()
+    p.mkdir(parents=True, exist_ok=True)
+    if not (p / OUTPUT_MARKER).is_file():
+        atomic_write_text(p / OUTPUT_MARKER, record)
+
+
+@contextlib.contextmanager
+def output_lock(path: PathLike, command: str, flag: str = "--out") -> Iterator[None]:
+    """Hold the output folder ``path`` for this run: a second run into it is refused at once.
+
+    A lock file :data:`LOCK_NAME` in the folder, locked with ``fcntl.flock`` and holding this
+    process's id. The kernel releases the lock when its process ends, however it ends, so a
+    lock file left by a killed run is stale and taken over without asking. Object-store
+    prefixes have no such lock (see docs/scale.md); for them this does nothing.
+
+    Raises:
+        DataError: another process holds the folder (the message names its pid).
+    """
+    import fcntl
+
+    text = os.fspath(path)
+    if is_url(text):
+        yield
+        return
+    folder = Path(text).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            try:
+                holder = lock.read_text().split()[0]
+            except (OSError, IndexError):
+                holder = "?"
+            raise DataError(f"is in use by another geossl run (pid {holder}); wait for it to "
+                            f"end or give another {flag}", folder) from None
+        # the holder before us may have removed the file after we opened it: lock the file
+        # that is at the path now, not an orphan
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {command}\n".encode())
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(where: PathLike, partial: Callable[[], Any] | None = None
+                       ) -> Iterator[None]:
+    """Turn "no space left on device" (``ENOSPC``, also from GDAL or a Dask worker) into one line.
+
+    Whatever was being written when the disk filled up is a temporary file (atomic writes),
+    removed on the way out; what is finished stays valid for a rerun.
+
+    Args:
+        where: the output, for the message.
+        partial: removes what a library wrote in place and left half-written (called once
+            the disk is known to be full).
+
+    Raises:
+        DataError: ``no space left on WHERE``.
+    """
+    try:
+        yield
+    except Exception as err:
+        if not (is_disk_full(err) or _write_failed_on_full_disk(err, where)):
+            raise
+        if partial is not None:
+            partial()
+        raise DataError(f"no space left on {os.fspath(where)}; free some space and run the "
+                        "command again: finished parts are kept") from err
+
+
+def _write_failed_on_full_disk(err: BaseException, where: PathLike) -> bool:
+    """A write error that names no cause (torch's "file write failed") on a full disk."""
+    if "write failed" not in str(err).lower() or is_url(where):
+        return False
+    import shutil
+
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it was raised from) says the disk or quota is full.
+
+    ``OSError(ENOSPC/EDQUOT)`` from Python; from C libraries (GDAL, Arrow, a Dask worker's
+    pickled error) only the message may tell.
+    """
+    seen = 0
+    current: BaseException | None = err
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+@contextlib.contextmanager
+def remote_write_errors(where: PathLike) -> Iterator[None]:
+    """Turn a failed write to an object store (access denied, endpoint gone) into one line.
+
+    Everything already written is whole objects (one PUT each), so a rerun continues.
+    Does nothing for a local ``where``.
+
+    Raises:
+        DataError: ``WHERE: cannot write to the object store (...)``.
+    """
+    if not is_url(where):
+        yield
+        return
+    try:
+        yield
+    except DataError:
+        raise
+    except Exception as err:
+        module = type(err).__module__.split(".")[0]
+        if not isinstance(err, OSError) and module not in ("botocore", "aiobotocore",
+                                                           "aiohttp", "s3fs", "gcsfs", "adlfs"):
+            raise
+        raise DataError(f"cannot write to the object store ({type(err).__name__}: "
+                        f"{_first_line(err)}); objects written so far are whole: rerun to "
+                        "continue", where) from err
+
+
+def remote_fs(url: str) -> tuple[Any, str]:
+    """The fsspec file system of an object-store URL and the path in it.
+
+    Credentials and endpoints come from the environment as for any fsspec/boto client
+    (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL_S3``, ``~/.aws``, ...).
+    """
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(url)
+
+
+def out_join(base: PathLike, *parts: str) -> Any:
+    """``base / parts``: a :class:`~pathlib.Path`, or a URL string for an object store."""
+    text = os.fspath(base)
+    if is_url(text):
+        return "/".join([text.rstrip("/"), *parts])
+    return Path(text).joinpath(*parts)
+
+
+def read_text_or_none(path: PathLike) -> str | None:
+    """The text of ``path`` (local or URL), or ``None`` when it does not exist."""
+    text = os.fspath(path)
+    try:
+        if is_url(text):
+            fs, p = remote_fs(text)
+            return bytes(fs.cat_file(p)).decode()
+        return Path(text).read_text()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+@contextlib.contextmanager
+def _remote_atomic_path(url: str) -> Iterator[Path]:
+    suffix = os.path.splitext(url)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".geossl-upload-", suffix=suffix)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        fs, p = remote_fs(url)
+        fs.put_file(tmp, p)
+    finally:
+        tmp_path.unlink(missing_ok=True)
 
 
 #: GDAL options for remote rasters (URLs, ``/vsi*/``), applied by :func:`remote_env`

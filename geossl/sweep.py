@@ -331,17 +331,19 @@ def run_sweep(
     Returns:
         ``{"rows": [...], "csv": path, "markdown": path, "failed": [cell names]}``.
     """
-    from geossl.io import check_writable
+    from geossl.io import check_output, mark_output
 
     run = runner or _geossl
-    folder = check_writable(out, folder=True)  # before any work: one line, not a traceback
+    # absent, empty or an earlier sweep (resumed); never a user's folder; before any work: one
+    # line, not a traceback
+    folder = check_output(out, "sweep", own=("sweep.yaml",))
     if check is not None:
         for cell in spec.cells:
             try:
                 check(cell_config(spec, cell, folder / cell_name(cell)))
             except ConfigError as err:
                 raise ConfigError(f"cell {cell_name(cell)}: {err}", spec.source) from None
-    folder.mkdir(parents=True, exist_ok=True)
+    mark_output(folder, "sweep")
     _write_yaml(folder / "sweep.yaml", {"pretrain": spec.pretrain, "grid": spec.grid,
                                         **({"evaluate": spec.evaluate} if spec.evaluate
                                            else {})})
@@ -374,7 +376,12 @@ def run_sweep(
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
               run: Callable[[Sequence[str], Path], int]) -> str:
     t0 = time.time()
+    from geossl.io import mark_output
+
     log = cdir / "run.log"
+    # the cell's folder is its pretrain run's --out: the sweep makes it for pretrain (which
+    # refuses a non-empty folder that is not a pretrain run), with the cell's config and log
+    mark_output(cdir, "pretrain")
     _write_yaml(cdir / "pretrain.yaml", cell_config(spec, cell, cdir))
     rc = run(["pretrain", "--config", str(cdir / "pretrain.yaml")], log)
     if rc != 0:

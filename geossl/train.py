@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -49,7 +50,14 @@ from geossl.config import (
 )
 from geossl.devices import lightning_accelerator, resolve_precision
 from geossl.errors import ConfigError, DataError, GeosslError, Terminated
-from geossl.io import atomic_path, atomic_write_text, check_writable, safe_globals
+from geossl.io import (
+    atomic_path,
+    atomic_write_text,
+    check_output,
+    disk_full_as_error,
+    mark_output,
+    safe_globals,
+)
 from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
 
 if TYPE_CHECKING:
@@ -309,6 +317,25 @@ def check_combination(config: PretrainConfig) -> None:
 # --------------------------------------------------------------------------------------------
 # outputs
 # --------------------------------------------------------------------------------------------
+def _remove_partial(folder: Path, since: float) -> None:
+    """Delete the checkpoints a full disk cut short in ``folder``: never resumed from.
+
+    Those still being written (``*.ckpt.pending``), and ``*.ckpt`` files written since
+    ``since`` (a time stamp) that are not whole zip archives (torch checkpoints are; a cut
+    file lacks the archive's closing directory).
+    """
+    for path in folder.glob(f"*.ckpt{PENDING}"):
+        path.unlink(missing_ok=True)
+    for path in folder.glob("*.ckpt"):
+        try:
+            if path.stat().st_mtime >= since and not zipfile.is_zipfile(path):
+                path.unlink()
+        except OSError:
+            pass
+
+
+
+
 def write_config(config: PretrainConfig, path: Path) -> None:
     """Write the effective configuration as YAML (rerunnable with ``--config``)."""
     values = dataclasses.asdict(config)
@@ -570,8 +597,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     config.sensors = parse_sensors(config.sensors)
     config.normalization = parse_normalization(config.normalization)
     check_combination(config)
+    # absent, empty or an earlier pretrain run (resume); never a user's folder or a URL
+    check_output(config.out, "pretrain", own=("config.yaml", "checkpoints"),
+                 inputs=(config.root, config.index, config.stats))
     out = Path(config.out).expanduser().absolute()
-    check_writable(out, folder=True)
     ckpt_path = resolve_resume(config.resume, out)
     resumed = read_resume_checkpoint(ckpt_path, config) if ckpt_path else None
     if ckpt_path is not None:
@@ -620,18 +649,25 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     # OUT/config.yaml only once the run has started correctly (resumed state restored): a
     # failed start, e.g. resuming with another --method, keeps the run's own config
     try:
-        fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
-            accelerator=accelerator, devices=config.devices, precision=config.precision,
-            num_nodes=config.num_nodes, strategy=config.strategy,
-            join_timeout=config.join_timeout, sync_batchnorm=config.sync_batchnorm,
-            on_trainer=lambda trainer: _per_rank_schedule(trainer, config, dm, method),
-            out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
-            resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
-            log_every=config.log_every or max(1, min(50, max_steps // 20)),
-            reload_data=method.reload_dataloaders_every_epoch,
-            on_start=lambda: write_config(config, out / "config.yaml")
-            if getattr(rank_zero_only, "rank", 0) == 0 else None,
-            callbacks=[*monitors, *callbacks])
+        if getattr(rank_zero_only, "rank", 0) == 0:
+            # every input checked: OUT is this run's before Lightning writes anything into it
+            mark_output(out, "pretrain")
+        # a checkpoint cut short by a full disk is removed (never resumed from)
+        started = time.time() - 1
+        with disk_full_as_error(out, partial=lambda: _remove_partial(out / "checkpoints",
+                                                                     started)):
+            fit(method, dm, max_steps=config.max_steps, max_epochs=config.max_epochs,
+                accelerator=accelerator, devices=config.devices, precision=config.precision,
+                num_nodes=config.num_nodes, strategy=config.strategy,
+                join_timeout=config.join_timeout, sync_batchnorm=config.sync_batchnorm,
+                on_trainer=lambda trainer: _per_rank_schedule(trainer, config, dm, method),
+                out=out, ckpt_every=config.ckpt_every, resume=ckpt_path,
+                resumed_step=int(resumed.get("global_step", 0)) if resumed is not None else None,
+                log_every=config.log_every or max(1, min(50, max_steps // 20)),
+                reload_data=method.reload_dataloaders_every_epoch,
+                on_start=lambda: write_config(config, out / "config.yaml")
+                if getattr(rank_zero_only, "rank", 0) == 0 else None,
+                callbacks=[*monitors, *callbacks])
     finally:  # also when interrupted
         filled = dm.filled_values()
         if filled:

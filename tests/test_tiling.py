@@ -166,6 +166,7 @@ def test_no_partial_files(tmp_path: Path) -> None:
     stale = out / folder.name / ".x.tif.abc123.part"  # what a killed run leaves
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"half")
+    (out / ".geossl-output.json").write_text('{"command": "tile"}')  # written first by a run
     tile([folder], out, TileOptions(size=16), progress=False)
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     for p in _chips(out):

@@ -143,6 +143,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
     args = _parser(prog).parse_args(argv)
+    if args.out:  # before measuring: absent, empty or an earlier bench output
+        from geossl.errors import GeosslError
+        from geossl.io import check_output
+
+        try:
+            check_output(args.out, "bench", own=("bench_ddp.json",))
+        except GeosslError as err:
+            print(f"{prog or 'geossl bench ddp'}: error: {err}", file=sys.stderr)
+            return 2
     result = bench_ddp(args)
     rows, efficiency = result["rows"], result["efficiency"]
     print(f"pretrain {args.method} {args.backbone}, {args.bands} x {args.size} px, "
@@ -155,9 +164,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"| {row['processes']} | {row['steps_per_s']:.2f} | {row['chips_per_s']:.1f} | "
               f"{eff:.2f} |")
     if args.out:
-        from geossl.io import atomic_write_text
+        from geossl.io import atomic_write_text, mark_output
 
-        Path(args.out).mkdir(parents=True, exist_ok=True)
+        mark_output(args.out, "bench")
         atomic_write_text(Path(args.out) / "bench_ddp.json",
                           json.dumps({"config": vars(args), "rows": rows,
                                       "efficiency": efficiency}, indent=2))

@@ -116,8 +116,13 @@ def run(cfg: Namespace) -> int:
     rest = [str(a) for a in (cfg.get("args") or [])]
     if cfg.what == "train":
         from geossl.bench.train import bench_train
+        from geossl.io import check_output, mark_output
 
-        bench_train(train_config(cfg, rest))
+        bench_cfg = train_config(cfg, rest)
+        if bench_cfg.out:  # before measuring: absent, empty or an earlier bench train output
+            check_output(bench_cfg.out, "bench", own=("bench_train.json",))
+            mark_output(bench_cfg.out, "bench")
+        bench_train(bench_cfg)
         return 0
     main = importlib.import_module(TOOLS[cfg.what]).main
     return int(main(rest, prog=f"geossl bench {cfg.what}") or 0)

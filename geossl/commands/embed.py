@@ -39,7 +39,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--preprocess", type=str, default="weights",
                         help="named weights: weights (their own normalisation) or dataset")
     parser.add_argument("scene", type=str, help="GeoTIFF, per-band folder or chip index")
-    parser.add_argument("--out", type=str, required=True, help="zarr store to write (OUT.zarr)")
+    parser.add_argument("--out", type=str, required=True,
+                        help="zarr store to write (OUT.zarr: absent, empty or an earlier embed "
+                             "store with the same parameters; or s3://bucket/OUT.zarr)")
     parser.add_argument("--size", type=int, default=64, help="window size (pixels)")
     parser.add_argument("--stride", type=int | None, default=None,
                         help="window step (default: --size)")

@@ -41,13 +41,14 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl index``."""
     import time
 
-    from geossl.io import check_writable
+    from geossl.io import check_output
     from geossl.tiling.chip_index import INDEX_NAME, build_index, invalid_pixels, write_index
 
     start = time.perf_counter()
     folder = Path(cfg.folder)
+    # before reading every chip's header; a URL is refused, not made a local folder "s3:"
+    check_output(cfg.out or folder / INDEX_NAME, "index", folder=False)
     out = Path(cfg.out) if cfg.out else folder / INDEX_NAME
-    check_writable(out, folder=False)  # before reading every chip's header
     bands = [b.strip() for b in cfg.bands.split(",")] if cfg.bands else None
     # paths in the index are relative to the index file's folder
     gdf = build_index(folder, workers=cfg.workers, bands=bands, sensor=cfg.sensor,

@@ -61,10 +61,10 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl stats``."""
     from geossl.data.stats import dataset_stats, format_table
     from geossl.errors import ConfigError
-    from geossl.io import atomic_write_text, check_writable
+    from geossl.io import atomic_write_text, check_output
 
     if cfg.out:
-        check_writable(cfg.out, folder=False)  # before computing anything
+        check_output(cfg.out, "stats", folder=False)  # before computing anything
     if not cfg.root:
         raise ConfigError("--root is required")
     max_samples = _get(cfg, "max_samples")

@@ -8,6 +8,7 @@ Examples:
     geossl tile https://example.com/cog.tif s3://bucket/scene.tif --out chips
     geossl tile search.json --bands red,green,blue,nir --cloud-mask auto --out chips  # STAC
     geossl tile major_tom/ --out /shared/chips --scheduler tcp://10.0.0.5:8786  # Dask cluster
+    geossl tile scene.tif --out s3://bucket/chips         # chips and index on an object store
     geossl tile --config tile
 
 A SCENE is a multi-band raster, a folder with one file per band (Major-TOM cell, SAFE
@@ -36,7 +37,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("scenes", type=str, nargs="+",
                         help="scene files or folders (searched recursively), raster URLs or "
                              "STAC JSON files")
-    _common.add_out(parser, default="chips", help="output folder (chips and index.parquet)")
+    _common.add_out(parser, default="chips",
+                    help="output folder (chips and index.parquet): absent, empty or an earlier "
+                         "tile output; or an object-store URL, s3://bucket/chips")
     parser.add_argument("--size", type=int, default=128, help="chip size in pixels")
     parser.add_argument("--stride", type=int | None, default=None,
                         help="step between chips in pixels (default: --size)")

@@ -548,6 +548,11 @@ def demo(ctx: DemoContext) -> DemoContext:
         DataError: the sample is not installed, or the scene or its chips are unusable.
         ConfigError: invalid options.
     """
+    from geossl.io import check_output, mark_output
+
+    # absent, empty or an earlier demo (rerun); never a user's folder
+    check_output(ctx.out, "demo", own=("chips", "pretrain", "results.json"))
+    mark_output(ctx.out, "demo")
     run_demo(ctx)
     print_report(ctx)
     return ctx

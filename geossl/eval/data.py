@@ -182,7 +182,9 @@ def auto_split(
              for name in ("train", "test")}
     path = None
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+        from geossl.io import mark_output
+
+        mark_output(out, "evaluate")  # the first file evaluate writes into OUT
         path = save_splits(Path(out) / AUTO_SPLIT_FILE, split, gdf)
     why = ("footprints that overlap stay on one side" if strategy == "overlap"
            else "no footprints: stratified by class")

@@ -96,8 +96,10 @@ def write_report(results: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
     Returns:
         ``{"json": path, "markdown": path}``.
     """
+    from geossl.io import mark_output
+
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    mark_output(folder, "evaluate")
     results = dict(results)
     results["summary"] = summarise(results.get("runs", []))
     meta = results.get("meta", {})

@@ -60,7 +60,7 @@ from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_labe
 from geossl.eval.predictions import Relabelled, write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
-from geossl.io import check_writable
+from geossl.io import check_output, mark_output
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -246,7 +246,9 @@ def evaluate(
     binary_tasks = parse_tasks(tasks)
     seeds = [int(s) for s in seeds] or [0]
     if out is not None:
-        check_writable(out, folder=True)  # before loading data and extracting features
+        # before loading data and extracting features: absent, empty or an earlier evaluation
+        check_output(out, "evaluate", own=("results.json", "logs", "predictions"),
+                     inputs=(root, splits))
     resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
                        label_path=label_path, label_column=label_column, out=out)
     dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,
@@ -289,6 +291,7 @@ def evaluate(
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
+        mark_output(out_dir, "evaluate")  # before the cache: a rerun reuses it
         cache_dir = out_dir / "cache"
     extract = {"normalizer": normalizer, "sensor": chosen, "batch_size": batch_size,
                "device": dev, "bf16": bf16, "workers": workers}

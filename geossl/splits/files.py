@@ -15,7 +15,7 @@ import geopandas as gpd
 import pandas as pd
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text, check_writable, jsonable
+from geossl.io import atomic_path, atomic_write_text, check_output, jsonable
 from geossl.splits.assign import DEFAULT_BLOCK_SIZE
 from geossl.splits.footprints import PathLike, chip_ids, footprints
 from geossl.splits.leakage import _align, leakage_report, report_units
@@ -248,7 +248,8 @@ def split_and_save(
     Returns:
         the split, the leakage report (when asked) and a text summary to print.
     """
-    check_writable(out, folder=False)  # before reading and splitting
+    # before reading and splitting; never over the index it splits
+    check_output(out, "split", folder=False, inputs=(index,))
     gdf = read_footprints(index, data, root, data_args)
     fp = footprints(gdf) if report or strategy != "random" else None
     splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,

@@ -170,11 +170,13 @@ def write_index(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
     Returns:
         the file written.
     """
-    dest = Path(path)
-    if dest.is_dir():
+    from geossl.io import is_url
+
+    dest: Any = os.fspath(path) if is_url(path) else Path(path)
+    if isinstance(dest, Path) and dest.is_dir():
         dest = dest / INDEX_NAME
     validate_index(gdf, dest)
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp:  # an object-store URL: written locally, then one PUT
         gdf.to_parquet(tmp, index=False)
         set_default_mode(tmp)
     return dest

@@ -33,7 +33,19 @@ from rasterio import windows
 from rasterio.transform import Affine
 
 from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, check_writable
+from geossl.io import (
+    OUTPUT_MARKER,
+    atomic_write_bytes,
+    check_output,
+    disk_full_as_error,
+    is_url,
+    mark_output,
+    out_join,
+    output_lock,
+    read_text_or_none,
+    remote_fs,
+    remote_write_errors,
+)
 from geossl.progress import progress as progress_bar
 from geossl.tiling import chip_index
 from geossl.tiling.remote import resolve_scenes
@@ -101,7 +113,7 @@ class TileOptions:
 class TileReport:
     """What :func:`tile` did."""
 
-    index: Path
+    index: Any  # a Path, or a URL on an object store
     scenes: int = 0
     written: int = 0
     existing: int = 0
@@ -121,9 +133,11 @@ def chip_name(scene: str, row: int, col: int) -> str:
     return f"{scene}_r{row:05d}_c{col:05d}"
 
 
-def _existing_row(path: Path, out: Path, chip_id: str, scene: Scene,
+def _existing_row(path: Any, out: Any, chip_id: str, scene: Scene,
                   opts: TileOptions) -> dict[str, Any] | None:
     """Index row of a chip already on disk if it is complete and matches, else None."""
+    if is_url(path):
+        return _existing_remote_row(path, chip_id, scene, opts)
     if not path.is_file():
         return None
     try:
@@ -136,7 +150,24 @@ def _existing_row(path: Path, out: Path, chip_id: str, scene: Scene,
     return row
 
 
-def _write_chip(path: Path, data: np.ndarray, transform: Affine, scene: Scene,
+def _existing_remote_row(url: str, chip_id: str, scene: Scene,
+                         opts: TileOptions) -> dict[str, Any] | None:
+    """:func:`_existing_row` of a chip on an object store: its header read from a local copy."""
+    import tempfile
+
+    fs, p = remote_fs(url)
+    try:
+        data = fs.cat_file(p)
+    except FileNotFoundError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="geossl-chip-") as tmp:
+        local = Path(tmp) / scene.name / f"{chip_id}.tif"
+        local.parent.mkdir()
+        local.write_bytes(data)
+        return _existing_row(local, Path(tmp), chip_id, scene, opts)
+
+
+def _write_chip(path: Any, data: np.ndarray, transform: Affine, scene: Scene,
                 tags: dict[str, str], compress: str) -> None:
     """Write one chip atomically as a tiled, compressed, pixel-interleaved GeoTIFF."""
     count, height, width = data.shape
@@ -154,13 +185,16 @@ def _write_chip(path: Path, data: np.ndarray, transform: Affine, scene: Scene,
     nodatas = {nd for nd in scene.band_nodata}
     if len(nodatas) == 1 and None not in nodatas:
         profile["nodata"] = nodatas.pop()
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
+    # encoded in memory, then written with Python's I/O (atomically; an object store gets one
+    # PUT): GDAL may not report a full disk and leave a truncated file behind
+    with rasterio.MemoryFile() as mem:
+        with mem.open(**profile) as dst:
             dst.write(data)
             for i, name in enumerate(scene.band_names, start=1):
                 dst.set_band_description(i, name)
             dst.update_tags(**tags)
-        chip_index.set_default_mode(tmp)
+        encoded = mem.read()
+    atomic_write_bytes(path, encoded)
 
 
 #: chips per tiling task (a block of whole chip rows of one scene): big enough that opening
@@ -211,19 +245,18 @@ def plan_scene(scene_path: Any, out: PathLike, opts: TileOptions,
     scene = open_scene(scene_path, bands=opts.bands, resolution=opts.resolution,
                        sensor=opts.sensor, cloud_mask=opts.cloud_mask,
                        resampling=opts.resampling)
-    folder = Path(out) / scene.name
     # scene names are made safe file names (scenes.safe_name); never write outside OUT anyway
-    if Path(os.path.abspath(folder)).parent != Path(os.path.abspath(out)):
+    if "/" in scene.name or "\\" in scene.name or scene.name in ("", ".", ".."):
         raise DataError(f"scene name {scene.name!r} is not a plain folder name", str(scene_path))
-    done_file = folder / DONE_FILE
+    done_file = out_join(out, scene.name, DONE_FILE)
     rejected: set[tuple[int, int]] = set()
-    if done_file.is_file():
-        try:
-            done = json.loads(done_file.read_text())
-            if done.get("options") == opts.signature():
-                rejected = {(int(r), int(c)) for r, c in done.get("rejected", [])}
-        except (OSError, ValueError):
-            rejected = set()
+    try:
+        text = read_text_or_none(done_file)
+        done = json.loads(text) if text is not None else {}
+        if done.get("options") == opts.signature():
+            rejected = {(int(r), int(c)) for r, c in done.get("rejected", [])}
+    except (OSError, ValueError, AttributeError):
+        rejected = set()
     g = scene.grid
     by_row: dict[int, list[int]] = {}
     for r, c in iter_windows(g.height, g.width, opts.size, opts.step):
@@ -287,8 +320,8 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
         index rows of the block's chips, counts ``written``/``existing``/``rejected`` and the
         rejected windows.
     """
-    out = Path(out)
-    folder = out / scene.name
+    out = out if is_url(out) else Path(out)
+    folder = out_join(out, scene.name)
     g = scene.grid
     dt = scene.datetime.isoformat() if scene.datetime else ""
     bands = ",".join(scene.band_names)
@@ -306,7 +339,7 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
                 counts["rejected"] += 1
                 continue
             cid = chip_name(scene.name, r, c)
-            existing = _existing_row(folder / f"{cid}.tif", out, cid, scene, opts)
+            existing = _existing_row(out_join(folder, f"{cid}.tif"), out, cid, scene, opts)
             if existing is not None:
                 rows.append(existing)
                 counts["existing"] += 1
@@ -332,7 +365,7 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
                 "GEOSSL_VALID_FRACTION": repr(v), "GEOSSL_BANDS": bands,
             }
             chip = np.ascontiguousarray(strip[:, :, c - c0:c - c0 + size])
-            _write_chip(folder / f"{cid}.tif", chip, transform, scene, tags, opts.compress)
+            _write_chip(out_join(folder, f"{cid}.tif"), chip, transform, scene, tags, opts.compress)
             counts["written"] += 1
             left, top = transform.c, transform.f
             right, bottom = left + size * transform.a, top + size * transform.e
@@ -346,7 +379,7 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
     return BlockResult(rows, counts, new_rejected)
 
 
-def _finish_scene(out: Path, scene: Scene, opts: TileOptions,
+def _finish_scene(out: Any, scene: Scene, opts: TileOptions,
                   results: list[BlockResult]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Merge a scene's block results and record the finished run (``.tiling.json``)."""
     rows = [row for res in results for row in res.rows]
@@ -354,9 +387,7 @@ def _finish_scene(out: Path, scene: Scene, opts: TileOptions,
                                                                   "rejected")}
     rejected = sorted(rc for res in results for rc in res.rejected)
     record = {"options": opts.signature(), "rejected": rejected, "chips": len(rows)}
-    folder = out / scene.name
-    folder.mkdir(parents=True, exist_ok=True)
-    chip_index.write_text(folder / DONE_FILE, json.dumps(record))
+    chip_index.write_text(out_join(out, scene.name, DONE_FILE), json.dumps(record))
     return rows, counts
 
 
@@ -376,7 +407,7 @@ def tile_scene(scene_path: PathLike, out: PathLike, opts: TileOptions,
     Raises:
         DataError: unreadable scene, missing band, CRS mismatch.
     """
-    out = Path(out)
+    out = out if is_url(out) else Path(out)
     plan = plan_scene(scene_path, out, opts)
     results = []
     for block in progress_bar(plan.blocks, desc=plan.scene.name, unit="block",
@@ -445,18 +476,34 @@ def tile(
     if fmt not in ("tif", "npy", "zarr"):
         raise ConfigError(f"unknown format {fmt!r} (tif, npy or zarr)")
     start = time.perf_counter()
-    out = check_writable(out, folder=True)  # before reading any scene
+    inputs = tuple(os.fspath(s) for s in scenes
+                   if isinstance(s, str | os.PathLike) and not is_url(os.fspath(s)))
+    # before reading any scene: absent, empty or an earlier tile output (never a user's folder)
+    out_ok: Any = check_output(out, "tile", own=(chip_index.INDEX_NAME, f"*/{DONE_FILE}"),
+                       inputs=inputs)
+    if is_url(out_ok) and fmt != "tif":
+        raise ConfigError(f"--format {fmt} packs chips into a local store; with an object-store "
+                          "--out use --format tif")
     paths = resolve_scenes(scenes)
     names = [scene_name(p) for p in paths]
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise ConfigError(f"several scenes are named {dups[0]!r}: chip ids would collide; "
                           "tile them into different --out folders")
+    if is_url(out_ok):
+        with remote_write_errors(out_ok):
+            mark_output(out_ok, "tile")
+            report = _tile_into(paths, out_ok, opts, workers, fmt, progress, scheduler)
+        report.seconds = time.perf_counter() - start
+        return report
+    out = Path(out_ok)
     # the folders this run creates (out and any missing parent): removed again on failure
     created = [p for p in [out, *out.parents] if not p.exists()]
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        report = _tile_into(paths, out, opts, workers, fmt, progress, scheduler)
+        # one run at a time in OUT (a second would remove the first's temporary files)
+        with output_lock(out, "tile"), disk_full_as_error(out):
+            mark_output(out, "tile")
+            report = _tile_into(paths, out, opts, workers, fmt, progress, scheduler)
     except BaseException:
         if created:
             _remove_if_no_chips(out)
@@ -480,6 +527,8 @@ def _remove_if_no_chips(out: Path) -> None:
         for f in filenames:
             if f == DONE_FILE or (f.startswith(".") and f.endswith(".part")):
                 Path(dirpath, f).unlink(missing_ok=True)
+        if Path(dirpath) == out and os.listdir(out) == [OUTPUT_MARKER]:
+            (out / OUTPUT_MARKER).unlink()  # nothing else left: not an output any more
         try:
             os.rmdir(dirpath)
         except OSError:
@@ -501,13 +550,15 @@ def _work_estimate(paths: list[Any]) -> float | None:
     return total / 12e6
 
 
-def _tile_into(paths: list[Any], out: Path, opts: TileOptions, workers: int, fmt: str,
+def _tile_into(paths: list[Any], out: Any, opts: TileOptions, workers: int, fmt: str,
                progress: bool, scheduler: str | None) -> TileReport:
     """Body of :func:`tile` once ``out`` exists: the task graph, then the index."""
     from geossl.cluster import Runner
 
-    remove_partial_files(out)
-    report = TileReport(index=out / chip_index.INDEX_NAME, scenes=len(paths))
+    local = not is_url(out)
+    if local:
+        remove_partial_files(out)  # of a run killed earlier (this one holds OUT's lock)
+    report = TileReport(index=out_join(out, chip_index.INDEX_NAME), scenes=len(paths))
     rows: list[dict[str, Any]] = []
     plans: dict[str, ScenePlan] = {}
     results: dict[str, list[BlockResult]] = {}
@@ -541,7 +592,8 @@ def _tile_into(paths: list[Any], out: Path, opts: TileOptions, workers: int, fmt
     finally:
         close_readers()
     # temporary files of tasks cut short on a worker that died (their task ran again)
-    remove_partial_files(out)
+    if local:
+        remove_partial_files(out)
     if not rows:
         why = f"(size {opts.size}, min-valid {opts.min_valid}): smaller than a chip or " \
               "mostly invalid (nodata, NaN, cloud)"
