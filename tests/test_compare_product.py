@@ -216,7 +216,7 @@ def test_product_bad_input_is_one_line_exit_2_nothing_written(
         assert len(err.splitlines()) == 1
         assert not out.exists(), extra
     # the missing chip is named
-    assert main(base + ["--row", f"short=product:{short}", "--out", str(tmp_path / "o")]) == 2
+    assert main([*base, "--row", f"short=product:{short}", "--out", str(tmp_path / "o")]) == 2
     assert f"e.g. {ids[0]}" in capsys.readouterr().err
 
 
