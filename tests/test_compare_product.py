@@ -227,3 +227,40 @@ def test_parse_product_row() -> None:
     assert parse_row("emb=product:out/emb.zarr/").name == "emb"
     assert parse_row("product:out/emb.zarr/").name == "emb"
     assert parse_row({"kind": "product", "product": "tessera"}).name == "tessera"
+
+
+def test_embed_geoparquet_of_a_checkpoint_scores_as_the_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``geossl embed --format geoparquet`` of a checkpoint over ``geossl tile`` chips, as a
+    product row, is the checkpoint's own features: every run scores exactly as the ckpt row.
+    """
+    from geossl.tiling import chip_index
+    from geossl.tiling.tile import TileOptions, tile
+    from tests.data.chips.data import generate_major_tom
+
+    tile([generate_major_tom(tmp_path / "mt", size10=96)], tmp_path / "chips",
+         TileOptions(size=16, stride=16), progress=False)
+    chips = tmp_path / "chips"
+    gdf = chip_index.read_index(chips)
+    gdf["landcover"] = ["water" if i % 3 else "land" for i in range(len(gdf))]
+    chip_index.write_index(gdf, chips)
+    bands = str(gdf["bands"].iloc[0]).split(",")
+    ckpt = write_checkpoint(tmp_path / "r.ckpt", len(bands), bands, "s2")
+    assert main(["embed", str(ckpt), str(chips / "index.parquet"), "--format", "geoparquet",
+                 "--out", str(tmp_path / "e.zarr"), "--size", "16",
+                 "--accelerator", "cpu"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", "--data", "chips", "--root", str(chips), "--label-column",
+                 "landcover", "--row", f"own=ckpt:{ckpt}", "--product",
+                 str(tmp_path / "e.parquet"), "--labels-per-class", "2", "--seeds", "0,1,2",
+                 "--out", str(out), "--accelerator", "cpu", "--no-plots"]) == 0
+    capsys.readouterr()
+    res = json.loads((out / "compare.json").read_text())
+    runs: dict[str, dict[int, Any]] = {}
+    for r in res["runs"]:
+        runs.setdefault(r["row"], {})[r["seed"]] = r["metrics"]
+    assert set(runs) == {"own", "e"} and len(runs["e"]) == 3
+    for seed, m in runs["own"].items():
+        assert runs["e"][seed]["oa"] == pytest.approx(m["oa"], abs=1e-6)
+    row = {r["name"]: r for r in res["rows"]}["e"]
+    assert row["num_features"] == {r["name"]: r for r in res["rows"]}["own"]["num_features"]

@@ -582,11 +582,11 @@ def load_product(spec: RowSpec, ctx: RowContext) -> tuple[EncoderSource, Any, An
         source = product_source(path)
         both = product_feature_set(path, ctx.dataset, positions, [ctx.ids[p] for p in positions],
                                    footprints_of(ctx.dataset),
-                                   column=str(spec.get("column", "embedding")))
+                                   column=str(spec.get("column", "embedding")),
+                                   hint="compare on chips it covers: give --splits listing "
+                                        "only those")
     except DataError as err:
-        hint = (" (give --splits listing only the chips it covers)"
-                if "no vector for" in str(err) else "")
-        raise DataError(f"row {spec.name!r} (product): {err}{hint}") from err
+        raise DataError(f"row {spec.name!r} (product): {err}") from err
     n = len(train_pos)
     train = FeatureSet(both.features[:n], both.labels[:n], both.ids[:n], both.positions[:n])
     test = FeatureSet(both.features[n:], both.labels[n:], both.ids[n:], both.positions[n:])
