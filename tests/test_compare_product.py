@@ -229,10 +229,13 @@ def test_parse_product_row() -> None:
     assert parse_row({"kind": "product", "product": "tessera"}).name == "tessera"
 
 
-def test_embed_geoparquet_of_a_checkpoint_scores_as_the_checkpoint(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``geossl embed --format geoparquet`` of a checkpoint over ``geossl tile`` chips, as a
-    product row, is the checkpoint's own features: every run scores exactly as the ckpt row.
+@pytest.mark.parametrize("formats", [
+    "geoparquet", pytest.param("zarr,geoparquet,cog", marks=pytest.mark.slow)])
+def test_embed_products_of_a_checkpoint_score_as_the_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], formats: str) -> None:
+    """``geossl embed`` of a checkpoint over ``geossl tile`` chips, as product rows (its
+    GeoParquet by chip id; slow: also its zarr cube and its COG, by footprint), is the
+    checkpoint's own features: every run scores exactly as the ckpt row.
     """
     from geossl.tiling import chip_index
     from geossl.tiling.tile import TileOptions, tile
@@ -246,21 +249,29 @@ def test_embed_geoparquet_of_a_checkpoint_scores_as_the_checkpoint(
     chip_index.write_index(gdf, chips)
     bands = str(gdf["bands"].iloc[0]).split(",")
     ckpt = write_checkpoint(tmp_path / "r.ckpt", len(bands), bands, "s2")
-    assert main(["embed", str(ckpt), str(chips / "index.parquet"), "--format", "geoparquet",
+    assert main(["embed", str(ckpt), str(chips / "index.parquet"), "--format", formats,
                  "--out", str(tmp_path / "e.zarr"), "--size", "16",
                  "--accelerator", "cpu"]) == 0
+    products = {"e": "e.parquet", "cube": "e.zarr", "cog": "e.tif"}
+    if formats == "geoparquet":
+        products = {"e": "e.parquet"}
+    extra = [f"--row={n}=product:{tmp_path / f}" for n, f in products.items()]
     out = tmp_path / "cmp"
     assert main(["compare", "--data", "chips", "--root", str(chips), "--label-column",
-                 "landcover", "--row", f"own=ckpt:{ckpt}", "--product",
-                 str(tmp_path / "e.parquet"), "--labels-per-class", "2", "--seeds", "0,1,2",
+                 "landcover", "--row", f"own=ckpt:{ckpt}", *extra,
+                 "--labels-per-class", "2", "--seeds", "0,1,2",
                  "--out", str(out), "--accelerator", "cpu", "--no-plots"]) == 0
     capsys.readouterr()
     res = json.loads((out / "compare.json").read_text())
     runs: dict[str, dict[int, Any]] = {}
     for r in res["runs"]:
         runs.setdefault(r["row"], {})[r["seed"]] = r["metrics"]
-    assert set(runs) == {"own", "e"} and len(runs["e"]) == 3
-    for seed, m in runs["own"].items():
-        assert runs["e"][seed]["oa"] == pytest.approx(m["oa"], abs=1e-6)
-    row = {r["name"]: r for r in res["rows"]}["e"]
-    assert row["num_features"] == {r["name"]: r for r in res["rows"]}["own"]["num_features"]
+    assert set(runs) == {"own", *products} and len(runs["e"]) == 3
+    for name in products:
+        for seed, m in runs["own"].items():
+            assert runs[name][seed]["oa"] == pytest.approx(m["oa"], abs=1e-6), (name, seed)
+    rows = {r["name"]: r for r in res["rows"]}
+    kinds = {"e": "geoparquet", "cube": "cube", "cog": "raster"}
+    for name in products:
+        assert rows[name]["backbone"] == f"embedding product ({kinds[name]})"
+    assert {rows[n]["num_features"] for n in rows} == {rows["own"]["num_features"]}
