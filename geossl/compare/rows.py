@@ -64,7 +64,7 @@ from geossl.checkpoint import (
 )
 from geossl.data.normalize import make_normalizer
 from geossl.errors import ConfigError, DataError
-from geossl.eval.features import cached_features, image_of
+from geossl.eval.features import FeatureSet, cached_features, image_of
 from geossl.eval.finetune import finetune
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
@@ -552,7 +552,8 @@ def scratch_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
                        meta)
 
 
-def load_product(spec: RowSpec, ctx: RowContext) -> tuple[EncoderSource, Any, Any]:
+def load_product(spec: RowSpec, ctx: RowContext
+                 ) -> tuple[EncoderSource, FeatureSet, FeatureSet]:
     """Load phase of ``product``: the product's vectors for every chip of both sides.
 
     Runs before anything is written, so a product that lacks a chip of the train or test side
@@ -566,7 +567,6 @@ def load_product(spec: RowSpec, ctx: RowContext) -> tuple[EncoderSource, Any, An
         DataError: missing/unreadable product, or chips it does not cover.
     """
     from geossl.datasets.base import footprints_of
-    from geossl.eval.features import FeatureSet
 
     value = spec.get("product")
     if not value:
