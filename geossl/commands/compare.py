@@ -18,15 +18,19 @@ A YAML config lists the rows and any flag below:
       - {name: random, kind: random, backbone: resnet18}
       - {name: means, kind: band-means}
       - {name: supervised, kind: scratch, backbone: resnet18}
+      - {name: gse, kind: product, product: gse_eurosat.parquet}
     reference: ssl4eo
     labels_per_class: 5,50
     seeds: 0,1,2,3,4
 
 Row kinds: ckpt (a pretraining checkpoint, frozen), weights (named foundation weights, frozen),
-random, band-means, scratch (trained from random weights on the drawn labels only); a frozen
-row takes protocol linear (default), knn or finetune. Every row learns from the very same
-labelled samples in each draw (seed x budget) and is scored on the same test side; each row
-minus the reference (default: the first row) with a 95 % paired interval.
+random, band-means, scratch (trained from random weights on the drawn labels only), product
+(an embedding product's vectors per chip: GeoParquet, zarr cube or GeoTIFF; --product PATH or
+--row NAME=product:PATH); a frozen row takes protocol linear (default), knn or finetune (not a
+product). Every row learns from the very same labelled samples in each draw (seed x budget)
+and is scored on the same test side; each row minus the reference (default: the first row)
+with a 95 % paired interval. A product must cover every chip of both sides (else one line,
+exit 2, nothing written).
 
 Writes OUT/compare.json (rows, draws with their sample ids, runs, paired differences,
 verdict), OUT/compare.md, OUT/compare.csv, OUT/compare.png, the feature cache and, for a
@@ -54,12 +58,15 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--row", action="append", type=str, default=None,
                         help="one more row, [NAME=]KIND[:VALUE], e.g. ssl=ckpt:RUN/last.ckpt, "
                              "weights:torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO, band-means, "
-                             "scratch:resnet18 (repeatable)")
+                             "scratch:resnet18, emb=product:EMB.parquet (repeatable)")
     parser.add_argument("--ckpt", action="append", type=str, default=None,
                         help="a pretraining checkpoint row (repeatable)")
     parser.add_argument("--weights", action="append", type=str, default=None,
                         help="a named foundation weights row: torchgeo:Enum.MEMBER or "
                              "timm:model.tag (repeatable)")
+    parser.add_argument("--product", action="append", type=str, default=None,
+                        help="an embedding product row: GeoParquet, zarr cube or GeoTIFF of "
+                             "vectors per chip (repeatable)")
     parser.add_argument("--baselines", type=str | None, default=None,
                         help="comma-separated baseline rows: random, band-means, scratch")
     parser.add_argument("--reference", type=str | None, default=None,
@@ -125,10 +132,11 @@ def _ints(value: Any) -> list[int] | None:
 
 
 def collect_rows(cfg: Namespace) -> list[Any]:
-    """Rows from ``--rows`` (config), ``--ckpt``, ``--weights``, ``--row`` and ``--baselines``."""
+    """Rows from --rows (config), --ckpt, --weights, --product, --row and --baselines."""
     rows: list[Any] = list(_get(cfg, "rows") or [])
     rows += [f"ckpt:{c}" for c in _get(cfg, "ckpt") or []]
     rows += [f"weights:{w}" for w in _get(cfg, "weights") or []]
+    rows += [f"product:{p}" for p in _get(cfg, "product") or []]
     rows += list(_get(cfg, "row") or [])
     baselines = _get(cfg, "baselines")
     if baselines:

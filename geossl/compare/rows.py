@@ -25,6 +25,13 @@ Built-in kinds:
 ``scratch``
     supervised from scratch: the architecture of ``random`` trained end to end on the labelled
     samples of each draw only (:func:`geossl.eval.finetune.finetune`).
+``product``
+    an embedding product's vectors, frozen: ``product: PATH`` (GeoParquet in geossl's or
+    TorchGeo's EarthEmbeddings/MajorTOMEmbeddings layouts, a zarr cube of ``geossl embed``, or a
+    GSE/Tessera-style GeoTIFF), one vector per chip matched by chip id or footprint
+    (:func:`geossl.eval.product.product_feature_set`); ``column`` names the GeoParquet vector
+    column (default ``embedding``). Every chip of both sides must be covered (else one line,
+    nothing written); protocol ``linear`` or ``knn``.
 
 Every frozen row takes ``protocol: linear`` (default; :func:`geossl.eval.linear.linear_probe`),
 ``knn`` (:func:`geossl.eval.knn.knn_scores`, k = 20) or ``finetune`` (the row's encoder trained
@@ -56,11 +63,12 @@ from geossl.checkpoint import (
     sensor_list,
 )
 from geossl.data.normalize import make_normalizer
-from geossl.errors import ConfigError
-from geossl.eval.features import cached_features, image_of
+from geossl.errors import ConfigError, DataError
+from geossl.eval.features import FeatureSet, cached_features, image_of
 from geossl.eval.finetune import finetune
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
+from geossl.eval.product import product_feature_set, product_source
 
 #: protocols a frozen row may use
 ROW_PROTOCOLS = ("linear", "knn", "finetune")
@@ -262,6 +270,11 @@ def _default_name(kind: str, opts: Mapping[str, Any]) -> str:
         p = Path(text)
         stem = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
         return re.sub(r"[^\w.+-]", "_", stem) or kind
+    if kind == "product":  # an embedding product: its file or folder name (emb.parquet -> emb)
+        p = Path(text.rstrip("/\\"))
+        stem = p.stem if p.suffix.lower() in (".parquet", ".geoparquet", ".zarr", ".tif",
+                                               ".tiff", ".vrt") else p.name
+        return re.sub(r"[^\w.+-]", "_", stem).lstrip("_.+-") or kind
     return re.sub(r"[^\w.+-]", "_", text.split(":", 1)[-1]) or kind
 
 
@@ -539,6 +552,61 @@ def scratch_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
                        meta)
 
 
+def load_product(spec: RowSpec, ctx: RowContext
+                 ) -> tuple[EncoderSource, FeatureSet, FeatureSet]:
+    """Load phase of ``product``: the product's vectors for every chip of both sides.
+
+    Runs before anything is written, so a product that lacks a chip of the train or test side
+    (or is unreadable, or has no vector column) is one line and an untouched ``--out``.
+
+    Returns:
+        ``(source naming the product, train FeatureSet, test FeatureSet)``.
+
+    Raises:
+        ConfigError: no ``product: PATH``, or protocol ``finetune``.
+        DataError: missing/unreadable product, or chips it does not cover.
+    """
+    from geossl.datasets.base import footprints_of
+
+    value = spec.get("product")
+    if not value:
+        raise ConfigError(f"row {spec.name!r} (product) needs 'product: PATH' (GeoParquet, "
+                          "zarr cube or GeoTIFF of embeddings)")
+    if _protocol(spec) == "finetune":
+        raise ConfigError(f"row {spec.name!r}: an embedding product gives frozen features "
+                          "only; use protocol linear or knn")
+    path = Path(str(value)).expanduser()
+    train_pos, test_pos = ctx.train_positions, ctx.test_positions
+    positions = list(train_pos) + list(test_pos)
+    try:
+        source = product_source(path)
+        both = product_feature_set(path, ctx.dataset, positions, [ctx.ids[p] for p in positions],
+                                   footprints_of(ctx.dataset),
+                                   column=str(spec.get("column", "embedding")),
+                                   hint="compare on chips it covers: give --splits listing "
+                                        "only those")
+    except DataError as err:
+        raise DataError(f"row {spec.name!r} (product): {err}") from err
+    n = len(train_pos)
+    train = FeatureSet(both.features[:n], both.labels[:n], both.ids[:n], both.positions[:n])
+    test = FeatureSet(both.features[n:], both.labels[n:], both.ids[n:], both.positions[n:])
+    return source, train, test
+
+
+def product_row(spec: RowSpec, ctx: RowContext) -> PreparedRow:
+    """``product``: an embedding product's vectors per chip, frozen (no encoder is run)."""
+    source, train, test = loaded(spec, ctx)
+    protocol = _protocol(spec)
+    meta = {"source_key": source.key, "backbone": source.meta.get("backbone"),
+            "method": source.meta.get("method"), "protocol": protocol,
+            "product": source.meta.get("product"),
+            "column": str(spec.get("column", "embedding")),
+            "num_features": int(train.features.shape[1])}
+    return PreparedRow(spec.name, spec.kind, _feature_fit(protocol, train.features,
+                                                          test.features, ctx.device),
+                       meta, (train.labels, test.labels))
+
+
 register_row_kind("ckpt", ckpt_row, "ckpt", "a geossl pretraining checkpoint (own SSL, or "
                   "foundation weights + continued SSL), frozen", load_ckpt)
 register_row_kind("weights", weights_row, "weights", "named foundation weights "
@@ -549,3 +617,5 @@ register_row_kind("band-means", band_means_row, None, "the mean of every band ov
                   load_band_means)
 register_row_kind("scratch", scratch_row, "backbone", "the architecture trained from random "
                   "weights on the labels of each draw only", load_random)
+register_row_kind("product", product_row, "product", "an embedding product's vectors per chip "
+                  "(GeoParquet, zarr cube, GSE/Tessera GeoTIFF), frozen", load_product)

@@ -65,19 +65,29 @@ def product_source(product: Path) -> EncoderSource:
 
 def product_feature_set(product: Path, dataset: Dataset[dict[str, Any]],
                         positions: Sequence[int], ids: Sequence[str],
-                        footprints: Any = None) -> FeatureSet:
+                        footprints: Any = None, column: str = "embedding",
+                        hint: str = "evaluate on chips it covers") -> FeatureSet:
     """The product's vectors for the samples ``positions`` of ``dataset`` (ids ``ids``).
+
+    Args:
+        product: the embedding product (zarr cube, GeoParquet, GeoTIFF).
+        dataset: the samples (their labels are read).
+        positions: the samples wanted, by position in ``dataset``.
+        ids: their chip ids.
+        footprints: the chips' footprints (GeoDataFrame with ``chip_id``), or ``None``.
+        column: the vector column of a GeoParquet product.
+        hint: what the error line tells the user to do about chips the product lacks.
 
     Raises:
         DataError: the product lacks a vector for some of the chips (named in the message).
     """
     from geossl.embeddings.products import product_features
 
-    vec, found = product_features(product, [str(i) for i in ids], footprints)
+    vec, found = product_features(product, [str(i) for i in ids], footprints, column)
     if not found.all():
         missing = [str(i) for i, f in zip(ids, found) if not f]
         raise DataError(f"embedding product has no vector for {len(missing)} of {len(ids)} "
-                        f"chips (e.g. {missing[0]}); evaluate on chips it covers", product)
+                        f"chips (e.g. {missing[0]}); {hint}", product)
     labels = torch.stack([label_of(dataset[p]) for p in positions])
     return FeatureSet(torch.from_numpy(vec), labels, [str(i) for i in ids],
                       [int(p) for p in positions])
