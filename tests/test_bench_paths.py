@@ -68,3 +68,13 @@ def test_polsar_from_results_needs_a_doc(tmp_path: Path,
     results.write_text("{}")
     assert main(["bench", "polsar", "--from-results", str(results)]) == 2
     assert "--doc" in capsys.readouterr().err
+
+
+def test_polsar_root_defaults_to_the_sample_under_the_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GEOSSL_REAL_DATA", str(tmp_path / "real"))
+    assert main(["bench", "polsar", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "real" / "polsar_sf_airsar") in err[0], err
+    assert not (tmp_path / "o").exists()

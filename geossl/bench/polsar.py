@@ -670,7 +670,6 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     torch.set_num_threads(max(1, cfg.threads))
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     # -- data --------------------------------------------------------------------------------
@@ -692,6 +691,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     if cfg.methods and cfg.context > min(h, w):
         raise ConfigError(f"context {cfg.context} is larger than the scene ({h} x {w}); "
                           "lower --context (and --crop-scale with it)")
+    out.mkdir(parents=True, exist_ok=True)  # after the scene and labels are read: nothing
+    # is written for a missing or unreadable scene
 
     rows, cols = _grid(h, w, cfg.patch, cfg.stride)
     lab = patch_labels(labels, rows, cols, cfg.patch, cfg.purity)
