@@ -377,17 +377,18 @@ def test_tool_writes_doc_and_reports_bad_input(scene: Path, tmp_path: Path,
     assert tool.main(["--root", str(bad), "--doc", ""]) == 2
 
 
-def test_selection_run_leaves_the_default_doc_alone(scene: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_writes_a_doc_only_when_given_one(scene: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     tool = _tool()
     doc = tmp_path / "benchmarks_polsar.md"
     doc.write_text("published section\n")
-    monkeypatch.setattr(tool, "DEFAULT_DOC", doc)
+    monkeypatch.chdir(tmp_path)  # no doc is found from the working folder either
     flags = ["--root", str(scene), "--patch", "8", "--stride", "4", "--block", "16",
              "--budgets", "2", "--seeds", "1", "--methods", "--windows", "--scratch-steps", "0",
              "--threads", "1", "--device", "cpu", "--no-tsne", "--probe-folds", "2", "--select"]
     assert tool.main([*flags, "--out", str(tmp_path / "a")]) == 0
-    assert doc.read_text() == "published section\n"  # the default doc is not a selection's
+    assert doc.read_text() == "published section\n"  # no --doc: no doc written
+    assert {p.name for p in tmp_path.iterdir()} == {doc.name, "a"}  # only --out written
     assert tool.main([*flags, "--out", str(tmp_path / "b"), "--doc", str(doc)]) == 0
     assert "Selection run (--select, --select-half 0)" in doc.read_text()  # asked for: written
     doc.write_text("published section\n")

@@ -17,6 +17,9 @@ Usage::
     geossl bench data --cache /tmp/geossl-bench --n-files 5000 --chips 256
     geossl bench data --cache /tmp/geossl-bench --n-files 5000
 
+The Major-TOM cells come from ``--data`` or ``$GEOSSL_REAL_DATA/major_tom_s2l2a``; with neither,
+the command says so in one line and stops (exit 2): no folder layout is assumed.
+
 Also callable: ``bench_data(cache=..., n_files=..., ...) -> dict``.
 """
 
@@ -33,17 +36,50 @@ from typing import Any
 
 import numpy as np
 
+from geossl.errors import ConfigError, DataError
 from geossl.machine import available_cores
 
-#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
-REPO = Path(__file__).resolve().parents[2]
-
-MAJOR_TOM = REPO.parent / "shared" / "data" / "real" / "major_tom_s2l2a"
+#: environment variable naming the folder of real samples (one sub-folder per sample)
+REAL_DATA_ENV = "GEOSSL_REAL_DATA"
+#: the sample under ``$GEOSSL_REAL_DATA`` holding the Major-TOM cells
+MAJOR_TOM = "major_tom_s2l2a"
 S2_13 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
          "B12")
 MT_12 = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
 SEASONS = ("ROIs1158_spring", "ROIs1868_summer", "ROIs1970_fall", "ROIs2017_winter")
 ZONES = (32633, 32618, 32755, 32611, 32636)
+
+
+def real_sample(sample: str, flag: str = "--data", what: str = "") -> Path:
+    """``$GEOSSL_REAL_DATA/<sample>``: the default of a benchmark's data flag.
+
+    Args:
+        sample: the sample's folder under ``$GEOSSL_REAL_DATA``.
+        flag: the flag that would have given the folder (named in the error).
+        what: what the folder holds (named in the error).
+
+    Raises:
+        ConfigError: the variable is not set (no folder layout is assumed).
+    """
+    root = os.environ.get(REAL_DATA_ENV, "").strip()
+    if not root:
+        raise ConfigError(f"{flag} not given and ${REAL_DATA_ENV} is not set: pass {flag} "
+                          f"FOLDER{f' ({what})' if what else ''}")
+    return Path(root) / sample
+
+
+def major_tom_folder(data: str | Path | None) -> Path:
+    """The folder of Major-TOM cells: ``data``, else ``$GEOSSL_REAL_DATA/major_tom_s2l2a``.
+
+    Raises:
+        ConfigError: no ``data`` and no ``$GEOSSL_REAL_DATA``.
+        DataError: no cell (a folder with ``B02.tif``) there.
+    """
+    folder = Path(data) if data is not None else real_sample(
+        MAJOR_TOM, what="Major-TOM cells, one folder of B01.tif .. B12.tif each")
+    if not _major_tom_products(folder):
+        raise DataError("no Major-TOM cell (a folder with B02.tif) here", folder)
+    return folder
 
 
 # ---- (a) SEN12MS-like file scan --------------------------------------------------------------
@@ -182,7 +218,7 @@ def _major_tom_products(data: Path) -> list[Path]:
     return sorted(p.parent for p in data.rglob("B02.tif"))
 
 
-def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_TOM,
+def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path | None = None,
                 seed: int = 0, repeats: int = 3) -> dict[str, Any]:
     """Chips/s of TorchGeo RasterDataset + random sampler vs ChipDataset, num_workers=0.
 
@@ -198,9 +234,7 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
     from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
 
-    products = _major_tom_products(data)
-    if not products:
-        raise SystemExit(f"no Major-TOM cell (B02.tif) under {data}")
+    products = _major_tom_products(major_tom_folder(data))
     out: dict[str, Any] = {"cells": len(products), "bands": len(MT_12), "size": size,
                            "chips": n_chips}
     batch = 16
@@ -278,7 +312,7 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path = MAJOR_T
 
 
 def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
-               workers: int | None = None, data: str | Path = MAJOR_TOM,
+               workers: int | None = None, data: str | Path | None = None,
                skip_index: bool = False, repeats: int = 3) -> dict[str, Any]:
     """Run both parts; returns every figure (also printed by :func:`main`).
 
@@ -288,12 +322,13 @@ def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
         n_chips: chips read per measurement.
         workers: processes of the extra parallel index-build row (default: up to 8; 1: no
             such row). The row compared with TorchGeo always uses one process, as TorchGeo.
-        data: Major-TOM folder.
+        data: Major-TOM folder (default: ``$GEOSSL_REAL_DATA/major_tom_s2l2a``).
         skip_index: only part (b).
         repeats: timed runs of every measurement, after one warm-up run.
     """
     import torch
 
+    folder = major_tom_folder(data)  # checked before any measurement
     torch.set_num_threads(1)
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -301,7 +336,7 @@ def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
     if not skip_index:
         result["index"] = bench_index(cache, n_files, workers if workers is not None
                                       else min(8, available_cores()), repeats)
-    result["chips"] = bench_chips(cache, n_chips, data=Path(data), repeats=repeats)
+    result["chips"] = bench_chips(cache, n_chips, data=folder, repeats=repeats)
     return result
 
 
@@ -352,8 +387,8 @@ def format_report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Run the data benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-bench"),
                         help="folder for the generated files and chips (reused across runs)")
@@ -365,10 +400,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                              "compared with TorchGeo uses one process, as TorchGeo)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs of every measurement, after one warm-up run")
-    parser.add_argument("--data", default=str(MAJOR_TOM), help="Major-TOM folder")
+    parser.add_argument("--data", default=None,
+                        help=f"Major-TOM folder (default ${REAL_DATA_ENV}/{MAJOR_TOM})")
     parser.add_argument("--skip-index", action="store_true", help="only part (b)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the data benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
+    args = build_parser(prog).parse_args(argv)
     result = bench_data(args.cache, args.n_files, args.chips, args.workers, args.data,
                         args.skip_index, args.repeats)
     print(format_report(result))

@@ -103,7 +103,7 @@ def measure(chips: Path, out: Path, processes: int, args: argparse.Namespace) ->
 
 def defaults(**overrides: Any) -> argparse.Namespace:
     """The benchmark's settings: the defaults of ``geossl bench ddp`` with ``overrides``."""
-    return argparse.Namespace(**{**vars(_parser().parse_args([])), **overrides})
+    return argparse.Namespace(**{**vars(build_parser().parse_args([])), **overrides})
 
 
 def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,7 +122,8 @@ def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
     return {"rows": rows, "efficiency": rows[1]["chips_per_s"] / (2 * rows[0]["chips_per_s"])}
 
 
-def _parser(prog: str | None = None) -> argparse.ArgumentParser:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
     parser = argparse.ArgumentParser(prog=prog or "geossl bench ddp",
                                      description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--method", default="simclr", help="simclr, moco, byol or deepcluster")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
-    args = _parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.out:  # before measuring: absent, empty or an earlier bench output
         from geossl.errors import GeosslError
         from geossl.io import check_output

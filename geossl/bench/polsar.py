@@ -101,6 +101,7 @@ from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
 from geossl.eval.paired import difference_stats, with_interval
 from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file
+from geossl.options import option
 from geossl.progress import phase, progress
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
@@ -123,104 +124,84 @@ SPLIT_NAMES = ("train", "test", "drop")
 class PolsarBenchConfig:
     """Options of the PolSAR benchmark (defaults: the documented CPU run).
 
-    Attributes:
-        root: scene folder (holding ``T3/`` or ``C3/``) or the matrix folder itself.
-        out: output folder.
-        labels: label raster; default: the single ``*.png``/``*.tif`` in ``<root>/labels``.
-        patch: patch size in pixels (evaluation patches and SSL views).
-        stride: step of the labelled patch grid.
-        purity: minimum majority-class share of a labelled patch.
-        block: checkerboard block size in pixels.
-        budgets: labelled patches per class.
-        seeds: seeds per budget (0 .. seeds - 1).
-        methods: SSL methods to pretrain.
-        backbone: timm backbone (its stem is replaced by :func:`small_input_stem`).
-        stem_stride: stride of the replacement stem convolution.
-        context: size of the windows the SSL views are cropped from (>= ``patch``).
-        pretrain_stride: step of the grid of unlabelled pretraining windows.
-        pretrain_steps: SSL optimiser steps per method.
-        pretrain_batch: SSL batch size.
-        lr: SSL learning rate (AdamW, per ``pretrain_batch`` samples).
-        crop_scale: area range of the random resized crop, relative to a ``context`` window.
-        speckle_p: probability of speckle per view.
-        speckle_looks: looks of the Gamma speckle.
-        blur_p: probability of a Gaussian blur per view.
-        orientation_p: probability of turning a view's T3 matrices about the radar line of
-            sight by a random orientation angle (:func:`geossl.datasets.polsar.
-            rotate_t3_features`; T3 scenes only).
-        orientation_max_deg: largest orientation angle of those turns, in degrees.
-        moco_queue: MoCo v2 queue size.
-        knn_k: neighbours of the kNN classifier.
-        feature_stages: ResNet stages whose pooled outputs are concatenated into the frozen
-            features (SSL and random-init rows alike); empty: the encoder output only.
-        probe_folds: folds of the cross-validation (:func:`cv_linear_probe`) that picks the
-            linear probe's weight decay on the labelled patches only, for the SSL, random-init
-            and hand-crafted rows alike (< 2: a single 20 % hold-out for the learned features
-            and the C = 1 logistic regression only for the hand-crafted ones).
-        windows: sizes (px, each > ``patch``) of extra windows centred on every patch (shifted
-            inside the scene at its borders) whose features are concatenated with the patch's
-            own: multi-scale frozen features of the SSL and random-init rows and multi-scale
-            hand-crafted rows (patch means of every window), image pixels only, no labels;
-            empty: the patch alone. The rows on the patch alone are reported as well.
-        select: score on the patches of one half of the *training* blocks (every other block
-            row), with labels drawn from the other half, instead of on the test blocks: the
-            mode in which options are chosen without any test label.
-        select_half: with ``select``, which block rows give the labels: 0 the even ones
-            (scored on the odd ones), 1 the odd ones (scored on the even ones), 2 both in turn
-            (:func:`run_both_halves`): every training block is scored once and the two halves'
-            draws are pooled (``2 x seeds`` paired draws). Prefer 2: one half can hold most of
-            a rare class on one side (on the San Francisco scene, 43 of the 47 bare-soil
-            training patches are in the odd block rows).
-        scratch_steps: optimiser steps of the supervised-from-scratch baseline (0: no row).
-        scratch_lr: its learning rate.
-        threads: torch CPU threads.
-        device: ``cpu``, ``cuda``, ... (default: GPU when present).
-        seed: seed of pretraining and of the random encoders.
-        tsne: draw t-SNE plots.
-        log_every: print the SSL loss every this many steps (0: never).
-        encoders: folder of an earlier run (``results.json`` + ``<method>_encoder.pt``) with
-            the same pretraining options (:data:`PRETRAIN_FIELDS`); its encoders are loaded
-            instead of pretraining again (evaluation-only rerun).
+    Each field is a flag of ``geossl bench polsar`` (``pretrain_steps`` -> ``--pretrain-steps``)
+    with its default and help declared here (:func:`geossl.options.option`). Helpers named in
+    the helps: :func:`small_input_stem` (the replaced stem), :func:`cv_linear_probe` (the probe's
+    cross-validation), :func:`run_both_halves` (``select_half=2``),
+    :func:`geossl.datasets.polsar.rotate_t3_features` (the orientation turns) and
+    :data:`PRETRAIN_FIELDS` (the options an ``encoders`` folder must share).
     """
 
-    root: str
-    out: str = "runs/polsar"
-    labels: str | None = None
-    patch: int = 16
-    stride: int = 8
-    purity: float = 0.8
-    block: int = 128
-    budgets: tuple[int, ...] = (10, 50)
-    seeds: int = 10
-    methods: tuple[str, ...] = ("moco",)
-    backbone: str = "resnet18"
-    stem_stride: int = 2
-    context: int = 96
-    pretrain_stride: int = 4
-    pretrain_steps: int = 2000
-    pretrain_batch: int = 128
-    lr: float = 1e-3
-    crop_scale: tuple[float, float] = (0.02, 0.08)
-    speckle_p: float = 0.5
-    speckle_looks: float = 4.0
-    blur_p: float = 0.0
-    orientation_p: float = 0.0
-    orientation_max_deg: float = 45.0
-    moco_queue: int = 4096
-    knn_k: int = 20
-    feature_stages: tuple[int, ...] = (1, 2, 3, 4)
-    probe_folds: int = 5
-    windows: tuple[int, ...] = (32, 48)
-    select: bool = False
-    select_half: int = 0
-    scratch_steps: int = 500
-    scratch_lr: float = 1e-3
-    threads: int = 2
-    device: str | None = None
-    seed: int = 0
-    tsne: bool = True
-    log_every: int = 50
-    encoders: str | None = None
+    root: str = option(help="scene folder (holding T3/ or C3/) or the matrix folder itself")
+    out: str = option("runs/polsar", "output folder")
+    labels: str | None = option(None, "label raster (default: the single *.png/*.tif in "
+                                "ROOT/labels)")
+    patch: int = option(16, "patch size in pixels (evaluation patches and SSL views)")
+    stride: int = option(8, "step of the labelled patch grid")
+    purity: float = option(0.8, "minimum majority-class share of a labelled patch")
+    block: int = option(128, "checkerboard block size in pixels")
+    budgets: tuple[int, ...] = option((10, 50), "labelled patches per class")
+    seeds: int = option(10, "seeds per budget (0 .. seeds - 1)")
+    methods: tuple[str, ...] = option(("moco",), "SSL methods to pretrain: simclr, moco, byol "
+                                      "(none: no SSL rows)")
+    backbone: str = option("resnet18", "timm backbone (its stem is replaced by a small-input "
+                           "stem)")
+    stem_stride: int = option(2, "stride of the replacement stem convolution")
+    context: int = option(96, "size of the windows the SSL views are cropped from (>= --patch)")
+    pretrain_stride: int = option(4, "step of the grid of unlabelled pretraining windows")
+    pretrain_steps: int = option(2000, "SSL optimiser steps per method")
+    pretrain_batch: int = option(128, "SSL batch size")
+    lr: float = option(1e-3, "SSL learning rate (AdamW, per --pretrain-batch samples)")
+    crop_scale: tuple[float, float] = option((0.02, 0.08), "area range of the random resized "
+                                             "crop, relative to a --context window")
+    speckle_p: float = option(0.5, "probability of speckle per view")
+    speckle_looks: float = option(4.0, "looks of the Gamma speckle")
+    blur_p: float = option(0.0, "probability of a Gaussian blur per view")
+    orientation_p: float = option(0.0, "probability of turning a view's T3 matrices about the "
+                                  "radar line of sight by a random orientation angle (T3 "
+                                  "scenes only)")
+    orientation_max_deg: float = option(45.0, "largest orientation angle of those turns, in "
+                                        "degrees")
+    moco_queue: int = option(4096, "MoCo v2 queue size")
+    knn_k: int = option(20, "neighbours of the kNN classifier")
+    feature_stages: tuple[int, ...] = option((1, 2, 3, 4), "ResNet stages whose pooled outputs "
+                                             "are concatenated into the frozen features (SSL "
+                                             "and random-init rows alike); none: the encoder "
+                                             "output only")
+    probe_folds: int = option(5, "folds of the cross-validation that picks the linear probe's "
+                              "weight decay on the labelled patches only, for the SSL, "
+                              "random-init and hand-crafted rows alike (< 2: a single 20 % "
+                              "hold-out for the learned features and the C = 1 logistic "
+                              "regression only for the hand-crafted ones)")
+    windows: tuple[int, ...] = option((32, 48), "sizes (px, each > --patch) of extra windows "
+                                      "centred on every patch (shifted inside the scene at its "
+                                      "borders) whose features are concatenated with the "
+                                      "patch's own: multi-scale frozen features and multi-scale "
+                                      "hand-crafted rows, image pixels only, no labels; none: "
+                                      "the patch alone (the rows on the patch alone are "
+                                      "reported as well)")
+    select: bool = option(False, "score on the patches of one half of the training blocks "
+                          "(every other block row), with labels drawn from the other half, "
+                          "instead of on the test blocks: the mode in which options are chosen "
+                          "without any test label")
+    select_half: int = option(0, "with --select, which block rows give the labels: 0 the even "
+                              "ones (scored on the odd ones), 1 the odd ones, 2 both in turn "
+                              "(every training block scored once, the two halves' draws "
+                              "pooled: 2 x seeds paired draws). Prefer 2: one half can hold "
+                              "most of a rare class (on the San Francisco scene, 43 of the 47 "
+                              "bare-soil training patches are in the odd block rows)")
+    scratch_steps: int = option(500, "optimiser steps of the supervised-from-scratch baseline "
+                                "(0: no row)")
+    scratch_lr: float = option(1e-3, "learning rate of the supervised-from-scratch baseline")
+    threads: int = option(2, "torch CPU threads")
+    device: str | None = option(None, "cpu, cuda, ... (default: GPU when present)")
+    seed: int = option(0, "seed of pretraining and of the random encoders")
+    tsne: bool = option(True, "draw t-SNE plots")
+    log_every: int = option(50, "print the SSL loss every this many steps (0: never)")
+    encoders: str | None = option(None, "folder of an earlier run (results.json + "
+                                  "<method>_encoder.pt) with the same pretraining options; "
+                                  "its encoders are loaded instead of pretraining again "
+                                  "(evaluation-only rerun)")
 
     def check(self) -> None:
         """Refuse inconsistent options.
@@ -689,7 +670,6 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     torch.set_num_threads(max(1, cfg.threads))
     device = resolve_device(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     # -- data --------------------------------------------------------------------------------
@@ -711,6 +691,8 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     if cfg.methods and cfg.context > min(h, w):
         raise ConfigError(f"context {cfg.context} is larger than the scene ({h} x {w}); "
                           "lower --context (and --crop-scale with it)")
+    out.mkdir(parents=True, exist_ok=True)  # after the scene and labels are read: nothing
+    # is written for a missing or unreadable scene
 
     rows, cols = _grid(h, w, cfg.patch, cfg.stride)
     lab = patch_labels(labels, rows, cols, cfg.patch, cfg.purity)

@@ -1,14 +1,17 @@
 """PolSAR San Francisco benchmark: the ONE command that produces the table.
 
-    geossl bench polsar --root /work/shared/data/real/polsar_sf_airsar --out runs/polsar
+    geossl bench polsar --root $GEOSSL_REAL_DATA/polsar_sf_airsar --out runs/polsar \
+        --doc docs/benchmarks_polsar.md
 
 Runs :func:`geossl.bench.polsar.run_polsar_benchmark` (geossl SimCLR / MoCo v2 with linear probe
 and kNN, the same encoder randomly initialised, supervised from scratch on the same labels, and
 logistic regression on hand-crafted per-patch features; 10 and 50 labels per class, 5 seeds, OA
 and AA on the test blocks of a 128 px checkerboard), prints the table, writes
-``<out>/results.json``, ``<out>/table.md``, the PNGs, and the PolSAR section of
-``docs/benchmarks_polsar.md`` of a source checkout (``--doc``; ``--doc ''`` to skip) between
-generated-section markers, keeping any hand-written text around them.
+``<out>/results.json``, ``<out>/table.md``, the PNGs, and, when ``--doc FILE`` is given, the
+PolSAR section of that markdown file (e.g. ``docs/benchmarks_polsar.md`` of a source checkout)
+between generated-section markers, keeping any hand-written text around them. Without ``--doc``
+no file outside ``--out`` is written. ``--root`` defaults to
+``$GEOSSL_REAL_DATA/polsar_sf_airsar``; with neither, the command says so and stops (exit 2).
 
 Every option of :class:`~geossl.bench.polsar.PolsarBenchConfig` is a flag (``--pretrain-steps``,
 ``--methods simclr moco``, ...); a small smoke run: ``--pretrain-steps 20 --seeds 2``.
@@ -25,10 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
-REPO = Path(__file__).resolve().parents[2]
-
-from geossl.bench.polsar import (  # noqa: E402
+from geossl.bench.data import REAL_DATA_ENV, real_sample
+from geossl.bench.polsar import (
     PolsarBenchConfig,
     compare_to_baselines,
     comparison_markdown,
@@ -37,43 +38,46 @@ from geossl.bench.polsar import (  # noqa: E402
     run_polsar_benchmark,
     verdict,
 )
-from geossl.errors import GeosslError  # noqa: E402
-from geossl.io import atomic_write_text  # noqa: E402
+from geossl.errors import ConfigError, GeosslError
+from geossl.io import atomic_write_text
+from geossl.options import field_help
 
-#: the doc a run updates by default: only in a source checkout (an installed package has no
-#: docs/, and must never write into site-packages)
-DEFAULT_DOC = (REPO / "docs" / "benchmarks_polsar.md"
-               if (REPO / "pyproject.toml").is_file() and (REPO / "docs").is_dir() else None)
+#: the sample under ``$GEOSSL_REAL_DATA`` that ``--root`` defaults to
+SAMPLE = "polsar_sf_airsar"
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """Flags for every benchmark option (from the dataclass), plus ``--doc``."""
+    """Flags for every benchmark option (from the dataclass, with its help), plus ``--doc``."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     defaults = PolsarBenchConfig(root="")
     for f in dataclasses.fields(PolsarBenchConfig):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
+        text = field_help(f).replace("%", "%%")  # argparse %-formats a help
         if f.name == "root":
-            p.add_argument(flag, required=True, help="scene folder (holding T3/ or C3/)")
+            p.add_argument(flag, default=None,
+                           help=f"{text} (default: ${REAL_DATA_ENV}/{SAMPLE})")
         elif isinstance(value, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                           help=text)
         elif isinstance(value, tuple):
             # an empty default has no element to take the type from: use the annotation
             kind = type(value[0]) if value else (int if "int" in str(f.type) else str)
             # these three may be given empty (no SSL, the patch alone, the last stage only)
             empty_ok = f.name in ("methods", "windows", "feature_stages")
-            p.add_argument(flag, nargs="*" if empty_ok else "+", type=kind, default=list(value))
+            p.add_argument(flag, nargs="*" if empty_ok else "+", type=kind, default=list(value),
+                           help=text)
         elif value is None:
-            p.add_argument(flag, default=None)
+            p.add_argument(flag, default=None, help=text)
         else:
-            p.add_argument(flag, type=type(value), default=value)
+            p.add_argument(flag, type=type(value), default=value, help=text)
     p.add_argument("--doc", default=None,
-                   help="markdown file to write the PolSAR section to ('' to skip; default: "
-                        "docs/benchmarks_polsar.md of a source checkout, else none; a --select "
-                        "run writes it only when --doc is given)")
+                   help="markdown file whose PolSAR section (between generated-section "
+                        "markers) the run rewrites, e.g. docs/benchmarks_polsar.md of a source "
+                        "checkout; not given or '': no file outside --out is written")
     p.add_argument("--from-results", default=None, metavar="JSON",
-                   help="only rewrite --doc from a saved results.json (no run)")
+                   help="only rewrite --doc (required then) from a saved results.json (no run)")
     return p
 
 
@@ -255,11 +259,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     for f in dataclasses.fields(PolsarBenchConfig):
         if isinstance(getattr(PolsarBenchConfig(root=""), f.name), tuple):
             values[f.name] = tuple(values[f.name])
-    cfg = PolsarBenchConfig(**values)
     given = list(argv if argv is not None else sys.argv[1:])
-    if doc is None:  # not given: a selection run never replaces the published section
-        doc = "" if cfg.select or not DEFAULT_DOC else str(DEFAULT_DOC)
     try:
+        if from_results and not doc:
+            raise ConfigError("--from-results only rewrites a doc: give --doc FILE")
+        if values["root"] is None:  # --from-results needs no scene
+            values["root"] = "" if from_results else str(real_sample(
+                SAMPLE, "--root", "a PolSAR scene folder holding T3/ or C3/"))
+        cfg = PolsarBenchConfig(**values)
         if from_results:
             results = json.loads(Path(from_results).read_text())
         else:

@@ -42,11 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from geossl.bench.data import MT_12
-from geossl.errors import ConfigError, DataError
-
-#: environment variable naming the folder of real samples (its ``major_tom_s2l2a`` holds cells)
-REAL_DATA_ENV = "GEOSSL_REAL_DATA"
+from geossl.bench.data import MAJOR_TOM, MT_12, real_sample
+from geossl.errors import DataError
 
 
 def default_data() -> Path:
@@ -55,11 +52,7 @@ def default_data() -> Path:
     Raises:
         ConfigError: the variable is not set (no folder layout is assumed).
     """
-    root = os.environ.get(REAL_DATA_ENV, "").strip()
-    if not root:
-        raise ConfigError(f"--data not given and ${REAL_DATA_ENV} is not set: pass --data "
-                          "FOLDER (Major-TOM cells, one folder of B01.tif .. B12.tif each)")
-    return Path(root) / "major_tom_s2l2a"
+    return real_sample(MAJOR_TOM, what="Major-TOM cells, one folder of B01.tif .. B12.tif each")
 
 
 def _cells(data: Path) -> list[Path]:
@@ -381,9 +374,9 @@ def _fmt_load(row: dict[str, Any]) -> str:
     return f"{row['load']:.2f} (max {row['load_max']:.2f})"
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-scale"),
                         help="folder for outputs and the checkpoint (reused across runs)")
     parser.add_argument("--data", default=None,
@@ -394,7 +387,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument("--embed-size", type=int, default=32, help="window size (embedding)")
     parser.add_argument("--skip-floor", action="store_true", help="skip part (a)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
+    args = build_parser(prog).parse_args(argv)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     result = bench_scale(args.cache, args.data, workers, args.repeats, args.size,
                          args.embed_size, args.skip_floor)

@@ -188,15 +188,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1_000_000, help="database vectors")
-    p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--dim", type=int, default=128, help="dimensions of every vector")
+    p.add_argument("--queries", type=int, default=200, help="query vectors timed")
+    p.add_argument("--k", type=int, default=10, help="neighbours per query (recall@k)")
     p.add_argument("--ef-search", type=str, default="64,128,256,512",
                    help="HNSW search beam widths, comma-separated")
     p.add_argument("--m", type=int, default=HNSW_M, help="HNSW links per node")
-    p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
+    p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION,
+                   help="HNSW candidate list size while building")
     p.add_argument("--threads", type=int, default=None, help="build threads (default: cores)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
     p.add_argument("--usearch", action="store_true", help="also measure usearch's HNSW")
     p.add_argument("--json", type=str, default=None, help="write the records here")
     return p

@@ -19,11 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
-
-#: the source checkout (its docs/ and the ../shared samples beside it), when run from one
-REPO = Path(__file__).resolve().parents[2]
 
 #: SEN12MS totals (also in geossl/testing/footprints.py, imported only when running)
 N_PATCHES = 180_662
@@ -104,7 +100,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--block-size", type=float, default=10240.0,
                         help="metres, for block and checkerboard")
     parser.add_argument("--buffer", type=float, default=0.0, help="metres")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the generated footprints and of the random strategies")
     parser.add_argument("--strategies", default=None,
                         help="comma-separated subset of the strategies (default all)")
     parser.add_argument("--json", default=None, help="also write the records to this file")

@@ -163,18 +163,24 @@ def _meta_only(spec: str, weight: Any) -> Any:
                            int(weight.meta["in_chans"]), None, None, "torchgeo", {})
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "geossl bench weights") -> int:
-    """``geossl bench weights`` (see the module docstring)."""
+def build_parser(prog: str | None = "geossl bench weights") -> argparse.ArgumentParser:
+    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("--spec", default="torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
                         help="torchgeo:<Enum.MEMBER>")
     parser.add_argument("--bands", default=",".join(L2A_BANDS),
                         help="the data's bands, comma-separated (default: Major-TOM L2A, 12)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
     parser.add_argument("--size", type=int, default=64, help="image size in pixels")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed runs of each side (best kept)")
     parser.add_argument("--json", default=None, help="write the result here")
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "geossl bench weights") -> int:
+    """``geossl bench weights`` (see the module docstring)."""
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     from geossl.io import atomic_write_text
     from geossl.weights import torchgeo_cache_path, torchgeo_weight
 

@@ -14,7 +14,7 @@ Examples:
     geossl bench data --cache /tmp/geossl-bench --n-files 5000
     geossl bench scale --cache /tmp/geossl-scale      # tile/embed on 1 and 2 Dask workers
     geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
-    geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
+    geossl bench polsar --root polsar_sf_airsar --out runs/polsar   # --doc FILE: its section
     geossl bench ddp --steps 10 --batch-size 8           # pretrain on 1 vs 2 gloo processes
     geossl bench weights --repeats 5      # named weights vs torchgeo.models.<model>(weights=)
     geossl bench search --n 20000                        # exact vs faiss HNSW; default 1M x 128
@@ -24,8 +24,8 @@ flags are declared here, so that a ``--config`` file can set them); ``data``, ``
 ``polsar`` are the ``main(argv)`` of :mod:`geossl.bench.data`, :mod:`geossl.bench.splits` and
 :mod:`geossl.bench.polsar_report`, which get every argument after ``WHAT`` and are imported only
 when asked for.
-All of them ship in the package: an installed wheel runs them from any folder.
-All of them ship in the package: an installed wheel runs them from any folder.
+All of them ship in the package: an installed wheel runs them from any folder; none uses a path
+of the source checkout (data from flags or ``$GEOSSL_REAL_DATA``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits,
         "ddp (pretrain steps/s on 1 vs 2 processes), weights (named weights vs TorchGeo), "
         "search (exact vs ANN)")
 
-#: ``what`` -> library module providing ``main(argv, prog) -> int``
+#: ``what`` -> library module providing ``main(argv, prog) -> int`` and ``build_parser(prog)``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
          "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale",
          "ddp": "geossl.bench.ddp", "weights": "geossl.bench.weights",

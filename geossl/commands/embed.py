@@ -45,7 +45,8 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=64, help="window size (pixels)")
     parser.add_argument("--stride", type=int | None, default=None,
                         help="window step (default: --size)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="windows per forward pass")
     parser.add_argument("--block-rows", type=int, default=8,
                         help="window rows per block (unit of memory and resume)")
     parser.add_argument("--bands", type=str | None, default=None,
@@ -60,7 +61,8 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="scene to embed when a chip index or STAC file holds several")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the k-means sample and fit of the cluster map")
     parser.add_argument("--format", type=str, default="zarr",
                         help="products, comma-separated: zarr (the cube at --out), geoparquet "
                              "(OUT.parquet, one row per chip), cog (OUT.tif, one band per "

@@ -76,8 +76,10 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="binary task(s) scored next to the classes: farmland (BigEarthNet) "
                              "or NAME=Class A;Class B (positive when a sample has any of them); "
                              "a list in YAML")
-    parser.add_argument("--train-split", type=str, default="train")
-    parser.add_argument("--test-split", type=str, default="test")
+    parser.add_argument("--train-split", type=str, default="train",
+                        help="name of the training side in --splits or the dataset's own split")
+    parser.add_argument("--test-split", type=str, default="test",
+                        help="name of the test side in --splits or the dataset's own split")
     parser.add_argument("--labels-per-class", type=str | None, default=None,
                         help="label budget(s) per class, e.g. 10 or 10,50")
     parser.add_argument("--labels", type=str | None, default=None,
@@ -93,9 +95,12 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
     parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
     parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
-    parser.add_argument("--finetune-steps", type=int, default=200)
-    parser.add_argument("--finetune-lr", type=float, default=1e-3)
-    parser.add_argument("--finetune-batch-size", type=int, default=64)
+    parser.add_argument("--finetune-steps", type=int, default=200,
+                        help="optimiser steps of the fine-tuned and from-scratch encoders")
+    parser.add_argument("--finetune-lr", type=float, default=1e-3,
+                        help="learning rate of the fine-tuned and from-scratch encoders")
+    parser.add_argument("--finetune-batch-size", type=int, default=64,
+                        help="batch size of the fine-tuned and from-scratch encoders")
     parser.add_argument("--no-plots", default=False, help="skip the PNGs", **_common.FLAG)
     _common.add_workers(parser)
 

@@ -29,7 +29,8 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="embeddings whose chip footprints are drawn")
     parser.add_argument("--hits", type=str | None, default=None,
                         help="geossl search output folder(s), comma-separated")
-    parser.add_argument("--title", type=str, default="geossl map")
+    parser.add_argument("--title", type=str, default="geossl map",
+                        help="title of the HTML page")
 
 
 def run(cfg: Namespace) -> int:
