@@ -58,7 +58,9 @@ class _LogBar(tqdm):  # type: ignore[type-arg]
         if self.disable:
             return None
         now = time.time()
-        if now < self.start_t + self.delay or now - self._last_line < self.mininterval:
+        # tqdm may refresh from its own __init__, before it sets ``start_t``
+        start = getattr(self, "start_t", now)
+        if now < start + self.delay or now - self._last_line < self.mininterval:
             return None
         self._last_line = now
         return super().refresh(nolock=nolock, lock_args=lock_args)
