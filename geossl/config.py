@@ -115,6 +115,10 @@ class PretrainConfig:
     probe_lr: float = option(1e-3, "Adam learning rate of the online probe")
     label_scheme: str | None = option(None, "SEN12MS scene labels for the probe and t-SNE: igbp "
                                       "(17 classes, default) or dfc (10-class simplified IGBP)")
+    sampler: str = option("grid", "windows of a geo dataset (--data ssl4eo, sen12ms-geo): grid "
+                          "(geossl's grid inside every footprint), torchgeo-grid or "
+                          "torchgeo-random (TorchGeo's GridGeoSampler/RandomGeoSampler or "
+                          "their 0.10 successors, drawn once with --seed)")
     tsne_every: int = option(0, "write OUT/tsne/epoch=NNN.png every N epochs (and before "
                              "training); 0: off")
     tsne_points: int = option(1000, "training samples embedded in each t-SNE snapshot")

@@ -485,6 +485,8 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         band_selection=config.bands,
         labels=config.online_probe or config.tsne_every > 0,
         label_scheme=config.label_scheme,
+        sampler=config.sampler,
+        seed=config.seed,
     )
     dm.setup("fit")
     monitors = _monitors(config, dm, out)

@@ -16,6 +16,7 @@ Examples:
     geossl bench splits --n 2000 --scenes 8              # a tiny run; default: 180,662 chips
     geossl bench polsar --root polsar_sf_airsar --out runs/polsar --doc ''
     geossl bench ddp --steps 10 --batch-size 8           # pretrain on 1 vs 2 gloo processes
+    geossl bench samplers --patch-size 128               # geossl's grid vs TorchGeo's samplers
 
 Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
 flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
@@ -42,12 +43,12 @@ if TYPE_CHECKING:
 
 NAME = "bench"
 HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale, "
-        "ddp (pretrain steps/s on 1 vs 2 processes)")
+        "ddp (pretrain steps/s on 1 vs 2 processes), samplers (geossl's grid vs TorchGeo's)")
 
 #: ``what`` -> library module providing ``main(argv, prog) -> int``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
          "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale",
-         "ddp": "geossl.bench.ddp"}
+         "ddp": "geossl.bench.ddp", "samplers": "geossl.bench.samplers"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -86,9 +87,10 @@ def add_train_arguments(parser: ArgumentParser) -> None:
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
     parser.add_argument("what",
-                        type=Literal["train", "data", "splits", "polsar", "scale", "ddp"],
-                        help="which benchmark: train, data, splits, polsar, scale or ddp (then "
-                             "`geossl bench WHAT --help` for its flags)")
+                        type=Literal["train", "data", "splits", "polsar", "scale", "ddp",
+                                     "samplers"],
+                        help="which benchmark: train, data, splits, polsar, scale, ddp or "
+                             "samplers (then `geossl bench WHAT --help` for its flags)")
     add_train_arguments(parser)  # settable from a --config file for train
     parser.add_argument("args", nargs=argparse.REMAINDER,
                         help="the flags of the chosen benchmark (see `geossl bench WHAT --help`)")
