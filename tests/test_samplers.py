@@ -126,3 +126,74 @@ def test_bench_samplers_table(ssl4eo: Path, tmp_path: Path,
     # a --json that is a folder is refused before the benchmark runs
     rc = main(["bench", "samplers", "--root", str(ssl4eo), "--json", str(tmp_path)])
     assert rc == 2
+
+
+# -- --data rasters: raw scenes read in windows ------------------------------------------------
+def _pretrain(root: Path, out: Path, *extra: str) -> int:
+    from geossl.cli import main
+
+    return main(["pretrain", "--data", "rasters", "--root", str(root), "--out", str(out),
+                 "--sensors", "s2", "--pairing", "aug", "--method", "simclr",
+                 "--backbone", "test_resnet", "--batch-size", "4", "--workers", "0",
+                 "--accelerator", "cpu", "--devices", "1", "--img-size", "16",
+                 "--max-steps", "2", *extra])
+
+
+def test_rasters_dataset_reads_band_folders(tmp_path: Path) -> None:
+    import rasterio
+
+    from geossl.datasets.rasters import SceneRasters
+    from tests.data.chips.data import generate_major_tom
+
+    cell = generate_major_tom(tmp_path / "mt", size10=48)
+    ds = SceneRasters(tmp_path / "mt", "s2", bands=["B04", "B03", "B02", "B11"])
+    assert ds.res == (10.0, 10.0) or ds.res == 10.0  # the finest band's grid
+    samples = GeoSamples(ds, 16, sampler="grid")
+    assert len(samples) == 9  # 48 px -> 3 x 3 windows
+    q = samples.queries[0]
+    image = ds[q]["image"]
+    assert image.shape == (4, 16, 16)
+    # oracle: the 10 m bands read straight from their files at the window's pixel offset
+    with rasterio.open(cell / "B04.tif") as src:
+        row, col = src.index(q[0].start + 1e-6, q[1].stop - 1e-6)
+        want = src.read(1)[row:row + 16, col:col + 16].astype("float32")
+    assert torch.equal(image[0], torch.from_numpy(want))
+    with rasterio.open(cell / "B02.tif") as src:
+        want2 = src.read(1)[row:row + 16, col:col + 16].astype("float32")
+    assert torch.equal(image[2], torch.from_numpy(want2))
+    with pytest.raises(ConfigError, match="--bands B99"):
+        SceneRasters(tmp_path / "mt", "s2", bands=["B99"])
+
+
+def test_pretrain_rasters_with_torchgeo_sampler(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.data.chips.data import generate_major_tom
+
+    generate_major_tom(tmp_path / "mt", size10=48)
+    rc = _pretrain(tmp_path / "mt", tmp_path / "run", "--patch-size", "16",
+                   "--sampler", "torchgeo-random")
+    assert rc == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    # scenes in two CRSs are refused with one line (TorchGeo would warp them onto one grid)
+    generate_major_tom(tmp_path / "two", size10=48)
+    generate_major_tom(tmp_path / "two", size10=48, cell=("1U", "1U_1R"), crs="EPSG:32648",
+                       product="S2B_MSIL2A_20200223T032739_N9999_R018_T48QUE_20230924T183543")
+    capsys.readouterr()
+    rc = _pretrain(tmp_path / "two", tmp_path / "run2", "--patch-size", "16")
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "2 CRSs" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.real
+def test_real_major_tom_rasters_torchgeo_sampler(real: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import real_path
+
+    cell = real_path("major_tom_s2l2a", "0U")
+    rc = _pretrain(cell, tmp_path / "run", "--patch-size", "64", "--sampler", "torchgeo-random",
+                   "--bands", "B02,B03,B04,B08")
+    assert rc == 0, capsys.readouterr().err
+    from geossl.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["geossl"]
+    assert meta["bands"] == {"s2": ["B02", "B03", "B04", "B08"]}

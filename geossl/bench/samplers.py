@@ -2,12 +2,14 @@
 
 ``geossl pretrain --data ssl4eo|sen12ms-geo --sampler grid|torchgeo-grid|torchgeo-random``
 chooses where the windows come from (:mod:`geossl.datasets.geogrid`). This benchmark reads the
-same SSL4EO-S12 folder through each of them, round-robin (A B C A B C ...), and prints per
-sampler: windows, windows reaching past their footprint, the share of no-data pixels read
-(``0`` in the S2 bands, where TorchGeo fills outside the data), the share of the footprints'
-area the windows cover, and the read time per window as a ratio to geossl's grid.
+same folder (an SSL4EO-S12 folder, or with ``--data rasters`` a folder of raw scenes such as a
+Major-TOM cell) through each of them, round-robin (A B C A B C ...), and prints per sampler:
+windows, windows reaching past their footprint, the share of no-data pixels read (``0``, what
+TorchGeo fills outside the data), the share of the footprints' area the windows cover, and the
+read time per window as a ratio to geossl's grid.
 
     geossl bench samplers [--root $GEOSSL_REAL_DATA/ssl4eo_s12] [--patch-size 128] [--repeats 3]
+    geossl bench samplers --data rasters --root major_tom_s2l2a/0U --sensors s2
 
 Also callable: ``bench_samplers(root, ...) -> list[dict]`` (one record per sampler).
 """
@@ -64,16 +66,19 @@ def bench_samplers(
     repeats: int = 3,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    data: str = "ssl4eo",
 ) -> list[dict[str, Any]]:
-    """Read an SSL4EO-S12 folder through every ``--sampler`` and compare them.
+    """Read a geo dataset through every ``--sampler`` and compare them.
 
     Args:
-        root: SSL4EO-S12 folder (``s1``, ``s2a``/``s2c`` product folders).
+        root: SSL4EO-S12 folder (``s1``, ``s2a``/``s2c`` product folders), or a folder of
+            scenes for ``data="rasters"``.
         patch_size: window side in pixels.
         sensors: sensors paired on the ground.
         repeats: rounds of reading every window, samplers interleaved in each round.
         seed: seed of the random sampler.
         log: where the table goes.
+        data: ``ssl4eo`` (sensors paired on the ground) or ``rasters`` (one sensor's scenes).
 
     Returns:
         one record per sampler: ``sampler``, ``windows``, ``outside``, ``coverage``,
@@ -89,14 +94,23 @@ def bench_samplers(
 
     path = Path(root)
     if not path.is_dir():
-        raise DataError("SSL4EO-S12 folder not found (give --root or set GEOSSL_REAL_DATA)",
-                        path)
+        raise DataError("dataset folder not found (give --root or set GEOSSL_REAL_DATA)", path)
     if repeats < 1 or patch_size < 1:
         raise ConfigError("--repeats and --patch-size must be at least 1")
-    dataset = pairing_dataset(path, list(sensors))
+    if data == "rasters":
+        from geossl.datasets.rasters import SceneRasters
+
+        if len(sensors) != 1:
+            raise ConfigError("--data rasters reads one sensor (e.g. --sensors s2)")
+        dataset: Any = SceneRasters(path, sensors[0])
+        key = "image"
+    elif data == "ssl4eo":
+        dataset = pairing_dataset(path, list(sensors))
+        key = "image_s2" if "s2" in sensors else f"image_{sensors[0]}"
+    else:
+        raise ConfigError(f"--data {data!r}: ssl4eo or rasters")
     samples = {s: GeoSamples(dataset, patch_size, root=path, sampler=s, seed=seed)
                for s in SAMPLERS}
-    key = "image_s2" if "s2" in sensors else f"image_{sensors[0]}"
     times: dict[str, list[float]] = {s: [] for s in SAMPLERS}
     nodata: dict[str, float] = {}
     log(f"{len(dataset.index)} footprint(s) in {path}, windows of {patch_size} px, "
@@ -126,7 +140,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
     default = _default_root()
     parser.add_argument("--root", default=None if default is None else str(default),
-                        help="SSL4EO-S12 folder (default: $GEOSSL_REAL_DATA/ssl4eo_s12)")
+                        help="SSL4EO-S12 folder, or scenes for --data rasters (default: "
+                             "$GEOSSL_REAL_DATA/ssl4eo_s12)")
+    parser.add_argument("--data", default="ssl4eo", choices=("ssl4eo", "rasters"),
+                        help="ssl4eo (S1 x S2 pairs) or rasters (a folder of one sensor's scenes)")
     parser.add_argument("--patch-size", type=int, default=128, help="window side in pixels")
     parser.add_argument("--sensors", default="s1,s2", help="sensors paired on the ground")
     parser.add_argument("--repeats", type=int, default=3,
@@ -147,7 +164,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         check_writable(args.json, folder=False, flag="--json")  # before the benchmark
     records = bench_samplers(args.root, args.patch_size,
                              [s.strip() for s in args.sensors.split(",") if s.strip()],
-                             args.repeats, args.seed)
+                             args.repeats, args.seed, data=args.data)
     if args.json:
         from geossl.io import atomic_write_text
 

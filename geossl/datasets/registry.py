@@ -70,6 +70,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "fashionmnist": ("geossl.datasets.mnist", "FashionMNIST"),
     "tinyimagenet": ("geossl.datasets.tinyimagenet", "TinyImageNet"),
     "sen12ms-geo": ("geossl.datasets.sen12ms_geo", "SEN12MSGeoChips"),
+    "rasters": ("geossl.datasets.rasters", "SceneRasters"),
 }
 #: entry-point group of datasets provided by other installed packages
 ENTRY_POINTS = "geossl.datasets"
