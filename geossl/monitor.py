@@ -199,20 +199,27 @@ def _micro_ap(logits: Tensor, target: Tensor) -> Tensor:
 class TSNESnapshots(Callback):
     """t-SNE pictures of the embedding of fixed training samples every N epochs."""
 
-    def __init__(self, out: str | Path, every: int, points: int = 1000, seed: int = 0) -> None:
+    def __init__(self, out: str | Path, every: int, points: int = 1000, seed: int = 0,
+                 epochs: Sequence[int] | None = None) -> None:
         """Configure the snapshots.
 
         Args:
             out: folder for ``epoch=NNN.png`` (``OUT/tsne``).
-            every: a snapshot after every ``every`` epochs (and one before training).
+            every: a snapshot after every ``every`` epochs (and one before training); 0: only
+                at ``epochs``.
             points: samples embedded (a fixed random subset of the training samples).
             seed: seed of the subset and of t-SNE.
+            epochs: further snapshots after these epochs (a study's listed ones, e.g. 1, 21,
+                51, 91).
         """
         super().__init__()
-        if every <= 0:
-            raise ConfigError(f"t-SNE snapshots every {every} epochs: give a positive number")
+        listed = sorted({int(e) for e in epochs or ()})
+        if every < 0 or (every == 0 and not listed) or (listed and listed[0] < 1):
+            raise ConfigError(f"t-SNE snapshots every {every} epochs and after epochs {listed}: "
+                              "give a positive interval or positive epochs")
         self.out = Path(out)
         self.every = int(every)
+        self.epochs = set(listed)
         self.points = int(points)
         self.seed = seed
         self.written: list[Path] = []
@@ -249,7 +256,7 @@ class TSNESnapshots(Callback):
             self._snapshot(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """A snapshot after every ``every`` epochs."""
+        """A snapshot after every ``every`` epochs and after each listed epoch."""
         epoch = trainer.current_epoch + 1
-        if epoch % self.every == 0:
+        if (self.every and epoch % self.every == 0) or epoch in self.epochs:
             self._snapshot(trainer, pl_module, epoch)
