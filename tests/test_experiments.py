@@ -136,9 +136,10 @@ def test_layout_and_docs() -> None:
             assert raw["out"].startswith(f"runs/{config.parent.name}/"), config
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations); SimCLR-R18 x 2 + DeepCluster x 2
-    # (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity run (+ evaluation);
+    # (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity run (+ evaluation,
+    # its six-cell grid);
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
-    assert counts == {"simclr_backbones": 22, "tsne_deepcluster": 6, "bigearthnet_simclr": 5,
+    assert counts == {"simclr_backbones": 22, "tsne_deepcluster": 6, "bigearthnet_simclr": 6,
                       "moco_sen12ms": 6}
 
 
@@ -204,12 +205,12 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     bands = cfg.bands.split(",") if isinstance(cfg.bands, str) else cfg.bands
     dm = SSLDataModule(cfg.data, cfg.root, sensors=cfg.sensors, pairing=cfg.pairing,
                        batch_size=cfg.batch_size, patch_size=cfg.patch_size,
-                       labels=cfg.online_probe or cfg.tsne_every > 0,
+                       labels=cfg.online_probe or cfg.tsne_every > 0 or bool(cfg.tsne_epochs),
                        label_scheme=cfg.label_scheme, band_selection=bands,
                        data_args=cfg.data_args, norm_names=cfg.normalization,
                        pin_memory=False)
     dm.setup("fit")
-    assert dm.has_labels == (cfg.online_probe or cfg.tsne_every > 0)
+    assert dm.has_labels == (cfg.online_probe or cfg.tsne_every > 0 or bool(cfg.tsne_epochs))
     torch.manual_seed(0)
     method = build_method(cfg, sample_in_chans(dm), 10)
     batch = next(iter(dm.train_dataloader()))
@@ -226,7 +227,7 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     if cfg.method in ("simclr", "moco"):
         assert 0 <= float(logs["contrastive_acc"]) <= 1
     if cfg.bands:
-        assert sample_in_chans(dm) == {"s2": 3}
+        assert sample_in_chans(dm)["s2"] == len(bands)  # the selection, from S2 only
     if cfg.online_probe:
         probe = OnlineProbe()
         method.log = lambda *a, **k: None  # type: ignore[method-assign]
@@ -257,7 +258,8 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
 
 
 def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: Path) -> None:
-    (config,) = _of("sweep")
+    assert len(_of("sweep")) == 2  # BigEarthNet and Tiny ImageNet, the same grid
+    config = EXPERIMENTS / "bigearthnet_simclr" / "02_sweep_batch_temperature.yaml"
     out = tmp_path / "grid"
     assert main(["sweep", str(config), "--root", str(fake("bigearthnet")), "--out", str(out),
                  "--dry-run"]) == 0
@@ -317,7 +319,7 @@ def test_pretrain_config_through_the_cli(config: Path, fake: Callable[[str], Pat
     keys = ["root", "out", "batch_size", "img_size", "workers", "accelerator", "devices",
             "precision", "max_steps", "backbone"]
     keys += [k for k in ("patch_size", "queue_size") if raw.get(k)]
-    keys += ["tsne_points"] if raw.get("tsne_every") else []
+    keys += ["tsne_points"] if raw.get("tsne_every") or raw.get("tsne_epochs") else []
     for key in keys:
         args += [f"--{key.replace('_', '-')}", str(small[key])]
     if raw["method"] == "deepcluster":

@@ -153,7 +153,8 @@ def test_pretrain_on_sen12ms_geo_chips_with_probe(tmp_path: Path) -> None:
 
 
 
-def test_tsne_snapshots_at_listed_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tsne_snapshots_at_listed_epochs(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     """--tsne-epochs 1,3 (a study's listed epochs, no interval): the snapshot before training and
     after epochs 1 and 3 only; a bad list is one error line, exit 2."""
     gen_cifar(tmp_path / "cifar", per_batch=4, test=2)

@@ -189,6 +189,8 @@ def _tsne_runs() -> list[Run]:
     return runs
 
 
+#: the study's batch x temperature grid
+_GRID = {"batch_size": [256, 1024, 2048], "temperature": [0.25, 0.5]}
 _BEN_DIFF = {"online_probe": ("a probe on the farmland task", "the online probe trains on "
                               "the 19 classes; a probe on a binary task is not implemented")}
 _BEN_SPLIT = ("splits", ("a quarter of the data, split 3:1", "not shipped as a split step; the "
@@ -196,8 +198,6 @@ _BEN_SPLIT = ("splits", ("a quarter of the data, split 3:1", "not shipped as a s
 
 
 def _ben_runs() -> list[Run]:
-    grid_note = ("lr 1.0 at every batch size: each cell pins method_args.base_batch_size to "
-                 "its batch, so the rate is not rescaled")
     return [
         Run("bigearthnet_simclr/01_pretrain_simclr_resnet50_rgb",
             reproduces="the study's BigEarthNet row at batch 1024, temperature 0.5",
@@ -211,8 +211,9 @@ def _ben_runs() -> list[Run]:
         Run("bigearthnet_simclr/02_sweep_batch_temperature",
             reproduces="the study's batch x temperature table (256 / 1024 / 2048 x 0.25 / 0.5)",
             published=_NONE_PUBLIC,
-            stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml"},
-            open={"grid": grid_note}, differences=dict([_BEN_SPLIT])),
+            stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml", "scale_lr": "none",
+                    "grid": _GRID},
+            differences=dict([_BEN_SPLIT])),
         Run("bigearthnet_simclr/03_evaluate_multilabel_farmland",
             reproduces="the study's 19-class mAP and farmland accuracy / sensitivity / "
                        "specificity with the normalised confusion matrix",
@@ -220,14 +221,19 @@ def _ben_runs() -> list[Run]:
             stated={"data": "bigearthnet", "bands": "B04,B03,B02", "task": "farmland"},
             differences=dict([_BEN_SPLIT])),
         Run("bigearthnet_simclr/04_pretrain_simclr_resnet50_tinyimagenet",
-            reproduces="the study's Tiny ImageNet sanity run (one of its six cells)",
+            reproduces="the study's Tiny ImageNet sanity run at batch 1024, temperature 0.5 (06: "
+                       "all six cells)",
             published="none public: judged against chance (0.5 %)",
             stated={"data": "tinyimagenet", "method": "simclr", "backbone": "resnet50",
                     "optimizer": "lars", "lr": 1.0, "max_epochs": 50},
             open={"batch_size": "1024, a cell of the grid", "temperature": "0.5, a cell",
                   "img_size": "64, the whole Tiny ImageNet image"},
-            differences={"grid": ("all six cells (batch x temperature)", "one cell shipped; "
-                                  "run the others with `geossl sweep` and the grid of 02")}),
+            ),
+        Run("bigearthnet_simclr/06_sweep_tinyimagenet",
+            reproduces="the study's six Tiny ImageNet cells (256 / 1024 / 2048 x 0.25 / 0.5)",
+            published="none public: judged against chance (0.5 %)",
+            stated={"pretrain": "04_pretrain_simclr_resnet50_tinyimagenet.yaml",
+                    "scale_lr": "none", "grid": _GRID}),
         Run("bigearthnet_simclr/05_evaluate_tinyimagenet",
             reproduces="the sanity run's linear probe and kNN",
             published="none public: judged against chance (0.5 %)",
@@ -272,7 +278,7 @@ def _moco_runs() -> list[Run]:
         "moco_sen12ms/06_evaluate_finetune_1024",
         reproduces="the study's table: MoCo v2 + 1,024 labels vs supervised with the same labels",
         published=_NONE_PUBLIC,
-        stated={"data": "sen12ms", "protocol": "finetune", "labels": "1024",
+        stated={"data": "sen12ms", "protocol": "finetune", "labels": "1024", "bands": _S2_10,
                 "splits": "runs/moco_sen12ms/holdout_split.json"},
         open={"seeds": "5 label draws", "finetune_steps": _NOT_RECORDED,
               "finetune_lr": _NOT_RECORDED},
