@@ -135,11 +135,11 @@ def test_layout_and_docs() -> None:
         if _command(config) in ("pretrain", "evaluate") and "out" in raw:
             assert raw["out"].startswith(f"runs/{config.parent.name}/"), config
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
-    # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations); SimCLR-R18 x 2 + DeepCluster x 2
-    # (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity run (+ evaluation,
-    # its six-cell grid);
+    # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
+    # + DeepCluster x 2 (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity
+    # run (+ evaluation, its six-cell grid);
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
-    assert counts == {"simclr_backbones": 22, "tsne_deepcluster": 6, "bigearthnet_simclr": 6,
+    assert counts == {"simclr_backbones": 23, "tsne_deepcluster": 6, "bigearthnet_simclr": 6,
                       "moco_sen12ms": 6}
 
 
@@ -242,9 +242,20 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
     if raw["data"] == "sen12ms":
         pytest.skip("the fine-tuning config runs in test_moco_study_chain (it needs the split)")
     out = tmp_path / "eval"
+    extra = []
+    if raw.get("splits"):  # AID: the study's 5,000 / 5,000 split, made by its split step
+        split = tmp_path / "aid_split.json"
+        step = EXPERIMENTS / "simclr_backbones" / "03_split_aid_5000_5000.yaml"
+        assert main(["split", "--config", str(step), "--root", str(fake(raw["data"])), "--out",
+                     str(split)]) == 0
+        sides = json.loads(split.read_text())["splits"]
+        # half of every class per side (5 per class here: 2 or 3 of each), disjoint
+        assert abs(len(sides["train"]) - len(sides["test"])) <= 3
+        assert not set(sides["train"]) & set(sides["test"])
+        extra = ["--splits", str(split)]
     rc = main(["evaluate", "--config", str(config), "random", "--backbone", "test_resnet",
                "--root", str(fake(raw["data"])), "--out", str(out), "--accelerator", "cpu",
-               "--workers", "0", "--batch-size", "16", "--no-plots"])
+               "--workers", "0", "--batch-size", "16", "--no-plots", *extra])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     protocols = {r["protocol"] for r in results["runs"]}

@@ -108,6 +108,8 @@ _IIC = ("IIC (Ji et al., ICCV 2019) table 1: DeepCluster clustering accuracy 37.
         "65.6 % on MNIST")
 _NONE_PUBLIC = "none public: the study's own figures are not in this repository"
 
+#: the study's 5,000 / 5,000 AID split (written by simclr_backbones/03_split_aid_5000_5000)
+_AID_SPLIT = "runs/simclr_backbones/aid_split.json"
 _BACKBONES = {"resnet50": "resnet50", "vit_p4": "vit_base_patch4", "vit_p8": "vit_base_patch8",
               "vit_p16": "vit_base_patch16", "convnext_t": "convnext_tiny"}
 
@@ -131,7 +133,8 @@ def _backbone_runs() -> list[Run]:
                                "kNN, clustering; mean +- std of 3 repeats)",
                     published=_SIMCLR_B9 if data == "cifar10" else _NONE_PUBLIC,
                     stated={"data": data, "method": "simclr", "backbone": name, "optimizer": opt,
-                            "pairing": "aug"},
+                            "pairing": "aug", **({"splits": _AID_SPLIT, "split": "train"}
+                                                 if data == "aid" else {})},
                     open=open_))
     return runs
 
@@ -145,11 +148,14 @@ def _evaluations() -> list[Run]:
         Run("simclr_backbones/04_evaluate_aid",
             reproduces="the study's AID table (frozen features), 3 repeats as mean +- std",
             published=_NONE_PUBLIC,
-            stated={"data": "aid", "protocol": "linear,knn,cluster", "seeds": "0,1,2"},
-            differences={"splits": ("5,000 / 5,000 train / test", "geossl's evaluation draws a "
-                                    "stratified 80/20 split of AID; a 50/50 split file needs "
-                                    "`geossl split --data aid --strategy random --fractions "
-                                    "0.5,0.5` and --splits (not yet shipped as a step)")}),
+            stated={"data": "aid", "protocol": "linear,knn,cluster", "seeds": "0,1,2",
+                    "splits": _AID_SPLIT}),
+        Run("simclr_backbones/03_split_aid_5000_5000",
+            reproduces="the study's AID split: 5,000 training and 5,000 test images",
+            published="not applicable (a split)",
+            stated={"data": "aid", "strategy": "random", "fractions": "0.5,0.5",
+                    "out": _AID_SPLIT},
+            open={"seed": "0; stratified by class (half of every class on each side)"}),
         Run("tsne_deepcluster/05_evaluate_cifar10",
             reproduces="the study's CIFAR-10 clustering table (NMI, ARI, accuracy) and t-SNE",
             published=_IIC, stated={"data": "cifar10", "protocol": "linear,knn,cluster"},
