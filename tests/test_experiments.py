@@ -255,11 +255,14 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
         extra = ["--splits", str(split)]
     rc = main(["evaluate", "--config", str(config), "random", "--backbone", "test_resnet",
                "--root", str(fake(raw["data"])), "--out", str(out), "--accelerator", "cpu",
-               "--workers", "0", "--batch-size", "16", "--no-plots", *extra])
+               "--workers", "0", "--batch-size", "16", "--no-plots", *extra,
+               *(["--finetune-steps", "2", "--finetune-batch-size", "4"]
+                 if "finetune" in raw["protocol"] else [])])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     protocols = {r["protocol"] for r in results["runs"]}
     wanted = {"knn20" if p == "knn" else p for p in raw["protocol"].split(",")}
+    wanted |= {"scratch"} if "finetune" in wanted else set()  # the supervised row
     assert wanted <= protocols
     if raw.get("task") == "farmland":
         farm = [r for r in results["runs"] if r.get("task") == "farmland"]
