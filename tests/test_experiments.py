@@ -136,10 +136,10 @@ def test_layout_and_docs() -> None:
             assert raw["out"].startswith(f"runs/{config.parent.name}/"), config
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
-    # + DeepCluster x 2 (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity
-    # run (+ evaluation, its six-cell grid);
+    # + DeepCluster x 2 (+ 2); BigEarthNet split, RGB, its grid, evaluation, the Tiny ImageNet
+    # sanity run (+ evaluation, its six-cell grid);
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
-    assert counts == {"simclr_backbones": 23, "tsne_deepcluster": 6, "bigearthnet_simclr": 6,
+    assert counts == {"simclr_backbones": 23, "tsne_deepcluster": 6, "bigearthnet_simclr": 7,
                       "moco_sen12ms": 6}
 
 
@@ -151,6 +151,11 @@ def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None
     printed = yaml.safe_load(capsys.readouterr().out)
     for key, value in yaml.safe_load(config.read_text()).items():
         assert printed[key.replace("-", "_")] == value, key
+
+
+#: the split step that makes a study's split file, per dataset
+SPLIT_STEPS = {"aid": EXPERIMENTS / "simclr_backbones" / "03_split_aid_5000_5000.yaml",
+               "bigearthnet": EXPERIMENTS / "bigearthnet_simclr" / "00_split_quarter_3_1.yaml"}
 
 
 #: bands per sensor of the fake datasets (what the data module reads off a sample)
@@ -243,15 +248,17 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
         pytest.skip("the fine-tuning config runs in test_moco_study_chain (it needs the split)")
     out = tmp_path / "eval"
     extra = []
-    if raw.get("splits"):  # AID: the study's 5,000 / 5,000 split, made by its split step
-        split = tmp_path / "aid_split.json"
-        step = EXPERIMENTS / "simclr_backbones" / "03_split_aid_5000_5000.yaml"
+    if raw.get("splits"):  # the study's split, made by its split step
+        split = tmp_path / "split.json"
+        step = SPLIT_STEPS[raw["data"]]
         assert main(["split", "--config", str(step), "--root", str(fake(raw["data"])), "--out",
                      str(split)]) == 0
         sides = json.loads(split.read_text())["splits"]
-        # half of every class per side (5 per class here: 2 or 3 of each), disjoint
-        assert abs(len(sides["train"]) - len(sides["test"])) <= 3
-        assert not set(sides["train"]) & set(sides["test"])
+        assert sides["train"] and sides["test"] and not set(sides["train"]) & set(sides["test"])
+        if raw["data"] == "aid":  # half of every class per side (5 per class: 2 or 3 of each)
+            assert abs(len(sides["train"]) - len(sides["test"])) <= 3
+        else:  # a quarter of the data, 3:1; the rest unused
+            assert len(sides["rest"]) > len(sides["train"]) > len(sides["test"])
         extra = ["--splits", str(split)]
     rc = main(["evaluate", "--config", str(config), "random", "--backbone", "test_resnet",
                "--root", str(fake(raw["data"])), "--out", str(out), "--accelerator", "cpu",
