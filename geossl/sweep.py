@@ -51,7 +51,9 @@ continues the others from their last checkpoint (``--resume last``).
 Results: ``OUT/results.csv`` and ``OUT/results.md``, one row per cell: its grid values, status,
 optimiser steps, the last logged training loss, contrastive top-1 accuracy and online-probe
 accuracy, and the mean of every evaluation metric (``linear oa``, ``farmland linear
-sensitivity``, ...). Written after every cell, so a partial sweep has a partial table.
+sensitivity``, ...). Written after every cell, so a partial sweep has a partial table. When the
+grid repeats cells over ``seed`` (``--grid seed=0,1,2``), ``OUT/results_repeats.md`` also has
+one row per cell of the other keys, every value as mean ± std over its finished repeats.
 """
 
 from __future__ import annotations
@@ -407,7 +409,11 @@ def run_sweep(
             row["status"] = status
         rows.append(row)
         paths = write_table(rows, folder)
-    return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed}
+        if len(spec.grid.get("seed", [])) > 1:
+            paths["repeats"] = write_repeats(rows, [k for k in spec.grid if k != "seed"],
+                                             folder)
+    return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed,
+            "repeats": paths.get("repeats")}
 
 
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
@@ -499,3 +505,40 @@ def write_table(rows: Sequence[Mapping[str, Any]], folder: Path) -> dict[str, Pa
         lines.append("| " + " | ".join(cells) + " |")
     atomic_write_text(paths["markdown"], "\n".join(lines) + "\n")
     return paths
+
+
+def write_repeats(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                  folder: Path) -> Path:
+    """Write ``results_repeats.md``: repeats of a cell as one row, mean ± std.
+
+    The finished cells that differ only in ``seed`` (repeats, e.g. ``--grid seed=0,1,2``) make
+    one row, every numeric column as mean ± std over them.
+
+    Args:
+        rows: the table rows (:func:`cell_row`).
+        keys: the grid keys other than ``seed`` (a row per combination of their values).
+        folder: the sweep's folder.
+
+    Returns:
+        the file written.
+    """
+    from geossl.eval.budgets import mean_std
+    from geossl.eval.report import format_cell
+
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "finished":
+            groups.setdefault(tuple(str(row.get(k)) for k in keys), []).append(row)
+    skip = {"cell", "status", "seed", "seconds", "steps", *keys}
+    metrics = list(dict.fromkeys(
+        c for row in rows for c, v in row.items()
+        if c not in skip and isinstance(v, int | float) and not isinstance(v, bool)))
+    columns = [*keys, "repeats", *metrics]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for values, group in groups.items():
+        stats = [format_cell(mean_std([float(r[m]) for r in group if r.get(m) is not None]), 4)
+                 for m in metrics]
+        lines.append("| " + " | ".join([*values, str(len(group)), *stats]) + " |")
+    path = folder / "results_repeats.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

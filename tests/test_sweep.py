@@ -165,3 +165,26 @@ def test_batch_grid_keeps_the_learning_rate_unless_asked(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="sets no lr"):
         load_spec(no_lr, grid=["batch_size=8,16"])
     assert len(load_spec(no_lr, grid=["batch_size=8,16"], scale_lr="linear").cells) == 2
+
+
+def test_seed_repeats_as_mean_and_std(tmp_path: Path) -> None:
+    """--grid seed=0,1,2 (3 repeats of every cell): results_repeats.md has one row per cell of
+    the other keys, each logged value as mean ± std over the finished repeats."""
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["temperature=0.2,0.5", "seed=0,1,2"])
+
+    def run(args: Sequence[str], log: Path) -> int:
+        config = yaml.safe_load(Path(args[2]).read_text())
+        cell = Path(args[2]).parent
+        (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+        loss = 1.0 + config["temperature"] + 0.1 * config.get("seed", 0)
+        pd.DataFrame({"step": [0], "train/loss": [loss]}).to_csv(
+            cell / "logs" / "csv" / "metrics.csv", index=False)
+        return 0
+
+    res = run_sweep(spec, tmp_path / "sweep", runner=run)
+    lines = res["repeats"].read_text().splitlines()
+    assert lines[0] == "| temperature | repeats | loss |"
+    assert lines[2:] == ["| 0.2 | 3 | 1.3000 ± 0.0816 |", "| 0.5 | 3 | 1.6000 ± 0.0816 |"]
+    single = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
+    assert single["repeats"] is None and not (tmp_path / "one" / "results_repeats.md").exists()
