@@ -268,6 +268,8 @@ _MOCO_OPEN = {
     "temperature": "0.2 (the seed recipe's value)",
     "patch_size": "128 px random crops of the 256 px patches",
     "img_size": "128 px (the crop, not resized)",
+    "method_args": "elastic augmentation on, as in the study (augment.elastic_p 0.5, kornia's "
+                   "default strength: the study's probability and strength are not recorded)",
 }
 
 
