@@ -126,6 +126,9 @@ class PretrainConfig:
         None, "also write OUT/tsne/epoch=NNN.png after these epochs, e.g. 1,21,51,91 (a "
         "study's listed snapshots; with or without --tsne-every)",
         flag_type=str | list[int] | None)
+    neighbour_grids: bool = option(False, "with every t-SNE snapshot also write "
+                                   "OUT/neighbours/epoch=NNN.png: the nearest samples of the "
+                                   "same queries (one per class), to compare across epochs")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:

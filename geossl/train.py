@@ -725,9 +725,14 @@ def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
         found.append(OnlineProbe(lr=config.probe_lr))
     if config.tsne_every < 0:
         raise ConfigError(f"--tsne-every must be 0 (off) or positive, got {config.tsne_every}")
+    if config.neighbour_grids and not (config.tsne_every > 0 or config.tsne_epochs):
+        raise ConfigError("--neighbour-grids are written with the t-SNE snapshots: give "
+                          "--tsne-every N or --tsne-epochs E1,E2")
     if config.tsne_every > 0 or config.tsne_epochs:
         found.append(TSNESnapshots(out / "tsne", config.tsne_every, config.tsne_points,
-                                   config.seed, epochs=config.tsne_epochs))
+                                   config.seed, epochs=config.tsne_epochs,
+                                   neighbours=out / "neighbours" if config.neighbour_grids
+                                   else None))
     return found
 
 

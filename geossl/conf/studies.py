@@ -181,10 +181,12 @@ def _tsne_runs() -> list[Run]:
     for step, data in (("01", "cifar10"), ("02", "mnist")):
         runs.append(Run(
             f"tsne_deepcluster/{step}_pretrain_simclr_resnet18_{data}",
-            reproduces="the study's figure of t-SNE snapshots at epochs 1, 21, 51 and 91",
+            reproduces="the study's figures of t-SNE snapshots and nearest-neighbour grids at "
+                       "epochs 1, 21, 51 and 91",
             published="none public: a figure, judged by eye against the study's",
             stated={"data": data, "method": "simclr", "backbone": "resnet18",
-                    "optimizer": "lars", "batch_size": 128, "tsne_epochs": [1, 21, 51, 91]},
+                    "optimizer": "lars", "batch_size": 128, "tsne_epochs": [1, 21, 51, 91],
+                    "neighbour_grids": True},
             open={"lr": _NOT_RECORDED, "temperature": _NOT_RECORDED,
                   "max_epochs": "at least 91 for the last snapshot; 100"}))
     for step, data in (("03", "mnist"), ("04", "cifar10")):
@@ -192,7 +194,8 @@ def _tsne_runs() -> list[Run]:
             f"tsne_deepcluster/{step}_pretrain_deepcluster_{data}",
             reproduces=f"the study's DeepCluster row on {data}",
             published=_IIC,
-            stated={"data": data, "method": "deepcluster", "tsne_epochs": [1, 21, 51, 91]},
+            stated={"data": data, "method": "deepcluster", "tsne_epochs": [1, 21, 51, 91],
+                    "neighbour_grids": True},
             open={"backbone": "ResNet-18, as the SimCLR runs of the study",
                   "batch_size": _NOT_RECORDED, "lr": _NOT_RECORDED,
                   "max_epochs": _NOT_RECORDED,
