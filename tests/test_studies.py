@@ -67,5 +67,7 @@ def test_config_list_shows_each_source(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     for key, run in studies.RUNS.items():
         line = next(x for x in out.splitlines() if x.strip().startswith(f"experiments/{key} "))
-        assert f"study {run.study}" in line or f"study {run.study}" in out
-    assert "recipe" in out
+        assert f"(study {run.study}: {run.reproduces})" in line
+    recipes = out.split("recipes: ")[1].split("\n")[1:]
+    assert any(x.strip().startswith("pretrain/moco_sen12ms_geo ") for x in recipes)
+    assert not any(x.strip().startswith("experiments/") for x in recipes)
