@@ -529,3 +529,26 @@ def test_finetune_partial_freezing_and_adapter_reinit(monkeypatch: pytest.Monkey
         torch.testing.assert_close(value, before[key])
     with pytest.raises(ConfigError, match=r"no encoder part 'stem'.*adapter, trunk"):
         ft.finetune(encoder, ds, [0, 2], [1, 3], K, steps=1, device="cpu", freeze=["stem"])
+
+
+def test_geo_encoder_reads_s1_and_s2_side_by_side() -> None:
+    """A geo encoder (one stem per sensor) asked for s1,s2: each sensor's bands through its own
+    stem and the shared trunk, features concatenated; the checkpoint check allows it only for
+    evaluation (side_by_side), and a band count that does not add up is an error."""
+    from geossl.checkpoint import select_sensors
+    from geossl.eval.features import encode
+    from geossl.models.encoder import Encoder
+
+    torch.manual_seed(0)
+    enc = Encoder("test_resnet", {"s1": 2, "s2": 10}, adapter="linear-frozen").eval()
+    x = torch.randn(3, 12, 16, 16)
+    with torch.no_grad():
+        both = encode(enc, x, ["s1", "s2"])
+        s1, s2 = encode(enc, x[:, :2], "s1"), encode(enc, x[:, 2:], "s2")
+    torch.testing.assert_close(both, torch.cat([s1, s2], dim=1))
+    meta = {"sensors": ["s1", "s2"], "pairing": "geo"}
+    assert select_sensors(meta, "s1,s2", side_by_side=True) == ["s1", "s2"]
+    with pytest.raises(ConfigError, match="one sensor at a time"):
+        select_sensors(meta, "s1,s2")  # export / embed: still one sensor
+    with pytest.raises(ValueError, match="13 bands"):
+        encode(enc, torch.randn(1, 13, 16, 16), ["s1", "s2"])

@@ -138,9 +138,9 @@ def test_layout_and_docs() -> None:
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
     # + DeepCluster x 2 (+ 2); BigEarthNet split, RGB, its grid, evaluation, the Tiny ImageNet
     # sanity run (+ evaluation, its six-cell grid);
-    # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
+    # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels, S1 + S2
     assert counts == {"simclr_backbones": 23, "tsne_deepcluster": 6, "bigearthnet_simclr": 7,
-                      "moco_sen12ms": 6}
+                      "moco_sen12ms": 7}
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if _command(c) != "sweep"], ids=_ids)
@@ -327,6 +327,13 @@ def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert {r["protocol"] for r in runs} == {"finetune", "scratch"}
     assert all(r["n_labels"] == 6 for r in runs)
+    both = tmp_path / "s1_s2"  # the study's best row: S1 and S2 together, frozen features
+    assert main(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--config",
+                 str(study / "07_evaluate_s1_s2_together.yaml"), "--root", str(root),
+                 "--splits", str(hold), "--labels", "6", "--seeds", "0", "--out", str(both),
+                 "--accelerator", "cpu", "--workers", "0", "--no-plots"]) == 0
+    doc = json.loads((both / "results.json").read_text())
+    assert {r["protocol"] for r in doc["runs"]} >= {"linear", "knn20"}
 
 
 @pytest.mark.slow

@@ -306,9 +306,18 @@ def _moco_runs() -> list[Run]:
                 "splits": "runs/moco_sen12ms/holdout_split.json"},
         open={"seeds": "5 label draws", "finetune_steps": _NOT_RECORDED,
               "finetune_lr": _NOT_RECORDED},
-        differences={"sensor": ("S1 + S2 together (the study's best row)", "evaluate reads one "
-                                "sensor of a geo encoder (--sensor); both at once is not "
-                                "implemented")}))
+        differences={"sensor": ("S1 + S2 together (the study's best row)", "fine-tuning reads "
+                                "one sensor of a geo encoder (--sensor); 07 reads both, on "
+                                "frozen features")}))
+    runs.append(Run(
+        "moco_sen12ms/07_evaluate_s1_s2_together",
+        reproduces="the study's best row: the geo encoder on S1 and S2 together, 1,024 labels",
+        published=_NONE_PUBLIC,
+        stated={"data": "sen12ms", "sensor": "s1,s2", "labels": "1024", "bands": _S2_10,
+                "splits": "runs/moco_sen12ms/holdout_split.json"},
+        open={"seeds": "5 label draws"},
+        differences={"protocol": ("fine-tuning", "frozen features (linear, kNN): fine-tuning "
+                                  "reads one sensor of a geo encoder")}))
     return runs
 
 
