@@ -121,10 +121,10 @@ def _backbone_runs() -> list[Run]:
             for opt in ("adam", "lamb"):
                 open_ = {k: _NOT_RECORDED for k in ("lr", "temperature", "max_epochs")}
                 if data == "aid":
-                    open_["img_size"] = ("the study's AID image size is not recorded here; 128 px "
-                                         "views of 256 px crops fit a ViT-B/4 on one GPU")
-                    open_["batch_size"] = ("the study's AID batch is not recorded here; 256 "
-                                           "(the larger of the usual SimCLR batches that fits)")
+                    open_["img_size"] = ("the study's AID image size is not recorded here; "
+                                         "geossl's choice: 128 px views of 256 px crops")
+                    open_["batch_size"] = ("the study's AID batch is not recorded here; "
+                                           "geossl's choice: 256")
                 else:
                     open_["batch_size"] = _NOT_RECORDED
                 runs.append(Run(
