@@ -212,7 +212,8 @@ def is_fusion(meta: dict[str, Any]) -> bool:
 
 
 def select_sensors(
-    meta: dict[str, Any], sensor: SensorSelection = None, default: str | None = None
+    meta: dict[str, Any], sensor: SensorSelection = None, default: str | None = None,
+    side_by_side: bool = False,
 ) -> str | list[str] | None:
     """The sensor(s) whose images feed the encoder during evaluation, export or embedding.
 
@@ -226,6 +227,9 @@ def select_sensors(
         meta: checkpoint metadata (``sensors``, ``pairing``, ``fusion``).
         sensor: requested sensor(s): a name, ``"s1,s2"`` or a list; ``None`` for the default.
         default: the dataset's sensor, for encoders that record no sensor (random baselines).
+        side_by_side: several sensors for an encoder with per-sensor stems (``geo``) are
+            allowed: each through its own stem, the features concatenated (evaluation of S1
+            and S2 together, :func:`geossl.eval.features.encode`).
 
     Returns:
         one sensor name, a list of several (a stacked fusion input), or ``None`` (unknown).
@@ -247,7 +251,7 @@ def select_sensors(
     fusion = is_fusion(meta) and len(known) > 1
     if not wanted:
         return list(known) if fusion else known[0]
-    if len(wanted) > 1 and not fusion:
+    if len(wanted) > 1 and not fusion and not side_by_side:
         raise ConfigError(f"this encoder takes one sensor at a time (one of {', '.join(known)}); "
                           "give a single --sensor")
     ordered = [s for s in known if s in wanted]

@@ -130,6 +130,10 @@ class PretrainConfig:
     probe_lr: float = option(1e-3, "Adam learning rate of the online probe")
     label_scheme: str | None = option(None, "SEN12MS scene labels for the probe and t-SNE: igbp "
                                       "(17 classes, default) or dfc (10-class simplified IGBP)")
+    sampler: str = option("grid", "windows of a geo dataset (--data ssl4eo, sen12ms-geo): grid "
+                          "(geossl's grid inside every footprint), torchgeo-grid or "
+                          "torchgeo-random (TorchGeo's GridGeoSampler/RandomGeoSampler or "
+                          "their 0.10 successors, drawn once with --seed)")
     tsne_every: int = option(0, "write OUT/tsne/epoch=NNN.png every N epochs (and before "
                              "training); 0: off")
     tsne_points: int = option(1000, "training samples embedded in each t-SNE snapshot")
@@ -139,6 +143,13 @@ class PretrainConfig:
     sync_batchnorm: str = option("auto", "BatchNorm statistics over every process's batch "
                                  "(SyncBatchNorm) when several processes train: auto (on with "
                                  "several processes), on or off")
+    tsne_epochs: list[int] | None = option(
+        None, "also write OUT/tsne/epoch=NNN.png after these epochs, e.g. 1,21,51,91 (a "
+        "study's listed snapshots; with or without --tsne-every)",
+        flag_type=str | list[int] | None)
+    neighbour_grids: bool = option(False, "with every t-SNE snapshot also write "
+                                   "OUT/neighbours/epoch=NNN.png: the nearest samples of the "
+                                   "same queries (one per class), to compare across epochs")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:
@@ -155,11 +166,30 @@ class PretrainConfig:
             kwargs["bands"] = parse_band_flag(kwargs["bands"])
         if kwargs.get("data_args") is None:
             kwargs["data_args"] = {}
+        kwargs["tsne_epochs"] = parse_epochs(kwargs.get("tsne_epochs"))
         kwargs["normalization"] = parse_normalization(kwargs.get("normalization"))
         if kwargs.get("devices") is not None:
             kwargs["devices"] = str(kwargs["devices"])
         _run_config_paths(kwargs, values.get("config"))
         return cls(**kwargs)
+
+
+def parse_epochs(value: Any) -> list[int] | None:
+    """``"1,21,51,91"`` or ``[1, 21, 51, 91]`` -> sorted positive epochs; None/empty -> None.
+
+    Raises:
+        ConfigError: an item that is not a positive whole number.
+    """
+    if value is None or value == "" or value == []:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        epochs = sorted({int(str(v).strip()) for v in items if str(v).strip()})
+    except ValueError:
+        raise ConfigError(f"--tsne-epochs expects epochs like 1,21,51,91, got {value!r}") from None
+    if not epochs or epochs[0] < 1:
+        raise ConfigError(f"--tsne-epochs expects positive epochs like 1,21,51,91, got {value!r}")
+    return epochs
 
 
 #: fields holding paths; ``OUT/config.yaml`` stores them absolute

@@ -199,20 +199,32 @@ def _micro_ap(logits: Tensor, target: Tensor) -> Tensor:
 class TSNESnapshots(Callback):
     """t-SNE pictures of the embedding of fixed training samples every N epochs."""
 
-    def __init__(self, out: str | Path, every: int, points: int = 1000, seed: int = 0) -> None:
+    def __init__(self, out: str | Path, every: int, points: int = 1000, seed: int = 0,
+                 epochs: Sequence[int] | None = None,
+                 neighbours: str | Path | None = None) -> None:
         """Configure the snapshots.
 
         Args:
             out: folder for ``epoch=NNN.png`` (``OUT/tsne``).
-            every: a snapshot after every ``every`` epochs (and one before training).
+            every: a snapshot after every ``every`` epochs (and one before training); 0: only
+                at ``epochs``.
             points: samples embedded (a fixed random subset of the training samples).
             seed: seed of the subset and of t-SNE.
+            epochs: further snapshots after these epochs (a study's listed ones, e.g. 1, 21,
+                51, 91).
+            neighbours: folder for nearest-neighbour grids written with every snapshot
+                (``epoch=NNN.png``: the same queries, one per class, and their nearest samples
+                among the embedded ones); None: none.
         """
         super().__init__()
-        if every <= 0:
-            raise ConfigError(f"t-SNE snapshots every {every} epochs: give a positive number")
+        listed = sorted({int(e) for e in epochs or ()})
+        if every < 0 or (every == 0 and not listed) or (listed and listed[0] < 1):
+            raise ConfigError(f"t-SNE snapshots every {every} epochs and after epochs {listed}: "
+                              "give a positive interval or positive epochs")
         self.out = Path(out)
         self.every = int(every)
+        self.epochs = set(listed)
+        self.neighbours = Path(neighbours) if neighbours is not None else None
         self.points = int(points)
         self.seed = seed
         self.written: list[Path] = []
@@ -226,13 +238,16 @@ class TSNESnapshots(Callback):
         chosen = np.sort(rng.permutation(n)[: min(self.points, n)]).tolist()
         if len(chosen) < 3:
             return
-        feats, labels = [], []
+        feats, labels, images = [], [], []
+        key = f"image_{pl_module.sensors[0]}"
         for batch in dm.cluster_dataloader(positions=chosen):
             batch = {k: v.to(pl_module.device) if isinstance(v, Tensor) else v
                      for k, v in batch.items()}
             feats.append(encoder_features(pl_module, batch).cpu())
             if "label" in batch:
                 labels.append(batch["label"].cpu())
+            if self.neighbours is not None and key in batch:
+                images.append(batch[key].float().cpu())
         x = torch.cat(feats).numpy()
         y = torch.cat(labels).numpy() if labels else np.zeros(len(x), dtype=np.int64)
         names = list(getattr(dm, "classes", None) or []) if labels else ["samples"]
@@ -242,6 +257,34 @@ class TSNESnapshots(Callback):
         plot_tsne(x, y, path, class_names=names, seed=self.seed, max_points=len(x),
                   title=f"t-SNE of the embedding, epoch {epoch}")
         self.written.append(path)
+        if self.neighbours is not None and images:
+            bands = (getattr(dm, "bands", None) or {}).get(pl_module.sensors[0])
+            self._neighbour_grid(torch.cat(feats), y, torch.cat(images), names, epoch, bands)
+
+    def _neighbour_grid(self, feats: Tensor, y: np.ndarray, images: Tensor, names: list[str],
+                        epoch: int, bands: Sequence[str] | None) -> None:
+        """The nearest embedded samples of one query per class (the same queries every time)."""
+        from geossl.plots import plot_neighbour_grid
+
+        assert self.neighbours is not None
+        lab = y.argmax(1) if y.ndim == 2 else y
+        queries = [int(np.flatnonzero(lab == c)[0]) for c in np.unique(lab)[:8]]
+        # cosine similarity over the embedded samples, the query itself left out (a few lines
+        # here: geossl.eval.knn sits above this module's layer)
+        unit = F.normalize(feats.float(), dim=1)
+        sim = unit[queries] @ unit.T
+        sim[torch.arange(len(queries)), torch.tensor(queries)] = -2.0
+        near = sim.topk(min(8, len(feats) - 1), dim=1).indices.tolist()
+
+        def title(i: int) -> str:
+            c = int(lab[i])
+            return names[c] if c < len(names) else str(c)
+
+        plot_neighbour_grid([images[q] for q in queries],
+                            [[images[j] for j in row] for row in near],
+                            self.neighbours / f"epoch={epoch:03d}.png", bands=bands,
+                            query_titles=[title(q) for q in queries],
+                            neighbour_titles=[[title(j) for j in row] for row in near])
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         """The embedding before training (``epoch=000``), unless resuming."""
@@ -249,7 +292,7 @@ class TSNESnapshots(Callback):
             self._snapshot(trainer, pl_module, 0)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        """A snapshot after every ``every`` epochs."""
+        """A snapshot after every ``every`` epochs and after each listed epoch."""
         epoch = trainer.current_epoch + 1
-        if epoch % self.every == 0:
+        if (self.every and epoch % self.every == 0) or epoch in self.epochs:
             self._snapshot(trainer, pl_module, epoch)

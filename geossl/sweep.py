@@ -27,6 +27,15 @@ together, e.g. a fixed learning rate: no linear scaling with the batch)::
 Such a cell is named by the mapping's entry of the grid key (``batch_size=256``), else its
 ``name`` entry.
 
+Learning rate across batch sizes (``scale_lr:`` in the file, ``--scale-lr`` on the command line):
+a pretraining ``lr`` is the rate for ``method_args.base_batch_size`` samples (256 unless set), so
+sweeping ``batch_size`` alone would change the rate each cell trains at. By default
+(``scale_lr: none``) every cell whose batch the grid changes trains at the base config's rate:
+its ``lr`` becomes the rate the base config runs at and ``method_args.base_batch_size`` its own
+batch (a cell that sets ``method_args.base_batch_size`` itself is left as it is).
+``scale_lr: linear`` scales the rate linearly with the batch (``lr x batch / base_batch_size``,
+the rule of Goyal et al. 2017), only when asked.
+
 Each cell runs in ``OUT/<key>=<value>,<key>=<value>/``: its effective config is written as
 ``pretrain.yaml`` (and ``evaluate.yaml``), then ``geossl pretrain --config pretrain.yaml
 --resume last`` and ``geossl evaluate --config evaluate.yaml`` run as child processes, one
@@ -42,7 +51,9 @@ continues the others from their last checkpoint (``--resume last``).
 Results: ``OUT/results.csv`` and ``OUT/results.md``, one row per cell: its grid values, status,
 optimiser steps, the last logged training loss, contrastive top-1 accuracy and online-probe
 accuracy, and the mean of every evaluation metric (``linear oa``, ``farmland linear
-sensitivity``, ...). Written after every cell, so a partial sweep has a partial table.
+sensitivity``, ...). Written after every cell, so a partial sweep has a partial table. When the
+grid repeats cells over ``seed`` (``--grid seed=0,1,2``), ``OUT/results_repeats.md`` also has
+one row per cell of the other keys, every value as mean ± std over its finished repeats.
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -80,6 +91,8 @@ class SweepSpec:
     pretrain: dict[str, Any]
     grid: dict[str, list[Any]]
     evaluate: dict[str, Any] | None = None
+    #: ``none``: every cell at the base config's learning rate; ``linear``: scaled by the batch
+    scale_lr: str = "none"
     #: where the spec was read from (for messages)
     source: str | None = None
     cells: list[dict[str, Any]] = field(default_factory=list)
@@ -152,6 +165,7 @@ def load_spec(
     evaluate: str | os.PathLike[str] | None = None,
     eval_overrides: Sequence[str] | None = None,
     root: str | None = None,
+    scale_lr: str | None = None,
 ) -> SweepSpec:
     """Read a sweep file (or a plain pretrain config) and apply the command-line changes.
 
@@ -162,22 +176,24 @@ def load_spec(
         evaluate: a YAML of ``geossl evaluate`` flags (replaces the file's ``evaluate``).
         eval_overrides: ``KEY=VALUE`` evaluate flags for every cell.
         root: dataset folder for pretraining and (unless it names its own) evaluation.
+        scale_lr: ``none`` or ``linear`` (replaces the file's ``scale_lr``; default none).
 
     Returns:
         the spec.
 
     Raises:
-        ConfigError: an unknown pretrain key, an empty grid, a grid key also overridden.
+        ConfigError: an unknown pretrain key, an empty grid, a grid key also overridden, a
+            bad ``scale_lr``, or ``scale_lr: none`` over batch sizes without a base ``lr``.
         DataError: missing files.
     """
     path = Path(config)
     doc = _yaml_file(path)
     is_sweep = bool({"pretrain", "grid"} & set(doc))
     if is_sweep:
-        unknown = sorted(set(doc) - {"pretrain", "grid", "evaluate"})
+        unknown = sorted(set(doc) - {"pretrain", "grid", "evaluate", "scale_lr"})
         if unknown:
             raise ConfigError(f"unknown sweep key(s) {', '.join(unknown)} (use pretrain, grid, "
-                              "evaluate)", path)
+                              "evaluate, scale_lr)", path)
         base = doc.get("pretrain") or {}
         if isinstance(base, str):
             base = _yaml_file((path.parent / base) if not Path(base).is_absolute()
@@ -214,7 +230,17 @@ def load_spec(
                 raise ConfigError(f"evaluate: {key!r} is set per cell by the sweep", path)
         if root is not None:
             eval_flags.setdefault("root", root)
-    return SweepSpec(pretrain, cells, eval_flags, str(path))
+    rule = scale_lr if scale_lr is not None else (doc.get("scale_lr") if is_sweep else None)
+    rule = "none" if rule is None else str(rule)
+    if rule not in ("none", "linear"):
+        raise ConfigError(f"scale_lr must be none or linear, got {rule!r}", path)
+    plain_batches = [v for v in cells.get("batch_size", [])
+                     if not (isinstance(v, Mapping) and "method_args.base_batch_size" in v)]
+    if rule == "none" and plain_batches and pretrain.get("lr") is None:
+        raise ConfigError("the grid sweeps batch_size and keeps the learning rate (scale_lr: "
+                          "none), but the pretrain config sets no lr: set lr, or give "
+                          "--scale-lr linear", path)
+    return SweepSpec(pretrain, cells, eval_flags, rule, str(path))
 
 
 def _check_keys(pretrain: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> None:
@@ -277,9 +303,39 @@ def cell_config(spec: SweepSpec, cell: Mapping[str, Any], folder: Path) -> dict[
             config[top] = {**(config[top] or {}), sub: value}
         else:
             config[key] = value
+    if spec.scale_lr == "none":
+        _keep_rate(spec.pretrain, config)
     config["out"] = str(folder)
     config["resume"] = "last"
     return config
+
+
+def _keep_rate(base: Mapping[str, Any], config: dict[str, Any]) -> None:
+    """Make ``config`` train at the learning rate ``base`` runs at, whatever its batch.
+
+    The rate used is ``lr x batch_size / base_batch_size`` (:func:`geossl.methods.optim.
+    scaled_lr`); a cell whose batch differs from the base's gets ``lr`` = the base's rate and
+    ``base_batch_size`` = its batch, unless it sets ``base_batch_size`` itself.
+    """
+    from geossl.methods.specs import OptimSpec
+
+    default = OptimSpec.__dataclass_fields__["base_batch_size"].default
+    base_args = base.get("method_args") or {}
+    args = config.get("method_args") or {}
+    if config.get("batch_size") == base.get("batch_size") or base.get("lr") is None:
+        return
+    if args.get("base_batch_size", default) != base_args.get("base_batch_size", default):
+        return  # the cell sets its own reference batch
+    import dataclasses
+
+    from geossl.config import PretrainConfig
+
+    default_batch = next(f.default for f in dataclasses.fields(PretrainConfig)
+                         if f.name == "batch_size")
+    batch = int(base.get("batch_size") or cast(int, default_batch))
+    rate = float(base["lr"]) * batch / int(base_args.get("base_batch_size", default))
+    config["lr"] = rate
+    config["method_args"] = {**args, "base_batch_size": int(config["batch_size"])}
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,7 +426,11 @@ def run_sweep(
             row["status"] = status
         rows.append(row)
         paths = write_table(rows, folder)
-    return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed}
+        if len(spec.grid.get("seed", [])) > 1:
+            paths["repeats"] = write_repeats(rows, [k for k in spec.grid if k != "seed"],
+                                             folder)
+    return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed,
+            "repeats": paths.get("repeats")}
 
 
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
@@ -467,3 +527,40 @@ def write_table(rows: Sequence[Mapping[str, Any]], folder: Path) -> dict[str, Pa
         lines.append("| " + " | ".join(cells) + " |")
     atomic_write_text(paths["markdown"], "\n".join(lines) + "\n")
     return paths
+
+
+def write_repeats(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                  folder: Path) -> Path:
+    """Write ``results_repeats.md``: repeats of a cell as one row, mean ± std.
+
+    The finished cells that differ only in ``seed`` (repeats, e.g. ``--grid seed=0,1,2``) make
+    one row, every numeric column as mean ± std over them.
+
+    Args:
+        rows: the table rows (:func:`cell_row`).
+        keys: the grid keys other than ``seed`` (a row per combination of their values).
+        folder: the sweep's folder.
+
+    Returns:
+        the file written.
+    """
+    from geossl.eval.budgets import mean_std
+    from geossl.eval.report import format_cell
+
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "finished":
+            groups.setdefault(tuple(str(row.get(k)) for k in keys), []).append(row)
+    skip = {"cell", "status", "seed", "seconds", "steps", *keys}
+    metrics = list(dict.fromkeys(
+        c for row in rows for c, v in row.items()
+        if c not in skip and isinstance(v, int | float) and not isinstance(v, bool)))
+    columns = [*keys, "repeats", *metrics]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for values, group in groups.items():
+        stats = [format_cell(mean_std([float(r[m]) for r in group if r.get(m) is not None]), 4)
+                 for m in metrics]
+        lines.append("| " + " | ".join([*values, str(len(group)), *stats]) + " |")
+    path = folder / "results_repeats.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

@@ -624,8 +624,10 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
         stats=config.stats,
         data_args=config.data_args,
         band_selection=config.bands,
-        labels=config.online_probe or config.tsne_every > 0,
+        labels=config.online_probe or config.tsne_every > 0 or bool(config.tsne_epochs),
         label_scheme=config.label_scheme,
+        sampler=config.sampler,
+        seed=config.seed,
     )
     dm.setup("fit")
     monitors = _monitors(config, dm, out)
@@ -979,9 +981,14 @@ def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
         found.append(OnlineProbe(lr=config.probe_lr))
     if config.tsne_every < 0:
         raise ConfigError(f"--tsne-every must be 0 (off) or positive, got {config.tsne_every}")
-    if config.tsne_every > 0:
+    if config.neighbour_grids and not (config.tsne_every > 0 or config.tsne_epochs):
+        raise ConfigError("--neighbour-grids are written with the t-SNE snapshots: give "
+                          "--tsne-every N or --tsne-epochs E1,E2")
+    if config.tsne_every > 0 or config.tsne_epochs:
         found.append(TSNESnapshots(out / "tsne", config.tsne_every, config.tsne_points,
-                                   config.seed))
+                                   config.seed, epochs=config.tsne_epochs,
+                                   neighbours=out / "neighbours" if config.neighbour_grids
+                                   else None))
     return found
 
 

@@ -150,3 +150,21 @@ def test_orientation_views_turn_t3_matrices_per_sample() -> None:
     torch.testing.assert_close(off(x), x)
     with pytest.raises(ConfigError, match="polsar_stats"):
         SSLAugment(8, orientation_p=0.5)
+
+
+def test_elastic_deformation_moves_pixels_within_range() -> None:
+    """elastic_p 1: every view warped (pixels move, a smooth ramp stays a monotone-ish ramp
+    within its value range, shapes kept, bands moved alike); elastic_p 0: untouched."""
+    torch.manual_seed(0)
+    ramp = torch.linspace(-2, 2, 32).view(1, 1, 1, 32).expand(3, 2, 32, 32).contiguous()
+    ident = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0), **OFF}
+    torch.testing.assert_close(SSLAugment(32, **ident, elastic_p=0.0)(ramp), ramp)
+    out = SSLAugment(32, **ident, elastic_p=1.0, elastic_alpha=2.0)(ramp)
+    assert out.shape == ramp.shape
+    moved = (out - ramp).abs()
+    assert (moved.flatten(1).max(1).values > 0.05).all()  # each view deformed
+    assert moved.mean() < 0.5  # smooth: a deformation, not noise
+    assert out.min() >= ramp.min() - 1e-5 and out.max() <= ramp.max() + 1e-5
+    torch.testing.assert_close(out[:, 0], out[:, 1])  # one field for all bands of a view
+    with pytest.raises(ConfigError, match="elastic_p"):
+        SSLAugment(32, elastic_p=1.5)

@@ -76,8 +76,9 @@ def test_shipped_config_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monk
 def test_config_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "list"]) == 0
     out = capsys.readouterr().out
-    names = [line.split()[0] for line in out.splitlines()[1:]]
-    assert names == [c.name for c in configs.list_configs()]
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ")]
+    assert sorted(names) == [c.name for c in configs.list_configs()]
+    assert "recipes: starting points" in out and "experiments: runs of the four studies" in out
     assert main(["config", "show", "split"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# ") and "strategy:" in text

@@ -480,3 +480,75 @@ def test_cli_evaluate_selects_bands_of_a_mixed_index(tmp_path: Path,
     meta = json.loads((tmp_path / "ev" / "results.json").read_text())["meta"]
     assert meta["n_train"] + meta["n_test"] == 12
     assert meta["data_args"]["bands"] == ["B04", "B03", "B02"]
+
+
+def test_finetune_partial_freezing_and_adapter_reinit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """finetune(freeze=[...]) keeps those encoder parts fixed (only the rest reaches AdamW);
+    reinit=[...] draws them afresh first; an unknown part is one clear ConfigError."""
+    import geossl.eval.finetune as ft
+
+    class Adapted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.adapter = nn.Conv2d(3, 3, 1)
+            self.trunk = TinyEncoder()
+            self.num_features = self.trunk.num_features
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.trunk(self.adapter(x))  # type: ignore[no-any-return]
+
+    encoder = Adapted()
+    seen: list[set[int]] = []
+    real_adamw = torch.optim.AdamW
+
+    def spy(params: Any, **kw: Any) -> Any:
+        params = list(params)
+        seen.append({id(p) for p in params})
+        return real_adamw(params, **kw)
+
+    monkeypatch.setattr(ft.torch.optim, "AdamW", spy)
+    copied: list[nn.Module] = []
+    real_fix = ft._reinit_and_freeze
+    monkeypatch.setattr(ft, "_reinit_and_freeze",
+                        lambda enc, r, f: (copied.append(enc), real_fix(enc, r, f))[1])
+    ds = FakeScenes(n=4)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    out = ft.finetune(encoder, ds, list(range(0, 12, 2)), list(range(1, 12, 2)), K, steps=2,
+                      batch_size=4, device="cpu", freeze=["adapter", "trunk.net.0"],
+                      reinit=["adapter"])
+    assert out["scores"].shape == (6, K)
+    (enc,) = copied
+    trainable = {id(p) for p in enc.parameters() if p.requires_grad}
+    assert seen[0] - {id(p) for p in enc.parameters()} and not (
+        {id(p) for p in enc.adapter.parameters()} | {id(p) for p in enc.trunk.net[0].parameters()}
+    ) & seen[0]  # the head trains, the frozen parts never reach the optimiser
+    assert trainable == set()  # TinyEncoder's only weights are in net.0: all frozen here
+    assert not torch.equal(enc.adapter.weight, before["adapter.weight"])  # drawn afresh
+    torch.testing.assert_close(enc.trunk.net[0].weight, before["trunk.net.0.weight"])  # fixed
+    for key, value in encoder.state_dict().items():  # the caller's encoder is untouched
+        torch.testing.assert_close(value, before[key])
+    with pytest.raises(ConfigError, match=r"no encoder part 'stem'.*adapter, trunk"):
+        ft.finetune(encoder, ds, [0, 2], [1, 3], K, steps=1, device="cpu", freeze=["stem"])
+
+
+def test_geo_encoder_reads_s1_and_s2_side_by_side() -> None:
+    """A geo encoder (one stem per sensor) asked for s1,s2: each sensor's bands through its own
+    stem and the shared trunk, features concatenated; the checkpoint check allows it only for
+    evaluation (side_by_side), and a band count that does not add up is an error."""
+    from geossl.checkpoint import select_sensors
+    from geossl.eval.features import encode
+    from geossl.models.encoder import Encoder
+
+    torch.manual_seed(0)
+    enc = Encoder("test_resnet", {"s1": 2, "s2": 10}, adapter="linear-frozen").eval()
+    x = torch.randn(3, 12, 16, 16)
+    with torch.no_grad():
+        both = encode(enc, x, ["s1", "s2"])
+        s1, s2 = encode(enc, x[:, :2], "s1"), encode(enc, x[:, 2:], "s2")
+    torch.testing.assert_close(both, torch.cat([s1, s2], dim=1))
+    meta = {"sensors": ["s1", "s2"], "pairing": "geo"}
+    assert select_sensors(meta, "s1,s2", side_by_side=True) == ["s1", "s2"]
+    with pytest.raises(ConfigError, match="one sensor at a time"):
+        select_sensors(meta, "s1,s2")  # export / embed: still one sensor
+    with pytest.raises(ValueError, match="13 bands"):
+        encode(enc, torch.randn(1, 13, 16, 16), ["s1", "s2"])

@@ -139,13 +139,14 @@ def test_layout_and_docs() -> None:
         if _command(config) in ("pretrain", "evaluate") and "out" in raw:
             assert raw["out"].startswith(f"runs/{config.parent.name}/"), config
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
-    # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations); SimCLR-R18 x 2 + DeepCluster x 2
-    # (+ 2); BigEarthNet RGB, its grid, evaluation, the Tiny ImageNet sanity run (+ evaluation);
-    # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels
+    # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
+    # + DeepCluster x 2 (+ 2); BigEarthNet split, RGB, its grid, evaluation, the Tiny ImageNet
+    # sanity run (+ evaluation, its six-cell grid);
+    # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels, S1 + S2;
     # simclr_backbones also: MAE with ViT patch 4/8/16 on CIFAR-10 and AID, + AID batch 64 (7),
     # and the DINO arm of the ViT study: ViT p4/p8/p16 x CIFAR-10/AID (6) (issue 20)
-    assert counts == {"simclr_backbones": 35, "tsne_deepcluster": 6, "bigearthnet_simclr": 5,
-                      "moco_sen12ms": 6}
+    assert counts == {"simclr_backbones": 23 + 7 + 6, "tsne_deepcluster": 6,
+                      "bigearthnet_simclr": 7, "moco_sen12ms": 7}
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if _command(c) != "sweep"], ids=_ids)
@@ -156,6 +157,11 @@ def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None
     printed = yaml.safe_load(capsys.readouterr().out)
     for key, value in yaml.safe_load(config.read_text()).items():
         assert printed[key.replace("-", "_")] == value, key
+
+
+#: the split step that makes a study's split file, per dataset
+SPLIT_STEPS = {"aid": EXPERIMENTS / "simclr_backbones" / "03_split_aid_5000_5000.yaml",
+               "bigearthnet": EXPERIMENTS / "bigearthnet_simclr" / "00_split_quarter_3_1.yaml"}
 
 
 #: bands per sensor of the fake datasets (what the data module reads off a sample)
@@ -210,12 +216,12 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     bands = cfg.bands.split(",") if isinstance(cfg.bands, str) else cfg.bands
     dm = SSLDataModule(cfg.data, cfg.root, sensors=cfg.sensors, pairing=cfg.pairing,
                        batch_size=cfg.batch_size, patch_size=cfg.patch_size,
-                       labels=cfg.online_probe or cfg.tsne_every > 0,
+                       labels=cfg.online_probe or cfg.tsne_every > 0 or bool(cfg.tsne_epochs),
                        label_scheme=cfg.label_scheme, band_selection=bands,
                        data_args=cfg.data_args, norm_names=cfg.normalization,
                        pin_memory=False)
     dm.setup("fit")
-    assert dm.has_labels == (cfg.online_probe or cfg.tsne_every > 0)
+    assert dm.has_labels == (cfg.online_probe or cfg.tsne_every > 0 or bool(cfg.tsne_epochs))
     torch.manual_seed(0)
     method = build_method(cfg, sample_in_chans(dm), 10)
     batch = next(iter(dm.train_dataloader()))
@@ -232,7 +238,7 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     if cfg.method in ("simclr", "moco"):
         assert 0 <= float(logs["contrastive_acc"]) <= 1
     if cfg.bands:
-        assert sample_in_chans(dm) == {"s2": 3}
+        assert sample_in_chans(dm)["s2"] == len(bands)  # the selection, from S2 only
     if cfg.online_probe:
         probe = OnlineProbe()
         method.log = lambda *a, **k: None  # type: ignore[method-assign]
@@ -247,13 +253,29 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
     if raw["data"] == "sen12ms":
         pytest.skip("the fine-tuning config runs in test_moco_study_chain (it needs the split)")
     out = tmp_path / "eval"
+    extra = []
+    if raw.get("splits"):  # the study's split, made by its split step
+        split = tmp_path / "split.json"
+        step = SPLIT_STEPS[raw["data"]]
+        assert main(["split", "--config", str(step), "--root", str(fake(raw["data"])), "--out",
+                     str(split)]) == 0
+        sides = json.loads(split.read_text())["splits"]
+        assert sides["train"] and sides["test"] and not set(sides["train"]) & set(sides["test"])
+        if raw["data"] == "aid":  # half of every class per side (5 per class: 2 or 3 of each)
+            assert abs(len(sides["train"]) - len(sides["test"])) <= 3
+        else:  # a quarter of the data, 3:1; the rest unused
+            assert len(sides["rest"]) > len(sides["train"]) > len(sides["test"])
+        extra = ["--splits", str(split)]
     rc = main(["evaluate", "--config", str(config), "random", "--backbone", "test_resnet",
                "--root", str(fake(raw["data"])), "--out", str(out), "--accelerator", "cpu",
-               "--workers", "0", "--batch-size", "16", "--no-plots"])
+               "--workers", "0", "--batch-size", "16", "--no-plots", *extra,
+               *(["--finetune-steps", "2", "--finetune-batch-size", "4"]
+                 if "finetune" in raw["protocol"] else [])])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     protocols = {r["protocol"] for r in results["runs"]}
     wanted = {"knn20" if p == "knn" else p for p in raw["protocol"].split(",")}
+    wanted |= {"scratch"} if "finetune" in wanted else set()  # the supervised row
     assert wanted <= protocols
     if raw.get("task") == "farmland":
         farm = [r for r in results["runs"] if r.get("task") == "farmland"]
@@ -263,7 +285,8 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
 
 
 def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: Path) -> None:
-    (config,) = _of("sweep")
+    assert len(_of("sweep")) == 2  # BigEarthNet and Tiny ImageNet, the same grid
+    config = EXPERIMENTS / "bigearthnet_simclr" / "02_sweep_batch_temperature.yaml"
     out = tmp_path / "grid"
     assert main(["sweep", str(config), "--root", str(fake("bigearthnet")), "--out", str(out),
                  "--dry-run"]) == 0
@@ -310,6 +333,13 @@ def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert {r["protocol"] for r in runs} == {"finetune", "scratch"}
     assert all(r["n_labels"] == 6 for r in runs)
+    both = tmp_path / "s1_s2"  # the study's best row: S1 and S2 together, frozen features
+    assert main(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--config",
+                 str(study / "07_evaluate_s1_s2_together.yaml"), "--root", str(root),
+                 "--splits", str(hold), "--labels", "6", "--seeds", "0", "--out", str(both),
+                 "--accelerator", "cpu", "--workers", "0", "--no-plots"]) == 0
+    doc = json.loads((both / "results.json").read_text())
+    assert {r["protocol"] for r in doc["runs"]} >= {"linear", "knn20"}
 
 
 @pytest.mark.slow
@@ -323,7 +353,7 @@ def test_pretrain_config_through_the_cli(config: Path, fake: Callable[[str], Pat
     keys = ["root", "out", "batch_size", "img_size", "workers", "accelerator", "devices",
             "precision", "max_steps", "backbone"]
     keys += [k for k in ("patch_size", "queue_size") if raw.get(k)]
-    keys += ["tsne_points"] if raw.get("tsne_every") else []
+    keys += ["tsne_points"] if raw.get("tsne_every") or raw.get("tsne_epochs") else []
     for key in keys:
         args += [f"--{key.replace('_', '-')}", str(small[key])]
     if raw["method"] == "deepcluster":

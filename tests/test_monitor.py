@@ -151,3 +151,43 @@ def test_pretrain_on_sen12ms_geo_chips_with_probe(tmp_path: Path) -> None:
     assert frame["train/contrastive_acc"].notna().sum() == 2
 
 
+
+
+def test_tsne_snapshots_at_listed_epochs(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """--tsne-epochs 1,3 (a study's listed epochs, no interval): the snapshot before training and
+    after epochs 1 and 3 only; a bad list is one error line, exit 2."""
+    gen_cifar(tmp_path / "cifar", per_batch=4, test=2)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "cifar10", "--root", str(tmp_path / "cifar"), "--sensors",
+            "rgb", "--pairing", "aug", "--backbone", "test_resnet", "--batch-size", "10",
+            "--workers", "0", "--accelerator", "cpu", "--img-size", "16",
+            "--tsne-points", "12", "--max-epochs", "3"]
+    assert main([*args, "--tsne-epochs", "3,1", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "tsne").glob("*.png")) == [
+        "epoch=000.png", "epoch=001.png", "epoch=003.png"]
+    rc = main([*args, "--tsne-epochs", "0,x", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--tsne-epochs" in err and not (tmp_path / "bad" / "tsne").exists()
+
+
+def test_neighbour_grids_with_the_snapshots(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """--neighbour-grids: OUT/neighbours/epoch=NNN.png beside each t-SNE snapshot (PNG pictures
+    of the same queries' nearest samples); without snapshots it is one error line, exit 2."""
+    gen_cifar(tmp_path / "cifar", per_batch=4, test=2)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "cifar10", "--root", str(tmp_path / "cifar"), "--sensors",
+            "rgb", "--pairing", "aug", "--backbone", "test_resnet", "--batch-size", "10",
+            "--workers", "0", "--accelerator", "cpu", "--img-size", "16",
+            "--tsne-points", "12", "--max-epochs", "1", "--neighbour-grids"]
+    assert main([*args, "--tsne-epochs", "1", "--out", str(out)]) == 0
+    grids = sorted(p.name for p in (out / "neighbours").glob("*.png"))
+    assert grids == ["epoch=000.png", "epoch=001.png"]
+    from PIL import Image
+
+    with Image.open(out / "neighbours" / "epoch=001.png") as img:
+        assert img.size[0] > 200 and img.size[1] > 100
+    rc = main([*args, "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--neighbour-grids" in err and not (tmp_path / "bad").exists()

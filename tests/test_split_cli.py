@@ -261,3 +261,28 @@ def test_bench_splits_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert (leaking > 0) if name == "random" else (leaking == 0), name
     assert main(["bench", "splits", "--strategies", "kfold"]) == 2
     assert "unknown strategy 'kfold'" in capsys.readouterr().err
+
+
+def test_split_image_archive_without_footprints(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """AID (separate images, no footprints): --strategy random splits every image stratified by
+    class, half of each class per side; a geometric strategy or --report is one error line."""
+    from tests.data.aid.data import generate_aid
+
+    root = generate_aid(tmp_path / "aid", n_per_class=4, size=32)
+    out = tmp_path / "half.json"
+    base = ["split", "--data", "aid", "--root", str(root), "--data-args", "{split: all}"]
+    assert main([*base, "--strategy", "random", "--fractions", "0.5,0.5", "--out",
+                 str(out)]) == 0
+    sides = json.loads(out.read_text())["splits"]
+    assert len(sides["train"]) == len(sides["test"]) == 6
+    for cls in ("Airport", "BareLand", "Beach"):  # stratified: 2 of each class per side
+        assert sum(i.startswith(cls + "/") for i in sides["train"]) == 2
+    assert not set(sides["train"]) & set(sides["test"])
+    capsys.readouterr()
+    assert main([*base, "--strategy", "overlap", "--out", str(tmp_path / "o.json")]) == 2
+    assert main([*base, "--strategy", "random", "--report", "--out",
+                 str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "--strategy random" in err[0] and "no leakage report" in err[1]
+    assert not (tmp_path / "o.json").exists() and not (tmp_path / "r.json").exists()

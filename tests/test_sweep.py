@@ -135,3 +135,56 @@ def test_sweep_cli_runs_child_processes(tmp_path: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert main(args) == 0  # nothing left to do
     assert "finished, skipped" in capsys.readouterr().out
+
+
+def test_batch_grid_keeps_the_learning_rate_unless_asked(tmp_path: Path) -> None:
+    """--grid batch_size=... trains every cell at the base config's rate (lr 0.3 per 256 at
+    batch 128 runs at 0.15): no silent linear rescaling; --scale-lr linear scales it."""
+    from geossl.methods.optim import scaled_lr
+    from geossl.sweep import cell_config
+
+    base = _write(tmp_path / "base.yaml", {**BASE, "batch_size": 128, "lr": 0.3})
+    spec = load_spec(base, grid=["batch_size=128,512"])
+    rates = []
+    for cell in spec.cells:
+        config = cell_config(spec, cell, tmp_path / cell_name(cell))
+        bbs = (config.get("method_args") or {}).get("base_batch_size", 256)
+        rates.append(scaled_lr(config["lr"], config["batch_size"], bbs))
+    assert rates == pytest.approx([0.15, 0.15])
+    linear = load_spec(base, grid=["batch_size=128,512"], scale_lr="linear")
+    rates = [scaled_lr(cell_config(linear, c, tmp_path)["lr"], c["batch_size"], 256)
+             for c in linear.cells]
+    assert rates == pytest.approx([0.15, 0.6])
+    # a cell that sets its own reference batch is left as it is
+    own = load_spec(base, grid=["temperature=0.5"])
+    own.cells = [{"batch_size": {"batch_size": 512, "method_args.base_batch_size": 512}}]
+    assert cell_config(own, own.cells[0], tmp_path)["lr"] == 0.3
+    with pytest.raises(ConfigError, match="scale_lr must be none or linear"):
+        load_spec(base, grid=["batch_size=64"], scale_lr="sqrt")
+    no_lr = _write(tmp_path / "nolr.yaml", BASE)
+    with pytest.raises(ConfigError, match="sets no lr"):
+        load_spec(no_lr, grid=["batch_size=8,16"])
+    assert len(load_spec(no_lr, grid=["batch_size=8,16"], scale_lr="linear").cells) == 2
+
+
+def test_seed_repeats_as_mean_and_std(tmp_path: Path) -> None:
+    """--grid seed=0,1,2 (3 repeats of every cell): results_repeats.md has one row per cell of
+    the other keys, each logged value as mean ± std over the finished repeats."""
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["temperature=0.2,0.5", "seed=0,1,2"])
+
+    def run(args: Sequence[str], log: Path) -> int:
+        config = yaml.safe_load(Path(args[2]).read_text())
+        cell = Path(args[2]).parent
+        (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+        loss = 1.0 + config["temperature"] + 0.1 * config.get("seed", 0)
+        pd.DataFrame({"step": [0], "train/loss": [loss]}).to_csv(
+            cell / "logs" / "csv" / "metrics.csv", index=False)
+        return 0
+
+    res = run_sweep(spec, tmp_path / "sweep", runner=run)
+    lines = res["repeats"].read_text().splitlines()
+    assert lines[0] == "| temperature | repeats | loss |"
+    assert lines[2:] == ["| 0.2 | 3 | 1.3000 ± 0.0816 |", "| 0.5 | 3 | 1.6000 ± 0.0816 |"]
+    single = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
+    assert single["repeats"] is None and not (tmp_path / "one" / "results_repeats.md").exists()

@@ -18,6 +18,7 @@ Examples:
     geossl bench ddp --steps 10 --batch-size 8           # pretrain on 1 vs 2 gloo processes
     geossl bench weights --repeats 5      # named weights vs torchgeo.models.<model>(weights=)
     geossl bench search --n 20000                        # exact vs faiss HNSW; default 1M x 128
+    geossl bench samplers --patch-size 128               # geossl's grid vs TorchGeo's samplers
 
 Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
 flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
@@ -45,13 +46,13 @@ if TYPE_CHECKING:
 NAME = "bench"
 HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale, "
         "ddp (pretrain steps/s on 1 vs 2 processes), weights (named weights vs TorchGeo), "
-        "search (exact vs ANN)")
+        "search (exact vs ANN), samplers (geossl's grid vs TorchGeo's)")
 
 #: ``what`` -> library module providing ``main(argv, prog) -> int`` and ``build_parser(prog)``
 TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
          "polsar": "geossl.bench.polsar_report", "scale": "geossl.bench.scale",
          "ddp": "geossl.bench.ddp", "weights": "geossl.bench.weights",
-         "search": "geossl.bench.search"}
+         "search": "geossl.bench.search", "samplers": "geossl.bench.samplers"}
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
@@ -94,9 +95,9 @@ def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl bench``: WHAT, then that benchmark's own flags."""
     parser.add_argument("what",
                         type=Literal["train", "data", "splits", "polsar", "scale", "ddp",
-                                     "weights", "search"],
+                                     "weights", "search", "samplers"],
                         help="which benchmark: train, data, splits, polsar, scale, ddp, "
-                             "weights or search (then "
+                             "weights, search or samplers (then "
                              "`geossl bench WHAT --help` for its flags)")
     add_train_arguments(parser)  # settable from a --config file for train
     parser.add_argument("args", nargs=argparse.REMAINDER,

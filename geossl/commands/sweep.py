@@ -41,6 +41,10 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="KEY=VALUE evaluate flag for every run (repeatable)")
     parser.add_argument("--root", type=str | None, default=None,
                         help="dataset folder (pretraining, and evaluation unless it sets one)")
+    parser.add_argument("--scale-lr", type=str | None, default=None,
+                        help="learning rate of cells whose batch_size the grid changes: none "
+                        "(default: the base config's rate at every batch) or linear (scaled "
+                        "by batch / base_batch_size); replaces the file's scale_lr")
     _common.add_out(parser, default="runs/sweep")
     parser.add_argument("--dry-run", default=False, help="write the runs' configs and the "
                         "table of what is done; train nothing", **_common.FLAG)
@@ -50,7 +54,8 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl sweep``."""
     from geossl.sweep import load_spec, run_sweep
 
-    spec = load_spec(cfg.sweep, cfg.grid, cfg.set, cfg.evaluate, cfg.get("eval_set"), cfg.root)
+    spec = load_spec(cfg.sweep, cfg.grid, cfg.set, cfg.evaluate, cfg.get("eval_set"), cfg.root,
+                     cfg.get("scale_lr"))
     result = run_sweep(spec, cfg.out, dry_run=bool(cfg.dry_run), check=_check_pretrain)
     print((result["markdown"]).read_text(), end="")
     print(f"wrote {result['csv']}\nwrote {result['markdown']}")

@@ -22,6 +22,8 @@ from geossl.errors import ConfigError
 
 #: folder of the shipped configurations (this package's folder)
 CONF_DIR = Path(__file__).resolve().parent
+#: header keys that label a config rather than describe it (see geossl.conf.studies)
+_LABEL_KEYS = ("study", "reproduces", "published", "settings", "difference", "open", "recipe")
 #: prefixes a shipped name may carry (how the configs were addressed in a source checkout)
 _PREFIXES = ("geossl/conf/", "conf/")
 
@@ -48,6 +50,8 @@ def _summary(path: Path, width: int = 76) -> str:
             break
         text = line.lstrip("#").strip()
         if not text or text.startswith("Run:") or (text.startswith("geossl ") and "--" in text):
+            continue
+        if text.partition(":")[0] in _LABEL_KEYS:  # the label lines (geossl.conf.studies)
             continue
         return text if len(text) <= width else text[: width - 3].rsplit(" ", 1)[0] + " ..."
     return ""
@@ -107,8 +111,23 @@ def describe(name: str | None = None) -> str:
     if name is not None:
         path = resolve_config(name)
         return f"# {path}\n{path.read_text(encoding='utf-8')}"
+    from geossl.conf.studies import source_of
+
     configs = list_configs()
     width = max(len(c.name) for c in configs)
+    groups: dict[str, list[str]] = {}
+    for c in configs:
+        source = source_of(c.path)
+        kind = source.split(" ", 1)[0]
+        text = source.removeprefix("experiment ") if kind == "experiment" else c.summary
+        groups.setdefault(kind, []).append(f"  {c.name:<{width}}  {text}".rstrip())
+    titles = {"experiment": "experiments: runs of the four studies (study: the table or figure "
+                            "it reproduces; `geossl config show NAME` for its settings)",
+              "method": "method configs (no study)",
+              "recipe": "recipes: starting points for your own runs, not runs of a study",
+              "defaults": "defaults of a command and dataset references"}
     lines = [f"{len(configs)} configurations shipped in {CONF_DIR} (use the name with --config):"]
-    lines += [f"  {c.name:<{width}}  {c.summary}".rstrip() for c in configs]
+    for kind, title in titles.items():
+        if groups.get(kind):
+            lines += [title, *groups[kind]]
     return "\n".join(lines)

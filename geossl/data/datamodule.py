@@ -198,6 +198,8 @@ class SSLDataModule(LightningDataModule):
         band_selection: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         labels: bool = False,
         label_scheme: str | None = None,
+        sampler: str = "grid",
+        seed: int = 0,
     ) -> None:
         """Configure the data module (nothing is read until :meth:`setup`).
 
@@ -239,6 +241,10 @@ class SSLDataModule(LightningDataModule):
                 See :attr:`has_labels`.
             label_scheme: SEN12MS scene labels: ``igbp`` (17 classes, default) or ``dfc``
                 (10-class simplified IGBP).
+            sampler: where the windows of a geo dataset come from: ``grid`` (geossl's grid
+                inside every footprint), ``torchgeo-grid`` or ``torchgeo-random`` (TorchGeo's
+                samplers, drawn once; see :mod:`geossl.datasets.geogrid`).
+            seed: seed of a random sampler.
         """
         super().__init__()
         self.data = data
@@ -267,6 +273,8 @@ class SSLDataModule(LightningDataModule):
             self.data_args["bands"] = [str(b) for b in band_selection]
         self.labels = labels
         self.label_scheme = label_scheme
+        self.sampler = sampler
+        self.seed = seed
         self.keys = pairing_keys(pairing, self.sensors)
         self.train_dataset: SSLSamples | None = None
         self.sample_weights: Tensor | None = None
@@ -289,7 +297,7 @@ class SSLDataModule(LightningDataModule):
             base = pretraining_dataset(self.data, self.root, self.sensors, self.pairing, ids=ids,
                                        patch_size=self.patch_size, index=self.index,
                                        options=self.data_args,
-                                       labels=labels)
+                                       labels=labels, sampler=self.sampler, seed=self.seed)
             passed_ids = ids is not None and _dataset_restricted(base, ids)
         elif self.label_scheme is not None:
             raise ConfigError("--label-scheme chooses the labels a dataset is built with; "

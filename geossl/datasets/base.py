@@ -83,6 +83,10 @@ class PretrainingRequest:
         labels: the online probe and t-SNE snapshots want labelled samples: ``True``, or a
             scheme named by ``--label-scheme`` (one of the class's ``label_schemes``); only
             datasets whose labels cost extra reads look at it.
+        sampler: where the windows of a geo dataset come from (``--sampler``; see
+            :data:`geossl.datasets.geogrid.SAMPLERS`); only classes with ``geo_sampled`` take
+            another value than ``grid``.
+        seed: seed of a random sampler.
     """
 
     root: Path
@@ -93,6 +97,8 @@ class PretrainingRequest:
     index: PathLike | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     labels: str | bool | None = None
+    sampler: str = "grid"
+    seed: int = 0
 
 
 class GeosslDataset:
@@ -117,6 +123,9 @@ class GeosslDataset:
     classes: Sequence[str] = ()
     #: label schemes ``--label-scheme`` may choose for pretraining (``PretrainingRequest.labels``)
     label_schemes: ClassVar[tuple[str, ...]] = ()
+    #: pretraining reads geo queries of a TorchGeo GeoDataset, so ``--sampler`` (``grid``,
+    #: ``torchgeo-grid``, ``torchgeo-random``; ``PretrainingRequest.sampler``) chooses them
+    geo_sampled: ClassVar[bool] = False
 
     def footprints(self) -> gpd.GeoDataFrame | None:
         """Footprints of the samples (``chip_id`` = :attr:`ids`), or ``None`` (none known)."""

@@ -1,8 +1,12 @@
-"""A TorchGeo GeoDataset read through a fixed grid of in-footprint windows, as a map-style dataset.
+"""A TorchGeo GeoDataset read through a fixed set of geo queries, as a map-style dataset.
 
 :func:`geo_grid` lays ``size`` x ``size`` pixel windows inside every index row's footprint;
 :class:`GeoSamples` reads them by position (what ``geossl pretrain --data ssl4eo`` and
-``geossl stats`` on a GeoDataset do).
+``geossl stats`` on a GeoDataset do). ``--sampler`` chooses where the queries come from
+(:data:`SAMPLERS`): geossl's in-footprint grid (the default), or TorchGeo's own grid or random
+sampler (:func:`geossl.compat.grid_sampler`, :func:`geossl.compat.random_sampler`), drawn once
+so that sample ``i`` stays the same window. ``geossl bench samplers`` compares them on the same
+scenes in one run.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from torch.utils.data import Dataset
 
 from geossl.errors import ConfigError
 
+#: ``--sampler`` values: where the windows of a geo dataset come from
+SAMPLERS = ("grid", "torchgeo-grid", "torchgeo-random")
 #: window size in pixels of geo queries when no --patch-size is given
 DEFAULT_GEO_PATCH = 64
 
@@ -51,6 +57,46 @@ def geo_grid(dataset: Any, size: int) -> list[tuple[slice, slice, slice]]:
     return queries
 
 
+def sampler_queries(dataset: Any, size: int, sampler: str = "grid", length: int | None = None,
+                    seed: int = 0) -> list[Any]:
+    """The geo queries of ``size`` px windows that ``sampler`` draws from ``dataset``.
+
+    Args:
+        dataset: a TorchGeo GeoDataset.
+        size: window side in pixels (at the dataset's resolution).
+        sampler: ``grid`` (:func:`geo_grid`: every window inside its footprint),
+            ``torchgeo-grid`` (TorchGeo's grid sampler: its last row and column of windows may
+            reach past a footprint and read no-data) or ``torchgeo-random`` (TorchGeo's random
+            sampler, seeded).
+        length: windows of ``torchgeo-random`` (default: as many as the geossl grid has).
+        seed: seed of ``torchgeo-random``.
+
+    Returns:
+        the queries, in the form the installed TorchGeo's ``dataset[query]`` takes.
+
+    Raises:
+        ConfigError: an unknown sampler.
+    """
+    if sampler == "grid":
+        return geo_grid(dataset, size)
+    import geossl.compat
+
+    if sampler == "torchgeo-grid":
+        return list(geossl.compat.grid_sampler(dataset, size))
+    if sampler == "torchgeo-random":
+        n = length if length is not None else len(geo_grid(dataset, size))
+        if n <= 0:
+            return []
+        import torch
+
+        # TorchGeo 0.8.1's RandomGeoSampler draws the window inside a row from torch's global
+        # generator, not from its own: seed both, without touching the caller's random state
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return list(geossl.compat.random_sampler(dataset, size, length=n, seed=seed))
+    raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+
+
 class GeoSamples(Dataset[dict[str, Any]]):
     """A TorchGeo GeoDataset seen through a fixed grid of geo queries, as a map-style dataset.
 
@@ -60,13 +106,16 @@ class GeoSamples(Dataset[dict[str, Any]]):
     ``--data ssl4eo`` (a :class:`~geossl.datasets.multisensor.MultiSensorDataset`).
     """
 
-    def __init__(self, dataset: Any, size: int, root: str | Path | None = None) -> None:
+    def __init__(self, dataset: Any, size: int, root: str | Path | None = None,
+                 sampler: str = "grid", seed: int = 0) -> None:
         """Lay the grid of queries.
 
         Args:
             dataset: a TorchGeo GeoDataset (e.g. a ``MultiSensorDataset``).
             size: window size in pixels (at the dataset's resolution).
             root: the dataset folder (for messages).
+            sampler: where the queries come from (:func:`sampler_queries`).
+            seed: seed of a random sampler.
 
         Raises:
             ConfigError: no window of that size fits in any footprint.
@@ -74,7 +123,13 @@ class GeoSamples(Dataset[dict[str, Any]]):
         self.dataset = dataset
         self.size = int(size)
         self.root = None if root is None else Path(root)
-        self.queries = geo_grid(dataset, self.size)
+        self.sampler = sampler
+        self.queries = sampler_queries(dataset, self.size, sampler, seed=seed)
+        if not self.queries and sampler != "grid" and geo_grid(dataset, self.size):
+            raise ConfigError(f"TorchGeo's sampler ({sampler}) drew no window of {self.size} px "
+                              "(TorchGeo 0.10's random sampler keeps only windows whose half "
+                              "diagonal fits inside a footprint); lower --patch-size or use "
+                              "--sampler grid")
         if not self.queries:
             rx, ry = dataset.res
             widths = [(g.bounds[2] - g.bounds[0]) / rx for g in dataset.index.geometry]

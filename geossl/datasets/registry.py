@@ -70,6 +70,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "fashionmnist": ("geossl.datasets.mnist", "FashionMNIST"),
     "tinyimagenet": ("geossl.datasets.tinyimagenet", "TinyImageNet"),
     "sen12ms-geo": ("geossl.datasets.sen12ms_geo", "SEN12MSGeoChips"),
+    "rasters": ("geossl.datasets.rasters", "SceneRasters"),
 }
 #: entry-point group of datasets provided by other installed packages
 ENTRY_POINTS = "geossl.datasets"
@@ -213,6 +214,8 @@ def pretraining_dataset(
     index: str | os.PathLike[str] | None = None,
     options: Mapping[str, Any] | None = None,
     labels: str | bool | None = None,
+    sampler: str = "grid",
+    seed: int = 0,
 ) -> Any:
     """The dataset ``geossl pretrain`` reads (:meth:`GeosslDataset.for_pretraining`).
 
@@ -230,9 +233,12 @@ def pretraining_dataset(
             class whose ``for_pretraining`` takes a ``labels`` argument (one whose labels cost
             extra reads, e.g. SEN12MS: ``True`` or a label scheme such as ``"dfc"``); every
             other dataset carries its labels anyway, or has none.
+        sampler: ``--sampler``: where the windows of a geo dataset (``geo_sampled``) come from.
+        seed: seed of a random sampler.
 
     Raises:
-        ConfigError: unknown dataset or option.
+        ConfigError: unknown dataset or option, or ``--sampler`` for a dataset that is not
+            read through geo queries.
         DataError: missing or unreadable data.
     """
     cls = dataset_class(name)
@@ -246,9 +252,16 @@ def pretraining_dataset(
                               "own labels")
         raise ConfigError(f"--label-scheme {labels!r}: {name!r} has the schemes "
                           f"{', '.join(cls.label_schemes)}")
+    from geossl.datasets.geogrid import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if sampler != "grid" and not cls.geo_sampled:
+        raise ConfigError(f"--sampler {sampler} draws windows of a geo dataset (e.g. ssl4eo, "
+                          f"sen12ms-geo); {name!r} reads whole samples")
     return cls.for_pretraining(PretrainingRequest(
         root=path, sensors=tuple(sensors), pairing=pairing, ids=ids, patch_size=patch_size,
-        index=index, options=dict(options or {}), labels=labels))
+        index=index, options=dict(options or {}), labels=labels, sampler=sampler, seed=seed))
 
 
 def evaluation_args(

@@ -37,6 +37,7 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
 
     sensors: tuple[str, ...] = ("s1", "s2")
     label_schemes = SCENE_LABEL_SCHEMES
+    geo_sampled = True
 
     def __init__(
         self,
@@ -46,6 +47,8 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
         label: str | None = None,
         multilabel: bool = False,
         holdout: str | None = None,
+        sampler: str = "grid",
+        seed: int = 0,
     ) -> None:
         """Index the scenes and lay the grid of windows.
 
@@ -57,13 +60,16 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
                 land-cover files are then not read).
             multilabel: multi-hot labels instead of the majority class.
             holdout: ``train`` / ``holdout`` side of the official hold-out scenes; ``None``: all.
+            sampler: where the windows come from (:data:`geossl.datasets.geogrid.SAMPLERS`).
+            seed: seed of a random sampler.
 
         Raises:
             ConfigError: unknown sensor or scheme, or windows larger than every patch.
             DataError: missing data.
         """
         super().__init__(pairing_dataset(root, sensors, label=label, holdout=holdout,
-                                         multilabel=multilabel), size, root=Path(root))
+                                         multilabel=multilabel), size, root=Path(root),
+                         sampler=sampler, seed=seed)
         self.sensors = tuple(sensors)
         self.classes = list(getattr(self.dataset, "classes", ()) or ())
 
@@ -87,7 +93,8 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
         if unknown:
             raise ConfigError(f"dataset 'sen12ms-geo' takes no argument {unknown[0]!r}")
         chips = cls(request.root, request.sensors, size=request.patch_size or DEFAULT_GEO_PATCH,
-                    label=scene_label_scheme(request.labels), **opts)
+                    label=scene_label_scheme(request.labels), sampler=request.sampler,
+                    seed=request.seed, **opts)
         if bands:
             from geossl.datasets.bands import SelectBands
 

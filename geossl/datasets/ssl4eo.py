@@ -81,13 +81,14 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
     filename_regex = FILENAME_RE
     separate_files = True
     # one product per instance (``sensor``): the samples carry one plain ``image``
+    geo_sampled = True
 
     @classmethod
     def for_pretraining(cls, request: PretrainingRequest) -> Any:
         """The products of ``sensors`` paired on the ground, read through a grid of windows.
 
         :func:`pairing_dataset`, read in ``patch_size`` windows (default 64 px) inside every
-        footprint.
+        footprint, or where ``--sampler`` puts them (``request.sampler``).
 
         Raises:
             ConfigError: ``ids`` (a split of SSL4EO is made on a tiled chip index), or
@@ -103,7 +104,8 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
                               "option (--data-args, --bands); tile it with `geossl tile` first")
         multi = pairing_dataset(request.root, request.sensors,
                                 temporal=request.pairing == "temporal")
-        return GeoSamples(multi, request.patch_size or DEFAULT_GEO_PATCH, root=request.root)
+        return GeoSamples(multi, request.patch_size or DEFAULT_GEO_PATCH, root=request.root,
+                          sampler=request.sampler, seed=request.seed)
 
     def footprints(self) -> Any:
         """The acquisitions' index, one row per acquisition.

@@ -69,11 +69,27 @@ def encode(encoder: nn.Module, x: Tensor, sensor: SensorSelection = None) -> Ten
         encoder: the encoder.
         x: ``(B, C, H, W)`` batch (for a list of sensors: their bands stacked in that order).
         sensor: sensor name for encoders with per-sensor stems (or a fusion encoder fed one
-            sensor); a list of several sensors means a stacked fusion input (no ``sensor=``).
+            sensor); a list of several sensors means a stacked fusion input (no ``sensor=``),
+            or, for an encoder with one stem per sensor (geo pairing), each sensor through its
+            own stem with the features concatenated (S1 and S2 read together).
 
     Returns:
         ``(B, D)`` features (pooled when the encoder returns a feature map).
     """
+    names = sensor_list(sensor)
+    stems = getattr(encoder, "stems", None)
+    chans = getattr(encoder, "in_chans", None)
+    if len(names) > 1 and stems is not None and not getattr(encoder, "fusion", False) \
+            and isinstance(chans, dict) and all(n in chans for n in names):
+        # a geo encoder (one stem per sensor) on several sensors at once: each sensor's bands
+        # through its own stem and the shared trunk, the features side by side
+        parts, start = [], 0
+        for n in names:
+            parts.append(encode(encoder, x[:, start:start + chans[n]], n))
+            start += chans[n]
+        if start != x.shape[1]:
+            raise ValueError(f"{x.shape[1]} bands for sensors {names} taking {start}")
+        return torch.cat(parts, dim=1)
     name = encoder_sensor(sensor)
     if name is not None and _accepts_sensor(encoder):
         out = encoder(x, sensor=name)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from geossl.checkpoint import SensorSelection
 from geossl.devices import resolve_device
+from geossl.errors import ConfigError
 from geossl.eval.features import EvalCollate, encode
 from geossl.io import atomic_write_text
 from geossl.methods.optim import warmup_cosine
@@ -43,6 +44,33 @@ class _Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(encode(self.encoder, x, self.sensor))  # type: ignore[no-any-return]
+
+
+def _reinit_and_freeze(encoder: nn.Module, reinit: Sequence[str],
+                       freeze: Sequence[str]) -> None:
+    """Draw the ``reinit`` parts afresh, then fix the ``freeze`` parts (module-name prefixes).
+
+    Raises:
+        ConfigError: a name that is no module of the encoder.
+    """
+    modules = dict(encoder.named_modules())
+
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    for prefix in [*reinit, *freeze]:
+        if prefix not in modules or not prefix:
+            tops = sorted({n.split(".")[0] for n in modules if n})
+            raise ConfigError(f"no encoder part {prefix!r} to freeze or re-initialise "
+                              f"(top-level parts: {', '.join(tops)})")
+    for name, module in modules.items():
+        if any(under(name, p) for p in reinit):
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+    for name, param in encoder.named_parameters():
+        if any(under(name, p) for p in freeze):
+            param.requires_grad_(False)
 
 
 def _augment(x: Tensor) -> Tensor:
@@ -85,6 +113,8 @@ def finetune(
     workers: int = 0,
     log_csv: str | Path | None = None,
     desc: str = "finetune",
+    freeze: Sequence[str] = (),
+    reinit: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Fine-tune a copy of ``encoder`` with a linear head on a label budget; score the test side.
 
@@ -109,6 +139,10 @@ def finetune(
         workers: data-loader workers.
         log_csv: write the loss curve here (Lightning ``CSVLogger`` layout).
         desc: progress-bar label.
+        freeze: encoder parts kept fixed (partial freezing): module names of the encoder
+            (``adapters``, ``backbone.layer1``, ...), each with everything below it.
+        reinit: encoder parts whose weights are drawn afresh before fine-tuning (e.g. the band
+            adapters: ``adapters``), by each module's own ``reset_parameters``.
 
     Returns:
         ``{"scores": (M, K) test logits, "labels": test labels, "curve": [(step, loss)]}``.
@@ -117,6 +151,7 @@ def finetune(
     torch.manual_seed(seed)
     num_features = int(getattr(encoder, "num_features"))  # noqa: B009 - part of the contract
     model = _Classifier(copy.deepcopy(encoder), num_features, num_classes, sensor).to(dev)
+    _reinit_and_freeze(model.encoder, reinit, freeze)
     gen = torch.Generator().manual_seed(seed)
     collate = EvalCollate(sensor)
     loader = DataLoader(
@@ -124,7 +159,8 @@ def finetune(
         shuffle=True, drop_last=len(train_positions) > batch_size, generator=gen,
         num_workers=workers, collate_fn=collate,
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
     sched = warmup_cosine(opt, max(1, int(warmup * steps)), steps)
     curve: list[tuple[int, float]] = []
     model.train()

@@ -34,6 +34,7 @@ from geossl.checkpoint import (
     SensorSelection,
     bands_for,
     expected_channels,
+    is_fusion,
     load_source,
     random_like,
     select_sensors,
@@ -285,7 +286,11 @@ def evaluate(
         source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0],
                              data_bands=data_bands, preprocess=preprocess)
     dev = resolve_device(device)
-    chosen = select_sensors(source.meta, sensor, default_sensor)
+    chosen = select_sensors(source.meta, sensor, default_sensor, side_by_side=True)
+    if isinstance(chosen, list) and not is_fusion(source.meta) and "finetune" in names:
+        raise ConfigError("--protocol finetune reads one sensor of an encoder with per-sensor "
+                          "stems; several sensors (features side by side) suit linear, knn "
+                          "and cluster")
     if product is None:
         check_bands(source.meta, chosen, dataset[train_pos[0]], root)
     normalizer = make_normalizer(source.meta, chosen)

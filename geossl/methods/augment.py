@@ -123,6 +123,9 @@ class SSLAugment(nn.Module):
         orientation_p: float = 0.0,
         orientation_max_deg: float = 45.0,
         polsar_stats: Sequence[Sequence[float]] | None = None,
+        elastic_p: float = 0.0,
+        elastic_alpha: float = 1.0,
+        elastic_sigma: float = 32.0,
     ) -> None:
         """Configure the augmentation.
 
@@ -151,6 +154,12 @@ class SSLAugment(nn.Module):
             orientation_max_deg: largest orientation angle, in degrees (uniform in
                 ``[-max, max]``).
             polsar_stats: ``(mean, std)`` of the 9 standardised T3 channels.
+            elastic_p: probability of an elastic deformation (Simard et al. 2003), applied
+                after the crop; 0: off.
+            elastic_alpha: its strength (kornia's ``alpha``, displacement in normalised
+                coordinates before smoothing).
+            elastic_sigma: smoothing of the displacement field in pixels of a 224 px view,
+                scaled to ``size / 224`` (kornia's ``sigma``; larger: smoother, smaller).
         """
         super().__init__()
         if sensor_kind not in SENSOR_KINDS:
@@ -172,6 +181,12 @@ class SSLAugment(nn.Module):
             raise ConfigError("orientation_p needs polsar_stats = (mean, std) of the 9 T3 "
                               "channels")
         self.orientation_p, self.orientation_max_deg = float(orientation_p), orientation_max_deg
+        if not 0 <= elastic_p <= 1 or elastic_alpha < 0 or elastic_sigma <= 0:
+            raise ConfigError(f"elastic_p must be in [0, 1], elastic_alpha >= 0 and "
+                              f"elastic_sigma > 0, got {elastic_p}, {elastic_alpha}, "
+                              f"{elastic_sigma}")
+        self.elastic_p, self.elastic_alpha = float(elastic_p), float(elastic_alpha)
+        self.elastic_sigma = float(elastic_sigma)
         self.polsar_stats = ((tuple(float(v) for v in polsar_stats[0]),
                               tuple(float(v) for v in polsar_stats[1]))
                              if polsar_stats is not None else None)
@@ -246,6 +261,25 @@ class SSLAugment(nn.Module):
         ks = max(3, int(2 * math.ceil(3 * self.blur_sigma[1] * factor) + 1))
         return torch.where(on, gaussian_blur(x, sigma, ks), x)
 
+    def elastic(self, x: Tensor) -> Tensor:
+        """Elastically deform a random subset of views (kornia's ``elastic_transform2d``).
+
+        A random displacement field, smoothed by a Gaussian, warps each selected view; edge
+        values fill what moves in from outside, so values stay within the view's range.
+        """
+        from kornia.geometry.transform import elastic_transform2d
+
+        n, _, h, w = x.shape
+        on = self._select(n, self.elastic_p, x.device).view(n, 1, 1, 1)
+        sigma = max(self.elastic_sigma * self.size / 224, 0.5)
+        half = min(math.ceil(3 * sigma), (min(h, w) - 1) // 2)  # reflect-padding limit
+        kernel = 2 * max(half, 1) + 1
+        noise = torch.rand(n, 2, h, w, device=x.device, dtype=x.dtype) * 2 - 1
+        warped = elastic_transform2d(x, noise, (kernel, kernel), (sigma, sigma),
+                                     (self.elastic_alpha, self.elastic_alpha),
+                                     padding_mode="border")
+        return torch.where(on, warped, x)
+
     def orientation(self, x: Tensor) -> Tensor:
         """Turn a random subset of T3 views by a random orientation angle (see ``__init__``)."""
         from geossl.datasets.polsar import rotate_t3_features  # only PolSAR views need it
@@ -296,6 +330,8 @@ class SSLAugment(nn.Module):
         if geometry is None:
             geometry = self.sample_geometry(x.shape[0], x.device)
         x = self.apply_geometry(x, geometry.to(x.device))
+        if self.elastic_p > 0:
+            x = self.elastic(x)
         if self.jitter_p > 0:
             x = self.jitter(x)
         if self.grayscale_p > 0 and x.shape[1] > 1:

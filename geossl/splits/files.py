@@ -146,7 +146,8 @@ def split_names(splits: pd.Series) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------
 def read_footprints(index: PathLike | None = None, data: str | None = None,
                     root: PathLike | None = None,
-                    data_args: dict[str, Any] | None = None) -> gpd.GeoDataFrame:
+                    data_args: dict[str, Any] | None = None,
+                    plain: bool = False) -> gpd.GeoDataFrame:
     """Footprints from a GeoParquet file (chip index or any footprint table) or a dataset.
 
     A dataset (built by :func:`geossl.datasets.registry.get_dataset`) gives its footprints by its
@@ -162,6 +163,8 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
         root: dataset folder.
         data_args: more dataset constructor arguments (e.g. ``{"holdout": "train"}``: the
             SEN12MS training scenes only).
+        plain: a dataset without footprints gives a plain table of its sample ids and classes
+            (``chip_id``, ``label``), enough for a random split of separate images.
 
     Returns:
         the footprints.
@@ -188,10 +191,32 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
     from geossl.datasets.base import footprints_of
     from geossl.datasets.registry import get_dataset
 
-    found = footprints_of(get_dataset(data, root, **(data_args or {})))
+    dataset = get_dataset(data, root, **(data_args or {}))
+    found = footprints_of(dataset)
     if found is None:
-        raise ConfigError(f"dataset {data!r} has no footprints to split (use --index)")
+        if not plain:
+            raise ConfigError(f"dataset {data!r} has no footprints to split (use --index, or "
+                              "--strategy random for an archive of separate images)")
+        return _plain_table(dataset)
     return found
+
+
+def _plain_table(dataset: Any) -> pd.DataFrame:
+    """``chip_id`` and ``label`` of an image archive without footprints (AID, ...).
+
+    Its images do not overlap, so a random split stratified by class cannot leak.
+    """
+    from geossl.datasets.base import sample_ids
+
+    found = sample_ids(dataset)
+    if found is None:
+        raise ConfigError("the dataset has neither footprints nor sample ids to split")
+    ids = list(found)
+    table = pd.DataFrame({"chip_id": ids})
+    targets = getattr(dataset, "targets", None)
+    if targets is not None and len(targets) == len(ids):
+        table["label"] = [int(t) for t in targets]
+    return table
 
 
 def load_split_ids(path: str | Path, split: str) -> list[str]:
@@ -250,7 +275,10 @@ def split_and_save(
     """
     # before reading and splitting; never over the index it splits
     check_output(out, "split", folder=False, inputs=(index,))
-    gdf = read_footprints(index, data, root, data_args)
+    gdf = read_footprints(index, data, root, data_args, plain=strategy == "random")
+    if report and "geometry" not in gdf:
+        raise ConfigError(f"dataset {data!r} has no footprints: no leakage report (its images "
+                          "are separate; drop --report)")
     fp = footprints(gdf) if report or strategy != "random" else None
     splits = make_splits(gdf, strategy, fractions, names, seed, buffer, block_size, label,
                          test_scenes=test_scenes, holdout=holdout, origin=origin,
