@@ -143,7 +143,7 @@ def _refusal_args(command: str, tmp: Path, out: Path, ckpt: Path) -> list[str]:
 def test_every_folder_command_refuses_a_user_folder(
         command: str, tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "inputs").mkdir()
-    (tmp_path / "inputs" / "grid.yaml").write_text("pretrain: {max_steps: 1}\n"
+    (tmp_path / "inputs" / "grid.yaml").write_text("pretrain: {max_steps: 1, lr: 0.1}\n"
                                                    "grid: {batch_size: [2, 4]}\n")
     out = tmp_path / "mine"
     before = _user_folder(out)

@@ -100,7 +100,7 @@ from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
 from geossl.eval.paired import difference_stats, with_interval
-from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file
+from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file, mark_output
 from geossl.options import option
 from geossl.progress import phase, progress
 
@@ -691,8 +691,9 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
     if cfg.methods and cfg.context > min(h, w):
         raise ConfigError(f"context {cfg.context} is larger than the scene ({h} x {w}); "
                           "lower --context (and --crop-scale with it)")
-    out.mkdir(parents=True, exist_ok=True)  # after the scene and labels are read: nothing
-    # is written for a missing or unreadable scene
+    # after the scene and labels are read: nothing is written for a missing or unreadable
+    # scene (the caller checked --out with geossl.io.check_output)
+    mark_output(out, "bench")
 
     rows, cols = _grid(h, w, cfg.patch, cfg.stride)
     lab = patch_labels(labels, rows, cols, cfg.patch, cfg.purity)

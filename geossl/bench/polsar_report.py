@@ -270,11 +270,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if from_results:
             results = json.loads(Path(from_results).read_text())
         else:
-            from geossl.io import check_output, mark_output
+            from geossl.io import check_output
 
-            # before the benchmark: absent, empty or an earlier bench output
+            # before the benchmark: absent, empty or an earlier bench output (marked as ours
+            # once the scene is read)
             check_output(cfg.out, "bench", own=("results.json", "table.md", "half0"))
-            mark_output(cfg.out, "bench")
             results = run_polsar_benchmark(cfg)
     except GeosslError as err:
         print(f"{prog or 'geossl bench polsar'}: error: {err}", file=sys.stderr)
