@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+# Lightning adds a logging handler on sys.stderr when it is first imported; imported here, it
+# holds the real stream rather than the captured one of whichever test imported it first (a
+# closed capture makes every later Lightning log line a "--- Logging error ---" traceback)
+import lightning.pytorch  # noqa: F401  isort: skip
+
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(os.environ.get("GEOSSL_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
 
