@@ -1,0 +1,38 @@
+"""Tiny `geossl pretrain` flags and a CLI run in a subprocess (shared by
+tests/test_resume_interrupt.py and tests/test_hardening_train.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TINY = ["--backbone", "test_resnet", "--batch-size", "4", "--workers", "0", "--accelerator",
+        "cpu", "--devices", "1", "--img-size", "16", "--log-every", "1"]
+S2_AUG = ["--method", "simclr", "--pairing", "aug", "--sensors", "s2"]
+
+
+def ckpt_step(path: Path) -> int:
+    """The ``global_step`` saved in a checkpoint."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+
+
+def launch(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """``python -m geossl.cli ARGS`` started in a subprocess (stdout dropped, stderr piped)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "geossl.cli", *args], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    """Wait until ``path`` exists; fail if ``proc`` exits first or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"exited early: {proc.communicate()[1][-2000:]}"
+        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
+        time.sleep(0.05)
