@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from geossl.cli import main
-from tests._pretrain_helpers import S2_AUG, TINY, ckpt_step, launch, wait_for
+from tests._cli_helpers import S2_AUG, TINY, ckpt_step, launch, wait_for
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,21 +21,13 @@ import pytest
 import yaml
 
 from geossl.cli import main
-from tests._pretrain_helpers import S2_AUG, TINY, ckpt_step, launch, wait_for
+from tests._cli_helpers import S2_AUG, TINY, ckpt_step, launch, one_line_error, wait_for
 
 
 def _loss_steps(metrics_csv: Path) -> list[int]:
     """Steps of the rows holding a training loss, in file order."""
     with metrics_csv.open(newline="") as fh:
         return [int(float(r["step"])) for r in csv.DictReader(fh) if r.get("train/loss")]
-
-
-def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("geossl pretrain: error:") and len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,7 +129,7 @@ def test_failed_resume_keeps_the_config(simclr_run: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["pretrain", "--config", str(config), "--resume", "last",
                  "--method", "byol", "--max-steps", "3"]) == 2
-    _one_line(capsys, "simclr", "--method byol", str(run / "checkpoints"))
+    one_line_error(capsys, "pretrain", "simclr", "--method byol", str(run / "checkpoints"))
     assert config.read_bytes() == before
     # the documented recovery works: the config still describes the run
     assert main(["pretrain", "--config", str(config), "--resume", "last",
@@ -183,7 +175,7 @@ def test_every_bad_resume_file_is_one_line(simclr_run: Path, sen12ms: Path, tmp_
         rc = main(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
                    *S2_AUG, *TINY, "--max-steps", "3", "--resume", str(path)])
         assert rc == 2, what
-        _one_line(capsys, str(path), expect[what])
+        one_line_error(capsys, "pretrain", str(path), expect[what])
         assert not (out / "config.yaml").exists(), what
 
 

@@ -1,5 +1,5 @@
-"""Tiny `geossl pretrain` flags and a CLI run in a subprocess (shared by
-tests/test_resume_interrupt.py and tests/test_hardening_train.py)."""
+"""Helpers of the CLI tests: the one-line error check, tiny `geossl pretrain` flags and a CLI
+run in a subprocess."""
 
 from __future__ import annotations
 
@@ -10,11 +10,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 TINY = ["--backbone", "test_resnet", "--batch-size", "4", "--workers", "0", "--accelerator",
         "cpu", "--devices", "1", "--img-size", "16", "--log-every", "1"]
 S2_AUG = ["--method", "simclr", "--pairing", "aug", "--sensors", "s2"]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], command: str, *words: str) -> str:
+    """The captured stderr: one line, ``geossl COMMAND: error: ...``, holding every word."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"geossl {command}: error:"), err
+    for word in words:
+        assert word in err, err
+    return err
 
 
 def ckpt_step(path: Path) -> int:
