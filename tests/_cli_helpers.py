@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,25 @@ def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> N
         assert proc.poll() is None, f"exited early: {proc.communicate()[1][-2000:]}"
         assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
         time.sleep(0.05)
+
+
+def stop_when(path: Path, proc: subprocess.Popen[str], send: Callable[[], Any]) -> str:
+    """Once ``path`` exists (and 0.3 s more), ``send()`` a signal; ``proc``'s stderr once it
+    has exited (killed if it is still running when that fails)."""
+    try:
+        wait_for(path, proc)
+        time.sleep(0.3)
+        send()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return str(err)
+
+
+def last_geossl_line(err: str) -> str:
+    """The one line of ``err`` from geossl, which must be its last."""
+    ours = [line for line in err.splitlines() if line.startswith("geossl")]
+    assert len(ours) == 1 and err.strip().splitlines()[-1] == ours[0], err[-3000:]
+    return ours[0]

@@ -4,7 +4,6 @@ changed checkpoint interval and mid-epoch resumes."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from geossl.cli import main
-from tests._cli_helpers import S2_AUG, TINY, ckpt_step, launch, wait_for
+from tests._cli_helpers import S2_AUG, TINY, ckpt_step, last_geossl_line, launch, stop_when
 
 
 # --------------------------------------------------------------------------------------------
@@ -23,21 +22,13 @@ def test_sigterm_saves_and_exits_143(tmp_path: Path, sen12ms: Path) -> None:
     out = tmp_path / "run"
     proc = launch(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
                     *S2_AUG, *TINY, "--ckpt-every", "3", "--max-steps", "100000"])
-    try:
-        wait_for(out / "checkpoints" / "step=3.ckpt", proc)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = stop_when(out / "checkpoints" / "step=3.ckpt", proc,
+                    lambda: proc.send_signal(signal.SIGTERM))
     assert proc.returncode == 143, err[-3000:]
-    ours = [line for line in err.splitlines() if line.startswith("geossl")]
-    assert len(ours) == 1 and err.strip().splitlines()[-1] == ours[0], err[-3000:]
-    assert "terminated (SIGTERM): stopped at step" in ours[0] and "--resume last" in ours[0]
+    ours = last_geossl_line(err)
+    assert "terminated (SIGTERM): stopped at step" in ours and "--resume last" in ours
     assert "Traceback" not in err
-    step = int(ours[0].split("stopped at step ")[1].split(";")[0])
+    step = int(ours.split("stopped at step ")[1].split(";")[0])
     ckpts = out / "checkpoints"
     assert step >= 3
     assert ckpt_step(ckpts / "last.ckpt") == step and ckpt_step(ckpts / f"step={step}.ckpt") == step

@@ -21,7 +21,16 @@ import pytest
 import yaml
 
 from geossl.cli import main
-from tests._cli_helpers import S2_AUG, TINY, ckpt_step, launch, one_line_error, wait_for
+from tests._cli_helpers import (
+    S2_AUG,
+    TINY,
+    ckpt_step,
+    last_geossl_line,
+    launch,
+    one_line_error,
+    stop_when,
+    wait_for,
+)
 
 
 def _loss_steps(metrics_csv: Path) -> list[int]:
@@ -300,25 +309,17 @@ def test_ctrl_c_saves_plots_and_exits_130(workers: int, tmp_path: Path, sen12ms:
             *S2_AUG, *TINY, "--workers", str(workers), "--ckpt-every", "3",
             "--max-steps", "100000"]
     proc = launch(args, start_new_session=True)
-    try:
-        wait_for(out / "checkpoints" / "step=3.ckpt", proc)
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = stop_when(out / "checkpoints" / "step=3.ckpt", proc,
+                    lambda: os.killpg(proc.pid, signal.SIGINT))
     assert proc.returncode == 130, err[-3000:]
-    ours = [line for line in err.splitlines() if line.startswith("geossl")]
-    assert len(ours) == 1 and err.strip().splitlines()[-1] == ours[0], err[-3000:]
-    assert "interrupted: stopped at step" in ours[0] and "--resume last" in ours[0]
+    ours = last_geossl_line(err)
+    assert "interrupted: stopped at step" in ours and "--resume last" in ours
     assert "Traceback" not in err
-    step = int(ours[0].split("stopped at step ")[1].split(";")[0])
+    step = int(ours.split("stopped at step ")[1].split(";")[0])
     assert step >= 3
     ckpts = out / "checkpoints"
     assert ckpt_step(ckpts / "last.ckpt") == step and ckpt_step(ckpts / f"step={step}.ckpt") == step
-    assert f"checkpoint {ckpts / f'step={step}.ckpt'}" in ours[0]
+    assert f"checkpoint {ckpts / f'step={step}.ckpt'}" in ours
     assert (out / "loss_curve.png").stat().st_size > 0
     assert _loss_steps(out / "logs" / "csv" / "metrics.csv")[-1] == step - 1
     assert (out / "config.yaml").is_file()
