@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from geossl.models.syncbn import CPULayerSync, CPUSyncBatchNorm
-from tests.test_ddp import _free_port
+from tests.test_ddp import run_ranks
 
 BATCH = 8
 
@@ -63,9 +62,7 @@ def _worker(rank: int, world: int, port: int, sync: bool, out: str) -> None:
 
 
 def _two_processes(sync: bool, out: Path) -> dict[str, torch.Tensor]:
-    mp.start_processes(_worker, args=(2, _free_port(), sync, str(out)), nprocs=2, join=True,
-                       start_method="fork")
-    return torch.load(out, weights_only=True)  # type: ignore[no-any-return]
+    return run_ranks(_worker, out, sync)  # type: ignore[no-any-return]
 
 
 def test_synced_batchnorm_on_two_cpu_processes_equals_one(tmp_path: Path) -> None:
