@@ -230,6 +230,19 @@ def test_user_registered_dataset(tmp_path: Path) -> None:
     assert not (tmp_path / "cmp" / "compare.png").exists()
 
 
+def assert_each_fails_in_one_line(base: list[str], cases: list[tuple[list[str], str]],
+                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``geossl compare BASE EXTRA --out O`` exits 2 with one error line holding the message and
+    writes no O, for each ``(EXTRA, message)`` of ``cases``."""
+    for extra, message in cases:
+        out = tmp_path / "o"
+        assert main(base + extra + ["--out", str(out)]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("geossl compare: error:") and message in err, err
+        assert len(err.splitlines()) == 1
+        assert not out.exists(), extra
+
+
 def test_bad_input_is_one_line_and_writes_nothing(eurosat: Path, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -242,13 +255,7 @@ def test_bad_input_is_one_line_and_writes_nothing(eurosat: Path, tmp_path: Path,
         (["--baselines", "scratch"], "needs a backbone"),
         ([], "no rows to compare"),
     ]
-    for extra, message in cases:
-        out = tmp_path / "o"
-        assert main(base + extra + ["--out", str(out)]) == 2, extra
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("geossl compare: error:") and message in err, err
-        assert len(err.splitlines()) == 1
-        assert not out.exists(), extra
+    assert_each_fails_in_one_line(base, cases, tmp_path, capsys)
     # named weights that are not on disk (offline), or a geossl without weights by name
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
     monkeypatch.setenv("GEOSSL_OFFLINE", "1")

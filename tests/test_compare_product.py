@@ -22,7 +22,13 @@ import torch
 import geossl.compare.rows as rows_mod
 from geossl.cli import main
 from geossl.compare.rows import parse_row
-from tests.test_compare import EUROSAT_BANDS, Spy, eurosat, write_checkpoint
+from tests.test_compare import (
+    EUROSAT_BANDS,
+    Spy,
+    assert_each_fails_in_one_line,
+    eurosat,
+    write_checkpoint,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 __all__ = ["eurosat"]  # the fixture, imported for pytest
@@ -208,13 +214,7 @@ def test_product_bad_input_is_one_line_exit_2_nothing_written(
                                  "protocol": "finetune"}])], "frozen features only"),
         (["--row", "product"], "needs 'product: PATH'"),
     ]
-    for extra, message in cases:
-        out = tmp_path / "o"
-        assert main(base + extra + ["--out", str(out)]) == 2, extra
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("geossl compare: error:") and message in err, err
-        assert len(err.splitlines()) == 1
-        assert not out.exists(), extra
+    assert_each_fails_in_one_line(base, cases, tmp_path, capsys)
     # the missing chip is named
     assert main([*base, "--row", f"short=product:{short}", "--out", str(tmp_path / "o")]) == 2
     assert f"e.g. {ids[0]}" in capsys.readouterr().err

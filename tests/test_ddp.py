@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -74,14 +76,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_simclr_ddp_matches_single_process(tmp_path: Path) -> None:
-    out = tmp_path / "ddp.pt"
-    # fork: the ranks inherit the imported modules (spawn would import torch, Lightning and
-    # timm again in each of them: most of this test's time on a small machine)
+def run_ranks(worker: Callable[..., None], out: Path, *args: Any, world: int = 2) -> Any:
+    """``worker(rank, world, port, *args, out)`` on ``world`` processes; what rank 0 saved in
+    ``out``.
+
+    fork: the ranks inherit the imported modules (spawn would import torch, Lightning and timm
+    again in each of them: most of a test's time on a small machine).
+    """
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True,
-                       start_method=method)
-    ddp = torch.load(out, weights_only=True)
+    mp.start_processes(worker, args=(world, _free_port(), *args, str(out)), nprocs=world,
+                       join=True, start_method=method)
+    return torch.load(out, weights_only=True)
+
+
+def test_simclr_ddp_matches_single_process(tmp_path: Path) -> None:
+    ddp = run_ranks(_worker, tmp_path / "ddp.pt")
 
     net, v1, v2 = _setup()
     loss = nt_xent(net(v1), net(v2), temperature=0.1)

@@ -527,15 +527,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def test_barlow_vicreg_ddp_match_one_process(tmp_path: Path) -> None:
     """Each rank holds half the batch: loss and gradients equal one process on all of it."""
-    import torch.multiprocessing as mp
+    from tests.test_ddp import run_ranks
 
-    from tests.test_ddp import _free_port
-
-    out = tmp_path / "ddp.pt"
-    start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True,
-                       start_method=start)
-    got = torch.load(out, weights_only=True)
+    got = run_ranks(_ddp_worker, tmp_path / "ddp.pt")
     for name in ("barlow", "vicreg"):
         net, x1, x2 = _ddp_setup()
         loss = _ddp_loss(name, net(x1), net(x2))

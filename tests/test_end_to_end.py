@@ -30,6 +30,7 @@ from torch import nn
 
 from geossl.checkpoint import load_encoder
 from geossl.cli import main
+from tests._cli_helpers import one_line_error
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
             "B12"]
@@ -102,15 +103,6 @@ def runs(data: dict[str, Path]) -> dict[str, Path]:
     """`geossl pretrain`, two steps on the TRAIN side of the split only, shared by the module
     (a configuration is trained when a test first asks for it, so `-k fusion` trains one)."""
     return _Runs(data)
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], command: str, *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"geossl {command}: error:"), err
-    assert len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,20 +180,20 @@ def test_export_bad_input(runs: dict[str, Path], data: dict[str, Path], tmp_path
                           capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "x.ckpt")
     assert main(["export", str(runs["geo"]), "--out", out]) == 2
-    _one_line_error(capsys, "export", "--sensor", "s1, s2")
+    one_line_error(capsys, "export", "--sensor", "s1, s2")
     assert main(["export", str(runs["geo"]), "--out", out, "--sensor", "s3"]) == 2
-    _one_line_error(capsys, "export", "unknown sensor 's3'")
+    one_line_error(capsys, "export", "unknown sensor 's3'")
     assert main(["export", str(runs["aug"]), "--out", out, "--sensor", "s1"]) == 2
-    _one_line_error(capsys, "export", "unknown sensor 's1'", "s2")
+    one_line_error(capsys, "export", "unknown sensor 's1'", "s2")
     assert main(["export", str(runs["fusion"]), "--out", out, "--sensor", "s2"]) == 2
-    _one_line_error(capsys, "export", "fusion", "stacked")
+    one_line_error(capsys, "export", "fusion", "stacked")
     # a non-linear band adapter cannot be folded: refused, or kept beside the backbone
     run = data["base"] / "run_nonlinear"
     assert main(["pretrain", *COMMON, *RUNS["aug"][:-1], "nonlinear", "--root",
                  str(data["root"]), "--out", str(run), "--max-steps", "1"]) == 0
     ckpt = str(run / "checkpoints" / "last.ckpt")
     assert main(["export", ckpt, "--out", out]) == 2
-    _one_line_error(capsys, "export", "--keep-adapter")
+    one_line_error(capsys, "export", "--keep-adapter")
     assert main(["export", ckpt, "--out", out, "--keep-adapter", "true"]) == 0
     blob = torch.load(out, weights_only=True)
     assert blob["hyper_parameters"]["in_channels"] == 3 and "geossl_adapter" in blob
@@ -309,16 +301,16 @@ def test_evaluate_bad_input(runs: dict[str, Path], data: dict[str, Path], tmp_pa
     base = ["--data", "sen12ms", "--root", str(data["root"]), "--splits", str(data["splits"]),
             "--out", str(tmp_path / "ev"), "--accelerator", "cpu", "--protocol", "knn"]
     assert main(["evaluate", str(runs["geo"]), *base, "--sensor", "s3"]) == 2
-    _one_line_error(capsys, "evaluate", "unknown sensor 's3'", "s1, s2")
+    one_line_error(capsys, "evaluate", "unknown sensor 's3'", "s1, s2")
     assert main(["evaluate", str(runs["geo"]), *base, "--sensor", "s1,s2"]) == 2
-    _one_line_error(capsys, "evaluate", "one sensor at a time")
+    one_line_error(capsys, "evaluate", "one sensor at a time")
     assert main(["evaluate", str(runs["aug"]), *base, "--sensor", "s1"]) == 2
-    _one_line_error(capsys, "evaluate", "unknown sensor 's1'")
+    one_line_error(capsys, "evaluate", "unknown sensor 's1'")
     # an RGB dataset for a 13-band encoder
     ucm = generate_ucmerced(tmp_path / "ucm", n_per_class=2, size=32)
     assert main(["evaluate", str(runs["aug"]), "--data", "ucmerced", "--root", str(ucm),
                  "--out", str(tmp_path / "ev2"), "--accelerator", "cpu"]) == 2
-    _one_line_error(capsys, "evaluate", "3 bands", "takes 13")
+    one_line_error(capsys, "evaluate", "3 bands", "takes 13")
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,10 +375,10 @@ def test_embed_bad_input(runs: dict[str, Path], tmp_path: Path,
     out = str(tmp_path / "x.zarr")
     assert main(["embed", str(runs["aug"]), str(tif), "--out", out, "--size", "32",
                  "--accelerator", "cpu"]) == 2
-    _one_line_error(capsys, "embed", "five.tif")
+    one_line_error(capsys, "embed", "five.tif")
     assert main(["embed", str(runs["geo"]), str(tif), "--out", out, "--sensor", "s3"]) == 2
-    _one_line_error(capsys, "embed", "unknown sensor 's3'")
+    one_line_error(capsys, "embed", "unknown sensor 's3'")
     named = _scene(tmp_path / "named.tif", bands=5)
     assert main(["embed", str(runs["aug"]), str(named), "--out", out, "--size", "32",
                  "--accelerator", "cpu"]) == 2
-    _one_line_error(capsys, "embed", "B06")
+    one_line_error(capsys, "embed", "B06")

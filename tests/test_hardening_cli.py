@@ -10,15 +10,7 @@ import pytest
 
 from geossl.cli import build_parser, main
 from geossl.config import PretrainConfig
-
-
-def _one_line(capsys: pytest.CaptureFixture[str], command: str, *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith(f"geossl {command}: error:"), err
-    for word in words:
-        assert word in err, err
-    return err
+from tests._cli_helpers import one_line_error
 
 
 def _parsed(*argv: str) -> PretrainConfig:
@@ -32,7 +24,7 @@ def test_a_bad_value_in_a_config_file_is_one_line(tmp_path: Path,
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_steps: notanumber\n")
     assert main(["pretrain", "--config", str(bad)]) == 2
-    _one_line(capsys, "pretrain", str(bad), "max_steps", "notanumber")
+    one_line_error(capsys, "pretrain", str(bad), "max_steps", "notanumber")
 
 
 def test_an_unknown_key_and_an_unknown_flag_are_one_line(
@@ -40,9 +32,9 @@ def test_an_unknown_key_and_an_unknown_flag_are_one_line(
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_stepz: 3\n")
     assert main(["pretrain", "--config", str(bad)]) == 2
-    _one_line(capsys, "pretrain", str(bad), "max_stepz")
+    one_line_error(capsys, "pretrain", str(bad), "max_stepz")
     assert main(["pretrain", "--max-stepz", "3"]) == 2
-    _one_line(capsys, "pretrain", "--max-stepz")
+    one_line_error(capsys, "pretrain", "--max-stepz")
 
 
 # item 12: YAML files --------------------------------------------------------------------------
@@ -51,7 +43,7 @@ def test_a_non_utf8_config_is_one_line(tmp_path: Path,
     bad = tmp_path / "latin1.yaml"
     bad.write_bytes("out: r\xe9sultats\n".encode("latin-1"))
     assert main(["pretrain", "--config", str(bad)]) == 2
-    _one_line(capsys, "pretrain", str(bad), "UTF-8")
+    one_line_error(capsys, "pretrain", str(bad), "UTF-8")
 
 
 def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path,
@@ -66,7 +58,7 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path,
     start = time.monotonic()
     assert main(["pretrain", "--config", str(bomb)]) == 2
     assert time.monotonic() - start < 10
-    _one_line(capsys, "pretrain", str(bomb), "alias")
+    one_line_error(capsys, "pretrain", str(bomb), "alias")
 
 
 def test_devices_as_an_integer_in_yaml_is_accepted(tmp_path: Path) -> None:
@@ -92,7 +84,7 @@ def test_batch_sizes_that_cannot_train_are_refused(size: str, tmp_path: Path,
     out = tmp_path / "run"
     assert main(["pretrain", "--root", str(tmp_path), "--out", str(out), "--batch-size", size,
                  "--max-steps", "2"]) == 2
-    _one_line(capsys, "pretrain", "--batch-size")
+    one_line_error(capsys, "pretrain", "--batch-size")
     assert not out.exists()
 
 
@@ -105,7 +97,7 @@ def test_sweep_out_a_file_and_bad_cells_are_one_line(tmp_path: Path,
     taken = tmp_path / "a_file"
     taken.write_text("mine\n")
     assert main(["sweep", str(spec), "--out", str(taken), "--dry-run"]) == 2
-    _one_line(capsys, "sweep", str(taken), "--out")
+    one_line_error(capsys, "sweep", str(taken), "--out")
     assert taken.read_text() == "mine\n"
 
     # devices as an integer: accepted, the dry run writes the cells
@@ -119,13 +111,13 @@ def test_sweep_out_a_file_and_bad_cells_are_one_line(tmp_path: Path,
     bad.write_text("pretrain: {method: simclr}\ngrid: {max_steps: [2, lots]}\n")
     for extra in (["--dry-run"], []):
         assert main(["sweep", str(bad), "--out", str(tmp_path / "bad"), *extra]) == 2
-        _one_line(capsys, "sweep", "max_steps=lots", "max_steps")
+        one_line_error(capsys, "sweep", "max_steps=lots", "max_steps")
     assert not (tmp_path / "bad").exists()
 
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("grid: {out: [r\xe9s]}\n".encode("latin-1"))
     assert main(["sweep", str(latin), "--out", str(tmp_path / "l"), "--dry-run"]) == 2
-    _one_line(capsys, "sweep", "UTF-8")
+    one_line_error(capsys, "sweep", "UTF-8")
 
 
 # item 12: demo --out a file, a damaged embed progress record ---------------------------------
@@ -133,7 +125,7 @@ def test_demo_out_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     taken = tmp_path / "a_file"
     taken.write_text("mine\n")
     assert main(["demo", "--out", str(taken)]) == 2
-    _one_line(capsys, "demo", str(taken), "--out")
+    one_line_error(capsys, "demo", str(taken), "--out")
     assert taken.read_text() == "mine\n"
 
 
@@ -169,17 +161,17 @@ def test_bench_outputs_are_checked_first(tmp_path: Path, capsys: pytest.CaptureF
     try:
         if (locked / "probe").parent.stat().st_mode & 0o200 == 0 and not _root_writes(locked):
             assert main(["bench", "train", "--out", str(locked / "out")]) == 2
-            _one_line(capsys, "bench", str(locked))
+            one_line_error(capsys, "bench", str(locked))
     finally:
         locked.chmod(0o700)
     folder = tmp_path / "a_folder"
     folder.mkdir()
     assert main(["bench", "splits", "--json", str(folder)]) == 2
-    _one_line(capsys, "bench", str(folder), "--json")
+    one_line_error(capsys, "bench", str(folder), "--json")
     taken = tmp_path / "a_file"
     taken.write_text("x")
     assert main(["bench", "train", "--out", str(taken)]) == 2
-    _one_line(capsys, "bench", str(taken), "--out")
+    one_line_error(capsys, "bench", str(taken), "--out")
 
 
 def _root_writes(folder: Path) -> bool:
@@ -220,5 +212,5 @@ def test_tile_zero_pixel_size_is_one_line(tmp_path: Path,
         f.write(np.ones((3, 64, 64), dtype="uint16"))
     out = tmp_path / "chips"
     assert main(["tile", str(tif), "--out", str(out), "--size", "32"]) == 2
-    _one_line(capsys, "tile", str(tif), "pixel size of zero")
+    one_line_error(capsys, "tile", str(tif), "pixel size of zero")
     assert not out.exists() or not any(out.rglob("*.tif"))

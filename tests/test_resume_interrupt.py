@@ -18,32 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 
 from geossl.cli import main
-
-TINY = ["--backbone", "test_resnet", "--batch-size", "4", "--workers", "0", "--accelerator",
-        "cpu", "--devices", "1", "--img-size", "16", "--log-every", "1"]
-S2_AUG = ["--method", "simclr", "--pairing", "aug", "--sensors", "s2"]
-
-
-def _step(path: Path) -> int:
-    return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+from tests._cli_helpers import (
+    S2_AUG,
+    TINY,
+    ckpt_step,
+    last_geossl_line,
+    launch,
+    one_line_error,
+    stop_when,
+    wait_for,
+)
 
 
 def _loss_steps(metrics_csv: Path) -> list[int]:
     """Steps of the rows holding a training loss, in file order."""
     with metrics_csv.open(newline="") as fh:
         return [int(float(r["step"])) for r in csv.DictReader(fh) if r.get("train/loss")]
-
-
-def _one_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("geossl pretrain: error:") and len(err.splitlines()) == 1, err
-    for word in words:
-        assert word in err, err
-    return err
 
 
 # --------------------------------------------------------------------------------------------
@@ -68,7 +61,7 @@ def test_resume_from_another_folder(tmp_path: Path, sen12ms: Path,
     assert main(["pretrain", "--config", str(run / "config.yaml"), "--resume", "last",
                  "--max-steps", "3"]) == 0
     assert f"resuming from {run / 'checkpoints'}" in capsys.readouterr().out
-    assert _step(run / "checkpoints" / "last.ckpt") == 3
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 3
     assert not any(other.iterdir())  # no new run started here
 
     # a run moved elsewhere still resumes in its own folder
@@ -76,7 +69,7 @@ def test_resume_from_another_folder(tmp_path: Path, sen12ms: Path,
     shutil.move(str(run), moved)
     assert main(["pretrain", "--config", str(moved / "config.yaml"), "--resume", "last",
                  "--max-steps", "4"]) == 0
-    assert _step(moved / "checkpoints" / "last.ckpt") == 4
+    assert ckpt_step(moved / "checkpoints" / "last.ckpt") == 4
     assert not any(other.iterdir()) and not run.exists()
 
 
@@ -98,7 +91,7 @@ def test_resume_with_an_older_relative_config(tmp_path: Path, sen12ms: Path,
     monkeypatch.chdir(other)
     assert main(["pretrain", "--config", str(config), "--resume", "last",
                  "--max-steps", "3"]) == 0
-    assert _step(work / "runs" / "a" / "checkpoints" / "last.ckpt") == 3
+    assert ckpt_step(work / "runs" / "a" / "checkpoints" / "last.ckpt") == 3
     assert not any(other.iterdir())
 
 
@@ -145,12 +138,12 @@ def test_failed_resume_keeps_the_config(simclr_run: Path, tmp_path: Path,
     capsys.readouterr()
     assert main(["pretrain", "--config", str(config), "--resume", "last",
                  "--method", "byol", "--max-steps", "3"]) == 2
-    _one_line(capsys, "simclr", "--method byol", str(run / "checkpoints"))
+    one_line_error(capsys, "pretrain", "simclr", "--method byol", str(run / "checkpoints"))
     assert config.read_bytes() == before
     # the documented recovery works: the config still describes the run
     assert main(["pretrain", "--config", str(config), "--resume", "last",
                  "--max-steps", "3"]) == 0
-    assert _step(run / "checkpoints" / "last.ckpt") == 3
+    assert ckpt_step(run / "checkpoints" / "last.ckpt") == 3
 
 
 def _bad_resume_files(simclr_run: Path, sen12ms: Path, folder: Path) -> dict[str, Path]:
@@ -191,7 +184,7 @@ def test_every_bad_resume_file_is_one_line(simclr_run: Path, sen12ms: Path, tmp_
         rc = main(["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
                    *S2_AUG, *TINY, "--max-steps", "3", "--resume", str(path)])
         assert rc == 2, what
-        _one_line(capsys, str(path), expect[what])
+        one_line_error(capsys, "pretrain", str(path), expect[what])
         assert not (out / "config.yaml").exists(), what
 
 
@@ -277,20 +270,6 @@ def test_kill_between_checkpoint_and_its_row_loses_no_row(tmp_path: Path, sen12m
         "last.ckpt", "step=2.ckpt", "step=4.ckpt", "step=6.ckpt"]  # no stale .pending left
 
 
-def _launch(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "geossl.cli", *args], env=env, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"exited early: {proc.communicate()[1][-2000:]}"
-        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_kill_resume_kill_resume_keeps_the_whole_history(tmp_path: Path, sen12ms: Path) -> None:
     """SIGKILL mid-run, resume, SIGKILL the resumed run, resume again: metrics.csv holds every
@@ -301,14 +280,14 @@ def test_kill_resume_kill_resume_keeps_the_whole_history(tmp_path: Path, sen12ms
     ckpts = out / "checkpoints"
     target = 4
     for _ in range(2):
-        proc = _launch([*args, "--max-steps", "100000", "--resume", "last"])
+        proc = launch([*args, "--max-steps", "100000", "--resume", "last"])
         try:
-            _wait_for(ckpts / f"step={target}.ckpt", proc)
+            wait_for(ckpts / f"step={target}.ckpt", proc)
             time.sleep(0.5)  # a few more steps, logged but not checkpointed
         finally:
             proc.kill()
             proc.communicate()
-        newest = max(_step(p) for p in ckpts.glob("*.ckpt"))
+        newest = max(ckpt_step(p) for p in ckpts.glob("*.ckpt"))
         target = newest + 4
     final = newest + 2
     done = subprocess.run([sys.executable, "-m", "geossl.cli", *args, "--max-steps",
@@ -329,26 +308,18 @@ def test_ctrl_c_saves_plots_and_exits_130(workers: int, tmp_path: Path, sen12ms:
     args = ["pretrain", "--data", "sen12ms", "--root", str(sen12ms), "--out", str(out),
             *S2_AUG, *TINY, "--workers", str(workers), "--ckpt-every", "3",
             "--max-steps", "100000"]
-    proc = _launch(args, start_new_session=True)
-    try:
-        _wait_for(out / "checkpoints" / "step=3.ckpt", proc)
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc = launch(args, start_new_session=True)
+    err = stop_when(out / "checkpoints" / "step=3.ckpt", proc,
+                    lambda: os.killpg(proc.pid, signal.SIGINT))
     assert proc.returncode == 130, err[-3000:]
-    ours = [line for line in err.splitlines() if line.startswith("geossl")]
-    assert len(ours) == 1 and err.strip().splitlines()[-1] == ours[0], err[-3000:]
-    assert "interrupted: stopped at step" in ours[0] and "--resume last" in ours[0]
+    ours = last_geossl_line(err)
+    assert "interrupted: stopped at step" in ours and "--resume last" in ours
     assert "Traceback" not in err
-    step = int(ours[0].split("stopped at step ")[1].split(";")[0])
+    step = int(ours.split("stopped at step ")[1].split(";")[0])
     assert step >= 3
     ckpts = out / "checkpoints"
-    assert _step(ckpts / "last.ckpt") == step and _step(ckpts / f"step={step}.ckpt") == step
-    assert f"checkpoint {ckpts / f'step={step}.ckpt'}" in ours[0]
+    assert ckpt_step(ckpts / "last.ckpt") == step and ckpt_step(ckpts / f"step={step}.ckpt") == step
+    assert f"checkpoint {ckpts / f'step={step}.ckpt'}" in ours
     assert (out / "loss_curve.png").stat().st_size > 0
     assert _loss_steps(out / "logs" / "csv" / "metrics.csv")[-1] == step - 1
     assert (out / "config.yaml").is_file()

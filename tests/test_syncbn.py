@@ -4,16 +4,15 @@ backbone as one process does on the whole batch; without it they do not."""
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from geossl.models.syncbn import CPULayerSync, CPUSyncBatchNorm
+from tests.test_ddp import run_ranks
 
 BATCH = 8
 
@@ -62,16 +61,8 @@ def _worker(rank: int, world: int, port: int, sync: bool, out: str) -> None:
         dist.destroy_process_group()
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _two_processes(sync: bool, out: Path) -> dict[str, torch.Tensor]:
-    mp.start_processes(_worker, args=(2, _port(), sync, str(out)), nprocs=2, join=True,
-                       start_method="fork")
-    return torch.load(out, weights_only=True)  # type: ignore[no-any-return]
+    return run_ranks(_worker, out, sync)  # type: ignore[no-any-return]
 
 
 def test_synced_batchnorm_on_two_cpu_processes_equals_one(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from affine import Affine
 from geossl.cli import main
 from geossl.io import LOCK_NAME, OUTPUT_MARKER
 from geossl.testing.checkpoints import random_simclr_checkpoint
+from tests._cli_helpers import one_line_error
 
 BANDS = ["B02", "B03", "B04", "B08"]
 REPO = Path(__file__).resolve().parents[1]
@@ -62,15 +63,6 @@ def _user_folder(folder: Path) -> dict[str, bytes]:
     return _snapshot(folder)
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], command: str, *words: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith(f"geossl {command}: error:"), err
-    for w in words:
-        assert w in err, err
-    return err
-
-
 # --------------------------------------------------------------------------------------------
 # item 1: a non-empty folder that is not the command's output is refused, nothing written
 # --------------------------------------------------------------------------------------------
@@ -80,7 +72,7 @@ def test_embed_refuses_a_user_folder_and_keeps_every_file(
     user = tmp_path / "mine"
     before = _user_folder(user)
     assert main(["embed", str(ckpt), str(scene), "--out", str(user), "--size", "32"]) == 2
-    _one_line_error(capsys, "embed", str(user), "neither empty nor an earlier output")
+    one_line_error(capsys, "embed", str(user), "neither empty nor an earlier output")
     assert _snapshot(user) == before
 
 
@@ -90,7 +82,7 @@ def test_embed_refuses_the_scene_folder(tmp_path: Path, ckpt: Path,
     scene = _scene(folder / "scene.tif")
     before = _snapshot(folder)
     assert main(["embed", str(ckpt), str(scene), "--out", str(folder), "--size", "32"]) == 2
-    _one_line_error(capsys, "embed", str(folder))
+    one_line_error(capsys, "embed", str(folder))
     assert _snapshot(folder) == before
 
 
@@ -101,7 +93,7 @@ def test_embed_cwd_is_refused(tmp_path: Path, ckpt: Path, monkeypatch: pytest.Mo
     before = _user_folder(cwd)
     monkeypatch.chdir(cwd)
     assert main(["embed", str(ckpt), str(scene), "--out", ".", "--size", "32"]) == 2
-    _one_line_error(capsys, "embed")
+    one_line_error(capsys, "embed")
     assert _snapshot(cwd) == before
 
 
@@ -148,7 +140,7 @@ def test_every_folder_command_refuses_a_user_folder(
     out = tmp_path / "mine"
     before = _user_folder(out)
     assert main(_refusal_args(command, tmp_path, out, ckpt)) == 2
-    _one_line_error(capsys, command, str(out))
+    one_line_error(capsys, command, str(out))
     assert _snapshot(out) == before
 
 
@@ -160,7 +152,7 @@ def test_output_of_another_command_is_refused(tmp_path: Path, ckpt: Path,
     capsys.readouterr()
     before = _snapshot(chips)
     assert main(["embed", str(ckpt), str(scene), "--out", str(chips), "--size", "32"]) == 2
-    _one_line_error(capsys, "embed", "output of geossl tile")
+    one_line_error(capsys, "embed", "output of geossl tile")
     assert _snapshot(chips) == before
 
 
@@ -171,7 +163,7 @@ def test_symlink_out_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[st
     link = tmp_path / "link"
     link.symlink_to(target)
     assert main(["tile", str(scene), "--out", str(link), "--size", "32"]) == 2
-    _one_line_error(capsys, "tile", "symbolic link")
+    one_line_error(capsys, "tile", "symbolic link")
     assert list(target.iterdir()) == []
 
 
@@ -186,7 +178,7 @@ def test_symlink_inside_an_earlier_output_is_refused(
     (chips / "scene").symlink_to(elsewhere)
     capsys.readouterr()
     assert main(["tile", str(scene), "--out", str(chips), "--size", "32"]) == 2
-    _one_line_error(capsys, "tile", "symbolic link")
+    one_line_error(capsys, "tile", "symbolic link")
     assert list(elsewhere.iterdir()) == []
 
 
@@ -194,7 +186,7 @@ def test_export_refuses_to_overwrite_its_checkpoint(
         ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = ckpt.read_bytes()
     assert main(["export", str(ckpt), "--out", str(ckpt)]) == 2
-    _one_line_error(capsys, "export", "input")
+    one_line_error(capsys, "export", "input")
     assert ckpt.read_bytes() == before
 
 
@@ -208,7 +200,7 @@ def test_split_refuses_to_overwrite_its_index(tmp_path: Path,
     capsys.readouterr()
     assert main(["split", "--index", str(index), "--strategy", "random", "--out",
                  str(index)]) == 2
-    _one_line_error(capsys, "split", "input")
+    one_line_error(capsys, "split", "input")
     assert index.read_bytes() == before
 
 
@@ -231,7 +223,7 @@ def test_url_outputs_are_refused_by_local_only_commands(
         "export": ["export", str(ckpt), "--out", url],
     }[command]
     assert main(args) == 2
-    _one_line_error(capsys, command, "URL")
+    one_line_error(capsys, command, "URL")
     assert not (tmp_path / "s3:").exists()
 
 
@@ -257,7 +249,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         assert main(["tile", str(scene), "--out", str(out), "--size", "32"]) == 2
-        _one_line_error(capsys, "tile", "in use by another geossl run", f"pid {holder.pid}")
+        one_line_error(capsys, "tile", "in use by another geossl run", f"pid {holder.pid}")
         assert not (out / "index.parquet").exists()
     finally:
         holder.kill()
@@ -277,7 +269,7 @@ def test_embed_refuses_to_resume_with_other_parameters(
     capsys.readouterr()
     assert main(["embed", str(ckpt), str(scene), "--out", str(out), "--size", "32",
                  "--stride", "16"]) == 2
-    _one_line_error(capsys, "embed", "stride")
+    one_line_error(capsys, "embed", "stride")
     assert _snapshot(out) == before
 
 
@@ -345,7 +337,7 @@ def test_tile_disk_full_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(geossl.io, "_write_file_bytes", full)
     assert main(["tile", str(scene), "--out", str(out), "--size", "32", "--min-valid",
                  "0"]) == 2
-    _one_line_error(capsys, "tile", f"no space left on {out}")
+    one_line_error(capsys, "tile", f"no space left on {out}")
     assert not (out / "index.parquet").exists()
     assert _zero_byte_or_unreadable(out) == [] and not list(out.rglob("*.part"))
     monkeypatch.setattr(geossl.io, "_write_file_bytes", real_write)
@@ -372,7 +364,7 @@ def test_embed_disk_full_simulated(tmp_path: Path, ckpt: Path, monkeypatch: pyte
     monkeypatch.setattr(zarr.storage.LocalStore, "set", full)
     assert main(["embed", str(ckpt), str(scene), "--out", str(out), "--size", "32",
                  "--block-rows", "1"]) == 2
-    _one_line_error(capsys, "embed", f"no space left on {out}")
+    one_line_error(capsys, "embed", f"no space left on {out}")
     assert calls["n"] >= 1
     monkeypatch.setattr(zarr.storage.LocalStore, "set", real_set)
     assert main(["embed", str(ckpt), str(scene), "--out", str(out), "--size", "32",

@@ -78,6 +78,14 @@ def _latencies(fn: Callable[[np.ndarray], np.ndarray], q: np.ndarray) -> tuple[l
     return lat, np.stack(found)
 
 
+def _record(method: str, params: str, build_s: float, lat: Sequence[float], recall: float,
+            memory_mb: float, **extra: Any) -> dict[str, Any]:
+    """One row of the table: the latencies' p50 and p99 (ms) next to what was measured."""
+    return {"method": method, "params": params, "build_s": build_s,
+            "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
+            "recall@10": recall, "memory_mb": memory_mb, **extra}
+
+
 def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Mean fraction of the true top-``k`` found."""
     return float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(found, truth)]))
@@ -104,10 +112,7 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
     xn = normalise(x)
     build_exact = time.perf_counter() - t
     lat, truth = _latencies(lambda v: exact_topk(xn, v, k)[0], q)
-    records.append({"method": "exact (numpy)", "params": "", "build_s": build_exact,
-                    "p50_ms": float(np.percentile(lat, 50)),
-                    "p99_ms": float(np.percentile(lat, 99)), "recall@10": 1.0,
-                    "memory_mb": xn.nbytes / 2**20})
+    records.append(_record("exact (numpy)", "", build_exact, lat, 1.0, xn.nbytes / 2**20))
     log(f"  exact: p50 {records[0]['p50_ms']:.2f} ms")
     # ANN: faiss HNSW, the index geossl search builds
     faiss.omp_set_num_threads(threads)
@@ -125,12 +130,9 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
             return ann_topk(index, v, k, ef_search=ef)[0]
 
         lat, found = _latencies(ann, q)
-        records.append({"method": "ANN faiss HNSW", "params": f"M={m} efC={ef_construction} "
-                        f"efS={ef}", "build_s": build_ann,
-                        "p50_ms": float(np.percentile(lat, 50)),
-                        "p99_ms": float(np.percentile(lat, 99)),
-                        "recall@10": recall_at(found, truth, k),
-                        "memory_mb": size_mb, "rss_growth_mb": grown, "ef_search": ef})
+        records.append(_record("ANN faiss HNSW", f"M={m} efC={ef_construction} efS={ef}",
+                               build_ann, lat, recall_at(found, truth, k), size_mb,
+                               rss_growth_mb=grown, ef_search=ef))
     index = None  # free the index before usearch builds its own
     if with_usearch:
         from usearch.index import Index
@@ -150,13 +152,11 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
                 return np.pad(keys, (0, k - len(keys)), constant_values=-1)
 
             lat, found = _latencies(one, q)
-            records.append({"method": "ANN usearch HNSW", "params": f"conn={m // 2} "
-                            f"efC={ef_construction} efS={ef}", "build_s": build_u,
-                            "p50_ms": float(np.percentile(lat, 50)),
-                            "p99_ms": float(np.percentile(lat, 99)),
-                            "recall@10": recall_at(found, truth, k),
-                            "memory_mb": float(u.memory_usage) / 2**20,
-                            "rss_growth_mb": grown, "ef_search": ef})
+            records.append(_record("ANN usearch HNSW",
+                                   f"conn={m // 2} efC={ef_construction} efS={ef}", build_u,
+                                   lat, recall_at(found, truth, k),
+                                   float(u.memory_usage) / 2**20, rss_growth_mb=grown,
+                                   ef_search=ef))
     load1 = os.getloadavg()
     base = records[0]["p50_ms"]
     lines = ["| method | params | build s | p50 ms | p99 ms | recall@10 | memory MB | "

@@ -121,3 +121,57 @@ def band_list(value: Any) -> list[str] | None:
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
     return [str(v).strip() for v in items if str(v).strip()] or None
+
+
+def add_split_names(parser: ArgumentParser) -> None:
+    """Add ``--train-split`` / ``--test-split`` (the sides of a saved or the dataset's split)."""
+    parser.add_argument("--train-split", type=str, default="train",
+                        help="name of the training side in --splits or the dataset's own split")
+    parser.add_argument("--test-split", type=str, default="test",
+                        help="name of the test side in --splits or the dataset's own split")
+
+
+def add_extraction(parser: ArgumentParser) -> None:
+    """Add ``--batch-size``, ``--accelerator`` and ``--bf16`` of feature extraction."""
+    parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
+    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
+    parser.add_argument("--bf16", default=False, help="bf16 autocast", **FLAG)
+
+
+def add_finetune(parser: ArgumentParser, steps_help: str) -> None:
+    """Add ``--finetune-steps``, ``--finetune-lr`` and ``--finetune-batch-size``.
+
+    Args:
+        parser: the subcommand's parser.
+        steps_help: help of ``--finetune-steps`` (which rows or encoders the steps are of).
+    """
+    parser.add_argument("--finetune-steps", type=int, default=200, help=steps_help)
+    parser.add_argument("--finetune-lr", type=float, default=1e-3,
+                        help="learning rate of the fine-tuned and from-scratch encoders")
+    parser.add_argument("--finetune-batch-size", type=int, default=64,
+                        help="batch size of the fine-tuned and from-scratch encoders")
+
+
+def get(cfg: Any, name: str) -> Any:
+    """``cfg[name]``, also when the parser keeps the flag's dashed spelling (``batch-size``)."""
+    return cfg.get(name, cfg.get(name.replace("_", "-")))
+
+
+def ints(value: Any) -> list[int] | None:
+    """``"10,50"`` (or ``10``, or ``[10, 50]``) -> ``[10, 50]``; ``None`` or ``""`` -> ``None``.
+
+    Raises:
+        ConfigError: a value that is not comma-separated integers.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    from geossl.errors import ConfigError
+
+    try:
+        return [int(t) for t in str(value).split(",") if t.strip()]
+    except ValueError as err:
+        raise ConfigError(f"expected comma-separated integers, got {value!r}") from err

@@ -45,6 +45,8 @@ from typing import Any
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
+from geossl.commands._common import ints as _ints
 
 NAME = "compare"
 HELP = "compare representations (own SSL, foundation weights, baselines) on the same label draws"
@@ -86,10 +88,7 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--task", type=str | list[str] | None, default=None,
                         help="binary task(s) scored next to the classes: farmland "
                              "(BigEarthNet) or NAME=Class A;Class B")
-    parser.add_argument("--train-split", type=str, default="train",
-                        help="name of the training side in --splits or the dataset's own split")
-    parser.add_argument("--test-split", type=str, default="test",
-                        help="name of the test side in --splits or the dataset's own split")
+    _common.add_split_names(parser)
     parser.add_argument("--labels-per-class", type=str | int | list[int] | None, default=None,
                         help="label budget(s) per class, e.g. 10 or 10,50")
     parser.add_argument("--labels", type=str | int | list[int] | None, default=None,
@@ -103,36 +102,10 @@ def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument("--backbone", type=str | None, default=None,
                         help="architecture of random/scratch rows (default: that of the first "
                              "ckpt/weights row)")
-    parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
-    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
-    parser.add_argument("--finetune-steps", type=int, default=200,
-                        help="steps of scratch (and protocol finetune) rows")
-    parser.add_argument("--finetune-lr", type=float, default=1e-3,
-                        help="learning rate of the fine-tuned and from-scratch encoders")
-    parser.add_argument("--finetune-batch-size", type=int, default=64,
-                        help="batch size of the fine-tuned and from-scratch encoders")
+    _common.add_extraction(parser)
+    _common.add_finetune(parser, steps_help="steps of scratch (and protocol finetune) rows")
     parser.add_argument("--no-plots", default=False, help="skip compare.png", **_common.FLAG)
     _common.add_workers(parser)
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
-
-
-def _ints(value: Any) -> list[int] | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, list):
-        return [int(v) for v in value]
-    from geossl.errors import ConfigError
-
-    try:
-        return [int(t) for t in str(value).split(",") if t.strip()]
-    except ValueError as err:
-        raise ConfigError(f"expected comma-separated integers, got {value!r}") from err
 
 
 def collect_rows(cfg: Namespace) -> list[Any]:

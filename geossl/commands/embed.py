@@ -20,11 +20,10 @@ continues an interrupted run.
 
 from __future__ import annotations
 
-from typing import Any
-
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
 
 NAME = "embed"
 HELP = ("embedding cube (zarr), GeoParquet / COG products and k-means cluster map (GeoTIFF) "
@@ -70,10 +69,6 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_workers(parser)
     _common.add_scheduler(parser)
     _common.add_scheduler_file(parser)
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
 def run(cfg: Namespace) -> int:

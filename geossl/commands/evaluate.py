@@ -34,6 +34,8 @@ from typing import Any
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
+from geossl.commands._common import ints as _ints
 
 NAME = "evaluate"
 HELP = "evaluate a checkpoint (linear, knn, finetune, cluster) with label budgets and seeds"
@@ -76,10 +78,7 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="binary task(s) scored next to the classes: farmland (BigEarthNet) "
                              "or NAME=Class A;Class B (positive when a sample has any of them); "
                              "a list in YAML")
-    parser.add_argument("--train-split", type=str, default="train",
-                        help="name of the training side in --splits or the dataset's own split")
-    parser.add_argument("--test-split", type=str, default="test",
-                        help="name of the test side in --splits or the dataset's own split")
+    _common.add_split_names(parser)
     parser.add_argument("--labels-per-class", type=str | None, default=None,
                         help="label budget(s) per class, e.g. 10 or 10,50")
     parser.add_argument("--labels", type=str | None, default=None,
@@ -92,32 +91,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                              "encoder a subset such as s2 (default: all, stacked)")
     parser.add_argument("--backbone", type=str | None, default=None,
                         help="timm backbone for CKPT 'random' (or a plain state-dict file)")
-    parser.add_argument("--batch-size", type=int, default=256, help="extraction batch size")
-    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--bf16", default=False, help="bf16 autocast", **_common.FLAG)
-    parser.add_argument("--finetune-steps", type=int, default=200,
-                        help="optimiser steps of the fine-tuned and from-scratch encoders")
-    parser.add_argument("--finetune-lr", type=float, default=1e-3,
-                        help="learning rate of the fine-tuned and from-scratch encoders")
-    parser.add_argument("--finetune-batch-size", type=int, default=64,
-                        help="batch size of the fine-tuned and from-scratch encoders")
+    _common.add_extraction(parser)
+    _common.add_finetune(
+        parser, steps_help="optimiser steps of the fine-tuned and from-scratch encoders")
     parser.add_argument("--no-plots", default=False, help="skip the PNGs", **_common.FLAG)
     _common.add_workers(parser)
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
-
-
-def _ints(text: Any) -> list[int] | None:
-    if text is None or text == "":
-        return None
-    from geossl.errors import ConfigError
-
-    try:
-        return [int(t) for t in str(text).split(",") if t.strip()]
-    except ValueError as err:
-        raise ConfigError(f"expected comma-separated integers, got {text!r}") from err
 
 
 def run(cfg: Namespace) -> int:

@@ -17,10 +17,9 @@ EMBEDDINGS.faiss, reused while the embeddings are unchanged (content hash).
 
 from __future__ import annotations
 
-from typing import Any
-
 from jsonargparse import ArgumentParser, Namespace
 
+from geossl.commands._common import get as _get
 from geossl.errors import ConfigError
 
 NAME = "search"
@@ -53,10 +52,6 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="ANN index file (default EMBEDDINGS.faiss)")
     parser.add_argument("--column", type=str, default="embedding",
                         help="vector column of a GeoParquet product")
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
 def _floats(text: str, flag: str, n: int) -> list[float]:

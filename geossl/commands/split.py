@@ -20,6 +20,7 @@ from typing import Any
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
 
 NAME = "split"
 HELP = "overlap-aware train/val/test splits of chips, with a leakage report"
@@ -64,10 +65,6 @@ def add_arguments(parser: ArgumentParser) -> None:
                     help="split file to write: .json (chip ids) or .parquet (GeoParquet)")
     parser.add_argument("--report", default=False, **_common.FLAG,
                         help="print the leakage report between the splits")
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
 def _numbers(flag: str, value: Any) -> list[float]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
 
 NAME = "stats"
 HELP = "per-band statistics of a dataset (for normalisation)"
@@ -51,10 +51,6 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_workers(parser)
     _common.add_scheduler(parser)
     _common.add_scheduler_file(parser)
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
 def run(cfg: Namespace) -> int:

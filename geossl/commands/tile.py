@@ -27,6 +27,7 @@ from typing import Any
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands import _common
+from geossl.commands._common import get as _get
 
 NAME = "tile"
 HELP = "cut scenes into GeoTIFF chips plus a GeoParquet chip index"
@@ -64,10 +65,6 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_workers(parser)
     _common.add_scheduler(parser)
     _common.add_scheduler_file(parser)
-
-
-def _get(cfg: Namespace, name: str) -> Any:
-    return cfg.get(name, cfg.get(name.replace("_", "-")))
 
 
 def _scene_list(value: Any) -> list[str]:

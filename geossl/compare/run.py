@@ -48,10 +48,9 @@ from geossl.eval.budgets import Budget, draw_budget, mean_std
 from geossl.eval.data import auto_split, resolve
 from geossl.eval.features import label_of
 from geossl.eval.paired import paired_difference
-from geossl.eval.predictions import Relabelled
 from geossl.eval.report import format_cell
 from geossl.eval.run import MAIN_TASK, score
-from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
+from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
 from geossl.io import atomic_write_text, check_writable, jsonable
 
 #: files of a comparison, in ``out``
@@ -244,13 +243,10 @@ def compare(
     task_views = [TaskView(MAIN_TASK, train_labels, test_labels, num_classes, classes, dataset)]
     notes = list(resolved.notes)
     for task in binary_tasks:
-        tr, note_tr = task_targets(task, dataset, train_pos, train_labels)
-        te, note_te = task_targets(task, dataset, test_pos, test_labels)
-        notes += list(dict.fromkeys(n for n in (note_tr, note_te) if n))
-        relabel = {int(p): int(y) for p, y in zip(train_pos, tr.tolist())}
-        relabel.update({int(p): int(y) for p, y in zip(test_pos, te.tolist())})
-        task_views.append(TaskView(task.name, tr, te, 2, task.class_names,
-                                   Relabelled(dataset, relabel, task.class_names)))
+        tr, te, task_notes, relabelled = task_sides(task, dataset, train_pos, train_labels,
+                                                    test_pos, test_labels)
+        notes += list(dict.fromkeys(task_notes))
+        task_views.append(TaskView(task.name, tr, te, 2, task.class_names, relabelled))
 
     runs: list[dict[str, Any]] = []
     draws: list[dict[str, Any]] = []

@@ -58,9 +58,9 @@ from geossl.eval.finetune import finetune
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
-from geossl.eval.predictions import Relabelled, write_predictions
+from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
-from geossl.eval.tasks import BinaryTask, parse_tasks, task_targets
+from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
 from geossl.io import check_output, mark_output
 
 #: protocols ``evaluate`` knows
@@ -337,14 +337,11 @@ def evaluate(
                           list(classes) if classes is not None else None, dataset)]
     task_notes: list[str] = []
     for task in binary_tasks:
-        tr, note_tr = task_targets(task, dataset, train_pos, train_labels)
         te_source = test_labels if test_labels is not None else _labels(dataset, test_pos)
-        te, note_te = task_targets(task, dataset, test_pos, te_source)
-        task_notes += list(dict.fromkeys(n for n in (note_tr, note_te) if n))
-        relabel = {int(p): int(y) for p, y in zip(train_pos, tr.tolist())}
-        relabel.update({int(p): int(y) for p, y in zip(test_pos, te.tolist())})
-        task_sets.append(_TaskSet(task.name, tr, te, 2, task.class_names,
-                                  Relabelled(dataset, relabel, task.class_names)))
+        tr, te, notes, relabelled = task_sides(task, dataset, train_pos, train_labels,
+                                               test_pos, te_source)
+        task_notes += list(dict.fromkeys(notes))
+        task_sets.append(_TaskSet(task.name, tr, te, 2, task.class_names, relabelled))
 
     budgets = [Budget(per_class=k) for k in _as_list(labels_per_class)]
     budgets += [Budget(total=n) for n in _as_list(labels_total)]

@@ -36,6 +36,7 @@ from torch.utils.data import ConcatDataset
 
 from geossl.datasets.bands import SelectBands
 from geossl.errors import ConfigError
+from geossl.eval.predictions import Relabelled
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,40 @@ def task_targets(
     if all(i is not None for i in found):
         return _from_labels(labels, [int(i) for i in found if i is not None]), None
     return _finer(task, dataset, positions, labels, classes, found)
+
+
+def task_sides(
+    task: BinaryTask,
+    dataset: Any,
+    train_pos: Sequence[int],
+    train_labels: torch.Tensor,
+    test_pos: Sequence[int],
+    test_labels: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, list[str], Relabelled]:
+    """The task's targets of both sides of a split, and the dataset relabelled with them.
+
+    Args:
+        task: the task.
+        dataset: the evaluation dataset.
+        train_pos: positions of the training side in ``dataset``.
+        train_labels: the dataset's own labels of those samples.
+        test_pos: positions of the test side.
+        test_labels: the dataset's own labels of those samples.
+
+    Returns:
+        ``(train targets, test targets, notes, relabelled dataset)``: the notes of
+        :func:`task_targets` (none, one or both sides'), the dataset whose samples at those
+        positions carry the task's 0/1 ``label``.
+
+    Raises:
+        ConfigError: as :func:`task_targets`.
+    """
+    tr, note_tr = task_targets(task, dataset, train_pos, train_labels)
+    te, note_te = task_targets(task, dataset, test_pos, test_labels)
+    relabel = {int(p): int(y) for p, y in zip(train_pos, tr.tolist())}
+    relabel.update({int(p): int(y) for p, y in zip(test_pos, te.tolist())})
+    notes = [n for n in (note_tr, note_te) if n]
+    return tr, te, notes, Relabelled(dataset, relabel, task.class_names)
 
 
 def _from_labels(labels: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 from torch import Tensor
 
 from geossl.errors import ConfigError
-from geossl.methods.base import SSLMethod
+from geossl.methods.base import OptionsT, SSLMethod
 from geossl.methods.losses import barlow_twins_loss
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
@@ -46,7 +46,40 @@ class BarlowTwinsOptions(MethodOptions):
             raise ConfigError(f"lambda_offdiag must be >= 0, got {self.lambda_offdiag}")
 
 
-class BarlowTwins(SSLMethod[BarlowTwinsOptions]):
+class _ProjectorOptions(Protocol):
+    """The projector options of :class:`PairProjectorMethod`'s options."""
+
+    @property
+    def proj_dim(self) -> int: ...
+    @property
+    def proj_hidden(self) -> int: ...
+    @property
+    def proj_layers(self) -> int: ...
+
+
+class PairProjectorMethod(SSLMethod[OptionsT]):
+    """Base of the methods whose two views go through one batch-norm projector.
+
+    Barlow Twins and VICReg: a positive pair is all their losses need, so every pairing mode
+    serves; their options carry ``proj_dim``, ``proj_hidden`` and ``proj_layers``.
+    """
+
+    #: a positive pair is all the loss needs: every mode that makes one
+    pairings = PAIRING_MODES
+
+    def build_heads(self) -> None:
+        """The projector (Linear-BN-ReLU blocks, then Linear)."""
+        o = cast(_ProjectorOptions, self.options)
+        self.projector = ProjectionHead(self.encoder.num_features, o.proj_hidden, o.proj_dim,
+                                        num_layers=o.proj_layers, batch_norm=True)
+
+    def project_pair(self, view1: View, view2: View) -> tuple[Tensor, Tensor]:
+        """The two views encoded (:meth:`encode_pair`), then projected."""
+        h1, h2 = self.encode_pair(view1, view2)
+        return self.projector(h1), self.projector(h2)
+
+
+class BarlowTwins(PairProjectorMethod[BarlowTwinsOptions]):
     """Barlow Twins over every pairing mode (a positive pair is all it needs).
 
     ``geo``: view 1 is the first sensor (e.g. S1), view 2 the second (S2) of the same place,
@@ -57,21 +90,12 @@ class BarlowTwins(SSLMethod[BarlowTwinsOptions]):
     """
 
     method_name = "barlow"
-    #: a positive pair is all the loss needs: every mode that makes one
-    pairings = PAIRING_MODES
     options_type = BarlowTwinsOptions
     default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6)
-
-    def build_heads(self) -> None:
-        """The projector (Linear-BN-ReLU blocks, then Linear)."""
-        o = self.options
-        self.projector = ProjectionHead(self.encoder.num_features, o.proj_hidden, o.proj_dim,
-                                        num_layers=o.proj_layers, batch_norm=True)
 
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Barlow Twins loss of the two projected views."""
-        h1, h2 = self.encode_pair(view1, view2)
-        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = self.project_pair(view1, view2)
         return barlow_twins_loss(z1, z2, self.options.lambda_offdiag), {}

@@ -17,12 +17,10 @@ from typing import Any
 from torch import Tensor
 
 from geossl.errors import ConfigError
-from geossl.methods.base import SSLMethod
+from geossl.methods.barlow import PairProjectorMethod
 from geossl.methods.losses import vicreg_terms
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
-from geossl.models import ProjectionHead
-from geossl.pairing import PAIRING_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,32 +50,25 @@ class VICRegOptions(MethodOptions):
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
-class VICReg(SSLMethod[VICRegOptions]):
+class VICReg(PairProjectorMethod[VICRegOptions]):
     """VICReg over every pairing mode (a positive pair is all it needs).
 
-    The views per mode are those of :class:`~geossl.methods.barlow.BarlowTwins`.
+    The views per mode are those of :class:`~geossl.methods.barlow.BarlowTwins`; the expander
+    (Linear-BN-ReLU blocks, then Linear) is :class:`~geossl.methods.barlow.PairProjectorMethod`'s
+    projector.
 
     Optimiser defaults: LARS, lr 0.2 per 256 samples, weight decay 1e-6, as in the paper.
     """
 
     method_name = "vicreg"
-    #: a positive pair is all the loss needs: every mode that makes one
-    pairings = PAIRING_MODES
     options_type = VICRegOptions
     default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1e-6)
-
-    def build_heads(self) -> None:
-        """The expander (Linear-BN-ReLU blocks, then Linear)."""
-        o = self.options
-        self.projector = ProjectionHead(self.encoder.num_features, o.proj_hidden, o.proj_dim,
-                                        num_layers=o.proj_layers, batch_norm=True)
 
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """VICReg loss of the two projected views; its three terms are logged unweighted."""
-        h1, h2 = self.encode_pair(view1, view2)
-        z1, z2 = self.projector(h1), self.projector(h2)
+        z1, z2 = self.project_pair(view1, view2)
         o = self.options
         inv, var, cov = vicreg_terms(z1, z2)
         loss = o.sim_coeff * inv + o.std_coeff * var + o.cov_coeff * cov
