@@ -92,7 +92,7 @@ def test_batch_sizes_that_cannot_train_are_refused(size: str, tmp_path: Path,
 def test_sweep_out_a_file_and_bad_cells_are_one_line(tmp_path: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "sweep.yaml"
-    spec.write_text("pretrain: {method: simclr, devices: 1, max_steps: 2}\n"
+    spec.write_text("pretrain: {method: simclr, devices: 1, max_steps: 2, lr: 0.1}\n"
                     "grid: {batch_size: [4, 8]}\n")
     taken = tmp_path / "a_file"
     taken.write_text("mine\n")

@@ -19,7 +19,8 @@ import pytest
 import rasterio
 
 from geossl.cli import main
-from tests.test_write_safety import BANDS, _one_line_error, _scene
+from tests._cli_helpers import one_line_error
+from tests.test_write_safety import BANDS, _scene
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -121,7 +122,7 @@ def test_embed_writes_a_zarr_cube_to_s3(s3: str, tmp_path: Path,
     assert "(0 blocks written, 3 already done)" in capsys.readouterr().out
     # other parameters: refused, the store unchanged
     assert main(["embed", *args, "--stride", "16", "--out", url]) == 2
-    _one_line_error(capsys, "embed", "stride")
+    one_line_error(capsys, "embed", "stride")
     # the cluster map beside the store, on the object store too
     assert main(["embed", *args, "--out", url, "--clusters", "2"]) == 0
     with rasterio.MemoryFile(_fs().cat_file("bucket/cube_clusters.tif")) as mem, \
@@ -137,7 +138,7 @@ def test_a_prefix_with_other_objects_is_refused(s3: str, tmp_path: Path,
     fs.pipe_file("bucket/mine/report.pdf", b"%PDF precious")
     scene = _scene(tmp_path / "scene.tif")
     assert main(["tile", str(scene), "--out", f"{s3}/mine", "--size", "32"]) == 2
-    _one_line_error(capsys, "tile", "neither empty nor an earlier output")
+    one_line_error(capsys, "tile", "neither empty nor an earlier output")
     assert fs.find("bucket/mine") == ["bucket/mine/report.pdf"]
     assert fs.cat_file("bucket/mine/report.pdf") == b"%PDF precious"
 
@@ -146,7 +147,7 @@ def test_a_missing_bucket_is_one_line(s3: str, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     scene = _scene(tmp_path / "scene.tif")
     assert main(["tile", str(scene), "--out", "s3://no-such-bucket/chips", "--size", "32"]) == 2
-    _one_line_error(capsys, "tile", "no-such-bucket", "does not exist")
+    one_line_error(capsys, "tile", "no-such-bucket", "does not exist")
 
 
 def test_a_failed_upload_is_one_line(s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -170,6 +171,6 @@ def test_a_failed_upload_is_one_line(s3: str, tmp_path: Path, monkeypatch: pytes
         assert main(["tile", str(scene), "--out", f"{s3}/denied", "--size", "32"]) == 2
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
-    _one_line_error(capsys, "tile", "cannot write to the object store", "Access Denied")
+    one_line_error(capsys, "tile", "cannot write to the object store", "Access Denied")
     assert calls["n"] > 3
     assert not _fs().exists("bucket/denied/index.parquet")
