@@ -101,3 +101,20 @@ def test_data_default_needs_the_environment_variable(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no Major-TOM cell" in err[0] and "nowhere" in err[0]
     assert not (tmp_path / "c").exists()
+
+
+def test_cache_that_is_a_user_folder_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runs remove their own earlier outputs in --cache: a user's folder is refused first."""
+    from geossl.cli import main
+    from tests.data.chips.data import generate_major_tom
+
+    generate_major_tom(tmp_path / "mt", size10=48)
+    mine = tmp_path / "mine"
+    (mine / "tile_0").mkdir(parents=True)
+    (mine / "tile_0" / "notes.txt").write_text("keep me\n")
+    assert main(["bench", "scale", "--cache", str(mine), "--data", str(tmp_path / "mt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(mine) in err[0], err
+    assert (mine / "tile_0" / "notes.txt").read_text() == "keep me\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["tile_0"]

@@ -313,8 +313,12 @@ def bench_scale(cache: str | Path, data: str | Path | None = None,
     torch.set_num_threads(1)
     data = Path(data) if data is not None else default_data()
     _cells(data)  # before anything runs: a wrong folder is one line
-    cache = Path(cache)
-    cache.mkdir(parents=True, exist_ok=True)
+    from geossl.io import check_output, mark_output
+
+    # the runs below remove their own earlier outputs inside the cache: never a user's folder
+    # (absent, empty or an earlier cache of this benchmark)
+    cache = Path(check_output(cache, "bench", flag="--cache"))
+    mark_output(cache, "bench")
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "repeats": repeats}
     if not skip_floor:
         result["floor"] = bench_floor(cache, data, repeats, size)
