@@ -254,7 +254,7 @@ def test_example_config_builds_the_dataset(v2: tuple[Path, list[str]]) -> None:
     import yaml
 
     root, ids = v2
-    conf = Path(__file__).parents[1] / "geossl/conf/data/bigearthnet.yaml"
+    conf = Path(__file__).parents[1] / "conf/data/bigearthnet.yaml"
     cfg = yaml.safe_load(conf.read_text())
     module, name = cfg["class_path"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)

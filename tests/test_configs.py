@@ -19,13 +19,75 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_list_configs_is_every_shipped_yaml() -> None:
     found = {c.name: c for c in configs.list_configs()}
-    files = sorted((REPO / "geossl" / "conf").rglob("*.yaml"))
+    files = sorted((REPO / "conf").rglob("*.yaml"))
     assert len(found) == len(files) >= 20
     assert found["pretrain/moco_sen12ms_geo"].path == (
-        REPO / "geossl" / "conf" / "pretrain" / "moco_sen12ms_geo.yaml")
+        REPO / "conf" / "pretrain" / "moco_sen12ms_geo.yaml")
     assert found["pretrain/moco_sen12ms_geo"].summary.startswith("MoCo v2 on SEN12MS")
     assert found["tile"].summary.startswith("geossl tile: cut scenes")  # usage lines skipped
     assert all(c.summary for c in found.values())
+
+
+def test_the_checkout_reads_the_top_level_conf() -> None:
+    """From a checkout (PYTHONPATH or an editable install): the one copy in the top-level conf/."""
+    assert configs.conf_dir() == REPO / "conf" == configs.CONF_DIR
+    assert not list((REPO / "geossl").rglob("*.yaml"))  # no second copy inside the package
+    from geossl.conf import studies
+
+    assert studies.EXPERIMENTS_DIR == REPO / "conf" / "experiments"
+
+
+def _layout(root: Path, *, packaged: bool, checkout: bool, pyproject: bool = True) -> Path:
+    """A ``geossl/`` package folder under ``root``; with a wheel's ``_conf`` and/or a checkout's
+    ``conf/`` (one config each, so the test can tell which copy was found)."""
+    package = root / "geossl"
+    package.mkdir(parents=True)
+    if packaged:
+        (package / "_conf" / "pretrain").mkdir(parents=True)
+        (package / "_conf" / "pretrain" / "a.yaml").write_text("method: simclr\n")
+    if checkout:
+        (root / "conf" / "pretrain").mkdir(parents=True)
+        (root / "conf" / "pretrain" / "b.yaml").write_text("method: moco\n")
+    if pyproject:
+        (root / "pyproject.toml").write_text("[project]\nname = 'geossl'\n")
+    return package
+
+
+def test_locate_conf_prefers_the_packaged_copy(tmp_path: Path) -> None:
+    # an installed wheel: geossl/_conf (site-packages has no pyproject.toml beside it)
+    wheel = _layout(tmp_path / "site", packaged=True, checkout=False, pyproject=False)
+    assert configs.locate_conf(wheel) == wheel / "_conf"
+    # a checkout: conf/ beside geossl/ and pyproject.toml
+    checkout = _layout(tmp_path / "repo", packaged=False, checkout=True)
+    assert configs.locate_conf(checkout) == tmp_path / "repo" / "conf"
+    # both (a wheel unpacked over a checkout): the packaged copy, which belongs to that code
+    both = _layout(tmp_path / "both", packaged=True, checkout=True)
+    assert configs.locate_conf(both) == both / "_conf"
+
+
+def test_locate_conf_never_takes_a_stranger_conf(tmp_path: Path) -> None:
+    # a wheel that lost its configs, installed beside some other project's conf/ folder
+    package = _layout(tmp_path / "site", packaged=False, checkout=True, pyproject=False)
+    with pytest.raises(ConfigError, match="shipped configurations are missing") as err:
+        configs.locate_conf(package)
+    assert str(package / "_conf") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_conf_dir_is_the_one_locator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """list, resolve by name and ``config list`` all go through conf_dir()."""
+    wheel = _layout(tmp_path / "site", packaged=True, checkout=False, pyproject=False)
+    monkeypatch.chdir(tmp_path)  # no file at the names' paths here
+    monkeypatch.setattr(configs, "_PACKAGE", wheel)
+    configs.conf_dir.cache_clear()
+    try:
+        assert [c.name for c in configs.list_configs()] == ["pretrain/a"]
+        assert configs.resolve_config("pretrain/a") == wheel / "_conf" / "pretrain" / "a.yaml"
+        assert configs.resolve_config("conf/pretrain/a.yaml") == (
+            wheel / "_conf" / "pretrain" / "a.yaml")
+        with pytest.raises(ConfigError, match="did you mean pretrain/a"):
+            configs.resolve_config("pretrain/b")
+    finally:
+        configs.conf_dir.cache_clear()
 
 
 @pytest.mark.parametrize("value", ["pretrain/moco_sen12ms_geo", "pretrain/moco_sen12ms_geo.yaml",
@@ -33,7 +95,7 @@ def test_list_configs_is_every_shipped_yaml() -> None:
                                    "geossl/conf/pretrain/moco_sen12ms_geo.yaml"])
 def test_resolve_by_name(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no such file here
-    assert configs.resolve_config(value) == configs.CONF_DIR / "pretrain" / "moco_sen12ms_geo.yaml"
+    assert configs.resolve_config(value) == REPO / "conf" / "pretrain" / "moco_sen12ms_geo.yaml"
 
 
 def test_a_file_at_the_path_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -60,7 +122,7 @@ def test_shipped_config_through_the_cli(tmp_path: Path, monkeypatch: pytest.Monk
               "--print_config"])
     assert done.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    shipped = yaml.safe_load((configs.CONF_DIR / "pretrain" / "moco_sen12ms_geo.yaml").read_text())
+    shipped = yaml.safe_load((REPO / "conf" / "pretrain" / "moco_sen12ms_geo.yaml").read_text())
     assert cfg["pairing"] == shipped["pairing"] == "geo" and cfg["method"] == "moco"
     assert cfg["max_steps"] == 7  # a flag after --config overrides it
     # a parse error is one line and exit status 2 (issue 18, item 13), no usage block

@@ -1,4 +1,4 @@
-"""Every config of geossl/conf/experiments/: named by step and command, documented in
+"""Every config of conf/experiments/: named by step and command, documented in
 docs/experiments.md, parsed by its command, built at full size (on the ``meta`` device), and run
 on fake data in the real layouts (tiny backbone, batch and image size): one optimiser step of
 every pretraining config, every evaluation and split config end to end, the sweep's cells laid
@@ -20,7 +20,7 @@ import yaml
 from geossl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO / "geossl" / "conf" / "experiments"
+EXPERIMENTS = REPO / "conf" / "experiments"
 CONFIGS = sorted(EXPERIMENTS.rglob("*.yaml"))
 NAME = re.compile(r"^(\d\d)_(pretrain|evaluate|split|sweep)_[a-z0-9_]+\.yaml$")
 STUDIES = ("simclr_backbones", "tsne_deepcluster", "bigearthnet_simclr", "moco_sen12ms")

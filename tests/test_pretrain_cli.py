@@ -15,7 +15,7 @@ import yaml
 from geossl.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "geossl" / "conf" / "pretrain").glob("*.yaml"))
+CONFIGS = sorted((REPO / "conf" / "pretrain").glob("*.yaml"))
 
 
 def _methods() -> Any:
@@ -109,8 +109,8 @@ def test_config_builds_and_steps_on_meta(config: Path) -> None:
     assert view1.x.shape[0] == cfg.batch_size and view1.x.shape[-1] == size
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "geossl" / "conf").rglob("*.yaml")),
-                         ids=lambda p: str(p.relative_to(REPO / "geossl" / "conf")))
+@pytest.mark.parametrize("config", sorted((REPO / "conf").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(REPO / "conf")))
 def test_every_conf_yaml_parses(config: Path) -> None:
     """Every YAML under conf/ is a mapping (the other commands' configs are tested with them)."""
     raw = yaml.safe_load(config.read_text())
@@ -412,7 +412,7 @@ def test_sen12ms_configs_train_without_the_holdout_scenes(
         raise _Stop
 
     monkeypatch.setattr(SSLDataModule, "setup", setup)
-    config = REPO / "geossl" / "conf" / "pretrain" / f"{name}.yaml"
+    config = REPO / "conf" / "pretrain" / f"{name}.yaml"
     with pytest.raises(_Stop):
         main(["pretrain", "--config", str(config), "--root", str(sen12ms), "--out",
               str(tmp_path / "run"), "--backbone", "test_resnet", "--batch-size", "2",
@@ -427,7 +427,7 @@ def test_sen12ms_configs_train_without_the_holdout_scenes(
 def test_fusion_config_has_the_adapter_it_describes() -> None:
     from geossl.train import PretrainConfig, build_method, parse_sensors
 
-    raw = yaml.safe_load((REPO / "geossl" / "conf" / "pretrain" /
+    raw = yaml.safe_load((REPO / "conf" / "pretrain" /
                           "moco_sen12ms_fusion.yaml").read_text())
     cfg = PretrainConfig(**raw)
     cfg.sensors = parse_sensors(raw["sensors"])

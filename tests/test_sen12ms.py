@@ -234,7 +234,7 @@ def test_example_config_builds_the_dataset(root: Path) -> None:
 
     import yaml
 
-    cfg = yaml.safe_load((Path(__file__).parents[1] / "geossl/conf/data/sen12ms.yaml").read_text())
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "conf/data/sen12ms.yaml").read_text())
     module, name = cfg["class_path"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     ds = cls(**{**cfg["init_args"], "root": root})

@@ -112,7 +112,7 @@ def test_split_default_block_size(index: Path, tmp_path: Path) -> None:
     out = tmp_path / "b.json"
     assert main(["split", "--index", str(index), "--strategy", "block", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["params"]["block_size"] == 10240.0
-    conf = Path(__file__).resolve().parents[1] / "geossl" / "conf" / "split.yaml"
+    conf = Path(__file__).resolve().parents[1] / "conf" / "split.yaml"
     assert "block-size: 10240.0" in conf.read_text()
     # the shipped config: fractions follow the strategy (checkerboard: 0.5, 0.5)
     for strategy, fractions in (("overlap", [0.8, 0.2]), ("checkerboard", [0.5, 0.5])):

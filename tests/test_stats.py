@@ -199,16 +199,16 @@ def test_conf_files_build(tmp_path: Path) -> None:
     root = generate_aid(tmp_path, "aid", n_per_class=2, size=16)
     paths = generate_polsar(tmp_path / "polsar")
     for name, data_root in (("aid", root), ("polsar", paths["t3"].parent)):
-        cfg = yaml.safe_load((REPO / "geossl" / "conf" / "data" / f"{name}.yaml").read_text())
+        cfg = yaml.safe_load((REPO / "conf" / "data" / f"{name}.yaml").read_text())
         mod, cls = cfg["class_path"].rsplit(".", 1)
         args = {**cfg["init_args"], "root": data_root}
         if name == "polsar":
             args["patch_size"] = 16
         ds = getattr(importlib.import_module(mod), cls)(**args)
         assert len(ds) > 0
-    stats_cfg = yaml.safe_load((REPO / "geossl" / "conf" / "stats.yaml").read_text())
+    stats_cfg = yaml.safe_load((REPO / "conf" / "stats.yaml").read_text())
     assert stats_cfg["data"] == "chips"
-    conf = REPO / "geossl" / "conf" / "stats.yaml"
+    conf = REPO / "conf" / "stats.yaml"
     assert main(["stats", "--config", str(conf), "--data", "polsar",
                  "--root", str(paths["t3"].parent), "--max-samples", "2"]) == 2  # 64 px > 48
 

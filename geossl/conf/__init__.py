@@ -1,4 +1,4 @@
-"""The configurations shipped inside the package (``geossl/conf/``), found by name.
+"""The shipped configurations (the repository's top-level ``conf/``), found by name.
 
 Every subcommand's ``--config`` takes a file path or the name of a shipped configuration::
 
@@ -6,26 +6,72 @@ Every subcommand's ``--config`` takes a file path or the name of a shipped confi
     geossl config show pretrain/moco_sen12ms_geo         # print one
     geossl pretrain --config pretrain/moco_sen12ms_geo --root SEN12MS --out runs/geo
 
-A name is the path under ``geossl/conf/`` without ``.yaml`` (``pretrain/moco_sen12ms_geo``);
-``pretrain/moco_sen12ms_geo.yaml`` and ``conf/pretrain/moco_sen12ms_geo.yaml`` (the form older
-docs use, from a source checkout) mean the same. A file that exists at the given path (relative
-to the working folder) always wins over a shipped configuration of the same name.
+A name is the path under ``conf/`` without ``.yaml`` (``pretrain/moco_sen12ms_geo``);
+``pretrain/moco_sen12ms_geo.yaml``, ``conf/pretrain/moco_sen12ms_geo.yaml`` (the path in a source
+checkout) and ``geossl/conf/pretrain/moco_sen12ms_geo.yaml`` (where older releases kept them)
+mean the same. A file that exists at the given path (relative to the working folder) always wins
+over a shipped configuration of the same name.
+
+The YAML files live once, in the repository's top-level ``conf/``; the build backend maps that
+folder into the wheel as ``geossl/_conf/`` (``setup.py``: ``package_dir``). :func:`conf_dir` is
+the one place that decides which copy is used: the packaged ``geossl/_conf/`` of an installed
+wheel, else the ``conf/`` beside the ``geossl/`` folder of a source checkout (an editable install,
+or ``PYTHONPATH`` pointing at the checkout).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from geossl.errors import ConfigError
 
-#: folder of the shipped configurations (this package's folder)
-CONF_DIR = Path(__file__).resolve().parent
+#: the ``geossl/`` package folder
+_PACKAGE = Path(__file__).resolve().parents[1]
 #: header keys that label a config rather than describe it (see geossl.conf.studies)
 _LABEL_KEYS = ("study", "reproduces", "published", "settings", "difference", "open", "recipe")
-#: prefixes a shipped name may carry (how the configs were addressed in a source checkout)
+#: prefixes a shipped name may carry: its path in a source checkout, and where older releases
+#: kept the configs (inside the package)
 _PREFIXES = ("geossl/conf/", "conf/")
+
+
+def locate_conf(package: Path) -> Path:
+    """The folder of the shipped configurations for the ``geossl/`` package folder ``package``.
+
+    In order: ``package/_conf`` (an installed wheel: the build backend maps the top-level
+    ``conf/`` there), then ``conf/`` beside ``package`` when ``pyproject.toml`` is there too (a
+    source checkout: an editable install, or ``PYTHONPATH`` pointing at the checkout; an unrelated
+    ``conf/`` beside an installed ``geossl/`` in site-packages is never taken for it).
+
+    Raises:
+        ConfigError: neither exists (a wheel built without its configurations).
+    """
+    packaged, checkout = package / "_conf", package.parent / "conf"
+    if packaged.is_dir():
+        return packaged
+    if checkout.is_dir() and (package.parent / "pyproject.toml").is_file():
+        return checkout
+    raise ConfigError(f"the shipped configurations are missing: neither {packaged} nor a "
+                      f"checkout's {checkout} exists (reinstall geossl, or run from a checkout)")
+
+
+@functools.cache
+def conf_dir() -> Path:
+    """The folder of the shipped configurations: the one locator every lookup goes through.
+
+    Raises:
+        ConfigError: it is missing (see :func:`locate_conf`).
+    """
+    return locate_conf(_PACKAGE)
+
+
+def __getattr__(name: str) -> Path:
+    # CONF_DIR, the older constant, kept for callers: located on first use by conf_dir()
+    if name == "CONF_DIR":
+        return conf_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -59,8 +105,9 @@ def _summary(path: Path, width: int = 76) -> str:
 
 def list_configs() -> list[ShippedConfig]:
     """Every shipped configuration, sorted by name."""
-    return [ShippedConfig(p.relative_to(CONF_DIR).with_suffix("").as_posix(), p, _summary(p))
-            for p in sorted(CONF_DIR.rglob("*.yaml"))]
+    folder = conf_dir()
+    return [ShippedConfig(p.relative_to(folder).with_suffix("").as_posix(), p, _summary(p))
+            for p in sorted(folder.rglob("*.yaml"))]
 
 
 def _name(value: str) -> str:
@@ -126,7 +173,7 @@ def describe(name: str | None = None) -> str:
               "method": "method configs (no study)",
               "recipe": "recipes: starting points for your own runs, not runs of a study",
               "defaults": "defaults of a command and dataset references"}
-    lines = [f"{len(configs)} configurations shipped in {CONF_DIR} (use the name with --config):"]
+    lines = [f"{len(configs)} configurations shipped in {conf_dir()} (use the name with --config):"]
     for kind, title in titles.items():
         if groups.get(kind):
             lines += [title, *groups[kind]]

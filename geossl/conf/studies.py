@@ -1,6 +1,6 @@
 """The four studies geossl came from: the settings each states, run by run, in one table.
 
-Every config under ``geossl/conf/experiments/`` is one run of a study. This module is the one
+Every config under ``conf/experiments/`` is one run of a study. This module is the one
 owner of what each run must be:
 
 * :data:`STUDIES`: per study, its title and where its settings come from;
@@ -35,8 +35,10 @@ from typing import Any
 
 import yaml
 
-#: the experiment configs' folder
-EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
+from geossl.conf import conf_dir
+
+#: the experiment configs' folder (the top-level conf/experiments/, or its copy in a wheel)
+EXPERIMENTS_DIR = conf_dir() / "experiments"
 #: header keys of the convention (in this order)
 HEADER_KEYS = ("study", "reproduces", "published", "settings", "difference", "open")
 
