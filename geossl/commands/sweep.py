@@ -1,9 +1,9 @@
 r"""Run a grid of pretraining runs (and their evaluation) and tabulate them.
 
 Examples:
-    geossl sweep geossl/conf/experiments/bigearthnet_simclr/02_sweep_batch_temperature.yaml \
+    geossl sweep conf/experiments/bigearthnet_simclr/02_sweep_batch_temperature.yaml \
         --root BigEarthNet --out runs/ben_grid
-    geossl sweep geossl/conf/pretrain/simclr_bs_temp_grid.yaml --root SEN12MS \
+    geossl sweep conf/pretrain/simclr_bs_temp_grid.yaml --root SEN12MS \
         --grid batch_size=256,1024,2048 --grid temperature=0.25,0.5 --out runs/grid
     geossl sweep GRID.yaml --root DIR --out runs/grid --set max_steps=100 --dry-run
 
