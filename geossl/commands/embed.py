@@ -66,6 +66,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="products, comma-separated: zarr (the cube at --out), geoparquet "
                              "(OUT.parquet, one row per chip), cog (OUT.tif, one band per "
                              "dimension); see docs/embeddings.md")
+    parser.add_argument("--sampler", type=str, default="grid",
+                        help="where the windows come from: grid (geossl's reads of the scene) "
+                             "or torchgeo-grid (TorchGeo's grid sampler over the scene as a "
+                             "RasterDataset); the same cube either way. torchgeo-random is "
+                             "refused: a dense map needs every window once")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
     _common.add_scheduler_file(parser)
@@ -84,7 +89,7 @@ def run(cfg: Namespace) -> int:
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
                 workers=cfg.workers, scheduler=_common.scheduler(cfg),
                 preprocess=_get(cfg, "preprocess") or "weights",
-                formats=_get(cfg, "format") or "zarr")
+                formats=_get(cfg, "format") or "zarr", sampler=_get(cfg, "sampler") or "grid")
     cube = "wrote" if "zarr" in res.products or not res.products else "computed (not kept)"
     print(f"{cube} {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
