@@ -154,6 +154,10 @@ class EmbedResult:
     holed_windows: int = 0
     windows: int = 0
     products: dict[str, Path] = dataclasses.field(default_factory=dict)
+    #: rows of the GeoParquet product (``None``: not asked)
+    product_rows: int | None = None
+    #: windows without a vector (no valid pixel), left out of the GeoParquet (not NaN rows)
+    rows_left_out: int = 0
 
 
 def grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -498,10 +502,10 @@ def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict
             else out_path.with_name(out_path.name.removesuffix(".zarr") + "_clusters.tif"))
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
-    products = _write_products(out_path, fmts)
+    written = _write_products(out_path, fmts)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
                        tuple(ctrans)[:6], len(blocks) - skipped, skipped, n_empty, n_holed,
-                       ny * nx, products)
+                       ny * nx, written.paths, written.rows, written.left_out)
 
 
 def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
@@ -515,7 +519,7 @@ def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
     parts = []
     if empty:
         parts.append(f"{empty} of {total} windows have no valid pixel (left empty: NaN in the "
-                     "cube, nodata in the cluster map)")
+                     "cube, nodata in the cluster map and the COG, no row in the GeoParquet)")
     if holed:
         parts.append(f"{holed} of {total} windows have some invalid pixels, embedded with "
                      "them read as 0")
@@ -523,16 +527,21 @@ def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
                   stacklevel=3)
 
 
-def _write_products(cube: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """GeoParquet / COG of the finished cube; the cube itself goes when ``zarr`` is not asked."""
+def _write_products(cube: Path, formats: Sequence[str]) -> Any:
+    """GeoParquet / COG of the finished cube; the cube itself goes when ``zarr`` is not asked.
+
+    Returns:
+        :class:`geossl.embeddings.records.ProductsWritten` (paths, GeoParquet rows, windows
+        left out of it).
+    """
     import shutil
 
     from geossl.embeddings.records import write_products
 
-    products = write_products(cube, formats)
+    written = write_products(cube, formats)
     if "zarr" not in formats and (cube / PROGRESS).is_file():
         shutil.rmtree(cube)  # our own working store (it holds our progress record)
-    return products
+    return written
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,6 +96,10 @@ def run(cfg: Namespace) -> int:
     if res.cluster_map is not None:
         print(f"wrote {res.cluster_map}")
     for fmt, path in res.products.items():
-        if fmt != "zarr":
+        if fmt == "geoparquet":
+            left = (f"; {res.rows_left_out} windows without a valid pixel left out"
+                    if res.rows_left_out else "")
+            print(f"wrote {path} ({fmt}: {res.product_rows} rows{left})")
+        elif fmt != "zarr":
             print(f"wrote {path} ({fmt})")
     return 0
