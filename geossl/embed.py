@@ -902,20 +902,25 @@ class _ChipLayout(_Layout):
                     raise ConfigError(f"scene {scene_id!r} not in chip index {index}")
                 df = df[df["scene"].astype(str) == scene_id]
         df = df.reset_index(drop=True)
+        if df["height"].nunique() > 1 or df["width"].nunique() > 1 or \
+                int(df["height"].iloc[0]) != int(df["width"].iloc[0]):
+            raise DataError("chips of one scene must be squares of one size to be placed in "
+                            "one cube", index)
         self.df, self.root, self.run, self.n_feat = df, index.parent, run, n_feat
         self.size = int(df["height"].iloc[0])
-        rows, cols = np.unique(df["row"]), np.unique(df["col"])
-        steps = np.concatenate([np.diff(rows), np.diff(cols)])
-        self.stride = int(steps[steps > 0].min()) if (steps > 0).any() else self.size
-        self.row0, self.col0 = int(rows.min()), int(cols.min())
-        self.ny = int((rows.max() - self.row0) // self.stride + 1)
-        self.nx = int((cols.max() - self.col0) // self.stride + 1)
         first = self.root / str(df["path"].iloc[0])
         with open_raster(first) as src:
             self.crs = src.crs
             chip_t = src.transform
             names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
-        r, c = int(df["row"].iloc[0]), int(df["col"].iloc[0])
+        row_px, col_px = _chip_offsets(df, abs(chip_t.a), abs(chip_t.e), index)
+        rows, cols = np.unique(row_px), np.unique(col_px)
+        steps = np.concatenate([np.diff(rows), np.diff(cols)])
+        self.stride = int(steps[steps > 0].min()) if (steps > 0).any() else self.size
+        self.row0, self.col0 = int(rows.min()), int(cols.min())
+        self.ny = int((rows.max() - self.row0) // self.stride + 1)
+        self.nx = int((cols.max() - self.col0) // self.stride + 1)
+        r, c = int(row_px[0]), int(col_px[0])
         scene_t = chip_t @ Affine.translation(-c, -r)
         origin = scene_t @ Affine.translation(self.col0, self.row0)
         self.transform = cube_transform(origin, self.size, self.stride)
@@ -928,8 +933,23 @@ class _ChipLayout(_Layout):
                 raise DataError(f"band {missing[0]} not in chips (has {', '.join(names)})",
                                 first)
             self._select = [up.index(b.upper()) + 1 for b in bands]
-        self.i = ((df["row"].to_numpy() - self.row0) // self.stride).astype(int)
-        self.j = ((df["col"].to_numpy() - self.col0) // self.stride).astype(int)
+        off_i, off_j = row_px - self.row0, col_px - self.col0
+        if ((off_i % self.stride) != 0).any() or ((off_j % self.stride) != 0).any():
+            raise DataError(f"chips are not on one grid of step {self.stride} px (offsets in "
+                            "the scene grid that are not multiples of the smallest step)",
+                            index)
+        self.i = (off_i // self.stride).astype(int)
+        self.j = (off_j // self.stride).astype(int)
+        cell = self.i * self.nx + self.j
+        uniq, counts = np.unique(cell, return_counts=True)
+        if (counts > 1).any():  # one vector per cell: never overwrite one chip with another
+            dup = int(uniq[counts > 1][0])
+            same = np.flatnonzero(cell == dup)[:2]
+            a, b = (str(df["chip_id"].iloc[k]) if "chip_id" in df.columns
+                    else str(df["path"].iloc[k]) for k in same)
+            raise DataError(f"chips {a} and {b} fall on one cell of the cube (same place in "
+                            "the scene grid); give one chip per place (--scene-id, or an "
+                            "index without duplicates)", index)
 
     def block(self, r0: int, r1: int) -> np.ndarray:
         out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
@@ -944,6 +964,30 @@ class _ChipLayout(_Layout):
             f = self.run(torch.from_numpy(np.stack(chips)))
             out[:, self.i[part] - r0, self.j[part]] = f.T
         return out
+
+
+def _chip_offsets(df: Any, px: float, py: float, index: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets ``(row, col)`` of the chips of one scene on one grid.
+
+    From the footprints (``minx``, ``maxy``) when the index has them: ``geossl index`` records
+    ``row = col = 0`` for chips that ``geossl tile`` did not cut (no offset in their tags),
+    which placed every such chip on one cell (a 1 x 1 cube). Otherwise from ``row``/``col``.
+
+    Raises:
+        DataError: chips in several CRSs, or not on one pixel grid.
+    """
+    if not {"minx", "maxy"} <= set(df.columns):
+        return df["row"].to_numpy(np.int64), df["col"].to_numpy(np.int64)
+    if "crs" in df.columns and df["crs"].astype(str).nunique() > 1:
+        raise DataError("chips of one scene in several CRSs; give one scene (--scene-id)",
+                        index)
+    fc = (df["minx"].to_numpy(np.float64) - float(df["minx"].min())) / px
+    fr = (float(df["maxy"].max()) - df["maxy"].to_numpy(np.float64)) / py
+    cols, rows = np.rint(fc), np.rint(fr)
+    if np.abs(fc - cols).max() > 1e-3 or np.abs(fr - rows).max() > 1e-3:
+        raise DataError(f"chips are not on one pixel grid of {px:g} x {py:g} (footprints "
+                        "offset by a fraction of a pixel)", index)
+    return rows.astype(np.int64), cols.astype(np.int64)
 
 
 def write_cluster_map(
