@@ -5,6 +5,7 @@ Examples:
     geossl embed RUN/checkpoints/last.ckpt major_tom/0U/0U_199R/S2A_MSIL2A_... \\
         --out cell.zarr --clusters 8 --cluster-map cell_clusters.tif
     geossl embed RUN/checkpoints/last.ckpt CHIPS/index.parquet --out chips.zarr
+    geossl embed RUN/checkpoints/last.ckpt S2_SCENE_FOLDER --sampler torchgeo-grid --out s.zarr
     geossl embed GEO_RUN/checkpoints/last.ckpt S2_SCENE.tif --sensor s2 --out s2.zarr
     geossl embed RUN/checkpoints/last.ckpt https://example.com/scene_cog.tif --out s.zarr
     geossl embed RUN/checkpoints/last.ckpt item.json --bands B02,B03,B04,B08 --out s.zarr
