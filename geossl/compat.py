@@ -186,12 +186,15 @@ def random_sampler(dataset: Any, size: float | tuple[float, float], length: int 
 
 
 def grid_sampler(dataset: Any, size: float | tuple[float, float],
-                 stride: float | tuple[float, float] | None = None) -> Sampler[Any]:
+                 stride: float | tuple[float, float] | None = None,
+                 roi: Any = None) -> Sampler[Any]:
     """Windows of ``size`` pixels every ``stride`` pixels, with this release's grid sampler.
 
-    ``GriddedPatchSampler`` (0.10+) or ``GridGeoSampler``.
+    ``GriddedPatchSampler`` (0.10+) or ``GridGeoSampler``; ``roi`` (a shapely polygon in the
+    dataset's CRS) limits the windows to that region, as both take it.
     """
     samplers = _samplers_module()
     cls = getattr(samplers, "GriddedPatchSampler", None) or samplers.GridGeoSampler
-    sampler: Sampler[Any] = cls(dataset, size=size, stride=stride if stride is not None else size)
+    sampler: Sampler[Any] = cls(dataset, size=size, stride=stride if stride is not None else size,
+                                roi=roi)
     return sampler

@@ -65,6 +65,9 @@ from geossl.io import (
 from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
+#: ``--sampler`` values of ``geossl embed``: where the windows of a scene come from (a dense map
+#: needs every window once, so TorchGeo's random sampler is not one of them)
+SAMPLERS = ("grid", "torchgeo-grid")
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,6 +154,10 @@ class EmbedResult:
     holed_windows: int = 0
     windows: int = 0
     products: dict[str, Path] = dataclasses.field(default_factory=dict)
+    #: rows of the GeoParquet product (``None``: not asked)
+    product_rows: int | None = None
+    #: windows without a vector (no valid pixel), left out of the GeoParquet (not NaN rows)
+    rows_left_out: int = 0
 
 
 def grid(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
@@ -272,6 +279,7 @@ def embed(
     progress: bool | None = None,
     preprocess: str = "weights",
     formats: str | Sequence[str] = ("zarr",),
+    sampler: str = "grid",
 ) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
@@ -317,6 +325,10 @@ def embed(
             (``BASE.tif``, one band per dimension), several at once (``"zarr,geoparquet"``).
             The cube is always the resumable working store; without ``zarr`` it is removed
             once the other products are written.
+        sampler: where the windows come from: ``grid`` (geossl's reads of the scene grid) or
+            ``torchgeo-grid`` (TorchGeo's grid sampler over the scene as a TorchGeo
+            ``RasterDataset``, :class:`_TorchGeoGridLayout`); the same cube either way. Local
+            scenes only (a GeoTIFF or a band folder).
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
@@ -332,6 +344,7 @@ def embed(
         raise ConfigError("--size, --stride and block rows must be >= 1")
     if clusters < 0:
         raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got {clusters}")
+    _check_sampler(sampler)
     local_inputs = tuple(os.fspath(x) for x in (ckpt, scene)
                          if isinstance(x, str | os.PathLike) and not is_url(os.fspath(x)))
     # the zarr store is a folder: absent, empty or an earlier embed store (never a user's)
@@ -360,6 +373,7 @@ def embed(
         scene=ref, scene_id=scene_id, bands=tuple(bands) if bands is not None else None,
         sensor=sensor, size=size, stride=stride, col_chunk=col_chunk, batch_size=batch_size,
         device=str(device) if device is not None else None, bf16=bf16, out=str(out),
+        sampler=sampler,
     )
     state = _state(job)  # here: the cube's geometry (and the tasks' state when run inline)
     layout, n_feat = state.layout, state.n_feat
@@ -371,6 +385,8 @@ def embed(
     params = {"checkpoint": state.source.key, "scene": where, "size": layout.size,
               "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
               "sensor": state.chosen, "shape": [n_feat, ny, nx]}
+    if sampler != "grid":  # (absent for grid: stores made before --sampler still resume)
+        params["sampler"] = sampler
     progress_file = out_join(out_path, PROGRESS)
     try:
         with output_lock(out_path, "embed"), disk_full_as_error(out_path), \
@@ -486,10 +502,10 @@ def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict
             else out_path.with_name(out_path.name.removesuffix(".zarr") + "_clusters.tif"))
         write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
                           cluster_sample, seed)
-    products = _write_products(out_path, fmts)
+    written = _write_products(out_path, fmts)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
                        tuple(ctrans)[:6], len(blocks) - skipped, skipped, n_empty, n_holed,
-                       ny * nx, products)
+                       ny * nx, written.paths, written.rows, written.left_out)
 
 
 def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
@@ -503,7 +519,7 @@ def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
     parts = []
     if empty:
         parts.append(f"{empty} of {total} windows have no valid pixel (left empty: NaN in the "
-                     "cube, nodata in the cluster map)")
+                     "cube, nodata in the cluster map and the COG, no row in the GeoParquet)")
     if holed:
         parts.append(f"{holed} of {total} windows have some invalid pixels, embedded with "
                      "them read as 0")
@@ -511,16 +527,21 @@ def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
                   stacklevel=3)
 
 
-def _write_products(cube: Path, formats: Sequence[str]) -> dict[str, Path]:
-    """GeoParquet / COG of the finished cube; the cube itself goes when ``zarr`` is not asked."""
+def _write_products(cube: Path, formats: Sequence[str]) -> Any:
+    """GeoParquet / COG of the finished cube; the cube itself goes when ``zarr`` is not asked.
+
+    Returns:
+        :class:`geossl.embeddings.records.ProductsWritten` (paths, GeoParquet rows, windows
+        left out of it).
+    """
     import shutil
 
     from geossl.embeddings.records import write_products
 
-    products = write_products(cube, formats)
+    written = write_products(cube, formats)
     if "zarr" not in formats and (cube / PROGRESS).is_file():
         shutil.rmtree(cube)  # our own working store (it holds our progress record)
-    return products
+    return written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -544,6 +565,7 @@ class EmbedJob:
     device: str | None
     bf16: bool
     out: str
+    sampler: str = "grid"
 
 
 class _EmbedState:
@@ -566,12 +588,17 @@ class _EmbedState:
         self.n_in = expected_channels(self.source.meta, self.chosen)
         scene = job.scene
         self.layout: _Layout
-        if isinstance(scene, str) and scene.lower().endswith((".parquet", ".geoparquet")):
+        chips = isinstance(scene, str) and scene.lower().endswith((".parquet", ".geoparquet"))
+        if job.sampler != "grid" and (chips or not isinstance(scene, str)):
+            raise ConfigError(f"--sampler {job.sampler} reads a local GeoTIFF or band folder "
+                              "as a TorchGeo raster dataset; a chip index or a remote scene "
+                              "takes --sampler grid")
+        if chips:
             self.layout = _ChipLayout(Path(scene), wanted, job.scene_id, self.run, self.n_feat)
         else:
             opened = _open_scene(scene, wanted, self.n_in, explicit=job.bands is not None)
-            self.layout = _SceneLayout(opened, job.size, job.stride, job.col_chunk, self.run,
-                                       self.n_feat)
+            cls = _TorchGeoGridLayout if job.sampler == "torchgeo-grid" else _SceneLayout
+            self.layout = cls(opened, job.size, job.stride, job.col_chunk, self.run, self.n_feat)
 
     @torch.no_grad()
     def run(self, wins: torch.Tensor) -> np.ndarray:
@@ -753,6 +780,104 @@ class _SceneLayout(_Layout):
         self.scene.close()
 
 
+class _TorchGeoGridLayout(_SceneLayout):
+    """The scene's windows drawn by TorchGeo's grid sampler, read by TorchGeo (``torchgeo-grid``).
+
+    The scene is opened as a TorchGeo ``RasterDataset``
+    (:class:`~geossl.datasets.rasters.SceneRasters`, the dataset of ``pretrain --data rasters``)
+    at the scene grid's pixel size, and TorchGeo's grid sampler
+    (:func:`geossl.compat.grid_sampler`: ``GridGeoSampler`` or 0.10's ``GriddedPatchSampler``)
+    draws ``size`` px windows every ``stride`` px. The cube keeps the grid of :class:`_SceneLayout`
+    (same shape, coordinates and transform): the sampler's region of interest is the cube's
+    extent, the windows that fit entirely in the scene, so its windows are the cube's cells.
+    (Without it, TorchGeo 0.8's grid starts at the bottom edge and its last row and column reach
+    past the scene, read as no data; ``geossl bench samplers`` shows the cost.) The region is
+    shrunk by a millionth of a pixel so that floating-point rounding in the samplers' row counts
+    adds no window; each drawn window is placed by its upper-left corner and read at that cell's
+    exact bounds. A pixel is invalid when it is NaN or 0 in every band (TorchGeo reads nodata and
+    the outside of a footprint as 0).
+    """
+
+    def __init__(self, scene: Scene, size: int, stride: int, col_chunk: int,
+                 run: Any, n_feat: int) -> None:
+        import shapely
+
+        from geossl import compat
+        from geossl.datasets.rasters import SceneRasters
+
+        super().__init__(scene, size, stride, col_chunk, run, n_feat)
+        t = scene.transform
+        if not isinstance(scene.path, Path):
+            raise ConfigError("--sampler torchgeo-grid reads a local scene", str(scene.path))
+        try:
+            self.dataset = SceneRasters(scene.path, bands=self.bands, res=abs(t.a))
+        except (DataError, ConfigError) as err:
+            raise DataError(f"--sampler torchgeo-grid: TorchGeo cannot read this scene as one "
+                            f"raster dataset ({err})", scene.path) from None
+        px, py = abs(t.a), abs(t.e)
+        self._x0, self._y1 = t.c, t.f  # the scene's upper-left corner
+        x1 = t.c + px * ((self.nx - 1) * stride + size)
+        y0 = t.f - py * ((self.ny - 1) * stride + size)
+        eps = 1e-6 * min(px, py)
+        roi = shapely.box(t.c + eps, y0 + eps, x1 - eps, t.f - eps)
+        #: window row -> [(column, query)], the query at the cell's exact bounds
+        self.cells: dict[int, list[tuple[int, Any]]] = {}
+        #: windows the sampler drew off the cube's cells (dropped; none expected)
+        self.off_grid = 0
+        self.drawn = 0
+        for q in compat.grid_sampler(self.dataset, size, stride, roi=roi):
+            self.drawn += 1
+            col = (q[0].start - self._x0) / (px * stride)
+            row = (self._y1 - q[1].stop) / (py * stride)
+            r, c = round(row), round(col)
+            if abs(row - r) > 1e-3 or abs(col - c) > 1e-3 or not (
+                    0 <= r < self.ny and 0 <= c < self.nx):
+                self.off_grid += 1
+                continue
+            cx = self._x0 + c * stride * px
+            cy = self._y1 - r * stride * py
+            exact = (slice(cx, cx + size * px), slice(cy - size * py, cy), *tuple(q)[2:])
+            self.cells.setdefault(r, []).append((c, exact))
+
+    def block(self, r0: int, r1: int) -> np.ndarray:
+        out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
+        cells = [(r, c, q) for r in range(r0, r1) for c, q in self.cells.get(r, [])]
+        holed = empty = 0
+        full = self.size * self.size
+        for s in range(0, len(cells), self.col_chunk):
+            part, wins = [], []
+            for r, c, q in cells[s:s + self.col_chunk]:
+                x = self.dataset[q]["image"].float()
+                if tuple(x.shape[1:]) != (self.size, self.size):
+                    raise DataError(f"TorchGeo read a {tuple(x.shape[1:])} window for a "
+                                    f"{self.size} px query", self.scene.path)
+                valid = (torch.isfinite(x) & (x != 0)).any(0)
+                n_valid = int(valid.sum())
+                if n_valid == 0:
+                    empty += 1
+                    continue
+                holed += n_valid < full
+                part.append((r, c))
+                wins.append(torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0))
+            if wins:
+                f = self.run(torch.stack(wins))
+                rr = np.array([r - r0 for r, _ in part])
+                cc = np.array([c for _, c in part])
+                out[:, rr, cc] = f.T
+        self._invalid[r0] = (int(holed), empty)
+        return out
+
+
+def _check_sampler(sampler: str) -> None:
+    """Refuse a ``--sampler`` that cannot make a dense embedding map, in one line."""
+    if sampler == "torchgeo-random":
+        raise ConfigError("--sampler torchgeo-random: an embedding map needs every window of "
+                          "the scene once, and random windows leave holes and overlaps; use "
+                          "grid or torchgeo-grid (random windows are for training)")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+
+
 class _ChipLayout(_Layout):
     """Chips of one scene of a ``geossl tile`` chip index, placed by their ``row``/``col``."""
 
@@ -777,20 +902,25 @@ class _ChipLayout(_Layout):
                     raise ConfigError(f"scene {scene_id!r} not in chip index {index}")
                 df = df[df["scene"].astype(str) == scene_id]
         df = df.reset_index(drop=True)
+        if df["height"].nunique() > 1 or df["width"].nunique() > 1 or \
+                int(df["height"].iloc[0]) != int(df["width"].iloc[0]):
+            raise DataError("chips of one scene must be squares of one size to be placed in "
+                            "one cube", index)
         self.df, self.root, self.run, self.n_feat = df, index.parent, run, n_feat
         self.size = int(df["height"].iloc[0])
-        rows, cols = np.unique(df["row"]), np.unique(df["col"])
-        steps = np.concatenate([np.diff(rows), np.diff(cols)])
-        self.stride = int(steps[steps > 0].min()) if (steps > 0).any() else self.size
-        self.row0, self.col0 = int(rows.min()), int(cols.min())
-        self.ny = int((rows.max() - self.row0) // self.stride + 1)
-        self.nx = int((cols.max() - self.col0) // self.stride + 1)
         first = self.root / str(df["path"].iloc[0])
         with open_raster(first) as src:
             self.crs = src.crs
             chip_t = src.transform
             names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
-        r, c = int(df["row"].iloc[0]), int(df["col"].iloc[0])
+        row_px, col_px = _chip_offsets(df, abs(chip_t.a), abs(chip_t.e), index)
+        rows, cols = np.unique(row_px), np.unique(col_px)
+        steps = np.concatenate([np.diff(rows), np.diff(cols)])
+        self.stride = int(steps[steps > 0].min()) if (steps > 0).any() else self.size
+        self.row0, self.col0 = int(rows.min()), int(cols.min())
+        self.ny = int((rows.max() - self.row0) // self.stride + 1)
+        self.nx = int((cols.max() - self.col0) // self.stride + 1)
+        r, c = int(row_px[0]), int(col_px[0])
         scene_t = chip_t @ Affine.translation(-c, -r)
         origin = scene_t @ Affine.translation(self.col0, self.row0)
         self.transform = cube_transform(origin, self.size, self.stride)
@@ -803,8 +933,23 @@ class _ChipLayout(_Layout):
                 raise DataError(f"band {missing[0]} not in chips (has {', '.join(names)})",
                                 first)
             self._select = [up.index(b.upper()) + 1 for b in bands]
-        self.i = ((df["row"].to_numpy() - self.row0) // self.stride).astype(int)
-        self.j = ((df["col"].to_numpy() - self.col0) // self.stride).astype(int)
+        off_i, off_j = row_px - self.row0, col_px - self.col0
+        if ((off_i % self.stride) != 0).any() or ((off_j % self.stride) != 0).any():
+            raise DataError(f"chips are not on one grid of step {self.stride} px (offsets in "
+                            "the scene grid that are not multiples of the smallest step)",
+                            index)
+        self.i = (off_i // self.stride).astype(int)
+        self.j = (off_j // self.stride).astype(int)
+        cell = self.i * self.nx + self.j
+        uniq, counts = np.unique(cell, return_counts=True)
+        if (counts > 1).any():  # one vector per cell: never overwrite one chip with another
+            dup = int(uniq[counts > 1][0])
+            same = np.flatnonzero(cell == dup)[:2]
+            a, b = (str(df["chip_id"].iloc[k]) if "chip_id" in df.columns
+                    else str(df["path"].iloc[k]) for k in same)
+            raise DataError(f"chips {a} and {b} fall on one cell of the cube (same place in "
+                            "the scene grid); give one chip per place (--scene-id, or an "
+                            "index without duplicates)", index)
 
     def block(self, r0: int, r1: int) -> np.ndarray:
         out = np.full((self.n_feat, r1 - r0, self.nx), np.nan, dtype=np.float32)
@@ -819,6 +964,30 @@ class _ChipLayout(_Layout):
             f = self.run(torch.from_numpy(np.stack(chips)))
             out[:, self.i[part] - r0, self.j[part]] = f.T
         return out
+
+
+def _chip_offsets(df: Any, px: float, py: float, index: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel offsets ``(row, col)`` of the chips of one scene on one grid.
+
+    From the footprints (``minx``, ``maxy``) when the index has them: ``geossl index`` records
+    ``row = col = 0`` for chips that ``geossl tile`` did not cut (no offset in their tags),
+    which placed every such chip on one cell (a 1 x 1 cube). Otherwise from ``row``/``col``.
+
+    Raises:
+        DataError: chips in several CRSs, or not on one pixel grid.
+    """
+    if not {"minx", "maxy"} <= set(df.columns):
+        return df["row"].to_numpy(np.int64), df["col"].to_numpy(np.int64)
+    if "crs" in df.columns and df["crs"].astype(str).nunique() > 1:
+        raise DataError("chips of one scene in several CRSs; give one scene (--scene-id)",
+                        index)
+    fc = (df["minx"].to_numpy(np.float64) - float(df["minx"].min())) / px
+    fr = (float(df["maxy"].max()) - df["maxy"].to_numpy(np.float64)) / py
+    cols, rows = np.rint(fc), np.rint(fr)
+    if np.abs(fc - cols).max() > 1e-3 or np.abs(fr - rows).max() > 1e-3:
+        raise DataError(f"chips are not on one pixel grid of {px:g} x {py:g} (footprints "
+                        "offset by a fraction of a pixel)", index)
+    return rows.astype(np.int64), cols.astype(np.int64)
 
 
 def write_cluster_map(

@@ -6,7 +6,9 @@
 * :func:`plot_confusion`: a confusion matrix;
 * :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files;
 * :func:`plot_comparison`: representations side by side, with paired differences to a
-  reference (``geossl compare``).
+  reference (``geossl compare``);
+* :func:`plot_checkerboard_split`: a labelled scene, its checkerboard of train/test blocks and
+  the patches kept (``geossl bench polsar``).
 
 :func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
 (B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
@@ -488,3 +490,67 @@ def plot_search_mosaic(
                 ha="center", va="bottom")
     ax.set_title("search hits (rank, cosine score, chip id)", fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_checkerboard_split(
+    rgb: np.ndarray,
+    labels: np.ndarray,
+    block: int,
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    split: np.ndarray,
+    patch: int,
+    path: PathLike,
+) -> Path:
+    """A labelled scene split on a checkerboard: picture | labels and blocks | patches kept.
+
+    Drawn for ``geossl bench polsar`` (its ``split.png``).
+
+    Args:
+        rgb: ``(H, W, 3)`` picture of the scene in ``[0, 1]`` (e.g. a Pauli RGB).
+        labels: ``(H, W)`` class ids, 0 = unlabelled.
+        block: checkerboard block side in pixels (shaded blocks are the test blocks).
+        class_ids: the class ids shown in the legend.
+        class_names: their names.
+        rows: top rows of the patches.
+        cols: left columns of the patches.
+        split: ``train``, ``test`` or ``drop`` per patch.
+        patch: patch side in pixels.
+        path: PNG to write.
+
+    Returns:
+        the path written.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    h, w = labels.shape
+    fig, axes = plt.subplots(1, 3, figsize=(17, 6))
+    axes[0].imshow(rgb)
+    axes[0].set_title("Pauli RGB")
+    cmap = ListedColormap(["#000000", "#e6c229", "#3d7f3a", "#1f5fbf", "#d7263d", "#7ddc5a",
+                           "#999999", "#8e44ad"][: max(int(labels.max()) + 1, 2)])
+    axes[1].imshow(labels, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
+    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    board = ((ii // block + jj // block) % 2).astype(float)
+    axes[1].imshow(np.ma.masked_equal(board, 0), cmap="gray", alpha=0.35, vmin=0, vmax=1)
+    axes[1].set_title(f"labels + {block}px checkerboard (shaded = test)")
+    axes[1].legend(handles=[Patch(color=cmap(int(c)), label=n)
+                            for c, n in zip(class_ids, class_names)],
+                   loc="lower left", fontsize=7)
+    kept = np.zeros((h, w, 3), dtype=np.float32)
+    colour = {"train": (0.2, 0.5, 1.0), "test": (1.0, 0.5, 0.1), "drop": (0.6, 0.6, 0.6)}
+    for name in ("drop", "train", "test"):
+        for r, c in zip(rows[split == name], cols[split == name]):
+            kept[r : r + patch, c : c + patch] = colour[name]
+    axes[2].imshow(kept)
+    n = {s: int((split == s).sum()) for s in ("train", "test", "drop")}
+    axes[2].set_title(f"{patch}px patches: train {n['train']} (blue), test {n['test']} "
+                      f"(orange),\n{n['drop']} dropped on block borders")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=90)

@@ -120,7 +120,9 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
                            dtype="uint16", crs=f"EPSG:{ZONES[scene % len(ZONES)]}",
                            transform=from_origin(x0, y0, 10, 10)) as dst:
             dst.write(data)
-    done.write_text("ok")
+    from geossl.io import atomic_write_text
+
+    atomic_write_text(done, "ok")
     return files
 
 
@@ -414,7 +416,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         args.skip_index, args.repeats)
     print(format_report(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        from geossl.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

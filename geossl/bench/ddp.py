@@ -57,7 +57,9 @@ def _step_timer(folder: Path, warmup: int) -> Any:
             seconds = time.perf_counter() - self.start if self.start is not None else 0.0
             folder.mkdir(parents=True, exist_ok=True)
             doc = {"world": trainer.world_size, "steps": self.steps, "seconds": seconds}
-            (folder / _TIMES.format(rank=trainer.global_rank)).write_text(json.dumps(doc))
+            from geossl.io import atomic_write_text
+
+            atomic_write_text(folder / _TIMES.format(rank=trainer.global_rank), json.dumps(doc))
 
     return StepTimer()
 

@@ -100,6 +100,7 @@ from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
 from geossl.eval.paired import difference_stats, with_interval
+from geossl.eval.report import format_cell
 from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file, mark_output
 from geossl.options import option
 from geossl.progress import phase, progress
@@ -963,29 +964,27 @@ def pretty_name(name: str) -> str:
 def summarise(runs: Sequence[dict[str, Any]], budgets: Sequence[int]) -> list[dict[str, Any]]:
     """Mean and std over seeds of OA/AA/F1 per (row, evaluation, budget).
 
+    The aggregation is evaluation's own (:func:`geossl.eval.report.summarise`, a table line
+    as its task and the evaluation as its protocol), laid out per table line.
+
     Returns:
         one record per (row, evaluation) in first-seen order, ``{"row", "eval", "budgets":
         {budget: {"oa": {"mean", "std", "n"}, "aa": ..., "f1_macro": ...}}}``.
     """
+    from geossl.eval.report import summarise as summarise_runs
+
+    groups = summarise_runs([{"task": r["row"], "protocol": r["eval"], "budget": r["budget"],
+                              "seed": r["seed"], "metrics": r["metrics"]} for r in runs])
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for run in runs:
-        key = (run["row"], run["eval"])
-        rec = out.setdefault(key, {"row": run["row"], "eval": run["eval"], "budgets": {}})
-        rec["budgets"].setdefault(str(run["budget"]), []).append(run["metrics"])
-    for rec in out.values():
-        for b, ms in list(rec["budgets"].items()):
-            rec["budgets"][b] = {m: mean_std([x[m] for x in ms]) for m in ("oa", "aa",
-                                                                          "f1_macro")}
+    for g in groups:
+        rec = out.setdefault((g["task"], g["protocol"]),
+                             {"row": g["task"], "eval": g["protocol"], "budgets": {}})
+        rec["budgets"][g["budget"]] = {m: g["metrics"].get(m, mean_std([]))
+                                       for m in ("oa", "aa", "f1_macro")}
     order = {str(b): i for i, b in enumerate(budgets)}
     for rec in out.values():
         rec["budgets"] = dict(sorted(rec["budgets"].items(), key=lambda kv: order.get(kv[0], 99)))
     return list(out.values())
-
-
-def _cell(stat: dict[str, Any] | None) -> str:
-    if not stat or stat.get("mean") is None:
-        return "-"
-    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
 
 def to_markdown(summary: Sequence[dict[str, Any]], budgets: Sequence[int]) -> str:
@@ -997,7 +996,8 @@ def to_markdown(summary: Sequence[dict[str, Any]], budgets: Sequence[int]) -> st
         cells = []
         for b in budgets:
             stat = rec["budgets"].get(str(b), {})
-            cells += [_cell(stat.get("oa")), _cell(stat.get("aa"))]
+            cells += [format_cell(stat.get("oa"), always_std=True),
+                      format_cell(stat.get("aa"), always_std=True)]
         lines.append(f"| {rec['row']} | {rec['eval']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -1163,43 +1163,10 @@ def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray
                 cols: np.ndarray, split: np.ndarray, cfg: PolsarBenchConfig,
                 class_ids: np.ndarray, class_names: list[str], path: Path) -> None:
     """Pauli RGB | labels with the checkerboard | the patches kept for train/test."""
-    import matplotlib
+    from geossl.plots import plot_checkerboard_split
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    h, w = labels.shape
-    fig, axes = plt.subplots(1, 3, figsize=(17, 6))
-    axes[0].imshow(pauli_rgb(arr, kind))
-    axes[0].set_title("Pauli RGB")
-    cmap = ListedColormap(["#000000", "#e6c229", "#3d7f3a", "#1f5fbf", "#d7263d", "#7ddc5a",
-                           "#999999", "#8e44ad"][: max(int(labels.max()) + 1, 2)])
-    axes[1].imshow(labels, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    board = ((ii // cfg.block + jj // cfg.block) % 2).astype(float)
-    axes[1].imshow(np.ma.masked_equal(board, 0), cmap="gray", alpha=0.35, vmin=0, vmax=1)
-    axes[1].set_title(f"labels + {cfg.block}px checkerboard (shaded = test)")
-    axes[1].legend(handles=[Patch(color=cmap(int(c)), label=n)
-                            for c, n in zip(class_ids, class_names)],
-                   loc="lower left", fontsize=7)
-    kept = np.zeros((h, w, 3), dtype=np.float32)
-    colour = {"train": (0.2, 0.5, 1.0), "test": (1.0, 0.5, 0.1), "drop": (0.6, 0.6, 0.6)}
-    for name in ("drop", "train", "test"):
-        for r, c in zip(rows[split == name], cols[split == name]):
-            kept[r : r + cfg.patch, c : c + cfg.patch] = colour[name]
-    axes[2].imshow(kept)
-    n = {s: int((split == s).sum()) for s in SPLIT_NAMES}
-    axes[2].set_title(f"{cfg.patch}px patches: train {n['train']} (blue), test {n['test']} "
-                      f"(orange),\n{n['drop']} dropped on block borders")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    plot_checkerboard_split(pauli_rgb(arr, kind), labels, cfg.block, class_ids.tolist(),
+                            class_names, rows, cols, split, cfg.patch, path)
 
 
 def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:

@@ -402,7 +402,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                          args.embed_size, args.skip_floor)
     print(format_report(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        from geossl.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

@@ -5,6 +5,7 @@ Examples:
     geossl embed RUN/checkpoints/last.ckpt major_tom/0U/0U_199R/S2A_MSIL2A_... \\
         --out cell.zarr --clusters 8 --cluster-map cell_clusters.tif
     geossl embed RUN/checkpoints/last.ckpt CHIPS/index.parquet --out chips.zarr
+    geossl embed RUN/checkpoints/last.ckpt S2_SCENE_FOLDER --sampler torchgeo-grid --out s.zarr
     geossl embed GEO_RUN/checkpoints/last.ckpt S2_SCENE.tif --sensor s2 --out s2.zarr
     geossl embed RUN/checkpoints/last.ckpt https://example.com/scene_cog.tif --out s.zarr
     geossl embed RUN/checkpoints/last.ckpt item.json --bands B02,B03,B04,B08 --out s.zarr
@@ -66,6 +67,11 @@ def add_arguments(parser: ArgumentParser) -> None:
                         help="products, comma-separated: zarr (the cube at --out), geoparquet "
                              "(OUT.parquet, one row per chip), cog (OUT.tif, one band per "
                              "dimension); see docs/embeddings.md")
+    parser.add_argument("--sampler", type=str, default="grid",
+                        help="where the windows come from: grid (geossl's reads of the scene) "
+                             "or torchgeo-grid (TorchGeo's grid sampler over the scene as a "
+                             "RasterDataset); the same cube either way. torchgeo-random is "
+                             "refused: a dense map needs every window once")
     _common.add_workers(parser)
     _common.add_scheduler(parser)
     _common.add_scheduler_file(parser)
@@ -84,13 +90,17 @@ def run(cfg: Namespace) -> int:
                 scene_id=_get(cfg, "scene_id"), sensor=_get(cfg, "sensor"),
                 workers=cfg.workers, scheduler=_common.scheduler(cfg),
                 preprocess=_get(cfg, "preprocess") or "weights",
-                formats=_get(cfg, "format") or "zarr")
+                formats=_get(cfg, "format") or "zarr", sampler=_get(cfg, "sampler") or "grid")
     cube = "wrote" if "zarr" in res.products or not res.products else "computed (not kept)"
     print(f"{cube} {res.cube}: embedding {res.shape} in {res.crs} "
           f"({res.blocks_done} blocks written, {res.blocks_skipped} already done)")
     if res.cluster_map is not None:
         print(f"wrote {res.cluster_map}")
     for fmt, path in res.products.items():
-        if fmt != "zarr":
+        if fmt == "geoparquet":
+            left = (f"; {res.rows_left_out} windows without a valid pixel left out"
+                    if res.rows_left_out else "")
+            print(f"wrote {path} ({fmt}: {res.product_rows} rows{left})")
+        elif fmt != "zarr":
             print(f"wrote {path} ({fmt})")
     return 0

@@ -59,11 +59,15 @@ class EmbeddingTable:
             EPSG:4326), indexed ``0..N-1``.
         vectors: ``(N, D)`` float32, row ``i`` is chip ``frame.iloc[i]``.
         source: where the table was read from (for messages and index keys).
+        left_out: windows of the cube it was made from (:func:`table_from_cube`) that had
+            no finite vector (no valid pixel) and are not in it.
     """
 
     frame: Any  # geopandas.GeoDataFrame
     vectors: np.ndarray
     source: str = ""
+    #: windows of the source cube without a finite vector, not in the table
+    left_out: int = 0
 
     def __post_init__(self) -> None:
         """Check that frame and vectors agree."""
@@ -187,7 +191,7 @@ def table_from_cube(cube: PathLike) -> EmbeddingTable:
     scene grid), its footprint (``size`` x ``size`` pixels around the cube cell's centre) and
     the scene's acquisition time when its name or metadata has one. A cube made from a
     ``geossl tile`` chip index takes the chips' own ids, times and files from that index.
-    Windows without an embedding (NaN) are left out.
+    Windows without an embedding (NaN) are left out, counted in ``left_out``.
 
     Raises:
         DataError: not a geossl embedding cube.
@@ -218,12 +222,15 @@ def table_from_cube(cube: PathLike) -> EmbeddingTable:
     half_x, half_y = size * px / 2, size * py / 2
     bounds = np.stack([cx - half_x, cy - half_y, cx + half_x, cy + half_y], axis=1)
     if scene.lower().endswith((".parquet", ".geoparquet")):
-        return _chip_index_records(Path(scene), vectors, bounds, crs, ii * stride, jj * stride,
-                                   size, path)
-    name = Path(scene).name.split(".")[0] if scene else path.name.removesuffix(".zarr")
-    ids = [f"{name}_{r}_{c}" for r, c in zip(ii * stride, jj * stride)]
-    return make_table(ids, vectors, bounds, crs, times=_scene_time(scene), scene=scene,
-                      rows=ii * stride, cols=jj * stride, size=size, source=str(path))
+        table = _chip_index_records(Path(scene), vectors, bounds, crs, ii * stride, jj * stride,
+                                    size, path)
+    else:
+        name = Path(scene).name.split(".")[0] if scene else path.name.removesuffix(".zarr")
+        ids = [f"{name}_{r}_{c}" for r, c in zip(ii * stride, jj * stride)]
+        table = make_table(ids, vectors, bounds, crs, times=_scene_time(scene), scene=scene,
+                           rows=ii * stride, cols=jj * stride, size=size, source=str(path))
+    table.left_out = int((~ok).sum())
+    return table
 
 
 def _scene_time(scene: str) -> Any:
@@ -460,11 +467,31 @@ def product_paths(cube: PathLike, formats: Sequence[str]) -> dict[str, Path]:
     return {f: names[f] for f in formats}
 
 
-def write_products(cube: PathLike, formats: Sequence[str]) -> dict[str, Path]:
+@dataclasses.dataclass
+class ProductsWritten:
+    """What :func:`write_products` wrote.
+
+    Attributes:
+        paths: format -> path (``zarr``: the cube itself).
+        rows: rows of the GeoParquet (``None`` when not asked).
+        left_out: windows of the cube without a finite vector (no valid pixel: NaN), left out
+            of the GeoParquet rather than written as NaN rows (in the COG they are nodata).
+    """
+
+    paths: dict[str, Path]
+    rows: int | None = None
+    left_out: int = 0
+
+
+def write_products(cube: PathLike, formats: Sequence[str]) -> ProductsWritten:
     """Write the GeoParquet and/or COG of a finished cube (the zarr cube is the cube itself)."""
     paths = product_paths(cube, formats)
+    done = ProductsWritten(paths)
     if "geoparquet" in paths:
-        write_geoparquet(table_from_cube(cube), paths["geoparquet"])
+        table = table_from_cube(cube)
+        write_geoparquet(table, paths["geoparquet"])
+        done.rows = len(table)
+        done.left_out = table.left_out
     if "cog" in paths:
         write_cog(cube, paths["cog"])
-    return paths
+    return done

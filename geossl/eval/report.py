@@ -57,11 +57,11 @@ def summarise(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_cell(stat: dict[str, Any] | None, digits: int = 3) -> str:
-    """``0.912 ± 0.010`` (or ``0.912`` for one seed, ``-`` when missing)."""
+def format_cell(stat: dict[str, Any] | None, digits: int = 3, always_std: bool = False) -> str:
+    """``0.912 ± 0.010`` (or ``0.912`` for one seed unless ``always_std``, ``-`` when missing)."""
     if not stat or stat.get("mean") is None:
         return "-"
-    if stat.get("n", 1) > 1:
+    if always_std or stat.get("n", 1) > 1:
         return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
     return f"{stat['mean']:.{digits}f}"
 
