@@ -329,10 +329,14 @@ def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:
                  str(study / "06_evaluate_finetune_1024.yaml"), "--root", str(root),
                  "--splits", str(hold), "--labels", "6", "--seeds", "0", "--finetune-steps",
                  "2", "--finetune-batch-size", "4", "--sensor", "s2", "--out", str(out),
-                 "--accelerator", "cpu", "--workers", "0", "--no-plots"]) == 0
+                 "--accelerator", "cpu", "--workers", "0", "--no-plots",
+                 "--reinit", "adapters"]) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert {r["protocol"] for r in runs} == {"finetune", "scratch"}
     assert all(r["n_labels"] == 6 for r in runs)
+    # the config's frozen adapters (a geo encoder's stems) and the flag's re-initialisation
+    assert all(r["info"]["freeze"] == ["stems"] and r["info"]["reinit"] == ["stems"]
+               for r in runs)
     both = tmp_path / "s1_s2"  # the study's best row: S1 and S2 together, frozen features
     assert main(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--config",
                  str(study / "07_evaluate_s1_s2_together.yaml"), "--root", str(root),

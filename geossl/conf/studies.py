@@ -305,7 +305,13 @@ def _moco_runs() -> list[Run]:
         stated={"data": "sen12ms", "protocol": "finetune", "labels": "1024", "bands": _S2_10,
                 "splits": "runs/moco_sen12ms/holdout_split.json"},
         open={"seeds": "5 label draws", "finetune_steps": _NOT_RECORDED,
-              "finetune_lr": _NOT_RECORDED},
+              "finetune_lr": _NOT_RECORDED,
+              "freeze": "adapters: the 1x1 adapter, frozen in pretraining (issue 22), stays "
+                        "frozen while fine-tuning; which further parts the study's partial "
+                        "freezing option fixed is not recorded",
+              "reinit": "none: the pretrained adapter is kept; the study's option to draw the "
+                        "adapter afresh is --reinit adapters (whether its table used it is not "
+                        "recorded)"},
         differences={"sensor": ("S1 + S2 together (the study's best row)", "fine-tuning reads "
                                 "one sensor of a geo encoder (--sensor); 07 reads both, on "
                                 "frozen features")}))

@@ -54,7 +54,7 @@ from geossl.eval.features import (
     image_of,
     label_of,
 )
-from geossl.eval.finetune import finetune
+from geossl.eval.finetune import finetune, parts
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
@@ -181,6 +181,8 @@ def evaluate(
     tasks: str | BinaryTask | Sequence[str | dict[str, Any] | BinaryTask] | None = None,
     predictions: bool = True,
     preprocess: str = "weights",
+    freeze: str | Sequence[str] = (),
+    reinit: str | Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -232,6 +234,10 @@ def evaluate(
             :mod:`geossl.eval.predictions`).
         preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``): ``weights``
             (their own normalisation) or ``dataset`` (the data's default normalisation).
+        freeze: encoder parts kept fixed while fine-tuning (partial freezing; module names or
+            ``adapters``, see :func:`geossl.eval.finetune.parts`), in the ``finetune`` and the
+            ``scratch`` rows alike, so the two differ only in their starting weights.
+        reinit: encoder parts drawn afresh before fine-tuning (e.g. ``adapters``).
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
@@ -293,6 +299,10 @@ def evaluate(
                           "and cluster")
     if product is None:
         check_bands(source.meta, chosen, dataset[train_pos[0]], root)
+    # --freeze / --reinit: checked before any feature is extracted
+    frozen, drawn = parts(source.encoder, freeze), parts(source.encoder, reinit)
+    if (frozen or drawn) and "finetune" not in names:
+        raise ConfigError("--freeze and --reinit act on fine-tuning: add finetune to --protocol")
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
@@ -406,9 +416,11 @@ def evaluate(
                                        batch_size=finetune_batch_size, lr=finetune_lr,
                                        normalizer=normalizer, sensor=chosen, device=dev,
                                        bf16=bf16, seed=seed, workers=workers, log_csv=log,
-                                       desc=proto)
+                                       desc=proto, freeze=frozen, reinit=drawn)
                         record(ts, proto, base, res["labels"], res["scores"],
                                {"steps": finetune_steps, "lr": finetune_lr,
+                                **({"freeze": frozen} if frozen else {}),
+                                **({"reinit": drawn} if drawn else {}),
                                 "final_loss": res["curve"][-1][1] if res["curve"] else None})
                         if log is not None and ts.name == MAIN_TASK:
                             first.setdefault(f"log_{proto}", log)
