@@ -239,11 +239,16 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
         assert 0 <= float(logs["contrastive_acc"]) <= 1
     if cfg.bands:
         assert sample_in_chans(dm)["s2"] == len(bands)  # the selection, from S2 only
-    if cfg.online_probe:
-        probe = OnlineProbe()
+    if cfg.online_probe:  # the probe as pretrain builds it (its task, e.g. farmland)
+        from geossl.train import _monitors
+
+        (probe,) = [m for m in _monitors(cfg, dm, tmp_path) if isinstance(m, OnlineProbe)]
         method.log = lambda *a, **k: None  # type: ignore[method-assign]
         probe.on_train_batch_end(type("T", (), {"datamodule": dm})(), method, None, batch, 0)
         assert probe.head is not None
+        if cfg.probe_task:
+            assert probe.task is not None and probe.task.name == cfg.probe_task
+            assert probe.head.out_features == 2
 
 
 @pytest.mark.parametrize("config", _of("evaluate"), ids=_ids)

@@ -205,8 +205,6 @@ def _tsne_runs() -> list[Run]:
 
 #: the study's batch x temperature grid
 _GRID = {"batch_size": [256, 1024, 2048], "temperature": [0.25, 0.5]}
-_BEN_DIFF = {"online_probe": ("a probe on the farmland task", "the online probe trains on "
-                              "the 19 classes; a probe on a binary task is not implemented")}
 #: the study's quarter of BigEarthNet split 3:1 (written by bigearthnet_simclr/00_split_quarter_3_1)
 _BEN_SPLIT = "runs/bigearthnet_simclr/quarter_split.json"
 
@@ -226,11 +224,16 @@ def _ben_runs() -> list[Run]:
             published=_NONE_PUBLIC,
             stated={"data": "bigearthnet", "bands": "B04,B03,B02", "method": "simclr",
                     "backbone": "resnet50", "optimizer": "lars", "lr": 1.0, "max_epochs": 50,
-                    "splits": _BEN_SPLIT, "split": "train"},
+                    "splits": _BEN_SPLIT, "split": "train", "online_probe": True,
+                    "probe_task": "farmland"},
             open={"batch_size": "1024, a cell of the study's grid",
                   "temperature": "0.5, a cell of the study's grid",
-                  "img_size": "120, the whole BigEarthNet patch"},
-            differences=_BEN_DIFF),
+                  "img_size": "120, the whole BigEarthNet patch",
+                  "data_args": "num_classes 43: the CORINE labels of the same patches, so the "
+                               "probe's 'Non-irrigated arable land' is exact (the 19 classes "
+                               "merge it into 'Arable land'); needs v2's Reference_Maps or v1",
+                  "probe_lr": "0.001 (geossl's default); the study's probe optimiser is not "
+                              "recorded"}),
         Run("bigearthnet_simclr/02_sweep_batch_temperature",
             reproduces="the study's batch x temperature table (256 / 1024 / 2048 x 0.25 / 0.5)",
             published=_NONE_PUBLIC,
