@@ -326,6 +326,56 @@ def plot_confusion(
     return save_figure(fig, path)
 
 
+def plot_per_class(
+    values: Mapping[str, Sequence[float | None] | None], path: PathLike,
+    class_names: Sequence[str] | None = None, title: str = "per-class scores",
+) -> Path:
+    """Per-class scores as horizontal bars, one group per class, one bar per score.
+
+    Args:
+        values: score name (``AP``, ``F1``, ...) -> one value per class (``None``: undefined,
+            e.g. AP of a class without a positive test sample; drawn as no bar and marked
+            ``n/a``). Entries that are ``None`` as a whole are left out.
+        path: PNG to write.
+        class_names: the class names (default: their indices).
+        title: figure title.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: no values, or lists of different lengths.
+    """
+    series = {k: list(v) for k, v in values.items() if v is not None}
+    lengths = {len(v) for v in series.values()}
+    if not series or len(lengths) != 1:
+        raise ValueError(f"per-class values need one list per score, all of one length: "
+                         f"{ {k: len(v) for k, v in series.items()} }")
+    k = lengths.pop()
+    names = (list(class_names) if class_names is not None and len(class_names) == k
+             else [str(i) for i in range(k)])
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * k * max(1, len(series)) ** 0.5 + 1.2)))
+    height = 0.8 / len(series)
+    cmap = _colours(len(series))
+    y = np.arange(k)
+    for i, (label, vals) in enumerate(series.items()):
+        pos = y - 0.4 + height * (i + 0.5)
+        widths = [np.nan if v is None else float(v) for v in vals]
+        ax.barh(pos, np.nan_to_num(widths, nan=0.0), height=height, color=cmap(i % cmap.N),
+                label=label)
+        for p_, w in zip(pos, widths):
+            ax.text(0.005 if np.isnan(w) else w + 0.005, p_,
+                    "n/a" if np.isnan(w) else f"{w:.2f}", va="center", fontsize=6)
+    ax.set_yticks(y, [n if len(n) <= 48 else n[:45] + "..." for n in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("score")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_training_curves(
     logs: PathLike | Mapping[str, PathLike], path: PathLike,
     metrics: Sequence[str] | None = None,

@@ -23,6 +23,7 @@ OUT/splits.json; pass it as --splits to repeat the run on the same sides.
 
 Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
 OUT/knn_grid.png, OUT/confusion_*.png (row-normalised; per --task too),
+OUT/per_class_*.png (per-class AP and F1 bars; per --task too),
 OUT/finetune_curves.png, OUT/predictions/*.csv (every run's test predictions) and a feature
 cache.
 """

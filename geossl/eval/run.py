@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -501,7 +501,21 @@ def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, An
                 paths[f"confusion_{ts.name}_{proto}"] = str(plots.plot_confusion(
                     m["confusion"], out / f"confusion_{ts.name}_{proto}.png", ts.classes,
                     title=f"{ts.name}, {proto} (seed {seed})"))
+                paths.update(_per_class_picture(out, m, ts.classes, f"{ts.name}_{proto}",
+                                                f"{ts.name}, {proto} (seed {seed})"))
     return paths
+
+
+def _per_class_picture(out: Path, m: Mapping[str, Any], classes: Sequence[str] | None,
+                       name: str, title: str) -> dict[str, str]:
+    """``per_class_<name>.png``: per-class AP (multi-label) and F1 of one run's metrics."""
+    from geossl import plots
+
+    if m.get("f1_per_class") is None:
+        return {}
+    return {f"per_class_{name}": str(plots.plot_per_class(
+        {"AP": m.get("ap_per_class"), "F1": m["f1_per_class"]}, out / f"per_class_{name}.png",
+        classes, title=f"per-class scores, {title}"))}
 
 
 def _pictures(
@@ -557,6 +571,8 @@ def _pictures(
             paths[f"confusion_{proto}"] = str(plots.plot_confusion(
                 m["confusion"], out / f"confusion_{proto}.png", names,
                 title=f"{proto} (seed {seed})"))
+        if m is not None:
+            paths.update(_per_class_picture(out, m, names, proto, f"{proto} (seed {seed})"))
     logs = {k.removeprefix("log_"): v for k, v in first.items() if k.startswith("log_")}
     if logs:
         paths["curves"] = str(plots.plot_training_curves(logs, out / "finetune_curves.png"))
