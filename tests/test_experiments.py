@@ -141,12 +141,12 @@ def test_layout_and_docs() -> None:
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
     # + DeepCluster x 2 (+ 2); BigEarthNet split, RGB, its grid, evaluation, the Tiny ImageNet
-    # sanity run (+ evaluation, its six-cell grid);
+    # sanity run (+ evaluation, its six-cell grid), the epochs table's sweep;
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels, S1 + S2;
     # simclr_backbones also: MAE with ViT patch 4/8/16 on CIFAR-10 and AID, + AID batch 64 (7),
     # and the DINO arm of the ViT study: ViT p4/p8/p16 x CIFAR-10/AID (6) (issue 20)
     assert counts == {"simclr_backbones": 23 + 7 + 6, "tsne_deepcluster": 6,
-                      "bigearthnet_simclr": 7, "moco_sen12ms": 7}
+                      "bigearthnet_simclr": 8, "moco_sen12ms": 7}
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if _command(c) != "sweep"], ids=_ids)
@@ -290,7 +290,7 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
 
 
 def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: Path) -> None:
-    assert len(_of("sweep")) == 2  # BigEarthNet and Tiny ImageNet, the same grid
+    assert len(_of("sweep")) == 3  # BigEarthNet and Tiny ImageNet grids, the epochs table
     config = EXPERIMENTS / "bigearthnet_simclr" / "02_sweep_batch_temperature.yaml"
     out = tmp_path / "grid"
     assert main(["sweep", str(config), "--root", str(fake("bigearthnet")), "--out", str(out),
@@ -305,6 +305,14 @@ def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: 
     assert cell["bands"] == "B04,B03,B02" and cell["online_probe"] is True
     table = (out / "results.csv").read_text().splitlines()
     assert len(table) == 7 and all(",pending" in row for row in table[1:])
+    epochs = tmp_path / "epochs"  # the epochs table's three pretraining lengths
+    assert main(["sweep", str(EXPERIMENTS / "bigearthnet_simclr" / "07_sweep_epochs.yaml"),
+                 "--root", str(fake("bigearthnet")), "--out", str(epochs), "--dry-run"]) == 0
+    assert sorted(p.name for p in epochs.iterdir() if p.is_dir()) == [
+        "max_epochs=10", "max_epochs=25", "max_epochs=50"]
+    cell = yaml.safe_load((epochs / "max_epochs=10" / "pretrain.yaml").read_text())
+    assert cell["max_epochs"] == 10 and cell["probe_task"] == "farmland" and cell["lr"] == 1.0
+    assert (epochs / "results_epochs.md").read_text().splitlines()[0] == "| epochs | repeats |"
 
 
 def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:

@@ -188,3 +188,46 @@ def test_seed_repeats_as_mean_and_std(tmp_path: Path) -> None:
     assert lines[2:] == ["| 0.2 | 3 | 1.3000 ± 0.0816 |", "| 0.5 | 3 | 1.6000 ± 0.0816 |"]
     single = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
     assert single["repeats"] is None and not (tmp_path / "one" / "results_repeats.md").exists()
+
+
+def test_epochs_table_from_a_max_epochs_grid(tmp_path: Path) -> None:
+    """--grid max_epochs=... (with other keys and seed repeats): results_epochs.md has one row
+    per pretraining length, in increasing order, per cell of the other keys, every result as
+    mean ± std over the repeats; the table is rewritten as cells finish (a pending cell is not
+    in it)."""
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["temperature=0.5,0.2", "max_epochs=50,10", "seed=0,1"],
+                     eval_overrides=["protocol=linear"])
+
+    def run(args: Sequence[str], log: Path) -> int:
+        cell = Path(args[2]).parent
+        config = {"max_epochs": 1, "seed": 0,
+                  **yaml.safe_load((cell / "pretrain.yaml").read_text())}
+        if config.get("max_epochs") == 50 and config.get("temperature") == 0.2 and \
+                config.get("seed") == 1:
+            return 2  # one failed repeat: left out of the table's means
+        if args[0] == "pretrain":
+            (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"step": [0], "probe/acc_epoch": [config["max_epochs"] / 100]}).to_csv(
+                cell / "logs" / "csv" / "metrics.csv", index=False)
+        else:
+            (cell / "eval").mkdir(exist_ok=True)
+            oa = config["max_epochs"] / 100 + config["seed"] * 0.1 - config["temperature"]
+            (cell / "eval" / "results.json").write_text(json.dumps({"summary": [
+                {"task": "farmland", "protocol": "linear", "budget": "all",
+                 "metrics": {"oa": {"mean": oa, "n": 1}}}]}))
+        return 0
+
+    res = run_sweep(spec, tmp_path / "sweep", runner=run)
+    assert res["failed"] == ["temperature=0.2,max_epochs=50,seed=1"]
+    lines = res["epochs"].read_text().splitlines()
+    assert lines[0] == ("| temperature | epochs | repeats | probe_acc | "
+                        "farmland linear oa |")
+    assert lines[2:] == [
+        "| 0.2 | 10 | 2 | 0.1000 ± 0.0000 | -0.0500 ± 0.0500 |",
+        "| 0.2 | 50 | 1 | 0.5000 | 0.3000 |",
+        "| 0.5 | 10 | 2 | 0.1000 ± 0.0000 | -0.3500 ± 0.0500 |",
+        "| 0.5 | 50 | 2 | 0.5000 ± 0.0000 | 0.0500 ± 0.0500 |",
+    ]
+    plain = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
+    assert plain["epochs"] is None and not (tmp_path / "one" / "results_epochs.md").exists()

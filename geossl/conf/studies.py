@@ -239,6 +239,14 @@ def _ben_runs() -> list[Run]:
             published=_NONE_PUBLIC,
             stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml", "scale_lr": "none",
                     "grid": _GRID}),
+        Run("bigearthnet_simclr/07_sweep_epochs",
+            reproduces="the study's epochs table (results per number of pretraining epochs)",
+            published=_NONE_PUBLIC,
+            stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml", "scale_lr": "none"},
+            open={"grid": "max_epochs 10 / 25 / 50: the study's 50 and two shorter runs (the "
+                          "lengths of its table are not recorded); each keeps 01's 1,000 "
+                          "warm-up steps (about 9 epochs at batch 1024 on the quarter), so the "
+                          "10-epoch run is mostly warm-up"}),
         Run("bigearthnet_simclr/03_evaluate_multilabel_farmland",
             reproduces="the study's 19-class mAP and farmland accuracy / sensitivity / "
                        "specificity with the normalised confusion matrix",
