@@ -376,6 +376,57 @@ def plot_per_class(
     return save_figure(fig, path)
 
 
+def plot_sweep_curves(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[float, float, float]]]], path: PathLike,
+    xlabel: str, title: str | None = None,
+) -> Path:
+    """Results of a sweep against one grid key (e.g. accuracy against the chip size).
+
+    Args:
+        panels: metric -> line label (a cell of the other grid keys, e.g. a backbone) -> points
+            ``(x, mean, std)``; one panel per metric, one line per label, error bars = std.
+        path: PNG to write.
+        xlabel: the swept key (x axis, logarithmic: sizes double).
+        title: figure title.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: no points to draw.
+    """
+    names = [m for m, lines in panels.items() if any(lines.values())]
+    if not names:
+        raise ValueError("no finished sweep results to draw")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        lines = panels[metric]
+        cmap = _colours(len(lines))
+        xs_all: set[float] = set()
+        for i, (label, points) in enumerate(lines.items()):
+            pts = sorted(points)
+            if not pts:
+                continue
+            x, mean, std = (np.array(v, dtype=np.float64) for v in zip(*pts))
+            xs_all.update(x.tolist())
+            ax.errorbar(x, mean, yerr=std, fmt="o-", color=cmap(i % cmap.N), label=label,
+                        ms=4, capsize=2)
+        ticks = sorted(xs_all)
+        if ticks and min(ticks) > 0:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1 or next(iter(lines), ""):
+            ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_training_curves(
     logs: PathLike | Mapping[str, PathLike], path: PathLike,
     metrics: Sequence[str] | None = None,

@@ -56,7 +56,9 @@ grid repeats cells over ``seed`` (``--grid seed=0,1,2``), ``OUT/results_repeats.
 one row per cell of the other keys, every value as mean ± std over its finished repeats. When
 the grid sweeps the pretraining length (``--grid max_epochs=10,25,50``), ``OUT/results_epochs.md``
 is the epochs table: one row per number of pretraining epochs (per cell of the other keys),
-every result as mean ± std over repeats.
+every result as mean ± std over repeats. When it sweeps a chip / image size (``img_size`` or
+``patch_size``), ``OUT/accuracy_vs_<key>.png`` is the chip-size figure: every accuracy-like
+result against the size, one line per cell of the other keys (e.g. per backbone).
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ from geossl.io import atomic_path, atomic_write_text, jsonable
 DONE = "cell.json"
 #: the grid key whose values are the pretraining lengths of the epochs table
 EPOCHS_KEY = "max_epochs"
+#: grid keys that are a chip / image size (the first swept one is the size figure's x axis)
+SIZE_KEYS = ("img_size", "patch_size")
+#: metrics drawn against the chip size (accuracy-like columns of the table)
+SIZE_METRICS = ("oa", "map_macro", "accuracy", "nmi", "acc")
 #: logged columns reported per cell (CSV log column -> table column)
 LOGGED = {"train/loss": "loss", "train/contrastive_acc": "contrastive_acc",
           "probe/acc_epoch": "probe_acc", "probe/map_epoch": "probe_map"}
@@ -437,8 +443,14 @@ def run_sweep(
         if len(spec.grid.get(EPOCHS_KEY, [])) > 1:
             paths["epochs"] = write_epochs(
                 rows, [k for k in spec.grid if k not in ("seed", EPOCHS_KEY)], folder)
+        size = next((k for k in SIZE_KEYS if len(spec.grid.get(k, [])) > 1), None)
+        figure = None if size is None else write_size_figure(
+            rows, size, [k for k in spec.grid if k not in ("seed", size)], folder)
+        if figure is not None:
+            paths["size_figure"] = figure
     return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed,
-            "repeats": paths.get("repeats"), "epochs": paths.get("epochs")}
+            "repeats": paths.get("repeats"), "epochs": paths.get("epochs"),
+            "size_figure": paths.get("size_figure")}
 
 
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
@@ -613,3 +625,46 @@ def write_epochs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
     path = folder / "results_epochs.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def write_size_figure(rows: Sequence[Mapping[str, Any]], size_key: str, keys: Sequence[str],
+                      folder: Path) -> Path | None:
+    """Draw ``accuracy_vs_<size_key>.png``: results against the chip / image size.
+
+    One panel per accuracy-like column (online-probe accuracy and the evaluations' ``oa``,
+    ``map_macro``, ``accuracy``, ``nmi``, ``acc``), one line per combination of the other grid
+    keys (e.g. per backbone), mean ± std over the finished seed repeats at every size.
+
+    Args:
+        rows: the table rows (:func:`cell_row`).
+        size_key: the swept size key (``img_size`` or ``patch_size``).
+        keys: the other grid keys (``seed`` excepted: repeats are averaged).
+        folder: the sweep's folder.
+
+    Returns:
+        the file written, or ``None`` while no cell has finished with such a result.
+    """
+    from geossl import plots
+    from geossl.eval.budgets import mean_std
+
+    done = [r for r in rows if r.get("status") == "finished"]
+    metrics = [c for c in dict.fromkeys(c for r in done for c in r)
+               if c == "probe_acc" or (" " in c and c.rsplit(" ", 1)[1] in SIZE_METRICS)]
+    panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for metric in metrics:
+        values: dict[str, dict[float, list[float]]] = {}
+        for r in done:
+            if r.get(metric) is None:
+                continue
+            label = ",".join(f"{k}={r.get(k)}" for k in keys)
+            values.setdefault(label, {}).setdefault(float(r[size_key]), []).append(
+                float(r[metric]))
+        panels[metric] = {
+            label: [(x, float(st["mean"]), float(st["std"] or 0.0))
+                    for x, v in sorted(by_x.items()) for st in [mean_std(v)]]
+            for label, by_x in values.items()}
+    if not any(any(lines.values()) for lines in panels.values()):
+        return None
+    return plots.plot_sweep_curves(panels, folder / f"accuracy_vs_{size_key}.png",
+                                   xlabel=f"{size_key} (px)",
+                                   title=f"results against {size_key}, mean ± std over repeats")
