@@ -136,7 +136,27 @@ def _backbone_runs() -> list[Run]:
                             "pairing": "aug", **({"splits": _AID_SPLIT, "split": "train"}
                                                  if data == "aid" else {})},
                     open=open_))
+    for short in ("vit_p4", "vit_p8", "vit_p16"):  # the PolSAR arm: the study's ViT-B runs
+        for opt in ("adam", "lamb"):
+            runs.append(Run(
+                f"simclr_backbones/07_pretrain_polsar_{short}_{opt}",
+                reproduces="the study's PolSAR runs (AIRSAR San Francisco): ViT-B patch 4 / 8 / "
+                           "16 x Adam / LAMB, read out by 08",
+                published=_NONE_PUBLIC,
+                stated={"data": "polsar", "method": "simclr", "backbone": _BACKBONES[short],
+                        "optimizer": opt, "pairing": "aug", "splits": _POLSAR_SPLIT,
+                        "split": "train"},
+                open={"lr": _NOT_RECORDED, "temperature": _NOT_RECORDED,
+                      "max_epochs": _NOT_RECORDED,
+                      "patch_size": "64 px grid patches of the scene (the split's grid)",
+                      "img_size": "64 px views (patch 4: 256 tokens, 8: 64, 16: 16)",
+                      "batch_size": "32: the training blocks hold 112 patches of 64 px (real "
+                                    "scene); the study's PolSAR batch is not recorded"}))
     return runs
+
+
+#: the PolSAR split of the backbone study (written by simclr_backbones/06_split_polsar_...)
+_POLSAR_SPLIT = "runs/simclr_backbones/polsar_split.json"
 
 
 #: the supervised row of the t-SNE / DeepCluster study: the scratch row of --protocol finetune
@@ -161,6 +181,29 @@ def _evaluations() -> list[Run]:
             stated={"data": "aid", "strategy": "random", "fractions": "0.5,0.5",
                     "out": _AID_SPLIT},
             open={"seed": "0; stratified by class (half of every class on each side)"}),
+        Run("simclr_backbones/05_sweep_chip_size_aid",
+            reproduces="the study's chip-size figure (accuracy against the image size, AID)",
+            published=_NONE_PUBLIC,
+            stated={"pretrain": "03_pretrain_aid_vit_p8_adam.yaml"},
+            open={"grid": "backbone vit_base_patch4 / 8 / 16 (the study's ViTs) x img_size "
+                          "64 / 128 / 224 px, each from a crop of twice its size (03's ratio): "
+                          "the sizes and arms of the study's figure are not recorded",
+                  "scale_lr": "none: 03's rate in every cell (the batch does not change)"}),
+        Run("simclr_backbones/06_split_polsar_checkerboard",
+            reproduces="the study's PolSAR data: AIRSAR San Francisco split into training and "
+                       "test blocks",
+            published="not applicable (a split)",
+            stated={"data": "polsar", "out": _POLSAR_SPLIT},
+            open={"strategy": "checkerboard of 128 px blocks, half per side (how the study "
+                              "split the scene is not recorded); leak-free: no training patch "
+                              "touches a test block",
+                  "block_size": "128 px (two 64 px patches a side)",
+                  "fractions": "0.5,0.5", "seed": "0"}),
+        Run("simclr_backbones/08_evaluate_polsar",
+            reproduces="the study's PolSAR table (frozen features), 3 repeats as mean +- std",
+            published=_NONE_PUBLIC,
+            stated={"data": "polsar", "protocol": "linear,knn,cluster", "seeds": "0,1,2",
+                    "splits": _POLSAR_SPLIT}),
         Run("tsne_deepcluster/05_evaluate_cifar10",
             reproduces="the study's CIFAR-10 table (clustering NMI, ARI, accuracy; probes; the "
                        "supervised row) and t-SNE",
