@@ -50,6 +50,18 @@ class _Classifier(nn.Module):
 ADAPTERS = "adapters"
 
 
+def requested(names: str | Sequence[str] | None) -> list[str]:
+    """The part names given to ``--freeze``/``--reinit``, ``none`` and empty items dropped.
+
+    Args:
+        names: comma-separated names, a list of names, or ``None``.
+    """
+    if names is None:
+        return []
+    items = [str(n).strip() for n in (names.split(",") if isinstance(names, str) else names)]
+    return [n for n in items if n and n.lower() != "none"]
+
+
 def parts(encoder: nn.Module, names: str | Sequence[str] | None) -> list[str]:
     """Encoder part names from ``--freeze``/``--reinit`` (comma-separated or a list).
 
@@ -60,17 +72,12 @@ def parts(encoder: nn.Module, names: str | Sequence[str] | None) -> list[str]:
     Raises:
         ConfigError: a name that is no part of the encoder.
     """
-    if names is None:
-        return []
-    items = [str(n).strip() for n in (names.split(",") if isinstance(names, str) else names)]
-    if not any(n and n.lower() != "none" for n in items):
+    items = requested(names)
+    if not items:
         return []
     modules = dict(encoder.named_modules())
     out: list[str] = []
-    for raw in items:
-        name = str(raw).strip()
-        if not name or name.lower() == "none":
-            continue
+    for name in items:
         if name == ADAPTERS and ADAPTERS not in modules:
             found = [n for n in ("stems", "adapter")
                      if isinstance(getattr(encoder, n, None), nn.Module)]

@@ -54,7 +54,7 @@ from geossl.eval.features import (
     image_of,
     label_of,
 )
-from geossl.eval.finetune import finetune, parts
+from geossl.eval.finetune import finetune, parts, requested
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
@@ -250,6 +250,8 @@ def evaluate(
     """
     t0 = time.time()
     names = parse_protocols(protocols)
+    if (requested(freeze) or requested(reinit)) and "finetune" not in names:
+        raise ConfigError("--freeze and --reinit act on fine-tuning: add finetune to --protocol")
     binary_tasks = parse_tasks(tasks)
     seeds = [int(s) for s in seeds] or [0]
     if out is not None:
@@ -299,10 +301,8 @@ def evaluate(
                           "and cluster")
     if product is None:
         check_bands(source.meta, chosen, dataset[train_pos[0]], root)
-    # --freeze / --reinit: checked before any feature is extracted
+    # --freeze / --reinit: the encoder's parts, checked before any feature is extracted
     frozen, drawn = parts(source.encoder, freeze), parts(source.encoder, reinit)
-    if (frozen or drawn) and "finetune" not in names:
-        raise ConfigError("--freeze and --reinit act on fine-tuning: add finetune to --protocol")
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
