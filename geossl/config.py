@@ -150,6 +150,10 @@ class PretrainConfig:
     neighbour_grids: bool = option(False, "with every t-SNE snapshot also write "
                                    "OUT/neighbours/epoch=NNN.png: the nearest samples of the "
                                    "same queries (one per class), to compare across epochs")
+    probe_task: str | None = option(
+        None, "with --online-probe: train the probe on a binary task instead of the classes, "
+        "e.g. farmland (BigEarthNet) or NAME=Class A;Class B (positive when a sample has any of "
+        "them); probe/acc is then the task's accuracy")
 
     @classmethod
     def from_namespace(cls, ns: Any) -> PretrainConfig:

@@ -13,7 +13,10 @@ Both are Lightning callbacks that ``geossl pretrain`` adds on request (``--onlin
     (top-1 for single-label data; for multi-label data, e.g. BigEarthNet, the share of correct
     label decisions at 0.5) and, for multi-label data, ``probe/map`` (micro average precision of
     the batch). Per step and as epoch means. The probe's weights and optimiser are saved in the
-    checkpoint, so ``--resume`` continues it.
+    checkpoint, so ``--resume`` continues it. With a binary ``task`` (``--probe-task farmland``,
+    a :class:`geossl.datasets.labels.BinaryTask`) the probe is a two-class classifier of the
+    task's targets, computed from each batch's labels (positive when a sample carries any of
+    the task's classes), and ``probe/acc`` is the task's accuracy.
 
 :class:`TSNESnapshots`
     Every ``every`` epochs (and once before training: ``epoch=000``) the features of a fixed
@@ -43,6 +46,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 
+from geossl.datasets.labels import BinaryTask, task_labels
 from geossl.errors import ConfigError
 
 
@@ -100,16 +104,29 @@ def num_outputs(labels: Tensor, classes: Sequence[str] | None) -> tuple[int, boo
 class OnlineProbe(Callback):
     """Linear classifier trained on detached features during pretraining (module docstring)."""
 
-    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0,
+                 task: BinaryTask | None = None,
+                 task_classes: Sequence[int] | None = None) -> None:
         """Configure the probe.
 
         Args:
             lr: Adam learning rate of the probe.
             weight_decay: its weight decay.
+            task: train on this binary task instead of the dataset's classes.
+            task_classes: the label indices that make ``task`` positive
+                (:func:`geossl.datasets.labels.task_indices` of the dataset's class names).
+
+        Raises:
+            ConfigError: a task without its class indices.
         """
         super().__init__()
+        if task is not None and not task_classes:
+            raise ConfigError(f"the online probe's task {task.name!r} needs the label indices "
+                              "of its classes")
         self.lr = lr
         self.weight_decay = weight_decay
+        self.task = task
+        self.task_classes = [int(i) for i in task_classes or ()]
         self.head: nn.Linear | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.multilabel = False
@@ -138,10 +155,17 @@ class OnlineProbe(Callback):
             raise ConfigError("the online probe needs labelled batches (SSLDataModule "
                               "labels=True on a dataset with labels)")
         labels = batch["label"]
+        if self.task is not None:
+            target_of = task_labels(labels, self.task_classes)
+            labels = target_of if labels.ndim == 2 else torch.where(
+                labels.long() >= 0, target_of, torch.full_like(target_of, -100))
         if self.head is None:
-            dm = getattr(trainer, "datamodule", None)
-            classes = getattr(dm, "classes", None) if dm is not None else None
-            self._build(pl_module, *num_outputs(labels, classes))
+            if self.task is not None:
+                self._build(pl_module, 2, False)
+            else:
+                dm = getattr(trainer, "datamodule", None)
+                classes = getattr(dm, "classes", None) if dm is not None else None
+                self._build(pl_module, *num_outputs(labels, classes))
         assert self.head is not None and self.optimizer is not None
         feats = encoder_features(pl_module, batch)
         with torch.enable_grad():

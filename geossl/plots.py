@@ -328,6 +328,107 @@ def plot_confusion(
     return save_figure(fig, path)
 
 
+def plot_per_class(
+    values: Mapping[str, Sequence[float | None] | None], path: PathLike,
+    class_names: Sequence[str] | None = None, title: str = "per-class scores",
+) -> Path:
+    """Per-class scores as horizontal bars, one group per class, one bar per score.
+
+    Args:
+        values: score name (``AP``, ``F1``, ...) -> one value per class (``None``: undefined,
+            e.g. AP of a class without a positive test sample; drawn as no bar and marked
+            ``n/a``). Entries that are ``None`` as a whole are left out.
+        path: PNG to write.
+        class_names: the class names (default: their indices).
+        title: figure title.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: no values, or lists of different lengths.
+    """
+    series = {k: list(v) for k, v in values.items() if v is not None}
+    lengths = {len(v) for v in series.values()}
+    if not series or len(lengths) != 1:
+        raise ValueError(f"per-class values need one list per score, all of one length: "
+                         f"{ {k: len(v) for k, v in series.items()} }")
+    k = lengths.pop()
+    names = (list(class_names) if class_names is not None and len(class_names) == k
+             else [str(i) for i in range(k)])
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.32 * k * max(1, len(series)) ** 0.5 + 1.2)))
+    height = 0.8 / len(series)
+    cmap = _colours(len(series))
+    y = np.arange(k)
+    for i, (label, vals) in enumerate(series.items()):
+        pos = y - 0.4 + height * (i + 0.5)
+        widths = [np.nan if v is None else float(v) for v in vals]
+        ax.barh(pos, np.nan_to_num(widths, nan=0.0), height=height, color=cmap(i % cmap.N),
+                label=label)
+        for p_, w in zip(pos, widths):
+            ax.text(0.005 if np.isnan(w) else w + 0.005, p_,
+                    "n/a" if np.isnan(w) else f"{w:.2f}", va="center", fontsize=6)
+    ax.set_yticks(y, [n if len(n) <= 48 else n[:45] + "..." for n in names], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("score")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_sweep_curves(
+    panels: Mapping[str, Mapping[str, Sequence[tuple[float, float, float]]]], path: PathLike,
+    xlabel: str, title: str | None = None,
+) -> Path:
+    """Results of a sweep against one grid key (e.g. accuracy against the chip size).
+
+    Args:
+        panels: metric -> line label (a cell of the other grid keys, e.g. a backbone) -> points
+            ``(x, mean, std)``; one panel per metric, one line per label, error bars = std.
+        path: PNG to write.
+        xlabel: the swept key (x axis, logarithmic: sizes double).
+        title: figure title.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: no points to draw.
+    """
+    names = [m for m, lines in panels.items() if any(lines.values())]
+    if not names:
+        raise ValueError("no finished sweep results to draw")
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], names):
+        lines = panels[metric]
+        cmap = _colours(len(lines))
+        xs_all: set[float] = set()
+        for i, (label, points) in enumerate(lines.items()):
+            pts = sorted(points)
+            if not pts:
+                continue
+            x, mean, std = (np.array(v, dtype=np.float64) for v in zip(*pts))
+            xs_all.update(x.tolist())
+            ax.errorbar(x, mean, yerr=std, fmt="o-", color=cmap(i % cmap.N), label=label,
+                        ms=4, capsize=2)
+        ticks = sorted(xs_all)
+        if ticks and min(ticks) > 0:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3)
+        if len(lines) > 1 or next(iter(lines), ""):
+            ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_training_curves(
     logs: PathLike | Mapping[str, PathLike], path: PathLike,
     metrics: Sequence[str] | None = None,

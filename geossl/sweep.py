@@ -53,7 +53,12 @@ optimiser steps, the last logged training loss, contrastive top-1 accuracy and o
 accuracy, and the mean of every evaluation metric (``linear oa``, ``farmland linear
 sensitivity``, ...). Written after every cell, so a partial sweep has a partial table. When the
 grid repeats cells over ``seed`` (``--grid seed=0,1,2``), ``OUT/results_repeats.md`` also has
-one row per cell of the other keys, every value as mean ± std over its finished repeats.
+one row per cell of the other keys, every value as mean ± std over its finished repeats. When
+the grid sweeps the pretraining length (``--grid max_epochs=10,25,50``), ``OUT/results_epochs.md``
+is the epochs table: one row per number of pretraining epochs (per cell of the other keys),
+every result as mean ± std over repeats. When it sweeps a chip / image size (``img_size`` or
+``patch_size``), ``OUT/accuracy_vs_<key>.png`` is the chip-size figure: every accuracy-like
+result against the size, one line per cell of the other keys (e.g. per backbone).
 """
 
 from __future__ import annotations
@@ -76,6 +81,12 @@ from geossl.io import atomic_path, atomic_write_text, jsonable
 
 #: file marking a finished cell
 DONE = "cell.json"
+#: the grid key whose values are the pretraining lengths of the epochs table
+EPOCHS_KEY = "max_epochs"
+#: grid keys that are a chip / image size (the first swept one is the size figure's x axis)
+SIZE_KEYS = ("img_size", "patch_size")
+#: metrics drawn against the chip size (accuracy-like columns of the table)
+SIZE_METRICS = ("oa", "map_macro", "accuracy", "nmi", "acc")
 #: logged columns reported per cell (CSV log column -> table column)
 LOGGED = {"train/loss": "loss", "train/contrastive_acc": "contrastive_acc",
           "probe/acc_epoch": "probe_acc", "probe/map_epoch": "probe_map"}
@@ -429,8 +440,17 @@ def run_sweep(
         if len(spec.grid.get("seed", [])) > 1:
             paths["repeats"] = write_repeats(rows, [k for k in spec.grid if k != "seed"],
                                              folder)
+        if len(spec.grid.get(EPOCHS_KEY, [])) > 1:
+            paths["epochs"] = write_epochs(
+                rows, [k for k in spec.grid if k not in ("seed", EPOCHS_KEY)], folder)
+        size = next((k for k in SIZE_KEYS if len(spec.grid.get(k, [])) > 1), None)
+        figure = None if size is None else write_size_figure(
+            rows, size, [k for k in spec.grid if k not in ("seed", size)], folder)
+        if figure is not None:
+            paths["size_figure"] = figure
     return {"rows": rows, "csv": paths["csv"], "markdown": paths["markdown"], "failed": failed,
-            "repeats": paths.get("repeats")}
+            "repeats": paths.get("repeats"), "epochs": paths.get("epochs"),
+            "size_figure": paths.get("size_figure")}
 
 
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
@@ -529,6 +549,35 @@ def write_table(rows: Sequence[Mapping[str, Any]], folder: Path) -> dict[str, Pa
     return paths
 
 
+def _grouped_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                   heads: Sequence[str], order: Callable[[tuple[str, ...]], Any] | None,
+                   ) -> list[str]:
+    """Markdown lines: the finished rows grouped by their ``keys`` values.
+
+    Every numeric column as mean ± std over the group; ``heads``: the key columns' titles;
+    ``order``: sorts the groups (default: first seen first).
+    """
+    from geossl.eval.budgets import mean_std
+    from geossl.eval.report import format_cell
+
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        if row.get("status") == "finished":
+            groups.setdefault(tuple(str(row.get(k)) for k in keys), []).append(row)
+    skip = {"cell", "status", "seed", "seconds", "steps", *keys}
+    metrics = list(dict.fromkeys(
+        c for row in rows for c, v in row.items()
+        if c not in skip and isinstance(v, int | float) and not isinstance(v, bool)))
+    columns = [*heads, "repeats", *metrics]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for values in (sorted(groups, key=order) if order is not None else groups):
+        group = groups[values]
+        stats = [format_cell(mean_std([float(r[m]) for r in group if r.get(m) is not None]), 4)
+                 for m in metrics]
+        lines.append("| " + " | ".join([*values, str(len(group)), *stats]) + " |")
+    return lines
+
+
 def write_repeats(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
                   folder: Path) -> Path:
     """Write ``results_repeats.md``: repeats of a cell as one row, mean ± std.
@@ -544,23 +593,78 @@ def write_repeats(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
     Returns:
         the file written.
     """
-    from geossl.eval.budgets import mean_std
-    from geossl.eval.report import format_cell
-
-    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-    for row in rows:
-        if row.get("status") == "finished":
-            groups.setdefault(tuple(str(row.get(k)) for k in keys), []).append(row)
-    skip = {"cell", "status", "seed", "seconds", "steps", *keys}
-    metrics = list(dict.fromkeys(
-        c for row in rows for c, v in row.items()
-        if c not in skip and isinstance(v, int | float) and not isinstance(v, bool)))
-    columns = [*keys, "repeats", *metrics]
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    for values, group in groups.items():
-        stats = [format_cell(mean_std([float(r[m]) for r in group if r.get(m) is not None]), 4)
-                 for m in metrics]
-        lines.append("| " + " | ".join([*values, str(len(group)), *stats]) + " |")
     path = folder / "results_repeats.md"
+    atomic_write_text(path, "\n".join(_grouped_table(rows, keys, keys, None)) + "\n")
+    return path
+
+
+def write_epochs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                 folder: Path) -> Path:
+    """Write ``results_epochs.md``: the epochs table, every result per pretraining length.
+
+    One row per pretraining length (``max_epochs`` of the grid), in increasing order, for each
+    combination of the other grid keys (``seed`` excepted: repeats are averaged); every numeric
+    column (online-probe and contrastive accuracy, every evaluation mean, the last loss) as
+    mean ± std over the finished repeats.
+
+    Args:
+        rows: the table rows (:func:`cell_row`).
+        keys: the grid keys other than ``seed`` and ``max_epochs``.
+        folder: the sweep's folder.
+
+    Returns:
+        the file written.
+    """
+    def order(values: tuple[str, ...]) -> tuple[tuple[str, ...], float]:
+        try:
+            return values[:-1], float(values[-1])
+        except ValueError:
+            return values[:-1], float("inf")
+
+    lines = _grouped_table(rows, [*keys, EPOCHS_KEY], [*keys, "epochs"], order)
+    path = folder / "results_epochs.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def write_size_figure(rows: Sequence[Mapping[str, Any]], size_key: str, keys: Sequence[str],
+                      folder: Path) -> Path | None:
+    """Draw ``accuracy_vs_<size_key>.png``: results against the chip / image size.
+
+    One panel per accuracy-like column (online-probe accuracy and the evaluations' ``oa``,
+    ``map_macro``, ``accuracy``, ``nmi``, ``acc``), one line per combination of the other grid
+    keys (e.g. per backbone), mean ± std over the finished seed repeats at every size.
+
+    Args:
+        rows: the table rows (:func:`cell_row`).
+        size_key: the swept size key (``img_size`` or ``patch_size``).
+        keys: the other grid keys (``seed`` excepted: repeats are averaged).
+        folder: the sweep's folder.
+
+    Returns:
+        the file written, or ``None`` while no cell has finished with such a result.
+    """
+    from geossl import plots
+    from geossl.eval.budgets import mean_std
+
+    done = [r for r in rows if r.get("status") == "finished"]
+    metrics = [c for c in dict.fromkeys(c for r in done for c in r)
+               if c == "probe_acc" or (" " in c and c.rsplit(" ", 1)[1] in SIZE_METRICS)]
+    panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for metric in metrics:
+        values: dict[str, dict[float, list[float]]] = {}
+        for r in done:
+            if r.get(metric) is None:
+                continue
+            label = ",".join(f"{k}={r.get(k)}" for k in keys)
+            values.setdefault(label, {}).setdefault(float(r[size_key]), []).append(
+                float(r[metric]))
+        panels[metric] = {
+            label: [(x, float(st["mean"]), float(st["std"] or 0.0))
+                    for x, v in sorted(by_x.items()) for st in [mean_std(v)]]
+            for label, by_x in values.items()}
+    if not any(any(lines.values()) for lines in panels.values()):
+        return None
+    return plots.plot_sweep_curves(panels, folder / f"accuracy_vs_{size_key}.png",
+                                   xlabel=f"{size_key} (px)",
+                                   title=f"results against {size_key}, mean ± std over repeats")

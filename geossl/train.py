@@ -978,7 +978,20 @@ def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
         if not dm.has_labels:
             raise ConfigError(f"--online-probe needs labelled samples, and {config.data!r} "
                               f"gives none in {config.root}")
-        found.append(OnlineProbe(lr=config.probe_lr))
+        task, task_classes = None, None
+        if config.probe_task:
+            from geossl.datasets.labels import parse_task, task_indices
+
+            task = parse_task(config.probe_task)
+            task_classes, readings = task_indices(task, dm.classes)
+            if readings:  # a CORINE class read as its 19-class parent: say so once
+                print(f"geossl pretrain: online probe task {task.name}: the labels are "
+                      f"BigEarthNet's 19 classes: {'; '.join(readings)} (data_args: "
+                      "{num_classes: 43} gives the exact task)")
+        found.append(OnlineProbe(lr=config.probe_lr, task=task, task_classes=task_classes))
+    elif config.probe_task:
+        raise ConfigError(f"--probe-task {config.probe_task} trains the online probe: add "
+                          "--online-probe")
     if config.tsne_every < 0:
         raise ConfigError(f"--tsne-every must be 0 (off) or positive, got {config.tsne_every}")
     if config.neighbour_grids and not (config.tsne_every > 0 or config.tsne_epochs):

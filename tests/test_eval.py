@@ -197,6 +197,51 @@ def test_evaluate_same_labels_for_finetune_and_scratch(tmp_path: Path,
     assert all(ds.ids[p] in train_ids for p in seen[0][0])  # budgets come from TRAIN only
 
 
+def test_evaluate_freeze_and_reinit_reach_finetune_and_scratch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """evaluate(freeze=, reinit=) (the --freeze/--reinit flags): ``adapters`` names the band
+    adapter(s) of any geossl encoder (a geo encoder's stems); the same parts reach both
+    fine-tuned rows and are recorded; a bad part or a flag without finetune is one ConfigError
+    before any feature is extracted."""
+    import geossl.eval.run as run
+    from geossl.eval.finetune import parts
+    from geossl.models import build_encoder
+
+    assert parts(build_encoder("test_resnet", {"s1": 2, "s2": 3}), "adapters") == ["stems"]
+    assert parts(build_encoder("test_resnet", 3), "none") == []
+    seen: list[tuple[Any, Any, bool]] = []
+    real = run.finetune
+
+    def spy(encoder: nn.Module, *a: Any, **kw: Any) -> Any:
+        seen.append((kw["freeze"], kw["reinit"], encoder.adapter.conv.weight.requires_grad))
+        return real(encoder, *a, **kw)
+
+    monkeypatch.setattr(run, "finetune", spy)
+    torch.manual_seed(0)
+    enc = build_encoder("test_resnet", 3, adapter="linear")
+    meta = {"backbone": "test_resnet", "in_chans": 3, "method": "simclr", "sensors": None,
+            "bands": ["B04", "B03", "B02"], "normalization": None}
+    src = EncoderSource(enc, meta, "adapted")
+    ds = FakeScenes(n=4)
+    res = evaluate(src, ds, protocols="finetune", splits=_splits(ds), labels_total=6,
+                   device="cpu", finetune_steps=1, finetune_batch_size=4, plots=False,
+                   freeze="adapters,backbone.conv1", reinit="adapters")
+    assert [s[:2] for s in seen] == [(["adapter", "backbone.conv1"], ["adapter"])] * 2
+    assert all(s[2] for s in seen)  # the caller's encoders are untouched (finetune copies)
+    for r in res["runs"]:
+        assert r["info"]["freeze"] == ["adapter", "backbone.conv1"]
+        assert r["info"]["reinit"] == ["adapter"]
+    extracted: list[int] = []
+    monkeypatch.setattr(run, "cached_features", lambda *a, **k: extracted.append(1))
+    with pytest.raises(ConfigError, match="add finetune to --protocol"):
+        evaluate(src, ds, protocols="linear", splits=_splits(ds), device="cpu", plots=False,
+                 freeze="adapters")
+    with pytest.raises(ConfigError, match=r"no encoder part 'layer9'.*adapter, backbone"):
+        evaluate(src, ds, protocols="finetune", splits=_splits(ds), device="cpu", plots=False,
+                 reinit="layer9")
+    assert not extracted
+
+
 def test_evaluate_bad_input() -> None:
     ds = FakeScenes(n=4)
     with pytest.raises(ConfigError):

@@ -114,6 +114,17 @@ def test_evaluate_bigearthnet_map_and_farmland(tmp_path: Path, capsys: pytest.Ca
     micro = _average_precision(y.ravel(), s.ravel())
     assert main_run["metrics"]["map_macro"] == pytest.approx(macro, abs=1e-5)
     assert main_run["metrics"]["map_micro"] == pytest.approx(micro, abs=1e-5)
+    # per-class AP (None where a class has no positive test sample) and F1 at 0.5, by hand;
+    # drawn as the per-class bar chart
+    per_ap = main_run["metrics"]["ap_per_class"]
+    assert [k for k in range(19) if per_ap[k] is not None] == with_pos
+    assert [per_ap[k] for k in with_pos] == pytest.approx(
+        [_average_precision(y[:, k], s[:, k]) for k in with_pos], abs=1e-5)
+    hits = (s > 0.5).astype(int)
+    f1 = [2 * (y[:, k] * hits[:, k]).sum() / max(1, y[:, k].sum() + hits[:, k].sum())
+          for k in range(19)]
+    assert main_run["metrics"]["f1_per_class"] == pytest.approx(f1)
+    assert (out / "per_class_linear.png").read_bytes()[:4] == b"\x89PNG"
 
     # farmland: labels from the fake data's codes, metrics from the confusion counts by hand
     for proto in ("linear", "knn20"):
@@ -132,5 +143,10 @@ def test_evaluate_bigearthnet_map_and_farmland(tmp_path: Path, capsys: pytest.Ca
         assert np.ravel(m["confusion_normalized"]).tolist() == pytest.approx(
             [tn / (tn + fp), fp / (tn + fp), fn / (tp + fn), tp / (tp + fn)])
     assert (out / "confusion_farmland_linear.png").stat().st_size > 0
+    farm = runs[("farmland", "linear")]["metrics"]  # F1 of "not farmland" and "farmland"
+    cm = np.asarray(farm["confusion"])
+    assert farm["f1_per_class"] == pytest.approx(
+        [2 * cm[c, c] / max(1, cm[c].sum() + cm[:, c].sum()) for c in (0, 1)])
+    assert (out / "per_class_farmland_linear.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "results.md").read_text()
     assert "| farmland | linear | all |" in md and "sensitivity" in md and "mAP macro" in md

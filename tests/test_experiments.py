@@ -81,9 +81,15 @@ def _gen_sen12ms(root: Path) -> None:
     generate(root, patches=4, size=32)
 
 
+def _gen_polsar(root: Path) -> None:
+    from tests.data.polsar.data import generate
+
+    generate(root, rows=256, cols=256)  # 16 grid patches of 64 px, 4 checkerboard blocks
+
+
 GENERATORS: dict[str, Callable[[Path], None]] = {
     "cifar10": _gen_cifar, "mnist": _gen_mnist, "aid": _gen_aid, "tinyimagenet": _gen_tiny,
-    "bigearthnet": _gen_ben, "sen12ms": _gen_sen12ms,
+    "bigearthnet": _gen_ben, "sen12ms": _gen_sen12ms, "polsar": _gen_polsar,
 }
 
 
@@ -141,12 +147,13 @@ def test_layout_and_docs() -> None:
     counts = {s: len(list((EXPERIMENTS / s).glob("*.yaml"))) for s in STUDIES}
     # 5 backbones x Adam/LAMB x CIFAR-10/AID (+ 2 evaluations, the AID split); SimCLR-R18 x 2
     # + DeepCluster x 2 (+ 2); BigEarthNet split, RGB, its grid, evaluation, the Tiny ImageNet
-    # sanity run (+ evaluation, its six-cell grid);
+    # sanity run (+ evaluation, its six-cell grid), the epochs table's sweep;
     # MoCo: 2 splits, geo / fusion / optional fusion, fine-tuning on 1,024 labels, S1 + S2;
     # simclr_backbones also: MAE with ViT patch 4/8/16 on CIFAR-10 and AID, + AID batch 64 (7),
-    # and the DINO arm of the ViT study: ViT p4/p8/p16 x CIFAR-10/AID (6) (issue 20)
-    assert counts == {"simclr_backbones": 23 + 7 + 6, "tsne_deepcluster": 6,
-                      "bigearthnet_simclr": 7, "moco_sen12ms": 7}
+    # and the DINO arm of the ViT study: ViT p4/p8/p16 x CIFAR-10/AID (6) (issue 20); the
+    # chip-size sweep, the PolSAR arm: split, ViT-B p4/p8/p16 x Adam/LAMB, evaluation (1 + 8)
+    assert counts == {"simclr_backbones": 23 + 7 + 6 + 1 + 8, "tsne_deepcluster": 6,
+                      "bigearthnet_simclr": 8, "moco_sen12ms": 7}
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if _command(c) != "sweep"], ids=_ids)
@@ -161,12 +168,14 @@ def test_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 #: the split step that makes a study's split file, per dataset
 SPLIT_STEPS = {"aid": EXPERIMENTS / "simclr_backbones" / "03_split_aid_5000_5000.yaml",
-               "bigearthnet": EXPERIMENTS / "bigearthnet_simclr" / "00_split_quarter_3_1.yaml"}
+               "bigearthnet": EXPERIMENTS / "bigearthnet_simclr" / "00_split_quarter_3_1.yaml",
+               "polsar": EXPERIMENTS / "simclr_backbones" / "06_split_polsar_checkerboard.yaml"}
 
 
 #: bands per sensor of the fake datasets (what the data module reads off a sample)
 CHANS = {"cifar10": {"rgb": 3}, "aid": {"rgb": 3}, "tinyimagenet": {"rgb": 3},
-         "mnist": {"gray": 1}, "bigearthnet": {"s2": 12}, "sen12ms": {"s1": 2, "s2": 13}}
+         "mnist": {"gray": 1}, "bigearthnet": {"s2": 12}, "sen12ms": {"s1": 2, "s2": 13},
+         "polsar": {"polsar": 9}}
 
 
 @pytest.mark.parametrize("config", _of("pretrain"), ids=_ids)
@@ -239,11 +248,16 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
         assert 0 <= float(logs["contrastive_acc"]) <= 1
     if cfg.bands:
         assert sample_in_chans(dm)["s2"] == len(bands)  # the selection, from S2 only
-    if cfg.online_probe:
-        probe = OnlineProbe()
+    if cfg.online_probe:  # the probe as pretrain builds it (its task, e.g. farmland)
+        from geossl.train import _monitors
+
+        (probe,) = [m for m in _monitors(cfg, dm, tmp_path) if isinstance(m, OnlineProbe)]
         method.log = lambda *a, **k: None  # type: ignore[method-assign]
         probe.on_train_batch_end(type("T", (), {"datamodule": dm})(), method, None, batch, 0)
         assert probe.head is not None
+        if cfg.probe_task:
+            assert probe.task is not None and probe.task.name == cfg.probe_task
+            assert probe.head.out_features == 2
 
 
 @pytest.mark.parametrize("config", _of("evaluate"), ids=_ids)
@@ -263,6 +277,8 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
         assert sides["train"] and sides["test"] and not set(sides["train"]) & set(sides["test"])
         if raw["data"] == "aid":  # half of every class per side (5 per class: 2 or 3 of each)
             assert abs(len(sides["train"]) - len(sides["test"])) <= 3
+        elif raw["data"] == "polsar":  # a checkerboard of 128 px blocks: 2 blocks per side
+            assert len(sides["train"]) == len(sides["test"]) == 8
         else:  # a quarter of the data, 3:1; the rest unused
             assert len(sides["rest"]) > len(sides["train"]) > len(sides["test"])
         extra = ["--splits", str(split)]
@@ -285,7 +301,8 @@ def test_evaluate_config_runs_on_fake_data(config: Path, fake: Callable[[str], P
 
 
 def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: Path) -> None:
-    assert len(_of("sweep")) == 2  # BigEarthNet and Tiny ImageNet, the same grid
+    # BigEarthNet and Tiny ImageNet grids, the epochs table, the backbone study's chip sizes
+    assert len(_of("sweep")) == 4
     config = EXPERIMENTS / "bigearthnet_simclr" / "02_sweep_batch_temperature.yaml"
     out = tmp_path / "grid"
     assert main(["sweep", str(config), "--root", str(fake("bigearthnet")), "--out", str(out),
@@ -300,6 +317,22 @@ def test_sweep_config_lays_out_its_cells(fake: Callable[[str], Path], tmp_path: 
     assert cell["bands"] == "B04,B03,B02" and cell["online_probe"] is True
     table = (out / "results.csv").read_text().splitlines()
     assert len(table) == 7 and all(",pending" in row for row in table[1:])
+    epochs = tmp_path / "epochs"  # the epochs table's three pretraining lengths
+    assert main(["sweep", str(EXPERIMENTS / "bigearthnet_simclr" / "07_sweep_epochs.yaml"),
+                 "--root", str(fake("bigearthnet")), "--out", str(epochs), "--dry-run"]) == 0
+    assert sorted(p.name for p in epochs.iterdir() if p.is_dir()) == [
+        "max_epochs=10", "max_epochs=25", "max_epochs=50"]
+    cell = yaml.safe_load((epochs / "max_epochs=10" / "pretrain.yaml").read_text())
+    assert cell["max_epochs"] == 10 and cell["probe_task"] == "farmland" and cell["lr"] == 1.0
+    assert (epochs / "results_epochs.md").read_text().splitlines()[0] == "| epochs | repeats |"
+    sizes = tmp_path / "chip_size"  # the chip-size figure's cells: 3 ViTs x 3 view sizes
+    assert main(["sweep", str(EXPERIMENTS / "simclr_backbones" / "05_sweep_chip_size_aid.yaml"),
+                 "--root", str(fake("aid")), "--out", str(sizes), "--dry-run"]) == 0
+    cells = sorted(p.name for p in sizes.iterdir() if p.is_dir())
+    assert len(cells) == 9 and "backbone=vit_base_patch4,img_size=224" in cells
+    cell = yaml.safe_load((sizes / "backbone=vit_base_patch4,img_size=224" / "pretrain.yaml")
+                          .read_text())
+    assert (cell["img_size"], cell["patch_size"], cell["optimizer"]) == (224, 448, "adam")
 
 
 def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:
@@ -329,10 +362,14 @@ def test_moco_study_chain(fake: Callable[[str], Path], tmp_path: Path) -> None:
                  str(study / "06_evaluate_finetune_1024.yaml"), "--root", str(root),
                  "--splits", str(hold), "--labels", "6", "--seeds", "0", "--finetune-steps",
                  "2", "--finetune-batch-size", "4", "--sensor", "s2", "--out", str(out),
-                 "--accelerator", "cpu", "--workers", "0", "--no-plots"]) == 0
+                 "--accelerator", "cpu", "--workers", "0", "--no-plots",
+                 "--reinit", "adapters"]) == 0
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert {r["protocol"] for r in runs} == {"finetune", "scratch"}
     assert all(r["n_labels"] == 6 for r in runs)
+    # the config's frozen adapters (a geo encoder's stems) and the flag's re-initialisation
+    assert all(r["info"]["freeze"] == ["stems"] and r["info"]["reinit"] == ["stems"]
+               for r in runs)
     both = tmp_path / "s1_s2"  # the study's best row: S1 and S2 together, frozen features
     assert main(["evaluate", str(run / "checkpoints" / "last.ckpt"), "--config",
                  str(study / "07_evaluate_s1_s2_together.yaml"), "--root", str(root),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +93,28 @@ def test_hungarian_and_clustering() -> None:
     m = clustering_metrics(y, c)
     assert m["nmi"] == pytest.approx(normalized_mutual_info_score(y, c))
     assert m["ari"] == pytest.approx(adjusted_rand_score(y, c))
+
+
+def test_per_class_scores_and_their_bar_chart(tmp_path: Path) -> None:
+    """Per-class F1 (single- and multi-label) and AP (multi-label, None without positives),
+    against sklearn's per-class calls; plots.plot_per_class draws them as a PNG."""
+    import matplotlib.image as mpimg
+
+    from geossl import plots
+    from geossl.eval.metrics import multi_label_metrics, single_label_metrics
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    m = single_label_metrics(y, pred, num_classes=4)
+    assert m["f1_per_class"] == pytest.approx([0.5, 0.8, 2 / 3, 0.0])  # class 3: no sample
+    yt = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    sc = np.array([[0.9, 0.2, 0.1], [0.4, 0.8, 0.3], [0.6, 0.3, 0.7], [0.1, 0.6, 0.2]])
+    mm = multi_label_metrics(yt, sc)
+    assert mm["ap_per_class"][:2] == pytest.approx([1.0, 5 / 6]) and mm["ap_per_class"][2] is None
+    assert mm["f1_per_class"] == pytest.approx([1.0, 0.5, 0.0])
+    path = plots.plot_per_class({"AP": mm["ap_per_class"], "F1": mm["f1_per_class"]},
+                                tmp_path / "per_class.png", ["water", "forest", "urban"])
+    picture = mpimg.imread(path)
+    assert picture.ndim == 3 and picture.shape[0] > 100 and picture.std() > 0.05
+    with pytest.raises(ValueError, match="one list per score"):
+        plots.plot_per_class({"AP": [0.1], "F1": [0.1, 0.2]}, tmp_path / "bad.png")

@@ -191,3 +191,88 @@ def test_neighbour_grids_with_the_snapshots(tmp_path: Path,
     rc = main([*args, "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err
     assert rc == 2 and "--neighbour-grids" in err and not (tmp_path / "bad").exists()
+
+
+def _ben_farmland(ids: list[str]) -> dict[str, int]:
+    """Farmland by hand: fake patch k (x = 10 + k in its name) carries LABEL_SETS[k % 4]; the
+    farmland CLC codes are 211, 242 and 243."""
+    from tests.data.bigearthnet.data import LABEL_SETS
+
+    out = {}
+    for name in ids:
+        k = int(name.rsplit("_", 2)[1]) - 10
+        out[name] = int(bool(set(LABEL_SETS[k % len(LABEL_SETS)]) & {211, 242, 243}))
+    return out
+
+
+def test_online_probe_on_the_farmland_task(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """probe task farmland: the probe is a 2-class head trained on the farmland targets of
+    each batch (exact from the 43 CORINE classes), the encoder untouched; with the 19 classes,
+    'Non-irrigated arable land' is read as 'Arable land' and said so."""
+    import geossl.monitor as monitor
+    from geossl.data.datamodule import SSLDataModule
+    from geossl.datasets.labels import BEN19_CLASSES, CORINE_CLASSES, FARMLAND, task_indices
+    from geossl.methods import SimCLR
+    from tests.data.bigearthnet.data import generate_v2
+
+    hand = _ben_farmland(generate_v2(tmp_path / "ben", n=8, s1=False))
+    dm = SSLDataModule("bigearthnet", tmp_path / "ben", sensors=["s2"], pairing="aug",
+                       batch_size=8, labels=True, data_args={"num_classes": 43, "split": "all"})
+    indices, readings = task_indices(FARMLAND, dm.classes)
+    assert readings == [] and {CORINE_CLASSES[i] for i in indices} == set(FARMLAND.classes)
+    coarse, notes = task_indices(FARMLAND, BEN19_CLASSES)
+    assert "Arable land" in {BEN19_CLASSES[i] for i in coarse}
+    assert notes and "'Non-irrigated arable land' is read as its 19-class parent" in notes[0]
+    torch.manual_seed(0)
+    module = SimCLR.from_hparams({"backbone": "test_resnet", "sensors": ["s2"],
+                                  "in_chans": {"s2": 12}, "pairing": "aug", "crop_size": 16})
+    before = {k: v.clone() for k, v in module.encoder.state_dict().items()}
+    logged: dict[str, list[float]] = {}
+    module.log = lambda key, value, **kw: logged.setdefault(key, []).append(float(value))  # type: ignore[method-assign]
+    targets: list[torch.Tensor] = []
+    real_ce = monitor.F.cross_entropy
+    monkeypatch.setattr(monitor.F, "cross_entropy",
+                        lambda logits, target, **kw: (targets.append(target.clone()),
+                                                      real_ce(logits, target, **kw))[1])
+
+    class _Trainer:
+        datamodule = dm
+
+    probe = monitor.OnlineProbe(lr=0.05, task=FARMLAND, task_classes=indices)
+    got, want = [], []
+    for i, batch in enumerate(dm.train_dataloader()):
+        probe.on_train_batch_end(_Trainer(), module, None, batch, i)
+        got += targets[-1].tolist()
+        want += [int(bool({CORINE_CLASSES[j] for j in row.nonzero().flatten().tolist()}
+                          & set(FARMLAND.classes))) for row in batch["label"]]
+    # every sample's probe target is its farmland label (by class name); 2 of the 8 patches
+    assert got == want and sum(got) == sum(hand.values()) == 2 and len(got) == 8
+    assert probe.head is not None and probe.head.weight.shape[0] == 2
+    assert set(logged) == {"probe/loss", "probe/acc"}  # single-label: no probe/map
+    for k, v in module.encoder.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    with pytest.raises(Exception, match="needs the label indices"):
+        monitor.OnlineProbe(task=FARMLAND)
+
+
+def test_pretrain_probe_task_farmland(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`pretrain --online-probe --probe-task farmland` on BigEarthNet's 19 classes: the note
+    line, probe/acc logged, a 2-class probe in the checkpoint; without --online-probe: exit 2."""
+    from tests.data.bigearthnet.data import generate_v2
+
+    generate_v2(tmp_path / "ben", n=8, s1=False, reference_maps=False)
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", "bigearthnet", "--root", str(tmp_path / "ben"), "--sensors",
+            "s2", "--bands", "B04,B03,B02", "--pairing", "aug", "--backbone", "test_resnet",
+            "--batch-size", "4", "--workers", "0", "--accelerator", "cpu", "--img-size", "16",
+            "--log-every", "1", "--max-steps", "2", "--probe-task", "farmland",
+            "--out", str(out)]
+    assert main(args) == 2
+    assert "--probe-task farmland trains the online probe" in capsys.readouterr().err
+    assert main([*args, "--online-probe"]) == 0
+    printed = capsys.readouterr().out
+    assert "online probe task farmland" in printed and "'Arable land'" in printed
+    assert _metrics(out)["probe/acc_step"].dropna().between(0, 1).all()
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["callbacks"]["OnlineProbe"]["head"]["weight"].shape[0] == 2

@@ -33,7 +33,8 @@ def test_known_differences_removed() -> None:
     epochs, SEN12MS 10 S2 bands through a frozen 1x1 adapter."""
     runs = studies.RUNS
     vits = [r.stated["backbone"] for r in runs.values() if "vit" in r.stated.get("backbone", "")]
-    assert len(vits) == 12 and all(v.startswith("vit_base_patch") for v in vits)
+    # ViT-B p4/p8/p16 x Adam/LAMB on CIFAR-10, AID and PolSAR San Francisco
+    assert len(vits) == 18 and all(v.startswith("vit_base_patch") for v in vits)
     assert runs["simclr_backbones/04_evaluate_aid"].stated["seeds"] == "0,1,2"
     assert runs["tsne_deepcluster/01_pretrain_simclr_resnet18_cifar10"].stated[
         "tsne_epochs"] == [1, 21, 51, 91]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -188,3 +189,98 @@ def test_seed_repeats_as_mean_and_std(tmp_path: Path) -> None:
     assert lines[2:] == ["| 0.2 | 3 | 1.3000 ± 0.0816 |", "| 0.5 | 3 | 1.6000 ± 0.0816 |"]
     single = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
     assert single["repeats"] is None and not (tmp_path / "one" / "results_repeats.md").exists()
+
+
+def test_epochs_table_from_a_max_epochs_grid(tmp_path: Path) -> None:
+    """--grid max_epochs=... (with other keys and seed repeats): results_epochs.md has one row
+    per pretraining length, in increasing order, per cell of the other keys, every result as
+    mean ± std over the repeats; the table is rewritten as cells finish (a pending cell is not
+    in it)."""
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["temperature=0.5,0.2", "max_epochs=50,10", "seed=0,1"],
+                     eval_overrides=["protocol=linear"])
+
+    def run(args: Sequence[str], log: Path) -> int:
+        cell = Path(args[2]).parent
+        config = {"max_epochs": 1, "seed": 0,
+                  **yaml.safe_load((cell / "pretrain.yaml").read_text())}
+        if config.get("max_epochs") == 50 and config.get("temperature") == 0.2 and \
+                config.get("seed") == 1:
+            return 2  # one failed repeat: left out of the table's means
+        if args[0] == "pretrain":
+            (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"step": [0], "probe/acc_epoch": [config["max_epochs"] / 100]}).to_csv(
+                cell / "logs" / "csv" / "metrics.csv", index=False)
+        else:
+            (cell / "eval").mkdir(exist_ok=True)
+            oa = config["max_epochs"] / 100 + config["seed"] * 0.1 - config["temperature"]
+            (cell / "eval" / "results.json").write_text(json.dumps({"summary": [
+                {"task": "farmland", "protocol": "linear", "budget": "all",
+                 "metrics": {"oa": {"mean": oa, "n": 1}}}]}))
+        return 0
+
+    res = run_sweep(spec, tmp_path / "sweep", runner=run)
+    assert res["failed"] == ["temperature=0.2,max_epochs=50,seed=1"]
+    lines = res["epochs"].read_text().splitlines()
+    assert lines[0] == ("| temperature | epochs | repeats | probe_acc | "
+                        "farmland linear oa |")
+    assert lines[2:] == [
+        "| 0.2 | 10 | 2 | 0.1000 ± 0.0000 | -0.0500 ± 0.0500 |",
+        "| 0.2 | 50 | 1 | 0.5000 | 0.3000 |",
+        "| 0.5 | 10 | 2 | 0.1000 ± 0.0000 | -0.3500 ± 0.0500 |",
+        "| 0.5 | 50 | 2 | 0.5000 ± 0.0000 | 0.0500 ± 0.0500 |",
+    ]
+    plain = run_sweep(load_spec(base, grid=["temperature=0.2"]), tmp_path / "one", runner=run)
+    assert plain["epochs"] is None and not (tmp_path / "one" / "results_epochs.md").exists()
+
+
+def test_chip_size_figure_from_an_img_size_grid(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """--grid img_size=... with another key and seed repeats: accuracy_vs_img_size.png, one
+    panel per accuracy-like result, one line per value of the other key, mean ± std per size
+    over the repeats (the values handed to plots checked, and the PNG drawn)."""
+    import matplotlib.image as mpimg
+
+    from geossl import plots
+
+    base = _write(tmp_path / "base.yaml", BASE)
+    spec = load_spec(base, grid=["backbone=test_resnet,test_convnext", "img_size=64,32",
+                                 "seed=0,1"], eval_overrides=["protocol=linear"])
+
+    def run(args: Sequence[str], log: Path) -> int:
+        cell = Path(args[2]).parent
+        config = {"seed": 0, **yaml.safe_load((cell / "pretrain.yaml").read_text())}
+        if args[0] == "pretrain":
+            (cell / "logs" / "csv").mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"step": [0], "train/loss": [1.0]}).to_csv(
+                cell / "logs" / "csv" / "metrics.csv", index=False)
+        else:
+            (cell / "eval").mkdir(exist_ok=True)
+            oa = config["img_size"] / 100 + (0.1 if "convnext" in config["backbone"] else 0.0)
+            (cell / "eval" / "results.json").write_text(json.dumps({"summary": [
+                {"protocol": "linear", "budget": "all",
+                 "metrics": {"oa": {"mean": oa + 0.02 * config["seed"], "n": 1},
+                             "f1_macro": {"mean": 0.3, "n": 1}}}]}))
+        return 0
+
+    drawn: list[Any] = []
+    real = plots.plot_sweep_curves
+    monkeypatch.setattr(plots, "plot_sweep_curves",
+                        lambda panels, path, **kw: (drawn.append(panels), real(panels, path,
+                                                                                **kw))[1])
+    res = run_sweep(spec, tmp_path / "sweep", runner=run)
+    assert res["size_figure"] == tmp_path / "sweep" / "accuracy_vs_img_size.png"
+    panels = drawn[-1]
+    assert list(panels) == ["linear oa"]  # accuracy-like columns only (not f1, not the loss)
+    lines = panels["linear oa"]
+    assert set(lines) == {"backbone=test_resnet", "backbone=test_convnext"}
+    for label, shift in (("backbone=test_resnet", 0.0), ("backbone=test_convnext", 0.1)):
+        got = lines[label]
+        assert [x for x, _, _ in got] == [32.0, 64.0]  # sorted by size
+        assert [m for _, m, _ in got] == pytest.approx([0.33 + shift, 0.65 + shift])
+        assert [s for _, _, s in got] == pytest.approx([0.01, 0.01])  # 2 seeds, population std
+    picture = mpimg.imread(res["size_figure"])
+    assert picture.ndim == 3 and picture.std() > 0.05
+    plain = run_sweep(load_spec(base, grid=["temperature=0.2,0.5"]), tmp_path / "one",
+                      runner=run)
+    assert plain["size_figure"] is None

@@ -23,6 +23,7 @@ OUT/splits.json; pass it as --splits to repeat the run on the same sides.
 
 Writes OUT/results.json, OUT/results.md (mean ± std over seeds), OUT/tsne.png,
 OUT/knn_grid.png, OUT/confusion_*.png (row-normalised; per --task too),
+OUT/per_class_*.png (per-class AP and F1 bars; per --task too),
 OUT/finetune_curves.png, OUT/predictions/*.csv (every run's test predictions) and a feature
 cache.
 """
@@ -94,6 +95,14 @@ def add_arguments(parser: ArgumentParser) -> None:
     _common.add_extraction(parser)
     _common.add_finetune(
         parser, steps_help="optimiser steps of the fine-tuned and from-scratch encoders")
+    parser.add_argument("--freeze", type=str | list[str] | None, default=None,
+                        help="finetune: encoder parts kept fixed while fine-tuning (partial "
+                             "freezing), comma-separated: adapters (the 1x1 band adapter(s)) "
+                             "or module names such as backbone.layer1; applied to the finetune "
+                             "and scratch rows alike")
+    parser.add_argument("--reinit", type=str | list[str] | None, default=None,
+                        help="finetune: encoder parts whose weights are drawn afresh before "
+                             "fine-tuning, comma-separated, e.g. adapters")
     parser.add_argument("--no-plots", default=False, help="skip the PNGs", **_common.FLAG)
     _common.add_workers(parser)
 
@@ -120,6 +129,7 @@ def run(cfg: Namespace) -> int:
         label_path=_get(cfg, "label_path"),
         label_column=_get(cfg, "label_column"), tasks=_get(cfg, "task"),
         preprocess=_get(cfg, "preprocess") or "weights",
+        freeze=_get(cfg, "freeze") or (), reinit=_get(cfg, "reinit") or (),
     )
     for note in res.get("notes", []):
         print(note)

@@ -59,6 +59,9 @@ def run(cfg: Namespace) -> int:
     result = run_sweep(spec, cfg.out, dry_run=bool(cfg.dry_run), check=_check_pretrain)
     print((result["markdown"]).read_text(), end="")
     print(f"wrote {result['csv']}\nwrote {result['markdown']}")
+    for extra in ("repeats", "epochs", "size_figure"):  # written for such grids
+        if result.get(extra) is not None:
+            print(f"wrote {result[extra]}")
     if result["failed"]:
         print(f"geossl sweep: {len(result['failed'])} run(s) failed: "
               f"{', '.join(result['failed'])} (see their run.log; rerun to retry)")

@@ -138,7 +138,27 @@ def _backbone_runs() -> list[Run]:
                             "pairing": "aug", **({"splits": _AID_SPLIT, "split": "train"}
                                                  if data == "aid" else {})},
                     open=open_))
+    for short in ("vit_p4", "vit_p8", "vit_p16"):  # the PolSAR arm: the study's ViT-B runs
+        for opt in ("adam", "lamb"):
+            runs.append(Run(
+                f"simclr_backbones/07_pretrain_polsar_{short}_{opt}",
+                reproduces="the study's PolSAR runs (AIRSAR San Francisco): ViT-B patch 4 / 8 / "
+                           "16 x Adam / LAMB, read out by 08",
+                published=_NONE_PUBLIC,
+                stated={"data": "polsar", "method": "simclr", "backbone": _BACKBONES[short],
+                        "optimizer": opt, "pairing": "aug", "splits": _POLSAR_SPLIT,
+                        "split": "train"},
+                open={"lr": _NOT_RECORDED, "temperature": _NOT_RECORDED,
+                      "max_epochs": _NOT_RECORDED,
+                      "patch_size": "64 px grid patches of the scene (the split's grid)",
+                      "img_size": "64 px views (patch 4: 256 tokens, 8: 64, 16: 16)",
+                      "batch_size": "32: the training blocks hold 112 patches of 64 px (real "
+                                    "scene); the study's PolSAR batch is not recorded"}))
     return runs
+
+
+#: the PolSAR split of the backbone study (written by simclr_backbones/06_split_polsar_...)
+_POLSAR_SPLIT = "runs/simclr_backbones/polsar_split.json"
 
 
 #: the supervised row of the t-SNE / DeepCluster study: the scratch row of --protocol finetune
@@ -163,6 +183,29 @@ def _evaluations() -> list[Run]:
             stated={"data": "aid", "strategy": "random", "fractions": "0.5,0.5",
                     "out": _AID_SPLIT},
             open={"seed": "0; stratified by class (half of every class on each side)"}),
+        Run("simclr_backbones/05_sweep_chip_size_aid",
+            reproduces="the study's chip-size figure (accuracy against the image size, AID)",
+            published=_NONE_PUBLIC,
+            stated={"pretrain": "03_pretrain_aid_vit_p8_adam.yaml"},
+            open={"grid": "backbone vit_base_patch4 / 8 / 16 (the study's ViTs) x img_size "
+                          "64 / 128 / 224 px, each from a crop of twice its size (03's ratio): "
+                          "the sizes and arms of the study's figure are not recorded",
+                  "scale_lr": "none: 03's rate in every cell (the batch does not change)"}),
+        Run("simclr_backbones/06_split_polsar_checkerboard",
+            reproduces="the study's PolSAR data: AIRSAR San Francisco split into training and "
+                       "test blocks",
+            published="not applicable (a split)",
+            stated={"data": "polsar", "out": _POLSAR_SPLIT},
+            open={"strategy": "checkerboard of 128 px blocks, half per side (how the study "
+                              "split the scene is not recorded); leak-free: no training patch "
+                              "touches a test block",
+                  "block_size": "128 px (two 64 px patches a side)",
+                  "fractions": "0.5,0.5", "seed": "0"}),
+        Run("simclr_backbones/08_evaluate_polsar",
+            reproduces="the study's PolSAR table (frozen features), 3 repeats as mean +- std",
+            published=_NONE_PUBLIC,
+            stated={"data": "polsar", "protocol": "linear,knn,cluster", "seeds": "0,1,2",
+                    "splits": _POLSAR_SPLIT}),
         Run("tsne_deepcluster/05_evaluate_cifar10",
             reproduces="the study's CIFAR-10 table (clustering NMI, ARI, accuracy; probes; the "
                        "supervised row) and t-SNE",
@@ -207,8 +250,6 @@ def _tsne_runs() -> list[Run]:
 
 #: the study's batch x temperature grid
 _GRID = {"batch_size": [256, 1024, 2048], "temperature": [0.25, 0.5]}
-_BEN_DIFF = {"online_probe": ("a probe on the farmland task", "the online probe trains on "
-                              "the 19 classes; a probe on a binary task is not implemented")}
 #: the study's quarter of BigEarthNet split 3:1 (written by bigearthnet_simclr/00_split_quarter_3_1)
 _BEN_SPLIT = "runs/bigearthnet_simclr/quarter_split.json"
 
@@ -228,16 +269,29 @@ def _ben_runs() -> list[Run]:
             published=_NONE_PUBLIC,
             stated={"data": "bigearthnet", "bands": "B04,B03,B02", "method": "simclr",
                     "backbone": "resnet50", "optimizer": "lars", "lr": 1.0, "max_epochs": 50,
-                    "splits": _BEN_SPLIT, "split": "train"},
+                    "splits": _BEN_SPLIT, "split": "train", "online_probe": True,
+                    "probe_task": "farmland"},
             open={"batch_size": "1024, a cell of the study's grid",
                   "temperature": "0.5, a cell of the study's grid",
-                  "img_size": "120, the whole BigEarthNet patch"},
-            differences=_BEN_DIFF),
+                  "img_size": "120, the whole BigEarthNet patch",
+                  "data_args": "num_classes 43: the CORINE labels of the same patches, so the "
+                               "probe's 'Non-irrigated arable land' is exact (the 19 classes "
+                               "merge it into 'Arable land'); needs v2's Reference_Maps or v1",
+                  "probe_lr": "0.001 (geossl's default); the study's probe optimiser is not "
+                              "recorded"}),
         Run("bigearthnet_simclr/02_sweep_batch_temperature",
             reproduces="the study's batch x temperature table (256 / 1024 / 2048 x 0.25 / 0.5)",
             published=_NONE_PUBLIC,
             stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml", "scale_lr": "none",
                     "grid": _GRID}),
+        Run("bigearthnet_simclr/07_sweep_epochs",
+            reproduces="the study's epochs table (results per number of pretraining epochs)",
+            published=_NONE_PUBLIC,
+            stated={"pretrain": "01_pretrain_simclr_resnet50_rgb.yaml", "scale_lr": "none"},
+            open={"grid": "max_epochs 10 / 25 / 50: the study's 50 and two shorter runs (the "
+                          "lengths of its table are not recorded); each keeps 01's 1,000 "
+                          "warm-up steps (about 9 epochs at batch 1024 on the quarter), so the "
+                          "10-epoch run is mostly warm-up"}),
         Run("bigearthnet_simclr/03_evaluate_multilabel_farmland",
             reproduces="the study's 19-class mAP and farmland accuracy / sensitivity / "
                        "specificity with the normalised confusion matrix",
@@ -307,7 +361,13 @@ def _moco_runs() -> list[Run]:
         stated={"data": "sen12ms", "protocol": "finetune", "labels": "1024", "bands": _S2_10,
                 "splits": "runs/moco_sen12ms/holdout_split.json"},
         open={"seeds": "5 label draws", "finetune_steps": _NOT_RECORDED,
-              "finetune_lr": _NOT_RECORDED},
+              "finetune_lr": _NOT_RECORDED,
+              "freeze": "adapters: the 1x1 adapter, frozen in pretraining (issue 22), stays "
+                        "frozen while fine-tuning; which further parts the study's partial "
+                        "freezing option fixed is not recorded",
+              "reinit": "none: the pretrained adapter is kept; the study's option to draw the "
+                        "adapter afresh is --reinit adapters (whether its table used it is not "
+                        "recorded)"},
         differences={"sensor": ("S1 + S2 together (the study's best row)", "fine-tuning reads "
                                 "one sensor of a geo encoder (--sensor); 07 reads both, on "
                                 "frozen features")}))

@@ -29,12 +29,16 @@ class (ties go to the lowest class index), multi-label = every class covering at
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 from torchgeo.datasets import BigEarthNet, BigEarthNetV2
+
+from geossl.errors import ConfigError
 
 #: value of unlabelled / invalid pixels in class-index masks (``torch.nn.CrossEntropyLoss``'s
 #: default ``ignore_index``)
@@ -282,3 +286,138 @@ def clc_codes_to_indices(codes: Iterable[int], num_classes: int = 19) -> list[in
 def _check_num_classes(num_classes: int) -> None:
     if num_classes not in (19, 43):
         raise ValueError(f"num_classes must be 19 or 43, got {num_classes}")
+
+
+# ------------------------------------------------------------------------------ binary tasks
+@dataclass(frozen=True)
+class BinaryTask:
+    """A binary task: positive when a sample carries any of ``classes`` (source class names).
+
+    Defined here, with the nomenclatures its classes come from, so that pretraining monitors
+    (the online probe) and evaluation use the same sets.
+    """
+
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the two classes, negative first (confusion-matrix labels)."""
+        return [f"not {self.name}", self.name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain form stored in ``results.json``."""
+        return {"name": self.name, "classes": list(self.classes)}
+
+
+#: BigEarthNet's farmland task (the BigEarthNet study's): two classes of the 19-class
+#: nomenclature and "Non-irrigated arable land", a CORINE level-3 class that the 19 classes
+#: merge into "Arable land"
+FARMLAND = BinaryTask("farmland", (
+    "Complex cultivation patterns",
+    "Land principally occupied by agriculture, with significant areas of natural vegetation",
+    "Non-irrigated arable land",
+))
+
+#: named tasks (``--task farmland``, ``probe_task: farmland``)
+TASK_PRESETS: dict[str, BinaryTask] = {"farmland": FARMLAND}
+
+
+def parse_task(spec: str | dict[str, Any] | BinaryTask) -> BinaryTask:
+    """A task from a preset name, ``NAME=Class A;Class B`` or ``{name:, classes:}``.
+
+    Raises:
+        ConfigError: unknown preset, or a malformed definition.
+    """
+    if isinstance(spec, BinaryTask):
+        return spec
+    if isinstance(spec, dict):
+        name, classes = spec.get("name"), spec.get("classes")
+        if not isinstance(name, str) or not name.strip() or not isinstance(classes, list | tuple) \
+                or not classes:
+            raise ConfigError(f"a task mapping needs 'name' and a list of 'classes', got {spec}")
+        return BinaryTask(name.strip(), tuple(str(c).strip() for c in classes))
+    text = str(spec).strip()
+    if "=" not in text:
+        if text.lower() in TASK_PRESETS:
+            return TASK_PRESETS[text.lower()]
+        raise ConfigError(f"unknown task {text!r}: use one of {', '.join(TASK_PRESETS)} or "
+                          "NAME=Class A;Class B")
+    name, _, rest = text.partition("=")
+    classes = tuple(c.strip() for c in rest.split(";") if c.strip())
+    if not name.strip() or not classes:
+        raise ConfigError(f"task {text!r}: expected NAME=Class A;Class B")
+    return BinaryTask(name.strip(), classes)
+
+
+def parse_tasks(value: Any) -> list[BinaryTask]:
+    """Tasks from ``--task`` (one spec, or a list of specs); ``None`` gives none.
+
+    Raises:
+        ConfigError: a malformed spec, or two tasks of one name.
+    """
+    if value is None or value == "" or value == []:
+        return []
+    specs = value if isinstance(value, list | tuple) else [value]
+    tasks = [parse_task(s) for s in specs]
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two tasks named {sorted(n for n in names if names.count(n) > 1)[0]!r}")
+    return tasks
+
+
+def match_classes(names: Sequence[str], classes: Sequence[str]) -> list[int | None]:
+    """Index of each name among ``classes`` (case-insensitive), ``None`` when absent."""
+    lower = {c.lower(): i for i, c in enumerate(classes)}
+    return [lower.get(n.lower()) for n in names]
+
+
+def task_indices(task: BinaryTask, classes: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The class indices among ``classes`` that make ``task`` positive.
+
+    A task class absent from ``classes`` that is a CORINE level-3 class is read as its
+    19-class parent when ``classes`` is BigEarthNet's 19-class nomenclature (e.g.
+    "Non-irrigated arable land" as "Arable land"); each such reading is returned as a note
+    part, so the caller can say so.
+
+    Args:
+        task: the task.
+        classes: class names of the labels (their order is the label index).
+
+    Returns:
+        ``(sorted indices, note parts)``; no note part when every class is exact.
+
+    Raises:
+        ConfigError: a class that is neither among ``classes`` nor so readable (the closest
+            names are suggested).
+    """
+    import difflib
+
+    found = match_classes(task.classes, classes)
+    if all(i is not None for i in found):
+        return sorted({int(i) for i in found if i is not None}), []
+    corine = match_classes(task.classes, CORINE_CLASSES)
+    missing = [n for n, i in zip(task.classes, found) if i is None]
+    if tuple(classes) != BEN19_CLASSES or any(
+            corine[task.classes.index(n)] not in CORINE_TO_BEN19 for n in missing):
+        close = difflib.get_close_matches(missing[0], list(classes), n=2, cutoff=0.5)
+        hint = f" (closest: {'; '.join(close)})" if close else ""
+        raise ConfigError(f"task {task.name!r}: {missing[0]!r} is not a class of the dataset"
+                          f"{hint}; its classes: {'; '.join(classes)}")
+    wanted = {int(i) for i in corine if i is not None}
+    indices = sorted({CORINE_TO_BEN19[i] for i in wanted if i in CORINE_TO_BEN19})
+    parts = []
+    for name in missing:
+        parent = CORINE_TO_BEN19[int(corine[task.classes.index(name)] or 0)]
+        others = [CORINE_CLASSES[j] for j, p in CORINE_TO_BEN19.items()
+                  if p == parent and j not in wanted]
+        also = f", so {task.name} also counts {' and '.join(others)}" if others else ""
+        parts.append(f"{name!r} is read as its 19-class parent {BEN19_CLASSES[parent]!r}{also}")
+    return indices, parts
+
+
+def task_labels(labels: Tensor, indices: Sequence[int]) -> Tensor:
+    """0/1 (int64) task targets from class labels: ``(N,)`` indices or ``(N, K)`` multi-hot."""
+    if labels.ndim == 2:
+        return (labels[:, list(indices)] > 0.5).any(1).long()
+    return torch.isin(labels.long(), torch.as_tensor(list(indices), device=labels.device)).long()

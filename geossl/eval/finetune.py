@@ -46,30 +46,75 @@ class _Classifier(nn.Module):
         return self.head(encode(self.encoder, x, self.sensor))  # type: ignore[no-any-return]
 
 
-def _reinit_and_freeze(encoder: nn.Module, reinit: Sequence[str],
-                       freeze: Sequence[str]) -> None:
-    """Draw the ``reinit`` parts afresh, then fix the ``freeze`` parts (module-name prefixes).
+#: the part name that stands for an encoder's band adapter(s), whatever the encoder's kind
+ADAPTERS = "adapters"
+
+
+def requested(names: str | Sequence[str] | None) -> list[str]:
+    """The part names given to ``--freeze``/``--reinit``, ``none`` and empty items dropped.
+
+    Args:
+        names: comma-separated names, a list of names, or ``None``.
+    """
+    if names is None:
+        return []
+    items = [str(n).strip() for n in (names.split(",") if isinstance(names, str) else names)]
+    return [n for n in items if n and n.lower() != "none"]
+
+
+def parts(encoder: nn.Module, names: str | Sequence[str] | None) -> list[str]:
+    """Encoder part names from ``--freeze``/``--reinit`` (comma-separated or a list).
+
+    ``adapters`` stands for the encoder's 1x1 band adapter(s): the per-sensor ``stems`` of a
+    geo encoder, the ``adapter`` of a single-input or fusion encoder. ``none`` or empty: no
+    part. Other names are module names of the encoder (``backbone.layer1``, ...), kept as given.
+
+    Raises:
+        ConfigError: a name that is no part of the encoder.
+    """
+    items = requested(names)
+    if not items:
+        return []
+    modules = dict(encoder.named_modules())
+    out: list[str] = []
+    for name in items:
+        if name == ADAPTERS and ADAPTERS not in modules:
+            found = [n for n in ("stems", "adapter")
+                     if isinstance(getattr(encoder, n, None), nn.Module)]
+            if not found:
+                raise ConfigError("no band adapter in this encoder to freeze or re-initialise "
+                                  "('adapters' names the 1x1 adapters of a geossl encoder "
+                                  "built with --adapter or per-sensor stems)")
+            out.extend(found)
+            continue
+        if name not in modules:
+            tops = sorted({n.split(".")[0] for n in modules if n})
+            raise ConfigError(f"no encoder part {name!r} to freeze or re-initialise "
+                              f"(top-level parts: {', '.join(tops)}; or adapters)")
+        out.append(name)
+    return out
+
+
+def _reinit_and_freeze(encoder: nn.Module, reinit: str | Sequence[str],
+                       freeze: str | Sequence[str]) -> None:
+    """Draw the ``reinit`` parts afresh, then fix the ``freeze`` parts (see :func:`parts`).
 
     Raises:
         ConfigError: a name that is no module of the encoder.
     """
     modules = dict(encoder.named_modules())
+    drawn, fixed = parts(encoder, reinit), parts(encoder, freeze)
 
     def under(name: str, prefix: str) -> bool:
         return name == prefix or name.startswith(prefix + ".")
 
-    for prefix in [*reinit, *freeze]:
-        if prefix not in modules or not prefix:
-            tops = sorted({n.split(".")[0] for n in modules if n})
-            raise ConfigError(f"no encoder part {prefix!r} to freeze or re-initialise "
-                              f"(top-level parts: {', '.join(tops)})")
     for name, module in modules.items():
-        if any(under(name, p) for p in reinit):
+        if any(under(name, p) for p in drawn):
             reset = getattr(module, "reset_parameters", None)
             if callable(reset):
                 reset()
     for name, param in encoder.named_parameters():
-        if any(under(name, p) for p in freeze):
+        if any(under(name, p) for p in fixed):
             param.requires_grad_(False)
 
 
@@ -113,8 +158,8 @@ def finetune(
     workers: int = 0,
     log_csv: str | Path | None = None,
     desc: str = "finetune",
-    freeze: Sequence[str] = (),
-    reinit: Sequence[str] = (),
+    freeze: str | Sequence[str] = (),
+    reinit: str | Sequence[str] = (),
 ) -> dict[str, Any]:
     """Fine-tune a copy of ``encoder`` with a linear head on a label budget; score the test side.
 
@@ -140,7 +185,8 @@ def finetune(
         log_csv: write the loss curve here (Lightning ``CSVLogger`` layout).
         desc: progress-bar label.
         freeze: encoder parts kept fixed (partial freezing): module names of the encoder
-            (``adapters``, ``backbone.layer1``, ...), each with everything below it.
+            (``backbone.layer1``, ...), each with everything below it, or ``adapters`` (the
+            band adapter(s), see :func:`parts`); a list or comma-separated.
         reinit: encoder parts whose weights are drawn afresh before fine-tuning (e.g. the band
             adapters: ``adapters``), by each module's own ``reset_parameters``.
 

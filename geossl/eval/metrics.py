@@ -53,9 +53,10 @@ def single_label_metrics(
         num_classes: K; defaults to the score width, or the largest class seen + 1.
 
     Returns:
-        ``{"oa", "aa", "f1_macro", "top5", "confusion"}``; ``top5`` is ``None`` without scores or
-        with 5 classes or fewer,
-        ``confusion`` is a K x K list of lists (rows: true class, columns: predicted).
+        ``{"oa", "aa", "f1_macro", "top5", "confusion", "f1_per_class"}``; ``top5`` is ``None``
+        without scores or with 5 classes or fewer,
+        ``confusion`` is a K x K list of lists (rows: true class, columns: predicted),
+        ``f1_per_class`` the K per-class F1 scores (the per-class bar chart's).
     """
     yt = _np(y_true).astype(np.int64).ravel()
     s = _np(scores)
@@ -77,12 +78,14 @@ def single_label_metrics(
         "f1_macro": float(skm.f1_score(yt, yp, average="macro", zero_division=0)),
         "top5": top5,
         "confusion": skm.confusion_matrix(yt, yp, labels=np.arange(k)).tolist(),
+        "f1_per_class": [float(v) for v in skm.f1_score(
+            yt, yp, labels=np.arange(k), average=None, zero_division=0)],
     }
 
 
 def multi_label_metrics(
     y_true: ArrayLike, scores: ArrayLike, threshold: float = 0.5
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Mean average precision (micro, macro) and F1 (micro, macro) for multi-label outputs.
 
     Args:
@@ -92,7 +95,9 @@ def multi_label_metrics(
         threshold: a class is predicted when its score is strictly above this.
 
     Returns:
-        ``{"map_micro", "map_macro", "f1_micro", "f1_macro"}``.
+        ``{"map_micro", "map_macro", "f1_micro", "f1_macro", "ap_per_class",
+        "f1_per_class"}``; the per-class lists have K entries (AP ``None`` for a class without
+        a positive test sample, where it is undefined).
     """
     yt = _np(y_true).astype(np.int64)
     s = _np(scores).astype(np.float64)
@@ -105,6 +110,10 @@ def multi_label_metrics(
         ),
         "f1_micro": float(skm.f1_score(yt, yp, average="micro", zero_division=0)),
         "f1_macro": float(skm.f1_score(yt, yp, average="macro", zero_division=0)),
+        "ap_per_class": [float(skm.average_precision_score(yt[:, j], s[:, j])) if has_pos[j]
+                         else None for j in range(yt.shape[1])],
+        "f1_per_class": [float(v) for v in skm.f1_score(yt, yp, average=None,
+                                                         zero_division=0)],
     }
 
 

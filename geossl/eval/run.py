@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ from geossl.eval.features import (
     image_of,
     label_of,
 )
-from geossl.eval.finetune import finetune
+from geossl.eval.finetune import finetune, parts, requested
 from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
@@ -181,6 +181,8 @@ def evaluate(
     tasks: str | BinaryTask | Sequence[str | dict[str, Any] | BinaryTask] | None = None,
     predictions: bool = True,
     preprocess: str = "weights",
+    freeze: str | Sequence[str] = (),
+    reinit: str | Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
@@ -232,6 +234,10 @@ def evaluate(
             :mod:`geossl.eval.predictions`).
         preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``): ``weights``
             (their own normalisation) or ``dataset`` (the data's default normalisation).
+        freeze: encoder parts kept fixed while fine-tuning (partial freezing; module names or
+            ``adapters``, see :func:`geossl.eval.finetune.parts`), in the ``finetune`` and the
+            ``scratch`` rows alike, so the two differ only in their starting weights.
+        reinit: encoder parts drawn afresh before fine-tuning (e.g. ``adapters``).
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
@@ -244,6 +250,8 @@ def evaluate(
     """
     t0 = time.time()
     names = parse_protocols(protocols)
+    if (requested(freeze) or requested(reinit)) and "finetune" not in names:
+        raise ConfigError("--freeze and --reinit act on fine-tuning: add finetune to --protocol")
     binary_tasks = parse_tasks(tasks)
     seeds = [int(s) for s in seeds] or [0]
     if out is not None:
@@ -293,6 +301,8 @@ def evaluate(
                           "and cluster")
     if product is None:
         check_bands(source.meta, chosen, dataset[train_pos[0]], root)
+    # --freeze / --reinit: the encoder's parts, checked before any feature is extracted
+    frozen, drawn = parts(source.encoder, freeze), parts(source.encoder, reinit)
     normalizer = make_normalizer(source.meta, chosen)
     out_dir = Path(out) if out is not None else None
     if cache_dir is None and out_dir is not None and isinstance(data, str):
@@ -406,9 +416,11 @@ def evaluate(
                                        batch_size=finetune_batch_size, lr=finetune_lr,
                                        normalizer=normalizer, sensor=chosen, device=dev,
                                        bf16=bf16, seed=seed, workers=workers, log_csv=log,
-                                       desc=proto)
+                                       desc=proto, freeze=frozen, reinit=drawn)
                         record(ts, proto, base, res["labels"], res["scores"],
                                {"steps": finetune_steps, "lr": finetune_lr,
+                                **({"freeze": frozen} if frozen else {}),
+                                **({"reinit": drawn} if drawn else {}),
                                 "final_loss": res["curve"][-1][1] if res["curve"] else None})
                         if log is not None and ts.name == MAIN_TASK:
                             first.setdefault(f"log_{proto}", log)
@@ -489,7 +501,21 @@ def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, An
                 paths[f"confusion_{ts.name}_{proto}"] = str(plots.plot_confusion(
                     m["confusion"], out / f"confusion_{ts.name}_{proto}.png", ts.classes,
                     title=f"{ts.name}, {proto} (seed {seed})"))
+                paths.update(_per_class_picture(out, m, ts.classes, f"{ts.name}_{proto}",
+                                                f"{ts.name}, {proto} (seed {seed})"))
     return paths
+
+
+def _per_class_picture(out: Path, m: Mapping[str, Any], classes: Sequence[str] | None,
+                       name: str, title: str) -> dict[str, str]:
+    """``per_class_<name>.png``: per-class AP (multi-label) and F1 of one run's metrics."""
+    from geossl import plots
+
+    if m.get("f1_per_class") is None:
+        return {}
+    return {f"per_class_{name}": str(plots.plot_per_class(
+        {"AP": m.get("ap_per_class"), "F1": m["f1_per_class"]}, out / f"per_class_{name}.png",
+        classes, title=f"per-class scores, {title}"))}
 
 
 def _pictures(
@@ -545,6 +571,8 @@ def _pictures(
             paths[f"confusion_{proto}"] = str(plots.plot_confusion(
                 m["confusion"], out / f"confusion_{proto}.png", names,
                 title=f"{proto} (seed {seed})"))
+        if m is not None:
+            paths.update(_per_class_picture(out, m, names, proto, f"{proto} (seed {seed})"))
     logs = {k.removeprefix("log_"): v for k, v in first.items() if k.startswith("log_")}
     if logs:
         paths["curves"] = str(plots.plot_training_curves(logs, out / "finetune_curves.png"))

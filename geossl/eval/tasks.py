@@ -2,7 +2,9 @@
 
 A binary task is positive for a sample that carries *any* of its source classes: on a
 multi-label dataset (BigEarthNet) any of them among the sample's labels, on a single-label one
-(AID, SEN12MS scenes) its class among them. :data:`PRESETS` holds the named ones:
+(AID, SEN12MS scenes) its class among them. :data:`PRESETS` holds the named ones (defined,
+with :class:`BinaryTask` and the parsing of ``--task``, in :mod:`geossl.datasets.labels`, below
+pretraining's online probe, which uses them too):
 
 ``farmland`` (BigEarthNet)
     "Complex cultivation patterns", "Land principally occupied by agriculture, with
@@ -27,7 +29,6 @@ from __future__ import annotations
 import bisect
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,83 +36,23 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from geossl.datasets.bands import SelectBands
+from geossl.datasets.labels import (
+    TASK_PRESETS,
+    BinaryTask,
+    match_classes,
+    parse_task,
+    parse_tasks,
+    task_indices,
+    task_labels,
+)
 from geossl.errors import ConfigError
 from geossl.eval.predictions import Relabelled
 
-
-@dataclass(frozen=True)
-class BinaryTask:
-    """A binary task: positive when a sample carries any of ``classes``."""
-
-    name: str
-    classes: tuple[str, ...]
-
-    @property
-    def class_names(self) -> list[str]:
-        """Names of the two classes, negative first (confusion-matrix labels)."""
-        return [f"not {self.name}", self.name]
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain form stored in ``results.json``."""
-        return {"name": self.name, "classes": list(self.classes)}
+__all__ = ["PRESETS", "BinaryTask", "parse_task", "parse_tasks", "task_sides", "task_targets"]
 
 
-#: named tasks
-PRESETS: dict[str, BinaryTask] = {
-    "farmland": BinaryTask("farmland", (
-        "Complex cultivation patterns",
-        "Land principally occupied by agriculture, with significant areas of natural vegetation",
-        "Non-irrigated arable land",
-    )),
-}
-
-
-def parse_task(spec: str | dict[str, Any] | BinaryTask) -> BinaryTask:
-    """A task from a preset name, ``NAME=Class A;Class B`` or ``{name:, classes:}``.
-
-    Raises:
-        ConfigError: unknown preset, or a malformed definition.
-    """
-    if isinstance(spec, BinaryTask):
-        return spec
-    if isinstance(spec, dict):
-        name, classes = spec.get("name"), spec.get("classes")
-        if not isinstance(name, str) or not name.strip() or not isinstance(classes, list | tuple) \
-                or not classes:
-            raise ConfigError(f"a task mapping needs 'name' and a list of 'classes', got {spec}")
-        return BinaryTask(name.strip(), tuple(str(c).strip() for c in classes))
-    text = str(spec).strip()
-    if "=" not in text:
-        if text.lower() in PRESETS:
-            return PRESETS[text.lower()]
-        raise ConfigError(f"unknown task {text!r}: use one of {', '.join(PRESETS)} or "
-                          "NAME=Class A;Class B")
-    name, _, rest = text.partition("=")
-    classes = tuple(c.strip() for c in rest.split(";") if c.strip())
-    if not name.strip() or not classes:
-        raise ConfigError(f"task {text!r}: expected NAME=Class A;Class B")
-    return BinaryTask(name.strip(), classes)
-
-
-def parse_tasks(value: Any) -> list[BinaryTask]:
-    """Tasks from ``--task`` (one spec, or a list of specs); ``None`` gives none.
-
-    Raises:
-        ConfigError: a malformed spec, or two tasks of one name.
-    """
-    if value is None or value == "" or value == []:
-        return []
-    specs = value if isinstance(value, list | tuple) else [value]
-    tasks = [parse_task(s) for s in specs]
-    names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"two tasks named {sorted(n for n in names if names.count(n) > 1)[0]!r}")
-    return tasks
-
-
-def _match(names: Sequence[str], classes: Sequence[str]) -> list[int | None]:
-    lower = {c.lower(): i for i, c in enumerate(classes)}
-    return [lower.get(n.lower()) for n in names]
+#: named tasks (defined with the nomenclatures, below pretraining's monitors)
+PRESETS: dict[str, BinaryTask] = TASK_PRESETS
 
 
 def _unwrap(dataset: Any, position: int) -> tuple[Any, int]:
@@ -161,9 +102,9 @@ def task_targets(
     classes = [str(c) for c in (getattr(leaf, "classes", None) or [])]
     if not classes:
         raise ConfigError(f"task {task.name!r}: the dataset has no class names to select from")
-    found = _match(task.classes, classes)
+    found = match_classes(task.classes, classes)
     if all(i is not None for i in found):
-        return _from_labels(labels, [int(i) for i in found if i is not None]), None
+        return task_labels(labels, [int(i) for i in found if i is not None]), None
     return _finer(task, dataset, positions, labels, classes, found)
 
 
@@ -201,12 +142,6 @@ def task_sides(
     return tr, te, notes, Relabelled(dataset, relabel, task.class_names)
 
 
-def _from_labels(labels: torch.Tensor, indices: Sequence[int]) -> torch.Tensor:
-    if labels.ndim == 2:
-        return (labels[:, list(indices)] > 0.5).any(1).long()
-    return torch.isin(labels.long(), torch.as_tensor(list(indices))).long()
-
-
 def _finer(
     task: BinaryTask, dataset: Any, positions: Sequence[int], labels: torch.Tensor,
     classes: Sequence[str], found: Sequence[int | None],
@@ -217,7 +152,7 @@ def _finer(
 
     missing = [n for n, i in zip(task.classes, found) if i is None]
     leaves = _leaves(dataset)
-    corine = _match(task.classes, lab.CORINE_CLASSES)
+    corine = match_classes(task.classes, lab.CORINE_CLASSES)
     if not all(isinstance(d, BigEarthNet) and d.num_classes == 19 for d in leaves) or \
             any(i is None for i in corine):
         close = difflib.get_close_matches(missing[0], classes, n=2, cutoff=0.5)
@@ -232,20 +167,10 @@ def _finer(
                                        num_classes=43, ids=list(d.ids))
         except ConfigError as err:  # v2 without Reference_Maps: no 43-class labels
             del err  # its text (a path, the files looked for) does not belong in the note
-            coarse = sorted({lab.CORINE_TO_BEN19[i] for i in wanted if i in lab.CORINE_TO_BEN19})
-            parts = []
-            for name, i in zip(task.classes, corine):
-                if name not in missing or i is None or i not in lab.CORINE_TO_BEN19:
-                    continue
-                parent = lab.CORINE_TO_BEN19[i]
-                others = [lab.CORINE_CLASSES[j] for j, p in lab.CORINE_TO_BEN19.items()
-                          if p == parent and j not in wanted]
-                also = f", so {task.name} also counts {' and '.join(others)}" if others else ""
-                parts.append(f"{name!r} is read as its 19-class parent "
-                             f"{lab.BEN19_CLASSES[parent]!r}{also}")
+            coarse, parts = task_indices(task, lab.BEN19_CLASSES)
             note = (f"task {task.name}: this copy of BigEarthNet has no 43-class labels "
                     f"(no Reference_Maps): {'; '.join(parts)}")
-            return _from_labels(labels, coarse), note
+            return task_labels(labels, coarse), note
     out = np.zeros(len(positions), dtype=np.int64)
     for row, p in enumerate(positions):
         leaf, local = _unwrap(dataset, int(p))
