@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import ConfigError
+from geossl.errors import ConfigError, first_line
 from geossl.machine import default_workers
 from geossl.options import option
 
@@ -254,7 +254,7 @@ def parse_band_flag(value: Any) -> list[str] | dict[str, list[str]] | None:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as err:
                 raise ConfigError(f"--bands {text!r} is not a valid mapping "
-                                  f"({str(err).splitlines()[0]})") from None
+                                  f"({first_line(err)})") from None
         elif "=" in text:
             value = {}
             for item in (x.strip() for x in text.split(";")):

@@ -30,7 +30,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.datasets.multisensor import PairedChips
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.tiling import chip_index
 from geossl.tiling.packed import open_packed, packed_dir, packed_rows
 
@@ -234,8 +234,7 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
                     rasterio.open(self._path(i)) as src:
                 return np.asarray(src.read([int(b) for b in self._band_idx[i]]))
         except RasterioError as err:
-            first = str(err).strip().splitlines()
-            raise DataError(f"cannot read chip ({first[0] if first else err})",
+            raise DataError(f"cannot read chip ({first_line(err)})",
                             self._path(i)) from err
 
     def __getitem__(self, i: int) -> dict[str, Any]:

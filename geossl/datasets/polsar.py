@@ -51,7 +51,7 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import open_raster
 
 #: the nine real-valued files of a T3 folder, in channel order
@@ -194,7 +194,7 @@ def read_polsar(
             with src:
                 out[i] = src.read(1, window=window, boundless=False)
         except RasterioError as err:
-            raise DataError(f"unreadable ({str(err).strip().splitlines()[0]})",
+            raise DataError(f"unreadable ({first_line(err)})",
                             path / f"{name}.bin") from err
     meta["window"] = window
     return out, meta

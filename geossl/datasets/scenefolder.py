@@ -46,7 +46,7 @@ from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 
 #: file extensions read with Pillow (8-bit RGB/grey); every other extension goes to rasterio
 _PIL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -131,8 +131,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             with rasterio.open(path) as src:
                 return np.asarray(src.read())
     except RasterioError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"unreadable image ({first})", path) from err
+        raise DataError(f"unreadable image ({first_line(err)})", path) from err
 
 
 class SceneFolder(GeosslDataset, NonGeoDataset):

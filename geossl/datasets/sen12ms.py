@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from geossl.datasets import labels as lab
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import atomic_path, open_raster
 from geossl.machine import available_cores
 
@@ -307,8 +307,7 @@ def read_bands(
     try:
         return src.read(list(indexes) if indexes is not None else None)  # type: ignore[no-any-return]
     except RasterioError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"corrupt raster ({first})", path) from err
+        raise DataError(f"corrupt raster ({first_line(err)})", path) from err
 
 
 # --------------------------------------------------------------------------------------------

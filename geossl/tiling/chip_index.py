@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geossl.errors import DataError, GeosslWarning
+from geossl.errors import DataError, GeosslWarning, first_line
 from geossl.io import atomic_path
 
 if TYPE_CHECKING:
@@ -221,8 +221,7 @@ def read_index(path: PathLike) -> gpd.GeoDataFrame:
     try:
         gdf = gpd.read_parquet(file)
     except Exception as err:  # pyarrow raises many types for corrupt files
-        first = str(err).strip().splitlines()
-        raise DataError(f"not a readable GeoParquet chip index ({first[0] if first else err})",
+        raise DataError(f"not a readable GeoParquet chip index ({first_line(err)})",
                         file) from err
     validate_index(gdf, file)
     gdf.attrs["root"] = str(file.parent.resolve())
@@ -260,8 +259,7 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
                  if k.startswith(TAG_PREFIX)}
             valid = float(g["valid_fraction"]) if "valid_fraction" in g else _valid_fraction(src)
     except RasterioError as err:
-        first = str(err).strip().splitlines()
-        raise DataError(f"not a readable GeoTIFF chip ({first[0] if first else err})",
+        raise DataError(f"not a readable GeoTIFF chip ({first_line(err)})",
                         file) from err
     if g.get("bands"):
         bands = g["bands"]
