@@ -682,3 +682,14 @@ def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
     except Exception as err:
         raise DataError(f"not a readable {what} ({type(err).__name__}: "
                         f"{first_line(err)})", p) from err
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the permissions of a normally created file.
+
+    :func:`geossl.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
+    i.e. mode 0600; chips and indexes are meant to be shared, so they get ``0666 & ~umask``.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -360,37 +360,13 @@ def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:
     Returns:
         whether a plot was written (false when nothing was logged yet).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from geossl.plots import plot_loss_curve as draw
 
     if not metrics_csv.exists():
         return False
-    frame = pd.read_csv(metrics_csv)
-    cols = [c for c in frame.columns if "loss" in c]
-    if "step" not in frame.columns or not cols:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plotted = False
-    for col in cols:
-        part = frame[["step", col]].dropna()
-        if len(part):
-            ax.plot(part["step"], part[col], label=col, marker="." if len(part) < 20 else None)
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return False
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
+    return draw(pd.read_csv(metrics_csv), png)
 
 
 def progress_bar(refresh_rate: int = 10) -> Any:

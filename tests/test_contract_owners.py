@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 import geossl
 from geossl.errors import first_line, one_line
 
@@ -44,3 +42,14 @@ def test_first_line_of_an_exception() -> None:
 def test_one_first_line_helper() -> None:
     pattern = re.compile(r"str\((err|exc|e)\)[.\w()]*\.splitlines\(\)|def _first_line")
     assert _hits(pattern, {"errors.py"}) == []
+
+
+def test_every_png_is_drawn_in_plots() -> None:
+    """No module outside ``geossl.plots`` draws a figure, saves one or encodes a PNG.
+
+    A dataset's ``plot()`` (TorchGeo's convention) returns a figure and saves nothing.
+    """
+    saving = re.compile(r"\.savefig\(|save_figure\(|format=[\"']png[\"']|[\"']PNG[\"']")
+    assert _hits(saving, {"plots.py"}) == []
+    drawing = re.compile(r"plt\.(subplots|figure|imshow|plot)\(")
+    assert [h for h in _hits(drawing, {"plots.py"}) if not h.startswith("datasets/")] == []

@@ -1163,43 +1163,10 @@ def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray
                 cols: np.ndarray, split: np.ndarray, cfg: PolsarBenchConfig,
                 class_ids: np.ndarray, class_names: list[str], path: Path) -> None:
     """Pauli RGB | labels with the checkerboard | the patches kept for train/test."""
-    import matplotlib
+    from geossl.plots import plot_polsar_split
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
-    h, w = labels.shape
-    fig, axes = plt.subplots(1, 3, figsize=(17, 6))
-    axes[0].imshow(pauli_rgb(arr, kind))
-    axes[0].set_title("Pauli RGB")
-    cmap = ListedColormap(["#000000", "#e6c229", "#3d7f3a", "#1f5fbf", "#d7263d", "#7ddc5a",
-                           "#999999", "#8e44ad"][: max(int(labels.max()) + 1, 2)])
-    axes[1].imshow(labels, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    board = ((ii // cfg.block + jj // cfg.block) % 2).astype(float)
-    axes[1].imshow(np.ma.masked_equal(board, 0), cmap="gray", alpha=0.35, vmin=0, vmax=1)
-    axes[1].set_title(f"labels + {cfg.block}px checkerboard (shaded = test)")
-    axes[1].legend(handles=[Patch(color=cmap(int(c)), label=n)
-                            for c, n in zip(class_ids, class_names)],
-                   loc="lower left", fontsize=7)
-    kept = np.zeros((h, w, 3), dtype=np.float32)
-    colour = {"train": (0.2, 0.5, 1.0), "test": (1.0, 0.5, 0.1), "drop": (0.6, 0.6, 0.6)}
-    for name in ("drop", "train", "test"):
-        for r, c in zip(rows[split == name], cols[split == name]):
-            kept[r : r + cfg.patch, c : c + cfg.patch] = colour[name]
-    axes[2].imshow(kept)
-    n = {s: int((split == s).sum()) for s in SPLIT_NAMES}
-    axes[2].set_title(f"{cfg.patch}px patches: train {n['train']} (blue), test {n['test']} "
-                      f"(orange),\n{n['drop']} dropped on block borders")
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    plot_polsar_split(pauli_rgb(arr, kind), labels, rows, cols, split, cfg.block, cfg.patch,
+                      class_ids, class_names, path)
 
 
 def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:

@@ -168,28 +168,11 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
     Returns:
         ``path``.
     """
-    import matplotlib
+    from geossl.plots import plot_quicklook
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from geossl.io import atomic_path
-    from geossl.tiling.chip_index import set_default_mode
-
-    img, _, rgb, name, (height, width) = scene_rgb(scene_path, max_px)
-    fig, ax = plt.subplots(figsize=(8, 8 * height / width), dpi=100)
-    ax.imshow(img, extent=(0, width, height, 0))
-    for r, c, h, w in index[["row", "col", "height", "width"]].itertuples(index=False):
-        ax.add_patch(Rectangle((c, r), w, h, fill=False, lw=0.4, ec="yellow", alpha=0.8))
-    ax.set_title(f"{name}: {len(index)} chips ({'/'.join(rgb)})", fontsize=9)
-    ax.set_axis_off()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-        set_default_mode(tmp)
-    plt.close(fig)
-    return path
+    img, _, rgb, name, size = scene_rgb(scene_path, max_px)
+    boxes = list(index[["row", "col", "height", "width"]].itertuples(index=False))
+    return plot_quicklook(img, boxes, size, path, f"{name}: {len(index)} chips ({'/'.join(rgb)})")
 
 
 def stage_labels(ctx: DemoContext) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geossl.errors import DataError, GeosslWarning, first_line
-from geossl.io import atomic_path
+from geossl.io import atomic_path, set_default_mode
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -180,17 +180,6 @@ def write_index(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
         gdf.to_parquet(tmp, index=False)
         set_default_mode(tmp)
     return dest
-
-
-def set_default_mode(path: PathLike) -> None:
-    """Give ``path`` the permissions of a normally created file.
-
-    :func:`geossl.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
-    i.e. mode 0600; chips and indexes are meant to be shared, so they get ``0666 & ~umask``.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def write_text(path: PathLike, text: str) -> None:
