@@ -53,3 +53,18 @@ def test_every_png_is_drawn_in_plots() -> None:
     assert _hits(saving, {"plots.py"}) == []
     drawing = re.compile(r"plt\.(subplots|figure|imshow|plot)\(")
     assert [h for h in _hits(drawing, {"plots.py"}) if not h.startswith("datasets/")] == []
+
+
+def test_one_chip_index_row_builder(tmp_path: Path) -> None:
+    from geossl.tiling.chip_index import COLUMNS, index_row, make_index, read_index, write_index
+
+    row = index_row("a", "s/a.tif", "s", "s2", None, "EPSG:32633", 10.0, 0, 16, 16, 16,
+                    "B02,B03", 0.5, (500160.0, 5000000.0, 500000.0, 5000160.0))
+    assert tuple(row) == COLUMNS[:-1]
+    assert (row["minx"], row["miny"], row["maxx"], row["maxy"]) == (
+        500000.0, 5000000.0, 500160.0, 5000160.0)
+    gdf = read_index(write_index(make_index([row]), tmp_path / "index.parquet"))
+    assert list(gdf.columns) == list(COLUMNS) and gdf.crs.to_epsg() == 4326
+    # nobody else writes a row literal: the column that only an index row has
+    literal = re.compile(r"[\"']valid_fraction[\"']\s*:")
+    assert _hits(literal, {"tiling/chip_index.py"}) == []

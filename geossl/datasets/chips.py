@@ -349,9 +349,7 @@ class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
         return gdf
 
 
-_CHIP_COLUMNS = frozenset({"chip_id", "path", "scene", "sensor", "datetime", "crs", "res",
-                           "row", "col", "height", "width", "bands", "valid_fraction", "minx",
-                           "miny", "maxx", "maxy", "geometry"})
+_CHIP_COLUMNS = frozenset(chip_index.COLUMNS)
 
 
 def _num_text(v: float) -> str:
