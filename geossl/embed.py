@@ -42,7 +42,6 @@ from geossl.checkpoint import (
     load_source,
     select_sensors,
 )
-from geossl.data.normalize import make_normalizer
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
@@ -62,6 +61,7 @@ from geossl.io import (
     remote_fs,
     remote_write_errors,
 )
+from geossl.normalize import make_normalizer
 from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"

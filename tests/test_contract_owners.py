@@ -68,3 +68,19 @@ def test_one_chip_index_row_builder(tmp_path: Path) -> None:
     # nobody else writes a row literal: the column that only an index row has
     literal = re.compile(r"[\"']valid_fraction[\"']\s*:")
     assert _hits(literal, {"tiling/chip_index.py"}) == []
+
+
+def test_normalisation_sits_below_checkpoint() -> None:
+    """``geossl.normalize`` is a layer under ``checkpoint`` and imports only the contracts."""
+    import ast
+    import tomllib
+
+    conf = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = conf["tool"]["importlinter"]["contracts"][0]["layers"]
+    where = {name.strip(): i for i, layer in enumerate(layers)
+             for name in re.split(r"[|:]", layer)}
+    assert where["normalize"] > where["checkpoint"]
+    tree = ast.parse((PACKAGE / "normalize.py").read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in imported if m.startswith("geossl")} <= {"geossl.errors", "geossl.pairing"}
+    assert not (PACKAGE / "data" / "normalize.py").exists()

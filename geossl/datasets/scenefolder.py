@@ -13,7 +13,7 @@ Samples are ``{"image": float32 (C, H, W), "label": int64, "id": str}``:
 
 * ``image`` holds the raw pixel values as float32, **not rescaled**: ``[0, 255]`` for 8-bit
   JPG/PNG/TIF (AID, UC Merced), raw digital numbers for multi-band GeoTIFFs (EuroSAT MS:
-  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.data.normalize`
+  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.normalize`
   (``rgb``: ``/255`` then ImageNet mean/std; ``s2``: ``/10,000``), applied batch-wise.
 * ``id`` is the image path relative to the class root (``airplane/airplane00.tif``), stable
   across machines: splits and label budgets refer to it.

@@ -595,7 +595,7 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     patches are indexed in about a second; no raster is opened until a sample is read. Values
     are returned raw (S1 in dB, possibly NaN in the one known broken patch
     ``ROIs1868_summer_146_202``; S2 uint16 reflectance x 10,000): normalisation is
-    ``geossl.data.normalize``'s job.
+    ``geossl.normalize``'s job.
     """
 
     sensors: tuple[str, ...] = ("s1", "s2")

@@ -341,10 +341,10 @@ def stage_features(ctx: DemoContext) -> None:
     import torch
 
     from geossl.checkpoint import load_source, primary_sensor, random_like
-    from geossl.data.normalize import make_normalizer
     from geossl.datasets.chips import ChipDataset
     from geossl.demo.evaluate import LabelledChips
     from geossl.eval.features import extract_features
+    from geossl.normalize import make_normalizer
 
     assert ctx.index is not None and ctx.checkpoint is not None
     ssl = load_source(ctx.checkpoint)

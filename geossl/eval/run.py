@@ -40,7 +40,6 @@ from geossl.checkpoint import (
     select_sensors,
     sensor_list,
 )
-from geossl.data.normalize import make_normalizer
 from geossl.datasets.base import single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.devices import resolve_device
@@ -62,6 +61,7 @@ from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
 from geossl.io import check_output, mark_output
+from geossl.normalize import make_normalizer
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
