@@ -84,3 +84,19 @@ def test_normalisation_sits_below_checkpoint() -> None:
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert {m for m in imported if m.startswith("geossl")} <= {"geossl.errors", "geossl.pairing"}
     assert not (PACKAGE / "data" / "normalize.py").exists()
+
+
+def test_datasets_are_built_by_the_registry_only() -> None:
+    """No module outside ``geossl/datasets`` calls a registered dataset class, and nothing in
+    the dataset contract reads a constructor's signature."""
+    from geossl.datasets.registry import DATASETS
+
+    names = sorted({cls for _, cls in DATASETS.values()})
+    call = re.compile(r"(?<![\w.])(" + "|".join(names) + r")\(")
+    hits = [h for h in _hits(call, set()) if not h.startswith("datasets/")
+            and not h.split(": ", 1)[1].startswith(("class ", "#", "``"))]
+    assert hits == []
+    signature = re.compile(r"inspect\.signature\(")
+    contract = [h for h in _hits(signature, set())
+                if h.startswith(("datasets/", "data/", "eval/data", "embed", "demo/"))]
+    assert contract == []

@@ -98,11 +98,11 @@ def bench_samplers(
     if repeats < 1 or patch_size < 1:
         raise ConfigError("--repeats and --patch-size must be at least 1")
     if data == "rasters":
-        from geossl.datasets.rasters import SceneRasters
+        from geossl.datasets.registry import get_dataset
 
         if len(sensors) != 1:
             raise ConfigError("--data rasters reads one sensor (e.g. --sensors s2)")
-        dataset: Any = SceneRasters(path, sensors[0])
+        dataset: Any = get_dataset("rasters", path, sensor=sensors[0])
         key = "image"
     elif data == "ssl4eo":
         dataset = pairing_dataset(path, list(sensors))

@@ -57,6 +57,9 @@ class ArrayImages(GeosslDataset, NonGeoDataset):
         ids: sample ids (``<split>/<position in the archive's split>``), stable across machines.
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("split", "ids", "transforms")
+
     #: class names (index -> name)
     classes: tuple[str, ...] = ()
     #: the sensor the images stand for (picks the default normaliser)

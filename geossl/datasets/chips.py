@@ -53,6 +53,11 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
     comes from a column of the index (:class:`LabelledChips`).
     """
 
+    #: decided per instance (the index's ``sensor`` column, ``--sensors``)
+    sensors: tuple[str, ...] = ()
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("bands", "transforms", "ids", "root", "packed", "workers")
+
     def __init__(
         self,
         index: PathLike | gpd.GeoDataFrame,
@@ -290,6 +295,11 @@ class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
     Classes are the sorted distinct values of the column (as text); a chip whose value is
     missing gets ``label`` -1 and is left out of evaluation (:meth:`labelled_mask`).
     """
+
+    #: decided per instance (the index's ``sensor`` column, ``--sensors``)
+    sensors: tuple[str, ...] = ()
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("column",)
 
     def __init__(self, chips: Any, column: str = DEFAULT_LABEL_COLUMN) -> None:
         """Wrap ``chips``.

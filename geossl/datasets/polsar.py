@@ -544,6 +544,10 @@ class PolSAR(GeosslDataset, GeoDataset):
     ``label`` (majority class at ``purity``, 0 when impure).
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("features", "pauli", "span", "label_path", "patch_size", "stride", "purity",
+                 "ids", "in_memory", "transforms")
+
     filename_glob = "*11.bin"
     sensors: tuple[str, ...] = ("polsar",)
     #: channels are dB and correlation coefficients, not yet scaled for a network

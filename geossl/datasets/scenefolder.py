@@ -144,6 +144,9 @@ class SceneFolder(GeosslDataset, NonGeoDataset):
         ids: sample ids (paths relative to :attr:`class_root`, POSIX separators).
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("split", "fractions", "seed", "extensions", "transforms", "size", "ids")
+
     sensors = ("rgb",)
     splits = ("train", "val", "test")
     #: nominal image size; images of another size are resized to it (``None``: keep native)

@@ -598,6 +598,10 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     ``geossl.normalize``'s job.
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensors", "label", "multilabel", "min_fraction", "ids", "holdout", "seasons",
+                 "scenes", "transforms")
+
     sensors: tuple[str, ...] = ("s1", "s2")
     label_schemes = SCENE_LABEL_SCHEMES
     bands = BANDS

@@ -35,6 +35,9 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
     ``bounds`` and, with ``label``, ``label`` (int64 majority class, or float32 multi-hot).
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensors", "size", "label", "multilabel", "holdout", "sampler", "seed")
+
     sensors: tuple[str, ...] = ("s1", "s2")
     label_schemes = SCENE_LABEL_SCHEMES
     geo_sampled = True

@@ -180,12 +180,12 @@ def stage_labels(ctx: DemoContext) -> None:
     import numpy as np
     import pandas as pd
 
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo import proxy_labels as pl
     from geossl.io import atomic_path
 
     assert ctx.index is not None
-    ds = ChipDataset(ctx.index)
+    ds = get_dataset("chips", ctx.index)
     bands = list(ds.bands)
     pl.band_roles(bands)  # a clear error before reading anything when a band is missing
     labels, purity, fractions, means = [], [], [], []
@@ -341,7 +341,7 @@ def stage_features(ctx: DemoContext) -> None:
     import torch
 
     from geossl.checkpoint import load_source, primary_sensor, random_like
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo.evaluate import LabelledChips
     from geossl.eval.features import extract_features
     from geossl.normalize import make_normalizer
@@ -351,7 +351,7 @@ def stage_features(ctx: DemoContext) -> None:
     rnd = random_like(ssl, ctx.seed)
     sensor = primary_sensor(ssl.meta)
     normalizer = make_normalizer(ssl.meta, sensor)
-    dataset = LabelledChips(ChipDataset(ctx.index), ctx.extra["eval_label"])
+    dataset = LabelledChips(get_dataset("chips", ctx.index), ctx.extra["eval_label"])
     feats: dict[str, torch.Tensor] = {}
     names = {"ssl": f"SSL ({ctx.method}, {ctx.steps} steps)",
              "random": f"random init ({ctx.backbone})"}
@@ -421,11 +421,12 @@ def stage_pictures(ctx: DemoContext) -> None:
     """t-SNE of the SSL embeddings by proxy class, and a nearest-neighbour grid."""
     import numpy as np
 
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.eval.knn import nearest_neighbours
     from geossl.plots import plot_neighbour_grid, plot_tsne
 
+    assert ctx.index is not None
     label = ctx.extra["eval_label"]
     classes = ctx.extra["classes"]
     x = ctx.extra["features"][ctx.extra["ssl_name"]]
@@ -442,7 +443,7 @@ def stage_pictures(ctx: DemoContext) -> None:
         queries.extend(int(q) for q in rng.choice(pool, min(QUERIES_PER_CLASS, len(pool)),
                                                    replace=False))
     neigh = nearest_neighbours(x, x[queries], k=NEIGHBOURS, exclude_self=True).numpy()
-    ds = ChipDataset(ctx.index)
+    ds = get_dataset("chips", ctx.index)
     proxy = ctx.extra["proxy"]["proxy_class"].to_numpy()
     short = {"dense vegetation": "dense veg", "sparse vegetation": "sparse veg",
              "unlabelled": "-"}

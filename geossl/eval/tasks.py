@@ -214,6 +214,7 @@ def _finer(
     """Classes of a finer nomenclature: BigEarthNet's 43 CORINE classes behind its 19."""
     from geossl.datasets import labels as lab
     from geossl.datasets.bigearthnet import BigEarthNet
+    from geossl.datasets.registry import get_dataset
 
     missing = [n for n, i in zip(task.classes, found) if i is None]
     leaves = _leaves(dataset)
@@ -228,8 +229,8 @@ def _finer(
     twins: dict[int, Any] = {}
     for d in leaves:
         try:
-            twins[id(d)] = BigEarthNet(d.root, version=d.version, sensors=d.sensors,
-                                       num_classes=43, ids=list(d.ids))
+            twins[id(d)] = get_dataset("bigearthnet", d.root, version=d.version,
+                                       sensors=d.sensors, num_classes=43, ids=list(d.ids))
         except ConfigError as err:  # v2 without Reference_Maps: no 43-class labels
             del err  # its text (a path, the files looked for) does not belong in the note
             coarse = sorted({lab.CORINE_TO_BEN19[i] for i in wanted if i in lab.CORINE_TO_BEN19})
