@@ -100,3 +100,12 @@ def test_datasets_are_built_by_the_registry_only() -> None:
     contract = [h for h in _hits(signature, set())
                 if h.startswith(("datasets/", "data/", "eval/data", "embed", "demo/"))]
     assert contract == []
+
+
+def test_dataset_declarations_are_read_by_the_protocol_readers_only() -> None:
+    """Outside ``geossl.datasets.base`` nobody probes a dataset for a declaration."""
+    names = "ids|bands|classes|targets|sensors|footprints|labelled_mask|normalized"
+    probe = re.compile(r"(getattr|hasattr)\((dataset|base|leaf|ds|self\.base|self\.dataset), "
+                       rf"[\"']({names})[\"']")
+    allowed = {"datasets/base.py", "datasets/bands.py", "datasets/geogrid.py", "data/views.py"}
+    assert _hits(probe, allowed) == []

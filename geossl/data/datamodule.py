@@ -35,7 +35,13 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
 
-from geossl.datasets.base import band_names, is_normalized, sample_ids, single_sensor
+from geossl.datasets.base import (
+    band_names,
+    class_names,
+    is_normalized,
+    sample_ids,
+    single_sensor,
+)
 from geossl.datasets.registry import pretraining_dataset
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
@@ -407,7 +413,7 @@ class SSLDataModule(LightningDataModule):
         self.setup()
         assert self.train_dataset is not None
         base = self.train_dataset.base
-        return [str(c) for c in (getattr(base, "classes", None) or [])]
+        return [str(c) for c in (class_names(base) or [])]
 
     @property
     def num_samples(self) -> int:

@@ -39,9 +39,12 @@ class missing a required declaration is refused with one line naming the class a
 attribute. Nothing is read from the constructor's signature.
 
 Every default here is what the commands assume of a dataset that does not override it; the
-readers :func:`sample_ids`, :func:`band_names`, :func:`single_sensor`, :func:`footprints_of`,
-:func:`labelled_mask`, :func:`is_normalized` read these declarations (also of a plain dataset
-object handed to the library directly, with the same names) and nothing else.
+readers :func:`sample_ids`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
+:func:`class_names`,
+:func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized` are the
+one place that reads these declarations of an instance (also of a wrapper a hook returns, or of
+a plain dataset object handed to the library directly, with the same names); the rest of
+geossl calls them.
 """
 
 from __future__ import annotations
@@ -357,12 +360,17 @@ def single_sensor(dataset: Any) -> str | None:
     return sensors[0] if len(sensors) == 1 else None
 
 
+def declared_bands(dataset: Any) -> Mapping[str, Sequence[str]] | Sequence[str] | None:
+    """The dataset's ``bands`` as it declares them (a mapping per sensor, one list, or ``None``)."""
+    return getattr(dataset, "bands", None)
+
+
 def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
     """Band names of ``sensors`` from the dataset's ``bands`` (``None`` when none is known).
 
     A list of names (a one-sensor dataset) stands for the sensor when one is asked for.
     """
-    names = getattr(dataset, "bands", None)
+    names = declared_bands(dataset)
     known: dict[str, Sequence[str]] = {}
     if isinstance(names, Mapping):
         known = {str(k): v for k, v in names.items()}
@@ -370,6 +378,17 @@ def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | N
         known = {sensors[0]: names}
     out = {s: [str(b) for b in known[s]] for s in sensors if s in known and known[s] is not None}
     return out or None
+
+
+def class_names(dataset: Any) -> list[Any] | None:
+    """The dataset's ``classes`` as a list (``None`` when it declares none)."""
+    classes = getattr(dataset, "classes", None)
+    return None if classes is None else list(classes)
+
+
+def targets_of(dataset: Any) -> Any:
+    """The dataset's ``targets`` (one label per sample, in order), or ``None``."""
+    return getattr(dataset, "targets", None)
 
 
 def footprints_of(dataset: Any) -> gpd.GeoDataFrame | None:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import ConcatDataset, Dataset
 
-from geossl.datasets.base import footprints_of, labelled_mask, sample_ids
+from geossl.datasets.base import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.chips import LabelledChips
 from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
 from geossl.errors import ConfigError, DataError, first_line
@@ -164,7 +164,7 @@ def auto_split(
     strategy = "overlap"
     if gdf is None:
         strategy = "random"
-        targets = getattr(dataset, "targets", None)
+        targets = targets_of(dataset)
         if targets is None:
             from geossl.eval.features import label_of
 
@@ -293,5 +293,6 @@ def resolve(
             if not side:
                 raise DataError(f"split {name!r} has no labelled sample")
     if label_column is not None or isinstance(dataset, LabelledChips):
-        extra = {**extra, "label_column": getattr(dataset, "column", label_column)}
+        extra = {**extra, "label_column": dataset.column if isinstance(dataset, LabelledChips)
+                 else label_column}
     return EvalData(dataset, sides[0], sides[1], ids, key, source, path, notes, extra)

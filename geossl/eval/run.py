@@ -40,7 +40,7 @@ from geossl.checkpoint import (
     select_sensors,
     sensor_list,
 )
-from geossl.datasets.base import single_sensor
+from geossl.datasets.base import class_names, declared_bands, single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
@@ -323,7 +323,7 @@ def evaluate(
         train_labels = train.labels
     else:
         train_labels = _labels(dataset, train_pos)
-    classes = getattr(dataset, "classes", None)
+    classes = class_names(dataset)
     if train_labels.ndim == 2:
         num_classes = int(train_labels.shape[1])
     elif classes is not None and len(classes) > 0:
@@ -518,7 +518,7 @@ def _pictures(
         for c in np.unique(lab1)[:8]:  # one query per class, up to 8 rows
             picks.append(int(rng.choice(np.flatnonzero(lab1 == c))))
         nn_idx = nearest_neighbours(train.features, test.features[picks], k=10)
-        bands = bands_for(source.meta, sensor) or getattr(dataset, "bands", None)
+        bands = bands_for(source.meta, sensor) or declared_bands(dataset)
         bands = list(bands) if bands is not None else None
 
         def title(lab: torch.Tensor) -> str:

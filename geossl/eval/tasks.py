@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from geossl.datasets.bands import SelectBands
+from geossl.datasets.base import class_names
 from geossl.errors import ConfigError
 from geossl.eval.predictions import Relabelled
 
@@ -158,7 +159,7 @@ def task_targets(
             suggested), or a dataset without class names.
     """
     leaf = _leaves(dataset)[0]
-    classes = [str(c) for c in (getattr(leaf, "classes", None) or [])]
+    classes = [str(c) for c in (class_names(leaf) or [])]
     if not classes:
         raise ConfigError(f"task {task.name!r}: the dataset has no class names to select from")
     found = _match(task.classes, classes)

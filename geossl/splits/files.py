@@ -205,14 +205,14 @@ def _plain_table(dataset: Any) -> pd.DataFrame:
 
     Its images do not overlap, so a random split stratified by class cannot leak.
     """
-    from geossl.datasets.base import sample_ids
+    from geossl.datasets.base import sample_ids, targets_of
 
     found = sample_ids(dataset)
     if found is None:
         raise ConfigError("the dataset has neither footprints nor sample ids to split")
     ids = list(found)
     table = pd.DataFrame({"chip_id": ids})
-    targets = getattr(dataset, "targets", None)
+    targets = targets_of(dataset)
     if targets is not None and len(targets) == len(ids):
         table["label"] = [int(t) for t in targets]
     return table
