@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import os
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,10 @@ from torch import nn
 from geossl.errors import ConfigError, DataError
 from geossl.io import load_torch_file
 from geossl.models import Encoder, build_encoder
+from geossl.pairing import SensorSelection, sensor_list
 
 #: checkpoint names that stand for a randomly initialised encoder (baselines)
 RANDOM = ("random", "none")
-
-#: a sensor name, several (``"s1,s2"`` or a list: a stacked fusion input) or ``None``
-SensorSelection = str | Sequence[str] | None
 
 #: metadata keys returned by :func:`load_encoder`
 META_KEYS = ("backbone", "in_chans", "sensors", "bands", "method", "pairing", "adapter",
@@ -187,14 +184,6 @@ def load_encoder(
 # --------------------------------------------------------------------------------------------
 # checkpoint metadata: which sensors and bands the encoder takes
 # --------------------------------------------------------------------------------------------
-def sensor_list(sensor: SensorSelection) -> list[str]:
-    """``None`` -> ``[]``, ``"s2"`` -> ``["s2"]``, ``"s1,s2"`` or a list -> the list."""
-    if sensor is None:
-        return []
-    items = sensor.split(",") if isinstance(sensor, str) else [str(s) for s in sensor]
-    return [s.strip() for s in items if s.strip()]
-
-
 def encoder_sensor(sensor: SensorSelection) -> str | None:
     """The ``sensor=`` argument for the encoder: the one sensor, or ``None`` for a stack."""
     names = sensor_list(sensor)

@@ -32,7 +32,7 @@ from jsonargparse import (
 import geossl
 from geossl import commands
 from geossl.conf import resolve_config
-from geossl.errors import ConfigError, GeosslError, GeosslWarning, Terminated
+from geossl.errors import ConfigError, GeosslError, GeosslWarning, Terminated, one_line
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -211,7 +211,7 @@ def _usage_error(err: BaseException, args: Sequence[str]) -> str:
 
     import yaml
 
-    text = " ".join(str(err).split())
+    text = one_line(err)
     if isinstance(err, GeosslError):
         return text
     keys = re.findall(r'(?:[Kk]ey "|keys?: |arguments?: |option \')([\w.-]+)', text)
@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         _end_line(sys.stderr)
-        detail = " ".join(str(err).split())  # e.g. where pretrain saved its state
+        detail = one_line(err)  # e.g. where pretrain saved its state
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         print(f"geossl {name}: {what}" + (f": {detail}" if detail else ""), file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130

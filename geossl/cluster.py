@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from typing import Any
 
-from geossl.errors import ConfigError, GeosslError
+from geossl.errors import ConfigError, GeosslError, first_line
 from geossl.progress import progress
 
 #: environment variable naming the scheduler to use when ``--scheduler`` is not given (the
@@ -184,7 +184,7 @@ def probe_scheduler(address: str, timeout: float) -> None:
                           f"within {timeout:g} s: not a dask scheduler (wrong port?)") from None
     except OSError as err:
         raise ConfigError(f"cannot reach the dask scheduler at {address} "
-                          f"({_first_line(err)})") from err
+                          f"({first_line(err)})") from err
     size = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
     if not 0 < size <= HANDSHAKE_MAX_BYTES:
         raise ConfigError(f"{address} answered, but is not a dask scheduler (wrong port, or "
@@ -301,7 +301,7 @@ class Runner:
                 self.client = Client(self.address, timeout=timeout)
             except (OSError, TimeoutError) as err:
                 raise ConfigError(f"cannot reach the dask scheduler at {self.address} "
-                                  f"({_first_line(err)})") from err
+                                  f"({first_line(err)})") from err
         else:
             import dask
 
@@ -417,12 +417,12 @@ class TaskSet:
                     # FutureCancelledError "scheduler-connection-lost", CommClosedError
                     where = self.runner.address or "of the local cluster"
                     raise GeosslError(f"lost the dask scheduler {where} "
-                                      f"({_first_line(err)}); rerun the command once it is "
+                                      f"({first_line(err)}); rerun the command once it is "
                                       "back (outputs already written are kept)") from err
                 except Exception as err:
                     if type(err).__name__ == "KilledWorker":
                         raise GeosslError(f"dask gave up on a task whose workers kept dying "
-                                          f"(out of memory?): {_first_line(err)}") from err
+                                          f"(out of memory?): {first_line(err)}") from err
                     raise
                 self.bar.update(1)
                 _, tag = self._pending.pop(fut.key)
@@ -464,10 +464,6 @@ def _dashboard_port(info: dict[str, Any]) -> int | None:
     port = services.get("dashboard")
     return int(port) if port else None
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 __all__ = ["LOCAL_MIN_WORK_S", "LOCAL_WORKER_CONFIG", "SCHEDULER_ENV", "Runner", "TaskSet",

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import ConfigError
+from geossl.errors import ConfigError, first_line
 from geossl.machine import default_workers
 from geossl.options import option
 
@@ -113,7 +113,7 @@ class PretrainConfig:
         factory=dict, flag_type=str | dict[str, str] | None,
         help="per-sensor normaliser, SENSOR=NAME[,SENSOR=NAME], e.g. s2=s2_offset (Sentinel-2 "
         "from processing baseline 04.00 on: DN - 1000), s1=s1_std, x=none (raw values); names "
-        "of geossl.data.normalize.NORMALIZERS")
+        "of geossl.normalize.NORMALIZERS")
     ckpt_every: int = option(500, "save a checkpoint every N optimiser steps (and last.ckpt)")
     log_every: int | None = option(None, "log metrics every N steps (default: ~20 points per "
                                    "run, at most 50)")
@@ -258,7 +258,7 @@ def parse_band_flag(value: Any) -> list[str] | dict[str, list[str]] | None:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as err:
                 raise ConfigError(f"--bands {text!r} is not a valid mapping "
-                                  f"({str(err).splitlines()[0]})") from None
+                                  f"({first_line(err)})") from None
         elif "=" in text:
             value = {}
             for item in (x.strip() for x in text.split(";")):
@@ -295,7 +295,7 @@ def parse_normalization(value: str | Mapping[str, str] | None) -> dict[str, str]
     Raises:
         ConfigError: an item without ``=``, or an unknown normaliser name.
     """
-    from geossl.data.normalize import get_normalizer
+    from geossl.normalize import get_normalizer
 
     if value is None:
         return {}

@@ -42,7 +42,6 @@ from geossl.checkpoint import (
     load_source,
     select_sensors,
 )
-from geossl.data.normalize import make_normalizer
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
@@ -62,6 +61,7 @@ from geossl.io import (
     remote_fs,
     remote_write_errors,
 )
+from geossl.normalize import make_normalizer
 from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
@@ -803,14 +803,14 @@ class _TorchGeoGridLayout(_SceneLayout):
         import shapely
 
         from geossl import compat
-        from geossl.datasets.rasters import SceneRasters
+        from geossl.datasets.registry import get_dataset
 
         super().__init__(scene, size, stride, col_chunk, run, n_feat)
         t = scene.transform
         if not isinstance(scene.path, Path):
             raise ConfigError("--sampler torchgeo-grid reads a local scene", str(scene.path))
         try:
-            self.dataset = SceneRasters(scene.path, bands=self.bands, res=abs(t.a))
+            self.dataset = get_dataset("rasters", scene.path, bands=self.bands, res=abs(t.a))
         except (DataError, ConfigError) as err:
             raise DataError(f"--sampler torchgeo-grid: TorchGeo cannot read this scene as one "
                             f"raster dataset ({err})", scene.path) from None

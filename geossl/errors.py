@@ -27,7 +27,7 @@ class GeosslError(Exception):
             # re-raised by a DataLoader worker: keep the original line, not the traceback
             super().__init__(original)
             return
-        text = " ".join(str(message).split())  # always one line
+        text = one_line(message)  # always one line
         super().__init__(f"{self.path}: {text}" if self.path else text)
 
 
@@ -50,6 +50,21 @@ def _worker_original(message: str) -> str | None:
     if not sep or not re.fullmatch(r"[\w.]+", head):
         return None
     return text.strip()
+
+
+def one_line(text: object) -> str:
+    """``text`` (a message, an exception) with its line breaks and runs of spaces made one space."""
+    return " ".join(str(text).split())
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty).
+
+    The one helper that turns a library's exception (rasterio, pyarrow, YAML, ...) into the
+    short reason quoted inside a one-line :class:`DataError` / :class:`ConfigError`.
+    """
+    text = str(err).strip().splitlines()
+    return text[0].strip() if text else type(err).__name__
 
 
 class DataError(GeosslError):

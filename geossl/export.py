@@ -52,9 +52,9 @@ from geossl.checkpoint import (
     load_source,
     sensor_list,
 )
-from geossl.data.normalize import normalizer_for_sensor
 from geossl.errors import ConfigError
 from geossl.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
+from geossl.normalize import normalizer_for_sensor
 
 FORMATS = ("torchgeo", "timm")
 

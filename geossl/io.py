@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 
 PathLike = str | os.PathLike[str]
 
@@ -241,7 +241,7 @@ def _check_remote_output(url: str, command: str, flag: str, own: tuple[str, ...]
         raise
     except Exception as err:  # credentials, unknown bucket, endpoint down: one line
         raise DataError(f"{flag} cannot be listed ({type(err).__name__}: "
-                        f"{_first_line(err)})", url) from err
+                        f"{first_line(err)})", url) from err
     if not entries:
         return
     owner = None
@@ -418,7 +418,7 @@ def remote_write_errors(where: PathLike) -> Iterator[None]:
                                                            "aiohttp", "s3fs", "gcsfs", "adlfs"):
             raise
         raise DataError(f"cannot write to the object store ({type(err).__name__}: "
-                        f"{_first_line(err)}); objects written so far are whole: rerun to "
+                        f"{first_line(err)}); objects written so far are whole: rerun to "
                         "continue", where) from err
 
 
@@ -533,7 +533,7 @@ def open_raster(path: PathLike, **kwargs: Any) -> rasterio.io.DatasetReader:
                 return rasterio.open(path, **kwargs)
         return rasterio.open(path, **kwargs)
     except RasterioError as err:
-        raise DataError(f"not a readable raster ({_first_line(err)})", path) from err
+        raise DataError(f"not a readable raster ({first_line(err)})", path) from err
 
 
 def is_url(path: PathLike) -> bool:
@@ -550,10 +550,6 @@ def is_url(path: PathLike) -> bool:
 
 _URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 # --------------------------------------------------------------------------------------------
@@ -685,4 +681,15 @@ def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
         ) from err
     except Exception as err:
         raise DataError(f"not a readable {what} ({type(err).__name__}: "
-                        f"{_first_line(err)})", p) from err
+                        f"{first_line(err)})", p) from err
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the permissions of a normally created file.
+
+    :func:`geossl.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
+    i.e. mode 0600; chips and indexes are meant to be shared, so they get ``0666 & ~umask``.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)

@@ -248,3 +248,15 @@ def sample_sensor_mask(
         mask = mask * present
         mask = torch.where(mask.sum(1, keepdim=True) == 0, present, mask)
     return mask
+
+
+#: a sensor name, several (``"s1,s2"`` or a list: a stacked fusion input) or ``None``
+SensorSelection = str | Sequence[str] | None
+
+
+def sensor_list(sensor: SensorSelection) -> list[str]:
+    """``None`` -> ``[]``, ``"s2"`` -> ``["s2"]``, ``"s1,s2"`` or a list -> the list."""
+    if sensor is None:
+        return []
+    items = sensor.split(",") if isinstance(sensor, str) else [str(s) for s in sensor]
+    return [s.strip() for s in items if s.strip()]

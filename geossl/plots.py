@@ -7,8 +7,12 @@
 * :func:`plot_training_curves`: curves from Lightning ``CSVLogger`` files;
 * :func:`plot_comparison`: representations side by side, with paired differences to a
   reference (``geossl compare``);
-* :func:`plot_checkerboard_split`: a labelled scene, its checkerboard of train/test blocks and
-  the patches kept (``geossl bench polsar``).
+* :func:`plot_search_mosaic`: the chips a search found, with their scores (``geossl search``);
+* :func:`plot_quicklook`: a scene composite with the footprints of its chips (``geossl demo``);
+* :func:`plot_loss_curve`: the training loss against the step (``geossl pretrain``);
+* :func:`plot_polsar_split`: Pauli RGB, labels and the checkerboard split (``bench polsar``);
+* :func:`plot_cluster_panels`: a scene and its k-means cluster map side by side (demo);
+* :func:`png_data_uri`: an RGBA picture as an inline PNG (the overlays of ``geossl map``).
 
 :func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
 (B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
@@ -34,7 +38,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from geossl.errors import DataError
-from geossl.io import atomic_path
+from geossl.io import atomic_path, set_default_mode
 
 PathLike = str | os.PathLike[str]
 
@@ -593,43 +597,100 @@ def plot_search_mosaic(
     return save_figure(fig, path)
 
 
-def plot_checkerboard_split(
-    rgb: np.ndarray,
-    labels: np.ndarray,
-    block: int,
-    class_ids: Sequence[int],
-    class_names: Sequence[str],
-    rows: np.ndarray,
-    cols: np.ndarray,
-    split: np.ndarray,
-    patch: int,
-    path: PathLike,
-) -> Path:
-    """A labelled scene split on a checkerboard: picture | labels and blocks | patches kept.
-
-    Drawn for ``geossl bench polsar`` (its ``split.png``).
+# ----------------------------------------------------------------------------------------------
+# pictures of the demo, of training and of the benchmarks
+# ----------------------------------------------------------------------------------------------
+def plot_quicklook(image: np.ndarray, boxes: Any, size: tuple[int, int], path: PathLike,
+                   title: str) -> Path:
+    """A scene composite with the footprints of its chips, as PNG (permissions of a new file).
 
     Args:
-        rgb: ``(H, W, 3)`` picture of the scene in ``[0, 1]`` (e.g. a Pauli RGB).
-        labels: ``(H, W)`` class ids, 0 = unlabelled.
-        block: checkerboard block side in pixels (shaded blocks are the test blocks).
-        class_ids: the class ids shown in the legend.
-        class_names: their names.
-        rows: top rows of the patches.
-        cols: left columns of the patches.
-        split: ``train``, ``test`` or ``drop`` per patch.
-        patch: patch side in pixels.
-        path: PNG to write.
+        image: ``(h, w, 3)`` composite in [0, 1] (possibly decimated).
+        boxes: ``(row, col, height, width)`` of each chip in full-resolution scene pixels.
+        size: ``(height, width)`` of the full-resolution scene.
+        path: PNG to write (atomically).
+        title: figure title.
 
     Returns:
-        the path written.
+        ``path``.
+    """
+    from matplotlib.patches import Rectangle
+
+    out = Path(path)
+    height, width = size
+    fig, ax = plt.subplots(figsize=(8, 8 * height / width), dpi=100)
+    ax.imshow(image, extent=(0, width, height, 0))
+    for r, c, h, w in boxes:
+        ax.add_patch(Rectangle((c, r), w, h, fill=False, lw=0.4, ec="yellow", alpha=0.8))
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    fig.tight_layout()
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format="png")
+            set_default_mode(tmp)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_loss_curve(frame: pd.DataFrame, path: PathLike) -> bool:
+    """Every ``*loss*`` column of a Lightning ``CSVLogger`` frame against the step, as PNG.
+
+    Returns:
+        whether a plot was written (false when nothing was logged yet).
+    """
+    cols = [c for c in frame.columns if "loss" in c]
+    if "step" not in frame.columns or not cols:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
+    for col in cols:
+        part = frame[["step", col]].dropna()
+        if len(part):
+            ax.plot(part["step"], part[col], label=col, marker="." if len(part) < 20 else None)
+            plotted = True
+    if not plotted:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return True
+
+
+def plot_polsar_split(
+    pauli: np.ndarray, labels: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+    split: np.ndarray, block: int, patch: int, class_ids: np.ndarray,
+    class_names: Sequence[str], path: PathLike,
+) -> None:
+    """Pauli RGB | labels with the checkerboard | the patches kept for train/test, as PNG.
+
+    Args:
+        pauli: ``(H, W, 3)`` Pauli RGB picture.
+        labels: ``(H, W)`` class raster.
+        rows: top row of each patch.
+        cols: left column of each patch.
+        split: ``train`` / ``test`` / ``drop`` per patch.
+        block: checkerboard block size in pixels.
+        patch: patch size in pixels.
+        class_ids: the classes in the legend.
+        class_names: their names.
+        path: PNG to write (atomically).
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     h, w = labels.shape
     fig, axes = plt.subplots(1, 3, figsize=(17, 6))
-    axes[0].imshow(rgb)
+    axes[0].imshow(pauli)
     axes[0].set_title("Pauli RGB")
     cmap = ListedColormap(["#000000", "#e6c229", "#3d7f3a", "#1f5fbf", "#d7263d", "#7ddc5a",
                            "#999999", "#8e44ad"][: max(int(labels.max()) + 1, 2)])
@@ -654,4 +715,59 @@ def plot_checkerboard_split(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    return save_figure(fig, path, dpi=90)
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
+
+
+def png_data_uri(rgba: np.ndarray) -> str:
+    """``(h, w, 3|4)`` float [0, 1] or uint8 -> ``data:image/png;base64,...`` (map overlays)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    arr = rgba if rgba.dtype == np.uint8 else (np.clip(rgba, 0, 1) * 255).round().astype(
+        np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_cluster_panels(
+    rgb: np.ndarray, rgb_bounds: Sequence[float], ids: np.ndarray,
+    ids_bounds: Sequence[float], path: PathLike, title: str,
+) -> Path:
+    """A scene composite and its k-means cluster map side by side, in map coordinates (PNG).
+
+    Args:
+        rgb: ``(H, W, 3)`` picture of the scene in [0, 1].
+        rgb_bounds: its ``(left, bottom, right, top)`` in the scene's CRS.
+        ids: cluster id per pixel (a masked array: masked pixels are left blank).
+        ids_bounds: ``(left, bottom, right, top)`` of ``ids`` in the same CRS.
+        path: PNG to write (atomically).
+        title: title of the cluster-map panel.
+
+    Returns:
+        ``path``.
+    """
+    k = int(ids.max()) + 1 if np.ma.count(ids) else 1
+    left, bottom, right, top = rgb_bounds
+    b_left, b_bottom, b_right, b_top = ids_bounds
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
+    axes[0].imshow(rgb, extent=(left, right, bottom, top))
+    axes[0].set_title("RGB quick-look (B04/B03/B02)", fontsize=10)
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20", k)
+    im = axes[1].imshow(ids, extent=(b_left, b_right, b_bottom, b_top), cmap=cmap,
+                        vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
+    axes[1].set_title(title, fontsize=10)
+    for ax in axes:
+        ax.set_xlim(left, right)
+        ax.set_ylim(bottom, top)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = fig.colorbar(im, ax=axes[1], fraction=0.046, ticks=range(k))
+    bar.set_label("cluster id (no labels used)")
+    return save_figure(fig, path, dpi=100)

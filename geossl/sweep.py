@@ -76,7 +76,7 @@ from typing import Any, cast
 
 import yaml
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import atomic_path, atomic_write_text, jsonable
 
 #: file marking a finished cell
@@ -124,7 +124,7 @@ def _yaml_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"not UTF-8 text (offset {err.start}): save the file as UTF-8",
                           path) from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML ({str(err).splitlines()[0]})", path) from err
+        raise ConfigError(f"not valid YAML ({first_line(err)})", path) from err
     if not isinstance(value, dict):
         raise ConfigError("expected a mapping of options", path)
     return value

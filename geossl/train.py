@@ -49,7 +49,7 @@ from geossl.config import (
     parse_sensors,
 )
 from geossl.devices import lightning_accelerator, resolve_precision
-from geossl.errors import ConfigError, DataError, GeosslError, Terminated
+from geossl.errors import ConfigError, DataError, GeosslError, Terminated, first_line
 from geossl.io import (
     atomic_path,
     atomic_write_text,
@@ -360,37 +360,13 @@ def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:
     Returns:
         whether a plot was written (false when nothing was logged yet).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import pandas as pd
+
+    from geossl.plots import plot_loss_curve as draw
 
     if not metrics_csv.exists():
         return False
-    frame = pd.read_csv(metrics_csv)
-    cols = [c for c in frame.columns if "loss" in c]
-    if "step" not in frame.columns or not cols:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    plotted = False
-    for col in cols:
-        part = frame[["step", col]].dropna()
-        if len(part):
-            ax.plot(part["step"], part[col], label=col, marker="." if len(part) < 20 else None)
-            plotted = True
-    if not plotted:
-        plt.close(fig)
-        return False
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
+    return draw(pd.read_csv(metrics_csv), png)
 
 
 def progress_bar(refresh_rate: int = 10) -> Any:
@@ -829,12 +805,12 @@ def fit(
                 if num_nodes > 1 and not started.done and _join_timed_out(err):
                     raise ConfigError(
                         f"--num-nodes {num_nodes}: not every process joined within "
-                        f"{join_timeout:g} s ({_first_line(err)}); start the run on every "
+                        f"{join_timeout:g} s ({first_line(err)}); start the run on every "
                         "node (srun, torchrun, or MASTER_ADDR, MASTER_PORT and NODE_RANK set "
                         "on each; docs/scale.md), or raise --join-timeout") from err
                 if resume is not None and not started.done:
                     raise DataError(f"cannot resume from this checkpoint "
-                                    f"({type(err).__name__}: {_first_line(err)})",
+                                    f"({type(err).__name__}: {first_line(err)})",
                                     resume) from err
                 raise
             # Ctrl-C twice, or a loader worker that died of the Ctrl-C; Lightning's own stop
@@ -961,7 +937,7 @@ def _trainer(**kwargs: Any) -> Any:
         raise ConfigError(f"cannot set up training with --accelerator {kwargs['accelerator']} "
                           f"--devices {kwargs['devices']} --num-nodes {kwargs['num_nodes']} "
                           f"--strategy {getattr(strategy, 'strategy_name', strategy)}: "
-                          f"{_first_line(err)}") from err
+                          f"{first_line(err)}") from err
 
 
 def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
@@ -1004,10 +980,6 @@ def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
                                    else None))
     return found
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def read_resume_checkpoint(path: str, config: PretrainConfig) -> dict[str, Any]:

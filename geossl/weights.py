@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from geossl.datasets.bands import canonical_band
-from geossl.errors import ConfigError, DataError, GeosslWarning
+from geossl.errors import ConfigError, DataError, GeosslWarning, first_line
 from geossl.io import load_torch_file
 from geossl.models import Encoder, build_encoder
 from geossl.models.backbones import load_state, resolve_name
@@ -233,9 +233,9 @@ def _torchgeo(spec: str, name: str, progress: bool) -> ResolvedWeights:
         state = weight.get_state_dict(progress=progress, check_hash=True, weights_only=True)
     except pickle.UnpicklingError as err:
         raise DataError(f"weights file holds objects other than tensors, refused "
-                        f"({str(err).splitlines()[0]})", path) from err
+                        f"({first_line(err)})", path) from err
     except (RuntimeError, EOFError, OSError) as err:
-        raise DataError(f"unreadable weights file ({str(err).splitlines()[0]})", path) from err
+        raise DataError(f"unreadable weights file ({first_line(err)})", path) from err
     finally:
         socket.setdefaulttimeout(timeout)
     in_chans = int(meta.get("in_chans", 3))
@@ -296,7 +296,7 @@ def _timm(spec: str, name: str) -> ResolvedWeights:
         model = timm.create_model(name, pretrained=True, num_classes=0,
                                   pretrained_cfg_overlay=overlay or None)
     except Exception as err:  # timm/hf raise many kinds; one line for the user
-        raise DataError(f"timm could not load {name} ({str(err).splitlines()[0]})",
+        raise DataError(f"timm could not load {name} ({first_line(err)})",
                         cached or repo) from err
     mean = [float(m) * 255.0 for m in cfg.mean] if cfg.mean else None
     std = [float(s) * 255.0 for s in cfg.std] if cfg.std else None

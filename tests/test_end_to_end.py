@@ -338,7 +338,7 @@ def test_embed_scene(name: str, runs: dict[str, Path], tmp_path: Path) -> None:
     import rioxarray  # noqa: F401 - registers .rio
     import xarray as xr
 
-    from geossl.data.normalize import get_normalizer
+    from geossl.normalize import get_normalizer
 
     # the geo run's scene has no band names: read whole, in file order (13 = the s2 stem)
     tif = _scene(tmp_path / "scene.tif", names=name != "geo")

@@ -76,3 +76,20 @@ def test_label_scheme_is_checked_against_the_declared_schemes(tmp_path: Path) ->
         pretraining_dataset("eurosat", tmp_path, ["s2"], "aug", labels="dfc")
     with pytest.raises(ConfigError, match="has the schemes igbp, dfc"):
         pretraining_dataset("sen12ms", tmp_path, ["s1", "s2"], "aug", labels="lccs")
+
+
+def test_every_builtin_dataset_declares_its_constructor_arguments() -> None:
+    """The declared ``arguments`` (what the registry passes) match each constructor.
+
+    The registry never reads a signature; this test keeps the declarations true.
+    """
+    import inspect
+
+    from geossl.datasets.base import REQUIRED
+    from geossl.datasets.registry import DATASETS, dataset_class
+
+    for name in DATASETS:
+        cls = dataset_class(name)
+        params = list(inspect.signature(cls).parameters)[1:]
+        assert set(cls.arguments) == set(params), name
+        assert all(hasattr(cls, attr) for attr in REQUIRED), name

@@ -152,7 +152,7 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out
     assert "mean" in printed and "b1" in printed
     # the file feeds the normaliser
-    from geossl.data.normalize import get_normalizer
+    from geossl.normalize import get_normalizer
 
     norm = get_normalizer("rgb", stats=out)
     assert norm(torch.zeros(3, 2, 2)).shape == (3, 2, 2)

@@ -27,7 +27,7 @@ from torchgeo.datasets import NonGeoDataset
 from geossl.checkpoint import read_checkpoint
 from geossl.cli import main
 from geossl.datasets import GeosslDataset, register, unregister
-from geossl.datasets.registry import dataset_class
+from geossl.datasets.registry import DATASETS, dataset_class
 from geossl.errors import ConfigError
 
 CLASSES = ("meadow", "forest", "water")
@@ -40,6 +40,7 @@ class Plots(GeosslDataset, NonGeoDataset):
     """Field plots: one RGB image and one land-cover class per plot."""
 
     sensors = ("rgb",)
+    arguments = ("ids",)
 
     def __init__(self, root: str | Path, ids: list[str] | None = None) -> None:
         self.root = Path(root)
@@ -107,6 +108,37 @@ def test_register_checks_the_protocol() -> None:
     with pytest.raises(ConfigError, match="already registered"):
         register("aid", Plots)
     assert dataset_class(f"{__name__}:Plots").sensors == ("rgb",)
+
+
+@pytest.mark.parametrize("missing", ["sensors", "arguments"])
+def test_register_refuses_a_class_missing_a_declaration(missing: str) -> None:
+    """Declarations are class attributes the registry checks; nothing is probed later."""
+    body: dict[str, Any] = {"sensors": ("rgb",), "arguments": ("ids",)}
+    del body[missing]
+    Undeclared = type("Undeclared", (GeosslDataset, NonGeoDataset), body)
+    with pytest.raises(ConfigError) as err:
+        register("undeclared", Undeclared)
+    line = str(err.value)
+    assert "Undeclared" in line and f"does not declare {missing!r}" in line
+    assert "\n" not in line
+    assert "undeclared" not in DATASETS
+    with pytest.raises(ConfigError, match=f"does not declare {missing!r}"):
+        dataset_class(f"{__name__}:Plots_{missing}")
+
+
+#: import-path spellings of the same incomplete classes (``--data module:Class``)
+Plots_sensors = type("Plots_sensors", (GeosslDataset,), {"arguments": ()})
+Plots_arguments = type("Plots_arguments", (GeosslDataset,), {"sensors": ()})
+
+
+def test_a_user_dataset_is_built_only_with_what_it_declares(plots: Path) -> None:
+    from geossl.datasets.registry import get_dataset
+
+    ds = get_dataset("plots", plots, ids=["me00", "wa01"], sensors=["rgb"])
+    assert isinstance(ds, Plots) and ds.ids == ["me00", "wa01"]
+    assert ds[1]["label"].item() == CLASSES.index("water")
+    with pytest.raises(ConfigError, match=r"takes no argument 'size' \(it declares ids\)"):
+        get_dataset("plots", plots, size=8)
 
 
 def test_registered_dataset_through_the_cli(plots: Path, tmp_path: Path,

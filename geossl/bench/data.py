@@ -4,7 +4,7 @@
     ROIs1158_spring_s2_<scene>_p<patch>.tif``, 13 bands, 16 x 16 px, overlapping footprints,
     several UTM zones), generated once into ``--cache``:
     TorchGeo ``RasterDataset(paths=...)`` (its own file scan) vs building our chip index from the
-    headers vs loading our prebuilt chip index (``ChipDataset(index.parquet)``).
+    headers vs loading our prebuilt chip index (the ``chips`` dataset of the registry).
 (b) Chips/s (12 bands, 128 px, num_workers=0) on the two real Major-TOM cells:
     TorchGeo ``RasterDataset`` (separate band files at 10/20/60 m, resampled to ``res=10`` by
     ``rasterio.merge``) + its random sampler (``RandomGeoSampler`` on 0.8, ``RandomPatchSampler``
@@ -165,7 +165,7 @@ def bench_index(cache: Path, n_files: int, workers: int = 1, repeats: int = 3) -
     """
     from torchgeo.datasets import RasterDataset
 
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.tiling import chip_index
 
     if repeats < 1:
@@ -190,7 +190,7 @@ def bench_index(cache: Path, n_files: int, workers: int = 1, repeats: int = 3) -
         chip_index.write_index(gdf, index_file)
 
     def geossl_load() -> None:
-        assert len(ChipDataset(index_file)) == n_files
+        assert len(get_dataset("chips", index_file)) == n_files
 
     runs: dict[str, Callable[[], Any]] = {
         "torchgeo_scan": torchgeo_scan,
@@ -232,7 +232,7 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path | None = 
     from torchgeo.datasets import RasterDataset
 
     from geossl.compat import random_sampler, stack_samples
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
 
@@ -275,7 +275,7 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path | None = 
         pack(chips_dir, out=chips_dir / f"packed_{fmt}", fmt=fmt, progress=False)
 
     def run_chips(packed: Any) -> int:
-        ds = ChipDataset(chips_dir, packed=packed)
+        ds = get_dataset("chips", chips_dir, packed=packed)
         g = torch.Generator().manual_seed(seed)
         idx = torch.randint(len(ds), (n_chips,), generator=g).tolist()
         loader = DataLoader(ds, sampler=idx, batch_size=batch, num_workers=0)

@@ -1163,10 +1163,10 @@ def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray
                 cols: np.ndarray, split: np.ndarray, cfg: PolsarBenchConfig,
                 class_ids: np.ndarray, class_names: list[str], path: Path) -> None:
     """Pauli RGB | labels with the checkerboard | the patches kept for train/test."""
-    from geossl.plots import plot_checkerboard_split
+    from geossl.plots import plot_polsar_split
 
-    plot_checkerboard_split(pauli_rgb(arr, kind), labels, cfg.block, class_ids.tolist(),
-                            class_names, rows, cols, split, cfg.patch, path)
+    plot_polsar_split(pauli_rgb(arr, kind), labels, rows, cols, split, cfg.block, cfg.patch,
+                      class_ids, class_names, path)
 
 
 def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:

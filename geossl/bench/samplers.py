@@ -89,28 +89,25 @@ def bench_samplers(
         DataError: the folder does not exist.
         ConfigError: bad arguments.
     """
-    from geossl.datasets.geogrid import SAMPLERS, GeoSamples
-    from geossl.datasets.ssl4eo import pairing_dataset
+    from geossl.datasets.geogrid import SAMPLERS
+    from geossl.datasets.registry import pretraining_dataset
 
     path = Path(root)
     if not path.is_dir():
         raise DataError("dataset folder not found (give --root or set GEOSSL_REAL_DATA)", path)
     if repeats < 1 or patch_size < 1:
         raise ConfigError("--repeats and --patch-size must be at least 1")
-    if data == "rasters":
-        from geossl.datasets.rasters import SceneRasters
-
-        if len(sensors) != 1:
-            raise ConfigError("--data rasters reads one sensor (e.g. --sensors s2)")
-        dataset: Any = SceneRasters(path, sensors[0])
-        key = "image"
-    elif data == "ssl4eo":
-        dataset = pairing_dataset(path, list(sensors))
-        key = "image_s2" if "s2" in sensors else f"image_{sensors[0]}"
-    else:
+    if data not in ("rasters", "ssl4eo"):
         raise ConfigError(f"--data {data!r}: ssl4eo or rasters")
-    samples = {s: GeoSamples(dataset, patch_size, root=path, sampler=s, seed=seed)
-               for s in SAMPLERS}
+    if data == "rasters" and len(sensors) != 1:
+        raise ConfigError("--data rasters reads one sensor (e.g. --sensors s2)")
+    key = "image" if data == "rasters" else "image_s2" if "s2" in sensors else \
+        f"image_{sensors[0]}"
+    # the windows pretraining reads, built by the registry as `geossl pretrain --sampler` does
+    pairing = "aug" if len(sensors) == 1 else "geo"
+    samples = {s: pretraining_dataset(data, path, list(sensors), pairing, patch_size=patch_size,
+                                      sampler=s, seed=seed) for s in SAMPLERS}
+    dataset = samples["grid"].dataset
     times: dict[str, list[float]] = {s: [] for s in SAMPLERS}
     nodata: dict[str, float] = {}
     log(f"{len(dataset.index)} footprint(s) in {path}, windows of {patch_size} px, "

@@ -454,11 +454,10 @@ def make_chips(folder: Path, n: int, bands: int, size: int, seed: int = 0) -> Pa
     Returns:
         the chip index path.
     """
-    import pandas as pd
     import rasterio
     from affine import Affine
 
-    from geossl.tiling.chip_index import make_index, write_index
+    from geossl.tiling.chip_index import index_row, make_index, write_index
 
     rng = np.random.default_rng(seed)
     (folder / "chips").mkdir(parents=True, exist_ok=True)
@@ -482,13 +481,9 @@ def make_chips(folder: Path, n: int, bands: int, size: int, seed: int = 0) -> Pa
             compress="deflate", predictor=2,
         ) as dst:
             dst.write(data)
-        rows.append({
-            "chip_id": f"chip_{i:06d}", "path": rel, "scene": "bench", "sensor": "s2",
-            "datetime": pd.NaT, "crs": crs, "res": res, "row": r * size, "col": c * size,
-            "height": size, "width": size, "bands": names, "valid_fraction": 1.0,
-            "minx": left, "miny": top - size * res, "maxx": left + size * res, "maxy": top,
-        })
-    # the library's one chip-index row builder and writer (footprints, dtypes, validation)
+        rows.append(index_row(f"chip_{i:06d}", rel, "bench", "s2", None, crs, res, r * size,
+                              c * size, size, size, names, 1.0,
+                              (left, top - size * res, left + size * res, top)))
     return write_index(make_index(rows), folder / "index.parquet")
 
 

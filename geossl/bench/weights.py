@@ -86,8 +86,8 @@ def bench_weights(spec: str = "torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
     import torchgeo.models
 
     from geossl.checkpoint import load_source
-    from geossl.data.normalize import make_normalizer
     from geossl.errors import ConfigError
+    from geossl.normalize import make_normalizer
     from geossl.weights import match_bands, torchgeo_cache_path, torchgeo_weight
 
     if not spec.startswith("torchgeo:"):

@@ -10,7 +10,7 @@ Examples:
         --bands B04,B03,B02 --out CHIPS/stats.json     # training side only, 3 bands
 
 NaN, infinities and the --nodata value are ignored. The JSON (written atomically) holds one
-entry per image key; ``geossl.data.normalize.get_normalizer(..., stats=FILE)`` turns it into a
+entry per image key; ``geossl.normalize.get_normalizer(..., stats=FILE)`` turns it into a
 standardisation.
 """
 

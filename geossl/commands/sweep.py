@@ -78,11 +78,11 @@ def _check_pretrain(values: Mapping[str, Any]) -> None:
     from jsonargparse import ArgumentError
 
     from geossl.config import PretrainConfig
-    from geossl.errors import ConfigError
+    from geossl.errors import ConfigError, one_line
 
     parser = ArgumentParser(exit_on_error=False)
     _common.add_dataclass_flags(parser, PretrainConfig)
     try:
         parser.parse_object(dict(values))
     except ArgumentError as err:
-        raise ConfigError(" ".join(str(err).split())) from None
+        raise ConfigError(one_line(err)) from None

@@ -62,13 +62,13 @@ from geossl.checkpoint import (
     select_sensors,
     sensor_list,
 )
-from geossl.data.normalize import make_normalizer
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import FeatureSet, cached_features, image_of
 from geossl.eval.finetune import finetune
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
 from geossl.eval.product import product_feature_set, product_source
+from geossl.normalize import make_normalizer
 
 #: protocols a frozen row may use
 ROW_PROTOCOLS = ("linear", "knn", "finetune")
@@ -351,7 +351,7 @@ def encoder_row(spec: RowSpec, ctx: RowContext, source: EncoderSource,
         ctx: the comparison's context.
         source: the encoder and its metadata.
         normalize: apply the normalisation the encoder was trained with (see
-            :func:`geossl.data.normalize.make_normalizer`).
+            :func:`geossl.normalize.make_normalizer`).
 
     Raises:
         DataError: the samples' band count differs from what the encoder takes.

@@ -40,7 +40,7 @@ from geossl.compare.rows import (
     TaskView,
     parse_rows,
 )
-from geossl.datasets.base import single_sensor
+from geossl.datasets.base import class_names, single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
@@ -315,7 +315,7 @@ def _classes(dataset: Any) -> list[str] | None:
     leaf = dataset
     while isinstance(leaf, torch.utils.data.ConcatDataset):
         leaf = leaf.datasets[0]
-    classes = getattr(dataset, "classes", None) or getattr(leaf, "classes", None)
+    classes = class_names(dataset) or class_names(leaf)
     return [str(c) for c in classes] if classes else None
 
 

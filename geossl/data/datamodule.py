@@ -35,11 +35,17 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
 
-from geossl.data.normalize import sensor_normalizer
-from geossl.datasets.base import band_names, is_normalized, sample_ids, single_sensor
+from geossl.datasets.base import (
+    band_names,
+    class_names,
+    is_normalized,
+    sample_ids,
+    single_sensor,
+)
 from geossl.datasets.registry import pretraining_dataset
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
+from geossl.normalize import sensor_normalizer
 from geossl.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
 from geossl.splits import load_split_ids
 
@@ -225,7 +231,7 @@ class SSLDataModule(LightningDataModule):
             pin_memory: pin host memory (default: when CUDA is available).
             dataset: use this dataset instead of building one from ``data``/``root`` (its
                 samples must carry the per-sensor keys or ``image``).
-            norm_names: sensor -> normaliser name of :mod:`geossl.data.normalize` (e.g.
+            norm_names: sensor -> normaliser name of :mod:`geossl.normalize` (e.g.
                 ``{"s2": "s2_offset"}``, ``{"x": "none"}`` for raw values); overrides the
                 sensor's default and ``stats``.
             stats: a ``geossl stats`` JSON file: the sensors without a ``norm_names`` entry are
@@ -326,7 +332,7 @@ class SSLDataModule(LightningDataModule):
         if self.normalize and not is_normalized(base):
             normalizers, record = self._normalizers(sensors)
         self._collate = _Collate(normalizers)
-        # sensor -> name for geossl.data.normalize.get_normalizer, or {"mean", "std"} from a
+        # sensor -> name for geossl.normalize.get_normalizer, or {"mean", "std"} from a
         # statistics file (what evaluation reapplies)
         self.normalization = record or None
 
@@ -336,7 +342,7 @@ class SSLDataModule(LightningDataModule):
         Call after :meth:`setup`; the record (:attr:`normalization`) follows, so checkpoints
         say how the encoder's input was scaled.
         """
-        from geossl.data import normalize
+        from geossl import normalize
 
         if self.train_dataset is None:
             raise RuntimeError("set_normalization() needs setup() first")
@@ -349,7 +355,7 @@ class SSLDataModule(LightningDataModule):
         self, sensors: Sequence[str]
     ) -> tuple[dict[str, Callable[[Tensor], Tensor]], dict[str, Any]]:
         """Normaliser per sensor and its record (a name, or the statistics' mean and std)."""
-        from geossl.data import normalize
+        from geossl import normalize
 
         unknown = sorted(set(self.norm_names) - set(sensors))
         if unknown:
@@ -407,7 +413,7 @@ class SSLDataModule(LightningDataModule):
         self.setup()
         assert self.train_dataset is not None
         base = self.train_dataset.base
-        return [str(c) for c in (getattr(base, "classes", None) or [])]
+        return [str(c) for c in (class_names(base) or [])]
 
     @property
     def num_samples(self) -> int:

@@ -505,8 +505,6 @@ def open_dataset(data: str, root: str, index: str | None = None,
         DataError: missing chip index named by ``index``, or the dataset's own errors.
         ConfigError: unknown dataset, or a split for a folder without a chip index.
     """
-    import inspect
-
     from geossl.datasets.registry import dataset_class, get_dataset
 
     kwargs: dict[str, Any] = {}
@@ -516,7 +514,7 @@ def open_dataset(data: str, root: str, index: str | None = None,
         kwargs["ids"] = load_split_ids(split_file, split_name)
     names = [str(b) for b in bands or [] if not str(b).lstrip("-").isdigit()]
     if names and len(names) == len(bands or []) and \
-            "bands" in inspect.signature(dataset_class(data)).parameters:
+            "bands" in dataset_class(data).arguments:
         kwargs["bands"] = names
     if data != "chips":
         return get_dataset(data, root, **({"index": index} if index else {}), **kwargs)

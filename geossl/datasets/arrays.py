@@ -7,7 +7,7 @@ a split (the archive's own ``train`` / ``test`` files, or ``all``) and an option
 to the ids of a saved split.
 
 Samples are ``{"image": float32 (C, H, W), "label": int64, "id": str}`` with raw pixel values in
-``[0, 255]`` (the ``rgb`` / ``gray`` normalisers of :mod:`geossl.data.normalize` scale them),
+``[0, 255]`` (the ``rgb`` / ``gray`` normalisers of :mod:`geossl.normalize` scale them),
 as for the scene archives of :mod:`geossl.datasets.aid`.
 
 These archives are never downloaded: a missing file is a :class:`~geossl.errors.DataError`
@@ -56,6 +56,9 @@ class ArrayImages(GeosslDataset, NonGeoDataset):
         targets: ``(N,)`` ``int64`` classes.
         ids: sample ids (``<split>/<position in the archive's split>``), stable across machines.
     """
+
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("split", "ids", "transforms")
 
     #: class names (index -> name)
     classes: tuple[str, ...] = ()

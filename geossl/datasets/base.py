@@ -5,10 +5,15 @@ A dataset is a map-style dataset of sample dicts (``image`` or ``image_<sensor>`
 as a rule, TorchGeo's ``NonGeoDataset`` or ``GeoDataset``) and declares:
 
 ==========================  =================================================================
-``sensors`` (class)         the sensors its samples carry, in order. One sensor: samples may
-                            carry a plain ``image`` standing for it (AID: ``("rgb",)``);
-                            several: ``image_<sensor>`` keys (SEN12MS: ``("s1", "s2")``);
-                            none: decided per instance (chips: ``--sensors``).
+``sensors`` (class)         required: the sensors its samples carry, in order. One sensor:
+                            samples may carry a plain ``image`` standing for it (AID:
+                            ``("rgb",)``); several: ``image_<sensor>`` keys (SEN12MS:
+                            ``("s1", "s2")``); ``()``: decided per instance (chips:
+                            ``--sensors``).
+``arguments`` (class)       required: the keyword arguments its constructor takes after the
+                            first (the folder, or the chip index): ``ids``, ``sensors`` or
+                            ``sensor``, ``split``, ``bands``, ``index`` and its own options.
+                            The registry passes only these, and refuses the others by name.
 ``splits`` (class)          built-in splits its ``split=`` argument selects (``train``,
                             ``test``, ...); empty when it has none.
 ``normalized`` (class)      its samples are already normalised (no per-sensor normalisation).
@@ -29,15 +34,21 @@ class hooks :meth:`GeosslDataset.layout_args`, :meth:`~GeosslDataset.locate`,
 whose defaults fit a dataset that takes ``root`` (plus, optionally, ``ids``, ``sensors`` /
 ``sensor``, ``split``) and carries its labels.
 
+The registry checks a class when it is registered or first used (:func:`check_protocol`): a
+class missing a required declaration is refused with one line naming the class and the
+attribute. Nothing is read from the constructor's signature.
+
 Every default here is what the commands assume of a dataset that does not override it; the
-readers :func:`sample_ids`, :func:`band_names`, :func:`single_sensor`, :func:`footprints_of`,
-:func:`labelled_mask`, :func:`is_normalized` read these declarations (also of a plain dataset
-object handed to the library directly, with the same names) and nothing else.
+readers :func:`sample_ids`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
+:func:`class_names`,
+:func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized` are the
+one place that reads these declarations of an instance (also of a wrapper a hook returns, or of
+a plain dataset object handed to the library directly, with the same names); the rest of
+geossl calls them.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +68,8 @@ PathLike = str | os.PathLike[str]
 #: keyword arguments commands pass to every dataset; dropped for a class that does not take them
 #: (``split`` only when ``None`` or ``"all"``: a named split a class cannot select is an error)
 OPTIONAL_KWARGS = frozenset({"ids", "sensors", "index", "split"})
+#: class attributes every dataset class declares itself (no default in :class:`GeosslDataset`)
+REQUIRED = ("sensors", "arguments")
 #: values of ``split`` that select every sample (safe to drop for a class without splits)
 ALL_SPLITS = (None, "all")
 
@@ -108,9 +121,11 @@ class GeosslDataset:
     ``class MyScenes(GeosslDataset, NonGeoDataset)``, and set what differs from the defaults.
     """
 
-    #: sensors the samples carry, in order (one: a plain ``image`` stands for it; none: decided
-    #: per instance)
-    sensors: tuple[str, ...] = ()
+    #: required: sensors the samples carry, in order (one: a plain ``image`` stands for it;
+    #: ``()``: decided per instance)
+    sensors: tuple[str, ...]
+    #: required: keyword arguments of the constructor after the first (the folder or the index)
+    arguments: ClassVar[tuple[str, ...]]
     #: built-in splits the ``split`` argument selects
     splits: ClassVar[tuple[str, ...]] = ()
     #: the samples are already normalised (the data module applies no normalisation)
@@ -203,15 +218,24 @@ def check_protocol(cls: Any, name: str | None = None) -> type[GeosslDataset]:
     """Refuse a class that does not declare the dataset protocol.
 
     Raises:
-        ConfigError: not a :class:`GeosslDataset` subclass, or a declaration of the wrong kind.
+        ConfigError: not a :class:`GeosslDataset` subclass, a required declaration
+            (:data:`REQUIRED`) missing, or a declaration of the wrong kind; one line naming the
+            class and the attribute.
     """
-    what = f"dataset {name!r} ({getattr(cls, '__qualname__', cls)})" if name else repr(cls)
     if not (isinstance(cls, type) and issubclass(cls, GeosslDataset)):
-        raise ConfigError(f"{what} is not a dataset class: subclass "
-                          "geossl.datasets.GeosslDataset and declare its sensors "
-                          "(docs/datasets.md)")
-    for attr in ("sensors", "splits"):
-        value = getattr(cls, attr)
+        raise ConfigError(f"{f'dataset {name!r} ({cls!r})' if name else repr(cls)} is not a "
+                          "dataset class: subclass geossl.datasets.GeosslDataset and declare "
+                          f"{' and '.join(REQUIRED)} (docs/datasets.md)")
+    what = f"dataset {name!r} ({cls.__module__}.{cls.__qualname__})" if name else \
+        f"dataset class {cls.__module__}.{cls.__qualname__}"
+    declared = {k for c in cls.__mro__ if c is not GeosslDataset and issubclass(c, GeosslDataset)
+                for k in vars(c)}
+    for attr in REQUIRED:
+        if attr not in declared:
+            raise ConfigError(f"{what} does not declare {attr!r} (a class attribute: "
+                              f"{_HOW[attr]}; docs/datasets.md)")
+    for attr in ("sensors", "splits", "arguments"):
+        value = vars_of(cls, attr)
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{what}: {attr} must be a tuple of names, got {value!r}")
     for sensor in cls.sensors:
@@ -221,17 +245,34 @@ def check_protocol(cls: Any, name: str | None = None) -> type[GeosslDataset]:
     return cls
 
 
+#: what each required declaration holds, for the error message
+_HOW = {
+    "sensors": "the sensors its samples carry, e.g. ('s2',), or () when decided per instance",
+    "arguments": "the keyword arguments its constructor takes after the folder, e.g. "
+                 "('ids', 'split')",
+}
+
+
+def vars_of(cls: type[Any], attr: str) -> Any:
+    """The class attribute ``attr`` of ``cls`` as its nearest class in the MRO declares it."""
+    for c in cls.__mro__:
+        if attr in vars(c):
+            return vars(c)[attr]
+    raise AttributeError(attr)
+
+
 # --------------------------------------------------------------------------------------------
 # the generic constructor
 # --------------------------------------------------------------------------------------------
-def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> Any:
+def construct(cls: type[GeosslDataset], root: PathLike, name: str = "", **kwargs: Any) -> Any:
     """Build ``cls`` from ``root`` and keyword arguments, the way every command does.
 
+    What the class accepts is its declared :attr:`GeosslDataset.arguments`, never its signature.
     The first argument is :meth:`GeosslDataset.locate` (the folder, or the chip index).
-    A class that reads one sensor (a ``sensor`` argument, e.g. ``ssl4eo``: ``s1``, ``s2a`` or
+    A class that reads one sensor (it declares ``sensor``, e.g. ``ssl4eo``: ``s1``, ``s2a`` or
     ``s2c``) gets ``sensors=[name]`` as ``sensor=name``; several sensors are an error there.
-    Keyword arguments of :data:`OPTIONAL_KWARGS` that the class does not accept, or that are
-    ``None``, are dropped; any other unknown one is an error. With ``ids`` (one side of a saved
+    Keyword arguments of :data:`OPTIONAL_KWARGS` that the class does not declare, or that are
+    ``None``, are dropped; any other undeclared one is an error. With ``ids`` (one side of a saved
     split) a class with a ``split`` argument gets ``split="all"`` unless one is given, so the
     ids alone choose the samples; a class that cannot take ``ids`` is then an error (never
     silently all samples). A named ``split`` (other than ``"all"``) for a class without one is
@@ -251,19 +292,14 @@ def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> 
     path = Path(root)
     if not path.exists():
         raise DataError("dataset folder not found", path)
-    params = inspect.signature(cls).parameters
-    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    first: Any = path
+    takes = frozenset(cls.arguments)
     index = kwargs.pop("index", None)
-    if issubclass(cls, GeosslDataset):
-        first = cls.locate(path, index)
-        for key, value in cls.layout_args(path).items():
-            if key in params and kwargs.get(key) is None:
-                kwargs[key] = value
-    elif index is not None:
-        kwargs["index"] = index
+    first = cls.locate(path, index)
+    for key, value in cls.layout_args(path).items():
+        if key in takes and kwargs.get(key) is None:
+            kwargs[key] = value
     sensors = kwargs.get("sensors")
-    if sensors is not None and "sensors" not in params and "sensor" in params \
+    if sensors is not None and "sensors" not in takes and "sensor" in takes \
             and "sensor" not in kwargs:
         chosen = sensors.split(",") if isinstance(sensors, str) else list(sensors)
         if len(chosen) != 1:
@@ -271,31 +307,32 @@ def construct(cls: type[Any], root: PathLike, name: str = "", **kwargs: Any) -> 
                               f"{','.join(map(str, chosen))}")
         kwargs = {k: v for k, v in kwargs.items() if k != "sensors"}
         kwargs["sensor"] = str(chosen[0])
-    if kwargs.get("split") not in ALL_SPLITS and "split" not in params and not var_kw:
+    if kwargs.get("split") not in ALL_SPLITS and "split" not in takes:
         # silently dropping it would make every "split" the whole dataset: train == test
         raise NoNativeSplit(f"dataset {label} has no built-in split {kwargs['split']!r}: give "
                             "--splits FILE (written by `geossl split`)")
-    if kwargs.get("ids") is not None and "split" in params and "split" not in kwargs:
+    if kwargs.get("ids") is not None and "split" in takes and "split" not in kwargs:
         kwargs["split"] = "all"  # ids pick the samples; the class's own default split must not
-    if kwargs.get("ids") is not None and "ids" not in params and not var_kw:
+    if kwargs.get("ids") is not None and "ids" not in takes:
         # silently dropping the ids would train or evaluate on every sample, test side included
         raise ConfigError(f"dataset {label} cannot be restricted to the ids of a split file")
     args: dict[str, Any] = {}
     select: Any = None
     for key, value in kwargs.items():
-        if key in params or var_kw:
+        if key in takes:
             if value is not None or key not in OPTIONAL_KWARGS:
                 args[key] = value
         elif key == "bands":
             # the class reads every band: keep the asked ones from each sample, by name
             select = value
         elif key not in OPTIONAL_KWARGS:
-            raise ConfigError(f"dataset {label} takes no argument {key!r}")
-    dataset = cls(first, **args)
+            raise ConfigError(f"dataset {label} takes no argument {key!r} (it declares "
+                              f"{', '.join(cls.arguments) or 'none'})")
+    dataset = cls(first, **args)  # type: ignore[call-arg]
     if select:
         from geossl.datasets.bands import SelectBands
 
-        return SelectBands(dataset, select)
+        return SelectBands(dataset, select)  # type: ignore[arg-type]
     return dataset
 
 
@@ -323,12 +360,17 @@ def single_sensor(dataset: Any) -> str | None:
     return sensors[0] if len(sensors) == 1 else None
 
 
+def declared_bands(dataset: Any) -> Mapping[str, Sequence[str]] | Sequence[str] | None:
+    """The dataset's ``bands`` as it declares them (a mapping per sensor, one list, or ``None``)."""
+    return getattr(dataset, "bands", None)
+
+
 def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
     """Band names of ``sensors`` from the dataset's ``bands`` (``None`` when none is known).
 
     A list of names (a one-sensor dataset) stands for the sensor when one is asked for.
     """
-    names = getattr(dataset, "bands", None)
+    names = declared_bands(dataset)
     known: dict[str, Sequence[str]] = {}
     if isinstance(names, Mapping):
         known = {str(k): v for k, v in names.items()}
@@ -336,6 +378,17 @@ def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | N
         known = {sensors[0]: names}
     out = {s: [str(b) for b in known[s]] for s in sensors if s in known and known[s] is not None}
     return out or None
+
+
+def class_names(dataset: Any) -> list[Any] | None:
+    """The dataset's ``classes`` as a list (``None`` when it declares none)."""
+    classes = getattr(dataset, "classes", None)
+    return None if classes is None else list(classes)
+
+
+def targets_of(dataset: Any) -> Any:
+    """The dataset's ``targets`` (one label per sample, in order), or ``None``."""
+    return getattr(dataset, "targets", None)
 
 
 def footprints_of(dataset: Any) -> gpd.GeoDataFrame | None:

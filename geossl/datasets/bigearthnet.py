@@ -163,6 +163,9 @@ class BigEarthNet(GeosslDataset, NonGeoDataset):
     patch name). The dataset is indexed by S2 patches; S1 patches are their pairs.
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("version", "sensors", "num_classes", "ids", "split", "transforms")
+
     sensors: tuple[str, ...] = ("s1", "s2")
     bands = BANDS
     splits = ("train", "val", "test")

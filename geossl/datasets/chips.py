@@ -30,7 +30,7 @@ from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.datasets.multisensor import PairedChips
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.tiling import chip_index
 from geossl.tiling.packed import open_packed, packed_dir, packed_rows
 
@@ -52,6 +52,11 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
     (:class:`~geossl.datasets.multisensor.PairedChips`). For evaluation the class of each chip
     comes from a column of the index (:class:`LabelledChips`).
     """
+
+    #: decided per instance (the index's ``sensor`` column, ``--sensors``)
+    sensors: tuple[str, ...] = ()
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("bands", "transforms", "ids", "root", "packed", "workers")
 
     def __init__(
         self,
@@ -234,8 +239,7 @@ class ChipDataset(GeosslDataset, NonGeoDataset):
                     rasterio.open(self._path(i)) as src:
                 return np.asarray(src.read([int(b) for b in self._band_idx[i]]))
         except RasterioError as err:
-            first = str(err).strip().splitlines()
-            raise DataError(f"cannot read chip ({first[0] if first else err})",
+            raise DataError(f"cannot read chip ({first_line(err)})",
                             self._path(i)) from err
 
     def __getitem__(self, i: int) -> dict[str, Any]:
@@ -291,6 +295,11 @@ class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
     Classes are the sorted distinct values of the column (as text); a chip whose value is
     missing gets ``label`` -1 and is left out of evaluation (:meth:`labelled_mask`).
     """
+
+    #: decided per instance (the index's ``sensor`` column, ``--sensors``)
+    sensors: tuple[str, ...] = ()
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("column",)
 
     def __init__(self, chips: Any, column: str = DEFAULT_LABEL_COLUMN) -> None:
         """Wrap ``chips``.
@@ -350,9 +359,7 @@ class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
         return gdf
 
 
-_CHIP_COLUMNS = frozenset({"chip_id", "path", "scene", "sensor", "datetime", "crs", "res",
-                           "row", "col", "height", "width", "bands", "valid_fraction", "minx",
-                           "miny", "maxx", "maxy", "geometry"})
+_CHIP_COLUMNS = frozenset(chip_index.COLUMNS)
 
 
 def _num_text(v: float) -> str:

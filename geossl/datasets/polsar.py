@@ -51,7 +51,7 @@ from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import open_raster
 
 #: the nine real-valued files of a T3 folder, in channel order
@@ -194,7 +194,7 @@ def read_polsar(
             with src:
                 out[i] = src.read(1, window=window, boundless=False)
         except RasterioError as err:
-            raise DataError(f"unreadable ({str(err).strip().splitlines()[0]})",
+            raise DataError(f"unreadable ({first_line(err)})",
                             path / f"{name}.bin") from err
     meta["window"] = window
     return out, meta
@@ -543,6 +543,10 @@ class PolSAR(GeosslDataset, GeoDataset):
     when labels are given, ``crs``, ``bounds``; integer access adds ``id`` and, with labels,
     ``label`` (majority class at ``purity``, 0 when impure).
     """
+
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("features", "pauli", "span", "label_path", "patch_size", "stride", "purity",
+                 "ids", "in_memory", "transforms")
 
     filename_glob = "*11.bin"
     sensors: tuple[str, ...] = ("polsar",)

@@ -49,6 +49,9 @@ class SceneRasters(GeosslDataset, RasterDataset):  # type: ignore[misc]
         scenes: the scene folders or files, sorted.
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensor", "bands", "res")
+
     #: decided per instance (``sensor``): a plain ``image`` stands for it
     sensors: tuple[str, ...] = ()
     geo_sampled: ClassVar[bool] = True

@@ -13,7 +13,7 @@ Samples are ``{"image": float32 (C, H, W), "label": int64, "id": str}``:
 
 * ``image`` holds the raw pixel values as float32, **not rescaled**: ``[0, 255]`` for 8-bit
   JPG/PNG/TIF (AID, UC Merced), raw digital numbers for multi-band GeoTIFFs (EuroSAT MS:
-  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.data.normalize`
+  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.normalize`
   (``rgb``: ``/255`` then ImageNet mean/std; ``s2``: ``/10,000``), applied batch-wise.
 * ``id`` is the image path relative to the class root (``airplane/airplane00.tif``), stable
   across machines: splits and label budgets refer to it.
@@ -46,7 +46,7 @@ from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 
 #: file extensions read with Pillow (8-bit RGB/grey); every other extension goes to rasterio
 _PIL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -131,8 +131,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
             with rasterio.open(path) as src:
                 return np.asarray(src.read())
     except RasterioError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"unreadable image ({first})", path) from err
+        raise DataError(f"unreadable image ({first_line(err)})", path) from err
 
 
 class SceneFolder(GeosslDataset, NonGeoDataset):
@@ -144,6 +143,9 @@ class SceneFolder(GeosslDataset, NonGeoDataset):
         targets: class index of each file.
         ids: sample ids (paths relative to :attr:`class_root`, POSIX separators).
     """
+
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("split", "fractions", "seed", "extensions", "transforms", "size", "ids")
 
     sensors = ("rgb",)
     splits = ("train", "val", "test")

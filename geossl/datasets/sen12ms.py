@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from geossl.datasets import labels as lab
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import atomic_path, open_raster
 from geossl.machine import available_cores
 
@@ -307,8 +307,7 @@ def read_bands(
     try:
         return src.read(list(indexes) if indexes is not None else None)  # type: ignore[no-any-return]
     except RasterioError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"corrupt raster ({first})", path) from err
+        raise DataError(f"corrupt raster ({first_line(err)})", path) from err
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,8 +595,12 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     patches are indexed in about a second; no raster is opened until a sample is read. Values
     are returned raw (S1 in dB, possibly NaN in the one known broken patch
     ``ROIs1868_summer_146_202``; S2 uint16 reflectance x 10,000): normalisation is
-    ``geossl.data.normalize``'s job.
+    ``geossl.normalize``'s job.
     """
+
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensors", "label", "multilabel", "min_fraction", "ids", "holdout", "seasons",
+                 "scenes", "transforms")
 
     sensors: tuple[str, ...] = ("s1", "s2")
     label_schemes = SCENE_LABEL_SCHEMES

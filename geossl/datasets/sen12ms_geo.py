@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.datasets.base import GeosslDataset, PretrainingRequest
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, class_names
 from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
 from geossl.datasets.sen12ms import SCENE_LABEL_SCHEMES, pairing_dataset, scene_label_scheme
 from geossl.errors import ConfigError
@@ -34,6 +34,9 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
     Samples: ``image_s1`` / ``image_s2`` (float32, one grid), ``sensor_mask``, ``crs``,
     ``bounds`` and, with ``label``, ``label`` (int64 majority class, or float32 multi-hot).
     """
+
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensors", "size", "label", "multilabel", "holdout", "sampler", "seed")
 
     sensors: tuple[str, ...] = ("s1", "s2")
     label_schemes = SCENE_LABEL_SCHEMES
@@ -71,7 +74,7 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
                                          multilabel=multilabel), size, root=Path(root),
                          sampler=sampler, seed=seed)
         self.sensors = tuple(sensors)
-        self.classes = list(getattr(self.dataset, "classes", ()) or ())
+        self.classes = class_names(self.dataset) or []
 
     @classmethod
     def for_pretraining(cls, request: PretrainingRequest) -> Any:

@@ -78,6 +78,11 @@ class SSL4EOS12(GeosslDataset, RasterDataset):  # type: ignore[misc]
     second, so a query with that interval reads that date only.
     """
 
+    #: decided per instance (``sensor=``: s1, s2a or s2c)
+    sensors: tuple[str, ...] = ()
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("sensor", "bands", "locations", "crs", "res", "transforms", "cache")
+
     filename_regex = FILENAME_RE
     separate_files = True
     # one product per instance (``sensor``): the samples carry one plain ``image``

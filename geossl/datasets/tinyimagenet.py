@@ -58,6 +58,9 @@ class TinyImageNet(GeosslDataset, NonGeoDataset):
         ids: image paths relative to the archive folder.
     """
 
+    #: keyword arguments of the constructor (the registry passes only these)
+    arguments = ("split", "ids", "transforms")
+
     sensors = ("rgb",)
     splits = ("train", "val", "test")
     bands = ("R", "G", "B")

@@ -160,28 +160,12 @@ def plot_cluster_map(
     Returns:
         the path written.
     """
-    import matplotlib.pyplot as plt
     import rasterio
 
-    from geossl.plots import save_figure
+    from geossl.plots import plot_cluster_panels
 
     with rasterio.open(cluster_map) as src:
         ids = src.read(1, masked=True)
         b = src.bounds
-    k = int(ids.max()) + 1 if ids.count() else 1
-    left, bottom, right, top = rgb_bounds
-    fig, axes = plt.subplots(1, 2, figsize=(12, 6.2))
-    axes[0].imshow(rgb, extent=(left, right, bottom, top))
-    axes[0].set_title("RGB quick-look (B04/B03/B02)", fontsize=10)
-    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20", k)
-    im = axes[1].imshow(ids, extent=(b.left, b.right, b.bottom, b.top), cmap=cmap,
-                        vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
-    axes[1].set_title(title, fontsize=10)
-    for ax in axes:
-        ax.set_xlim(left, right)
-        ax.set_ylim(bottom, top)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    bar = fig.colorbar(im, ax=axes[1], fraction=0.046, ticks=range(k))
-    bar.set_label("cluster id (no labels used)")
-    return save_figure(fig, path, dpi=100)
+    return plot_cluster_panels(rgb, rgb_bounds, ids, (b.left, b.bottom, b.right, b.top), path,
+                               title)

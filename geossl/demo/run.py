@@ -168,28 +168,11 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
     Returns:
         ``path``.
     """
-    import matplotlib
+    from geossl.plots import plot_quicklook
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    from geossl.io import atomic_path
-    from geossl.tiling.chip_index import set_default_mode
-
-    img, _, rgb, name, (height, width) = scene_rgb(scene_path, max_px)
-    fig, ax = plt.subplots(figsize=(8, 8 * height / width), dpi=100)
-    ax.imshow(img, extent=(0, width, height, 0))
-    for r, c, h, w in index[["row", "col", "height", "width"]].itertuples(index=False):
-        ax.add_patch(Rectangle((c, r), w, h, fill=False, lw=0.4, ec="yellow", alpha=0.8))
-    ax.set_title(f"{name}: {len(index)} chips ({'/'.join(rgb)})", fontsize=9)
-    ax.set_axis_off()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-        set_default_mode(tmp)
-    plt.close(fig)
-    return path
+    img, _, rgb, name, size = scene_rgb(scene_path, max_px)
+    boxes = list(index[["row", "col", "height", "width"]].itertuples(index=False))
+    return plot_quicklook(img, boxes, size, path, f"{name}: {len(index)} chips ({'/'.join(rgb)})")
 
 
 def stage_labels(ctx: DemoContext) -> None:
@@ -197,12 +180,12 @@ def stage_labels(ctx: DemoContext) -> None:
     import numpy as np
     import pandas as pd
 
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo import proxy_labels as pl
     from geossl.io import atomic_path
 
     assert ctx.index is not None
-    ds = ChipDataset(ctx.index)
+    ds = get_dataset("chips", ctx.index)
     bands = list(ds.bands)
     pl.band_roles(bands)  # a clear error before reading anything when a band is missing
     labels, purity, fractions, means = [], [], [], []
@@ -358,17 +341,17 @@ def stage_features(ctx: DemoContext) -> None:
     import torch
 
     from geossl.checkpoint import load_source, primary_sensor, random_like
-    from geossl.data.normalize import make_normalizer
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo.evaluate import LabelledChips
     from geossl.eval.features import extract_features
+    from geossl.normalize import make_normalizer
 
     assert ctx.index is not None and ctx.checkpoint is not None
     ssl = load_source(ctx.checkpoint)
     rnd = random_like(ssl, ctx.seed)
     sensor = primary_sensor(ssl.meta)
     normalizer = make_normalizer(ssl.meta, sensor)
-    dataset = LabelledChips(ChipDataset(ctx.index), ctx.extra["eval_label"])
+    dataset = LabelledChips(get_dataset("chips", ctx.index), ctx.extra["eval_label"])
     feats: dict[str, torch.Tensor] = {}
     names = {"ssl": f"SSL ({ctx.method}, {ctx.steps} steps)",
              "random": f"random init ({ctx.backbone})"}
@@ -438,11 +421,12 @@ def stage_pictures(ctx: DemoContext) -> None:
     """t-SNE of the SSL embeddings by proxy class, and a nearest-neighbour grid."""
     import numpy as np
 
-    from geossl.datasets.chips import ChipDataset
+    from geossl.datasets.registry import get_dataset
     from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.eval.knn import nearest_neighbours
     from geossl.plots import plot_neighbour_grid, plot_tsne
 
+    assert ctx.index is not None
     label = ctx.extra["eval_label"]
     classes = ctx.extra["classes"]
     x = ctx.extra["features"][ctx.extra["ssl_name"]]
@@ -459,7 +443,7 @@ def stage_pictures(ctx: DemoContext) -> None:
         queries.extend(int(q) for q in rng.choice(pool, min(QUERIES_PER_CLASS, len(pool)),
                                                    replace=False))
     neigh = nearest_neighbours(x, x[queries], k=NEIGHBOURS, exclude_self=True).numpy()
-    ds = ChipDataset(ctx.index)
+    ds = get_dataset("chips", ctx.index)
     proxy = ctx.extra["proxy"]["proxy_class"].to_numpy()
     short = {"dense vegetation": "dense veg", "sparse vegetation": "sparse veg",
              "unlabelled": "-"}

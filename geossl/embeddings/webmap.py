@@ -16,9 +16,7 @@ There is no base map (tiles would need the internet): the overlays are the map.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -30,23 +28,13 @@ import numpy as np
 
 from geossl.errors import ConfigError, DataError
 from geossl.io import atomic_write_text
+from geossl.plots import png_data_uri
 
 PathLike = str | os.PathLike[str]
 #: longest side of an overlay image in pixels
 MAX_SIDE = 1024
 #: footprints drawn at most in the chips layer
 MAX_FOOTPRINTS = 5000
-
-
-def _png_uri(rgba: np.ndarray) -> str:
-    """``(h, w, 3|4)`` float [0, 1] or uint8 -> ``data:image/png;base64,...``."""
-    from PIL import Image
-
-    arr = rgba if rgba.dtype == np.uint8 else (np.clip(rgba, 0, 1) * 255).round().astype(
-        np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _to_mercator(data: np.ndarray, valid: np.ndarray, src_crs: Any, src_transform: Any,
@@ -108,7 +96,7 @@ def quicklook_layer(scene: PathLike) -> dict[str, Any]:
     rgb = plots.composite(np.where(ok, warped, np.nan), [names[i] for i in pick]
                           if len(pick) == 3 else None)
     rgba = np.concatenate([np.nan_to_num(rgb), ok[..., None].astype(np.float32)], -1)
-    return {"name": f"scene {sc.name}", "url": _png_uri(rgba), "bounds": bounds}
+    return {"name": f"scene {sc.name}", "url": png_data_uri(rgba), "bounds": bounds}
 
 
 def cluster_layer(path: PathLike) -> dict[str, Any]:
@@ -130,7 +118,7 @@ def cluster_layer(path: PathLike) -> dict[str, Any]:
     rgba = np.concatenate([colours, ok[..., None] * 0.8], -1).astype(np.float32)
     k = int(lab[valid].max()) + 1 if valid.any() else 0
     legend = [matplotlib.colors.to_hex(cmap(i % 20)) for i in range(k)]
-    return {"name": f"clusters ({k})", "url": _png_uri(rgba), "bounds": bounds,
+    return {"name": f"clusters ({k})", "url": png_data_uri(rgba), "bounds": bounds,
             "legend": legend}
 
 
@@ -169,7 +157,7 @@ def hits_layer(hits: PathLike, thumbs: bool = True) -> dict[str, Any]:
     feats = []
     for _, r in frame.iterrows():
         pic = chip_picture(r) if thumbs else None
-        thumb = _png_uri(plots._tile(pic, 96)) if pic is not None else ""
+        thumb = png_data_uri(plots._tile(pic, 96)) if pic is not None else ""
         feats.append(_feature(r.geometry, {
             "rank": int(r.get("rank", 0)), "score": float(r.get("score", float("nan"))),
             "chip_id": str(r.get("chip_id", "")), "query": bool(r.get("query", False)),

@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import ConcatDataset, Dataset
 
-from geossl.datasets.base import footprints_of, labelled_mask, sample_ids
+from geossl.datasets.base import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.chips import LabelledChips
 from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 
 #: fractions and seed of the split made when none is given
 AUTO_FRACTIONS = (0.8, 0.2)
@@ -96,7 +96,7 @@ def _parse_mapping(text: str | dict[str, Any] | None) -> dict[str, Any]:
     try:
         value = yaml.safe_load(str(text))
     except yaml.YAMLError as err:
-        raise ConfigError(f"--data-args is not YAML/JSON ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"--data-args is not YAML/JSON ({first_line(err)})") from err
     if not isinstance(value, dict):
         raise ConfigError(f"--data-args must be a mapping such as '{{patch_size: 16}}', got "
                           f"{text!r}")
@@ -164,7 +164,7 @@ def auto_split(
     strategy = "overlap"
     if gdf is None:
         strategy = "random"
-        targets = getattr(dataset, "targets", None)
+        targets = targets_of(dataset)
         if targets is None:
             from geossl.eval.features import label_of
 
@@ -293,5 +293,6 @@ def resolve(
             if not side:
                 raise DataError(f"split {name!r} has no labelled sample")
     if label_column is not None or isinstance(dataset, LabelledChips):
-        extra = {**extra, "label_column": getattr(dataset, "column", label_column)}
+        extra = {**extra, "label_column": dataset.column if isinstance(dataset, LabelledChips)
+                 else label_column}
     return EvalData(dataset, sides[0], sides[1], ids, key, source, path, notes, extra)

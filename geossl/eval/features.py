@@ -7,7 +7,7 @@ under a cache key made of the checkpoint's content hash, the dataset and the spl
 second run (another protocol, another seed, another label budget) never runs the encoder again.
 
 Checkpoints, encoder sources and their metadata are :mod:`geossl.checkpoint`'s; the input
-normalisation an encoder was trained with is :func:`geossl.data.normalize.make_normalizer`.
+normalisation an encoder was trained with is :func:`geossl.normalize.make_normalizer`.
 """
 
 from __future__ import annotations

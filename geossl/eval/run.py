@@ -40,8 +40,7 @@ from geossl.checkpoint import (
     select_sensors,
     sensor_list,
 )
-from geossl.data.normalize import make_normalizer
-from geossl.datasets.base import single_sensor
+from geossl.datasets.base import class_names, declared_bands, single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
@@ -62,6 +61,7 @@ from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
 from geossl.io import check_output, mark_output
+from geossl.normalize import make_normalizer
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -333,7 +333,7 @@ def evaluate(
         train_labels = train.labels
     else:
         train_labels = _labels(dataset, train_pos)
-    classes = getattr(dataset, "classes", None)
+    classes = class_names(dataset)
     if train_labels.ndim == 2:
         num_classes = int(train_labels.shape[1])
     elif classes is not None and len(classes) > 0:
@@ -544,7 +544,7 @@ def _pictures(
         for c in np.unique(lab1)[:8]:  # one query per class, up to 8 rows
             picks.append(int(rng.choice(np.flatnonzero(lab1 == c))))
         nn_idx = nearest_neighbours(train.features, test.features[picks], k=10)
-        bands = bands_for(source.meta, sensor) or getattr(dataset, "bands", None)
+        bands = bands_for(source.meta, sensor) or declared_bands(dataset)
         bands = list(bands) if bands is not None else None
 
         def title(lab: torch.Tensor) -> str:

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import ConcatDataset
 
 from geossl.datasets.bands import SelectBands
+from geossl.datasets.base import class_names
 from geossl.datasets.labels import (
     TASK_PRESETS,
     BinaryTask,
@@ -99,7 +100,7 @@ def task_targets(
             suggested), or a dataset without class names.
     """
     leaf = _leaves(dataset)[0]
-    classes = [str(c) for c in (getattr(leaf, "classes", None) or [])]
+    classes = [str(c) for c in (class_names(leaf) or [])]
     if not classes:
         raise ConfigError(f"task {task.name!r}: the dataset has no class names to select from")
     found = match_classes(task.classes, classes)
@@ -149,6 +150,7 @@ def _finer(
     """Classes of a finer nomenclature: BigEarthNet's 43 CORINE classes behind its 19."""
     from geossl.datasets import labels as lab
     from geossl.datasets.bigearthnet import BigEarthNet
+    from geossl.datasets.registry import get_dataset
 
     missing = [n for n, i in zip(task.classes, found) if i is None]
     leaves = _leaves(dataset)
@@ -163,8 +165,8 @@ def _finer(
     twins: dict[int, Any] = {}
     for d in leaves:
         try:
-            twins[id(d)] = BigEarthNet(d.root, version=d.version, sensors=d.sensors,
-                                       num_classes=43, ids=list(d.ids))
+            twins[id(d)] = get_dataset("bigearthnet", d.root, version=d.version,
+                                       sensors=d.sensors, num_classes=43, ids=list(d.ids))
         except ConfigError as err:  # v2 without Reference_Maps: no 43-class labels
             del err  # its text (a path, the files looked for) does not belong in the note
             coarse, parts = task_indices(task, lab.BEN19_CLASSES)

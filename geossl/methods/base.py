@@ -32,7 +32,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import jsonable
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.optim import build_optimizer, warmup_cosine
@@ -206,7 +206,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
             method.load_state_dict(ckpt["state_dict"], strict=True if strict is None else strict)
         except RuntimeError as err:
             raise DataError(f"checkpoint weights do not fit {cls.__name__} "
-                            f"({str(err).splitlines()[0]})", checkpoint_path) from err
+                            f"({first_line(err)})", checkpoint_path) from err
         return method.to(map_location) if map_location is not None else method
 
     # -- building blocks ----------------------------------------------------------------------

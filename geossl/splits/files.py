@@ -14,7 +14,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import atomic_path, atomic_write_text, check_output, jsonable
 from geossl.splits.assign import DEFAULT_BLOCK_SIZE
 from geossl.splits.footprints import PathLike, chip_ids, footprints
@@ -93,7 +93,7 @@ def load_splits(path: PathLike, gdf: pd.DataFrame | None = None) -> pd.Series:
         try:
             frame = pd.read_parquet(path)
         except Exception as err:
-            raise DataError(f"not a readable split GeoParquet ({str(err).splitlines()[0]})",
+            raise DataError(f"not a readable split GeoParquet ({first_line(err)})",
                             path) from err
         if "split" not in frame.columns:
             raise DataError("GeoParquet has no 'split' column", path)
@@ -183,8 +183,7 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
         try:
             return gpd.read_parquet(path)
         except Exception as err:
-            first = str(err).strip().splitlines()
-            raise DataError(f"not a readable GeoParquet ({first[0] if first else err})",
+            raise DataError(f"not a readable GeoParquet ({first_line(err)})",
                             path) from err
     if data is None or root is None:
         raise ConfigError("give --index FILE, or --data NAME and --root DIR")
@@ -206,14 +205,14 @@ def _plain_table(dataset: Any) -> pd.DataFrame:
 
     Its images do not overlap, so a random split stratified by class cannot leak.
     """
-    from geossl.datasets.base import sample_ids
+    from geossl.datasets.base import sample_ids, targets_of
 
     found = sample_ids(dataset)
     if found is None:
         raise ConfigError("the dataset has neither footprints nor sample ids to split")
     ids = list(found)
     table = pd.DataFrame({"chip_id": ids})
-    targets = getattr(dataset, "targets", None)
+    targets = targets_of(dataset)
     if targets is not None and len(targets) == len(ids):
         table["label"] = [int(t) for t in targets]
     return table

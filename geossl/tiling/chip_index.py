@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geossl.errors import DataError, GeosslWarning
-from geossl.io import atomic_path
+from geossl.errors import DataError, GeosslWarning, first_line
+from geossl.io import atomic_path, set_default_mode
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -51,6 +51,43 @@ def index_path(path: PathLike) -> Path:
     """The index file for ``path``: the file itself, or ``path/index.parquet`` for a folder."""
     p = Path(path)
     return p / INDEX_NAME if p.is_dir() else p
+
+
+def index_row(
+    chip_id: str, path: str, scene: str, sensor: str, datetime: Any, crs: str, res: float,
+    row: int, col: int, height: int, width: int, bands: str, valid_fraction: float,
+    bounds: Sequence[float],
+) -> dict[str, Any]:
+    """One chip-index row (every column of :data:`COLUMNS` but ``geometry``, in order).
+
+    The one builder of index rows: ``geossl tile``, :func:`chip_row` (a chip's header) and the
+    benchmarks' synthetic chips all make their rows here, and :func:`make_index` turns them
+    into the index.
+
+    Args:
+        chip_id: unique chip id.
+        path: chip file relative to the index file's folder (POSIX separators).
+        scene: the scene the chip was cut from.
+        sensor: its sensor (``""`` when unknown).
+        datetime: acquisition time (ISO text, a timestamp, or ``None``/NaT).
+        crs: the chip's CRS (``EPSG:32633`` or WKT).
+        res: pixel size in CRS units.
+        row: pixel row of the chip in its scene grid.
+        col: pixel column of the chip in its scene grid.
+        height: chip height in pixels.
+        width: chip width in pixels.
+        bands: comma-separated band names.
+        valid_fraction: fraction of valid pixels.
+        bounds: ``(left, bottom, right, top)`` or any two opposite corners, in ``crs``.
+    """
+    x0, y0, x1, y1 = (float(v) for v in bounds)
+    return {
+        "chip_id": chip_id, "path": path, "scene": scene, "sensor": sensor,
+        "datetime": datetime, "crs": crs, "res": res, "row": int(row), "col": int(col),
+        "height": int(height), "width": int(width), "bands": bands,
+        "valid_fraction": valid_fraction, "minx": min(x0, x1), "miny": min(y0, y1),
+        "maxx": max(x0, x1), "maxy": max(y0, y1),
+    }
 
 
 def make_index(rows: Sequence[dict[str, Any]] | pd.DataFrame) -> gpd.GeoDataFrame:
@@ -182,17 +219,6 @@ def write_index(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
     return dest
 
 
-def set_default_mode(path: PathLike) -> None:
-    """Give ``path`` the permissions of a normally created file.
-
-    :func:`geossl.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
-    i.e. mode 0600; chips and indexes are meant to be shared, so they get ``0666 & ~umask``.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def write_text(path: PathLike, text: str) -> None:
     """Write a small text file atomically, with default permissions."""
     with atomic_path(path) as tmp:
@@ -221,8 +247,7 @@ def read_index(path: PathLike) -> gpd.GeoDataFrame:
     try:
         gdf = gpd.read_parquet(file)
     except Exception as err:  # pyarrow raises many types for corrupt files
-        first = str(err).strip().splitlines()
-        raise DataError(f"not a readable GeoParquet chip index ({first[0] if first else err})",
+        raise DataError(f"not a readable GeoParquet chip index ({first_line(err)})",
                         file) from err
     validate_index(gdf, file)
     gdf.attrs["root"] = str(file.parent.resolve())
@@ -260,8 +285,7 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
                  if k.startswith(TAG_PREFIX)}
             valid = float(g["valid_fraction"]) if "valid_fraction" in g else _valid_fraction(src)
     except RasterioError as err:
-        first = str(err).strip().splitlines()
-        raise DataError(f"not a readable GeoTIFF chip ({first[0] if first else err})",
+        raise DataError(f"not a readable GeoTIFF chip ({first_line(err)})",
                         file) from err
     if g.get("bands"):
         bands = g["bands"]
@@ -273,25 +297,9 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
         bands = ",".join(f"B{i + 1}" for i in range(count))
     rel = Path(os.path.relpath(file, root)).as_posix()
     dt = g.get("datetime") or parse_datetime(file.stem, file.parent.name)
-    return {
-        "chip_id": g.get("chip_id") or file.stem,
-        "path": rel,
-        "scene": g.get("scene") or file.parent.name,
-        "sensor": g.get("sensor", ""),
-        "datetime": dt,
-        "crs": _crs_string(crs),
-        "res": res,
-        "row": int(g.get("row", 0)),
-        "col": int(g.get("col", 0)),
-        "height": height,
-        "width": width,
-        "bands": bands,
-        "valid_fraction": valid,
-        "minx": bounds.left,
-        "miny": bounds.bottom,
-        "maxx": bounds.right,
-        "maxy": bounds.top,
-    }
+    return index_row(g.get("chip_id") or file.stem, rel, g.get("scene") or file.parent.name,
+                     g.get("sensor", ""), dt, _crs_string(crs), res, int(g.get("row", 0)),
+                     int(g.get("col", 0)), height, width, bands, valid, tuple(bounds))
 
 
 def invalid_pixels(gdf: pd.DataFrame) -> np.ndarray:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import DataError
+from geossl.errors import DataError, first_line
 from geossl.io import is_url, open_raster
 from geossl.tiling.scenes import (
     BandSource,
@@ -181,7 +181,7 @@ def stac_scenes(path: str | os.PathLike[str]) -> list[StacScene]:
     try:
         doc = pystac.StacIO.default().read_json(href)
     except Exception as err:  # urllib, json and OS errors
-        raise DataError(f"cannot read STAC JSON ({_first_line(err)})", text) from err
+        raise DataError(f"cannot read STAC JSON ({first_line(err)})", text) from err
     kind = doc.get("type") if isinstance(doc, dict) else None
     try:
         if kind == "Feature":
@@ -194,7 +194,7 @@ def stac_scenes(path: str | os.PathLike[str]) -> list[StacScene]:
     except DataError:
         raise
     except Exception as err:  # pystac raises KeyError / STACTypeError on malformed items
-        raise DataError(f"invalid STAC item ({_first_line(err)})", text) from err
+        raise DataError(f"invalid STAC item ({first_line(err)})", text) from err
     if not items:
         raise DataError("the STAC ItemCollection holds no item", text)
     return [_stac_scene(item, href) for item in items]
@@ -370,10 +370,6 @@ def open_remote_scene(
                               cloud_mask=mask, cloud_mask_kind=mask_kind,
                               resampling=resampling, dt=dt)
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 __all__ = [

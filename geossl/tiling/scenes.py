@@ -38,7 +38,7 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geossl.errors import ConfigError, DataError
+from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import is_url, open_raster, remote_env
 
 PathLike = str | os.PathLike[str]
@@ -700,8 +700,7 @@ class SceneReader:
             try:
                 arr = src.read(index, window=window, boundless=False)
             except rasterio.errors.RasterioError as err:
-                msg = str(err).strip().splitlines()
-                raise DataError(f"cannot read pixels ({msg[0] if msg else err})",
+                raise DataError(f"cannot read pixels ({first_line(err)})",
                                 band.path) from err
             data[i] = arr
             nodata = s.band_nodata[i] if s.band_nodata[i] is not None else s.nodata

@@ -369,13 +369,9 @@ def tile_block(scene: Scene, out: PathLike, opts: TileOptions,
             counts["written"] += 1
             left, top = transform.c, transform.f
             right, bottom = left + size * transform.a, top + size * transform.e
-            rows.append({
-                "chip_id": cid, "path": f"{scene.name}/{cid}.tif", "scene": scene.name,
-                "sensor": scene.sensor, "datetime": dt or None, "crs": crs, "res": g.res,
-                "row": r, "col": c, "height": size, "width": size, "bands": bands,
-                "valid_fraction": v, "minx": min(left, right), "miny": min(top, bottom),
-                "maxx": max(left, right), "maxy": max(top, bottom),
-            })
+            rows.append(chip_index.index_row(
+                cid, f"{scene.name}/{cid}.tif", scene.name, scene.sensor, dt or None, crs,
+                g.res, r, c, size, size, bands, v, (left, bottom, right, top)))
     return BlockResult(rows, counts, new_rejected)
 
 

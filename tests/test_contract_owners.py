@@ -1,0 +1,111 @@
+"""One owner per small contract (issue 22, "Structure"): architecture tests over the sources.
+
+Each test reads ``geossl/`` and checks that a contract has no second implementation outside
+its owner: the first line of an exception (``geossl.errors.first_line``), every PNG
+(``geossl.plots``), chip-index rows (``geossl.tiling.chip_index.index_row``), normalisation
+(``geossl.normalize``, below ``geossl.checkpoint``) and dataset construction (the registry).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import geossl
+from geossl.errors import first_line, one_line
+
+PACKAGE = Path(geossl.__file__).parent
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "testing" not in p.parts)
+
+
+def _hits(pattern: re.Pattern[str], allowed: set[str]) -> list[str]:
+    out = []
+    for path in _sources():
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in allowed:
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line):
+                out.append(f"{rel}:{n}: {line.strip()}")
+    return out
+
+
+def test_first_line_of_an_exception() -> None:
+    assert first_line(ValueError("  bad header\nTraceback ...\n")) == "bad header"
+    assert first_line(OSError()) == "OSError"
+    assert one_line("a\n  b\tc ") == "a b c"
+
+
+def test_one_first_line_helper() -> None:
+    pattern = re.compile(r"str\((err|exc|e)\)[.\w()]*\.splitlines\(\)|def _first_line")
+    assert _hits(pattern, {"errors.py"}) == []
+
+
+def test_every_png_is_drawn_in_plots() -> None:
+    """No module outside ``geossl.plots`` draws a figure, saves one or encodes a PNG.
+
+    A dataset's ``plot()`` (TorchGeo's convention) returns a figure and saves nothing.
+    """
+    saving = re.compile(r"\.savefig\(|save_figure\(|format=[\"']png[\"']|[\"']PNG[\"']")
+    assert _hits(saving, {"plots.py"}) == []
+    drawing = re.compile(r"plt\.(subplots|figure|imshow|plot)\(")
+    assert [h for h in _hits(drawing, {"plots.py"}) if not h.startswith("datasets/")] == []
+
+
+def test_one_chip_index_row_builder(tmp_path: Path) -> None:
+    from geossl.tiling.chip_index import COLUMNS, index_row, make_index, read_index, write_index
+
+    row = index_row("a", "s/a.tif", "s", "s2", None, "EPSG:32633", 10.0, 0, 16, 16, 16,
+                    "B02,B03", 0.5, (500160.0, 5000000.0, 500000.0, 5000160.0))
+    assert tuple(row) == COLUMNS[:-1]
+    assert (row["minx"], row["miny"], row["maxx"], row["maxy"]) == (
+        500000.0, 5000000.0, 500160.0, 5000160.0)
+    gdf = read_index(write_index(make_index([row]), tmp_path / "index.parquet"))
+    assert list(gdf.columns) == list(COLUMNS) and gdf.crs.to_epsg() == 4326
+    # nobody else writes a row literal: the column that only an index row has
+    literal = re.compile(r"[\"']valid_fraction[\"']\s*:")
+    assert _hits(literal, {"tiling/chip_index.py"}) == []
+
+
+def test_normalisation_sits_below_checkpoint() -> None:
+    """``geossl.normalize`` is a layer under ``checkpoint`` and imports only the contracts."""
+    import ast
+    import tomllib
+
+    conf = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = conf["tool"]["importlinter"]["contracts"][0]["layers"]
+    where = {name.strip(): i for i, layer in enumerate(layers)
+             for name in re.split(r"[|:]", layer)}
+    assert where["normalize"] > where["checkpoint"]
+    tree = ast.parse((PACKAGE / "normalize.py").read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert {m for m in imported if m.startswith("geossl")} <= {"geossl.errors", "geossl.pairing"}
+    assert not (PACKAGE / "data" / "normalize.py").exists()
+
+
+def test_datasets_are_built_by_the_registry_only() -> None:
+    """No module outside ``geossl/datasets`` calls a registered dataset class, and nothing in
+    the dataset contract reads a constructor's signature."""
+    from geossl.datasets.registry import DATASETS
+
+    names = sorted({cls for _, cls in DATASETS.values()})
+    call = re.compile(r"(?<![\w.])(" + "|".join(names) + r")\(")
+    hits = [h for h in _hits(call, set()) if not h.startswith("datasets/")
+            and not h.split(": ", 1)[1].startswith(("class ", "#", "``"))]
+    assert hits == []
+    signature = re.compile(r"inspect\.signature\(")
+    contract = [h for h in _hits(signature, set())
+                if h.startswith(("datasets/", "data/", "eval/data", "embed", "demo/"))]
+    assert contract == []
+
+
+def test_dataset_declarations_are_read_by_the_protocol_readers_only() -> None:
+    """Outside ``geossl.datasets.base`` nobody probes a dataset for a declaration."""
+    names = "ids|bands|classes|targets|sensors|footprints|labelled_mask|normalized"
+    probe = re.compile(r"(getattr|hasattr)\((dataset|base|leaf|ds|self\.base|self\.dataset), "
+                       rf"[\"']({names})[\"']")
+    allowed = {"datasets/base.py", "datasets/bands.py", "datasets/geogrid.py", "data/views.py"}
+    assert _hits(probe, allowed) == []
