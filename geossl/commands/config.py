@@ -29,7 +29,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl config``."""
-    from geossl.conf import describe
+    from geossl.conf.studies import describe
     from geossl.errors import ConfigError
 
     if cfg.action == "show" and not cfg.name:

@@ -147,34 +147,3 @@ def resolve_config(value: str) -> Path:
     if path.exists():
         raise ConfigError(f"{value}: not a file")
     return shipped_config(value)
-
-
-def describe(name: str | None = None) -> str:
-    """Text of ``geossl config``: the list of shipped configurations, or one of them.
-
-    Args:
-        name: a shipped configuration (or a file) to print; None lists them all.
-    """
-    if name is not None:
-        path = resolve_config(name)
-        return f"# {path}\n{path.read_text(encoding='utf-8')}"
-    from geossl.conf.studies import source_of
-
-    configs = list_configs()
-    width = max(len(c.name) for c in configs)
-    groups: dict[str, list[str]] = {}
-    for c in configs:
-        source = source_of(c.path)
-        kind = source.split(" ", 1)[0]
-        text = source.removeprefix("experiment ") if kind == "experiment" else c.summary
-        groups.setdefault(kind, []).append(f"  {c.name:<{width}}  {text}".rstrip())
-    titles = {"experiment": "experiments: runs of the four studies (study: the table or figure "
-                            "it reproduces; `geossl config show NAME` for its settings)",
-              "method": "method configs (no study)",
-              "recipe": "recipes: starting points for your own runs, not runs of a study",
-              "defaults": "defaults of a command and dataset references"}
-    lines = [f"{len(configs)} configurations shipped in {conf_dir()} (use the name with --config):"]
-    for kind, title in titles.items():
-        if groups.get(kind):
-            lines += [title, *groups[kind]]
-    return "\n".join(lines)

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from geossl.conf import conf_dir
+from geossl.conf import conf_dir, list_configs, resolve_config
 
 #: the experiment configs' folder (the top-level conf/experiments/, or its copy in a wheel)
 EXPERIMENTS_DIR = conf_dir() / "experiments"
@@ -470,3 +470,34 @@ def check_config(path: Path) -> list[str]:
         if values.get(name) == value:
             problems.append(f"{key}: {name} is listed as a difference but equals the study's")
     return problems
+
+
+def describe(name: str | None = None) -> str:
+    """Text of ``geossl config``: the list of shipped configurations, or one of them.
+
+    It lives here, beside :func:`source_of`, so that ``geossl.conf`` never imports this module.
+
+    Args:
+        name: a shipped configuration (or a file) to print; None lists them all.
+    """
+    if name is not None:
+        path = resolve_config(name)
+        return f"# {path}\n{path.read_text(encoding='utf-8')}"
+    configs = list_configs()
+    width = max(len(c.name) for c in configs)
+    groups: dict[str, list[str]] = {}
+    for c in configs:
+        source = source_of(c.path)
+        kind = source.split(" ", 1)[0]
+        text = source.removeprefix("experiment ") if kind == "experiment" else c.summary
+        groups.setdefault(kind, []).append(f"  {c.name:<{width}}  {text}".rstrip())
+    titles = {"experiment": "experiments: runs of the four studies (study: the table or figure "
+                            "it reproduces; `geossl config show NAME` for its settings)",
+              "method": "method configs (no study)",
+              "recipe": "recipes: starting points for your own runs, not runs of a study",
+              "defaults": "defaults of a command and dataset references"}
+    lines = [f"{len(configs)} configurations shipped in {conf_dir()} (use the name with --config):"]
+    for kind, title in titles.items():
+        if groups.get(kind):
+            lines += [title, *groups[kind]]
+    return "\n".join(lines)
