@@ -52,15 +52,15 @@ def test_bench_evaluates_reports_and_draws_through_the_library(tmp_path: Path) -
 
 
 def test_polsar_split_picture_is_drawn_by_plots(tmp_path: Path) -> None:
-    from geossl.plots import plot_checkerboard_split
+    from geossl.plots import plot_polsar_split
 
     labels = np.zeros((32, 32), dtype=np.int64)
     labels[:, 16:] = 2
     rows, cols = np.array([0, 0, 16]), np.array([0, 16, 8])
     split = np.array(["train", "test", "drop"])
-    path = plot_checkerboard_split(np.random.default_rng(0).random((32, 32, 3)), labels, 16,
-                                   [0, 2], ["none", "water"], rows, cols, split, 8,
-                                   tmp_path / "split.png")
+    path = tmp_path / "split.png"
+    plot_polsar_split(np.random.default_rng(0).random((32, 32, 3)), labels, rows, cols, split,
+                      16, 8, np.array([0, 2]), ["none", "water"], path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
 
 
