@@ -414,6 +414,7 @@ class _Chips(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
 
 def test_evaluate_on_an_embedding_product(tmp_path: Path) -> None:
+    from geossl.eval.config import EvaluateConfig
     from geossl.eval.run import evaluate
 
     n = 40
@@ -426,18 +427,20 @@ def test_evaluate_on_an_embedding_product(tmp_path: Path) -> None:
                   "centre_lat": 0.0, "embedding": list(vec)}).to_parquet(prod)
     splits = {"train": [f"chip{i}" for i in range(0, 30)],
               "test": [f"chip{i}" for i in range(30, n)]}
-    res = evaluate(f"product:{prod}", ds, protocols="linear,knn", splits=splits,
-                   device="cpu", plots=False)
+    res = evaluate(EvaluateConfig(f"product:{prod}", data=ds, protocol="linear,knn",
+                                  splits=splits, accelerator="cpu", no_plots=True, out=None))
     acc = {r["protocol"]: r["metrics"]["accuracy"] for r in res["runs"]}
     assert acc["linear"] >= 0.9
     assert res["meta"]["method"] == "embedding-product"
     with pytest.raises(ConfigError, match="finetune"):
-        evaluate(f"product:{prod}", ds, protocols="finetune", splits=splits, device="cpu")
+        evaluate(EvaluateConfig(f"product:{prod}", data=ds, protocol="finetune", splits=splits,
+                                accelerator="cpu", out=None))
     short = tmp_path / "short.parquet"
     pd.DataFrame({"chip_id": ["chip0"], "centre_lon": 0.0, "centre_lat": 0.0,
                   "embedding": [vec[0]]}).to_parquet(short)
     with pytest.raises(DataError, match="no vector for 29 of 30"):
-        evaluate(f"product:{short}", ds, protocols="linear", splits=splits, device="cpu")
+        evaluate(EvaluateConfig(f"product:{short}", data=ds, protocol="linear", splits=splits,
+                                accelerator="cpu", out=None))
 
 
 def test_bench_search_small(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
-from geossl.datasets.registry import DATASETS
-from geossl.options import FLAG_TYPE, field_default, field_help
+from geossl.datasets.registry import data_help
+from geossl.options import BARE, FLAG_TYPE, NO_FLAG, POSITIONAL, field_default, field_help
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
@@ -18,8 +18,7 @@ def add_data(parser: ArgumentParser, default: str | None = None, required: bool 
         "--data",
         type=str | None if not required else str,
         default=default,
-        help="dataset: " + ", ".join(DATASETS) + ", a name registered with "
-             "geossl.datasets.register, or an import path module:Class",
+        help=data_help(),
     )
     parser.add_argument("--root", type=str | None, default=None, help="dataset folder")
 
@@ -102,17 +101,43 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
 
     ``batch_size`` becomes ``--batch-size`` (``batch_size`` in ``--config`` YAML); the type is
     the field's (or its ``flag_type``, see :func:`geossl.options.option`), the default the
-    field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag.
+    field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag
+    (``bare``: ``--name`` or ``--name true|false``); a ``positional`` field is a positional
+    argument (required when the field has no default); a field declared with ``flag=False``
+    has no flag.
     """
-    hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
+        if field.metadata.get(NO_FLAG):
+            continue
         name = "--" + field.name.replace("_", "-")
         default, text = field_default(field), field_help(field)
-        kind = field.metadata.get(FLAG_TYPE, hints[field.name])
-        if kind is bool:
+        kind = field.metadata.get(FLAG_TYPE) or _field_type(config, field)
+        if field.metadata.get(POSITIONAL):
+            extra = {} if default is dataclasses.MISSING else {"nargs": "?", "default": default}
+            parser.add_argument(field.name, type=kind, help=text, **extra)
+        elif kind is bool and field.metadata.get(BARE):
+            parser.add_argument(name, default=default, help=text, **FLAG)
+        elif kind is bool:
             parser.add_argument(name, action=yes_no(), default=default, help=text)
         else:
             parser.add_argument(name, type=kind, default=default, help=text)
+
+
+def _field_type(config: type[Any], field: dataclasses.Field[Any]) -> Any:
+    """The type of one field, its annotation evaluated alone.
+
+    Field by field, not :func:`typing.get_type_hints` of the class: a field with a
+    ``flag_type`` may be annotated with a type imported for type checking only (an
+    ``EncoderSource``, which would bring torch into the parser).
+    """
+    import sys
+
+    if not isinstance(field.type, str):
+        return field.type
+    hints = typing.get_type_hints(
+        type("_Field", (), {"__annotations__": {field.name: field.type}}),
+        vars(sys.modules[config.__module__]))
+    return hints[field.name]
 
 
 def band_list(value: Any) -> list[str] | None:

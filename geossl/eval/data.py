@@ -87,20 +87,9 @@ def parse_data_args(text: str | dict[str, Any] | None,
 
 
 def _parse_mapping(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    if text is None or text == "":
-        return {}
-    if isinstance(text, dict):
-        return dict(text)
-    import yaml
+    from geossl.options import parse_mapping
 
-    try:
-        value = yaml.safe_load(str(text))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--data-args is not YAML/JSON ({str(err).splitlines()[0]})") from err
-    if not isinstance(value, dict):
-        raise ConfigError(f"--data-args must be a mapping such as '{{patch_size: 16}}', got "
-                          f"{text!r}")
-    return {str(k): v for k, v in value.items()}
+    return parse_mapping("--data-args", text)
 
 
 # --------------------------------------------------------------------------------------------
