@@ -25,7 +25,7 @@ import xarray as xr
 
 from geossl.cluster import SCHEDULER_ENV, Runner, scheduler_address
 from geossl.data.stats import BandAccumulator, dataset_stats
-from geossl.embed import embed
+from geossl.embed import EmbedConfig, embed
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
 from geossl.tiling.tile import TileOptions, tile
@@ -365,8 +365,8 @@ def test_embed_on_cluster_with_a_worker_killed(cluster: Cluster, tmp_path: Path)
     bands = ["B02", "B03", "B04", "B08"]
     ckpt = _checkpoint(tmp_path / "simclr.ckpt", bands)
     torch.set_num_threads(1)  # as on the single-threaded workers: bit-identical results
-    ref = embed(str(ckpt), scene, tmp_path / "ref.zarr", size=32, block_rows=2,
-                device="cpu", progress=False)
+    ref = embed(EmbedConfig(str(ckpt), scene, tmp_path / "ref.zarr", size=32, block_rows=2,
+                            accelerator="cpu", progress=False))
     out = tmp_path / "out.zarr"
     proc = _geossl("embed", str(ckpt), str(scene), "--out", str(out), "--size", "32",
                    "--block-rows", "2", "--accelerator", "cpu", "--scheduler", cluster.address)

@@ -208,7 +208,7 @@ def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, 
     from distributed import Client, LocalCluster
 
     from geossl.cluster import LOCAL_WORKER_CONFIG
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
     from geossl.tiling.tile import TileOptions, tile
 
     opts = TileOptions(size=size, min_valid=0.0)
@@ -241,8 +241,8 @@ def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, 
                 k = runs[f"embed{n}"] = runs.get(f"embed{n}", -1) + 1
                 out = cache / f"scale_embed_{n}_{k}.zarr"
                 shutil.rmtree(out, ignore_errors=True)
-                res = embed(str(ckpt), cells[0], out, size=embed_size, block_rows=4,
-                            device="cpu", scheduler=address, progress=False)
+                res = embed(EmbedConfig(str(ckpt), cells[0], out, size=embed_size, block_rows=4,
+                                        accelerator="cpu", scheduler=address, progress=False))
                 counts["embed"] = res.shape[1] * res.shape[2]
 
             fns[f"tile {n}"], fns[f"embed {n}"] = run_tile, run_embed

@@ -44,17 +44,17 @@ def add_workers(parser: ArgumentParser, default: int = 0) -> None:
 
 def add_scheduler(parser: ArgumentParser) -> None:
     """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
-    parser.add_argument("--scheduler", type=str | None, default=None,
-                        help="address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; "
-                             "default: $DASK_SCHEDULER_ADDRESS, else --workers N > 1 local "
-                             "processes, else no cluster: in this process)")
+    from geossl.cluster import SCHEDULER_HELP
+
+    parser.add_argument("--scheduler", type=str | None, default=None, help=SCHEDULER_HELP)
 
 
 def add_scheduler_file(parser: ArgumentParser) -> None:
     """Add ``--scheduler-file PATH`` (the JSON ``dask scheduler --scheduler-file`` writes)."""
+    from geossl.cluster import SCHEDULER_FILE_HELP
+
     parser.add_argument("--scheduler-file", type=str | None, default=None,
-                        help="scheduler file written by `dask scheduler --scheduler-file PATH` "
-                             "(instead of --scheduler; waited for up to 60 s)")
+                        help=SCHEDULER_FILE_HELP)
 
 
 def scheduler(cfg: Any) -> str | None:
@@ -63,16 +63,9 @@ def scheduler(cfg: Any) -> str | None:
     Raises:
         ConfigError: both given, or a scheduler file that is missing or damaged.
     """
-    from geossl.cluster import scheduler_from_file
-    from geossl.errors import ConfigError
+    from geossl.cluster import scheduler_of
 
-    address = cfg.get("scheduler")
-    path = cfg.get("scheduler_file", cfg.get("scheduler-file"))
-    if path is None:
-        return address  # type: ignore[no-any-return]
-    if address is not None:
-        raise ConfigError("give --scheduler or --scheduler-file, not both")
-    return scheduler_from_file(path)
+    return scheduler_of(cfg.get("scheduler"), cfg.get("scheduler_file", cfg.get("scheduler-file")))
 
 
 def add_trainer(parser: ArgumentParser) -> None:
@@ -103,8 +96,8 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
     the field's (or its ``flag_type``, see :func:`geossl.options.option`), the default the
     field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag
     (``bare``: ``--name`` or ``--name true|false``); a ``positional`` field is a positional
-    argument (required when the field has no default); a field declared with ``flag=False``
-    has no flag.
+    argument; a field without a default is a required argument; a field declared with
+    ``flag=False`` has no flag.
     """
     for field in dataclasses.fields(config):
         if field.metadata.get(NO_FLAG):
@@ -115,6 +108,8 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
         if field.metadata.get(POSITIONAL):
             extra = {} if default is dataclasses.MISSING else {"nargs": "?", "default": default}
             parser.add_argument(field.name, type=kind, help=text, **extra)
+        elif default is dataclasses.MISSING:
+            parser.add_argument(name, type=kind, required=True, help=text)
         elif kind is bool and field.metadata.get(BARE):
             parser.add_argument(name, default=default, help=text, **FLAG)
         elif kind is bool:
