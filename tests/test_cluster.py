@@ -24,6 +24,7 @@ import torch
 import xarray as xr
 
 from geossl.cluster import SCHEDULER_ENV, Runner, scheduler_address
+from geossl.data.config import StatsConfig
 from geossl.data.stats import BandAccumulator, dataset_stats
 from geossl.embed import EmbedConfig, embed
 from geossl.errors import ConfigError, DataError
@@ -336,9 +337,10 @@ def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     cluster.ensure_workers(2)
     chips, n = _chip_folder(tmp_path)
     # stats over the GeoTIFFs of a folder (no index: read file by file), in chunks of 8 chips
-    a = dataset_stats("chips", str(chips), max_samples=None, reservoir=4000, progress=False)
-    b = dataset_stats("chips", str(chips), max_samples=None, reservoir=4000, progress=False,
-                      scheduler=cluster.address, chunk=8)
+    a = dataset_stats(StatsConfig("chips", str(chips), max_samples=None, reservoir=4000,
+                                  progress=False))
+    b = dataset_stats(StatsConfig("chips", str(chips), max_samples=None, reservoir=4000,
+                                  progress=False, scheduler=cluster.address, chunk=8))
     (key,) = a
     assert a[key]["samples"] == b[key]["samples"] == n
     assert a[key]["count"] == b[key]["count"] and a[key]["min"] == b[key]["min"]
