@@ -68,17 +68,6 @@ def scheduler(cfg: Any) -> str | None:
     return scheduler_of(cfg.get("scheduler"), cfg.get("scheduler_file", cfg.get("scheduler-file")))
 
 
-def add_trainer(parser: ArgumentParser) -> None:
-    """Add the training flags shared by every training command."""
-    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--devices", type=str, default="auto", help="number of devices or auto")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after N optimiser steps")
-    parser.add_argument("--max-epochs", type=int | None, default=None, help="stop after N epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size per device")
-    parser.add_argument("--precision", type=str, default="auto",
-                        help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, 16-mixed")
-
-
 #: keyword arguments for a boolean flag given bare or with a value: ``--report``,
 #: ``--report true``, ``--report false`` (``report: true`` in YAML).
 FLAG: dict[str, Any] = {"type": bool, "nargs": "?", "const": True}

@@ -18,7 +18,6 @@ The flow:
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Sequence
@@ -513,9 +512,3 @@ def check_bands(meta: dict[str, Any], sensor: SensorSelection, sample: dict[str,
         which = ",".join(sensor_list(sensor)) or "image"
         raise DataError(f"the samples have {have} bands ({which}) but the encoder takes {want}",
                         where)
-
-
-def signature_defaults() -> dict[str, Any]:
-    """Default values of :func:`evaluate`'s keyword arguments (used by the CLI)."""
-    return {k: p.default for k, p in inspect.signature(evaluate).parameters.items()
-            if p.default is not inspect.Parameter.empty}
