@@ -156,3 +156,39 @@ def parse_names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | 
         return None
     items = value.split(",") if isinstance(value, str) else list(value)
     return [str(v).strip() for v in items if str(v).strip()] or None
+
+
+def add_argparse_flags(parser: Any, config: type[Any]) -> None:
+    """One flag per field of ``config`` on a plain :class:`argparse.ArgumentParser`.
+
+    For the benchmarks' own parsers (``geossl bench WHAT``): ``n_files`` -> ``--n-files`` with
+    the field's default and help; a boolean field defaulting to False is a bare ``--name``
+    (True: ``--name`` / ``--no-name``); ``str | None`` and the like parse the non-None type;
+    a field with a ``flag_type`` parses that type (e.g. ``"64,128"`` for a list the config's
+    ``__post_init__`` splits).
+    """
+    import argparse
+    import sys
+    import types
+    import typing
+
+    for field in dataclasses.fields(config):
+        if field.metadata.get(NO_FLAG):
+            continue
+        kind = field.metadata.get(FLAG_TYPE)
+        if kind is None:
+            kind = typing.get_type_hints(
+                type("_Field", (), {"__annotations__": {field.name: field.type}}),
+                vars(sys.modules[config.__module__]))[field.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if isinstance(kind, types.UnionType) and len(args) == 1:
+            kind = args[0]
+        name = "--" + field.name.replace("_", "-")
+        default, text = field_default(field), field_help(field)
+        if kind is bool and default is False:
+            parser.add_argument(name, action="store_true", help=text)
+        elif kind is bool:
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default,
+                                help=text)
+        else:
+            parser.add_argument(name, type=kind, default=default, help=text)
