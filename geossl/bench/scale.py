@@ -292,9 +292,9 @@ def bench_pretrain(cache: Path) -> dict[str, Any] | None:
     resnet18, 8 chips per process and step, 10 timed steps (``geossl bench ddp`` runs the same
     with other settings). ``cache`` is not used: the chips are written to a temporary folder.
     """
-    from geossl.bench.ddp import bench_ddp, defaults
+    from geossl.bench.ddp import DdpBenchConfig, bench_ddp
 
-    result = bench_ddp(defaults())
+    result = bench_ddp(DdpBenchConfig())
     return {"rows": [{"processes": r["processes"], "steps_s": r["steps_per_s"],
                       "chips_s": r["chips_per_s"]} for r in result["rows"]],
             "efficiency": result["efficiency"]}
