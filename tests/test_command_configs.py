@@ -144,3 +144,35 @@ def test_python_callers_get_the_same_checks() -> None:
     assert SplitConfig(origin=text).origin == (10.0, 20.0)
     text = "B04, B03"
     assert EmbedConfig("c", "s", "o", bands=text).bands == ["B04", "B03"]
+
+
+#: ``geossl bench WHAT`` -> (module, config class, its library function); polsar has its own
+#: PolsarBenchConfig (flags generated from it by geossl.bench.polsar_report)
+BENCH_TOOLS = {"data": ("geossl.bench.data", "DataBenchConfig", "bench_data"),
+               "splits": ("geossl.bench.splits", "SplitsBenchConfig", "bench_splits"),
+               "scale": ("geossl.bench.scale", "ScaleBenchConfig", "bench_scale"),
+               "ddp": ("geossl.bench.ddp", "DdpBenchConfig", "bench_ddp"),
+               "weights": ("geossl.bench.weights", "WeightsBenchConfig", "bench_weights"),
+               "search": ("geossl.bench.search", "SearchBenchConfig", "bench_search"),
+               "samplers": ("geossl.bench.samplers", "SamplersBenchConfig", "bench_samplers")}
+
+
+@pytest.mark.parametrize("what", sorted(BENCH_TOOLS))
+def test_bench_tools_flags_are_their_config(what: str, tmp_path: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from geossl.commands.bench import TOOLS
+
+    monkeypatch.setenv("GEOSSL_REAL_DATA", str(tmp_path))  # bench samplers' default --root
+    name, cls_name, func_name = BENCH_TOOLS[what]
+    assert TOOLS[what] == name
+    module = importlib.import_module(name)
+    cls = getattr(module, cls_name)
+    parser = module.build_parser(f"geossl bench {what}")
+    assert _dests(parser) == {f.name for f in _flag_fields(cls)}
+    assert config_from(cls, parser.parse_args([])) == cls()
+    func = getattr(module, func_name)
+    params = list(inspect.signature(func).parameters)
+    assert typing.get_type_hints(func)[params[0]] is cls
+    assert params[1:] in ([], ["log"]), params  # where the table goes, not an option

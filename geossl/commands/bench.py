@@ -20,11 +20,13 @@ Examples:
     geossl bench search --n 20000                        # exact vs faiss HNSW; default 1M x 128
     geossl bench samplers --patch-size 128               # geossl's grid vs TorchGeo's samplers
 
-Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
-flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
-``polsar`` are the ``main(argv)`` of :mod:`geossl.bench.data`, :mod:`geossl.bench.splits` and
-:mod:`geossl.bench.polsar_report`, which get every argument after ``WHAT`` and are imported only
-when asked for.
+Each benchmark is a library module with one configuration class declaring its flags, defaults
+and help once: ``train`` is :func:`geossl.bench.train.bench_train` on a
+:class:`geossl.bench.config.BenchConfig` (its flags are also accepted before WHAT, so that a
+``--config`` file can set them); the others are the ``main(argv)`` of
+:mod:`geossl.bench.data`, :mod:`geossl.bench.splits`, ... (``DataBenchConfig``,
+``SplitsBenchConfig``, ..., ``PolsarBenchConfig``), which get every argument after ``WHAT`` and
+are imported only when asked for.
 All of them ship in the package: an installed wheel runs them from any folder; none uses a path
 of the source checkout (data from flags or ``$GEOSSL_REAL_DATA``).
 """
