@@ -468,3 +468,32 @@ def _dashboard_port(info: dict[str, Any]) -> int | None:
 
 __all__ = ["LOCAL_MIN_WORK_S", "LOCAL_WORKER_CONFIG", "SCHEDULER_ENV", "Runner", "TaskSet",
            "on_worker", "scheduler_address", "scheduler_from_file", "worker_threads"]
+
+
+#: help of the ``--scheduler`` flag of every data job (``tile``, ``index``, ``stats``, ``embed``)
+SCHEDULER_HELP = ("address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; default: "
+                  "$DASK_SCHEDULER_ADDRESS, else --workers N > 1 local processes, else no "
+                  "cluster: in this process)")
+#: help of their ``--scheduler-file``
+SCHEDULER_FILE_HELP = ("scheduler file written by `dask scheduler --scheduler-file PATH` "
+                       "(instead of --scheduler; waited for up to 60 s)")
+
+
+def check_scheduler_flags(address: str | None, path: str | os.PathLike[str] | None) -> None:
+    """Refuse ``--scheduler`` and ``--scheduler-file`` given together.
+
+    Raises:
+        ConfigError: both given.
+    """
+    if address is not None and path is not None:
+        raise ConfigError("give --scheduler or --scheduler-file, not both")
+
+
+def scheduler_of(address: str | None, path: str | os.PathLike[str] | None) -> str | None:
+    """The scheduler address of ``--scheduler`` or ``--scheduler-file`` (None: neither).
+
+    Raises:
+        ConfigError: both given, or a scheduler file that is missing or damaged.
+    """
+    check_scheduler_flags(address, path)
+    return address if path is None else scheduler_from_file(path)

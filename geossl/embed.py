@@ -42,6 +42,7 @@ from geossl.checkpoint import (
     load_source,
     select_sensors,
 )
+from geossl.config import EmbedConfig
 from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.features import encode
@@ -65,9 +66,6 @@ from geossl.normalize import make_normalizer
 from geossl.progress import progress
 
 PROGRESS = "geossl_progress.json"
-#: ``--sampler`` values of ``geossl embed``: where the windows of a scene come from (a dense map
-#: needs every window once, so TorchGeo's random sampler is not one of them)
-SAMPLERS = ("grid", "torchgeo-grid")
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,33 +252,7 @@ def _blocks(ny: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
         yield b, r0, min(ny, r0 + block_rows)
 
 
-def embed(
-    ckpt: str | os.PathLike[str] | EncoderSource,
-    scene: Any,
-    out: str | os.PathLike[str],
-    *,
-    size: int = 64,
-    stride: int | None = None,
-    batch_size: int = 64,
-    block_rows: int = 8,
-    col_chunk: int = 256,
-    bands: Sequence[str] | None = None,
-    clusters: int = 0,
-    cluster_map: str | os.PathLike[str] | None = None,
-    cluster_sample: int = 20000,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    bf16: bool = False,
-    resume: bool = True,
-    scene_id: str | None = None,
-    sensor: SensorSelection = None,
-    workers: int = 0,
-    scheduler: str | None = None,
-    progress: bool | None = None,
-    preprocess: str = "weights",
-    formats: str | Sequence[str] = ("zarr",),
-    sampler: str = "grid",
-) -> EmbedResult:
+def embed(config: EmbedConfig) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
     The blocks of window rows are Dask tasks (see :mod:`geossl.cluster`): each one reads its
@@ -289,46 +261,22 @@ def embed(
     fits the cluster map. On a cluster every worker loads the checkpoint once.
 
     Args:
-        ckpt: pretraining checkpoint (or an :class:`EncoderSource`).
-        scene: GeoTIFF, folder of per-band files, chip index (``.parquet``), raster URL
-            (``https://``, ``s3://``; read by range requests) or STAC Item / ItemCollection
-            JSON (``scene_id`` picks the item when it holds several).
-        out: zarr store to write (``OUT.zarr``; on a cluster, a path every worker sees).
-        size: window size in pixels of the scene grid.
-        stride: step between windows (default ``size``).
-        batch_size: windows per encoder batch.
-        block_rows: window rows per block (the unit of progress, resume, memory and tasks).
-        col_chunk: window columns read at once within a block.
-        bands: bands to read (default: the checkpoint's band names for ``sensor``, else every
-            band; a scene whose bands carry no names, ``B1..Bn``, is read whole when its band
-            count is the encoder's).
-        clusters: k of the k-means cluster map (0: none).
-        cluster_map: GeoTIFF path (default ``<out without .zarr>_clusters.tif``).
-        cluster_sample: embeddings sampled to fit k-means.
-        seed: sampling and k-means seed.
-        device: ``auto``/``None`` (GPU when present; on a cluster: each worker's), ``cpu``,
-            ``gpu``, ``cuda:N`` (:func:`geossl.devices.resolve_device`).
-        bf16: bf16 autocast.
-        resume: continue an interrupted run with the same parameters.
-        scene_id: the scene to embed when a chip index or STAC JSON holds several.
-        sensor: which sensor the scene is, for a ``geo`` encoder with per-sensor stems (default:
-            its first sensor) or a fusion encoder (default: all its sensors, stacked in the
-            scene's band order; one sensor: the others count as missing).
-        workers: processes of a local Dask cluster (0 or 1: in this process).
-        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
-        progress: progress bar (default, or True: when writing to a terminal).
-        preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``, matched to
-            ``bands``, default the weights' own bands): ``weights`` or ``dataset``
-            normalisation.
-        formats: products to write (:mod:`geossl.embeddings`): ``zarr`` (the cube at
-            ``out``), ``geoparquet`` (``BASE.parquet``, one row per chip), ``cog``
-            (``BASE.tif``, one band per dimension), several at once (``"zarr,geoparquet"``).
-            The cube is always the resumable working store; without ``zarr`` it is removed
-            once the other products are written.
-        sampler: where the windows come from: ``grid`` (geossl's reads of the scene grid) or
+        config: every option (:class:`~geossl.config.EmbedConfig`, the flags of ``geossl
+            embed``): the encoder (``ckpt``), the ``scene`` (GeoTIFF, folder of per-band
+            files, chip index, raster URL read by range requests, or STAC Item /
+            ItemCollection JSON, ``scene_id`` picking the item), the zarr store ``out``, the
+            window grid (``size``, ``stride``; ``block_rows`` window rows per block: the unit
+            of progress, resume, memory and tasks), the bands read (default: the checkpoint's
+            band names for ``sensor``, else every band; a scene whose bands carry no names is
+            read whole when its band count is the encoder's), the sensor (a ``geo`` encoder's
+            per-sensor stem, default its first; a fusion encoder: default all its sensors,
+            stacked), the cluster map (``clusters``: k, 0 none), where the tasks run
+            (``workers`` local processes, or an existing Dask scheduler) and the products
+            (``format``: ``zarr``, ``geoparquet``, ``cog``, several at once; the cube is
+            always the resumable working store, removed when ``zarr`` is not asked for).
+            The windows come from ``sampler``: ``grid`` (geossl's reads of the scene grid) or
             ``torchgeo-grid`` (TorchGeo's grid sampler over the scene as a TorchGeo
-            ``RasterDataset``, :class:`_TorchGeoGridLayout`); the same cube either way. Local
-            scenes only (a GeoTIFF or a band folder).
+            ``RasterDataset``, :class:`_TorchGeoGridLayout`); the same cube either way.
 
     Returns:
         the paths, cube shape ``(D, rows, cols)``, CRS and transform.
@@ -337,14 +285,18 @@ def embed(
         DataError: unreadable scene, missing band, channel count not matching the encoder.
         ConfigError: bad window parameters, unknown sensor.
     """
+    ckpt, scene, out, size = config.ckpt, config.scene, config.out, config.size
+    stride, batch_size, block_rows = config.stride, config.batch_size, config.block_rows
+    col_chunk, bands, clusters = config.col_chunk, config.bands, config.clusters
+    cluster_map, cluster_sample, seed = config.cluster_map, config.cluster_sample, config.seed
+    device, bf16, resume = config.accelerator, config.bf16, config.resume
+    scene_id, sensor, workers = config.scene_id, config.sensor, config.workers
+    progress, preprocess = config.progress, config.preprocess or "weights"
+    formats, sampler = config.format or "zarr", config.sampler
+    scheduler = config.scheduler_address()
     import uuid
 
-    stride = stride or size
-    if size < 1 or stride < 1 or block_rows < 1:
-        raise ConfigError("--size, --stride and block rows must be >= 1")
-    if clusters < 0:
-        raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got {clusters}")
-    _check_sampler(sampler)
+    stride = stride or size  # EmbedConfig checked the window parameters
     local_inputs = tuple(os.fspath(x) for x in (ckpt, scene)
                          if isinstance(x, str | os.PathLike) and not is_url(os.fspath(x)))
     # the zarr store is a folder: absent, empty or an earlier embed store (never a user's)
@@ -866,16 +818,6 @@ class _TorchGeoGridLayout(_SceneLayout):
                 out[:, rr, cc] = f.T
         self._invalid[r0] = (int(holed), empty)
         return out
-
-
-def _check_sampler(sampler: str) -> None:
-    """Refuse a ``--sampler`` that cannot make a dense embedding map, in one line."""
-    if sampler == "torchgeo-random":
-        raise ConfigError("--sampler torchgeo-random: an embedding map needs every window of "
-                          "the scene once, and random windows leave holes and overlaps; use "
-                          "grid or torchgeo-grid (random windows are for training)")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
 
 class _ChipLayout(_Layout):

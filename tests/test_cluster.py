@@ -24,8 +24,9 @@ import torch
 import xarray as xr
 
 from geossl.cluster import SCHEDULER_ENV, Runner, scheduler_address
+from geossl.data.config import StatsConfig
 from geossl.data.stats import BandAccumulator, dataset_stats
-from geossl.embed import embed
+from geossl.embed import EmbedConfig, embed
 from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
 from geossl.tiling.tile import TileOptions, tile
@@ -336,9 +337,10 @@ def test_stats_on_cluster(cluster: Cluster, tmp_path: Path) -> None:
     cluster.ensure_workers(2)
     chips, n = _chip_folder(tmp_path)
     # stats over the GeoTIFFs of a folder (no index: read file by file), in chunks of 8 chips
-    a = dataset_stats("chips", str(chips), max_samples=None, reservoir=4000, progress=False)
-    b = dataset_stats("chips", str(chips), max_samples=None, reservoir=4000, progress=False,
-                      scheduler=cluster.address, chunk=8)
+    a = dataset_stats(StatsConfig("chips", str(chips), max_samples=None, reservoir=4000,
+                                  progress=False))
+    b = dataset_stats(StatsConfig("chips", str(chips), max_samples=None, reservoir=4000,
+                                  progress=False, scheduler=cluster.address, chunk=8))
     (key,) = a
     assert a[key]["samples"] == b[key]["samples"] == n
     assert a[key]["count"] == b[key]["count"] and a[key]["min"] == b[key]["min"]
@@ -365,8 +367,8 @@ def test_embed_on_cluster_with_a_worker_killed(cluster: Cluster, tmp_path: Path)
     bands = ["B02", "B03", "B04", "B08"]
     ckpt = _checkpoint(tmp_path / "simclr.ckpt", bands)
     torch.set_num_threads(1)  # as on the single-threaded workers: bit-identical results
-    ref = embed(str(ckpt), scene, tmp_path / "ref.zarr", size=32, block_rows=2,
-                device="cpu", progress=False)
+    ref = embed(EmbedConfig(str(ckpt), scene, tmp_path / "ref.zarr", size=32, block_rows=2,
+                            accelerator="cpu", progress=False))
     out = tmp_path / "out.zarr"
     proc = _geossl("embed", str(ckpt), str(scene), "--out", str(out), "--size", "32",
                    "--block-rows", "2", "--accelerator", "cpu", "--scheduler", cluster.address)

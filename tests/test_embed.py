@@ -16,7 +16,7 @@ from affine import Affine
 from torch import nn
 
 from geossl.checkpoint import EncoderSource
-from geossl.embed import Scene, embed
+from geossl.embed import EmbedConfig, Scene, embed
 from geossl.errors import DataError
 from tests.conftest import real_path
 
@@ -65,8 +65,8 @@ def _geotiff(path: Path, bands: int = 5, h: int = 200, w: int = 160,
 def test_embed_geotiff(tmp_path: Path) -> None:
     tif = _geotiff(tmp_path / "scene.tif")
     src = _source(5)
-    res = embed(src, tif, tmp_path / "out.zarr", size=32, stride=32, block_rows=2, clusters=2,
-                device="cpu")
+    res = embed(EmbedConfig(src, tif, tmp_path / "out.zarr", size=32, stride=32, block_rows=2,
+                            clusters=2, accelerator="cpu"))
     assert res.shape == (8, 6, 5)  # 200 // 32 rows, 160 // 32 cols
     ds = xr.open_zarr(tmp_path / "out.zarr", decode_coords="all")
     emb = ds["embedding"]
@@ -103,8 +103,8 @@ def test_embed_overlapping_stride(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         return out, valid
 
     monkeypatch.setattr(Scene, "read_valid", spy)
-    res = embed(_source(5), tif, tmp_path / "o.zarr", size=32, stride=16, col_chunk=2,
-                block_rows=2, device="cpu")
+    res = embed(EmbedConfig(_source(5), tif, tmp_path / "o.zarr", size=32, stride=16, col_chunk=2,
+                            block_rows=2, accelerator="cpu"))
     ds = xr.open_zarr(tmp_path / "o.zarr", decode_coords="all")
     assert res.shape == (8, (100 - 32) // 16 + 1, (80 - 32) // 16 + 1)
     # bounded memory: no read is larger than 2 window rows x 2 window columns of the scene,
@@ -122,12 +122,13 @@ def test_embed_resumes_after_kill(tmp_path: Path) -> None:
     src = _source(5)
     src.encoder.fail_after = 2  # type: ignore[assignment]  # dies in the 3rd block
     with pytest.raises(KeyboardInterrupt):
-        embed(src, tif, out, size=32, block_rows=2, device="cpu", batch_size=10)
+        embed(EmbedConfig(src, tif, out, size=32, block_rows=2, accelerator="cpu", batch_size=10))
     assert json.loads((out / "geossl_progress.json").read_text())["done"] == [0, 1]
     src.encoder.fail_after = None  # type: ignore[assignment]
-    res = embed(src, tif, out, size=32, block_rows=2, device="cpu", batch_size=10)
+    res = embed(EmbedConfig(src, tif, out, size=32, block_rows=2, accelerator="cpu", batch_size=10))
     assert res.blocks_skipped == 2 and res.blocks_done == 1
-    full = embed(_source(5), tif, tmp_path / "full.zarr", size=32, block_rows=2, device="cpu")
+    full = embed(EmbedConfig(_source(5), tif, tmp_path / "full.zarr", size=32, block_rows=2,
+                             accelerator="cpu"))
     assert full.blocks_done == 3
     a = xr.open_zarr(out)["embedding"].values
     b = xr.open_zarr(tmp_path / "full.zarr")["embedding"].values
@@ -154,13 +155,14 @@ def test_embed_chip_index(tmp_path: Path) -> None:
                 rows.append({"chip_id": path.stem, "path": f"chips/{path.name}", "scene": "s",
                              "row": r, "col": c, "height": 32, "width": 32})
     pd.DataFrame(rows).to_parquet(tmp_path / "index.parquet")
-    res = embed(_source(3), tmp_path / "index.parquet", tmp_path / "c.zarr", device="cpu")
+    res = embed(EmbedConfig(_source(3), tmp_path / "index.parquet", tmp_path / "c.zarr",
+                            accelerator="cpu"))
     ds = xr.open_zarr(tmp_path / "c.zarr", decode_coords="all")
     assert res.shape == (8, 3, 3)
     assert tuple(ds.rio.transform())[:6] == (320, 0, ORIGIN[0], 0, -320, ORIGIN[1])
     emb = ds["embedding"].values
     assert np.isnan(emb[:, 1, 1]).all() and np.isfinite(emb[:, 0, 0]).all()
-    ref = embed(_source(3), tif, tmp_path / "ref.zarr", size=32, device="cpu")
+    ref = embed(EmbedConfig(_source(3), tif, tmp_path / "ref.zarr", size=32, accelerator="cpu"))
     assert ref.shape == res.shape
     assert np.allclose(xr.open_zarr(tmp_path / "ref.zarr")["embedding"].values[:, 0], emb[:, 0],
                        atol=1e-5)
@@ -169,11 +171,12 @@ def test_embed_chip_index(tmp_path: Path) -> None:
 def test_embed_bad_input(tmp_path: Path) -> None:
     tif = _geotiff(tmp_path / "scene.tif")
     with pytest.raises(DataError, match="B09"):
-        embed(_source(2, ["B01", "B09"]), tif, tmp_path / "x.zarr", device="cpu")
+        embed(EmbedConfig(_source(2, ["B01", "B09"]), tif, tmp_path / "x.zarr", accelerator="cpu"))
     with pytest.raises(DataError, match="encoder takes 4"):
-        embed(_source(4), tif, tmp_path / "x.zarr", size=32, device="cpu")
+        embed(EmbedConfig(_source(4), tif, tmp_path / "x.zarr", size=32, accelerator="cpu"))
     with pytest.raises(DataError, match="not found"):
-        embed(_source(5), tmp_path / "nope.tif", tmp_path / "x.zarr", device="cpu")
+        embed(EmbedConfig(_source(5), tmp_path / "nope.tif", tmp_path / "x.zarr",
+                          accelerator="cpu"))
     folder = tmp_path / "bands"
     folder.mkdir()
     _geotiff(folder / "B02.tif", bands=1)
@@ -192,8 +195,8 @@ def test_embed_major_tom(tmp_path: Path) -> None:
         crs, t, h, w = ref.crs, ref.transform, ref.height, ref.width
     assert (sc.height, sc.width) == (h, w)
     size, stride = 64, 256
-    res = embed(_source(12), scene, tmp_path / "mt.zarr", size=size, stride=stride, clusters=3,
-                device="cpu")
+    res = embed(EmbedConfig(_source(12), scene, tmp_path / "mt.zarr", size=size, stride=stride,
+                            clusters=3, accelerator="cpu"))
     ny, nx = (h - size) // stride + 1, (w - size) // stride + 1
     assert res.shape == (8, ny, nx)
     ds = xr.open_zarr(tmp_path / "mt.zarr", decode_coords="all")

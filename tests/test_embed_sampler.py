@@ -5,6 +5,7 @@ CRS and transform; equal vectors); on a fake GeoTIFF and on the real Major-TOM c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,10 +14,20 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from geossl.embed import embed
+from geossl.embed import EmbedConfig
+from geossl.embed import embed as run_embed
 from geossl.errors import ConfigError
 from tests.conftest import real_path
 from tests.test_embed import ORIGIN, _source
+
+
+def embed(ckpt: Any, scene: Any, out: Any, **options: Any) -> Any:
+    """The library's ``embed`` on an :class:`EmbedConfig` (``device=``, ``formats=``: the
+    config's ``accelerator``, ``format``)."""
+    renames = {"device": "accelerator", "formats": "format"}
+    return run_embed(EmbedConfig(ckpt, scene, out,
+                                 **{renames.get(k, k): v for k, v in options.items()}))
+
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

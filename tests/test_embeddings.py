@@ -19,7 +19,7 @@ import xarray as xr
 from affine import Affine
 
 from geossl.cli import main
-from geossl.embed import embed
+from geossl.embed import EmbedConfig, embed
 from geossl.embeddings.products import load_embeddings, product_features
 from geossl.embeddings.records import read_geoparquet, table_from_cube
 from geossl.embeddings.search import Query, search
@@ -40,8 +40,8 @@ def _cube_vectors(cube: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def products(tmp_path: Path) -> dict[str, Path]:
     tif = _geotiff(tmp_path / SCENE, bands=3, h=96, w=128)
-    res = embed(_source(3), tif, tmp_path / "e.zarr", size=32, stride=32, device="cpu",
-                formats="zarr,geoparquet,cog", progress=False)
+    res = embed(EmbedConfig(_source(3), tif, tmp_path / "e.zarr", size=32, stride=32,
+                            accelerator="cpu", format="zarr,geoparquet,cog", progress=False))
     return {"scene": tif, **res.products}
 
 
@@ -120,13 +120,14 @@ def test_torchgeo_embedding_datasets_read_geoparquet(products: dict[str, Path]) 
 
 def test_format_without_zarr_keeps_only_the_products(tmp_path: Path) -> None:
     tif = _geotiff(tmp_path / "s.tif", bands=3, h=64, w=64)
-    res = embed(_source(3), tif, tmp_path / "e.zarr", size=32, device="cpu",
-                formats="geoparquet", progress=False)
+    res = embed(EmbedConfig(_source(3), tif, tmp_path / "e.zarr", size=32, accelerator="cpu",
+                            format="geoparquet", progress=False))
     assert not (tmp_path / "e.zarr").exists() and (tmp_path / "e.parquet").is_file()
     assert set(res.products) == {"geoparquet"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.parquet", "s.tif"]
     with pytest.raises(ConfigError, match="--format"):
-        embed(_source(3), tif, tmp_path / "f.zarr", size=32, device="cpu", formats="zarr,png")
+        embed(EmbedConfig(_source(3), tif, tmp_path / "f.zarr", size=32, accelerator="cpu",
+                          format="zarr,png"))
 
 
 def test_cli_embed_format_bad_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,8 +146,8 @@ def test_chip_index_records_keep_the_chip_ids(tmp_path: Path) -> None:
     folder = generate_major_tom(tmp_path / "mt", size10=96)
     tile([folder], tmp_path / "chips", TileOptions(size=32, stride=32), progress=False)
     index = tmp_path / "chips" / "index.parquet"
-    res = embed(_source(12), index, tmp_path / "c.zarr", device="cpu",
-                formats="zarr,geoparquet", progress=False)
+    res = embed(EmbedConfig(_source(12), index, tmp_path / "c.zarr", accelerator="cpu",
+                            format="zarr,geoparquet", progress=False))
     chips = pd.read_parquet(index)
     table = read_geoparquet(res.products["geoparquet"])
     assert sorted(table.ids) == sorted(chips["chip_id"])
@@ -414,6 +415,7 @@ class _Chips(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
 
 def test_evaluate_on_an_embedding_product(tmp_path: Path) -> None:
+    from geossl.eval.config import EvaluateConfig
     from geossl.eval.run import evaluate
 
     n = 40
@@ -426,18 +428,20 @@ def test_evaluate_on_an_embedding_product(tmp_path: Path) -> None:
                   "centre_lat": 0.0, "embedding": list(vec)}).to_parquet(prod)
     splits = {"train": [f"chip{i}" for i in range(0, 30)],
               "test": [f"chip{i}" for i in range(30, n)]}
-    res = evaluate(f"product:{prod}", ds, protocols="linear,knn", splits=splits,
-                   device="cpu", plots=False)
+    res = evaluate(EvaluateConfig(f"product:{prod}", data=ds, protocol="linear,knn",
+                                  splits=splits, accelerator="cpu", no_plots=True, out=None))
     acc = {r["protocol"]: r["metrics"]["accuracy"] for r in res["runs"]}
     assert acc["linear"] >= 0.9
     assert res["meta"]["method"] == "embedding-product"
     with pytest.raises(ConfigError, match="finetune"):
-        evaluate(f"product:{prod}", ds, protocols="finetune", splits=splits, device="cpu")
+        evaluate(EvaluateConfig(f"product:{prod}", data=ds, protocol="finetune", splits=splits,
+                                accelerator="cpu", out=None))
     short = tmp_path / "short.parquet"
     pd.DataFrame({"chip_id": ["chip0"], "centre_lon": 0.0, "centre_lat": 0.0,
                   "embedding": [vec[0]]}).to_parquet(short)
     with pytest.raises(DataError, match="no vector for 29 of 30"):
-        evaluate(f"product:{short}", ds, protocols="linear", splits=splits, device="cpu")
+        evaluate(EvaluateConfig(f"product:{short}", data=ds, protocol="linear", splits=splits,
+                                accelerator="cpu", out=None))
 
 
 def test_bench_search_small(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -465,8 +469,8 @@ def test_real_major_tom_products_search_map(tmp_path: Path) -> None:
     scene = next(p for p in cell.iterdir() if p.is_dir())
     tile([scene], tmp_path / "chips", TileOptions(size=128, stride=128), progress=False)
     index = tmp_path / "chips" / "index.parquet"
-    res = embed(_source(12), index, tmp_path / "mt.zarr", device="cpu",
-                formats="zarr,geoparquet,cog", clusters=3, progress=False)
+    res = embed(EmbedConfig(_source(12), index, tmp_path / "mt.zarr", accelerator="cpu",
+                            format="zarr,geoparquet,cog", clusters=3, progress=False))
     vals, ok = _cube_vectors(res.cube)
     table = read_geoparquet(res.products["geoparquet"])
     assert len(table) == int(ok.sum()) > 50

@@ -15,12 +15,22 @@ from torch import nn
 from geossl.checkpoint import EncoderSource
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
+from geossl.eval.config import EvaluateConfig
 from geossl.eval.features import cached_features, extract_features
 from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
-from geossl.eval.run import evaluate, parse_protocols
+from geossl.eval.run import evaluate as run_evaluate
+from geossl.eval.run import parse_protocols
 
 K = 3
+
+
+def evaluate(ckpt: Any, data: Any, root: Any = None, protocol: str = "linear,knn",
+             **options: Any) -> dict[str, Any]:
+    """The library's ``evaluate`` on an :class:`EvaluateConfig` (no output folder unless given)."""
+    options.setdefault("out", None)
+    return run_evaluate(EvaluateConfig(ckpt, data=data, root=root, protocol=protocol,
+                                       **options))
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -157,8 +167,8 @@ def test_feature_cache(tmp_path: Path) -> None:
 
 def test_evaluate_all_protocols(tmp_path: Path) -> None:
     ds = FakeScenes(n=20)
-    res = evaluate(_source(), ds, protocols="linear,knn,finetune,cluster", splits=_splits(ds),
-                   labels_per_class=5, seeds=[0, 1], out=tmp_path, device="cpu",
+    res = evaluate(_source(), ds, protocol="linear,knn,finetune,cluster", splits=_splits(ds),
+                   labels_per_class=5, seeds=[0, 1], out=tmp_path, accelerator="cpu",
                    finetune_steps=3, finetune_batch_size=8, knn_k=(5, 200))
     protos = {r["protocol"] for r in res["runs"]}
     assert protos == {"linear", "knn5", "knn200", "finetune", "scratch", "cluster"}
@@ -190,8 +200,8 @@ def test_evaluate_same_labels_for_finetune_and_scratch(tmp_path: Path,
 
     monkeypatch.setattr(run, "finetune", spy)
     ds = FakeScenes(n=10)
-    evaluate(_source(), ds, protocols="finetune", splits=_splits(ds), labels_total=6, seeds=[3],
-             device="cpu", finetune_steps=2, plots=False)
+    evaluate(_source(), ds, protocol="finetune", splits=_splits(ds), labels=6, seeds=[3],
+             accelerator="cpu", finetune_steps=2, no_plots=True)
     assert len(seen) == 2 and seen[0] == seen[1]
     train_ids = set(_splits(ds)["train"])
     assert all(ds.ids[p] in train_ids for p in seen[0][0])  # budgets come from TRAIN only
@@ -223,8 +233,8 @@ def test_evaluate_freeze_and_reinit_reach_finetune_and_scratch(
             "bands": ["B04", "B03", "B02"], "normalization": None}
     src = EncoderSource(enc, meta, "adapted")
     ds = FakeScenes(n=4)
-    res = evaluate(src, ds, protocols="finetune", splits=_splits(ds), labels_total=6,
-                   device="cpu", finetune_steps=1, finetune_batch_size=4, plots=False,
+    res = evaluate(src, ds, protocol="finetune", splits=_splits(ds), labels=6,
+                   accelerator="cpu", finetune_steps=1, finetune_batch_size=4, no_plots=True,
                    freeze="adapters,backbone.conv1", reinit="adapters")
     assert [s[:2] for s in seen] == [(["adapter", "backbone.conv1"], ["adapter"])] * 2
     assert all(s[2] for s in seen)  # the caller's encoders are untouched (finetune copies)
@@ -234,10 +244,10 @@ def test_evaluate_freeze_and_reinit_reach_finetune_and_scratch(
     extracted: list[int] = []
     monkeypatch.setattr(run, "cached_features", lambda *a, **k: extracted.append(1))
     with pytest.raises(ConfigError, match="add finetune to --protocol"):
-        evaluate(src, ds, protocols="linear", splits=_splits(ds), device="cpu", plots=False,
+        evaluate(src, ds, protocol="linear", splits=_splits(ds), accelerator="cpu", no_plots=True,
                  freeze="adapters")
     with pytest.raises(ConfigError, match=r"no encoder part 'layer9'.*adapter, backbone"):
-        evaluate(src, ds, protocols="finetune", splits=_splits(ds), device="cpu", plots=False,
+        evaluate(src, ds, protocol="finetune", splits=_splits(ds), accelerator="cpu", no_plots=True,
                  reinit="layer9")
     assert not extracted
 
@@ -247,11 +257,11 @@ def test_evaluate_bad_input() -> None:
     with pytest.raises(ConfigError):
         parse_protocols("linear,svm")
     with pytest.raises(ConfigError):
-        evaluate(_source(), ds, splits=None, device="cpu")
+        evaluate(_source(), ds, splits=None, accelerator="cpu")
     with pytest.raises(DataError):
-        evaluate(_source(), ds, splits={"train": ["nope"], "test": ds.ids[:2]}, device="cpu")
+        evaluate(_source(), ds, splits={"train": ["nope"], "test": ds.ids[:2]}, accelerator="cpu")
     with pytest.raises(ConfigError):  # leakage: the same chip on both sides
-        evaluate(_source(), ds, splits={"train": ds.ids[:4], "test": ds.ids[3:]}, device="cpu")
+        evaluate(_source(), ds, splits={"train": ds.ids[:4], "test": ds.ids[3:]}, accelerator="cpu")
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +285,7 @@ def test_evaluate_registry_dataset_with_split_file(tmp_path: Path) -> None:
                                         "normalization": {"mean": [128] * 3,
                                                           "std": [40] * 3}}, "k")
     res = evaluate(src, "ucmerced", root, "linear,knn", splits=tmp_path / "split.json",
-                   labels_per_class=2, out=tmp_path / "ev", device="cpu", plots=False)
+                   labels_per_class=2, out=tmp_path / "ev", accelerator="cpu", no_plots=True)
     assert res["meta"]["n_train"] == 9 and res["meta"]["n_test"] == 9
     assert len(list((tmp_path / "ev" / "cache").glob("features-*.pt"))) == 2
 
@@ -350,7 +360,7 @@ def test_evaluate_sen12ms_without_splits_makes_an_overlap_aware_split(tmp_path: 
     generate(root, patches=4, size=16)  # 6 scenes x 4 half-overlapping patches
     out = tmp_path / "ev"
     res = evaluate(_tiny_source(13), "sen12ms", root, "knn", sensor="s2", out=out,
-                   device="cpu", plots=False)
+                   accelerator="cpu", no_plots=True)
     meta = res["meta"]
     # the bug: train == test (24 and 24); now every patch is on exactly one side
     assert meta["split_source"] == "auto" and meta["n_train"] + meta["n_test"] == 24
@@ -364,7 +374,7 @@ def test_evaluate_sen12ms_without_splits_makes_an_overlap_aware_split(tmp_path: 
     assert any("splits.json" in n for n in res["notes"])
     # the saved split repeats the run on the same sides
     again = evaluate(_tiny_source(13), "sen12ms", root, "knn", sensor="s2",
-                     splits=out / "splits.json", device="cpu", plots=False)
+                     splits=out / "splits.json", accelerator="cpu", no_plots=True)
     assert (again["meta"]["n_train"], again["meta"]["n_test"]) == (meta["n_train"],
                                                                     meta["n_test"])
     assert again["meta"]["split_source"] == "file"
@@ -394,7 +404,8 @@ def test_evaluate_polsar_labels_by_majority_with_purity(tmp_path: Path) -> None:
 
     paths = _polsar(tmp_path)
     res = evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "linear,knn",
-                   data_args={"patch_size": 8}, out=tmp_path / "ev", device="cpu", plots=False)
+                   data_args={"patch_size": 8}, out=tmp_path / "ev", accelerator="cpu",
+                   no_plots=True)
     meta = res["meta"]
     # 6 x 8 patches of 8 px; columns 0 (4 unlabelled px) and 5 (two classes) are impure
     assert meta["n_train"] + meta["n_test"] == 6 * 6 and meta["n_test"] > 0
@@ -414,9 +425,9 @@ def test_evaluate_polsar_labels_by_majority_with_purity(tmp_path: Path) -> None:
         f.unlink()
     with pytest.raises(ConfigError, match="--label-path"):
         evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "knn",
-                 data_args={"patch_size": 8}, device="cpu", plots=False)
+                 data_args={"patch_size": 8}, accelerator="cpu", no_plots=True)
     res = evaluate(_tiny_source(9), "polsar", tmp_path / "sar", "knn", label_path=other,
-                   data_args={"patch_size": 8, "purity": 1.0}, device="cpu", plots=False)
+                   data_args={"patch_size": 8, "purity": 1.0}, accelerator="cpu", no_plots=True)
     assert res["meta"]["n_train"] + res["meta"]["n_test"] == 36
 
 
@@ -436,14 +447,14 @@ def _chips(tmp_path: Path, column: str | None) -> Path:
 def test_evaluate_chips_label_column(tmp_path: Path) -> None:
     folder = _chips(tmp_path, "landcover")
     with pytest.raises(ConfigError, match="--label-column"):
-        evaluate(_tiny_source(3), "chips", folder, "knn", device="cpu", plots=False)
+        evaluate(_tiny_source(3), "chips", folder, "knn", accelerator="cpu", no_plots=True)
     with pytest.raises(ConfigError, match=r"no label column 'lc'.*landcover"):
-        evaluate(_tiny_source(3), "chips", folder, "knn", label_column="lc", device="cpu",
-                 plots=False)
+        evaluate(_tiny_source(3), "chips", folder, "knn", label_column="lc", accelerator="cpu",
+                 no_plots=True)
     with pytest.raises(ConfigError, match="chip index"):
-        evaluate(_tiny_source(3), "ucmerced", folder, "knn", label_column="lc", device="cpu")
+        evaluate(_tiny_source(3), "ucmerced", folder, "knn", label_column="lc", accelerator="cpu")
     res = evaluate(_tiny_source(3), "chips", folder, "knn", label_column="landcover",
-                   out=tmp_path / "ev", device="cpu", plots=False)
+                   out=tmp_path / "ev", accelerator="cpu", no_plots=True)
     meta = res["meta"]
     assert meta["n_train"] + meta["n_test"] == 9  # the chip without a label is left out
     doc = json.loads((tmp_path / "ev" / "splits.json").read_text())

@@ -130,17 +130,17 @@ def test_demo_out_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_damaged_embed_progress_is_one_line(tmp_path: Path) -> None:
-    from geossl.embed import PROGRESS, embed
+    from geossl.embed import PROGRESS, EmbedConfig, embed
     from geossl.errors import DataError
     from tests.test_embed import _geotiff, _source
 
     tif = _geotiff(tmp_path / "scene.tif", h=64, w=64)
     out = tmp_path / "r.zarr"
-    embed(_source(5), tif, out, size=32, block_rows=2, device="cpu")
+    embed(EmbedConfig(_source(5), tif, out, size=32, block_rows=2, accelerator="cpu"))
     record = out / PROGRESS
     record.write_text(record.read_text()[:7])  # cut short
     with pytest.raises(DataError, match="damaged progress record") as info:
-        embed(_source(5), tif, out, size=32, block_rows=2, device="cpu")
+        embed(EmbedConfig(_source(5), tif, out, size=32, block_rows=2, accelerator="cpu"))
     assert str(record) in str(info.value) and "\n" not in str(info.value)
 
 

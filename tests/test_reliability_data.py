@@ -69,13 +69,13 @@ def _nan_scene(path: Path, hole: str) -> Path:
 
 
 def test_embed_all_nan_scene_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
     from tests.test_embed import _source
 
     scene = _nan_scene(tmp_path / "nan.tif", "all")
     out = tmp_path / "o.zarr"
     with pytest.raises(DataError, match="no valid pixel") as err:
-        embed(_source(5), scene, out, size=32, clusters=2, device="cpu")
+        embed(EmbedConfig(_source(5), scene, out, size=32, clusters=2, accelerator="cpu"))
     assert str(scene) in str(err.value)
     assert not out.exists() and not (tmp_path / "o_clusters.tif").exists()
 
@@ -84,15 +84,15 @@ def test_embed_nan_holed_scene_warns_and_leaves_holes_empty(tmp_path: Path) -> N
     import rasterio
     import xarray as xr
 
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
     from geossl.errors import GeosslWarning
     from tests.test_embed import _source
 
     scene = _nan_scene(tmp_path / "holed.tif", "left")
     # windows of 32 at stride 24: columns 0, 24 all NaN; 48 straddles the hole; 72, 96 valid
     with pytest.warns(GeosslWarning, match=r"6 of 15 windows have no valid pixel.*3 of 15 "):
-        res = embed(_source(5), scene, tmp_path / "h.zarr", size=32, stride=24, clusters=2,
-                    device="cpu")
+        res = embed(EmbedConfig(_source(5), scene, tmp_path / "h.zarr", size=32, stride=24,
+                                clusters=2, accelerator="cpu"))
     emb = xr.open_zarr(tmp_path / "h.zarr")["embedding"].values
     assert emb.shape == (8, 3, 5)
     assert np.isnan(emb[:, :, :2]).all() and np.isfinite(emb[:, :, 2:]).all()

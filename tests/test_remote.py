@@ -16,7 +16,7 @@ import xarray as xr
 from rasterio.transform import from_origin
 
 from geossl.cli import main
-from geossl.embed import embed
+from geossl.embed import EmbedConfig, embed
 from geossl.errors import DataError
 from geossl.tiling.remote import RemoteRaster, resolve_scenes, stac_scenes
 from geossl.tiling.scenes import open_scene
@@ -168,18 +168,18 @@ def test_embed_by_url_and_stac_equals_local(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     tif = _geotiff(data / "scene.tif", bands=5, h=96, w=128)
-    ref = embed(_source(5), tif, tmp_path / "local.zarr", size=32, device="cpu")
+    ref = embed(EmbedConfig(_source(5), tif, tmp_path / "local.zarr", size=32, accelerator="cpu"))
     item = pystac.Item(id="scene", geometry=None, bbox=None,
                        datetime=datetime(2021, 5, 1, tzinfo=UTC), properties={})
     item.add_asset("image", pystac.Asset(
         "scene.tif", media_type=pystac.MediaType.COG, roles=["data"],
         extra_fields={"eo:bands": [{"name": f"B0{i + 1}"} for i in range(5)]}))
     with serve(data) as (url, log):
-        by_url = embed(_source(5), f"{url}/scene.tif", tmp_path / "url.zarr", size=32,
-                       device="cpu")
+        by_url = embed(EmbedConfig(_source(5), f"{url}/scene.tif", tmp_path / "url.zarr", size=32,
+                                   accelerator="cpu"))
         (data / "item.json").write_text(json.dumps(item.to_dict()))
-        by_stac = embed(_source(5), f"{url}/item.json", tmp_path / "stac.zarr", size=32,
-                        device="cpu")
+        by_stac = embed(EmbedConfig(_source(5), f"{url}/item.json", tmp_path / "stac.zarr", size=32,
+                                    accelerator="cpu"))
         assert not log.whole_file_gets(".tif")
     want = xr.open_zarr(tmp_path / "local.zarr", decode_coords="all")
     for res, name in ((by_url, "url.zarr"), (by_stac, "stac.zarr")):

@@ -441,13 +441,13 @@ def test_evaluate_spec_on_eurosat(torch_home: Path, tmp_path: Path) -> None:
 def test_embed_spec_on_major_tom_scene(torch_home: Path, tmp_path: Path) -> None:
     import xarray as xr
 
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
     from tests.data.chips.data import generate_major_tom
 
     put_weights(R18, seed=9)
     product = generate_major_tom(tmp_path / "mt", size10=48)
-    res = embed(f"torchgeo:{R18}", product, tmp_path / "e.zarr", size=16, bands=S2_12,
-                device="cpu")
+    res = embed(EmbedConfig(f"torchgeo:{R18}", product, tmp_path / "e.zarr", size=16, bands=S2_12,
+                            accelerator="cpu"))
     assert res.shape[0] == 512
     assert bool(xr.open_zarr(tmp_path / "e.zarr")["embedding"].notnull().all())
 

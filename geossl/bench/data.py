@@ -26,6 +26,7 @@ Also callable: ``bench_data(cache=..., n_files=..., ...) -> dict``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +39,7 @@ import numpy as np
 
 from geossl.errors import ConfigError, DataError
 from geossl.machine import available_cores
+from geossl.options import add_argparse_flags, config_from, option
 
 #: environment variable naming the folder of real samples (one sub-folder per sample)
 REAL_DATA_ENV = "GEOSSL_REAL_DATA"
@@ -313,26 +315,46 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path | None = 
     return out
 
 
-def bench_data(cache: str | Path, n_files: int = 100_000, n_chips: int = 512,
-               workers: int | None = None, data: str | Path | None = None,
-               skip_index: bool = False, repeats: int = 3) -> dict[str, Any]:
+def _cache_default() -> str:
+    return str(Path.home() / ".cache" / "geossl-bench")
+
+
+@dataclasses.dataclass
+class DataBenchConfig:
+    """Options of ``geossl bench data`` (each a flag: ``n_files`` -> ``--n-files``)."""
+
+    cache: str = option(factory=_cache_default, help="folder for the generated files and chips "
+                        "(reused across runs)")
+    n_files: int = option(100_000, "SEN12MS-like files for the index benchmark")
+    chips: int = option(512, "chips read per measurement")
+    workers: int | None = option(None, "processes of the extra parallel index-build row "
+                                 "(default: up to 8; 1: no such row; the row compared with "
+                                 "TorchGeo uses one process, as TorchGeo)")
+    repeats: int = option(3, "timed runs of every measurement, after one warm-up run")
+    data: str | None = option(None, lambda: f"Major-TOM folder (default "
+                              f"${REAL_DATA_ENV}/{MAJOR_TOM})")
+    skip_index: bool = option(False, "only part (b)")
+    json: str | None = option(None, "also write the figures to this file")
+
+
+def bench_data(config: DataBenchConfig) -> dict[str, Any]:
     """Run both parts; returns every figure (also printed by :func:`main`).
 
     Args:
-        cache: folder for the generated files and chips (reused across runs).
-        n_files: SEN12MS-like files for the index benchmark.
-        n_chips: chips read per measurement.
-        workers: processes of the extra parallel index-build row (default: up to 8; 1: no
-            such row). The row compared with TorchGeo always uses one process, as TorchGeo.
-        data: Major-TOM folder (default: ``$GEOSSL_REAL_DATA/major_tom_s2l2a``).
-        skip_index: only part (b).
-        repeats: timed runs of every measurement, after one warm-up run.
+        config: the options (:class:`DataBenchConfig`): the cache folder for the generated
+            files and chips (reused across runs), the SEN12MS-like files of the index
+            benchmark, the chips read per measurement, the processes of the extra parallel
+            index-build row, the Major-TOM folder (default
+            ``$GEOSSL_REAL_DATA/major_tom_s2l2a``), part (b) only, and the timed runs of
+            every measurement (after one warm-up run).
     """
+    cache, n_files, n_chips = Path(config.cache), config.n_files, config.chips
+    workers, data, skip_index, repeats = (config.workers, config.data, config.skip_index,
+                                          config.repeats)
     import torch
 
     folder = major_tom_folder(data)  # checked before any measurement
     torch.set_num_threads(1)
-    cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "available_cores": available_cores()}
     if not skip_index:
@@ -390,35 +412,24 @@ def format_report(r: dict[str, Any]) -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
+    """The flags of this benchmark (``prog``: the command's name in ``--help``).
+
+    One per field of :class:`DataBenchConfig`.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-bench"),
-                        help="folder for the generated files and chips (reused across runs)")
-    parser.add_argument("--n-files", type=int, default=100_000,
-                        help="SEN12MS-like files for the index benchmark")
-    parser.add_argument("--chips", type=int, default=512, help="chips read per measurement")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="processes of the extra parallel index-build row (the row "
-                             "compared with TorchGeo uses one process, as TorchGeo)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs of every measurement, after one warm-up run")
-    parser.add_argument("--data", default=None,
-                        help=f"Major-TOM folder (default ${REAL_DATA_ENV}/{MAJOR_TOM})")
-    parser.add_argument("--skip-index", action="store_true", help="only part (b)")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    add_argparse_flags(parser, DataBenchConfig)
     return parser
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the data benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
-    args = build_parser(prog).parse_args(argv)
-    result = bench_data(args.cache, args.n_files, args.chips, args.workers, args.data,
-                        args.skip_index, args.repeats)
+    config = config_from(DataBenchConfig, build_parser(prog).parse_args(argv))
+    result = bench_data(config)
     print(format_report(result))
-    if args.json:
+    if config.json:
         from geossl.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(result, indent=1))
+        atomic_write_text(config.json, json.dumps(result, indent=1))
     return 0
 
 

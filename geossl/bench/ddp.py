@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from geossl.options import add_argparse_flags, config_from, option
 
 #: per-process step times are written here by the worker, one JSON file per rank
 _TIMES = "steps_rank{rank}.json"
@@ -81,7 +84,22 @@ def _worker(argv: list[str]) -> int:
     return 0
 
 
-def measure(chips: Path, out: Path, processes: int, args: argparse.Namespace) -> dict[str, Any]:
+@dataclasses.dataclass
+class DdpBenchConfig:
+    """Options of ``geossl bench ddp`` (each a flag: ``batch_size`` -> ``--batch-size``)."""
+
+    method: str = option("simclr", "simclr, moco, byol or deepcluster")
+    backbone: str = option("resnet18", "timm model name")
+    size: int = option(32, "chip size in pixels")
+    bands: int = option(4, "bands per chip")
+    batch_size: int = option(8, "chips per process and step")
+    steps: int = option(10, "timed steps")
+    warmup: int = option(2, "untimed steps first")
+    threads: int = option(1, "intra-op threads per process")
+    out: str | None = option(None, "folder for bench_ddp.json")
+
+
+def measure(chips: Path, out: Path, processes: int, args: DdpBenchConfig) -> dict[str, Any]:
     """Run ``geossl pretrain`` on ``processes`` gloo processes; rank 0's timing."""
     timing = out / "timing"
     options = {"data": "chips", "root": str(chips), "out": str(out), "sensors": "s2",
@@ -103,12 +121,7 @@ def measure(chips: Path, out: Path, processes: int, args: argparse.Namespace) ->
             "steps_per_s": steps_s, "chips_per_s": steps_s * args.batch_size * processes}
 
 
-def defaults(**overrides: Any) -> argparse.Namespace:
-    """The benchmark's settings: the defaults of ``geossl bench ddp`` with ``overrides``."""
-    return argparse.Namespace(**{**vars(build_parser().parse_args([])), **overrides})
-
-
-def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
+def bench_ddp(args: DdpBenchConfig) -> dict[str, Any]:
     """Pretrain on 1 and 2 processes over the same chips; the rows and the parallel efficiency.
 
     Returns:
@@ -125,18 +138,13 @@ def bench_ddp(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
+    """The flags of this benchmark (``prog``: the command's name in ``--help``).
+
+    One per field of :class:`DdpBenchConfig`.
+    """
     parser = argparse.ArgumentParser(prog=prog or "geossl bench ddp",
                                      description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--method", default="simclr", help="simclr, moco, byol or deepcluster")
-    parser.add_argument("--backbone", default="resnet18", help="timm model name")
-    parser.add_argument("--size", type=int, default=32, help="chip size in pixels")
-    parser.add_argument("--bands", type=int, default=4, help="bands per chip")
-    parser.add_argument("--batch-size", type=int, default=8, help="chips per process and step")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per process")
-    parser.add_argument("--out", default=None, help="folder for bench_ddp.json")
+    add_argparse_flags(parser, DdpBenchConfig)
     return parser
 
 
@@ -145,7 +153,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--worker"]:
         return _worker(argv[1:])
-    args = build_parser(prog).parse_args(argv)
+    args = config_from(DdpBenchConfig, build_parser(prog).parse_args(argv))
     if args.out:  # before measuring: absent, empty or an earlier bench output
         from geossl.errors import GeosslError
         from geossl.io import check_output
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
         mark_output(args.out, "bench")
         atomic_write_text(Path(args.out) / "bench_ddp.json",
-                          json.dumps({"config": vars(args), "rows": rows,
+                          json.dumps({"config": dataclasses.asdict(args), "rows": rows,
                                       "efficiency": efficiency}, indent=2))
     return 0
 

@@ -17,6 +17,7 @@ Also callable: ``bench_samplers(root, ...) -> list[dict]`` (one record per sampl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.errors import ConfigError, DataError
+from geossl.options import add_argparse_flags, config_from, option, parse_names
 
 
 def _default_root() -> Path | None:
@@ -59,26 +61,50 @@ def _read_all(samples: Any, key: str) -> tuple[float, float]:
     return time.perf_counter() - t0, nodata / max(1, total)
 
 
-def bench_samplers(
-    root: str | os.PathLike[str],
-    patch_size: int = 128,
-    sensors: Sequence[str] = ("s1", "s2"),
-    repeats: int = 3,
-    seed: int = 0,
-    log: Callable[[str], None] = print,
-    data: str = "ssl4eo",
-) -> list[dict[str, Any]]:
+def _root_default() -> str | None:
+    root = _default_root()
+    return None if root is None else str(root)
+
+
+@dataclasses.dataclass
+class SamplersBenchConfig:
+    """Options of ``geossl bench samplers`` (each a flag: ``patch_size`` -> ``--patch-size``)."""
+
+    root: str | None = option(factory=_root_default,
+                              help="SSL4EO-S12 folder, or scenes for --data rasters (default: "
+                              "$GEOSSL_REAL_DATA/ssl4eo_s12)")
+    data: str = option("ssl4eo", "ssl4eo (S1 x S2 pairs) or rasters (a folder of one sensor's "
+                       "scenes)")
+    patch_size: int = option(128, "window side in pixels")
+    sensors: list[str] = option(factory=lambda: ["s1", "s2"], flag_type=str,
+                                help="sensors paired on the ground")
+    repeats: int = option(3, "rounds of reading every window (samplers interleaved)")
+    seed: int = option(0, "seed of the random sampler")
+    json: str | None = option(None, "also write the records to this file")
+
+    def __post_init__(self) -> None:
+        """Check ``--root`` and ``--data``; split ``--sensors``.
+
+        Raises:
+            ConfigError: one line naming the flag.
+        """
+        if self.root is None:
+            raise ConfigError("give --root (an SSL4EO-S12 folder) or set GEOSSL_REAL_DATA")
+        if self.data not in ("ssl4eo", "rasters"):
+            raise ConfigError(f"--data must be ssl4eo or rasters, got {self.data!r}")
+        self.sensors = parse_names(self.sensors) or []
+
+
+def bench_samplers(config: SamplersBenchConfig, log: Callable[[str], None] = print
+                   ) -> list[dict[str, Any]]:
     """Read a geo dataset through every ``--sampler`` and compare them.
 
     Args:
-        root: SSL4EO-S12 folder (``s1``, ``s2a``/``s2c`` product folders), or a folder of
-            scenes for ``data="rasters"``.
-        patch_size: window side in pixels.
-        sensors: sensors paired on the ground.
-        repeats: rounds of reading every window, samplers interleaved in each round.
-        seed: seed of the random sampler.
+        config: the options (:class:`SamplersBenchConfig`): the folder (SSL4EO-S12 with its
+            ``s1``, ``s2a``/``s2c`` product folders, or scenes for ``data="rasters"``), the
+            window side, the sensors paired on the ground, the rounds of reading every window
+            (samplers interleaved in each round) and the random sampler's seed.
         log: where the table goes.
-        data: ``ssl4eo`` (sensors paired on the ground) or ``rasters`` (one sensor's scenes).
 
     Returns:
         one record per sampler: ``sampler``, ``windows``, ``outside``, ``coverage``,
@@ -92,6 +118,9 @@ def bench_samplers(
     from geossl.datasets.geogrid import SAMPLERS
     from geossl.datasets.registry import pretraining_dataset
 
+    assert config.root is not None  # SamplersBenchConfig refuses None
+    root, patch_size, sensors = config.root, config.patch_size, config.sensors
+    repeats, seed, data = config.repeats, config.seed, config.data
     path = Path(root)
     if not path.is_dir():
         raise DataError("dataset folder not found (give --root or set GEOSSL_REAL_DATA)", path)
@@ -133,39 +162,25 @@ def bench_samplers(
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The flags of this benchmark."""
+    """The flags of this benchmark: one per field of :class:`SamplersBenchConfig`."""
     parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    default = _default_root()
-    parser.add_argument("--root", default=None if default is None else str(default),
-                        help="SSL4EO-S12 folder, or scenes for --data rasters (default: "
-                             "$GEOSSL_REAL_DATA/ssl4eo_s12)")
-    parser.add_argument("--data", default="ssl4eo", choices=("ssl4eo", "rasters"),
-                        help="ssl4eo (S1 x S2 pairs) or rasters (a folder of one sensor's scenes)")
-    parser.add_argument("--patch-size", type=int, default=128, help="window side in pixels")
-    parser.add_argument("--sensors", default="s1,s2", help="sensors paired on the ground")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of reading every window (samplers interleaved)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random sampler")
-    parser.add_argument("--json", default=None, help="also write the records to this file")
+    add_argparse_flags(parser, SamplersBenchConfig)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run, print the table; returns 0."""
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    if args.root is None:
-        raise ConfigError("give --root (an SSL4EO-S12 folder) or set GEOSSL_REAL_DATA")
-    if args.json:
+    config = config_from(SamplersBenchConfig, args)
+    if config.json:
         from geossl.io import check_writable
 
-        check_writable(args.json, folder=False, flag="--json")  # before the benchmark
-    records = bench_samplers(args.root, args.patch_size,
-                             [s.strip() for s in args.sensors.split(",") if s.strip()],
-                             args.repeats, args.seed, data=args.data)
-    if args.json:
+        check_writable(config.json, folder=False, flag="--json")  # before the benchmark
+    records = bench_samplers(config)
+    if config.json:
         from geossl.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(records, indent=1) + "\n")
+        atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
     return 0
 
 

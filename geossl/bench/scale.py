@@ -25,12 +25,13 @@ Usage::
     geossl bench scale --cache /tmp/geossl-scale
     geossl bench scale --workers 1,2,4 --repeats 5 --json scale.json
 
-Also callable: ``bench_scale(cache=..., ...) -> dict``.
+Also callable: ``bench_scale(ScaleBenchConfig(cache=..., ...)) -> dict``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ import numpy as np
 
 from geossl.bench.data import MAJOR_TOM, MT_12, real_sample
 from geossl.errors import DataError
+from geossl.options import add_argparse_flags, config_from, option, parse_ints
 
 
 def default_data() -> Path:
@@ -208,7 +210,7 @@ def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, 
     from distributed import Client, LocalCluster
 
     from geossl.cluster import LOCAL_WORKER_CONFIG
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
     from geossl.tiling.tile import TileOptions, tile
 
     opts = TileOptions(size=size, min_valid=0.0)
@@ -241,8 +243,8 @@ def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, 
                 k = runs[f"embed{n}"] = runs.get(f"embed{n}", -1) + 1
                 out = cache / f"scale_embed_{n}_{k}.zarr"
                 shutil.rmtree(out, ignore_errors=True)
-                res = embed(str(ckpt), cells[0], out, size=embed_size, block_rows=4,
-                            device="cpu", scheduler=address, progress=False)
+                res = embed(EmbedConfig(str(ckpt), cells[0], out, size=embed_size, block_rows=4,
+                                        accelerator="cpu", scheduler=address, progress=False))
                 counts["embed"] = res.shape[1] * res.shape[2]
 
             fns[f"tile {n}"], fns[f"embed {n}"] = run_tile, run_embed
@@ -292,9 +294,9 @@ def bench_pretrain(cache: Path) -> dict[str, Any] | None:
     resnet18, 8 chips per process and step, 10 timed steps (``geossl bench ddp`` runs the same
     with other settings). ``cache`` is not used: the chips are written to a temporary folder.
     """
-    from geossl.bench.ddp import bench_ddp, defaults
+    from geossl.bench.ddp import DdpBenchConfig, bench_ddp
 
-    result = bench_ddp(defaults())
+    result = bench_ddp(DdpBenchConfig())
     return {"rows": [{"processes": r["processes"], "steps_s": r["steps_per_s"],
                       "chips_s": r["chips_per_s"]} for r in result["rows"]],
             "efficiency": result["efficiency"]}
@@ -303,21 +305,46 @@ def bench_pretrain(cache: Path) -> dict[str, Any] | None:
 # ---- report --------------------------------------------------------------------------------------
 
 
-def bench_scale(cache: str | Path, data: str | Path | None = None,
-                workers: list[int] | None = None,
-                repeats: int = 3, size: int = 128, embed_size: int = 32,
-                skip_floor: bool = False) -> dict[str, Any]:
+def _cache_default() -> str:
+    return str(Path.home() / ".cache" / "geossl-scale")
+
+
+@dataclasses.dataclass
+class ScaleBenchConfig:
+    """Options of ``geossl bench scale`` (each a flag: ``embed_size`` -> ``--embed-size``)."""
+
+    cache: str = option(factory=_cache_default, help="folder for outputs and the checkpoint "
+                        "(reused across runs)")
+    data: str | None = option(None, "Major-TOM folder (default "
+                              "$GEOSSL_REAL_DATA/major_tom_s2l2a)")
+    workers: list[int] = option(factory=lambda: [1, 2], flag_type=str,
+                                help="worker counts, comma-separated")
+    repeats: int = option(3, "timed runs (best kept)")
+    size: int = option(128, "chip size (tiling)")
+    embed_size: int = option(32, "window size (embedding)")
+    skip_floor: bool = option(False, "skip part (a)")
+    json: str | None = option(None, "also write the figures to this file")
+
+    def __post_init__(self) -> None:
+        """Split ``--workers``."""
+        self.workers = parse_ints("--workers", self.workers) or [1, 2]
+
+
+def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
     """Run every part; returns every figure (also printed by :func:`main`)."""
     import torch
 
+    workers, repeats = config.workers, config.repeats
+    size, embed_size, skip_floor = config.size, config.embed_size, config.skip_floor
+
     torch.set_num_threads(1)
-    data = Path(data) if data is not None else default_data()
+    data = Path(config.data) if config.data is not None else default_data()
     _cells(data)  # before anything runs: a wrong folder is one line
     from geossl.io import check_output, mark_output
 
     # the runs below remove their own earlier outputs inside the cache: never a user's folder
     # (absent, empty or an earlier cache of this benchmark)
-    cache = Path(check_output(cache, "bench", flag="--cache"))
+    cache = Path(check_output(config.cache, "bench", flag="--cache"))
     mark_output(cache, "bench")
     result: dict[str, Any] = {"cpu_count": os.cpu_count(), "repeats": repeats}
     if not skip_floor:
@@ -379,32 +406,24 @@ def _fmt_load(row: dict[str, Any]) -> str:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
+    """The flags of this benchmark (``prog``: the command's name in ``--help``).
+
+    One per field of :class:`ScaleBenchConfig`.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "geossl-scale"),
-                        help="folder for outputs and the checkpoint (reused across runs)")
-    parser.add_argument("--data", default=None,
-                        help="Major-TOM folder (default $GEOSSL_REAL_DATA/major_tom_s2l2a)")
-    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs (best kept)")
-    parser.add_argument("--size", type=int, default=128, help="chip size (tiling)")
-    parser.add_argument("--embed-size", type=int, default=32, help="window size (embedding)")
-    parser.add_argument("--skip-floor", action="store_true", help="skip part (a)")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    add_argparse_flags(parser, ScaleBenchConfig)
     return parser
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
-    args = build_parser(prog).parse_args(argv)
-    workers = [int(w) for w in args.workers.split(",") if w.strip()]
-    result = bench_scale(args.cache, args.data, workers, args.repeats, args.size,
-                         args.embed_size, args.skip_floor)
+    config = config_from(ScaleBenchConfig, build_parser(prog).parse_args(argv))
+    result = bench_scale(config)
     print(format_report(result))
-    if args.json:
+    if config.json:
         from geossl.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(result, indent=1))
+        atomic_write_text(config.json, json.dumps(result, indent=1))
     return 0
 
 

@@ -21,6 +21,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -39,6 +40,7 @@ from geossl.embeddings.search import (
     exact_topk,
     normalise,
 )
+from geossl.options import add_argparse_flags, config_from, option
 
 TARGET_P50_MS = 5.0
 TARGET_RECALL = 0.95
@@ -91,12 +93,43 @@ def recall_at(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     return float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(found, truth)]))
 
 
-def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int = 10,
-                 ef_search: Sequence[int] = (64, 128, 256, 512), m: int = HNSW_M,
-                 ef_construction: int = EF_CONSTRUCTION, threads: int | None = None,
-                 seed: int = 0, with_usearch: bool = False,
-                 log: Callable[[str], Any] = print) -> dict[str, Any]:
+@dataclasses.dataclass
+class SearchBenchConfig:
+    """Options of ``geossl bench search`` (each a flag: ``ef_search`` -> ``--ef-search``)."""
+
+    n: int = option(1_000_000, "database vectors")
+    dim: int = option(128, "dimensions of every vector")
+    queries: int = option(200, "query vectors timed")
+    k: int = option(10, "neighbours per query (recall@k)")
+    ef_search: list[int] = option(factory=lambda: [64, 128, 256, 512], flag_type=str,
+                                  help="HNSW search beam widths, comma-separated")
+    m: int = option(HNSW_M, "HNSW links per node")
+    ef_construction: int = option(EF_CONSTRUCTION, "HNSW candidate list size while building")
+    threads: int | None = option(None, "build threads (default: cores)")
+    seed: int = option(0, "seed of the random vectors")
+    usearch: bool = option(False, "also measure usearch's HNSW")
+    json: str | None = option(None, "write the records here")
+
+    def __post_init__(self) -> None:
+        """Split ``--ef-search`` and check the sizes.
+
+        Raises:
+            ConfigError: one line naming the flags.
+        """
+        from geossl.errors import ConfigError
+        from geossl.options import parse_ints
+
+        self.ef_search = parse_ints("--ef-search", self.ef_search) or []
+        if self.n < self.k or self.queries < 1 or self.n < self.queries:
+            raise ConfigError("--n must be >= --k and >= --queries >= 1")
+
+
+def bench_search(config: SearchBenchConfig, log: Callable[[str], Any] = print
+                 ) -> dict[str, Any]:
     """Run the benchmark; returns the records and prints the table."""
+    n, dim, queries, k = config.n, config.dim, config.queries, config.k
+    ef_search, m, ef_construction = config.ef_search, config.m, config.ef_construction
+    threads, seed, with_usearch = config.threads, config.seed, config.usearch
     import faiss
 
     load0 = os.getloadavg()
@@ -184,39 +217,22 @@ def bench_search(n: int = 1_000_000, dim: int = 128, queries: int = 200, k: int 
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """Flags of ``geossl bench search``."""
+    """Flags of ``geossl bench search``: one per field of :class:`SearchBenchConfig`."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=1_000_000, help="database vectors")
-    p.add_argument("--dim", type=int, default=128, help="dimensions of every vector")
-    p.add_argument("--queries", type=int, default=200, help="query vectors timed")
-    p.add_argument("--k", type=int, default=10, help="neighbours per query (recall@k)")
-    p.add_argument("--ef-search", type=str, default="64,128,256,512",
-                   help="HNSW search beam widths, comma-separated")
-    p.add_argument("--m", type=int, default=HNSW_M, help="HNSW links per node")
-    p.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION,
-                   help="HNSW candidate list size while building")
-    p.add_argument("--threads", type=int, default=None, help="build threads (default: cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors")
-    p.add_argument("--usearch", action="store_true", help="also measure usearch's HNSW")
-    p.add_argument("--json", type=str, default=None, help="write the records here")
+    add_argparse_flags(p, SearchBenchConfig)
     return p
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Parse ``argv``, run, print the table; returns 0."""
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    if args.n < args.k or args.queries < 1 or args.n < args.queries:
-        from geossl.errors import ConfigError
-
-        raise ConfigError("--n must be >= --k and >= --queries >= 1")
-    res = bench_search(args.n, args.dim, args.queries, args.k,
-                       [int(v) for v in args.ef_search.split(",")], args.m,
-                       args.ef_construction, args.threads, args.seed, args.usearch)
-    if args.json:
+    config = config_from(SearchBenchConfig, args)
+    res = bench_search(config)
+    if config.json:
         from geossl.io import atomic_write_text, jsonable
 
-        atomic_write_text(args.json, json.dumps(jsonable(res), indent=1) + "\n")
+        atomic_write_text(config.json, json.dumps(jsonable(res), indent=1) + "\n")
     return 0
 
 

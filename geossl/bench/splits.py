@@ -15,33 +15,51 @@ Also callable: ``bench_splits(n=..., ...) -> list[dict]`` (one record per strate
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from geossl.options import add_argparse_flags, config_from, option, parse_names
+from geossl.splits.config import DEFAULT_BLOCK_SIZE
+
 #: SEN12MS totals (also in geossl/testing/footprints.py, imported only when running)
 N_PATCHES = 180_662
 N_SCENES = 252
 
 
-def bench_splits(
-    n: int = N_PATCHES,
-    scenes: int = N_SCENES,
-    block_size: float = 10240.0,
-    buffer: float = 0.0,
-    seed: int = 0,
-    strategies: Sequence[str] | None = None,
-    fractions: tuple[float, float] = (0.8, 0.2),
-    log: Callable[[str], None] = print,
-) -> list[dict[str, Any]]:
+@dataclasses.dataclass
+class SplitsBenchConfig:
+    """Options of ``geossl bench splits`` (each a flag: ``block_size`` -> ``--block-size``)."""
+
+    n: int = option(N_PATCHES, "number of footprints, i.e. the size of the run (default: "
+                    "SEN12MS, 180,662; e.g. 2000 for a tiny run)")
+    scenes: int = option(N_SCENES, "scenes the footprints are spread over")
+    block_size: float = option(DEFAULT_BLOCK_SIZE, "metres, for block and checkerboard")
+    buffer: float = option(0.0, "metres")
+    seed: int = option(0, "seed of the generated footprints and of the random strategies")
+    strategies: list[str] | None = option(
+        None, "comma-separated subset of the strategies (default all)", flag_type=str | None)
+    json: str | None = option(None, "also write the records to this file")
+    fractions: tuple[float, float] = option((0.8, 0.2), "train and test fractions", flag=False)
+
+    def __post_init__(self) -> None:
+        """Split ``--strategies``."""
+        self.strategies = parse_names(self.strategies)
+
+
+def bench_splits(config: SplitsBenchConfig, log: Callable[[str], None] = print
+                 ) -> list[dict[str, Any]]:
     """Time every split strategy and its leakage report on ``n`` SEN12MS-like footprints.
 
     Returns:
         one record per strategy: counts per split, achieved test fraction, leaking chips and
         overlap area (km²) from the leakage report, and the seconds taken.
     """
+    n, scenes, block_size, buffer = config.n, config.scenes, config.block_size, config.buffer
+    seed, strategies, fractions = config.seed, config.strategies, config.fractions
     from geossl import splits as S
     from geossl.errors import ConfigError
     from geossl.testing.footprints import make_footprints
@@ -90,21 +108,9 @@ def bench_splits(
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
-    """The flags of this benchmark."""
+    """The flags of this benchmark: one per field of :class:`SplitsBenchConfig`."""
     parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--n", type=int, default=N_PATCHES,
-                        help="number of footprints, i.e. the size of the run (default: SEN12MS, "
-                             "180,662; e.g. 2000 for a tiny run)")
-    parser.add_argument("--scenes", type=int, default=N_SCENES,
-                        help="scenes the footprints are spread over")
-    parser.add_argument("--block-size", type=float, default=10240.0,
-                        help="metres, for block and checkerboard")
-    parser.add_argument("--buffer", type=float, default=0.0, help="metres")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the generated footprints and of the random strategies")
-    parser.add_argument("--strategies", default=None,
-                        help="comma-separated subset of the strategies (default all)")
-    parser.add_argument("--json", default=None, help="also write the records to this file")
+    add_argparse_flags(parser, SplitsBenchConfig)
     return parser
 
 
@@ -114,17 +120,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     ``prog`` is the command's name in ``--help``.
     """
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    strategies = [s.strip() for s in args.strategies.split(",")] if args.strategies else None
-    if args.json:
+    config = config_from(SplitsBenchConfig, args)
+    if config.json:
         from geossl.io import check_writable
 
-        check_writable(args.json, folder=False, flag="--json")  # before the benchmark runs
-    records = bench_splits(args.n, args.scenes, args.block_size, args.buffer, args.seed,
-                           strategies)
-    if args.json:
+        check_writable(config.json, folder=False, flag="--json")  # before the benchmark runs
+    records = bench_splits(config)
+    if config.json:
         from geossl.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(records, indent=1) + "\n")
+        atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
     return 0
 
 

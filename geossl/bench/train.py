@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from geossl.bench.config import BenchConfig
 from geossl.devices import lightning_accelerator, resolve_device, resolve_precision
 from geossl.errors import ConfigError
-from geossl.machine import default_workers
 
 #: every measurement ``--only`` can select
 ALL = ("geossl-simclr", "geossl-moco", "torchgeo-simclr", "torchgeo-moco", "ceiling",
@@ -66,29 +66,6 @@ class Result:
     #: images per second of CPU time (user + system of this process, all its threads, and of
     #: its child processes: the loader workers): steadier than wall time on a shared machine
     images_per_cpu_s: float = math.nan
-
-
-@dataclasses.dataclass
-class BenchConfig:
-    """Options of ``geossl bench train``."""
-
-    backbone: str = "resnet18"
-    bands: int = 13
-    size: int = 64
-    batch_size: int = 32
-    steps: int = 10
-    warmup: int = 3
-    precision: str = "auto"
-    compile: bool = False
-    channels_last: bool | None = None
-    device: str = "auto"
-    workers: int = dataclasses.field(default_factory=default_workers)  # min(4, available cores)
-    chips: str | None = None
-    num_chips: int | None = None
-    only: list[str] | None = None
-    out: str | None = None
-    repeats: int = 1
-    mae_backbone: str = "vit_tiny_patch16_224"
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,12 +687,15 @@ def bench_train(cfg: BenchConfig) -> list[Result]:
     """Run ``geossl bench train``: measure, print the table, optionally save JSON + markdown.
 
     Raises:
-        DataError: ``--out`` cannot be written (checked before the benchmark runs).
+        DataError: ``--out`` cannot be written, or is a folder that is not empty nor an
+            earlier ``bench train`` output (checked before the benchmark runs).
     """
-    if cfg.out:
-        from geossl.io import check_writable
+    if cfg.out:  # not after minutes of measuring
+        from geossl.io import check_output, check_writable, mark_output
 
-        check_writable(cfg.out, folder=True)  # not after minutes of measuring
+        check_output(cfg.out, "bench", own=("bench_train.json",))
+        mark_output(cfg.out, "bench")
+        check_writable(cfg.out, folder=True)
     results = run_bench(cfg)
     table = format_table(results, cfg)
     print(table)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -35,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from geossl.options import add_argparse_flags, config_from, option, parse_names
 
 #: Major-TOM Sentinel-2 L2A bands (no B10)
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11",
@@ -73,10 +76,27 @@ def build_cached_file(name: str) -> Path:
     return path
 
 
-def bench_weights(spec: str = "torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
-                  bands: Sequence[str] = tuple(L2A_BANDS), batch_size: int = 16,
-                  size: int = 64, repeats: int = 5, seed: int = 0,
-                  log: Callable[[str], None] = print) -> dict[str, Any]:
+@dataclasses.dataclass
+class WeightsBenchConfig:
+    """Options of ``geossl bench weights`` (each a flag: ``batch_size`` -> ``--batch-size``)."""
+
+    spec: str = option("torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO", "torchgeo:<Enum.MEMBER>")
+    bands: list[str] = option(factory=lambda: list(L2A_BANDS), flag_type=str,
+                              help="the data's bands, comma-separated (default: Major-TOM L2A, "
+                              "12)")
+    batch_size: int = option(16, "images per forward pass")
+    size: int = option(64, "image size in pixels")
+    repeats: int = option(5, "timed runs of each side (best kept)")
+    json: str | None = option(None, "write the result here")
+    seed: int = option(0, "seed of the random images", flag=False)
+
+    def __post_init__(self) -> None:
+        """Split ``--bands``."""
+        self.bands = parse_names(self.bands) or []
+
+
+def bench_weights(config: WeightsBenchConfig, log: Callable[[str], None] = print
+                  ) -> dict[str, Any]:
     """Time geossl's named weights against TorchGeo's constructor (see the module docstring).
 
     Returns:
@@ -90,6 +110,8 @@ def bench_weights(spec: str = "torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
     from geossl.normalize import make_normalizer
     from geossl.weights import match_bands, torchgeo_cache_path, torchgeo_weight
 
+    spec, bands, batch_size = config.spec, config.bands, config.batch_size
+    size, repeats, seed = config.size, config.repeats, config.seed
     if not spec.startswith("torchgeo:"):
         raise ConfigError("geossl bench weights compares against torchgeo.models: give "
                           "--spec torchgeo:<Enum.MEMBER>")
@@ -164,28 +186,23 @@ def _meta_only(spec: str, weight: Any) -> Any:
 
 
 def build_parser(prog: str | None = "geossl bench weights") -> argparse.ArgumentParser:
-    """The flags of this benchmark (``prog``: the command's name in ``--help``)."""
+    """The flags of this benchmark (``prog``: the command's name in ``--help``).
+
+    One per field of :class:`WeightsBenchConfig`.
+    """
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    parser.add_argument("--spec", default="torchgeo:ResNet18_Weights.SENTINEL2_ALL_MOCO",
-                        help="torchgeo:<Enum.MEMBER>")
-    parser.add_argument("--bands", default=",".join(L2A_BANDS),
-                        help="the data's bands, comma-separated (default: Major-TOM L2A, 12)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass")
-    parser.add_argument("--size", type=int, default=64, help="image size in pixels")
-    parser.add_argument("--repeats", type=int, default=5,
-                        help="timed runs of each side (best kept)")
-    parser.add_argument("--json", default=None, help="write the result here")
+    add_argparse_flags(parser, WeightsBenchConfig)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "geossl bench weights") -> int:
     """``geossl bench weights`` (see the module docstring)."""
     args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
+    config = config_from(WeightsBenchConfig, args)
     from geossl.io import atomic_write_text
     from geossl.weights import torchgeo_cache_path, torchgeo_weight
 
-    bands = [b.strip() for b in args.bands.split(",") if b.strip()]
-    name = args.spec.removeprefix("torchgeo:")
+    name = config.spec.removeprefix("torchgeo:")
     with tempfile.TemporaryDirectory(prefix="geossl-bench-weights-") as tmp:
         home = None
         if not torchgeo_cache_path(torchgeo_weight(name)).is_file():
@@ -194,9 +211,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "geossl bench weights") 
                 path = build_cached_file(name)
             print(f"no cached file: built one in TorchGeo's format at {path}")
         with torch_home(home):
-            res = bench_weights(args.spec, bands, args.batch_size, args.size, args.repeats)
+            res = bench_weights(config)
         res["built_file"] = home is not None
-    if args.json:
-        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    if config.json:
+        atomic_write_text(config.json, json.dumps(res, indent=2) + "\n")
+        print(f"wrote {config.json}")
     return 0

@@ -8,8 +8,8 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
-from geossl.datasets.registry import DATASETS
-from geossl.options import FLAG_TYPE, field_default, field_help
+from geossl.datasets.registry import data_help
+from geossl.options import BARE, FLAG_TYPE, NO_FLAG, POSITIONAL, field_default, field_help
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
@@ -18,8 +18,7 @@ def add_data(parser: ArgumentParser, default: str | None = None, required: bool 
         "--data",
         type=str | None if not required else str,
         default=default,
-        help="dataset: " + ", ".join(DATASETS) + ", a name registered with "
-             "geossl.datasets.register, or an import path module:Class",
+        help=data_help(),
     )
     parser.add_argument("--root", type=str | None, default=None, help="dataset folder")
 
@@ -45,17 +44,17 @@ def add_workers(parser: ArgumentParser, default: int = 0) -> None:
 
 def add_scheduler(parser: ArgumentParser) -> None:
     """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
-    parser.add_argument("--scheduler", type=str | None, default=None,
-                        help="address of a Dask scheduler to run the tasks on (tcp://HOST:PORT; "
-                             "default: $DASK_SCHEDULER_ADDRESS, else --workers N > 1 local "
-                             "processes, else no cluster: in this process)")
+    from geossl.cluster import SCHEDULER_HELP
+
+    parser.add_argument("--scheduler", type=str | None, default=None, help=SCHEDULER_HELP)
 
 
 def add_scheduler_file(parser: ArgumentParser) -> None:
     """Add ``--scheduler-file PATH`` (the JSON ``dask scheduler --scheduler-file`` writes)."""
+    from geossl.cluster import SCHEDULER_FILE_HELP
+
     parser.add_argument("--scheduler-file", type=str | None, default=None,
-                        help="scheduler file written by `dask scheduler --scheduler-file PATH` "
-                             "(instead of --scheduler; waited for up to 60 s)")
+                        help=SCHEDULER_FILE_HELP)
 
 
 def scheduler(cfg: Any) -> str | None:
@@ -64,27 +63,9 @@ def scheduler(cfg: Any) -> str | None:
     Raises:
         ConfigError: both given, or a scheduler file that is missing or damaged.
     """
-    from geossl.cluster import scheduler_from_file
-    from geossl.errors import ConfigError
+    from geossl.cluster import scheduler_of
 
-    address = cfg.get("scheduler")
-    path = cfg.get("scheduler_file", cfg.get("scheduler-file"))
-    if path is None:
-        return address  # type: ignore[no-any-return]
-    if address is not None:
-        raise ConfigError("give --scheduler or --scheduler-file, not both")
-    return scheduler_from_file(path)
-
-
-def add_trainer(parser: ArgumentParser) -> None:
-    """Add the training flags shared by every training command."""
-    parser.add_argument("--accelerator", type=str, default="auto", help="cpu, gpu or auto")
-    parser.add_argument("--devices", type=str, default="auto", help="number of devices or auto")
-    parser.add_argument("--max-steps", type=int, default=-1, help="stop after N optimiser steps")
-    parser.add_argument("--max-epochs", type=int | None, default=None, help="stop after N epochs")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size per device")
-    parser.add_argument("--precision", type=str, default="auto",
-                        help="auto (bf16-mixed on GPU, 32 on CPU), 32, bf16-mixed, 16-mixed")
+    return scheduler_of(cfg.get("scheduler"), cfg.get("scheduler_file", cfg.get("scheduler-file")))
 
 
 #: keyword arguments for a boolean flag given bare or with a value: ``--report``,
@@ -102,17 +83,45 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
 
     ``batch_size`` becomes ``--batch-size`` (``batch_size`` in ``--config`` YAML); the type is
     the field's (or its ``flag_type``, see :func:`geossl.options.option`), the default the
-    field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag.
+    field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag
+    (``bare``: ``--name`` or ``--name true|false``); a ``positional`` field is a positional
+    argument; a field without a default is a required argument; a field declared with
+    ``flag=False`` has no flag.
     """
-    hints = typing.get_type_hints(config)
     for field in dataclasses.fields(config):
+        if field.metadata.get(NO_FLAG):
+            continue
         name = "--" + field.name.replace("_", "-")
         default, text = field_default(field), field_help(field)
-        kind = field.metadata.get(FLAG_TYPE, hints[field.name])
-        if kind is bool:
+        kind = field.metadata.get(FLAG_TYPE) or _field_type(config, field)
+        if field.metadata.get(POSITIONAL):
+            extra = {} if default is dataclasses.MISSING else {"nargs": "?", "default": default}
+            parser.add_argument(field.name, type=kind, help=text, **extra)
+        elif default is dataclasses.MISSING:
+            parser.add_argument(name, type=kind, required=True, help=text)
+        elif kind is bool and field.metadata.get(BARE):
+            parser.add_argument(name, default=default, help=text, **FLAG)
+        elif kind is bool:
             parser.add_argument(name, action=yes_no(), default=default, help=text)
         else:
             parser.add_argument(name, type=kind, default=default, help=text)
+
+
+def _field_type(config: type[Any], field: dataclasses.Field[Any]) -> Any:
+    """The type of one field, its annotation evaluated alone.
+
+    Field by field, not :func:`typing.get_type_hints` of the class: a field with a
+    ``flag_type`` may be annotated with a type imported for type checking only (an
+    ``EncoderSource``, which would bring torch into the parser).
+    """
+    import sys
+
+    if not isinstance(field.type, str):
+        return field.type
+    hints = typing.get_type_hints(
+        type("_Field", (), {"__annotations__": {field.name: field.type}}),
+        vars(sys.modules[config.__module__]))
+    return hints[field.name]
 
 
 def band_list(value: Any) -> list[str] | None:

@@ -20,11 +20,13 @@ Examples:
     geossl bench search --n 20000                        # exact vs faiss HNSW; default 1M x 128
     geossl bench samplers --patch-size 128               # geossl's grid vs TorchGeo's samplers
 
-Each benchmark is a library module: ``train`` is :func:`geossl.bench.train.bench_train` (its
-flags are declared here, so that a ``--config`` file can set them); ``data``, ``splits`` and
-``polsar`` are the ``main(argv)`` of :mod:`geossl.bench.data`, :mod:`geossl.bench.splits` and
-:mod:`geossl.bench.polsar_report`, which get every argument after ``WHAT`` and are imported only
-when asked for.
+Each benchmark is a library module with one configuration class declaring its flags, defaults
+and help once: ``train`` is :func:`geossl.bench.train.bench_train` on a
+:class:`geossl.bench.config.BenchConfig` (its flags are also accepted before WHAT, so that a
+``--config`` file can set them); the others are the ``main(argv)`` of
+:mod:`geossl.bench.data`, :mod:`geossl.bench.splits`, ... (``DataBenchConfig``,
+``SplitsBenchConfig``, ..., ``PolsarBenchConfig``), which get every argument after ``WHAT`` and
+are imported only when asked for.
 All of them ship in the package: an installed wheel runs them from any folder; none uses a path
 of the source checkout (data from flags or ``$GEOSSL_REAL_DATA``).
 """
@@ -38,10 +40,9 @@ from typing import TYPE_CHECKING, Literal
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from geossl.commands import _common
-from geossl.machine import default_workers
 
 if TYPE_CHECKING:
-    from geossl.bench.train import BenchConfig
+    from geossl.bench.config import BenchConfig
 
 NAME = "bench"
 HELP = ("benchmarks: train (images/s vs TorchGeo and the ceiling), data, splits, polsar, scale, "
@@ -56,39 +57,10 @@ TOOLS = {"data": "geossl.bench.data", "splits": "geossl.bench.splits",
 
 
 def add_train_arguments(parser: ArgumentParser) -> None:
-    """Declare the flags of ``geossl bench train``."""
-    parser.add_argument("--backbone", type=str, default="resnet18", help="timm model name")
-    parser.add_argument("--bands", type=int, default=13, help="input bands")
-    parser.add_argument("--size", type=int, default=64, help="image size in pixels")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    parser.add_argument("--precision", type=str, default="auto",
-                        help="auto (bf16-mixed on GPU, 32 on CPU), 32-true, bf16-mixed, 16-mixed")
-    parser.add_argument("--compile", action=_common.yes_no(), default=False,
-                        help="torch.compile the encoders (geossl and ceiling)")
-    parser.add_argument("--channels-last", action=_common.yes_no(), default=None,
-                        help="channels_last memory format (default: on a GPU)")
-    parser.add_argument("--device", type=str, default="auto", help="auto, cpu, cuda, cuda:1")
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="loader workers for the end-to-end measurement (default "
-                             "min(4, available cores))")
-    parser.add_argument("--chips", type=str | None, default=None,
-                        help="folder with a chip index (index.parquet) for the end-to-end "
-                             "measurement (default: chips written to a temporary folder)")
-    parser.add_argument("--num-chips", type=int | None, default=None,
-                        help="chips to write when --chips is not given")
-    parser.add_argument("--only", type=list[str] | None, default=None,
-                        help="subset of geossl-simclr, geossl-moco, torchgeo-simclr, "
-                             "torchgeo-moco, ceiling, loader, e2e-simclr, geossl-mae, "
-                             "torchgeo-mae")
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="measure the in-memory rows this many times, round-robin; keep the "
-                             "best (use 2-3 on a shared machine)")
-    parser.add_argument("--out", type=str | None, default=None,
-                        help="folder for bench_train.json and bench_train.md")
-    parser.add_argument("--mae-backbone", type=str, default="vit_tiny_patch16_224",
-                        help="ViT of the geossl-mae / torchgeo-mae rows (run at its native size)")
+    """Declare the flags of ``geossl bench train``: one per field of :class:`BenchConfig`."""
+    from geossl.bench.config import BenchConfig  # light: no torch while the parser is built
+
+    _common.add_dataclass_flags(parser, BenchConfig)
 
 
 def add_arguments(parser: ArgumentParser) -> None:
@@ -117,24 +89,20 @@ def run(cfg: Namespace) -> int:
     rest = [str(a) for a in (cfg.get("args") or [])]
     if cfg.what == "train":
         from geossl.bench.train import bench_train
-        from geossl.io import check_output, mark_output
 
-        bench_cfg = train_config(cfg, rest)
-        if bench_cfg.out:  # before measuring: absent, empty or an earlier bench train output
-            check_output(bench_cfg.out, "bench", own=("bench_train.json",))
-            mark_output(bench_cfg.out, "bench")
-        bench_train(bench_cfg)
+        bench_train(train_config(cfg, rest))
         return 0
     main = importlib.import_module(TOOLS[cfg.what]).main
     return int(main(rest, prog=f"geossl bench {cfg.what}") or 0)
 
 
 def train_config(cfg: Namespace, argv: list[str]) -> BenchConfig:
-    """The :class:`~geossl.bench.train.BenchConfig` of ``geossl bench train``.
+    """The :class:`~geossl.bench.config.BenchConfig` of ``geossl bench train``.
 
     Its flags are in ``argv``; their defaults come from ``cfg`` (a --config file).
     """
-    from geossl.bench.train import BenchConfig
+    from geossl.bench.config import BenchConfig
+    from geossl.options import config_from
 
     parser = ArgumentParser(prog="geossl bench train",
                             description="Pretraining images/s against TorchGeo and the ceiling.")
@@ -144,6 +112,4 @@ def train_config(cfg: Namespace, argv: list[str]) -> BenchConfig:
     known = {a.dest for a in parser._actions}
     parser.set_defaults(**{k: v for k, v in cfg.as_dict().items()
                            if k in known and k != "config"})
-    values = {k.replace("-", "_"): v for k, v in parser.parse_args(argv).as_dict().items()}
-    names = set(BenchConfig.__dataclass_fields__)
-    return BenchConfig(**{k: v for k, v in values.items() if k in names})
+    return config_from(BenchConfig, parser.parse_args(argv))

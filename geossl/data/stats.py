@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.data.config import StatsConfig
 from geossl.datasets.base import band_names
 from geossl.errors import ConfigError, DataError
 from geossl.pairing import key_sensor
@@ -578,26 +579,7 @@ def stats_chunk(spec: DatasetSpec, positions: list[int], keys: Sequence[str],
                        seed, False, None)
 
 
-def dataset_stats(
-    data: str,
-    root: str,
-    index: str | None = None,
-    *,
-    max_samples: int | None = 2000,
-    bands: Sequence[str | int] | None = None,
-    keys: Sequence[str] | None = None,
-    nodata: float | None = None,
-    percentiles: Sequence[float] = (1, 99),
-    reservoir: int = 200_000,
-    seed: int = 0,
-    workers: int = 0,
-    scheduler: str | None = None,
-    patch_size: int = 256,
-    chunk: int = 64,
-    progress: bool = True,
-    split_file: str | None = None,
-    split_name: str = "train",
-) -> dict[str, dict[str, Any]]:
+def dataset_stats(config: StatsConfig) -> dict[str, dict[str, Any]]:
     """Band statistics of a named dataset (``geossl stats``), in this process or on Dask.
 
     In this process (no scheduler, ``workers`` <= 1) this is :func:`compute_stats` on the
@@ -605,32 +587,33 @@ def dataset_stats(
     of ``chunk`` samples; each task opens the dataset on its worker (once per worker),
     accumulates its chunk, and the partial results are merged here in chunk order (exact
     for counts, means and variances; reservoirs merged by key), so the result does not depend
-    on the number of workers.
+    on the number of workers. With ``out``, that file is checked first (absent, or an earlier
+    statistics file) and written by :func:`write_stats`.
 
     Args:
-        data: dataset name (``chips``, ``sen12ms``, ...; see :func:`open_dataset`).
-        root: its folder (on a cluster: a path every worker sees).
-        index: chip index for ``chips``.
-        max_samples: at most this many samples, drawn at random with ``seed`` (None: all).
-        bands: band names or positions to keep.
-        keys: image keys (default: every ``image*`` key of the first sample).
-        nodata: value to ignore besides NaN and infinities.
-        percentiles: percentiles to report.
-        reservoir: values kept per band for percentiles.
-        seed: random seed.
-        workers: processes of a local Dask cluster (0 or 1: in this process).
-        scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``).
-        patch_size: window size for GeoDatasets sampled on a grid.
-        chunk: samples per task.
-        progress: show a progress bar.
-        split_file: a split file from ``geossl split``: only its ``split_name`` side is read
-            (normalisation statistics without the test data).
-        split_name: which side of ``split_file``.
+        config: every option (:class:`~geossl.data.config.StatsConfig`, the flags of
+            ``geossl stats``): the dataset (``data``, ``root``, ``index``; on a cluster a path
+            every worker sees), at most ``max_samples`` samples drawn with ``seed``, the bands
+            and image ``key``, the ``nodata`` value ignored besides NaN and infinities, a split
+            file's side (``split``, ``split_name``: normalisation statistics without the test
+            data) and where the tasks run.
 
     Returns:
         as :func:`compute_stats`.
     """
     from geossl.cluster import Runner
+    from geossl.io import check_output
+
+    if config.out:
+        check_output(config.out, "stats", folder=False)  # before computing anything
+    assert config.data is not None and config.root is not None  # StatsConfig requires them
+    data, root, index, max_samples = config.data, config.root, config.index, config.max_samples
+    bands: Sequence[str | int] | None = config.bands
+    keys: Sequence[str] | None = [config.key] if config.key else None
+    nodata, percentiles, reservoir = config.nodata, config.percentiles, config.reservoir
+    seed, workers, patch_size, chunk = config.seed, config.workers, config.patch_size, config.chunk
+    progress, split_file, split_name = config.progress, config.split, config.split_name
+    scheduler = config.scheduler_address()
 
     spec = DatasetSpec(data, str(root), index, patch_size,
                        tuple(bands) if bands is not None else None,
@@ -663,6 +646,29 @@ def dataset_stats(
                 total.merge(waiting.pop(nxt))
                 nxt += 1
     return _results(total, percentiles, root)
+
+
+def write_stats(config: StatsConfig, stats: dict[str, dict[str, Any]]) -> Path:
+    """Write the statistics JSON of ``geossl stats --out`` (atomically).
+
+    The document holds the options that chose the samples (``data``, ``root``,
+    ``max_samples``, ``seed``, ``nodata``, the split side) next to ``stats``;
+    ``geossl.data.normalize.get_normalizer(..., stats=FILE)`` reads it.
+
+    Returns:
+        the file written (``config.out``).
+    """
+    import json
+
+    from geossl.io import atomic_write_text
+
+    assert config.out is not None
+    split = {"file": str(config.split), "name": config.split_name} if config.split else None
+    doc = {"data": config.data, "root": str(config.root), "max_samples": config.max_samples,
+           "seed": config.seed, "nodata": config.nodata, "split": split, "stats": stats}
+    path = Path(config.out)
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return path
 
 
 def compute_band_stats(

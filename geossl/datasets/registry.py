@@ -305,3 +305,9 @@ def evaluation_dataset(
     if split is not None:
         args["split"] = split
     return get_dataset(name, root, **args).for_evaluation(label_column)
+
+
+def data_help() -> str:
+    """The help of a ``--data`` flag: the names it takes."""
+    return ("dataset: " + ", ".join(DATASETS) + ", a name registered with "
+            "geossl.datasets.register, or an import path module:Class")

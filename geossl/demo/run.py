@@ -460,7 +460,7 @@ def stage_pictures(ctx: DemoContext) -> None:
 def stage_map(ctx: DemoContext) -> None:
     """Embedding map of the whole scene, its k-means cluster map and a side-by-side PNG."""
     from geossl.demo import evaluate as demo_eval
-    from geossl.embed import embed
+    from geossl.embed import EmbedConfig, embed
 
     assert ctx.scene is not None and ctx.index is not None
     source = ctx.extra["ssl_source"]
@@ -469,9 +469,10 @@ def stage_map(ctx: DemoContext) -> None:
     where = ctx.index if stride == ctx.size else ctx.scene
     bands = ctx.extra["bands"]
     _say(f"embedding map of the scene ({ctx.size} px windows every {stride} px)")
-    result = embed(source, where, ctx.out / "embedding.zarr", size=ctx.size, stride=stride,
-                   batch_size=128, bands=bands, clusters=ctx.clusters,
-                   cluster_map=ctx.out / "cluster_map.tif", seed=ctx.seed, resume=False)
+    result = embed(EmbedConfig(source, where, ctx.out / "embedding.zarr", size=ctx.size,
+                               stride=stride, batch_size=128, bands=bands, clusters=ctx.clusters,
+                               cluster_map=ctx.out / "cluster_map.tif", seed=ctx.seed,
+                               resume=False))
     assert result.cluster_map is not None
     rgb, bounds, _, _, _ = scene_rgb(ctx.scene)
     png = demo_eval.plot_cluster_map(

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PROTOCOLS", "evaluate"]
+from geossl.eval.config import EvaluateConfig
+
+__all__ = ["PROTOCOLS", "EvaluateConfig", "evaluate"]
 
 PROTOCOLS = ("linear", "knn", "finetune", "cluster")
 
 
-def evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """See :func:`geossl.eval.run.evaluate` (imported lazily to keep ``import geossl`` light)."""
     from geossl.eval.run import evaluate as _evaluate
 
-    return _evaluate(*args, **kwargs)
+    return _evaluate(config)

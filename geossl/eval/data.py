@@ -35,7 +35,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from geossl.datasets.base import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.chips import LabelledChips
 from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
-from geossl.errors import ConfigError, DataError, first_line
+from geossl.errors import ConfigError, DataError
 
 #: fractions and seed of the split made when none is given
 AUTO_FRACTIONS = (0.8, 0.2)
@@ -87,20 +87,9 @@ def parse_data_args(text: str | dict[str, Any] | None,
 
 
 def _parse_mapping(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    if text is None or text == "":
-        return {}
-    if isinstance(text, dict):
-        return dict(text)
-    import yaml
+    from geossl.options import parse_mapping
 
-    try:
-        value = yaml.safe_load(str(text))
-    except yaml.YAMLError as err:
-        raise ConfigError(f"--data-args is not YAML/JSON ({first_line(err)})") from err
-    if not isinstance(value, dict):
-        raise ConfigError(f"--data-args must be a mapping such as '{{patch_size: 16}}', got "
-                          f"{text!r}")
-    return {str(k): v for k, v in value.items()}
+    return parse_mapping("--data-args", text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ The flow:
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +45,7 @@ from geossl.devices import resolve_device
 from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
+from geossl.eval.config import EvaluateConfig
 from geossl.eval.data import resolve
 from geossl.eval.features import (
     FeatureSet,
@@ -54,12 +54,12 @@ from geossl.eval.features import (
     label_of,
 )
 from geossl.eval.finetune import finetune, parts, requested
-from geossl.eval.knn import KS, TEMPERATURE, knn_scores, nearest_neighbours
+from geossl.eval.knn import knn_scores, nearest_neighbours
 from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
 from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
-from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
+from geossl.eval.tasks import parse_tasks, task_sides
 from geossl.io import check_output, mark_output
 from geossl.normalize import make_normalizer
 
@@ -149,95 +149,23 @@ MAIN_TASK = "classes"
 # --------------------------------------------------------------------------------------------
 # evaluate
 # --------------------------------------------------------------------------------------------
-def evaluate(
-    ckpt: str | os.PathLike[str] | EncoderSource,
-    data: str | Dataset[dict[str, Any]],
-    root: str | os.PathLike[str] | None = None,
-    protocols: str | Sequence[str] = ("linear", "knn"),
-    *,
-    splits: str | os.PathLike[str] | dict[str, Any] | None = None,
-    train_split: str = "train",
-    test_split: str = "test",
-    labels_per_class: int | Sequence[int] | None = None,
-    labels_total: int | Sequence[int] | None = None,
-    seeds: Sequence[int] = (0,),
-    out: str | os.PathLike[str] | None = None,
-    backbone: str | None = None,
-    batch_size: int = 256,
-    device: str | torch.device | None = None,
-    bf16: bool = False,
-    workers: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    knn_k: Sequence[int] = KS,
-    knn_temperature: float = TEMPERATURE,
-    finetune_steps: int = 200,
-    finetune_lr: float = 1e-3,
-    finetune_batch_size: int = 64,
-    plots: bool = True,
-    sensor: SensorSelection = None,
-    data_args: dict[str, Any] | None = None,
-    label_path: str | os.PathLike[str] | None = None,
-    label_column: str | None = None,
-    tasks: str | BinaryTask | Sequence[str | dict[str, Any] | BinaryTask] | None = None,
-    predictions: bool = True,
-    preprocess: str = "weights",
-    freeze: str | Sequence[str] = (),
-    reinit: str | Sequence[str] = (),
-) -> dict[str, Any]:
+def evaluate(config: EvaluateConfig) -> dict[str, Any]:
     """Evaluate an encoder with the requested protocols, seeds and label budgets.
 
     Args:
-        ckpt: pretraining checkpoint, ``random``/``none`` (random ``backbone``),
-            ``product:PATH`` (an embedding product's vectors, see :mod:`geossl.eval.product`)
-            or an
-            :class:`EncoderSource`.
-        data: dataset name (with ``root``) or a dataset of sample dicts (``image``, ``label``,
-            ``id``).
-        root: dataset folder.
-        protocols: ``linear``, ``knn``, ``finetune``, ``cluster`` (list or comma-separated).
-        splits: saved split (file or dict with ``train`` and ``test`` ids); ``None`` for a
-            dataset name: its own split when it has one, else an overlap-aware split made now
-            and saved as ``OUT/splits.json`` (see :mod:`geossl.eval.data`).
-        train_split: name of the side budgets are drawn from.
-        test_split: name of the side every score is computed on.
-        labels_per_class: budget(s) of k labels per class.
-        labels_total: budget(s) of N labels in total (stratified).
-        seeds: one run per seed; tables show mean ± std.
-        out: output folder (``results.json``, ``results.md``, PNGs, feature cache).
-        backbone: timm backbone for ``random``.
-        batch_size: feature-extraction batch size.
-        device: ``auto``/``None`` (GPU when present), ``cpu``, ``gpu``, ``cuda:N``
-            (:func:`geossl.devices.resolve_device`).
-        bf16: bf16 autocast for extraction and fine-tuning.
-        workers: data-loader workers.
-        cache_dir: feature cache (default ``OUT/cache`` when ``data`` is a name).
-        knn_k: neighbourhood sizes.
-        knn_temperature: kNN vote temperature.
-        finetune_steps: optimiser steps of ``finetune`` and ``scratch``.
-        finetune_lr: their learning rate.
-        finetune_batch_size: their batch size.
-        plots: write the pictures.
-        sensor: which sensor(s) feed the encoder (see
-            :func:`~geossl.checkpoint.select_sensors`): for a ``geo`` encoder with per-sensor
-            stems the sensor to evaluate (default: its first sensor), for a fusion encoder a
-            subset of its sensors (default: all, stacked); must be the checkpoint's sensor for a
-            single-sensor encoder.
-        data_args: more dataset constructor arguments (e.g. ``{"patch_size": 16}`` for
-            PolSAR, ``{"version": 1}`` for BigEarthNet).
-        label_path: PolSAR class raster (default: the single image in ``ROOT/labels``).
-        label_column: chip-index column holding each chip's class (``--data chips``; default
-            ``label`` when present).
-        tasks: binary tasks scored next to the dataset's own classes, each a set of source
-            classes (``farmland``, ``NAME=Class A;Class B``; see :mod:`geossl.eval.tasks`):
-            every protocol runs once per task on the same features and label budgets.
-        predictions: write every run's test predictions to ``OUT/predictions/`` (see
-            :mod:`geossl.eval.predictions`).
-        preprocess: for named weights (``ckpt`` ``torchgeo:...``/``timm:...``): ``weights``
-            (their own normalisation) or ``dataset`` (the data's default normalisation).
-        freeze: encoder parts kept fixed while fine-tuning (partial freezing; module names or
-            ``adapters``, see :func:`geossl.eval.finetune.parts`), in the ``finetune`` and the
-            ``scratch`` rows alike, so the two differ only in their starting weights.
-        reinit: encoder parts drawn afresh before fine-tuning (e.g. ``adapters``).
+        config: every option (:class:`~geossl.eval.config.EvaluateConfig`, the flags of
+            ``geossl evaluate``): the encoder (``ckpt``: a pretraining checkpoint,
+            ``random``/``none`` with ``backbone``, named weights, ``product:PATH`` or an
+            :class:`EncoderSource`), the data (a dataset name with ``root``, or a dataset of
+            sample dicts) and its split (a saved one, else the dataset's own, else an
+            overlap-aware split made now and saved as ``OUT/splits.json``, see
+            :mod:`geossl.eval.data`), the protocols, label budgets (per class and in total,
+            drawn from the training side) and seeds (tables show mean ± std), the sensor(s)
+            fed to the encoder (see :func:`~geossl.checkpoint.select_sensors`), binary tasks
+            scored next to the classes (:mod:`geossl.eval.tasks`: every protocol runs once per
+            task on the same features and label budgets), extraction and fine-tuning settings
+            and the output folder (``results.json``, ``results.md``, PNGs, feature cache,
+            ``predictions/``, see :mod:`geossl.eval.predictions`).
 
     Returns:
         ``{"meta": ..., "runs": [...], "summary": [...], "paths": {...}, "notes": [...]}``
@@ -248,6 +176,19 @@ def evaluate(
         DataError: unreadable checkpoint or dataset, samples whose band count does not match
             the encoder.
     """
+    ckpt, data, root, protocols = config.ckpt, config.data, config.root, config.protocol
+    splits, train_split, test_split = config.splits, config.train_split, config.test_split
+    labels_per_class, labels_total, seeds = config.labels_per_class, config.labels, config.seeds
+    out, backbone, batch_size = config.out, config.backbone, config.batch_size
+    device, bf16, workers = config.accelerator, config.bf16, config.workers
+    cache_dir, knn_k, knn_temperature = config.cache_dir, config.knn_k, config.knn_temperature
+    finetune_steps, finetune_lr = config.finetune_steps, config.finetune_lr
+    finetune_batch_size, plots = config.finetune_batch_size, not config.no_plots
+    sensor, data_args, label_path = config.sensor, config.dataset_args(), config.label_path
+    label_column, tasks, predictions = config.label_column, config.task, config.predictions
+    preprocess = config.preprocess or "weights"
+    freeze, reinit = config.freeze or (), config.reinit or ()
+    assert data is not None  # EvaluateConfig refuses a missing --data
     t0 = time.time()
     names = parse_protocols(protocols)
     if (requested(freeze) or requested(reinit)) and "finetune" not in names:
@@ -594,9 +535,3 @@ def check_bands(meta: dict[str, Any], sensor: SensorSelection, sample: dict[str,
         which = ",".join(sensor_list(sensor)) or "image"
         raise DataError(f"the samples have {have} bands ({which}) but the encoder takes {want}",
                         where)
-
-
-def signature_defaults() -> dict[str, Any]:
-    """Default values of :func:`evaluate`'s keyword arguments (used by the CLI)."""
-    return {k: p.default for k, p in inspect.signature(evaluate).parameters.items()
-            if p.default is not inspect.Parameter.empty}

@@ -79,38 +79,94 @@ checks the ids against the footprints.
 
 from __future__ import annotations
 
-from geossl.splits.assign import (
-    ASSIGN_MODES,
-    DEFAULT_BLOCK_SIZE,
-    DROP,
-    STRATEGIES,
-    checkerboard_codes,
-    checkerboard_split,
-)
-from geossl.splits.files import (
-    load_split_ids,
-    load_splits,
-    read_footprints,
-    save_splits,
-    split_and_save,
-    split_names,
-)
-from geossl.splits.footprints import (
-    COMMON_CRS,
-    CROSS_CRS_TOLERANCE,
-    DENSIFY_M,
-    EPS_M,
-    ID_COLUMNS,
-    Footprints,
-    chip_ids,
-    conflict_pairs,
-    footprints,
-    max_scale_6933,
-    nonoverlapping_subset,
-    overlap_groups,
-)
-from geossl.splits.leakage import leakage_report, report_units
-from geossl.splits.strategies import make_splits
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from geossl.splits.assign import (
+        ASSIGN_MODES,
+        DROP,
+        STRATEGIES,
+        checkerboard_codes,
+        checkerboard_split,
+    )
+    from geossl.splits.config import DEFAULT_BLOCK_SIZE, SplitConfig
+    from geossl.splits.files import (
+        load_split_ids,
+        load_splits,
+        read_footprints,
+        save_splits,
+        split_and_save,
+        split_names,
+    )
+    from geossl.splits.footprints import (
+        COMMON_CRS,
+        CROSS_CRS_TOLERANCE,
+        DENSIFY_M,
+        EPS_M,
+        ID_COLUMNS,
+        Footprints,
+        chip_ids,
+        conflict_pairs,
+        footprints,
+        max_scale_6933,
+        nonoverlapping_subset,
+        overlap_groups,
+    )
+    from geossl.splits.leakage import leakage_report, report_units
+    from geossl.splits.strategies import make_splits
+
+#: where each name of the package lives: imported when first used, so that the light
+#: :mod:`geossl.splits.config` (read when the command line builds its parser) does not bring
+#: pandas and geopandas
+_WHERE = {name: module for module, names in {
+    "geossl.splits.assign": (
+        "ASSIGN_MODES", "DROP", "STRATEGIES", "checkerboard_codes", "checkerboard_split"
+    ),
+    "geossl.splits.config": ("DEFAULT_BLOCK_SIZE", "SplitConfig"),
+    "geossl.splits.files": (
+        "load_split_ids", "load_splits", "read_footprints", "save_splits", "split_and_save",
+        "split_names"
+    ),
+    "geossl.splits.footprints": (
+        "COMMON_CRS", "CROSS_CRS_TOLERANCE", "DENSIFY_M", "EPS_M", "ID_COLUMNS", "Footprints",
+        "chip_ids", "conflict_pairs", "footprints", "max_scale_6933", "nonoverlapping_subset",
+        "overlap_groups"
+    ),
+    "geossl.splits.leakage": ("leakage_report", "report_units"),
+    "geossl.splits.strategies": ("make_splits",),
+}.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A name of :data:`__all__`, imported from its module when first used (PEP 562)."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """This package: ``geossl.splits.footprints`` is the function, as when it was imported eagerly.
+
+    Importing the submodule :mod:`geossl.splits.footprints` binds the package attribute of that
+    name to the module; the eager ``from geossl.splits.footprints import footprints`` used to
+    rebind it to the function (``splits.footprints(gdf)``). Lazily, that binding is refused
+    instead, and the name resolves to the function through :func:`__getattr__`.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "footprints" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "ASSIGN_MODES",
@@ -123,6 +179,7 @@ __all__ = [
     "ID_COLUMNS",
     "STRATEGIES",
     "Footprints",
+    "SplitConfig",
     "checkerboard_codes",
     "checkerboard_split",
     "chip_ids",

@@ -18,9 +18,6 @@ from geossl.splits.footprints import Footprints, conflict_pairs, footprints
 
 #: split strategies of :func:`make_splits`
 STRATEGIES = ("overlap", "block", "scene", "random", "nonoverlapping", "checkerboard")
-#: default block side (``block``, ``checkerboard``): 4 SEN12MS patches (256 px at 10 m = 2560 m)
-#: per side, so that few patches straddle a block border (see conf/split.yaml)
-DEFAULT_BLOCK_SIZE = 10240.0
 #: how ``checkerboard`` places a chip: in the block holding its footprint, or its centre
 ASSIGN_MODES = ("footprint", "centroid")
 #: label of chips removed to keep splits apart

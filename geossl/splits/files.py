@@ -7,7 +7,7 @@ Part of :mod:`geossl.splits` (see its docstring for the strategies and the metri
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from geossl.errors import ConfigError, DataError, first_line
 from geossl.io import atomic_path, atomic_write_text, check_output, jsonable
-from geossl.splits.assign import DEFAULT_BLOCK_SIZE
+from geossl.splits.config import SplitConfig
 from geossl.splits.footprints import PathLike, chip_ids, footprints
 from geossl.splits.leakage import _align, leakage_report, report_units
 from geossl.splits.strategies import make_splits
@@ -248,30 +248,21 @@ def load_split_ids(path: str | Path, split: str) -> list[str]:
     return [str(i) for i in ids]
 
 
-def split_and_save(
-    out: PathLike,
-    index: PathLike | None = None,
-    data: str | None = None,
-    root: PathLike | None = None,
-    strategy: str = "overlap",
-    fractions: Sequence[float] = (0.8, 0.2),
-    names: Sequence[str] | None = None,
-    seed: int = 0,
-    buffer: float = 0.0,
-    block_size: float = DEFAULT_BLOCK_SIZE,
-    label: str | None = "label",
-    test_scenes: Sequence[str] | None = None,
-    holdout: str | None = None,
-    report: bool = False,
-    origin: tuple[float, float] | None = None,
-    assign: str = "footprint",
-    data_args: dict[str, Any] | None = None,
-) -> tuple[pd.Series, pd.DataFrame | None, str]:
+def split_and_save(config: SplitConfig) -> tuple[pd.Series, pd.DataFrame | None, str]:
     """What ``geossl split`` does: read footprints, split, save, optionally report leakage.
+
+    Args:
+        config: every option (:class:`~geossl.splits.config.SplitConfig`, the flags of
+            ``geossl split``).
 
     Returns:
         the split, the leakage report (when asked) and a text summary to print.
     """
+    out, index, data, root = config.out, config.index, config.data, config.root
+    strategy, fractions, names = config.strategy, config.fractions or [], config.names
+    seed, buffer, block_size, label = config.seed, config.buffer, config.block_size, config.label
+    test_scenes, holdout, report = config.scenes, config.holdout, config.report
+    origin, assign, data_args = config.origin, config.assign, config.data_args
     # before reading and splitting; never over the index it splits
     check_output(out, "split", folder=False, inputs=(index,))
     gdf = read_footprints(index, data, root, data_args, plain=strategy == "random")

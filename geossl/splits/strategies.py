@@ -18,7 +18,6 @@ from scipy.sparse.csgraph import connected_components
 from geossl.errors import ConfigError, DataError
 from geossl.splits.assign import (
     ASSIGN_MODES,
-    DEFAULT_BLOCK_SIZE,
     DROP,
     STRATEGIES,
     _assign,
@@ -27,6 +26,7 @@ from geossl.splits.assign import (
     _strata,
     checkerboard_codes,
 )
+from geossl.splits.config import DEFAULT_BLOCK_SIZE
 from geossl.splits.footprints import (
     Footprints,
     conflict_pairs,
