@@ -32,7 +32,7 @@ from jsonargparse import (
 import geossl
 from geossl import commands
 from geossl.conf import resolve_config
-from geossl.errors import ConfigError, GeosslError, GeosslWarning, Terminated, one_line
+from geossl.core.errors import ConfigError, GeosslError, GeosslWarning, Terminated, one_line
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):

@@ -1,7 +1,8 @@
 """Run ``geossl pretrain`` with its own flags plus a recorder of what each process did.
 
 ``python tests/ddp_pretrain_run.py RECORD_DIR pretrain --devices 2 --strategy ddp ...``
-parses the flags with geossl's own parser and calls :func:`geossl.train.pretrain` (what the
+parses the flags with geossl's own parser and calls :func:`geossl.training.trainer.pretrain` (what
+the
 ``geossl pretrain`` command calls) with one extra callback writing ``RECORD_DIR/rank<R>.pt``:
 the training-set positions of every batch the process trained on, its loss per step and the
 gradients of the first optimiser step (after DDP's all-reduce). Lightning's DDP launcher starts
@@ -20,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from geossl.cli import build_parser
-from geossl.train import PretrainConfig, pretrain
+from geossl.training.trainer import PretrainConfig, pretrain
 
 
 class Recorder(Callback):  # type: ignore[misc]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.aid import AID
 from geossl.datasets.eurosat import EuroSAT
 from geossl.datasets.scenefolder import SceneFolder, split_indices
 from geossl.datasets.ucmerced import UCMerced
-from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.aid.data import generate
 

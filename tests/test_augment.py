@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.methods.augment import SSLAugment, build_augments
 
 OFF = {"hflip": 0.0, "vflip": 0.0, "rot90": False, "jitter_p": 0.0, "grayscale_p": 0.0,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from geossl.cli import main
+from geossl.core.errors import ConfigError
 from geossl.datasets.bands import SelectBands, band_names, parse_bands
 from geossl.datasets.registry import get_dataset
-from geossl.errors import ConfigError
 
 
 def test_parse_bands() -> None:
@@ -69,7 +69,7 @@ def test_pretrain_and_evaluate_with_bands(tmp_path: Path,
                "--batch-size", "4", "--max-steps", "1", "--img-size", "16", "--accelerator",
                "cpu", "--workers", "0", "--out", str(out)])
     assert rc == 0
-    from geossl.checkpoint import read_checkpoint
+    from geossl.pretrained.checkpoint import read_checkpoint
 
     meta = read_checkpoint(out / "checkpoints" / "last.ckpt")["geossl"]
     assert meta["bands"] == {"s2": ["B04", "B03", "B02"]}

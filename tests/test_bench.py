@@ -291,7 +291,7 @@ def test_mae_table_has_its_ratio_against_torchgeo_mae() -> None:
 
 
 def test_mae_rows_run_on_cpu() -> None:
-    from geossl import compat
+    from geossl.core import compat
 
     # a short ViT name at 32 px: geossl's row runs; TorchGeo builds ViTs by timm name only
     cfg = BenchConfig(bands=3, batch_size=2, steps=1, warmup=1, device="cpu",

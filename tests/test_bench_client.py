@@ -1,8 +1,8 @@
 """``geossl/bench`` is a client of the library: no evaluation, reporting or plotting of its own
 (issue 22, "Structure"). Architecture test over the sources: the benchmarks import no plotting
 or scikit-learn / torchmetrics evaluation code and save no figure themselves; their pictures
-come from :mod:`geossl.plots`, their probes and metrics from :mod:`geossl.eval`, their JSON and
-markdown through :mod:`geossl.io`'s atomic writes."""
+come from :mod:`geossl.viz.plots`, their probes and metrics from :mod:`geossl.eval`, their JSON and
+markdown through :mod:`geossl.core.io`'s atomic writes."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import geossl.bench
 
 BENCH = Path(geossl.bench.__file__).parent
-#: top-level packages whose evaluation or drawing belongs to geossl.eval / geossl.plots
+#: top-level packages whose evaluation or drawing belongs to geossl.eval / geossl.viz.plots
 FORBIDDEN_IMPORTS = ("matplotlib", "seaborn", "sklearn", "torchmetrics", "PIL")
-#: calls that write a picture or a text file outside geossl.plots / geossl.io
+#: calls that write a picture or a text file outside geossl.viz.plots / geossl.core.io
 FORBIDDEN_CALLS = ("savefig", "imsave", "write_text", "write_bytes")
 
 
@@ -52,7 +52,7 @@ def test_bench_evaluates_reports_and_draws_through_the_library(tmp_path: Path) -
 
 
 def test_polsar_split_picture_is_drawn_by_plots(tmp_path: Path) -> None:
-    from geossl.plots import plot_polsar_split
+    from geossl.viz.plots import plot_polsar_split
 
     labels = np.zeros((32, 32), dtype=np.int64)
     labels[:, 16:] = 2

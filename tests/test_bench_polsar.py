@@ -30,8 +30,8 @@ from geossl.bench.polsar import (
     split_leakage,
     window_origins,
 )
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.polsar import read_polsar
-from geossl.errors import ConfigError, DataError
 from geossl.eval.handcrafted import feature_names, patch_mean_features
 from geossl.eval.linear import logreg_scores
 

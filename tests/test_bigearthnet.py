@@ -12,10 +12,10 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets import bigearthnet as mod
 from geossl.datasets import labels as lab
 from geossl.datasets.bigearthnet import S2_BANDS, BigEarthNet
-from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.bigearthnet.data import LABEL_SETS, generate_v1, generate_v2
 

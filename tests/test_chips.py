@@ -11,8 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from geossl.cli import main
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.chips import ChipDataset
-from geossl.errors import ConfigError, DataError
 from geossl.tiling import chip_index
 from geossl.tiling.packed import pack
 from geossl.tiling.tile import TileOptions, tile

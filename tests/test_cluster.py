@@ -23,11 +23,11 @@ import pytest
 import torch
 import xarray as xr
 
-from geossl.cluster import SCHEDULER_ENV, Runner, scheduler_address
+from geossl.core.errors import ConfigError, DataError
 from geossl.data.config import StatsConfig
 from geossl.data.stats import BandAccumulator, dataset_stats
-from geossl.embed import EmbedConfig, embed
-from geossl.errors import ConfigError, DataError
+from geossl.inference.embed import EmbedConfig, embed
+from geossl.runtime.dask import SCHEDULER_ENV, Runner, scheduler_address
 from geossl.tiling import chip_index
 from geossl.tiling.tile import TileOptions, tile
 from tests._compare import assert_same_tiling
@@ -306,7 +306,7 @@ def test_scheduler_file_of_a_real_scheduler(cluster: Cluster, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     """``--scheduler-file``: the JSON ``dask scheduler --scheduler-file`` writes (docs/scale.md's
     SLURM recipe); a missing or damaged file is one line after a bounded wait."""
-    import geossl.cluster
+    import geossl.runtime.dask
     from geossl.cli import main
 
     cluster.ensure_workers(2)
@@ -317,7 +317,7 @@ def test_scheduler_file_of_a_real_scheduler(cluster: Cluster, tmp_path: Path,
     err = capsys.readouterr().err
     assert f"dask scheduler {cluster.address} (2 worker(s))" in err
     assert len(chip_index.read_index(out)) == n
-    geossl.cluster.SCHEDULER_FILE_WAIT_S = 0.5
+    geossl.runtime.dask.SCHEDULER_FILE_WAIT_S = 0.5
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     for path, why in [(tmp_path / "absent.json", "not found after waiting 0.5 s"),

@@ -19,11 +19,12 @@ import pytest
 
 from geossl.bench.config import BenchConfig
 from geossl.cli import build_parser, main
-from geossl.config import EmbedConfig, PretrainConfig
+from geossl.core.options import NO_FLAG, config_from, field_default
 from geossl.data.config import StatsConfig
 from geossl.eval.config import EvaluateConfig
-from geossl.options import NO_FLAG, config_from, field_default
+from geossl.inference.config import EmbedConfig
 from geossl.splits.config import SplitConfig
+from geossl.training.config import PretrainConfig
 
 #: command -> (config class, the arguments it requires, the keyword arguments they give)
 COMMANDS: dict[str, tuple[type[Any], list[str], dict[str, Any]]] = {
@@ -87,10 +88,10 @@ def test_bench_train_flags_give_the_config_defaults() -> None:
 def _library_functions() -> list[tuple[Callable[..., Any], type[Any]]]:
     from geossl.bench.train import bench_train
     from geossl.data.stats import dataset_stats
-    from geossl.embed import embed
     from geossl.eval.run import evaluate
+    from geossl.inference.embed import embed
     from geossl.splits import split_and_save
-    from geossl.train import pretrain
+    from geossl.training.trainer import pretrain
 
     return [(evaluate, EvaluateConfig), (embed, EmbedConfig), (split_and_save, SplitConfig),
             (dataset_stats, StatsConfig), (bench_train, BenchConfig),
@@ -130,7 +131,7 @@ def test_bad_values_are_one_line_naming_the_flag(argv: list[str], flag: str, tmp
 
 def test_python_callers_get_the_same_checks() -> None:
     """The text forms of the flags are accepted from Python too, normalised the same way."""
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     text: Any = "ten"
 

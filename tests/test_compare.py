@@ -23,7 +23,7 @@ import geossl.compare.rows as rows_mod
 from geossl.cli import main
 from geossl.compare.rows import parse_row, parse_rows
 from geossl.compare.run import compare
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.eval.paired import paired_difference
 from geossl.models import build_encoder
 
@@ -344,7 +344,7 @@ def test_foundation_weights_row(eurosat: Path, tmp_path: Path,
     The file is a TorchGeo ResNet-18 state dict (13 bands, known values) put where TorchGeo's
     own loader looks: ``TORCH_HOME/hub/checkpoints/<basename of the enum's url>``.
     """
-    pytest.importorskip("geossl.weights")
+    pytest.importorskip("geossl.pretrained.foundation")
     import timm
     from torchgeo.models import ResNet18_Weights
 

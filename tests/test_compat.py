@@ -1,4 +1,4 @@
-"""geossl.compat on the installed TorchGeo (CI runs this file on 0.8.1 and on 0.10.x)."""
+"""geossl.core.compat on the installed TorchGeo (CI runs this file on 0.8.1 and on 0.10.x)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torchgeo
 from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
-from geossl import compat
+from geossl.core import compat
 
 NEW_API = importlib.util.find_spec("torchgeo.tasks") is not None
 

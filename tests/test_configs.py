@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from geossl import conf as configs
-from geossl import machine
 from geossl.cli import build_parser, main
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.runtime import machine
 
 REPO = Path(__file__).resolve().parents[1]
 

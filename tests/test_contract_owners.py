@@ -1,9 +1,10 @@
 """One owner per small contract (issue 22, "Structure"): architecture tests over the sources.
 
 Each test reads ``geossl/`` and checks that a contract has no second implementation outside
-its owner: the first line of an exception (``geossl.errors.first_line``), every PNG
-(``geossl.plots``), chip-index rows (``geossl.tiling.chip_index.index_row``), normalisation
-(``geossl.normalize``, below ``geossl.checkpoint``) and dataset construction (the registry).
+its owner: the first line of an exception (``geossl.core.errors.first_line``), every PNG
+(``geossl.viz.plots``), chip-index rows (``geossl.tiling.chip_index.index_row``), normalisation
+(``geossl.pretrained.normalize``, below ``geossl.pretrained.checkpoint``) and dataset construction
+(the registry).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 import geossl
-from geossl.errors import first_line, one_line
+from geossl.core.errors import first_line, one_line
 
 PACKAGE = Path(geossl.__file__).parent
 
@@ -41,18 +42,18 @@ def test_first_line_of_an_exception() -> None:
 
 def test_one_first_line_helper() -> None:
     pattern = re.compile(r"str\((err|exc|e)\)[.\w()]*\.splitlines\(\)|def _first_line")
-    assert _hits(pattern, {"errors.py"}) == []
+    assert _hits(pattern, {"core/errors.py"}) == []
 
 
 def test_every_png_is_drawn_in_plots() -> None:
-    """No module outside ``geossl.plots`` draws a figure, saves one or encodes a PNG.
+    """No module outside ``geossl.viz.plots`` draws a figure, saves one or encodes a PNG.
 
     A dataset's ``plot()`` (TorchGeo's convention) returns a figure and saves nothing.
     """
     saving = re.compile(r"\.savefig\(|save_figure\(|format=[\"']png[\"']|[\"']PNG[\"']")
-    assert _hits(saving, {"plots.py"}) == []
+    assert _hits(saving, {"viz/plots.py"}) == []
     drawing = re.compile(r"plt\.(subplots|figure|imshow|plot)\(")
-    assert [h for h in _hits(drawing, {"plots.py"}) if not h.startswith("datasets/")] == []
+    assert [h for h in _hits(drawing, {"viz/plots.py"}) if not h.startswith("datasets/")] == []
 
 
 def test_one_chip_index_row_builder(tmp_path: Path) -> None:
@@ -71,18 +72,20 @@ def test_one_chip_index_row_builder(tmp_path: Path) -> None:
 
 
 def test_normalisation_sits_below_checkpoint() -> None:
-    """``geossl.normalize`` is a layer under ``checkpoint`` and imports only the contracts."""
+    """``geossl.pretrained.normalize`` sits under ``checkpoint`` and imports only the contracts."""
     import ast
     import tomllib
 
     conf = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
-    layers = conf["tool"]["importlinter"]["contracts"][0]["layers"]
+    layers = next(c["layers"] for c in conf["tool"]["importlinter"]["contracts"]
+                  if c.get("containers") == ["geossl.pretrained"])
     where = {name.strip(): i for i, layer in enumerate(layers)
              for name in re.split(r"[|:]", layer)}
     assert where["normalize"] > where["checkpoint"]
-    tree = ast.parse((PACKAGE / "normalize.py").read_text(encoding="utf-8"))
+    tree = ast.parse((PACKAGE / "pretrained/normalize.py").read_text(encoding="utf-8"))
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert {m for m in imported if m.startswith("geossl")} <= {"geossl.errors", "geossl.pairing"}
+    assert {m for m in imported if m.startswith("geossl")} <= {"geossl.core.errors",
+                                                               "geossl.core.pairing"}
     assert not (PACKAGE / "data" / "normalize.py").exists()
 
 
@@ -107,5 +110,5 @@ def test_dataset_declarations_are_read_by_the_protocol_readers_only() -> None:
     names = "ids|bands|classes|targets|sensors|footprints|labelled_mask|normalized"
     probe = re.compile(r"(getattr|hasattr)\((dataset|base|leaf|ds|self\.base|self\.dataset), "
                        rf"[\"']({names})[\"']")
-    allowed = {"datasets/base.py", "datasets/bands.py", "datasets/geogrid.py", "data/views.py"}
+    allowed = {"datasets/base.py", "datasets/bands.py", "datasets/geogrid.py", "data/pairs.py"}
     assert _hits(probe, allowed) == []

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import pairing_keys
 from geossl.data import datamodule as dmod
 from geossl.data.datamodule import SSLDataModule, SSLSamples
 from geossl.datasets.geogrid import GeoSamples
-from geossl.errors import ConfigError, DataError
-from geossl.pairing import pairing_keys
 
 
 class PairDataset(Dataset[dict[str, Any]]):

@@ -98,8 +98,8 @@ def _metric_values(rows: list[dict]) -> list[float]:
 def test_demo_pretrains_evaluates_and_maps(tiny_demo: tuple[Path, str]) -> None:
     import torch
 
-    from geossl.checkpoint import load_encoder
     from geossl.datasets.chips import ChipDataset
+    from geossl.pretrained.checkpoint import load_encoder
 
     out, text = tiny_demo
     # a Lightning checkpoint of the pretrain code path, loadable as an encoder of 13-band chips
@@ -196,7 +196,7 @@ def test_demo_stages_extensible(tmp_path: Path) -> None:
 
 
 def test_rerun_replaces_only_a_previous_pretraining_run(tmp_path: Path) -> None:
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     run = tmp_path / "pretrain"
     (run / "checkpoints").mkdir(parents=True)

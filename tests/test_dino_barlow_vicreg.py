@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from geossl.cli import main
+from geossl.core.pairing import PAIRING_MODES
 from geossl.methods import DINO, METHODS, VALID_PAIRINGS, BarlowTwins, VICReg
 from geossl.methods.byol import cosine_momentum
 from geossl.methods.dino import allow_any_input_size, teacher_temperature
@@ -32,7 +33,6 @@ from geossl.methods.losses import (
     vicreg_loss,
     vicreg_terms,
 )
-from geossl.pairing import PAIRING_MODES
 from tests._ssl_helpers import TinyDataModule, TinyPairs, fit
 from tests.conftest import real_path
 
@@ -352,9 +352,9 @@ def _losses(run: Path) -> list[float]:
 
 @pytest.mark.parametrize("method", ["dino", "barlow", "vicreg"])
 def test_pretrain_major_tom_resume_and_export(method: str, mt_chips: Path, tmp_path: Path) -> None:
-    from geossl import compat
-    from geossl.checkpoint import load_encoder
-    from geossl.export import export
+    from geossl.core import compat
+    from geossl.inference.export import export
+    from geossl.pretrained.checkpoint import load_encoder
 
     run = tmp_path / "run"
     assert _pretrain(mt_chips, run, method, 2, "--ckpt-every", "1") == 0
@@ -548,8 +548,8 @@ def test_dino_vit_on_major_tom_exports_to_timm(mt_chips: Path, tmp_path: Path) -
     """A ViT trained with DINO's multi-crop (dynamic input size) exports as a plain timm ViT."""
     import timm
 
-    from geossl.checkpoint import load_encoder
-    from geossl.export import export
+    from geossl.inference.export import export
+    from geossl.pretrained.checkpoint import load_encoder
 
     run = tmp_path / "run"
     args = {**SMALL["dino"], "local_crops": 2}

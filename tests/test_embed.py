@@ -15,9 +15,9 @@ import xarray as xr
 from affine import Affine
 from torch import nn
 
-from geossl.checkpoint import EncoderSource
-from geossl.embed import EmbedConfig, Scene, embed
-from geossl.errors import DataError
+from geossl.core.errors import DataError
+from geossl.inference.embed import EmbedConfig, Scene, embed
+from geossl.pretrained.checkpoint import EncoderSource
 from tests.conftest import real_path
 
 ORIGIN = (500000.0, 4000000.0)

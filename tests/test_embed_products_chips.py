@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from geossl.embed import EmbedConfig
-from geossl.embed import embed as run_embed
 from geossl.embeddings.records import read_geoparquet
+from geossl.inference.embed import EmbedConfig
+from geossl.inference.embed import embed as run_embed
 from tests.test_embed import _source
 from tests.test_reliability_data import _nan_scene
 
@@ -98,7 +98,7 @@ def test_embed_places_untiled_chips_by_their_footprints(tmp_path: Path) -> None:
 def test_embed_refuses_chips_on_one_cell(tmp_path: Path) -> None:
     import pandas as pd
 
-    from geossl.errors import DataError
+    from geossl.core.errors import DataError
 
     index = _indexed_chips(tmp_path, n=2)
     df = pd.read_parquet(index)

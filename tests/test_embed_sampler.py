@@ -14,9 +14,9 @@ import rioxarray  # noqa: F401
 import xarray as xr
 from affine import Affine
 
-from geossl.embed import EmbedConfig
-from geossl.embed import embed as run_embed
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.inference.embed import EmbedConfig
+from geossl.inference.embed import embed as run_embed
 from tests.conftest import real_path
 from tests.test_embed import ORIGIN, _source
 

@@ -19,11 +19,11 @@ import xarray as xr
 from affine import Affine
 
 from geossl.cli import main
-from geossl.embed import EmbedConfig, embed
+from geossl.core.errors import ConfigError, DataError
 from geossl.embeddings.products import load_embeddings, product_features
 from geossl.embeddings.records import read_geoparquet, table_from_cube
 from geossl.embeddings.search import Query, search
-from geossl.errors import ConfigError, DataError
+from geossl.inference.embed import EmbedConfig, embed
 from tests.conftest import real_path
 from tests.test_embed import ORIGIN, _geotiff, _source
 
@@ -371,7 +371,7 @@ def test_map_renders_in_chromium(products: dict[str, Path], tmp_path: Path) -> N
     assert main(["search", str(products["geoparquet"]), "--chip", table.ids[0], "--k", "3",
                  "--out", str(hits)]) == 0
     clusters = tmp_path / "clusters.tif"
-    from geossl.embed import write_cluster_map
+    from geossl.inference.embed import write_cluster_map
 
     with rasterio.open(products["cog"]) as f:
         crs, t = f.crs, f.transform

@@ -28,8 +28,8 @@ import torch
 from affine import Affine
 from torch import nn
 
-from geossl.checkpoint import load_encoder
 from geossl.cli import main
+from geossl.pretrained.checkpoint import load_encoder
 from tests._cli_helpers import one_line_error
 
 S2_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11",
@@ -121,7 +121,7 @@ def _inputs(name: str) -> tuple[Any, torch.Tensor, dict[str, Any]]:
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_export_loads_in_torchgeo(name: str, runs: dict[str, Path], tmp_path: Path) -> None:
-    from geossl.compat import task_class
+    from geossl.core.compat import task_class
 
     ClassificationTask = task_class("classification")  # Classification on 0.10
 
@@ -338,7 +338,7 @@ def test_embed_scene(name: str, runs: dict[str, Path], tmp_path: Path) -> None:
     import rioxarray  # noqa: F401 - registers .rio
     import xarray as xr
 
-    from geossl.normalize import get_normalizer
+    from geossl.pretrained.normalize import get_normalizer
 
     # the geo run's scene has no band names: read whole, in file order (13 = the s2 stem)
     tif = _scene(tmp_path / "scene.tif", names=name != "geo")

@@ -12,8 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from geossl.checkpoint import EncoderSource
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.config import EvaluateConfig
 from geossl.eval.features import cached_features, extract_features
@@ -21,6 +20,7 @@ from geossl.eval.knn import knn_scores
 from geossl.eval.linear import linear_probe
 from geossl.eval.run import evaluate as run_evaluate
 from geossl.eval.run import parse_protocols
+from geossl.pretrained.checkpoint import EncoderSource
 
 K = 3
 
@@ -135,7 +135,7 @@ def test_knn_temperature_weighted_votes() -> None:
 
 
 def test_few_threads_limits_small_work_and_restores() -> None:
-    from geossl.threads import few_threads
+    from geossl.runtime.threads import few_threads
 
     torch.set_num_threads(2)
     try:
@@ -591,9 +591,9 @@ def test_geo_encoder_reads_s1_and_s2_side_by_side() -> None:
     """A geo encoder (one stem per sensor) asked for s1,s2: each sensor's bands through its own
     stem and the shared trunk, features concatenated; the checkpoint check allows it only for
     evaluation (side_by_side), and a band count that does not add up is an error."""
-    from geossl.checkpoint import select_sensors
     from geossl.eval.features import encode
     from geossl.models.encoder import Encoder
+    from geossl.pretrained.checkpoint import select_sensors
 
     torch.manual_seed(0)
     enc = Encoder("test_resnet", {"s1": 2, "s2": 10}, adapter="linear-frozen").eval()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from geossl.cli import main
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.eval.tasks import PRESETS, BinaryTask, parse_task, parse_tasks, task_targets
 from tests.data.bigearthnet.data import LABEL_SETS, generate_v1, generate_v2
 

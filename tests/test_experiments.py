@@ -182,7 +182,12 @@ CHANS = {"cifar10": {"rgb": 3}, "aid": {"rgb": 3}, "tinyimagenet": {"rgb": 3},
 def test_pretrain_config_builds_full_size_on_meta(config: Path) -> None:
     """The configured backbone, optimiser, sizes and batch: built and stepped on ``meta``."""
     from geossl.datasets.bands import parse_bands
-    from geossl.train import PretrainConfig, build_method, check_combination, parse_sensors
+    from geossl.training.trainer import (
+        PretrainConfig,
+        build_method,
+        check_combination,
+        parse_sensors,
+    )
 
     raw = yaml.safe_load(config.read_text())
     cfg = PretrainConfig(**raw)
@@ -216,8 +221,8 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     """One optimiser step of the config's method, pairing, sensors, bands, labels and
     monitors on fake data in the real layout (tiny backbone of the same family)."""
     from geossl.data.datamodule import SSLDataModule
-    from geossl.monitor import OnlineProbe
-    from geossl.train import PretrainConfig, build_method, sample_in_chans
+    from geossl.training.monitor import OnlineProbe
+    from geossl.training.trainer import PretrainConfig, build_method, sample_in_chans
 
     raw = yaml.safe_load(config.read_text())
     cfg = PretrainConfig(**_tiny(raw, fake(raw["data"]), tmp_path))
@@ -249,7 +254,7 @@ def test_pretrain_config_steps_on_fake_data(config: Path, fake: Callable[[str], 
     if cfg.bands:
         assert sample_in_chans(dm)["s2"] == len(bands)  # the selection, from S2 only
     if cfg.online_probe:  # the probe as pretrain builds it (its task, e.g. farmland)
-        from geossl.train import _monitors
+        from geossl.training.trainer import _monitors
 
         (probe,) = [m for m in _monitors(cfg, dm, tmp_path) if isinstance(m, OnlineProbe)]
         method.log = lambda *a, **k: None  # type: ignore[method-assign]

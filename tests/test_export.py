@@ -1,7 +1,7 @@
 """Export round trip: geossl encoder -> file -> TorchGeo's classification and segmentation tasks
 / WeightsEnum / timm, with every backbone tensor loaded.
 
-The task classes are the ones the installed TorchGeo offers (:func:`geossl.compat.task_names`):
+The task classes are the ones the installed TorchGeo offers (:func:`geossl.core.compat.task_names`):
 ``torchgeo.trainers.ClassificationTask`` on 0.8.1; on 0.10 ``torchgeo.tasks.Classification``
 (preferred) and the deprecated ``torchgeo.trainers.ClassificationTask`` alias, both tested."""
 
@@ -18,10 +18,10 @@ import timm
 import torch
 from torch import nn
 
-from geossl import compat
-from geossl.checkpoint import EncoderSource
-from geossl.errors import ConfigError
-from geossl.export import export
+from geossl.core import compat
+from geossl.core.errors import ConfigError
+from geossl.inference.export import export
+from geossl.pretrained.checkpoint import EncoderSource
 
 N_BANDS = 4
 K = 5

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from geossl.cli import build_parser, main
-from geossl.config import PretrainConfig
+from geossl.training.config import PretrainConfig
 from tests._cli_helpers import one_line_error
 
 
@@ -130,8 +130,8 @@ def test_demo_out_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_damaged_embed_progress_is_one_line(tmp_path: Path) -> None:
-    from geossl.embed import PROGRESS, EmbedConfig, embed
-    from geossl.errors import DataError
+    from geossl.core.errors import DataError
+    from geossl.inference.embed import PROGRESS, EmbedConfig, embed
     from tests.test_embed import _geotiff, _source
 
     tif = _geotiff(tmp_path / "scene.tif", h=64, w=64)
@@ -187,7 +187,7 @@ def _root_writes(folder: Path) -> bool:
 # item 12: a split file with null sides -------------------------------------------------------
 @pytest.mark.parametrize("side", ["null", "5", '[["a"]]', "{}"])
 def test_split_file_with_a_null_side_is_one_line(side: str, tmp_path: Path) -> None:
-    from geossl.errors import DataError
+    from geossl.core.errors import DataError
     from geossl.splits.files import load_split_ids, load_splits
 
     path = tmp_path / "splits.json"

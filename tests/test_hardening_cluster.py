@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from geossl.cluster import Runner
-from geossl.errors import ConfigError, GeosslError
+from geossl.core.errors import ConfigError, GeosslError
+from geossl.runtime.dask import Runner
 
 
 def _serve(reply: bytes) -> tuple[socket.socket, int]:

@@ -88,7 +88,7 @@ def test_tsne_with_unlabelled_samples(tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from geossl import plots
+    from geossl.viz import plots
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 8)).astype(np.float32)
@@ -144,7 +144,7 @@ def test_mid_epoch_resume_does_not_replay_the_first_augmentations(tmp_path: Path
     from lightning.pytorch.callbacks import Callback
 
     from geossl.cli import build_parser
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     class RngAtStep(Callback):  # type: ignore[misc]
         """The state of torch's RNG (which draws the views) at the start of every step."""

@@ -14,9 +14,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from geossl import compat
 from geossl.cli import main
-from geossl.errors import ConfigError, DataError
+from geossl.core import compat
+from geossl.core.errors import ConfigError, DataError
 from geossl.methods import METHODS, check_method_pairing
 from geossl.methods.losses import mae_loss, mae_token_loss
 from geossl.methods.mae import MAE, parse_groups, random_masking
@@ -199,7 +199,7 @@ def _checkpoint(method: MAE, path: Path) -> Path:
 
 
 def test_patch8_mae_exports_to_timm_with_every_tensor_equal(tmp_path: Path) -> None:
-    from geossl.export import export
+    from geossl.inference.export import export
 
     method = _tiny()
     with torch.no_grad():
@@ -227,7 +227,7 @@ def test_grouped_mae_export_is_refused_in_one_line(tmp_path: Path,
     assert rc == 2 and "\n" not in err and "--mae-groups" in err, err
     assert not (tmp_path / "g_out.ckpt").exists()
     with pytest.raises(DataError, match="spectral-grouped"):
-        from geossl.checkpoint import load_encoder
+        from geossl.pretrained.checkpoint import load_encoder
 
         load_encoder(ckpt)
 
@@ -289,7 +289,7 @@ def _pretrain_mae_stage(ctx: Any) -> None:
     import pandas as pd
 
     from geossl.demo.run import fresh_run_dir
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     run = ctx.out / "pretrain"
     fresh_run_dir(run)

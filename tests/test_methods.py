@@ -12,7 +12,8 @@ import pytest
 import torch
 from timm.optim import Lamb, Lars
 
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import sample_sensor_mask
 from geossl.methods import (
     BYOL,
     METHODS,
@@ -33,7 +34,6 @@ from geossl.methods.deepcluster import (
 )
 from geossl.methods.optim import build_optimizer, param_groups, warmup_cosine
 from geossl.methods.views import make_views
-from geossl.pairing import sample_sensor_mask
 from tests._ssl_helpers import TinyDataModule, TinyPairs, fit
 
 CHANS = {"s1": 2, "s2": 13}

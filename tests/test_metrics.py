@@ -100,8 +100,8 @@ def test_per_class_scores_and_their_bar_chart(tmp_path: Path) -> None:
     against sklearn's per-class calls; plots.plot_per_class draws them as a PNG."""
     import matplotlib.image as mpimg
 
-    from geossl import plots
     from geossl.eval.metrics import multi_label_metrics, single_label_metrics
+    from geossl.viz import plots
 
     y = np.array([0, 0, 1, 1, 2, 2])
     pred = np.array([0, 1, 1, 1, 2, 0])

@@ -9,7 +9,7 @@ import timm
 import torch
 from timm.models._manipulate import adapt_input_conv
 
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
 from geossl.models import (
     BandAdapter,
     ClusterHead,

@@ -37,7 +37,7 @@ def test_online_probe_learns_on_detached_features(tmp_path: Path) -> None:
     gradient and no update; the probe's state goes into the checkpoint dict."""
     from geossl.data.datamodule import SSLDataModule
     from geossl.methods import SimCLR
-    from geossl.monitor import OnlineProbe
+    from geossl.training.monitor import OnlineProbe
 
     gen_cifar(tmp_path, per_batch=20, test=2)
     dm = SSLDataModule("cifar10", tmp_path, sensors=["rgb"], pairing="aug", batch_size=20,
@@ -210,7 +210,7 @@ def test_online_probe_on_the_farmland_task(tmp_path: Path,
     """probe task farmland: the probe is a 2-class head trained on the farmland targets of
     each batch (exact from the 43 CORINE classes), the encoder untouched; with the 19 classes,
     'Non-irrigated arable land' is read as 'Arable land' and said so."""
-    import geossl.monitor as monitor
+    import geossl.training.monitor as monitor
     from geossl.data.datamodule import SSLDataModule
     from geossl.datasets.labels import BEN19_CLASSES, CORINE_CLASSES, FARMLAND, task_indices
     from geossl.methods import SimCLR

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from geossl.errors import ConfigError, DataError
-from geossl.normalize import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.pretrained.normalize import (
     NORMALIZERS,
     S2_L1C_MEAN,
     PolSARNormalize,
@@ -98,7 +98,7 @@ def test_device_follow() -> None:
 
 
 def test_sensor_stats_picks_the_sensor_entry(tmp_path: Path) -> None:
-    from geossl.normalize import sensor_stats
+    from geossl.pretrained.normalize import sensor_stats
 
     s1 = {"bands": ["VV", "VH"], "mean": [-12.0, -19.0], "std": [4.0, 5.0]}
     s2 = {"bands": ["B02", "B03", "B04"], "mean": [1.0, 2.0, 3.0], "std": [10.0, 20.0, 30.0]}

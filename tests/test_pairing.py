@@ -14,12 +14,12 @@ from rasterio.warp import Resampling, reproject
 from torch.utils.data import DataLoader
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler, RandomGeoSampler
 
-from geossl import pairing as C
-from geossl.compat import grid_sampler, random_sampler, stack_samples
-from geossl.data import views as V
+from geossl.core import pairing as C
+from geossl.core.compat import grid_sampler, random_sampler, stack_samples
+from geossl.core.errors import ConfigError, DataError
+from geossl.data import pairs as V
 from geossl.datasets import multisensor as M
 from geossl.datasets.ssl4eo import SSL4EOS12
-from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.ssl4eo import data as fake
 

@@ -5,7 +5,7 @@ datasets over its band files, and its pre-chipped patch dataset) and user chip i
 GeoTIFF chips of a chip index as TorchGeo raster datasets, and :class:`PairedChips`), each read
 through the random and grid samplers this TorchGeo prefers (``RandomGeoSampler`` and
 ``GridGeoSampler`` on 0.8, ``RandomPatchSampler`` and ``GriddedPatchSampler`` on 0.10, via
-:mod:`geossl.compat`) and ``PreChippedGeoSampler`` (or a plain loader for pre-chipped patch
+:mod:`geossl.core.compat`) and ``PreChippedGeoSampler`` (or a plain loader for pre-chipped patch
 datasets), for ``geo``, ``aug``, ``fusion``, ``partial-fusion``
 and ``temporal``. Sources with a single date per place refuse ``temporal`` with a one-line
 error. Co-registration: SEN12MS partners are the same patch id; chip-index S1 (20 m, off the S2
@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset
 from torchgeo.samplers import GridGeoSampler, PreChippedGeoSampler
 
-from geossl import pairing as C
-from geossl.compat import grid_sampler, random_sampler, stack_samples
-from geossl.data import views as V
+from geossl.core import pairing as C
+from geossl.core.compat import grid_sampler, random_sampler, stack_samples
+from geossl.core.errors import DataError
+from geossl.data import pairs as V
 from geossl.datasets import multisensor as M
-from geossl.errors import DataError
 
 MODES = C.PAIRING_MODES
 SAMPLERS = ("random", "grid", "prechipped")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.polsar import (
     PIXEL_CRS,
     SF_AIRSAR_CLASSES,
@@ -20,7 +21,6 @@ from geossl.datasets.polsar import (
     read_polsar,
     rotate_t3_features,
 )
-from geossl.errors import ConfigError, DataError
 from tests.conftest import real_path
 from tests.data.polsar.data import generate
 

@@ -80,7 +80,12 @@ def test_config_builds_and_steps_on_meta(config: Path) -> None:
     without allocating or computing anything, so every shape and option is checked in seconds.
     """
     _methods()
-    from geossl.train import PretrainConfig, build_method, check_combination, parse_sensors
+    from geossl.training.trainer import (
+        PretrainConfig,
+        build_method,
+        check_combination,
+        parse_sensors,
+    )
 
     raw = yaml.safe_load(config.read_text())
     cfg = PretrainConfig(**raw)
@@ -119,8 +124,8 @@ def test_every_conf_yaml_parses(config: Path) -> None:
 
 def _invalid_combinations() -> list[tuple[str, str]]:
     try:
+        from geossl.core.pairing import PAIRING_MODES
         from geossl.methods import METHODS, VALID_PAIRINGS
-        from geossl.pairing import PAIRING_MODES
     except ImportError:  # pragma: no cover
         return []
     return [(m, p) for m in METHODS for p in PAIRING_MODES if p not in VALID_PAIRINGS[m]]
@@ -235,7 +240,7 @@ def test_temporal_pairing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_adapter_help_lists_only_accepted_values(capsys: pytest.CaptureFixture[str]) -> None:
     import re
 
-    from geossl.train import resolve_adapter
+    from geossl.training.trainer import resolve_adapter
 
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
@@ -425,7 +430,7 @@ def test_sen12ms_configs_train_without_the_holdout_scenes(
 
 
 def test_fusion_config_has_the_adapter_it_describes() -> None:
-    from geossl.train import PretrainConfig, build_method, parse_sensors
+    from geossl.training.trainer import PretrainConfig, build_method, parse_sensors
 
     raw = yaml.safe_load((REPO / "conf" / "pretrain" /
                           "moco_sen12ms_fusion.yaml").read_text())

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.bigearthnet import layout_version as bigearthnet_version
 from geossl.datasets.registry import NoNativeSplit, get_dataset, native_split
-from geossl.errors import ConfigError, DataError
 
 
 def test_split_is_never_dropped(tmp_path: Path) -> None:

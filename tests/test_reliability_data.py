@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 
 # ---- item 11: a small checkpoint must not inflate to gigabytes ---------------------------------
 
@@ -27,7 +27,7 @@ def _deflated(src: Path, dest: Path) -> None:
 
 def test_checkpoint_inflating_far_beyond_its_size_is_refused(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from geossl.io import load_torch_file
+    from geossl.core.io import load_torch_file
 
     plain = tmp_path / "plain.ckpt"
     torch.save({"state_dict": {"encoder.w": torch.zeros(4_000_000)}}, plain)  # 16 MB stored
@@ -69,7 +69,7 @@ def _nan_scene(path: Path, hole: str) -> Path:
 
 
 def test_embed_all_nan_scene_is_refused_and_writes_nothing(tmp_path: Path) -> None:
-    from geossl.embed import EmbedConfig, embed
+    from geossl.inference.embed import EmbedConfig, embed
     from tests.test_embed import _source
 
     scene = _nan_scene(tmp_path / "nan.tif", "all")
@@ -84,8 +84,8 @@ def test_embed_nan_holed_scene_warns_and_leaves_holes_empty(tmp_path: Path) -> N
     import rasterio
     import xarray as xr
 
-    from geossl.embed import EmbedConfig, embed
-    from geossl.errors import GeosslWarning
+    from geossl.core.errors import GeosslWarning
+    from geossl.inference.embed import EmbedConfig, embed
     from tests.test_embed import _source
 
     scene = _nan_scene(tmp_path / "holed.tif", "left")
@@ -228,7 +228,7 @@ def test_scene_named_like_the_index_does_not_break_it(tmp_path: Path) -> None:
 
 
 def test_index_of_mixed_band_chips_warns_as_tile_does(tmp_path: Path) -> None:
-    from geossl.errors import GeosslWarning
+    from geossl.core.errors import GeosslWarning
     from geossl.tiling.chip_index import build_index
     from geossl.tiling.tile import TileOptions, tile
     from tests.data.chips.data import generate_major_tom
@@ -277,7 +277,7 @@ def test_progress_in_a_log_is_timed_lines_with_the_time_left(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    from geossl.progress import progress
+    from geossl.core.progress import progress
 
     monkeypatch.setenv("GEOSSL_PROGRESS_S", "0.05")
     bar = progress(total=0, desc="tasks", unit="task")

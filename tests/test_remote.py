@@ -16,8 +16,8 @@ import xarray as xr
 from rasterio.transform import from_origin
 
 from geossl.cli import main
-from geossl.embed import EmbedConfig, embed
-from geossl.errors import DataError
+from geossl.core.errors import DataError
+from geossl.inference.embed import EmbedConfig, embed
 from geossl.tiling.remote import RemoteRaster, resolve_scenes, stac_scenes
 from geossl.tiling.scenes import open_scene
 from geossl.tiling.tile import TileOptions, tile

@@ -99,7 +99,7 @@ def test_only_a_runs_own_config_names_its_folder(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A hand-written config beside some checkpoints/ folder keeps its own --out."""
     from geossl.cli import build_parser
-    from geossl.train import RUN_CONFIG_HEADER, PretrainConfig
+    from geossl.training.trainer import RUN_CONFIG_HEADER, PretrainConfig
 
     def parsed(config: Path, *extra: str) -> PretrainConfig:
         cfg = build_parser()[0].parse_args(["pretrain", "--config", str(config), *extra])
@@ -196,7 +196,7 @@ def test_resumed_run_keeps_history_on_disk_while_it_runs(tmp_path: Path, sen12ms
     (so a kill at any time keeps it)."""
     from lightning.pytorch.callbacks import Callback
 
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     out = tmp_path / "run"
     cfg = PretrainConfig(data="sen12ms", root=str(sen12ms), out=str(out), method="simclr",
@@ -226,7 +226,7 @@ def test_resumed_run_keeps_history_on_disk_while_it_runs(tmp_path: Path, sen12ms
 _KILL_AFTER_CHECKPOINT = """
 import os, signal, sys
 from lightning.pytorch.callbacks import Callback
-from geossl.train import PretrainConfig, pretrain
+from geossl.training.trainer import PretrainConfig, pretrain
 
 
 class KillAfterCheckpoint(Callback):

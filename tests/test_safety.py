@@ -110,9 +110,9 @@ def test_allow_list_and_refusal_in_the_loader(tmp_path: Path) -> None:
     """Value types a library user may put in hyper-parameters load; any other object does not."""
     import numpy as np
 
-    from geossl.checkpoint import read_checkpoint
-    from geossl.errors import DataError
-    from geossl.io import load_torch_file
+    from geossl.core.errors import DataError
+    from geossl.core.io import load_torch_file
+    from geossl.pretrained.checkpoint import read_checkpoint
 
     ok = tmp_path / "ok.ckpt"
     torch.save({"state_dict": {"w": torch.ones(2)},
@@ -134,8 +134,8 @@ def test_polsar_bench_encoder_file_is_data_only(tmp_path: Path) -> None:
     import json
 
     from geossl.bench.polsar import PolsarBenchConfig, load_pretrained
-    from geossl.errors import DataError
-    from geossl.io import jsonable
+    from geossl.core.errors import DataError
+    from geossl.core.io import jsonable
 
     cfg = PolsarBenchConfig(root=str(tmp_path))
     (tmp_path / "results.json").write_text(json.dumps(

@@ -8,9 +8,9 @@ import pytest
 import shapely
 import torch
 
+from geossl.core.errors import ConfigError
 from geossl.data.datamodule import SSLDataModule
 from geossl.datasets.geogrid import GeoSamples
-from geossl.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_real_major_tom_rasters_torchgeo_sampler(real: Path, tmp_path: Path,
     rc = _pretrain(cell, tmp_path / "run", "--patch-size", "64", "--sampler", "torchgeo-random",
                    "--bands", "B02,B03,B04,B08")
     assert rc == 0, capsys.readouterr().err
-    from geossl.checkpoint import read_checkpoint
+    from geossl.pretrained.checkpoint import read_checkpoint
 
     meta = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["geossl"]
     assert meta["bands"] == {"s2": ["B02", "B03", "B04", "B08"]}

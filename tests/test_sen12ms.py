@@ -10,10 +10,10 @@ import rasterio
 import torch
 from rasterio.transform import from_origin
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets import labels as lab
 from geossl.datasets import sen12ms as mod
 from geossl.datasets.sen12ms import HOLDOUT_SCENES, SEN12MS, SEN12MSPatches
-from geossl.errors import ConfigError, DataError
 from tests.data.sen12ms.data import generate, stripe_classes
 
 SIZE = 32

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.registry import get_dataset, native_split
-from geossl.errors import ConfigError, DataError
 from tests.data.cifar.data import CLASSES as CIFAR_CLASSES
 from tests.data.cifar.data import dumps_py2
 from tests.data.cifar.data import generate as gen_cifar

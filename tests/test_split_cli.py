@@ -157,9 +157,9 @@ def test_split_pixel_grid_polsar(polsar_root: Path, tmp_path: Path,
 
 def test_split_data_ssl4eo_and_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                         ) -> None:
+    from geossl.core.errors import ConfigError
     from geossl.datasets.registry import DATASETS, get_dataset
     from geossl.datasets.ssl4eo import SSL4EOS12
-    from geossl.errors import ConfigError
     from tests.data.ssl4eo.data import generate
 
     root = generate(tmp_path / "ssl4eo", locations=("0000200", "0000201"),

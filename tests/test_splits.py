@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 from geossl import splits as S
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
 from geossl.testing.footprints import make_footprints
 
 

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from geossl.cli import main
+from geossl.core.errors import ConfigError, DataError
 from geossl.data.stats import BandAccumulator, compute_band_stats, compute_stats
 from geossl.datasets.registry import DATASETS, get_dataset
-from geossl.errors import ConfigError, DataError
 from tests.data.aid.data import generate as generate_aid
 from tests.data.polsar.data import generate as generate_polsar
 
@@ -152,7 +152,7 @@ def test_cli_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     printed = capsys.readouterr().out
     assert "mean" in printed and "b1" in printed
     # the file feeds the normaliser
-    from geossl.normalize import get_normalizer
+    from geossl.pretrained.normalize import get_normalizer
 
     norm = get_normalizer("rgb", stats=out)
     assert norm(torch.zeros(3, 2, 2)).shape == (3, 2, 2)

@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from geossl.cli import main
-from geossl.errors import ConfigError
-from geossl.sweep import cell_name, load_spec, parse_grid, run_sweep
+from geossl.core.errors import ConfigError
+from geossl.recipes.sweep import cell_name, load_spec, parse_grid, run_sweep
 
 BASE = {"data": "cifar10", "sensors": "rgb", "pairing": "aug", "method": "simclr",
         "backbone": "test_resnet", "batch_size": 4, "max_steps": 1, "img_size": 16,
@@ -105,7 +105,7 @@ def test_cells_run_skip_fail_and_table(tmp_path: Path) -> None:
 def test_runs_are_child_processes(tmp_path: Path) -> None:
     """What the sweep runs for each cell: `geossl ...` in a child process, its output in the log
     and its exit status returned (the full path is the slow test below)."""
-    from geossl.sweep import _geossl
+    from geossl.recipes.sweep import _geossl
 
     log = tmp_path / "run.log"
     assert _geossl(["--version"], log) == 0
@@ -142,7 +142,7 @@ def test_batch_grid_keeps_the_learning_rate_unless_asked(tmp_path: Path) -> None
     """--grid batch_size=... trains every cell at the base config's rate (lr 0.3 per 256 at
     batch 128 runs at 0.15): no silent linear rescaling; --scale-lr linear scales it."""
     from geossl.methods.optim import scaled_lr
-    from geossl.sweep import cell_config
+    from geossl.recipes.sweep import cell_config
 
     base = _write(tmp_path / "base.yaml", {**BASE, "batch_size": 128, "lr": 0.3})
     spec = load_spec(base, grid=["batch_size=128,512"])
@@ -241,7 +241,7 @@ def test_chip_size_figure_from_an_img_size_grid(tmp_path: Path,
     over the repeats (the values handed to plots checked, and the PNG drawn)."""
     import matplotlib.image as mpimg
 
-    from geossl import plots
+    from geossl.viz import plots
 
     base = _write(tmp_path / "base.yaml", BASE)
     spec = load_spec(base, grid=["backbone=test_resnet,test_convnext", "img_size=64,32",

@@ -84,7 +84,7 @@ def test_synced_batchnorm_on_two_cpu_processes_equals_one(tmp_path: Path) -> Non
 def test_pretrain_plugs_it_in_for_several_cpu_processes() -> None:
     from lightning.pytorch import Trainer
 
-    from geossl.train import _batchnorm_sync
+    from geossl.training.trainer import _batchnorm_sync
 
     sync, plugins = _batchnorm_sync("auto", "cpu")
     assert not sync and isinstance(plugins[0], CPULayerSync)

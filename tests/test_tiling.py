@@ -16,7 +16,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from geossl.cli import main
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 from geossl.tiling import chip_index
 from geossl.tiling.scenes import (
     band_name_from_file,

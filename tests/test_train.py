@@ -1,4 +1,4 @@
-"""geossl.train.pretrain as a library: DeepCluster end to end, BYOL, rerunning OUT/config.yaml."""
+"""geossl.training.trainer.pretrain as a library: DeepCluster, BYOL, rerunning OUT/config.yaml."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from geossl.cli import main
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 
 def _methods() -> Any:
@@ -28,7 +28,7 @@ def _ckpt(path: Path) -> dict[str, Any]:
 def test_deepcluster_on_aid_like_data(tmp_path: Path) -> None:
     """Clusters every epoch through cluster_dataloader and resamples via set_sample_weights."""
     _methods()
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
     from tests.data.aid import data as gen
 
     root = gen.generate(tmp_path / "data", "ucmerced", n_per_class=10, size=32)
@@ -64,7 +64,7 @@ def test_deepcluster_refuses_geo_pairing(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_option_the_method_lacks_is_refused(sen12ms: Path) -> None:
     _methods()
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     cfg = PretrainConfig(data="sen12ms", root=str(sen12ms), method="byol", sensors=["s2"],
                          pairing="aug", temperature=0.2, max_steps=1, batch_size=4,
@@ -99,7 +99,7 @@ def test_byol_and_rerun_from_effective_config(tmp_path: Path, sen12ms: Path) -> 
 
 
 def test_library_config_errors(tmp_path: Path) -> None:
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     with pytest.raises(ConfigError, match="root"):
         pretrain(PretrainConfig(root=None, max_steps=1))
@@ -145,7 +145,7 @@ def test_stop_then_resume_loses_at_most_one_interval(
     Also: the run writes a TensorBoard events file holding the loss, and shows progress.
     """
     _methods()
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     out = tmp_path / "run"
     cfg = PretrainConfig(data="sen12ms", root=str(sen12ms), out=str(out), method="simclr",
@@ -217,7 +217,7 @@ def test_sigkill_then_resume(tmp_path: Path, sen12ms: Path) -> None:
         assert zipfile.is_zipfile(path), path
     # the newest state on disk (Lightning writes step=N.ckpt and last.ckpt one after the other;
     # the kill may fall between the two)
-    from geossl.train import newest_checkpoint
+    from geossl.training.trainer import newest_checkpoint
 
     newest = max(_ckpt(p)["global_step"] for p in ckpts.glob("*.ckpt"))
     assert newest % 2 == 0 and newest >= 6
@@ -236,7 +236,7 @@ def test_resume_last_takes_the_newest_complete_checkpoint(tmp_path: Path) -> Non
     import os
     import zipfile
 
-    from geossl.train import newest_checkpoint, resolve_resume
+    from geossl.training.trainer import newest_checkpoint, resolve_resume
 
     ckpts = tmp_path / "checkpoints"
     ckpts.mkdir()
@@ -256,7 +256,7 @@ def test_resume_last_takes_the_newest_complete_checkpoint(tmp_path: Path) -> Non
 
 
 def test_parse_normalization_and_adapter() -> None:
-    from geossl.train import PretrainConfig, parse_normalization, resolve_adapter
+    from geossl.training.trainer import PretrainConfig, parse_normalization, resolve_adapter
 
     assert parse_normalization(None) == {}
     assert parse_normalization("s2=s2_offset, s1=s1_std") == {"s2": "s2_offset", "s1": "s1_std"}
@@ -278,8 +278,8 @@ def test_parse_normalization_and_adapter() -> None:
 
 
 def test_check_combination_refuses_bad_normalisation_options(tmp_path: Path) -> None:
-    from geossl.errors import DataError
-    from geossl.train import PretrainConfig, check_combination
+    from geossl.core.errors import DataError
+    from geossl.training.trainer import PretrainConfig, check_combination
 
     cfg = PretrainConfig(sensors=["s2"], pairing="aug", normalization={"s1": "s1"})
     with pytest.raises(ConfigError, match=r"sensor\(s\) s1 not in --sensors s2"):

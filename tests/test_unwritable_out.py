@@ -56,8 +56,9 @@ def inputs() -> Iterator[dict[str, Path]]:
     from tests.data.sen12ms.data import generate
 
     for module in ("multiprocessing.pool", "geossl.tiling.tile", "geossl.tiling.chip_index",
-                   "geossl.splits", "geossl.data.stats", "geossl.train", "geossl.eval.run",
-                   "geossl.eval.data", "geossl.export", "geossl.embed"):
+                   "geossl.splits", "geossl.data.stats", "geossl.training.trainer",
+                   "geossl.eval.run",
+                   "geossl.eval.data", "geossl.inference.export", "geossl.inference.embed"):
         importlib.import_module(module)
     base = Path(tempfile.mkdtemp(prefix="geossl-out-"))
     base.chmod(0o755)

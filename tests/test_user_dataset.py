@@ -24,11 +24,11 @@ import shapely
 import torch
 from torchgeo.datasets import NonGeoDataset
 
-from geossl.checkpoint import read_checkpoint
 from geossl.cli import main
+from geossl.core.errors import ConfigError
 from geossl.datasets import GeosslDataset, register, unregister
 from geossl.datasets.registry import DATASETS, dataset_class
-from geossl.errors import ConfigError
+from geossl.pretrained.checkpoint import read_checkpoint
 
 CLASSES = ("meadow", "forest", "water")
 PER_CLASS = 8

@@ -1,4 +1,4 @@
-"""Foundation weights by name (geossl.weights): TorchGeo-format files in a temporary TORCH_HOME.
+"""Foundation weights by name (geossl.pretrained.foundation): files in a temporary TORCH_HOME.
 
 The files are built with ``torchgeo.models`` constructors (same keys and shapes as the real
 weights) and known random values, and saved under the exact file name the installed TorchGeo
@@ -17,9 +17,9 @@ import pytest
 import torch
 import torchgeo.models
 
-from geossl.checkpoint import load_source
-from geossl.errors import ConfigError, DataError
-from geossl.weights import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.pretrained.checkpoint import load_source
+from geossl.pretrained.foundation import (
     is_weights_spec,
     match_bands,
     resolve_weights,
@@ -218,7 +218,7 @@ def test_cli_missing_offline_exit_2(tmp_path: Path) -> None:
 def test_export_spec_sidecar(torch_home: Path, tmp_path: Path) -> None:
     import json
 
-    from geossl.export import export
+    from geossl.inference.export import export
 
     put_weights(R18, seed=5)
     res = export(f"torchgeo:{R18}", tmp_path / "w.ckpt", bands=S2_12)
@@ -284,7 +284,7 @@ def _tile_major_tom(product_dirs: list[Path], out: Path, size: int) -> Path:
 
 def _pretrain(chips: Path, out: Path, steps: int, resume: str | None = None,
               **extra: object) -> Path:
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     cfg = PretrainConfig(data="chips", root=str(chips), out=str(out), method="moco",
                          backbone="resnet50", sensors=["s2"], pairing="aug",
@@ -295,7 +295,7 @@ def _pretrain(chips: Path, out: Path, steps: int, resume: str | None = None,
 
 
 def _state(path: Path) -> dict[str, torch.Tensor]:
-    from geossl.checkpoint import read_checkpoint
+    from geossl.pretrained.checkpoint import read_checkpoint
 
     return read_checkpoint(path)["state_dict"]  # type: ignore[no-any-return]
 
@@ -303,7 +303,7 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 def test_foundation_start_builds_matched_method(torch_home: Path, tmp_path: Path) -> None:
     """The method of `pretrain --pretrained torchgeo:...` starts from the weights (no Trainer)."""
     from geossl.data.datamodule import SSLDataModule
-    from geossl.train import (
+    from geossl.training.trainer import (
         PretrainConfig,
         build_method,
         foundation_start,
@@ -346,7 +346,7 @@ def test_foundation_start_builds_matched_method(torch_home: Path, tmp_path: Path
 
 @pytest.mark.slow
 def test_continued_pretraining_fake_major_tom(torch_home: Path, tmp_path: Path) -> None:
-    from geossl.checkpoint import load_encoder, read_checkpoint
+    from geossl.pretrained.checkpoint import load_encoder, read_checkpoint
     from tests.data.chips.data import generate_major_tom
 
     product = generate_major_tom(tmp_path / "mt", size10=48)
@@ -396,7 +396,7 @@ def test_backbone_lr_scale_groups() -> None:
 @pytest.mark.real
 @pytest.mark.slow
 def test_continued_pretraining_real_major_tom(torch_home: Path, tmp_path: Path) -> None:
-    from geossl.checkpoint import read_checkpoint
+    from geossl.pretrained.checkpoint import read_checkpoint
     from tests.conftest import real_path
 
     cell = real_path("major_tom_s2l2a", "0U", "0U_199R")
@@ -441,7 +441,7 @@ def test_evaluate_spec_on_eurosat(torch_home: Path, tmp_path: Path) -> None:
 def test_embed_spec_on_major_tom_scene(torch_home: Path, tmp_path: Path) -> None:
     import xarray as xr
 
-    from geossl.embed import EmbedConfig, embed
+    from geossl.inference.embed import EmbedConfig, embed
     from tests.data.chips.data import generate_major_tom
 
     put_weights(R18, seed=9)

@@ -25,7 +25,7 @@ import rasterio
 from affine import Affine
 
 from geossl.cli import main
-from geossl.io import LOCK_NAME, OUTPUT_MARKER
+from geossl.core.io import LOCK_NAME, OUTPUT_MARKER
 from geossl.testing.checkpoints import random_simclr_checkpoint
 from tests._cli_helpers import one_line_error
 
@@ -232,7 +232,7 @@ def test_url_outputs_are_refused_by_local_only_commands(
 # --------------------------------------------------------------------------------------------
 _HOLD = textwrap.dedent("""
     import sys, time
-    from geossl.io import output_lock
+    from geossl.core.io import output_lock
     with output_lock(sys.argv[1], "tile"):
         print("held", flush=True)
         time.sleep(60)
@@ -320,11 +320,11 @@ def test_tile_on_a_full_disk(tmp_path: Path, tiny_disk: Path) -> None:
 def test_tile_disk_full_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     """Everywhere: the 6th file write fails with ENOSPC; a rerun then completes the chips."""
-    import geossl.io
+    import geossl.core.io
 
     scene = _scene(tmp_path / "scene.tif")
     out = tmp_path / "chips"
-    real_write = geossl.io._write_file_bytes
+    real_write = geossl.core.io._write_file_bytes
     calls = {"n": 0}
 
     def full(path: Path, data: bytes) -> None:
@@ -334,13 +334,13 @@ def test_tile_disk_full_simulated(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, data)
 
-    monkeypatch.setattr(geossl.io, "_write_file_bytes", full)
+    monkeypatch.setattr(geossl.core.io, "_write_file_bytes", full)
     assert main(["tile", str(scene), "--out", str(out), "--size", "32", "--min-valid",
                  "0"]) == 2
     one_line_error(capsys, "tile", f"no space left on {out}")
     assert not (out / "index.parquet").exists()
     assert _zero_byte_or_unreadable(out) == [] and not list(out.rglob("*.part"))
-    monkeypatch.setattr(geossl.io, "_write_file_bytes", real_write)
+    monkeypatch.setattr(geossl.core.io, "_write_file_bytes", real_write)
     assert main(["tile", str(scene), "--out", str(out), "--size", "32", "--min-valid",
                  "0"]) == 0
     assert len(list(out.rglob("*.tif"))) == 9

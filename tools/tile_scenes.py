@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from pathlib import Path
 
-    from geossl.errors import GeosslError
+    from geossl.core.errors import GeosslError
     from geossl.tiling import chip_index
     from geossl.tiling.scenes import find_scenes, scene_name
     from geossl.tiling.tile import TileOptions, tile

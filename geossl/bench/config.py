@@ -2,7 +2,7 @@
 
 Each field of :class:`BenchConfig` is an option of the benchmark and a flag of ``geossl bench
 train`` (``batch_size`` -> ``--batch-size``, a key of ``--config`` YAML files), with its default
-and help declared once (:func:`geossl.options.option`). Light (no torch): the command line
+and help declared once (:func:`geossl.core.options.option`). Light (no torch): the command line
 imports it to build its parser.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from geossl.machine import default_workers
-from geossl.options import option
+from geossl.core.options import option
+from geossl.runtime.machine import default_workers
 
 
 @dataclasses.dataclass

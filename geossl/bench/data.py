@@ -8,7 +8,7 @@
 (b) Chips/s (12 bands, 128 px, num_workers=0) on the two real Major-TOM cells:
     TorchGeo ``RasterDataset`` (separate band files at 10/20/60 m, resampled to ``res=10`` by
     ``rasterio.merge``) + its random sampler (``RandomGeoSampler`` on 0.8, ``RandomPatchSampler``
-    on 0.10: :func:`geossl.compat.random_sampler`) vs our ``ChipDataset`` on chips cut by
+    on 0.10: :func:`geossl.core.compat.random_sampler`) vs our ``ChipDataset`` on chips cut by
     ``geossl tile`` (GeoTIFF, and the packed npy / zarr stores).
 
 Usage::
@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from geossl.errors import ConfigError, DataError
-from geossl.machine import available_cores
-from geossl.options import add_argparse_flags, config_from, option
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.options import add_argparse_flags, config_from, option
+from geossl.runtime.machine import available_cores
 
 #: environment variable naming the folder of real samples (one sub-folder per sample)
 REAL_DATA_ENV = "GEOSSL_REAL_DATA"
@@ -97,7 +97,7 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
     import rasterio
     from rasterio.transform import from_origin
 
-    from geossl.progress import progress
+    from geossl.core.progress import progress
 
     done = root / f".done_{n_files}_{px}"
     files: list[Path] = []
@@ -122,7 +122,7 @@ def generate_sen12ms_like(root: Path, n_files: int, px: int = 16,
                            dtype="uint16", crs=f"EPSG:{ZONES[scene % len(ZONES)]}",
                            transform=from_origin(x0, y0, 10, 10)) as dst:
             dst.write(data)
-    from geossl.io import atomic_write_text
+    from geossl.core.io import atomic_write_text
 
     atomic_write_text(done, "ok")
     return files
@@ -135,7 +135,7 @@ def _timed(runs: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[f
     the timed runs go round-robin, starting one contender later each round, so no contender is
     always the first (cold) or the last (warm) and a burst of load on a shared machine hits all.
     """
-    from geossl.progress import progress
+    from geossl.core.progress import progress
 
     names = list(runs)
     with progress(total=len(names) * (repeats + 1), desc="timed runs", unit="run") as bar:
@@ -233,7 +233,7 @@ def bench_chips(cache: Path, n_chips: int, size: int = 128, data: Path | None = 
     from torch.utils.data import DataLoader
     from torchgeo.datasets import RasterDataset
 
-    from geossl.compat import random_sampler, stack_samples
+    from geossl.core.compat import random_sampler, stack_samples
     from geossl.datasets.registry import get_dataset
     from geossl.tiling.packed import pack
     from geossl.tiling.tile import TileOptions, tile
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     result = bench_data(config)
     print(format_report(result))
     if config.json:
-        from geossl.io import atomic_write_text
+        from geossl.core.io import atomic_write_text
 
         atomic_write_text(config.json, json.dumps(result, indent=1))
     return 0

@@ -1,7 +1,8 @@
 """``geossl bench ddp``: pretraining steps/s with 1 and 2 DDP processes (gloo, CPU).
 
 Writes a small chip index (:func:`geossl.bench.train.make_chips`), then runs
-``geossl pretrain`` (through :func:`geossl.train.pretrain`, the Lightning ``Trainer`` with
+``geossl pretrain`` (through :func:`geossl.training.trainer.pretrain`, the Lightning ``Trainer``
+with
 ``--accelerator cpu --devices N --strategy ddp``) once per process count, each process on
 ``--batch-size`` chips per step (so 2 processes train on twice the global batch: weak scaling)
 and ``--threads`` intra-op threads. Each process times its steps after ``--warmup`` untimed
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from geossl.options import add_argparse_flags, config_from, option
+from geossl.core.options import add_argparse_flags, config_from, option
 
 #: per-process step times are written here by the worker, one JSON file per rank
 _TIMES = "steps_rank{rank}.json"
@@ -60,7 +61,7 @@ def _step_timer(folder: Path, warmup: int) -> Any:
             seconds = time.perf_counter() - self.start if self.start is not None else 0.0
             folder.mkdir(parents=True, exist_ok=True)
             doc = {"world": trainer.world_size, "steps": self.steps, "seconds": seconds}
-            from geossl.io import atomic_write_text
+            from geossl.core.io import atomic_write_text
 
             atomic_write_text(folder / _TIMES.format(rank=trainer.global_rank), json.dumps(doc))
 
@@ -70,12 +71,13 @@ def _step_timer(folder: Path, warmup: int) -> Any:
 def _worker(argv: list[str]) -> int:
     """``--worker FOLDER WARMUP THREADS CONFIG_JSON``: one pretraining run, timed.
 
-    The run's options come as the JSON of :class:`~geossl.config.PretrainConfig` fields, not
+    The run's options come as the JSON of :class:`~geossl.training.config.PretrainConfig` fields,
+    not
     as flags: the benchmark sits below the command line in the import layers.
     """
     import torch
 
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     folder, warmup, threads = Path(argv[0]), int(argv[1]), int(argv[2])
     torch.set_num_threads(threads)
@@ -155,8 +157,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return _worker(argv[1:])
     args = config_from(DdpBenchConfig, build_parser(prog).parse_args(argv))
     if args.out:  # before measuring: absent, empty or an earlier bench output
-        from geossl.errors import GeosslError
-        from geossl.io import check_output
+        from geossl.core.errors import GeosslError
+        from geossl.core.io import check_output
 
         try:
             check_output(args.out, "bench", own=("bench_ddp.json",))
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"| {row['processes']} | {row['steps_per_s']:.2f} | {row['chips_per_s']:.1f} | "
               f"{eff:.2f} |")
     if args.out:
-        from geossl.io import atomic_write_text, mark_output
+        from geossl.core.io import atomic_write_text, mark_output
 
         mark_output(args.out, "bench")
         atomic_write_text(Path(args.out) / "bench_ddp.json",

@@ -52,8 +52,10 @@ Protocol (issue 5, section 4), all in one call of :func:`run_polsar_benchmark`:
    same grid and folds for every row; the C = 1 baseline is
    :func:`geossl.eval.linear.logreg_scores` (scikit-learn's objective, no search).
 
-SSL pretraining goes through the fit loop of ``geossl pretrain`` (:func:`geossl.train.fit`) with
-the method built by :func:`geossl.train.build_method`; the windows are an in-memory dataset of
+SSL pretraining goes through the fit loop of ``geossl pretrain``
+(:func:`geossl.training.trainer.fit`) with
+the method built by :func:`geossl.training.trainer.build_method`; the windows are an in-memory
+dataset of
 the standardised scene.
 
 Outputs in ``out``: ``results.json`` (every run, the summary, timings and the configuration),
@@ -81,6 +83,10 @@ from geopandas import GeoDataFrame
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_path, atomic_write_text, jsonable, load_torch_file, mark_output
+from geossl.core.options import option
+from geossl.core.progress import phase, progress
 from geossl.datasets.polsar import (
     PIXEL_CRS,
     SF_AIRSAR_CLASSES,
@@ -92,8 +98,6 @@ from geossl.datasets.polsar import (
     read_labels,
     read_polsar,
 )
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget, mean_std
 from geossl.eval.handcrafted import patch_mean_features
 from geossl.eval.knn import knn_scores
@@ -101,9 +105,7 @@ from geossl.eval.linear import linear_probe, logreg_scores
 from geossl.eval.metrics import single_label_metrics
 from geossl.eval.paired import difference_stats, with_interval
 from geossl.eval.report import format_cell
-from geossl.io import atomic_path, atomic_write_text, jsonable, load_torch_file, mark_output
-from geossl.options import option
-from geossl.progress import phase, progress
+from geossl.runtime.devices import resolve_device
 
 #: the sensor name used for the PolSAR input in SSL batches (``image_polsar``)
 SENSOR = "polsar"
@@ -126,7 +128,7 @@ class PolsarBenchConfig:
     """Options of the PolSAR benchmark (defaults: the documented CPU run).
 
     Each field is a flag of ``geossl bench polsar`` (``pretrain_steps`` -> ``--pretrain-steps``)
-    with its default and help declared here (:func:`geossl.options.option`). Helpers named in
+    with its default and help declared here (:func:`geossl.core.options.option`). Helpers named in
     the helps: :func:`small_input_stem` (the replaced stem), :func:`cv_linear_probe` (the probe's
     cross-validation), :func:`run_both_halves` (``select_half=2``),
     :func:`geossl.datasets.polsar.rotate_t3_features` (the orientation turns) and
@@ -478,7 +480,7 @@ def embed_windows(encoder: nn.Module, scene: Tensor, rows: np.ndarray, cols: np.
         device: where to run.
         stages: ResNet stages of :func:`embed_patches`.
         batch_size: windows per forward pass.
-        desc: label of the progress bar (:func:`geossl.progress.progress`).
+        desc: label of the progress bar (:func:`geossl.core.progress.progress`).
 
     Returns:
         one ``(N, D)`` float32 tensor per size.
@@ -539,8 +541,8 @@ def pretrain(
     """
     from lightning.pytorch import Callback
 
-    from geossl.config import PretrainConfig
-    from geossl.train import build_method, fit
+    from geossl.training.config import PretrainConfig
+    from geossl.training.trainer import build_method, fit
 
     torch.manual_seed(cfg.seed)
     in_chans = 9
@@ -693,7 +695,7 @@ def run_polsar_benchmark(cfg: PolsarBenchConfig, log: Callable[[str], None] = pr
         raise ConfigError(f"context {cfg.context} is larger than the scene ({h} x {w}); "
                           "lower --context (and --crop-scale with it)")
     # after the scene and labels are read: nothing is written for a missing or unreadable
-    # scene (the caller checked --out with geossl.io.check_output)
+    # scene (the caller checked --out with geossl.core.io.check_output)
     mark_output(out, "bench")
 
     rows, cols = _grid(h, w, cfg.patch, cfg.stride)
@@ -1163,14 +1165,14 @@ def _plot_split(arr: np.ndarray, kind: str, labels: np.ndarray, rows: np.ndarray
                 cols: np.ndarray, split: np.ndarray, cfg: PolsarBenchConfig,
                 class_ids: np.ndarray, class_names: list[str], path: Path) -> None:
     """Pauli RGB | labels with the checkerboard | the patches kept for train/test."""
-    from geossl.plots import plot_polsar_split
+    from geossl.viz.plots import plot_polsar_split
 
     plot_polsar_split(pauli_rgb(arr, kind), labels, rows, cols, split, cfg.block, cfg.patch,
                       class_ids, class_names, path)
 
 
 def _tsne(x: np.ndarray, y: np.ndarray, names: list[str], path: Path, title: str) -> None:
-    from geossl.plots import plot_tsne
+    from geossl.viz.plots import plot_tsne
 
     try:
         plot_tsne(x, y, path, class_names=names, max_points=2000, title=title)

@@ -38,9 +38,9 @@ from geossl.bench.polsar import (
     run_polsar_benchmark,
     verdict,
 )
-from geossl.errors import ConfigError, GeosslError
-from geossl.io import atomic_write_text
-from geossl.options import field_help
+from geossl.core.errors import ConfigError, GeosslError
+from geossl.core.io import atomic_write_text
+from geossl.core.options import field_help
 
 #: the sample under ``$GEOSSL_REAL_DATA`` that ``--root`` defaults to
 SAMPLE = "polsar_sf_airsar"
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if from_results:
             results = json.loads(Path(from_results).read_text())
         else:
-            from geossl.io import check_output
+            from geossl.core.io import check_output
 
             # before the benchmark: absent, empty or an earlier bench output (marked as ours
             # once the scene is read)

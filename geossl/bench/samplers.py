@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import ConfigError, DataError
-from geossl.options import add_argparse_flags, config_from, option, parse_names
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.options import add_argparse_flags, config_from, option, parse_names
 
 
 def _default_root() -> Path | None:
@@ -173,12 +173,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
     config = config_from(SamplersBenchConfig, args)
     if config.json:
-        from geossl.io import check_writable
+        from geossl.core.io import check_writable
 
         check_writable(config.json, folder=False, flag="--json")  # before the benchmark
     records = bench_samplers(config)
     if config.json:
-        from geossl.io import atomic_write_text
+        from geossl.core.io import atomic_write_text
 
         atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
     return 0

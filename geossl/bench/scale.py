@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from geossl.bench.data import MAJOR_TOM, MT_12, real_sample
-from geossl.errors import DataError
-from geossl.options import add_argparse_flags, config_from, option, parse_ints
+from geossl.core.errors import DataError
+from geossl.core.options import add_argparse_flags, config_from, option, parse_ints
 
 
 def default_data() -> Path:
@@ -209,8 +209,8 @@ def _timed_runs(workers: list[int], cache: Path, cells: list[Path], ckpt: Path, 
     import dask
     from distributed import Client, LocalCluster
 
-    from geossl.cluster import LOCAL_WORKER_CONFIG
-    from geossl.embed import EmbedConfig, embed
+    from geossl.inference.embed import EmbedConfig, embed
+    from geossl.runtime.dask import LOCAL_WORKER_CONFIG
     from geossl.tiling.tile import TileOptions, tile
 
     opts = TileOptions(size=size, min_valid=0.0)
@@ -340,7 +340,7 @@ def bench_scale(config: ScaleBenchConfig) -> dict[str, Any]:
     torch.set_num_threads(1)
     data = Path(config.data) if config.data is not None else default_data()
     _cells(data)  # before anything runs: a wrong folder is one line
-    from geossl.io import check_output, mark_output
+    from geossl.core.io import check_output, mark_output
 
     # the runs below remove their own earlier outputs inside the cache: never a user's folder
     # (absent, empty or an earlier cache of this benchmark)
@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     result = bench_scale(config)
     print(format_report(result))
     if config.json:
-        from geossl.io import atomic_write_text
+        from geossl.core.io import atomic_write_text
 
         atomic_write_text(config.json, json.dumps(result, indent=1))
     return 0

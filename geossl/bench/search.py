@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from geossl.core.options import add_argparse_flags, config_from, option
 from geossl.embeddings.search import (
     EF_CONSTRUCTION,
     EF_SEARCH,
@@ -40,7 +41,6 @@ from geossl.embeddings.search import (
     exact_topk,
     normalise,
 )
-from geossl.options import add_argparse_flags, config_from, option
 
 TARGET_P50_MS = 5.0
 TARGET_RECALL = 0.95
@@ -116,8 +116,8 @@ class SearchBenchConfig:
         Raises:
             ConfigError: one line naming the flags.
         """
-        from geossl.errors import ConfigError
-        from geossl.options import parse_ints
+        from geossl.core.errors import ConfigError
+        from geossl.core.options import parse_ints
 
         self.ef_search = parse_ints("--ef-search", self.ef_search) or []
         if self.n < self.k or self.queries < 1 or self.n < self.queries:
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     config = config_from(SearchBenchConfig, args)
     res = bench_search(config)
     if config.json:
-        from geossl.io import atomic_write_text, jsonable
+        from geossl.core.io import atomic_write_text, jsonable
 
         atomic_write_text(config.json, json.dumps(jsonable(res), indent=1) + "\n")
     return 0

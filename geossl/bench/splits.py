@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from geossl.options import add_argparse_flags, config_from, option, parse_names
+from geossl.core.options import add_argparse_flags, config_from, option, parse_names
 from geossl.splits.config import DEFAULT_BLOCK_SIZE
 
 #: SEN12MS totals (also in geossl/testing/footprints.py, imported only when running)
@@ -61,7 +61,7 @@ def bench_splits(config: SplitsBenchConfig, log: Callable[[str], None] = print
     n, scenes, block_size, buffer = config.n, config.scenes, config.block_size, config.buffer
     seed, strategies, fractions = config.seed, config.strategies, config.fractions
     from geossl import splits as S
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
     from geossl.testing.footprints import make_footprints
 
     chosen = list(strategies) if strategies else list(S.STRATEGIES)
@@ -122,12 +122,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(None if argv is None else list(argv))
     config = config_from(SplitsBenchConfig, args)
     if config.json:
-        from geossl.io import check_writable
+        from geossl.core.io import check_writable
 
         check_writable(config.json, folder=False, flag="--json")  # before the benchmark runs
     records = bench_splits(config)
     if config.json:
-        from geossl.io import atomic_write_text
+        from geossl.core.io import atomic_write_text
 
         atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
     return 0

@@ -7,7 +7,7 @@ i.e. one pair of views) of:
 1. geossl pretraining: SimCLR and MoCo v2, the full Lightning ``training_step`` including view
    making and GPU augmentation, through a Lightning ``Trainer`` as ``geossl pretrain`` runs it;
 2. TorchGeo's SimCLR and MoCo tasks (``SimCLRTask``/``MoCoTask`` on 0.8, ``SimCLR``/``MoCo``
-   on 0.10, via :func:`geossl.compat.task_class`) with the same backbone, bands and input, as
+   on 0.10, via :func:`geossl.core.compat.task_class`) with the same backbone, bands and input, as
    shipped (their own augmentations, optimisers and defaults), also through a ``Trainer``;
 3. the ceiling: raw timm forward + backward of the two views, no augmentation, no loading, no
    optimiser (channels_last and ``torch.compile`` on a GPU);
@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from geossl.bench.config import BenchConfig
-from geossl.devices import lightning_accelerator, resolve_device, resolve_precision
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.runtime.devices import lightning_accelerator, resolve_device, resolve_precision
 
 #: every measurement ``--only`` can select
 ALL = ("geossl-simclr", "geossl-moco", "torchgeo-simclr", "torchgeo-moco", "ceiling",
@@ -162,11 +162,12 @@ def _fit(module: Any, data: Any, cfg: BenchConfig, device: torch.device
          ) -> tuple[float, int, float]:
     """Train ``module`` for warmup + steps in ``geossl pretrain``'s fit loop; time the last steps.
 
-    The geossl rows and TorchGeo's tasks alike go through :func:`geossl.train.fit` (the same
+    The geossl rows and TorchGeo's tasks alike go through :func:`geossl.training.trainer.fit` (the
+    same
     ``Trainer`` settings, no logger, checkpoints or progress bar), so they differ only in the
     LightningModule.
     """
-    from geossl.train import fit
+    from geossl.training.trainer import fit
 
     timer = _timer_callback(cfg.warmup, device)
     # one "epoch" of the endless in-memory loader; several over a small chip folder (TorchGeo's
@@ -192,7 +193,7 @@ def _pretrain_config(method: str, cfg: BenchConfig) -> Any:
 
     ``compile`` and ``channels_last`` are included: the methods apply them at fit start.
     """
-    from geossl.train import PretrainConfig
+    from geossl.training.trainer import PretrainConfig
 
     return PretrainConfig(method=method, backbone=cfg.backbone, sensors=["s2"], pairing="aug",
                           batch_size=cfg.batch_size, img_size=cfg.size, compile=cfg.compile,
@@ -201,7 +202,7 @@ def _pretrain_config(method: str, cfg: BenchConfig) -> Any:
 
 def bench_geossl(method: str, cfg: BenchConfig, x: torch.Tensor, device: torch.device) -> Result:
     """Measure geossl SimCLR / MoCo: full training step (views, augmentation, loss, optimiser)."""
-    from geossl.train import build_method
+    from geossl.training.trainer import build_method
 
     pcfg = _pretrain_config(method, cfg)
     module = build_method(pcfg, {"s2": cfg.bands}, cfg.warmup + cfg.steps)
@@ -218,7 +219,7 @@ def bench_torchgeo(task: str, cfg: BenchConfig, x: torch.Tensor, device: torch.d
     the geossl rows (weights and input in channels_last, its backbones compiled in place), so
     that the rows differ in the method, not in those switches.
     """
-    from geossl.compat import task_class
+    from geossl.core.compat import task_class
 
     cls = task_class("simclr" if task == "simclr" else "moco")
     module = cls(model=cfg.backbone, in_channels=cfg.bands, size=cfg.size)
@@ -261,7 +262,7 @@ def bench_geossl_mae(cfg: BenchConfig, x: torch.Tensor, device: torch.device) ->
     """MAE of geossl: full training step (one view, masking, encoder, decoder, loss, optimiser)."""
     import dataclasses as dc
 
-    from geossl.train import build_method
+    from geossl.training.trainer import build_method
 
     size = int(x.shape[-1])
     pcfg = dc.replace(_pretrain_config("mae", cfg), backbone=cfg.mae_backbone, img_size=size,
@@ -384,7 +385,7 @@ def bench_loader(cfg: BenchConfig, chips: Path, device: torch.device, name: str 
 def bench_e2e(cfg: BenchConfig, chips: Path, device: torch.device, name: str = "e2e-simclr"
               ) -> Result:
     """Measure geossl SimCLR from chips on disk: workers, pinned memory, device, training step."""
-    from geossl.train import build_method
+    from geossl.training.trainer import build_method
 
     dm = _chip_datamodule(cfg, chips, device)
     pcfg = _pretrain_config("simclr", cfg)
@@ -691,7 +692,7 @@ def bench_train(cfg: BenchConfig) -> list[Result]:
             earlier ``bench train`` output (checked before the benchmark runs).
     """
     if cfg.out:  # not after minutes of measuring
-        from geossl.io import check_output, check_writable, mark_output
+        from geossl.core.io import check_output, check_writable, mark_output
 
         check_output(cfg.out, "bench", own=("bench_train.json",))
         mark_output(cfg.out, "bench")
@@ -700,7 +701,7 @@ def bench_train(cfg: BenchConfig) -> list[Result]:
     table = format_table(results, cfg)
     print(table)
     if cfg.out:
-        from geossl.io import atomic_write_text
+        from geossl.core.io import atomic_write_text
 
         out = Path(cfg.out)
         payload = {

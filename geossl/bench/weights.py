@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from geossl.options import add_argparse_flags, config_from, option, parse_names
+from geossl.core.options import add_argparse_flags, config_from, option, parse_names
 
 #: Major-TOM Sentinel-2 L2A bands (no B10)
 L2A_BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11",
@@ -64,7 +64,7 @@ def build_cached_file(name: str) -> Path:
     """Write a TorchGeo-format file for ``name`` (random values) where TorchGeo expects it."""
     import torchgeo.models
 
-    from geossl.weights import torchgeo_cache_path, torchgeo_weight
+    from geossl.pretrained.foundation import torchgeo_cache_path, torchgeo_weight
 
     weight = torchgeo_weight(name)
     model = getattr(torchgeo.models, weight.meta["model"])(weights=None,
@@ -105,10 +105,10 @@ def bench_weights(config: WeightsBenchConfig, log: Callable[[str], None] = print
     """
     import torchgeo.models
 
-    from geossl.checkpoint import load_source
-    from geossl.errors import ConfigError
-    from geossl.normalize import make_normalizer
-    from geossl.weights import match_bands, torchgeo_cache_path, torchgeo_weight
+    from geossl.core.errors import ConfigError
+    from geossl.pretrained.checkpoint import load_source
+    from geossl.pretrained.foundation import match_bands, torchgeo_cache_path, torchgeo_weight
+    from geossl.pretrained.normalize import make_normalizer
 
     spec, bands, batch_size = config.spec, config.bands, config.batch_size
     size, repeats, seed = config.size, config.repeats, config.seed
@@ -175,9 +175,9 @@ def bench_weights(config: WeightsBenchConfig, log: Callable[[str], None] = print
 
 
 def _meta_only(spec: str, weight: Any) -> Any:
-    """A :class:`~geossl.weights.ResolvedWeights` with the metadata only (for band matching)."""
+    """A metadata-only :class:`~geossl.pretrained.foundation.ResolvedWeights` (band matching)."""
     from geossl.datasets.bands import canonical_band
-    from geossl.weights import ResolvedWeights
+    from geossl.pretrained.foundation import ResolvedWeights
 
     bands = weight.meta.get("bands")
     return ResolvedWeights(spec, str(weight.meta["model"]), {},
@@ -199,8 +199,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "geossl bench weights") 
     """``geossl bench weights`` (see the module docstring)."""
     args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     config = config_from(WeightsBenchConfig, args)
-    from geossl.io import atomic_write_text
-    from geossl.weights import torchgeo_cache_path, torchgeo_weight
+    from geossl.core.io import atomic_write_text
+    from geossl.pretrained.foundation import torchgeo_cache_path, torchgeo_weight
 
     name = config.spec.removeprefix("torchgeo:")
     with tempfile.TemporaryDirectory(prefix="geossl-bench-weights-") as tmp:

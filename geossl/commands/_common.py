@@ -8,8 +8,8 @@ from typing import Any
 
 from jsonargparse import ActionYesNo, ArgumentParser
 
+from geossl.core.options import BARE, FLAG_TYPE, NO_FLAG, POSITIONAL, field_default, field_help
 from geossl.datasets.registry import data_help
-from geossl.options import BARE, FLAG_TYPE, NO_FLAG, POSITIONAL, field_default, field_help
 
 
 def add_data(parser: ArgumentParser, default: str | None = None, required: bool = False) -> None:
@@ -44,14 +44,14 @@ def add_workers(parser: ArgumentParser, default: int = 0) -> None:
 
 def add_scheduler(parser: ArgumentParser) -> None:
     """Add ``--scheduler tcp://HOST:PORT`` (run the job's tasks on an existing Dask cluster)."""
-    from geossl.cluster import SCHEDULER_HELP
+    from geossl.runtime.dask import SCHEDULER_HELP
 
     parser.add_argument("--scheduler", type=str | None, default=None, help=SCHEDULER_HELP)
 
 
 def add_scheduler_file(parser: ArgumentParser) -> None:
     """Add ``--scheduler-file PATH`` (the JSON ``dask scheduler --scheduler-file`` writes)."""
-    from geossl.cluster import SCHEDULER_FILE_HELP
+    from geossl.runtime.dask import SCHEDULER_FILE_HELP
 
     parser.add_argument("--scheduler-file", type=str | None, default=None,
                         help=SCHEDULER_FILE_HELP)
@@ -63,7 +63,7 @@ def scheduler(cfg: Any) -> str | None:
     Raises:
         ConfigError: both given, or a scheduler file that is missing or damaged.
     """
-    from geossl.cluster import scheduler_of
+    from geossl.runtime.dask import scheduler_of
 
     return scheduler_of(cfg.get("scheduler"), cfg.get("scheduler_file", cfg.get("scheduler-file")))
 
@@ -82,7 +82,7 @@ def add_dataclass_flags(parser: ArgumentParser, config: type[Any]) -> None:
     """One flag per field of a configuration dataclass, in field order.
 
     ``batch_size`` becomes ``--batch-size`` (``batch_size`` in ``--config`` YAML); the type is
-    the field's (or its ``flag_type``, see :func:`geossl.options.option`), the default the
+    the field's (or its ``flag_type``, see :func:`geossl.core.options.option`), the default the
     field's, the help its metadata's; a boolean field is a ``--name`` / ``--no-name`` flag
     (``bare``: ``--name`` or ``--name true|false``); a ``positional`` field is a positional
     argument; a field without a default is a required argument; a field declared with
@@ -178,7 +178,7 @@ def ints(value: Any) -> list[int] | None:
         return [value]
     if isinstance(value, list):
         return [int(v) for v in value]
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     try:
         return [int(t) for t in str(value).split(",") if t.strip()]

@@ -102,7 +102,7 @@ def train_config(cfg: Namespace, argv: list[str]) -> BenchConfig:
     Its flags are in ``argv``; their defaults come from ``cfg`` (a --config file).
     """
     from geossl.bench.config import BenchConfig
-    from geossl.options import config_from
+    from geossl.core.options import config_from
 
     parser = ArgumentParser(prog="geossl bench train",
                             description="Pretraining images/s against TorchGeo and the ceiling.")

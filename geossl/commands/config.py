@@ -30,7 +30,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 def run(cfg: Namespace) -> int:
     """Run ``geossl config``."""
     from geossl.conf.studies import describe
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     if cfg.action == "show" and not cfg.name:
         raise ConfigError("geossl config show needs a NAME (see `geossl config list`)")

@@ -19,7 +19,8 @@ Stages (:data:`geossl.demo.run.STAGES`), each reading and extending a shared
 5. ``split``: overlap-aware spatial-block train/test split (:mod:`geossl.splits`, blocks of
    4 x 4 chips, stratified by proxy class) with its leakage report (``splits.json``);
 6. ``pretrain``: brief self-supervised pretraining on the training chips, through
-   :func:`geossl.train.pretrain` (what ``geossl pretrain`` runs; SimCLR, resnet18, ``aug``
+   :func:`geossl.training.trainer.pretrain` (what ``geossl pretrain`` runs; SimCLR, resnet18,
+   ``aug``
    pairing on all 13 bands, 32 px augmented views of the 64 px chips by default; a rerun
    starts it afresh): ``pretrain/checkpoints/last.ckpt``, its log and
    ``pretrain/loss_curve.png``;
@@ -30,7 +31,7 @@ Stages (:data:`geossl.demo.run.STAGES`), each reading and extending a shared
    logistic regression etc.); ``table.md`` and ``results.json``, the table is printed;
 9. ``pictures``: t-SNE of the SSL embeddings coloured by proxy class (``tsne.png``), query chips
    with their 10 nearest chips (``neighbours.png``);
-10. ``map``: embedding map of the whole scene (:func:`geossl.embed.embed`, zarr) and its
+10. ``map``: embedding map of the whole scene (:func:`geossl.inference.embed.embed`, zarr) and its
     label-free k-means cluster map (GeoTIFF), drawn next to the RGB quick-look
     (``cluster_map.png``).
 

@@ -32,15 +32,15 @@ HELP = ("embedding cube (zarr), GeoParquet / COG products and k-means cluster ma
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl embed``: one per field of :class:`EmbedConfig`."""
-    from geossl.config import EmbedConfig  # light: no torch while the parser is built
+    from geossl.inference.config import EmbedConfig  # light: no torch while the parser is built
 
     _common.add_dataclass_flags(parser, EmbedConfig)
 
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl embed``."""
-    from geossl.embed import EmbedConfig, embed
-    from geossl.options import config_from
+    from geossl.core.options import config_from
+    from geossl.inference.embed import EmbedConfig, embed
 
     res = embed(config_from(EmbedConfig, cfg))
     cube = "wrote" if "zarr" in res.products or not res.products else "computed (not kept)"

@@ -47,10 +47,10 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl evaluate``."""
+    from geossl.core.options import config_from
     from geossl.eval.config import EvaluateConfig
     from geossl.eval.report import to_markdown
     from geossl.eval.run import evaluate
-    from geossl.options import config_from
 
     res = evaluate(config_from(EvaluateConfig, cfg))
     for note in res.get("notes", []):

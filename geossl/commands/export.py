@@ -42,7 +42,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl export``."""
-    from geossl.export import export
+    from geossl.inference.export import export
 
     keep = cfg.get("keep_adapter", cfg.get("keep-adapter", False))
     res = export(cfg.ckpt, cfg.out, format=cfg.format, keep_adapter=bool(keep),

@@ -41,7 +41,7 @@ def run(cfg: Namespace) -> int:
     """Run ``geossl index``."""
     import time
 
-    from geossl.io import check_output
+    from geossl.core.io import check_output
     from geossl.tiling.chip_index import INDEX_NAME, build_index, invalid_pixels, write_index
 
     start = time.perf_counter()

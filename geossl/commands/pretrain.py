@@ -29,14 +29,14 @@ HELP = "self-supervised pretraining (SimCLR, MoCo, BYOL, DeepCluster) on any dat
 
 def add_arguments(parser: ArgumentParser) -> None:
     """Declare the flags of ``geossl pretrain``: one per field of :class:`PretrainConfig`."""
-    from geossl.config import PretrainConfig  # light: no torch while the parser is built
+    from geossl.training.config import PretrainConfig  # light: no torch while the parser is built
 
     _common.add_dataclass_flags(parser, PretrainConfig)
 
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl pretrain``."""
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     last = pretrain(PretrainConfig.from_namespace(cfg))
     print(f"geossl pretrain: last checkpoint {last}")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from jsonargparse import ArgumentParser, Namespace
 
 from geossl.commands._common import get as _get
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 NAME = "search"
 HELP = "top-k chips most similar to a chip, point, polygon or vector (exact or ANN)"

@@ -32,7 +32,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Make, save and optionally report the split."""
-    from geossl.options import config_from
+    from geossl.core.options import config_from
     from geossl.splits import SplitConfig, split_and_save
 
     _, _, text = split_and_save(config_from(SplitConfig, cfg))

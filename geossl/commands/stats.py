@@ -10,7 +10,7 @@ Examples:
         --bands B04,B03,B02 --out CHIPS/stats.json     # training side only, 3 bands
 
 NaN, infinities and the --nodata value are ignored. The JSON (written atomically) holds one
-entry per image key; ``geossl.normalize.get_normalizer(..., stats=FILE)`` turns it into a
+entry per image key; ``geossl.pretrained.normalize.get_normalizer(..., stats=FILE)`` turns it into a
 standardisation.
 """
 
@@ -33,9 +33,9 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl stats``."""
+    from geossl.core.options import config_from
     from geossl.data.config import StatsConfig
     from geossl.data.stats import dataset_stats, format_table, write_stats
-    from geossl.options import config_from
 
     config = config_from(StatsConfig, cfg)
     stats = dataset_stats(config)

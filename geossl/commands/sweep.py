@@ -52,7 +52,7 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl sweep``."""
-    from geossl.sweep import load_spec, run_sweep
+    from geossl.recipes.sweep import load_spec, run_sweep
 
     spec = load_spec(cfg.sweep, cfg.grid, cfg.set, cfg.evaluate, cfg.get("eval_set"), cfg.root,
                      cfg.get("scale_lr"))
@@ -77,8 +77,8 @@ def _check_pretrain(values: Mapping[str, Any]) -> None:
     """
     from jsonargparse import ArgumentError
 
-    from geossl.config import PretrainConfig
-    from geossl.errors import ConfigError, one_line
+    from geossl.core.errors import ConfigError, one_line
+    from geossl.training.config import PretrainConfig
 
     parser = ArgumentParser(exit_on_error=False)
     _common.add_dataclass_flags(parser, PretrainConfig)

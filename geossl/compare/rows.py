@@ -13,9 +13,10 @@ Built-in kinds:
     another checkpoint), frozen; ``ckpt: PATH``.
 ``weights``
     named foundation weights, frozen: ``weights: torchgeo:<Enum.MEMBER>``,
-    ``timm:<model>.<tag>`` or a local file, loaded by :func:`geossl.checkpoint.load_source` with
+    ``timm:<model>.<tag>`` or a local file, loaded by
+    :func:`geossl.pretrained.checkpoint.load_source` with
     the data's bands (``preprocess: weights|dataset``). Needs a geossl whose ``load_source``
-    resolves names (:mod:`geossl.weights`).
+    resolves names (:mod:`geossl.pretrained.foundation`).
 ``random``
     the same architecture with random weights, frozen: ``backbone: NAME`` (default: the
     comparison's ``backbone``, else the architecture of the first ``ckpt``/``weights`` row).
@@ -54,7 +55,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from geossl.checkpoint import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.eval.features import FeatureSet, cached_features, image_of
+from geossl.eval.finetune import finetune
+from geossl.eval.knn import knn_scores
+from geossl.eval.linear import linear_probe
+from geossl.eval.product import product_feature_set, product_source
+from geossl.pretrained.checkpoint import (
     EncoderSource,
     SensorSelection,
     load_source,
@@ -62,13 +69,7 @@ from geossl.checkpoint import (
     select_sensors,
     sensor_list,
 )
-from geossl.errors import ConfigError, DataError
-from geossl.eval.features import FeatureSet, cached_features, image_of
-from geossl.eval.finetune import finetune
-from geossl.eval.knn import knn_scores
-from geossl.eval.linear import linear_probe
-from geossl.eval.product import product_feature_set, product_source
-from geossl.normalize import make_normalizer
+from geossl.pretrained.normalize import make_normalizer
 
 #: protocols a frozen row may use
 ROW_PROTOCOLS = ("linear", "knn", "finetune")
@@ -303,11 +304,11 @@ def _protocol(spec: RowSpec, default: str = "linear") -> str:
 
 def load_row_source(value: str | os.PathLike[str], ctx: RowContext, spec: RowSpec,
                     preprocess: str | None = None) -> EncoderSource:
-    """Load a checkpoint or named weights through :func:`geossl.checkpoint.load_source`.
+    """Load a checkpoint or named weights through :func:`geossl.pretrained.checkpoint.load_source`.
 
     Named weights (a ``weights`` row, or a ``torchgeo:``/``timm:`` spec) get the data's band
     names and count (``data_bands``, ``in_chans``) and ``preprocess``: the encoder then takes
-    the data's bands (:mod:`geossl.weights`). A checkpoint path is loaded as it is.
+    the data's bands (:mod:`geossl.pretrained.foundation`). A checkpoint path is loaded as it is.
 
     Raises:
         ConfigError: named weights with a ``load_source`` that cannot resolve them.
@@ -316,8 +317,9 @@ def load_row_source(value: str | os.PathLike[str], ctx: RowContext, spec: RowSpe
     if not named:
         return load_source(value)
     if "data_bands" not in inspect.signature(load_source).parameters:
-        raise ConfigError(f"row {spec.name!r}: weights by name ({value}) need geossl.weights, "
-                          "which this installation lacks; give a checkpoint (kind ckpt)")
+        raise ConfigError(f"row {spec.name!r}: weights by name ({value}) need "
+                          "geossl.pretrained.foundation, which this installation lacks; "
+                          "give a checkpoint (kind ckpt)")
     sensor = spec.get("sensor", ctx.sensor)
     kwargs: dict[str, Any] = {"data_bands": ctx.data_bands(sensor),
                               "in_chans": ctx.channels(sensor),
@@ -351,7 +353,7 @@ def encoder_row(spec: RowSpec, ctx: RowContext, source: EncoderSource,
         ctx: the comparison's context.
         source: the encoder and its metadata.
         normalize: apply the normalisation the encoder was trained with (see
-            :func:`geossl.normalize.make_normalizer`).
+            :func:`geossl.pretrained.normalize.make_normalizer`).
 
     Raises:
         DataError: the samples' band count differs from what the encoder takes.

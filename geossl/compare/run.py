@@ -40,10 +40,10 @@ from geossl.compare.rows import (
     TaskView,
     parse_rows,
 )
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_write_text, check_writable, jsonable
 from geossl.datasets.base import class_names, single_sensor
 from geossl.datasets.registry import dataset_class
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget, mean_std
 from geossl.eval.data import auto_split, resolve
 from geossl.eval.features import label_of
@@ -51,7 +51,7 @@ from geossl.eval.paired import paired_difference
 from geossl.eval.report import format_cell
 from geossl.eval.run import MAIN_TASK, score
 from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
-from geossl.io import atomic_write_text, check_writable, jsonable
+from geossl.runtime.devices import resolve_device
 
 #: files of a comparison, in ``out``
 FILES = {"json": "compare.json", "markdown": "compare.md", "csv": "compare.csv",
@@ -489,7 +489,7 @@ def write_outputs(results: dict[str, Any], out: Path, plots: bool = True) -> dic
     """Write compare.json/.md/.csv (and .png) into ``out``, each atomically."""
     paths = {k: out / v for k, v in FILES.items()}
     if plots:
-        from geossl.plots import plot_comparison
+        from geossl.viz.plots import plot_comparison
 
         meta = results["meta"]
         plot_comparison(results["summary"], results["comparison"], paths["png"],

@@ -26,7 +26,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: the ``geossl/`` package folder
 _PACKAGE = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Each field of :class:`StatsConfig` is an option of the library function and a flag of the
 command (``max_samples`` -> ``--max-samples``, a key of ``--config`` YAML files) with its
-default and help declared once (:func:`geossl.options.option`); ``__post_init__`` normalises
+default and help declared once (:func:`geossl.core.options.option`); ``__post_init__`` normalises
 and checks the values. Light (no torch): the command line imports it to build its parser.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from geossl.errors import ConfigError
-from geossl.options import option, parse_names
+from geossl.core.errors import ConfigError
+from geossl.core.options import option, parse_names
 
 
 def _data_help() -> str:
@@ -22,10 +22,10 @@ def _data_help() -> str:
 
 
 def _cluster_help(name: str) -> str:
-    """A help text owned by :mod:`geossl.cluster` (``SCHEDULER_HELP``, ...)."""
-    import geossl.cluster
+    """A help text owned by :mod:`geossl.runtime.dask` (``SCHEDULER_HELP``, ...)."""
+    import geossl.runtime.dask
 
-    return str(getattr(geossl.cluster, name))
+    return str(getattr(geossl.runtime.dask, name))
 
 
 @dataclasses.dataclass
@@ -69,7 +69,7 @@ class StatsConfig:
         Raises:
             ConfigError: one line naming the flag.
         """
-        from geossl.cluster import check_scheduler_flags
+        from geossl.runtime.dask import check_scheduler_flags
 
         if not self.root:
             raise ConfigError("--root is required")
@@ -86,6 +86,6 @@ class StatsConfig:
         Raises:
             ConfigError: a scheduler file that is missing or damaged.
         """
-        from geossl.cluster import scheduler_of
+        from geossl.runtime.dask import scheduler_of
 
         return scheduler_of(self.scheduler, self.scheduler_file)

@@ -35,6 +35,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 from torch.utils.data._utils.collate import default_collate
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
 from geossl.datasets.base import (
     band_names,
     class_names,
@@ -43,10 +45,8 @@ from geossl.datasets.base import (
     single_sensor,
 )
 from geossl.datasets.registry import pretraining_dataset
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError, DataError
-from geossl.normalize import sensor_normalizer
-from geossl.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
+from geossl.pretrained.normalize import sensor_normalizer
+from geossl.runtime.devices import resolve_device
 from geossl.splits import load_split_ids
 
 #: keys a batch may carry besides the per-sensor images
@@ -231,7 +231,7 @@ class SSLDataModule(LightningDataModule):
             pin_memory: pin host memory (default: when CUDA is available).
             dataset: use this dataset instead of building one from ``data``/``root`` (its
                 samples must carry the per-sensor keys or ``image``).
-            norm_names: sensor -> normaliser name of :mod:`geossl.normalize` (e.g.
+            norm_names: sensor -> normaliser name of :mod:`geossl.pretrained.normalize` (e.g.
                 ``{"s2": "s2_offset"}``, ``{"x": "none"}`` for raw values); overrides the
                 sensor's default and ``stats``.
             stats: a ``geossl stats`` JSON file: the sensors without a ``norm_names`` entry are
@@ -242,7 +242,7 @@ class SSLDataModule(LightningDataModule):
                 that select bands (chips), sliced from the samples of the others
                 (:class:`geossl.datasets.bands.SelectBands`).
             labels: batches also carry each sample's ``label`` when the dataset has one (the
-                online probe and t-SNE snapshots of :mod:`geossl.monitor`); a dataset whose
+                online probe and t-SNE snapshots of :mod:`geossl.training.monitor`); a dataset whose
                 labels cost extra reads (SEN12MS land cover) then reads them (``label_scheme``).
                 See :attr:`has_labels`.
             label_scheme: SEN12MS scene labels: ``igbp`` (17 classes, default) or ``dfc``
@@ -332,7 +332,7 @@ class SSLDataModule(LightningDataModule):
         if self.normalize and not is_normalized(base):
             normalizers, record = self._normalizers(sensors)
         self._collate = _Collate(normalizers)
-        # sensor -> name for geossl.normalize.get_normalizer, or {"mean", "std"} from a
+        # sensor -> name for geossl.pretrained.normalize.get_normalizer, or {"mean", "std"} from a
         # statistics file (what evaluation reapplies)
         self.normalization = record or None
 
@@ -342,7 +342,7 @@ class SSLDataModule(LightningDataModule):
         Call after :meth:`setup`; the record (:attr:`normalization`) follows, so checkpoints
         say how the encoder's input was scaled.
         """
-        from geossl import normalize
+        from geossl.pretrained import normalize
 
         if self.train_dataset is None:
             raise RuntimeError("set_normalization() needs setup() first")
@@ -355,7 +355,7 @@ class SSLDataModule(LightningDataModule):
         self, sensors: Sequence[str]
     ) -> tuple[dict[str, Callable[[Tensor], Tensor]], dict[str, Any]]:
         """Normaliser per sensor and its record (a name, or the statistics' mean and std)."""
-        from geossl import normalize
+        from geossl.pretrained import normalize
 
         unknown = sorted(set(self.norm_names) - set(sensors))
         if unknown:

@@ -36,11 +36,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import key_sensor
+from geossl.core.progress import progress as progress_bar
 from geossl.data.config import StatsConfig
 from geossl.datasets.base import band_names
-from geossl.errors import ConfigError, DataError
-from geossl.pairing import key_sensor
-from geossl.progress import progress as progress_bar
 
 #: distinct values per band counted for exact percentiles (4 MiB per band): every 16-bit band
 EXACT_VALUES = 4 * 65536
@@ -583,7 +583,7 @@ def dataset_stats(config: StatsConfig) -> dict[str, dict[str, Any]]:
     """Band statistics of a named dataset (``geossl stats``), in this process or on Dask.
 
     In this process (no scheduler, ``workers`` <= 1) this is :func:`compute_stats` on the
-    dataset. On a cluster (see :mod:`geossl.cluster`) the chosen samples are cut into chunks
+    dataset. On a cluster (see :mod:`geossl.runtime.dask`) the chosen samples are cut into chunks
     of ``chunk`` samples; each task opens the dataset on its worker (once per worker),
     accumulates its chunk, and the partial results are merged here in chunk order (exact
     for counts, means and variances; reservoirs merged by key), so the result does not depend
@@ -601,8 +601,8 @@ def dataset_stats(config: StatsConfig) -> dict[str, dict[str, Any]]:
     Returns:
         as :func:`compute_stats`.
     """
-    from geossl.cluster import Runner
-    from geossl.io import check_output
+    from geossl.core.io import check_output
+    from geossl.runtime.dask import Runner
 
     if config.out:
         check_output(config.out, "stats", folder=False)  # before computing anything
@@ -660,7 +660,7 @@ def write_stats(config: StatsConfig, stats: dict[str, dict[str, Any]]) -> Path:
     """
     import json
 
-    from geossl.io import atomic_write_text
+    from geossl.core.io import atomic_write_text
 
     assert config.out is not None
     split = {"file": str(config.split), "name": config.split_name} if config.split else None
@@ -748,7 +748,7 @@ class RasterFiles(Dataset[dict[str, Any]]):
                                 (".tif", ".tiff") and not p.name.startswith("."))
         if not self.files:
             raise DataError("no GeoTIFF files found", index or self.root)
-        from geossl.io import open_raster
+        from geossl.core.io import open_raster
 
         with open_raster(self.files[0]) as src:
             desc = list(src.descriptions)
@@ -758,7 +758,7 @@ class RasterFiles(Dataset[dict[str, Any]]):
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from geossl.io import open_raster
+        from geossl.core.io import open_raster
 
         path = self.files[i]
         with open_raster(path) as src:

@@ -7,10 +7,10 @@ a split (the archive's own ``train`` / ``test`` files, or ``all``) and an option
 to the ids of a saved split.
 
 Samples are ``{"image": float32 (C, H, W), "label": int64, "id": str}`` with raw pixel values in
-``[0, 255]`` (the ``rgb`` / ``gray`` normalisers of :mod:`geossl.normalize` scale them),
+``[0, 255]`` (the ``rgb`` / ``gray`` normalisers of :mod:`geossl.pretrained.normalize` scale them),
 as for the scene archives of :mod:`geossl.datasets.aid`.
 
-These archives are never downloaded: a missing file is a :class:`~geossl.errors.DataError`
+These archives are never downloaded: a missing file is a :class:`~geossl.core.errors.DataError`
 naming where the files go and where to get them.
 """
 
@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.base import GeosslDataset
-from geossl.errors import ConfigError, DataError
 
 #: split names every in-memory archive accepts
 SPLITS = ("train", "test", "all")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: key of a dataset's single unnamed-sensor image (``sample["image"]``)
 PLAIN = ""

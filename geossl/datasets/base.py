@@ -55,8 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from geossl.errors import ConfigError, DataError
-from geossl.pairing import check_sensor_name
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import check_sensor_name
 
 if TYPE_CHECKING:
     import geopandas as gpd

@@ -52,6 +52,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_write_text, open_raster
 from geossl.datasets import labels as lab
 from geossl.datasets.base import GeosslDataset
 from geossl.datasets.sen12ms import (
@@ -63,8 +65,6 @@ from geossl.datasets.sen12ms import (
     read_image,
     update_cache,
 )
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_write_text, open_raster
 
 PathLike = str | os.PathLike[str]
 

@@ -14,7 +14,7 @@ Each batch file is a Python pickle of a plain dict: ``data`` (``uint8`` array of
 
 Safety: a pickle can run any code when loaded, so these files are read with
 :class:`ArrayUnpickler`, which only rebuilds numpy arrays (and the byte strings inside them) and
-refuses every other global: a tampered file fails with a :class:`~geossl.errors.DataError`
+refuses every other global: a tampered file fails with a :class:`~geossl.core.errors.DataError`
 instead of executing anything. (The format *is* a pickle, so there is no pickle-free reader to
 use instead.)
 
@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from geossl.core.errors import DataError
 from geossl.datasets.arrays import ArrayImages, find_folder
-from geossl.errors import DataError
 
 #: the archive's folder
 FOLDER = "cifar-10-batches-py"

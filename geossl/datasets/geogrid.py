@@ -4,7 +4,8 @@
 :class:`GeoSamples` reads them by position (what ``geossl pretrain --data ssl4eo`` and
 ``geossl stats`` on a GeoDataset do). ``--sampler`` chooses where the queries come from
 (:data:`SAMPLERS`): geossl's in-footprint grid (the default), or TorchGeo's own grid or random
-sampler (:func:`geossl.compat.grid_sampler`, :func:`geossl.compat.random_sampler`), drawn once
+sampler (:func:`geossl.core.compat.grid_sampler`, :func:`geossl.core.compat.random_sampler`), drawn
+once
 so that sample ``i`` stays the same window. ``geossl bench samplers`` compares them on the same
 scenes in one run.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: ``--sampler`` values: where the windows of a geo dataset come from
 SAMPLERS = ("grid", "torchgeo-grid", "torchgeo-random")
@@ -79,10 +80,10 @@ def sampler_queries(dataset: Any, size: int, sampler: str = "grid", length: int 
     """
     if sampler == "grid":
         return geo_grid(dataset, size)
-    import geossl.compat
+    import geossl.core.compat
 
     if sampler == "torchgeo-grid":
-        return list(geossl.compat.grid_sampler(dataset, size))
+        return list(geossl.core.compat.grid_sampler(dataset, size))
     if sampler == "torchgeo-random":
         n = length if length is not None else len(geo_grid(dataset, size))
         if n <= 0:
@@ -93,7 +94,7 @@ def sampler_queries(dataset: Any, size: int, sampler: str = "grid", length: int 
         # generator, not from its own: seed both, without touching the caller's random state
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return list(geossl.compat.random_sampler(dataset, size, length=n, seed=seed))
+            return list(geossl.core.compat.random_sampler(dataset, size, length=n, seed=seed))
     raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
 

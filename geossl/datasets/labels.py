@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import BigEarthNet, BigEarthNetV2
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: value of unlabelled / invalid pixels in class-index masks (``torch.nn.CrossEntropyLoss``'s
 #: default ``ignore_index``)

@@ -27,8 +27,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from geossl.core.errors import DataError
 from geossl.datasets.arrays import ArrayImages
-from geossl.errors import DataError
 
 #: file stems of each split: (images, labels)
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,6 +1,6 @@
 """Several sensors or dates of the same places as one dataset, aligned on the ground.
 
-Each sensor keeps its own key (:mod:`geossl.pairing`): ``image_s1`` ``(2, H, W)``, ``image_s2``
+Each sensor keeps its own key (:mod:`geossl.core.pairing`): ``image_s1`` ``(2, H, W)``, ``image_s2``
 ``(13, H, W)``, ... all on one grid (the grid of a reference sensor), plus
 ``image_<sensor>_t2`` (a second date), ``mask`` when a label raster is joined, and
 ``sensor_mask``.
@@ -18,7 +18,7 @@ Each sensor keeps its own key (:mod:`geossl.pairing`): ``image_s1`` ``(2, H, W)`
 Patch datasets that already return ``image_s1`` / ``image_s2`` on one grid
 (:class:`~geossl.datasets.sen12ms.SEN12MSPatches`,
 :class:`~geossl.datasets.bigearthnet.BigEarthNet`) need neither;
-:class:`geossl.data.views.PairedView` reduces any of them to a pairing mode's keys.
+:class:`geossl.data.pairs.PairedView` reduces any of them to a pairing mode's keys.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from rasterio.vrt import WarpedVRT
 from torchgeo.datasets import GeoDataset, NonGeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import open_raster
-from geossl.pairing import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import open_raster
+from geossl.core.pairing import (
     SECOND_DATE,
     SENSOR_MASK,
     check_sensor_name,
@@ -89,8 +89,8 @@ class MultiSensorDataset(GeoDataset):
         s1 = SSL4EOS12(root, "s1")
         s2 = SSL4EOS12(root, "s2c")
         ds = MultiSensorDataset({"s1": s1, "s2": s2}, reference="s2")
-        sampler = geossl.compat.random_sampler(ds, size=128, length=1000)
-        loader = DataLoader(ds, sampler=sampler, collate_fn=geossl.compat.stack_samples)
+        sampler = geossl.core.compat.random_sampler(ds, size=128, length=1000)
+        loader = DataLoader(ds, sampler=sampler, collate_fn=geossl.core.compat.stack_samples)
         # batch["image_s1"]: (B, 2, 128, 128), batch["image_s2"]: (B, 13, 128, 128), one grid
 
     Each index row is one combination of acquisitions (one per sensor, plus a second date of

@@ -50,9 +50,9 @@ from rasterio.windows import Window
 from torchgeo.datasets import GeoDataset
 from torchgeo.datasets.utils import GeoSlice
 
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import open_raster
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import open_raster
 
 #: the nine real-valued files of a T3 folder, in channel order
 T3_NAMES = ("T11", "T22", "T33", "T12_real", "T12_imag", "T13_real", "T13_imag",

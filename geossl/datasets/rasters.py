@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 
 from torchgeo.datasets import RasterDataset
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.base import GeosslDataset, PretrainingRequest
-from geossl.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike[str]
 

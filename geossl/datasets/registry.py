@@ -16,7 +16,7 @@ A dataset can come from outside the package, in three ways:
 The class must subclass :class:`~geossl.datasets.base.GeosslDataset` (checked by
 :func:`~geossl.datasets.base.check_protocol`). Built-in classes are imported lazily: this keeps
 ``geossl --help`` fast and lets a dataset whose module (or optional dependency) is missing fail
-with a one-line :class:`~geossl.errors.ConfigError` naming it, without breaking the others.
+with a one-line :class:`~geossl.core.errors.ConfigError` naming it, without breaking the others.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.base import (
     ALL_SPLITS,
     OPTIONAL_KWARGS,
@@ -38,7 +39,6 @@ from geossl.datasets.base import (
     check_protocol,
     construct,
 )
-from geossl.errors import ConfigError, DataError
 
 __all__ = [
     "ALL_SPLITS",

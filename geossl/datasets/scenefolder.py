@@ -13,7 +13,7 @@ Samples are ``{"image": float32 (C, H, W), "label": int64, "id": str}``:
 
 * ``image`` holds the raw pixel values as float32, **not rescaled**: ``[0, 255]`` for 8-bit
   JPG/PNG/TIF (AID, UC Merced), raw digital numbers for multi-band GeoTIFFs (EuroSAT MS:
-  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.normalize`
+  Sentinel-2 L1C DN, reflectance x 10,000). Scaling is the job of :mod:`geossl.pretrained.normalize`
   (``rgb``: ``/255`` then ImageNet mean/std; ``s2``: ``/10,000``), applied batch-wise.
 * ``id`` is the image path relative to the class root (``airplane/airplane00.tif``), stable
   across machines: splits and label budgets refer to it.
@@ -45,8 +45,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.core.errors import ConfigError, DataError, first_line
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError, first_line
 
 #: file extensions read with Pillow (8-bit RGB/grey); every other extension goes to rasterio
 _PIL_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")

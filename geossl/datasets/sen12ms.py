@@ -49,11 +49,11 @@ from torchgeo.datasets import NonGeoDataset, RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
 from tqdm import tqdm
 
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import atomic_path, open_raster
 from geossl.datasets import labels as lab
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import atomic_path, open_raster
-from geossl.machine import available_cores
+from geossl.runtime.machine import available_cores
 
 PathLike = str | os.PathLike[str]
 
@@ -595,7 +595,7 @@ class SEN12MSPatches(GeosslDataset, NonGeoDataset):
     patches are indexed in about a second; no raster is opened until a sample is read. Values
     are returned raw (S1 in dB, possibly NaN in the one known broken patch
     ``ROIs1868_summer_146_202``; S2 uint16 reflectance x 10,000): normalisation is
-    ``geossl.normalize``'s job.
+    ``geossl.pretrained.normalize``'s job.
     """
 
     #: keyword arguments of the constructor (the registry passes only these)

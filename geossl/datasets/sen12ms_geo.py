@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geossl.core.errors import ConfigError
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, class_names
 from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
 from geossl.datasets.sen12ms import SCENE_LABEL_SCHEMES, pairing_dataset, scene_label_scheme
-from geossl.errors import ConfigError
 
 PathLike = str | os.PathLike[str]
 

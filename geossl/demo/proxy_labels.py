@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 
 #: proxy classes, in label order
 CLASSES: tuple[str, ...] = ("water", "dense vegetation", "sparse vegetation", "bare/built")

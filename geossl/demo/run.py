@@ -3,9 +3,11 @@
 :func:`demo` runs :data:`STAGES` in order on a :class:`DemoContext` and prints the closing
 report; every stage is a plain function of the context, built from the library calls a user would
 make (:func:`geossl.tiling.tile.tile`, :func:`geossl.splits.make_splits`,
-:func:`geossl.train.pretrain` (the very code path of ``geossl pretrain``), the frozen-feature
+:func:`geossl.training.trainer.pretrain` (the very code path of ``geossl pretrain``), the
+frozen-feature
 extraction of :mod:`geossl.eval.features`, the probes of :mod:`geossl.demo.evaluate` and
-:func:`geossl.embed.embed`), so a stage can be rerun, replaced or appended (``run_demo(ctx,
+:func:`geossl.inference.embed.embed`), so a stage can be rerun, replaced or appended
+(``run_demo(ctx,
 stages)``). The stages and their outputs are listed in ``geossl demo --help``
 (:mod:`geossl.commands.demo`).
 """
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.demo import builtin_scene
-from geossl.errors import ConfigError, DataError
 
 #: train / test fractions of the spatial-block split
 SPLIT_FRACTIONS = (0.6, 0.4)
@@ -168,7 +170,7 @@ def write_quicklook(scene_path: Path, index: Any, path: Path, max_px: int = 800)
     Returns:
         ``path``.
     """
-    from geossl.plots import plot_quicklook
+    from geossl.viz.plots import plot_quicklook
 
     img, _, rgb, name, size = scene_rgb(scene_path, max_px)
     boxes = list(index[["row", "col", "height", "width"]].itertuples(index=False))
@@ -180,9 +182,9 @@ def stage_labels(ctx: DemoContext) -> None:
     import numpy as np
     import pandas as pd
 
+    from geossl.core.io import atomic_path
     from geossl.datasets.registry import get_dataset
     from geossl.demo import proxy_labels as pl
-    from geossl.io import atomic_path
 
     assert ctx.index is not None
     ds = get_dataset("chips", ctx.index)
@@ -270,11 +272,11 @@ def stage_split(ctx: DemoContext) -> None:
 # pretraining and evaluation stages
 # --------------------------------------------------------------------------------------------
 def stage_pretrain(ctx: DemoContext) -> None:
-    """Pretrain briefly on the training chips with :func:`geossl.train.pretrain`."""
+    """Pretrain briefly on the training chips with :func:`geossl.training.trainer.pretrain`."""
     import pandas as pd
 
     from geossl.tiling.chip_index import read_index
-    from geossl.train import PretrainConfig, pretrain
+    from geossl.training.trainer import PretrainConfig, pretrain
 
     assert ctx.index is not None and ctx.chips is not None
     if ctx.steps < 1:
@@ -340,11 +342,11 @@ def stage_features(ctx: DemoContext) -> None:
     """Frozen features of every chip: SSL encoder, same encoder random, band means."""
     import torch
 
-    from geossl.checkpoint import load_source, primary_sensor, random_like
     from geossl.datasets.registry import get_dataset
     from geossl.demo.evaluate import LabelledChips
     from geossl.eval.features import extract_features
-    from geossl.normalize import make_normalizer
+    from geossl.pretrained.checkpoint import load_source, primary_sensor, random_like
+    from geossl.pretrained.normalize import make_normalizer
 
     assert ctx.index is not None and ctx.checkpoint is not None
     ssl = load_source(ctx.checkpoint)
@@ -367,9 +369,9 @@ def stage_features(ctx: DemoContext) -> None:
 
 def stage_evaluate(ctx: DemoContext) -> None:
     """Linear probe, kNN and k-means for every feature set: ``table.md``, ``results.json``."""
+    from geossl.core.io import atomic_write_text, jsonable
     from geossl.demo import evaluate as demo_eval
     from geossl.demo.proxy_labels import DISCLAIMER
-    from geossl.io import atomic_write_text, jsonable
 
     label = ctx.extra["eval_label"]
     classes = ctx.extra["classes"]
@@ -424,7 +426,7 @@ def stage_pictures(ctx: DemoContext) -> None:
     from geossl.datasets.registry import get_dataset
     from geossl.demo.proxy_labels import DISCLAIMER
     from geossl.eval.knn import nearest_neighbours
-    from geossl.plots import plot_neighbour_grid, plot_tsne
+    from geossl.viz.plots import plot_neighbour_grid, plot_tsne
 
     assert ctx.index is not None
     label = ctx.extra["eval_label"]
@@ -460,7 +462,7 @@ def stage_pictures(ctx: DemoContext) -> None:
 def stage_map(ctx: DemoContext) -> None:
     """Embedding map of the whole scene, its k-means cluster map and a side-by-side PNG."""
     from geossl.demo import evaluate as demo_eval
-    from geossl.embed import EmbedConfig, embed
+    from geossl.inference.embed import EmbedConfig, embed
 
     assert ctx.scene is not None and ctx.index is not None
     source = ctx.extra["ssl_source"]
@@ -508,7 +510,7 @@ def run_demo(ctx: DemoContext, stages: list[tuple[str, Callable[[DemoContext], N
     Raises:
         DataError: ``--out`` cannot be a folder written here (a file, a read-only place).
     """
-    from geossl.io import check_writable
+    from geossl.core.io import check_writable
 
     check_writable(ctx.out, folder=True)  # one line before any work, not a traceback
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -533,7 +535,7 @@ def demo(ctx: DemoContext) -> DemoContext:
         DataError: the sample is not installed, or the scene or its chips are unusable.
         ConfigError: invalid options.
     """
-    from geossl.io import check_output, mark_output
+    from geossl.core.io import check_output, mark_output
 
     # absent, empty or an earlier demo (rerun); never a user's folder
     check_output(ctx.out, "demo", own=("chips", "pretrain", "results.json"))

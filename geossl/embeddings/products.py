@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from geossl.core.errors import DataError
 from geossl.embeddings.records import (
     EmbeddingTable,
     make_table,
     read_geoparquet,
     table_from_cube,
 )
-from geossl.errors import DataError
 
 PathLike = str | os.PathLike[str]
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")
@@ -290,9 +290,9 @@ def chip_picture(record: Any) -> np.ndarray | None:
     """An RGB picture ``(h, w, 3)`` in [0, 1] of a chip's pixels, or ``None`` when unknown.
 
     Read from the chip's own file (``image``) or from its scene (``scene``, ``row``, ``col``,
-    ``size``); rendered by :func:`geossl.plots.composite`.
+    ``size``); rendered by :func:`geossl.viz.plots.composite`.
     """
-    from geossl import plots
+    from geossl.viz import plots
 
     try:
         image = str(record.get("image") or "")

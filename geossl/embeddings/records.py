@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geossl.errors import DataError
-from geossl.io import atomic_path
+from geossl.core.errors import DataError
+from geossl.core.io import atomic_path
 
 PathLike = str | os.PathLike[str]
 
@@ -445,7 +445,7 @@ def parse_formats(formats: str | Sequence[str] | None) -> list[str]:
     Raises:
         ConfigError: an unknown format or none at all.
     """
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     if formats is None:
         return ["zarr"]

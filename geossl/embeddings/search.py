@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_path, atomic_write_text
 from geossl.embeddings.records import EmbeddingTable
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path, atomic_write_text
 
 PathLike = str | os.PathLike[str]
 #: chips from which search goes through the ANN index (``index="auto"``)
@@ -383,8 +383,8 @@ def write_results(result: SearchResult, table: EmbeddingTable, out: PathLike,
     Returns:
         the paths written, by name.
     """
-    from geossl import plots
     from geossl.embeddings.products import chip_picture
+    from geossl.viz import plots
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -423,8 +423,8 @@ def run_search(embeddings: PathLike, query: Query, out: PathLike, k: int = 10, *
         DataError: bad embeddings, query or output folder.
         ConfigError: bad options.
     """
+    from geossl.core.io import check_writable
     from geossl.embeddings.products import load_embeddings
-    from geossl.io import check_writable
 
     out_dir = check_writable(out, folder=True)
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "search.json").is_file():

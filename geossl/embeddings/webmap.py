@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_write_text
-from geossl.plots import png_data_uri
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_write_text
+from geossl.viz.plots import png_data_uri
 
 PathLike = str | os.PathLike[str]
 #: longest side of an overlay image in pixels
@@ -74,8 +74,8 @@ def quicklook_layer(scene: PathLike) -> dict[str, Any]:
     """
     import rasterio
 
-    from geossl import plots
     from geossl.tiling.scenes import open_scene
+    from geossl.viz import plots
 
     sc = open_scene(Path(scene))
     names = [b.name for b in sc.bands]
@@ -143,8 +143,8 @@ def hits_layer(hits: PathLike, thumbs: bool = True) -> dict[str, Any]:
     """Search hits (a ``geossl search`` folder or ``hits.parquet``) with thumbnails."""
     import geopandas as gpd
 
-    from geossl import plots
     from geossl.embeddings.products import chip_picture
+    from geossl.viz import plots
 
     p = Path(hits)
     f = p / "hits.parquet" if p.is_dir() else p
@@ -225,7 +225,7 @@ def write_map(out: PathLike, *, scene: PathLike | None = None,
         ConfigError: nothing to draw.
         DataError: an unreadable input.
     """
-    from geossl.io import check_writable
+    from geossl.core.io import check_writable
 
     if scene is None and clusters is None and embeddings is None and not hits:
         raise ConfigError("nothing to draw: give --scene, --clusters, --embeddings or --hits")

@@ -4,7 +4,8 @@ Entry point: :func:`geossl.eval.run.evaluate` (``geossl evaluate``). The pieces 
 :mod:`~geossl.eval.metrics` (pure metric functions), :mod:`~geossl.eval.features` (cached
 frozen features), :mod:`~geossl.eval.linear`, :mod:`~geossl.eval.knn`,
 :mod:`~geossl.eval.finetune`, :mod:`~geossl.eval.cluster`, :mod:`~geossl.eval.budgets`,
-:mod:`~geossl.eval.report`. Pictures come from :mod:`geossl.plots` and :mod:`geossl.threads`
+:mod:`~geossl.eval.report`. Pictures come from :mod:`geossl.viz.plots` and
+:mod:`geossl.runtime.threads`
 runs the small CPU workloads on one thread (both shared with training and the demo).
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)

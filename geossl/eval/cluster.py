@@ -8,7 +8,7 @@ from sklearn.cluster import KMeans
 from torch import Tensor
 
 from geossl.eval.metrics import clustering_metrics
-from geossl.threads import few_threads
+from geossl.runtime.threads import few_threads
 
 
 def kmeans_labels(x: Tensor, n_clusters: int, seed: int = 0, n_init: int = 10) -> np.ndarray:

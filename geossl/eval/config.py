@@ -2,7 +2,7 @@
 
 Each field of :class:`EvaluateConfig` is an option of the library function and a flag of the
 command (``labels_per_class`` -> ``--labels-per-class``, a key of ``--config`` YAML files),
-with its default and help declared once (:func:`geossl.options.option`). ``__post_init__``
+with its default and help declared once (:func:`geossl.core.options.option`). ``__post_init__``
 normalises and validates the values the same whether they come from the command line, a YAML
 file or Python. Light (no torch): the command line imports it to build its parser.
 """
@@ -13,14 +13,14 @@ import dataclasses
 import os
 from typing import TYPE_CHECKING, Any
 
-from geossl.errors import ConfigError
-from geossl.options import option, parse_ints, parse_mapping, parse_names
+from geossl.core.errors import ConfigError
+from geossl.core.options import option, parse_ints, parse_mapping, parse_names
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
-    from geossl.checkpoint import EncoderSource
     from geossl.eval.tasks import BinaryTask
+    from geossl.pretrained.checkpoint import EncoderSource
 
 
 def _data_help() -> str:
@@ -46,7 +46,7 @@ class EvaluateConfig:
     """Everything one evaluation needs: the one declaration of ``geossl evaluate``'s flags.
 
     Python callers may pass objects where the command line passes names: an
-    :class:`~geossl.checkpoint.EncoderSource` as ``ckpt``, a dataset of sample dicts as
+    :class:`~geossl.pretrained.checkpoint.EncoderSource` as ``ckpt``, a dataset of sample dicts as
     ``data``, a ``{"train": ids, "test": ids}`` mapping as ``splits``. The last fields
     (``cache_dir``, ``knn_k``, ``knn_temperature``, ``predictions``) are the library's only.
     """

@@ -32,10 +32,10 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import ConcatDataset, Dataset
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.base import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.chips import LabelledChips
 from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
-from geossl.errors import ConfigError, DataError
 
 #: fractions and seed of the split made when none is given
 AUTO_FRACTIONS = (0.8, 0.2)
@@ -87,7 +87,7 @@ def parse_data_args(text: str | dict[str, Any] | None,
 
 
 def _parse_mapping(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    from geossl.options import parse_mapping
+    from geossl.core.options import parse_mapping
 
     return parse_mapping("--data-args", text)
 
@@ -171,7 +171,7 @@ def auto_split(
              for name in ("train", "test")}
     path = None
     if out is not None:
-        from geossl.io import mark_output
+        from geossl.core.io import mark_output
 
         mark_output(out, "evaluate")  # the first file evaluate writes into OUT
         path = save_splits(Path(out) / AUTO_SPLIT_FILE, split, gdf)

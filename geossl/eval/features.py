@@ -6,8 +6,8 @@ the encoder in eval mode (on the GPU when there is one, optionally under bf16 au
 under a cache key made of the checkpoint's content hash, the dataset and the split's ids, so a
 second run (another protocol, another seed, another label budget) never runs the encoder again.
 
-Checkpoints, encoder sources and their metadata are :mod:`geossl.checkpoint`'s; the input
-normalisation an encoder was trained with is :func:`geossl.normalize.make_normalizer`.
+Checkpoints, encoder sources and their metadata are :mod:`geossl.pretrained.checkpoint`'s; the input
+normalisation an encoder was trained with is :func:`geossl.pretrained.normalize.make_normalizer`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from geossl.checkpoint import EncoderSource, SensorSelection, encoder_sensor, sensor_list
-from geossl.devices import resolve_device
-from geossl.errors import DataError
-from geossl.io import atomic_path
-from geossl.progress import progress
+from geossl.core.errors import DataError
+from geossl.core.io import atomic_path
+from geossl.core.progress import progress
+from geossl.pretrained.checkpoint import EncoderSource, SensorSelection, encoder_sensor, sensor_list
+from geossl.runtime.devices import resolve_device
 
 
 @dataclasses.dataclass
@@ -191,7 +191,7 @@ def extract_features(
         sensor: sensor name (multi-sensor encoders and ``image_<sensor>`` keys), or a list of
             sensors stacked into one fusion input (see :func:`select_sensors`).
         batch_size: samples per batch.
-        device: where to run (:func:`geossl.devices.resolve_device`; default: GPU when
+        device: where to run (:func:`geossl.runtime.devices.resolve_device`; default: GPU when
             present).
         bf16: autocast to bfloat16 (features are returned as float32).
         workers: data-loader workers.

@@ -4,7 +4,7 @@ One function, :func:`finetune`, trains an encoder plus a linear head end to end 
 samples of a budget and scores the test split. The seeds' central comparison ("MoCo-v2 with
 1,024 labels vs supervised with 1,024 labels") is this function called twice with the very same
 labels, schedule, augmentation and seed: once with the pretrained encoder, once with the same
-architecture randomly initialised (:func:`geossl.checkpoint.random_like`).
+architecture randomly initialised (:func:`geossl.pretrained.checkpoint.random_like`).
 
 A plain torch loop rather than a Lightning ``Trainer``: a few hundred steps on a few hundred
 images, where the trainer's start-up would dominate; the loss curve is written in the CSV layout
@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from geossl.checkpoint import SensorSelection
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.core.io import atomic_write_text
+from geossl.core.progress import progress
 from geossl.eval.features import EvalCollate, encode
-from geossl.io import atomic_write_text
 from geossl.methods.optim import warmup_cosine
-from geossl.progress import progress
+from geossl.pretrained.checkpoint import SensorSelection
+from geossl.runtime.devices import resolve_device
 
 
 class _Classifier(nn.Module):
@@ -177,7 +177,7 @@ def finetune(
         warmup: warm-up fraction of ``steps``.
         normalizer: batch normalisation, as in pretraining.
         sensor: sensor name for multi-sensor encoders (a list: stacked fusion input).
-        device: where to train (:func:`geossl.devices.resolve_device`; default: GPU when
+        device: where to train (:func:`geossl.runtime.devices.resolve_device`; default: GPU when
             present).
         bf16: bf16 autocast.
         seed: seed of the head initialisation, batch order and augmentation.

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from geossl.core.errors import ConfigError, DataError
 from geossl.datasets.polsar import NAMES, polsar_features
-from geossl.errors import ConfigError, DataError
 
 #: averaging modes of :func:`patch_mean_features`
 MODES = ("matrix", "pixel")

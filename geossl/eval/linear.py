@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from geossl.threads import few_threads
+from geossl.runtime.threads import few_threads
 
 #: weight decays tried on the hold-out (L2 penalty on the weights, per sample)
 WEIGHT_DECAYS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geossl.io import atomic_path
+from geossl.core.io import atomic_path
 
 
 def write_predictions(

@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from geossl.checkpoint import EncoderSource
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 from geossl.eval.features import FeatureSet, label_of
+from geossl.pretrained.checkpoint import EncoderSource
 
 PREFIX = "product:"
 

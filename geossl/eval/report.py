@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geossl.core.io import atomic_write_text, jsonable
 from geossl.eval.budgets import mean_std
-from geossl.io import atomic_write_text, jsonable
 
 #: metric columns shown in the markdown table, in this order, when present
 TABLE_METRICS: tuple[str, ...] = (
@@ -96,7 +96,7 @@ def write_report(results: dict[str, Any], out: str | os.PathLike[str]) -> dict[s
     Returns:
         ``{"json": path, "markdown": path}``.
     """
-    from geossl.io import mark_output
+    from geossl.core.io import mark_output
 
     folder = Path(out)
     mark_output(folder, "evaluate")

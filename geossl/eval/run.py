@@ -28,21 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geossl.checkpoint import (
-    EncoderSource,
-    SensorSelection,
-    bands_for,
-    expected_channels,
-    is_fusion,
-    load_source,
-    random_like,
-    select_sensors,
-    sensor_list,
-)
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import check_output, mark_output
 from geossl.datasets.base import class_names, declared_bands, single_sensor
 from geossl.datasets.registry import dataset_class
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError, DataError
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
 from geossl.eval.config import EvaluateConfig
@@ -60,8 +49,19 @@ from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_labe
 from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
 from geossl.eval.tasks import parse_tasks, task_sides
-from geossl.io import check_output, mark_output
-from geossl.normalize import make_normalizer
+from geossl.pretrained.checkpoint import (
+    EncoderSource,
+    SensorSelection,
+    bands_for,
+    expected_channels,
+    is_fusion,
+    load_source,
+    random_like,
+    select_sensors,
+    sensor_list,
+)
+from geossl.pretrained.normalize import make_normalizer
+from geossl.runtime.devices import resolve_device
 
 #: protocols ``evaluate`` knows
 PROTOCOLS: tuple[str, ...] = ("linear", "knn", "finetune", "cluster")
@@ -161,7 +161,8 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
             overlap-aware split made now and saved as ``OUT/splits.json``, see
             :mod:`geossl.eval.data`), the protocols, label budgets (per class and in total,
             drawn from the training side) and seeds (tables show mean ± std), the sensor(s)
-            fed to the encoder (see :func:`~geossl.checkpoint.select_sensors`), binary tasks
+            fed to the encoder (see :func:`~geossl.pretrained.checkpoint.select_sensors`), binary
+            tasks
             scored next to the classes (:mod:`geossl.eval.tasks`: every protocol runs once per
             task on the same features and label budgets), extraction and fine-tuning settings
             and the output folder (``results.json``, ``results.md``, PNGs, feature cache,
@@ -214,7 +215,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         in_chans = int(first_image.shape[0])
     # an embedding product (``product:PATH``) gives the features instead of an encoder
     from geossl.eval.product import product_feature_set, product_ref, product_source
-    from geossl.weights import dataset_bands, is_weights_spec
+    from geossl.pretrained.foundation import dataset_bands, is_weights_spec
 
     product = product_ref(ckpt)
     if product is not None:
@@ -318,7 +319,7 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         runs.append(run)
         first.setdefault(proto if ts.name == MAIN_TASK else f"{ts.name}/{proto}", m)
 
-    from geossl.progress import progress
+    from geossl.core.progress import progress
 
     bar = progress(total=len(seeds) * len(budgets) * len(task_sets), desc="evaluate",
                    unit="draw")
@@ -432,7 +433,7 @@ class _TaskSet:
 def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, Any],
                    seed: int) -> dict[str, str]:
     """Row-normalised confusion matrix of each binary task, per protocol (first seed)."""
-    from geossl import plots
+    from geossl.viz import plots
 
     paths: dict[str, str] = {}
     for ts in task_sets:
@@ -450,7 +451,7 @@ def _task_pictures(out: Path, task_sets: Sequence[_TaskSet], first: dict[str, An
 def _per_class_picture(out: Path, m: Mapping[str, Any], classes: Sequence[str] | None,
                        name: str, title: str) -> dict[str, str]:
     """``per_class_<name>.png``: per-class AP (multi-label) and F1 of one run's metrics."""
-    from geossl import plots
+    from geossl.viz import plots
 
     if m.get("f1_per_class") is None:
         return {}
@@ -470,7 +471,7 @@ def _pictures(
     seed: int,
     sensor: SensorSelection = None,
 ) -> dict[str, str]:
-    from geossl import plots
+    from geossl.viz import plots
 
     names = list(classes) if classes is not None else None
     paths: dict[str, str] = {}

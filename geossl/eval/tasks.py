@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset
 
+from geossl.core.errors import ConfigError
 from geossl.datasets.bands import SelectBands
 from geossl.datasets.base import class_names
 from geossl.datasets.labels import (
@@ -46,7 +47,6 @@ from geossl.datasets.labels import (
     task_indices,
     task_labels,
 )
-from geossl.errors import ConfigError
 from geossl.eval.predictions import Relabelled
 
 __all__ = ["PRESETS", "BinaryTask", "parse_task", "parse_tasks", "task_sides", "task_targets"]

@@ -11,9 +11,8 @@ reason. :func:`load_encoder` rebuilds the encoder of any pretraining checkpoint.
 
 from __future__ import annotations
 
-from geossl import pairing as pairing_contract
-from geossl.checkpoint import load_encoder
-from geossl.errors import ConfigError
+from geossl.core import pairing as pairing_contract
+from geossl.core.errors import ConfigError
 from geossl.methods.barlow import BarlowTwins
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import BYOL
@@ -24,6 +23,7 @@ from geossl.methods.moco import MoCo
 from geossl.methods.simclr import SimCLR
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
 from geossl.methods.vicreg import VICReg
+from geossl.pretrained.checkpoint import load_encoder
 
 METHODS: dict[str, type[SSLMethod]] = {
     "simclr": SimCLR,
@@ -42,7 +42,7 @@ VALID_PAIRINGS: dict[str, tuple[str, ...]] = {name: cls.pairings for name, cls i
 def check_method_pairing(method: str, pairing: str) -> None:
     """Refuse an unknown method or a pairing the method does not support.
 
-    The rule and the message belong to :func:`geossl.pairing.check_method_pairing`; the modes
+    The rule and the message belong to :func:`geossl.core.pairing.check_method_pairing`; the modes
     and the reason are the method's own (``pairings``, ``pairing_note``).
 
     Raises:

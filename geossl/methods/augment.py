@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 SENSOR_KINDS = ("optical", "sar")
 

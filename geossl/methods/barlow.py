@@ -14,13 +14,13 @@ from typing import Any, Protocol, cast
 
 from torch import Tensor
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.core.pairing import PAIRING_MODES
 from geossl.methods.base import OptionsT, SSLMethod
 from geossl.methods.losses import barlow_twins_loss
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
 from geossl.models import ProjectionHead
-from geossl.pairing import PAIRING_MODES
 
 
 @dataclasses.dataclass(frozen=True)

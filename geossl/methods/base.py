@@ -7,7 +7,8 @@ the online/copy module pairs it keeps as moving averages (``momentum_pairs``), a
 pure loss (:mod:`geossl.methods.losses`) over the two views in :meth:`SSLMethod.compute_loss`.
 The base class builds the encoder for the pairing mode, makes the views and augments them on the
 device inside ``training_step`` (outside autocast, in float32), builds the optimiser and schedule,
-and writes the metadata :func:`geossl.checkpoint.load_encoder` needs into every checkpoint.
+and writes the metadata :func:`geossl.pretrained.checkpoint.load_encoder` needs into every
+checkpoint.
 
 Encoder per pairing mode: ``aug``/``temporal`` one input of the sensor's bands; ``geo``
 per-sensor 1x1 stems into one shared trunk; ``fusion``/``partial-fusion`` the stacked sensors
@@ -32,8 +33,15 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import jsonable
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import jsonable
+from geossl.core.pairing import (
+    FUSION_MODES,
+    PAIRING_MODES,
+    check_method_pairing,
+    image_key,
+    mode_sensors,
+)
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.optim import build_optimizer, warmup_cosine
 from geossl.methods.specs import (
@@ -46,13 +54,6 @@ from geossl.methods.specs import (
 )
 from geossl.methods.views import View, make_views
 from geossl.models import Encoder, build_encoder
-from geossl.pairing import (
-    FUSION_MODES,
-    PAIRING_MODES,
-    check_method_pairing,
-    image_key,
-    mode_sensors,
-)
 
 #: dB per unit of S1 data after geossl's default S1 normalisation (VV clipped to [-25, 0] dB,
 #: VH to [-32.5, 0] dB, mapped to [0, 1]): what SAR speckle needs to add dB correctly
@@ -184,7 +185,8 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         """The method of a checkpoint, rebuilt from its flat options, with its state.
 
         Replaces Lightning's loader: the file is read as data only
-        (:func:`geossl.checkpoint.read_checkpoint`, which never unpickles code) and the specs
+        (:func:`geossl.pretrained.checkpoint.read_checkpoint`, which never unpickles code) and the
+        specs
         are rebuilt from the flat ``hyper_parameters`` every geossl version saved.
 
         Args:
@@ -196,7 +198,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         Raises:
             DataError: unreadable file or weights that do not fit.
         """
-        from geossl.checkpoint import read_checkpoint
+        from geossl.pretrained.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(checkpoint_path)
         flat = {**dict(ckpt.get("hyper_parameters") or {}), **kwargs}
@@ -398,7 +400,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
 
     # -- checkpoint metadata ------------------------------------------------------------------
     def geossl_metadata(self) -> dict[str, Any]:
-        """What :func:`~geossl.checkpoint.load_encoder` needs besides the weights."""
+        """What :func:`~geossl.pretrained.checkpoint.load_encoder` needs besides the weights."""
         config = dict(self.encoder.config)
         config["pretrained"] = None  # the weights are in the checkpoint
         return {

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.methods.base import SSLMethod
 from geossl.methods.losses import byol_loss
 from geossl.methods.specs import MethodOptions, OptimSpec

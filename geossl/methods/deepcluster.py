@@ -31,13 +31,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.core.pairing import image_key
 from geossl.methods.base import SSLMethod
 from geossl.methods.losses import deepcluster_loss, distributed
 from geossl.methods.specs import MethodOptions, OptimSpec
 from geossl.methods.views import View
 from geossl.models import ClusterHead
-from geossl.pairing import image_key
 
 
 def pca_whiten(x: Tensor, dim: int, eps: float = 1e-5) -> Tensor:
@@ -224,7 +224,7 @@ class DeepCluster(SSLMethod[DeepClusterOptions]):
     @torch.no_grad()
     def extract_features(self, loader: Any) -> Tensor:
         """Encoder features of every sample of ``loader``, in ``index`` order (eval mode)."""
-        from geossl.progress import progress
+        from geossl.core.progress import progress
 
         was_training = self.encoder.training
         self.encoder.eval()

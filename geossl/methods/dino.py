@@ -38,7 +38,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.core.pairing import PAIRING_MODES, image_key
 from geossl.methods.augment import SSLAugment, build_augments
 from geossl.methods.base import SSLMethod, fp32_region
 from geossl.methods.byol import check_momentum, cosine_momentum
@@ -46,7 +47,6 @@ from geossl.methods.losses import dino_loss, update_center
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
 from geossl.methods.views import View, make_views
 from geossl.models import DINOHead, Encoder
-from geossl.pairing import PAIRING_MODES, image_key
 
 #: DINO's global-crop area range (the shared default of the other methods is (0.2, 1.0))
 GLOBAL_CROP_SCALE = (0.4, 1.0)

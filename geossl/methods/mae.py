@@ -2,7 +2,7 @@
 
 The encoder is the geossl :class:`~geossl.models.Encoder` every method uses, whose trunk is a
 timm ``VisionTransformer`` (``--backbone vit_small_patch8`` etc.), so the pretrained encoder
-exports to TorchGeo/timm like any other (:mod:`geossl.export`). MAE adds:
+exports to TorchGeo/timm like any other (:mod:`geossl.inference.export`). MAE adds:
 
 * **masking**: a random ``mask_ratio`` share of the patch tokens of each image is removed
   before the encoder; exactly ``round(mask_ratio * N)`` of the ``N`` tokens are masked in every
@@ -39,12 +39,12 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
+from geossl.core.pairing import image_key
 from geossl.methods.base import SSLMethod, fp32_region
 from geossl.methods.losses import mae_token_loss
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
 from geossl.methods.views import View
-from geossl.pairing import image_key
 
 #: MAE's view augmentation: crop and flips only (no photometric change, as in the MAE paper)
 MAE_AUGMENT: dict[str, Any] = {"jitter_p": 0.0, "blur_p": 0.0, "grayscale_p": 0.0}

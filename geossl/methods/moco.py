@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.methods.base import SSLMethod
 from geossl.methods.byol import check_momentum
 from geossl.methods.losses import distributed, gather_no_grad, moco_infonce

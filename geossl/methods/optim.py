@@ -21,7 +21,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars", "lamb")
 

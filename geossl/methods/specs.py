@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +124,7 @@ class ViewSpec:
 class MethodOptions:
     """Base of a method's own options (a method subclasses it and adds fields with defaults).
 
-    Checks go in ``__post_init__`` and raise :class:`~geossl.errors.ConfigError`.
+    Checks go in ``__post_init__`` and raise :class:`~geossl.core.errors.ConfigError`.
     """
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import Tensor
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.methods.barlow import PairProjectorMethod
 from geossl.methods.losses import vicreg_terms
 from geossl.methods.specs import MethodOptions, OptimSpec

@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from geossl.errors import ConfigError
-from geossl.methods.augment import SSLAugment
-from geossl.pairing import (
+from geossl.core.errors import ConfigError
+from geossl.core.pairing import (
     DEFAULT_PARTIAL_ODDS,
     SENSOR_MASK,
     apply_sensor_mask,
@@ -39,6 +38,7 @@ from geossl.pairing import (
     image_key,
     sample_sensor_mask,
 )
+from geossl.methods.augment import SSLAugment
 
 
 @dataclasses.dataclass

@@ -20,7 +20,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.models.backbones import first_conv_name
 
 #: adapter kinds accepted by :class:`BandAdapter` / ``build_encoder(adapter=...)``

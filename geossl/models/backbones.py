@@ -24,8 +24,8 @@ from typing import Any
 import timm
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import load_torch_file
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import load_torch_file
 
 #: ViT-like families whose constructor takes ``img_size`` (and ``patch_size``)
 _SIZED_PREFIXES = ("vit_", "deit", "eva", "beit", "flexivit", "cait", "xcit", "pit_")

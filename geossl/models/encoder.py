@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.models.adapters import BandAdapter, parse_adapter
 from geossl.models.backbones import create_backbone
 

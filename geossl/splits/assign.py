@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 from geossl.splits.footprints import Footprints, conflict_pairs, footprints
 
 #: split strategies of :func:`make_splits`

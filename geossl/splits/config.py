@@ -2,7 +2,7 @@
 
 Each field of :class:`SplitConfig` is an option of the library function and a flag of the
 command (``block_size`` -> ``--block-size``, a key of ``--config`` YAML files) with its default
-and help declared once (:func:`geossl.options.option`); ``__post_init__`` normalises and checks
+and help declared once (:func:`geossl.core.options.option`); ``__post_init__`` normalises and checks
 the values. Light (no pandas): the command line imports it to build its parser.
 """
 
@@ -12,8 +12,8 @@ import dataclasses
 import os
 from typing import Any
 
-from geossl.errors import ConfigError
-from geossl.options import option, parse_mapping, parse_names
+from geossl.core.errors import ConfigError
+from geossl.core.options import option, parse_mapping, parse_names
 
 #: default block side (``block``, ``checkerboard``) in metres: 4 SEN12MS patches (256 px at
 #: 10 m = 2560 m) per side, so that few patches straddle a block border (see

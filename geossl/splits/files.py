@@ -14,8 +14,8 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import atomic_path, atomic_write_text, check_output, jsonable
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import atomic_path, atomic_write_text, check_output, jsonable
 from geossl.splits.config import SplitConfig
 from geossl.splits.footprints import PathLike, chip_ids, footprints
 from geossl.splits.leakage import _align, leakage_report, report_units

@@ -19,7 +19,7 @@ from pyproj import CRS
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
 from geossl.tiling.chip_index import lonlat_centroids
 
 PathLike = str | os.PathLike[str]

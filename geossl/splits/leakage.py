@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geossl.errors import DataError
+from geossl.core.errors import DataError
 from geossl.splits.assign import DROP
 from geossl.splits.footprints import COMMON_CRS, Footprints, chip_ids, conflict_pairs, footprints
 

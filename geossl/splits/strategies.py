@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from geossl.errors import ConfigError, DataError
+from geossl.core.errors import ConfigError, DataError
 from geossl.splits.assign import (
     ASSIGN_MODES,
     DROP,

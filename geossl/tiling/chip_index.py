@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geossl.errors import DataError, GeosslWarning, first_line
-from geossl.io import atomic_path, set_default_mode
+from geossl.core.errors import DataError, GeosslWarning, first_line
+from geossl.core.io import atomic_path, set_default_mode
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -207,7 +207,7 @@ def write_index(gdf: gpd.GeoDataFrame, path: PathLike) -> Path:
     Returns:
         the file written.
     """
-    from geossl.io import is_url
+    from geossl.core.io import is_url
 
     dest: Any = os.fspath(path) if is_url(path) else Path(path)
     if isinstance(dest, Path) and dest.is_dir():
@@ -383,7 +383,7 @@ def build_index(
         root: folder the ``path`` column is relative to (default: ``folder``; use the folder
             of the index file when writing it elsewhere).
         scheduler: address of an existing Dask scheduler (default ``$DASK_SCHEDULER_ADDRESS``);
-            header reads are tasks of chunks of files (see :mod:`geossl.cluster`).
+            header reads are tasks of chunks of files (see :mod:`geossl.runtime.dask`).
 
     Returns:
         the index (not written; see :func:`write_index`).
@@ -391,7 +391,7 @@ def build_index(
     Raises:
         DataError: no chip found, or an unreadable chip.
     """
-    from geossl.cluster import Runner
+    from geossl.runtime.dask import Runner
 
     folder = Path(folder)
     if not folder.is_dir():

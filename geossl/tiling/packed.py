@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import atomic_path
-from geossl.progress import progress as progress_bar
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import atomic_path
+from geossl.core.progress import progress as progress_bar
 from geossl.tiling import chip_index
 
 PathLike = str | os.PathLike[str]

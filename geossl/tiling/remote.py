@@ -18,8 +18,9 @@ chip or an embedding block needs, never the whole file):
   its time the item's ``datetime``.
 
 Remote reads go through GDAL's network layer with defaults suited to COGs (no directory listing
-on open, retries, a block cache: :data:`geossl.io.REMOTE_GDAL_OPTIONS`), set only around remote
-opens and reads (:func:`geossl.io.remote_env`) and only where the environment does not set them.
+on open, retries, a block cache: :data:`geossl.core.io.REMOTE_GDAL_OPTIONS`), set only around remote
+opens and reads (:func:`geossl.core.io.remote_env`) and only where the environment does not set
+them.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from geossl.errors import DataError, first_line
-from geossl.io import is_url, open_raster
+from geossl.core.errors import DataError, first_line
+from geossl.core.io import is_url, open_raster
 from geossl.tiling.scenes import (
     BandSource,
     Scene,

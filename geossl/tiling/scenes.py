@@ -38,8 +38,8 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import is_url, open_raster, remote_env
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import is_url, open_raster, remote_env
 
 PathLike = str | os.PathLike[str]
 

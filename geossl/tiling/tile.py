@@ -32,8 +32,8 @@ import rasterio
 from rasterio import windows
 from rasterio.transform import Affine
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import (
     OUTPUT_MARKER,
     atomic_write_bytes,
     check_output,
@@ -46,7 +46,7 @@ from geossl.io import (
     remote_fs,
     remote_write_errors,
 )
-from geossl.progress import progress as progress_bar
+from geossl.core.progress import progress as progress_bar
 from geossl.tiling import chip_index
 from geossl.tiling.remote import resolve_scenes
 from geossl.tiling.scenes import (
@@ -445,7 +445,7 @@ def tile(
 ) -> TileReport:
     """Tile scenes into GeoTIFF chips and write ``out/index.parquet`` (``geossl tile``).
 
-    The work is a Dask task graph (see :mod:`geossl.cluster`): one task per scene reads its
+    The work is a Dask task graph (see :mod:`geossl.runtime.dask`): one task per scene reads its
     header and plans its blocks of chip rows, one task per block cuts and writes its chips;
     the index is written here at the end, atomically, from the blocks' rows.
 
@@ -549,7 +549,7 @@ def _work_estimate(paths: list[Any]) -> float | None:
 def _tile_into(paths: list[Any], out: Any, opts: TileOptions, workers: int, fmt: str,
                progress: bool, scheduler: str | None) -> TileReport:
     """Body of :func:`tile` once ``out`` exists: the task graph, then the index."""
-    from geossl.cluster import Runner
+    from geossl.runtime.dask import Runner
 
     local = not is_url(out)
     if local:

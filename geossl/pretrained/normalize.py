@@ -42,8 +42,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geossl.errors import ConfigError, DataError
-from geossl.pairing import SensorSelection, sensor_list
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.pairing import SensorSelection, sensor_list
 
 #: SSL4EO-S12 Sentinel-1 GRD statistics (VV, VH; dB)
 S1_MEAN = (-12.59, -20.26)
@@ -487,7 +487,7 @@ def get_normalizer(
 # the normalisation an encoder was pretrained with (from checkpoint metadata)
 # ----------------------------------------------------------------------------------------------
 def sensor_normalizer(sensor: str) -> Callable[[Tensor], Tensor] | None:
-    """The batch-wise normaliser :mod:`geossl.normalize` has under ``sensor``'s name.
+    """The batch-wise normaliser :mod:`geossl.pretrained.normalize` has under ``sensor``'s name.
 
     Args:
         sensor: sensor name (``s1``, ``s2``, ``rgb``, ...).

@@ -17,8 +17,8 @@
 :func:`composite` renders any chip as a picture: true colour (B04/B03/B02), false colour
 (B08/B04/B03), a SAR composite (VV, VH, VV/VH ratio) or grey, with a 2-98 % percentile stretch.
 
-Low in the package layers (it imports only ``geossl.errors``, ``io`` and ``threads``), so that
-evaluation, the demo and training's snapshots (:mod:`geossl.monitor`) draw with one code.
+Low in the package layers (it imports only ``geossl.core.errors``, ``io`` and ``threads``), so that
+evaluation, the demo and training's snapshots (:mod:`geossl.training.monitor`) draw with one code.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from geossl.errors import DataError
-from geossl.io import atomic_path, set_default_mode
+from geossl.core.errors import DataError
+from geossl.core.io import atomic_path, set_default_mode
 
 PathLike = str | os.PathLike[str]
 
@@ -194,7 +194,7 @@ def plot_tsne(
     if len(x) < 3:
         raise DataError(f"t-SNE needs at least 3 points, got {len(x)}")
     perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
-    from geossl.threads import few_threads
+    from geossl.runtime.threads import few_threads
 
     with few_threads(float(len(x)) ** 2 * 10):  # up to ~2000 points: one thread
         emb = TSNE(n_components=2, perplexity=perplexity, random_state=seed,

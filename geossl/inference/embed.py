@@ -34,19 +34,8 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from geossl.checkpoint import (
-    EncoderSource,
-    SensorSelection,
-    bands_for,
-    expected_channels,
-    load_source,
-    select_sensors,
-)
-from geossl.config import EmbedConfig
-from geossl.devices import resolve_device
-from geossl.errors import ConfigError, DataError
-from geossl.eval.features import encode
-from geossl.io import (
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import (
     OUTPUT_MARKER,
     atomic_path,
     atomic_write_text,
@@ -62,8 +51,19 @@ from geossl.io import (
     remote_fs,
     remote_write_errors,
 )
-from geossl.normalize import make_normalizer
-from geossl.progress import progress
+from geossl.core.progress import progress
+from geossl.eval.features import encode
+from geossl.inference.config import EmbedConfig
+from geossl.pretrained.checkpoint import (
+    EncoderSource,
+    SensorSelection,
+    bands_for,
+    expected_channels,
+    load_source,
+    select_sensors,
+)
+from geossl.pretrained.normalize import make_normalizer
+from geossl.runtime.devices import resolve_device
 
 PROGRESS = "geossl_progress.json"
 
@@ -255,13 +255,13 @@ def _blocks(ny: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
 def embed(config: EmbedConfig) -> EmbedResult:
     """Write the embedding cube of a scene (and optionally its k-means cluster map).
 
-    The blocks of window rows are Dask tasks (see :mod:`geossl.cluster`): each one reads its
+    The blocks of window rows are Dask tasks (see :mod:`geossl.runtime.dask`): each one reads its
     part of the scene, runs the encoder and writes its region of the zarr cube (whole chunks,
     each written atomically); this process creates the cube, records finished blocks and
     fits the cluster map. On a cluster every worker loads the checkpoint once.
 
     Args:
-        config: every option (:class:`~geossl.config.EmbedConfig`, the flags of ``geossl
+        config: every option (:class:`~geossl.training.config.EmbedConfig`, the flags of ``geossl
             embed``): the encoder (``ckpt``), the ``scene`` (GeoTIFF, folder of per-band
             files, chip index, raster URL read by range requests, or STAC Item /
             ItemCollection JSON, ``scene_id`` picking the item), the zarr store ``out``, the
@@ -315,7 +315,7 @@ def embed(config: EmbedConfig) -> EmbedResult:
         check_output(cluster_map, "embed", folder=False, flag="--cluster-map",
                      inputs=local_inputs)
     ref, where = _scene_ref(scene, scene_id)
-    from geossl.weights import is_weights_spec
+    from geossl.pretrained.foundation import is_weights_spec
 
     if is_weights_spec(ckpt):  # resolved once here; the jobs get the encoder itself
         ckpt = load_source(str(ckpt), data_bands=list(bands) if bands is not None else None,
@@ -417,7 +417,7 @@ def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict
 
     The body of :func:`embed`.
     """
-    from geossl.cluster import Runner
+    from geossl.runtime.dask import Runner
 
     created = not done  # this call made the store (removed again if it holds nothing)
     n_feat, ny, nx = shape
@@ -464,7 +464,7 @@ def _warn_invalid(where: str, empty: int, holed: int, total: int) -> None:
     """One warning line when windows had invalid pixels (as ``tile``, ``stats``, ``pretrain``)."""
     import warnings
 
-    from geossl.errors import GeosslWarning
+    from geossl.core.errors import GeosslWarning
 
     if not empty and not holed:
         return
@@ -524,7 +524,7 @@ class _EmbedState:
     """A job's encoder and scene layout in one process."""
 
     def __init__(self, job: EmbedJob) -> None:
-        from geossl.cluster import on_worker, worker_threads
+        from geossl.runtime.dask import on_worker, worker_threads
 
         if on_worker():
             torch.set_num_threads(worker_threads())
@@ -624,7 +624,7 @@ def _scene_ref(scene: Any, scene_id: str | None) -> tuple[Any, str]:
     Raises:
         ConfigError: a STAC JSON with several items and no (or an unknown) ``scene_id``.
     """
-    from geossl.io import is_url
+    from geossl.core.io import is_url
     from geossl.tiling.remote import RemoteRaster, is_remote_ref, is_stac_json, stac_scenes
 
     if is_remote_ref(scene):
@@ -738,7 +738,7 @@ class _TorchGeoGridLayout(_SceneLayout):
     The scene is opened as a TorchGeo ``RasterDataset``
     (:class:`~geossl.datasets.rasters.SceneRasters`, the dataset of ``pretrain --data rasters``)
     at the scene grid's pixel size, and TorchGeo's grid sampler
-    (:func:`geossl.compat.grid_sampler`: ``GridGeoSampler`` or 0.10's ``GriddedPatchSampler``)
+    (:func:`geossl.core.compat.grid_sampler`: ``GridGeoSampler`` or 0.10's ``GriddedPatchSampler``)
     draws ``size`` px windows every ``stride`` px. The cube keeps the grid of :class:`_SceneLayout`
     (same shape, coordinates and transform): the sampler's region of interest is the cube's
     extent, the windows that fit entirely in the scene, so its windows are the cube's cells.
@@ -754,7 +754,7 @@ class _TorchGeoGridLayout(_SceneLayout):
                  run: Any, n_feat: int) -> None:
         import shapely
 
-        from geossl import compat
+        from geossl.core import compat
         from geossl.datasets.registry import get_dataset
 
         super().__init__(scene, size, stride, col_chunk, run, n_feat)

@@ -1,6 +1,7 @@
 """Declare a configuration option once: a dataclass field with its default and its help.
 
-The library's configuration dataclasses (e.g. :class:`geossl.train.PretrainConfig`) declare
+The library's configuration dataclasses (e.g. :class:`geossl.training.trainer.PretrainConfig`)
+declare
 every option with :func:`option`; the command line is generated from them
 (:func:`geossl.commands._common.add_dataclass_flags`), so a flag's name, type, default and help
 exist in one place.
@@ -112,7 +113,7 @@ def parse_mapping(flag: str, text: str | Mapping[str, Any] | None) -> dict[str, 
     Raises:
         ConfigError: not YAML/JSON, or not a mapping.
     """
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     if text is None or text == "":
         return {}
@@ -135,7 +136,7 @@ def parse_ints(flag: str, value: Any) -> list[int] | None:
     Raises:
         ConfigError: a value that is not comma-separated whole numbers, naming ``flag``.
     """
-    from geossl.errors import ConfigError
+    from geossl.core.errors import ConfigError
 
     if value is None or value == "":
         return None

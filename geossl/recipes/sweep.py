@@ -76,8 +76,8 @@ from typing import Any, cast
 
 import yaml
 
-from geossl.errors import ConfigError, DataError, first_line
-from geossl.io import atomic_path, atomic_write_text, jsonable
+from geossl.core.errors import ConfigError, DataError, first_line
+from geossl.core.io import atomic_path, atomic_write_text, jsonable
 
 #: file marking a finished cell
 DONE = "cell.json"
@@ -257,7 +257,7 @@ def load_spec(
 def _check_keys(pretrain: Mapping[str, Any], grid: Mapping[str, Sequence[Any]]) -> None:
     import dataclasses
 
-    from geossl.config import PretrainConfig
+    from geossl.training.config import PretrainConfig
 
     known = {f.name for f in dataclasses.fields(PretrainConfig)}
     swept: list[str] = []
@@ -339,7 +339,7 @@ def _keep_rate(base: Mapping[str, Any], config: dict[str, Any]) -> None:
         return  # the cell sets its own reference batch
     import dataclasses
 
-    from geossl.config import PretrainConfig
+    from geossl.training.config import PretrainConfig
 
     default_batch = next(f.default for f in dataclasses.fields(PretrainConfig)
                          if f.name == "batch_size")
@@ -398,7 +398,7 @@ def run_sweep(
     Returns:
         ``{"rows": [...], "csv": path, "markdown": path, "failed": [cell names]}``.
     """
-    from geossl.io import check_output, mark_output
+    from geossl.core.io import check_output, mark_output
 
     run = runner or _geossl
     # absent, empty or an earlier sweep (resumed); never a user's folder; before any work: one
@@ -456,7 +456,7 @@ def run_sweep(
 def _run_cell(spec: SweepSpec, cell: Mapping[str, Any], cdir: Path,
               run: Callable[[Sequence[str], Path], int]) -> str:
     t0 = time.time()
-    from geossl.io import mark_output
+    from geossl.core.io import mark_output
 
     log = cdir / "run.log"
     # the cell's folder is its pretrain run's --out: the sweep makes it for pretrain (which
@@ -644,8 +644,8 @@ def write_size_figure(rows: Sequence[Mapping[str, Any]], size_key: str, keys: Se
     Returns:
         the file written, or ``None`` while no cell has finished with such a result.
     """
-    from geossl import plots
     from geossl.eval.budgets import mean_std
+    from geossl.viz import plots
 
     done = [r for r in rows if r.get("status") == "finished"]
     metrics = [c for c in dict.fromkeys(c for r in done for c in r)

@@ -37,8 +37,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from typing import Any
 
-from geossl.errors import ConfigError, GeosslError, first_line
-from geossl.progress import progress
+from geossl.core.errors import ConfigError, GeosslError, first_line
+from geossl.core.progress import progress
 
 #: environment variable naming the scheduler to use when ``--scheduler`` is not given (the
 #: variable dask itself reads for ``distributed.Client()``)

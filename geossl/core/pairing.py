@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: pairing modes accepted by ``--pairing``
 PAIRING_MODES: tuple[str, ...] = ("geo", "aug", "fusion", "partial-fusion", "temporal")

@@ -3,8 +3,8 @@
 :class:`PairedView` wraps any source of aligned per-sensor samples (SEN12MS / BigEarthNet
 patches, :class:`~geossl.datasets.multisensor.PairedChips`, a
 :class:`~geossl.datasets.multisensor.MultiSensorDataset` read through a GeoSampler) and keeps the
-keys of a pairing mode (:func:`geossl.pairing.pairing_keys`) plus ``sensor_mask``; the pairing
-contract itself (modes, key names, masks) is :mod:`geossl.pairing`.
+keys of a pairing mode (:func:`geossl.core.pairing.pairing_keys`) plus ``sensor_mask``; the pairing
+contract itself (modes, key names, masks) is :mod:`geossl.core.pairing`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from geossl.errors import DataError
-from geossl.pairing import SENSOR_MASK, check_pairing, image_key, pairing_keys, sensor_mask
+from geossl.core.errors import DataError
+from geossl.core.pairing import SENSOR_MASK, check_pairing, image_key, pairing_keys, sensor_mask
 
 
 def select_keys(

@@ -13,14 +13,14 @@
 
 With ``--online-probe`` a linear classifier is trained on the detached features of every batch
 and its accuracy is logged (``probe/acc``); SimCLR and MoCo log their contrastive top-1
-accuracy (``train/contrastive_acc``). See :mod:`geossl.monitor`.
+accuracy (``train/contrastive_acc``). See :mod:`geossl.training.monitor`.
 
 Checkpoints are written by Lightning through an fsspec transaction (temporary file, then a
 rename), so a kill leaves the previous checkpoint intact; ``--resume`` loses at most the steps
 since the last checkpoint interval, and keeps the CSV history logged before the checkpoint's
 step. Ctrl-C (SIGINT) stops after the current step and saves a checkpoint and the loss curve
 before :func:`pretrain` raises ``KeyboardInterrupt`` (exit status 130 from the CLI).
-Checkpoints to resume from are read as data only (:func:`geossl.io.load_torch_file`) before
+Checkpoints to resume from are read as data only (:func:`geossl.core.io.load_torch_file`) before
 Lightning restores them.
 """
 
@@ -41,16 +41,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from geossl.config import (
-    PATH_FIELDS,
-    RUN_CONFIG_HEADER,
-    PretrainConfig,
-    parse_normalization,
-    parse_sensors,
-)
-from geossl.devices import lightning_accelerator, resolve_precision
-from geossl.errors import ConfigError, DataError, GeosslError, Terminated, first_line
-from geossl.io import (
+from geossl.core.errors import ConfigError, DataError, GeosslError, Terminated, first_line
+from geossl.core.io import (
     atomic_path,
     atomic_write_text,
     check_output,
@@ -58,7 +50,15 @@ from geossl.io import (
     mark_output,
     safe_globals,
 )
-from geossl.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
+from geossl.core.pairing import IMAGE_PREFIX, SECOND_DATE, check_pairing, key_sensor
+from geossl.runtime.devices import lightning_accelerator, resolve_precision
+from geossl.training.config import (
+    PATH_FIELDS,
+    RUN_CONFIG_HEADER,
+    PretrainConfig,
+    parse_normalization,
+    parse_sensors,
+)
 
 if TYPE_CHECKING:
     from geossl.methods import SSLMethod
@@ -152,10 +152,10 @@ def newest_checkpoint(folder: Path) -> Path | None:
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class FoundationStart:
-    """Named weights a run starts from, matched to the data's bands (:mod:`geossl.weights`)."""
+    """The named weights of a run, matched to its bands (:mod:`geossl.pretrained.foundation`)."""
 
-    weights: Any  # geossl.weights.ResolvedWeights
-    match: Any  # geossl.weights.BandMatch
+    weights: Any  # geossl.pretrained.foundation.ResolvedWeights
+    match: Any  # geossl.pretrained.foundation.BandMatch
     sensor: str
 
 
@@ -174,7 +174,12 @@ def foundation_start(config: PretrainConfig, dm: Any, in_chans: dict[str, int]
             ``--preprocess``.
         DataError: weights not cached and no network.
     """
-    from geossl.weights import data_normalization, is_weights_spec, match_bands, resolve_weights
+    from geossl.pretrained.foundation import (
+        data_normalization,
+        is_weights_spec,
+        match_bands,
+        resolve_weights,
+    )
 
     if not is_weights_spec(config.pretrained):
         return None
@@ -208,7 +213,7 @@ def foundation_start(config: PretrainConfig, dm: Any, in_chans: dict[str, int]
 
 def load_foundation(method: SSLMethod, start: FoundationStart) -> None:
     """Load the named weights into the method's encoder (and its momentum copies)."""
-    from geossl.weights import load_trunk, set_band_map
+    from geossl.pretrained.foundation import load_trunk, set_band_map
 
     load_trunk(method.encoder, start.weights)
     if method.encoder.adapter is not None:
@@ -362,7 +367,7 @@ def plot_loss_curve(metrics_csv: Path, png: Path) -> bool:
     """
     import pandas as pd
 
-    from geossl.plots import plot_loss_curve as draw
+    from geossl.viz.plots import plot_loss_curve as draw
 
     if not metrics_csv.exists():
         return False
@@ -707,9 +712,9 @@ def fit(
         max_steps: stop after this many optimiser steps (-1: ``max_epochs`` decides).
         max_epochs: stop after this many epochs.
         accelerator: ``auto``, ``cpu``, ``gpu``/``cuda`` or a ``torch.device``
-            (:func:`geossl.devices.lightning_accelerator`).
+            (:func:`geossl.runtime.devices.lightning_accelerator`).
         devices: number of devices or ``auto``.
-        precision: ``auto`` or a precision (:func:`geossl.devices.resolve_precision`).
+        precision: ``auto`` or a precision (:func:`geossl.runtime.devices.resolve_precision`).
         num_nodes: machines taking part (Lightning's cluster environments: torchrun, SLURM).
         strategy: Lightning strategy (``auto``, ``ddp``, ...).
         join_timeout: with ``num_nodes`` > 1, seconds to wait for every process to join
@@ -947,7 +952,7 @@ def _monitors(config: PretrainConfig, dm: Any, out: Path) -> list[Any]:
         ConfigError: an online probe on a dataset whose samples carry no labels, or a bad
             snapshot interval.
     """
-    from geossl.monitor import OnlineProbe, TSNESnapshots
+    from geossl.training.monitor import OnlineProbe, TSNESnapshots
 
     found: list[Any] = []
     if config.online_probe:
@@ -992,7 +997,7 @@ def read_resume_checkpoint(path: str, config: PretrainConfig) -> dict[str, Any]:
     Raises:
         DataError: unreadable, not a geossl pretraining checkpoint, or another method's.
     """
-    from geossl.checkpoint import read_checkpoint
+    from geossl.pretrained.checkpoint import read_checkpoint
 
     ckpt = read_checkpoint(path)
     for key in ("global_step", "loops", "optimizer_states"):
@@ -1056,7 +1061,7 @@ class _Interrupt:
     into a ``SystemExit`` with status 0 (a job scheduler would record success); here the first
     signal asks the trainer to stop at the end of the step, so that :func:`fit` saves a
     checkpoint, plots the loss and reports the stop: ``KeyboardInterrupt`` after SIGINT (exit
-    status 130 from the CLI), :class:`geossl.errors.Terminated` after SIGTERM (143; SLURM and
+    status 130 from the CLI), :class:`geossl.core.errors.Terminated` after SIGTERM (143; SLURM and
     Kubernetes stop jobs with SIGTERM and wait a grace period before SIGKILL). A second signal
     stops at once. Loader workers forked during training inherit the handler, so they keep
     serving the last batches instead of dying of the signal.

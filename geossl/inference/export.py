@@ -45,16 +45,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from geossl.checkpoint import (
+from geossl.core.errors import ConfigError
+from geossl.core.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
+from geossl.pretrained.checkpoint import (
     EncoderSource,
     bands_for,
     checkpoint_sensors,
     load_source,
     sensor_list,
 )
-from geossl.errors import ConfigError
-from geossl.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
-from geossl.normalize import normalizer_for_sensor
+from geossl.pretrained.normalize import normalizer_for_sensor
 
 FORMATS = ("torchgeo", "timm")
 

@@ -14,7 +14,7 @@ own preprocessing, the upstream metadata):
 
 A file that is not cached is downloaded through the same loaders only when the network answers
 within a few seconds (and neither ``GEOSSL_OFFLINE`` nor ``HF_HUB_OFFLINE`` is set); otherwise
-one line names the exact path the file is expected at (a :class:`~geossl.errors.DataError`,
+one line names the exact path the file is expected at (a :class:`~geossl.core.errors.DataError`,
 exit code 2).
 
 :func:`match_bands` matches the data's bands to the weights' by name (``B8a``/``B8A``,
@@ -44,9 +44,9 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from geossl.core.errors import ConfigError, DataError, GeosslWarning, first_line
+from geossl.core.io import load_torch_file
 from geossl.datasets.bands import canonical_band
-from geossl.errors import ConfigError, DataError, GeosslWarning, first_line
-from geossl.io import load_torch_file
 from geossl.models import Encoder, build_encoder
 from geossl.models.backbones import load_state, resolve_name
 
@@ -537,7 +537,8 @@ def foundation_source(
 ) -> tuple[Encoder, dict[str, Any], str]:
     """Encoder, metadata and cache key of named weights for evaluation/export/embedding.
 
-    The metadata has the keys of :func:`geossl.checkpoint.load_encoder`'s (``bands`` = the data
+    The metadata has the keys of :func:`geossl.pretrained.checkpoint.load_encoder`'s (``bands`` =
+    the data
     bands, ``normalization`` per ``preprocess``, ``method`` = ``foundation``) plus
     ``weights`` / ``pretrained_from`` (the spec), ``weights_meta`` and ``band_match``.
 

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 from torch import Tensor, nn
 
+from geossl.core.errors import ConfigError
 from geossl.datasets.labels import BinaryTask, task_labels
-from geossl.errors import ConfigError
 
 
 def probe_input(pl_module: Any, batch: Mapping[str, Any]) -> tuple[Any, Tensor | None]:
@@ -276,7 +276,7 @@ class TSNESnapshots(Callback):
         y = torch.cat(labels).numpy() if labels else np.zeros(len(x), dtype=np.int64)
         names = list(getattr(dm, "classes", None) or []) if labels else ["samples"]
         path = self.out / f"epoch={epoch:03d}.png"
-        from geossl.plots import plot_tsne
+        from geossl.viz.plots import plot_tsne
 
         plot_tsne(x, y, path, class_names=names, seed=self.seed, max_points=len(x),
                   title=f"t-SNE of the embedding, epoch {epoch}")
@@ -288,7 +288,7 @@ class TSNESnapshots(Callback):
     def _neighbour_grid(self, feats: Tensor, y: np.ndarray, images: Tensor, names: list[str],
                         epoch: int, bands: Sequence[str] | None) -> None:
         """The nearest embedded samples of one query per class (the same queries every time)."""
-        from geossl.plots import plot_neighbour_grid
+        from geossl.viz.plots import plot_neighbour_grid
 
         assert self.neighbours is not None
         lab = y.argmax(1) if y.ndim == 2 else y

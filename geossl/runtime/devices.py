@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from geossl.errors import ConfigError
+from geossl.core.errors import ConfigError
 
 #: names that mean "the GPU when there is one, else the CPU"
 AUTO = ("auto", "")

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from geossl.errors import ConfigError, DataError
-from geossl.io import load_torch_file
+from geossl.core.errors import ConfigError, DataError
+from geossl.core.io import load_torch_file
+from geossl.core.pairing import SensorSelection, sensor_list
 from geossl.models import Encoder, build_encoder
-from geossl.pairing import SensorSelection, sensor_list
 
 #: checkpoint names that stand for a randomly initialised encoder (baselines)
 RANDOM = ("random", "none")
@@ -63,7 +63,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint on the CPU, as data only.
 
     Only tensors, plain Python values and the few value types of
-    :func:`geossl.io.safe_globals` are rebuilt (``torch.load(weights_only=True)``); a file
+    :func:`geossl.core.io.safe_globals` are rebuilt (``torch.load(weights_only=True)``); a file
     naming any other Python object is refused, never unpickled: checkpoints are shared, and
     unpickling one could run arbitrary code.
 
@@ -301,7 +301,8 @@ def load_source(
     Args:
         ckpt: a checkpoint written by ``geossl pretrain``; ``random``/``none`` for a randomly
             initialised encoder of ``backbone`` (a baseline); a weights spec
-            (``torchgeo:<Enum.MEMBER>``, ``timm:<model>.<tag>``, see :mod:`geossl.weights`):
+            (``torchgeo:<Enum.MEMBER>``, ``timm:<model>.<tag>``, see
+            :mod:`geossl.pretrained.foundation`):
             an encoder taking ``data_bands`` with the weights loaded (``method`` ``foundation``);
             or an :class:`EncoderSource`, returned as it is.
         backbone: timm backbone for ``random`` (and for a plain state-dict file, loaded as
@@ -324,7 +325,7 @@ def load_source(
     if isinstance(ckpt, EncoderSource):
         return ckpt
     name = os.fspath(ckpt)
-    from geossl.weights import foundation_source, is_weights_spec
+    from geossl.pretrained.foundation import foundation_source, is_weights_spec
 
     if is_weights_spec(name):
         encoder, meta, key = foundation_source(name, data_bands, preprocess, n_data=in_chans,
@@ -350,7 +351,8 @@ def load_source(
         plain = "no state_dict" in str(err) or "no encoder configuration" in str(err)
         if not (plain and backbone):
             raise
-        # a plain state dict of a named backbone: weights from a file (geossl.weights); the
+        # a plain state dict of a named backbone: weights from a file
+        # (geossl.pretrained.foundation); the
         # key covers the file, the data's bands and the preprocessing
         enc, info, _ = foundation_source(name, data_bands, preprocess, n_data=in_chans,
                                          img_size=img_size, backbone=backbone)

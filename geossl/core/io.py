@@ -16,7 +16,7 @@ import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
 
-from geossl.errors import ConfigError, DataError, first_line
+from geossl.core.errors import ConfigError, DataError, first_line
 
 PathLike = str | os.PathLike[str]
 
@@ -687,7 +687,7 @@ def load_torch_file(path: PathLike, what: str = "checkpoint") -> Any:
 def set_default_mode(path: str | os.PathLike[str]) -> None:
     """Give ``path`` the permissions of a normally created file.
 
-    :func:`geossl.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
+    :func:`geossl.core.io.atomic_path` creates its temporary file with :func:`tempfile.mkstemp`,
     i.e. mode 0600; chips and indexes are meant to be shared, so they get ``0666 & ~umask``.
     """
     umask = os.umask(0)

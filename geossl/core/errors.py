@@ -33,7 +33,7 @@ class GeosslError(Exception):
 
 #: how ``torch.utils.data._utils.ExceptionWrapper.reraise`` builds the message of an exception
 #: from a DataLoader worker: "Caught DataError in DataLoader worker process 0.\nOriginal
-#: Traceback (most recent call last):\n ... \ngeossl.errors.DataError: <the original line>\n"
+#: Traceback (most recent call last):\n ... \ngeossl.core.errors.DataError: <the original line>\n"
 _WORKER_RE = re.compile(r"\ACaught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
 

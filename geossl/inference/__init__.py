@@ -1,0 +1,4 @@
+"""A trained encoder used outside training.
+
+Exported weights (``export``) and embedding maps of scenes (``embed``).
+"""

@@ -1,0 +1,1 @@
+"""Pictures: every PNG geossl draws (``plots``)."""
