@@ -113,7 +113,7 @@ def parse_mapping(flag: str, text: str | Mapping[str, Any] | None) -> dict[str, 
     Raises:
         ConfigError: not YAML/JSON, or not a mapping.
     """
-    from geossl.core.errors import ConfigError
+    from geossl.core.errors import ConfigError, first_line
 
     if text is None or text == "":
         return {}
@@ -124,7 +124,7 @@ def parse_mapping(flag: str, text: str | Mapping[str, Any] | None) -> dict[str, 
     try:
         value = yaml.safe_load(str(text))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{flag} is not YAML/JSON ({str(err).splitlines()[0]})") from err
+        raise ConfigError(f"{flag} is not YAML/JSON ({first_line(err)})") from err
     if not isinstance(value, dict):
         raise ConfigError(f"{flag} must be a mapping such as '{{patch_size: 16}}', got {text!r}")
     return {str(k): v for k, v in value.items()}

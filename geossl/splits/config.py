@@ -17,7 +17,7 @@ from geossl.core.options import option, parse_mapping, parse_names
 
 #: default block side (``block``, ``checkerboard``) in metres: 4 SEN12MS patches (256 px at
 #: 10 m = 2560 m) per side, so that few patches straddle a block border (see
-#: geossl/conf/split.yaml for why)
+#: conf/split.yaml for why)
 DEFAULT_BLOCK_SIZE = 10240.0
 
 
