@@ -287,6 +287,51 @@ def test_dino_last_layer_frozen_for_the_first_steps() -> None:
     assert not frozen.head.last_layer.parametrizations.weight.original0.requires_grad
 
 
+def test_dino_weight_decay_schedule_and_gradient_clipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DINO's optimiser: weight decay 0.04 -> 0.4 on a cosine over the run (biases and norms
+    undecayed), each parameter's gradient clipped to norm 3 before every step."""
+    import geossl.methods.base as base
+    from geossl.methods.optim import clip_grad_per_parameter, cosine_value
+
+    assert cosine_value(0.04, 0.4, 0, 100) == pytest.approx(0.04)
+    assert cosine_value(0.04, 0.4, 50, 100) == pytest.approx(0.22)
+    assert cosine_value(0.04, 0.4, 100, 100) == pytest.approx(0.4)
+    assert cosine_value(0.04, 0.4, 150, 100) == pytest.approx(0.4)
+    assert cosine_value(0.04, 0.4, 7, -1) == 0.04  # run length unknown: constant
+    spec = _tiny(DINO).optim_spec
+    assert (spec.weight_decay, spec.weight_decay_end, spec.clip_grad) == (0.04, 0.4, 3.0)
+    assert _tiny(DINO, weight_decay_end=None, clip_grad=None).optim_spec.clip_grad is None
+
+    # clipping: each tensor on its own, small gradients untouched
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))
+    a.grad, b.grad = torch.tensor([30.0, 40.0, 0.0, 0.0]), torch.tensor([0.1, 0.2, 0.2])
+    clip_grad_per_parameter([a, b], 3.0)
+    torch.testing.assert_close(a.grad, torch.tensor([1.8, 2.4, 0.0, 0.0]))
+    torch.testing.assert_close(b.grad, torch.tensor([0.1, 0.2, 0.2]))
+
+    # in a Lightning run: the decay follows the schedule step by step, clipping runs every step
+    torch.manual_seed(0)
+    m = _tiny(DINO, max_steps=4, batch_size=16, lr=1.0)  # a large lr: large gradients later
+    calls: list[float] = []
+    norms: list[float] = []
+    decays: list[list[float]] = []
+
+    def spy(params: Any, max_norm: float) -> None:
+        """Clip, and record what the optimiser is about to step with."""
+        params = list(params)
+        clip_grad_per_parameter(params, max_norm)
+        calls.append(max_norm)
+        norms.append(max(float(p.grad.norm()) for p in params if p.grad is not None))
+        decays.append([g["weight_decay"] for g in m.trainer.optimizers[0].param_groups])
+
+    monkeypatch.setattr(base, "clip_grad_per_parameter", spy)
+    fit(m, 4, TinyDataModule(n=64))
+    assert calls == [3.0] * 4 and max(norms) <= 3.0 + 1e-4
+    assert [d[0] for d in decays] == pytest.approx([cosine_value(0.04, 0.4, s, 4)
+                                                    for s in range(4)])
+    assert all(d[1] == 0.0 for d in decays)  # biases and norms: no decay
+
+
 # ---------------------------------------------------------------------------------------------
 # learning on the small problem of tests/test_methods.py
 # ---------------------------------------------------------------------------------------------
