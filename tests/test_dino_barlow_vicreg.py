@@ -242,6 +242,10 @@ def test_dino_teacher_follows_the_student() -> None:
                             strict=True):
         torch.testing.assert_close(p_t, 0.9 * p0 + 0.1 * p_s)
     assert not any(p.requires_grad for p in m.teacher_encoder.parameters())
+    # the exported encoder: the teacher (as DINO's evaluations), or the student if asked
+    assert m.geossl_metadata()["encoder_prefix"] == "teacher_encoder."
+    student = _tiny(DINO, export_teacher=False).geossl_metadata()["encoder_prefix"]
+    assert student == "encoder."
 
 
 @pytest.mark.parametrize("backbone", ["test_resnet", "vit_tiny_patch4"])
@@ -416,6 +420,13 @@ def test_pretrain_major_tom_resume_and_export(method: str, mt_chips: Path, tmp_p
         assert not torch.equal(w2["center"], w4["center"])
 
     enc, _ = load_encoder(ckpts / "last.ckpt")
+    if method == "dino":  # the teacher is the exported encoder (DINO's evaluations use it)
+        mine = enc.state_dict()
+        teacher = {k[len("teacher_encoder."):]: v for k, v in w4.items()
+                   if k.startswith("teacher_encoder.")}
+        assert set(teacher) == set(mine) and all(torch.equal(mine[k], teacher[k]) for k in mine)
+        assert any(not torch.equal(v, w4[f"encoder.{k}"]) for k, v in teacher.items()
+                   if v.is_floating_point())
     res = export(ckpts / "last.ckpt", tmp_path / "enc.ckpt")
     task_cls = compat.task_class("classification")
     task = task_cls(model="test_resnet", weights=str(res.weights), in_channels=4, num_classes=3)
