@@ -399,7 +399,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         """The Trainer's clipping (if any), then each gradient clipped to ``clip_grad`` (DINO)."""
         super().configure_gradient_clipping(optimizer, gradient_clip_val,
                                             gradient_clip_algorithm)
-        if self.optim_spec.clip_grad is not None:
+        if self.optim_spec.clip_grad:
             clip_grad_per_parameter(self.parameters(), self.optim_spec.clip_grad)
 
     def stem_parameters(self) -> list[nn.Parameter]:

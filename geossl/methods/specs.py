@@ -84,7 +84,7 @@ class OptimSpec:
         weight_decay_end: weight decay at the end of the run, reached on a cosine from
             ``weight_decay`` (``None``: constant); DINO uses 0.04 -> 0.4.
         clip_grad: clip each parameter's gradient to this L2 norm before every optimiser step,
-            as DINO (``None``: no clipping).
+            as DINO (``None`` or 0: no clipping).
     """
 
     optimizer: str = "adamw"
@@ -108,8 +108,8 @@ class OptimSpec:
             object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
         if self.weight_decay_end is not None and self.weight_decay_end < 0:
             raise ConfigError(f"weight_decay_end must be >= 0, got {self.weight_decay_end}")
-        if self.clip_grad is not None and not self.clip_grad > 0:
-            raise ConfigError(f"clip_grad must be positive, got {self.clip_grad}")
+        if self.clip_grad is not None and not self.clip_grad >= 0:
+            raise ConfigError(f"clip_grad must be >= 0 (0: no clipping), got {self.clip_grad}")
         if not self.backbone_lr_scale > 0:
             raise ConfigError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
         if self.freeze_stem_steps < 0:
