@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from geossl.cli import main
+from geossl.core.errors import ConfigError
 from geossl.core.pairing import PAIRING_MODES
 from geossl.methods import DINO, METHODS, VALID_PAIRINGS, BarlowTwins, VICReg
 from geossl.methods.byol import cosine_momentum
@@ -242,6 +243,10 @@ def test_dino_teacher_follows_the_student() -> None:
                             strict=True):
         torch.testing.assert_close(p_t, 0.9 * p0 + 0.1 * p_s)
     assert not any(p.requires_grad for p in m.teacher_encoder.parameters())
+    # the exported encoder: the teacher (as DINO's evaluations), or the student if asked
+    assert m.geossl_metadata()["encoder_prefix"] == "teacher_encoder."
+    student = _tiny(DINO, export_teacher=False).geossl_metadata()["encoder_prefix"]
+    assert student == "encoder."
 
 
 @pytest.mark.parametrize("backbone", ["test_resnet", "vit_tiny_patch4"])
@@ -285,6 +290,53 @@ def test_dino_last_layer_frozen_for_the_first_steps() -> None:
     assert m.head.mlp[0].weight.grad is not None
     frozen = _tiny(DINO)  # norm_last_layer: the weight norm is never trained
     assert not frozen.head.last_layer.parametrizations.weight.original0.requires_grad
+
+
+def test_dino_weight_decay_schedule_and_gradient_clipping(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DINO's optimiser: weight decay 0.04 -> 0.4 on a cosine over the run (biases and norms
+    undecayed), each parameter's gradient clipped to norm 3 before every step."""
+    import geossl.methods.base as base
+    from geossl.methods.optim import clip_grad_per_parameter, cosine_value
+
+    assert cosine_value(0.04, 0.4, 0, 100) == pytest.approx(0.04)
+    assert cosine_value(0.04, 0.4, 50, 100) == pytest.approx(0.22)
+    assert cosine_value(0.04, 0.4, 100, 100) == pytest.approx(0.4)
+    assert cosine_value(0.04, 0.4, 150, 100) == pytest.approx(0.4)
+    assert cosine_value(0.04, 0.4, 7, -1) == 0.04  # run length unknown: constant
+    spec = _tiny(DINO).optim_spec
+    assert (spec.weight_decay, spec.weight_decay_end, spec.clip_grad) == (0.04, 0.4, 3.0)
+    assert _tiny(DINO, weight_decay_end=None, clip_grad=None).optim_spec.clip_grad is None
+    with pytest.raises(ConfigError, match="clip_grad"):
+        _tiny(DINO, clip_grad=-1.0)
+
+    # clipping: each tensor on its own, small gradients untouched
+    a, b = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(3))
+    a.grad, b.grad = torch.tensor([30.0, 40.0, 0.0, 0.0]), torch.tensor([0.1, 0.2, 0.2])
+    clip_grad_per_parameter([a, b], 3.0)
+    torch.testing.assert_close(a.grad, torch.tensor([1.8, 2.4, 0.0, 0.0]))
+    torch.testing.assert_close(b.grad, torch.tensor([0.1, 0.2, 0.2]))
+
+    # in a Lightning run: the decay follows the schedule step by step, clipping runs every step
+    torch.manual_seed(0)
+    m = _tiny(DINO, max_steps=4, batch_size=16, lr=1.0)  # a large lr: large gradients later
+    calls: list[float] = []
+    norms: list[float] = []
+    decays: list[list[float]] = []
+
+    def spy(params: Any, max_norm: float) -> None:
+        """Clip, and record what the optimiser is about to step with."""
+        params = list(params)
+        clip_grad_per_parameter(params, max_norm)
+        calls.append(max_norm)
+        norms.append(max(float(p.grad.norm()) for p in params if p.grad is not None))
+        decays.append([g["weight_decay"] for g in m.trainer.optimizers[0].param_groups])
+
+    monkeypatch.setattr(base, "clip_grad_per_parameter", spy)
+    fit(m, 4, TinyDataModule(n=64))
+    assert calls == [3.0] * 4 and max(norms) <= 3.0 + 1e-4
+    assert [d[0] for d in decays] == pytest.approx([cosine_value(0.04, 0.4, s, 4)
+                                                    for s in range(4)])
+    assert all(d[1] == 0.0 for d in decays)  # biases and norms: no decay
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +423,13 @@ def test_pretrain_major_tom_resume_and_export(method: str, mt_chips: Path, tmp_p
         assert not torch.equal(w2["center"], w4["center"])
 
     enc, _ = load_encoder(ckpts / "last.ckpt")
+    if method == "dino":  # the teacher is the exported encoder (DINO's evaluations use it)
+        mine = enc.state_dict()
+        teacher = {k[len("teacher_encoder."):]: v for k, v in w4.items()
+                   if k.startswith("teacher_encoder.")}
+        assert set(teacher) == set(mine) and all(torch.equal(mine[k], teacher[k]) for k in mine)
+        assert any(not torch.equal(v, w4[f"encoder.{k}"]) for k, v in teacher.items()
+                   if v.is_floating_point())
     res = export(ckpts / "last.ckpt", tmp_path / "enc.ckpt")
     task_cls = compat.task_class("classification")
     task = task_cls(model="test_resnet", weights=str(res.weights), in_channels=4, num_classes=3)
@@ -402,7 +461,7 @@ def test_loss_falls_on_major_tom(method: str, mt_chips: Path, tmp_path: Path) ->
 # ---------------------------------------------------------------------------------------------
 # does it learn? the demo scene's chips, SSL features against the same encoder at random init
 # ---------------------------------------------------------------------------------------------
-#: heads sized for a CPU run of 60 steps (the papers' 8192-wide projectors and DINO's 65536
+#: heads sized for a short CPU run (the papers' 8192-wide projectors and DINO's 65536
 #: prototypes are for long GPU runs); optimiser and other options: the method's defaults, but
 #: DINO's: with its defaults (AdamW 5e-4 per 256, centre momentum 0.9; 4096 prototypes, 4 local
 #: crops) 60 steps of 64 chips did not move it off the uniform output (loss 8.05 -> 8.26, ln 4096
@@ -413,6 +472,10 @@ DEMO_ARGS: dict[str, dict[str, Any]] = {
     "barlow": {"proj_hidden": 2048, "proj_dim": 2048},
     "vicreg": {"proj_hidden": 2048, "proj_dim": 2048},
 }
+#: pretraining steps of 64 chips: the demo's 60, and 120 for Barlow Twins and VICReg, whose
+#: features after 60 steps scored 2 test chips under random init on kNN (0.958 vs 0.965; VICReg
+#: after 120: 0.969)
+DEMO_STEPS = {"dino": 60, "barlow": 120, "vicreg": 120}
 
 
 @pytest.fixture(scope="module")
@@ -425,46 +488,52 @@ def demo_split(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return ctx
 
 
-#: measured (this CPU, seed 0): DINO's loss falls from 6.41 to 5.53 by step ~27, then climbs back
-#: to 5.92 (ln 1024 = 6.93: not the uniform collapse), and its features do not beat random
-#: init (linear OA 0.973 vs 0.973, kNN 0.946 vs 0.965): an open shortfall, not a pass
-DINO_SHORT_RUN = pytest.mark.xfail(
-    strict=True, reason="60 CPU steps of DINO do not beat random init on the demo scene "
-    "(kNN OA 0.946 vs 0.965); see DEMO_ARGS")
+#: measured (this CPU, seed 0, random init linear 0.973 / kNN 0.965): Barlow Twins' linear probe
+#: beats random init but its kNN does not, at 60 steps (0.988 / 0.958) nor 120 (0.996 / 0.954),
+#: nor with lambda 0.02 (0.985 / 0.962, a loss that hardly falls), a 512-d projection (0.985 /
+#: 0.950) or half the lr (0.988 / 0.942): an open shortfall, not a pass
+BARLOW_KNN = pytest.mark.xfail(
+    strict=True, reason="120 CPU steps of Barlow Twins do not beat random init on kNN on the "
+    "demo scene (0.954 vs 0.965; linear 0.996 vs 0.973); see BARLOW_KNN")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [pytest.param("dino", marks=DINO_SHORT_RUN), "barlow",
-                                    "vicreg"])
+@pytest.mark.timeout(2400)  # minutes each on an idle 2-core CPU, far longer on a shared one
+@pytest.mark.parametrize("method", ["dino", pytest.param("barlow", marks=BARLOW_KNN), "vicreg"])
 def test_ssl_features_beat_random_init_on_the_demo_scene(method: str, demo_split: Any) -> None:
-    """The demo's protocol (60 steps x 64 chips, resnet18, 32 px views; linear probe and kNN
-    against the spectral-index proxy classes on spatial-block test chips): the loss falls and the
-    SSL features score at least as well as the same encoder randomly initialised: linear OA at
-    least the random encoder's, kNN OA within 1 point of it (a single split of ~300 test chips:
-    1 point is 3 chips; measured for Barlow Twins and VICReg: linear +1.5 / +0.8 points, kNN
-    -0.7 points, see the report printed with ``-s``)."""
+    """The demo's protocol (``DEMO_STEPS`` x 64 chips, resnet18, 32 px views; linear probe and
+    kNN against the spectral-index proxy classes on spatial-block test chips): the loss falls
+    and the SSL features (DINO: the teacher, its exported encoder) score at least as well as
+    the same encoder randomly initialised, on both the linear probe and kNN (a single split of
+    ~260 test chips; the figures are printed with ``-s`` and listed in docs/methods.md)."""
     import copy
 
     from geossl.demo import run as demo
 
     ctx = copy.copy(demo_split)
     ctx.extra = dict(demo_split.extra)
-    ctx.method, ctx.method_args = method, DEMO_ARGS[method]
+    ctx.method, ctx.method_args, ctx.steps = method, DEMO_ARGS[method], DEMO_STEPS[method]
     demo.run_demo(ctx, [s for s in demo.STAGES if s[0] in ("pretrain", "features", "evaluate")])
     pre = ctx.extra["pretrain"]
     ssl, rnd = ctx.extra["rows"][0], ctx.extra["rows"][1]
     assert ssl["features"].startswith("SSL") and rnd["features"].startswith("random")
     n_test = int(((ctx.extra["eval_label"] >= 0) & ctx.extra["test"]).sum())
-    print(f"\n{method}: {n_test} test chips; loss {pre['loss_first']:.3f} -> "
+    print(f"\n{method}: {ctx.steps} steps, {n_test} test chips; loss {pre['loss_first']:.3f} -> "
           f"{pre['loss_last']:.3f}; "
           + "; ".join(f"{p} OA SSL {ssl[p]['oa']:.3f} vs random {rnd[p]['oa']:.3f}"
                       for p in ("linear", "knn")))
     losses = _losses(Path(pre["checkpoint"]).parents[1])
-    # 20 logged points (every 3 steps): the last 5 at least 5 % under the first 5 (VICReg's
-    # variance and covariance terms leave a floor: 26.7 -> 22.3, a mean ratio of 0.90)
-    _falls(losses, margin=0.95)
+    # 20 logged points: the last 5 at least 5 % under the first 5 (VICReg's variance and
+    # covariance terms leave a floor: 26.7 -> 22.3 in 60 steps, a mean ratio of 0.90). DINO's
+    # is a cross-entropy against a moving target whose own entropy is part of it: measured, it
+    # falls from 6.41 to 5.53 by step ~27 and ends at 5.9-6.0, under its start and well clear
+    # of the uniform collapse (ln 1024 = 6.93), which is what is checked
+    if method == "dino":
+        _falls(losses, margin=1.0, uniform=math.log(DEMO_ARGS["dino"]["out_dim"]))
+    else:
+        _falls(losses, margin=0.95)
     assert ssl["linear"]["oa"] >= rnd["linear"]["oa"], (ssl, rnd)
-    assert ssl["knn"]["oa"] >= rnd["knn"]["oa"] - 0.01, (ssl, rnd)
+    assert ssl["knn"]["oa"] >= rnd["knn"]["oa"], (ssl, rnd)
 
 
 def test_pretrain_dino_geo_pairs_through_the_cli(sen12ms: Path, tmp_path: Path) -> None:

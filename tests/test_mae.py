@@ -142,6 +142,23 @@ def test_loss_is_finite_and_all_trainable_parameters_get_gradients() -> None:
     assert torch.equal(method.features(x), method.encoder(x))  # the exported encoder's output
 
 
+def test_mae_optimizer_gets_the_papers_betas() -> None:
+    """AdamW with betas (0.9, 0.95) by default (MAE paper), configurable; others keep Adam's."""
+    opt = _tiny().configure_optimizers()["optimizer"]
+    assert isinstance(opt, torch.optim.AdamW)
+    assert [g["betas"] for g in opt.param_groups] == [(0.9, 0.95)] * len(opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    # flat options (checkpoints, --method-args, YAML) may give a list
+    opt = _tiny(betas=[0.8, 0.9]).configure_optimizers()["optimizer"]
+    assert {g["betas"] for g in opt.param_groups} == {(0.8, 0.9)}
+    simclr = METHODS["simclr"].from_hparams({**{k: TINY[k] for k in ("in_chans", "sensors")},
+                                            "backbone": "test_resnet", "optimizer": "adamw"})
+    opt = simclr.configure_optimizers()["optimizer"]
+    assert {g["betas"] for g in opt.param_groups} == {(0.9, 0.999)}
+    with pytest.raises(ConfigError, match="betas"):
+        _tiny(betas=[0.9, 1.0])
+
+
 def test_mae_refuses_non_vit_and_other_pairings() -> None:
     with pytest.raises(ConfigError, match="timm ViT"):
         METHODS["mae"].from_hparams({**TINY, "backbone": "resnet18"})

@@ -43,7 +43,13 @@ from geossl.core.pairing import (
     mode_sensors,
 )
 from geossl.methods.augment import SSLAugment, build_augments
-from geossl.methods.optim import build_optimizer, warmup_cosine
+from geossl.methods.optim import (
+    build_optimizer,
+    clip_grad_per_parameter,
+    cosine_value,
+    param_groups,
+    warmup_cosine,
+)
 from geossl.methods.specs import (
     EncoderSpec,
     MethodOptions,
@@ -366,7 +372,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         """Optimiser over the trainable parameters; linear warm-up + cosine, per step."""
         spec = self.optim_spec
         opt = build_optimizer(spec.optimizer, self, spec.lr, spec.weight_decay,
-                              self.global_batch_size(), spec.base_batch_size)
+                              self.global_batch_size(), spec.base_batch_size, betas=spec.betas)
         steps = self.total_steps()
         warmup = spec.warmup_steps
         if warmup is None:
@@ -374,7 +380,29 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         if spec.backbone_lr_scale != 1.0:
             opt = scale_encoder_lr(opt, self.encoder, spec.backbone_lr_scale)
         sched = warmup_cosine(opt, warmup, steps)
+        # the groups whose weight decay follows ``weight_decay_end`` (not biases and norms)
+        decayed = {id(p) for p in param_groups(self, 1.0)[0]["params"]}
+        self._decayed_groups = [i for i, g in enumerate(opt.param_groups)
+                                if g["params"] and id(g["params"][0]) in decayed]
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def current_weight_decay(self) -> float:
+        """Weight decay of the decayed parameters at the current step (``weight_decay_end``)."""
+        spec = self.optim_spec
+        if spec.weight_decay_end is None:
+            return spec.weight_decay
+        return cosine_value(spec.weight_decay, spec.weight_decay_end, int(self.global_step),
+                            self.total_steps())
+
+    def configure_gradient_clipping(
+        self, optimizer: Any, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """The Trainer's clipping (if any), then each gradient clipped to ``clip_grad`` (DINO)."""
+        super().configure_gradient_clipping(optimizer, gradient_clip_val,
+                                            gradient_clip_algorithm)
+        if self.optim_spec.clip_grad:
+            clip_grad_per_parameter(self.parameters(), self.optim_spec.clip_grad)
 
     def stem_parameters(self) -> list[nn.Parameter]:
         """The band adapter(s)/stems and the trunk's first convolution of the online encoder."""
@@ -389,14 +417,20 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         return params
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
-        """Drop the stem's gradients during the first ``freeze_stem_steps`` steps.
+        """Drop the stem's gradients during the first ``freeze_stem_steps`` steps; set the decay.
 
         A parameter without a gradient is skipped by every torch/timm optimiser (no update, no
         weight decay, no moment update), so the stem stays as loaded while the rest adapts.
+        With ``weight_decay_end`` the decayed groups get :meth:`current_weight_decay` (a
+        function of the step alone, so a resumed run continues the schedule).
         """
         if self.optim_spec.freeze_stem_steps > self.global_step:
             for p in self.stem_parameters():
                 p.grad = None
+        if self.optim_spec.weight_decay_end is not None:
+            wd = self.current_weight_decay()
+            for i in getattr(self, "_decayed_groups", ()):
+                optimizer.param_groups[i]["weight_decay"] = wd
 
     # -- checkpoint metadata ------------------------------------------------------------------
     def geossl_metadata(self) -> dict[str, Any]:

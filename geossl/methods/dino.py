@@ -21,12 +21,19 @@
 * **Head.** :class:`~geossl.models.DINOHead`: MLP to a 256-d bottleneck, L2 normalisation and a
   weight-normed last layer of ``out_dim`` prototypes, whose gradient is dropped for the first
   ``freeze_last_layer_steps`` steps (DINO freezes it for the first epoch).
+* **The teacher is the exported encoder** (``export_teacher``): DINO evaluates and releases the
+  teacher (its ``eval_knn.py`` / ``eval_linear.py`` read ``--checkpoint_key teacher``; the paper's
+  Fig. 6: the teacher scores better than the student throughout training), an average of the
+  student's recent weights whose BatchNorm statistics come from the global crops only (the
+  student's also from the small local crops, a mismatch for whole-chip features).
 * **ViT and ResNet backbones.** ViT-like backbones are switched to timm's dynamic input size so
   the local crops go through with their own token count (the position embedding is resampled;
   the weights, and so the exported model, are unchanged).
 
-Not reproduced: DINO's weight-decay schedule (0.04 -> 0.4; here constant ``weight_decay``) and
-its gradient clipping at 3 (``geossl pretrain`` has no clipping flag).
+* **Optimiser.** As DINO's ``main_dino.py``: AdamW, lr 5e-4 per 256 samples, weight decay on
+  a cosine from 0.04 to 0.4 over the run (``weight_decay`` -> ``weight_decay_end``), and each
+  parameter's gradient clipped to norm 3 (``clip_grad``), all options of the shared
+  :class:`~geossl.methods.specs.OptimSpec`.
 """
 
 from __future__ import annotations
@@ -110,6 +117,9 @@ class DINOOptions(MethodOptions):
         local_crops: number of local crops per sample (8).
         local_crop_size: local crop side in pixels (default: 96/224 of the global view).
         local_crop_scale: area range of the local crops (0.05, 0.4).
+        export_teacher: the checkpoint's encoder (``geossl export``, ``load_encoder``, the
+            evaluations) is the teacher's, as in DINO's own evaluations (true; false: the
+            student's).
     """
 
     out_dim: int = 65536
@@ -128,6 +138,7 @@ class DINOOptions(MethodOptions):
     local_crops: int = 8
     local_crop_size: int | None = None
     local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    export_teacher: bool = True
 
     def __post_init__(self) -> None:
         """Check the rates, temperatures and crops."""
@@ -151,14 +162,16 @@ class DINOOptions(MethodOptions):
 class DINO(SSLMethod[DINOOptions]):
     """DINO over every pairing mode, for ViT and ResNet backbones (see the module docstring).
 
-    Optimiser defaults: AdamW, lr 5e-4 per 256 samples, weight decay 0.04, as DINO.
+    Optimiser defaults: AdamW, lr 5e-4 per 256 samples, weight decay 0.04 rising to 0.4 on a
+    cosine, gradients clipped to norm 3 per parameter, as DINO.
     """
 
     method_name = "dino"
     #: a positive pair is all the loss needs: every mode that makes one
     pairings = PAIRING_MODES
     options_type = DINOOptions
-    default_optim = OptimSpec(optimizer="adamw", lr=5e-4, weight_decay=0.04)
+    default_optim = OptimSpec(optimizer="adamw", lr=5e-4, weight_decay=0.04,
+                              weight_decay_end=0.4, clip_grad=3.0)
     momentum_pairs = (("encoder", "teacher_encoder"), ("head", "teacher_head"))
     teacher_encoder: Encoder
     teacher_head: DINOHead
@@ -295,3 +308,10 @@ class DINO(SSLMethod[DINOOptions]):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """EMA update of the teacher after the optimiser step."""
         self.ema_update(self.current_momentum())
+
+    def geossl_metadata(self) -> dict[str, Any]:
+        """As the base; the exported encoder is the teacher's unless ``export_teacher`` is off."""
+        meta = super().geossl_metadata()
+        if self.options.export_teacher:
+            meta["encoder_prefix"] = "teacher_encoder."
+        return meta

@@ -85,6 +85,7 @@ def build_optimizer(
     batch_size: int,
     base_batch_size: int = 256,
     momentum: float = 0.9,
+    betas: tuple[float, float] | None = None,
 ) -> Optimizer:
     """Build an optimiser with a batch-scaled learning rate and no decay on bias/norm.
 
@@ -96,6 +97,7 @@ def build_optimizer(
         batch_size: global batch size.
         base_batch_size: batch size ``lr`` refers to.
         momentum: SGD/LARS momentum.
+        betas: Adam/AdamW/LAMB ``(beta1, beta2)`` (``None``: the optimiser's default).
 
     Returns:
         the optimiser.
@@ -110,18 +112,47 @@ def build_optimizer(
         raise ConfigError(f"learning rate must be positive, got {lr}")
     rate = scaled_lr(lr, batch_size, base_batch_size)
     groups = param_groups(params, weight_decay)
+    adam: dict[str, Any] = {} if betas is None else {"betas": tuple(betas)}
     if key == "adam":
         # Adam's L2 penalty, as torch.optim.Adam applies weight_decay
-        return torch.optim.Adam(groups, lr=rate)
+        return torch.optim.Adam(groups, lr=rate, **adam)
     if key == "adamw":
-        return torch.optim.AdamW(groups, lr=rate)
+        return torch.optim.AdamW(groups, lr=rate, **adam)
     if key == "sgd":
         return torch.optim.SGD(groups, lr=rate, momentum=momentum)
     from timm.optim import Lamb, Lars
 
     if key == "lars":
         return Lars(groups, lr=rate, momentum=momentum)
-    return Lamb(groups, lr=rate)
+    return Lamb(groups, lr=rate, **adam)
+
+
+def cosine_value(start: float, end: float, step: int, total: int) -> float:
+    """A value on a cosine from ``start`` (step 0) to ``end`` (step ``total`` and after).
+
+    DINO's weight-decay schedule (``utils.cosine_scheduler``, per iteration); ``total <= 0``
+    (run length unknown): ``start`` throughout.
+    """
+    if total <= 0:
+        return start
+    progress = min(1.0, max(0.0, step / total))
+    return end + 0.5 * (start - end) * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def clip_grad_per_parameter(params: Any, max_norm: float) -> None:
+    """Scale each parameter's gradient down to L2 norm ``max_norm`` where it is larger.
+
+    DINO's ``utils.clip_gradients`` (each tensor on its own, unlike torch's
+    :func:`torch.nn.utils.clip_grad_norm_`, which scales all gradients by one global norm and
+    would let one large gradient shrink every other); our own because neither torch nor
+    Lightning offers the per-tensor form.
+    """
+    for p in params:
+        if p.grad is None:
+            continue
+        norm = p.grad.detach().norm(2)
+        p.grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
 
 
 def warmup_cosine(

@@ -79,6 +79,12 @@ class OptimSpec:
             while the new heads learn at ``lr``).
         freeze_stem_steps: the band adapter and the trunk's first convolution get no update
             during the first N optimiser steps.
+        betas: ``(beta1, beta2)`` of Adam, AdamW and LAMB (``None``: the optimiser's own
+            default, (0.9, 0.999)); MAE uses (0.9, 0.95).
+        weight_decay_end: weight decay at the end of the run, reached on a cosine from
+            ``weight_decay`` (``None``: constant); DINO uses 0.04 -> 0.4.
+        clip_grad: clip each parameter's gradient to this L2 norm before every optimiser step,
+            as DINO (``None`` or 0: no clipping).
     """
 
     optimizer: str = "adamw"
@@ -90,9 +96,20 @@ class OptimSpec:
     max_steps: int = -1
     backbone_lr_scale: float = 1.0
     freeze_stem_steps: int = 0
+    betas: tuple[float, float] | None = None
+    weight_decay_end: float | None = None
+    clip_grad: float | None = None
 
     def __post_init__(self) -> None:
-        """Check the continued-pretraining options."""
+        """Check the continued-pretraining options, the betas, the decay and the clipping."""
+        if self.betas is not None:
+            if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+                raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas}")
+            object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        if self.weight_decay_end is not None and self.weight_decay_end < 0:
+            raise ConfigError(f"weight_decay_end must be >= 0, got {self.weight_decay_end}")
+        if self.clip_grad is not None and not self.clip_grad >= 0:
+            raise ConfigError(f"clip_grad must be >= 0 (0: no clipping), got {self.clip_grad}")
         if not self.backbone_lr_scale > 0:
             raise ConfigError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
         if self.freeze_stem_steps < 0:
