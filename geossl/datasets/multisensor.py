@@ -28,7 +28,7 @@ import io
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import geopandas as gpd
 import numpy as np
@@ -51,6 +51,7 @@ from geossl.core.pairing import (
     image_key,
     sensor_mask,
 )
+from geossl.datasets.base import GeosslDataset
 
 PathLike = str | os.PathLike[str]
 
@@ -152,7 +153,7 @@ class MultiSensorDataset(GeoDataset):
         if dates not in ("any", "all"):
             raise ConfigError(f"dates must be 'any' or 'all', got {dates!r}")
         self.datasets = dict(datasets)
-        self.sensors = names
+        self.sensors = tuple(names)
         self.reference = reference
         self.temporal = temporal
         self.transforms = transforms
@@ -294,7 +295,7 @@ class MultiSensorDataset(GeoDataset):
 # --------------------------------------------------------------------------------------------
 # chip indexes of several sensors
 # --------------------------------------------------------------------------------------------
-class PairedChips(NonGeoDataset):
+class PairedChips(GeosslDataset, NonGeoDataset):
     """Chips of several sensors joined on footprint, resampled onto the reference chip's grid.
 
     Each index is a chip index (``geossl tile`` / :mod:`geossl.tiling.chip_index`: ``chip_id``,
@@ -305,6 +306,13 @@ class PairedChips(NonGeoDataset):
     ``image_<temporal>_t2`` (a later chip of the same footprint), ``sensor_mask``, ``id`` (the
     reference ``chip_id``), ``crs`` and ``bounds`` (float64 ``(4,)``).
     """
+
+    #: decided per instance (the sensors of the indexes); built by
+    #: :func:`geossl.datasets.chips.paired_chips`, not by the registry
+    sensors: tuple[str, ...] = ()
+    arguments: ClassVar[tuple[str, ...]] = ()
+    #: the reference chip ids, in sample order
+    ids: list[str]
 
     def __init__(
         self,
@@ -348,7 +356,7 @@ class PairedChips(NonGeoDataset):
             raise ConfigError(f"unknown temporal sensor {temporal!r}; have {', '.join(names)}")
         if require not in ("all", "reference"):
             raise ConfigError(f"require must be 'all' or 'reference', got {require!r}")
-        self.sensors = names
+        self.sensors = tuple(names)
         self.reference = reference
         self.temporal = temporal
         self.transforms = transforms
