@@ -110,5 +110,72 @@ def test_dataset_declarations_are_read_by_the_protocol_readers_only() -> None:
     names = "ids|bands|classes|targets|sensors|footprints|labelled_mask|normalized"
     probe = re.compile(r"(getattr|hasattr)\((dataset|base|leaf|ds|self\.base|self\.dataset), "
                        rf"[\"']({names})[\"']")
-    allowed = {"datasets/base.py", "datasets/bands.py", "datasets/geogrid.py", "data/pairs.py"}
+    allowed = {"data/pairs.py"}
     assert _hits(probe, allowed) == []
+
+
+def test_the_declaration_readers_probe_no_attribute_of_geossl_classes() -> None:
+    """``getattr``/``hasattr`` in ``datasets/base.py`` and ``bands.py``: only the two allowed.
+
+    ``base.plain_declaration`` (the documented fallback for a plain dataset object) and
+    ``SelectBands.__getattr__`` (attribute delegation for callers, not a reader); the readers
+    unwrap geossl's wrappers through ``DatasetWrapper.wrapped`` / ``stated()`` and read a
+    ``GeosslDataset``'s declarations as attributes it declares.
+    """
+    import ast
+
+    found = []
+    for rel in ("datasets/base.py", "datasets/bands.py"):
+        tree = ast.parse((PACKAGE / rel).read_text(encoding="utf-8"))
+        for scope in ast.walk(tree):
+            if not isinstance(scope, ast.FunctionDef):
+                continue
+            for node in ast.walk(scope):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                        and node.func.id in ("getattr", "hasattr"):
+                    found.append(f"{rel}:{scope.name}:{node.func.id}")
+    assert sorted(found) == ["datasets/bands.py:__getattr__:getattr",
+                             "datasets/base.py:plain_declaration:getattr"]
+
+
+def test_readers_unwrap_declared_wrappers_and_read_plain_datasets() -> None:
+    """A wrapper states some declarations and forwards the rest; a plain object is read too."""
+    from collections.abc import Mapping
+    from typing import Any
+
+    from torch.utils.data import Dataset
+
+    from geossl.datasets import base
+
+    class Inner(base.GeosslDataset, Dataset[dict[str, Any]]):
+        sensors = ("s2",)
+        arguments = ()
+        bands = ("B02", "B03")
+        classes = ("a", "b")
+        targets = (0, 1)
+
+        def __init__(self) -> None:
+            self.ids = ["x", "y"]
+
+    class Wrap(base.DatasetWrapper, Dataset[dict[str, Any]]):
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        @property
+        def wrapped(self) -> Any:
+            return self.inner
+
+        def stated(self) -> Mapping[str, Any]:
+            return {"bands": ["B03"], "ids": None}
+
+    class Plain:
+        ids = (1, 2)
+        classes = ("c",)
+
+    outer = Wrap(Wrap(Inner()))
+    assert base.declared_bands(outer) == ["B03"] and base.sample_ids(outer) is None
+    assert base.class_names(outer) == ["a", "b"] and base.targets_of(outer) == (0, 1)
+    assert base.declared_sensors(outer) == ("s2",) and base.is_normalized(outer) is False
+    assert base.single_sensor(Inner()) == "s2" and base.single_sensor(outer) is None
+    assert base.sample_ids(Plain()) == ["1", "2"] and base.class_names(Plain()) == ["c"]
+    assert base.declared_bands(Plain()) is None and base.footprints_of(Plain()) is None
