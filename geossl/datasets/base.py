@@ -140,7 +140,7 @@ class GeosslDataset:
     #: class names (empty: unlabelled)
     classes: Sequence[str] = ()
     #: one label per sample, in order (``None``: not known without reading the samples)
-    targets: Any = None  # a sequence or array of labels (each dataset types its own)
+    targets: Sequence[Any] | np.ndarray | None = None
     #: label schemes ``--label-scheme`` may choose for pretraining (``PretrainingRequest.labels``)
     label_schemes: ClassVar[tuple[str, ...]] = ()
     #: pretraining reads geo queries of a TorchGeo GeoDataset, so ``--sampler`` (``grid``,
