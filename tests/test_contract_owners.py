@@ -110,7 +110,8 @@ def test_dataset_declarations_are_read_by_the_protocol_readers_only() -> None:
     names = "ids|bands|classes|targets|sensors|footprints|labelled_mask|normalized"
     probe = re.compile(r"(getattr|hasattr)\((dataset|base|leaf|ds|self\.base|self\.dataset), "
                        rf"[\"']({names})[\"']")
-    assert _hits(probe, set()) == []
+    allowed = {"data/pairs.py"}
+    assert _hits(probe, allowed) == []
 
 
 def test_the_declaration_readers_probe_no_attribute_of_geossl_classes() -> None:

@@ -5,14 +5,6 @@ patches, :class:`~geossl.datasets.multisensor.PairedChips`, a
 :class:`~geossl.datasets.multisensor.MultiSensorDataset` read through a GeoSampler) and keeps the
 keys of a pairing mode (:func:`geossl.core.pairing.pairing_keys`) plus ``sensor_mask``; the pairing
 contract itself (modes, key names, masks) is :mod:`geossl.core.pairing`.
-
-Not yet on the training path: ``geossl pretrain`` reduces samples with
-:class:`geossl.data.datamodule.SSLSamples`, which keeps the mode's keys and the dataset's
-``sensor_mask`` as given but neither zero-fills a sensor missing from a sample
-(``partial-fusion`` relies on the dataset, e.g. ``PairedChips(require="reference")``) nor
-reorders a ``sensor_mask`` given in the dataset's own sensor order. :func:`select_keys` is the
-one implementation of both (tests/test_pairing.py, tests/test_pairing_sources.py); training
-should call it rather than a second copy be written.
 """
 
 from __future__ import annotations
@@ -25,7 +17,6 @@ from torch.utils.data import Dataset
 
 from geossl.core.errors import DataError
 from geossl.core.pairing import SENSOR_MASK, check_pairing, image_key, pairing_keys, sensor_mask
-from geossl.datasets.base import declared_sensors
 
 
 def select_keys(
@@ -107,8 +98,8 @@ class PairedView(Dataset[dict[str, Any]]):
         self.mode = mode
         self.sensors = list(sensors)
         self.channels = dict(channels or {})
-        own = declared_sensors(dataset)
-        self.source_sensors = list(own) if own else None
+        own = getattr(dataset, "sensors", None)
+        self.source_sensors = [str(x) for x in own] if isinstance(own, list | tuple) else None
 
     def __len__(self) -> int:
         """Length of the wrapped dataset."""
