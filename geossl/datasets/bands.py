@@ -226,12 +226,7 @@ class SelectBands(DatasetWrapper, Dataset[dict[str, Any]]):
         return out
 
     def __getattr__(self, name: str) -> Any:
-        """Every other attribute is the wrapped dataset's (ids, classes, footprints, ...).
-
-        Attribute delegation for callers that hold a dataset (``construct`` returns this
-        wrapper for any class when ``--bands`` is given), not a reader: the declaration
-        readers unwrap through :attr:`wrapped` and :meth:`stated`, never through here.
-        """
+        """Every other attribute is the wrapped dataset's (ids, classes, footprints, ...)."""
         if name in ("dataset", "keep", "index", "bands") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
