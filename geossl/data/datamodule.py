@@ -38,8 +38,6 @@ from torch.utils.data._utils.collate import default_collate
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
 from geossl.datasets.base import (
-    OPAQUE,
-    DatasetWrapper,
     band_names,
     class_names,
     is_normalized,
@@ -60,7 +58,7 @@ FILLED_KEY = "filled_values"
 # --------------------------------------------------------------------------------------------
 # per-sample view and batch collation (both run inside the loader workers)
 # --------------------------------------------------------------------------------------------
-class SSLSamples(DatasetWrapper, Dataset[dict[str, Any]]):
+class SSLSamples(Dataset[dict[str, Any]]):
     """Samples reduced to what SSL needs: per-sensor images, the sensor mask and ``index``.
 
     Renames a single-sensor ``image`` to ``image_<sensor>``, keeps only ``keys`` (plus
@@ -97,15 +95,6 @@ class SSLSamples(DatasetWrapper, Dataset[dict[str, Any]]):
         self.patch_size = patch_size
         self.indices = None if indices is None else list(indices)
         self.train = train
-
-    @property
-    def wrapped(self) -> Any:
-        """The dataset whose samples are reduced (its ``bands`` and ``sensors`` are these)."""
-        return self.base
-
-    def stated(self) -> Mapping[str, Any]:
-        """No ids, labels or footprints: one side of a split, in its own order."""
-        return OPAQUE
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.base)  # type: ignore[arg-type]

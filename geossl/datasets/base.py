@@ -21,7 +21,6 @@ as a rule, TorchGeo's ``NonGeoDataset`` or ``GeoDataset``) and declares:
 ``bands``                   band names: per sensor (a mapping), or one list when the samples
                             carry one sensor; ``None`` when unknown.
 ``classes``                 class names (``label`` indexes them); empty when unlabelled.
-``targets``                 one label per sample, in order, or ``None``.
 ``footprints()``            a GeoDataFrame of sample footprints (``chip_id`` = ``ids``, with
                             ``label`` when known), or ``None`` (an image archive): overlap-aware
                             splits need it.
@@ -43,10 +42,9 @@ Every default here is what the commands assume of a dataset that does not overri
 readers :func:`sample_ids`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
 :func:`class_names`,
 :func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized` are the
-one place that reads these declarations of an instance; the rest of geossl calls them. A
-wrapper a hook returns (:class:`DatasetWrapper`) names the dataset it wraps and the
-declarations it states itself; a plain dataset object handed to the library directly is read
-through the one documented fallback, :func:`plain_declaration`.
+one place that reads these declarations of an instance (also of a wrapper a hook returns, or of
+a plain dataset object handed to the library directly, with the same names); the rest of
+geossl calls them.
 """
 
 from __future__ import annotations
@@ -55,7 +53,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from geossl.core.errors import ConfigError, DataError
@@ -139,8 +136,6 @@ class GeosslDataset:
     bands: Mapping[str, Sequence[str]] | Sequence[str] | None = None
     #: class names (empty: unlabelled)
     classes: Sequence[str] = ()
-    #: one label per sample, in order (``None``: not known without reading the samples)
-    targets: Sequence[Any] | np.ndarray | None = None
     #: label schemes ``--label-scheme`` may choose for pretraining (``PretrainingRequest.labels``)
     label_schemes: ClassVar[tuple[str, ...]] = ()
     #: pretraining reads geo queries of a TorchGeo GeoDataset, so ``--sampler`` (``grid``,
@@ -342,84 +337,11 @@ def construct(cls: type[GeosslDataset], root: PathLike, name: str = "", **kwargs
 
 
 # --------------------------------------------------------------------------------------------
-# wrappers: datasets that show another dataset's samples
-# --------------------------------------------------------------------------------------------
-#: the declarations the readers below read (see the module docstring)
-DECLARATIONS = frozenset({"ids", "sensors", "bands", "classes", "targets", "footprints",
-                          "labelled_mask", "normalized"})
-
-
-class DatasetWrapper:
-    """A dataset that shows the samples of another one (band selection, windows, views).
-
-    A mixin for geossl's wrappers (:class:`~geossl.datasets.bands.SelectBands`,
-    :class:`~geossl.datasets.geogrid.GeoSamples`, the data module's ``SSLSamples``, ...): a
-    wrapper names the dataset it wraps (:attr:`wrapped`) and the declarations it states itself
-    (:meth:`stated`); the readers below take those from :meth:`stated` and every other
-    declaration from :attr:`wrapped`. Nothing else of a wrapper is read.
-    """
-
-    @property
-    def wrapped(self) -> Any:
-        """The wrapped dataset (the readers read every declaration not stated from it)."""
-        raise NotImplementedError
-
-    def stated(self) -> Mapping[str, Any]:
-        """The declarations (names of :data:`DECLARATIONS`) this wrapper states itself."""
-        return {}
-
-
-#: what a wrapper that windows, reorders or subsets the samples states: no ids, labels or
-#: footprints (the wrapped dataset's would not be in the wrapper's sample order)
-OPAQUE: Mapping[str, Any] = MappingProxyType({
-    "ids": None, "classes": None, "targets": None, "footprints": None, "labelled_mask": None,
-    "normalized": False})
-
-
-def _owner(dataset: Any, name: str) -> tuple[Any, Any]:
-    """``(owner, value)``: unwraps :class:`DatasetWrapper` until one states ``name``.
-
-    ``value`` is that statement, or :data:`UNSTATED` when ``owner`` is not a wrapper.
-    """
-    while isinstance(dataset, DatasetWrapper):
-        stated = dataset.stated()
-        if name in stated:
-            return dataset, stated[name]
-        dataset = dataset.wrapped
-    return dataset, UNSTATED
-
-
-#: no wrapper states the declaration: read it from the dataset itself
-UNSTATED = object()
-
-
-def _own(dataset: Any) -> bool:
-    """Whether ``dataset`` (object or class) is a :class:`GeosslDataset` (declares every name)."""
-    cls = dataset if isinstance(dataset, type) else type(dataset)
-    return issubclass(cls, GeosslDataset)
-
-
-def plain_declaration(dataset: Any, name: str, default: Any = None) -> Any:
-    """The declaration ``name`` of a plain dataset (not geossl's own), or ``default``.
-
-    The one fallback of the readers, and the only place of this module that reads an
-    attribute by name: a dataset object that is neither a :class:`GeosslDataset` nor a
-    :class:`DatasetWrapper` (a user's torch dataset handed to the library directly, a TorchGeo
-    dataset) is read by attribute name, as it may or may not have it. geossl's own datasets
-    never come here: they declare every name (:class:`GeosslDataset`) or state / forward it
-    (:class:`DatasetWrapper`).
-    """
-    return getattr(dataset, name, default)
-
-
-# --------------------------------------------------------------------------------------------
 # reading the declarations
 # --------------------------------------------------------------------------------------------
 def sample_ids(dataset: Any) -> list[str] | None:
     """The dataset's ``ids`` as strings, in order (``None`` when it has none)."""
-    owner, ids = _owner(dataset, "ids")
-    if ids is UNSTATED:
-        ids = owner.ids if _own(owner) else plain_declaration(owner, "ids")
+    ids = getattr(dataset, "ids", None)
     if ids is None or callable(ids):
         return None
     return [str(i) for i in ids]
@@ -427,30 +349,20 @@ def sample_ids(dataset: Any) -> list[str] | None:
 
 def declared_sensors(dataset: Any) -> tuple[str, ...]:
     """The sensors a dataset (class or object) declares (``()`` when it declares none)."""
-    owner, sensors = _owner(dataset, "sensors")
-    if sensors is UNSTATED:
-        sensors = owner.sensors if _own(owner) else plain_declaration(owner, "sensors", ())
+    sensors = getattr(dataset, "sensors", ())
     return tuple(str(s) for s in sensors) if isinstance(sensors, tuple | list) else ()
 
 
 def single_sensor(dataset: Any) -> str | None:
-    """The sensor a plain ``image`` stands for: the one sensor its class declares, else ``None``.
-
-    A wrapper's class (:class:`DatasetWrapper`) declares none.
-    """
+    """The sensor a plain ``image`` stands for: the one declared sensor, else ``None``."""
     cls = dataset if isinstance(dataset, type) else type(dataset)
-    if issubclass(cls, DatasetWrapper):
-        return None
     sensors = declared_sensors(cls)
     return sensors[0] if len(sensors) == 1 else None
 
 
 def declared_bands(dataset: Any) -> Mapping[str, Sequence[str]] | Sequence[str] | None:
     """The dataset's ``bands`` as it declares them (a mapping per sensor, one list, or ``None``)."""
-    owner, bands = _owner(dataset, "bands")
-    if bands is UNSTATED:
-        bands = owner.bands if _own(owner) else plain_declaration(owner, "bands")
-    return bands  # type: ignore[no-any-return]
+    return getattr(dataset, "bands", None)
 
 
 def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
@@ -470,41 +382,27 @@ def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | N
 
 def class_names(dataset: Any) -> list[Any] | None:
     """The dataset's ``classes`` as a list (``None`` when it declares none)."""
-    owner, classes = _owner(dataset, "classes")
-    if classes is UNSTATED:
-        classes = owner.classes if _own(owner) else plain_declaration(owner, "classes")
+    classes = getattr(dataset, "classes", None)
     return None if classes is None else list(classes)
 
 
 def targets_of(dataset: Any) -> Any:
     """The dataset's ``targets`` (one label per sample, in order), or ``None``."""
-    owner, targets = _owner(dataset, "targets")
-    if targets is UNSTATED:
-        targets = owner.targets if _own(owner) else plain_declaration(owner, "targets")
-    return targets
+    return getattr(dataset, "targets", None)
 
 
 def footprints_of(dataset: Any) -> gpd.GeoDataFrame | None:
     """The dataset's ``footprints()`` (``None`` when it declares none)."""
-    owner, method = _owner(dataset, "footprints")
-    if method is UNSTATED:
-        method = owner.footprints if _own(owner) else plain_declaration(owner, "footprints")
+    method = getattr(dataset, "footprints", None)
     return method() if callable(method) else None
 
 
 def labelled_mask(dataset: Any) -> np.ndarray | None:
     """The dataset's ``labelled_mask()`` (``None``: every sample is labelled, as far as known)."""
-    owner, method = _owner(dataset, "labelled_mask")
-    if method is UNSTATED:
-        method = owner.labelled_mask if _own(owner) else \
-            plain_declaration(owner, "labelled_mask")
+    method = getattr(dataset, "labelled_mask", None)
     return method() if callable(method) else None
 
 
 def is_normalized(dataset: Any) -> bool:
     """Whether the dataset declares its samples already normalised."""
-    owner, normalized = _owner(dataset, "normalized")
-    if normalized is UNSTATED:
-        normalized = owner.normalized if _own(owner) else \
-            plain_declaration(owner, "normalized", False)
-    return bool(normalized)
+    return bool(getattr(dataset, "normalized", False))

@@ -12,14 +12,12 @@ scenes in one run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from geossl.core.errors import ConfigError
-from geossl.datasets.base import OPAQUE, DatasetWrapper
 
 #: ``--sampler`` values: where the windows of a geo dataset come from
 SAMPLERS = ("grid", "torchgeo-grid", "torchgeo-random")
@@ -100,7 +98,7 @@ def sampler_queries(dataset: Any, size: int, sampler: str = "grid", length: int 
     raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
 
-class GeoSamples(DatasetWrapper, Dataset[dict[str, Any]]):
+class GeoSamples(Dataset[dict[str, Any]]):
     """A TorchGeo GeoDataset seen through a fixed grid of geo queries, as a map-style dataset.
 
     The queries (:func:`geo_grid`: ``size`` pixel windows inside every index row) are laid
@@ -146,15 +144,6 @@ class GeoSamples(DatasetWrapper, Dataset[dict[str, Any]]):
         if isinstance(subsets, dict):
             self.bands = {str(k): [str(b) for b in getattr(v, "bands", ())]
                           for k, v in subsets.items()}
-
-    @property
-    def wrapped(self) -> Any:
-        """The TorchGeo GeoDataset the windows are read from."""
-        return self.dataset
-
-    def stated(self) -> Mapping[str, Any]:
-        """Every declaration: ``bands`` per sensor, no sensors of the class, ids or labels."""
-        return {**OPAQUE, "sensors": (), "bands": self.bands}
 
     def __len__(self) -> int:
         """Number of windows."""

@@ -28,7 +28,7 @@ import io
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -51,7 +51,6 @@ from geossl.core.pairing import (
     image_key,
     sensor_mask,
 )
-from geossl.datasets.base import GeosslDataset
 
 PathLike = str | os.PathLike[str]
 
@@ -153,7 +152,7 @@ class MultiSensorDataset(GeoDataset):
         if dates not in ("any", "all"):
             raise ConfigError(f"dates must be 'any' or 'all', got {dates!r}")
         self.datasets = dict(datasets)
-        self.sensors = tuple(names)
+        self.sensors = names
         self.reference = reference
         self.temporal = temporal
         self.transforms = transforms
@@ -295,7 +294,7 @@ class MultiSensorDataset(GeoDataset):
 # --------------------------------------------------------------------------------------------
 # chip indexes of several sensors
 # --------------------------------------------------------------------------------------------
-class PairedChips(GeosslDataset, NonGeoDataset):
+class PairedChips(NonGeoDataset):
     """Chips of several sensors joined on footprint, resampled onto the reference chip's grid.
 
     Each index is a chip index (``geossl tile`` / :mod:`geossl.tiling.chip_index`: ``chip_id``,
@@ -306,13 +305,6 @@ class PairedChips(GeosslDataset, NonGeoDataset):
     ``image_<temporal>_t2`` (a later chip of the same footprint), ``sensor_mask``, ``id`` (the
     reference ``chip_id``), ``crs`` and ``bounds`` (float64 ``(4,)``).
     """
-
-    #: decided per instance (the sensors of the indexes); built by
-    #: :func:`geossl.datasets.chips.paired_chips`, not by the registry
-    sensors: tuple[str, ...] = ()
-    arguments: ClassVar[tuple[str, ...]] = ()
-    #: the reference chip ids, in sample order
-    ids: list[str]
 
     def __init__(
         self,
@@ -356,7 +348,7 @@ class PairedChips(GeosslDataset, NonGeoDataset):
             raise ConfigError(f"unknown temporal sensor {temporal!r}; have {', '.join(names)}")
         if require not in ("all", "reference"):
             raise ConfigError(f"require must be 'all' or 'reference', got {require!r}")
-        self.sensors = tuple(names)
+        self.sensors = names
         self.reference = reference
         self.temporal = temporal
         self.transforms = transforms

@@ -29,7 +29,6 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from geossl.datasets.base import OPAQUE, DatasetWrapper
 from geossl.demo.proxy_labels import DISCLAIMER
 
 #: neighbours of the kNN protocol
@@ -49,17 +48,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class LabelledChips(DatasetWrapper, Dataset[dict[str, Any]]):
+class LabelledChips(Dataset[dict[str, Any]]):
     """Samples of a chip dataset with a ``label`` added (picklable, for data-loader workers)."""
-
-    @property
-    def wrapped(self) -> Any:
-        """The chip dataset (its ``bands`` and ``sensors`` are these)."""
-        return self.base
-
-    def stated(self) -> Mapping[str, Any]:
-        """No ids, labels or footprints of its own (as before: only the samples carry labels)."""
-        return OPAQUE
 
     def __init__(self, base: Any, labels: Any) -> None:
         """Wrap ``base``; ``labels[i]`` is the label of sample ``i`` (negative: none)."""
