@@ -66,7 +66,7 @@ def _indexed_chips(root: Path, n: int = 6) -> Path:
 
     generate_chips(root / "chips", n=n, size=32, bands=4)  # side by side along x, 320 m apart
     index = build_index(root / "chips", progress=False)
-    assert (index["row"] == 0).all() and (index["col"] == 0).all()  # `geossl index`: unknown
+    assert (index["row"] == -1).all() and (index["col"] == -1).all()  # `geossl index`: unknown
     path = root / "chips" / "index.parquet"
     index.to_parquet(path)
     return path
@@ -105,5 +105,20 @@ def test_embed_refuses_chips_on_one_cell(tmp_path: Path) -> None:
     twin = df.iloc[[0]].assign(chip_id="twin")  # the same footprint as chip_000
     pd.concat([df, twin]).to_parquet(index)
     with pytest.raises(DataError, match=r"chip_000.*twin|twin.*chip_000"):
+        embed(_source(4), index, tmp_path / "c.zarr", device="cpu", progress=False)
+    assert not (tmp_path / "c.zarr").exists()
+
+
+def test_embed_refuses_unknown_offsets_without_footprints(tmp_path: Path) -> None:
+    """An index without footprint columns and with unknown grid offsets (``-1``) cannot place
+    its chips: one line, nothing written (rather than stacking them on the corner cell)."""
+    import pandas as pd
+
+    from geossl.core.errors import DataError
+
+    index = _indexed_chips(tmp_path, n=2)
+    df = pd.read_parquet(index).drop(columns=["minx", "miny", "maxx", "maxy", "geometry"])
+    df.to_parquet(index)
+    with pytest.raises(DataError, match=r"neither footprints.*grid offsets"):
         embed(_source(4), index, tmp_path / "c.zarr", device="cpu", progress=False)
     assert not (tmp_path / "c.zarr").exists()

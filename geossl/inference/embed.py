@@ -912,14 +912,19 @@ def _chip_offsets(df: Any, px: float, py: float, index: Path) -> tuple[np.ndarra
     """Pixel offsets ``(row, col)`` of the chips of one scene on one grid.
 
     From the footprints (``minx``, ``maxy``) when the index has them: ``geossl index`` records
-    ``row = col = 0`` for chips that ``geossl tile`` did not cut (no offset in their tags),
-    which placed every such chip on one cell (a 1 x 1 cube). Otherwise from ``row``/``col``.
+    ``row = col = -1`` (unknown) for chips that ``geossl tile`` did not cut (no offset in their
+    tags). Otherwise from ``row``/``col``, which must then be known.
 
     Raises:
         DataError: chips in several CRSs, or not on one pixel grid.
     """
     if not {"minx", "maxy"} <= set(df.columns):
-        return df["row"].to_numpy(np.int64), df["col"].to_numpy(np.int64)
+        rows, cols = df["row"].to_numpy(np.int64), df["col"].to_numpy(np.int64)
+        if (rows < 0).any() or (cols < 0).any():
+            raise DataError("chip index has neither footprints (minx, maxy) nor grid offsets "
+                            "(row/col -1: chips not cut by `geossl tile`); cannot place the "
+                            "chips on one grid", index)
+        return rows, cols
     if "crs" in df.columns and df["crs"].astype(str).nunique() > 1:
         raise DataError("chips of one scene in several CRSs; give one scene (--scene-id)",
                         index)

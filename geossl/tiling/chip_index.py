@@ -39,6 +39,9 @@ COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 #: optional columns kept when present
 OPTIONAL: tuple[str, ...] = ("label", "split")
+#: ``row``/``col`` of a chip whose offset in its scene grid is unknown (a chip that
+#: ``geossl tile`` did not cut: its header has no offset tags)
+UNKNOWN_OFFSET = -1
 #: default file name of an index in a chip folder
 INDEX_NAME = "index.parquet"
 #: prefix of the GeoTIFF metadata tags written by ``geossl tile``
@@ -72,8 +75,8 @@ def index_row(
         datetime: acquisition time (ISO text, a timestamp, or ``None``/NaT).
         crs: the chip's CRS (``EPSG:32633`` or WKT).
         res: pixel size in CRS units.
-        row: pixel row of the chip in its scene grid.
-        col: pixel column of the chip in its scene grid.
+        row: pixel row of the chip in its scene grid (:data:`UNKNOWN_OFFSET`: unknown).
+        col: pixel column of the chip in its scene grid (:data:`UNKNOWN_OFFSET`: unknown).
         height: chip height in pixels.
         width: chip width in pixels.
         bands: comma-separated band names.
@@ -298,8 +301,9 @@ def chip_row(file: PathLike, root: PathLike) -> dict[str, Any]:
     rel = Path(os.path.relpath(file, root)).as_posix()
     dt = g.get("datetime") or parse_datetime(file.stem, file.parent.name)
     return index_row(g.get("chip_id") or file.stem, rel, g.get("scene") or file.parent.name,
-                     g.get("sensor", ""), dt, _crs_string(crs), res, int(g.get("row", 0)),
-                     int(g.get("col", 0)), height, width, bands, valid, tuple(bounds))
+                     g.get("sensor", ""), dt, _crs_string(crs), res,
+                     int(g.get("row", UNKNOWN_OFFSET)), int(g.get("col", UNKNOWN_OFFSET)),
+                     height, width, bands, valid, tuple(bounds))
 
 
 def invalid_pixels(gdf: pd.DataFrame) -> np.ndarray:
