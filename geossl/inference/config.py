@@ -1,8 +1,7 @@
-"""The configurations of ``geossl embed`` and ``geossl export``: :class:`EmbedConfig` and
-:class:`ExportConfig`, one field per flag.
+"""The configurations of ``geossl embed`` and ``geossl export``, one field per flag.
 
-Kept apart from :mod:`geossl.inference.embed` and :mod:`geossl.inference.export` so that building the command's parser imports no
-torch.
+:class:`EmbedConfig` and :class:`ExportConfig` are kept apart from :mod:`geossl.inference.embed`
+and :mod:`geossl.inference.export` so that building the commands' parsers imports no torch.
 """
 
 from __future__ import annotations
@@ -129,8 +128,11 @@ EXPORT_TASKS = ("classification", "segmentation")
 
 @dataclasses.dataclass
 class ExportConfig:
-    """The one declaration of ``geossl export``: each field is a flag (``keep_adapter`` ->
-    ``--keep-adapter``) with its default and help; ``__post_init__`` checks the choices."""
+    """The one declaration of ``geossl export``.
+
+    Each field is a flag (``keep_adapter`` -> ``--keep-adapter``) with its default and help;
+    ``__post_init__`` checks the choices.
+    """
 
     ckpt: str = option(positional=True,
                        help="pretraining checkpoint, or named weights: torchgeo:<Enum.MEMBER>, "

@@ -372,8 +372,10 @@ def segmentation_layout(
 
 def _check_same(name: str, smp_name: str, state: dict[str, Tensor], want: dict[str, Tensor],
                 allowed_extra: set[str]) -> None:
-    """Refuse unless ``state`` fills every tensor of smp's encoder ``want`` (shapes too),
-    apart from ``allowed_extra`` (the classifier), and has nothing else."""
+    """Refuse unless ``state`` fills smp's encoder ``want`` exactly.
+
+    Every tensor of ``want`` but ``allowed_extra`` (the classifier) with its shape, nothing else.
+    """
     missing = sorted(set(want) - set(state) - allowed_extra)
     extra = sorted(set(state) - set(want))
     if missing or extra:
