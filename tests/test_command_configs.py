@@ -22,7 +22,7 @@ from geossl.cli import build_parser, main
 from geossl.core.options import NO_FLAG, config_from, field_default
 from geossl.data.config import StatsConfig
 from geossl.eval.config import EvaluateConfig
-from geossl.inference.config import EmbedConfig
+from geossl.inference.config import EmbedConfig, ExportConfig
 from geossl.splits.config import SplitConfig
 from geossl.training.config import PretrainConfig
 
@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[type[Any], list[str], dict[str, Any]]] = {
     "stats": (StatsConfig, ["--data", "chips", "--root", "chips"],
               {"data": "chips", "root": "chips"}),
     "pretrain": (PretrainConfig, [], {}),
+    "export": (ExportConfig, ["ck.ckpt", "--out", "o.ckpt"], {"ckpt": "ck.ckpt", "out": "o.ckpt"}),
 }
 
 
@@ -118,6 +119,10 @@ def test_the_library_functions_take_the_config() -> None:
     (["split", "--strategy", "checkerboard", "--origin", "1,2,3"], "--origin"),
     (["stats", "--data", "chips", "--root", "c", "--max-samples", "0"], "--max-samples"),
     (["stats", "--data", "chips"], "--root is required"),
+    (["export", "c.ckpt", "--out", "o.ckpt", "--task", "detection"], "--task"),
+    (["export", "c.ckpt", "--out", "o.ckpt", "--format", "onnx"], "--format"),
+    (["export", "c.ckpt", "--out", "o.pth", "--format", "timm", "--task", "segmentation"],
+     "--format timm"),
 ])
 def test_bad_values_are_one_line_naming_the_flag(argv: list[str], flag: str, tmp_path: Any,
                                                  capsys: pytest.CaptureFixture[str],

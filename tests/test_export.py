@@ -271,3 +271,120 @@ def test_cli_export_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert err.startswith("geossl export: error:") and "not found" in err
     assert main(["export", str(tmp_path / "nope.ckpt"), "--out", "x", "--format", "onnx"]) == 2
     assert "onnx" in capsys.readouterr().err
+
+
+# ---- ViT encoders in TorchGeo's segmentation task ---------------------------------------------
+#: smp's only decoder that takes a timm ViT; TorchGeo builds it without ``dynamic_img_size``,
+#: so the encoder is the timm model at its default size (224 px for ``*_224``)
+VIT, SEG_SIZE = "vit_tiny_patch16_224", 224
+
+
+def _vit_source(img_size: int = 64) -> tuple[EncoderSource, nn.Module]:
+    torch.manual_seed(0)
+    backbone = timm.create_model(VIT, pretrained=False, num_classes=0, in_chans=N_BANDS,
+                                 img_size=img_size)
+    _perturb(backbone)
+    meta = {"backbone": VIT, "in_chans": N_BANDS, "bands": ["B02", "B03", "B04", "B08"],
+            "sensors": ["s2"], "method": "mae", "pairing": "aug"}
+    return EncoderSource(PlainEncoder(backbone).eval(), meta, "vit"), backbone
+
+
+def _vit_reference(backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """The ViT's tensors as TorchGeo's fixed-size model holds them (pos_embed resampled)."""
+    from timm.layers import resample_abs_pos_embed
+
+    state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], [14, 14],
+                                                num_prefix_tokens=1)
+    return state
+
+
+def _assert_vit_encoder_loaded(encoder: nn.Module, ref: dict[str, torch.Tensor]) -> None:
+    """Every tensor of smp's ViT encoder (``encoder.model`` = the timm model) is ours; the
+    classifier that smp's timm model keeps (unused by DPT) is the export's zeros."""
+    state = encoder.model.state_dict()
+    assert set(state) == set(ref) | {"head.weight", "head.bias"}
+    for k, v in ref.items():
+        assert torch.equal(state[k], v), f"{k} was not loaded"
+    assert not state["head.weight"].any() and not state["head.bias"].any()
+
+
+def _dpt_forward(model: nn.Module) -> None:
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, N_BANDS, SEG_SIZE, SEG_SIZE))
+    assert out.shape == (2, 3, SEG_SIZE, SEG_SIZE) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("task_name", compat.task_names("segmentation"))
+def test_vit_classification_export_does_not_fit_segmentation(tmp_path: Path,
+                                                             task_name: str) -> None:
+    """Why the default export cannot serve DPT: smp keeps the timm ViT as ``encoder.model``
+    (keys ``model.<timm key>``, plus its 1000-class head), and ``extract_backbone`` strips
+    every ``model.`` of the default layout. The strict load names the keys."""
+    src, _ = _vit_source()
+    res = export(src, tmp_path / "vit_cls.ckpt")
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*\"model\.cls_token\""):
+        compat.resolve(task_name)(model="dpt", backbone=f"tu-{VIT}", weights=str(res.weights),
+                                  in_channels=N_BANDS, num_classes=3)
+
+
+@pytest.mark.parametrize("task_name", compat.task_names("segmentation"))
+def test_vit_segmentation_export_loads_into_dpt(tmp_path: Path, task_name: str) -> None:
+    src, backbone = _vit_source()
+    res = export(src, tmp_path / "vit_seg.ckpt", task="segmentation")
+    name, state = compat.extract_backbone(str(res.weights))  # what the task calls
+    assert name == f"tu-{VIT}" and all(k.startswith("model.") for k in state)
+    task = compat.resolve(task_name)(model="dpt", backbone=f"tu-{VIT}",
+                                     weights=str(res.weights), in_channels=N_BANDS,
+                                     num_classes=3)
+    _assert_vit_encoder_loaded(task.model.encoder, _vit_reference(backbone))
+    _dpt_forward(task.model)
+    side = json.loads(res.metadata.read_text())
+    assert side["task"] == "segmentation" and side["smp_backbone"] == f"tu-{VIT}"
+    assert side["smp_model"] == "dpt" and side["input_size"] == [SEG_SIZE, SEG_SIZE]
+
+
+def test_vit_segmentation_export_is_not_a_classification_file(tmp_path: Path) -> None:
+    """One file cannot serve both: the segmentation layout has no ``model`` hyper-parameter,
+    so the classification task finds no ViT keys (KeyError), never a silent partial load."""
+    src, _ = _vit_source()
+    res = export(src, tmp_path / "vit_seg.ckpt", task="segmentation")
+    with pytest.raises(KeyError, match="patch_embed"):
+        compat.task_class("classification")(model=VIT, weights=str(res.weights),
+                                            in_channels=N_BANDS, num_classes=K)
+
+
+def test_vit_only_dpt_takes_a_vit() -> None:
+    """smp's other decoders build a feature pyramid a ViT (stride 16 throughout) has not:
+    the reason docs/export.md gives for DPT only."""
+    seg = compat.task_class("segmentation")
+    with pytest.raises(ValueError, match="downsampling pattern"):
+        seg(model="upernet", backbone=f"tu-{VIT}", in_channels=N_BANDS, num_classes=3)
+
+
+def test_segmentation_task_for_resnet_and_refusals(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    seg = compat.task_class("segmentation")
+    src = _source()
+    res = export(src, tmp_path / "r.ckpt", task="segmentation")  # the default layout fits smp
+    task = seg(model="unet", backbone="resnet18", weights=str(res.weights), in_channels=N_BANDS,
+               num_classes=3)
+    _assert_backbone_loaded(task.model.encoder, src.encoder.backbone.state_dict())  # type: ignore[union-attr,operator]
+    with pytest.raises(ConfigError, match="task"):
+        export(src, tmp_path / "x.ckpt", task="detection")
+    with pytest.raises(ConfigError, match="format timm"):
+        export(_vit_source()[0], tmp_path / "v.pth", format="timm", task="segmentation")
+    conv = timm.create_model("convnext_atto", pretrained=False, num_classes=0, in_chans=3)
+    csrc = EncoderSource(PlainEncoder(conv), {"backbone": "convnext_atto"}, "c")
+    with pytest.raises(ConfigError, match="convnext_atto"):
+        export(csrc, tmp_path / "c.ckpt", task="segmentation")
+    assert not (tmp_path / "c.ckpt").exists()
+
+    from geossl.cli import main
+
+    ckpt = tmp_path / "vit_src.ckpt"
+    out = tmp_path / "cli_seg.ckpt"
+    assert main(["export", str(ckpt), "--out", str(out), "--task", "bogus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--task" in err and not out.exists()

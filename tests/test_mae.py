@@ -249,6 +249,34 @@ def test_grouped_mae_export_is_refused_in_one_line(tmp_path: Path,
         load_encoder(ckpt)
 
 
+@pytest.mark.parametrize("task_name", compat.task_names("segmentation"))
+def test_mae_exports_into_torchgeo_segmentation_dpt(tmp_path: Path, task_name: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``geossl export --task segmentation``: the MAE encoder (patch 16, pretrained at 32 px)
+    loads into TorchGeo's segmentation task as smp's DPT encoder with every tensor equal (the
+    position embedding resampled to 224 px, the size TorchGeo builds DPT at)."""
+    from timm.layers import resample_abs_pos_embed
+
+    method = _tiny(backbone="vit_tiny_patch16_224")
+    with torch.no_grad():
+        for p in method.encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    out = tmp_path / "mae_seg.ckpt"
+    assert main(["export", str(_checkpoint(method, tmp_path / "mae.ckpt")), "--out", str(out),
+                 "--task", "segmentation"]) == 0
+    assert "vit_tiny_patch16_224" in capsys.readouterr().out
+    task = compat.resolve(task_name)(model="dpt", backbone="tu-vit_tiny_patch16_224",
+                                     weights=str(out), in_channels=4, num_classes=3)
+    ours = {k: v.detach() for k, v in method.vit.state_dict().items()}
+    ours["pos_embed"] = resample_abs_pos_embed(ours["pos_embed"], [14, 14], num_prefix_tokens=1)
+    theirs = task.model.encoder.model.state_dict()
+    assert set(theirs) == set(ours) | {"head.weight", "head.bias"}
+    assert all(torch.equal(theirs[k], v) for k, v in ours.items()), task_name
+    task.model.eval()
+    with torch.no_grad():
+        assert task.model(torch.randn(1, 4, 224, 224)).shape == (1, 3, 224, 224)
+
+
 # ---- geossl pretrain on real Major-TOM chips -----------------------------------------------
 def _losses(run: Path) -> list[float]:
     rows = list(csv.DictReader((run / "logs" / "csv" / "metrics.csv").open()))

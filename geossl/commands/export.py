@@ -6,6 +6,9 @@ Examples:
         #                          in_channels=13, num_classes=10)
     geossl export RUN/checkpoints/last.ckpt --out weights/resnet50_s2_moco.pth --format timm
         # writes weights/resnet50_s2_moco-<sha256[:8]>.pth and .json (for a WeightsEnum)
+    geossl export MAE_RUN/checkpoints/last.ckpt --out vit_seg.ckpt --task segmentation
+        # then: SemanticSegmentationTask(model="dpt", backbone="tu-vit_small_patch16_224",
+        #                                weights="vit_seg.ckpt", in_channels=13, num_classes=5)
 
 A linear band adapter is folded into the first convolution; a non-linear one is refused unless
 --keep-adapter, which exports it beside the backbone. See docs/export.md.
@@ -22,33 +25,22 @@ HELP = "export an encoder as TorchGeo/timm weights with a metadata sidecar"
 
 
 def add_arguments(parser: ArgumentParser) -> None:
-    """Declare the flags of ``geossl export``."""
-    parser.add_argument("ckpt", type=str, help="pretraining checkpoint, or named weights: "
-                        "torchgeo:<Enum.MEMBER>, timm:<model>.<tag> (see docs/cli.md)")
-    parser.add_argument("--out", type=str, required=True,
-                        help="file to write (timm: its stem gets a -<sha256[:8]> suffix)")
-    parser.add_argument("--format", type=str, default="torchgeo", help="torchgeo or timm")
-    parser.add_argument("--keep-adapter", default=False,
-                        help="export a non-linear band adapter beside the backbone",
-                        **_common.FLAG)
-    parser.add_argument("--sensor", type=str | None, default=None,
-                        help="for per-sensor stems (geo pairing): the sensor to export")
-    parser.add_argument("--bands", type=str | None, default=None,
-                        help="named weights: the data's band names, comma-separated, matched "
-                        "to the weights' bands (default: the weights' own bands)")
-    parser.add_argument("--preprocess", type=str, default="weights",
-                        help="named weights: weights (their own normalisation) or dataset")
+    """Declare the flags of ``geossl export``: one per field of :class:`ExportConfig`."""
+    from geossl.inference.config import ExportConfig  # light: no torch while the parser is built
+
+    _common.add_dataclass_flags(parser, ExportConfig)
 
 
 def run(cfg: Namespace) -> int:
     """Run ``geossl export``."""
+    from geossl.core.options import config_from
+    from geossl.inference.config import ExportConfig
     from geossl.inference.export import export
 
-    keep = cfg.get("keep_adapter", cfg.get("keep-adapter", False))
-    res = export(cfg.ckpt, cfg.out, format=cfg.format, keep_adapter=bool(keep),
-                 sensor=cfg.get("sensor"),
-                 bands=_common.band_list(cfg.get("bands")), preprocess=cfg.get("preprocess",
-                                                                              "weights"))
+    conf = config_from(ExportConfig, cfg)
+    res = export(conf.ckpt, conf.out, format=conf.format, task=conf.task,
+                 keep_adapter=conf.keep_adapter, sensor=conf.sensor, bands=conf.bands,
+                 preprocess=conf.preprocess)
     print(f"wrote {res.weights} ({res.model}, {res.in_chans} input channels, "
           f"{res.num_tensors} tensors, sha256 {res.sha256[:8]})")
     print(f"wrote {res.metadata}")

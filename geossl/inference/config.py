@@ -1,7 +1,7 @@
-"""The configuration of ``geossl embed``: :class:`EmbedConfig`, one field per flag.
+"""The configurations of ``geossl embed`` and ``geossl export``, one field per flag.
 
-Kept apart from :mod:`geossl.inference.embed` so that building the command's parser imports no
-torch.
+:class:`EmbedConfig` and :class:`ExportConfig` are kept apart from :mod:`geossl.inference.embed`
+and :mod:`geossl.inference.export` so that building the commands' parsers imports no torch.
 """
 
 from __future__ import annotations
@@ -118,3 +118,65 @@ def _cluster_help(name: str) -> str:
     import geossl.runtime.dask
 
     return str(getattr(geossl.runtime.dask, name))
+
+
+#: ``geossl export --format``: a TorchGeo checkpoint or a bare timm state dict
+EXPORT_FORMATS = ("torchgeo", "timm")
+#: ``geossl export --task``: the TorchGeo task whose weight loading the checkpoint is laid out for
+EXPORT_TASKS = ("classification", "segmentation")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """The one declaration of ``geossl export``.
+
+    Each field is a flag (``keep_adapter`` -> ``--keep-adapter``) with its default and help;
+    ``__post_init__`` checks the choices.
+    """
+
+    ckpt: str = option(positional=True,
+                       help="pretraining checkpoint, or named weights: torchgeo:<Enum.MEMBER>, "
+                       "timm:<model>.<tag> (see docs/cli.md)")
+    out: str = option(help="file to write (timm: its stem gets a -<sha256[:8]> suffix)")
+    format: str = option("torchgeo", "torchgeo or timm")
+    task: str = option(
+        "classification", "torchgeo format: the TorchGeo task the checkpoint is laid out for. "
+        "classification (ClassificationTask; a ResNet's also loads into "
+        "SemanticSegmentationTask) or segmentation (a ViT for SemanticSegmentationTask("
+        "model='dpt', backbone='tu-<name>'), which the classification task cannot read; see "
+        "docs/export.md)")
+    keep_adapter: bool = option(False, "export a non-linear band adapter beside the backbone",
+                                bare=True)
+    sensor: str | None = option(None, "for per-sensor stems (geo pairing): the sensor to export")
+    bands: list[str] | None = option(
+        None, "named weights: the data's band names, comma-separated, matched to the weights' "
+        "bands (default: the weights' own bands)", flag_type=str | None)
+    preprocess: str = option("weights", "named weights: weights (their own normalisation) or "
+                             "dataset")
+
+    def __post_init__(self) -> None:
+        """Normalise ``--bands`` and check ``--format`` / ``--task``.
+
+        Raises:
+            ConfigError: one line naming the flag.
+        """
+        self.bands = parse_names(self.bands)
+        check_export_choices(self.format, self.task)
+
+
+def check_export_choices(format: str, task: str) -> None:
+    """Check ``--format`` and ``--task`` of ``geossl export`` (before anything is read).
+
+    Raises:
+        ConfigError: an unknown format or task, or ``--task segmentation`` with ``--format
+            timm`` (a bare timm state dict has no TorchGeo layout).
+    """
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {format!r} (--format); choose "
+                          f"{' or '.join(EXPORT_FORMATS)}")
+    if task not in EXPORT_TASKS:
+        raise ConfigError(f"unknown export task {task!r} (--task); choose "
+                          f"{' or '.join(EXPORT_TASKS)}")
+    if task == "segmentation" and format != "torchgeo":
+        raise ConfigError("--task segmentation lays out a TorchGeo checkpoint; it does not apply "
+                          "to --format timm (a bare timm state dict for timm.create_model)")

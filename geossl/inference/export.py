@@ -11,6 +11,11 @@ Two formats (``geossl export CKPT --out FILE --format ...``):
     head (or the segmentation decoder) starts from random weights. Contains only tensors and
     plain Python values, so it loads with ``torch.load(weights_only=True)`` as TorchGeo does.
 
+    With ``task="segmentation"`` a ViT is laid out for ``SemanticSegmentationTask(model="dpt",
+    backbone="tu-<timm name>", weights=FILE)`` instead (see :func:`segmentation_layout`): smp's
+    ViT encoder holds the timm model as ``encoder.model``, which the classification layout
+    cannot reach through ``extract_backbone``. One file cannot serve both tasks for a ViT.
+
 ``timm``
     A bare timm state dict named ``<stem>-<sha256[:8]>.pth`` (the torchvision/TorchGeo
     convention that ``torch.hub.load_state_dict_from_url(check_hash=True)`` verifies), for a
@@ -47,6 +52,7 @@ from torch import Tensor, nn
 
 from geossl.core.errors import ConfigError
 from geossl.core.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
+from geossl.inference.config import EXPORT_FORMATS, EXPORT_TASKS, check_export_choices
 from geossl.pretrained.checkpoint import (
     EncoderSource,
     bands_for,
@@ -56,7 +62,11 @@ from geossl.pretrained.checkpoint import (
 )
 from geossl.pretrained.normalize import normalizer_for_sensor
 
-FORMATS = ("torchgeo", "timm")
+FORMATS = EXPORT_FORMATS
+TASKS = EXPORT_TASKS
+#: the key prefix that TorchGeo's ``extract_backbone`` turns into smp's ``model.`` (its
+#: ``backbone`` branch keeps keys holding ``model.backbone.model`` and removes this string)
+SEG_PREFIX = "model.backbone.model."
 
 
 @dataclasses.dataclass
@@ -283,6 +293,101 @@ def backbone_state(
     return state, in_chans
 
 
+def segmentation_layout(
+    backbone: nn.Module, name: str, state: dict[str, Tensor], in_chans: int
+) -> tuple[dict[str, Any], dict[str, Tensor], dict[str, Any]]:
+    """Lay out ``state`` for TorchGeo's ``SemanticSegmentationTask`` (strict encoder load).
+
+    The task (0.8.1 as ``torchgeo.trainers.SemanticSegmentationTask``, 0.10 as
+    ``torchgeo.tasks.SemanticSegmentation``; the same code) builds a segmentation_models_pytorch
+    model, calls ``extract_backbone(path)`` and loads the result into ``model.encoder`` with a
+    strict ``load_state_dict``.
+
+    * A **ViT** fits only smp's ``DPT`` (``backbone="tu-<timm name>"``): the other decoders'
+      timm encoder (``TimmUniversalEncoder``) refuses a ViT's single stride-16 feature map
+      ("Unsupported model downsampling pattern"). DPT's ``TimmViTEncoder`` keeps the timm
+      model, classifier included, as ``encoder.model``, so it expects ``model.<timm key>`` and
+      ``model.head.*``. ``extract_backbone``'s ``model`` branch removes *every* ``model.``
+      from the keys, so no key can reach the encoder with that prefix; its ``backbone`` branch
+      (taken when the hyper-parameters have no ``model``) keeps the keys holding
+      ``model.backbone.model`` and removes that string once per key. The layout is therefore
+      ``hyper_parameters = {"backbone": "tu-<name>", ...}`` (no ``model``) and keys
+      ``model.backbone.model.model.<timm key>``. The classifier, which DPT never runs
+      (``forward_intermediates``), is written as zeros of the shape smp builds. TorchGeo builds
+      DPT without ``dynamic_img_size``: inputs must have the model's default size (224 px for
+      ``*_224``), and the position embedding is the one resampled to it.
+    * A CNN that smp has its own encoder for (the ResNets) loads the classification layout
+      as it is (``model.<key>``, ``hyper_parameters["model"]``); it is checked against smp.
+
+    Args:
+        backbone: the plain timm model being exported.
+        name: its timm name.
+        state: its state dict as :func:`backbone_state` returns it (no classifier).
+        in_chans: its input channels.
+
+    Returns:
+        ``(hyper_parameters, state_dict, sidecar)``: the checkpoint's two entries (without
+        geossl's own hyper-parameters) and the sidecar's segmentation keys (``smp_model``,
+        ``smp_backbone``, ``input_size``).
+
+    Raises:
+        ConfigError: smp has no encoder that takes these weights strictly.
+    """
+    import segmentation_models_pytorch as smp
+
+    if getattr(backbone, "patch_embed", None) is not None:  # a timm ViT: DPT's encoder
+        from segmentation_models_pytorch.encoders.timm_vit import TimmViTEncoder
+
+        smp_name = f"tu-{name}"
+        try:  # exactly what smp.DPT(encoder_name=smp_name, in_channels=N) builds
+            encoder = TimmViTEncoder(name, pretrained=False, in_channels=in_chans, depth=4)
+        except (ValueError, RuntimeError) as err:
+            raise ConfigError(f"{name}: smp's DPT cannot build this ViT ({err}); export it for "
+                              "the classification task") from err
+        want = {k.removeprefix("model."): v for k, v in encoder.state_dict().items()}
+        head = getattr(encoder.model, "get_classifier", lambda: None)()
+        head_keys = {f"{prefix}.{k}" for prefix, module in encoder.model.named_modules()
+                     if head is not None and module is head for k in module.state_dict()}
+        _check_same(name, smp_name, state, want, allowed_extra=head_keys)
+        full = dict(state)
+        for key in sorted(set(want) - set(state)):  # the classifier smp keeps, never run
+            full[key] = torch.zeros_like(want[key])
+        size = getattr(encoder, "input_size", None)
+        hparams: dict[str, Any] = {"backbone": smp_name, "in_channels": in_chans}
+        layout = {f"{SEG_PREFIX}model.{k}": v for k, v in full.items()}
+        side = {"smp_model": "dpt", "smp_backbone": smp_name,
+                "input_size": list(size[1:]) if size else None}
+        return hparams, layout, side
+    try:  # the decoders with smp's own encoders (unet, deeplabv3+, upernet, ...)
+        encoder = smp.encoders.get_encoder(name, in_channels=in_chans, depth=5, weights=None)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(
+            f"{name}: segmentation_models_pytorch has no encoder named {name!r} that TorchGeo's "
+            "SemanticSegmentationTask could load these weights into (ResNets by name, ViTs "
+            "through DPT); export it for the classification task") from err
+    _check_same(name, name, state, encoder.state_dict(), allowed_extra=set())
+    return ({"model": name, "in_channels": in_chans}, {f"model.{k}": v for k, v in state.items()},
+            {"smp_model": None, "smp_backbone": name, "input_size": None})
+
+
+def _check_same(name: str, smp_name: str, state: dict[str, Tensor], want: dict[str, Tensor],
+                allowed_extra: set[str]) -> None:
+    """Refuse unless ``state`` fills smp's encoder ``want`` exactly.
+
+    Every tensor of ``want`` but ``allowed_extra`` (the classifier) with its shape, nothing else.
+    """
+    missing = sorted(set(want) - set(state) - allowed_extra)
+    extra = sorted(set(state) - set(want))
+    if missing or extra:
+        raise ConfigError(f"{name}: the keys differ from smp's encoder {smp_name!r} (missing "
+                          f"{missing[:3]}, unexpected {extra[:3]}); export it for the "
+                          "classification task")
+    for key, have in state.items():
+        if have.shape != want[key].shape:
+            raise ConfigError(f"{name}: tensor {key} has shape {tuple(have.shape)} but smp's "
+                              f"encoder {smp_name!r} has {tuple(want[key].shape)}")
+
+
 def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
              adapter: nn.Module | None, sensor: str | None = None,
              timm_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -356,6 +461,7 @@ def export(
     sensor: str | None = None,
     bands: list[str] | None = None,
     preprocess: str = "weights",
+    task: str = "classification",
 ) -> ExportResult:
     """Export the encoder of a pretraining checkpoint for TorchGeo / timm.
 
@@ -370,17 +476,20 @@ def export(
         bands: for a weights spec (``torchgeo:...``, ``timm:...``): the band names of the data
             the exported model will take (default: the weights' own bands).
         preprocess: for a weights spec: ``weights`` or ``dataset`` normalisation in the sidecar.
+        task: ``torchgeo`` format: ``classification`` (the layout ``ClassificationTask`` reads,
+            which ``SemanticSegmentationTask`` also loads for a ResNet) or ``segmentation``
+            (:func:`segmentation_layout`: a ViT for ``model="dpt"``, ``backbone="tu-<name>"``;
+            refused for a backbone smp cannot take).
 
     Returns:
         the paths written and the model's name, channel count and hash.
 
     Raises:
-        ConfigError: unknown format or sensor, non-foldable adapter, or a backbone TorchGeo
-            cannot build.
+        ConfigError: unknown format, task or sensor, non-foldable adapter, or a backbone
+            TorchGeo cannot build (for the task).
         DataError: missing or unreadable checkpoint.
     """
-    if format not in FORMATS:
-        raise ConfigError(f"unknown export format {format!r}; choose {' or '.join(FORMATS)}")
+    check_export_choices(format, task)
     # never over the checkpoint it reads (export CKPT --out CKPT), nor to a URL
     check_output(out, "export", folder=False,
                  inputs=(ckpt if isinstance(ckpt, str | os.PathLike) else None,))
@@ -401,11 +510,15 @@ def export(
                                        adapter.state_dict().items()},
                         "kind": str(source.meta.get("adapter")),
                         "repr": repr(adapter)}
+    seg_side: dict[str, Any] = {}
     if format == "torchgeo":
-        hparams: dict[str, Any] = {"model": name, "in_channels": in_chans,
-                                   "geossl": jsonable(source.meta)}
-        blob: dict[str, Any] = {"hyper_parameters": hparams,
-                                "state_dict": {f"model.{k}": v for k, v in state.items()}}
+        if task == "segmentation":
+            hparams, layout, seg_side = segmentation_layout(backbone, name, state, in_chans)
+        else:
+            hparams = {"model": name, "in_channels": in_chans}
+            layout = {f"model.{k}": v for k, v in state.items()}
+        hparams["geossl"] = jsonable(source.meta)
+        blob: dict[str, Any] = {"hyper_parameters": hparams, "state_dict": layout}
         if adapter_blob is not None:
             blob["geossl_adapter"] = adapter_blob
         data = _bytes(blob)
@@ -425,6 +538,8 @@ def export(
     meta = metadata(source, name, in_chans, sha, adapter, sensor, kwargs)
     meta["file"] = weights.name
     meta["format"] = format
+    meta["task"] = task if format == "torchgeo" else None
+    meta.update(seg_side)
     if adapter_path is not None:
         meta["adapter_file"] = adapter_path.name
     atomic_write_text(sidecar, json.dumps(meta, indent=2) + "\n")
