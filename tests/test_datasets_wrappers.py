@@ -73,8 +73,9 @@ class Inner(GeosslDataset, Dataset[dict[str, Any]]):
 class PlainGeo:
     """A plain (non-geossl) dataset: read by attribute name."""
 
-    sensors = ["s1", "s2"]
-    classes = ["forest", "water"]
+    def __init__(self) -> None:
+        self.sensors = ["s1", "s2"]  # a list, as MultiSensorDataset's
+        self.classes = ["forest", "water"]
 
 
 class Both(GeosslDataset, GeoSamples):
