@@ -192,7 +192,7 @@ def test_sen12ms_fake_data(tmp_path: Path) -> None:
 
 
 def test_samples_wrapper_len_with_indices() -> None:
-    s = SSLSamples(PairDataset(10), ["image_s2"], indices=[2, 4])
+    s = SSLSamples(PairDataset(10), "aug", ["s2"], indices=[2, 4])
     assert len(s) == 2
     assert s[1]["image_s2"][0, 0, 0] == 4.0 and s[1]["index"] == 1
 

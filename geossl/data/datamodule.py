@@ -37,9 +37,13 @@ from torch.utils.data._utils.collate import default_collate
 
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import SENSOR_MASK, image_key, key_sensor, pairing_keys
-from geossl.datasets.base import (
+from geossl.data.pairs import select_keys
+from geossl.datasets.protocol import (
+    OPAQUE,
+    DatasetWrapper,
     band_names,
     class_names,
+    declared_sensors,
     is_normalized,
     sample_ids,
     single_sensor,
@@ -58,72 +62,104 @@ FILLED_KEY = "filled_values"
 # --------------------------------------------------------------------------------------------
 # per-sample view and batch collation (both run inside the loader workers)
 # --------------------------------------------------------------------------------------------
-class SSLSamples(Dataset[dict[str, Any]]):
+class SSLSamples(DatasetWrapper, Dataset[dict[str, Any]]):
     """Samples reduced to what SSL needs: per-sensor images, the sensor mask and ``index``.
 
-    Renames a single-sensor ``image`` to ``image_<sensor>``, keeps only ``keys`` (plus
-    ``sensor_mask`` when the dataset gives one), crops every image to ``patch_size`` at one random
-    offset shared by all keys (the sensors stay co-registered; centre crop when ``train`` is
-    false) and adds ``index``, the position in this dataset (DeepCluster's pseudo-labels).
+    Renames a single-sensor ``image`` to ``image_<sensor>`` and reduces each sample to the keys
+    of the pairing mode over ``sensors`` with :func:`geossl.data.pairs.select_keys` (the one
+    implementation of the pairing's keys and masks: a sensor missing from a sample is
+    zero-filled for ``partial-fusion`` when its band count is known, and a ``sensor_mask`` the
+    dataset gives in its own sensor order is reordered to ``sensors``). A batch carries that
+    ``sensor_mask`` when the dataset gives one or the mode is ``partial-fusion``; labels,
+    masks, ids, bounds and CRS are dropped (``label`` is kept with ``keep_label``). Every image
+    is cropped to ``patch_size`` at one random offset shared by all keys (the sensors stay
+    co-registered; centre crop when ``train`` is false) and ``index``, the position in this
+    dataset (DeepCluster's pseudo-labels), is added.
+
+    A :class:`~geossl.datasets.protocol.DatasetWrapper`: its ``sensors``, ``bands``,
+    ``classes`` and ``normalized`` are the wrapped dataset's (the online probe reads the class
+    names through it); it states no per-sample declarations (one side of a split, cropped).
     """
 
     def __init__(
         self,
         base: Dataset[dict[str, Any]],
-        keys: Sequence[str],
+        pairing: str,
+        sensors: Sequence[str],
         single_sensor: str | None = None,
         patch_size: int | None = None,
         indices: Sequence[int] | None = None,
         train: bool = True,
         keep_label: bool = False,
+        channels: Mapping[str, int] | None = None,
     ) -> None:
         """Wrap a dataset.
 
         Args:
             base: dataset returning sample dicts.
-            keys: image keys to keep (e.g. ``image_s1``, ``image_s2``).
+            pairing: pairing mode (:data:`geossl.core.pairing.PAIRING_MODES`).
+            sensors: sensors in use, in order (the mode's keys are
+                :func:`geossl.core.pairing.pairing_keys` of these).
             single_sensor: sensor name for a dataset returning a plain ``image``.
             patch_size: crop size in pixels (``None``: keep the full sample).
             indices: positions of ``base`` to use (one side of a split); all when ``None``.
             train: random crops when true, centre crops otherwise.
             keep_label: keep the sample's ``label`` (online probe, t-SNE colours).
+            channels: band count per sensor (``partial-fusion`` zero-fills a missing sensor
+                with that many bands; without it a missing sensor is an error).
         """
         self.base = base
+        self.pairing = pairing
+        self.sensors = [str(s) for s in sensors]
         self.keep_label = keep_label
-        self.keys = list(keys)
+        self.keys = pairing_keys(pairing, self.sensors)
         self.single_sensor = single_sensor
         self.patch_size = patch_size
         self.indices = None if indices is None else list(indices)
         self.train = train
+        self.channels = dict(channels or {})
+        #: the order of a ``sensor_mask`` the dataset's samples carry (its declared sensors)
+        self.source_sensors = list(declared_sensors(base)) or None
+
+    @property
+    def wrapped(self) -> Any:
+        """The dataset whose samples are reduced (its sensors, bands and classes are these)."""
+        return self.base
+
+    def stated(self) -> Mapping[str, Any]:
+        """No per-sample declarations: one side of a split, in its own order, cropped."""
+        return OPAQUE
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.base)  # type: ignore[arg-type]
 
     def with_train(self, train: bool) -> SSLSamples:
         """The same samples with random (``True``) or centre (``False``) crops."""
-        return SSLSamples(self.base, self.keys, self.single_sensor, self.patch_size,
-                          self.indices, train, self.keep_label)
+        return SSLSamples(self.base, self.pairing, self.sensors, self.single_sensor,
+                          self.patch_size, self.indices, train, self.keep_label, self.channels)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         j = self.indices[i] if self.indices is not None else i
         sample = self.base[j]
         if self.single_sensor is not None and "image" in sample:
             sample[image_key(self.single_sensor)] = sample.pop("image")
-        out: dict[str, Any] = {}
+        fill = self.pairing == "partial-fusion"
         for key in self.keys:
-            if key not in sample:
-                have = ", ".join(k for k in sample if k.startswith("image"))
-                if key.endswith("_t2"):
-                    raise ConfigError(
-                        f"temporal pairing needs a second date ({key!r}) but "
-                        f"{type(self.base).__name__} gives {have or 'no images'}"
-                    )
-                raise DataError(f"sample {j} has no {key!r} (has {have or 'no images'})",
-                                getattr(self.base, "root", None))
-            out[key] = torch.as_tensor(sample[key])
-        for key in _EXTRA_KEYS:
-            if key in sample:
-                out[key] = torch.as_tensor(sample[key])
+            if key in sample or (fill and key_sensor(key) in self.channels):
+                continue
+            have = ", ".join(k for k in sample if k.startswith("image"))
+            if key.endswith("_t2"):
+                raise ConfigError(
+                    f"temporal pairing needs a second date ({key!r}) but "
+                    f"{type(self.base).__name__} gives {have or 'no images'}"
+                )
+            raise DataError(f"sample {j} has no {key!r} (has {have or 'no images'})",
+                            getattr(self.base, "root", None))
+        selected = select_keys(sample, self.pairing, self.sensors, self.channels,
+                               self.source_sensors)
+        out: dict[str, Any] = {key: torch.as_tensor(selected[key]) for key in self.keys}
+        if fill or SENSOR_MASK in sample:
+            out[SENSOR_MASK] = torch.as_tensor(selected[SENSOR_MASK])
         if self.keep_label and "label" in sample:
             out["label"] = torch.as_tensor(sample["label"])
         if self.patch_size is not None:
@@ -316,8 +352,11 @@ class SSLDataModule(LightningDataModule):
             single = self.sensors[0]
         elif single_sensor(base) is not None:  # the dataset's samples carry one plain image
             single = self.sensors[0] if self.sensors else single_sensor(base)
-        self.train_dataset = SSLSamples(base, self.keys, single, self.patch_size, indices,
-                                        keep_label=self.labels)
+        # band counts per sensor: partial fusion zero-fills a sensor a sample lacks
+        channels = {k: len(v) for k, v in (band_names(base, self.sensors) or {}).items()}
+        self.train_dataset = SSLSamples(base, self.pairing, self.sensors, single,
+                                        self.patch_size, indices, keep_label=self.labels,
+                                        channels=channels)
         if len(self.train_dataset) == 0:
             raise DataError("no samples to train on", self.root)
         if self.drop_last and len(self.train_dataset) < self.batch_size:
@@ -412,8 +451,7 @@ class SSLDataModule(LightningDataModule):
         """Class names of the samples' ``label`` (empty when unknown)."""
         self.setup()
         assert self.train_dataset is not None
-        base = self.train_dataset.base
-        return [str(c) for c in (class_names(base) or [])]
+        return [str(c) for c in (class_names(self.train_dataset) or [])]
 
     @property
     def num_samples(self) -> int:

@@ -5,6 +5,15 @@ patches, :class:`~geossl.datasets.multisensor.PairedChips`, a
 :class:`~geossl.datasets.multisensor.MultiSensorDataset` read through a GeoSampler) and keeps the
 keys of a pairing mode (:func:`geossl.core.pairing.pairing_keys`) plus ``sensor_mask``; the pairing
 contract itself (modes, key names, masks) is :mod:`geossl.core.pairing`.
+
+:func:`select_keys` is the one implementation of a sample reduced to a pairing mode: it
+zero-fills a sensor missing from a sample (``partial-fusion``, when its band count is known) and
+reorders a ``sensor_mask`` the dataset gives in its own sensor order. ``geossl pretrain`` calls
+it through :class:`geossl.data.datamodule.SSLSamples` (which also crops, keeps only the images
+and the mask for collation, and adds ``index``). :class:`PairedView` is the same reduction as a
+dataset for a loop of one's own: it keeps ``mask``, ``label`` and ``id`` too and takes any index
+the source takes (a GeoSampler's queries over a ``MultiSensorDataset``); no command uses it
+(tests/test_pairing.py, tests/test_pairing_sources.py).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from torch.utils.data import Dataset
 
 from geossl.core.errors import DataError
 from geossl.core.pairing import SENSOR_MASK, check_pairing, image_key, pairing_keys, sensor_mask
+from geossl.datasets.protocol import DatasetWrapper, declared_sensors
 
 
 def select_keys(
@@ -78,28 +88,40 @@ def select_keys(
     return out
 
 
-class PairedView(Dataset[dict[str, Any]]):
-    """A map-style dataset reduced to a pairing mode's keys (:func:`select_keys`).
+class PairedView(DatasetWrapper, Dataset[dict[str, Any]]):
+    """A dataset reduced to a pairing mode's keys (:func:`select_keys`; module docstring).
 
     Works over any dataset of per-sensor samples: SEN12MS / BigEarthNet patches,
     :class:`~geossl.datasets.multisensor.PairedChips`, or a
-    :class:`~geossl.datasets.multisensor.MultiSensorDataset` indexed by a GeoSampler.
+    :class:`~geossl.datasets.multisensor.MultiSensorDataset` indexed by a GeoSampler. A
+    :class:`~geossl.datasets.protocol.DatasetWrapper`: it states its ``sensors`` (those of the
+    mode, in order); every other declaration is the wrapped dataset's (the same samples at the
+    same index).
     """
+
+    @property
+    def wrapped(self) -> Any:
+        """The dataset of per-sensor samples."""
+        return self.dataset
+
+    def stated(self) -> Mapping[str, Any]:
+        """``sensors``: the sensors of the view, in order."""
+        return {"sensors": tuple(self.sensors)}
 
     def __init__(self, dataset: Any, mode: str, sensors: Sequence[str],
                  channels: Mapping[str, int] | None = None) -> None:
         """Wrap ``dataset`` (see :func:`select_keys` for the arguments).
 
-        The dataset's own ``sensors`` (when a list of names, as in ``MultiSensorDataset`` and
-        ``PairedChips``) give the order of the ``sensor_mask`` its samples carry.
+        The dataset's declared ``sensors`` (:func:`~geossl.datasets.protocol.declared_sensors`:
+        ``MultiSensorDataset``'s and ``PairedChips``' names) give the order of the
+        ``sensor_mask`` its samples carry.
         """
         check_pairing(mode, sensors)
         self.dataset = dataset
         self.mode = mode
         self.sensors = list(sensors)
         self.channels = dict(channels or {})
-        own = getattr(dataset, "sensors", None)
-        self.source_sensors = [str(x) for x in own] if isinstance(own, list | tuple) else None
+        self.source_sensors = list(declared_sensors(dataset)) or None
 
     def __len__(self) -> int:
         """Length of the wrapped dataset."""

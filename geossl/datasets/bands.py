@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from geossl.core.errors import ConfigError
+from geossl.datasets.protocol import DatasetWrapper, declared_bands, declared_sensors
 
 #: key of a dataset's single unnamed-sensor image (``sample["image"]``)
 PLAIN = ""
@@ -63,31 +64,27 @@ def _names(value: Any) -> list[str]:
 
 
 def _leaf(dataset: Any) -> Any:
-    while True:
-        if isinstance(dataset, ConcatDataset):
-            dataset = dataset.datasets[0]
-        elif isinstance(dataset, SelectBands):
-            dataset = dataset.dataset
-        elif hasattr(dataset, "base") and isinstance(dataset.base, Dataset):
-            dataset = dataset.base
-        else:
-            return dataset
+    """The first part of a ``ConcatDataset`` (its parts share their bands), else ``dataset``."""
+    while isinstance(dataset, ConcatDataset):
+        dataset = dataset.datasets[0]
+    return dataset
 
 
 def band_names(dataset: Any) -> dict[str, list[str]]:
     """Band names per sensor of a dataset (key :data:`PLAIN` for a plain ``image``).
 
-    From the dataset's ``bands`` declaration (a list, or a mapping per sensor; see
-    :mod:`geossl.datasets.base`); empty when the dataset does not name its bands.
+    From the dataset's ``bands`` declaration (a list, or a mapping per sensor), read by
+    :func:`geossl.datasets.protocol.declared_bands` (which unwraps geossl's wrappers); empty
+    when the dataset does not name its bands.
     """
     leaf = _leaf(dataset)
-    names = getattr(leaf, "bands", None)
+    names = declared_bands(leaf)
     if isinstance(names, Mapping):
         return {str(k): [str(b) for b in v] for k, v in names.items() if v is not None}
     if isinstance(names, list | tuple) and names:
-        sensors = getattr(leaf, "sensors", None)
-        if isinstance(sensors, list | tuple) and len(sensors) == 1:
-            return {str(sensors[0]): [str(b) for b in names]}
+        sensors = declared_sensors(leaf)
+        if len(sensors) == 1:
+            return {sensors[0]: [str(b) for b in names]}
         return {PLAIN: [str(b) for b in names]}
     return {}
 
@@ -148,8 +145,21 @@ def resolve_selection(
     return {fits[0]: _positions(wanted, names[fits[0]], f"sensor {fits[0]}")}
 
 
-class SelectBands(Dataset[dict[str, Any]]):
-    """A dataset whose samples keep only the selected bands (see the module docstring)."""
+class SelectBands(DatasetWrapper, Dataset[dict[str, Any]]):
+    """A dataset whose samples keep only the selected bands (see the module docstring).
+
+    A :class:`~geossl.datasets.protocol.DatasetWrapper`: it states ``bands`` (the selected
+    ones); every other declaration is the wrapped dataset's.
+    """
+
+    @property
+    def wrapped(self) -> Any:
+        """The dataset whose bands are selected."""
+        return self.dataset
+
+    def stated(self) -> Mapping[str, Any]:
+        """``bands``: the selected band names."""
+        return {"bands": self.bands}
 
     def __init__(
         self,
@@ -216,7 +226,12 @@ class SelectBands(Dataset[dict[str, Any]]):
         return out
 
     def __getattr__(self, name: str) -> Any:
-        """Every other attribute is the wrapped dataset's (ids, classes, footprints, ...)."""
+        """Every other attribute is the wrapped dataset's (ids, classes, footprints, ...).
+
+        Attribute delegation for callers that hold a dataset (``construct`` returns this
+        wrapper for any class when ``--bands`` is given), not a reader: the declaration
+        readers unwrap through :attr:`wrapped` and :meth:`stated`, never through here.
+        """
         if name in ("dataset", "keep", "index", "bands") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.dataset, name)

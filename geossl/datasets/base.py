@@ -21,6 +21,7 @@ as a rule, TorchGeo's ``NonGeoDataset`` or ``GeoDataset``) and declares:
 ``bands``                   band names: per sensor (a mapping), or one list when the samples
                             carry one sensor; ``None`` when unknown.
 ``classes``                 class names (``label`` indexes them); empty when unlabelled.
+``targets``                 one label per sample, in order, or ``None``.
 ``footprints()``            a GeoDataFrame of sample footprints (``chip_id`` = ``ids``, with
                             ``label`` when known), or ``None`` (an image archive): overlap-aware
                             splits need it.
@@ -38,13 +39,18 @@ The registry checks a class when it is registered or first used (:func:`check_pr
 class missing a required declaration is refused with one line naming the class and the
 attribute. Nothing is read from the constructor's signature.
 
-Every default here is what the commands assume of a dataset that does not override it; the
-readers :func:`sample_ids`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
-:func:`class_names`,
-:func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized` are the
-one place that reads these declarations of an instance (also of a wrapper a hook returns, or of
-a plain dataset object handed to the library directly, with the same names); the rest of
-geossl calls them.
+Every default here is what the commands assume of a dataset that does not override it. The
+declarations of the samples (:class:`~geossl.datasets.protocol.DeclaredDataset`, the base of
+:class:`GeosslDataset`), the wrappers around a dataset
+(:class:`~geossl.datasets.protocol.DatasetWrapper`) and the readers :func:`sample_ids`,
+:func:`declared_sensors`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
+:func:`class_names`, :func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`,
+:func:`is_normalized` live in :mod:`geossl.datasets.protocol`, the lowest module of the package
+(below :mod:`geossl.datasets.bands`, which this module uses); they are re-exported here. The
+readers are the one place that reads these declarations of an instance: a wrapper a hook
+returns names the dataset it wraps and what it states itself, and a plain dataset object
+handed to the library directly is read through the one documented fallback,
+:func:`~geossl.datasets.protocol.plain_declaration`.
 """
 
 from __future__ import annotations
@@ -57,13 +63,39 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import check_sensor_name
+from geossl.datasets.bands import SelectBands
+from geossl.datasets.protocol import (
+    DECLARATIONS,
+    OPAQUE,
+    DatasetWrapper,
+    DeclaredDataset,
+    band_names,
+    class_names,
+    declared_bands,
+    declared_sensors,
+    footprints_of,
+    is_normalized,
+    labelled_mask,
+    plain_declaration,
+    sample_ids,
+    single_sensor,
+    targets_of,
+)
 
 if TYPE_CHECKING:
-    import geopandas as gpd
-    import numpy as np
     from torch.utils.data import Dataset
 
 PathLike = str | os.PathLike[str]
+
+# the protocol and the registry's constructor (this module), and the declarations, the wrappers
+# and their readers (geossl.datasets.protocol, re-exported)
+__all__ = [
+    "ALL_SPLITS", "DECLARATIONS", "OPAQUE", "OPTIONAL_KWARGS", "REQUIRED", "DatasetWrapper",
+    "DeclaredDataset", "GeosslDataset", "NoNativeSplit", "PretrainingRequest", "band_names",
+    "check_protocol", "class_names", "construct", "declared_bands", "declared_sensors",
+    "footprints_of", "is_normalized", "labelled_mask", "plain_declaration", "sample_ids",
+    "single_sensor", "targets_of", "vars_of",
+]
 
 #: keyword arguments commands pass to every dataset; dropped for a class that does not take them
 #: (``split`` only when ``None`` or ``"all"``: a named split a class cannot select is an error)
@@ -114,41 +146,25 @@ class PretrainingRequest:
     seed: int = 0
 
 
-class GeosslDataset:
+class GeosslDataset(DeclaredDataset):
     """The declarations and construction hooks of a geossl dataset (see the module docstring).
 
     A mixin: subclass it together with a TorchGeo / torch dataset class, e.g.
     ``class MyScenes(GeosslDataset, NonGeoDataset)``, and set what differs from the defaults.
+    The declarations of the samples (``sensors``, ``ids``, ``bands``, ``classes``,
+    ``targets``, ``normalized``, ``footprints()``, ``labelled_mask()``) and their defaults are
+    :class:`~geossl.datasets.protocol.DeclaredDataset`'s.
     """
 
-    #: required: sensors the samples carry, in order (one: a plain ``image`` stands for it;
-    #: ``()``: decided per instance)
-    sensors: tuple[str, ...]
     #: required: keyword arguments of the constructor after the first (the folder or the index)
     arguments: ClassVar[tuple[str, ...]]
     #: built-in splits the ``split`` argument selects
     splits: ClassVar[tuple[str, ...]] = ()
-    #: the samples are already normalised (the data module applies no normalisation)
-    normalized: ClassVar[bool] = False
-    #: sample ids in order (``None``: the samples have no ids)
-    ids: Sequence[str] | None = None
-    #: band names per sensor, or one list for a single sensor (``None``: unknown)
-    bands: Mapping[str, Sequence[str]] | Sequence[str] | None = None
-    #: class names (empty: unlabelled)
-    classes: Sequence[str] = ()
     #: label schemes ``--label-scheme`` may choose for pretraining (``PretrainingRequest.labels``)
     label_schemes: ClassVar[tuple[str, ...]] = ()
     #: pretraining reads geo queries of a TorchGeo GeoDataset, so ``--sampler`` (``grid``,
     #: ``torchgeo-grid``, ``torchgeo-random``; ``PretrainingRequest.sampler``) chooses them
     geo_sampled: ClassVar[bool] = False
-
-    def footprints(self) -> gpd.GeoDataFrame | None:
-        """Footprints of the samples (``chip_id`` = :attr:`ids`), or ``None`` (none known)."""
-        return None
-
-    def labelled_mask(self) -> np.ndarray | None:
-        """Which samples have a label (``None``: all of them, or unknown without loading)."""
-        return None
 
     # -- construction hooks (called by geossl.datasets.registry) ---------------------------
     @classmethod
@@ -330,79 +346,5 @@ def construct(cls: type[GeosslDataset], root: PathLike, name: str = "", **kwargs
                               f"{', '.join(cls.arguments) or 'none'})")
     dataset = cls(first, **args)  # type: ignore[call-arg]
     if select:
-        from geossl.datasets.bands import SelectBands
-
         return SelectBands(dataset, select)  # type: ignore[arg-type]
     return dataset
-
-
-# --------------------------------------------------------------------------------------------
-# reading the declarations
-# --------------------------------------------------------------------------------------------
-def sample_ids(dataset: Any) -> list[str] | None:
-    """The dataset's ``ids`` as strings, in order (``None`` when it has none)."""
-    ids = getattr(dataset, "ids", None)
-    if ids is None or callable(ids):
-        return None
-    return [str(i) for i in ids]
-
-
-def declared_sensors(dataset: Any) -> tuple[str, ...]:
-    """The sensors a dataset (class or object) declares (``()`` when it declares none)."""
-    sensors = getattr(dataset, "sensors", ())
-    return tuple(str(s) for s in sensors) if isinstance(sensors, tuple | list) else ()
-
-
-def single_sensor(dataset: Any) -> str | None:
-    """The sensor a plain ``image`` stands for: the one declared sensor, else ``None``."""
-    cls = dataset if isinstance(dataset, type) else type(dataset)
-    sensors = declared_sensors(cls)
-    return sensors[0] if len(sensors) == 1 else None
-
-
-def declared_bands(dataset: Any) -> Mapping[str, Sequence[str]] | Sequence[str] | None:
-    """The dataset's ``bands`` as it declares them (a mapping per sensor, one list, or ``None``)."""
-    return getattr(dataset, "bands", None)
-
-
-def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
-    """Band names of ``sensors`` from the dataset's ``bands`` (``None`` when none is known).
-
-    A list of names (a one-sensor dataset) stands for the sensor when one is asked for.
-    """
-    names = declared_bands(dataset)
-    known: dict[str, Sequence[str]] = {}
-    if isinstance(names, Mapping):
-        known = {str(k): v for k, v in names.items()}
-    elif isinstance(names, list | tuple) and len(sensors) == 1:
-        known = {sensors[0]: names}
-    out = {s: [str(b) for b in known[s]] for s in sensors if s in known and known[s] is not None}
-    return out or None
-
-
-def class_names(dataset: Any) -> list[Any] | None:
-    """The dataset's ``classes`` as a list (``None`` when it declares none)."""
-    classes = getattr(dataset, "classes", None)
-    return None if classes is None else list(classes)
-
-
-def targets_of(dataset: Any) -> Any:
-    """The dataset's ``targets`` (one label per sample, in order), or ``None``."""
-    return getattr(dataset, "targets", None)
-
-
-def footprints_of(dataset: Any) -> gpd.GeoDataFrame | None:
-    """The dataset's ``footprints()`` (``None`` when it declares none)."""
-    method = getattr(dataset, "footprints", None)
-    return method() if callable(method) else None
-
-
-def labelled_mask(dataset: Any) -> np.ndarray | None:
-    """The dataset's ``labelled_mask()`` (``None``: every sample is labelled, as far as known)."""
-    method = getattr(dataset, "labelled_mask", None)
-    return method() if callable(method) else None
-
-
-def is_normalized(dataset: Any) -> bool:
-    """Whether the dataset declares its samples already normalised."""
-    return bool(getattr(dataset, "normalized", False))

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
 
 from geossl.core.errors import ConfigError, DataError, first_line
-from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct, declared_bands
 from geossl.datasets.multisensor import PairedChips
 from geossl.tiling import chip_index
 from geossl.tiling.packed import open_packed, packed_dir, packed_rows
@@ -335,7 +335,7 @@ class LabelledChips(GeosslDataset, Dataset[dict[str, Any]]):
         self.classes = classes
         self.targets = targets
         self.ids: list[str] = list(chips.ids)
-        self.bands = getattr(chips, "bands", None)
+        self.bands = declared_bands(chips)
         self.index = index
 
     def __len__(self) -> int:

@@ -12,12 +12,14 @@ scenes in one run.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from torch.utils.data import Dataset
 
 from geossl.core.errors import ConfigError
+from geossl.datasets.protocol import OPAQUE, DatasetWrapper, declared_bands
 
 #: ``--sampler`` values: where the windows of a geo dataset come from
 SAMPLERS = ("grid", "torchgeo-grid", "torchgeo-random")
@@ -98,7 +100,7 @@ def sampler_queries(dataset: Any, size: int, sampler: str = "grid", length: int 
     raise ConfigError(f"--sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
 
 
-class GeoSamples(Dataset[dict[str, Any]]):
+class GeoSamples(DatasetWrapper, Dataset[dict[str, Any]]):
     """A TorchGeo GeoDataset seen through a fixed grid of geo queries, as a map-style dataset.
 
     The queries (:func:`geo_grid`: ``size`` pixel windows inside every index row) are laid
@@ -142,8 +144,21 @@ class GeoSamples(Dataset[dict[str, Any]]):
         #: band names per sensor
         self.bands: dict[str, list[str]] | None = None
         if isinstance(subsets, dict):
-            self.bands = {str(k): [str(b) for b in getattr(v, "bands", ())]
+            self.bands = {str(k): [str(b) for b in declared_bands(v) or ()]
                           for k, v in subsets.items()}
+
+    @property
+    def wrapped(self) -> Any:
+        """The TorchGeo GeoDataset the windows are read from."""
+        return self.dataset
+
+    def stated(self) -> Mapping[str, Any]:
+        """``bands`` per sensor and no per-sample declarations (the samples are windows).
+
+        ``sensors``, ``classes`` and ``normalized`` are the wrapped dataset's. A subclass that
+        is a dataset of its own (``SEN12MSGeoChips``) declares every name itself.
+        """
+        return {**OPAQUE, "bands": self.bands}
 
     def __len__(self) -> int:
         """Number of windows."""

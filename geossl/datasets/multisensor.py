@@ -51,6 +51,7 @@ from geossl.core.pairing import (
     image_key,
     sensor_mask,
 )
+from geossl.datasets.protocol import DeclaredDataset
 
 PathLike = str | os.PathLike[str]
 
@@ -294,7 +295,7 @@ class MultiSensorDataset(GeoDataset):
 # --------------------------------------------------------------------------------------------
 # chip indexes of several sensors
 # --------------------------------------------------------------------------------------------
-class PairedChips(NonGeoDataset):
+class PairedChips(DeclaredDataset, NonGeoDataset):
     """Chips of several sensors joined on footprint, resampled onto the reference chip's grid.
 
     Each index is a chip index (``geossl tile`` / :mod:`geossl.tiling.chip_index`: ``chip_id``,
@@ -304,7 +305,17 @@ class PairedChips(NonGeoDataset):
     ``image_<sensor>`` (float32, the reference chip's height and width),
     ``image_<temporal>_t2`` (a later chip of the same footprint), ``sensor_mask``, ``id`` (the
     reference ``chip_id``), ``crs`` and ``bounds`` (float64 ``(4,)``).
+
+    A :class:`~geossl.datasets.protocol.DeclaredDataset` (built by
+    :func:`geossl.datasets.chips.paired_chips`, not by the registry): it declares ``sensors``
+    (the indexes' sensors, the order of ``sensor_mask``) and ``ids`` (the reference chip
+    ids, in sample order).
     """
+
+    #: the sensors of the indexes, in order (set per instance)
+    sensors: tuple[str, ...] = ()
+    #: the reference chip ids, in sample order
+    ids: list[str]
 
     def __init__(
         self,
@@ -348,7 +359,7 @@ class PairedChips(NonGeoDataset):
             raise ConfigError(f"unknown temporal sensor {temporal!r}; have {', '.join(names)}")
         if require not in ("all", "reference"):
             raise ConfigError(f"require must be 'all' or 'reference', got {require!r}")
-        self.sensors = names
+        self.sensors = tuple(names)
         self.reference = reference
         self.temporal = temporal
         self.transforms = transforms

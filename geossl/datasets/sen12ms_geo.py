@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from geossl.core.errors import ConfigError
+from geossl.datasets.bands import SelectBands
 from geossl.datasets.base import GeosslDataset, PretrainingRequest, class_names
 from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
 from geossl.datasets.sen12ms import SCENE_LABEL_SCHEMES, pairing_dataset, scene_label_scheme
@@ -99,7 +100,5 @@ class SEN12MSGeoChips(GeosslDataset, GeoSamples):  # type: ignore[misc]
                     label=scene_label_scheme(request.labels), sampler=request.sampler,
                     seed=request.seed, **opts)
         if bands:
-            from geossl.datasets.bands import SelectBands
-
             return SelectBands(chips, bands)
         return chips

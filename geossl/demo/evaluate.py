@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from geossl.datasets.protocol import OPAQUE, DatasetWrapper
 from geossl.demo.proxy_labels import DISCLAIMER
 
 #: neighbours of the kNN protocol
@@ -48,8 +49,23 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-class LabelledChips(Dataset[dict[str, Any]]):
-    """Samples of a chip dataset with a ``label`` added (picklable, for data-loader workers)."""
+class LabelledChips(DatasetWrapper, Dataset[dict[str, Any]]):
+    """Samples of a chip dataset with a ``label`` added (picklable, for data-loader workers).
+
+    A :class:`~geossl.datasets.protocol.DatasetWrapper` of the chip dataset: its ``bands``,
+    ``sensors`` and ``normalized`` are the chips'; it states no ``classes`` (the labels it adds
+    are the demo's proxy labels, not classes of the chips) and no per-sample declarations
+    (the demo splits by its own draw, never by the chips' ids or footprints).
+    """
+
+    @property
+    def wrapped(self) -> Any:
+        """The chip dataset."""
+        return self.base
+
+    def stated(self) -> Mapping[str, Any]:
+        """No ``classes`` and no ids, targets or footprints (the demo's draw splits)."""
+        return {**OPAQUE, "classes": None}
 
     def __init__(self, base: Any, labels: Any) -> None:
         """Wrap ``base``; ``labels[i]`` is the label of sample ``i`` (negative: none)."""

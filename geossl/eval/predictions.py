@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geossl.core.io import atomic_path
+from geossl.datasets.protocol import DatasetWrapper
 
 
 def write_predictions(
@@ -65,8 +66,23 @@ def write_predictions(
     return out
 
 
-class Relabelled(Dataset[dict[str, Any]]):
-    """A dataset whose samples at some positions get another ``label`` (a binary task's)."""
+class Relabelled(DatasetWrapper, Dataset[dict[str, Any]]):
+    """A dataset whose samples at some positions get another ``label`` (a binary task's).
+
+    A :class:`~geossl.datasets.protocol.DatasetWrapper`: the same samples in the same order
+    (its ``ids``, ``bands``, ``sensors``, footprints are the wrapped dataset's); it states its
+    own ``classes`` (the task's) and no ``targets`` or ``labelled_mask`` (only the positions a
+    protocol reads have a task label).
+    """
+
+    @property
+    def wrapped(self) -> Any:
+        """The evaluation dataset."""
+        return self.dataset
+
+    def stated(self) -> Mapping[str, Any]:
+        """``classes``: the task's; no ``targets`` or ``labelled_mask`` of the wrapped one."""
+        return {"classes": self.classes, "targets": None, "labelled_mask": None}
 
     def __init__(self, dataset: Dataset[dict[str, Any]], targets: Mapping[int, int],
                  classes: Sequence[str]) -> None:
