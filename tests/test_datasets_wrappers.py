@@ -23,7 +23,7 @@ from geossl.datasets.base import GeosslDataset
 from geossl.datasets.geogrid import GeoSamples
 from geossl.datasets.protocol import (
     DatasetWrapper,
-    band_names,
+    bands_of_sensors,
     class_names,
     declared_bands,
     declared_sensors,
@@ -110,7 +110,7 @@ def test_ssl_samples_forward_classes_and_bands_but_no_per_sample_declarations() 
     ssl = SSLSamples(bandsel.SelectBands(inner, "B04"), "geo", ["s2", "s1"], indices=[2, 0])
     assert class_names(ssl) == ["a", "b"]  # the online probe's class names
     assert declared_bands(ssl) == {"s1": ["VV", "VH"], "s2": ["B04"]}
-    assert band_names(ssl, ["s2"]) == {"s2": ["B04"]}
+    assert bands_of_sensors(ssl, ["s2"]) == {"s2": ["B04"]}
     assert bandsel.band_names(ssl) == {"s1": ["VV", "VH"], "s2": ["B04"]}
     assert declared_sensors(ssl) == ("s1", "s2") and is_normalized(ssl) is False
     assert sample_ids(ssl) is None and targets_of(ssl) is None

@@ -41,7 +41,7 @@ from geossl.data.pairs import select_keys
 from geossl.datasets.protocol import (
     OPAQUE,
     DatasetWrapper,
-    band_names,
+    bands_of_sensors,
     class_names,
     declared_sensors,
     is_normalized,
@@ -353,7 +353,7 @@ class SSLDataModule(LightningDataModule):
         elif single_sensor(base) is not None:  # the dataset's samples carry one plain image
             single = self.sensors[0] if self.sensors else single_sensor(base)
         # band counts per sensor: partial fusion zero-fills a sensor a sample lacks
-        channels = {k: len(v) for k, v in (band_names(base, self.sensors) or {}).items()}
+        channels = {k: len(v) for k, v in (bands_of_sensors(base, self.sensors) or {}).items()}
         self.train_dataset = SSLSamples(base, self.pairing, self.sensors, single,
                                         self.patch_size, indices, keep_label=self.labels,
                                         channels=channels)
@@ -365,7 +365,7 @@ class SSLDataModule(LightningDataModule):
                 "training samples; lower --batch-size"
             )
         sensors = sorted({key_sensor(k) for k in self.keys})
-        self.bands = band_names(base, sensors)
+        self.bands = bands_of_sensors(base, sensors)
         normalizers: dict[str, Callable[[Tensor], Tensor]] = {}
         record: dict[str, Any] = {}
         if self.normalize and not is_normalized(base):

@@ -40,7 +40,7 @@ from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import key_sensor
 from geossl.core.progress import progress as progress_bar
 from geossl.data.config import StatsConfig
-from geossl.datasets.base import band_names
+from geossl.datasets.base import bands_of_sensors
 
 #: distinct values per band counted for exact percentiles (4 MiB per band): every 16-bit band
 EXACT_VALUES = 4 * 65536
@@ -352,7 +352,7 @@ def _to_bands(x: np.ndarray, batched: bool) -> tuple[np.ndarray, int]:
 
 def _band_names(source: Any, key: str, channels: int) -> list[str]:
     sensor = key_sensor(key)
-    names = (band_names(source, [sensor]) or {}).get(sensor)
+    names = (bands_of_sensors(source, [sensor]) or {}).get(sensor)
     if names is not None and len(names) == channels:
         return names
     return [f"b{i + 1}" for i in range(channels)]

@@ -43,7 +43,7 @@ Every default here is what the commands assume of a dataset that does not overri
 declarations of the samples (:class:`~geossl.datasets.protocol.DeclaredDataset`, the base of
 :class:`GeosslDataset`), the wrappers around a dataset
 (:class:`~geossl.datasets.protocol.DatasetWrapper`) and the readers :func:`sample_ids`,
-:func:`declared_sensors`, :func:`declared_bands`, :func:`band_names`, :func:`single_sensor`,
+:func:`declared_sensors`, :func:`declared_bands`, :func:`bands_of_sensors`, :func:`single_sensor`,
 :func:`class_names`, :func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`,
 :func:`is_normalized` live in :mod:`geossl.datasets.protocol`, the lowest module of the package
 (below :mod:`geossl.datasets.bands`, which this module uses); they are re-exported here. The
@@ -69,7 +69,7 @@ from geossl.datasets.protocol import (
     OPAQUE,
     DatasetWrapper,
     DeclaredDataset,
-    band_names,
+    bands_of_sensors,
     class_names,
     declared_bands,
     declared_sensors,
@@ -91,7 +91,7 @@ PathLike = str | os.PathLike[str]
 # and their readers (geossl.datasets.protocol, re-exported)
 __all__ = [
     "ALL_SPLITS", "DECLARATIONS", "OPAQUE", "OPTIONAL_KWARGS", "REQUIRED", "DatasetWrapper",
-    "DeclaredDataset", "GeosslDataset", "NoNativeSplit", "PretrainingRequest", "band_names",
+    "DeclaredDataset", "GeosslDataset", "NoNativeSplit", "PretrainingRequest", "bands_of_sensors",
     "check_protocol", "class_names", "construct", "declared_bands", "declared_sensors",
     "footprints_of", "is_normalized", "labelled_mask", "plain_declaration", "sample_ids",
     "single_sensor", "targets_of", "vars_of",

@@ -17,7 +17,7 @@ module of the package needs another one above it.
   dataset. A class that is both (``SEN12MSGeoChips`` is a ``GeoSamples``) declares its own:
   the readers never unwrap a ``DeclaredDataset``.
 * the readers :func:`sample_ids`, :func:`declared_sensors`, :func:`single_sensor`,
-  :func:`declared_bands`, :func:`band_names`, :func:`class_names`, :func:`targets_of`,
+  :func:`declared_bands`, :func:`bands_of_sensors`, :func:`class_names`, :func:`targets_of`,
   :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized`: the one place that
   reads these declarations of an instance; the rest of geossl calls them (also through
   :mod:`geossl.datasets.base`, which re-exports them).
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
-    "DECLARATIONS", "OPAQUE", "DatasetWrapper", "DeclaredDataset", "band_names", "class_names",
+    "DECLARATIONS", "OPAQUE", "DatasetWrapper", "DeclaredDataset", "bands_of_sensors",
+    "class_names",
     "declared_bands", "declared_sensors", "footprints_of", "is_normalized", "labelled_mask",
     "plain_declaration", "sample_ids", "single_sensor", "targets_of",
 ]
@@ -192,7 +193,7 @@ def declared_bands(dataset: Any) -> Mapping[str, Sequence[str]] | Sequence[str] 
     return bands if isinstance(bands, Mapping | list | tuple) else None
 
 
-def band_names(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
+def bands_of_sensors(dataset: Any, sensors: Sequence[str]) -> dict[str, list[str]] | None:
     """Band names of ``sensors`` from the dataset's ``bands`` (``None`` when none is known).
 
     A list of names (a one-sensor dataset) stands for the sensor when one is asked for.
