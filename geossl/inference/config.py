@@ -89,7 +89,7 @@ class EmbedConfig:
 
         self.bands = parse_names(self.bands)
         empty_to_default(self, "preprocess", "format")
-        if self.size < 1 or (self.stride or self.size) < 1 or self.block_rows < 1:
+        if self.size < 1 or self.window_step() < 1 or self.block_rows < 1:
             raise ConfigError("--size, --stride and block rows must be >= 1")
         if self.clusters < 0:
             raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got "
@@ -102,6 +102,10 @@ class EmbedConfig:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of "
                               f"{', '.join(EMBED_SAMPLERS)}")
         check_scheduler_flags(self.scheduler, self.scheduler_file)
+
+    def window_step(self) -> int:
+        """The step between windows: ``stride``, else ``size`` (windows side by side)."""
+        return self.stride or self.size
 
     def scheduler_address(self) -> str | None:
         """The address of ``--scheduler`` or ``--scheduler-file`` (None: neither).

@@ -349,7 +349,7 @@ def _job(config: EmbedConfig, scene: Any, out: Any) -> EmbedJob:
         token=uuid.uuid4().hex, ckpt=ckpt if isinstance(ckpt, EncoderSource) else str(ckpt),
         scene=scene, scene_id=config.scene_id,
         bands=tuple(bands) if bands is not None else None, sensor=config.sensor,
-        size=config.size, stride=config.stride or config.size,  # checked by EmbedConfig
+        size=config.size, stride=config.window_step(),  # checked by EmbedConfig
         col_chunk=config.col_chunk, batch_size=config.batch_size,
         device=str(config.accelerator) if config.accelerator is not None else None,
         bf16=config.bf16, out=str(out), sampler=config.sampler,
