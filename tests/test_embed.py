@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from affine import Affine
 from torch import nn
 
 from geossl.core.errors import DataError
-from geossl.inference.embed import EmbedConfig, Scene, embed
+from geossl.inference.embed import EmbedConfig, EmbedResult, Scene, embed
 from geossl.pretrained.checkpoint import EncoderSource
 from tests.conftest import real_path
 
@@ -47,6 +48,14 @@ def _source(in_chans: int, bands: list[str] | None = None) -> EncoderSource:
     meta = {"backbone": "tiny", "in_chans": in_chans, "bands": bands, "sensors": None,
             "normalization": {"mean": [0.0] * in_chans, "std": [1.0] * in_chans}}
     return EncoderSource(TinyEncoder(in_chans), meta, "tiny")
+
+
+def embed_with(ckpt: Any, scene: Any, out: Any, **options: Any) -> EmbedResult:
+    """The library's ``embed`` on an :class:`EmbedConfig` built from keyword options
+    (``device=``, ``formats=``: the config's ``accelerator``, ``format``)."""
+    renames = {"device": "accelerator", "formats": "format"}
+    return embed(EmbedConfig(ckpt, scene, out, **{renames.get(k, k): v
+                                                  for k, v in options.items()}))
 
 
 def _geotiff(path: Path, bands: int = 5, h: int = 200, w: int = 160,

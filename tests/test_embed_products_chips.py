@@ -5,25 +5,14 @@ GeoParquet (no NaN vector in it), and how many is said. ``embed`` on a chip inde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from geossl.embeddings.records import read_geoparquet
-from geossl.inference.embed import EmbedConfig
-from geossl.inference.embed import embed as run_embed
 from tests.test_embed import _source
+from tests.test_embed import embed_with as embed
 from tests.test_reliability_data import _nan_scene
-
-
-def embed(ckpt: Any, scene: Any, out: Any, **options: Any) -> Any:
-    """The library's ``embed`` on an :class:`EmbedConfig` (``device=``, ``formats=``: the
-    config's ``accelerator``, ``format``)."""
-    renames = {"device": "accelerator", "formats": "format"}
-    return run_embed(EmbedConfig(ckpt, scene, out,
-                                 **{renames.get(k, k): v for k, v in options.items()}))
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,7 +5,6 @@ CRS and transform; equal vectors); on a fake GeoTIFF and on the real Major-TOM c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,19 +14,9 @@ import xarray as xr
 from affine import Affine
 
 from geossl.core.errors import ConfigError
-from geossl.inference.embed import EmbedConfig
-from geossl.inference.embed import embed as run_embed
 from tests.conftest import real_path
 from tests.test_embed import ORIGIN, _source
-
-
-def embed(ckpt: Any, scene: Any, out: Any, **options: Any) -> Any:
-    """The library's ``embed`` on an :class:`EmbedConfig` (``device=``, ``formats=``: the
-    config's ``accelerator``, ``format``)."""
-    renames = {"device": "accelerator", "formats": "format"}
-    return run_embed(EmbedConfig(ckpt, scene, out,
-                                 **{renames.get(k, k): v for k, v in options.items()}))
-
+from tests.test_embed import embed_with as embed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -467,3 +467,26 @@ def test_pretrain_selects_bands_of_a_mixed_index(tmp_path: Path,
     assert meta["bands"] == {"s2": ["B04", "B03", "B02"]}
     assert meta["encoder_config"]["in_chans"] == 3
     assert "bands: B04,B03,B02" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_build_method_records_the_datas_bands_and_normalisation() -> None:
+    """The fit loop hands the data's band names and normalisation to the method when it builds
+    it (the method never probes the data module for them): checkpoint metadata as plain
+    Python, also for a method that is never fitted."""
+    import numpy as np
+
+    from geossl.training.trainer import PretrainConfig, build_method
+
+    cfg = PretrainConfig(data="sen12ms", backbone="test_resnet", method="simclr",
+                         sensors=["s2"], pairing="aug")
+    norm = {"s2": {"mean": [np.float32(0.5)] * 3, "std": [np.float64(2.0)] * 3}}
+    with torch.device("meta"):
+        method = build_method(cfg, {"s2": 3}, 10, bands={"s2": ("B04", "B03", "B02")},
+                              normalization=norm)
+    meta = method.geossl_metadata()
+    assert meta["bands"] == {"s2": ["B04", "B03", "B02"]}
+    assert meta["normalization"] == {"s2": {"mean": [0.5] * 3, "std": [2.0] * 3}}
+    assert type(meta["normalization"]["s2"]["mean"][0]) is float  # checkpoint-safe
+    from geossl.methods import base
+
+    assert not hasattr(base, "_find_attr")  # no attribute probing left in the methods

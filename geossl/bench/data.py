@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -37,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from geossl.bench import run_tool, tool_parser
 from geossl.core.errors import ConfigError, DataError
-from geossl.core.options import add_argparse_flags, config_from, option
+from geossl.core.options import option
 from geossl.runtime.machine import available_cores
 
 #: environment variable naming the folder of real samples (one sub-folder per sample)
@@ -416,21 +416,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     One per field of :class:`DataBenchConfig`.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
-    add_argparse_flags(parser, DataBenchConfig)
-    return parser
+    return tool_parser(DataBenchConfig, __doc__, prog)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Run the data benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
-    config = config_from(DataBenchConfig, build_parser(prog).parse_args(argv))
-    result = bench_data(config)
-    print(format_report(result))
-    if config.json:
-        from geossl.core.io import atomic_write_text
-
-        atomic_write_text(config.json, json.dumps(result, indent=1))
-    return 0
+    return run_tool(build_parser(prog), DataBenchConfig, bench_data, format_report, argv)
 
 
 if __name__ == "__main__":

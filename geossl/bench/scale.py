@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -43,9 +42,10 @@ from typing import Any
 
 import numpy as np
 
+from geossl.bench import run_tool, tool_parser
 from geossl.bench.data import MAJOR_TOM, MT_12, real_sample
 from geossl.core.errors import DataError
-from geossl.core.options import add_argparse_flags, config_from, option, parse_ints
+from geossl.core.options import option, parse_ints
 
 
 def default_data() -> Path:
@@ -410,21 +410,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
     One per field of :class:`ScaleBenchConfig`.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    add_argparse_flags(parser, ScaleBenchConfig)
-    return parser
+    return tool_parser(ScaleBenchConfig, __doc__, prog)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """Run the scaling benchmark with command-line flags ``argv``; returns the exit code."""
-    config = config_from(ScaleBenchConfig, build_parser(prog).parse_args(argv))
-    result = bench_scale(config)
-    print(format_report(result))
-    if config.json:
-        from geossl.core.io import atomic_write_text
-
-        atomic_write_text(config.json, json.dumps(result, indent=1))
-    return 0
+    """Run the scaling benchmark with command-line flags ``argv`` (``prog``: the name in --help)."""
+    return run_tool(build_parser(prog), ScaleBenchConfig, bench_scale, format_report, argv)
 
 
 if __name__ == "__main__":

@@ -193,3 +193,15 @@ def add_argparse_flags(parser: Any, config: type[Any]) -> None:
                                 help=text)
         else:
             parser.add_argument(name, type=kind, default=default, help=text)
+
+
+def empty_to_default(config: Any, *names: str) -> None:
+    """Give the fields ``names`` of ``config`` that are ``None`` or empty their declared default.
+
+    For options a YAML file or a Python caller may leave empty (``preprocess: null``), so that
+    the default stays stated once, in the field.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    for name in names:
+        if not getattr(config, name):  # as ``value or default``
+            setattr(config, name, field_default(fields[name]))

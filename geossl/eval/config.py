@@ -14,7 +14,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from geossl.core.errors import ConfigError
-from geossl.core.options import option, parse_ints, parse_mapping, parse_names
+from geossl.core.options import (
+    empty_to_default,
+    option,
+    parse_ints,
+    parse_mapping,
+    parse_names,
+)
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -91,7 +97,7 @@ class EvaluateConfig:
         None, "label budget(s) per class, e.g. 10 or 10,50", flag_type=str | None)
     labels: list[int] | None = option(None, "label budget(s) in total (stratified), e.g. 1024",
                                       flag_type=str | None)
-    seeds: str | list[int] = option("0", "comma-separated seeds", flag_type=str)
+    seeds: list[int] = option("0", "comma-separated seeds", flag_type=str)
     out: str | os.PathLike[str] | None = option("eval", "output folder", flag_type=str | None)
     sensor: str | list[str] | None = option(
         None, "sensor(s) fed to the encoder: for a geo encoder (per-sensor stems) the one to "
@@ -138,6 +144,7 @@ class EvaluateConfig:
         self.labels_per_class = parse_ints("--labels-per-class", self.labels_per_class)
         self.labels = parse_ints("--labels", self.labels)
         self.seeds = parse_ints("--seeds", self.seeds) or [0]
+        empty_to_default(self, "preprocess")
         self.data_args = parse_mapping("--data-args", self.data_args)
         self.bands = parse_names(self.bands)
         if self.bands and "bands" in self.data_args:

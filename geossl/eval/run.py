@@ -18,9 +18,10 @@ The flow:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from geossl.datasets.registry import dataset_class
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
 from geossl.eval.config import EvaluateConfig
-from geossl.eval.data import resolve
+from geossl.eval.data import EvalData, resolve
 from geossl.eval.features import (
     FeatureSet,
     cached_features,
@@ -48,7 +49,7 @@ from geossl.eval.linear import linear_probe
 from geossl.eval.metrics import binary_metrics, multi_label_metrics, single_label_metrics
 from geossl.eval.predictions import write_predictions
 from geossl.eval.report import write_report
-from geossl.eval.tasks import parse_tasks, task_sides
+from geossl.eval.tasks import BinaryTask, parse_tasks, task_sides
 from geossl.pretrained.checkpoint import (
     EncoderSource,
     SensorSelection,
@@ -177,113 +178,191 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         DataError: unreadable checkpoint or dataset, samples whose band count does not match
             the encoder.
     """
-    ckpt, data, root, protocols = config.ckpt, config.data, config.root, config.protocol
-    splits, train_split, test_split = config.splits, config.train_split, config.test_split
-    labels_per_class, labels_total, seeds = config.labels_per_class, config.labels, config.seeds
-    out, backbone, batch_size = config.out, config.backbone, config.batch_size
-    device, bf16, workers = config.accelerator, config.bf16, config.workers
-    cache_dir, knn_k, knn_temperature = config.cache_dir, config.knn_k, config.knn_temperature
-    finetune_steps, finetune_lr = config.finetune_steps, config.finetune_lr
-    finetune_batch_size, plots = config.finetune_batch_size, not config.no_plots
-    sensor, data_args, label_path = config.sensor, config.dataset_args(), config.label_path
-    label_column, tasks, predictions = config.label_column, config.task, config.predictions
-    preprocess = config.preprocess or "weights"
-    freeze, reinit = config.freeze or (), config.reinit or ()
-    assert data is not None  # EvaluateConfig refuses a missing --data
+    assert config.data is not None  # EvaluateConfig refuses a missing --data
     t0 = time.time()
-    names = parse_protocols(protocols)
-    if (requested(freeze) or requested(reinit)) and "finetune" not in names:
+    names = parse_protocols(config.protocol)
+    if (requested(config.freeze) or requested(config.reinit)) and "finetune" not in names:
         raise ConfigError("--freeze and --reinit act on fine-tuning: add finetune to --protocol")
-    binary_tasks = parse_tasks(tasks)
-    seeds = [int(s) for s in seeds] or [0]
-    if out is not None:
+    binary_tasks = parse_tasks(config.task)
+    if config.out is not None:
         # before loading data and extracting features: absent, empty or an earlier evaluation
-        check_output(out, "evaluate", own=("results.json", "logs", "predictions"),
-                     inputs=(root, splits))
-    resolved = resolve(data, root, splits, train_split, test_split, data_args=data_args,
-                       label_path=label_path, label_column=label_column, out=out)
-    dataset, train_pos, test_pos, ids = (resolved.dataset, resolved.train, resolved.test,
-                                         resolved.ids)
-    data_key = resolved.key
-    if resolved.split_source == "auto":
-        train_split, test_split = "train", "test"
-    # the sensor a plain ``image`` stands for, declared by the dataset (random baselines)
-    default_sensor = single_sensor(dataset_class(data) if isinstance(data, str) else data)
-    in_chans = None
-    if isinstance(ckpt, (str, os.PathLike)) and os.fspath(ckpt).lower() in ("random", "none"):
-        first_image = image_of(dataset[train_pos[0]], select_sensors({}, sensor, default_sensor))
-        in_chans = int(first_image.shape[0])
-    # an embedding product (``product:PATH``) gives the features instead of an encoder
-    from geossl.eval.product import product_feature_set, product_ref, product_source
+        check_output(config.out, "evaluate", own=("results.json", "logs", "predictions"),
+                     inputs=(config.root, config.splits))
+    resolved = resolve(config.data, config.root, config.splits, config.train_split,
+                       config.test_split, data_args=config.dataset_args(),
+                       label_path=config.label_path, label_column=config.label_column,
+                       out=config.out)
+    dataset, train_pos, test_pos = resolved.dataset, resolved.train, resolved.test
+    enc, product = _encoder(config, resolved, names)
+    out_dir = Path(config.out) if config.out is not None else None
+    train, test = _features(config, resolved, enc, product, names, out_dir)
+    train_labels = train.labels if train is not None else _labels(dataset, train_pos)
+    classes = class_names(dataset)
+    num_classes = _num_classes(train_labels, classes, test)
+    task_sets, task_notes = _task_sets(resolved, train_labels, test, num_classes, classes,
+                                       binary_tasks)
+    budgets = _budgets(config)
+
+    pred_dir = out_dir / "predictions" if out_dir is not None and config.predictions else None
+    rec = _Runs([resolved.ids[p] for p in test_pos], pred_dir, per_task=bool(binary_tasks))
+    from geossl.core.progress import progress
+
+    bar = progress(total=len(config.seeds) * len(budgets) * len(task_sets), desc="evaluate",
+                   unit="draw")
+    for seed in config.seeds:
+        for budget in budgets:
+            for ts in task_sets:
+                bar.update(1)  # one label draw: every protocol on it
+                _label_draw(config, names, rec, ts, budget, seed, resolved, enc, train, test,
+                            out_dir)
+        if "cluster" in names and test is not None and test.labels.ndim == 1:
+            # as many clusters as classes present in the test side (no label is used to fit)
+            k_present = int(torch.unique(test.labels).numel())
+            m = cluster_eval(test.features, test.labels, k_present, seed)
+            rec.runs.append({"protocol": "cluster", "budget": "none", "seed": seed,
+                             "n_labels": 0, "metrics": m, "info": {"k": k_present}})
+    bar.close()
+
+    meta = _meta(config, resolved, enc, names, num_classes, binary_tasks, task_notes, t0)
+    results: dict[str, Any] = {"meta": meta, "runs": rec.runs}
+    paths: dict[str, Any] = {}
+    if out_dir is not None:
+        if not config.no_plots:
+            paths.update(_pictures(out_dir, dataset, enc.source, train, test, rec.first,
+                                   classes, config.seeds[0], enc.sensor))
+            paths.update(_task_pictures(out_dir, task_sets[1:], rec.first, config.seeds[0]))
+        paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
+    if resolved.split_path is not None:
+        paths["splits"] = str(resolved.split_path)
+    results["paths"] = paths
+    results["notes"] = list(resolved.notes) + task_notes
+    from geossl.eval.report import summarise
+
+    results["summary"] = summarise(rec.runs)
+    return results
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoder:
+    """The encoder as :func:`evaluate` runs it: what every feature set and label draw reads."""
+
+    source: EncoderSource
+    #: the sensor(s) fed to it
+    sensor: SensorSelection
+    normalizer: Callable[[torch.Tensor], torch.Tensor] | None
+    device: torch.device
+    #: ``--freeze`` / ``--reinit``: the encoder's parts, checked before any feature is extracted
+    frozen: list[str]
+    drawn: list[str]
+
+
+def _encoder(config: EvaluateConfig, resolved: EvalData,
+             names: Sequence[str]) -> tuple[_Encoder, Path | None]:
+    """The encoder of ``config.ckpt`` and the sensor(s) it reads, checked against the data.
+
+    Returns:
+        the encoder, and the path of an embedding product (``product:PATH``: it gives the
+        features instead of an encoder; ``None`` for anything else).
+
+    Raises:
+        ConfigError: finetune on an embedding product or on sensors side by side.
+        DataError: samples whose band count does not match the encoder.
+    """
+    from geossl.eval.product import product_ref, product_source
     from geossl.pretrained.foundation import dataset_bands, is_weights_spec
 
-    product = product_ref(ckpt)
+    dataset, first = resolved.dataset, resolved.train[0]
+    # the sensor a plain ``image`` stands for, declared by the dataset (random baselines)
+    data = config.data
+    default_sensor = single_sensor(dataset_class(data) if isinstance(data, str) else data)
+    product = product_ref(config.ckpt)
     if product is not None:
         if "finetune" in names:
             raise ConfigError("finetune needs an encoder; an embedding product gives frozen "
                               "features only (use linear, knn, cluster)")
         source = product_source(product)
     else:
-        data_bands = None
-        if is_weights_spec(ckpt) or (backbone and in_chans is None
-                                     and isinstance(ckpt, (str, os.PathLike))):
-            # named weights (or a plain state dict with --backbone): the encoder takes the
-            # data's bands (a geossl checkpoint ignores them)
-            chosen0 = select_sensors({}, sensor, default_sensor)
-            first_image = image_of(dataset[train_pos[0]], chosen0)
-            in_chans = int(first_image.shape[0])
-            data_bands = dataset_bands(dataset, chosen0 if isinstance(chosen0, str) else None)
-        source = load_source(ckpt, backbone=backbone, in_chans=in_chans, seed=seeds[0],
-                             data_bands=data_bands, preprocess=preprocess)
-    dev = resolve_device(device)
-    chosen = select_sensors(source.meta, sensor, default_sensor, side_by_side=True)
+        path_like = isinstance(config.ckpt, (str, os.PathLike))
+        random_init = (isinstance(config.ckpt, (str, os.PathLike))
+                       and os.fspath(config.ckpt).lower() in ("random", "none"))
+        in_chans: int | None = None
+        data_bands: list[str] | None = None
+        # random init, named weights (or a plain state dict with --backbone): the encoder takes
+        # the data's bands (a geossl checkpoint ignores them)
+        if random_init or is_weights_spec(config.ckpt) or (config.backbone and path_like):
+            chosen0 = select_sensors({}, config.sensor, default_sensor)
+            in_chans = int(image_of(dataset[first], chosen0).shape[0])
+            if not random_init:
+                data_bands = dataset_bands(dataset, chosen0 if isinstance(chosen0, str) else None)
+        source = load_source(config.ckpt, backbone=config.backbone, in_chans=in_chans,
+                             seed=config.seeds[0], data_bands=data_bands,
+                             preprocess=config.preprocess)
+    dev = resolve_device(config.accelerator)
+    chosen = select_sensors(source.meta, config.sensor, default_sensor, side_by_side=True)
     if isinstance(chosen, list) and not is_fusion(source.meta) and "finetune" in names:
         raise ConfigError("--protocol finetune reads one sensor of an encoder with per-sensor "
                           "stems; several sensors (features side by side) suit linear, knn "
                           "and cluster")
     if product is None:
-        check_bands(source.meta, chosen, dataset[train_pos[0]], root)
-    # --freeze / --reinit: the encoder's parts, checked before any feature is extracted
-    frozen, drawn = parts(source.encoder, freeze), parts(source.encoder, reinit)
-    normalizer = make_normalizer(source.meta, chosen)
-    out_dir = Path(out) if out is not None else None
-    if cache_dir is None and out_dir is not None and isinstance(data, str):
+        check_bands(source.meta, chosen, dataset[first], config.root)
+    frozen, drawn = parts(source.encoder, config.freeze), parts(source.encoder, config.reinit)
+    return _Encoder(source, chosen, make_normalizer(source.meta, chosen), dev, frozen,
+                    drawn), product
+
+
+def _features(config: EvaluateConfig, resolved: EvalData, enc: _Encoder, product: Path | None,
+              names: Sequence[str], out_dir: Path | None
+              ) -> tuple[FeatureSet | None, FeatureSet | None]:
+    """Frozen features of the train and test sides (``None`` when no protocol reads them).
+
+    From the embedding product, else extracted once and cached (``config.cache_dir``, default
+    ``OUT/cache`` when the data is a name), keyed by the data, its split and the sensor(s).
+    """
+    dataset, ids = resolved.dataset, resolved.ids
+    cache_dir = config.cache_dir
+    if cache_dir is None and out_dir is not None and isinstance(config.data, str):
         mark_output(out_dir, "evaluate")  # before the cache: a rerun reuses it
         cache_dir = out_dir / "cache"
-    extract = {"normalizer": normalizer, "sensor": chosen, "batch_size": batch_size,
-               "device": dev, "bf16": bf16, "workers": workers}
-    # features depend on the sensor(s) fed to the encoder: part of the cache key
-    feature_key = f"{data_key}|sensor={','.join(sensor_list(chosen))}"
-
-    train: FeatureSet | None = None
-    test: FeatureSet | None = None
-    if product is not None and any(p in names for p in _FEATURE_PROTOCOLS):
+    if not any(p in names for p in _FEATURE_PROTOCOLS):
+        return None, None
+    sides = ((resolved.train, "train", config.train_split),
+             (resolved.test, "test", config.test_split))
+    if product is not None:
         from geossl.datasets.base import footprints_of
+        from geossl.eval.product import product_feature_set
 
         fps = footprints_of(dataset)
-        train = product_feature_set(product, dataset, train_pos, [ids[p] for p in train_pos],
-                                    fps)
-        test = product_feature_set(product, dataset, test_pos, [ids[p] for p in test_pos], fps)
-        train_labels = train.labels
-    elif any(p in names for p in _FEATURE_PROTOCOLS):
-        train = cached_features(source, dataset, train_pos, dataset_key=feature_key,
-                                split=train_split, cache_dir=cache_dir,
-                                ids=[ids[p] for p in train_pos], **extract)
-        test = cached_features(source, dataset, test_pos, dataset_key=feature_key,
-                               split=test_split, cache_dir=cache_dir,
-                               ids=[ids[p] for p in test_pos], **extract)
-        train_labels = train.labels
-    else:
-        train_labels = _labels(dataset, train_pos)
-    classes = class_names(dataset)
-    if train_labels.ndim == 2:
-        num_classes = int(train_labels.shape[1])
-    elif classes is not None and len(classes) > 0:
-        num_classes = len(classes)
-    else:
-        test_max = int(test.labels.max()) if test is not None else 0
-        num_classes = int(max(int(train_labels.max()), test_max)) + 1
+        train, test = (product_feature_set(product, dataset, pos, [ids[p] for p in pos], fps)
+                       for pos, _, _ in sides)
+        return train, test
+    # features depend on the sensor(s) fed to the encoder: part of the cache key
+    feature_key = f"{resolved.key}|sensor={','.join(sensor_list(enc.sensor))}"
+    auto = resolved.split_source == "auto"  # a split made now names its sides train, test
+    train, test = (cached_features(enc.source, dataset, pos, dataset_key=feature_key,
+                                   split=default if auto else name, cache_dir=cache_dir,
+                                   ids=[ids[p] for p in pos], normalizer=enc.normalizer,
+                                   sensor=enc.sensor, batch_size=config.batch_size,
+                                   device=enc.device, bf16=config.bf16, workers=config.workers)
+                   for pos, default, name in sides)
+    return train, test
 
+
+def _num_classes(train_labels: torch.Tensor, classes: Sequence[str] | None,
+                 test: FeatureSet | None) -> int:
+    """K: the multi-hot width, else the dataset's classes, else the largest label seen + 1."""
+    if train_labels.ndim == 2:
+        return int(train_labels.shape[1])
+    if classes is not None and len(classes) > 0:
+        return len(classes)
+    test_max = int(test.labels.max()) if test is not None else 0
+    return int(max(int(train_labels.max()), test_max)) + 1
+
+
+def _task_sets(resolved: EvalData, train_labels: torch.Tensor, test: FeatureSet | None,
+               num_classes: int, classes: Sequence[str] | None,
+               binary_tasks: Sequence[BinaryTask]) -> tuple[list[_TaskSet], list[str]]:
+    """The dataset's own task, then each binary ``--task``; and the notes of their labels."""
+    dataset, train_pos, test_pos = resolved.dataset, resolved.train, resolved.test
     test_labels = test.labels if test is not None else None
     task_sets = [_TaskSet(MAIN_TASK, train_labels, test_labels, num_classes,
                           list(classes) if classes is not None else None, dataset)]
@@ -294,91 +373,98 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
                                                test_pos, te_source)
         task_notes += list(dict.fromkeys(notes))
         task_sets.append(_TaskSet(task.name, tr, te, 2, task.class_names, relabelled))
+    return task_sets, task_notes
 
-    budgets = [Budget(per_class=k) for k in _as_list(labels_per_class)]
-    budgets += [Budget(total=n) for n in _as_list(labels_total)]
-    budgets = budgets or [Budget()]
 
-    runs: list[dict[str, Any]] = []
-    first: dict[str, Any] = {}
-    test_ids = [ids[p] for p in test_pos]
-    pred_dir = out_dir / "predictions" if out_dir is not None and predictions else None
+def _budgets(config: EvaluateConfig) -> list[Budget]:
+    """The label budgets: per class, then in total; every label when neither is given."""
+    budgets = [Budget(per_class=k) for k in _as_list(config.labels_per_class)]
+    budgets += [Budget(total=n) for n in _as_list(config.labels)]
+    return budgets or [Budget()]
 
-    def record(ts: _TaskSet, proto: str, base: dict[str, Any], labels: torch.Tensor,
+
+class _Runs:
+    """The runs of one evaluation: each scored, its test predictions written when asked."""
+
+    def __init__(self, test_ids: list[str], pred_dir: Path | None, per_task: bool) -> None:
+        self.test_ids = test_ids
+        self.pred_dir = pred_dir
+        #: binary tasks were asked: every run names its task
+        self.per_task = per_task
+        self.runs: list[dict[str, Any]] = []
+        #: metrics of the first run of each protocol (``task/protocol`` for a binary task) and
+        #: the fine-tuning logs (``log_<protocol>``): what the pictures show
+        self.first: dict[str, Any] = {}
+
+    def record(self, ts: _TaskSet, proto: str, base: dict[str, Any], labels: torch.Tensor,
                scores: torch.Tensor, info: dict[str, Any], probabilities: bool = False) -> None:
         m = score(labels, scores, ts.num_classes, probabilities=probabilities)
         run: dict[str, Any] = {"protocol": proto, **base, "metrics": m, "info": info}
-        if binary_tasks:
+        if self.per_task:
             run = {"task": ts.name, **run}
-        if pred_dir is not None:
+        if self.pred_dir is not None:
             slug = proto if ts.name == MAIN_TASK else f"{ts.name}-{proto}"
-            path = pred_dir / f"{slug}-{base['budget_slug']}-seed{base['seed']}.csv"
-            run["predictions"] = str(write_predictions(path, test_ids, labels, scores,
+            path = self.pred_dir / f"{slug}-{base['budget_slug']}-seed{base['seed']}.csv"
+            run["predictions"] = str(write_predictions(path, self.test_ids, labels, scores,
                                                        probabilities))
         run.pop("budget_slug", None)
-        runs.append(run)
-        first.setdefault(proto if ts.name == MAIN_TASK else f"{ts.name}/{proto}", m)
+        self.runs.append(run)
+        self.first.setdefault(proto if ts.name == MAIN_TASK else f"{ts.name}/{proto}", m)
 
-    from geossl.core.progress import progress
 
-    bar = progress(total=len(seeds) * len(budgets) * len(task_sets), desc="evaluate",
-                   unit="draw")
-    for seed in seeds:
-        for budget in budgets:
-            for ts in task_sets:
-                bar.update(1)  # one label draw: every protocol on it
-                rows = draw_budget(ts.train.numpy(), budget, seed)
-                n_labels = len(rows)
-                base = {"budget": budget.name, "seed": seed, "n_labels": n_labels,
-                        "budget_slug": budget.slug}
-                tag = f"{budget.slug}-seed{seed}"
-                if ts.name != MAIN_TASK:
-                    tag = f"{ts.name}-{tag}"
-                if "linear" in names and train is not None and test is not None \
-                        and ts.test is not None:
-                    s, info = linear_probe(train.features[rows], ts.train[rows], test.features,
-                                           ts.num_classes, seed=seed, device=dev)
-                    record(ts, "linear", base, ts.test, s, info)
-                if "knn" in names and train is not None and test is not None \
-                        and ts.test is not None:
-                    for k in knn_k:
-                        s = knn_scores(train.features[rows], ts.train[rows], test.features,
-                                       ts.num_classes, k=k, temperature=knn_temperature,
-                                       device=dev)
-                        record(ts, f"knn{k}", base, ts.test, s,
-                               {"k": min(k, n_labels), "temperature": knn_temperature},
-                               probabilities=True)
-                if "finetune" in names:
-                    budget_pos = [train_pos[int(r)] for r in rows]
-                    for proto, enc in (("finetune", source),
-                                       ("scratch", random_like(source, seed))):
-                        log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
-                        res = finetune(enc.encoder, ts.dataset, budget_pos, test_pos,
-                                       ts.num_classes, steps=finetune_steps,
-                                       batch_size=finetune_batch_size, lr=finetune_lr,
-                                       normalizer=normalizer, sensor=chosen, device=dev,
-                                       bf16=bf16, seed=seed, workers=workers, log_csv=log,
-                                       desc=proto, freeze=frozen, reinit=drawn)
-                        record(ts, proto, base, res["labels"], res["scores"],
-                               {"steps": finetune_steps, "lr": finetune_lr,
-                                **({"freeze": frozen} if frozen else {}),
-                                **({"reinit": drawn} if drawn else {}),
-                                "final_loss": res["curve"][-1][1] if res["curve"] else None})
-                        if log is not None and ts.name == MAIN_TASK:
-                            first.setdefault(f"log_{proto}", log)
-        if "cluster" in names and test is not None and test.labels.ndim == 1:
-            # as many clusters as classes present in the test side (no label is used to fit)
-            k_present = int(torch.unique(test.labels).numel())
-            m = cluster_eval(test.features, test.labels, k_present, seed)
-            runs.append({"protocol": "cluster", "budget": "none", "seed": seed, "n_labels": 0,
-                         "metrics": m, "info": {"k": k_present}})
-    bar.close()
+def _label_draw(config: EvaluateConfig, names: Sequence[str], rec: _Runs, ts: _TaskSet,
+                budget: Budget, seed: int, resolved: EvalData, enc: _Encoder,
+                train: FeatureSet | None, test: FeatureSet | None, out_dir: Path | None) -> None:
+    """One label draw of one task: every requested protocol on the same labels."""
+    rows = draw_budget(ts.train.numpy(), budget, seed)
+    n_labels = len(rows)
+    base = {"budget": budget.name, "seed": seed, "n_labels": n_labels,
+            "budget_slug": budget.slug}
+    if "linear" in names and train is not None and test is not None and ts.test is not None:
+        s, info = linear_probe(train.features[rows], ts.train[rows], test.features,
+                               ts.num_classes, seed=seed, device=enc.device)
+        rec.record(ts, "linear", base, ts.test, s, info)
+    if "knn" in names and train is not None and test is not None and ts.test is not None:
+        for k in config.knn_k:
+            s = knn_scores(train.features[rows], ts.train[rows], test.features, ts.num_classes,
+                           k=k, temperature=config.knn_temperature, device=enc.device)
+            rec.record(ts, f"knn{k}", base, ts.test, s,
+                       {"k": min(k, n_labels), "temperature": config.knn_temperature},
+                       probabilities=True)
+    if "finetune" in names:
+        tag = f"{budget.slug}-seed{seed}"
+        if ts.name != MAIN_TASK:
+            tag = f"{ts.name}-{tag}"
+        budget_pos = [resolved.train[int(r)] for r in rows]
+        for proto, source in (("finetune", enc.source),
+                              ("scratch", random_like(enc.source, seed))):
+            log = out_dir / "logs" / f"{proto}-{tag}.csv" if out_dir else None
+            res = finetune(source.encoder, ts.dataset, budget_pos, resolved.test,
+                           ts.num_classes, steps=config.finetune_steps,
+                           batch_size=config.finetune_batch_size, lr=config.finetune_lr,
+                           normalizer=enc.normalizer, sensor=enc.sensor, device=enc.device,
+                           bf16=config.bf16, seed=seed, workers=config.workers, log_csv=log,
+                           desc=proto, freeze=enc.frozen, reinit=enc.drawn)
+            rec.record(ts, proto, base, res["labels"], res["scores"],
+                       {"steps": config.finetune_steps, "lr": config.finetune_lr,
+                        **({"freeze": enc.frozen} if enc.frozen else {}),
+                        **({"reinit": enc.drawn} if enc.drawn else {}),
+                        "final_loss": res["curve"][-1][1] if res["curve"] else None})
+            if log is not None and ts.name == MAIN_TASK:
+                rec.first.setdefault(f"log_{proto}", log)
 
-    meta = {
-        "checkpoint": os.fspath(ckpt) if not isinstance(ckpt, EncoderSource) else source.key,
+
+def _meta(config: EvaluateConfig, resolved: EvalData, enc: _Encoder, names: Sequence[str],
+          num_classes: int, binary_tasks: Sequence[BinaryTask], task_notes: list[str],
+          t0: float) -> dict[str, Any]:
+    """``results.json``'s ``meta``: what was evaluated, on what, how, and how long it took."""
+    source, splits = enc.source, config.splits
+    return {
+        "checkpoint": (os.fspath(config.ckpt) if not isinstance(config.ckpt, EncoderSource)
+                       else source.key),
         "checkpoint_key": source.key,
-        "data": data if isinstance(data, str) else data_key,
-        "root": os.fspath(root) if root is not None else None,
+        "data": config.data if isinstance(config.data, str) else resolved.key,
+        "root": os.fspath(config.root) if config.root is not None else None,
         "splits": (os.fspath(splits) if isinstance(splits, (str, os.PathLike))
                    else str(resolved.split_path) if resolved.split_path is not None else None),
         "split_source": resolved.split_source,
@@ -386,33 +472,17 @@ def evaluate(config: EvaluateConfig) -> dict[str, Any]:
         "backbone": source.meta.get("backbone"),
         "method": source.meta.get("method"),
         "pairing": source.meta.get("pairing"),
-        "sensor": ",".join(sensor_list(chosen)) or None,
+        "sensor": ",".join(sensor_list(enc.sensor)) or None,
         "num_classes": num_classes,
-        "n_train": len(train_pos),
-        "n_test": len(test_pos),
+        "n_train": len(resolved.train),
+        "n_test": len(resolved.test),
         "protocols": ",".join(names),
-        "seeds": seeds,
+        "seeds": config.seeds,
         "tasks": [t.as_dict() for t in binary_tasks] or None,
         "task_notes": task_notes or None,
-        "device": str(dev),
+        "device": str(enc.device),
         "seconds": round(time.time() - t0, 2),
     }
-    results: dict[str, Any] = {"meta": meta, "runs": runs}
-    paths: dict[str, Any] = {}
-    if out_dir is not None:
-        if plots:
-            paths.update(_pictures(out_dir, dataset, source, train, test, first, classes,
-                                   seeds[0], chosen))
-            paths.update(_task_pictures(out_dir, task_sets[1:], first, seeds[0]))
-        paths.update({k: str(v) for k, v in write_report(results, out_dir).items()})
-    if resolved.split_path is not None:
-        paths["splits"] = str(resolved.split_path)
-    results["paths"] = paths
-    results["notes"] = list(resolved.notes) + task_notes
-    from geossl.eval.report import summarise
-
-    results["summary"] = summarise(runs)
-    return results
 
 
 class _TaskSet:

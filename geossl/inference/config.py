@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from geossl.core.errors import ConfigError
-from geossl.core.options import option, parse_names
+from geossl.core.options import empty_to_default, option, parse_names
 
 if TYPE_CHECKING:
     from geossl.pretrained.checkpoint import EncoderSource
@@ -80,7 +80,7 @@ class EmbedConfig:
                                    flag=False)
 
     def __post_init__(self) -> None:
-        """Normalise ``--bands`` and check the window parameters.
+        """Normalise ``--bands`` and empty values (their default), check the window parameters.
 
         Raises:
             ConfigError: one line naming the flag.
@@ -88,7 +88,8 @@ class EmbedConfig:
         from geossl.runtime.dask import check_scheduler_flags
 
         self.bands = parse_names(self.bands)
-        if self.size < 1 or (self.stride or self.size) < 1 or self.block_rows < 1:
+        empty_to_default(self, "preprocess", "format")
+        if self.size < 1 or self.window_step() < 1 or self.block_rows < 1:
             raise ConfigError("--size, --stride and block rows must be >= 1")
         if self.clusters < 0:
             raise ConfigError(f"--clusters must be >= 0 (0: no cluster map), got "
@@ -101,6 +102,10 @@ class EmbedConfig:
             raise ConfigError(f"--sampler {self.sampler!r}: choose one of "
                               f"{', '.join(EMBED_SAMPLERS)}")
         check_scheduler_flags(self.scheduler, self.scheduler_file)
+
+    def window_step(self) -> int:
+        """The step between windows: ``stride``, else ``size`` (windows side by side)."""
+        return self.stride or self.size
 
     def scheduler_address(self) -> str | None:
         """The address of ``--scheduler`` or ``--scheduler-file`` (None: neither).

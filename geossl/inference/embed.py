@@ -261,8 +261,8 @@ def embed(config: EmbedConfig) -> EmbedResult:
     fits the cluster map. On a cluster every worker loads the checkpoint once.
 
     Args:
-        config: every option (:class:`~geossl.training.config.EmbedConfig`, the flags of ``geossl
-            embed``): the encoder (``ckpt``), the ``scene`` (GeoTIFF, folder of per-band
+        config: every option (:class:`~geossl.inference.config.EmbedConfig`, the flags of
+            ``geossl embed``): the encoder (``ckpt``), the ``scene`` (GeoTIFF, folder of per-band
             files, chip index, raster URL read by range requests, or STAC Item /
             ItemCollection JSON, ``scene_id`` picking the item), the zarr store ``out``, the
             window grid (``size``, ``stride``; ``block_rows`` window rows per block: the unit
@@ -285,76 +285,79 @@ def embed(config: EmbedConfig) -> EmbedResult:
         DataError: unreadable scene, missing band, channel count not matching the encoder.
         ConfigError: bad window parameters, unknown sensor.
     """
-    ckpt, scene, out, size = config.ckpt, config.scene, config.out, config.size
-    stride, batch_size, block_rows = config.stride, config.batch_size, config.block_rows
-    col_chunk, bands, clusters = config.col_chunk, config.bands, config.clusters
-    cluster_map, cluster_sample, seed = config.cluster_map, config.cluster_sample, config.seed
-    device, bf16, resume = config.accelerator, config.bf16, config.resume
-    scene_id, sensor, workers = config.scene_id, config.sensor, config.workers
-    progress, preprocess = config.progress, config.preprocess or "weights"
-    formats, sampler = config.format or "zarr", config.sampler
-    scheduler = config.scheduler_address()
-    import uuid
-
-    stride = stride or size  # EmbedConfig checked the window parameters
-    local_inputs = tuple(os.fspath(x) for x in (ckpt, scene)
+    scheduler = config.scheduler_address()  # a damaged scheduler file: before any write
+    local_inputs = tuple(os.fspath(x) for x in (config.ckpt, config.scene)
                          if isinstance(x, str | os.PathLike) and not is_url(os.fspath(x)))
     # the zarr store is a folder: absent, empty or an earlier embed store (never a user's)
-    out = check_output(out, "embed", own=(PROGRESS,), inputs=local_inputs)
-    # --- embedding products (geossl.embeddings): which formats, and where -----------------
+    out_path = check_output(config.out, "embed", own=(PROGRESS,), inputs=local_inputs)
+    fmts = _check_products(config, out_path, local_inputs)
+    ref, where = _scene_ref(config.scene, config.scene_id)
+    job = _job(config, ref, out_path)
+    state = _state(job)  # here: the cube's geometry (and the tasks' state when run inline)
+    layout, n_feat = state.layout, state.n_feat
+    params = {"checkpoint": state.source.key, "scene": where, "size": layout.size,
+              "stride": layout.stride, "block_rows": config.block_rows, "bands": layout.bands,
+              "sensor": state.chosen, "shape": [n_feat, layout.ny, layout.nx]}
+    if config.sampler != "grid":  # (absent for grid: stores made before --sampler still resume)
+        params["sampler"] = config.sampler
+    progress_file = out_join(out_path, PROGRESS)
+    try:
+        with output_lock(out_path, "embed"), disk_full_as_error(out_path), \
+                remote_write_errors(out_path):
+            done, holed, empty = _resume_or_create(config, out_path, progress_file, params,
+                                                   n_feat, layout)
+            return _embed_blocks(config, job, out_path, progress_file, params, done, holed,
+                                 empty, n_feat, layout, scheduler, where, fmts)
+    finally:
+        _drop_state(job)
+
+
+def _check_products(config: EmbedConfig, out: Any, local_inputs: tuple[str, ...]) -> list[str]:
+    """The products asked for (``config.format``), each checked writable, and the cluster map.
+
+    Raises:
+        ConfigError: a GeoParquet or COG beside a cube on an object store.
+        DataError: a product or cluster map path this command may not write.
+    """
     from geossl.embeddings.records import parse_formats, product_paths
 
-    fmts = parse_formats(formats)
+    fmts = parse_formats(config.format)
     if is_url(os.fspath(out)) and any(f != "zarr" for f in fmts):
         raise ConfigError("--format geoparquet/cog are written beside a local cube; give a "
                           "local --out (an object-store --out writes the zarr cube only)")
     for f, p in product_paths(out, fmts).items():
         if f != "zarr":
             check_writable(p, folder=False, flag=f"--format {f}")
-    if cluster_map is not None:
-        check_output(cluster_map, "embed", folder=False, flag="--cluster-map",
+    if config.cluster_map is not None:
+        check_output(config.cluster_map, "embed", folder=False, flag="--cluster-map",
                      inputs=local_inputs)
-    ref, where = _scene_ref(scene, scene_id)
+    return fmts
+
+
+def _job(config: EmbedConfig, scene: Any, out: Any) -> EmbedJob:
+    """The tasks' job: named weights are resolved once here, the jobs get the encoder itself."""
+    import uuid
+
     from geossl.pretrained.foundation import is_weights_spec
 
-    if is_weights_spec(ckpt):  # resolved once here; the jobs get the encoder itself
+    bands = config.bands
+    ckpt = config.ckpt
+    if is_weights_spec(ckpt):
         ckpt = load_source(str(ckpt), data_bands=list(bands) if bands is not None else None,
-                           preprocess=preprocess)
-    job = EmbedJob(
+                           preprocess=config.preprocess)
+    return EmbedJob(
         token=uuid.uuid4().hex, ckpt=ckpt if isinstance(ckpt, EncoderSource) else str(ckpt),
-        scene=ref, scene_id=scene_id, bands=tuple(bands) if bands is not None else None,
-        sensor=sensor, size=size, stride=stride, col_chunk=col_chunk, batch_size=batch_size,
-        device=str(device) if device is not None else None, bf16=bf16, out=str(out),
-        sampler=sampler,
+        scene=scene, scene_id=config.scene_id,
+        bands=tuple(bands) if bands is not None else None, sensor=config.sensor,
+        size=config.size, stride=config.window_step(),  # checked by EmbedConfig
+        col_chunk=config.col_chunk, batch_size=config.batch_size,
+        device=str(config.accelerator) if config.accelerator is not None else None,
+        bf16=config.bf16, out=str(out), sampler=config.sampler,
     )
-    state = _state(job)  # here: the cube's geometry (and the tasks' state when run inline)
-    layout, n_feat = state.layout, state.n_feat
-    ny, nx = layout.ny, layout.nx
-    ctrans = layout.transform
-    xs = np.array([ctrans.c + ctrans.a * (j + 0.5) for j in range(nx)])
-    ys = np.array([ctrans.f + ctrans.e * (i + 0.5) for i in range(ny)])
-    out_path = out  # a Path, or a URL string
-    params = {"checkpoint": state.source.key, "scene": where, "size": layout.size,
-              "stride": layout.stride, "block_rows": block_rows, "bands": layout.bands,
-              "sensor": state.chosen, "shape": [n_feat, ny, nx]}
-    if sampler != "grid":  # (absent for grid: stores made before --sampler still resume)
-        params["sampler"] = sampler
-    progress_file = out_join(out_path, PROGRESS)
-    try:
-        with output_lock(out_path, "embed"), disk_full_as_error(out_path), \
-                remote_write_errors(out_path):
-            done, holed, empty = _resume_or_create(out_path, progress_file, params, resume,
-                                                   n_feat, ys, xs, layout, block_rows, col_chunk)
-            return _embed_blocks(job, out_path, progress_file, params, done, holed, empty,
-                                 block_rows, (n_feat, ny, nx), layout, clusters, cluster_map,
-                                 cluster_sample, seed, scheduler, workers, progress, where, fmts)
-    finally:
-        _drop_state(job)
 
 
-def _resume_or_create(out_path: Any, progress_file: Any, params: dict[str, Any], resume: bool,
-                      n_feat: int, ys: np.ndarray, xs: np.ndarray, layout: _Layout,
-                      block_rows: int, col_chunk: int
+def _resume_or_create(config: EmbedConfig, out_path: Any, progress_file: Any,
+                      params: dict[str, Any], n_feat: int, layout: _Layout
                       ) -> tuple[set[int], dict[str, int], dict[str, int]]:
     """Blocks an earlier run of the same store finished; creates the store when there are none.
 
@@ -370,7 +373,7 @@ def _resume_or_create(out_path: Any, progress_file: Any, params: dict[str, Any],
     # block -> windows with some / with only invalid pixels (kept for a resumed run)
     holed: dict[str, int] = {}
     empty: dict[str, int] = {}
-    text = read_text_or_none(progress_file) if resume else None
+    text = read_text_or_none(progress_file) if config.resume else None
     prev: Any = None
     if text is not None:
         try:
@@ -397,8 +400,11 @@ def _resume_or_create(out_path: Any, progress_file: Any, params: dict[str, Any],
         mark_output(out_path, "embed")
         attrs = {"geossl_" + k: json.dumps(v) if not isinstance(v, (str, int)) else v
                  for k, v in params.items()}
-        _create_store(out_path, n_feat, ys, xs, layout.crs, layout.transform, block_rows,
-                      col_chunk, attrs)
+        t = layout.transform  # the coordinates are the windows' centres
+        xs = np.array([t.c + t.a * (j + 0.5) for j in range(layout.nx)])
+        ys = np.array([t.f + t.e * (i + 0.5) for i in range(layout.ny)])
+        _create_store(out_path, n_feat, ys, xs, layout.crs, t, config.block_rows,
+                      config.col_chunk, attrs)
         atomic_write_text(progress_file, json.dumps({"params": params, "done": []}))
     return done, holed, empty
 
@@ -408,11 +414,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:28] + "..." + text[-28:]
 
 
-def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict[str, Any],
-                  done: set[int], holed: dict[str, int], empty: dict[str, int], block_rows: int,
-                  shape: tuple[int, int, int], layout: _Layout, clusters: int, cluster_map: Any,
-                  cluster_sample: int, seed: int, scheduler: str | None, workers: int,
-                  progress: bool | None, where: str, fmts: Sequence[str]) -> EmbedResult:
+def _embed_blocks(config: EmbedConfig, job: EmbedJob, out_path: Any, progress_file: Any,
+                  params: dict[str, Any], done: set[int], holed: dict[str, int],
+                  empty: dict[str, int], n_feat: int, layout: _Layout, scheduler: str | None,
+                  where: str, fmts: Sequence[str]) -> EmbedResult:
     """Run the blocks not ``done`` as tasks, then the cluster map and the products.
 
     The body of :func:`embed`.
@@ -420,12 +425,12 @@ def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict
     from geossl.runtime.dask import Runner
 
     created = not done  # this call made the store (removed again if it holds nothing)
-    n_feat, ny, nx = shape
+    ny, nx = layout.ny, layout.nx
     ctrans = layout.transform
-    blocks = list(_blocks(ny, block_rows))
+    blocks = list(_blocks(ny, config.block_rows))
     skipped = sum(1 for b, _, _ in blocks if b in done)
     try:
-        with Runner(scheduler, workers, progress=progress is not False) as runner:
+        with Runner(scheduler, config.workers, progress=config.progress is not False) as runner:
             if runner.distributed:
                 _drop_state(job)  # the workers build their own; free the encoder here
             tasks = runner.tasks("embed", "block")
@@ -447,13 +452,13 @@ def _embed_blocks(job: EmbedJob, out_path: Any, progress_file: Any, params: dict
                         "(nodata, NaN, cloud): nothing to embed", where)
     _warn_invalid(where, n_empty, n_holed, ny * nx)
     cmap_path: Any = None
-    if clusters > 0:
+    if config.clusters > 0:
         base = os.fspath(out_path).rstrip("/")
-        cmap_path = Path(cluster_map) if cluster_map else (
+        cmap_path = Path(config.cluster_map) if config.cluster_map else (
             base.removesuffix(".zarr") + "_clusters.tif" if is_url(base)
             else out_path.with_name(out_path.name.removesuffix(".zarr") + "_clusters.tif"))
-        write_cluster_map(out_path, cmap_path, clusters, layout.crs, ctrans, block_rows,
-                          cluster_sample, seed)
+        write_cluster_map(out_path, cmap_path, config.clusters, layout.crs, ctrans,
+                          config.block_rows, config.cluster_sample, config.seed)
     written = _write_products(out_path, fmts)
     return EmbedResult(out_path, cmap_path, (n_feat, ny, nx), str(layout.crs),
                        tuple(ctrans)[:6], len(blocks) - skipped, skipped, n_empty, n_holed,

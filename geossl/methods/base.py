@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Self, TypeVar
@@ -34,7 +34,6 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from geossl.core.errors import ConfigError, DataError, first_line
-from geossl.core.io import jsonable
 from geossl.core.pairing import (
     FUSION_MODES,
     PAIRING_MODES,
@@ -336,18 +335,16 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         return loss
 
     def on_fit_start(self) -> None:
-        """Apply channels_last/compile, and pick up band names/normalisation from the data."""
+        """Apply channels_last/compile.
+
+        The data's band names and normalisation come with the :class:`EncoderSpec` (``bands``,
+        ``normalization``: :func:`geossl.training.trainer.build_method` passes what the data
+        module read), never from probing the data.
+        """
         if self.encoder_spec.channels_last:
             self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.encoder_spec.compile:
             self.compile_encoders()
-        trainer = getattr(self, "_trainer", None)
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
-        if dm is not None:
-            for key, names in (("bands", ("bands", "band_names")),
-                               ("normalization", ("normalization", "normalisation"))):
-                if self.data_meta.get(key) is None:
-                    self.data_meta[key] = _find_attr(dm, names)
 
     def global_batch_size(self) -> int:
         """Per-device batch size times the number of devices."""
@@ -476,19 +473,3 @@ def scale_encoder_lr(opt: torch.optim.Optimizer, encoder: nn.Module,
     for group in groups:
         opt.add_param_group(group)
     return opt
-
-
-def _find_attr(obj: Any, names: Sequence[str]) -> Any:
-    """The first of ``names`` found on ``obj``, its ``train_dataset`` or that one's ``base``."""
-    candidates = [obj]
-    ds = getattr(obj, "train_dataset", None)
-    if ds is not None:
-        candidates += [ds, getattr(ds, "base", None)]
-    for cand in candidates:
-        if cand is None:
-            continue
-        for name in names:
-            value = getattr(cand, name, None)
-            if value is not None and not callable(value):
-                return jsonable(value)  # checkpoint-safe plain Python
-    return None

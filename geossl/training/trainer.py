@@ -47,6 +47,7 @@ from geossl.core.io import (
     atomic_write_text,
     check_output,
     disk_full_as_error,
+    jsonable,
     mark_output,
     safe_globals,
 )
@@ -227,7 +228,8 @@ def load_foundation(method: SSLMethod, start: FoundationStart) -> None:
 
 def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: int,
                  start: FoundationStart | None = None,
-                 bands: Mapping[str, Sequence[str]] | None = None) -> SSLMethod:
+                 bands: Mapping[str, Sequence[str]] | None = None,
+                 normalization: Mapping[str, Any] | None = None) -> SSLMethod:
     """Instantiate the SSL method named in ``config``.
 
     The options left ``None`` in ``config`` (``lr``, ``temperature``, ...) keep the method's
@@ -240,7 +242,10 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
         start: named weights to start from (:func:`foundation_start`): the encoder gets their
             backbone and, unless the bands match exactly, a linear adapter to their bands;
             load them with :func:`load_foundation`.
-        bands: band names per sensor, read off the data (MAE's ``mae_groups`` name bands).
+        bands: band names per sensor, read off the data (the checkpoint's metadata; MAE's
+            ``mae_groups`` name bands).
+        normalization: the data's normalisation per sensor (the data module's record, the
+            checkpoint's metadata: what evaluation reapplies).
 
     Returns:
         the LightningModule.
@@ -286,8 +291,10 @@ def build_method(config: PretrainConfig, in_chans: dict[str, int], max_steps: in
                 else "linear"
             optional["adapter_out"] = start.weights.in_chans
     options.update({k: v for k, v in optional.items() if v is not None})
-    if options.get("mae_groups") and bands is not None:
+    if bands is not None:
         options.setdefault("bands", {s: list(b) for s, b in bands.items()})
+    if normalization is not None:  # checkpoint-safe plain Python (no numpy scalars)
+        options.setdefault("normalization", jsonable(dict(normalization)))
     try:
         return METHODS[config.method].from_hparams(options)
     except (TypeError, ValueError) as err:
@@ -617,7 +624,7 @@ def pretrain(config: PretrainConfig, callbacks: Sequence[Any] = ()) -> Path:
     if max_steps <= 0:
         max_steps = dm.steps_per_epoch() * int(config.max_epochs or 1)
     start = foundation_start(config, dm, in_chans)
-    method = build_method(config, in_chans, max_steps, start, dm.bands)
+    method = build_method(config, in_chans, max_steps, start, dm.bands, dm.normalization)
     if start is not None:
         load_foundation(method, start)
     if resumed is not None and ckpt_path is not None:
