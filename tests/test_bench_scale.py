@@ -118,3 +118,19 @@ def test_cache_that_is_a_user_folder_is_refused(
     assert len(err) == 1 and str(mine) in err[0], err
     assert (mine / "tile_0" / "notes.txt").read_text() == "keep me\n"
     assert sorted(p.name for p in mine.iterdir()) == ["tile_0"]
+
+
+def test_json_that_is_a_folder_is_refused_before_the_benchmark(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--json`` naming a folder: one line, exit 2, before minutes of benchmark are spent."""
+    import geossl.bench.scale as scale
+    from geossl.cli import main
+
+    ran: list[bool] = []
+    monkeypatch.setattr(scale, "bench_scale", lambda *a, **k: ran.append(True) or {})
+    (tmp_path / "out").mkdir()
+    assert main(["bench", "scale", "--data", str(tmp_path), "--json", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--json" in err[0], err
+    assert not ran

@@ -47,7 +47,8 @@ def run_tool(parser: argparse.ArgumentParser, config: type[_C],
              argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` with ``parser`` into ``config``, run ``bench``, print its ``report``.
 
-    The figures also go to the ``--json`` file when one is given (written atomically).
+    The figures also go to the ``--json`` file when one is given (checked writable before the
+    benchmark runs, written atomically).
 
     Returns:
         the exit code, 0.
@@ -57,6 +58,10 @@ def run_tool(parser: argparse.ArgumentParser, config: type[_C],
     from geossl.core.options import config_from
 
     cfg = config_from(config, parser.parse_args(None if argv is None else list(argv)))
+    if cfg.json:
+        from geossl.core.io import check_writable
+
+        check_writable(cfg.json, folder=False, flag="--json")  # before minutes of benchmark
     result = bench(cfg)
     print(report(result))
     if cfg.json:
