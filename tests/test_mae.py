@@ -226,13 +226,44 @@ def test_patch8_mae_exports_to_timm_with_every_tensor_equal(tmp_path: Path) -> N
     import json
 
     meta = json.loads(res.metadata.read_text())
-    assert meta["ssl_method"] == "mae" and meta["timm_kwargs"] == {"img_size": 32,
-                                                                   "patch_size": 8}
+    # MAE's features are the mean of the patch tokens: the sidecar rebuilds that pooling
+    assert meta["ssl_method"] == "mae" and meta["timm_kwargs"] == {
+        "img_size": 32, "patch_size": 8, "global_pool": "avg", "fc_norm": False}
     model = timm.create_model(meta["model"], num_classes=0, in_chans=4, **meta["timm_kwargs"])
     model.load_state_dict(torch.load(res.weights, weights_only=True))
     ours = method.vit.state_dict()
     assert model.state_dict().keys() == ours.keys()
     assert all(torch.equal(v, ours[k]) for k, v in model.state_dict().items())
+    x = torch.randn(2, 4, 32, 32)
+    method.eval()
+    with torch.no_grad():
+        feats, tokens = model.eval()(x), model.forward_features(x)
+        torch.testing.assert_close(feats, method.features(x))
+        torch.testing.assert_close(feats, tokens[:, model.num_prefix_tokens:].mean(dim=1))
+
+
+def test_mae_feature_pool_is_the_patch_token_mean_and_token_keeps_the_class_token() -> None:
+    """``feature_pool``: ``avg`` (default) averages the patch tokens, ``token`` is timm's class
+    token; both have the weights of the same class-token ViT, and the random-init baseline and
+    the reloaded encoder pool alike."""
+    from geossl.pretrained.checkpoint import EncoderSource, random_like
+
+    avg, tok = _tiny(), _tiny(feature_pool="token")
+    assert avg.encoder.config["global_pool"] == "avg"
+    assert tok.encoder.config["global_pool"] == "token"
+    assert avg.vit.state_dict().keys() == tok.vit.state_dict().keys()
+    tok.vit.load_state_dict(avg.vit.state_dict())
+    x = torch.randn(2, 4, 32, 32)
+    avg.eval()
+    tok.eval()
+    with torch.no_grad():
+        tokens = avg.vit.forward_features(x)
+        torch.testing.assert_close(avg.encoder(x), tokens[:, 1:].mean(dim=1))
+        torch.testing.assert_close(tok.encoder(x), tokens[:, 0])
+    rnd = random_like(EncoderSource(avg.encoder, {}, "k"), seed=0)
+    assert getattr(rnd.encoder.backbone, "global_pool", None) == "avg"
+    with pytest.raises(ConfigError, match="feature_pool"):
+        _tiny(feature_pool="max")
 
 
 def test_grouped_mae_export_is_refused_in_one_line(tmp_path: Path,
@@ -363,7 +394,7 @@ def _pretrain_mae_stage(ctx: Any) -> None:
 def test_mae_learns_on_the_demo_scene(tmp_path: Path) -> None:
     """A short MAE pretraining on the demo scene's chips lowers the loss and gives frozen
     features (linear probe, kNN against the demo's proxy classes, spatial-block split) at least
-    as good as the same ViT randomly initialised."""
+    as good as the same ViT randomly initialised (both pooling the patch tokens)."""
     from geossl.demo import run as demo_run
 
     ctx = demo_run.DemoContext(out=tmp_path / "demo", size=32, steps=LEARN_STEPS,
@@ -383,12 +414,8 @@ def test_mae_learns_on_the_demo_scene(tmp_path: Path) -> None:
     ssl, rnd = rows["SSL"], rows["random init"]
     for probe in ("linear", "knn"):
         print(probe, "SSL", ssl[probe]["oa"], "random", rnd[probe]["oa"])
+    # the features are the mean of the patch tokens (MAE's feature_pool default; the random
+    # ViT pools alike). With the class token instead, the same run measured kNN OA 0.9900
+    # against 0.9908 for random init: the class token is not what MAE's loss trains
     assert ssl["linear"]["oa"] >= rnd["linear"]["oa"], (ssl["linear"], rnd["linear"])
-    if ssl["knn"]["oa"] < rnd["knn"]["oa"]:
-        # Measured, not met (issue 20, item 7): with the MAE paper's AdamW betas (0.9, 0.95)
-        # the kNN OA is 0.9900 against 0.9908 for random init (one test chip of 1,197; linear
-        # 0.993 vs 0.992, kNN AA 0.938 vs 0.893). Recorded as an expected failure with the
-        # figures of the run, not asserted away.
-        pytest.xfail(f"MAE kNN OA {ssl['knn']['oa']:.4f} below random init "
-                     f"{rnd['knn']['oa']:.4f} (linear {ssl['linear']['oa']:.4f} vs "
-                     f"{rnd['linear']['oa']:.4f})")
+    assert ssl["knn"]["oa"] >= rnd["knn"]["oa"], (ssl["knn"], rnd["knn"])

@@ -421,7 +421,7 @@ def metadata(source: EncoderSource, name: str, in_chans: int, sha256: str,
 
 
 def _timm_kwargs(backbone: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
-    """The ``timm.create_model`` arguments that rebuild ``backbone`` (ViT size and patch)."""
+    """The ``timm.create_model`` arguments that rebuild ``backbone`` (ViT size, patch, pooling)."""
     kwargs: dict[str, Any] = {}
     if meta.get("backbone"):
         from geossl.models import resolve_name
@@ -441,6 +441,11 @@ def _timm_kwargs(backbone: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     else:
         kwargs.pop("img_size", None)
         kwargs.pop("patch_size", None)
+    pool = getattr(backbone, "global_pool", None)
+    if embed is not None and isinstance(pool, str) and pool != "token":
+        # a ViT pooling its patch tokens (MAE): the same weights as the class-token model
+        # (no fc_norm), rebuilt with its pooling
+        kwargs.update(global_pool=pool, fc_norm=False)
     return kwargs
 
 

@@ -85,13 +85,21 @@ class BarlowTwins(PairProjectorMethod[BarlowTwinsOptions]):
     ``geo``: view 1 is the first sensor (e.g. S1), view 2 the second (S2) of the same place,
     through per-sensor stems and one shared trunk and projector; ``temporal``: one place at two
     dates; ``fusion`` / ``partial-fusion``: two augmentations (random sensor subsets) of the
-    stacked sensors. Optimiser defaults: LARS, lr 0.2 per 256 samples, weight decay 1.5e-6, as
-    in the paper (which also uses lr 0.0048 for biases and norms; here they share the lr).
+    stacked sensors. Optimiser defaults, as in the paper: LARS, lr 0.2 per 256 samples for the
+    weights and 0.0048 for the biases and normalisation parameters (``norm_bias_lr_scale``
+    0.024), weight decay 1.5e-6.
     """
 
     method_name = "barlow"
     options_type = BarlowTwinsOptions
-    default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6)
+    #: the paper's (and its repository's ``--learning-rate-biases``) 0.0048 for biases and
+    #: norms against 0.2 for the weights. LARS does not adapt those parameters, so at the
+    #: weights' rate they take raw gradients of a loss summed over every projection dimension
+    #: (~2000 at the start with 2048 of them): measured on the demo scene (120 steps of 64
+    #: chips, ResNet-18, seed 0), kNN OA 0.954 at the shared rate against 0.985 with this
+    #: one (random init 0.965)
+    default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6,
+                              norm_bias_lr_scale=0.024)  # 0.0048 / 0.2
 
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]

@@ -374,11 +374,15 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         warmup = spec.warmup_steps
         if warmup is None:
             warmup = min(2000, steps // 10) if steps > 0 else 0
+        # the groups whose weight decay follows ``weight_decay_end`` (not biases and norms)
+        decayed = {id(p) for p in param_groups(self, 1.0)[0]["params"]}
+        if spec.norm_bias_lr_scale != 1.0:  # before the scheduler records the base rates
+            for group in opt.param_groups:
+                if group["params"] and id(group["params"][0]) not in decayed:
+                    group["lr"] *= spec.norm_bias_lr_scale
         if spec.backbone_lr_scale != 1.0:
             opt = scale_encoder_lr(opt, self.encoder, spec.backbone_lr_scale)
         sched = warmup_cosine(opt, warmup, steps)
-        # the groups whose weight decay follows ``weight_decay_end`` (not biases and norms)
-        decayed = {id(p) for p in param_groups(self, 1.0)[0]["params"]}
         self._decayed_groups = [i for i, g in enumerate(opt.param_groups)
                                 if g["params"] and id(g["params"][0]) in decayed]
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

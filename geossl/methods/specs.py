@@ -85,6 +85,9 @@ class OptimSpec:
             ``weight_decay`` (``None``: constant); DINO uses 0.04 -> 0.4.
         clip_grad: clip each parameter's gradient to this L2 norm before every optimiser step,
             as DINO (``None`` or 0: no clipping).
+        norm_bias_lr_scale: the learning rate of the biases and normalisation parameters (the
+            group without weight decay, which LARS does not adapt) is ``lr`` times this;
+            Barlow Twins uses 0.0048 / 0.2 = 0.024.
     """
 
     optimizer: str = "adamw"
@@ -99,6 +102,7 @@ class OptimSpec:
     betas: tuple[float, float] | None = None
     weight_decay_end: float | None = None
     clip_grad: float | None = None
+    norm_bias_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         """Check the continued-pretraining options, the betas, the decay and the clipping."""
@@ -112,6 +116,9 @@ class OptimSpec:
             raise ConfigError(f"clip_grad must be >= 0 (0: no clipping), got {self.clip_grad}")
         if not self.backbone_lr_scale > 0:
             raise ConfigError(f"backbone_lr_scale must be positive, got {self.backbone_lr_scale}")
+        if not self.norm_bias_lr_scale > 0:
+            raise ConfigError(f"norm_bias_lr_scale must be positive, got "
+                              f"{self.norm_bias_lr_scale}")
         if self.freeze_stem_steps < 0:
             raise ConfigError(f"freeze_stem_steps must be >= 0, got {self.freeze_stem_steps}")
 

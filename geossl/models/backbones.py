@@ -97,7 +97,8 @@ def first_conv_name(model: nn.Module) -> str:
 
 
 def create_backbone(
-    name: str, in_chans: int, pretrained: str | None = None, img_size: int | None = None
+    name: str, in_chans: int, pretrained: str | None = None, img_size: int | None = None,
+    global_pool: str | None = None,
 ) -> nn.Module:
     """A timm feature extractor (no classifier) for ``in_chans`` input bands.
 
@@ -106,6 +107,10 @@ def create_backbone(
         in_chans: number of input bands.
         pretrained: local weights file (state dict or checkpoint); ``None`` for random weights.
         img_size: input size for ViT-like models.
+        global_pool: timm's ``global_pool`` (``None``: the model's default). For a ViT,
+            ``avg`` (the mean of the patch tokens) keeps the final ``norm`` and adds no
+            ``fc_norm`` (``fc_norm=False``), so the state dict is that of the default
+            (class-token) model and loads into it, and into TorchGeo, tensor for tensor.
 
     Returns:
         the model; ``model.num_features`` is the feature size of ``model(x)``.
@@ -117,6 +122,10 @@ def create_backbone(
     if in_chans < 1:
         raise ConfigError(f"in_chans must be >= 1, got {in_chans}")
     model_name, kwargs = resolve_name(name, img_size)
+    if global_pool is not None:
+        kwargs = {**kwargs, "global_pool": global_pool}
+        if model_name.startswith(_SIZED_PREFIXES):
+            kwargs["fc_norm"] = False  # the same weights as the class-token model
     try:
         model = timm.create_model(
             model_name, pretrained=False, num_classes=0, in_chans=in_chans, **kwargs

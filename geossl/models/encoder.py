@@ -46,6 +46,7 @@ class Encoder(nn.Module):
         pretrained: str | None = None,
         img_size: int | None = None,
         fusion: bool = False,
+        global_pool: str | None = None,
     ) -> None:
         """Build the encoder (see :func:`build_encoder`)."""
         super().__init__()
@@ -68,6 +69,8 @@ class Encoder(nn.Module):
             "img_size": img_size,
             "fusion": fusion,
         }
+        if global_pool is not None:  # only when set: older configs stay as they were
+            self.config["global_pool"] = global_pool
         self.fusion = fusion
         self.sensors: list[str] | None = list(chans) if isinstance(chans, dict) else None
         self.in_chans = chans
@@ -91,7 +94,7 @@ class Encoder(nn.Module):
                 trunk_in = adapter_out
             else:
                 trunk_in = n
-        self.backbone = create_backbone(backbone, trunk_in, pretrained, img_size)
+        self.backbone = create_backbone(backbone, trunk_in, pretrained, img_size, global_pool)
         self.num_features: int = int(self.backbone.num_features)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------
@@ -208,7 +211,8 @@ class Encoder(nn.Module):
         kind = str(getattr(stem, "kind", "linear")) + ("-frozen" if getattr(stem, "frozen", False)
                                                       else "")
         enc = Encoder(self.config["backbone"], self.in_chans[sensor], kind,
-                      self.config["adapter_out"], None, self.config["img_size"])
+                      self.config["adapter_out"], None, self.config["img_size"],
+                      global_pool=self.config.get("global_pool"))
         assert enc.adapter is not None
         enc.adapter.load_state_dict(stem.state_dict())
         enc.backbone.load_state_dict(self.backbone.state_dict())
@@ -223,6 +227,7 @@ def build_encoder(
     pretrained: str | None = None,
     img_size: int | None = None,
     fusion: bool = False,
+    global_pool: str | None = None,
 ) -> Encoder:
     """Build an encoder (see the module docstring for the three layouts).
 
@@ -236,8 +241,11 @@ def build_encoder(
         pretrained: local weights file for the trunk (its stem is adapted to the bands).
         img_size: input size for ViT-like backbones.
         fusion: stack the sensors of a dict ``in_chans`` (with the missing-sensor mask).
+        global_pool: the trunk's timm ``global_pool`` (``None``: its default; see
+            :func:`~geossl.models.backbones.create_backbone`; MAE uses ``avg`` for ViTs).
 
     Returns:
         the :class:`Encoder`; ``encoder.config`` rebuilds it with ``build_encoder(**config)``.
     """
-    return Encoder(backbone, in_chans, adapter, adapter_out, pretrained, img_size, fusion)
+    return Encoder(backbone, in_chans, adapter, adapter_out, pretrained, img_size, fusion,
+                   global_pool)
