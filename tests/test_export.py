@@ -388,3 +388,36 @@ def test_segmentation_task_for_resnet_and_refusals(tmp_path: Path,
     assert main(["export", str(ckpt), "--out", str(out), "--task", "bogus"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--task" in err and not out.exists()
+
+
+def test_vit_timm_export_loads_through_torchgeo_models_weights(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A geossl ViT-S/16 exported with ``--format timm`` is accepted by ``torchgeo.models``'
+    own ViT builder as a ``WeightsEnum`` (the way TorchGeo ships its ViT weights), with the
+    sidecar's ``timm_kwargs``: every tensor equal, same features (offline, hub cache)."""
+    import torchgeo.models as tgm
+    from torchvision.models._api import Weights, WeightsEnum
+
+    torch.manual_seed(0)
+    backbone = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0,
+                                 in_chans=N_BANDS, img_size=64)
+    _perturb(backbone)
+    src = EncoderSource(PlainEncoder(backbone), {"backbone": "vit_small_patch16_224"}, "k")
+    res = export(src, tmp_path / "vit_s2_ssl.pth", format="timm")
+    side = json.loads(res.metadata.read_text())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    class MyViT(WeightsEnum):  # type: ignore[misc]
+        S2_SSL = Weights(url=res.weights.as_uri(), transforms=nn.Identity(),
+                         meta={"in_chans": side["in_chans"], "model": side["model"]})
+
+    model = tgm.vit_small_patch16_224(weights=MyViT.S2_SSL, num_classes=0,
+                                      **side["timm_kwargs"])
+    theirs, mine = model.state_dict(), backbone.state_dict()
+    assert set(theirs) == set(mine)
+    for k, v in mine.items():
+        assert torch.equal(theirs[k], v), k
+    x = torch.randn(2, N_BANDS, 64, 64)
+    backbone.eval(), model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(x), backbone(x))
