@@ -187,3 +187,30 @@ def test_plain_datasets_are_read_by_name() -> None:
     assert class_names(concat) is None  # a ConcatDataset is read by name: it has no classes
     assert bandsel.band_names(concat) == BANDS  # its first part names the bands
     assert single_sensor(Inner) is None and declared_sensors(Inner) == ("s1", "s2")
+
+
+def test_unregistered_subclass_without_sensors_reads_as_declaring_none() -> None:
+    """``sensors`` has no class default (the registry refuses a class without it); a subclass
+    handed to the library without registering reads as declaring none, not a crash."""
+    from geossl.datasets.base import GeosslDataset
+    from geossl.datasets.protocol import declared_sensors, single_sensor
+
+    class Mine(GeosslDataset):
+        def __len__(self) -> int:
+            return 1
+
+        def __getitem__(self, i: int) -> dict[str, Any]:
+            return {"image": torch.zeros(1, 2, 2)}
+
+    assert declared_sensors(Mine()) == () and single_sensor(Mine) is None
+
+
+def test_partial_fusion_zero_fill_of_numpy_images() -> None:
+    """Partial fusion zero-fills a missing sensor like the present one, also when a dataset
+    returns numpy images."""
+    from geossl.data.pairs import select_keys
+
+    sample = {"image_s2": np.ones((3, 4, 4), dtype=np.float32)}
+    out = select_keys(sample, "partial-fusion", ["s1", "s2"], channels={"s1": 2, "s2": 3})
+    assert out["image_s1"].shape == (2, 4, 4) and not out["image_s1"].any()
+    assert out["image_s1"].dtype == torch.float32

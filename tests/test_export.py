@@ -421,3 +421,20 @@ def test_vit_timm_export_loads_through_torchgeo_models_weights(
     backbone.eval(), model.eval()
     with torch.no_grad():
         assert torch.allclose(model(x), backbone(x))
+
+
+def test_swin_timm_export_adds_no_vit_only_arguments(tmp_path: Path) -> None:
+    """A pooled backbone that is not a timm ``VisionTransformer`` (Swin: ``global_pool`` avg,
+    a ``patch_embed``, no ``fc_norm`` argument) exports with ``--format timm`` and its
+    sidecar's ``timm_kwargs`` rebuild it, every tensor equal."""
+    backbone = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False,
+                                 num_classes=0, in_chans=N_BANDS)
+    src = EncoderSource(PlainEncoder(backbone), {"backbone": "swin_tiny_patch4_window7_224"},
+                        "k")
+    res = export(src, tmp_path / "swin.pth", format="timm")
+    side = json.loads(res.metadata.read_text())
+    assert "fc_norm" not in side["timm_kwargs"]
+    model = timm.create_model(side["model"], num_classes=0, in_chans=N_BANDS,
+                              **side["timm_kwargs"])
+    model.load_state_dict(torch.load(res.weights, weights_only=True))
+    assert all(torch.equal(v, backbone.state_dict()[k]) for k, v in model.state_dict().items())

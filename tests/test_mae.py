@@ -419,3 +419,19 @@ def test_mae_learns_on_the_demo_scene(tmp_path: Path) -> None:
     # against 0.9908 for random init: the class token is not what MAE's loss trains
     assert ssl["linear"]["oa"] >= rnd["linear"]["oa"], (ssl["linear"], rnd["linear"])
     assert ssl["knn"]["oa"] >= rnd["knn"]["oa"], (ssl["knn"], rnd["knn"])
+
+
+def test_checkpoint_saved_before_feature_pool_reloads_with_the_class_token(
+        tmp_path: Path) -> None:
+    """An MAE checkpoint whose options predate ``feature_pool`` was evaluated on the class
+    token: :meth:`load_from_checkpoint` rebuilds it so (``MAE.legacy_defaults``); a checkpoint
+    that records ``avg`` and a new run keep the patch-token mean."""
+    method = _tiny()
+    new = _checkpoint(method, tmp_path / "new.ckpt")
+    old_state = torch.load(new, weights_only=True)
+    del old_state["hyper_parameters"]["feature_pool"]
+    old = tmp_path / "old.ckpt"
+    torch.save(old_state, old)
+    assert MAE.load_from_checkpoint(old).vit.global_pool == "token"
+    assert MAE.load_from_checkpoint(new).vit.global_pool == "avg"
+    assert MAE.from_hparams(TINY).vit.global_pool == "avg"

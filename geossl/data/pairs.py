@@ -65,7 +65,8 @@ def select_keys(
         if mode != "partial-fusion" or ref is None or not channels or s not in channels:
             have = ", ".join(k for k in sample if str(k).startswith("image"))
             raise DataError(f"sample has no {key!r} needed by pairing {mode!r} (has {have})")
-        out[key] = torch.zeros(channels[s], *ref.shape[-2:], dtype=ref.dtype)
+        like = torch.as_tensor(ref)  # a dataset may return numpy images
+        out[key] = torch.zeros(channels[s], *like.shape[-2:], dtype=like.dtype)
     for key in keys:
         if key not in out:
             if key not in sample:

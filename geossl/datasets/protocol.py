@@ -170,7 +170,10 @@ def sample_ids(dataset: Any) -> list[str] | None:
 
 def declared_sensors(dataset: Any) -> tuple[str, ...]:
     """The sensors a dataset (class or object) declares (``()`` when it declares none)."""
-    sensors = _declared(dataset, "sensors", lambda d: d.sensors, ())
+    # ``sensors`` is the one declaration without a class default (the registry refuses a class
+    # that lacks it); an unregistered subclass handed to the library directly may still lack
+    # it, and reads as declaring none, as a plain dataset does
+    sensors = _declared(dataset, "sensors", lambda d: plain_declaration(d, "sensors", ()), ())
     return tuple(str(s) for s in sensors) if isinstance(sensors, tuple | list) else ()
 
 

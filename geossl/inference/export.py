@@ -441,8 +441,10 @@ def _timm_kwargs(backbone: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
     else:
         kwargs.pop("img_size", None)
         kwargs.pop("patch_size", None)
+    from timm.models.vision_transformer import VisionTransformer
+
     pool = getattr(backbone, "global_pool", None)
-    if embed is not None and isinstance(pool, str) and pool != "token":
+    if isinstance(backbone, VisionTransformer) and isinstance(pool, str) and pool != "token":
         # a ViT pooling its patch tokens (MAE): the same weights as the class-token model
         # (no fc_norm), rebuilt with its pooling
         kwargs.update(global_pool=pool, fc_norm=False)

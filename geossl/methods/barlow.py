@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Protocol, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from torch import Tensor
 
@@ -100,6 +100,9 @@ class BarlowTwins(PairProjectorMethod[BarlowTwinsOptions]):
     #: one (random init 0.965)
     default_optim = OptimSpec(optimizer="lars", lr=0.2, weight_decay=1.5e-6,
                               norm_bias_lr_scale=0.024)  # 0.0048 / 0.2
+    #: Barlow Twins checkpoints saved before ``norm_bias_lr_scale`` existed trained every
+    #: parameter at the weights' rate
+    legacy_defaults: ClassVar[dict[str, Any]] = {"norm_bias_lr_scale": 1.0}
 
     def compute_loss(
         self, view1: View, view2: View, batch: Mapping[str, Any]

@@ -103,6 +103,10 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
     momentum_pairs: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: flat options accepted and ignored (saved by older versions; kept loadable)
     ignored_options: ClassVar[tuple[str, ...]] = ()
+    #: the values of options added later that a checkpoint saved before them was trained and
+    #: evaluated with (:meth:`load_from_checkpoint` uses them where the checkpoint has none;
+    #: new runs get the options' own defaults)
+    legacy_defaults: ClassVar[dict[str, Any]] = {}
     #: the Trainer must rebuild the training loader every epoch (e.g. new sample weights)
     reload_dataloaders_every_epoch: ClassVar[bool] = False
 
@@ -206,7 +210,7 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         from geossl.pretrained.checkpoint import read_checkpoint
 
         ckpt = read_checkpoint(checkpoint_path)
-        flat = {**dict(ckpt.get("hyper_parameters") or {}), **kwargs}
+        flat = {**cls.legacy_defaults, **dict(ckpt.get("hyper_parameters") or {}), **kwargs}
         method = cls.from_hparams(flat, strict=False)
         method.on_load_checkpoint(ckpt)
         try:

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -184,6 +184,8 @@ class MAE(SSLMethod[MAEOptions]):
     #: weight decay 0.05, betas (0.9, 0.95) (a lower beta2 than Adam's 0.999 keeps the
     #: large-batch ViT training stable, as in the paper and its repository's main_pretrain.py)
     default_optim = OptimSpec(optimizer="adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    #: MAE checkpoints saved before ``feature_pool`` existed used the class token
+    legacy_defaults: ClassVar[dict[str, Any]] = {"feature_pool": "token"}
 
     def __init__(
         self,

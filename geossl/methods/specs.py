@@ -85,9 +85,11 @@ class OptimSpec:
             ``weight_decay`` (``None``: constant); DINO uses 0.04 -> 0.4.
         clip_grad: clip each parameter's gradient to this L2 norm before every optimiser step,
             as DINO (``None`` or 0: no clipping).
-        norm_bias_lr_scale: the learning rate of the biases and normalisation parameters (the
-            group without weight decay, which LARS does not adapt) is ``lr`` times this;
-            Barlow Twins uses 0.0048 / 0.2 = 0.024.
+        norm_bias_lr_scale: the learning rate of the group without weight decay (biases, 1-d
+            parameters such as normalisation weights, and a module's ``no_weight_decay()``
+            names such as a ViT's ``pos_embed`` and ``cls_token``: the parameters LARS does not
+            adapt) is ``lr`` times this, with every optimiser; Barlow Twins uses
+            0.0048 / 0.2 = 0.024.
     """
 
     optimizer: str = "adamw"

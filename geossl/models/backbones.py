@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+from timm.models import is_model_in_modules
 from torch import Tensor, nn
 
 from geossl.core.errors import ConfigError, DataError
@@ -30,6 +31,9 @@ from geossl.core.io import load_torch_file
 #: ViT-like families whose constructor takes ``img_size`` (and ``patch_size``)
 _SIZED_PREFIXES = ("vit_", "deit", "eva", "beit", "flexivit", "cait", "xcit", "pit_")
 
+#: timm modules whose models are ``VisionTransformer``s (they take ``fc_norm``; Swin, EVA, BEiT
+#: and the other sized families do not)
+_VIT_MODULES = ["vision_transformer", "deit"]
 #: ``vit_<size>_patch<P>[_<img>]`` short names that timm does not register
 _VIT_SHORT = re.compile(r"^(vit_(?:tiny|small|base|large))_patch(\d+)(?:_(\d+))?$")
 
@@ -124,7 +128,7 @@ def create_backbone(
     model_name, kwargs = resolve_name(name, img_size)
     if global_pool is not None:
         kwargs = {**kwargs, "global_pool": global_pool}
-        if model_name.startswith(_SIZED_PREFIXES):
+        if is_model_in_modules(model_name, _VIT_MODULES):
             kwargs["fc_norm"] = False  # the same weights as the class-token model
     try:
         model = timm.create_model(
