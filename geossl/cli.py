@@ -226,6 +226,26 @@ def _usage_error(err: BaseException, args: Sequence[str]) -> str:
     return text
 
 
+def _flag_names(text: str, parser: Any, command: str | None) -> str:
+    """A parse error with the names the user types.
+
+    jsonargparse names an argument ``<command>.<dest>``; this gives the flag (``--out``) of an
+    option and the upper-case name (``CKPT``) of a positional.
+    """
+    import re
+
+    if command is None:
+        return text
+    try:  # jsonargparse keeps each subcommand's parser in its subcommands action
+        sub = parser._subcommands_action._name_parser_map[command]
+    except (AttributeError, KeyError):
+        return text
+    names = {a.dest: (max(a.option_strings, key=len) if a.option_strings else a.dest.upper())
+             for a in sub._actions}
+    return re.sub(rf"\b{re.escape(command)}\.([\w-]+)",
+                  lambda m: names.get(m.group(1), m.group(0)), text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI.
 
@@ -243,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ArgumentError, GeosslError) as err:
         command = next((a for a in args if a in mods), None)
         where = f"geossl {command}" if command else "geossl"
-        print(f"{where}: error: {_usage_error(err, args)} (see {where} --help)",
+        text = _flag_names(_usage_error(err, args), parser, command)
+        print(f"{where}: error: {text} (see {where} --help)",
               file=sys.stderr)
         return 2
     name: str = cfg.command

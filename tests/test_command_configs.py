@@ -182,3 +182,17 @@ def test_bench_tools_flags_are_their_config(what: str, tmp_path: Any,
     params = list(inspect.signature(func).parameters)
     assert typing.get_type_hints(func)[params[0]] is cls
     assert params[1:] in ([], ["log"]), params  # where the table goes, not an option
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["export"], "CKPT, --out"),
+    (["embed", "a.ckpt", "b.tif"], "--out"),
+])
+def test_missing_required_arguments_are_named_as_typed(
+        argv: list[str], names: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing required argument is named as the user types it (``--out``, ``CKPT``), not by
+    the parser's internal key (``export.out``): one line, exit 2."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"required: {names} " in err[0], err
+    assert f"{argv[0]}." not in err[0]
