@@ -237,7 +237,12 @@ class SSLMethod(LightningModule, Generic[OptionsT]):
         else:
             chans = {s: int(in_chans[s]) for s in self.sensors}
             fusion = self.pairing in FUSION_MODES
-        return build_encoder(backbone, chans, adapter, adapter_out, pretrained, img_size, fusion)
+        return build_encoder(backbone, chans, adapter, adapter_out, pretrained, img_size, fusion,
+                             self.encoder_pool())
+
+    def encoder_pool(self) -> str | None:
+        """The trunk's timm ``global_pool`` (``None``: the backbone's default; MAE: ``avg``)."""
+        return None
 
     def build_heads(self) -> None:
         """Create the method's heads.

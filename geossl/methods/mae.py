@@ -60,7 +60,6 @@ from geossl.methods.base import SSLMethod, fp32_region
 from geossl.methods.losses import mae_token_loss
 from geossl.methods.specs import EncoderSpec, MethodOptions, OptimSpec, ViewSpec
 from geossl.methods.views import View
-from geossl.models import Encoder, build_encoder
 
 #: MAE's view augmentation: crop and flips only (no photometric change, as in the MAE paper)
 MAE_AUGMENT: dict[str, Any] = {"jitter_p": 0.0, "blur_p": 0.0, "grayscale_p": 0.0}
@@ -203,18 +202,9 @@ class MAE(SSLMethod[MAEOptions]):
         super().__init__(encoder, optim, views, options)
 
     # -- building -----------------------------------------------------------------------------
-    def build_encoder(
-        self,
-        backbone: str,
-        in_chans: Mapping[str, int],
-        adapter: str | None,
-        adapter_out: int,
-        pretrained: str | None,
-        img_size: int | None,
-    ) -> Encoder:
-        """The single-sensor encoder, its ViT pooling the patch tokens (``feature_pool``)."""
-        return build_encoder(backbone, int(in_chans[self.sensors[0]]), adapter, adapter_out,
-                             pretrained, img_size, global_pool=self.options.feature_pool)
+    def encoder_pool(self) -> str:
+        """The ViT pools as ``feature_pool`` says (the patch-token mean by default)."""
+        return self.options.feature_pool
 
     def build_heads(self) -> None:
         """Check the ViT trunk, set its sin-cos position embedding, build groups and decoder."""
