@@ -568,7 +568,7 @@ def load_product(spec: RowSpec, ctx: RowContext
         ConfigError: no ``product: PATH``, or protocol ``finetune``.
         DataError: missing/unreadable product, or chips it does not cover.
     """
-    from geossl.datasets.base import footprints_of
+    from geossl.datasets.protocol import footprints_of
 
     value = spec.get("product")
     if not value:

@@ -42,7 +42,7 @@ from geossl.compare.rows import (
 )
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.io import atomic_write_text, check_writable, jsonable
-from geossl.datasets.base import class_names, single_sensor
+from geossl.datasets.protocol import class_names, single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.eval.budgets import Budget, draw_budget, mean_std
 from geossl.eval.data import auto_split, resolve

@@ -40,7 +40,7 @@ from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import key_sensor
 from geossl.core.progress import progress as progress_bar
 from geossl.data.config import StatsConfig
-from geossl.datasets.base import bands_of_sensors
+from geossl.datasets.protocol import bands_of_sensors
 
 #: distinct values per band counted for exact percentiles (4 MiB per band): every 16-bit band
 EXACT_VALUES = 4 * 65536

@@ -46,7 +46,7 @@ declarations of the samples (:class:`~geossl.datasets.protocol.DeclaredDataset`,
 :func:`declared_sensors`, :func:`declared_bands`, :func:`bands_of_sensors`, :func:`single_sensor`,
 :func:`class_names`, :func:`targets_of`, :func:`footprints_of`, :func:`labelled_mask`,
 :func:`is_normalized` live in :mod:`geossl.datasets.protocol`, the lowest module of the package
-(below :mod:`geossl.datasets.bands`, which this module uses); they are re-exported here. The
+(below :mod:`geossl.datasets.bands`, which this module uses); import them from there. The
 readers are the one place that reads these declarations of an instance: a wrapper a hook
 returns names the dataset it wraps and what it states itself, and a plain dataset object
 handed to the library directly is read through the one documented fallback,
@@ -64,38 +64,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.pairing import check_sensor_name
 from geossl.datasets.bands import SelectBands
-from geossl.datasets.protocol import (
-    DECLARATIONS,
-    OPAQUE,
-    DatasetWrapper,
-    DeclaredDataset,
-    bands_of_sensors,
-    class_names,
-    declared_bands,
-    declared_sensors,
-    footprints_of,
-    is_normalized,
-    labelled_mask,
-    plain_declaration,
-    sample_ids,
-    single_sensor,
-    targets_of,
-)
+from geossl.datasets.protocol import DeclaredDataset
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
 PathLike = str | os.PathLike[str]
 
-# the protocol and the registry's constructor (this module), and the declarations, the wrappers
-# and their readers (geossl.datasets.protocol, re-exported)
-__all__ = [
-    "ALL_SPLITS", "DECLARATIONS", "OPAQUE", "OPTIONAL_KWARGS", "REQUIRED", "DatasetWrapper",
-    "DeclaredDataset", "GeosslDataset", "NoNativeSplit", "PretrainingRequest", "bands_of_sensors",
-    "check_protocol", "class_names", "construct", "declared_bands", "declared_sensors",
-    "footprints_of", "is_normalized", "labelled_mask", "plain_declaration", "sample_ids",
-    "single_sensor", "targets_of", "vars_of",
-]
 
 #: keyword arguments commands pass to every dataset; dropped for a class that does not take them
 #: (``split`` only when ``None`` or ``"all"``: a named split a class cannot select is an error)

@@ -29,8 +29,9 @@ from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
 
 from geossl.core.errors import ConfigError, DataError, first_line
-from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct, declared_bands
+from geossl.datasets.base import GeosslDataset, PretrainingRequest, construct
 from geossl.datasets.multisensor import PairedChips
+from geossl.datasets.protocol import declared_bands
 from geossl.tiling import chip_index
 from geossl.tiling.packed import open_packed, packed_dir, packed_rows
 

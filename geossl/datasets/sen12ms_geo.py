@@ -21,8 +21,9 @@ from typing import Any
 
 from geossl.core.errors import ConfigError
 from geossl.datasets.bands import SelectBands
-from geossl.datasets.base import GeosslDataset, PretrainingRequest, class_names
+from geossl.datasets.base import GeosslDataset, PretrainingRequest
 from geossl.datasets.geogrid import DEFAULT_GEO_PATCH, GeoSamples
+from geossl.datasets.protocol import class_names
 from geossl.datasets.sen12ms import SCENE_LABEL_SCHEMES, pairing_dataset, scene_label_scheme
 
 PathLike = str | os.PathLike[str]

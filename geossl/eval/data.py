@@ -33,8 +33,8 @@ import pandas as pd
 from torch.utils.data import ConcatDataset, Dataset
 
 from geossl.core.errors import ConfigError, DataError
-from geossl.datasets.base import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.chips import LabelledChips
+from geossl.datasets.protocol import footprints_of, labelled_mask, sample_ids, targets_of
 from geossl.datasets.registry import evaluation_args, evaluation_dataset, native_split
 
 #: fractions and seed of the split made when none is given

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from geossl.core.errors import ConfigError, DataError
 from geossl.core.io import check_output, mark_output
-from geossl.datasets.base import class_names, declared_bands, single_sensor
+from geossl.datasets.protocol import class_names, declared_bands, single_sensor
 from geossl.datasets.registry import dataset_class
 from geossl.eval.budgets import Budget, draw_budget
 from geossl.eval.cluster import cluster_eval
@@ -328,7 +328,7 @@ def _features(config: EvaluateConfig, resolved: EvalData, enc: _Encoder, product
     sides = ((resolved.train, "train", config.train_split),
              (resolved.test, "test", config.test_split))
     if product is not None:
-        from geossl.datasets.base import footprints_of
+        from geossl.datasets.protocol import footprints_of
         from geossl.eval.product import product_feature_set
 
         fps = footprints_of(dataset)

@@ -37,7 +37,6 @@ from torch.utils.data import ConcatDataset
 
 from geossl.core.errors import ConfigError
 from geossl.datasets.bands import SelectBands
-from geossl.datasets.base import class_names
 from geossl.datasets.labels import (
     TASK_PRESETS,
     BinaryTask,
@@ -47,6 +46,7 @@ from geossl.datasets.labels import (
     task_indices,
     task_labels,
 )
+from geossl.datasets.protocol import class_names
 from geossl.eval.predictions import Relabelled
 
 __all__ = ["PRESETS", "BinaryTask", "parse_task", "parse_tasks", "task_sides", "task_targets"]

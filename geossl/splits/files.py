@@ -187,7 +187,7 @@ def read_footprints(index: PathLike | None = None, data: str | None = None,
                             path) from err
     if data is None or root is None:
         raise ConfigError("give --index FILE, or --data NAME and --root DIR")
-    from geossl.datasets.base import footprints_of
+    from geossl.datasets.protocol import footprints_of
     from geossl.datasets.registry import get_dataset
 
     dataset = get_dataset(data, root, **(data_args or {}))
@@ -205,7 +205,7 @@ def _plain_table(dataset: Any) -> pd.DataFrame:
 
     Its images do not overlap, so a random split stratified by class cannot leak.
     """
-    from geossl.datasets.base import sample_ids, targets_of
+    from geossl.datasets.protocol import sample_ids, targets_of
 
     found = sample_ids(dataset)
     if found is None:
