@@ -52,7 +52,7 @@ from torch import Tensor, nn
 
 from geossl.core.errors import ConfigError
 from geossl.core.io import atomic_write_bytes, atomic_write_text, check_output, jsonable
-from geossl.inference.config import EXPORT_FORMATS, EXPORT_TASKS, check_export_choices
+from geossl.inference.config import check_export_choices
 from geossl.pretrained.checkpoint import (
     EncoderSource,
     bands_for,
@@ -62,8 +62,6 @@ from geossl.pretrained.checkpoint import (
 )
 from geossl.pretrained.normalize import normalizer_for_sensor
 
-FORMATS = EXPORT_FORMATS
-TASKS = EXPORT_TASKS
 #: the key prefix that TorchGeo's ``extract_backbone`` turns into smp's ``model.`` (its
 #: ``backbone`` branch keeps keys holding ``model.backbone.model`` and removes this string)
 SEG_PREFIX = "model.backbone.model."
@@ -366,8 +364,18 @@ def segmentation_layout(
             "SemanticSegmentationTask could load these weights into (ResNets by name, ViTs "
             "through DPT); export it for the classification task") from err
     _check_same(name, name, state, encoder.state_dict(), allowed_extra=set())
-    return ({"model": name, "in_channels": in_chans}, {f"model.{k}": v for k, v in state.items()},
+    return (*classification_layout(name, state, in_chans),
             {"smp_model": None, "smp_backbone": name, "input_size": None})
+
+
+def classification_layout(name: str, state: dict[str, Tensor], in_chans: int
+                          ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """The checkpoint entries ``(hyper_parameters, state_dict)`` for ``ClassificationTask``.
+
+    The layout ``extract_backbone``'s ``model`` branch reads; a ResNet's also loads into
+    ``SemanticSegmentationTask``.
+    """
+    return {"model": name, "in_channels": in_chans}, {f"model.{k}": v for k, v in state.items()}
 
 
 def _check_same(name: str, smp_name: str, state: dict[str, Tensor], want: dict[str, Tensor],
@@ -522,8 +530,7 @@ def export(
         if task == "segmentation":
             hparams, layout, seg_side = segmentation_layout(backbone, name, state, in_chans)
         else:
-            hparams = {"model": name, "in_channels": in_chans}
-            layout = {f"model.{k}": v for k, v in state.items()}
+            hparams, layout = classification_layout(name, state, in_chans)
         hparams["geossl"] = jsonable(source.meta)
         blob: dict[str, Any] = {"hyper_parameters": hparams, "state_dict": layout}
         if adapter_blob is not None:
