@@ -3,9 +3,9 @@
 Each benchmark measures geossl next to the named baseline it must beat, in one run on the same
 input, and prints a table with the ratios.
 
-The command-line plumbing the benchmark tools share (``geossl bench data``, ``geossl bench
-scale``): :func:`tool_parser` (one flag per field of the tool's configuration dataclass) and
-:func:`run_tool` (parse, run, print the report, write ``--json``).
+The command-line plumbing the benchmark tools share (``geossl bench data``, ``scale``,
+``samplers``, ``splits``): :func:`tool_parser` (one flag per field of the tool's configuration
+dataclass) and :func:`run_tool` (parse, run, print the report, write ``--json``).
 """
 
 from __future__ import annotations
@@ -42,13 +42,13 @@ def tool_parser(config: type[Any], doc: str | None, prog: str | None) -> argpars
     return parser
 
 
-def run_tool(parser: argparse.ArgumentParser, config: type[_C],
-             bench: Callable[[_C], dict[str, Any]], report: Callable[[dict[str, Any]], str],
-             argv: Sequence[str] | None = None) -> int:
+def run_tool(parser: argparse.ArgumentParser, config: type[_C], bench: Callable[[_C], Any],
+             report: Callable[[Any], str] | None, argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` with ``parser`` into ``config``, run ``bench``, print its ``report``.
 
-    The figures also go to the ``--json`` file when one is given (checked writable before the
-    benchmark runs, written atomically).
+    ``report`` ``None``: the benchmark prints its table as it goes. The figures also go to the
+    ``--json`` file when one is given (checked writable before the benchmark runs, written
+    atomically).
 
     Returns:
         the exit code, 0.
@@ -63,9 +63,10 @@ def run_tool(parser: argparse.ArgumentParser, config: type[_C],
 
         check_writable(cfg.json, folder=False, flag="--json")  # before minutes of benchmark
     result = bench(cfg)
-    print(report(result))
+    if report is not None:
+        print(report(result))
     if cfg.json:
         from geossl.core.io import atomic_write_text
 
-        atomic_write_text(cfg.json, json.dumps(result, indent=1))
+        atomic_write_text(cfg.json, json.dumps(result, indent=1) + "\n")
     return 0

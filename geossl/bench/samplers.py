@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import statistics
 import sys
@@ -27,8 +26,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from geossl.bench import run_tool, tool_parser
 from geossl.core.errors import ConfigError, DataError
-from geossl.core.options import add_argparse_flags, config_from, option, parse_names
+from geossl.core.options import option, parse_names
 
 
 def _default_root() -> Path | None:
@@ -163,25 +163,15 @@ def bench_samplers(config: SamplersBenchConfig, log: Callable[[str], None] = pri
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The flags of this benchmark: one per field of :class:`SamplersBenchConfig`."""
-    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    add_argparse_flags(parser, SamplersBenchConfig)
-    return parser
+    return tool_parser(SamplersBenchConfig, __doc__, prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """Parse ``argv``, run, print the table; returns 0."""
-    args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    config = config_from(SamplersBenchConfig, args)
-    if config.json:
-        from geossl.core.io import check_writable
+    """Parse ``argv`` (default ``sys.argv[1:]``), run, print the table; returns 0.
 
-        check_writable(config.json, folder=False, flag="--json")  # before the benchmark
-    records = bench_samplers(config)
-    if config.json:
-        from geossl.core.io import atomic_write_text
-
-        atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
-    return 0
+    ``prog`` is the command's name in ``--help``.
+    """
+    return run_tool(build_parser(prog), SamplersBenchConfig, bench_samplers, None, argv)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from geossl.core.options import add_argparse_flags, config_from, option, parse_names
+from geossl.bench import run_tool, tool_parser
+from geossl.core.options import option, parse_names
 from geossl.splits.config import DEFAULT_BLOCK_SIZE
 
 #: SEN12MS totals (also in geossl/testing/footprints.py, imported only when running)
@@ -109,9 +109,7 @@ def bench_splits(config: SplitsBenchConfig, log: Callable[[str], None] = print
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """The flags of this benchmark: one per field of :class:`SplitsBenchConfig`."""
-    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").splitlines()[0])
-    add_argparse_flags(parser, SplitsBenchConfig)
-    return parser
+    return tool_parser(SplitsBenchConfig, __doc__, prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -119,18 +117,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
     ``prog`` is the command's name in ``--help``.
     """
-    args = build_parser(prog).parse_args(None if argv is None else list(argv))
-    config = config_from(SplitsBenchConfig, args)
-    if config.json:
-        from geossl.core.io import check_writable
-
-        check_writable(config.json, folder=False, flag="--json")  # before the benchmark runs
-    records = bench_splits(config)
-    if config.json:
-        from geossl.core.io import atomic_write_text
-
-        atomic_write_text(config.json, json.dumps(records, indent=1) + "\n")
-    return 0
+    return run_tool(build_parser(prog), SplitsBenchConfig, bench_splits, None, argv)
 
 
 if __name__ == "__main__":
