@@ -214,3 +214,16 @@ def test_partial_fusion_zero_fill_of_numpy_images() -> None:
     out = select_keys(sample, "partial-fusion", ["s1", "s2"], channels={"s1": 2, "s2": 3})
     assert out["image_s1"].shape == (2, 4, 4) and not out["image_s1"].any()
     assert out["image_s1"].dtype == torch.float32
+
+
+def test_ssl_samples_name_the_sample_and_the_second_date_when_a_key_lacks() -> None:
+    """A key of the mode that a sample lacks: the message names the sample (its position in the
+    dataset) and, for ``temporal``, the missing second date (a ConfigError: the dataset has no
+    dates to pair, not a damaged sample)."""
+    from geossl.core.errors import ConfigError
+
+    with pytest.raises(DataError, match=r"^sample 2 has no 'image_s1' \(has image_s2\)"):
+        SSLSamples(Inner(drop_s1=True), "fusion", ["s1", "s2"])[2]
+    with pytest.raises(ConfigError, match=r"temporal pairing needs a second date "
+                                          r"\('image_s2_t2'\) but Inner gives image_s2"):
+        SSLSamples(Inner(drop_s1=True), "temporal", ["s2"])[0]

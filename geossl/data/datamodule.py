@@ -144,6 +144,33 @@ class SSLSamples(DatasetWrapper, Dataset[dict[str, Any]]):
         if self.single_sensor is not None and "image" in sample:
             sample[image_key(self.single_sensor)] = sample.pop("image")
         fill = self.pairing == "partial-fusion"
+        try:
+            selected = select_keys(sample, self.pairing, self.sensors, self.channels,
+                                   self.source_sensors)
+        except DataError:
+            self._missing_key(sample, j)  # name the sample and the dataset when a key lacks
+            raise
+        out: dict[str, Any] = {key: torch.as_tensor(selected[key]) for key in self.keys}
+        if fill or SENSOR_MASK in sample:
+            out[SENSOR_MASK] = torch.as_tensor(selected[SENSOR_MASK])
+        if self.keep_label and "label" in sample:
+            out["label"] = torch.as_tensor(sample["label"])
+        if self.patch_size is not None:
+            self._crop(out)
+        out["index"] = i
+        return out
+
+    def _missing_key(self, sample: Mapping[str, Any], j: int) -> None:
+        """Raise the error of a key of the mode that sample ``j`` lacks (none: return).
+
+        Called when :func:`~geossl.data.pairs.select_keys` refused the sample, so that the
+        message names the sample, the dataset's folder and, for ``temporal``, the second date.
+
+        Raises:
+            ConfigError: the dataset gives no second date for ``temporal`` pairing.
+            DataError: the sample lacks an image of the mode (not zero-filled).
+        """
+        fill = self.pairing == "partial-fusion"
         for key in self.keys:
             if key in sample or (fill and key_sensor(key) in self.channels):
                 continue
@@ -155,17 +182,6 @@ class SSLSamples(DatasetWrapper, Dataset[dict[str, Any]]):
                 )
             raise DataError(f"sample {j} has no {key!r} (has {have or 'no images'})",
                             getattr(self.base, "root", None))
-        selected = select_keys(sample, self.pairing, self.sensors, self.channels,
-                               self.source_sensors)
-        out: dict[str, Any] = {key: torch.as_tensor(selected[key]) for key in self.keys}
-        if fill or SENSOR_MASK in sample:
-            out[SENSOR_MASK] = torch.as_tensor(selected[SENSOR_MASK])
-        if self.keep_label and "label" in sample:
-            out["label"] = torch.as_tensor(sample["label"])
-        if self.patch_size is not None:
-            self._crop(out)
-        out["index"] = i
-        return out
 
     def _crop(self, out: dict[str, Any]) -> None:
         size = int(self.patch_size)  # type: ignore[arg-type]
