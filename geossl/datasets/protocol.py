@@ -19,8 +19,7 @@ module of the package needs another one above it.
 * the readers :func:`sample_ids`, :func:`declared_sensors`, :func:`single_sensor`,
   :func:`declared_bands`, :func:`bands_of_sensors`, :func:`class_names`, :func:`targets_of`,
   :func:`footprints_of`, :func:`labelled_mask`, :func:`is_normalized`: the one place that
-  reads these declarations of an instance; the rest of geossl calls them (also through
-  :mod:`geossl.datasets.base`, which re-exports them).
+  reads these declarations of an instance; the rest of geossl imports them from here.
 * :func:`plain_declaration`: the one documented fallback, for a plain dataset object handed
   to the library (a user's torch dataset, a TorchGeo dataset, a ``ConcatDataset``), which may
   or may not carry an attribute of that name. It is the only ``getattr`` of this module.
@@ -38,9 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECLARATIONS", "OPAQUE", "DatasetWrapper", "DeclaredDataset", "bands_of_sensors",
-    "class_names",
-    "declared_bands", "declared_sensors", "footprints_of", "is_normalized", "labelled_mask",
-    "plain_declaration", "sample_ids", "single_sensor", "targets_of",
+    "class_names", "declared_bands", "declared_sensors", "footprints_of", "is_normalized",
+    "labelled_mask", "plain_declaration", "sample_ids", "single_sensor", "targets_of",
 ]
 
 #: the declarations the readers read (what a :class:`DatasetWrapper` may state)
